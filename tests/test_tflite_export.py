@@ -1,0 +1,177 @@
+"""Phase-1 behaviour of tflite_export: export, predict/evaluate, benchmark."""
+
+import json
+import os
+import stat
+
+import numpy as np
+import pytest
+
+from tflite_export._testing import digits, keras_accuracy, tiny_cnn
+
+import tflite_export as tfl
+from tflite_export import ExportError
+
+
+@pytest.fixture(scope="module")
+def model():
+    return tiny_cnn()
+
+
+@pytest.fixture(scope="module")
+def int8_file(model, tmp_path_factory):
+    xtr, _, _, _ = digits()
+    path = tmp_path_factory.mktemp("int8") / "m_int8.tflite"
+    rep = tfl.export(model, path, mode="int8", representative_data=xtr, num_samples=200)
+    return path, rep
+
+
+def test_int8_has_int8_io_and_runs(model, int8_file):
+    path, rep = int8_file
+    assert os.path.exists(path)
+    assert rep.mode == "int8" and rep.status == "ok"
+    assert rep.input_dtype == "int8" and rep.output_dtype == "int8"
+    assert rep.input_quantization is not None and rep.output_quantization is not None
+    assert rep.bytes == os.path.getsize(path)
+    assert 0 < rep.zipped_bytes
+    json.dumps(rep.to_dict())
+    from ai_edge_litert.interpreter import Interpreter
+
+    it = Interpreter(model_path=str(path))
+    it.allocate_tensors()
+    assert it.get_input_details()[0]["dtype"] == np.int8
+    assert it.get_output_details()[0]["dtype"] == np.int8
+
+
+def test_int8_accuracy_and_agreement(model, int8_file):
+    path, _ = int8_file
+    _, _, xte, yte = digits()
+    k_acc = keras_accuracy(model, xte, yte)
+    assert k_acc > 0.85, "fixture model should learn digits"
+    t_acc = tfl.evaluate(path, xte, yte)
+    assert abs(t_acc - k_acc) <= 0.02
+    assert tfl.agreement(model, path, xte) >= 0.97
+    # one-hot labels give the same accuracy
+    assert tfl.evaluate(path, xte, np.eye(10)[yte]) == pytest.approx(t_acc)
+
+
+def test_predict_batch_and_single_sample_agree(int8_file):
+    path, _ = int8_file
+    _, _, xte, _ = digits()
+    a = tfl.predict(path, xte[:37], batch_size=16)
+    b = tfl.predict(path, xte[:37], batch_size=1)
+    assert a.shape == (37, 10) and a.dtype == np.float32
+    np.testing.assert_allclose(a, b, atol=1e-6)
+    assert tfl.predict(path, xte[0]).shape == (1, 10)
+
+
+def test_float32_parity(model, tmp_path):
+    _, _, xte, _ = digits()
+    rep = tfl.export(model, tmp_path / "f32.tflite", mode="float32")
+    assert rep.input_dtype == "float32" and rep.output_dtype == "float32"
+    assert rep.input_quantization is None
+    ref = model.predict(xte, verbose=0)
+    out = tfl.predict(rep.path, xte)
+    np.testing.assert_allclose(out, ref, atol=1e-4, rtol=1e-4)
+    assert tfl.agreement(model, rep.path, xte) == 1.0
+
+
+def test_representative_data_forms(model, tmp_path):
+    import tensorflow as tf
+
+    xtr, ytr, _, _ = digits()
+    for i, data in enumerate(
+        [
+            (xtr, ytr),
+            tf.data.Dataset.from_tensor_slices((xtr, ytr)).batch(32),
+            tf.data.Dataset.from_tensor_slices(xtr),
+        ]
+    ):
+        rep = tfl.export(model, tmp_path / f"r{i}.tflite", representative_data=data, num_samples=64)
+        assert rep.input_dtype == "int8" and rep.num_samples == 64
+
+
+def test_int8_without_data_leaves_no_file(model, tmp_path):
+    target = tmp_path / "none.tflite"
+    with pytest.raises(ExportError, match="representative_data"):
+        tfl.export(model, target, mode="int8")
+    assert not target.exists()
+    assert os.listdir(tmp_path) == []
+
+
+def test_unconvertible_model_leaves_no_file(tmp_path):
+    import tensorflow as tf
+    import tf_keras as keras
+
+    inp = keras.layers.Input((4,))
+    out = keras.layers.Lambda(lambda t: tf.numpy_function(lambda a: a * 2, [t], tf.float32))(inp)
+    bad = keras.Model(inp, out)
+    target = tmp_path / "bad.tflite"
+    with pytest.raises(ExportError) as ei:
+        tfl.export(bad, target, mode="float32")
+    assert "\n" not in str(ei.value)
+    assert not target.exists() and os.listdir(tmp_path) == []
+    with pytest.raises(ExportError):
+        tfl.export(object(), target, mode="float32")
+    assert not target.exists()
+
+
+def test_failed_export_keeps_existing_file(model, tmp_path):
+    target = tmp_path / "keep.tflite"
+    target.write_bytes(b"old")
+    with pytest.raises(ExportError):
+        tfl.export(model, target, mode="int8")
+    assert target.read_bytes() == b"old"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere")
+def test_unwritable_dir(model, tmp_path):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(stat.S_IRUSR | stat.S_IXUSR)
+    try:
+        with pytest.raises(ExportError, match="cannot write"):
+            tfl.export(model, ro / "m.tflite", mode="float32")
+        assert os.listdir(ro) == []
+    finally:
+        ro.chmod(stat.S_IRWXU)
+
+
+def test_unwritable_target_is_a_folder(model, tmp_path):
+    with pytest.raises(ExportError, match="folder"):
+        tfl.export(model, tmp_path, mode="float32")
+
+
+def test_bad_mode(model, tmp_path):
+    with pytest.raises(ExportError, match="unknown mode"):
+        tfl.export(model, tmp_path / "x.tflite", mode="int4")
+
+
+def test_benchmark_sane(int8_file):
+    path, _ = int8_file
+    t = tfl.benchmark(path, threads=1, warmup_seconds=0.05, min_seconds=0.05)
+    assert t.status == "ok" and t.accelerator == "cpu"
+    assert t.backend in ("xnnpack", "builtin")
+    assert t.runs >= 50 and t.warmup_runs >= 1
+    assert 0 < t.min_ms <= t.median_ms <= t.p99_ms <= t.max_ms
+    assert t.init_ms > 0 and t.peak_memory_mb > 0 and t.std_ms >= 0
+    d = t.to_dict()
+    json.dumps(d)
+    assert d["threads"] == 1
+    b = tfl.benchmark(path, use_xnnpack=False, warmup_seconds=0.0, min_seconds=0.0)
+    assert b.backend == "builtin" and b.runs >= 50
+
+
+def test_benchmark_defaults_follow_benchmark_model_rigour(int8_file):
+    path, _ = int8_file
+    t = tfl.benchmark(path)
+    # defaults: warm-up >= 0.5 s and timed >= 1 s
+    assert t.runs >= 50
+    assert t.mean_ms * t.runs >= 1000 * 0.9 or t.runs > 1000
+
+
+def test_parent_is_a_file(model, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(ExportError, match="cannot create output folder"):
+        tfl.export(model, blocker / "m.tflite", mode="float32")

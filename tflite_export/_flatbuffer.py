@@ -1,0 +1,168 @@
+"""Reading and patching TFLite flatbuffers (no interpreter involved)."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Optional, Tuple
+
+import numpy as np
+
+from .errors import ExportError
+
+METADATA_NAME = "tfcompress"
+
+_TYPE_NAMES = None
+
+
+def _schema():
+    from ai_edge_litert import schema_py_generated as schema_fb
+
+    return schema_fb
+
+
+def type_name(code: int) -> str:
+    """Returns the lower-case dtype name ("int8", "float32") of a TensorType code."""
+    global _TYPE_NAMES
+    if _TYPE_NAMES is None:
+        t = _schema().TensorType
+        _TYPE_NAMES = {v: k.lower() for k, v in vars(t).items() if not k.startswith("_") and isinstance(v, int)}
+    return _TYPE_NAMES.get(int(code), f"type{code}")
+
+
+def read_bytes(path: str) -> bytes:
+    """Reads a file, raising ExportError with a one-line message on failure."""
+    path = os.fspath(path)
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        raise ExportError(f"{path} does not exist; pass the path of a .tflite file") from None
+    except IsADirectoryError:
+        raise ExportError(f"{path} is a folder; pass the path of a .tflite file") from None
+    except OSError as e:
+        raise ExportError(f"cannot read {path} ({e.strerror or e}); check the path and permissions") from None
+
+
+def has_identifier(data: bytes) -> bool:
+    """True if ``data`` carries the TFLite flatbuffer identifier "TFL3"."""
+    return len(data) >= 8 and data[4:8] == b"TFL3"
+
+
+def parse_model(data: bytes, path: str = "<bytes>"):
+    """Parses TFLite bytes into a ``ModelT`` object.
+
+    Only call this on bytes that were produced by the converter or passed
+    :func:`tflite_export.safety.check_file` (parsing is done in Python, so a bad
+    file raises rather than crashing, but it may be slow or produce garbage).
+    """
+    if not has_identifier(data):
+        raise ExportError(f"{path} is not a TFLite file (no 'TFL3' identifier); pass a file written by the TFLite converter")
+    try:
+        from ai_edge_litert.tools import flatbuffer_utils
+
+        return flatbuffer_utils.read_model_from_bytearray(bytearray(data))
+    except ExportError:
+        raise
+    except Exception as e:  # noqa: BLE001 - any parse failure means a damaged file
+        raise ExportError(f"{path} is a damaged TFLite file ({type(e).__name__}: {str(e)[:80]}); re-export it") from None
+
+
+def serialize_model(model) -> bytes:
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+
+
+def _decode(s) -> str:
+    if s is None:
+        return ""
+    return s.decode("utf-8", "replace") if isinstance(s, (bytes, bytearray)) else str(s)
+
+
+def add_metadata(data: bytes, metadata: dict, name: str = METADATA_NAME) -> bytes:
+    """Returns ``data`` with ``metadata`` (JSON) stored in the flatbuffer ``metadata`` list.
+
+    An existing entry with the same name is replaced.
+    """
+    schema_fb = _schema()
+    try:
+        payload = json.dumps(metadata, sort_keys=True, default=_json_default).encode("utf-8")
+    except (TypeError, ValueError) as e:
+        raise ExportError(f"metadata is not JSON-serialisable ({e}); pass a dict of strings, numbers, lists and dicts") from None
+    model = parse_model(data)
+    buf = schema_fb.BufferT()
+    buf.data = np.frombuffer(payload, dtype=np.uint8).copy()
+    if model.buffers is None:
+        model.buffers = []
+    model.buffers.append(buf)
+    entries = [m for m in (model.metadata or []) if _decode(m.name) != name]
+    md = schema_fb.MetadataT()
+    md.name = name
+    md.buffer = len(model.buffers) - 1
+    entries.append(md)
+    model.metadata = entries
+    return serialize_model(model)
+
+
+def _json_default(o):
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, (tuple, set)):
+        return list(o)
+    raise TypeError(f"{type(o).__name__} is not JSON-serialisable")
+
+
+def read_metadata(model, name: Optional[str] = METADATA_NAME) -> dict:
+    """Returns ``{name: value}`` for metadata entries (JSON-decoded where possible)."""
+    out = {}
+    for m in model.metadata or []:
+        key = _decode(m.name)
+        if name is not None and key != name:
+            continue
+        raw = b""
+        if m.buffer is not None and 0 <= m.buffer < len(model.buffers or []):
+            d = model.buffers[m.buffer].data
+            raw = bytes(np.asarray(d, dtype=np.uint8).tobytes()) if d is not None else b""
+        try:
+            out[key] = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            out[key] = {"_bytes": len(raw)}
+    return out
+
+
+def tensor_quant(tensor) -> Optional[Tuple[float, int]]:
+    """(scale, zero_point) for a per-tensor quantized tensor, else None (or first of per-channel)."""
+    q = tensor.quantization
+    if q is None or q.scale is None or len(q.scale) == 0:
+        return None
+    zp = 0 if q.zeroPoint is None or len(q.zeroPoint) == 0 else int(q.zeroPoint[0])
+    return (float(q.scale[0]), zp)
+
+
+def io_info(model) -> dict:
+    """dtype and quantization of the first input and output of subgraph 0."""
+    sg = model.subgraphs[0]
+    tin = sg.tensors[sg.inputs[0]]
+    tout = sg.tensors[sg.outputs[0]]
+    return {
+        "input_dtype": type_name(tin.type),
+        "output_dtype": type_name(tout.type),
+        "input_quantization": tensor_quant(tin),
+        "output_quantization": tensor_quant(tout),
+    }
+
+
+def sparse_tensor_count(model) -> int:
+    n = 0
+    for sg in model.subgraphs or []:
+        for t in sg.tensors or []:
+            if t.sparsity is not None:
+                n += 1
+    return n
+
+
+def summarize_value(x: Any) -> Any:
+    return json.loads(json.dumps(x, default=_json_default))

@@ -1,0 +1,83 @@
+"""Opening .tflite files in the LiteRT interpreter, safely."""
+
+from __future__ import annotations
+
+import os
+from typing import Optional
+
+import numpy as np
+
+from . import _flatbuffer as fb
+from .errors import ExportError
+
+
+def open_interpreter(
+    path,
+    num_threads: Optional[int] = None,
+    use_xnnpack: bool = True,
+    preserve_all_tensors: bool = False,
+    delegates=None,
+    check: bool = True,
+):
+    """Returns an allocated ``ai_edge_litert.interpreter.Interpreter`` for ``path``.
+
+    The file is checked first (see :func:`tflite_export.safety.check_file`), so a
+    damaged or non-TFLite file raises ExportError instead of crashing the process.
+    """
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    path = os.fspath(path)
+    if check:
+        from .safety import check_file
+
+        check_file(path)
+    resolver = OpResolverType.AUTO if use_xnnpack else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    try:
+        it = Interpreter(
+            model_path=path,
+            num_threads=num_threads,
+            experimental_op_resolver_type=resolver,
+            experimental_preserve_all_tensors=preserve_all_tensors,
+            experimental_delegates=delegates,
+        )
+        it.allocate_tensors()
+    except ValueError as e:
+        raise ExportError(f"LiteRT cannot load {path} ({str(e).splitlines()[0][:160]}); re-export it with tflite_export.export") from None
+    except RuntimeError as e:
+        raise ExportError(f"LiteRT cannot prepare {path} ({str(e).splitlines()[0][:160]}); the file may need ops this runtime lacks") from None
+    return it
+
+
+def quantize_input(x: np.ndarray, detail: dict) -> np.ndarray:
+    """Converts ``x`` to the dtype the input tensor wants (quantizing floats)."""
+    dtype = np.dtype(detail["dtype"])
+    x = np.asarray(x)
+    if x.dtype == dtype:
+        return x
+    scale, zp = detail.get("quantization", (0.0, 0))
+    if np.issubdtype(dtype, np.integer) and scale:
+        info = np.iinfo(dtype)
+        q = np.round(x.astype(np.float32) / np.float32(scale)) + zp
+        return np.clip(q, info.min, info.max).astype(dtype)
+    return x.astype(dtype)
+
+
+def dequantize_output(y: np.ndarray, detail: dict) -> np.ndarray:
+    """Converts an output tensor to float32 (dequantizing if quantized)."""
+    scale, zp = detail.get("quantization", (0.0, 0))
+    if np.issubdtype(y.dtype, np.integer) and scale:
+        return ((y.astype(np.float32) - np.float32(zp)) * np.float32(scale)).astype(np.float32)
+    return y.astype(np.float32)
+
+
+def random_input(detail: dict, rng: np.random.Generator) -> np.ndarray:
+    dtype = np.dtype(detail["dtype"])
+    shape = tuple(int(s) for s in detail["shape"])
+    if np.issubdtype(dtype, np.floating):
+        return rng.uniform(-1.0, 1.0, shape).astype(dtype)
+    if np.issubdtype(dtype, np.integer):
+        info = np.iinfo(dtype)
+        return rng.integers(max(info.min, -128), min(info.max, 127) + 1, shape).astype(dtype)
+    if dtype == np.bool_:
+        return rng.integers(0, 2, shape).astype(bool)
+    return np.zeros(shape, dtype)

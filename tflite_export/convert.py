@@ -1,0 +1,394 @@
+"""Keras / SavedModel / model-file to TFLite conversion in every flavour."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import os
+import re
+import time
+import warnings
+import zipfile
+from typing import Any, Dict, Iterator, List, Optional, Tuple
+
+import numpy as np
+
+from . import _flatbuffer as fb
+from ._atomic import atomic_write_bytes
+from .errors import ExportError
+
+__all__ = ["export", "convert_bytes", "ExportReport", "MODES", "IO_TYPES", "zipped_size"]
+
+__version__ = "0.2.0"
+
+#: Conversion flavours understood by :func:`export`.
+MODES = ("float32", "float16", "dynamic", "int8", "int16x8")
+#: Input/output types for ``mode="int8"``.
+IO_TYPES = ("int8", "uint8", "float")
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportReport:
+    """What :func:`export` wrote.
+
+    Attributes:
+      path: Absolute path of the .tflite file.
+      mode: Conversion flavour ("float32", "float16", "dynamic", "int8", "int16x8").
+      bytes: File size in bytes.
+      zipped_bytes: Size of the file compressed with zip deflate level 9 (in memory);
+        shows the gain of pruning/clustering, which shrink the *compressed* size.
+      input_dtype: dtype name of the first model input in the file, e.g. "int8".
+      output_dtype: dtype name of the first model output in the file.
+      input_quantization: ``(scale, zero_point)`` of the input, or None if float.
+      output_quantization: ``(scale, zero_point)`` of the output, or None if float.
+      status: "ok".
+      io: Requested input/output type for int8 ("int8", "uint8", "float"), else "float".
+      sparse_tensors: Number of tensors actually stored sparse in the file.
+      num_samples: Representative samples used for calibration (0 if none).
+      convert_seconds: Wall time of the conversion.
+      metadata: The JSON metadata stored in the file under "tfcompress".
+    """
+
+    path: str
+    mode: str
+    bytes: int
+    zipped_bytes: int
+    input_dtype: str
+    output_dtype: str
+    input_quantization: Optional[Tuple[float, int]]
+    output_quantization: Optional[Tuple[float, int]]
+    status: str = "ok"
+    io: str = "float"
+    sparse_tensors: int = 0
+    num_samples: int = 0
+    convert_seconds: float = 0.0
+    metadata: Dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def to_dict(self) -> Dict[str, Any]:
+        """Returns a JSON-serialisable dict of all fields."""
+        d = dataclasses.asdict(self)
+        for k in ("input_quantization", "output_quantization"):
+            if d[k] is not None:
+                d[k] = [float(d[k][0]), int(d[k][1])]
+        return d
+
+
+def zipped_size(data: bytes) -> int:
+    """Size of ``data`` zipped with deflate level 9, computed in memory."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as z:
+        z.writestr("model.tflite", data)
+    return len(buf.getvalue())
+
+
+# ----------------------------------------------------------------------------- sources
+
+
+def _is_keras3(obj) -> bool:
+    mod = type(obj).__module__ or ""
+    return mod.startswith("keras.") and not mod.startswith("keras.src.legacy") and "tf_keras" not in mod
+
+
+def _custom_scope():
+    """tfmot quantize scope (for QAT .h5 files) if tfmot is importable, else a null context."""
+    import contextlib
+
+    try:
+        import tensorflow_model_optimization as tfmot
+
+        return tfmot.quantization.keras.quantize_scope()
+    except Exception:  # noqa: BLE001
+        return contextlib.nullcontext()
+
+
+def _strip_pruning(model):
+    """Removes tfmot PruneLowMagnitude wrappers (they do not convert cleanly)."""
+    if not any(type(l).__name__ == "PruneLowMagnitude" for l in getattr(model, "layers", [])):
+        return model
+    try:
+        import tensorflow_model_optimization as tfmot
+
+        return tfmot.sparsity.keras.strip_pruning(model)
+    except Exception as e:  # noqa: BLE001
+        raise ExportError(
+            f"model has pruning wrappers that could not be stripped ({e}); call tfmot.sparsity.keras.strip_pruning(model) first"
+        ) from None
+
+
+def _load_source(model):
+    """Returns (kind, obj, input_shape) where kind is "keras" or "saved_model"."""
+    import tf_keras as keras
+
+    if isinstance(model, (str, os.PathLike)):
+        path = os.fspath(model)
+        if os.path.isdir(path):
+            if not os.path.exists(os.path.join(path, "saved_model.pb")):
+                raise ExportError(f"{path} is a folder without saved_model.pb; pass a SavedModel folder, a .keras/.h5 file or a tf_keras model")
+            return "saved_model", path, _saved_model_input_shape(path)
+        if not os.path.exists(path):
+            raise ExportError(f"{path} does not exist; pass a tf_keras model, a SavedModel folder or a .keras/.h5 file")
+        if not path.lower().endswith((".keras", ".h5", ".hdf5")):
+            raise ExportError(f"{path} is not a model file; pass a .keras/.h5 file, a SavedModel folder or a tf_keras model")
+        try:
+            with _custom_scope():
+                loaded = keras.models.load_model(path, compile=False)
+        except Exception as e:  # noqa: BLE001
+            raise ExportError(f"cannot load {path} with tf_keras ({type(e).__name__}: {_one_line(e)}); save it with tf_keras") from None
+        model = loaded
+    if isinstance(model, keras.Model):
+        model = _strip_pruning(model)
+        shape = None
+        try:
+            shape = tuple(model.inputs[0].shape)
+        except Exception:  # noqa: BLE001 - subclassed models without inputs
+            pass
+        return "keras", model, shape
+    if _is_keras3(model):
+        raise ExportError("model is a Keras 3 model; build it with tf_keras (import tf_keras as keras)")
+    raise ExportError(f"cannot export a {type(model).__name__}; pass a tf_keras model, a SavedModel folder or a .keras/.h5 file")
+
+
+def _saved_model_input_shape(path):
+    try:
+        import tensorflow as tf
+
+        loaded = tf.saved_model.load(path)
+        sig = loaded.signatures.get("serving_default") or next(iter(loaded.signatures.values()))
+        specs = list(sig.structured_input_signature[1].values())
+        return tuple(specs[0].shape)
+    except Exception:  # noqa: BLE001
+        return None
+
+
+# ------------------------------------------------------------------- representative data
+
+
+def _samples(data, input_shape, num_samples: int) -> List[np.ndarray]:
+    """Collects up to ``num_samples`` single samples (each with a batch dim of 1)."""
+    import tensorflow as tf
+
+    rank = len(input_shape) if input_shape is not None else None
+    out: List[np.ndarray] = []
+
+    def add_batch(x):
+        x = np.asarray(x)
+        if rank is not None and x.ndim == rank - 1:
+            x = x[None]
+        for i in range(x.shape[0]):
+            if len(out) >= num_samples:
+                return
+            out.append(np.asarray(x[i : i + 1], dtype=np.float32))
+
+    if isinstance(data, tf.data.Dataset):
+        spec = data.element_spec
+        if isinstance(spec, (tuple, list)):
+            spec = spec[0]
+        batched = None
+        if rank is None:
+            batched = len(spec.shape) > 0 and spec.shape[0] is None
+        for el in data:
+            if isinstance(el, (tuple, list)):
+                el = el[0]
+            if isinstance(el, dict):
+                el = next(iter(el.values()))
+            x = el.numpy()
+            if batched is False:
+                x = x[None]
+            add_batch(x)
+            if len(out) >= num_samples:
+                break
+        return out
+    if isinstance(data, tuple) and len(data) in (2, 3):
+        data = data[0]
+    if isinstance(data, dict):
+        data = next(iter(data.values()))
+    try:
+        x = np.asarray(data)
+    except Exception:  # noqa: BLE001
+        x = None
+    if x is None or x.dtype == object or not np.issubdtype(x.dtype, np.number) or x.ndim == 0:
+        raise ExportError(
+            f"representative_data of type {type(data).__name__} is not usable; pass a numpy array of inputs, an (x, y) tuple or a tf.data.Dataset"
+        )
+    if rank is not None and x.ndim == rank - 1:
+        x = x[None]
+    add_batch(x)
+    return out
+
+
+# ----------------------------------------------------------------------------- convert
+
+
+def _one_line(e: BaseException) -> str:
+    text = str(e)
+    m = re.search(r"error: ([^\n]+)", text)
+    line = m.group(1) if m else next((l.strip() for l in text.splitlines() if l.strip()), type(e).__name__)
+    line = re.sub(r"\s+", " ", line)
+    return line[:200]
+
+
+def convert_bytes(
+    model,
+    mode: str = "int8",
+    representative_data=None,
+    num_samples: int = 200,
+    *,
+    io: str = "int8",
+    sparse: bool = False,
+) -> Tuple[bytes, int]:
+    """Converts ``model`` to TFLite bytes without writing anything.
+
+    Args and Raises: as :func:`export`.
+
+    Returns:
+      ``(tflite_bytes, representative_samples_used)``.
+    """
+    import tensorflow as tf
+
+    if mode not in MODES:
+        raise ExportError(f"unknown mode {mode!r}; use one of {', '.join(MODES)}")
+    if io not in IO_TYPES:
+        raise ExportError(f"unknown io {io!r}; use one of {', '.join(IO_TYPES)}")
+    if not isinstance(num_samples, int) or num_samples < 1:
+        raise ExportError(f"num_samples must be a positive integer, got {num_samples!r}")
+    needs_data = mode in ("int8", "int16x8")
+    if needs_data and representative_data is None:
+        raise ExportError(f"mode={mode!r} needs representative_data (a few hundred training inputs) for calibration; pass representative_data=x_train")
+
+    kind, src, input_shape = _load_source(model)
+    samples: List[np.ndarray] = []
+    if needs_data:
+        samples = _samples(representative_data, input_shape, num_samples)
+        if not samples:
+            raise ExportError("representative_data is empty; pass at least one input sample (a few hundred is better)")
+        if len(samples) < num_samples:
+            warnings.warn(
+                f"representative_data has {len(samples)} samples, fewer than num_samples={num_samples}; calibration may be less accurate",
+                UserWarning,
+                stacklevel=3,
+            )
+
+    try:
+        if kind == "keras":
+            conv = tf.lite.TFLiteConverter.from_keras_model(src)
+        else:
+            conv = tf.lite.TFLiteConverter.from_saved_model(src)
+    except Exception as e:  # noqa: BLE001
+        raise ExportError(f"cannot trace the model for conversion ({type(e).__name__}: {_one_line(e)}); make sure it runs on a float32 batch") from None
+
+    opts = []
+    if mode != "float32":
+        opts.append(tf.lite.Optimize.DEFAULT)
+    if sparse:
+        opts.append(tf.lite.Optimize.EXPERIMENTAL_SPARSITY)
+    conv.optimizations = opts
+    if mode == "float16":
+        conv.target_spec.supported_types = [tf.float16]
+    if needs_data:
+
+        def gen():
+            for s in samples:
+                yield [s]
+
+        conv.representative_dataset = gen
+    if mode == "int8":
+        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        if io != "float":
+            t = tf.int8 if io == "int8" else tf.uint8
+            conv.inference_input_type = t
+            conv.inference_output_type = t
+    elif mode == "int16x8":
+        conv.target_spec.supported_ops = [tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
+
+    try:
+        data = conv.convert()
+    except Exception as e:  # noqa: BLE001
+        hint = "check every layer has a TFLite builtin op" + (" with an int8 kernel" if mode == "int8" else "")
+        raise ExportError(f"TFLite conversion ({mode}) failed: {_one_line(e)}; {hint}") from None
+    if not data or not fb.has_identifier(data):
+        raise ExportError(f"TFLite conversion ({mode}) produced no valid model; check the model runs in TensorFlow")
+    return bytes(data), len(samples)
+
+
+def export(
+    model,
+    path,
+    mode: str = "int8",
+    representative_data=None,
+    num_samples: int = 200,
+    metadata: Optional[Dict[str, Any]] = None,
+    *,
+    io: str = "int8",
+    sparse: bool = False,
+) -> ExportReport:
+    """Converts a model to a .tflite file, atomically.
+
+    Args:
+      model: A tf_keras model (TF-MOT pruning wrappers are stripped; QAT-annotated
+        models convert to int8), a SavedModel folder, or a ``.keras``/``.h5`` file.
+      path: Output file. Written via a temp file + ``os.replace``: a failure leaves
+        nothing at ``path`` (an existing file there is left untouched).
+      mode: "float32"; "float16" (float16 weights); "dynamic" (int8 weights, float
+        activations); "int8" (full-integer, ``TFLITE_BUILTINS_INT8``); "int16x8"
+        (int16 activations, int8 weights).
+      representative_data: Calibration inputs, required for "int8" and "int16x8": a
+        numpy array ``x`` (axis 0 = samples), an ``(x, y)`` tuple or a
+        ``tf.data.Dataset`` yielding ``x`` or ``(x, y)``, batched or not.
+      num_samples: How many representative samples to use; a warning is issued when
+        the data has fewer.
+      metadata: JSON-serialisable dict stored in the file's flatbuffer ``metadata``
+        list under "tfcompress" (with the tflite_export version, mode and io added);
+        read it back with :func:`tflite_export.inspect`.
+      io: For ``mode="int8"``: input/output type "int8" (default), "uint8" or "float"
+        (float in/out with quantize/dequantize ops inside).
+      sparse: Also apply ``tf.lite.Optimize.EXPERIMENTAL_SPARSITY`` (for pruned models);
+        ``ExportReport.sparse_tensors`` says whether any tensor was stored sparse.
+
+    Returns:
+      An :class:`ExportReport`.
+
+    Raises:
+      ExportError: Unknown mode, missing representative data, conversion failure or
+        unwritable destination (one-line message).
+
+    Example:
+      >>> rep = export(model, "model_int8.tflite", mode="int8",
+      ...              representative_data=x_train[:200])       # doctest: +SKIP
+      >>> rep.input_dtype, rep.bytes                             # doctest: +SKIP
+      ('int8', 5200)
+    """
+    t0 = time.perf_counter()
+    if path is None or not isinstance(path, (str, os.PathLike)):
+        raise ExportError(f"path must be a file path, got {type(path).__name__}")
+    data, used = convert_bytes(model, mode, representative_data, num_samples, io=io, sparse=sparse)
+    md = {
+        "producer": "tflite_export",
+        "tflite_export_version": __version__,
+        "mode": mode,
+        "io": io if mode == "int8" else "float",
+        "sparse": bool(sparse),
+        "representative_samples": used,
+    }
+    if metadata is not None:
+        if not isinstance(metadata, dict):
+            raise ExportError(f"metadata must be a dict, got {type(metadata).__name__}")
+        md.update(metadata)
+    data = fb.add_metadata(data, md)
+    model_obj = fb.parse_model(data)
+    info = fb.io_info(model_obj)
+    if mode == "int8" and io != "float" and info["input_dtype"] != io:
+        raise ExportError(f"int8 conversion produced {info['input_dtype']} inputs instead of {io}; the model may contain ops without integer kernels")
+    written = atomic_write_bytes(os.fspath(path), data)
+    return ExportReport(
+        path=written,
+        mode=mode,
+        bytes=len(data),
+        zipped_bytes=zipped_size(data),
+        status="ok",
+        io=io if mode == "int8" else "float",
+        sparse_tensors=fb.sparse_tensor_count(model_obj),
+        num_samples=used,
+        convert_seconds=round(time.perf_counter() - t0, 3),
+        metadata=fb.summarize_value(md),
+        **info,
+    )
