@@ -1,0 +1,97 @@
+"""The :class:`ChannelReport` returned by channel pruning."""
+
+import json
+from dataclasses import dataclass, field
+
+__all__ = ["ChannelReport"]
+
+
+@dataclass
+class ChannelReport:
+    """What channel pruning did.
+
+    Attributes:
+        criterion: importance criterion used.
+        target: the requested target (ratio, per_layer, flops, params, schedule).
+        groups: one dict per group with producers: name, members,
+            channels_before, channels_after, ratio, prunable, reason.
+        layers: one dict per Conv/Dense layer: name, class, before, after.
+        flops_before, flops_after, params_before, params_after: model totals.
+        notes: anything the user should know (clamped ratios, fallbacks, ...).
+        steps: per-step summaries of an iterative schedule.
+
+    Example:
+        >>> small, report = prune_channels(model, 0.5)
+        >>> print(report.to_markdown())
+    """
+
+    criterion: str
+    target: dict
+    groups: list
+    layers: list
+    flops_before: int
+    flops_after: int
+    params_before: int
+    params_after: int
+    notes: list = field(default_factory=list)
+    steps: list = field(default_factory=list)
+
+    @property
+    def flops_ratio(self):
+        """FLOPs after / before."""
+        return self.flops_after / self.flops_before if self.flops_before else 1.0
+
+    @property
+    def params_ratio(self):
+        """Parameters after / before."""
+        return self.params_after / self.params_before if self.params_before else 1.0
+
+    def to_dict(self):
+        """A JSON-able dict of the report."""
+        d = {
+            "criterion": self.criterion,
+            "target": _jsonable(self.target),
+            "flops_before": int(self.flops_before),
+            "flops_after": int(self.flops_after),
+            "flops_ratio": round(self.flops_ratio, 4),
+            "params_before": int(self.params_before),
+            "params_after": int(self.params_after),
+            "params_ratio": round(self.params_ratio, 4),
+            "groups": _jsonable(self.groups),
+            "layers": _jsonable(self.layers),
+            "notes": list(self.notes),
+            "steps": _jsonable(self.steps),
+        }
+        json.dumps(d)
+        return d
+
+    def to_markdown(self):
+        """A Markdown summary: totals, then a table of the groups."""
+        lines = [
+            f"**Channel pruning** (criterion `{self.criterion}`, target `{_jsonable(self.target)}`)",
+            "",
+            f"- FLOPs: {self.flops_before:,} → {self.flops_after:,} ({self.flops_ratio:.1%})",
+            f"- Params: {self.params_before:,} → {self.params_after:,} ({self.params_ratio:.1%})",
+            "",
+            "| group | layers | channels | ratio | locked because |",
+            "|---|---|---|---|---|",
+        ]
+        for g in self.groups:
+            members = ", ".join(g["members"])
+            ch = f"{g['channels_before']} → {g['channels_after']}"
+            lines.append(
+                f"| {g['name']} | {members} | {ch} | {g.get('ratio', 0):.2f} | {g.get('reason') or ''} |"
+            )
+        if self.notes:
+            lines += ["", "Notes:"] + [f"- {n}" for n in self.notes]
+        return "\n".join(lines) + "\n"
+
+
+def _jsonable(x):
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if hasattr(x, "item") and callable(x.item):
+        return x.item()
+    return x

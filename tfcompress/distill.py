@@ -1,0 +1,119 @@
+"""Knowledge distillation: fine-tune a compressed student against its teacher.
+
+loss = alpha * task_loss(y, student) + (1 - alpha) * T^2 * KL(teacher_T || student_T)
+
+where ``*_T`` are the softmax of logits divided by the temperature ``T``. Models
+that end in a softmax are handled: their log-probabilities stand in for logits
+(softmax is shift-invariant, so the tempered distributions are the same).
+
+Example:
+    >>> from tfcompress import distill
+    >>> history = distill.fit(student, teacher, train_ds, epochs=2)  # doctest: +SKIP
+"""
+
+from tfcompress._keras import keras, tf
+from tfcompress.errors import RecipeError
+
+__all__ = ["Distiller", "fit", "ends_in_softmax"]
+
+
+def ends_in_softmax(model):
+    """True when the model's output layer applies a softmax."""
+    last = model.layers[-1]
+    inner = getattr(last, "layer", last)  # through pruning / QAT wrappers
+    act = getattr(inner, "activation", None)
+    if act is None and type(inner).__name__ == "Softmax":
+        return True
+    name = getattr(act, "__name__", "")
+    if not name and hasattr(last, "activation"):  # QAT wraps activations
+        name = getattr(getattr(last.activation, "activation", None), "__name__", "")
+    return name == "softmax"
+
+
+def _logits(outputs, is_probs):
+    return tf.math.log(tf.clip_by_value(outputs, 1e-7, 1.0)) if is_probs else outputs
+
+
+class Distiller(keras.Model):
+    """A training wrapper: trains ``student``; ``teacher`` is frozen.
+
+    Args:
+        student: the model being fine-tuned.
+        teacher: the reference model (not trained).
+        alpha: weight of the task loss, in [0, 1]. Defaults to `0.5`.
+        temperature: softening temperature, > 0. Defaults to `4.0`.
+    """
+
+    def __init__(self, student, teacher, alpha=0.5, temperature=4.0, **kwargs):
+        super().__init__(**kwargs)
+        if not 0.0 <= alpha <= 1.0:
+            raise RecipeError(f"distillation alpha must be in [0, 1], got {alpha!r}.")
+        if temperature <= 0:
+            raise RecipeError(f"distillation temperature must be > 0, got {temperature!r}.")
+        self.student = student
+        self.teacher = teacher
+        self.teacher.trainable = False
+        self.alpha = float(alpha)
+        self.temperature = float(temperature)
+        self._student_probs = ends_in_softmax(student)
+        self._teacher_probs = ends_in_softmax(teacher)
+        self.kl = keras.losses.KLDivergence()
+
+    def call(self, x, training=False):
+        return self.student(x, training=training)
+
+    def train_step(self, data):
+        x, y = data
+        t_out = self.teacher(x, training=False)
+        t_soft = tf.nn.softmax(_logits(t_out, self._teacher_probs) / self.temperature)
+        with tf.GradientTape() as tape:
+            s_out = self.student(x, training=True)
+            task = self.compiled_loss(y, s_out, regularization_losses=self.student.losses)
+            s_soft = tf.nn.softmax(_logits(s_out, self._student_probs) / self.temperature)
+            soft = self.kl(t_soft, s_soft) * self.temperature**2
+            loss = self.alpha * task + (1.0 - self.alpha) * soft
+        grads = tape.gradient(loss, self.student.trainable_variables)
+        self.optimizer.apply_gradients(
+            [(g, v) for g, v in zip(grads, self.student.trainable_variables) if g is not None]
+        )
+        self.compiled_metrics.update_state(y, s_out)
+        out = {m.name: m.result() for m in self.metrics}
+        out.update({"loss": loss, "distill_loss": soft})
+        return out
+
+    def test_step(self, data):
+        x, y = data
+        s_out = self.student(x, training=False)
+        self.compiled_loss(y, s_out, regularization_losses=self.student.losses)
+        self.compiled_metrics.update_state(y, s_out)
+        return {m.name: m.result() for m in self.metrics}
+
+
+def fit(student, teacher, data, epochs=1, alpha=0.5, temperature=4.0, optimizer=None,
+        loss=None, metrics=("accuracy",), validation_data=None, callbacks=None, verbose=0):
+    """Fine-tune ``student`` with distillation from ``teacher``.
+
+    Args:
+        student: tf_keras model to train (changed in place).
+        teacher: tf_keras model giving soft targets (unchanged).
+        data: a batched ``tf.data.Dataset`` of ``(x, y)``.
+        epochs: epochs to train. Defaults to `1`.
+        alpha: task-loss weight. Defaults to `0.5`.
+        temperature: softening temperature. Defaults to `4.0`.
+        optimizer: a tf_keras optimizer. Defaults to Adam(1e-3).
+        loss: the task loss. Defaults to sparse categorical cross-entropy
+            (from logits unless the student ends in a softmax).
+        metrics: metrics of the student. Defaults to `("accuracy",)`.
+        validation_data: optional batched dataset for validation.
+        callbacks: Keras callbacks (e.g. ``UpdatePruningStep``).
+        verbose: Keras verbosity. Defaults to `0`.
+
+    Returns:
+        The Keras ``History``.
+    """
+    if loss is None:
+        loss = keras.losses.SparseCategoricalCrossentropy(from_logits=not ends_in_softmax(student))
+    wrapper = Distiller(student, teacher, alpha=alpha, temperature=temperature)
+    wrapper.compile(optimizer=optimizer or keras.optimizers.Adam(1e-3), loss=loss, metrics=list(metrics))
+    return wrapper.fit(data, epochs=epochs, validation_data=validation_data,
+                       callbacks=list(callbacks or []), verbose=verbose)

@@ -1,0 +1,76 @@
+"""Quantization-aware training (TF-MOT), keeping what earlier stages made.
+
+Example:
+    >>> from tfcompress import Quantization
+    >>> from tfcompress.quantization import wrap
+    >>> qat_model, records = wrap(pruned_model, Quantization())  # doctest: +SKIP
+"""
+
+from tfcompress._keras import keras, tfmot, clone
+from tfcompress.errors import RecipeError, UnsupportedModelError
+
+from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
+    default_8bit_quantize_registry,
+)
+
+__all__ = ["wrap", "why_not_quantizable"]
+
+_q = tfmot.quantization.keras
+_registry = default_8bit_quantize_registry.Default8BitQuantizeRegistry()
+
+
+def why_not_quantizable(layer):
+    """None when TF-MOT's default 8-bit scheme can quantize ``layer``, else why not."""
+    if isinstance(layer, keras.Model):
+        return "nested model: not quantized"
+    if isinstance(layer, keras.layers.InputLayer):
+        return "input layer"
+    if not _registry.supports(layer):
+        return f"TF-MOT's 8-bit scheme has no quantize config for {type(layer).__name__}"
+    return None
+
+
+def wrap(model, stage, preserve_sparsity=None):
+    """Annotate the quantizable layers of a copy of ``model`` and apply QAT.
+
+    Args:
+        model: a tf_keras model without pruning wrappers (strip them first).
+        stage: a :class:`~tfcompress.Quantization` stage.
+        preserve_sparsity: overrides ``stage.preserve_sparsity``; use it to
+            turn sparsity preservation off when no pruning ran. Defaults to
+            `None`.
+
+    Returns:
+        ``(qat_model, records)``: records map layer name to ``"quantized"`` or
+        ``"skipped: <reason>"``.
+    """
+    preserve = stage.preserve_sparsity if preserve_sparsity is None else preserve_sparsity
+    records = {}
+
+    def annotate(layer):
+        reason = why_not_quantizable(layer)
+        if reason is None:
+            records[layer.name] = "quantized"
+            return _q.quantize_annotate_layer(layer)
+        if layer.weights or not isinstance(layer, keras.layers.InputLayer):
+            records[layer.name] = f"skipped: {reason}"
+        return layer
+
+    annotated = clone(model, annotate)
+    if "quantized" not in records.values():
+        raise RecipeError("quantization found no quantizable layer: remove the quantization stage.")
+    scheme = (
+        tfmot.experimental.combine.Default8BitPrunePreserveQuantizeScheme()
+        if preserve
+        else _q.default_8bit.Default8BitQuantizeScheme()
+    )
+    try:
+        with _q.quantize_scope():
+            qat = _q.quantize_apply(annotated, scheme)
+    except (ValueError, RuntimeError, TypeError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UnsupportedModelError(
+            f"TF-MOT could not apply QAT to this model ({first}); remove the "
+            "quantization stage or run `tfcompress check` to see which layer fails."
+        ) from None
+    return qat, records

@@ -1,0 +1,160 @@
+"""Reports a person can read: per-layer records, JSON, Markdown, text tables.
+
+Every file is written atomically (temporary file in the same folder, then
+``os.replace``), so an interrupted run never leaves a half-written report.
+
+Example:
+    >>> print(table(["model", "acc"], [["float32", "97.2%"]]))
+    model    acc
+    -------  -----
+    float32  97.2%
+"""
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+
+from tfcompress.errors import OutputError
+
+__all__ = [
+    "LayerRecord",
+    "OptimizeReport",
+    "table",
+    "markdown_table",
+    "atomic_write_text",
+    "atomic_write_json",
+    "ensure_dir",
+]
+
+
+def ensure_dir(path):
+    """Create ``path`` (and parents) or raise :class:`OutputError` saying why."""
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as e:
+        raise OutputError(f"cannot create output folder {path}: {e.strerror}; choose a writable --out.") from None
+    if not os.access(path, os.W_OK):
+        raise OutputError(f"output folder {path} is not writable: choose a writable --out.")
+    return path
+
+
+def atomic_write_text(path, text):
+    """Write ``text`` to ``path`` atomically."""
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=folder)
+    except OSError as e:
+        raise OutputError(f"cannot write {path}: {e.strerror}; choose a writable folder.") from None
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_json(path, obj):
+    atomic_write_text(path, json.dumps(obj, indent=2, default=_json_default) + "\n")
+
+
+def _json_default(o):
+    if hasattr(o, "to_dict"):
+        return o.to_dict()
+    if hasattr(o, "item"):
+        return o.item()
+    if hasattr(o, "tolist"):
+        return o.tolist()
+    return str(o)
+
+
+def table(headers, rows):
+    """A plain-text table with aligned columns."""
+    cells = [[str(h) for h in headers]] + [[_fmt(c) for c in r] for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(cells[0], widths)).rstrip()]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells[1:]]
+    return "\n".join(lines)
+
+
+def markdown_table(headers, rows):
+    """A GitHub-flavoured Markdown table."""
+    out = ["| " + " | ".join(map(str, headers)) + " |", "|" + "---|" * len(headers)]
+    out += ["| " + " | ".join(_fmt(c) for c in r) + " |" for r in rows]
+    return "\n".join(out)
+
+
+def _fmt(c):
+    if c is None:
+        return "—"
+    if isinstance(c, float):
+        return f"{c:.4g}"
+    return str(c)
+
+
+@dataclass
+class LayerRecord:
+    """What the stages did to one layer.
+
+    Attributes:
+        name: layer name in the original model.
+        type: layer class name.
+        params: parameter count.
+        stages: stage name → ``"wrapped"``, ``"quantized"`` or ``"skipped: <reason>"``.
+        sparsity: share of zeros in its prunable weights after optimization
+            (None when it has none).
+    """
+
+    name: str
+    type: str
+    params: int
+    stages: dict = field(default_factory=dict)
+    sparsity: float = None
+
+
+@dataclass
+class OptimizeReport:
+    """What :func:`tfcompress.optimize` did, layer by layer and stage by stage."""
+
+    model: str
+    recipe: dict
+    layers: list
+    stages: list = field(default_factory=list)
+    baseline: dict = field(default_factory=dict)
+    optimized: dict = field(default_factory=dict)
+    evaluated_on: str = "validation"
+
+    def layer(self, name):
+        for r in self.layers:
+            if r.name == name:
+                return r
+        raise KeyError(name)
+
+    def to_dict(self):
+        return asdict(self)
+
+    def to_markdown(self):
+        names = [s["name"] for s in self.stages]
+        rows = []
+        for r in self.layers:
+            rows.append(
+                [r.name, r.type, r.params]
+                + [r.stages.get(n, "—") for n in names]
+                + [None if r.sparsity is None else f"{r.sparsity:.1%}"]
+            )
+        lines = [f"### Layers of `{self.model}`", "",
+                 markdown_table(["layer", "type", "params"] + names + ["sparsity"], rows), ""]
+        if self.stages:
+            lines += ["### Stages", "", markdown_table(
+                ["stage", "epochs", "steps", "seconds", "details"],
+                [[s["name"], s.get("epochs"), s.get("steps"), round(s.get("seconds", 0), 1),
+                  s.get("details", "")] for s in self.stages]), ""]
+        if self.baseline:
+            lines += [f"### Accuracy on {self.evaluated_on} data", "", markdown_table(
+                ["model", "loss", "accuracy"],
+                [["baseline", self.baseline.get("loss"), self.baseline.get("accuracy")],
+                 ["optimized", self.optimized.get("loss"), self.optimized.get("accuracy")]]), ""]
+        return "\n".join(lines)
