@@ -20,6 +20,7 @@ from tfcompress.errors import (
     TfcompressError,
     UnsupportedModelError,
 )
+from tfcompress.io import load_model
 from tfcompress.optimize import OptimizeResult, optimize
 from tfcompress.recipe import Pruning, Quantization, Recipe
 
@@ -32,6 +33,7 @@ __all__ = [
     "Quantization",
     "datasets",
     "models",
+    "load_model",
     "TfcompressError",
     "RecipeError",
     "UnsupportedModelError",

@@ -1,0 +1,47 @@
+# Two commands from a fresh clone: `make demo` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+FASHION := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
+PYTEST_ARGS ?=
+
+.PHONY: demo test test-fast bench data clean help
+
+help:
+	@echo "make demo   - set up .venv and run 'tfcompress demo' (digits, under 3 minutes)"
+	@echo "make test   - set up .venv with test extras and run the test suite"
+	@echo "make bench  - run benchmarks/ and refresh docs/RESULTS.md"
+	@echo "make data   - install Fashion-MNIST (Debian package dataset-fashion-mnist; needs root)"
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip setuptools wheel
+
+$(STAMP): setup.cfg pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e ".[test]"
+	@touch $@
+
+# Fashion-MNIST comes from Debian; install it when we can (root), else say how.
+data:
+	@if [ -f $(FASHION) ]; then :; \
+	elif [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null; then \
+	  echo "installing dataset-fashion-mnist"; \
+	  (apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1 || \
+	   (apt-get update -q >/dev/null && apt-get install -y -q dataset-fashion-mnist >/dev/null)); \
+	else echo "note: Fashion-MNIST missing; run 'sudo apt-get install dataset-fashion-mnist' (its tests will skip)"; fi
+
+demo: $(STAMP)
+	$(BIN)/tfcompress demo
+
+test: $(STAMP) data
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
+
+bench: $(STAMP) data
+	$(BIN)/python benchmarks/run.py
+
+clean:
+	rm -rf $(VENV) tfcompress-out .pytest_cache *.egg-info

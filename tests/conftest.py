@@ -1,0 +1,53 @@
+"""Shared fixtures: everything seeded; small models trained once per session."""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np
+import pytest
+
+import tfcompress
+from tfcompress import datasets, models
+from tfcompress._keras import keras
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    keras.utils.set_random_seed(1234)
+    np.random.seed(1234)
+
+
+@pytest.fixture(scope="session")
+def digits():
+    return datasets.load("digits")
+
+
+@pytest.fixture(scope="session")
+def fashion():
+    """Fashion-MNIST; in CI (CI=true) a missing dataset fails instead of skipping."""
+    try:
+        return datasets.load("fashion-mnist")
+    except tfcompress.DataError as e:
+        if os.environ.get("CI"):
+            pytest.fail(f"Fashion-MNIST must be installed in CI (make data): {e}")
+        pytest.skip(str(e))
+
+
+@pytest.fixture(scope="session")
+def trained_digits(digits):
+    """The reference digits CNN, trained (seeded) to ~97% validation accuracy."""
+    keras.utils.set_random_seed(0)
+    spec = models.get("digits_cnn")
+    model = spec.build()
+    model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy", ["accuracy"])
+    model.fit(*digits.train, epochs=spec.epochs, batch_size=spec.batch_size, verbose=0)
+    return model
+
+
+@pytest.fixture(scope="session")
+def optimized_digits(digits, trained_digits):
+    """Default recipe (80% pruning then PQAT) applied to the trained digits CNN."""
+    keras.utils.set_random_seed(0)
+    recipe = models.get("digits_cnn").recipe()
+    return tfcompress.optimize(trained_digits, digits.train, digits.validation, recipe=recipe, verbose=0)

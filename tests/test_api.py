@@ -1,0 +1,34 @@
+import subprocess
+import sys
+
+import tfcompress
+
+
+def test_public_api_is_pinned():
+    assert set(tfcompress.__all__) == {
+        "__version__", "optimize", "OptimizeResult", "Recipe", "Pruning", "Quantization",
+        "datasets", "models", "load_model", "TfcompressError", "RecipeError",
+        "UnsupportedModelError", "DataError", "OutputError", "ExportError",
+    }
+    for name in tfcompress.__all__:
+        assert hasattr(tfcompress, name)
+
+
+def test_models_is_not_a_top_level_package():
+    code = "import importlib.util, sys; sys.path = [p for p in sys.path if p not in ('', '.')]; print(importlib.util.find_spec('models'))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd="/")
+    assert out.stdout.strip() == "None"
+
+
+def test_import_after_tensorflow_and_keras3():
+    code = (
+        "import tensorflow as tf, keras\n"
+        "import tfcompress\n"
+        "from tfcompress._keras import keras as k2\n"
+        "assert k2.__name__.startswith('tf_keras'), k2.__name__\n"
+        "m = tfcompress.models.get('digits_cnn').build()\n"
+        "assert type(m).__module__.startswith('tf_keras')\n"
+        "print('ok')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd="/")
+    assert out.stdout.strip().endswith("ok"), out.stderr[-2000:]

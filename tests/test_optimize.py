@@ -1,0 +1,142 @@
+import numpy as np
+import pytest
+
+import tflite_export
+import tfcompress
+from tfcompress import DataError, Pruning, Quantization, Recipe, UnsupportedModelError
+from tfcompress._keras import keras, tf
+from tfcompress.pruning import layer_sparsity
+
+PRUNABLE = ("conv1", "conv2", "fc1", "logits")
+
+
+def test_reaches_requested_sparsity_in_every_prunable_layer(optimized_digits):
+    report = optimized_digits.report
+    for name in PRUNABLE:
+        rec = report.layer(name)
+        assert rec.stages["pruning"] == "wrapped"
+        assert rec.sparsity == pytest.approx(0.8, abs=0.01), name
+    # the deployable model itself carries the zeros (PQAT kept them)
+    measured = layer_sparsity(optimized_digits.model)
+    assert set(PRUNABLE) <= set(measured)
+    for name in PRUNABLE:
+        assert measured[name] == pytest.approx(0.8, abs=0.01)
+
+
+def test_weightless_layers_are_not_wrapped_and_say_why(optimized_digits):
+    rec = optimized_digits.report.layer("pool")
+    assert "pruning" not in rec.stages  # nothing to prune: not listed as a pruning skip
+    assert rec.stages["quantization"] == "quantized"
+
+
+def test_keeps_accuracy_within_3_points(optimized_digits):
+    rep = optimized_digits.report
+    assert rep.baseline["accuracy"] > 0.9
+    assert rep.optimized["accuracy"] >= rep.baseline["accuracy"] - 0.03
+    assert rep.evaluated_on == "validation"
+    assert [s["name"] for s in rep.stages] == ["pruning", "quantization"]
+    assert set(optimized_digits.history) == {"pruning", "quantization"}
+
+
+def test_report_serialises(optimized_digits):
+    import json
+
+    d = json.loads(json.dumps(optimized_digits.report.to_dict()))
+    assert d["layers"][0]["name"] == "conv1"
+    md = optimized_digits.report.to_markdown()
+    assert "| conv1 | Conv2D |" in md and "80.0%" in md
+
+
+def test_int8_file_of_optimized_model(optimized_digits, digits, tmp_path):
+    path = tmp_path / "m.tflite"
+    rep = tflite_export.export(optimized_digits.model, path, mode="int8",
+                               representative_data=digits.train[0])
+    assert (rep.input_dtype, rep.output_dtype) == ("int8", "int8")
+    x, y = digits.test
+    keras_acc = float(np.mean(np.argmax(optimized_digits.model.predict(x, verbose=0), -1) == y))
+    tfl_acc = tflite_export.evaluate(path, x, y)
+    assert abs(tfl_acc - keras_acc) <= 0.02
+    assert tflite_export.agreement(optimized_digits.model, path, x) >= 0.97
+
+
+def test_input_model_is_left_untouched(trained_digits, optimized_digits):
+    # after the session fixture ran optimize, the trained model is still dense
+    assert max(layer_sparsity(trained_digits).values()) < 0.05
+
+
+def test_constant_schedule_with_tf_data_and_no_qat(trained_digits, digits):
+    ds = tf.data.Dataset.from_tensor_slices(digits.train)  # unbatched
+    recipe = Recipe(pruning=Pruning(final_sparsity=0.5, schedule="constant", epochs=1), quantization=None)
+    res = tfcompress.optimize(trained_digits, ds, digits.validation, recipe=recipe, verbose=0)
+    assert not any(isinstance(l, keras.layers.Wrapper) for l in res.model.layers)
+    for name in PRUNABLE:
+        assert res.report.layer(name).sparsity == pytest.approx(0.5, abs=0.01)
+
+
+def test_qat_only_on_batched_dataset_with_one_hot_labels(trained_digits, digits):
+    x, y = digits.train
+    ds = tf.data.Dataset.from_tensor_slices((x, np.eye(10, dtype="float32")[y])).batch(64)
+    recipe = Recipe(pruning=None, quantization=Quantization(epochs=1))
+    res = tfcompress.optimize(trained_digits, ds, recipe=recipe, verbose=0)
+    assert res.report.evaluated_on == "training"
+    assert "PQAT" not in res.report.stages[0]["details"]
+    assert res.report.optimized["accuracy"] > 0.9
+
+
+def test_epochs_override_and_yaml_path(trained_digits, digits, tmp_path):
+    path = tmp_path / "r.yaml"
+    Recipe(pruning=Pruning(final_sparsity=0.3, epochs=9), quantization=None).save_yaml(path)
+    res = tfcompress.optimize(trained_digits, digits.train, recipe=str(path), epochs=1, verbose=0)
+    assert res.report.stages[0]["epochs"] == 1
+    assert res.report.layer("fc1").sparsity == pytest.approx(0.3, abs=0.01)
+
+
+class _Sub(keras.Model):
+    def __init__(self):
+        super().__init__()
+        self.d = keras.layers.Dense(10)
+
+    def call(self, x):
+        return self.d(x)
+
+
+def _keras3_model():
+    import keras as k3
+
+    return k3.Sequential([k3.layers.Input((8, 8, 1)), k3.layers.Flatten(), k3.layers.Dense(10)])
+
+
+@pytest.mark.parametrize(
+    "make, fragment",
+    [
+        (lambda: "model.h5", "expected a tf_keras Model"),
+        (lambda: _Sub(), "subclassed model"),
+        (_keras3_model, "Keras 3 model"),
+    ],
+)
+def test_bad_models(make, fragment, digits):
+    with pytest.raises(UnsupportedModelError, match=fragment):
+        tfcompress.optimize(make(), digits.train)
+
+
+@pytest.mark.parametrize(
+    "data, fragment",
+    [
+        ((np.zeros((10, 28, 28, 1)), np.zeros(10, int)), "inputs have shape (28, 28, 1) but the model expects (8, 8, 1)"),
+        ((np.zeros((10, 8, 8, 1)), np.full(10, 12)), "labels span 12..12 but the model has 10 output"),
+        ((np.zeros((10, 8, 8, 1)), np.zeros((10, 3))), "do not fit the model output"),
+        ((np.zeros((0, 8, 8, 1)), np.zeros(0, int)), "is empty"),
+        ((np.zeros((10, 8, 8, 1)), np.zeros(9, int)), "x has 10 examples but y has 9"),
+        (np.zeros((10, 8, 8, 1)), "must be an (x, y) tuple"),
+    ],
+)
+def test_bad_data(trained_digits, data, fragment):
+    with pytest.raises(DataError) as e:
+        tfcompress.optimize(trained_digits, data)
+    assert fragment in str(e.value)
+
+
+def test_empty_dataset(trained_digits):
+    ds = tf.data.Dataset.from_tensor_slices((np.zeros((0, 8, 8, 1), "float32"), np.zeros(0, "int64")))
+    with pytest.raises(DataError, match="empty"):
+        tfcompress.optimize(trained_digits, ds)
