@@ -1,0 +1,198 @@
+"""One-shot and iterative channel-pruning schedules (the ``channels`` recipe stage).
+
+Example:
+    >>> from tfcompress.channels import Channels, apply
+    >>> cfg = Channels(ratio=0.5, schedule="iterative", steps=2, epochs=1)
+    >>> small, report = apply(model, cfg, data=dataset)   # distils from `model`
+"""
+
+import numpy as np
+
+from tfcompress._keras import check_model
+from tfcompress.channels.config import Channels
+from tfcompress.channels.report import ChannelReport
+from tfcompress.channels.sensitivity import as_xy, ratios_for_budget, sensitivity_scan
+from tfcompress.channels.surgery import Plan, _resolve_ratios, _search_uniform, prune_channels
+from tfcompress.errors import DataError, RecipeError
+
+__all__ = ["apply", "default_fine_tune"]
+
+
+def _split(data, name):
+    if data is None:
+        return None
+    if not isinstance(data, (tuple, list)) and hasattr(data, name):
+        return getattr(data, name)
+    return data
+
+
+def default_fine_tune(teacher, train, config, batch_size=64, learning_rate=1e-3):
+    """A ``fine_tune(model, epochs) -> model`` callable: distillation from
+    ``teacher`` (``config.distill``) or plain training, with Adam.
+
+    Args:
+        teacher: the unpruned model.
+        train: (x, y) or a tf.data.Dataset of (x, y).
+        config: the :class:`Channels` stage (alpha, temperature, distill).
+        batch_size: batch size for numpy data.
+        learning_rate: Adam learning rate.
+
+    Returns:
+        the callable.
+    """
+    from tfcompress import distill
+    from tfcompress._data import prepare
+    from tfcompress._keras import keras
+
+    def fine_tune(model, epochs):
+        ds = prepare(train, model, batch_size, shuffle=True).dataset
+        if config.distill:
+            was = teacher.trainable
+            try:
+                distill.fit(model, teacher, ds, epochs=epochs, alpha=config.alpha,
+                            temperature=config.temperature,
+                            optimizer=keras.optimizers.Adam(learning_rate))
+            finally:
+                teacher.trainable = was
+        else:
+            loss = keras.losses.SparseCategoricalCrossentropy(
+                from_logits=not distill.ends_in_softmax(model))
+            model.compile(keras.optimizers.Adam(learning_rate), loss, metrics=["accuracy"])
+            model.fit(ds, epochs=epochs, verbose=0)
+        return model
+
+    return fine_tune
+
+
+def _final_ratios(model, config, data):
+    """{group name: final ratio} for the whole schedule, plus notes."""
+    notes = []
+    if config.flops is None and config.params is None:
+        return dict(config.per_layer or {}), config.ratio, notes
+    val = _split(data, "validation")
+    plan = Plan(model, config.criterion, _split(data, "train") if config.criterion == "taylor" else None)
+    fixed_ratios, fixed = _resolve_ratios(plan, None, config.per_layer)
+    if val is not None:
+        rep = sensitivity_scan(model, val, criterion=config.criterion,
+                               data=_split(data, "train"), max_samples=1000)
+        by_name = ratios_for_budget(rep, flops=config.flops, params=config.params, plan=plan)
+        notes.append(f"per-layer ratios from a sensitivity scan for the budget: {by_name}")
+        out = {n: r for n, r in by_name.items() if plan.by_layer[n].id not in fixed}
+    else:
+        ratios, met = _search_uniform(plan, fixed_ratios, fixed, config.flops, config.params)
+        if not met:
+            notes.append("budget not reachable (locked layers dominate); pruned as far as possible")
+        out = {plan.groups[r].name: v for r, v in ratios.items() if r not in fixed and v > 0}
+        notes.append("no validation data: uniform ratio searched to meet the budget")
+    out.update(config.per_layer or {})
+    return out, 0.0, notes
+
+
+def apply(model, config, data=None, fine_tune=None):
+    """Run the ``channels`` stage: prune (one-shot or iteratively) and fine-tune.
+
+    Args:
+        model: tf_keras Sequential or Functional model (not modified).
+        config: a :class:`Channels` (or a dict of its fields).
+        data: a tfcompress Dataset (``.train``/``.validation``), or (x, y) used
+            for everything; needed for "taylor", for a sensitivity-based budget,
+            and for the default fine-tuning.
+        fine_tune: ``fine_tune(model, epochs) -> model`` called after each step
+            (when ``config.epochs > 0``). Defaults to distillation from the
+            unpruned model on ``data.train`` (or plain training if
+            ``config.distill`` is False); without data and fine_tune, no
+            fine-tuning happens (noted in the report).
+
+    Returns:
+        (model, ChannelReport).
+
+    Raises:
+        RecipeError: bad config.
+        UnsupportedModelError: unsupported model.
+        DataError: data needed but missing or malformed.
+
+    Example:
+        >>> small, rep = apply(model, Channels(flops=0.5, epochs=1), data=tfcompress.datasets.load("digits"))
+    """
+    check_model(model)
+    if isinstance(config, dict):
+        config = Channels(**config)
+    if not isinstance(config, Channels):
+        raise RecipeError(f"config must be a channels.Channels stage, got {type(config).__name__}.")
+    train = _split(data, "train")
+    if config.criterion == "taylor" and train is None:
+        raise DataError("criterion 'taylor' needs data: pass data=(x, y) or a dataset with .train.")
+    per_layer, ratio, notes = _final_ratios(model, config, data)
+    if fine_tune is None and config.epochs > 0:
+        if train is not None:
+            fine_tune = default_fine_tune(model, train, config)
+        else:
+            notes.append("no data and no fine_tune given: pruned without fine-tuning")
+    base_plan = Plan(model, "l1")
+    orig = {}  # group name -> channels before
+    for g in base_plan.groups.values():
+        for m in g.members:
+            orig[m] = g.channels
+    steps = config.steps if config.schedule == "iterative" else 1
+    current, reports = model, []
+    for i in range(1, steps + 1):
+        frac = i / steps
+        step_plan = Plan(current, "l1") if i > 1 else base_plan
+        step_layer = {}
+        for name, g in ((m, g) for g in step_plan.groups.values() for m in g.members[:1]):
+            final = per_layer.get(name, None)
+            if final is None:
+                final = max([per_layer[m] for m in g.members if m in per_layer] or [ratio])
+            if not final:
+                continue
+            c0 = orig.get(name, g.channels)
+            target = max(1, int(round(c0 * (1 - final * frac))))
+            if g.channels > target:
+                step_layer[name] = (g.channels - target) / g.channels
+        current, rep = prune_channels(current, per_layer=step_layer, criterion=config.criterion,
+                                      data=train if config.criterion == "taylor" else None) \
+            if step_layer else _noop(current)
+        if fine_tune is not None and config.epochs > 0:
+            tuned = fine_tune(current, config.epochs)
+            current = tuned if tuned is not None else current
+        reports.append(rep)
+    return current, _merge(reports, config, notes, model)
+
+
+def _noop(model):
+    return model, None
+
+
+def _merge(reports, config, notes, model):
+    from tfcompress.channels.graph import count_flops
+
+    target = {
+        "ratio": config.ratio, "per_layer": dict(config.per_layer or {}), "flops": config.flops,
+        "params": config.params, "schedule": config.schedule,
+        "steps": config.steps if config.schedule == "iterative" else 1, "epochs": config.epochs,
+        "distill": config.distill,
+    }
+    real = [r for r in reports if r is not None]
+    if not real:
+        f, p = count_flops(model), int(model.count_params())
+        return ChannelReport(config.criterion, target, [], [], f, f, p, p, notes + ["nothing to prune"])
+    first, last = real[0], real[-1]
+    after_g = {g["name"]: g["channels_after"] for g in last.groups}
+    groups = []
+    for g in first.groups:
+        d = dict(g)
+        d["channels_after"] = after_g.get(g["name"], g["channels_after"])
+        d["ratio"] = round(1 - d["channels_after"] / d["channels_before"], 4) if d["channels_before"] else 0.0
+        groups.append(d)
+    after_l = {l["name"]: l["after"] for l in last.layers}
+    layers = [dict(l, after=after_l.get(l["name"], l["after"])) for l in first.layers]
+    all_notes = list(notes)
+    for r in real:
+        all_notes += [n for n in r.notes if n not in all_notes]
+    steps = [{"step": i + 1, "flops": r.flops_after, "params": r.params_after} for i, r in enumerate(real)]
+    return ChannelReport(
+        criterion=config.criterion, target=target, groups=groups, layers=layers,
+        flops_before=first.flops_before, flops_after=last.flops_after,
+        params_before=first.params_before, params_after=last.params_after,
+        notes=all_notes, steps=steps,
+    )

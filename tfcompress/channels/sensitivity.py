@@ -1,0 +1,259 @@
+"""Per-group sensitivity scan and budget -> per-layer ratios.
+
+Example:
+    >>> from tfcompress.channels import sensitivity_scan, ratios_for_budget, prune_channels
+    >>> rep = sensitivity_scan(model, (x_val, y_val), ratios=(0.25, 0.5, 0.75))
+    >>> rep.plot("sensitivity.png")
+    >>> per_layer = ratios_for_budget(rep, flops=0.5)
+    >>> small, report = prune_channels(model, per_layer=per_layer)
+"""
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from tfcompress._keras import tf
+from tfcompress.channels.report import _jsonable
+from tfcompress.channels.surgery import Plan, _check_budget, _check_ratio
+from tfcompress.errors import DataError, RecipeError
+
+__all__ = ["SensitivityReport", "sensitivity_scan", "ratios_for_budget"]
+
+
+def as_xy(data, split="validation", limit=None):
+    """(x, y) numpy arrays from (x, y), a tfcompress Dataset (``split``), or a
+    tf.data.Dataset of (x, y) batches."""
+    if data is not None and not isinstance(data, (tuple, list, tf.data.Dataset)) and hasattr(data, split):
+        data = getattr(data, split)
+    if isinstance(data, tf.data.Dataset):
+        batched = data.element_spec[0].shape.rank and data.element_spec[0].shape[0] is None
+        if not batched:
+            data = data.batch(256)
+        xs, ys, n = [], [], 0
+        for xb, yb in data:
+            xb, yb = np.asarray(xb), np.asarray(yb)
+            xs.append(xb)
+            ys.append(yb)
+            n += len(xb)
+            if limit and n >= limit:
+                break
+        if not xs:
+            raise DataError("the data set is empty: pass at least one (x, y) batch.")
+        x, y = np.concatenate(xs), np.concatenate(ys)
+    else:
+        try:
+            x, y = data
+        except (TypeError, ValueError):
+            raise DataError(
+                "data must be (x, y) arrays, a tf.data.Dataset of (x, y) batches, or a dataset with "
+                f".{split}; got {type(data).__name__}."
+            ) from None
+        x, y = np.asarray(x), np.asarray(y)
+    if len(x) == 0 or len(x) != len(y):
+        raise DataError(f"data has {len(x)} inputs and {len(y)} labels: pass equally many, at least one.")
+    if limit:
+        x, y = x[:limit], y[:limit]
+    return x, y
+
+
+def accuracy(model, x, y, batch_size=256):
+    """Top-1 accuracy of ``model`` on (x, y) (labels as ids or one-hot)."""
+    y = np.asarray(y)
+    if y.ndim > 1 and y.shape[-1] > 1:
+        y = y.argmax(-1)
+    y = y.reshape(-1)
+    hits = 0
+    for i in range(0, len(x), batch_size):
+        out = model(tf.convert_to_tensor(x[i:i + batch_size]), training=False)
+        out = np.asarray(out)
+        pred = out.argmax(-1) if out.shape[-1] > 1 else (out[..., 0] > 0.5).astype(int)
+        hits += int((pred.reshape(-1) == y[i:i + batch_size]).sum())
+    return hits / len(x)
+
+
+@dataclass
+class SensitivityReport:
+    """Accuracy of the model with one group pruned at a time (no fine-tuning).
+
+    Attributes:
+        baseline: accuracy of the unpruned model.
+        ratios: the ratios tried.
+        groups: one dict per prunable group: name, members, channels,
+            accuracy {ratio: acc}, flops {ratio: model FLOPs}, params {ratio: ...}.
+        flops_before, params_before: unpruned model totals.
+        criterion: importance criterion used.
+    """
+
+    baseline: float
+    ratios: tuple
+    groups: list
+    flops_before: int
+    params_before: int
+    criterion: str = "l1"
+    _plan: object = field(default=None, repr=False, compare=False)
+
+    def to_dict(self):
+        """A JSON-able dict."""
+        return _jsonable({
+            "baseline": self.baseline, "ratios": list(self.ratios), "criterion": self.criterion,
+            "flops_before": self.flops_before, "params_before": self.params_before,
+            "groups": self.groups,
+        })
+
+    def to_markdown(self):
+        """A Markdown table: accuracy per group and ratio."""
+        head = "| group | channels | " + " | ".join(f"acc @ {r:g}" for r in self.ratios) + " |"
+        lines = [f"Baseline accuracy {self.baseline:.4f}", "", head,
+                 "|---|---|" + "---|" * len(self.ratios)]
+        for g in self.groups:
+            accs = " | ".join(f"{g['accuracy'][r]:.4f}" for r in self.ratios)
+            lines.append(f"| {g['name']} | {g['channels']} | {accs} |")
+        return "\n".join(lines) + "\n"
+
+    def plot(self, path):
+        """Save a PNG: accuracy vs. ratio, one line per group.
+
+        Args:
+            path: output .png path.
+
+        Returns:
+            ``path``.
+        """
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(7, 4.5))
+        xs = [0.0] + list(self.ratios)
+        for g in self.groups:
+            ax.plot(xs, [self.baseline] + [g["accuracy"][r] for r in self.ratios], marker="o",
+                    label=g["name"])
+        ax.set_xlabel("fraction of channels removed (one group at a time)")
+        ax.set_ylabel("accuracy (no fine-tuning)")
+        ax.set_title("Channel pruning sensitivity")
+        ax.grid(alpha=0.3)
+        if len(self.groups) <= 20:
+            ax.legend(fontsize=7, loc="lower left")
+        fig.tight_layout()
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        return path
+
+
+def sensitivity_scan(model, val_data, ratios=(0.25, 0.5, 0.75), criterion="l1", data=None,
+                     max_samples=2000):
+    """Prune each group alone at each ratio and measure accuracy (no fine-tuning).
+
+    Args:
+        model: tf_keras Sequential or Functional model.
+        val_data: labelled validation data: (x, y), a tfcompress Dataset (its
+            ``.validation`` split) or a tf.data.Dataset of (x, y) batches.
+        ratios: fractions of channels removed, each in [0, 1).
+        criterion: importance criterion ("l1", "l2", "bn_gamma", "taylor").
+        data: data for "taylor" (defaults to ``val_data``).
+        max_samples: evaluate on at most this many samples.
+
+    Returns:
+        :class:`SensitivityReport`.
+
+    Raises:
+        RecipeError: a ratio out of [0, 1).
+        DataError: empty or malformed data.
+
+    Example:
+        >>> rep = sensitivity_scan(model, (x_val, y_val))
+        >>> rep.groups[0]["accuracy"]
+        {0.25: 0.97, 0.5: 0.95, 0.75: 0.81}
+    """
+    ratios = tuple(_check_ratio(r, "ratios") for r in ratios)
+    if not ratios:
+        raise RecipeError("ratios is empty: give at least one ratio in [0, 1).")
+    x, y = as_xy(val_data, limit=max_samples)
+    tdata = data if data is not None else (x, y)
+    plan = Plan(model, criterion, tdata if criterion == "taylor" else None)
+    baseline = accuracy(model, x, y)
+    groups = []
+    for r, g in plan.groups.items():
+        acc, fl, pa = {}, {}, {}
+        for ratio in ratios:
+            keep = plan.keep({r: ratio})
+            f, p = plan.estimate(keep)
+            acc[ratio] = accuracy(plan.build(keep), x, y) if keep else baseline
+            fl[ratio], pa[ratio] = f, p
+        groups.append({"name": g.name, "members": list(g.members), "channels": g.channels,
+                       "accuracy": acc, "flops": fl, "params": pa})
+    return SensitivityReport(baseline, ratios, groups, plan.flops_before, plan.params_before,
+                             criterion, _plan=plan)
+
+
+def ratios_for_budget(report, flops=None, params=None, plan=None, max_drop=None):
+    """Per-layer ratios meeting a FLOPs / params budget, least sensitive first.
+
+    Greedy: start from no pruning; repeatedly move the group whose next ratio
+    costs the least accuracy per FLOP (or parameter) saved (from the scan) one
+    ratio up, until the estimated model meets the budget.
+
+    Args:
+        report: a :class:`SensitivityReport`.
+        flops: fraction of FLOPs to keep, in (0, 1].
+        params: fraction of parameters to keep, in (0, 1].
+        plan: internal; the pruning plan of the model (defaults to the scan's).
+        max_drop: optionally never pick a ratio whose scanned accuracy drop
+            exceeds this (in accuracy units, e.g. 0.05).
+
+    Returns:
+        dict {group name (a layer name): ratio}, usable as ``per_layer``. If the
+        budget cannot be met, the most pruned assignment allowed.
+
+    Raises:
+        RecipeError: no budget given, or a budget out of (0, 1].
+
+    Example:
+        >>> per_layer = ratios_for_budget(rep, flops=0.5)
+    """
+    flops = _check_budget(flops, "flops")
+    params = _check_budget(params, "params")
+    if flops is None and params is None:
+        raise RecipeError("ratios_for_budget needs flops= or params= (fraction to keep, in (0, 1]).")
+    plan = plan or report._plan
+    if plan is None:
+        raise RecipeError("this SensitivityReport has no model attached: run sensitivity_scan again.")
+    levels = sorted(report.ratios)
+    state = {g["name"]: 0 for g in report.groups}  # index into [0] + levels
+    info = {g["name"]: g for g in report.groups}
+    use_params = flops is None
+
+    def ratios_now():
+        out = {}
+        for name, lvl in state.items():
+            if lvl:
+                grp = plan.by_layer.get(name)
+                if grp is not None and grp.prunable:
+                    out[grp.id] = levels[lvl - 1]
+        return out
+
+    def met():
+        f, p = plan.estimate(plan.keep(ratios_now()))
+        return (flops is None or f <= flops * plan.flops_before) and (
+            params is None or p <= params * plan.params_before)
+
+    base_cost = report.params_before if use_params else report.flops_before
+    while not met():
+        best, best_score = None, None
+        for name, lvl in state.items():
+            if lvl >= len(levels):
+                continue
+            r = levels[lvl]
+            g = info[name]
+            drop = max(0.0, report.baseline - g["accuracy"][r])
+            if max_drop is not None and drop > max_drop:
+                continue
+            saved = base_cost - (g["params"][r] if use_params else g["flops"][r])
+            score = (drop + 1e-6) / max(saved, 1)
+            if best_score is None or score < best_score:
+                best, best_score = name, score
+        if best is None:
+            break
+        state[best] += 1
+    return {name: levels[lvl - 1] for name, lvl in state.items() if lvl}
