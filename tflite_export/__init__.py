@@ -3,30 +3,52 @@
 Works standalone (no dependency on the rest of tfcompress)::
 
     import tflite_export as tfl
-    rep = tfl.export(model, "m.tflite", mode="int8", representative_data=x_train[:200])
+    rep = tfl.export(model, "m.tflite", mode="int8", representative_data=x_train[:200],
+                     metadata={"recipe": "prune50"})
     acc = tfl.evaluate("m.tflite", x_test, y_test)
-    t = tfl.benchmark("m.tflite", threads=2)
+    info = tfl.inspect("m.tflite")            # metadata, ops, dtypes, quantization, MACs
+    errs = tfl.layer_errors(model, "m.tflite", x_test[:32])
+    t = tfl.benchmark("m.tflite", threads=2, roofline=True)
+    g = tfl.benchmark("m.tflite", accelerator="gpu")   # status "unavailable: ..." without a GPU
+
+Every user-facing failure raises :class:`ExportError` with a one-line message.
 """
 
-from .benchmark import ACCELERATORS, Timing, benchmark
-from .convert import IO_TYPES, MODES, ExportReport, __version__, export, zipped_size
+from .android import benchmark_on_device, parse_benchmark_model_output
+from .benchmark import ACCELERATORS, Timing, benchmark, probe_accelerator
+from .convert import IO_TYPES, MODES, ExportReport, __version__, convert_bytes, export, zipped_size
 from .errors import ExportError
 from .evaluate import agreement, evaluate, predict
+from .inspection import ModelInfo, count_macs, inspect, read_metadata
+from .roofline import measure_peak_gops
 from .safety import check_file
+from .validate import LayerError, LayerErrorReport, layer_errors
 
 __all__ = [
     "ACCELERATORS",
     "ExportError",
     "ExportReport",
     "IO_TYPES",
+    "LayerError",
+    "LayerErrorReport",
     "MODES",
+    "ModelInfo",
     "Timing",
     "__version__",
     "agreement",
     "benchmark",
+    "benchmark_on_device",
     "check_file",
+    "convert_bytes",
+    "count_macs",
     "evaluate",
     "export",
+    "inspect",
+    "layer_errors",
+    "measure_peak_gops",
+    "parse_benchmark_model_output",
     "predict",
+    "probe_accelerator",
+    "read_metadata",
     "zipped_size",
 ]

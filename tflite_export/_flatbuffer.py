@@ -65,7 +65,7 @@ def parse_model(data: bytes, path: str = "<bytes>"):
     except ExportError:
         raise
     except Exception as e:  # noqa: BLE001 - any parse failure means a damaged file
-        raise ExportError(f"{path} is a damaged TFLite file ({type(e).__name__}: {str(e)[:80]}); re-export it") from None
+        raise ExportError(f"{path} is a damaged TFLite file (truncated or corrupted flatbuffer: {str(e)[:70] or type(e).__name__}); re-export it") from None
 
 
 def serialize_model(model) -> bytes:

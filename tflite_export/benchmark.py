@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import re
+import subprocess
 import math
 import os
 import resource
@@ -15,10 +18,11 @@ import numpy as np
 from ._runtime import open_interpreter, random_input
 from .errors import ExportError
 
-__all__ = ["Timing", "benchmark", "ACCELERATORS"]
+__all__ = ["Timing", "benchmark", "ACCELERATORS", "probe_accelerator"]
 
 #: Accelerators understood by :func:`benchmark`.
 ACCELERATORS = ("cpu", "builtin", "compiled-cpu", "gpu")
+_ALIASES = {"xnnpack": "cpu", "cpu-xnnpack": "cpu", "cpu-builtin": "builtin", "compiled": "compiled-cpu", "litert-cpu": "compiled-cpu", "litert-gpu": "gpu"}
 
 
 @dataclasses.dataclass
@@ -150,11 +154,212 @@ def timed_loop(run, warmup_runs, warmup_seconds, min_runs, min_seconds, max_seco
     return first, warm, timed
 
 
+
 def _check_args(threads, warmup_runs, warmup_seconds, min_runs, min_seconds):
-    if not isinstance(threads, int) or threads < 1:
+    if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
         raise ExportError(f"threads must be a positive integer, got {threads!r}")
     if warmup_runs < 1 or min_runs < 1 or warmup_seconds < 0 or min_seconds < 0:
-        raise ExportError("warmup_runs and min_runs must be >= 1 and the second counts >= 0")
+        raise ExportError("warmup_runs and min_runs must be >= 1 and warmup_seconds/min_seconds >= 0")
+
+
+@contextlib.contextmanager
+def _pinned(cpus):
+    """Pins this process (and threads created inside) to ``cpus``; restores on exit."""
+    if cpus is None:
+        yield None
+        return
+    if not hasattr(os, "sched_setaffinity"):
+        raise ExportError("cpu_affinity needs os.sched_setaffinity (Linux); leave cpu_affinity=None on this OS")
+    cpus = sorted({int(c) for c in cpus})
+    allowed = os.sched_getaffinity(0)
+    if not cpus or not set(cpus) <= allowed:
+        raise ExportError(f"cpu_affinity {cpus} is not a non-empty subset of the usable CPUs {sorted(allowed)}")
+    os.sched_setaffinity(0, cpus)
+    try:
+        yield cpus
+    finally:
+        os.sched_setaffinity(0, allowed)
+
+
+# ---------------------------------------------------------------- child-process probes
+
+_PROBE_CACHE: Dict[tuple, Optional[str]] = {}
+
+_GPU_PROBE = r"""
+import sys
+from ai_edge_litert.compiled_model import CompiledModel
+from ai_edge_litert.hardware_accelerator import HardwareAccelerator
+from ai_edge_litert.options import Options
+try:
+    cm = CompiledModel.from_file(sys.argv[1], options=Options(hardware_accelerators=HardwareAccelerator.GPU))
+except Exception as e:
+    print("FAIL", str(e).splitlines()[0] if str(e) else type(e).__name__)
+    sys.exit(0)
+print("OK", int(cm.is_fully_accelerated()))
+"""
+
+_DELEGATE_PROBE = r"""
+import sys, json
+from ai_edge_litert.interpreter import Interpreter, OpResolverType, load_delegate
+try:
+    d = load_delegate(sys.argv[2], json.loads(sys.argv[3]))
+except Exception as e:
+    print("FAIL", (str(e).splitlines() or [type(e).__name__])[0][:200]); sys.exit(0)
+try:
+    it = Interpreter(model_path=sys.argv[1], experimental_delegates=[d],
+                     experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    it.allocate_tensors()
+except Exception as e:
+    print("FAIL", (str(e).splitlines() or [type(e).__name__])[0][:200]); sys.exit(0)
+n = sum(1 for i in range(it._interpreter.NumNodes()) if it._interpreter.NodeName(i) == "DELEGATE")
+print("OK", n)
+"""
+
+_REASONS = (
+    r"No adapters found",
+    r"Failed to initialize WebGPU[^\n]*",
+    r"Could not load shared library [^\n:]*",
+    r"cannot open shared object file[^\n]*",
+    r"GPU accelerator[^\n]*not[^\n]*",
+    r"undefined symbol[^\n]*",
+)
+
+
+def _reason_from(text: str, fallback: str) -> str:
+    for pat in _REASONS:
+        m = re.search(pat, text or "")
+        if m:
+            return m.group(0).strip()[:160]
+    return fallback
+
+
+def _run_probe(script: str, args: List[str], timeout: float = 120.0):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    try:
+        p = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, timeout=timeout, env=env)
+    except subprocess.TimeoutExpired:
+        return None, f"probe timed out after {timeout:.0f}s", ""
+    line = next((l for l in p.stdout.splitlines() if l.startswith(("OK", "FAIL"))), "")
+    if p.returncode < 0:
+        return None, f"runtime crashed with signal {-p.returncode}", p.stderr
+    return line, "", p.stderr
+
+
+def probe_accelerator(path, accelerator: str = "gpu", delegate: Optional[str] = None, delegate_options=None) -> Optional[str]:
+    """Checks in a child process whether ``path`` can run on an accelerator.
+
+    Creating a GPU context or loading a foreign delegate library can crash the
+    process; doing it in a child keeps the caller alive.
+
+    Args:
+      path: The .tflite file.
+      accelerator: "gpu" or "delegate".
+      delegate: Shared library path when ``accelerator="delegate"``.
+      delegate_options: Dict of delegate options.
+
+    Returns:
+      None if usable, else the reason it is not (for ``Timing.status``).
+
+    Example:
+      >>> probe_accelerator("m.tflite", "gpu")   # doctest: +SKIP
+      'no GPU: No adapters found'
+    """
+    import json
+
+    path = os.path.abspath(os.fspath(path))
+    st = os.stat(path)
+    key = (accelerator, path, st.st_mtime_ns, st.st_size, delegate, json.dumps(delegate_options or {}, sort_keys=True))
+    if key in _PROBE_CACHE:
+        return _PROBE_CACHE[key]
+    if accelerator == "gpu":
+        line, err, stderr = _run_probe(_GPU_PROBE, [path])
+        if line is None:
+            reason = f"GPU probe failed ({err})"
+        elif line.startswith("OK"):
+            reason = None if line.split()[1] == "1" else "model is not fully accelerated on the GPU (some ops would silently run on CPU)"
+        else:
+            reason = "no usable GPU: " + _reason_from(stderr, line[5:].strip() or "GPU accelerator could not be created")
+    else:
+        line, err, stderr = _run_probe(_DELEGATE_PROBE, [path, os.fspath(delegate), json.dumps(delegate_options or {})])
+        if line is None:
+            reason = f"delegate {delegate} crashed the probe ({err})"
+        elif line.startswith("OK"):
+            reason = None if int(line.split()[1]) > 0 else f"delegate {os.path.basename(delegate)} accepted none of the ops (everything would run on CPU)"
+        else:
+            reason = f"cannot use delegate {os.path.basename(delegate)}: " + _reason_from(stderr, line[5:].strip() or "load failed")
+    _PROBE_CACHE[key] = reason
+    return reason
+
+
+# ------------------------------------------------------------------------- runners
+
+
+def _dtype(name: str):
+    import ml_dtypes  # noqa: F401 - shipped with ai_edge_litert
+
+    table = {"float32": np.float32, "float16": np.float16, "int8": np.int8, "uint8": np.uint8, "int16": np.int16, "int32": np.int32, "int64": np.int64, "bool": np.bool_}
+    return np.dtype(table.get(name, np.float32))
+
+
+def _run_compiled(path, threads, accelerator, loop_args, seed):
+    from ai_edge_litert.compiled_model import CompiledModel
+    from ai_edge_litert.hardware_accelerator import HardwareAccelerator
+    from ai_edge_litert.options import CpuOptions, Options
+
+    if accelerator == "gpu":
+        opts = Options(hardware_accelerators=HardwareAccelerator.GPU)
+    else:
+        opts = Options(hardware_accelerators=HardwareAccelerator.CPU, cpu_options=CpuOptions(num_threads=threads))
+    t0 = time.perf_counter_ns()
+    try:
+        cm = CompiledModel.from_file(os.fspath(path), options=opts)
+        ins = cm.create_input_buffers(0)
+        outs = cm.create_output_buffers(0)
+    except Exception as e:  # noqa: BLE001 - native errors arrive as RuntimeError
+        return None, f"LiteRT CompiledModel could not be created ({str(e).splitlines()[0][:120] if str(e) else type(e).__name__})"
+    init_ns = time.perf_counter_ns() - t0
+    if accelerator == "gpu" and not cm.is_fully_accelerated():
+        return None, "model is not fully accelerated on the GPU (some ops would silently run on CPU)"
+    sig = next(iter(cm.get_signature_list()))
+    details = cm.get_input_tensor_details(sig)
+    names = cm.get_signature_list()[sig]["inputs"]
+    rng = np.random.default_rng(seed)
+    for buf, name in zip(ins, names):
+        d = details[name]
+        buf.write(random_input({"dtype": _dtype(d.get("dtype", "float32")), "shape": d.get("shape", [1])}, rng))
+
+    def run():
+        cm.run_by_index(0, ins, outs)
+
+    first, warm, timed = timed_loop(run, *loop_args)
+    return (init_ns, first, warm, timed, "litert-gpu" if accelerator == "gpu" else "litert-cpu"), ""
+
+
+def _run_interpreter(path, threads, use_xnnpack, delegate, delegate_options, loop_args, seed):
+    delegates = None
+    if delegate is not None:
+        from ai_edge_litert.interpreter import load_delegate
+
+        try:
+            delegates = [load_delegate(os.fspath(delegate), delegate_options or {})]
+        except (ValueError, OSError, RuntimeError) as e:
+            return None, f"cannot load delegate {delegate}: {str(e).splitlines()[0][:120] if str(e) else type(e).__name__}"
+    t0 = time.perf_counter_ns()
+    it = open_interpreter(path, num_threads=threads, use_xnnpack=use_xnnpack and delegate is None, delegates=delegates, check=False)
+    init_ns = time.perf_counter_ns() - t0
+    names = [it._interpreter.NodeName(i) for i in range(it._interpreter.NumNodes())]  # pylint: disable=protected-access
+    delegated = names.count("DELEGATE")
+    if delegate is not None:
+        if not delegated:
+            return None, f"delegate {os.path.basename(os.fspath(delegate))} accepted none of the ops (everything would run on CPU)"
+        backend = "delegate:" + os.path.basename(os.fspath(delegate))
+    else:
+        backend = "xnnpack" if delegated else "builtin"
+    rng = np.random.default_rng(seed)
+    for d in it.get_input_details():
+        it.set_tensor(d["index"], random_input(d, rng))
+    first, warm, timed = timed_loop(it.invoke, *loop_args)
+    return (init_ns, first, warm, timed, backend), ""
 
 
 def benchmark(
@@ -166,77 +371,104 @@ def benchmark(
     min_seconds: float = 1.0,
     use_xnnpack: bool = True,
     *,
+    accelerator: str = "cpu",
+    delegate: Optional[str] = None,
+    delegate_options: Optional[Dict[str, Any]] = None,
+    cpu_affinity: Optional[List[int]] = None,
+    roofline: bool = False,
     max_seconds: float = 150.0,
     seed: int = 0,
 ) -> Timing:
-    """Measures the latency of a .tflite file with the LiteRT interpreter on this CPU.
+    """Measures the latency of a .tflite file on this machine with LiteRT.
 
     Same rigour as TFLite's ``benchmark_model``: the first invoke is timed on its
     own, then warm-up runs (at least ``warmup_runs`` AND ``warmup_seconds``), then
-    timed runs (at least ``min_runs`` AND ``min_seconds``; ``max_seconds`` caps the
-    total). Inputs are random data of the file's input dtype and shape, set once.
+    timed runs (at least ``min_runs`` AND ``min_seconds``; ``max_seconds`` caps each
+    phase). Inputs are random data of the file's input dtype and shape, set once.
+
+    An accelerator that cannot run the whole model gives
+    ``Timing(status="unavailable: <reason>")`` - never a silent CPU fallback. GPU
+    and external-delegate availability is probed in a child process first.
 
     Args:
       path: The .tflite file (checked first; a damaged file raises ExportError).
-      threads: Interpreter threads.
+      threads: CPU threads (Interpreter ``num_threads`` / CompiledModel CpuOptions).
       warmup_runs: Minimum warm-up invokes.
       warmup_seconds: Minimum warm-up time.
       min_runs: Minimum timed invokes.
       min_seconds: Minimum timed duration.
-      use_xnnpack: Apply the default XNNPACK delegate; False uses the builtin
-        kernels only (``BUILTIN_WITHOUT_DEFAULT_DELEGATES``).
-      max_seconds: Hard cap on warm-up and on the timed phase.
+      use_xnnpack: For ``accelerator="cpu"``: apply the default XNNPACK delegate;
+        False is the same as ``accelerator="builtin"``.
+      accelerator: "cpu" (Interpreter + XNNPACK), "builtin" (Interpreter, builtin
+        kernels, ``BUILTIN_WITHOUT_DEFAULT_DELEGATES``), "compiled-cpu" (LiteRT
+        ``CompiledModel`` on CPU) or "gpu" (``CompiledModel`` on the GPU only, no
+        CPU fallback, must be fully accelerated).
+      delegate: Path of an external delegate library (``load_delegate``); then the
+        default delegates are off and at least one op must be delegated.
+      delegate_options: Options dict for the external delegate.
+      cpu_affinity: CPU ids to pin to during the run (``os.sched_setaffinity``), or None.
+      roofline: Also count MACs and compute achieved GOPS and the fraction of this
+        machine's measured peak (see :func:`tflite_export.roofline.measure_peak_gops`).
+      max_seconds: Cap on warm-up and on the timed phase.
       seed: Seed of the random input.
 
     Returns:
-      A :class:`Timing` (``accelerator="cpu"``, ``backend`` "xnnpack" or "builtin",
-      as verified from the interpreter's execution plan).
+      A :class:`Timing`; ``backend`` says what actually ran ("xnnpack" only if the
+      XNNPACK delegate really took ops).
 
     Raises:
       ExportError: Bad arguments or a missing/damaged file.
 
     Example:
       >>> t = benchmark("model_int8.tflite", threads=2)   # doctest: +SKIP
-      >>> t.median_ms                                     # doctest: +SKIP
-      0.012
+      >>> t.median_ms, t.backend                          # doctest: +SKIP
+      (0.012, 'xnnpack')
+      >>> benchmark("model.tflite", accelerator="gpu").status   # doctest: +SKIP
+      'unavailable: no usable GPU: No adapters found'
     """
     _check_args(threads, warmup_runs, warmup_seconds, min_runs, min_seconds)
-    path = os.fspath(path)
+    acc = _ALIASES.get(str(accelerator).lower(), str(accelerator).lower())
+    if acc not in ACCELERATORS:
+        raise ExportError(f"unknown accelerator {accelerator!r}; use one of {', '.join(ACCELERATORS)} (or delegate=path/to/lib.so)")
+    if acc == "cpu" and not use_xnnpack:
+        acc = "builtin"
+    if delegate is not None:
+        if not os.path.isfile(os.fspath(delegate)):
+            raise ExportError(f"delegate library {delegate} does not exist; pass the path of a TFLite external delegate .so")
+        acc = "delegate"
+    path = os.path.abspath(os.fspath(path))
     from .safety import check_file
 
     check_file(path)
-    t0 = time.perf_counter_ns()
-    it = open_interpreter(path, num_threads=threads, use_xnnpack=use_xnnpack, check=False)
-    init_ns = time.perf_counter_ns() - t0
-    names = [it._interpreter.NodeName(i) for i in range(it._interpreter.NumNodes())]  # pylint: disable=protected-access
-    backend = "xnnpack" if "DELEGATE" in names else "builtin"
-    if use_xnnpack and backend != "xnnpack":
-        backend = "builtin"  # XNNPACK declined every op; report what really ran
-    rng = np.random.default_rng(seed)
-    for d in it.get_input_details():
-        it.set_tensor(d["index"], random_input(d, rng))
-    first, warm, timed = timed_loop(it.invoke, warmup_runs, warmup_seconds, min_runs, min_seconds, max_seconds)
-    return Timing(
-        path=os.path.abspath(path),
+    base = dict(path=path, accelerator=acc, threads=threads, device="this machine (LiteRT)")
+    if acc in ("gpu", "delegate"):
+        reason = probe_accelerator(path, acc, delegate, delegate_options)
+        if reason:
+            return Timing.unavailable(reason, backend="litert-gpu" if acc == "gpu" else f"delegate:{os.path.basename(os.fspath(delegate))}", **base)
+    loop_args = (warmup_runs, warmup_seconds, min_runs, min_seconds, max_seconds)
+    with _pinned(cpu_affinity) as pinned:
+        if acc in ("compiled-cpu", "gpu"):
+            res, why = _run_compiled(path, threads, acc, loop_args, seed)
+        else:
+            res, why = _run_interpreter(path, threads, acc == "cpu", delegate, delegate_options, loop_args, seed)
+    if res is None:
+        return Timing.unavailable(why, **base)
+    init_ns, first, warm, timed, backend = res
+    t = Timing(
         status="ok",
-        accelerator="cpu",
         backend=backend,
-        threads=threads,
         runs=len(timed),
         warmup_runs=len(warm),
         init_ms=init_ns / 1e6,
         first_ms=first / 1e6,
         warmup_ms=float(np.mean(warm)) / 1e6,
         peak_memory_mb=peak_rss_mb(),
-        affinity=_affinity(),
-        device="this machine (LiteRT Interpreter)",
+        affinity=pinned,
+        **base,
         **stats_ms(timed),
     )
+    if roofline:
+        from .roofline import add_roofline
 
-
-def _affinity() -> Optional[List[int]]:
-    try:
-        cpus = sorted(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return None
-    return cpus if len(cpus) < (os.cpu_count() or len(cpus)) else None
+        add_roofline(t)
+    return t

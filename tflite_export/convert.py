@@ -301,7 +301,10 @@ def convert_bytes(
         conv.target_spec.supported_ops = [tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
 
     try:
-        data = conv.convert()
+        with warnings.catch_warnings():
+            # TF's own notice for int8 io; the io types are set on purpose.
+            warnings.filterwarnings("ignore", message="Statistics for quantized inputs")
+            data = conv.convert()
     except Exception as e:  # noqa: BLE001
         hint = "check every layer has a TFLite builtin op" + (" with an int8 kernel" if mode == "int8" else "")
         raise ExportError(f"TFLite conversion ({mode}) failed: {_one_line(e)}; {hint}") from None

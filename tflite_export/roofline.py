@@ -1,0 +1,113 @@
+"""Achieved GOPS and fraction of this machine's measured peak ("roofline" lite)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import threading
+from typing import Dict, Optional, Tuple
+
+import numpy as np
+
+from .errors import ExportError
+
+__all__ = ["measure_peak_gops", "compute_kind", "add_roofline", "gops"]
+
+_PEAK: Dict[Tuple[str, int, bool], float] = {}
+_LOCK = threading.Lock()
+
+#: Shape of the dense-layer model used to measure the peak: batch x width, depth layers.
+PEAK_BATCH, PEAK_WIDTH, PEAK_DEPTH = 128, 512, 4
+
+
+def gops(macs: int, ms: float) -> float:
+    """Giga-operations per second for ``macs`` multiply-accumulates in ``ms`` (1 MAC = 2 ops)."""
+    return 2.0 * macs / (ms * 1e-3) / 1e9 if ms and ms > 0 else float("nan")
+
+
+def compute_kind(info) -> str:
+    """"int8" if the heavy ops (conv/FC) have int8 weights, else "float32".
+
+    Dynamic-range files run as int8 GEMMs in XNNPACK, float16 files are
+    dequantized to float32 at load time.
+    """
+    heavy = {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV"}
+    for t in info.tensors:
+        if t["constant"] and t["dtype"] == "int8" and len(t["shape"]) >= 2:
+            return "int8"
+    if not any(op in heavy for op in info.ops):
+        return "float32"
+    return "float32"
+
+
+def measure_peak_gops(kind: str = "float32", threads: int = 1, use_xnnpack: bool = True) -> float:
+    """Measures this machine's practical peak GOPS through LiteRT, cached per process.
+
+    A ``PEAK_DEPTH``-layer dense model (batch ``PEAK_BATCH`` x ``PEAK_WIDTH``, i.e.
+    large GEMMs) is converted (float32 or full int8) and timed with
+    :func:`tflite_export.benchmark` on the same runtime settings.
+
+    Args:
+      kind: "float32" or "int8".
+      threads: CPU threads.
+      use_xnnpack: XNNPACK (True) or builtin kernels (False).
+
+    Returns:
+      Peak giga-operations per second (2 * MACs / median latency).
+
+    Raises:
+      ExportError: Unknown kind.
+
+    Example:
+      >>> measure_peak_gops("int8", threads=1)   # doctest: +SKIP
+      180.5
+    """
+    if kind not in ("float32", "int8"):
+        raise ExportError(f"unknown peak kind {kind!r}; use 'float32' or 'int8'")
+    key = (kind, int(threads), bool(use_xnnpack))
+    with _LOCK:
+        if key in _PEAK:
+            return _PEAK[key]
+    import tf_keras as keras
+
+    from .benchmark import benchmark
+    from .convert import export
+
+    rng = np.random.default_rng(0)
+    inp = keras.layers.Input((PEAK_WIDTH,), batch_size=PEAK_BATCH)
+    h = inp
+    init = keras.initializers.RandomNormal(stddev=1.0 / np.sqrt(PEAK_WIDTH), seed=0)
+    for i in range(PEAK_DEPTH):
+        h = keras.layers.Dense(PEAK_WIDTH, kernel_initializer=init, name=f"peak{i}")(h)
+    model = keras.Model(inp, h)
+    macs = PEAK_BATCH * PEAK_WIDTH * PEAK_WIDTH * PEAK_DEPTH
+    with tempfile.TemporaryDirectory(prefix="tflite_export_peak_") as d:
+        path = os.path.join(d, f"peak_{kind}.tflite")
+        rep = rng.standard_normal((16, PEAK_WIDTH)).astype(np.float32)
+        export(model, path, mode=kind, representative_data=rep, num_samples=16)
+        t = benchmark(path, threads=threads, use_xnnpack=use_xnnpack, warmup_seconds=0.2, min_runs=10, min_seconds=0.5)
+    peak = gops(macs, t.min_ms)
+    with _LOCK:
+        _PEAK[key] = peak
+    return peak
+
+
+def add_roofline(timing) -> None:
+    """Fills ``timing.macs``, ``timing.gops`` and ``timing.peak_fraction`` in place.
+
+    The peak is measured for the file's compute kind (int8 or float32) with the
+    same thread count; "builtin" timings are compared with a builtin-kernel peak,
+    everything on CPU with XNNPACK's. GPU/delegate timings get no peak fraction.
+    """
+    from .inspection import inspect
+
+    if not timing.ok or not timing.median_ms:
+        return
+    info = inspect(timing.path)
+    timing.macs = info.macs
+    if not info.macs:
+        return
+    timing.gops = gops(info.macs, timing.median_ms)
+    if timing.accelerator in ("cpu", "builtin", "compiled-cpu"):
+        peak = measure_peak_gops(compute_kind(info), timing.threads, timing.accelerator != "builtin")
+        timing.peak_fraction = timing.gops / peak if peak > 0 else None

@@ -1,0 +1,267 @@
+"""Per-layer numerical comparison between a Keras model and its .tflite file."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+
+from ._runtime import dequantize_output, open_interpreter, quantize_input
+from .errors import ExportError
+
+__all__ = ["LayerError", "LayerErrorReport", "layer_errors"]
+
+
+@dataclasses.dataclass
+class LayerError:
+    """Error of one Keras layer's output versus the matching tensor in the file.
+
+    Attributes:
+      layer: Keras layer name.
+      tensor: Name of the matched TFLite tensor ("" if unmatched).
+      matched_by: "name", "output" (the model output), "shape" (op order + shape) or "" (unmatched).
+      shape: Keras output shape without the batch dimension.
+      dtype: dtype of the TFLite tensor (before dequantization).
+      snr_db: Signal-to-noise ratio, 10*log10(sum(ref^2) / sum((ref - tflite)^2)); inf if identical.
+      cosine: Mean per-sample cosine similarity.
+      max_abs_error: Largest absolute difference.
+      flagged: True if ``snr_db`` is below the threshold or the layer is among the worst.
+    """
+
+    layer: str
+    tensor: str = ""
+    matched_by: str = ""
+    shape: tuple = ()
+    dtype: str = ""
+    snr_db: Optional[float] = None
+    cosine: Optional[float] = None
+    max_abs_error: Optional[float] = None
+    flagged: bool = False
+
+    def to_dict(self) -> Dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["shape"] = list(self.shape)
+        for k in ("snr_db", "cosine", "max_abs_error"):
+            v = d[k]
+            if v is not None:
+                d[k] = None if math.isnan(v) else (round(v, 4) if math.isfinite(v) else ("inf" if v > 0 else "-inf"))
+        return d
+
+
+@dataclasses.dataclass
+class LayerErrorReport:
+    """Result of :func:`layer_errors`.
+
+    Attributes:
+      path: The .tflite file.
+      samples: Number of inputs compared.
+      rows: One :class:`LayerError` per Keras layer, in model order.
+      min_snr_db: Threshold used for flagging.
+    """
+
+    path: str
+    samples: int
+    rows: List[LayerError]
+    min_snr_db: float
+
+    @property
+    def matched(self) -> List[LayerError]:
+        return [r for r in self.rows if r.matched_by]
+
+    @property
+    def flagged(self) -> List[LayerError]:
+        return [r for r in self.rows if r.flagged]
+
+    def worst(self, k: int = 3) -> List[LayerError]:
+        """The ``k`` matched layers with the lowest SNR."""
+        return sorted(self.matched, key=lambda r: r.snr_db)[:k]
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {
+            "path": self.path,
+            "samples": self.samples,
+            "min_snr_db": self.min_snr_db,
+            "layers": [r.to_dict() for r in self.rows],
+            "worst": [r.layer for r in self.worst()],
+        }
+
+    def table(self) -> str:
+        """Markdown table of the per-layer errors."""
+        out = ["| layer | tflite tensor | dtype | SNR dB | cosine | max abs err | flag |", "|---|---|---|---:|---:|---:|---|"]
+        for r in self.rows:
+            if not r.matched_by:
+                out.append(f"| {r.layer} | (not matched) | | | | | |")
+                continue
+            out.append(
+                f"| {r.layer} | {r.tensor[:40]} | {r.dtype} | {r.snr_db:.1f} | {r.cosine:.4f} | {r.max_abs_error:.4g} | {'<-- worst' if r.flagged else ''} |"
+            )
+        return "\n".join(out)
+
+
+def _snr_cos(ref: np.ndarray, got: np.ndarray):
+    ref = ref.reshape(len(ref), -1).astype(np.float64)
+    got = got.reshape(len(got), -1).astype(np.float64)
+    err = ref - got
+    p_sig = float(np.sum(ref * ref))
+    p_err = float(np.sum(err * err))
+    if p_err == 0.0:
+        snr = math.inf
+    elif p_sig == 0.0:
+        snr = -math.inf
+    else:
+        snr = 10.0 * math.log10(p_sig / p_err)
+    nr = np.linalg.norm(ref, axis=1)
+    ng = np.linalg.norm(got, axis=1)
+    denom = nr * ng
+    cos = np.where(denom > 0, np.sum(ref * got, axis=1) / np.where(denom > 0, denom, 1.0), np.where((nr == 0) & (ng == 0), 1.0, 0.0))
+    return snr, float(np.mean(cos)), float(np.max(np.abs(err))) if err.size else 0.0
+
+
+def _name_hit(tensor_name: str, layer_name: str) -> bool:
+    for part in tensor_name.split(";"):
+        if f"/{layer_name}/" in "/" + part + "/":
+            return True
+    return False
+
+
+def layer_errors(
+    model,
+    path,
+    x,
+    max_samples: int = 64,
+    min_snr_db: float = 20.0,
+    worst: int = 3,
+) -> LayerErrorReport:
+    """Per-layer error between a Keras model's intermediate outputs and a .tflite file.
+
+    The file is run with ``experimental_preserve_all_tensors=True`` (builtin
+    kernels, so intermediate tensors are kept). Each Keras layer output is matched
+    to an op-output tensor of the file: by name (TFLite tensor names carry the Keras
+    layer name; the last op of the layer wins, i.e. after fused activations), the
+    model output by position, else the next op output with the same shape in
+    execution order. Quantized tensors are dequantized before comparison.
+
+    Args:
+      model: The tf_keras model (functional or Sequential) the file came from.
+      path: The .tflite file (any mode; most useful for int8 / int16x8).
+      x: Float inputs (axis 0 = samples); at most ``max_samples`` are used.
+      max_samples: Cap on the number of inputs compared.
+      min_snr_db: Layers below this SNR are flagged.
+      worst: The ``worst`` lowest-SNR layers are flagged too (0 to disable), when
+        their SNR is below 40 dB.
+
+    Returns:
+      A :class:`LayerErrorReport` (``rows`` in Keras layer order; ``worst()``;
+      ``table()`` for Markdown).
+
+    Raises:
+      ExportError: The model has no symbolic inputs, or the file cannot be run.
+
+    Example:
+      >>> rep = layer_errors(model, "model_int8.tflite", x_test[:32])   # doctest: +SKIP
+      >>> [(r.layer, round(r.snr_db, 1)) for r in rep.worst()]          # doctest: +SKIP
+      [('logits', 24.3), ('conv', 31.0), ('pool', 31.0)]
+    """
+    import tf_keras as keras
+
+    path = os.fspath(path)
+    x = np.asarray(x)[: max(1, int(max_samples))]
+    if not hasattr(model, "inputs") or not model.inputs:
+        raise ExportError("layer_errors needs a functional or Sequential tf_keras model with defined inputs; build the model with an Input layer")
+    if len(model.inputs) != 1:
+        raise ExportError("layer_errors supports single-input models only")
+    layers = [l for l in model.layers if not isinstance(l, keras.layers.InputLayer)]
+    probe_layers = []
+    for l in layers:
+        try:
+            out = l.output
+        except (AttributeError, ValueError):
+            continue
+        if isinstance(out, (list, tuple)) or not hasattr(out, "shape"):
+            continue
+        probe_layers.append(l)
+    if not probe_layers:
+        raise ExportError("model has no single-output layers to compare; pass a functional or Sequential model")
+    probe = keras.Model(model.inputs, [l.output for l in probe_layers])
+    refs = probe.predict(x.astype(np.float32), verbose=0, batch_size=256)
+    if not isinstance(refs, list):
+        refs = [refs]
+
+    it = open_interpreter(path, num_threads=1, use_xnnpack=False, preserve_all_tensors=True)
+    d = it.get_input_details()[0]
+    sample_shape = tuple(int(s) for s in d["shape"][1:])
+    if tuple(x.shape[1:]) != sample_shape:
+        raise ExportError(f"inputs have shape {tuple(x.shape)} but {path} expects (N, {', '.join(map(str, sample_shape))}); reshape x")
+    n = len(x)
+    batched = True
+    try:
+        it.resize_tensor_input(d["index"], [n, *sample_shape], strict=True)
+        it.allocate_tensors()
+    except (ValueError, RuntimeError):
+        it = open_interpreter(path, num_threads=1, use_xnnpack=False, preserve_all_tensors=True, check=False)
+        batched = False
+
+    ops = it._get_ops_details()  # pylint: disable=protected-access
+    op_outputs: List[int] = []
+    for op in ops:
+        for t in op["outputs"]:
+            if t >= 0 and t not in op_outputs:
+                op_outputs.append(int(t))
+    tdetails = {t: it._get_tensor_details(t, 0) for t in op_outputs}  # pylint: disable=protected-access
+    model_out = [int(o["index"]) for o in it.get_output_details()]
+
+    xq = quantize_input(x, d)
+    vals: Dict[int, List[np.ndarray]] = {t: [] for t in op_outputs}
+    chunks = [xq] if batched else [xq[i : i + 1] for i in range(n)]
+    for c in chunks:
+        it.set_tensor(d["index"], np.ascontiguousarray(c))
+        it.invoke()
+        for t in op_outputs:
+            try:
+                vals[t].append(dequantize_output(np.array(it.get_tensor(t)), tdetails[t]))
+            except ValueError:
+                pass
+
+    def shape_of(t):
+        v = vals[t]
+        return tuple(v[0].shape[1:]) if v else None
+
+    rows: List[LayerError] = []
+    used: set = set()
+    last_pos = -1
+    keras_outputs = {id(o) for o in model.outputs}
+    for layer, ref in zip(probe_layers, refs):
+        want = tuple(ref.shape[1:])
+        row = LayerError(layer=layer.name, shape=want)
+        chosen, how = None, ""
+        hits = [t for t in op_outputs if t not in used and _name_hit(tdetails[t]["name"], layer.name) and shape_of(t) == want]
+        if hits:
+            chosen, how = hits[-1], "name"
+        elif id(layer.output) in keras_outputs and model_out and shape_of(model_out[0]) == want:
+            chosen, how = model_out[min(len(model_out) - 1, [id(o) for o in model.outputs].index(id(layer.output)))], "output"
+        else:
+            for pos, t in enumerate(op_outputs):
+                if pos > last_pos and t not in used and shape_of(t) == want:
+                    chosen, how = t, "shape"
+                    break
+        if chosen is not None:
+            got = np.concatenate(vals[chosen], axis=0)[: len(ref)]
+            row.tensor = tdetails[chosen]["name"]
+            row.matched_by = how
+            row.dtype = np.dtype(tdetails[chosen]["dtype"]).name
+            row.snr_db, row.cosine, row.max_abs_error = _snr_cos(np.asarray(ref), got)
+            used.add(chosen)
+            last_pos = max(last_pos, op_outputs.index(chosen))
+        rows.append(row)
+    matched = [r for r in rows if r.matched_by]
+    for r in matched:
+        if r.snr_db < min_snr_db:
+            r.flagged = True
+    if worst:
+        for r in sorted(matched, key=lambda r: r.snr_db)[:worst]:
+            if r.snr_db < 40.0:
+                r.flagged = True
+    return LayerErrorReport(path=os.path.abspath(path), samples=n, rows=rows, min_snr_db=min_snr_db)
