@@ -1,0 +1,353 @@
+"""``tfcompress export | inspect | bench`` subcommands (registered by tfcompress's CLI).
+
+Each handler returns an exit code and raises :class:`ExportError` for bad input
+(the main CLI prints ``error: <message>`` and exits 2).
+
+Example:
+    $ tfcompress export model.keras --mode int8 --data digits --out m_int8.tflite
+    $ tfcompress inspect m_int8.tflite --json -
+    $ tfcompress bench m_f32.tflite m_int8.tflite --threads 1,2 --accelerator cpu,gpu \\
+          --json bench.json --markdown bench.md --plot bench.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Dict, List, Optional
+
+import numpy as np
+
+from .errors import ExportError
+
+__all__ = ["add_subcommands", "cmd_export", "cmd_inspect", "cmd_bench", "load_data", "bench_table"]
+
+
+def add_subcommands(subparsers) -> None:
+    """Registers ``export``, ``inspect`` and ``bench`` on an argparse subparsers object.
+
+    Args:
+      subparsers: The object returned by ``ArgumentParser.add_subparsers()``.
+
+    Example:
+      >>> p = argparse.ArgumentParser(); add_subcommands(p.add_subparsers(dest="command"))
+    """
+    from .benchmark import ACCELERATORS
+    from .convert import IO_TYPES, MODES
+
+    ex = subparsers.add_parser(
+        "export",
+        help="convert a saved tf_keras model to .tflite",
+        description="Convert a .keras/.h5 file or SavedModel folder to TFLite (float32, float16, dynamic, "
+        "int8, int16x8), write it atomically with metadata, and report size and (with --data) LiteRT accuracy.",
+    )
+    ex.add_argument("model", metavar="MODEL_FILE", help=".keras/.h5 file or SavedModel folder")
+    ex.add_argument("--mode", default="int8", choices=MODES, help="conversion flavour (default: %(default)s)")
+    ex.add_argument("--io", default="int8", choices=IO_TYPES, help="int8 mode input/output type (default: %(default)s)")
+    ex.add_argument("--data", default=None, help="digits | fashion-mnist | file.npz (x_train[, y_train, x_test, y_test]); needed for int8/int16x8")
+    ex.add_argument("--num-samples", type=int, default=200, help="representative samples (default: %(default)s)")
+    ex.add_argument("--sparse", action="store_true", help="store pruned weights sparse (EXPERIMENTAL_SPARSITY)")
+    ex.add_argument("--metadata", default=None, help="JSON object stored in the file's metadata")
+    ex.add_argument("--out", required=True, help="output .tflite path")
+    ex.add_argument("--json", default=None, metavar="PATH", help="write the report as JSON ('-' = stdout)")
+    ex.set_defaults(func=cmd_export)
+
+    ins = subparsers.add_parser("inspect", help="show metadata, ops, dtypes and quantization of a .tflite file")
+    ins.add_argument("file", metavar="FILE.tflite")
+    ins.add_argument("--tensors", action="store_true", help="list every tensor")
+    ins.add_argument("--json", default=None, metavar="PATH", help="write everything as JSON ('-' = stdout)")
+    ins.set_defaults(func=cmd_inspect)
+
+    b = subparsers.add_parser(
+        "bench",
+        help="time .tflite files on this machine (XNNPACK, builtin, LiteRT CPU/GPU) or Android",
+        description="Time each file for each thread count and accelerator with benchmark_model rigour "
+        "(warm-up >= 1 run and 0.5 s, then >= 50 runs and 1 s); unavailable accelerators are reported, never "
+        "replaced by CPU. Prints one comparison table (speed-up relative to the first file).",
+    )
+    b.add_argument("files", nargs="+", metavar="FILE.tflite")
+    b.add_argument("--threads", default="1", help="comma-separated thread counts (default: %(default)s)")
+    b.add_argument("--accelerator", default="cpu", help=f"comma-separated: {', '.join(ACCELERATORS)}, android (default: %(default)s)")
+    b.add_argument("--delegate", default=None, help="external delegate library (.so) to time as well")
+    b.add_argument("--pin", default=None, help="comma-separated CPU ids to pin to, e.g. 0 or 0,1")
+    b.add_argument("--roofline", action="store_true", help="add MACs, GOPS and fraction of measured peak")
+    b.add_argument("--min-runs", type=int, default=50)
+    b.add_argument("--min-seconds", type=float, default=1.0)
+    b.add_argument("--warmup-runs", type=int, default=1)
+    b.add_argument("--warmup-seconds", type=float, default=0.5)
+    b.add_argument("--android-binary", default=None, help="benchmark_model binary for --accelerator android")
+    b.add_argument("--serial", default=None, help="adb device serial for android")
+    b.add_argument("--json", default=None, metavar="PATH", help="write all timings as JSON ('-' = stdout)")
+    b.add_argument("--markdown", default=None, metavar="PATH", help="write the table as Markdown")
+    b.add_argument("--plot", default=None, metavar="PATH", help="write a bar chart PNG (matplotlib)")
+    b.set_defaults(func=cmd_bench)
+
+
+# ------------------------------------------------------------------------------ helpers
+
+
+def _write_json(obj, dest: Optional[str]) -> None:
+    if not dest:
+        return
+    text = json.dumps(obj, indent=2, sort_keys=True, default=str)
+    if dest == "-":
+        print(text)
+        return
+    from ._atomic import atomic_write_bytes
+
+    atomic_write_bytes(dest, (text + "\n").encode("utf-8"))
+
+
+def load_data(name: str):
+    """Returns ``(x_train, y_train, x_test, y_test)`` (labels may be None) for --data.
+
+    Args:
+      name: "digits" / "fashion-mnist" (via ``tfcompress.datasets.load``) or a .npz
+        file with ``x_train`` (or ``x``) and optionally ``y_train``, ``x_test``, ``y_test``.
+
+    Raises:
+      ExportError: Unreadable file, missing arrays, or tfcompress not installed.
+    """
+    if name.lower().endswith(".npz") or os.path.isfile(name):
+        try:
+            with np.load(name, allow_pickle=False) as z:
+                arrays = {k: z[k] for k in z.files}
+        except FileNotFoundError:
+            raise ExportError(f"data file {name} does not exist; pass digits, fashion-mnist or an existing .npz") from None
+        except (OSError, ValueError) as e:
+            raise ExportError(f"cannot read {name} as .npz ({e}); save it with numpy.savez(x_train=..., x_test=..., y_test=...)") from None
+        x = arrays.get("x_train", arrays.get("x"))
+        if x is None:
+            raise ExportError(f"{name} has no x_train (or x) array; it has {', '.join(arrays) or 'nothing'}")
+        return x.astype(np.float32), arrays.get("y_train", arrays.get("y")), arrays.get("x_test"), arrays.get("y_test")
+    try:
+        from tfcompress import datasets  # lazy: tflite_export works without tfcompress
+    except ImportError:
+        raise ExportError(f"--data {name} needs tfcompress.datasets; install tfcompress or pass a .npz file") from None
+    d = datasets.load(name)
+    return d.train[0], d.train[1], d.test[0], d.test[1]
+
+
+def _parse_list(text: str, conv, what: str) -> list:
+    try:
+        vals = [conv(v.strip()) for v in str(text).split(",") if v.strip()]
+    except ValueError:
+        raise ExportError(f"--{what} must be a comma-separated list, got {text!r}") from None
+    if not vals:
+        raise ExportError(f"--{what} is empty")
+    return vals
+
+
+# ------------------------------------------------------------------------------ export
+
+
+def cmd_export(args) -> int:
+    """Handler of ``tfcompress export``."""
+    from .convert import export
+    from .evaluate import evaluate
+
+    meta = None
+    if args.metadata:
+        try:
+            meta = json.loads(args.metadata)
+        except ValueError as e:
+            raise ExportError(f"--metadata is not valid JSON ({e.msg}); pass e.g. '{{\"recipe\": \"prune50\"}}'") from None
+        if not isinstance(meta, dict):
+            raise ExportError("--metadata must be a JSON object, e.g. '{\"recipe\": \"prune50\"}'")
+    xtr = xte = yte = None
+    if args.data:
+        xtr, _, xte, yte = load_data(args.data)
+        meta = dict(meta or {})
+        meta.setdefault("dataset", os.path.basename(args.data))
+    elif args.mode in ("int8", "int16x8"):
+        raise ExportError(f"--mode {args.mode} needs --data (digits, fashion-mnist or a .npz) for calibration")
+    rep = export(args.model, args.out, mode=args.mode, representative_data=xtr, num_samples=args.num_samples, metadata=meta, io=args.io, sparse=args.sparse)
+    out = rep.to_dict()
+    line = f"wrote {rep.path}: {rep.mode}, {rep.bytes} bytes ({rep.zipped_bytes} zipped), input {rep.input_dtype}, output {rep.output_dtype}"
+    if rep.sparse_tensors:
+        line += f", {rep.sparse_tensors} sparse tensors"
+    if xte is not None and yte is not None:
+        acc = evaluate(rep.path, xte, yte)
+        out["test_accuracy"] = acc
+        line += f", LiteRT test accuracy {acc:.4f}"
+    if args.json != "-":
+        print(line)
+    _write_json(out, args.json)
+    return 0
+
+
+# ----------------------------------------------------------------------------- inspect
+
+
+def cmd_inspect(args) -> int:
+    """Handler of ``tfcompress inspect``."""
+    from .inspection import inspect
+
+    info = inspect(args.file)
+    if args.json != "-":
+        print(info.summary())
+        if args.tensors:
+            for t in info.tensors:
+                q = t["quantization"]
+                qs = "" if not q else (f" scale={q['scale']:.6g} zp={q['zero_point']}" if "scale" in q else f" per-channel x{q['num_scales']} dim={q['quantized_dimension']}")
+                print(f"  [{t['index']:3d}] {t['dtype']:8s} {str(t['shape']):18s}{' const' if t['constant'] else '      '}{' sparse' if t['sparse'] else ''}{qs}  {t['name'][:60]}")
+    _write_json(info.to_dict(tensors=True), args.json)
+    return 0
+
+
+# ------------------------------------------------------------------------------- bench
+
+
+def bench_table(rows: List[Dict]) -> str:
+    """Markdown comparison table from bench rows (dicts with "file" and Timing fields).
+
+    Speed-up is relative to the first file measured with the same accelerator and
+    threads (``median_ms``, or ``mean_ms`` when a runner prints no median).
+    """
+    base: Dict[tuple, float] = {}
+    for r in rows:
+        key = (r["accelerator"], r["threads"])
+        lat = r.get("median_ms") or r.get("mean_ms")
+        if r["status"] == "ok" and lat and key not in base:
+            base[key] = lat
+    head = "| file | accelerator | backend | threads | median ms | p90 ms | min ms | init ms | runs | speed-up | GOPS | % peak | status |"
+    out = [head, "|" + "---|" * 3 + "---:|" * 9 + "---|"]
+    for r in rows:
+        lat = r.get("median_ms") or r.get("mean_ms")
+        if r["status"] != "ok":
+            out.append(f"| {r['file']} | {r['accelerator']} | {r.get('backend') or ''} | {r['threads']} | - | - | - | - | - | - | - | - | {r['status']} |")
+            continue
+        sp = base.get((r["accelerator"], r["threads"]))
+        f = lambda v, d=3: "-" if v is None else (f"{v:.4g}" if d == 3 else f"{v:.{d}f}")
+        pct = "-" if r.get("peak_fraction") is None else f"{100 * r['peak_fraction']:.1f}"
+        med = f(r.get("median_ms")) if r.get("median_ms") is not None else f"{f(r.get('mean_ms'))} (avg)"
+        out.append(
+            f"| {r['file']} | {r['accelerator']} | {r['backend']} | {r['threads']} | {med} | {f(r.get('p90_ms'))} | {f(r.get('min_ms'))} | "
+            f"{f(r.get('init_ms'), 1)} | {r['runs']} | {f(sp / lat if sp and lat else None, 2)}x | {f(r.get('gops'), 2)} | "
+            f"{pct} | ok |"
+        )
+    return "\n".join(out)
+
+
+def _plot(rows: List[Dict], dest: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    configs = []
+    for r in rows:
+        c = f"{r['accelerator']} x{r['threads']}"
+        if c not in configs:
+            configs.append(c)
+    files = []
+    for r in rows:
+        if r["file"] not in files:
+            files.append(r["file"])
+    width = 0.8 / max(1, len(configs))
+    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(files) * max(1, len(configs)) / 2 + 3), 4.5))
+    for j, c in enumerate(configs):
+        xs, hs = [], []
+        for i, f in enumerate(files):
+            r = next((r for r in rows if r["file"] == f and f"{r['accelerator']} x{r['threads']}" == c), None)
+            if r is None:
+                continue
+            lat = (r.get("median_ms") or r.get("mean_ms")) if r["status"] == "ok" else None
+            x = i + (j - (len(configs) - 1) / 2) * width
+            if lat is None:
+                ax.text(x, 0, "n/a", ha="center", va="bottom", fontsize=7, rotation=90)
+                continue
+            xs.append(x)
+            hs.append(lat)
+        if xs:
+            bars = ax.bar(xs, hs, width=width * 0.95, label=c)
+            ax.bar_label(bars, fmt="%.3g", fontsize=7)
+    ax.set_xticks(range(len(files)))
+    ax.set_xticklabels(files, rotation=15, ha="right", fontsize=8)
+    ax.set_ylabel("median latency per invoke (ms)")
+    ax.set_title("TFLite latency (LiteRT)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    folder = os.path.dirname(os.path.abspath(dest))
+    os.makedirs(folder, exist_ok=True)
+    import tempfile
+
+    fd, tmp = tempfile.mkstemp(suffix=".png", dir=folder)
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=120)
+        os.replace(tmp, dest)
+    finally:
+        plt.close(fig)
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def cmd_bench(args) -> int:
+    """Handler of ``tfcompress bench``."""
+    from .android import benchmark_on_device
+    from .benchmark import ACCELERATORS, _ALIASES, benchmark
+    from .safety import check_file
+
+    threads = _parse_list(args.threads, int, "threads")
+    if any(t < 1 for t in threads):
+        raise ExportError("--threads values must be >= 1")
+    accels = [_ALIASES.get(a.lower(), a.lower()) for a in _parse_list(args.accelerator, str, "accelerator")]
+    for a in accels:
+        if a not in ACCELERATORS and a != "android":
+            raise ExportError(f"unknown accelerator {a!r}; use {', '.join(ACCELERATORS)} or android")
+    if "android" in accels and not args.android_binary:
+        raise ExportError("--accelerator android needs --android-binary path/to/benchmark_model")
+    pin = _parse_list(args.pin, int, "pin") if args.pin else None
+    for f in args.files:
+        check_file(f)  # fail fast with a clear message before timing anything
+    names = [os.path.basename(f) for f in args.files]
+    if len(set(names)) != len(names):
+        names = list(args.files)
+    rows = []
+    configs = [(a, t) for a in accels for t in threads]
+    if args.delegate:
+        configs += [("delegate", t) for t in threads]
+    for a, t in configs:
+        for f, name in zip(args.files, names):
+            kw = dict(warmup_runs=args.warmup_runs, warmup_seconds=args.warmup_seconds, min_runs=args.min_runs, min_seconds=args.min_seconds)
+            if a == "android":
+                tm = benchmark_on_device(f, args.android_binary, threads=t, serial=args.serial, **kw)
+            elif a == "delegate":
+                tm = benchmark(f, threads=t, delegate=args.delegate, cpu_affinity=pin, roofline=args.roofline, **kw)
+            else:
+                tm = benchmark(f, threads=t, accelerator=a, cpu_affinity=pin, roofline=args.roofline, **kw)
+            row = dict(file=name, **tm.to_dict())
+            rows.append(row)
+            if args.json != "-":
+                lat = tm.median_ms if tm.median_ms is not None else tm.mean_ms
+                print(f"  {name} [{a} x{t}]: " + (f"{lat:.4f} ms" if tm.ok else tm.status), file=sys.stderr)
+    table = bench_table(rows)
+    if args.json != "-":
+        print(table)
+    if args.markdown:
+        from ._atomic import atomic_write_bytes
+
+        atomic_write_bytes(args.markdown, (table + "\n").encode("utf-8"))
+    if args.plot:
+        _plot(rows, args.plot)
+    _write_json({"timings": rows}, args.json)
+    return 0
+
+
+def main(argv=None) -> int:
+    """Standalone entry point (``python -m tflite_export.cli``) when tfcompress is absent."""
+    parser = argparse.ArgumentParser(prog="tflite_export")
+    add_subcommands(parser.add_subparsers(dest="command", metavar="COMMAND", required=True))
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except ExportError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
