@@ -401,3 +401,13 @@ def test_apply_budget_uses_sensitivity():
     small, rep = ch.apply(model, ch.Channels(flops=0.5, epochs=0), data=data)
     assert ch.count_flops(small) <= 0.5 * ch.count_flops(model)
     assert any("sensitivity" in n for n in rep.notes)
+
+
+def test_report_per_layer_costs():
+    model = digits_cnn()
+    small, rep = ch.prune_channels(model, 0.5)
+    layers = {l["name"]: l for l in rep.to_dict()["layers"]}
+    assert layers["conv2"]["before"] == 16 and layers["conv2"]["after"] == 8
+    assert layers["conv2"]["flops_after"] < layers["conv2"]["flops_before"]
+    assert layers["bn2"]["params_before"] == 64 and layers["bn2"]["params_after"] == 32
+    assert sum(l["params_after"] for l in layers.values()) == small.count_params()

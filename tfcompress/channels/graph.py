@@ -469,6 +469,27 @@ def count_flops(model):
     return int(total)
 
 
+def layer_costs(model):
+    """{layer name: (FLOPs, params)} of every layer node that has either.
+
+    Args:
+        model: a built tf_keras model.
+
+    Returns:
+        dict name -> (int FLOPs, int params); a shared layer sums its uses.
+    """
+    out = {}
+    for layer, ins, outs in _nodes(model):
+        if not ins or not outs:
+            continue
+        in_shape, out_shape = _shape(ins[0]), _shape(outs[0])
+        f, p = layer_cost(layer, in_shape[-1] or 0, out_shape[-1] or 0, in_shape, out_shape)
+        if f or p:
+            f0, p0 = out.get(layer.name, (0, 0))
+            out[layer.name] = (int(f0 + f), int(max(p0, p)))
+    return out
+
+
 def count_params(model):
     """Number of parameters (trainable and not) of ``model``.
 

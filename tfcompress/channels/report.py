@@ -15,7 +15,9 @@ class ChannelReport:
         target: the requested target (ratio, per_layer, flops, params, schedule).
         groups: one dict per group with producers: name, members,
             channels_before, channels_after, ratio, prunable, reason.
-        layers: one dict per Conv/Dense layer: name, class, before, after.
+        layers: one dict per layer with FLOPs or parameters: name, class,
+            before/after channels (output channels), flops_before/after,
+            params_before/after.
         flops_before, flops_after, params_before, params_after: model totals.
         notes: anything the user should know (clamped ratios, fallbacks, ...).
         steps: per-step summaries of an iterative schedule.

@@ -184,8 +184,14 @@ def _merge(reports, config, notes, model):
         d["channels_after"] = after_g.get(g["name"], g["channels_after"])
         d["ratio"] = round(1 - d["channels_after"] / d["channels_before"], 4) if d["channels_before"] else 0.0
         groups.append(d)
-    after_l = {l["name"]: l["after"] for l in last.layers}
-    layers = [dict(l, after=after_l.get(l["name"], l["after"])) for l in first.layers]
+    after_l = {l["name"]: l for l in last.layers}
+    layers = []
+    for l in first.layers:
+        d = dict(l)
+        a = after_l.get(l["name"])
+        if a is not None:
+            d.update(after=a["after"], flops_after=a["flops_after"], params_after=a["params_after"])
+        layers.append(d)
     all_notes = list(notes)
     for r in real:
         all_notes += [n for n in r.notes if n not in all_notes]

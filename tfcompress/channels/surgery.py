@@ -279,8 +279,9 @@ def prune_channels(model, ratio=None, *, per_layer=None, flops=None, params=None
 
 def make_report(plan, ratios, keep, new, target, notes):
     """Build the :class:`ChannelReport` of one pruning step."""
-    from tfcompress.channels.graph import count_flops
+    from tfcompress.channels.graph import count_flops, layer_costs
 
+    cost_before, cost_after = layer_costs(plan.model), layer_costs(new)
     groups = []
     for g in plan.all_groups:
         if not g.members:
@@ -293,12 +294,22 @@ def make_report(plan, ratios, keep, new, target, notes):
         })
     layers = []
     for layer in plan.model.layers:
-        g = plan.by_layer.get(layer.name)
-        if g is None:
+        if layer.name not in cost_before:
             continue
+        g = plan.by_layer.get(layer.name)
+        io = plan.analysis.layer_io.get(layer.name)
+        before = after = None
+        if g is not None:
+            before = g.channels
+            after = int(keep[g.id].sum()) if g.id in keep else g.channels
+        elif io is not None and io[1]:
+            before = int(len(plan.analysis.maps[io[1][0]]))
+            after = int(plan.analysis.mask(io[1][0], keep).sum())
+        fb, pb = cost_before[layer.name]
+        fa, pa = cost_after.get(layer.name, (0, 0))
         layers.append({
-            "name": layer.name, "class": type(layer).__name__, "before": g.channels,
-            "after": int(keep[g.id].sum()) if g.id in keep else g.channels,
+            "name": layer.name, "class": type(layer).__name__, "before": before, "after": after,
+            "flops_before": fb, "flops_after": fa, "params_before": pb, "params_after": pa,
         })
     return ChannelReport(
         criterion=plan.criterion, target=target, groups=groups, layers=layers,

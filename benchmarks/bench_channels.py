@@ -1,0 +1,277 @@
+#!/usr/bin/env python
+"""Benchmark of structured channel pruning (+ int8 + distillation) on x86 CPUs.
+
+For each model and channel ratio (0 / 0.25 / 0.5 / 0.75): FLOPs, parameters,
+test accuracy of the int8 .tflite (after fine-tuning with distillation from the
+unpruned model) and median XNNPACK latency at 1 and 2 threads, all against the
+float32 .tflite of the unpruned model, measured in the same run.
+
+Models: the LeNet-5-style reference model and ``models/wide_cnn.py`` trained on
+Fashion-MNIST (a seeded subset, see the printed settings), and MobileNetV2
+(alpha 1.0, 96x96, random weights: latency/FLOPs only, no training).
+
+Run from the repository root (about 10-15 min on 2 cores)::
+
+    PYTHONPATH=. .venv/bin/python benchmarks/bench_channels.py
+
+Writes ``benchmarks/results/channels.json`` and ``benchmarks/results/channels.md``
+(``--quick`` writes ``channels_quick.*`` with tiny settings, for smoke tests).
+"""
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+import numpy as np  # noqa: E402
+
+from tfcompress._keras import keras, tf  # noqa: E402
+import tflite_export  # noqa: E402
+from tfcompress import channels, datasets  # noqa: E402
+
+try:  # installed package
+    from tfcompress.models import wide_cnn
+    from tfcompress.models import get as get_model
+except ImportError:  # source tree
+    from models import wide_cnn
+    from models import get as get_model
+
+RATIOS = (0.0, 0.25, 0.5, 0.75)
+
+
+class _Data:
+    """The (train, validation) splits ``channels.apply`` reads."""
+
+    def __init__(self, train, validation):
+        self.train, self.validation = train, validation
+
+
+def _bench(path, threads, seconds):
+    t = tflite_export.benchmark(path, threads=threads, min_seconds=seconds, min_runs=50)
+    if t.status != "ok":
+        raise RuntimeError(f"benchmark of {path} failed: {t.status}")
+    return float(t.median_ms), t.backend
+
+
+def _export(model, path, mode, calib):
+    rep = tflite_export.export(model, path, mode=mode, representative_data=calib if mode == "int8" else None)
+    return rep
+
+
+def _log(msg, t0):
+    print(f"[{time.time() - t0:6.0f}s] {msg}", flush=True)
+
+
+def run_classifier(name, build, data, args, work, t0):
+    """Train, prune + distil, export, evaluate and time one classifier."""
+    (xtr, ytr), (xva, yva), (xte, yte) = data
+    keras.utils.set_random_seed(args.seed)
+    base = build()
+    base.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    base.fit(xtr, ytr, batch_size=args.batch_size, epochs=args.epochs, verbose=0, shuffle=True)
+    _log(f"{name}: trained baseline ({args.epochs} epochs on {len(xtr)} samples)", t0)
+    calib = xtr[: args.calib]
+    fp32_path = os.path.join(work, f"{name}_r0_fp32.tflite")
+    fp32 = _export(base, fp32_path, "float32", calib)
+    base_acc = tflite_export.evaluate(fp32_path, xte, yte)
+    base_ms = {th: _bench(fp32_path, th, args.seconds)[0] for th in (1, 2)}
+    base_flops, base_params = channels.count_flops(base), channels.count_params(base)
+    _log(f"{name}: float32 baseline acc {base_acc:.4f}, {base_ms[1]:.3f} ms (1 thread)", t0)
+    rows = []
+    for r in RATIOS:
+        if r == 0:
+            model, ft = base, 0
+        else:
+            keras.utils.set_random_seed(args.seed)
+            cfg = channels.Channels(ratio=r, criterion=args.criterion, epochs=args.ft_epochs,
+                                    distill=True, alpha=args.alpha, temperature=args.temperature)
+            model, _ = channels.apply(base, cfg, data=_Data((xtr, ytr), (xva, yva)))
+            ft = args.ft_epochs
+        path = os.path.join(work, f"{name}_r{int(r * 100)}_int8.tflite")
+        rep = _export(model, path, "int8", calib)
+        acc = tflite_export.evaluate(path, xte, yte)
+        (ms1, backend), (ms2, _) = _bench(path, 1, args.seconds), _bench(path, 2, args.seconds)
+        fpath = os.path.join(work, f"{name}_r{int(r * 100)}_fp32.tflite")
+        if r == 0:
+            fms1, fms2 = base_ms[1], base_ms[2]
+        else:
+            _export(model, fpath, "float32", calib)
+            fms1, fms2 = _bench(fpath, 1, args.seconds)[0], _bench(fpath, 2, args.seconds)[0]
+        flops, params = channels.count_flops(model), channels.count_params(model)
+        row = {
+            "model": name, "ratio": r, "flops": flops, "params": params,
+            "flops_ratio": flops / base_flops, "params_ratio": params / base_params,
+            "fine_tune_epochs": ft, "float32_baseline_acc": base_acc, "int8_acc": acc,
+            "acc_drop_points": 100 * (base_acc - acc),
+            "int8_ms_1t": ms1, "int8_ms_2t": ms2, "fp32_ms_1t": fms1, "fp32_ms_2t": fms2,
+            "speedup_1t": base_ms[1] / ms1, "speedup_2t": base_ms[2] / ms2,
+            "float32_baseline_ms_1t": base_ms[1], "float32_baseline_ms_2t": base_ms[2],
+            "int8_bytes": rep.bytes, "float32_baseline_bytes": fp32.bytes, "backend": backend,
+        }
+        row["meets_target"] = bool(row["speedup_1t"] >= 2 and row["speedup_2t"] >= 2
+                                   and row["acc_drop_points"] <= 1.0)
+        rows.append(row)
+        _log(f"{name} r={r}: int8 acc {acc:.4f} ({row['acc_drop_points']:+.2f} pt drop), "
+             f"{ms1:.3f}/{ms2:.3f} ms, x{row['speedup_1t']:.2f}/x{row['speedup_2t']:.2f}", t0)
+    return rows
+
+
+def run_mobilenet(args, work, t0):
+    """MobileNetV2 96x96 (random weights): FLOPs, params and latency only."""
+    keras.utils.set_random_seed(args.seed)
+    size = args.mobilenet_size
+    base = keras.applications.MobileNetV2(weights=None, input_shape=(size, size, 3), classes=10)
+    calib = np.random.default_rng(args.seed).random((32, size, size, 3)).astype("float32")
+    fp32_path = os.path.join(work, "mobilenetv2_r0_fp32.tflite")
+    _export(base, fp32_path, "float32", calib)
+    base_ms = {th: _bench(fp32_path, th, args.seconds)[0] for th in (1, 2)}
+    base_flops, base_params = channels.count_flops(base), channels.count_params(base)
+    _log(f"mobilenetv2: float32 baseline {base_ms[1]:.2f} ms (1 thread)", t0)
+    rows = []
+    for r in RATIOS:
+        model = base if r == 0 else channels.prune_channels(base, r)[0]
+        path = os.path.join(work, f"mobilenetv2_r{int(r * 100)}_int8.tflite")
+        rep = _export(model, path, "int8", calib)
+        (ms1, backend), (ms2, _) = _bench(path, 1, args.seconds), _bench(path, 2, args.seconds)
+        flops, params = channels.count_flops(model), channels.count_params(model)
+        rows.append({
+            "model": f"mobilenetv2_{size}", "ratio": r, "flops": flops, "params": params,
+            "flops_ratio": flops / base_flops, "params_ratio": params / base_params,
+            "fine_tune_epochs": 0, "float32_baseline_acc": None, "int8_acc": None,
+            "acc_drop_points": None, "int8_ms_1t": ms1, "int8_ms_2t": ms2,
+            "fp32_ms_1t": None, "fp32_ms_2t": None,
+            "speedup_1t": base_ms[1] / ms1, "speedup_2t": base_ms[2] / ms2,
+            "float32_baseline_ms_1t": base_ms[1], "float32_baseline_ms_2t": base_ms[2],
+            "int8_bytes": rep.bytes, "float32_baseline_bytes": os.path.getsize(fp32_path),
+            "backend": backend, "meets_target": None,
+        })
+        _log(f"mobilenetv2 r={r}: {ms1:.2f}/{ms2:.2f} ms, x{rows[-1]['speedup_1t']:.2f}", t0)
+    return rows
+
+
+def _fmt(v, spec):
+    return "n/a" if v is None else format(v, spec)
+
+
+def markdown(result):
+    s = result["settings"]
+    lines = [
+        "# Channel pruning benchmark (structured + int8 + distillation)",
+        "",
+        f"Command: `{result['command']}`",
+        "",
+        f"Machine: {result['machine']}. Total run time {result['total_seconds']:.0f} s.",
+        "",
+        f"Settings: Fashion-MNIST, baseline trained {s['epochs']} epochs on a seeded subset of "
+        f"{s['train_samples']} training images (not the full 54k, to fit the time budget); pruned "
+        f"models fine-tuned {s['ft_epochs']} epochs on the same subset with distillation from the "
+        f"unpruned model (alpha {s['alpha']}, T {s['temperature']}); criterion `{s['criterion']}`, "
+        f"one-shot; accuracy on the {s['test_samples']} test images; int8 calibrated on "
+        f"{s['calib']} training images. Latency: median of XNNPACK invokes (batch 1, "
+        f">= {s['seconds']} s and >= 50 runs each). MobileNetV2 ({s['mobilenet_size']}x"
+        f"{s['mobilenet_size']}, alpha 1.0) has random weights: latency and size only, pruned "
+        "without fine-tuning.",
+        "",
+        "Speed-up and accuracy drop are against the **float32 .tflite of the unpruned model** "
+        "from the same run. Target: speed-up >= 2x at <= 1.0 point accuracy drop.",
+        "",
+        "| model | ratio | MFLOPs (x base) | params (x base) | int8 acc | drop (pt) | int8 ms 1t | "
+        "int8 ms 2t | speed-up 1t | speed-up 2t | pruned fp32 ms 1t | meets target |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in result["rows"]:
+        lines.append(
+            f"| {r['model']} | {r['ratio']:.2f} | {r['flops'] / 1e6:.2f} ({r['flops_ratio']:.2f}) | "
+            f"{r['params']:,} ({r['params_ratio']:.2f}) | {_fmt(r['int8_acc'], '.4f')} | "
+            f"{_fmt(r['acc_drop_points'], '+.2f')} | {r['int8_ms_1t']:.3f} | {r['int8_ms_2t']:.3f} | "
+            f"{r['speedup_1t']:.2f}x | {r['speedup_2t']:.2f}x | {_fmt(r['fp32_ms_1t'], '.3f')} | "
+            f"{'n/a' if r['meets_target'] is None else ('yes' if r['meets_target'] else 'no')} |"
+        )
+    lines += ["", "Float32 baselines (unpruned, same run):", ""]
+    seen = set()
+    for r in result["rows"]:
+        if r["model"] in seen:
+            continue
+        seen.add(r["model"])
+        lines.append(
+            f"- {r['model']}: accuracy {_fmt(r['float32_baseline_acc'], '.4f')}, "
+            f"{r['float32_baseline_ms_1t']:.3f} ms (1 thread), {r['float32_baseline_ms_2t']:.3f} ms "
+            f"(2 threads), {r['float32_baseline_bytes']:,} bytes"
+        )
+    if result.get("notes"):
+        lines += ["", "Notes:", ""] + [f"- {n}" for n in result["notes"]]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--models", default="lenet5,wide_cnn,mobilenetv2")
+    p.add_argument("--train-samples", type=int, default=20000)
+    p.add_argument("--test-samples", type=int, default=10000)
+    p.add_argument("--epochs", type=int, default=4, help="baseline training epochs")
+    p.add_argument("--ft-epochs", type=int, default=2, help="fine-tuning epochs after pruning")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--criterion", default="l1")
+    p.add_argument("--alpha", type=float, default=0.5)
+    p.add_argument("--temperature", type=float, default=4.0)
+    p.add_argument("--calib", type=int, default=200)
+    p.add_argument("--seconds", type=float, default=1.0, help="min timed seconds per latency")
+    p.add_argument("--mobilenet-size", type=int, default=96)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quick", action="store_true", help="tiny smoke-test settings")
+    p.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results"))
+    args = p.parse_args(argv)
+    if args.quick:
+        args.train_samples, args.test_samples, args.epochs, args.ft_epochs = 1000, 500, 1, 1
+        args.seconds, args.mobilenet_size = 0.2, 32
+    t0 = time.time()
+    work = os.path.join(ROOT, "bench-out", "channels")
+    os.makedirs(work, exist_ok=True)
+    os.makedirs(args.out, exist_ok=True)
+    data = datasets.load("fashion-mnist", seed=args.seed)
+    rng = np.random.default_rng(args.seed)
+    idx = rng.permutation(len(data.train[0]))[: args.train_samples]
+    train = (data.train[0][idx], data.train[1][idx])
+    val = (data.validation[0][:2000], data.validation[1][:2000])
+    test = (data.test[0][: args.test_samples], data.test[1][: args.test_samples])
+    print(f"settings: {vars(args)}", flush=True)
+    rows, notes = [], []
+    wanted = args.models.split(",")
+    if "lenet5" in wanted:
+        spec = get_model("lenet5")
+        rows += run_classifier("lenet5", lambda: spec.build(), (train, val, test), args, work, t0)
+    if "wide_cnn" in wanted:
+        rows += run_classifier("wide_cnn", lambda: wide_cnn.build((28, 28, 1), 10),
+                               (train, val, test), args, work, t0)
+    if "mobilenetv2" in wanted:
+        rows += run_mobilenet(args, work, t0)
+    total = time.time() - t0
+    if total > 15 * 60:
+        notes.append(f"run took {total:.0f} s, over the 15 min budget")
+    result = {
+        "command": "PYTHONPATH=. .venv/bin/python benchmarks/bench_channels.py"
+                   + ("" if argv is None and len(sys.argv) == 1 else " " + shlex.join(argv if argv is not None else sys.argv[1:])),
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+                   f"TF {tf.__version__}, tflite_export {getattr(tflite_export, '__version__', '?')}",
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "total_seconds": total,
+        "settings": {k: v for k, v in vars(args).items() if k != "out"},
+        "rows": rows,
+        "notes": notes,
+    }
+    stem = "channels_quick" if args.quick else "channels"
+    with open(os.path.join(args.out, f"{stem}.json"), "w") as f:
+        json.dump(result, f, indent=2)
+    with open(os.path.join(args.out, f"{stem}.md"), "w") as f:
+        f.write(markdown(result))
+    print(markdown(result))
+
+
+if __name__ == "__main__":
+    main()
