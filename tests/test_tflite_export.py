@@ -175,3 +175,26 @@ def test_parent_is_a_file(model, tmp_path):
     blocker.write_text("x")
     with pytest.raises(ExportError, match="cannot create output folder"):
         tfl.export(model, blocker / "m.tflite", mode="float32")
+
+
+def test_write_failure_leaves_nothing(model, tmp_path, monkeypatch):
+    """Simulated EACCES / disk-full while writing (works even as root)."""
+    import tempfile
+
+    from tflite_export import _atomic
+
+    def denied(*a, **k):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(_atomic.tempfile, "mkstemp", denied)
+    with pytest.raises(ExportError, match="cannot write .*Permission denied"):
+        tfl.export(model, tmp_path / "m.tflite", mode="float32")
+    monkeypatch.setattr(_atomic.tempfile, "mkstemp", tempfile.mkstemp)
+
+    def full(*a, **k):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(_atomic.os, "fsync", full)
+    with pytest.raises(ExportError, match="No space left"):
+        tfl.export(model, tmp_path / "m.tflite", mode="float32")
+    assert os.listdir(tmp_path) == []

@@ -203,3 +203,19 @@ def test_child_process_guards_native_crash(monkeypatch, files, tmp_path):
     monkeypatch.setattr(safety, "_CHILD", "import os, signal; os.kill(os.getpid(), signal.SIGSEGV)")
     with pytest.raises(ExportError, match="crashed with signal"):
         safety.check_file(p)
+
+
+def test_qat_model_exports_int8(model, tmp_path):
+    import tensorflow_model_optimization as tfmot
+    import tf_keras as keras
+
+    xtr, ytr, xte, yte = digits()
+    qat = tfmot.quantization.keras.quantize_model(model)
+    qat.compile(optimizer=keras.optimizers.Adam(1e-3), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    qat.fit(xtr[:512], ytr[:512], epochs=1, batch_size=64, verbose=0)
+    rep = tfl.export(qat, tmp_path / "qat.tflite", mode="int8", representative_data=xtr, num_samples=64)
+    assert rep.input_dtype == "int8" and rep.output_dtype == "int8"
+    assert tfl.agreement(qat, rep.path, xte) >= 0.97
+    errs = tfl.layer_errors(qat, rep.path, xte, max_samples=16)
+    assert all(r.matched_by for r in errs.rows)
+    assert errs.rows[0].matched_by == "input"  # the QuantizeLayer

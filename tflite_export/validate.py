@@ -22,7 +22,8 @@ class LayerError:
     Attributes:
       layer: Keras layer name.
       tensor: Name of the matched TFLite tensor ("" if unmatched).
-      matched_by: "name", "output" (the model output), "shape" (op order + shape) or "" (unmatched).
+      matched_by: "name", "output" (the model output), "input" (a QAT QuantizeLayer),
+        "shape" (op order + shape) or "" (unmatched).
       shape: Keras output shape without the batch dimension.
       dtype: dtype of the TFLite tensor (before dequantization).
       snr_db: Signal-to-noise ratio, 10*log10(sum(ref^2) / sum((ref - tflite)^2)); inf if identical.
@@ -210,6 +211,9 @@ def layer_errors(
         for t in op["outputs"]:
             if t >= 0 and t not in op_outputs:
                 op_outputs.append(int(t))
+    in_index = int(d["index"])
+    if in_index not in op_outputs:
+        op_outputs.insert(0, in_index)  # compared only for QAT QuantizeLayer; never shape-matched
     tdetails = {t: it._get_tensor_details(t, 0) for t in op_outputs}  # pylint: disable=protected-access
     model_out = [int(o["index"]) for o in it.get_output_details()]
 
@@ -237,14 +241,16 @@ def layer_errors(
         want = tuple(ref.shape[1:])
         row = LayerError(layer=layer.name, shape=want)
         chosen, how = None, ""
-        hits = [t for t in op_outputs if t not in used and _name_hit(tdetails[t]["name"], layer.name) and shape_of(t) == want]
+        hits = [t for t in op_outputs if t not in used and t != in_index and _name_hit(tdetails[t]["name"], layer.name) and shape_of(t) == want]
         if hits:
             chosen, how = hits[-1], "name"
+        elif type(layer).__name__ == "QuantizeLayer" and shape_of(in_index) == want:
+            chosen, how = in_index, "input"  # QAT: the quantized model input
         elif id(layer.output) in keras_outputs and model_out and shape_of(model_out[0]) == want:
             chosen, how = model_out[min(len(model_out) - 1, [id(o) for o in model.outputs].index(id(layer.output)))], "output"
         else:
             for pos, t in enumerate(op_outputs):
-                if pos > last_pos and t not in used and shape_of(t) == want:
+                if pos > last_pos and t not in used and t != in_index and shape_of(t) == want:
                     chosen, how = t, "shape"
                     break
         if chosen is not None:
