@@ -271,18 +271,38 @@ def test_locked_groups_have_reasons():
     assert _conv_counts(small) == {"c1": 4, "c2": 6, "c3": 3, "head": 3}
 
 
-def test_nested_model_is_locked():
-    inner = keras.Sequential([L.Input((6,)), L.Dense(4, name="inner_dense")], name="inner")
+def _nested_net(inner_name="inner_dense"):
+    keras.utils.set_random_seed(0)
+    inner = keras.Sequential([L.Input((6,)), L.Dense(4, activation="relu", name=inner_name)], name="inner")
     inp = L.Input((5,))
     x = L.Dense(6, name="pre")(inp)
     x = inner(x)
     out = L.Dense(2, name="post")(L.Dense(8, name="mid")(x))
-    model = keras.Model(inp, out)
+    return keras.Model(inp, out, name="outer")
+
+
+def test_nested_model_is_inlined():
+    model = _nested_net()
     groups = {g.name: g for g in ch.dependency_groups(model)}
-    assert "nested model 'inner'" in groups["pre"].reason
-    assert groups["mid"].prunable
+    assert groups["pre"].prunable and groups["inner_dense"].prunable
+    small, rep = ch.prune_channels(model, 0.0)
+    x = _x(model)
+    np.testing.assert_allclose(small(x).numpy(), model(x).numpy(), atol=1e-6)
+    assert any("inlined" in n for n in rep.notes)
     small, _ = ch.prune_channels(model, 0.5)
-    assert small.get_layer("mid").units == 4 and small.get_layer("pre").units == 6
+    assert small.get_layer("inner_dense").units == 2 and small.get_layer("pre").units == 3
+    assert small.name == "outer"
+    assert any(isinstance(l, keras.Model) for l in model.layers)  # original untouched
+
+
+def test_nested_model_locked_when_names_clash():
+    model = _nested_net(inner_name="mid")
+    groups = ch.dependency_groups(model)
+    pre = [g for g in groups if g.name == "pre"][0]
+    assert not pre.prunable and "nested model 'inner'" in pre.reason
+    small, rep = ch.prune_channels(model, 0.5)
+    assert any("not inlined" in n for n in rep.notes)
+    assert small.get_layer("pre").units == 6
 
 
 # -- save / reload / TFLite -----------------------------------------------------
@@ -388,6 +408,11 @@ def test_apply_one_shot_with_distillation():
     assert small.get_layer("conv2").filters == 8
     assert model.trainable  # teacher left as it was
     small(val[0][:4])
+
+
+def test_apply_rejects_bad_per_layer():
+    with pytest.raises(RecipeError, match="locked"):
+        ch.apply(digits_cnn(), ch.Channels(per_layer={"logits": 0.5}, epochs=0))
 
 
 def test_apply_budget_uses_sensitivity():

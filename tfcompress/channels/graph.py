@@ -373,12 +373,67 @@ class Analysis:
         return res
 
 
+def _graph_model(layer):
+    return isinstance(layer, keras.Model) and getattr(layer, "_is_graph_network", False)
+
+
+def _replay(model, inputs):
+    """Re-run ``model``'s graph on new symbolic ``inputs``, inlining nested
+    graph models (their layers are called directly, not the nested model)."""
+    usage = model._tensor_usage_count
+    tensors = {}
+    for x, y in zip(model.inputs, inputs):
+        tensors[str(id(x))] = [y] * usage[str(id(x))]
+    for depth in sorted(model._nodes_by_depth, reverse=True):
+        for node in model._nodes_by_depth[depth]:
+            if node.is_input or any(t not in tensors for t in node.flat_input_ids):
+                continue
+            args, kwargs = node.map_arguments(tensors)
+            layer = node.layer
+            if _graph_model(layer):
+                outputs = _replay(layer, tf.nest.flatten(args[0]))
+                outputs = tf.nest.pack_sequence_as(layer._nested_outputs, outputs)
+            else:
+                outputs = layer(*args, **kwargs)
+            for x_id, y in zip(node.flat_output_ids, tf.nest.flatten(outputs)):
+                tensors[x_id] = [y] * usage[x_id]
+    return [tensors[str(id(x))].pop() for x in model.outputs]
+
+
+def inline_nested(model):
+    """A Functional model equal to ``model`` with nested Sequential/Functional
+    sub-models replaced by their layers (same layer objects, same weights), so
+    their channels can be pruned too.
+
+    Args:
+        model: a tf_keras Sequential or Functional model.
+
+    Returns:
+        (model, notes): ``model`` itself when it has no nested models or they
+        cannot be inlined (e.g. duplicate layer names; then they stay locked and
+        a note says why), else the flat model.
+    """
+    nested = [l.name for l in model.layers if _graph_model(l)]
+    if not nested:
+        return model, []
+    try:
+        outs = _replay(model, list(model.inputs))
+        outs = outs[0] if len(outs) == 1 else outs
+        flat = keras.Model(model.inputs, outs, name=model.name)
+    except Exception as e:  # noqa: BLE001 - any failure: keep the model, locked
+        msg = str(e).splitlines()[0][:160] if str(e) else type(e).__name__
+        return model, [f"nested model(s) {', '.join(nested)} not inlined ({msg}): their channels stay locked"]
+    if any(_graph_model(l) for l in flat.layers):  # pragma: no cover - defensive
+        return model, [f"nested model(s) {', '.join(nested)} not inlined: their channels stay locked"]
+    return flat, [f"nested model(s) {', '.join(nested)} inlined: the result is a flat Functional model"]
+
+
 def analyze(model):
     """Run the dependency analysis (internal; use :func:`dependency_groups`)."""
     from tfcompress._keras import check_model
 
     check_model(model)
-    return Analysis(model)
+    return Analysis(inline_nested(model)[0])
 
 
 def dependency_groups(model):
@@ -390,6 +445,10 @@ def dependency_groups(model):
     Returns:
         list of :class:`Group`, in model order: each with its producer layers,
         channel count, and whether it is prunable (or the reason it is locked).
+
+    Nested Sequential/Functional sub-models are analysed through (as
+    :func:`prune_channels` inlines them); when that is impossible they are
+    locked with the reason.
 
     Raises:
         UnsupportedModelError: for Keras 3, subclassed or unbuilt models.

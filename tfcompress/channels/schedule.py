@@ -122,13 +122,14 @@ def apply(model, config, data=None, fine_tune=None):
     train = _split(data, "train")
     if config.criterion == "taylor" and train is None:
         raise DataError("criterion 'taylor' needs data: pass data=(x, y) or a dataset with .train.")
+    base_plan = Plan(model, "l1")
+    _resolve_ratios(base_plan, None, config.per_layer)  # unknown / locked names -> RecipeError
     per_layer, ratio, notes = _final_ratios(model, config, data)
     if fine_tune is None and config.epochs > 0:
         if train is not None:
             fine_tune = default_fine_tune(model, train, config)
         else:
             notes.append("no data and no fine_tune given: pruned without fine-tuning")
-    base_plan = Plan(model, "l1")
     orig = {}  # group name -> channels before
     for g in base_plan.groups.values():
         for m in g.members:

@@ -13,7 +13,7 @@ import numbers
 import numpy as np
 
 from tfcompress._keras import check_model, keras
-from tfcompress.channels.graph import Analysis, _kind, layer_cost
+from tfcompress.channels.graph import Analysis, _kind, inline_nested, layer_cost
 from tfcompress.channels.importance import group_importance
 from tfcompress.channels.report import ChannelReport
 from tfcompress.errors import RecipeError
@@ -41,8 +41,9 @@ class Plan:
 
     def __init__(self, model, criterion="l1", data=None):
         check_model(model)
-        self.model = model
-        self.analysis = Analysis(model)
+        self.original = model
+        self.model, inline_notes = inline_nested(model)
+        self.analysis = Analysis(self.model)
         self.all_groups = self.analysis.groups()
         self.groups = {g.id: g for g in self.all_groups if g.prunable}
         self.by_layer = {}
@@ -51,6 +52,7 @@ class Plan:
                 self.by_layer[m] = g
         self.criterion = criterion
         self.scores, self.notes = group_importance(self.analysis, self.groups, criterion, data)
+        self.notes = inline_notes + self.notes
         self.flops_before, self.params_before = self.estimate({})
 
     # -- ratios -> keep masks ---------------------------------------------
@@ -116,6 +118,8 @@ class Plan:
             return layer.__class__.from_config(cfg)
 
         new = keras.models.clone_model(self.model, clone_function=clone_fn)
+        if new.name != self.original.name:
+            new._name = self.original.name
         for layer in self.model.layers:
             w = layer.get_weights()
             if not w:
@@ -221,7 +225,9 @@ def prune_channels(model, ratio=None, *, per_layer=None, flops=None, params=None
     """Remove whole filters / channels / neurons: a smaller, dense tf_keras model.
 
     Args:
-        model: a tf_keras Sequential or Functional model (not modified).
+        model: a tf_keras Sequential or Functional model (not modified). Nested
+            Sequential/Functional sub-models are inlined (the result is then a
+            flat Functional model; a note says so) so their channels can shrink.
         ratio: fraction of channels removed from every prunable group, in [0, 1).
         per_layer: {layer name: ratio} overrides (any Conv/Dense member of a group).
         flops: fraction of FLOPs to keep, in (0, 1]; the ratio of the groups not
