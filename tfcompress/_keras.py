@@ -7,7 +7,10 @@ when the user imported TensorFlow (and Keras 3) first: we import ``tf_keras`` by
 name instead of going through ``tf.keras``.
 """
 
+import contextlib
 import os
+import sys
+import warnings
 
 # Quiet TensorFlow's C++ logs unless the user asked for them. Must happen before
 # TensorFlow is first imported to have any effect.
@@ -28,7 +31,7 @@ try:  # absl prints "WARNING: All log messages before absl::InitializeLog()".
 except ImportError:  # pragma: no cover
     pass
 
-__all__ = ["tf", "keras", "tfmot", "is_keras3_model", "check_model", "custom_objects", "clone"]
+__all__ = ["tf", "keras", "tfmot", "is_keras3_model", "check_model", "custom_objects", "clone", "quiet_native_logs"]
 
 
 def is_keras3_model(obj):
@@ -84,13 +87,9 @@ def custom_objects():
     """Custom objects needed to load models saved mid-compression
     (pruning, clustering and QAT wrappers)."""
     objs = {}
-    with tfmot.quantization.keras.quantize_scope() as scope_objs:
-        objs.update(scope_objs or {})
-    objs.update(
-        {
-            "PruneLowMagnitude": tfmot.sparsity.keras.pruning_wrapper.PruneLowMagnitude,
-        }
-    )
+    for scope in (tfmot.quantization.keras.quantize_scope(), tfmot.sparsity.keras.prune_scope()):
+        for d in scope.custom_objects:  # a tuple of dicts
+            objs.update(d)
     return objs
 
 
@@ -106,3 +105,26 @@ def clone(model, clone_function=None):
     if clone_function is None:
         return copy
     return keras.models.clone_model(copy, clone_function=clone_function)
+
+
+@contextlib.contextmanager
+def quiet_native_logs():
+    """Silence C++ logs written straight to file descriptor 2 (the TFLite
+    converter's "fully_quantize: ..." line, LiteRT's "Created TensorFlow Lite
+    XNNPACK delegate"), unless TF_CPP_MIN_LOG_LEVEL is set to 0 (``--debug``).
+    Python exceptions still propagate normally."""
+    if os.environ.get("TF_CPP_MIN_LOG_LEVEL") == "0":
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message="Statistics for quantized inputs")
+                yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)

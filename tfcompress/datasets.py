@@ -117,13 +117,15 @@ def _digits(seed):
 
 
 def _find_fashion_dir():
-    dirs = [os.environ["TFCOMPRESS_FASHION_MNIST"]] if os.environ.get("TFCOMPRESS_FASHION_MNIST") else []
-    for d in dirs + list(FASHION_MNIST_DIRS):
+    # An explicit TFCOMPRESS_FASHION_MNIST is the only place looked at.
+    override = os.environ.get("TFCOMPRESS_FASHION_MNIST")
+    dirs = [override] if override else list(FASHION_MNIST_DIRS)
+    for d in dirs:
         if os.path.exists(os.path.join(d, "train-images-idx3-ubyte.gz")):
             return d
     raise DataError(
         "Fashion-MNIST not found (looked in "
-        f"{', '.join(dirs + list(FASHION_MNIST_DIRS))}): install it with "
+        f"{', '.join(dirs)}): install it with "
         "`sudo apt-get install dataset-fashion-mnist` or set TFCOMPRESS_FASHION_MNIST "
         "to a folder holding its idx .gz files."
     )

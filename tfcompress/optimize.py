@@ -194,7 +194,9 @@ def optimize(model, train_data, validation_data=None, recipe=None, epochs=None,
     layers = [LayerRecord(l.name, type(l).__name__, int(l.count_params())) for l in model.layers]
     by_name = {r.name: r for r in layers}
     stages, history = [], {}
-    for name, stage in recipe.stages:
+    for i, (name, stage) in enumerate(recipe.stages, 1):
+        if verbose:
+            print(f"  stage {i}/{len(recipe.stages)}: {name}, {run.stage_epochs(stage)} epoch(s)", flush=True)
         t0 = time.perf_counter()
         current, records, history[name], info = STAGES[name](run, current, stage)
         for lname, what in records.items():

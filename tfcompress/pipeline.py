@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass, field
 
 import tflite_export
-from tfcompress._keras import keras
+from tfcompress._keras import keras, quiet_native_logs
 from tfcompress._version import __version__
 from tfcompress.errors import DataError
 from tfcompress.optimize import as_recipe, loss_for, make_optimizer, optimize
@@ -130,6 +130,15 @@ def _plot(path, files):
     os.replace(tmp, path)
 
 
+def _export_both(model, optimized, out, rep_x, meta):
+    return {
+        "float32": tflite_export.export(model, os.path.join(out, "float32.tflite"), mode="float32",
+                                        metadata={**meta, "recipe": None}),
+        "int8": tflite_export.export(optimized, os.path.join(out, "int8.tflite"), mode="int8",
+                                     representative_data=rep_x, num_samples=200, metadata=meta),
+    }
+
+
 def run_job(model, data, recipe=None, out="tfcompress-out", train_epochs=None, threads=2,
             batch_size=64, learning_rate=1e-3, epochs=None, quiet=False, verbose=None,
             timing_runs=50, timing_seconds=1.0):
@@ -181,37 +190,35 @@ def run_job(model, data, recipe=None, out="tfcompress-out", train_epochs=None, t
     meta = {"tfcompress_version": __version__, "recipe": recipe.to_dict(), "dataset": data.name,
             "input_normalisation": "float32 in [0, 1]"}
     rep_x = data.train[0]
-    exports = {
-        "float32": tflite_export.export(model, os.path.join(out, "float32.tflite"), mode="float32",
-                                        metadata={**meta, "recipe": None}),
-        "int8": tflite_export.export(result.model, os.path.join(out, "int8.tflite"), mode="int8",
-                                     representative_data=rep_x, num_samples=200, metadata=meta),
-    }
+    with quiet_native_logs():
+        exports = _export_both(model, result.model, out, rep_x, meta)
     rep.seconds["export"] = time.perf_counter() - t0
 
     _say(f"[4/5] evaluating both files with LiteRT on {len(x_test)} test examples", quiet)
     t0 = time.perf_counter()
     keras_models = {"float32": model, "int8": result.model}
     base_zip = exports["float32"].zipped_bytes
-    for name, e in exports.items():
-        rep.files.append({
-            "name": name, "path": e.path, "mode": e.mode,
-            "input_dtype": e.input_dtype, "output_dtype": e.output_dtype,
-            "accuracy": tflite_export.evaluate(e.path, x_test, y_test),
-            "agreement": tflite_export.agreement(keras_models[name], e.path, x_test),
-            "bytes": e.bytes, "zipped_bytes": e.zipped_bytes,
-            "size_kb": e.bytes / 1024, "zipped_kb": e.zipped_bytes / 1024,
-            "compression_ratio": base_zip / e.zipped_bytes,
-        })
+    with quiet_native_logs():
+        for name, e in exports.items():
+            rep.files.append({
+                "name": name, "path": e.path, "mode": e.mode,
+                "input_dtype": e.input_dtype, "output_dtype": e.output_dtype,
+                "accuracy": tflite_export.evaluate(e.path, x_test, y_test),
+                "agreement": tflite_export.agreement(keras_models[name], e.path, x_test),
+                "bytes": e.bytes, "zipped_bytes": e.zipped_bytes,
+                "size_kb": e.bytes / 1024, "zipped_kb": e.zipped_bytes / 1024,
+                "compression_ratio": base_zip / e.zipped_bytes,
+            })
     rep.seconds["evaluate"] = time.perf_counter() - t0
 
     _say(f"[5/5] timing both files on XNNPACK with {threads} thread(s)", quiet)
     t0 = time.perf_counter()
-    for f in rep.files:
-        timing = tflite_export.benchmark(f["path"], threads=threads, min_runs=timing_runs,
-                                         min_seconds=timing_seconds)
-        rep.timings[f["name"]] = timing.to_dict()
-        f["median_ms"] = timing.median_ms
+    with quiet_native_logs():
+        for f in rep.files:
+            timing = tflite_export.benchmark(f["path"], threads=threads, min_runs=timing_runs,
+                                             min_seconds=timing_seconds)
+            rep.timings[f["name"]] = timing.to_dict()
+            f["median_ms"] = timing.median_ms
     rep.seconds["benchmark"] = time.perf_counter() - t0
     rep.seconds["total"] = time.perf_counter() - t_all
 
