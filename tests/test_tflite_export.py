@@ -179,8 +179,6 @@ def test_parent_is_a_file(model, tmp_path):
 
 def test_write_failure_leaves_nothing(model, tmp_path, monkeypatch):
     """Simulated EACCES / disk-full while writing (works even as root)."""
-    import tempfile
-
     from tflite_export import _atomic
 
     def denied(*a, **k):
@@ -189,7 +187,7 @@ def test_write_failure_leaves_nothing(model, tmp_path, monkeypatch):
     monkeypatch.setattr(_atomic.tempfile, "mkstemp", denied)
     with pytest.raises(ExportError, match="cannot write .*Permission denied"):
         tfl.export(model, tmp_path / "m.tflite", mode="float32")
-    monkeypatch.setattr(_atomic.tempfile, "mkstemp", tempfile.mkstemp)
+    monkeypatch.undo()
 
     def full(*a, **k):
         raise OSError(28, "No space left on device")
