@@ -289,7 +289,8 @@ def test_nested_model_is_inlined():
     x = _x(model)
     np.testing.assert_allclose(small(x).numpy(), model(x).numpy(), atol=1e-6)
     assert any("inlined" in n for n in rep.notes)
-    small, _ = ch.prune_channels(model, 0.5)
+    data = (_x(model, 16), np.arange(16) % 2)
+    small, _ = ch.prune_channels(model, 0.5, criterion="taylor", data=data)
     assert small.get_layer("inner_dense").units == 2 and small.get_layer("pre").units == 3
     assert small.name == "outer"
     assert any(isinstance(l, keras.Model) for l in model.layers)  # original untouched

@@ -99,7 +99,8 @@ def _taylor_scores(analysis, groups, data):
             producers.append((r, name))
     if not producers:
         return {}
-    tensors = [model.get_layer(n).output for _, n in producers]
+    outputs = {layer.name: outs[0] for layer, _, outs in analysis.nodes if outs}
+    tensors = [outputs[n] for _, n in producers]
     probe = keras.Model(model.inputs, tensors + list(model.outputs))
     out_layer = model.outputs[0]._keras_history[0]
     from_logits = getattr(getattr(out_layer, "activation", None), "__name__", "") != "softmax"
