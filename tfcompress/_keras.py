@@ -17,9 +17,37 @@ import warnings
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
-import tensorflow as tf  # noqa: E402
-import tf_keras as keras  # noqa: E402
-import tensorflow_model_optimization as tfmot  # noqa: E402
+
+@contextlib.contextmanager
+def quiet_native_logs():
+    """Silence C++ logs written straight to file descriptor 2 (the TFLite
+    converter's "fully_quantize: ..." line, LiteRT's "Created TensorFlow Lite
+    XNNPACK delegate"), unless TF_CPP_MIN_LOG_LEVEL is set to 0 (``--debug``).
+    Python exceptions still propagate normally."""
+    if os.environ.get("TF_CPP_MIN_LOG_LEVEL") == "0":
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message="Statistics for quantized inputs")
+                yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+# TensorFlow prints C++ start-up lines (oneDNN, CUDA) before any log level
+# applies; hide them unless the user asked for logs.
+with quiet_native_logs():
+    import tensorflow as tf  # noqa: E402
+    import tf_keras as keras  # noqa: E402
+    import tensorflow_model_optimization as tfmot  # noqa: E402
+
 
 from tfcompress.errors import UnsupportedModelError  # noqa: E402
 
@@ -105,26 +133,3 @@ def clone(model, clone_function=None):
     if clone_function is None:
         return copy
     return keras.models.clone_model(copy, clone_function=clone_function)
-
-
-@contextlib.contextmanager
-def quiet_native_logs():
-    """Silence C++ logs written straight to file descriptor 2 (the TFLite
-    converter's "fully_quantize: ..." line, LiteRT's "Created TensorFlow Lite
-    XNNPACK delegate"), unless TF_CPP_MIN_LOG_LEVEL is set to 0 (``--debug``).
-    Python exceptions still propagate normally."""
-    if os.environ.get("TF_CPP_MIN_LOG_LEVEL") == "0":
-        yield
-        return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), 2)
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", message="Statistics for quantized inputs")
-                yield
-    finally:
-        sys.stderr.flush()
-        os.dup2(saved, 2)
-        os.close(saved)

@@ -9,11 +9,15 @@ Example:
 """
 
 import argparse
+import importlib
+import importlib.util
 import os
 import sys
 import traceback
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "build_parser", "PLUGIN_MODULES"]
+
+PLUGIN_MODULES = ("tflite_export.cli", "tfcompress.check_cli", "tfcompress.tuning.cli")
 
 EPILOG = """examples:
   tfcompress demo                          # digits CNN: train, prune+QAT, int8 export, time
@@ -32,6 +36,13 @@ def _common(p):
     p.add_argument("--epochs", type=int, default=None,
                    help="override every recipe stage's fine-tuning epochs")
     p.add_argument("--quiet", action="store_true", help="print only the final table")
+
+
+def _module_exists(name):
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ModuleNotFoundError:  # its parent package is absent
+        return False
 
 
 def build_parser():
@@ -72,12 +83,11 @@ def build_parser():
     _common(opt)
     opt.set_defaults(func=_cmd_optimize)
 
-    try:  # export / inspect / bench live with the exporter
-        from tflite_export.cli import add_subcommands
-    except ImportError:
-        add_subcommands = None
-    if add_subcommands is not None:
-        add_subcommands(sub)
+    # Other subcommands live beside the code they drive; each module has
+    # add_subcommands(subparsers). A module not written yet is simply absent.
+    for mod in PLUGIN_MODULES:
+        if _module_exists(mod):
+            importlib.import_module(mod).add_subcommands(sub)
     return parser
 
 
@@ -130,6 +140,8 @@ def main(argv=None):
     debug = "--debug" in argv
     if debug:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0")
+    import tfcompress._keras  # noqa: F401  (quiet TensorFlow before anything imports it)
+
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "command", None):
