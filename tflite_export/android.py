@@ -111,7 +111,15 @@ def parse_benchmark_model_output(text: str) -> Timing:
 
 
 def find_adb() -> Optional[str]:
-    """Path of ``adb`` ($ADB, then PATH, then $ANDROID_HOME/platform-tools), or None."""
+    """Path of ``adb`` ($ADB, then PATH, then $ANDROID_HOME/platform-tools), or None.
+
+    Returns:
+      The executable's path, or None if adb is not installed.
+
+    Example:
+      >>> find_adb()   # doctest: +SKIP
+      '/usr/bin/adb'
+    """
     cands = [os.environ.get("ADB"), shutil.which("adb")]
     for home in (os.environ.get("ANDROID_HOME"), os.environ.get("ANDROID_SDK_ROOT")):
         if home:
@@ -123,7 +131,19 @@ def find_adb() -> Optional[str]:
 
 
 def list_devices(adb: Optional[str] = None, timeout: float = 20.0) -> List[str]:
-    """Serials of connected devices in state "device" (empty if adb is missing)."""
+    """Serials of connected devices in state "device" (empty if adb is missing).
+
+    Args:
+      adb: adb executable (default: :func:`find_adb`).
+      timeout: Seconds for ``adb devices``.
+
+    Returns:
+      List of serials; unauthorized/offline devices are left out.
+
+    Example:
+      >>> list_devices()   # doctest: +SKIP
+      ['emulator-5554']
+    """
     adb = adb or find_adb()
     if not adb:
         return []

@@ -107,8 +107,14 @@ def load_data(name: str):
       name: "digits" / "fashion-mnist" (via ``tfcompress.datasets.load``) or a .npz
         file with ``x_train`` (or ``x``) and optionally ``y_train``, ``x_test``, ``y_test``.
 
+    Returns:
+      A 4-tuple of arrays (or None where absent).
+
     Raises:
       ExportError: Unreadable file, missing arrays, or tfcompress not installed.
+
+    Example:
+      >>> xtr, ytr, xte, yte = load_data("calib.npz")   # doctest: +SKIP
     """
     if name.lower().endswith(".npz") or os.path.isfile(name):
         try:
@@ -205,6 +211,15 @@ def bench_table(rows: List[Dict]) -> str:
 
     Speed-up is relative to the first file measured with the same accelerator and
     threads (``median_ms``, or ``mean_ms`` when a runner prints no median).
+
+    Args:
+      rows: ``[dict(file=name, **timing.to_dict()), ...]``.
+
+    Returns:
+      The Markdown table as one string.
+
+    Example:
+      >>> print(bench_table([dict(file="m.tflite", **benchmark("m.tflite").to_dict())]))   # doctest: +SKIP
     """
     base: Dict[tuple, float] = {}
     for r in rows:

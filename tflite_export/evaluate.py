@@ -23,9 +23,9 @@ def predict(path, x, batch_size: Optional[int] = 32, threads: Optional[int] = No
     Args:
       path: The .tflite file (checked first: a damaged file raises ExportError).
       x: Input array, axis 0 = samples (a single sample without batch dim is accepted).
-      batch_size: Samples per invoke; the file's batch dim is resized to it. Falls
-        back to one sample at a time if the file has a fixed batch size. ``None`` or
-        1 runs one sample per invoke.
+      batch_size: Samples per invoke when the file's batch dimension is dynamic (it
+        is resized); ``None`` or 1 runs one sample per invoke. Files with a fixed
+        batch size B are fed B samples per invoke (the last chunk padded).
       threads: Interpreter threads (None = runtime default).
 
     Returns:
@@ -52,17 +52,19 @@ def predict(path, x, batch_size: Optional[int] = 32, threads: Optional[int] = No
     if n == 0:
         raise ExportError("x is empty; pass at least one sample")
     xq = quantize_input(x, d)
-    bs = max(1, min(int(batch_size or 1), n))
-    if bs > 1:
-        try:
-            it.resize_tensor_input(d["index"], [bs, *sample_shape], strict=True)
-            it.allocate_tensors()
-        except (ValueError, RuntimeError):
-            it = open_interpreter(path, num_threads=threads, check=False)
-            bs = 1
-    elif int(d["shape"][0]) != 1:
-        it.resize_tensor_input(d["index"], [1, *sample_shape])
-        it.allocate_tensors()
+    sig = d.get("shape_signature")
+    dynamic_batch = sig is not None and len(sig) > 0 and int(sig[0]) == -1
+    if not dynamic_batch:
+        bs = int(d["shape"][0])  # fixed batch: feed chunks of exactly that size
+    else:
+        bs = max(1, min(int(batch_size or 1), n))
+        if bs != int(d["shape"][0]):
+            try:
+                it.resize_tensor_input(d["index"], [bs, *sample_shape], strict=True)
+                it.allocate_tensors()
+            except (ValueError, RuntimeError):
+                it = open_interpreter(path, num_threads=threads, check=False)
+                bs = int(it.get_input_details()[0]["shape"][0])
     outs = it.get_output_details()
     results: List[List[np.ndarray]] = [[] for _ in outs]
     for start in range(0, n, bs):

@@ -239,6 +239,16 @@ def inspect(path) -> ModelInfo:
 def read_metadata(path) -> Dict[str, Any]:
     """The JSON metadata dict stored under "tfcompress" in a .tflite file ({} if none).
 
+    Args:
+      path: The .tflite file.
+
+    Returns:
+      The dict passed as ``export(..., metadata=)`` plus tflite_export's own keys
+      (producer, tflite_export_version, mode, io, sparse, representative_samples).
+
+    Raises:
+      ExportError: Missing or damaged file.
+
     Example:
       >>> read_metadata("model_int8.tflite")["mode"]   # doctest: +SKIP
       'int8'
@@ -248,6 +258,18 @@ def read_metadata(path) -> Dict[str, Any]:
 
 def count_macs(path) -> int:
     """Multiply-accumulates per invoke (conv, depthwise, fully connected, transpose conv).
+
+    Counted from the flatbuffer shapes (batch as stored, normally 1); other ops
+    (pooling, adds, activations) are not counted.
+
+    Args:
+      path: The .tflite file.
+
+    Returns:
+      MACs per invoke.
+
+    Raises:
+      ExportError: Missing or damaged file.
 
     Example:
       >>> count_macs("mobilenet.tflite")   # doctest: +SKIP

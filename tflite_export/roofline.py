@@ -21,22 +21,41 @@ PEAK_BATCH, PEAK_WIDTH, PEAK_DEPTH = 128, 512, 4
 
 
 def gops(macs: int, ms: float) -> float:
-    """Giga-operations per second for ``macs`` multiply-accumulates in ``ms`` (1 MAC = 2 ops)."""
+    """Giga-operations per second for ``macs`` multiply-accumulates in ``ms`` (1 MAC = 2 ops).
+
+    Args:
+      macs: Multiply-accumulates per invoke.
+      ms: Milliseconds per invoke.
+
+    Returns:
+      GOPS (NaN if ``ms`` is not positive).
+
+    Example:
+      >>> round(gops(1_000_000, 1.0), 3)
+      2.0
+    """
     return 2.0 * macs / (ms * 1e-3) / 1e9 if ms and ms > 0 else float("nan")
 
 
 def compute_kind(info) -> str:
-    """"int8" if the heavy ops (conv/FC) have int8 weights, else "float32".
+    """Which peak a file is compared with: "int8" if it has int8 weight tensors, else "float32".
 
-    Dynamic-range files run as int8 GEMMs in XNNPACK, float16 files are
+    Dynamic-range files run as int8 GEMMs in XNNPACK; float16 files are
     dequantized to float32 at load time.
+
+    Args:
+      info: A :class:`tflite_export.ModelInfo` from :func:`tflite_export.inspect`.
+
+    Returns:
+      "int8" or "float32".
+
+    Example:
+      >>> compute_kind(inspect("m_int8.tflite"))   # doctest: +SKIP
+      'int8'
     """
-    heavy = {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV"}
     for t in info.tensors:
         if t["constant"] and t["dtype"] == "int8" and len(t["shape"]) >= 2:
             return "int8"
-    if not any(op in heavy for op in info.ops):
-        return "float32"
     return "float32"
 
 
@@ -97,7 +116,17 @@ def add_roofline(timing) -> None:
 
     The peak is measured for the file's compute kind (int8 or float32) with the
     same thread count; "builtin" timings are compared with a builtin-kernel peak,
-    everything on CPU with XNNPACK's. GPU/delegate timings get no peak fraction.
+    other CPU timings with XNNPACK's. GPU/delegate timings get no peak fraction.
+
+    Args:
+      timing: A successful :class:`tflite_export.Timing` of a local file.
+
+    Returns:
+      None (``timing`` is updated; an unavailable timing is left alone).
+
+    Example:
+      >>> t = benchmark("m.tflite"); add_roofline(t); t.peak_fraction   # doctest: +SKIP
+      0.24
     """
     from .inspection import inspect
 
