@@ -242,7 +242,10 @@ def markdown(rows, peaks, threads):
                 f"{100 * r['peak_fraction']:.1f}" if r["peak_fraction"] is not None else "-",
             ]
         lines.append(f"| {model} | {first['macs'] / 1e6:.2f} | {mode} | {first['bytes'] / 1024:.1f} | " + " | ".join(cells) + " |")
+    partial = sorted({f"{r['model']} {r['mode']}" for r in rows if r["backend"] != "xnnpack"})
     lines.append("")
+    if partial:
+        lines.append("Not fully delegated to XNNPACK (some ops on builtin kernels): " + ", ".join(partial) + ".")
     lines.append("Measured peaks (GOPS): " + ", ".join(f"{k}: {v:.1f}" for k, v in sorted(peaks.items())))
     return "\n".join(lines)
 

@@ -236,3 +236,21 @@ def test_android_no_device(int8_path, tmp_path, monkeypatch):
     monkeypatch.setenv("ADB", str(adb))
     t = tfl.benchmark_on_device(int8_path, binary)
     assert t.status.startswith("unavailable: no Android device")
+
+
+def test_partial_xnnpack_delegation_is_reported(tmp_path):
+    """int8 AVERAGE_POOL_2D is not taken by XNNPACK: the graph is split and that is visible."""
+    import tf_keras as keras
+
+    keras.utils.set_random_seed(0)
+    m = keras.Sequential(
+        [keras.layers.Input((8, 8, 1)), keras.layers.Conv2D(4, 3, padding="same"), keras.layers.AveragePooling2D(2),
+         keras.layers.Conv2D(4, 3), keras.layers.Flatten(), keras.layers.Dense(10)]
+    )
+    xtr = digits()[0]
+    f32 = tfl.export(m, tmp_path / "f32.tflite", mode="float32")
+    i8 = tfl.export(m, tmp_path / "i8.tflite", representative_data=xtr, num_samples=32)
+    a = tfl.benchmark(f32.path, **FAST)
+    b = tfl.benchmark(i8.path, **FAST)
+    assert a.backend == "xnnpack" and a.delegate_partitions == 1
+    assert b.backend == "xnnpack+builtin" and b.delegate_partitions >= 2

@@ -37,8 +37,10 @@ class Timing:
         statistics are None).
       accelerator: "cpu" (Interpreter), "compiled-cpu" / "gpu" (LiteRT
         CompiledModel), "delegate" (external delegate) or "android".
-      backend: What actually ran: "xnnpack", "builtin", "litert-cpu",
-        "litert-gpu", "delegate:<lib>" or "benchmark_model".
+      backend: What actually ran: "xnnpack" (whole graph delegated),
+        "xnnpack+builtin" (some ops fell back to builtin kernels, e.g. int8
+        AVERAGE_POOL_2D), "builtin", "litert-cpu", "litert-gpu", "delegate:<lib>"
+        or "benchmark_model".
       threads: CPU threads requested.
       runs: Timed runs.
       warmup_runs: Warm-up runs (untimed in the statistics).
@@ -50,6 +52,8 @@ class Timing:
       peak_memory_mb: Process peak RSS (``ru_maxrss``) after the run; for Android,
         benchmark_model's overall peak memory footprint.
       affinity: CPUs the process was pinned to during the run, or None.
+      delegate_partitions: Number of delegate kernels the graph was split into
+        (Interpreter runs); more than one means ops in between ran on builtin kernels.
       macs: Multiply-accumulates per invoke (conv, depthwise, fully connected), if counted.
       gops: Achieved giga-operations/s (2*MACs / median), if counted.
       peak_fraction: ``gops`` / measured peak GOPS of this machine, if measured.
@@ -75,6 +79,7 @@ class Timing:
     std_ms: Optional[float] = None
     peak_memory_mb: Optional[float] = None
     affinity: Optional[List[int]] = None
+    delegate_partitions: Optional[int] = None
     macs: Optional[int] = None
     gops: Optional[float] = None
     peak_fraction: Optional[float] = None
@@ -294,6 +299,37 @@ def probe_accelerator(path, accelerator: str = "gpu", delegate: Optional[str] = 
 # ------------------------------------------------------------------------- runners
 
 
+def delegation(it):
+    """(number of DELEGATE kernels, whether some ops visibly run outside them).
+
+    The Python interpreter lists the original nodes plus one "DELEGATE" node per
+    delegated partition. An original op runs outside the delegate if it consumes
+    a DELEGATE output or produces a DELEGATE input; more than one partition also
+    implies ops in between. (Ops at the graph ends that touch no partition are not
+    detected.)
+    """
+    ip = it._interpreter  # pylint: disable=protected-access
+    n = ip.NumNodes()
+    names = [ip.NodeName(i) for i in range(n)]
+    parts = [i for i in range(n) if names[i] == "DELEGATE"]
+    if not parts:
+        return 0, False
+    d_in = set()
+    d_out = set()
+    for i in parts:
+        d_in.update(int(t) for t in ip.NodeInputs(i) if t >= 0)
+        d_out.update(int(t) for t in ip.NodeOutputs(i) if t >= 0)
+    outside = len(parts) > 1
+    for i in range(n):
+        if names[i] == "DELEGATE" or outside:
+            continue
+        ins = {int(t) for t in ip.NodeInputs(i) if t >= 0}
+        outs = {int(t) for t in ip.NodeOutputs(i) if t >= 0}
+        if (ins & d_out) or (outs & d_in):
+            outside = True
+    return len(parts), outside
+
+
 def _dtype(name: str):
     import ml_dtypes  # noqa: F401 - shipped with ai_edge_litert
 
@@ -332,7 +368,7 @@ def _run_compiled(path, threads, accelerator, loop_args, seed):
         cm.run_by_index(0, ins, outs)
 
     first, warm, timed = timed_loop(run, *loop_args)
-    return (init_ns, first, warm, timed, "litert-gpu" if accelerator == "gpu" else "litert-cpu"), ""
+    return (init_ns, first, warm, timed, "litert-gpu" if accelerator == "gpu" else "litert-cpu", None), ""
 
 
 def _run_interpreter(path, threads, use_xnnpack, delegate, delegate_options, loop_args, seed):
@@ -347,19 +383,18 @@ def _run_interpreter(path, threads, use_xnnpack, delegate, delegate_options, loo
     t0 = time.perf_counter_ns()
     it = open_interpreter(path, num_threads=threads, use_xnnpack=use_xnnpack and delegate is None, delegates=delegates, check=False)
     init_ns = time.perf_counter_ns() - t0
-    names = [it._interpreter.NodeName(i) for i in range(it._interpreter.NumNodes())]  # pylint: disable=protected-access
-    delegated = names.count("DELEGATE")
+    delegated, outside = delegation(it)
     if delegate is not None:
         if not delegated:
             return None, f"delegate {os.path.basename(os.fspath(delegate))} accepted none of the ops (everything would run on CPU)"
-        backend = "delegate:" + os.path.basename(os.fspath(delegate))
+        backend = "delegate:" + os.path.basename(os.fspath(delegate)) + ("+builtin" if outside else "")
     else:
-        backend = "xnnpack" if delegated else "builtin"
+        backend = ("xnnpack+builtin" if outside else "xnnpack") if delegated else "builtin"
     rng = np.random.default_rng(seed)
     for d in it.get_input_details():
         it.set_tensor(d["index"], random_input(d, rng))
     first, warm, timed = timed_loop(it.invoke, *loop_args)
-    return (init_ns, first, warm, timed, backend), ""
+    return (init_ns, first, warm, timed, backend, delegated), ""
 
 
 def benchmark(
@@ -453,7 +488,7 @@ def benchmark(
             res, why = _run_interpreter(path, threads, acc == "cpu", delegate, delegate_options, loop_args, seed)
     if res is None:
         return Timing.unavailable(why, **base)
-    init_ns, first, warm, timed, backend = res
+    init_ns, first, warm, timed, backend, partitions = res
     t = Timing(
         status="ok",
         backend=backend,
@@ -464,6 +499,7 @@ def benchmark(
         warmup_ms=float(np.mean(warm)) / 1e6,
         peak_memory_mb=peak_rss_mb(),
         affinity=pinned,
+        delegate_partitions=partitions,
         **base,
         **stats_ms(timed),
     )
