@@ -5,7 +5,6 @@ import os
 import stat
 import textwrap
 
-import numpy as np
 import pytest
 
 import tflite_export as tfl

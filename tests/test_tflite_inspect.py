@@ -1,8 +1,6 @@
 """tflite_export: modes, metadata/inspect, sparsity, per-layer errors, damaged files."""
 
 import json
-import os
-import warnings
 
 import numpy as np
 import pytest

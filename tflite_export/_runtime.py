@@ -7,7 +7,6 @@ from typing import Optional
 
 import numpy as np
 
-from . import _flatbuffer as fb
 from .errors import ExportError
 
 

@@ -331,8 +331,6 @@ def delegation(it):
 
 
 def _dtype(name: str):
-    import ml_dtypes  # noqa: F401 - shipped with ai_edge_litert
-
     table = {"float32": np.float32, "float16": np.float16, "int8": np.int8, "uint8": np.uint8, "int16": np.int16, "int32": np.int32, "int64": np.int64, "bool": np.bool_}
     return np.dtype(table.get(name, np.float32))
 
