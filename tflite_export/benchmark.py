@@ -51,6 +51,9 @@ class Timing:
         the timed invokes.
       peak_memory_mb: Process peak RSS (``ru_maxrss``) after the run; for Android,
         benchmark_model's overall peak memory footprint.
+      memory_delta_mb: Resident memory added by creating and running the model
+        (current RSS after the runs minus before creation; Linux only; approximate,
+        memory freed by earlier models in the same process may be reused).
       affinity: CPUs the process was pinned to during the run, or None.
       delegate_partitions: Number of delegate kernels the graph was split into
         (Interpreter runs); more than one means ops in between ran on builtin kernels.
@@ -78,6 +81,7 @@ class Timing:
     max_ms: Optional[float] = None
     std_ms: Optional[float] = None
     peak_memory_mb: Optional[float] = None
+    memory_delta_mb: Optional[float] = None
     affinity: Optional[List[int]] = None
     delegate_partitions: Optional[int] = None
     macs: Optional[int] = None
@@ -110,6 +114,16 @@ def peak_rss_mb() -> float:
     """Peak resident set size of this process in MiB (``ru_maxrss``)."""
     r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return r / (1024.0 * 1024.0) if sys.platform == "darwin" else r / 1024.0
+
+
+def current_rss_mb() -> Optional[float]:
+    """Current resident set size of this process in MiB (Linux ``/proc``), else None."""
+    try:
+        with open("/proc/self/statm") as f:
+            pages = int(f.read().split()[1])
+        return pages * os.sysconf("SC_PAGE_SIZE") / (1024.0 * 1024.0)
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def stats_ms(samples_ns: List[int]) -> Dict[str, float]:
@@ -479,6 +493,7 @@ def benchmark(
         if reason:
             return Timing.unavailable(reason, backend="litert-gpu" if acc == "gpu" else f"delegate:{os.path.basename(os.fspath(delegate))}", **base)
     loop_args = (warmup_runs, warmup_seconds, min_runs, min_seconds, max_seconds)
+    rss0 = current_rss_mb()
     with _pinned(cpu_affinity) as pinned:
         if acc in ("compiled-cpu", "gpu"):
             res, why = _run_compiled(path, threads, acc, loop_args, seed)
@@ -496,6 +511,7 @@ def benchmark(
         first_ms=first / 1e6,
         warmup_ms=float(np.mean(warm)) / 1e6,
         peak_memory_mb=peak_rss_mb(),
+        memory_delta_mb=(current_rss_mb() - rss0) if rss0 is not None else None,
         affinity=pinned,
         delegate_partitions=partitions,
         **base,
