@@ -405,6 +405,9 @@ def export(
     if mode == "int8" and io != "float" and info["input_dtype"] != io:
         raise ExportError(f"int8 conversion produced {info['input_dtype']} inputs instead of {io}; the model may contain ops without integer kernels")
     written = atomic_write_bytes(os.fspath(path), data)
+    from .safety import mark_trusted
+
+    mark_trusted(written)  # converter output: no need for the child-process load check
     return ExportReport(
         path=written,
         mode=mode,

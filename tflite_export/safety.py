@@ -11,7 +11,7 @@ from typing import Dict, Tuple
 from . import _flatbuffer as fb
 from .errors import ExportError
 
-__all__ = ["check_file"]
+__all__ = ["check_file", "mark_trusted"]
 
 _OK: Dict[Tuple[str, int, int], bool] = {}
 _LOCK = threading.Lock()
@@ -79,3 +79,21 @@ def check_file(path, timeout: float = 120.0) -> None:
         raise ExportError(f"{path} is a damaged or unsupported TFLite file ({why}); re-export it")
     with _LOCK:
         _OK[key] = True
+
+
+def mark_trusted(path) -> None:
+    """Records ``path`` (as it is now) as loadable, skipping the child-process check.
+
+    Used by :func:`tflite_export.export` for files it just wrote from converter
+    output; any later change to the file (mtime or size) makes it untrusted again.
+
+    Args:
+      path: A .tflite file that exists.
+
+    Example:
+      >>> mark_trusted("m.tflite")  # doctest: +SKIP
+    """
+    path = os.path.abspath(os.fspath(path))
+    st = os.stat(path)
+    with _LOCK:
+        _OK[(path, st.st_mtime_ns, st.st_size)] = True
