@@ -1,0 +1,42 @@
+"""``tfcompress.tuning``: search training and compression schedules with Keras Tuner.
+
+Trials are measured where it matters: validation accuracy of the compressed
+model, zipped int8 ``.tflite`` size, and its latency timed with LiteRT. The
+result is a true Pareto front over accuracy × size × latency, a table, a plot
+and the chosen recipe as YAML for ``tfcompress optimize --recipe``.
+
+Example:
+    >>> from tfcompress.tuning import tune
+    >>> result = tune("digits_cnn", "digits", algorithm="hyperband", epochs=3,  # doctest: +SKIP
+    ...               constraints=["size_kb<=20"], directory="tune-out")
+    >>> print(result.table())  # doctest: +SKIP
+"""
+
+from tfcompress.tuning.objectives import Constraint, pareto_front, parse_constraint, parse_objectives
+from tfcompress.tuning.search import TuneResult, load_results, tune
+from tfcompress.tuning.space import DEFAULT_SPACE, Param, SearchSpace, TrainingSchedule, TuningError
+
+__all__ = [
+    "tune",
+    "TuneResult",
+    "load_results",
+    "SearchSpace",
+    "Param",
+    "DEFAULT_SPACE",
+    "TrainingSchedule",
+    "TuningError",
+    "Constraint",
+    "parse_constraint",
+    "parse_objectives",
+    "pareto_front",
+    "CompressionTuner",
+]
+
+
+def __getattr__(name):
+    # The tuner imports TensorFlow and Keras Tuner; load it only when asked.
+    if name == "CompressionTuner":
+        from tfcompress.tuning.tuner import CompressionTuner
+
+        return CompressionTuner
+    raise AttributeError(name)

@@ -1,0 +1,166 @@
+"""Objectives, constraints and the Pareto front over accuracy × size × latency.
+
+Keras Tuner ranks trials by one number (a list of objectives is *summed*).
+tfcompress keeps the three measurements apart: the oracle is guided by one
+scalar ``score`` (the first objective, minus a penalty for broken
+constraints), while the result reports the true non-dominated set.
+
+Example:
+    >>> c = parse_constraint("size_kb<=20")
+    >>> c.ok({"size_kb": 12.0}), c.ok({"size_kb": 25.0})
+    (True, False)
+    >>> rows = [{"accuracy": 0.9, "size_kb": 10, "latency_ms": 1},
+    ...         {"accuracy": 0.8, "size_kb": 12, "latency_ms": 2}]
+    >>> pareto_front(rows, ["accuracy", "size_kb", "latency_ms"])
+    [0]
+"""
+
+import math
+import re
+from dataclasses import dataclass
+
+from tfcompress.tuning.space import TuningError
+
+__all__ = ["OBJECTIVES", "Constraint", "parse_objectives", "parse_constraint", "pareto_front", "score"]
+
+# Objective name -> (metric key, direction).
+OBJECTIVES = {
+    "accuracy": ("accuracy", "max"),
+    "size": ("size_kb", "min"),
+    "latency": ("latency_ms", "min"),
+}
+_ALIASES = {
+    "accuracy": "accuracy", "acc": "accuracy", "val_accuracy": "accuracy",
+    "size": "size", "size_kb": "size", "zipped_kb": "size",
+    "latency": "latency", "latency_ms": "latency",
+}
+
+
+def parse_objectives(objectives):
+    """Normalise objective names to metric keys.
+
+    Args:
+        objectives: a name, a comma-separated string or a list of names
+            (``accuracy``, ``size``, ``latency``, or ``size_kb`` /
+            ``latency_ms``). Defaults to all three when None or empty.
+
+    Returns:
+        List of metric keys, e.g. ``["accuracy", "size_kb"]``.
+
+    Raises:
+        TuningError: an unknown name.
+
+    Example:
+        >>> parse_objectives("accuracy,size")
+        ['accuracy', 'size_kb']
+    """
+    if objectives is None or objectives == "" or objectives == []:
+        objectives = ["accuracy", "size", "latency"]
+    if isinstance(objectives, str):
+        objectives = [o.strip() for o in objectives.split(",") if o.strip()]
+    out = []
+    for o in objectives:
+        key = _ALIASES.get(str(o).lower())
+        if key is None:
+            raise TuningError(f"unknown objective {o!r}; use accuracy, size or latency.")
+        metric = OBJECTIVES[key][0]
+        if metric not in out:
+            out.append(metric)
+    return out
+
+
+def direction(metric):
+    return next(d for m, d in OBJECTIVES.values() if m == metric)
+
+
+@dataclass(frozen=True)
+class Constraint:
+    """``metric op bound``, e.g. ``latency_ms <= 0.5``.
+
+    Example:
+        >>> Constraint("accuracy", ">=", 0.9).ok({"accuracy": 0.95})
+        True
+    """
+
+    metric: str
+    op: str
+    bound: float
+
+    def ok(self, metrics):
+        v = metrics.get(self.metric)
+        if v is None or not math.isfinite(v):
+            return False
+        return {"<=": v <= self.bound, "<": v < self.bound, ">=": v >= self.bound, ">": v > self.bound}[self.op]
+
+    def violation(self, metrics):
+        """How far outside the bound, relative to the bound (0 when met)."""
+        v = metrics.get(self.metric)
+        if v is None or not math.isfinite(v):
+            return 1.0
+        scale = abs(self.bound) or 1.0
+        if self.op in ("<=", "<"):
+            return max(0.0, (v - self.bound) / scale)
+        return max(0.0, (self.bound - v) / scale)
+
+    def __str__(self):
+        return f"{self.metric}{self.op}{self.bound:g}"
+
+
+def parse_constraint(text):
+    """Parse ``"latency_ms<=0.5"``, ``"size<=20"`` or ``"accuracy>=0.9"``.
+
+    Raises:
+        TuningError: bad syntax, unknown metric or a non-numeric bound.
+    """
+    if isinstance(text, Constraint):
+        return text
+    m = re.fullmatch(r"\s*([A-Za-z_]+)\s*(<=|>=|<|>)\s*([-+0-9.eE]+)\s*", str(text))
+    if not m:
+        raise TuningError(f"cannot read constraint {text!r}: write it like latency_ms<=0.5, "
+                          "size_kb<=20 or accuracy>=0.9.")
+    name, op, bound = m.groups()
+    key = _ALIASES.get(name.lower())
+    if key is None:
+        raise TuningError(f"unknown constraint metric {name!r} in {text!r}; use accuracy, size_kb or latency_ms.")
+    try:
+        value = float(bound)
+    except ValueError:
+        raise TuningError(f"constraint {text!r}: {bound!r} is not a number.") from None
+    return Constraint(OBJECTIVES[key][0], op, value)
+
+
+def score(metrics, objectives, constraints=()):
+    """The scalar the oracle maximises: the first objective (negated when it
+    is minimised), minus 10 per unit of relative constraint violation."""
+    first = objectives[0]
+    v = metrics[first]
+    s = v if direction(first) == "max" else -v
+    return s - 10.0 * sum(c.violation(metrics) for c in constraints)
+
+
+def pareto_front(rows, metrics):
+    """Indices of the non-dominated rows.
+
+    A row dominates another when it is at least as good on every metric
+    and strictly better on one (accuracy up; size and latency down).
+
+    Args:
+        rows: dicts holding the ``metrics`` keys.
+        metrics: metric keys, e.g. ``["accuracy", "size_kb", "latency_ms"]``.
+
+    Returns:
+        Sorted list of indices into ``rows``.
+    """
+    def key(r):
+        return [r[m] if direction(m) == "max" else -r[m] for m in metrics]
+
+    keys = [key(r) for r in rows]
+    front = []
+    for i, a in enumerate(keys):
+        dominated = any(
+            all(bj >= aj for aj, bj in zip(a, b)) and any(bj > aj for aj, bj in zip(a, b))
+            for j, b in enumerate(keys) if j != i
+        )
+        if not dominated:
+            front.append(i)
+    return front

@@ -1,0 +1,441 @@
+"""``tune()``: run a search in a folder, then summarise it (table, Pareto set,
+plot, chosen recipe).
+
+The folder keeps everything: ``search/`` (Keras Tuner's oracle and one
+``trial_<id>/`` per trial, with ``trial.json``, ``result.json``,
+``trained.weights.h5`` and ``int8.tflite``), ``settings.json`` (what was
+searched; a restart with other settings is refused), and after the search
+``trials.json``, ``trials.md``, ``pareto.png`` and ``best_recipe.yaml``.
+
+Example:
+    >>> from tfcompress.tuning import tune
+    >>> result = tune("digits_cnn", "digits", max_trials=3, directory="tune-out")  # doctest: +SKIP
+    >>> print(result.table())  # doctest: +SKIP
+    >>> result.best["recipe"]  # doctest: +SKIP
+"""
+
+import glob
+import json
+import math
+import os
+from dataclasses import dataclass, field
+
+from tfcompress.recipe import Recipe
+from tfcompress.report import atomic_write_json, atomic_write_text, ensure_dir, markdown_table, table
+from tfcompress.tuning.objectives import direction, parse_constraint, parse_objectives, pareto_front
+from tfcompress.tuning.space import SearchSpace, TuningError
+
+__all__ = ["tune", "TuneResult", "load_results", "resolve_model", "format_params", "PROJECT"]
+
+PROJECT = "search"
+SETTINGS = "settings.json"
+# Settings that must match to resume a search (max_trials and budgets may change).
+_FIXED = ("space", "algorithm", "objectives", "constraints", "model", "dataset", "base_recipe",
+          "epochs", "max_epochs", "train_subset")
+
+_SHORT = {"learning_rate": "lr", "batch_size": "bs", "optimizer": "opt", "lr_decay": "decay",
+          "decay_rate": "rate", "step_drop": "drop", "step_every": "every", "cosine_alpha": "alpha",
+          "final_sparsity": "sparsity", "pruning_begin": "begin", "pruning_end": "end",
+          "pruning_frequency": "freq", "pruning_epochs": "prune_ep", "qat_epochs": "qat_ep",
+          "cluster_count": "clusters", "distill_alpha": "d_alpha", "distill_temperature": "d_temp",
+          "tuner/epochs": "ep"}
+
+
+def format_params(values):
+    """Short ``k=v`` text of a trial's values (for progress lines and tables)."""
+    out = []
+    for k, v in values.items():
+        if k.startswith("tuner/") and k != "tuner/epochs":
+            continue
+        if isinstance(v, float):
+            v = f"{v:.2e}" if k == "learning_rate" else f"{v:.3g}"
+        out.append(f"{_SHORT.get(k, k)}={v}")
+    return " ".join(out)
+
+
+def resolve_model(model, data=None):
+    """``(build_fn, name, base_recipe)`` for a reference name, a model file,
+    a ModelSpec or a callable returning a tf_keras model."""
+    from tfcompress import models
+
+    if callable(model) and not isinstance(model, (str, os.PathLike)) and not hasattr(model, "builder"):
+        return model, getattr(model, "__name__", "model"), None
+    if hasattr(model, "builder"):
+        spec = model
+    elif isinstance(model, (str, os.PathLike)) and (
+            os.path.splitext(str(model))[1] in (".keras", ".h5", ".hdf5") or os.path.sep in str(model)):
+        from tfcompress.io import load_model
+
+        path = str(model)
+        load_model(path)  # fail now, with a clear message, not in every trial
+
+        def build():
+            return load_model(path)
+
+        return build, os.path.abspath(path), None
+    else:
+        spec = models.get(model)
+    shape = data.input_shape if data is not None else None
+    classes = data.num_classes if data is not None else 10
+
+    def build():
+        return spec.build(shape, classes)
+
+    return build, spec.name, spec.recipe()
+
+
+@dataclass
+class TuneResult:
+    """Every trial of a search, the Pareto set and the chosen trial.
+
+    Attributes:
+        rows: one dict per trial: ``trial_id``, ``status``, ``values``,
+            ``metrics`` (empty when failed), ``reason``, ``tuner_id``,
+            ``feasible``.
+        objectives: metric keys of the Pareto front.
+        constraints: the constraints (strings).
+        pareto: trial ids of the non-dominated feasible trials.
+        best: the chosen row (best first objective in the Pareto set), or
+            None when no trial meets the constraints.
+        settings: what was searched (``settings.json``).
+    """
+
+    rows: list
+    objectives: list
+    constraints: list
+    pareto: list = field(default_factory=list)
+    best: dict = None
+    settings: dict = field(default_factory=dict)
+
+    @property
+    def completed(self):
+        return [r for r in self.rows if r["status"] == "COMPLETED"]
+
+    @property
+    def feasible(self):
+        return [r for r in self.completed if r["feasible"]]
+
+    def top(self, n=5):
+        """The ``n`` best completed trials by the first objective (feasible first)."""
+        first = self.objectives[0]
+        sign = -1 if direction(first) == "max" else 1
+        return sorted(self.completed, key=lambda r: (not r["feasible"], sign * r["metrics"][first]))[:n]
+
+    def recipe(self, row=None):
+        """The :class:`~tfcompress.Recipe` of a row (default: the best)."""
+        row = row or self.best
+        if row is None:
+            return None
+        return Recipe.from_dict(row["recipe"])
+
+    def _table_rows(self, rows):
+        out = []
+        for r in rows:
+            m = r["metrics"]
+            mark = "*" if r["trial_id"] in self.pareto else ""
+            if r["status"] == "COMPLETED":
+                out.append([r["trial_id"] + mark, r.get("tuner_id") or "", "ok" if r["feasible"] else "infeasible",
+                            f"{m['accuracy']:.2%}", f"{m['size_kb']:.1f}", f"{m['latency_ms']:.3g}",
+                            int(m.get("epochs", 0)), f"{m.get('seconds', 0):.1f}", format_params(r["values"])])
+            else:
+                out.append([r["trial_id"], r.get("tuner_id") or "", f"FAILED: {r['reason']}"[:80], None, None,
+                            None, None, None, format_params(r["values"])])
+        return out
+
+    HEADERS = ["trial", "worker", "status", "accuracy", "size KB", "latency ms", "epochs", "seconds", "params"]
+
+    def table(self, rows=None):
+        """Plain-text table of the trials; ``*`` marks the Pareto set."""
+        return table(self.HEADERS, self._table_rows(self.rows if rows is None else rows))
+
+    def to_markdown(self):
+        lines = ["# Tuning results", "",
+                 f"Objectives (Pareto): {', '.join(self.objectives)}; constraints: "
+                 f"{', '.join(self.constraints) or 'none'}; `*` marks the Pareto set.", "",
+                 markdown_table(self.HEADERS, self._table_rows(self.rows)), ""]
+        if self.best:
+            lines += [f"Chosen: trial {self.best['trial_id']} (best {self.objectives[0]} in the Pareto set).", ""]
+        else:
+            lines += ["No trial meets the constraints.", ""]
+        return "\n".join(lines)
+
+    def to_dict(self):
+        return {"settings": self.settings, "objectives": self.objectives, "constraints": self.constraints,
+                "pareto": self.pareto, "best": self.best and self.best["trial_id"], "trials": self.rows}
+
+    def write(self, directory):
+        """Write ``trials.json``, ``trials.md``, ``pareto.png`` and (when a
+        trial meets the constraints) ``best_recipe.yaml`` to ``directory``.
+
+        Returns:
+            Dict of what was written: name → path.
+        """
+        out = {"json": os.path.join(directory, "trials.json"), "markdown": os.path.join(directory, "trials.md")}
+        atomic_write_json(out["json"], self.to_dict())
+        atomic_write_text(out["markdown"], self.to_markdown())
+        try:
+            out["plot"] = os.path.join(directory, "pareto.png")
+            plot(self, out["plot"])
+        except Exception as e:  # a plot is a nicety; never lose the results over it
+            out.pop("plot")
+            out["plot_error"] = str(e)
+        if self.best is not None:
+            out["recipe"] = os.path.join(directory, "best_recipe.yaml")
+            atomic_write_text(out["recipe"], self.recipe_yaml())
+        return out
+
+    def recipe_yaml(self):
+        """The chosen recipe as YAML for ``tfcompress optimize --recipe``; the
+        training schedule that produced it is kept in comments."""
+        b = self.best
+        m = b["metrics"]
+        train = {k: v for k, v in b["values"].items()
+                 if k in ("lr_decay", "decay_rate", "step_drop", "step_every", "cosine_alpha", "tuner/epochs")}
+        head = [f"# Chosen by `tfcompress tune`: trial {b['trial_id']} of {len(self.rows)}.",
+                f"# accuracy {m['accuracy']:.4f}, int8 zipped {m['size_kb']:.1f} KB, latency {m['latency_ms']:.4g} ms.",
+                f"# constraints: {', '.join(self.constraints) or 'none'}"]
+        if train:
+            head.append(f"# training schedule used before compression: {json.dumps(train)}")
+        return "\n".join(head) + "\n" + self.recipe().to_yaml()
+
+
+def plot(result, path):
+    """Accuracy vs size and vs latency; Pareto points highlighted."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    rows = result.completed
+    for ax, key, label in zip(axes, ("size_kb", "latency_ms"), ("int8 zipped size (KB)", "median latency (ms)")):
+        for kind, sel, style in (
+            ("infeasible", [r for r in rows if not r["feasible"]], dict(c="#bbbbbb", marker="x")),
+            ("feasible", [r for r in rows if r["feasible"] and r["trial_id"] not in result.pareto],
+             dict(c="#2a7ab0", marker="o", alpha=0.6)),
+            ("Pareto", [r for r in rows if r["trial_id"] in result.pareto],
+             dict(c="#d62728", marker="*", s=140, edgecolors="k")),
+        ):
+            if sel:
+                ax.scatter([r["metrics"][key] for r in sel], [r["metrics"]["accuracy"] for r in sel],
+                           label=kind, **style)
+        for r in rows:
+            if r["trial_id"] in result.pareto:
+                ax.annotate(r["trial_id"], (r["metrics"][key], r["metrics"]["accuracy"]), fontsize=7,
+                            xytext=(3, 3), textcoords="offset points")
+        ax.set_xlabel(label)
+        ax.set_ylabel("validation accuracy")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.suptitle(f"{len(rows)} completed trials; constraints: {', '.join(result.constraints) or 'none'}")
+    fig.tight_layout()
+    tmp = path + ".tmp.png"
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def load_results(directory):
+    """Read a search folder (finished, interrupted or running) into a :class:`TuneResult`.
+
+    Raises:
+        TuningError: the folder holds no tfcompress search.
+    """
+    settings_path = os.path.join(directory, SETTINGS)
+    if not os.path.exists(settings_path):
+        raise TuningError(f"{directory} holds no tfcompress search ({SETTINGS} missing).")
+    with open(settings_path, encoding="utf-8") as f:
+        settings = json.load(f)
+    objectives = settings["objectives"]
+    constraints = [parse_constraint(c) for c in settings["constraints"]]
+    space = SearchSpace(settings["space"])
+    base = Recipe.from_dict(settings["base_recipe"])
+    rows = []
+    for path in sorted(glob.glob(os.path.join(directory, PROJECT, "trial_*", "trial.json"))):
+        with open(path, encoding="utf-8") as f:
+            state = json.load(f)
+        folder = os.path.dirname(path)
+        extra = {}
+        if os.path.exists(os.path.join(folder, "result.json")):
+            with open(os.path.join(folder, "result.json"), encoding="utf-8") as f:
+                extra = json.load(f)
+        values = state["hyperparameters"]["values"]
+        metrics = {}
+        for name, mh in state["metrics"]["metrics"].items():
+            obs = mh.get("observations") or []
+            if obs:
+                metrics[name] = float(obs[-1]["value"][-1])
+        status = state["status"]
+        if status == "COMPLETED" and not all(k in metrics for k in ("accuracy", "size_kb", "latency_ms")):
+            status = "FAILED"
+        if status in ("RUNNING", "IDLE"):
+            continue  # not finished (killed, or still running elsewhere)
+        reason = None
+        if status != "COMPLETED":
+            from tfcompress.tuning.tuner import failure_reason
+
+            reason = failure_reason(state.get("message")) or extra.get("reason") or status
+            metrics = {}
+        try:
+            recipe = space.recipe(values, base).to_dict()
+        except Exception:  # an invalid combination fails its trial; keep the row
+            recipe = None
+        rows.append({
+            "trial_id": state["trial_id"], "status": status, "values": values, "metrics": metrics,
+            "reason": reason, "tuner_id": extra.get("tuner_id"), "recipe": recipe,
+            "feasible": status == "COMPLETED" and all(c.ok(metrics) for c in constraints),
+        })
+    result = TuneResult(rows=rows, objectives=objectives, constraints=[str(c) for c in constraints],
+                        settings=settings)
+    feasible = result.feasible
+    front = pareto_front([r["metrics"] for r in feasible], objectives)
+    result.pareto = [feasible[i]["trial_id"] for i in front]
+    if front:
+        first = objectives[0]
+        sign = -1 if direction(first) == "max" else 1
+        cands = [feasible[i] for i in front]
+        result.best = min(cands, key=lambda r: (sign * r["metrics"][first], r["metrics"]["size_kb"],
+                                                r["metrics"]["latency_ms"]))
+    return result
+
+
+def _check_settings(directory, settings, overwrite):
+    path = os.path.join(directory, SETTINGS)
+    project = os.path.join(directory, PROJECT)
+    if overwrite or not os.path.exists(project):
+        return
+    if not os.path.exists(path):
+        raise TuningError(f"{directory} holds files that are not a tfcompress search ({SETTINGS} missing): "
+                          "use another --dir or --overwrite.")
+    with open(path, encoding="utf-8") as f:
+        old = json.load(f)
+    diff = [k for k in _FIXED if json.dumps(old.get(k), sort_keys=True) != json.dumps(settings.get(k), sort_keys=True)]
+    if diff:
+        if "space" in diff:
+            o, n = old.get("space") or {}, settings["space"]
+            names = sorted(k for k in set(o) | set(n) if o.get(k) != n.get(k))
+            why = f"the search space differs ({', '.join(names)})"
+        else:
+            why = "; ".join(f"{k} was {old.get(k)!r}, now {settings.get(k)!r}" for k in diff)
+        raise TuningError(f"refusing to resume the search in {directory}: {why}. Use the same settings, "
+                          "another --dir, or --overwrite to start afresh.")
+
+
+def tune(model, data, space=None, algorithm="random", max_trials=10, objectives=None, constraints=(),
+         recipe=None, epochs=2, max_epochs=None, epoch_budget=None, directory="tune-out", overwrite=False,
+         seed=0, threads=1, timing_runs=20, timing_seconds=0.2, train_subset=None, progress=None):
+    """Search training and compression settings, then summarise and write the results.
+
+    In a Keras Tuner chief process (``KERASTUNER_TUNER_ID=chief``) this serves
+    the oracle until the workers finish; in a worker it runs trials and
+    returns None. Otherwise it runs the trials itself.
+
+    Args:
+        model: reference model name (``digits_cnn``, ``lenet5``), a
+            ``.keras``/``.h5`` file (its weights are the starting point), a
+            ModelSpec, or a callable returning a tf_keras model.
+        data: a :class:`tfcompress.datasets.Dataset` or its name.
+        space: a :class:`SearchSpace`, a dict, a YAML path, or None for
+            :meth:`SearchSpace.default`. Defaults to `None`.
+        algorithm: ``random``, ``bayesian`` or ``hyperband``. Defaults to `"random"`.
+        max_trials: at most this many trials. Defaults to `10`.
+        objectives: names among accuracy, size, latency; the first guides the
+            oracle, all of them define the Pareto front. Defaults to `None` (all three).
+        constraints: strings like ``"size_kb<=20"``. Defaults to `()`.
+        recipe: base recipe (YAML path, dict or Recipe) for unsearched
+            fields. Defaults to `None` (the model's default recipe).
+        epochs: training epochs per trial (Hyperband: ``max_epochs``). Defaults to `2`.
+        max_epochs: Hyperband's largest epoch count. Defaults to `None` (``epochs``).
+        epoch_budget: stop once this many epochs were spent. Defaults to `None`.
+        directory: the search folder. Defaults to `"tune-out"`.
+        overwrite: discard an earlier search there. Defaults to `False`.
+        seed: seed. Defaults to `0`.
+        threads: XNNPACK threads for timing. Defaults to `1`.
+        timing_runs: timed runs per trial. Defaults to `20`.
+        timing_seconds: minimum timed seconds per trial. Defaults to `0.2`.
+        train_subset: use only the first N training examples. Defaults to `None`.
+        progress: called with each progress line. Defaults to `None` (silent).
+
+    Returns:
+        A :class:`TuneResult` (None in a worker).
+
+    Raises:
+        TuningError: bad space, objective, constraint, algorithm, or a folder
+            holding a search with other settings.
+
+    Example:
+        >>> r = tune("digits_cnn", "digits", max_trials=2, epochs=1,  # doctest: +SKIP
+        ...          constraints=["size_kb<=30"], directory="out")
+        >>> r.best["trial_id"] in r.pareto  # doctest: +SKIP
+        True
+    """
+    from keras_tuner.src.distribute import utils as dist_utils
+
+    from tfcompress import datasets
+    from tfcompress.optimize import as_recipe
+    from tfcompress.tuning.tuner import CompressionTuner, make_oracle
+
+    if not isinstance(max_trials, int) or isinstance(max_trials, bool) or max_trials < 1:
+        raise TuningError(f"max_trials must be a positive integer, got {max_trials!r}.")
+    if not isinstance(epochs, int) or epochs < 1:
+        raise TuningError(f"epochs must be a positive integer, got {epochs!r}.")
+    objectives = parse_objectives(objectives)
+    if isinstance(constraints, str):
+        constraints = [constraints]
+    constraints = [parse_constraint(c) for c in (constraints or ())]
+    if data is None or isinstance(data, str):
+        data = datasets.load(data or "digits")
+    build, model_name, default_recipe = resolve_model(model, data)
+    base = as_recipe(recipe) if recipe is not None else (default_recipe or Recipe())
+    if space is None:
+        space = SearchSpace.default(base)
+    elif isinstance(space, dict):
+        space = SearchSpace(space)
+    elif isinstance(space, (str, os.PathLike)):
+        space = SearchSpace.from_yaml(space)
+    make_oracle(algorithm, space.hyperparameters())  # unknown algorithm: fail before touching the folder
+    from tfcompress.tuning.tuner import CANONICAL
+
+    algorithm = CANONICAL[str(algorithm).lower().replace("_", "").replace("-", "")]
+    train, val = data.train, data.validation
+    if train_subset:
+        train = (train[0][:train_subset], train[1][:train_subset])
+    settings = {
+        "space": space.to_dict(), "algorithm": algorithm, "objectives": objectives,
+        "constraints": [str(c) for c in constraints], "model": model_name, "dataset": data.name,
+        "base_recipe": base.to_dict(), "epochs": epochs, "max_epochs": max_epochs or epochs,
+        "train_subset": train_subset, "max_trials": max_trials, "epoch_budget": epoch_budget,
+    }
+    worker = dist_utils.has_chief_oracle() and not dist_utils.is_chief_oracle()
+    ensure_dir(directory)
+    if not worker:
+        _check_settings(directory, settings, overwrite)
+
+    def on_end(tuner, trial, metrics, reason):
+        if progress is None:
+            return
+        who = tuner.tuner_id
+        params = format_params(trial.hyperparameters.values)
+        if reason is None and metrics:
+            progress(f"trial {trial.trial_id} [{who}] acc {metrics['accuracy']:.2%}  size {metrics['size_kb']:.1f} KB"
+                     f"  latency {metrics['latency_ms']:.3g} ms  {metrics['seconds']:.1f} s  | {params}")
+        else:
+            progress(f"trial {trial.trial_id} [{who}] FAILED: {reason}  | {params}")
+
+    tuner = CompressionTuner(
+        build, space, algorithm=algorithm, max_trials=max_trials, objectives=objectives,
+        constraints=constraints, base_recipe=base, epochs=epochs, max_epochs=max_epochs or epochs,
+        epoch_budget=epoch_budget, directory=directory, project_name=PROJECT, overwrite=overwrite and not worker,
+        seed=seed, threads=threads, timing_runs=timing_runs, timing_seconds=timing_seconds, on_trial_end=on_end)
+    if not worker:
+        atomic_write_json(os.path.join(directory, SETTINGS), settings)
+    tuner.search(train, val)
+    if worker:
+        return None
+    result = load_results(directory)
+    result.write(directory)
+    return result
+
+
+def _isfinite(v):
+    return isinstance(v, (int, float)) and math.isfinite(v)

@@ -1,0 +1,478 @@
+"""The search space: training and compression hyperparameters, in Python or YAML.
+
+A space maps parameter names to what they may take:
+
+* a list → a choice (``batch_size: [32, 64, 128]``);
+* a mapping with ``min``/``max`` → a range; integers when both bounds are
+  integers, ``sampling: log`` for log-uniform, optional ``step``;
+* a scalar → a fixed value.
+
+Training parameters (``learning_rate``, ``batch_size``, ``optimizer``,
+``lr_decay`` and its ``decay_rate`` / ``step_drop`` / ``step_every`` /
+``cosine_alpha``) drive the tuner's own training run and the recipe's
+fine-tuning; compression parameters (``final_sparsity``, ``pruning_begin``,
+``pruning_end``, ``pruning_frequency``, ``pruning_epochs``, ``qat_epochs``, and
+where the installed :class:`~tfcompress.Recipe` has those stages,
+``cluster_count``, ``distill_alpha``, ``distill_temperature``) become fields
+of the trial's recipe.
+
+Example:
+    >>> space = SearchSpace.from_dict({"learning_rate": {"min": 1e-4, "max": 1e-2,
+    ...                                                  "sampling": "log"},
+    ...                                "final_sparsity": [0.5, 0.8]})
+    >>> sorted(space.names)
+    ['final_sparsity', 'learning_rate']
+    >>> space.recipe({"learning_rate": 0.003, "final_sparsity": 0.5}).pruning.final_sparsity
+    0.5
+"""
+
+import dataclasses
+import hashlib
+import json
+import math
+from dataclasses import dataclass
+
+import yaml
+
+from tfcompress.errors import TfcompressError
+from tfcompress.recipe import OPTIMIZERS, Recipe
+
+__all__ = ["TuningError", "Param", "SearchSpace", "DEFAULT_SPACE", "TrainingSchedule", "DECAYS"]
+
+
+class TuningError(TfcompressError, ValueError):
+    """A search space, objective, constraint or search directory is not usable."""
+
+
+DECAYS = ("none", "exponential", "step", "cosine")
+
+# Parameters only the tuner's training run uses (not recipe fields).
+TRAINING_ONLY = ("lr_decay", "decay_rate", "step_drop", "step_every", "cosine_alpha")
+
+# Decay parameters are active only for their decay.
+CONDITIONS = {
+    "decay_rate": ("lr_decay", ["exponential"]),
+    "step_drop": ("lr_decay", ["step"]),
+    "step_every": ("lr_decay", ["step"]),
+    "cosine_alpha": ("lr_decay", ["cosine"]),
+}
+
+# Space name -> (recipe stage or None for a top-level field, candidate field names).
+# Candidates allow for stage field names other engineers may choose.
+TARGETS = {
+    "learning_rate": (None, ("learning_rate",)),
+    "batch_size": (None, ("batch_size",)),
+    "optimizer": (None, ("optimizer",)),
+    "final_sparsity": ("pruning", ("final_sparsity",)),
+    "pruning_begin": ("pruning", ("begin",)),
+    "pruning_end": ("pruning", ("end",)),
+    "pruning_frequency": ("pruning", ("frequency",)),
+    "pruning_epochs": ("pruning", ("epochs",)),
+    "qat_epochs": ("quantization", ("epochs",)),
+    "cluster_count": ("clustering", ("number_of_clusters", "num_clusters", "clusters", "cluster_count")),
+    "distill_alpha": ("distillation", ("alpha",)),
+    "distill_temperature": ("distillation", ("temperature",)),
+}
+
+# Good defaults: short, cheap trials on small models.
+DEFAULT_SPACE = {
+    "learning_rate": {"min": 1e-4, "max": 1e-2, "sampling": "log"},
+    "batch_size": [32, 64, 128],
+    "optimizer": ["adam", "sgd", "rmsprop"],
+    "lr_decay": list(DECAYS),
+    "decay_rate": {"min": 0.5, "max": 0.95},
+    "step_drop": {"min": 0.1, "max": 0.5},
+    "step_every": [1, 2],
+    "cosine_alpha": {"min": 0.0, "max": 0.2},
+    "final_sparsity": {"min": 0.5, "max": 0.9},
+    "pruning_begin": {"min": 0.0, "max": 0.3},
+    "pruning_end": {"min": 0.5, "max": 0.9},
+    "pruning_frequency": [10, 25, 50, 100],
+    "qat_epochs": {"min": 1, "max": 2},
+    # Only kept where the Recipe has these stages (see SearchSpace.default).
+    "cluster_count": [8, 16, 32],
+    "distill_alpha": {"min": 0.1, "max": 0.9},
+    "distill_temperature": {"min": 1.0, "max": 8.0},
+}
+_OPTIONAL_DEFAULTS = ("cluster_count", "distill_alpha", "distill_temperature")
+
+
+def _stage_class(stage):
+    """The dataclass of the Recipe field ``stage`` (None when absent)."""
+    import typing
+
+    hints = typing.get_type_hints(Recipe)
+    for arg in typing.get_args(hints.get(stage)):
+        if dataclasses.is_dataclass(arg):
+            return arg
+    return None
+
+
+def _recipe_field(name):
+    """``(stage, field, stage_class)`` the space name maps to, or None when the
+    installed Recipe lacks that stage or field (the Recipe grows stages over
+    time; we look it up rather than hard-code it)."""
+    stage, candidates = TARGETS[name]
+    if stage is None:
+        return None, candidates[0], None
+    cls = _stage_class(stage)
+    if cls is None:
+        return None
+    names = {f.name for f in dataclasses.fields(cls)}
+    for c in candidates:
+        if c in names:
+            return stage, c, cls
+    return None
+
+
+def supported_names():
+    """Names this installation can search (depends on the Recipe's stages)."""
+    return [n for n in TARGETS if _recipe_field(n) is not None] + list(TRAINING_ONLY)
+
+
+@dataclass(frozen=True)
+class Param:
+    """One searched hyperparameter.
+
+    Args:
+        name: the space name, e.g. ``"learning_rate"``.
+        kind: ``"float"``, ``"int"``, ``"choice"`` or ``"fixed"``.
+        min: lower bound of a range. Defaults to `None`.
+        max: upper bound of a range. Defaults to `None`.
+        sampling: ``"linear"`` or ``"log"``. Defaults to `"linear"`.
+        step: grid step of a range. Defaults to `None`.
+        choices: values of a choice. Defaults to `()`.
+        value: value of a fixed parameter. Defaults to `None`.
+
+    Example:
+        >>> Param.parse("batch_size", [32, 64]).kind
+        'choice'
+    """
+
+    name: str
+    kind: str
+    min: object = None
+    max: object = None
+    sampling: str = "linear"
+    step: object = None
+    choices: tuple = ()
+    value: object = None
+
+    @classmethod
+    def parse(cls, name, spec):
+        """Build a Param from its YAML form; raises TuningError on bad input."""
+        where = f"search space: {name}"
+        if isinstance(spec, (list, tuple)):
+            if not spec:
+                raise TuningError(f"{where} is an empty list: give at least one value.")
+            if len(set(map(repr, spec))) != len(spec):
+                raise TuningError(f"{where} lists a value twice: {list(spec)}.")
+            return cls(name, "choice", choices=tuple(spec))
+        if isinstance(spec, dict):
+            unknown = sorted(set(spec) - {"min", "max", "sampling", "step"})
+            if unknown or "min" not in spec or "max" not in spec:
+                raise TuningError(f"{where} must be a list, a value, or a mapping with min, max "
+                                  f"and optionally sampling (linear or log) and step; got keys {sorted(spec)}.")
+            lo, hi = spec["min"], spec["max"]
+            for b in (lo, hi):
+                if isinstance(b, bool) or not isinstance(b, (int, float)) or not math.isfinite(b):
+                    raise TuningError(f"{where}: min and max must be finite numbers, got {lo!r} and {hi!r}.")
+            if lo > hi:
+                raise TuningError(f"{where}: min ({lo}) is greater than max ({hi}).")
+            sampling = spec.get("sampling", "linear")
+            if sampling not in ("linear", "log"):
+                raise TuningError(f"{where}: sampling must be linear or log, got {sampling!r}.")
+            if sampling == "log" and lo <= 0:
+                raise TuningError(f"{where}: log sampling needs min > 0, got {lo}.")
+            step = spec.get("step")
+            if step is not None and (isinstance(step, bool) or not isinstance(step, (int, float)) or step <= 0):
+                raise TuningError(f"{where}: step must be a positive number, got {step!r}.")
+            if lo == hi:
+                return cls(name, "fixed", value=lo)
+            kind = "int" if isinstance(lo, int) and isinstance(hi, int) and (step is None or isinstance(step, int)) else "float"
+            if kind == "float":
+                lo, hi = float(lo), float(hi)
+            return cls(name, kind, min=lo, max=hi, sampling=sampling, step=step)
+        if spec is None or isinstance(spec, (bool, int, float, str)):
+            return cls(name, "fixed", value=spec)
+        raise TuningError(f"{where} must be a list, a value or a min/max mapping, got {type(spec).__name__}.")
+
+    def values(self):
+        """Every value a choice or fixed parameter can take (ranges: the bounds)."""
+        if self.kind == "choice":
+            return list(self.choices)
+        if self.kind == "fixed":
+            return [self.value]
+        return [self.min, self.max]
+
+    def to_spec(self):
+        """The YAML form (inverse of :meth:`parse`)."""
+        if self.kind == "choice":
+            return list(self.choices)
+        if self.kind == "fixed":
+            return self.value
+        d = {"min": self.min, "max": self.max}
+        if self.sampling != "linear":
+            d["sampling"] = self.sampling
+        if self.step is not None:
+            d["step"] = self.step
+        return d
+
+    def declare(self, hp, parent=None):
+        """Declare this parameter on a keras_tuner ``HyperParameters``."""
+        kw = {}
+        if parent is not None:
+            kw = {"parent_name": parent[0], "parent_values": parent[1]}
+        if self.kind == "choice":
+            return hp.Choice(self.name, list(self.choices), **kw)
+        if self.kind == "fixed":
+            return hp.Fixed(self.name, self.value, **kw)
+        if self.kind == "int":
+            return hp.Int(self.name, self.min, self.max, step=self.step, sampling=self.sampling, **kw)
+        return hp.Float(self.name, self.min, self.max, step=self.step, sampling=self.sampling, **kw)
+
+
+class SearchSpace:
+    """What the tuner searches: validated :class:`Param` objects by name.
+
+    Args:
+        params: mapping of name → YAML form (list, min/max mapping, or value).
+
+    Raises:
+        TuningError: an empty space, an unknown name, a range with min > max,
+            an invalid choice, or a parameter the installed Recipe cannot take.
+
+    Example:
+        >>> space = SearchSpace({"optimizer": ["adam", "sgd"], "qat_epochs": 1})
+        >>> space.to_dict()
+        {'optimizer': ['adam', 'sgd'], 'qat_epochs': 1}
+    """
+
+    def __init__(self, params):
+        if not isinstance(params, dict):
+            raise TuningError(f"search space must be a mapping of name to values, got {type(params).__name__}.")
+        if not params:
+            raise TuningError("search space is empty: give at least one parameter "
+                              f"(supported: {', '.join(supported_names())}).")
+        known = supported_names()
+        self.params = {}
+        for name, spec in params.items():
+            if name not in known:
+                if name in TARGETS:
+                    stage = TARGETS[name][0]
+                    raise TuningError(f"search space: {name} needs the {stage} stage, which this "
+                                      "tfcompress Recipe does not have yet; remove it.")
+                raise TuningError(f"search space: unknown parameter {name!r}; supported: {', '.join(known)}.")
+            self.params[name] = Param.parse(name, spec)
+        self._validate()
+
+    def _validate(self):
+        p = self.params
+        checks = {
+            "optimizer": lambda v: v in OPTIMIZERS,
+            "lr_decay": lambda v: v in DECAYS,
+            "batch_size": lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1,
+            "learning_rate": lambda v: isinstance(v, (int, float)) and 0 < v <= 10,
+            "final_sparsity": lambda v: isinstance(v, (int, float)) and 0 <= v < 1,
+            "pruning_begin": lambda v: isinstance(v, (int, float)) and 0 <= v < 1,
+            "pruning_end": lambda v: isinstance(v, (int, float)) and 0 < v <= 1,
+            "pruning_frequency": lambda v: isinstance(v, int) and v >= 1,
+            "pruning_epochs": lambda v: isinstance(v, int) and v >= 1,
+            "qat_epochs": lambda v: isinstance(v, int) and v >= 1,
+            "step_every": lambda v: isinstance(v, int) and v >= 1,
+            "decay_rate": lambda v: isinstance(v, (int, float)) and 0 < v <= 1,
+            "step_drop": lambda v: isinstance(v, (int, float)) and 0 < v <= 1,
+            "cosine_alpha": lambda v: isinstance(v, (int, float)) and 0 <= v <= 1,
+            "cluster_count": lambda v: isinstance(v, int) and v >= 1,
+        }
+        allowed = {"optimizer": ", ".join(OPTIMIZERS), "lr_decay": ", ".join(DECAYS)}
+        for name, param in p.items():
+            ok = checks.get(name)
+            if ok is None:
+                continue
+            for v in param.values():
+                if isinstance(v, bool) or not ok(v):
+                    hint = f"one of {allowed[name]}" if name in allowed else "a valid value"
+                    raise TuningError(f"search space: {name} value {v!r} is not allowed; use {hint}.")
+        if "pruning_begin" in p and "pruning_end" in p:
+            b, e = max(p["pruning_begin"].values()), min(p["pruning_end"].values())
+            if b >= e:
+                raise TuningError(f"search space: pruning_begin can reach {b} but pruning_end can be as low "
+                                  f"as {e}; keep every pruning_begin below every pruning_end.")
+        for child, (parent, _) in CONDITIONS.items():
+            if child in p and parent not in p:
+                raise TuningError(f"search space: {child} is used only with {parent}; add {parent} to the space.")
+
+    # --- construction ----------------------------------------------------
+    @classmethod
+    def default(cls, recipe=None):
+        """The default space, keeping only stages the (base) Recipe has.
+
+        Args:
+            recipe: the base recipe; stages it disables are not searched.
+                Defaults to `None` (the default Recipe).
+
+        Returns:
+            A :class:`SearchSpace`.
+        """
+        recipe = recipe or Recipe()
+        keep = {}
+        for name, spec in DEFAULT_SPACE.items():
+            if name in TARGETS:
+                target = _recipe_field(name)
+                if target is None:
+                    continue
+                stage = target[0]
+                if stage is not None and getattr(recipe, stage, None) is None:
+                    continue
+            keep[name] = spec
+        return cls(keep)
+
+    @classmethod
+    def from_dict(cls, data):
+        """Same as the constructor; ``None`` gives the default space."""
+        return cls.default() if data is None else cls(data)
+
+    @classmethod
+    def from_yaml_string(cls, text):
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            raise TuningError(f"search space is not valid YAML: {str(e).splitlines()[0]}") from None
+        if data is None:
+            raise TuningError("search space is empty: give at least one parameter.")
+        return cls(data)
+
+    @classmethod
+    def from_yaml(cls, path):
+        """Load a space from a YAML file.
+
+        Example:
+            >>> SearchSpace.from_yaml("space.yaml")  # doctest: +SKIP
+        """
+        try:
+            with open(path, encoding="utf-8") as f:
+                text = f.read()
+        except OSError as e:
+            raise TuningError(f"cannot read search space {path}: {e.strerror}.") from None
+        return cls.from_yaml_string(text)
+
+    def to_dict(self):
+        return {n: p.to_spec() for n, p in self.params.items()}
+
+    def to_yaml(self):
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    def fingerprint(self):
+        """A short hash identifying the space (order-independent)."""
+        text = json.dumps(self.to_dict(), sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    @property
+    def names(self):
+        return list(self.params)
+
+    def __eq__(self, other):
+        return isinstance(other, SearchSpace) and self.to_dict() == other.to_dict()
+
+    def __repr__(self):
+        return f"SearchSpace({self.to_dict()!r})"
+
+    # --- keras tuner -----------------------------------------------------
+    def hyperparameters(self):
+        """A keras_tuner ``HyperParameters`` with every parameter declared."""
+        import keras_tuner
+
+        hp = keras_tuner.HyperParameters()
+        order = [n for n in self.params if n not in CONDITIONS] + [n for n in self.params if n in CONDITIONS]
+        for name in order:
+            self.params[name].declare(hp, CONDITIONS.get(name))
+        return hp
+
+    # --- values -> recipe / training --------------------------------------
+    def recipe(self, values, base=None):
+        """The recipe a trial's values give, starting from ``base``.
+
+        Args:
+            values: parameter name → value (``trial.hyperparameters.values``).
+            base: the recipe whose other fields are kept. Defaults to `None`
+                (the default Recipe).
+
+        Returns:
+            A validated :class:`~tfcompress.Recipe`.
+
+        Raises:
+            RecipeError: the values make an invalid recipe.
+        """
+        base = base or Recipe()
+        top, stages = {}, {}
+        for name, value in values.items():
+            if name not in TARGETS:
+                continue
+            target = _recipe_field(name)
+            if target is None:
+                continue
+            stage, fname, cls = target
+            if isinstance(value, float) and fname in ("batch_size", "frequency", "epochs", "number_of_clusters",
+                                                      "num_clusters", "clusters", "cluster_count"):
+                value = int(round(value))
+            if stage is None:
+                top[fname] = value
+            else:
+                stages.setdefault(stage, (cls, {}))[1][fname] = value
+        for stage, (cls, changes) in stages.items():
+            current = getattr(base, stage) or cls()
+            top[stage] = dataclasses.replace(current, **changes)
+        return base.replace(**top) if top else base
+
+
+@dataclass(frozen=True)
+class TrainingSchedule:
+    """The learning-rate schedule of a trial's training run, per epoch.
+
+    Args:
+        learning_rate: initial learning rate.
+        decay: one of ``none``, ``exponential``, ``step``, ``cosine``.
+            Defaults to `"none"`.
+        decay_rate: exponential: multiply by this each epoch. Defaults to `0.9`.
+        step_drop: step: multiply by this every ``step_every`` epochs.
+            Defaults to `0.5`.
+        step_every: step: epochs between drops. Defaults to `1`.
+        cosine_alpha: cosine: final rate as a share of the initial one.
+            Defaults to `0.0`.
+
+    Example:
+        >>> s = TrainingSchedule(0.01, "step", step_drop=0.5, step_every=2)
+        >>> [s.rate(e, 4) for e in range(4)]
+        [0.01, 0.01, 0.005, 0.005]
+    """
+
+    learning_rate: float
+    decay: str = "none"
+    decay_rate: float = 0.9
+    step_drop: float = 0.5
+    step_every: int = 1
+    cosine_alpha: float = 0.0
+
+    @classmethod
+    def from_values(cls, values, default_lr):
+        return cls(
+            learning_rate=float(values.get("learning_rate", default_lr)),
+            decay=values.get("lr_decay", "none"),
+            decay_rate=float(values.get("decay_rate", 0.9)),
+            step_drop=float(values.get("step_drop", 0.5)),
+            step_every=int(values.get("step_every", 1)),
+            cosine_alpha=float(values.get("cosine_alpha", 0.0)),
+        )
+
+    def rate(self, epoch, total_epochs):
+        """Learning rate of ``epoch`` (0-based) in a run of ``total_epochs``."""
+        lr = self.learning_rate
+        if self.decay == "exponential":
+            return lr * self.decay_rate ** epoch
+        if self.decay == "step":
+            return lr * self.step_drop ** (epoch // max(1, self.step_every))
+        if self.decay == "cosine":
+            t = min(1.0, epoch / max(1, total_epochs))
+            return lr * (self.cosine_alpha + (1 - self.cosine_alpha) * 0.5 * (1 + math.cos(math.pi * t)))
+        return lr

@@ -1,0 +1,431 @@
+"""A Keras Tuner ``BaseTuner`` that trains, compresses, exports and times tf_keras models.
+
+Keras Tuner 1.4.8 imports Keras 3, and its stock ``Tuner`` checks that the
+hypermodel returns a Keras 3 model (keras-tuner #1039), so it rejects tf_keras
+models. :class:`CompressionTuner` subclasses ``BaseTuner`` instead, which knows
+nothing about Keras: our :meth:`~CompressionTuner.run_trial` builds the
+tf_keras model, trains it with the trial's schedule, compresses it with
+:func:`tfcompress.optimize`, exports the int8 ``.tflite`` and times it, and
+saves/loads weights itself. Everything else is Keras Tuner's: the oracles
+(random, Bayesian, Hyperband), trial files, ``overwrite=False`` resume and the
+chief/worker gRPC mode.
+
+Reliability additions:
+
+* the oracle's and trials' JSON files are written atomically, so a SIGKILL
+  never leaves half a file (a running trial is re-run on resume);
+* every trial ends with ``keras.backend.clear_session()`` and ``gc.collect()``
+  so memory does not creep (keras-tuner #873, #395);
+* a trial that fails (NaN loss, a recipe or conversion error) is marked
+  ``FAILED`` with a one-line reason and the search goes on.
+
+Example:
+    >>> from tfcompress import datasets, models
+    >>> from tfcompress.tuning import CompressionTuner, SearchSpace
+    >>> data = datasets.load("digits")
+    >>> tuner = CompressionTuner(models.get("digits_cnn").build, SearchSpace.default(),  # doctest: +SKIP
+    ...                          max_trials=3, directory="tune-out")
+    >>> tuner.search(data.train, data.validation)  # doctest: +SKIP
+"""
+
+import gc
+import json
+import math
+import os
+import re
+import resource
+import time
+from concurrent import futures
+
+import numpy as np
+
+from tfcompress._keras import check_model, keras, quiet_native_logs
+from tfcompress.errors import TfcompressError
+from tfcompress.optimize import loss_for, make_optimizer, optimize
+from tfcompress.recipe import Recipe
+from tfcompress.report import atomic_write_json, atomic_write_text
+from tfcompress.tuning.objectives import parse_objectives, score
+from tfcompress.tuning.space import TrainingSchedule, TuningError
+
+import keras_tuner  # noqa: E402  (after _keras: TensorFlow is quiet by then)
+from keras_tuner.src import config as _kt_config  # noqa: E402
+from keras_tuner.src.distribute import utils as dist_utils  # noqa: E402
+from keras_tuner.src.engine import base_tuner  # noqa: E402
+from keras_tuner.src.engine import trial as trial_module  # noqa: E402
+
+# Keras Tuner prints every failed trial's traceback; we report one line per
+# trial instead (the traceback stays in trial.json). --debug turns it back on.
+_kt_config.DEBUG = os.environ.get("TF_CPP_MIN_LOG_LEVEL") == "0"
+
+__all__ = ["CompressionTuner", "make_oracle", "ALGORITHMS", "failure_reason", "serve_oracle"]
+
+ALGORITHMS = {
+    "random": keras_tuner.oracles.RandomSearchOracle,
+    "randomsearch": keras_tuner.oracles.RandomSearchOracle,
+    "bayesian": keras_tuner.oracles.BayesianOptimizationOracle,
+    "bayesianoptimization": keras_tuner.oracles.BayesianOptimizationOracle,
+    "hyperband": keras_tuner.oracles.HyperbandOracle,
+}
+CANONICAL = {"random": "random", "randomsearch": "random", "bayesian": "bayesian",
+             "bayesianoptimization": "bayesian", "hyperband": "hyperband"}
+
+
+def _atomic_json(path, obj):
+    atomic_write_text(path, json.dumps(obj))
+
+
+class _OracleMixin:
+    """Atomic state files and an optional epoch budget, for any KT oracle."""
+
+    epoch_budget = None
+
+    def save(self):
+        _atomic_json(self._get_oracle_fname(), self.get_state())
+
+    def _save_trial(self, trial):
+        _atomic_json(os.path.join(self._get_trial_dir(trial.trial_id), "trial.json"), trial.get_state())
+
+    def epochs_spent(self):
+        total = 0.0
+        for t in self.trials.values():
+            if t.metrics.exists("epochs"):
+                total += t.metrics.get_last_value("epochs")
+        return total
+
+    def populate_space(self, trial_id):
+        if self.epoch_budget and self.epochs_spent() >= self.epoch_budget:
+            return {"status": trial_module.TrialStatus.STOPPED, "values": None}
+        return super().populate_space(trial_id)
+
+
+_ORACLE_CLASSES = {}
+
+
+def make_oracle(algorithm, hyperparameters, max_trials=None, max_epochs=None, seed=0, epoch_budget=None,
+                hyperband_factor=3):
+    """A Keras Tuner oracle maximising the ``score`` metric.
+
+    Args:
+        algorithm: ``random``, ``bayesian`` or ``hyperband`` (also
+            ``RandomSearch``, ``BayesianOptimization``, any case).
+        hyperparameters: the ``HyperParameters`` of the space.
+        max_trials: stop after this many trials. Defaults to `None`.
+        max_epochs: Hyperband's largest per-trial epoch count. Defaults to
+            `None` (3).
+        seed: oracle seed. Defaults to `0`.
+        epoch_budget: stop creating trials once completed trials spent this
+            many epochs. Defaults to `None`.
+        hyperband_factor: Hyperband's reduction factor. Defaults to `3`.
+
+    Returns:
+        The oracle.
+
+    Raises:
+        TuningError: an unknown algorithm.
+
+    Example:
+        >>> from tfcompress.tuning import SearchSpace
+        >>> make_oracle("random", SearchSpace.default().hyperparameters(), max_trials=2).max_trials
+        2
+    """
+    key = str(algorithm).lower().replace("_", "").replace("-", "")
+    if key not in ALGORITHMS:
+        raise TuningError(f"unknown algorithm {algorithm!r}; use random, bayesian or hyperband.")
+    base = ALGORITHMS[key]
+    cls = _ORACLE_CLASSES.get(base)
+    if cls is None:
+        cls = _ORACLE_CLASSES[base] = type("Tfc" + base.__name__, (_OracleMixin, base), {})
+    common = dict(objective=keras_tuner.Objective("score", "max"), hyperparameters=hyperparameters,
+                  tune_new_entries=False, allow_new_entries=False, seed=seed or 1,
+                  max_retries_per_trial=0, max_consecutive_failed_trials=10**9)
+    if CANONICAL[key] == "hyperband":
+        oracle = cls(max_epochs=max_epochs or 3, factor=hyperband_factor, **common)
+        oracle.max_trials = max_trials
+    else:
+        oracle = cls(max_trials=max_trials, **common)
+    oracle.epoch_budget = epoch_budget
+    return oracle
+
+
+def failure_reason(message):
+    """The one-line reason from a failed trial's stored traceback."""
+    if not message:
+        return ""
+    lines = [ln for ln in str(message).strip().splitlines() if ln.strip()]
+    for ln in reversed(lines):
+        m = re.match(r"^[\w.]*FailedTrialError: (.*)$", ln)
+        if m:
+            return m.group(1)
+    return lines[-1][:300] if lines else ""
+
+
+def _one_line(e):
+    text = (str(e).strip().splitlines() or [""])[0][:240]
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
+
+
+def _rss_mb():
+    """(current RSS, peak RSS) of this process in MB."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    try:
+        with open("/proc/self/statm") as f:
+            cur = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except OSError:  # pragma: no cover
+        cur = float("nan")
+    return cur, peak
+
+
+def _finite(history):
+    for key, values in history.items():
+        if "loss" in key:
+            for i, v in enumerate(values):
+                if not math.isfinite(v):
+                    return f"{key} became {v} at epoch {i + 1}"
+    return None
+
+
+class CompressionTuner(base_tuner.BaseTuner):
+    """Search training and compression schedules of a tf_keras model.
+
+    Each trial: build the model, train it ``epochs`` epochs (Hyperband: its
+    ``tuner/epochs``, continuing from the parent trial's saved weights) with
+    the trial's optimizer, batch size and learning-rate decay; compress it
+    with :func:`tfcompress.optimize` and the trial's recipe; export int8;
+    measure zipped size and latency (``tflite_export.benchmark``, few runs);
+    report ``accuracy`` (validation, compressed Keras model), ``size_kb``,
+    ``latency_ms``, ``epochs`` spent and the oracle's ``score``.
+
+    Args:
+        build_model: callable returning a fresh tf_keras model.
+        space: a :class:`~tfcompress.tuning.SearchSpace`.
+        algorithm: ``random``, ``bayesian`` or ``hyperband``. Defaults to
+            `"random"`.
+        max_trials: at most this many trials. Defaults to `10`.
+        objectives: objective names; the first guides the oracle. Defaults to
+            `None` (accuracy, size, latency).
+        constraints: :class:`~tfcompress.tuning.Constraint` objects; broken
+            ones lower the score. Defaults to `()`.
+        base_recipe: recipe whose unsearched fields trials keep. Defaults to
+            `None` (the default Recipe).
+        epochs: training epochs per trial (not Hyperband). Defaults to `2`.
+        max_epochs: Hyperband's largest epoch count. Defaults to `None`
+            (``epochs``).
+        epoch_budget: stop once this many epochs (training plus compression
+            fine-tuning) were spent. Defaults to `None`.
+        directory: where trials and the oracle live. Defaults to `"tune-out"`.
+        project_name: sub-folder of ``directory``. Defaults to `"search"`.
+        overwrite: start afresh instead of resuming. Defaults to `False`.
+        seed: oracle and weight seed. Defaults to `0`.
+        threads: XNNPACK threads for timing. Defaults to `1`.
+        timing_runs: timed runs per trial. Defaults to `20`.
+        timing_seconds: minimum timed seconds per trial. Defaults to `0.2`.
+        on_trial_end: called with ``(tuner, trial, metrics, reason)``.
+            Defaults to `None`.
+
+    Example:
+        >>> tuner = CompressionTuner(build, SearchSpace.default(), algorithm="hyperband",  # doctest: +SKIP
+        ...                          max_epochs=3, directory="out")
+        >>> tuner.search((x, y), (x_val, y_val))  # doctest: +SKIP
+    """
+
+    def __init__(self, build_model, space, algorithm="random", max_trials=10, objectives=None, constraints=(),
+                 base_recipe=None, epochs=2, max_epochs=None, epoch_budget=None, directory="tune-out",
+                 project_name="search", overwrite=False, seed=0, threads=1, timing_runs=20,
+                 timing_seconds=0.2, on_trial_end=None):
+        self.build_model = build_model
+        self.space = space
+        self.objectives = parse_objectives(objectives)
+        self.constraints = tuple(constraints)
+        self.base_recipe = base_recipe or Recipe()
+        self.epochs = int(epochs)
+        self.max_epochs = int(max_epochs or epochs)
+        self.threads, self.timing_runs, self.timing_seconds = threads, timing_runs, timing_seconds
+        self.seed = seed
+        self.callback = on_trial_end
+        self._last = {}
+        oracle = make_oracle(algorithm, space.hyperparameters(), max_trials=max_trials,
+                             max_epochs=self.max_epochs, seed=seed, epoch_budget=epoch_budget)
+        super().__init__(oracle, hypermodel=None, directory=directory, project_name=project_name,
+                         overwrite=overwrite)
+
+    # --- persistence ------------------------------------------------------
+    def save(self):
+        if not self._is_worker():
+            self.oracle.save()
+        _atomic_json(self._get_tuner_fname(), self.get_state())
+
+    def _weights_path(self, trial_id):
+        return os.path.join(self.get_trial_dir(trial_id), "trained.weights.h5")
+
+    def save_model(self, trial_id, model, step=0):
+        """Save the trained (uncompressed) weights of a trial, atomically."""
+        path = self._weights_path(trial_id)
+        tmp = path[:-3] + ".tmp.h5"
+        model.save_weights(tmp)
+        os.replace(tmp, path)
+
+    def load_model(self, trial):
+        """The trial's trained float model (before compression); its int8
+        file is ``int8.tflite`` in the trial folder."""
+        model = self.build_model()
+        model.load_weights(self._weights_path(trial.trial_id))
+        return model
+
+    # --- search -----------------------------------------------------------
+    def search(self, train_data, validation_data, verbose=0):
+        """Run trials until the oracle stops (or serve the oracle on the chief).
+
+        Args:
+            train_data: ``(x, y)`` numpy arrays.
+            validation_data: ``(x, y)`` numpy arrays.
+            verbose: Keras Tuner's own display (0: off; tfcompress prints one
+                line per trial through ``on_trial_end``). Defaults to `0`.
+        """
+        if dist_utils.is_chief_oracle():
+            self.oracle.verbose = verbose
+            self.save()
+            serve_oracle(self.oracle, os.environ["KERASTUNER_ORACLE_IP"], os.environ["KERASTUNER_ORACLE_PORT"])
+            return
+        return super().search(train_data, validation_data, verbose=verbose)
+
+    def on_trial_begin(self, trial):
+        with open(os.path.join(self.project_dir, f"runs-{self.tuner_id}.log"), "a") as f:
+            f.write(f"{trial.trial_id}\n")
+
+    def on_trial_end(self, trial):
+        super().on_trial_end(trial)
+        metrics = self._last.get(trial.trial_id)
+        reason = None if trial.status == "COMPLETED" else (failure_reason(trial.message) or trial.status)
+        if reason is not None:
+            atomic_write_json(os.path.join(self.get_trial_dir(trial.trial_id), "result.json"),
+                              {"trial_id": trial.trial_id, "tuner_id": self.tuner_id, "status": trial.status,
+                               "reason": reason, "values": trial.hyperparameters.values})
+        if self.callback is not None:
+            self.callback(self, trial, metrics, reason)
+
+    def run_trial(self, trial, train_data, validation_data, **kwargs):
+        """Train, compress, export and time one configuration.
+
+        Returns:
+            Metrics dict: ``score``, ``accuracy``, ``size_kb``, ``latency_ms``,
+            ``epochs``, ``seconds``, ``export_seconds``, ``rss_mb``,
+            ``peak_rss_mb``.
+
+        Raises:
+            keras_tuner.errors.FailedTrialError: with a one-line reason.
+        """
+        t0 = time.perf_counter()
+        values = dict(trial.hyperparameters.values)
+        try:
+            metrics = self._run(trial, values, train_data, validation_data, t0)
+        except keras_tuner.errors.FailedTrialError:
+            raise
+        except Exception as e:  # anything a trial does wrong fails that trial only
+            raise keras_tuner.errors.FailedTrialError(_one_line(e)) from e
+        finally:
+            keras.backend.clear_session()
+            gc.collect()
+        self._last[trial.trial_id] = metrics
+        return metrics
+
+    def _run(self, trial, values, train_data, validation_data, t0):
+        tid = trial.trial_id
+        folder = self.get_trial_dir(tid)
+        recipe = self.space.recipe(values, self.base_recipe)
+        sched = TrainingSchedule.from_values(values, recipe.learning_rate)
+        epochs = int(values.get("tuner/epochs", self.epochs))
+        initial = int(values.get("tuner/initial_epoch", 0))
+        x, y = train_data
+        keras.utils.set_random_seed(self.seed + int(tid) if str(tid).isdigit() else self.seed)
+        model = check_model(self.build_model())
+        parent = values.get("tuner/trial_id")
+        if parent is not None and initial > 0:
+            model.load_weights(self._weights_path(parent))
+        else:
+            initial = 0
+        model.compile(make_optimizer(recipe.optimizer, sched.learning_rate),
+                      loss_for(model, np.ndim(y) == 1), ["accuracy"])
+        total = self.max_epochs if "tuner/epochs" in values else epochs
+        lr_cb = keras.callbacks.LearningRateScheduler(lambda e, lr: sched.rate(e, total))
+        hist = model.fit(x, y, batch_size=recipe.batch_size, epochs=epochs, initial_epoch=initial,
+                         validation_data=validation_data, verbose=0,
+                         callbacks=[lr_cb, keras.callbacks.TerminateOnNaN()])
+        bad = _finite(hist.history)
+        if bad:
+            raise keras_tuner.errors.FailedTrialError(f"NaN/inf loss while training: {bad}; lower learning_rate")
+        self.save_model(tid, model)
+        result = optimize(model, train_data, validation_data, recipe=recipe, verbose=0)
+        for stage, h in result.history.items():
+            bad = _finite(h)
+            if bad:
+                raise keras_tuner.errors.FailedTrialError(f"NaN/inf loss in {stage}: {bad}")
+        accuracy = float(result.report.optimized["accuracy"])
+        if not math.isfinite(accuracy):
+            raise keras_tuner.errors.FailedTrialError("accuracy is NaN")
+        compress_epochs = sum(s["epochs"] for s in result.report.stages)
+        train_seconds = time.perf_counter() - t0
+
+        import tflite_export
+
+        t1 = time.perf_counter()
+        path = os.path.join(folder, "int8.tflite")
+        with quiet_native_logs():
+            exp = tflite_export.export(result.model, path, mode="int8", representative_data=x[:200],
+                                       num_samples=min(200, len(x)))
+            timing = tflite_export.benchmark(path, threads=self.threads, min_runs=self.timing_runs,
+                                             min_seconds=self.timing_seconds, warmup_seconds=0.05)
+        if not timing.ok:
+            raise keras_tuner.errors.FailedTrialError(f"timing failed: {timing.status}")
+        export_seconds = time.perf_counter() - t1
+        rss, peak = _rss_mb()
+        metrics = {
+            "accuracy": accuracy,
+            "size_kb": exp.zipped_bytes / 1024.0,
+            "latency_ms": float(timing.median_ms),
+            "epochs": float((epochs - initial) + compress_epochs),
+            "train_seconds": train_seconds,
+            "export_seconds": export_seconds,
+            "seconds": time.perf_counter() - t0,
+            "rss_mb": rss,
+            "peak_rss_mb": peak,
+        }
+        metrics["score"] = score(metrics, self.objectives, self.constraints)
+        atomic_write_json(os.path.join(folder, "result.json"),
+                          {"trial_id": tid, "tuner_id": self.tuner_id, "status": "COMPLETED",
+                           "values": values, "metrics": metrics, "recipe": recipe.to_dict(),
+                           "backend": timing.backend})
+        return metrics
+
+
+def serve_oracle(oracle, host, port, poll_seconds=0.5):
+    """Serve ``oracle`` over Keras Tuner's gRPC protocol until the search ends.
+
+    Keras Tuner's own ``start_server`` polls every 20 s once the search is
+    over; this one polls every ``poll_seconds`` and binds exactly ``host``.
+    The protocol has no authentication: bind loopback unless every machine
+    that can reach the port is trusted.
+
+    Args:
+        oracle: the chief's oracle.
+        host: address to bind (``127.0.0.1`` by default in the CLI).
+        port: TCP port.
+        poll_seconds: how often to check for the end. Defaults to `0.5`.
+    """
+    import grpc
+    from keras_tuner.src import protos
+    from keras_tuner.src.distribute import oracle_chief
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=1))
+    servicer = oracle_chief.OracleServicer(oracle)
+    protos.get_service_grpc().add_OracleServicer_to_server(servicer, server)
+    bound = server.add_insecure_port(f"{host}:{port}")
+    if not bound:
+        raise TuningError(f"cannot bind the oracle to {host}:{port}: choose another --port.")
+    server.start()
+    try:
+        while True:
+            time.sleep(poll_seconds)
+            if servicer.stop_triggered and oracle_chief.exit_chief(oracle):
+                break
+    finally:
+        server.stop(grace=1)
