@@ -52,15 +52,23 @@ class _Data:
         self.train, self.validation = train, validation
 
 
+REPEATS = 2  # the CPU is shared: keep the lowest median of this many measurements
+
+
 def _bench(path, threads, seconds):
-    t = tflite_export.benchmark(path, threads=threads, min_seconds=seconds, min_runs=50)
-    if t.status != "ok":
-        raise RuntimeError(f"benchmark of {path} failed: {t.status}")
-    return float(t.median_ms), t.backend
+    best, backend = None, None
+    for _ in range(REPEATS):
+        t = tflite_export.benchmark(path, threads=threads, min_seconds=seconds, min_runs=50)
+        if t.status != "ok":
+            raise RuntimeError(f"benchmark of {path} failed: {t.status}")
+        best = t.median_ms if best is None else min(best, t.median_ms)
+        backend = t.backend
+    return float(best), backend
 
 
 def _export(model, path, mode, calib):
-    rep = tflite_export.export(model, path, mode=mode, representative_data=calib if mode == "int8" else None)
+    rep = tflite_export.export(model, path, mode=mode, num_samples=len(calib),
+                               representative_data=calib if mode == "int8" else None)
     return rep
 
 
@@ -73,7 +81,9 @@ def run_classifier(name, build, data, args, work, t0):
     (xtr, ytr), (xva, yva), (xte, yte) = data
     keras.utils.set_random_seed(args.seed)
     base = build()
-    base.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    steps = args.epochs * -(-len(xtr) // args.batch_size)
+    lr = keras.optimizers.schedules.CosineDecay(1e-3, steps)
+    base.compile(keras.optimizers.Adam(lr), "sparse_categorical_crossentropy", metrics=["accuracy"])
     base.fit(xtr, ytr, batch_size=args.batch_size, epochs=args.epochs, verbose=0, shuffle=True)
     _log(f"{name}: trained baseline ({args.epochs} epochs on {len(xtr)} samples)", t0)
     calib = xtr[: args.calib]
@@ -168,13 +178,16 @@ def markdown(result):
         "",
         f"Machine: {result['machine']}. Total run time {result['total_seconds']:.0f} s.",
         "",
-        f"Settings: Fashion-MNIST, baseline trained {s['epochs']} epochs on a seeded subset of "
+        f"Settings: Fashion-MNIST, baseline trained {s['epochs']} epochs (Adam, cosine decay from "
+        f"1e-3, batch {s['batch_size']}) on a seeded subset of "
         f"{s['train_samples']} training images (not the full 54k, to fit the time budget); pruned "
-        f"models fine-tuned {s['ft_epochs']} epochs on the same subset with distillation from the "
+        f"models fine-tuned {s['ft_epochs']} more epochs (cosine decay from 1e-3) on the same subset "
+        "with distillation from the "
         f"unpruned model (alpha {s['alpha']}, T {s['temperature']}); criterion `{s['criterion']}`, "
         f"one-shot; accuracy on the {s['test_samples']} test images; int8 calibrated on "
         f"{s['calib']} training images. Latency: median of XNNPACK invokes (batch 1, "
-        f">= {s['seconds']} s and >= 50 runs each). MobileNetV2 ({s['mobilenet_size']}x"
+        f">= {s['seconds']} s and >= 50 runs each; lowest median of {REPEATS} measurements, "
+        "as other jobs share the CPU). MobileNetV2 ({s['mobilenet_size']}x"
         f"{s['mobilenet_size']}, alpha 1.0) has random weights: latency and size only, pruned "
         "without fine-tuning.",
         "",
@@ -212,9 +225,9 @@ def markdown(result):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", default="lenet5,wide_cnn,mobilenetv2")
-    p.add_argument("--train-samples", type=int, default=20000)
+    p.add_argument("--train-samples", type=int, default=12000)
     p.add_argument("--test-samples", type=int, default=10000)
-    p.add_argument("--epochs", type=int, default=4, help="baseline training epochs")
+    p.add_argument("--epochs", type=int, default=5, help="baseline training epochs")
     p.add_argument("--ft-epochs", type=int, default=2, help="fine-tuning epochs after pruning")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--criterion", default="l1")

@@ -28,7 +28,8 @@ def _split(data, name):
 
 def default_fine_tune(teacher, train, config, batch_size=64, learning_rate=1e-3):
     """A ``fine_tune(model, epochs) -> model`` callable: distillation from
-    ``teacher`` (``config.distill``) or plain training, with Adam.
+    ``teacher`` (``config.distill``) or plain training, with Adam and a cosine
+    learning-rate decay over the fine-tuning epochs.
 
     Args:
         teacher: the unpruned model.
@@ -45,19 +46,22 @@ def default_fine_tune(teacher, train, config, batch_size=64, learning_rate=1e-3)
     from tfcompress._keras import keras
 
     def fine_tune(model, epochs):
-        ds = prepare(train, model, batch_size, shuffle=True).dataset
+        data = prepare(train, model, batch_size, shuffle=True)
+        ds = data.dataset
+        steps = max(1, epochs * -(-data.num_samples // batch_size)) if data.num_samples else None
+        lr = keras.optimizers.schedules.CosineDecay(learning_rate, steps) if steps else learning_rate
         if config.distill:
             was = teacher.trainable
             try:
                 distill.fit(model, teacher, ds, epochs=epochs, alpha=config.alpha,
                             temperature=config.temperature,
-                            optimizer=keras.optimizers.Adam(learning_rate))
+                            optimizer=keras.optimizers.Adam(lr))
             finally:
                 teacher.trainable = was
         else:
             loss = keras.losses.SparseCategoricalCrossentropy(
                 from_logits=not distill.ends_in_softmax(model))
-            model.compile(keras.optimizers.Adam(learning_rate), loss, metrics=["accuracy"])
+            model.compile(keras.optimizers.Adam(lr), loss, metrics=["accuracy"])
             model.fit(ds, epochs=epochs, verbose=0)
         return model
 
