@@ -63,11 +63,14 @@ class Distiller(keras.Model):
         return self.student(x, training=training)
 
     def train_step(self, data):
+        # Works with TF-MOT pruning, clustering and QAT wrappers inside the
+        # student (UpdatePruningStep finds them through ``self.layers``) and
+        # with mixed precision (outputs are cast to float32 for the losses).
         x, y = data
-        t_out = self.teacher(x, training=False)
+        t_out = tf.cast(self.teacher(x, training=False), tf.float32)
         t_soft = tf.nn.softmax(_logits(t_out, self._teacher_probs) / self.temperature)
         with tf.GradientTape() as tape:
-            s_out = self.student(x, training=True)
+            s_out = tf.cast(self.student(x, training=True), tf.float32)
             task = self.compiled_loss(y, s_out, regularization_losses=self.student.losses)
             s_soft = tf.nn.softmax(_logits(s_out, self._student_probs) / self.temperature)
             soft = self.kl(t_soft, s_soft) * self.temperature**2
@@ -83,7 +86,7 @@ class Distiller(keras.Model):
 
     def test_step(self, data):
         x, y = data
-        s_out = self.student(x, training=False)
+        s_out = tf.cast(self.student(x, training=False), tf.float32)
         self.compiled_loss(y, s_out, regularization_losses=self.student.losses)
         self.compiled_metrics.update_state(y, s_out)
         return {m.name: m.result() for m in self.metrics}

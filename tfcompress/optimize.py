@@ -1,5 +1,12 @@
 """``tfcompress.optimize``: apply a recipe's stages to a model and fine-tune it.
 
+Stages run in the order channels → penalty → pruning → clustering →
+quantization (see :data:`tfcompress.recipe.STAGE_ORDER`), each keeping what
+the earlier ones made: clustering keeps pruning's zeros, QAT picks the
+sparsity- and/or cluster-preserving scheme (PQAT, CQAT, PCQAT). Every
+fine-tuning run can distil from the model before compression and use mixed
+precision where it is valid.
+
 Example:
     >>> import tfcompress
     >>> from tfcompress import datasets, models
@@ -12,20 +19,22 @@ Example:
     0.97
 """
 
+import contextlib
 import os
 import sys
 import time
+import types
 from dataclasses import dataclass, field
 
-from tfcompress import pruning, quantization
+from tfcompress import clustering, pruning, quantization
 from tfcompress._data import prepare
-from tfcompress._keras import check_model, clone, keras
-from tfcompress.distill import ends_in_softmax
+from tfcompress._keras import check_model, clone, keras, tf
+from tfcompress.distill import Distiller, ends_in_softmax
 from tfcompress.errors import RecipeError
 from tfcompress.recipe import Recipe
 from tfcompress.report import LayerRecord, OptimizeReport
 
-__all__ = ["optimize", "OptimizeResult", "as_recipe", "loss_for", "make_optimizer"]
+__all__ = ["optimize", "OptimizeResult", "as_recipe", "loss_for", "make_optimizer", "STAGES"]
 
 
 @dataclass
@@ -33,9 +42,9 @@ class OptimizeResult:
     """What :func:`optimize` returns.
 
     Attributes:
-        model: the deployable tf_keras model (pruning wrappers stripped; a QAT
-            model when the recipe has a quantization stage, ready for int8
-            conversion).
+        model: the deployable tf_keras model (pruning and clustering wrappers
+            stripped; a QAT model when the recipe has a quantization stage,
+            ready for int8 conversion).
         report: an :class:`~tfcompress.report.OptimizeReport`.
         history: stage name → Keras ``History.history`` dict.
     """
@@ -77,18 +86,62 @@ def make_optimizer(name, learning_rate):
     return keras.optimizers.Adam(learning_rate)
 
 
+def with_policy(model, policy):
+    """A copy of ``model`` whose layers compute in ``policy`` (weights kept).
+
+    The output layer stays float32 so that the softmax and the loss are
+    computed in full precision (the usual mixed-precision rule).
+
+    Args:
+        model: a tf_keras Sequential or Functional model.
+        policy: ``"mixed_float16"`` or ``"float32"``.
+
+    Example:
+        >>> from tfcompress import models
+        >>> m = with_policy(models.get("digits_cnn").build(), "mixed_float16")
+        >>> m.layers[0].compute_dtype, m.layers[-1].compute_dtype
+        ('float16', 'float32')
+    """
+    last = model.layers[-1].name
+
+    def fn(layer):
+        cfg = layer.get_config()
+        if not isinstance(layer, keras.layers.InputLayer):
+            cfg["dtype"] = "float32" if layer.name == last else policy
+        return layer.__class__.from_config(cfg)
+
+    copy = keras.models.clone_model(model, clone_function=fn)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+@contextlib.contextmanager
+def _global_policy(name):
+    old = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(name)
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(old)
+
+
 class _Run:
     """State shared by the stages of one optimize call."""
 
-    def __init__(self, recipe, train, val, batch_size, epochs, verbose, callbacks, loss):
+    def __init__(self, recipe, train, val, batch_size, epochs, verbose, callbacks, loss, teacher=None):
         self.recipe, self.train, self.val = recipe, train, val
         self.batch_size, self.epochs, self.verbose = batch_size, epochs, verbose
         self.user_callbacks = list(callbacks or [])
         self.loss = loss
+        self.teacher = teacher  # the model before compression, for distillation
         self.pruned = False
+        self.clustered = False
 
     def stage_epochs(self, stage):
         return self.epochs if self.epochs is not None else stage.epochs
+
+    def steps(self, epochs):
+        return epochs * -(-self.train.num_samples // self.batch_size)
 
     def compile(self, model, lr_scale=1.0):
         model.compile(
@@ -97,8 +150,13 @@ class _Run:
         )
 
     def fit(self, model, epochs, callbacks=(), lr_scale=1.0):
-        self.compile(model, lr_scale)
-        hist = model.fit(
+        """Fine-tune ``model`` in place (through a Distiller when the recipe distils)."""
+        d = self.recipe.distillation
+        target = model
+        if d is not None and self.teacher is not None:
+            target = Distiller(model, self.teacher, alpha=d.alpha, temperature=d.temperature)
+        self.compile(target, lr_scale)
+        hist = target.fit(
             self.train.dataset, epochs=epochs,
             validation_data=self.val.dataset if self.val is not None else None,
             callbacks=list(callbacks) + self.user_callbacks, verbose=self.verbose,
@@ -107,48 +165,170 @@ class _Run:
 
     def evaluate(self, model):
         data = self.val or self.train
-        if not model.optimizer:
-            self.compile(model)
+        self.compile(model)
         loss, acc = model.evaluate(data.dataset, verbose=0)
         return {"loss": float(loss), "accuracy": float(acc)}
+
+    @contextlib.contextmanager
+    def precision(self, stage_name, info):
+        """Mixed precision for one stage where valid; records what happened in ``info``."""
+        if not self.recipe.mixed_precision:
+            yield False
+            return
+        reason = _MIXED_PRECISION_INVALID.get(stage_name)
+        if reason:
+            info["mixed_precision"] = f"skipped: {reason}"
+            yield False
+            return
+        info["mixed_precision"] = "mixed_float16"
+        with _global_policy("mixed_float16"):
+            yield True
+
+
+_MIXED_PRECISION_INVALID = {
+    "quantization": "QAT's fake-quantization ops need float32",
+    "clustering": "TF-MOT's clustering wrapper builds float32 kernels",
+    "channels": "channel surgery rebuilds layers in float32",
+}
+
+
+def _details(info, text):
+    mp = info.get("mixed_precision")
+    if mp and mp.startswith("skipped"):
+        text += f"; mixed precision {mp}"
+    elif mp:
+        text += "; mixed_float16"
+    return text
+
+
+def _channels_stage(run, model, stage):
+    from tfcompress import channels as channels_mod
+
+    info = {}
+    d = run.recipe.distillation
+    teacher = run.teacher if run.teacher is not None else clone(model)
+
+    def fine_tune(m, epochs):
+        if d is None and stage.distill:  # the stage's own distillation settings
+            wrapper = Distiller(m, teacher, alpha=stage.alpha, temperature=stage.temperature)
+            run.compile(wrapper)
+            wrapper.fit(run.train.dataset, epochs=epochs, verbose=run.verbose)
+        else:
+            run.fit(m, epochs)
+        return m
+
+    data = types.SimpleNamespace(train=run.train.arrays(),
+                                 validation=run.val.arrays() if run.val is not None else None)
+    with run.precision("channels", info):
+        small, rep = channels_mod.apply(model, stage, data=data, fine_tune=fine_tune)
+    records = {}
+    for layer in rep.layers:
+        if layer.get("before") != layer.get("after"):
+            records[layer["name"]] = f"pruned channels: {layer['before']} → {layer['after']}"
+    steps = rep.steps and len(rep.steps) or 1
+    info.update({
+        "epochs": stage.epochs * steps, "steps": None,
+        "details": _details(info, f"{stage.criterion} channel pruning: params {rep.params_before:,} → "
+                                  f"{rep.params_after:,}, FLOPs {rep.flops_ratio:.0%}"),
+        "channels": rep.to_dict(),
+    })
+    return small, records, {}, info
+
+
+def _penalty_stage(run, model, stage):
+    epochs = run.stage_epochs(stage)
+    info = {"epochs": epochs, "steps": run.steps(epochs)}
+    with run.precision("penalty", info):
+        work = with_policy(model, "mixed_float16") if info.get("mixed_precision") == "mixed_float16" else model
+        penalised, records = pruning.apply_penalty(work, stage)
+        history = run.fit(penalised, epochs)
+    out = clone(penalised)  # drops the penalty losses
+    if info.get("mixed_precision") == "mixed_float16":
+        out = with_policy(out, "float32")
+    what = ", ".join(f"{n}={v:g}" for n, v in (("l1", stage.l1), ("l2", stage.l2)) if v)
+    info["details"] = _details(info, f"weight penalty {what}")
+    return out, records, history, info
 
 
 def _prune_stage(run, model, stage):
     epochs = run.stage_epochs(stage)
-    wrapped, records, steps = pruning.wrap(model, stage, run.train.num_samples, run.batch_size, epochs)
-    history = run.fit(wrapped, epochs, callbacks=pruning.callbacks())
+    info = {"epochs": epochs}
+    with run.precision("pruning", info):
+        mixed = info.get("mixed_precision") == "mixed_float16"
+        work = with_policy(model, "mixed_float16") if mixed else model
+        wrapped, records, steps = pruning.wrap(work, stage, run.train.num_samples, run.batch_size, epochs)
+        history = run.fit(wrapped, epochs, callbacks=pruning.callbacks())
+        out = pruning.strip(wrapped)
+    if mixed:
+        out = with_policy(out, "float32")
     run.pruned = True
-    info = {
-        "epochs": epochs, "steps": steps.total_steps,
-        "details": (f"{stage.schedule} to {stage.final_sparsity:.0%}, steps "
-                    f"{steps.begin_step}→{steps.end_step} every {steps.frequency}"),
+    info.update({
+        "steps": steps.total_steps,
+        "details": _details(info, pruning.describe(stage, steps)),
         "schedule_steps": vars(steps),
-    }
-    return pruning.strip(wrapped), records, history, info
+    })
+    return out, records, history, info
+
+
+def _cluster_stage(run, model, stage):
+    epochs = run.stage_epochs(stage)
+    preserve = stage.preserve_sparsity if stage.preserve_sparsity is not None else run.pruned
+    info = {"epochs": epochs, "steps": run.steps(epochs)}
+    with run.precision("clustering", info):
+        wrapped, records = clustering.wrap(model, stage, preserve_sparsity=preserve)
+        history = run.fit(wrapped, epochs, lr_scale=stage.learning_rate_scale)
+    out = clustering.strip(wrapped)
+    uniques = clustering.unique_values(out, per_channel=stage.per_channel)
+    for name, what in records.items():
+        if what.startswith("wrapped") and name in uniques:
+            per = " per channel" if stage.per_channel and "Conv2D only" not in what else ""
+            records[name] = what.replace("wrapped", f"clustered: {uniques[name]} unique values{per}", 1)
+    run.clustered = True
+    info.update({"details": _details(info, clustering.describe(stage, preserve)), "unique_values": uniques})
+    return out, records, history, info
+
+
+_SCHEME_NAMES = {
+    "qat": "8-bit QAT",
+    "pqat": "8-bit QAT, sparsity preserved (PQAT)",
+    "cqat": "8-bit QAT, clusters preserved (CQAT)",
+    "pcqat": "8-bit QAT, clusters and sparsity preserved (PCQAT)",
+}
 
 
 def _quantize_stage(run, model, stage):
     epochs = run.stage_epochs(stage)
-    preserve = stage.preserve_sparsity and run.pruned
-    qat, records = quantization.wrap(model, stage, preserve_sparsity=preserve)
-    history = run.fit(qat, epochs, lr_scale=stage.learning_rate_scale)
-    steps = epochs * -(-run.train.num_samples // run.batch_size)
-    info = {"epochs": epochs, "steps": steps,
-            "details": "8-bit QAT" + (", sparsity preserved (PQAT)" if preserve else "")}
+    scheme = stage.scheme
+    if scheme == "auto":
+        sparse = run.pruned and stage.preserve_sparsity
+        scheme = ("pcqat" if sparse else "cqat") if run.clustered else ("pqat" if sparse else "qat")
+    info = {"epochs": epochs, "steps": run.steps(epochs), "scheme": scheme}
+    with run.precision("quantization", info):
+        qat, records = quantization.wrap(model, stage, scheme=scheme)
+        history = run.fit(qat, epochs, lr_scale=stage.learning_rate_scale)
+    info["details"] = _details(info, _SCHEME_NAMES[scheme] + ("" if stage.scheme == "auto" else " (chosen in recipe)"))
     return qat, records, history, info
 
 
-# Stage name (a Recipe field) -> function(run, model, stage) -> (model, records, history, info).
-STAGES = {"pruning": _prune_stage, "quantization": _quantize_stage}
+#: Stage name (a Recipe field) -> function(run, model, stage) -> (model, records, history, info).
+STAGES = {
+    "channels": _channels_stage,
+    "penalty": _penalty_stage,
+    "pruning": _prune_stage,
+    "clustering": _cluster_stage,
+    "quantization": _quantize_stage,
+}
 
 
 def optimize(model, train_data, validation_data=None, recipe=None, epochs=None,
              batch_size=None, verbose=None, callbacks=None):
     """Compress a trained tf_keras model with a recipe, fine-tuning each stage.
 
-    The input model is left untouched. Stages run in recipe order (pruning,
-    then QAT); pruning steps are computed from the data size, batch size and
-    epochs, and ``UpdatePruningStep`` is added for you.
+    The input model is left untouched. Stages run in recipe order (channels,
+    penalty, pruning, clustering, then QAT); pruning steps are computed from
+    the data size, batch size and epochs, and ``UpdatePruningStep`` is added
+    for you. With ``recipe.distillation`` every fine-tuning run distils from
+    a copy of the input model.
 
     Args:
         model: a trained tf_keras Sequential or Functional classifier.
@@ -174,9 +354,11 @@ def optimize(model, train_data, validation_data=None, recipe=None, epochs=None,
 
     Example:
         >>> result = optimize(model, (x_train, y_train), (x_val, y_val),  # doctest: +SKIP
-        ...                   recipe={"pruning": {"final_sparsity": 0.8}})
-        >>> result.report.layer("conv1").sparsity  # doctest: +SKIP
-        0.8
+        ...                   recipe={"pruning": {"final_sparsity": 0.8},
+        ...                           "clustering": {"number_of_clusters": 16},
+        ...                           "distillation": {"alpha": 0.5}})
+        >>> result.report.layer("conv1").stages["clustering"]  # doctest: +SKIP
+        'clustered: 16 unique values'
     """
     check_model(model)
     recipe = as_recipe(recipe)
@@ -187,7 +369,8 @@ def optimize(model, train_data, validation_data=None, recipe=None, epochs=None,
         verbose = 1 if sys.stdout.isatty() else 2
     train = prepare(train_data, model, bs, shuffle=True, what="train_data")
     val = prepare(validation_data, model, bs, what="validation_data") if validation_data is not None else None
-    run = _Run(recipe, train, val, bs, epochs, verbose, callbacks, loss_for(model, train.sparse_labels))
+    teacher = clone(model) if recipe.distillation is not None else None
+    run = _Run(recipe, train, val, bs, epochs, verbose, callbacks, loss_for(model, train.sparse_labels), teacher)
 
     current = clone(model)
     baseline = run.evaluate(current)
@@ -196,9 +379,14 @@ def optimize(model, train_data, validation_data=None, recipe=None, epochs=None,
     stages, history = [], {}
     for i, (name, stage) in enumerate(recipe.stages, 1):
         if verbose:
-            print(f"  stage {i}/{len(recipe.stages)}: {name}, {run.stage_epochs(stage)} epoch(s)", flush=True)
+            shown = stage.epochs if name == "channels" else run.stage_epochs(stage)
+            print(f"  stage {i}/{len(recipe.stages)}: {name}, {shown} epoch(s)", flush=True)
         t0 = time.perf_counter()
         current, records, history[name], info = STAGES[name](run, current, stage)
+        d = recipe.distillation
+        if d is not None:
+            info["distillation"] = f"distilled (alpha {d.alpha:g}, T {d.temperature:g})"
+            info["details"] = info.get("details", "") + f"; {info['distillation']}"
         for lname, what in records.items():
             if lname in by_name:
                 by_name[lname].stages[name] = what

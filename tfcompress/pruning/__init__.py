@@ -1,39 +1,64 @@
 """Magnitude pruning with TF-MOT, with the schedule maths done for you.
 
+Unstructured, M:N structured (``sparsity_m_by_n=(2, 4)``) and block sparsity,
+TF-MOT's XNNPACK latency policy, per-layer include/exclude and per-layer
+sparsity overrides; every layer is reported as wrapped or skipped, and why.
+
 Example:
     >>> from tfcompress import Pruning
     >>> from tfcompress.pruning import wrap, strip, layer_sparsity
-    >>> wrapped, records = wrap(model, Pruning(final_sparsity=0.5),  # doctest: +SKIP
-    ...                         num_samples=1000, batch_size=32)
+    >>> wrapped, records, steps = wrap(model, Pruning(final_sparsity=0.5),  # doctest: +SKIP
+    ...                                num_samples=1000, batch_size=32)
+    >>> records["conv1"]  # doctest: +SKIP
+    'wrapped'
 """
 
 import numpy as np
 
 from tfcompress._keras import keras, tfmot, clone
 from tfcompress.errors import RecipeError
+from tfcompress.pruning.penalty import apply_penalty
+from tfcompress.pruning.selection import check_patterns, excluded_reason, first_match
 
 from tensorflow_model_optimization.python.core.sparsity.keras import prune_registry
 
-__all__ = ["wrap", "strip", "schedule", "callbacks", "layer_sparsity", "prunable_weights"]
+__all__ = [
+    "wrap", "strip", "schedule", "callbacks", "layer_sparsity", "prunable_weights",
+    "why_not_prunable", "why_not_m_by_n", "xnnpack_policy_reason", "apply_penalty", "describe",
+]
 
 _sparsity = tfmot.sparsity.keras
 _registry = prune_registry.PruneRegistry
 
 
-def schedule(stage, steps):
+def schedule(stage, steps, final_sparsity=None):
     """The TF-MOT pruning schedule for a :class:`~tfcompress.Pruning` stage.
 
     Args:
         stage: the recipe's pruning stage.
         steps: its :class:`~tfcompress.recipe.PruningSteps`.
+        final_sparsity: overrides ``stage.final_sparsity`` (per-layer
+            overrides). Defaults to `None`.
+
+    Returns:
+        A ``tfmot.sparsity.keras.PruningSchedule`` (the stage's own object
+        when it holds one).
+
+    Example:
+        >>> from tfcompress import Pruning
+        >>> s = Pruning(schedule="constant", final_sparsity=0.5)
+        >>> type(schedule(s, s.steps(100, 10))).__name__
+        'ConstantSparsity'
     """
+    if stage.custom_schedule:
+        return stage.schedule
+    final = stage.final_sparsity if final_sparsity is None else final_sparsity
     if stage.schedule == "constant":
         return _sparsity.ConstantSparsity(
-            stage.final_sparsity, begin_step=steps.begin_step,
-            end_step=steps.end_step, frequency=steps.frequency,
+            final, begin_step=steps.begin_step, end_step=steps.end_step, frequency=steps.frequency,
         )
     return _sparsity.PolynomialDecay(
-        initial_sparsity=stage.initial_sparsity, final_sparsity=stage.final_sparsity,
+        initial_sparsity=min(stage.initial_sparsity, final), final_sparsity=final,
         begin_step=steps.begin_step, end_step=steps.end_step,
         power=stage.power, frequency=steps.frequency,
     )
@@ -52,6 +77,49 @@ def why_not_prunable(layer):
     return None
 
 
+def why_not_m_by_n(layer, m_by_n):
+    """None when every prunable kernel of ``layer`` can hold M:N sparsity.
+
+    TF-MOT groups the ``n`` consecutive weights along the input channels (the
+    last axis of the TFLite kernel layout), so the kernel must be 2-D (Dense)
+    or 4-D (Conv2D) and its input channels a multiple of ``n``.
+
+    Example:
+        >>> from tfcompress._keras import keras
+        >>> conv = keras.layers.Conv2D(8, 3); conv.build((None, 8, 8, 1))
+        >>> why_not_m_by_n(conv, (2, 4))
+        'kernel of shape (3, 3, 1, 8) has 1 input channels, not a multiple of 4: cannot hold 2:4 sparsity'
+    """
+    m, n = m_by_n
+    for name in _weight_names(layer):
+        w = getattr(layer, name, None)
+        if w is None:
+            continue
+        shape = tuple(w.shape)
+        if len(shape) not in (2, 4):
+            return f"kernel of shape {shape} is neither 2-D nor 4-D: TF-MOT M:N sparsity needs Dense or Conv2D kernels"
+        cin = shape[-2]
+        if cin % n:
+            return (f"kernel of shape {shape} has {cin} input channels, not a multiple of {n}: "
+                    f"cannot hold {m}:{n} sparsity")
+    return None
+
+
+def xnnpack_policy_reason(model):
+    """None when TF-MOT's ``PruneForLatencyOnXNNPack`` accepts ``model``, else why not.
+
+    Example:
+        >>> from tfcompress import models
+        >>> xnnpack_policy_reason(models.get("digits_cnn").build())[:40]
+        'Could not find `Conv2D 3x3` layer with s'
+    """
+    try:
+        _sparsity.PruneForLatencyOnXNNPack().ensure_model_supports_pruning(model)
+    except (ValueError, AttributeError, TypeError) as e:
+        return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    return None
+
+
 def _weight_names(layer):
     try:
         return list(_registry._weight_names(layer))
@@ -59,8 +127,30 @@ def _weight_names(layer):
         return ["kernel"]
 
 
+def describe(stage, steps):
+    """One line saying what a pruning stage does, for the report."""
+    if stage.sparsity_m_by_n:
+        target = "{}:{} structured sparsity".format(*stage.sparsity_m_by_n)
+    else:
+        target = f"{stage.final_sparsity:.0%}"
+    if stage.custom_schedule:
+        what = f"user schedule {type(stage.schedule).__name__}"
+        if stage.sparsity_m_by_n:
+            what += f" with {target}"
+    else:
+        what = (f"{stage.schedule} to {target}, steps "
+                f"{steps.begin_step}→{steps.end_step} every {steps.frequency}")
+    if tuple(stage.block_size) != (1, 1):
+        what += f", blocks {stage.block_size[0]}x{stage.block_size[1]}"
+    if stage.per_layer:
+        what += f", {len(stage.per_layer)} per-layer override(s)"
+    if stage.pruning_policy:
+        what += f", policy {stage.pruning_policy}"
+    return what
+
+
 def wrap(model, stage, num_samples, batch_size, epochs=None):
-    """Wrap every prunable layer of a copy of ``model`` in TF-MOT's pruning wrapper.
+    """Wrap the selected prunable layers of a copy of ``model`` in TF-MOT's pruning wrapper.
 
     Args:
         model: a tf_keras Sequential or Functional model (left untouched).
@@ -71,26 +161,77 @@ def wrap(model, stage, num_samples, batch_size, epochs=None):
 
     Returns:
         ``(wrapped_model, records, steps)``: records map layer name to
-        ``"wrapped"`` or ``"skipped: <reason>"``.
+        ``"wrapped"`` (possibly with a note in parentheses) or
+        ``"skipped: <reason>"``; steps is a
+        :class:`~tfcompress.recipe.PruningSteps`.
+
+    Raises:
+        RecipeError: an include/exclude/per_layer pattern matches no layer, or
+            no layer is left to prune.
+
+    Example:
+        >>> from tfcompress import Pruning, models
+        >>> m = models.get("digits_cnn").build()
+        >>> _, rec, _ = wrap(m, Pruning(sparsity_m_by_n=(2, 4)), 1000, 32)
+        >>> rec["conv1"][:8], rec["conv2"]
+        ('skipped:', 'wrapped')
     """
+    check_patterns(model.layers, "pruning", include=stage.include, exclude=stage.exclude,
+                   per_layer=list(stage.per_layer or ()))
     steps = stage.steps(num_samples, batch_size, epochs)
-    sched = schedule(stage, steps)
+    default_sched = schedule(stage, steps)
     records = {}
+
+    policy_note = None
+    policy = None
+    if stage.pruning_policy == "xnnpack":
+        reason = xnnpack_policy_reason(model)
+        if reason is None:
+            policy = _sparsity.PruneForLatencyOnXNNPack()
+        else:
+            policy_note = f"XNNPACK policy not applied: {reason}"
 
     def clone_fn(layer):
         reason = why_not_prunable(layer)
         if reason is None:
-            records[layer.name] = "wrapped"
-            return _sparsity.prune_low_magnitude(layer, pruning_schedule=sched)
-        if layer.weights:
-            records[layer.name] = f"skipped: {reason}"
-        return layer
+            reason = excluded_reason(layer, stage.include, stage.exclude)
+        if reason is None and policy is not None and not policy.allow_pruning(layer):
+            reason = "XNNPACK policy prunes only 1x1 Conv2D layers"
+        if reason is None and stage.sparsity_m_by_n:
+            reason = why_not_m_by_n(layer, stage.sparsity_m_by_n)
+        sched = default_sched
+        notes = []
+        if reason is None and stage.per_layer:
+            hit = first_match(layer, stage.per_layer)
+            if hit is not None:
+                target = stage.per_layer[hit]
+                if target == 0:
+                    reason = f"per_layer {hit!r} sets sparsity 0"
+                else:
+                    sched = schedule(stage, steps, final_sparsity=target)
+                    notes.append(f"sparsity {target:.0%}")
+        if reason is not None:
+            if layer.weights:
+                records[layer.name] = f"skipped: {reason}"
+            return layer
+        kwargs = {}
+        if stage.sparsity_m_by_n:
+            kwargs["sparsity_m_by_n"] = tuple(stage.sparsity_m_by_n)
+        if tuple(stage.block_size) != (1, 1):
+            kwargs["block_size"] = tuple(stage.block_size)
+            if any(len(getattr(layer, n).shape) != 2 for n in _weight_names(layer) if hasattr(layer, n)):
+                notes.append("block sparsity needs 2-D kernels: element-wise here")
+        if policy_note:
+            notes.append(policy_note)
+        records[layer.name] = "wrapped" + (f" ({'; '.join(notes)})" if notes else "")
+        return _sparsity.prune_low_magnitude(layer, pruning_schedule=sched, **kwargs)
 
     wrapped = clone(model, clone_fn)
-    if "wrapped" not in records.values():
+    if not any(v.startswith("wrapped") for v in records.values()):
+        skipped = "; ".join(f"{k}: {v[9:]}" for k, v in records.items()) or "no Dense/Conv layers"
         raise RecipeError(
-            "pruning found no prunable layer in the model (no Dense/Conv layers): "
-            "remove the pruning stage from the recipe."
+            f"pruning found no layer to prune ({skipped}): widen pruning.include/exclude, "
+            "or remove the pruning stage from the recipe."
         )
     return wrapped, records, steps
 

@@ -13,7 +13,7 @@ from tensorflow_model_optimization.python.core.quantization.keras.default_8bit i
     default_8bit_quantize_registry,
 )
 
-__all__ = ["wrap", "why_not_quantizable"]
+__all__ = ["wrap", "why_not_quantizable", "scheme_for"]
 
 _q = tfmot.quantization.keras
 _registry = default_8bit_quantize_registry.Default8BitQuantizeRegistry()
@@ -30,7 +30,28 @@ def why_not_quantizable(layer):
     return None
 
 
-def wrap(model, stage, preserve_sparsity=None):
+def scheme_for(name):
+    """The TF-MOT quantize scheme of a QAT variant.
+
+    Args:
+        name: ``"qat"``, ``"pqat"`` (keeps zeros), ``"cqat"`` (keeps clusters)
+            or ``"pcqat"`` (keeps both).
+
+    Example:
+        >>> type(scheme_for("cqat")).__name__
+        'Default8BitClusterPreserveQuantizeScheme'
+    """
+    combine = tfmot.experimental.combine
+    if name == "pqat":
+        return combine.Default8BitPrunePreserveQuantizeScheme()
+    if name == "cqat":
+        return combine.Default8BitClusterPreserveQuantizeScheme(preserve_sparsity=False)
+    if name == "pcqat":
+        return combine.Default8BitClusterPreserveQuantizeScheme(preserve_sparsity=True)
+    return _q.default_8bit.Default8BitQuantizeScheme()
+
+
+def wrap(model, stage, preserve_sparsity=None, scheme=None):
     """Annotate the quantizable layers of a copy of ``model`` and apply QAT.
 
     Args:
@@ -39,6 +60,8 @@ def wrap(model, stage, preserve_sparsity=None):
         preserve_sparsity: overrides ``stage.preserve_sparsity``; use it to
             turn sparsity preservation off when no pruning ran. Defaults to
             `None`.
+        scheme: ``"qat"``, ``"pqat"``, ``"cqat"`` or ``"pcqat"``; overrides
+            ``preserve_sparsity`` (see :func:`scheme_for`). Defaults to `None`.
 
     Returns:
         ``(qat_model, records)``: records map layer name to ``"quantized"`` or
@@ -59,11 +82,7 @@ def wrap(model, stage, preserve_sparsity=None):
     annotated = clone(model, annotate)
     if "quantized" not in records.values():
         raise RecipeError("quantization found no quantizable layer: remove the quantization stage.")
-    scheme = (
-        tfmot.experimental.combine.Default8BitPrunePreserveQuantizeScheme()
-        if preserve
-        else _q.default_8bit.Default8BitQuantizeScheme()
-    )
+    scheme = scheme_for(scheme or ("pqat" if preserve else "qat"))
     try:
         with _q.quantize_scope():
             qat = _q.quantize_apply(annotated, scheme)
