@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from tfcompress.tuning.space import TuningError
 
-__all__ = ["OBJECTIVES", "Constraint", "parse_objectives", "parse_constraint", "pareto_front", "score"]
+__all__ = ["OBJECTIVES", "TOLERANCE", "Constraint", "parse_objectives", "parse_constraint", "pareto_front", "score"]
 
 # Objective name -> (metric key, direction).
 OBJECTIVES = {
@@ -138,29 +138,49 @@ def score(metrics, objectives, constraints=()):
     return s - 10.0 * sum(c.violation(metrics) for c in constraints)
 
 
-def pareto_front(rows, metrics):
+# Relative differences below these are measurement noise, not a trade-off:
+# two latencies 3 % apart are "equal" for dominance.
+TOLERANCE = {"latency_ms": 0.05}
+
+
+def pareto_front(rows, metrics, tolerance=None):
     """Indices of the non-dominated rows.
 
-    A row dominates another when it is at least as good on every metric
-    and strictly better on one (accuracy up; size and latency down).
+    A row dominates another when it is at least as good on every metric and
+    better on one (accuracy up; size and latency down). Latency differences
+    under 5 % (``TOLERANCE``) count as ties, since repeated timings of one
+    file vary that much.
 
     Args:
         rows: dicts holding the ``metrics`` keys.
         metrics: metric keys, e.g. ``["accuracy", "size_kb", "latency_ms"]``.
+        tolerance: metric → relative tolerance. Defaults to `None`
+            (``TOLERANCE``); pass ``{}`` for exact comparisons.
 
     Returns:
         Sorted list of indices into ``rows``.
-    """
-    def key(r):
-        return [r[m] if direction(m) == "max" else -r[m] for m in metrics]
 
-    keys = [key(r) for r in rows]
+    Example:
+        >>> pareto_front([{"size_kb": 1.0}, {"size_kb": 2.0}], ["size_kb"])
+        [0]
+    """
+    tol = TOLERANCE if tolerance is None else tolerance
+
+    def better(m, a, b):  # a strictly better than b on m
+        eps = tol.get(m, 0.0) * max(abs(a), abs(b))
+        return a > b + eps if direction(m) == "max" else a < b - eps
+
     front = []
-    for i, a in enumerate(keys):
-        dominated = any(
-            all(bj >= aj for aj, bj in zip(a, b)) and any(bj > aj for aj, bj in zip(a, b))
-            for j, b in enumerate(keys) if j != i
-        )
+    for i, a in enumerate(rows):
+        dominated = False
+        for j, b in enumerate(rows):
+            if j == i:
+                continue
+            if any(better(m, a[m], b[m]) for m in metrics):
+                continue  # a wins somewhere: b does not dominate it
+            if any(better(m, b[m], a[m]) for m in metrics):
+                dominated = True
+                break
         if not dominated:
             front.append(i)
     return front

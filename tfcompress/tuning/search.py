@@ -323,7 +323,8 @@ def _check_settings(directory, settings, overwrite):
 
 def tune(model, data, space=None, algorithm="random", max_trials=10, objectives=None, constraints=(),
          recipe=None, epochs=2, max_epochs=None, epoch_budget=None, directory="tune-out", overwrite=False,
-         seed=0, threads=1, timing_runs=20, timing_seconds=0.2, train_subset=None, progress=None):
+         seed=0, threads=1, timing_runs=20, timing_seconds=0.2, train_subset=None, progress=None,
+         validate_only=False):
     """Search training and compression settings, then summarise and write the results.
 
     In a Keras Tuner chief process (``KERASTUNER_TUNER_ID=chief``) this serves
@@ -355,6 +356,8 @@ def tune(model, data, space=None, algorithm="random", max_trials=10, objectives=
         timing_seconds: minimum timed seconds per trial. Defaults to `0.2`.
         train_subset: use only the first N training examples. Defaults to `None`.
         progress: called with each progress line. Defaults to `None` (silent).
+        validate_only: check the arguments and the folder, run nothing.
+            Defaults to `False`.
 
     Returns:
         A :class:`TuneResult` (None in a worker).
@@ -410,6 +413,8 @@ def tune(model, data, space=None, algorithm="random", max_trials=10, objectives=
     ensure_dir(directory)
     if not worker:
         _check_settings(directory, settings, overwrite)
+    if validate_only:
+        return None
 
     def on_end(tuner, trial, metrics, reason):
         if progress is None:

@@ -1,0 +1,228 @@
+"""``tfcompress tune``: search training and compression schedules from the shell.
+
+One progress line per trial, then the table of trials, the Pareto set, a plot
+and the chosen recipe (``DIR/best_recipe.yaml``, for ``tfcompress optimize
+--recipe``). ``--workers N`` runs a Keras Tuner chief and N workers on this
+machine; ``--chief HOST:PORT`` joins workers on another machine to a chief.
+See docs/TUNING.md.
+
+Example:
+    $ tfcompress tune --model digits_cnn --dataset digits --algorithm hyperband \\
+          --epochs 3 --constraint "size_kb<=20" --dir tune-out
+    $ tfcompress tune --model lenet5 --dataset fashion-mnist --workers 2 --max-trials 8
+"""
+
+import ipaddress
+import os
+import socket
+import subprocess
+import sys
+
+__all__ = ["add_subcommands", "run_tune"]
+
+_LOOPBACK = "127.0.0.1"
+
+
+def add_subcommands(subparsers):
+    """Register ``tune`` on the ``tfcompress`` parser."""
+    p = subparsers.add_parser(
+        "tune", help="search training and compression schedules (Keras Tuner)",
+        description="Search learning rate, batch size, LR decay, optimizer and the compression schedule "
+        "(sparsity, pruning window and frequency, QAT epochs, ...) with Keras Tuner. Each trial "
+        "trains, compresses, exports int8 and times the file; the result is the true Pareto front over "
+        "accuracy, zipped size and latency, and the chosen recipe as YAML.",
+    )
+    p.add_argument("--model", required=True, help="reference model name (digits_cnn, lenet5) or a .keras/.h5 file")
+    p.add_argument("--dataset", required=True, help="digits or fashion-mnist")
+    p.add_argument("--space", default=None, help="search space YAML (default: tfcompress's default space)")
+    p.add_argument("--recipe", default=None, help="base recipe YAML for fields not searched "
+                   "(default: the model's default recipe)")
+    p.add_argument("--algorithm", default="random", help="random, bayesian or hyperband (default: %(default)s)")
+    p.add_argument("--max-trials", type=int, default=10, help="at most this many trials (default: %(default)s)")
+    p.add_argument("--epochs", type=int, default=2,
+                   help="training epochs per trial; Hyperband's largest (default: %(default)s)")
+    p.add_argument("--epoch-budget", type=int, default=None,
+                   help="stop once this many epochs (training + compression) were spent")
+    p.add_argument("--objective", default="accuracy,size,latency",
+                   help="comma-separated: accuracy, size, latency; the first guides the search, all "
+                   "define the Pareto front (default: %(default)s)")
+    p.add_argument("--constraint", action="append", default=[],
+                   help='e.g. "latency_ms<=0.5", "size_kb<=20", "accuracy>=0.9" (repeatable)')
+    p.add_argument("--dir", default="tune-out", help="search folder; an existing search resumes (default: %(default)s)")
+    p.add_argument("--overwrite", action="store_true", help="discard an earlier search in --dir")
+    p.add_argument("--train-subset", type=int, default=None, help="train on the first N examples only")
+    p.add_argument("--threads", type=int, default=1, help="XNNPACK threads for timing (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="seed (default: %(default)s)")
+    p.add_argument("--workers", type=int, default=0,
+                   help="run a chief and this many worker processes on this machine")
+    p.add_argument("--chief", default=None, metavar="HOST:PORT",
+                   help="join a running chief as worker(s) (with --workers N: N of them)")
+    p.add_argument("--bind", default=_LOOPBACK,
+                   help="address the chief's oracle binds (default: %(default)s); the oracle has NO "
+                   "authentication, so another interface prints a warning")
+    p.add_argument("--port", type=int, default=0, help="oracle port (default: a free one)")
+    p.add_argument("--quiet", action="store_true", help="print only the final table")
+    p.add_argument("--role", choices=["chief", "worker"], default=None, help=argparse_suppress())
+    p.set_defaults(func=run_tune)
+
+
+def argparse_suppress():
+    import argparse
+
+    return argparse.SUPPRESS
+
+
+def _kwargs(args):
+    return dict(
+        space=args.space, algorithm=args.algorithm, max_trials=args.max_trials,
+        objectives=args.objective, constraints=args.constraint, recipe=args.recipe, epochs=args.epochs,
+        epoch_budget=args.epoch_budget, directory=args.dir, overwrite=args.overwrite, seed=args.seed,
+        threads=args.threads, train_subset=args.train_subset,
+    )
+
+
+def _free_port(host):
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def _is_loopback(host):
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def _child_argv(args, role):
+    """The command line of a chief/worker child: the same search, no launcher flags."""
+    argv = ["tune", "--model", args.model, "--dataset", args.dataset, "--algorithm", args.algorithm,
+            "--max-trials", str(args.max_trials), "--epochs", str(args.epochs), "--objective", args.objective,
+            "--dir", args.dir, "--threads", str(args.threads), "--seed", str(args.seed), "--role", role]
+    for flag, value in (("--space", args.space), ("--recipe", args.recipe),
+                        ("--epoch-budget", args.epoch_budget), ("--train-subset", args.train_subset)):
+        if value is not None:
+            argv += [flag, str(value)]
+    for c in args.constraint:
+        argv += ["--constraint", c]
+    if args.quiet:
+        argv.append("--quiet")
+    return [sys.executable, "-m", "tfcompress.cli"] + argv
+
+
+def _say(args, msg):
+    if not args.quiet:
+        print(msg, flush=True)
+
+
+def run_tune(args):
+    """Handler of ``tfcompress tune``; returns the exit code."""
+    from tfcompress.tuning.search import tune
+    from tfcompress.tuning.space import TuningError
+
+    if args.workers < 0:
+        raise TuningError(f"--workers must be 0 or more, got {args.workers}.")
+    progress = None if args.quiet else (lambda line: print(line, flush=True))
+    if args.role is not None:  # a child started by a launcher (or by hand, with the KERASTUNER_* env)
+        result = tune(args.model, args.dataset, progress=progress, **_kwargs(args))
+        return 0 if result is None or args.role == "chief" else _summary(args, result)
+    if args.chief:
+        return _join(args, progress)
+    if args.workers:
+        return _launch(args)
+    result = tune(args.model, args.dataset, progress=progress, **_kwargs(args))
+    return _summary(args, result)
+
+
+def _join(args, progress):
+    from tfcompress.tuning.search import tune
+    from tfcompress.tuning.space import TuningError
+
+    host, _, port = args.chief.rpartition(":")
+    if not host or not port.isdigit():
+        raise TuningError(f"--chief must be HOST:PORT, got {args.chief!r}.")
+    base_id = f"worker-{socket.gethostname()}-{os.getpid()}"
+    env = dict(os.environ, KERASTUNER_ORACLE_IP=host, KERASTUNER_ORACLE_PORT=port)
+    if args.workers <= 1:
+        os.environ.update(env, KERASTUNER_TUNER_ID=base_id)
+        tune(args.model, args.dataset, progress=progress, **dict(_kwargs(args), overwrite=False))
+        return 0
+    procs = [subprocess.Popen(_child_argv(args, "worker"), env=dict(env, KERASTUNER_TUNER_ID=f"{base_id}-{i}"))
+             for i in range(args.workers)]
+    return max(p.wait() for p in procs)
+
+
+def _launch(args):
+    from tfcompress.tuning.search import load_results, tune
+
+    # Validate everything (space, objectives, constraints, folder) before starting processes.
+    tune(args.model, args.dataset, validate_only=True, **_kwargs(args))
+    if args.overwrite:
+        import shutil
+
+        shutil.rmtree(os.path.join(args.dir, "search"), ignore_errors=True)
+    bind = args.bind
+    if not _is_loopback(bind):
+        print(f"warning: the oracle listens on {bind} without authentication: anyone who can reach this "
+              "port can read the search and submit results. Use it only on a trusted network.",
+              file=sys.stderr, flush=True)
+    port = args.port or _free_port(_LOOPBACK if bind in ("0.0.0.0", "::") else bind)
+    local = _LOOPBACK if bind in ("0.0.0.0", "::") or _is_loopback(bind) else bind
+    _say(args, f"chief oracle on {bind}:{port}; {args.workers} worker(s) on this machine "
+               f"(join more with: tfcompress tune ... --chief <this host>:{port})")
+    base = dict(os.environ, KERASTUNER_ORACLE_PORT=str(port))
+    chief = subprocess.Popen(_child_argv(args, "chief"),
+                             env=dict(base, KERASTUNER_ORACLE_IP=bind, KERASTUNER_TUNER_ID="chief"))
+    workers = [subprocess.Popen(_child_argv(args, "worker"),
+                                env=dict(base, KERASTUNER_ORACLE_IP=local, KERASTUNER_TUNER_ID=f"worker{i}"))
+               for i in range(args.workers)]
+    try:
+        codes = [w.wait() for w in workers]
+        try:
+            chief.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            chief.terminate()
+            chief.wait(timeout=30)
+    except BaseException:
+        for p in workers + [chief]:
+            if p.poll() is None:
+                p.terminate()
+        raise
+    failed = [f"worker{i} (exit {c})" for i, c in enumerate(codes) if c != 0]
+    if failed:
+        print(f"warning: {', '.join(failed)} failed; results below are what finished.", file=sys.stderr)
+    result = load_results(args.dir)
+    result.write(args.dir)
+    return _summary(args, result)
+
+
+def _summary(args, result):
+    from tfcompress.tuning.space import TuningError
+
+    print()
+    print(result.table())
+    print()
+    done, failed = len(result.completed), len(result.rows) - len(result.completed)
+    print(f"{len(result.rows)} trial(s): {done} completed, {failed} failed; "
+          f"{len(result.feasible)} meet the constraints. Pareto set (*): {', '.join(result.pareto) or 'none'}")
+    print(f"results: {os.path.join(args.dir, 'trials.md')}  plot: {os.path.join(args.dir, 'pareto.png')}")
+    if result.best is None:
+        if not result.completed:
+            raise TuningError("no trial completed; see the reasons above.")
+        closest = []
+        for c in result.constraints:
+            from tfcompress.tuning.objectives import parse_constraint
+
+            con = parse_constraint(c)
+            vals = [r["metrics"][con.metric] for r in result.completed]
+            best = max(vals) if con.op in (">=", ">") else min(vals)
+            if not any(con.ok(r["metrics"]) for r in result.completed):
+                closest.append(f"{c} (best {con.metric} {best:.4g})")
+        print("\nbest trials (none meets the constraints):")
+        print(result.table(result.top(5)))
+        raise TuningError(f"no trial meets the constraints: {'; '.join(closest) or ', '.join(result.constraints)}; "
+                          "relax them or widen the search space.")
+    path = os.path.join(args.dir, "best_recipe.yaml")
+    print(f"chosen: trial {result.best['trial_id']}; recipe {path} "
+          f"(tfcompress optimize --model {args.model} --dataset {args.dataset} --recipe {path})")
+    return 0
