@@ -217,3 +217,27 @@ def test_qat_model_exports_int8(model, tmp_path):
     errs = tfl.layer_errors(qat, rep.path, xte, max_samples=16)
     assert all(r.matched_by for r in errs.rows)
     assert errs.rows[0].matched_by == "input"  # the QuantizeLayer
+
+
+def test_layer_errors_with_folded_batchnorm(tmp_path):
+    import tf_keras as keras
+
+    keras.utils.set_random_seed(0)
+    inp = keras.layers.Input((8, 8, 1))
+    h = keras.layers.Conv2D(8, 3, use_bias=False, name="c1")(inp)
+    h = keras.layers.BatchNormalization(name="c1_bn")(h)
+    h = keras.layers.ReLU(6.0, name="c1_relu")(h)
+    h = keras.layers.Conv2D(8, 3, name="c2")(h)
+    h = keras.layers.BatchNormalization(name="c2_bn")(h)
+    h = keras.layers.GlobalAveragePooling2D(name="gap")(h)
+    out = keras.layers.Dense(10, name="fc")(h)
+    m = keras.Model(inp, out)
+    xtr, _, xte, _ = digits()
+    m.predict(xtr[:2], verbose=0)
+    rep = tfl.export(m, tmp_path / "bn.tflite", representative_data=xtr, num_samples=64)
+    errs = tfl.layer_errors(m, rep.path, xte, max_samples=16)
+    by = {r.layer: r for r in errs.rows}
+    assert by["c1"].tensor == "(fused into c1_relu)" and by["c1_bn"].tensor == "(fused into c1_relu)"
+    assert by["c1_relu"].matched_by == "name" and by["c1_relu"].snr_db > 20
+    assert by["c2"].tensor == "(fused into c2_bn)" and by["c2_bn"].snr_db > 20
+    assert by["fc"].matched_by in ("name", "output") and by["gap"].matched_by

@@ -21,7 +21,9 @@ class LayerError:
 
     Attributes:
       layer: Keras layer name.
-      tensor: Name of the matched TFLite tensor ("" if unmatched).
+      tensor: Name of the matched TFLite tensor; "(fused into <layer>)" when the
+        layer has no tensor of its own (e.g. a conv followed by BN + ReLU); "" if
+        unmatched.
       matched_by: "name", "output" (the model output), "input" (a QAT QuantizeLayer),
         "shape" (op order + shape) or "" (unmatched).
       shape: Keras output shape without the batch dimension.
@@ -94,7 +96,7 @@ class LayerErrorReport:
         out = ["| layer | tflite tensor | dtype | SNR dB | cosine | max abs err | flag |", "|---|---|---|---:|---:|---:|---|"]
         for r in self.rows:
             if not r.matched_by:
-                out.append(f"| {r.layer} | (not matched) | | | | | |")
+                out.append(f"| {r.layer} | {r.tensor or '(not matched)'} | | | | | |")
                 continue
             out.append(
                 f"| {r.layer} | {r.tensor[:40]} | {r.dtype} | {r.snr_db:.1f} | {r.cosine:.4f} | {r.max_abs_error:.4g} | {'<-- worst' if r.flagged else ''} |"
@@ -121,6 +123,24 @@ def _snr_cos(ref: np.ndarray, got: np.ndarray):
     return snr, float(np.mean(cos)), float(np.max(np.abs(err))) if err.size else 0.0
 
 
+def _foldable(layer) -> bool:
+    """Layers TFLite folds into the preceding conv / FC op (BN, ReLU, ReLU6)."""
+    kind = type(layer).__name__
+    if kind in ("BatchNormalization", "ReLU"):
+        return True
+    if kind == "Activation":
+        fn = getattr(layer.activation, "__name__", "")
+        return fn in ("relu", "relu6", "linear")
+    return False
+
+
+def _consumes(layer, producer) -> bool:
+    try:
+        return layer.input is producer.output
+    except (AttributeError, ValueError):
+        return False
+
+
 def _name_hit(tensor_name: str, layer_name: str) -> bool:
     for part in tensor_name.split(";"):
         if f"/{layer_name}/" in "/" + part + "/":
@@ -139,11 +159,13 @@ def layer_errors(
     """Per-layer error between a Keras model's intermediate outputs and a .tflite file.
 
     The file is run with ``experimental_preserve_all_tensors=True`` (builtin
-    kernels, so intermediate tensors are kept). Each Keras layer output is matched
-    to an op-output tensor of the file: by name (TFLite tensor names carry the Keras
-    layer name; the last op of the layer wins, i.e. after fused activations), the
-    model output by position, else the next op output with the same shape in
-    execution order. Quantized tensors are dequantized before comparison.
+    kernels, so intermediate tensors are kept). Each op-output tensor is matched to
+    a Keras layer by name: TFLite tensor names carry the names of the Keras layers
+    fused into the op, and the tensor belongs to the last of them with the same
+    output shape (conv + BN + ReLU -> the ReLU layer; the conv and BN rows are
+    reported as fused). The model output is matched by position; layers whose name
+    appears nowhere fall back to the next unnamed op output with the same shape.
+    Quantized tensors are dequantized before comparison.
 
     Args:
       model: The tf_keras model (functional or Sequential) the file came from.
@@ -233,24 +255,74 @@ def layer_errors(
         v = vals[t]
         return tuple(v[0].shape[1:]) if v else None
 
+    # Each op output is owned by the LAST Keras layer (in model order) named in it
+    # with the same output shape: conv + BN + activation fuse into one TFLite op
+    # whose output is the activation layer's output; the earlier layers are "fused".
+    order = {l.name: i for i, l in enumerate(probe_layers)}
+    want_shape = {l.name: tuple(r.shape[1:]) for l, r in zip(probe_layers, refs)}
+    owned: Dict[str, List[int]] = {}
+    fused_into: Dict[str, str] = {}
+    named: set = set()
+    for t in op_outputs:
+        if t == in_index:
+            continue
+        mentioned = [l.name for l in probe_layers if _name_hit(tdetails[t]["name"], l.name)]
+        if not mentioned:
+            continue
+        named.add(t)
+        fits = [n for n in mentioned if want_shape[n] == shape_of(t)]
+        if not fits:
+            continue
+        owner = max(fits, key=order.get)
+        owned.setdefault(owner, []).append(t)
+        lo = min(order[n] for n in mentioned)
+        for l in probe_layers[lo : order[owner]]:
+            if l.name in mentioned or _foldable(l):
+                fused_into.setdefault(l.name, owner)
+    mentioned_any = {l.name for l in probe_layers if any(_name_hit(tdetails[t]["name"], l.name) for t in named)}
+    # BatchNorm / ReLU layers folded into the op before them often leave no name in
+    # the tensor: move the tensor down such a chain to the layer it really matches.
+    for l in list(probe_layers):
+        if l.name not in owned:
+            continue
+        cur = l
+        while True:
+            nxt = next(
+                (n for n in probe_layers if n.name not in owned and n.name not in mentioned_any and _foldable(n) and _consumes(n, cur)),
+                None,
+            )
+            if nxt is None:
+                break
+            owned[nxt.name] = owned.pop(cur.name)
+            fused_into[cur.name] = nxt.name
+            for k, v in list(fused_into.items()):
+                if v == cur.name:
+                    fused_into[k] = nxt.name
+            cur = nxt
+    for k in owned:
+        fused_into.pop(k, None)
+
     rows: List[LayerError] = []
     used: set = set()
     last_pos = -1
-    keras_outputs = {id(o) for o in model.outputs}
+    keras_outputs = [id(o) for o in model.outputs]
     for layer, ref in zip(probe_layers, refs):
         want = tuple(ref.shape[1:])
         row = LayerError(layer=layer.name, shape=want)
         chosen, how = None, ""
-        hits = [t for t in op_outputs if t not in used and t != in_index and _name_hit(tdetails[t]["name"], layer.name) and shape_of(t) == want]
-        if hits:
-            chosen, how = hits[-1], "name"
+        if owned.get(layer.name):
+            chosen, how = owned[layer.name][-1], "name"
+        elif id(layer.output) in keras_outputs and model_out:
+            t = model_out[min(len(model_out) - 1, keras_outputs.index(id(layer.output)))]
+            if shape_of(t) == want:
+                chosen, how = t, "output"
         elif type(layer).__name__ == "QuantizeLayer" and shape_of(in_index) == want:
             chosen, how = in_index, "input"  # QAT: the quantized model input
-        elif id(layer.output) in keras_outputs and model_out and shape_of(model_out[0]) == want:
-            chosen, how = model_out[min(len(model_out) - 1, [id(o) for o in model.outputs].index(id(layer.output)))], "output"
-        else:
+        elif layer.name in fused_into:
+            row.tensor = f"(fused into {fused_into[layer.name]})"
+        elif not any(_name_hit(tdetails[t]["name"], layer.name) for t in op_outputs):
             for pos, t in enumerate(op_outputs):
-                if pos > last_pos and t not in used and t != in_index and shape_of(t) == want:
+                if pos > last_pos and t not in used and t not in named and t != in_index and shape_of(t) == want:
                     chosen, how = t, "shape"
                     break
         if chosen is not None:
