@@ -6,6 +6,7 @@ import dataclasses
 import io
 import os
 import re
+import sys
 import time
 import warnings
 import zipfile
@@ -363,8 +364,9 @@ def export(
       num_samples: How many representative samples to use; a warning is issued when
         the data has fewer.
       metadata: JSON-serialisable dict stored in the file's flatbuffer ``metadata``
-        list under "tfcompress" (with the tflite_export version, mode and io added);
-        read it back with :func:`tflite_export.inspect`.
+        list under "tfcompress" (with the tflite_export version, mode and io added,
+        and tfcompress's version when tfcompress is loaded); read it back with
+        :func:`tflite_export.inspect`.
       io: For ``mode="int8"``: input/output type "int8" (default), "uint8" or "float"
         (float in/out with quantize/dequantize ops inside).
       sparse: Also apply ``tf.lite.Optimize.EXPERIMENTAL_SPARSITY`` (for pruned models);
@@ -395,6 +397,9 @@ def export(
         "sparse": bool(sparse),
         "representative_samples": used,
     }
+    tfc = sys.modules.get("tfcompress")  # recorded when the caller uses tfcompress; never imported here
+    if tfc is not None and getattr(tfc, "__version__", None):
+        md["tfcompress_version"] = str(tfc.__version__)
     if metadata is not None:
         if not isinstance(metadata, dict):
             raise ExportError(f"metadata must be a dict, got {type(metadata).__name__}")
