@@ -25,7 +25,7 @@ from tfcompress.report import atomic_write_json, atomic_write_text, ensure_dir, 
 from tfcompress.tuning.objectives import direction, parse_constraint, parse_objectives, pareto_front
 from tfcompress.tuning.space import SearchSpace, TuningError
 
-__all__ = ["tune", "TuneResult", "load_results", "resolve_model", "format_params", "PROJECT"]
+__all__ = ["tune", "TuneResult", "ModelBuilder", "load_results", "resolve_model", "format_params", "PROJECT"]
 
 PROJECT = "search"
 SETTINGS = "settings.json"
@@ -53,35 +53,64 @@ def format_params(values):
     return " ".join(out)
 
 
+class ModelBuilder:
+    """A picklable "build a fresh model" callable for a reference model name or
+    a model file, so trial processes can rebuild it.
+
+    Args:
+        ref: reference model name (``digits_cnn``, ``lenet5``) or a
+            ``.keras``/``.h5`` path.
+        input_shape: input shape for a reference model. Defaults to `None`
+            (the model's own).
+        num_classes: classes for a reference model. Defaults to `10`.
+
+    Example:
+        >>> ModelBuilder("digits_cnn")().output_shape  # doctest: +SKIP
+        (None, 10)
+    """
+
+    def __init__(self, ref, input_shape=None, num_classes=10):
+        self.ref, self.input_shape, self.num_classes = str(ref), input_shape, num_classes
+
+    @property
+    def is_file(self):
+        return os.path.splitext(self.ref)[1] in (".keras", ".h5", ".hdf5") or os.path.sep in self.ref
+
+    def __call__(self):
+        if self.is_file:
+            from tfcompress.io import load_model
+
+            return load_model(self.ref)
+        from tfcompress import models
+
+        return models.get(self.ref).build(self.input_shape, self.num_classes)
+
+    def __repr__(self):
+        return f"ModelBuilder({self.ref!r})"
+
+
 def resolve_model(model, data=None):
     """``(build_fn, name, base_recipe)`` for a reference name, a model file,
     a ModelSpec or a callable returning a tf_keras model."""
     from tfcompress import models
 
-    if callable(model) and not isinstance(model, (str, os.PathLike)) and not hasattr(model, "builder"):
+    if callable(model) and not isinstance(model, (str, os.PathLike, ModelBuilder)) and not hasattr(model, "builder"):
         return model, getattr(model, "__name__", "model"), None
+    if isinstance(model, ModelBuilder):
+        model = model.ref
     if hasattr(model, "builder"):
-        spec = model
-    elif isinstance(model, (str, os.PathLike)) and (
-            os.path.splitext(str(model))[1] in (".keras", ".h5", ".hdf5") or os.path.sep in str(model)):
-        from tfcompress.io import load_model
-
-        path = str(model)
-        load_model(path)  # fail now, with a clear message, not in every trial
-
-        def build():
-            return load_model(path)
-
-        return build, os.path.abspath(path), None
-    else:
-        spec = models.get(model)
+        model = model.name
     shape = data.input_shape if data is not None else None
     classes = data.num_classes if data is not None else 10
+    builder = ModelBuilder(model, shape, classes)
+    if builder.is_file:
+        from tfcompress.io import load_model
 
-    def build():
-        return spec.build(shape, classes)
-
-    return build, spec.name, spec.recipe()
+        load_model(builder.ref)  # fail now, with a clear message, not in every trial
+        builder.ref = os.path.abspath(builder.ref)
+        return builder, builder.ref, None
+    spec = models.get(builder.ref)
+    return builder, spec.name, spec.recipe()
 
 
 @dataclass
@@ -324,7 +353,7 @@ def _check_settings(directory, settings, overwrite):
 def tune(model, data, space=None, algorithm="random", max_trials=10, objectives=None, constraints=(),
          recipe=None, epochs=2, max_epochs=None, epoch_budget=None, directory="tune-out", overwrite=False,
          seed=0, threads=1, timing_runs=20, timing_seconds=0.2, train_subset=None, progress=None,
-         validate_only=False):
+         validate_only=False, isolation="process"):
     """Search training and compression settings, then summarise and write the results.
 
     In a Keras Tuner chief process (``KERASTUNER_TUNER_ID=chief``) this serves
@@ -358,6 +387,9 @@ def tune(model, data, space=None, algorithm="random", max_trials=10, objectives=
         progress: called with each progress line. Defaults to `None` (silent).
         validate_only: check the arguments and the folder, run nothing.
             Defaults to `False`.
+        isolation: ``"process"`` runs trials in a child process replaced
+            every few trials (no memory creep); ``"session"`` runs them here.
+            Defaults to `"process"`.
 
     Returns:
         A :class:`TuneResult` (None in a worker).
@@ -431,7 +463,8 @@ def tune(model, data, space=None, algorithm="random", max_trials=10, objectives=
         build, space, algorithm=algorithm, max_trials=max_trials, objectives=objectives,
         constraints=constraints, base_recipe=base, epochs=epochs, max_epochs=max_epochs or epochs,
         epoch_budget=epoch_budget, directory=directory, project_name=PROJECT, overwrite=overwrite and not worker,
-        seed=seed, threads=threads, timing_runs=timing_runs, timing_seconds=timing_seconds, on_trial_end=on_end)
+        seed=seed, threads=threads, timing_runs=timing_runs, timing_seconds=timing_seconds, isolation=isolation,
+        on_trial_end=on_end)
     if not worker:
         atomic_write_json(os.path.join(directory, SETTINGS), settings)
     tuner.search(train, val)

@@ -85,6 +85,18 @@ class _OracleMixin:
     def _save_trial(self, trial):
         _atomic_json(os.path.join(self._get_trial_dir(trial.trial_id), "trial.json"), trial.get_state())
 
+    def reload(self):
+        super().reload()
+        # A trial whose trial.json says it finished, but that oracle.json
+        # still lists as running (killed between the two writes), is done:
+        # do not run it again.
+        done = (trial_module.TrialStatus.COMPLETED, trial_module.TrialStatus.FAILED)
+        for tid in list(self._retry_queue):
+            if tid in self.trials and self.trials[tid].status in done:
+                self._retry_queue.remove(tid)
+                if tid not in self.end_order:
+                    self.end_order.append(tid)
+
     def epochs_spent(self):
         total = 0.0
         for t in self.trials.values():
@@ -184,140 +196,39 @@ def _finite(history):
     return None
 
 
-class CompressionTuner(base_tuner.BaseTuner):
-    """Search training and compression schedules of a tf_keras model.
-
-    Each trial: build the model, train it ``epochs`` epochs (Hyperband: its
-    ``tuner/epochs``, continuing from the parent trial's saved weights) with
-    the trial's optimizer, batch size and learning-rate decay; compress it
-    with :func:`tfcompress.optimize` and the trial's recipe; export int8;
-    measure zipped size and latency (``tflite_export.benchmark``, few runs);
-    report ``accuracy`` (validation, compressed Keras model), ``size_kb``,
-    ``latency_ms``, ``epochs`` spent and the oracle's ``score``.
+class TrialContext:
+    """Everything a trial needs; lives in the tuner's process or in a child.
 
     Args:
-        build_model: callable returning a fresh tf_keras model.
-        space: a :class:`~tfcompress.tuning.SearchSpace`.
-        algorithm: ``random``, ``bayesian`` or ``hyperband``. Defaults to
-            `"random"`.
-        max_trials: at most this many trials. Defaults to `10`.
-        objectives: objective names; the first guides the oracle. Defaults to
-            `None` (accuracy, size, latency).
-        constraints: :class:`~tfcompress.tuning.Constraint` objects; broken
-            ones lower the score. Defaults to `()`.
-        base_recipe: recipe whose unsearched fields trials keep. Defaults to
-            `None` (the default Recipe).
-        epochs: training epochs per trial (not Hyperband). Defaults to `2`.
-        max_epochs: Hyperband's largest epoch count. Defaults to `None`
-            (``epochs``).
-        epoch_budget: stop once this many epochs (training plus compression
-            fine-tuning) were spent. Defaults to `None`.
-        directory: where trials and the oracle live. Defaults to `"tune-out"`.
-        project_name: sub-folder of ``directory``. Defaults to `"search"`.
-        overwrite: start afresh instead of resuming. Defaults to `False`.
-        seed: oracle and weight seed. Defaults to `0`.
-        threads: XNNPACK threads for timing. Defaults to `1`.
-        timing_runs: timed runs per trial. Defaults to `20`.
-        timing_seconds: minimum timed seconds per trial. Defaults to `0.2`.
-        on_trial_end: called with ``(tuner, trial, metrics, reason)``.
-            Defaults to `None`.
-
-    Example:
-        >>> tuner = CompressionTuner(build, SearchSpace.default(), algorithm="hyperband",  # doctest: +SKIP
-        ...                          max_epochs=3, directory="out")
-        >>> tuner.search((x, y), (x_val, y_val))  # doctest: +SKIP
+        build_model: picklable callable returning a fresh tf_keras model.
+        space: the :class:`~tfcompress.tuning.SearchSpace`.
+        base_recipe: the :class:`~tfcompress.Recipe` for unsearched fields.
+        objectives: metric keys; the first makes the score.
+        constraints: :class:`~tfcompress.tuning.Constraint` objects.
+        epochs: training epochs (not Hyperband).
+        max_epochs: Hyperband's largest epoch count (for the cosine decay).
+        train: ``(x, y)``.
+        validation: ``(x, y)``.
+        threads: timing threads. Defaults to `1`.
+        timing_runs: timed runs. Defaults to `20`.
+        timing_seconds: minimum timed seconds. Defaults to `0.2`.
+        seed: seed. Defaults to `0`.
+        tuner_id: written into each trial's ``result.json``. Defaults to `"tuner0"`.
     """
 
-    def __init__(self, build_model, space, algorithm="random", max_trials=10, objectives=None, constraints=(),
-                 base_recipe=None, epochs=2, max_epochs=None, epoch_budget=None, directory="tune-out",
-                 project_name="search", overwrite=False, seed=0, threads=1, timing_runs=20,
-                 timing_seconds=0.2, on_trial_end=None):
-        self.build_model = build_model
-        self.space = space
-        self.objectives = parse_objectives(objectives)
-        self.constraints = tuple(constraints)
-        self.base_recipe = base_recipe or Recipe()
-        self.epochs = int(epochs)
-        self.max_epochs = int(max_epochs or epochs)
+    def __init__(self, build_model, space, base_recipe, objectives, constraints, epochs, max_epochs, train,
+                 validation, threads=1, timing_runs=20, timing_seconds=0.2, seed=0, tuner_id="tuner0"):
+        self.build_model, self.space, self.base_recipe = build_model, space, base_recipe
+        self.objectives, self.constraints = objectives, tuple(constraints)
+        self.epochs, self.max_epochs = epochs, max_epochs
+        self.train, self.validation = train, validation
         self.threads, self.timing_runs, self.timing_seconds = threads, timing_runs, timing_seconds
-        self.seed = seed
-        self.callback = on_trial_end
-        self._last = {}
-        oracle = make_oracle(algorithm, space.hyperparameters(), max_trials=max_trials,
-                             max_epochs=self.max_epochs, seed=seed, epoch_budget=epoch_budget)
-        super().__init__(oracle, hypermodel=None, directory=directory, project_name=project_name,
-                         overwrite=overwrite)
+        self.seed, self.tuner_id = seed, tuner_id
 
-    # --- persistence ------------------------------------------------------
-    def save(self):
-        if not self._is_worker():
-            self.oracle.save()
-        _atomic_json(self._get_tuner_fname(), self.get_state())
-
-    def _weights_path(self, trial_id):
-        return os.path.join(self.get_trial_dir(trial_id), "trained.weights.h5")
-
-    def save_model(self, trial_id, model, step=0):
-        """Save the trained (uncompressed) weights of a trial, atomically."""
-        path = self._weights_path(trial_id)
-        tmp = path[:-3] + ".tmp.h5"
-        model.save_weights(tmp)
-        os.replace(tmp, path)
-
-    def load_model(self, trial):
-        """The trial's trained float model (before compression); its int8
-        file is ``int8.tflite`` in the trial folder."""
-        model = self.build_model()
-        model.load_weights(self._weights_path(trial.trial_id))
-        return model
-
-    # --- search -----------------------------------------------------------
-    def search(self, train_data, validation_data, verbose=0):
-        """Run trials until the oracle stops (or serve the oracle on the chief).
-
-        Args:
-            train_data: ``(x, y)`` numpy arrays.
-            validation_data: ``(x, y)`` numpy arrays.
-            verbose: Keras Tuner's own display (0: off; tfcompress prints one
-                line per trial through ``on_trial_end``). Defaults to `0`.
-        """
-        if dist_utils.is_chief_oracle():
-            self.oracle.verbose = verbose
-            self.save()
-            serve_oracle(self.oracle, os.environ["KERASTUNER_ORACLE_IP"], os.environ["KERASTUNER_ORACLE_PORT"])
-            return
-        return super().search(train_data, validation_data, verbose=verbose)
-
-    def on_trial_begin(self, trial):
-        with open(os.path.join(self.project_dir, f"runs-{self.tuner_id}.log"), "a") as f:
-            f.write(f"{trial.trial_id}\n")
-
-    def on_trial_end(self, trial):
-        super().on_trial_end(trial)
-        metrics = self._last.get(trial.trial_id)
-        reason = None if trial.status == "COMPLETED" else (failure_reason(trial.message) or trial.status)
-        if reason is not None:
-            atomic_write_json(os.path.join(self.get_trial_dir(trial.trial_id), "result.json"),
-                              {"trial_id": trial.trial_id, "tuner_id": self.tuner_id, "status": trial.status,
-                               "reason": reason, "values": trial.hyperparameters.values})
-        if self.callback is not None:
-            self.callback(self, trial, metrics, reason)
-
-    def run_trial(self, trial, train_data, validation_data, **kwargs):
-        """Train, compress, export and time one configuration.
-
-        Returns:
-            Metrics dict: ``score``, ``accuracy``, ``size_kb``, ``latency_ms``,
-            ``epochs``, ``seconds``, ``export_seconds``, ``rss_mb``,
-            ``peak_rss_mb``.
-
-        Raises:
-            keras_tuner.errors.FailedTrialError: with a one-line reason.
-        """
-        t0 = time.perf_counter()
-        values = dict(trial.hyperparameters.values)
+    def run(self, job):
+        """Run one trial; returns its metrics or raises FailedTrialError."""
         try:
-            metrics = self._run(trial, values, train_data, validation_data, t0)
+            return self._run(job)
         except keras_tuner.errors.FailedTrialError:
             raise
         except Exception as e:  # anything a trial does wrong fails that trial only
@@ -325,22 +236,19 @@ class CompressionTuner(base_tuner.BaseTuner):
         finally:
             keras.backend.clear_session()
             gc.collect()
-        self._last[trial.trial_id] = metrics
-        return metrics
 
-    def _run(self, trial, values, train_data, validation_data, t0):
-        tid = trial.trial_id
-        folder = self.get_trial_dir(tid)
+    def _run(self, job):
+        t0 = time.perf_counter()
+        tid, values, folder = job["trial_id"], job["values"], job["folder"]
         recipe = self.space.recipe(values, self.base_recipe)
         sched = TrainingSchedule.from_values(values, recipe.learning_rate)
         epochs = int(values.get("tuner/epochs", self.epochs))
         initial = int(values.get("tuner/initial_epoch", 0))
-        x, y = train_data
-        keras.utils.set_random_seed(self.seed + int(tid) if str(tid).isdigit() else self.seed)
+        x, y = self.train
+        keras.utils.set_random_seed(self.seed + (int(tid) if str(tid).isdigit() else 0))
         model = check_model(self.build_model())
-        parent = values.get("tuner/trial_id")
-        if parent is not None and initial > 0:
-            model.load_weights(self._weights_path(parent))
+        if job.get("parent_weights") and initial > 0:
+            model.load_weights(job["parent_weights"])
         else:
             initial = 0
         model.compile(make_optimizer(recipe.optimizer, sched.learning_rate),
@@ -348,13 +256,15 @@ class CompressionTuner(base_tuner.BaseTuner):
         total = self.max_epochs if "tuner/epochs" in values else epochs
         lr_cb = keras.callbacks.LearningRateScheduler(lambda e, lr: sched.rate(e, total))
         hist = model.fit(x, y, batch_size=recipe.batch_size, epochs=epochs, initial_epoch=initial,
-                         validation_data=validation_data, verbose=0,
+                         validation_data=self.validation, verbose=0,
                          callbacks=[lr_cb, keras.callbacks.TerminateOnNaN()])
         bad = _finite(hist.history)
         if bad:
             raise keras_tuner.errors.FailedTrialError(f"NaN/inf loss while training: {bad}; lower learning_rate")
-        self.save_model(tid, model)
-        result = optimize(model, train_data, validation_data, recipe=recipe, verbose=0)
+        weights = os.path.join(folder, "trained.weights.h5")
+        model.save_weights(weights[:-3] + ".tmp.h5")
+        os.replace(weights[:-3] + ".tmp.h5", weights)
+        result = optimize(model, self.train, self.validation, recipe=recipe, verbose=0)
         for stage, h in result.history.items():
             bad = _finite(h)
             if bad:
@@ -362,7 +272,7 @@ class CompressionTuner(base_tuner.BaseTuner):
         accuracy = float(result.report.optimized["accuracy"])
         if not math.isfinite(accuracy):
             raise keras_tuner.errors.FailedTrialError("accuracy is NaN")
-        compress_epochs = sum(s["epochs"] for s in result.report.stages)
+        compress_epochs = sum(s.get("epochs") or 0 for s in result.report.stages)
         train_seconds = time.perf_counter() - t0
 
         import tflite_export
@@ -393,7 +303,297 @@ class CompressionTuner(base_tuner.BaseTuner):
         atomic_write_json(os.path.join(folder, "result.json"),
                           {"trial_id": tid, "tuner_id": self.tuner_id, "status": "COMPLETED",
                            "values": values, "metrics": metrics, "recipe": recipe.to_dict(),
-                           "backend": timing.backend})
+                           "backend": timing.backend, "pid": os.getpid()})
+        return metrics
+
+
+def _child_main(conn):
+    """Trial process: receive the payload, build a TrialContext once, then
+    run trials on request until told to stop or the tuner goes away."""
+    try:  # die with the tuner (SIGKILL included) instead of finishing a trial nobody waits for
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except Exception:  # pragma: no cover - not Linux
+        pass
+    from tfcompress.tuning.objectives import parse_constraint
+    from tfcompress.tuning.space import SearchSpace
+
+    try:
+        payload = conn.recv()
+    except EOFError:
+        return
+    ctx = TrialContext(
+        payload["build_model"], SearchSpace(payload["space"]), Recipe.from_dict(payload["base_recipe"]),
+        payload["objectives"], [parse_constraint(c) for c in payload["constraints"]], payload["epochs"],
+        payload["max_epochs"], payload["train"], payload["validation"], payload["threads"],
+        payload["timing_runs"], payload["timing_seconds"], payload["seed"], payload["tuner_id"])
+    conn.send(("ready", None))
+    while True:
+        try:
+            job = conn.recv()
+        except EOFError:
+            return
+        if job is None:
+            return
+        try:
+            conn.send(("ok", ctx.run(job)))
+        except keras_tuner.errors.FailedTrialError as e:
+            conn.send(("failed", str(e)))
+
+
+class _ChildRunner:
+    """Runs trials in a spawned process, replaced every ``trials_per_process``
+    trials or once its RSS grew ``max_growth`` over its first trial's (TF
+    leaks a little per model that ``clear_session`` does not give back)."""
+
+    def __init__(self, payload, trials_per_process=8, max_growth=0.05):
+        self.payload, self.per_process, self.max_growth = payload, trials_per_process, max_growth
+        self.proc = self.conn = None
+        self.count, self.first_rss = 0, None
+
+    def _start(self):
+        import socket
+        import subprocess
+        import sys
+        from multiprocessing.connection import Connection
+
+        ours, theirs = socket.socketpair()
+        try:
+            self.proc = subprocess.Popen([sys.executable, "-m", "tfcompress.tuning._child", str(theirs.fileno())],
+                                         pass_fds=[theirs.fileno()])
+        finally:
+            theirs.close()
+        self.conn = Connection(ours.detach())
+        self.count, self.first_rss = 0, None
+        self.conn.send(self.payload)
+        self._recv("starting the trial process")
+
+    def _recv(self, what):
+        while not self.conn.poll(0.5):
+            if self.proc.poll() is not None:
+                code = self.proc.returncode
+                self.close()
+                raise keras_tuner.errors.FailedTrialError(f"the trial process died while {what} (exit code {code})")
+        try:
+            return self.conn.recv()
+        except EOFError:
+            self.close()
+            raise keras_tuner.errors.FailedTrialError(f"the trial process died while {what}") from None
+
+    def run(self, job):
+        if self.proc is None or self.proc.poll() is not None:
+            self.close()
+            self._start()
+        self.conn.send(job)
+        status, value = self._recv(f"running trial {job['trial_id']}")
+        self.count += 1
+        if status != "ok":
+            raise keras_tuner.errors.FailedTrialError(value)
+        rss = value.get("rss_mb", 0)
+        if self.first_rss is None:
+            self.first_rss = rss
+        if self.count >= self.per_process or rss > self.first_rss * (1 + self.max_growth):
+            self.close()
+        return value
+
+    def close(self):
+        if self.conn is not None:
+            try:
+                self.conn.send(None)
+            except (OSError, ValueError):
+                pass
+        if self.proc is not None:
+            try:
+                self.proc.wait(timeout=10)
+            except Exception:
+                self.proc.kill()
+                self.proc.wait()
+        if self.conn is not None:
+            self.conn.close()
+        self.proc = self.conn = None
+
+
+class CompressionTuner(base_tuner.BaseTuner):
+    """Search training and compression schedules of a tf_keras model.
+
+    Each trial: build the model, train it ``epochs`` epochs (Hyperband: its
+    ``tuner/epochs``, continuing from the parent trial's saved weights) with
+    the trial's optimizer, batch size and learning-rate decay; compress it
+    with :func:`tfcompress.optimize` and the trial's recipe; export int8;
+    measure zipped size and latency (``tflite_export.benchmark``, few runs);
+    report ``accuracy`` (validation, compressed Keras model), ``size_kb``,
+    ``latency_ms``, ``epochs`` spent and the oracle's ``score``.
+
+    Trials run in a child process by default (``isolation="process"``),
+    replaced every few trials, so memory cannot creep over a long search;
+    ``isolation="session"`` runs them here, clearing the Keras session after
+    each (faster start, but TensorFlow keeps a few MB per trial).
+
+    Args:
+        build_model: callable returning a fresh tf_keras model; picklable
+            (a module-level function or :class:`~tfcompress.tuning.search.ModelBuilder`)
+            for process isolation.
+        space: a :class:`~tfcompress.tuning.SearchSpace`.
+        algorithm: ``random``, ``bayesian`` or ``hyperband``. Defaults to
+            `"random"`.
+        max_trials: at most this many trials. Defaults to `10`.
+        objectives: objective names; the first guides the oracle. Defaults to
+            `None` (accuracy, size, latency).
+        constraints: :class:`~tfcompress.tuning.Constraint` objects; broken
+            ones lower the score. Defaults to `()`.
+        base_recipe: recipe whose unsearched fields trials keep. Defaults to
+            `None` (the default Recipe).
+        epochs: training epochs per trial (not Hyperband). Defaults to `2`.
+        max_epochs: Hyperband's largest epoch count. Defaults to `None`
+            (``epochs``).
+        epoch_budget: stop once this many epochs (training plus compression
+            fine-tuning) were spent. Defaults to `None`.
+        directory: where trials and the oracle live. Defaults to `"tune-out"`.
+        project_name: sub-folder of ``directory``. Defaults to `"search"`.
+        overwrite: start afresh instead of resuming. Defaults to `False`.
+        seed: oracle and weight seed. Defaults to `0`.
+        threads: XNNPACK threads for timing. Defaults to `1`.
+        timing_runs: timed runs per trial. Defaults to `20`.
+        timing_seconds: minimum timed seconds per trial. Defaults to `0.2`.
+        isolation: ``"process"`` or ``"session"``. Defaults to `"process"`.
+        trials_per_process: replace the trial process after this many
+            trials. Defaults to `8`.
+        on_trial_end: called with ``(tuner, trial, metrics, reason)``.
+            Defaults to `None`.
+
+    Raises:
+        TuningError: an unknown algorithm or isolation, or an unpicklable
+            ``build_model`` with process isolation.
+
+    Example:
+        >>> tuner = CompressionTuner(ModelBuilder("digits_cnn"), SearchSpace.default(),  # doctest: +SKIP
+        ...                          algorithm="hyperband", max_epochs=3, directory="out")
+        >>> tuner.search((x, y), (x_val, y_val))  # doctest: +SKIP
+    """
+
+    def __init__(self, build_model, space, algorithm="random", max_trials=10, objectives=None, constraints=(),
+                 base_recipe=None, epochs=2, max_epochs=None, epoch_budget=None, directory="tune-out",
+                 project_name="search", overwrite=False, seed=0, threads=1, timing_runs=20,
+                 timing_seconds=0.2, isolation="process", trials_per_process=8, on_trial_end=None):
+        if isolation not in ("process", "session"):
+            raise TuningError(f"isolation must be 'process' or 'session', got {isolation!r}.")
+        if isolation == "process":
+            import pickle
+
+            try:
+                pickle.dumps(build_model)
+            except Exception:
+                raise TuningError("build_model cannot be pickled, so trials cannot run in a child process: "
+                                  "pass a module-level function, or isolation='session'.") from None
+        self.build_model = build_model
+        self.space = space
+        self.objectives = parse_objectives(objectives)
+        self.constraints = tuple(constraints)
+        self.base_recipe = base_recipe or Recipe()
+        self.epochs = int(epochs)
+        self.max_epochs = int(max_epochs or epochs)
+        self.threads, self.timing_runs, self.timing_seconds = threads, timing_runs, timing_seconds
+        self.seed = seed
+        self.isolation, self.trials_per_process = isolation, trials_per_process
+        self.callback = on_trial_end
+        self._last = {}
+        self._runner = None
+        oracle = make_oracle(algorithm, space.hyperparameters(), max_trials=max_trials,
+                             max_epochs=self.max_epochs, seed=seed, epoch_budget=epoch_budget)
+        super().__init__(oracle, hypermodel=None, directory=directory, project_name=project_name,
+                         overwrite=overwrite)
+
+    # --- persistence ------------------------------------------------------
+    def save(self):
+        if not self._is_worker():
+            self.oracle.save()
+        _atomic_json(self._get_tuner_fname(), self.get_state())
+
+    def _weights_path(self, trial_id):
+        return os.path.join(self.get_trial_dir(trial_id), "trained.weights.h5")
+
+    def save_model(self, trial_id, model, step=0):
+        """Save trained (uncompressed) weights for a trial, atomically (trials
+        do this themselves; kept for the BaseTuner interface)."""
+        path = self._weights_path(trial_id)
+        model.save_weights(path[:-3] + ".tmp.h5")
+        os.replace(path[:-3] + ".tmp.h5", path)
+
+    def load_model(self, trial):
+        """The trial's trained float model (before compression); its int8
+        file is ``int8.tflite`` in the trial folder."""
+        model = self.build_model()
+        model.load_weights(self._weights_path(trial.trial_id))
+        return model
+
+    # --- search -----------------------------------------------------------
+    def search(self, train_data, validation_data, verbose=0):
+        """Run trials until the oracle stops (or serve the oracle on the chief).
+
+        Args:
+            train_data: ``(x, y)`` numpy arrays.
+            validation_data: ``(x, y)`` numpy arrays.
+            verbose: Keras Tuner's own display (0: off; tfcompress prints one
+                line per trial through ``on_trial_end``). Defaults to `0`.
+        """
+        if dist_utils.is_chief_oracle():
+            self.oracle.verbose = verbose
+            self.save()
+            serve_oracle(self.oracle, os.environ["KERASTUNER_ORACLE_IP"], os.environ["KERASTUNER_ORACLE_PORT"])
+            return
+        ctx_args = dict(build_model=self.build_model, space=self.space.to_dict(),
+                        base_recipe=self.base_recipe.to_dict(), objectives=self.objectives,
+                        constraints=[str(c) for c in self.constraints], epochs=self.epochs,
+                        max_epochs=self.max_epochs, train=tuple(train_data), validation=tuple(validation_data),
+                        threads=self.threads, timing_runs=self.timing_runs, timing_seconds=self.timing_seconds,
+                        seed=self.seed, tuner_id=self.tuner_id)
+        if self.isolation == "process":
+            self._runner = _ChildRunner(ctx_args, self.trials_per_process)
+        else:
+            self._runner = TrialContext(
+                self.build_model, self.space, self.base_recipe, self.objectives, self.constraints, self.epochs,
+                self.max_epochs, tuple(train_data), tuple(validation_data), self.threads, self.timing_runs,
+                self.timing_seconds, self.seed, self.tuner_id)
+        try:
+            return super().search(train_data, validation_data, verbose=verbose)
+        finally:
+            if self.isolation == "process":
+                self._runner.close()
+
+    def on_trial_begin(self, trial):
+        with open(os.path.join(self.project_dir, f"runs-{self.tuner_id}.log"), "a") as f:
+            f.write(f"{trial.trial_id}\n")
+
+    def on_trial_end(self, trial):
+        super().on_trial_end(trial)
+        metrics = self._last.get(trial.trial_id)
+        reason = None if trial.status == "COMPLETED" else (failure_reason(trial.message) or trial.status)
+        if reason is not None:
+            atomic_write_json(os.path.join(self.get_trial_dir(trial.trial_id), "result.json"),
+                              {"trial_id": trial.trial_id, "tuner_id": self.tuner_id, "status": trial.status,
+                               "reason": reason, "values": trial.hyperparameters.values})
+        if self.callback is not None:
+            self.callback(self, trial, metrics, reason)
+
+    def run_trial(self, trial, train_data, validation_data, **kwargs):
+        """Train, compress, export and time one configuration.
+
+        Returns:
+            Metrics dict: ``score``, ``accuracy``, ``size_kb``, ``latency_ms``,
+            ``epochs``, ``seconds``, ``train_seconds``, ``export_seconds``,
+            ``rss_mb``, ``peak_rss_mb`` (of the process that ran it).
+
+        Raises:
+            keras_tuner.errors.FailedTrialError: with a one-line reason.
+        """
+        values = dict(trial.hyperparameters.values)
+        parent = values.get("tuner/trial_id")
+        job = {"trial_id": trial.trial_id, "values": values, "folder": self.get_trial_dir(trial.trial_id),
+               "parent_weights": self._weights_path(parent) if parent is not None else None}
+        metrics = self._runner.run(job)
+        self._last[trial.trial_id] = metrics
         return metrics
 
 
