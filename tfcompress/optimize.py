@@ -20,6 +20,7 @@ Example:
 """
 
 import contextlib
+import dataclasses
 import os
 import sys
 import time
@@ -204,6 +205,8 @@ def _details(info, text):
 def _channels_stage(run, model, stage):
     from tfcompress import channels as channels_mod
 
+    if run.epochs is not None and stage.epochs:
+        stage = dataclasses.replace(stage, epochs=run.epochs)
     info = {}
     d = run.recipe.distillation
     teacher = run.teacher if run.teacher is not None else clone(model)

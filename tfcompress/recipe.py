@@ -273,7 +273,7 @@ class Pruning:
                     f"pruning.per_layer must be a mapping {{layer name or regex: sparsity}}, got {self.per_layer!r}."
                 )
             for k, v in self.per_layer.items():
-                _patterns(self, "pruning", "per_layer", [k])
+                _patterns(types.SimpleNamespace(), "pruning", "per_layer", [k])
                 if not _is_real(v) or not 0 <= v < 1:
                     raise RecipeError(f"pruning.per_layer[{k!r}] must be a sparsity in [0, 1), got {v!r}.")
             object.__setattr__(self, "per_layer", {k: float(v) for k, v in self.per_layer.items()})
@@ -682,7 +682,9 @@ def _type_name(tp):
         return " or ".join(_type_name(a) for a in typing.get_args(tp))
     if tp is type(None):
         return "null"
-    if origin is not None and origin is not dict:
+    if origin is dict:
+        return "a mapping"
+    if origin is not None:
         return "a list"
     return getattr(tp, "__name__", str(tp))
 
@@ -698,9 +700,13 @@ def _from_dict(cls, data, where):
             f"unknown key{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))} in {where}: "
             f"allowed keys are {', '.join(sorted(known))}."
         )
+    none_default = {f.name for f in dataclasses.fields(cls) if f.default is None}
     kwargs = {}
     for name, value in data.items():
         tp = hints[name]
+        if value is None and name in none_default:  # e.g. ``per_layer: dict = None``
+            kwargs[name] = None
+            continue
         sub = next((a for a in typing.get_args(tp) if dataclasses.is_dataclass(a)), None)
         if sub is not None:
             if value is None or value is False:

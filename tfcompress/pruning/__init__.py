@@ -214,7 +214,9 @@ def wrap(model, stage, num_samples, batch_size, epochs=None):
             if layer.weights:
                 records[layer.name] = f"skipped: {reason}"
             return layer
-        kwargs = {}
+        # The wrapper must compute like its layer (a float32 output layer
+        # under a mixed_float16 global policy), else TF-MOT mixes dtypes.
+        kwargs = {"dtype": layer.dtype_policy.name}
         if stage.sparsity_m_by_n:
             kwargs["sparsity_m_by_n"] = tuple(stage.sparsity_m_by_n)
         if tuple(stage.block_size) != (1, 1):

@@ -1,0 +1,201 @@
+"""The compression stages of issue 3, each on the small digits CNN (1 epoch)."""
+
+import numpy as np
+import pytest
+
+import tfcompress
+from tfcompress import RecipeError
+from tfcompress._keras import keras, tfmot
+from tfcompress.clustering import unique_values
+from tfcompress.pruning import layer_sparsity
+from tfcompress.recipe import Clustering, Distillation, Penalty, Pruning, Quantization, Recipe
+
+
+def _run(model, digits, **fields):
+    fields.setdefault("quantization", None)
+    fields.setdefault("pruning", None)
+    x, y = digits.train
+    return tfcompress.optimize(model, (x[:512], y[:512]), digits.validation, recipe=Recipe(**fields), verbose=0)
+
+
+def _kernel(model, name):
+    layer = next(l for l in model.layers if l.name == name or getattr(getattr(l, "layer", None), "name", "") == name)
+    return next(w for w in layer.weights if w.name.split("/")[-1].startswith("kernel")).numpy()
+
+
+def test_clustering_then_cqat_keeps_clusters(trained_digits, digits):
+    res = _run(trained_digits, digits, clustering=Clustering(number_of_clusters=8, epochs=1),
+               quantization=Quantization(epochs=1))
+    rep = res.report
+    for name in ("conv2", "fc1", "logits"):
+        assert rep.layer(name).stages["clustering"] == "clustered: 8 unique values"
+    # conv1 has 144 weights: enough for 8 clusters
+    assert rep.layer("conv1").stages["clustering"].startswith("clustered")
+    q = next(s for s in rep.stages if s["name"] == "quantization")
+    assert q["scheme"] == "cqat" and "CQAT" in q["details"]
+    # the QAT model still holds at most 8 distinct kernel values per layer
+    assert len(np.unique(_kernel(res.model, "fc1"))) <= 8
+    assert rep.optimized["accuracy"] >= rep.baseline["accuracy"] - 0.05
+
+
+def test_prune_cluster_pcqat_preserves_zeros_and_clusters(trained_digits, digits):
+    res = _run(trained_digits, digits,
+               pruning=Pruning(final_sparsity=0.5, epochs=1),
+               clustering=Clustering(number_of_clusters=8, epochs=1, centroid_init="linear"),
+               quantization=Quantization(epochs=1))
+    rep = res.report
+    assert [s["name"] for s in rep.stages] == ["pruning", "clustering", "quantization"]
+    assert "sparsity preserved" in rep.stages[1]["details"]
+    assert rep.stages[2]["scheme"] == "pcqat"
+    fc1 = _kernel(res.model, "fc1")
+    assert np.mean(fc1 == 0) >= 0.49
+    assert len(np.unique(fc1)) <= 9  # 8 clusters + the preserved zero
+    assert rep.layer("fc1").sparsity >= 0.49
+
+
+def test_scheme_override_plain_qat_after_pruning(trained_digits, digits):
+    res = _run(trained_digits, digits, pruning=Pruning(final_sparsity=0.5, epochs=1),
+               quantization=Quantization(epochs=1, scheme="qat"))
+    assert res.report.stages[1]["scheme"] == "qat"
+    assert "chosen in recipe" in res.report.stages[1]["details"]
+
+
+def test_two_four_sparsity_skips_layers_that_cannot_hold_it(trained_digits, digits):
+    res = _run(trained_digits, digits, pruning=Pruning(sparsity_m_by_n=(2, 4), epochs=1))
+    rep = res.report
+    assert "1 input channels, not a multiple of 4" in rep.layer("conv1").stages["pruning"]
+    for name in ("conv2", "fc1", "logits"):
+        assert rep.layer(name).stages["pruning"] == "wrapped"
+    k = _kernel(res.model, "fc1")  # (in, out): groups of 4 along the input axis
+    groups = k.T.reshape(k.shape[1], -1, 4)
+    assert np.all((groups == 0).sum(-1) >= 2)
+    assert "2:4 structured sparsity" in rep.stages[0]["details"]
+
+
+def test_block_sparsity_zeros_whole_blocks(trained_digits, digits):
+    res = _run(trained_digits, digits, pruning=Pruning(final_sparsity=0.5, block_size=(1, 4), epochs=1,
+                                                       include=["Dense"]))
+    k = _kernel(res.model, "fc1")
+    blocks = k.reshape(k.shape[0], -1, 4)
+    zero_blocks = np.all(blocks == 0, -1)
+    assert zero_blocks.mean() == pytest.approx(0.5, abs=0.02)
+    assert np.all(np.any(blocks != 0, -1) | zero_blocks)
+    assert res.report.layer("conv1").stages["pruning"] == "skipped: not in include"
+
+
+def test_per_layer_selection_and_overrides(trained_digits, digits):
+    stage = Pruning(final_sparsity=0.8, epochs=1, include=["Conv2D", "fc1"], exclude=["conv1"],
+                    per_layer={"fc.*": 0.3})
+    rep = _run(trained_digits, digits, pruning=stage).report
+    assert rep.layer("conv1").stages["pruning"] == "skipped: excluded by 'conv1'"
+    assert rep.layer("logits").stages["pruning"] == "skipped: not in include"
+    assert rep.layer("fc1").stages["pruning"] == "wrapped (sparsity 30%)"
+    assert rep.layer("fc1").sparsity == pytest.approx(0.3, abs=0.01)
+    assert rep.layer("conv2").sparsity == pytest.approx(0.8, abs=0.01)
+    assert rep.layer("conv1").sparsity < 0.05
+
+
+def test_pattern_matching_no_layer_is_an_error(trained_digits, digits):
+    with pytest.raises(RecipeError, match=r"pruning.exclude: 'fc9' matches no layer.*layers are: conv1"):
+        _run(trained_digits, digits, pruning=Pruning(exclude=["fc9"], epochs=1))
+
+
+def test_user_schedule_object(trained_digits, digits):
+    sched = tfmot.sparsity.keras.ConstantSparsity(0.6, begin_step=0, frequency=5)
+    recipe = Recipe(pruning=Pruning(schedule=sched, epochs=1), quantization=None)
+    res = tfcompress.optimize(trained_digits, digits.train, recipe=recipe, verbose=0)
+    assert res.report.layer("fc1").sparsity == pytest.approx(0.6, abs=0.01)
+    assert "user schedule ConstantSparsity" in res.report.stages[0]["details"]
+    assert res.report.recipe["pruning"]["schedule"] == "custom: ConstantSparsity"
+    with pytest.raises(RecipeError, match="YAML cannot hold"):
+        recipe.to_yaml()
+
+
+def _xnnpack_model():
+    L = keras.layers
+    inp = L.Input((8, 8, 3))
+    x = L.ZeroPadding2D(1)(inp)
+    x = L.Conv2D(8, 3, strides=2, padding="valid", activation="relu", name="stem")(x)
+    x = L.Conv2D(16, 1, activation="relu", name="pw")(x)
+    x = L.GlobalAveragePooling2D(keepdims=True)(x)
+    x = L.Flatten()(x)
+    out = L.Dense(3, activation="softmax", name="head")(x)
+    model = keras.Model(inp, out)
+    model.compile("adam", "sparse_categorical_crossentropy", ["accuracy"])
+    return model
+
+
+def test_xnnpack_policy_prunes_only_1x1_convs():
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(64, 8, 8, 3)).astype("float32"), rng.integers(0, 3, 64)
+    recipe = Recipe(pruning=Pruning(final_sparsity=0.5, pruning_policy="xnnpack", epochs=2), quantization=None)
+    rep = tfcompress.optimize(_xnnpack_model(), (x, y), recipe=recipe, batch_size=16, verbose=0).report
+    assert rep.layer("pw").stages["pruning"] == "wrapped"
+    assert rep.layer("stem").stages["pruning"] == "skipped: XNNPACK policy prunes only 1x1 Conv2D layers"
+    assert rep.layer("pw").sparsity == pytest.approx(0.5, abs=0.02)
+
+
+def test_xnnpack_policy_on_unqualified_model_reports_why(trained_digits, digits):
+    rep = _run(trained_digits, digits, pruning=Pruning(final_sparsity=0.5, pruning_policy="xnnpack",
+                                                       epochs=1)).report
+    what = rep.layer("fc1").stages["pruning"]
+    assert what.startswith("wrapped (XNNPACK policy not applied: Could not find `Conv2D 3x3`")
+
+
+def test_penalty_then_pruning_with_distillation(trained_digits, digits):
+    res = _run(trained_digits, digits, penalty=Penalty(l1=1e-4, epochs=1),
+               pruning=Pruning(final_sparsity=0.5, epochs=1), distillation=Distillation(alpha=0.5))
+    rep = res.report
+    assert [s["name"] for s in rep.stages] == ["penalty", "pruning"]
+    assert rep.layer("fc1").stages["penalty"] == "penalised (l1=0.0001)"
+    assert all("distilled (alpha 0.5, T 4)" in s["details"] for s in rep.stages)
+    assert "distill_loss" in res.history["pruning"]
+    assert not res.model.losses  # the penalty does not stick to the model
+    assert rep.layer("fc1").sparsity == pytest.approx(0.5, abs=0.01)
+    assert rep.optimized["accuracy"] >= rep.baseline["accuracy"] - 0.05
+
+
+def test_distillation_with_clustering_and_qat(trained_digits, digits):
+    res = _run(trained_digits, digits, clustering=Clustering(number_of_clusters=16, epochs=1),
+               quantization=Quantization(epochs=1), distillation=Distillation(alpha=0.3, temperature=2))
+    assert all("distill_loss" in h for h in res.history.values())
+    assert res.report.optimized["accuracy"] >= res.report.baseline["accuracy"] - 0.05
+
+
+def test_mixed_precision_where_valid_and_policy_restored(trained_digits, digits):
+    res = _run(trained_digits, digits, pruning=Pruning(final_sparsity=0.5, epochs=1),
+               quantization=Quantization(epochs=1), mixed_precision=True)
+    prune, quant = res.report.stages
+    assert prune["mixed_precision"] == "mixed_float16" and "mixed_float16" in prune["details"]
+    assert quant["mixed_precision"].startswith("skipped: QAT")
+    assert keras.mixed_precision.global_policy().name == "float32"
+    assert all(l.dtype == "float32" for l in res.model.layers)
+    assert res.report.layer("fc1").sparsity == pytest.approx(0.5, abs=0.01)
+
+
+def test_mixed_precision_policy_restored_after_failure(trained_digits, digits):
+    with pytest.raises(RecipeError):
+        _run(trained_digits, digits, pruning=Pruning(include=["Flatten"], epochs=1), mixed_precision=True)
+    assert keras.mixed_precision.global_policy().name == "float32"
+
+
+def test_yaml_stage_order_error(trained_digits, digits):
+    text = "quantization: {epochs: 1}\npruning: {final_sparsity: 0.5}\n"
+    with pytest.raises(RecipeError, match="list them in the order they run: pruning → quantization"):
+        tfcompress.optimize(trained_digits, digits.train, recipe=Recipe.from_yaml_string(text))
+
+
+def test_channels_stage_first_with_distillation(trained_digits, digits):
+    from tfcompress.recipe import Channels
+
+    recipe = Recipe(channels=Channels(ratio=0.25, epochs=1), pruning=Pruning(final_sparsity=0.5, epochs=1),
+                    quantization=None, distillation=Distillation())
+    assert Recipe.from_yaml_string(recipe.to_yaml()) == recipe
+    x, y = digits.train
+    res = tfcompress.optimize(trained_digits, (x[:512], y[:512]), digits.validation, recipe=recipe, verbose=0)
+    rep = res.report
+    assert [s["name"] for s in rep.stages] == ["channels", "pruning"]
+    assert rep.layer("conv2").stages["channels"] == "pruned channels: 32 → 24"
+    assert "distilled" in rep.stages[0]["details"]
+    assert res.model.get_layer("conv2").filters == 24
+    assert rep.layer("conv2").sparsity == pytest.approx(0.5, abs=0.01)
