@@ -1,0 +1,229 @@
+"""tfcompress.tuning: space, objectives, Pareto front, a tiny search, the CLI."""
+
+import json
+import os
+import re
+
+import numpy as np
+import pytest
+import yaml
+
+from tfcompress import Recipe
+from tfcompress._keras import keras
+from tfcompress.cli import main
+from tfcompress.tuning import (
+    SearchSpace,
+    TrainingSchedule,
+    TuningError,
+    load_results,
+    pareto_front,
+    parse_constraint,
+    parse_objectives,
+    tune,
+)
+from tfcompress.tuning.search import format_params
+from tfcompress.tuning.tuner import failure_reason, make_oracle
+
+TINY_SPACE = {"learning_rate": {"min": 1e-3, "max": 1e-2, "sampling": "log"}, "final_sparsity": [0.5, 0.8]}
+TINY_RECIPE = {"pruning": {"epochs": 1}, "quantization": None, "batch_size": 64}
+
+
+def tiny_model(nan=False):
+    """~2.6k parameters on 8×8 inputs; ``nan=True`` outputs NaN."""
+    L = keras.layers
+    init = keras.initializers.Constant(float("nan")) if nan else "glorot_uniform"
+    return keras.Sequential([
+        L.Input((8, 8, 1)), L.Conv2D(4, 3, activation="relu", name="conv"), L.Flatten(),
+        L.Dense(10, activation="softmax", kernel_initializer=init, name="out"),
+    ], name="tiny")
+
+
+@pytest.fixture(scope="module")
+def tiny_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("tiny") / "tiny.keras"
+    tiny_model().save(path)
+    return str(path)
+
+
+# --- space ----------------------------------------------------------------
+def test_space_yaml_round_trip_and_kinds():
+    space = SearchSpace.default()
+    again = SearchSpace.from_yaml_string(space.to_yaml())
+    assert again == space and again.fingerprint() == space.fingerprint()
+    p = space.params
+    assert p["learning_rate"].kind == "float" and p["learning_rate"].sampling == "log"
+    assert p["batch_size"].kind == "choice" and p["qat_epochs"].kind == "int"
+    hp = space.hyperparameters()
+    assert {"learning_rate", "batch_size", "optimizer", "lr_decay", "final_sparsity"} <= {h.name for h in hp.space}
+
+
+def test_default_space_follows_recipe_stages():
+    # Clustering and distillation are searched only where the Recipe has them
+    # and the base recipe enables them.
+    assert "cluster_count" not in SearchSpace.default(Recipe()).names
+    if "clustering" in Recipe.__dataclass_fields__:
+        from tfcompress.recipe import Clustering
+
+        assert "cluster_count" in SearchSpace.default(Recipe(clustering=Clustering())).names
+
+
+@pytest.mark.parametrize("spec, message", [
+    ({}, "search space is empty"),
+    ({"learning_rate": {"min": 0.1, "max": 0.01}}, "min (0.1) is greater than max (0.01)"),
+    ({"learning_rate": []}, "empty list"),
+    ({"learning_rte": [0.1]}, "unknown parameter 'learning_rte'"),
+    ({"optimizer": ["adam", "lion"]}, "optimizer value 'lion'"),
+    ({"learning_rate": {"min": 0, "max": 1, "sampling": "log"}}, "log sampling needs min > 0"),
+    ({"pruning_begin": {"min": 0.0, "max": 0.6}, "pruning_end": [0.5, 0.9]}, "keep every pruning_begin below"),
+    ({"decay_rate": {"min": 0.5, "max": 0.9}}, "add lr_decay"),
+])
+def test_bad_space_is_one_line_error(spec, message):
+    with pytest.raises(TuningError, match=message.replace("(", r"\(").replace(")", r"\)")) as e:
+        SearchSpace(spec)
+    assert "\n" not in str(e.value)
+
+
+def test_values_make_a_valid_recipe():
+    space = SearchSpace.default()
+    base = Recipe()
+    values = {"learning_rate": 3e-3, "batch_size": 64, "optimizer": "sgd", "final_sparsity": 0.7,
+              "pruning_begin": 0.1, "pruning_end": 0.6, "pruning_frequency": 25, "qat_epochs": 1,
+              "lr_decay": "cosine", "cosine_alpha": 0.1, "tuner/epochs": 2}
+    r = space.recipe(values, base)
+    assert (r.learning_rate, r.batch_size, r.optimizer) == (3e-3, 64, "sgd")
+    assert (r.pruning.final_sparsity, r.pruning.begin, r.pruning.end, r.pruning.frequency) == (0.7, 0.1, 0.6, 25)
+    assert r.quantization.epochs == 1
+    assert Recipe.from_yaml_string(r.to_yaml()) == r
+    assert "decay=cosine" in format_params(values) and "ep=2" in format_params(values)
+
+
+def test_training_schedules():
+    assert TrainingSchedule(0.1, "exponential", decay_rate=0.5).rate(2, 4) == pytest.approx(0.025)
+    assert TrainingSchedule(0.1, "step", step_drop=0.1, step_every=2).rate(3, 4) == pytest.approx(0.01)
+    cos = TrainingSchedule(0.1, "cosine", cosine_alpha=0.0)
+    assert cos.rate(0, 4) == pytest.approx(0.1) and cos.rate(2, 4) == pytest.approx(0.05)
+    assert TrainingSchedule(0.1).rate(5, 6) == 0.1
+
+
+# --- objectives, constraints, Pareto -----------------------------------------
+def test_objectives_and_constraints():
+    assert parse_objectives(None) == ["accuracy", "size_kb", "latency_ms"]
+    assert parse_objectives("latency, accuracy") == ["latency_ms", "accuracy"]
+    with pytest.raises(TuningError, match="unknown objective 'speed'"):
+        parse_objectives("accuracy,speed")
+    c = parse_constraint("latency_ms <= 0.5")
+    assert (c.metric, c.op, c.bound) == ("latency_ms", "<=", 0.5) and str(c) == "latency_ms<=0.5"
+    assert parse_constraint("size<=20").ok({"size_kb": 19}) and not parse_constraint("accuracy>=0.9").ok({"accuracy": 0.8})
+    for bad in ("latency=0.5", "flops<=3", "size_kb<=abc"):
+        with pytest.raises(TuningError):
+            parse_constraint(bad)
+    with pytest.raises(TuningError, match="unknown algorithm 'grid'"):
+        make_oracle("grid", SearchSpace.default().hyperparameters())
+
+
+def test_pareto_front_is_non_dominated_set():
+    rows = [
+        {"accuracy": 0.95, "size_kb": 20, "latency_ms": 1.0},   # best accuracy
+        {"accuracy": 0.90, "size_kb": 10, "latency_ms": 1.0},   # smallest
+        {"accuracy": 0.89, "size_kb": 12, "latency_ms": 1.0},   # dominated by 1
+        {"accuracy": 0.80, "size_kb": 15, "latency_ms": 0.5},   # fastest
+        {"accuracy": 0.80, "size_kb": 15, "latency_ms": 0.51},  # a tie within timing noise with 3
+    ]
+    keys = ["accuracy", "size_kb", "latency_ms"]
+    assert pareto_front(rows, keys) == [0, 1, 3, 4]
+    assert pareto_front(rows, keys, tolerance={}) == [0, 1, 3]
+    assert pareto_front(rows, ["accuracy", "size_kb"]) == [0, 1]
+    # Not the summed objective: a point that is best on nothing can still be optimal.
+    mid = [{"accuracy": 1.0, "size_kb": 100}, {"accuracy": 0.0, "size_kb": 1}, {"accuracy": 0.6, "size_kb": 50}]
+    assert pareto_front(mid, ["accuracy", "size_kb"]) == [0, 1, 2]
+
+
+def test_failure_reason_takes_the_last_failed_trial_line():
+    tb = "Traceback...\nValueError: x\n\nDuring handling...\nkeras_tuner.src.errors.FailedTrialError: NaN loss\n"
+    assert failure_reason(tb) == "NaN loss"
+
+
+# --- a tiny search (in-process trials, one of them NaN) -------------------------
+_BUILDS = []
+
+
+def _sometimes_nan():
+    _BUILDS.append(1)
+    return tiny_model(nan=len(_BUILDS) == 2)
+
+
+def test_search_records_failed_trial_and_goes_on(digits, tmp_path):
+    _BUILDS.clear()
+    lines = []
+    result = tune(_sometimes_nan, digits, space=TINY_SPACE, recipe=TINY_RECIPE, max_trials=3, epochs=1,
+                  constraints=["size_kb<=100"], directory=str(tmp_path), isolation="session",
+                  timing_runs=5, timing_seconds=0.05, train_subset=400, progress=lines.append)
+    assert len(lines) == 3 and "FAILED: NaN" in lines[1] and "acc" in lines[0]
+    statuses = [r["status"] for r in result.rows]
+    assert statuses == ["COMPLETED", "FAILED", "COMPLETED"]
+    assert "NaN" in result.rows[1]["reason"]
+    done = result.completed
+    for r in done:
+        m = r["metrics"]
+        assert 0 <= m["accuracy"] <= 1 and 0 < m["size_kb"] < 100 and m["latency_ms"] > 0
+        assert m["epochs"] == 2  # 1 training + 1 pruning epoch
+    assert result.best["trial_id"] in result.pareto
+    for name in ("trials.json", "trials.md", "pareto.png", "best_recipe.yaml"):
+        assert os.path.getsize(tmp_path / name) > 0
+    chosen = Recipe.from_yaml(str(tmp_path / "best_recipe.yaml"))  # what `optimize --recipe` does
+    assert chosen == result.recipe() and chosen.quantization is None
+    assert chosen.pruning.final_sparsity in (0.5, 0.8)
+    again = load_results(str(tmp_path))
+    assert again.pareto == result.pareto and [r["trial_id"] for r in again.rows] == ["0", "1", "2"]
+
+
+# --- CLI ------------------------------------------------------------------------
+def _write(path, obj):
+    path.write_text(yaml.safe_dump(obj))
+    return str(path)
+
+
+def test_cli_hyperband_unmeetable_constraint_then_refuses_other_space(tiny_file, tmp_path, capsys):
+    space = _write(tmp_path / "space.yaml", TINY_SPACE)
+    recipe = _write(tmp_path / "recipe.yaml", TINY_RECIPE)
+    out = str(tmp_path / "search")
+    argv = ["tune", "--model", tiny_file, "--dataset", "digits", "--space", space, "--recipe", recipe,
+            "--algorithm", "hyperband", "--epochs", "2", "--max-trials", "2", "--train-subset", "300",
+            "--constraint", "size_kb<=0.01", "--dir", out]
+    assert main(argv) == 2
+    cap = capsys.readouterr()
+    progress = [ln for ln in cap.out.splitlines() if re.match(r"trial \d+ \[tuner0\]", ln)]
+    assert len(progress) == 2 and all("size" in ln and "latency" in ln and " s " in ln for ln in progress)
+    assert "best trials (none meets the constraints)" in cap.out
+    err = cap.err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: no trial meets the constraints: size_kb<=0.01 (best size_kb")
+    trials = json.loads((tmp_path / "search" / "trials.json").read_text())
+    assert [t["values"]["tuner/epochs"] for t in trials["trials"]] and trials["best"] is None
+    assert not os.path.exists(tmp_path / "search" / "best_recipe.yaml")
+
+    # Same folder, different space: refused before any trial runs.
+    other = _write(tmp_path / "other.yaml", {"learning_rate": [0.01], "final_sparsity": [0.5, 0.8]})
+    argv2 = list(argv)
+    argv2[argv2.index(space)] = other
+    assert main(argv2) == 2
+    msg = capsys.readouterr().err
+    assert "refusing to resume" in msg and "search space differs (learning_rate)" in msg
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--algorithm", "grid"], "unknown algorithm 'grid'"),
+    (["--objective", "speed"], "unknown objective 'speed'"),
+    (["--constraint", "flops<=1"], "unknown constraint metric 'flops'"),
+])
+def test_cli_bad_input_one_line(extra, message, tmp_path, capsys):
+    assert main(["tune", "--model", "digits_cnn", "--dataset", "digits", "--dir", str(tmp_path)] + extra) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0]
+
+
+def test_cli_empty_space_file(tmp_path, capsys):
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("# nothing\n")
+    assert main(["tune", "--model", "digits_cnn", "--dataset", "digits", "--space", str(empty),
+                 "--dir", str(tmp_path / "o")]) == 2
+    assert "search space is empty" in capsys.readouterr().err
