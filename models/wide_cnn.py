@@ -1,4 +1,7 @@
-"""A wider reference CNN (Conv-BN-ReLU 64/128/256, ~60 MFLOPs at 28x28x1).
+"""A wider reference CNN (Conv-BN-ReLU 64/128/256, ~59 MFLOPs at 28x28x1).
+
+BatchNorm momentum is 0.9 (not 0.99) so the moving statistics keep up in
+short training runs.
 
 The benchmark model for channel pruning: wide enough that removing filters
 gives real latency gains on CPUs.
@@ -28,7 +31,7 @@ def build(input_shape=(28, 28, 1), num_classes=10):
     for i, filters in enumerate((64, 128, 256), start=1):
         layers += [
             L.Conv2D(filters, 3, padding="same", use_bias=False, name=f"conv{i}"),
-            L.BatchNormalization(name=f"bn{i}"),
+            L.BatchNormalization(momentum=0.9, name=f"bn{i}"),
             L.ReLU(name=f"relu{i}"),
             L.MaxPooling2D(2, name=f"pool{i}"),
         ]

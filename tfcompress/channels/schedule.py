@@ -151,7 +151,11 @@ def apply(model, config, data=None, fine_tune=None):
             if not final:
                 continue
             c0 = orig.get(name, g.channels)
-            target = max(1, int(round(c0 * (1 - final * frac))))
+            target = int(round(c0 * (1 - final * frac)))
+            if target < 1:
+                target = 1
+                if i == steps:
+                    notes.append(f"group '{name}': ratio {final:.2f} would remove all {c0} channels; kept 1")
             if g.channels > target:
                 step_layer[name] = (g.channels - target) / g.channels
         current, rep = prune_channels(current, per_layer=step_layer, criterion=config.criterion,
