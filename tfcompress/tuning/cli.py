@@ -17,6 +17,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 
 __all__ = ["add_subcommands", "run_tune"]
 
@@ -61,6 +62,9 @@ def add_subcommands(subparsers):
                    help="address the chief's oracle binds (default: %(default)s); the oracle has NO "
                    "authentication, so another interface prints a warning")
     p.add_argument("--port", type=int, default=0, help="oracle port (default: a free one)")
+    p.add_argument("--isolation", choices=["process", "session"], default="process",
+                   help="run trials in a child process replaced every few trials (default; no memory creep) "
+                   "or in this process")
     p.add_argument("--quiet", action="store_true", help="print only the final table")
     p.add_argument("--role", choices=["chief", "worker"], default=None, help=argparse_suppress())
     p.set_defaults(func=run_tune)
@@ -77,7 +81,7 @@ def _kwargs(args):
         space=args.space, algorithm=args.algorithm, max_trials=args.max_trials,
         objectives=args.objective, constraints=args.constraint, recipe=args.recipe, epochs=args.epochs,
         epoch_budget=args.epoch_budget, directory=args.dir, overwrite=args.overwrite, seed=args.seed,
-        threads=args.threads, train_subset=args.train_subset,
+        threads=args.threads, train_subset=args.train_subset, isolation=args.isolation,
     )
 
 
@@ -98,7 +102,8 @@ def _child_argv(args, role):
     """The command line of a chief/worker child: the same search, no launcher flags."""
     argv = ["tune", "--model", args.model, "--dataset", args.dataset, "--algorithm", args.algorithm,
             "--max-trials", str(args.max_trials), "--epochs", str(args.epochs), "--objective", args.objective,
-            "--dir", args.dir, "--threads", str(args.threads), "--seed", str(args.seed), "--role", role]
+            "--dir", args.dir, "--threads", str(args.threads), "--seed", str(args.seed), "--role", role,
+            "--isolation", args.isolation]
     for flag, value in (("--space", args.space), ("--recipe", args.recipe),
                         ("--epoch-budget", args.epoch_budget), ("--train-subset", args.train_subset)):
         if value is not None:
@@ -154,13 +159,11 @@ def _join(args, progress):
 
 def _launch(args):
     from tfcompress.tuning.search import load_results, tune
+    from tfcompress.tuning.space import TuningError
 
-    # Validate everything (space, objectives, constraints, folder) before starting processes.
+    # Validate everything (space, objectives, constraints, folder) and write
+    # the settings before starting processes.
     tune(args.model, args.dataset, validate_only=True, **_kwargs(args))
-    if args.overwrite:
-        import shutil
-
-        shutil.rmtree(os.path.join(args.dir, "search"), ignore_errors=True)
     bind = args.bind
     if not _is_loopback(bind):
         print(f"warning: the oracle listens on {bind} without authentication: anyone who can reach this "
@@ -177,7 +180,16 @@ def _launch(args):
                                 env=dict(base, KERASTUNER_ORACLE_IP=local, KERASTUNER_TUNER_ID=f"worker{i}"))
                for i in range(args.workers)]
     try:
-        codes = [w.wait() for w in workers]
+        while any(w.poll() is None for w in workers):
+            if chief.poll() is not None and chief.returncode != 0:
+                for w in workers:
+                    w.terminate()
+                for w in workers:
+                    w.wait()
+                raise TuningError(f"the chief exited with code {chief.returncode} (its error is above); "
+                                  "workers stopped.")
+            time.sleep(0.5)
+        codes = [w.returncode for w in workers]
         try:
             chief.wait(timeout=60)
         except subprocess.TimeoutExpired:

@@ -385,7 +385,9 @@ def tune(model, data, space=None, algorithm="random", max_trials=10, objectives=
         timing_seconds: minimum timed seconds per trial. Defaults to `0.2`.
         train_subset: use only the first N training examples. Defaults to `None`.
         progress: called with each progress line. Defaults to `None` (silent).
-        validate_only: check the arguments and the folder, run nothing.
+        validate_only: check the arguments and the folder and write the
+            settings (with ``overwrite``: clear the old search), run no trial;
+            what ``tfcompress tune --workers`` does before starting processes.
             Defaults to `False`.
         isolation: ``"process"`` runs trials in a child process replaced
             every few trials (no memory creep); ``"session"`` runs them here.
@@ -446,6 +448,12 @@ def tune(model, data, space=None, algorithm="random", max_trials=10, objectives=
     if not worker:
         _check_settings(directory, settings, overwrite)
     if validate_only:
+        if not worker:  # a launcher: the chief and workers it starts find the settings in place
+            if overwrite:
+                import shutil
+
+                shutil.rmtree(os.path.join(directory, PROJECT), ignore_errors=True)
+            atomic_write_json(os.path.join(directory, SETTINGS), settings)
         return None
 
     def on_end(tuner, trial, metrics, reason):
