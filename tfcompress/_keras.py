@@ -59,7 +59,10 @@ try:  # absl prints "WARNING: All log messages before absl::InitializeLog()".
 except ImportError:  # pragma: no cover
     pass
 
-__all__ = ["tf", "keras", "tfmot", "is_keras3_model", "check_model", "custom_objects", "clone", "quiet_native_logs"]
+__all__ = [
+    "tf", "keras", "tfmot", "is_keras3_model", "check_model", "coerce_model", "flatten_nested",
+    "custom_objects", "clone", "quiet_native_logs",
+]
 
 
 def is_keras3_model(obj):
@@ -115,10 +118,109 @@ def custom_objects():
     """Custom objects needed to load models saved mid-compression
     (pruning, clustering and QAT wrappers)."""
     objs = {}
-    for scope in (tfmot.quantization.keras.quantize_scope(), tfmot.sparsity.keras.prune_scope()):
+    scopes = (tfmot.quantization.keras.quantize_scope(), tfmot.sparsity.keras.prune_scope(),
+              tfmot.clustering.keras.cluster_scope())
+    for scope in scopes:
         for d in scope.custom_objects:  # a tuple of dicts
             objs.update(d)
     return objs
+
+
+def coerce_model(model):
+    """The tf_keras model tfcompress works on: Keras 3 models translated
+    (:func:`tfcompress._keras3.to_tf_keras`), nested Sequential/Functional
+    sub-models flattened into the outer graph (:func:`flatten_nested`).
+
+    Args:
+        model: a tf_keras or Keras 3 Sequential or Functional model.
+
+    Returns:
+        ``model`` itself when nothing needs changing, else a new model sharing
+        or copying its weights (the input is never modified).
+
+    Raises:
+        UnsupportedModelError: as :func:`check_model`, with what to do.
+
+    Example:
+        >>> flat = coerce_model(transfer_model)  # doctest: +SKIP
+        >>> any(isinstance(l, keras.Model) for l in flat.layers)  # doctest: +SKIP
+        False
+    """
+    if is_keras3_model(model):
+        from tfcompress._keras3 import to_tf_keras
+
+        model = to_tf_keras(model)
+    return flatten_nested(check_model(model))
+
+
+def _graph_model(layer):
+    return isinstance(layer, keras.Model) and (
+        isinstance(layer, keras.Sequential) or getattr(layer, "_is_graph_network", False))
+
+
+def _replay(model, inputs):
+    # Re-run model's graph on new symbolic inputs, calling the layers of
+    # nested graph models directly instead of the nested model.
+    usage = model._tensor_usage_count
+    tensors = {}
+    for x, y in zip(model.inputs, inputs):
+        tensors[str(id(x))] = [y] * usage[str(id(x))]
+    for depth in sorted(model._nodes_by_depth, reverse=True):
+        for node in model._nodes_by_depth[depth]:
+            if node.is_input or any(t not in tensors for t in node.flat_input_ids):
+                continue
+            args, kwargs = node.map_arguments(tensors)
+            if _graph_model(node.layer):
+                outputs = _replay(node.layer, tf.nest.flatten(args[0]))
+                outputs = tf.nest.pack_sequence_as(node.layer._nested_outputs, outputs)
+            else:
+                outputs = node.layer(*args, **kwargs)
+            for x_id, y in zip(node.flat_output_ids, tf.nest.flatten(outputs)):
+                tensors[x_id] = [y] * usage[x_id]
+    return [tensors[str(id(x))].pop() for x in model.outputs]
+
+
+def flatten_nested(model):
+    """``model`` with nested Sequential/Functional sub-models (a transfer-
+    learning backbone) replaced by their layers, so pruning and QAT wrap
+    the backbone's layers too. Layers (and so weights) are shared with
+    ``model``; a model without nested models is returned as is.
+
+    Args:
+        model: a tf_keras Sequential or Functional model.
+
+    Returns:
+        A flat Functional model named like ``model``.
+
+    Raises:
+        UnsupportedModelError: a nested model that cannot be inlined (e.g. a
+            layer name used both inside and outside it).
+
+    Example:
+        >>> flat = flatten_nested(model)  # doctest: +SKIP
+    """
+    nested = [l for l in model.layers if _graph_model(l)]
+    if not nested:
+        return model
+    names = [l.name for l in model.layers if not _graph_model(l)]
+    for sub in nested:
+        names += [l.name for l in flatten_nested(sub).layers if not isinstance(l, keras.layers.InputLayer)]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise UnsupportedModelError(
+            f"cannot flatten nested model(s) {', '.join(l.name for l in nested)}: layer name(s) "
+            f"{', '.join(dupes[:5])} are used more than once; give the layers unique names."
+        )
+    try:
+        outs = _replay(model, list(model.inputs))
+        flat = keras.Model(model.inputs, outs[0] if len(outs) == 1 else outs, name=model.name)
+    except Exception as e:  # noqa: BLE001 - Keras raises many types here
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        raise UnsupportedModelError(
+            f"cannot flatten nested model(s) {', '.join(l.name for l in nested)} ({first}): "
+            "rebuild the model as one Functional graph."
+        ) from None
+    return flat
 
 
 def clone(model, clone_function=None):

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 
 from tfcompress import clustering, pruning, quantization
 from tfcompress._data import prepare
-from tfcompress._keras import check_model, clone, keras, tf
+from tfcompress._keras import clone, coerce_model, keras, tf
 from tfcompress.distill import Distiller, ends_in_softmax
 from tfcompress.errors import RecipeError
 from tfcompress.recipe import Recipe
@@ -363,7 +363,7 @@ def optimize(model, train_data, validation_data=None, recipe=None, epochs=None,
         >>> result.report.layer("conv1").stages["clustering"]  # doctest: +SKIP
         'clustered: 16 unique values'
     """
-    check_model(model)
+    model = coerce_model(model)  # Keras 3 translated, nested backbones flattened
     recipe = as_recipe(recipe)
     if epochs is not None and (not isinstance(epochs, int) or epochs < 1):
         raise RecipeError(f"epochs must be a positive integer, got {epochs!r}.")

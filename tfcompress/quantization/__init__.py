@@ -8,6 +8,7 @@ Example:
 
 from tfcompress._keras import keras, tfmot, clone
 from tfcompress.errors import RecipeError, UnsupportedModelError
+from tfcompress.quantization import configs
 
 from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
     default_8bit_quantize_registry,
@@ -25,9 +26,7 @@ def why_not_quantizable(layer):
         return "nested model: not quantized"
     if isinstance(layer, keras.layers.InputLayer):
         return "input layer"
-    if not _registry.supports(layer):
-        return f"TF-MOT's 8-bit scheme has no quantize config for {type(layer).__name__}"
-    return None
+    return configs.why_not(layer)  # TF-MOT's registry plus tfcompress's own configs
 
 
 def scheme_for(name):
@@ -74,7 +73,7 @@ def wrap(model, stage, preserve_sparsity=None, scheme=None):
         reason = why_not_quantizable(layer)
         if reason is None:
             records[layer.name] = "quantized"
-            return _q.quantize_annotate_layer(layer)
+            return _q.quantize_annotate_layer(layer, configs.config_for(layer))
         if layer.weights or not isinstance(layer, keras.layers.InputLayer):
             records[layer.name] = f"skipped: {reason}"
         return layer
@@ -82,7 +81,7 @@ def wrap(model, stage, preserve_sparsity=None, scheme=None):
     annotated = clone(model, annotate)
     if "quantized" not in records.values():
         raise RecipeError("quantization found no quantizable layer: remove the quantization stage.")
-    scheme = scheme_for(scheme or ("pqat" if preserve else "qat"))
+    scheme = configs.guard_scheme(scheme_for(scheme or ("pqat" if preserve else "qat")))
     try:
         with _q.quantize_scope():
             qat = _q.quantize_apply(annotated, scheme)

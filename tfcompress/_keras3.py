@@ -1,0 +1,319 @@
+"""The Keras 3 → tf_keras bridge.
+
+TF-MOT only works with tf_keras (Keras 2). A Keras 3 Sequential or Functional
+model built from built-in layers is translated here: its config is rewritten
+in the tf_keras format (dtype policies, input shapes, serialised initialisers,
+inbound nodes), the tf_keras model is built from it, and the weights are copied
+layer by layer. Anything that cannot be translated faithfully (subclassed
+models, Lambda layers, ``keras.ops`` calls in a Functional graph, custom
+layers) raises :class:`~tfcompress.errors.UnsupportedModelError` saying what to
+do; nothing is dropped silently.
+
+Example:
+    >>> import keras  # Keras 3
+    >>> from tfcompress._keras3 import to_tf_keras
+    >>> k3 = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    >>> type(to_tf_keras(k3)).__module__.split(".")[0]
+    'tf_keras'
+"""
+
+import inspect
+
+import numpy as np
+
+from tfcompress._keras import is_keras3_model, keras
+from tfcompress.errors import UnsupportedModelError
+
+__all__ = ["to_tf_keras", "translate_config", "is_keras3_model"]
+
+# Keys every tf_keras layer accepts through ``Layer.__init__(**kwargs)``.
+_BASE_KWARGS = {
+    "name", "trainable", "dtype", "dynamic", "input_dim", "input_shape",
+    "batch_input_shape", "batch_size", "weights", "activity_regularizer", "autocast",
+}
+# Keras 3-only keys that are safe to drop when they hold these values.
+_DROPPABLE = {
+    "optional": (False,),
+    "use_cudnn": ("auto", True, False),
+    "quantization_config": (None,),
+    "lora_rank": (None,),
+    "lora_alpha": (None,),
+    "input_axes": (None,),
+    "output_axes": (None,),
+}
+_OBJECT_MODULES = {
+    "keras.initializers": "initializers",
+    "keras.regularizers": "regularizers",
+    "keras.constraints": "constraints",
+}
+_MODEL_CLASSES = ("Functional", "Sequential", "Model")
+
+
+def _fail(msg):
+    raise UnsupportedModelError(msg)
+
+
+def _accepted(cls):
+    """Constructor keywords a tf_keras class accepts (through its MRO)."""
+    names = set()
+    for c in cls.__mro__:
+        if c is object or "__init__" not in vars(c):
+            continue
+        try:
+            params = inspect.signature(c.__init__).parameters
+        except (TypeError, ValueError):  # pragma: no cover - builtins
+            continue
+        names.update(p for p, v in params.items() if v.kind not in (v.VAR_KEYWORD, v.VAR_POSITIONAL))
+    names.discard("self")
+    if issubclass(cls, keras.layers.Layer):
+        names |= _BASE_KWARGS
+    return names
+
+
+def _filter(cls, config, where):
+    """Drop Keras 3-only keys tf_keras does not know, when that is harmless."""
+    ok = _accepted(cls)
+    out = {}
+    for k, v in config.items():
+        if k in ok:
+            out[k] = v
+        elif k in _DROPPABLE and (v in _DROPPABLE[k] or v is None):
+            continue
+        elif v is None or v is False or v == {} or v == []:
+            continue
+        else:
+            _fail(
+                f"{where}: Keras 3 option {k}={v!r} has no tf_keras equivalent; "
+                "rebuild the model with `import tf_keras as keras` or without that option."
+            )
+    return out
+
+
+def _dtype(value):
+    if isinstance(value, dict):  # DTypePolicy / FloatDTypePolicy
+        return (value.get("config") or {}).get("name", "float32")
+    return value
+
+
+def _object(d, where):
+    """A serialised initializer / regularizer / constraint in tf_keras form."""
+    module = d.get("module") or ""
+    kind = _OBJECT_MODULES.get(module)
+    if kind is None:
+        _fail(f"{where}: {d.get('class_name')} from {module or 'an unknown module'} has no tf_keras "
+              "equivalent; use built-in Keras objects.")
+    cls = getattr(getattr(keras, kind), d["class_name"], None)
+    if cls is None:
+        _fail(f"{where}: {kind[:-1]} {d['class_name']} does not exist in tf_keras; use a built-in one.")
+    return {"class_name": d["class_name"], "config": _filter(cls, _values(d.get("config") or {}, where), where)}
+
+
+def _values(config, where):
+    out = {}
+    for k, v in config.items():
+        if k == "dtype":
+            out[k] = _dtype(v)
+        elif isinstance(v, dict) and "class_name" in v and "module" in v:
+            if v["module"] == "keras.layers" or v["class_name"] in _MODEL_CLASSES:
+                out[k] = _layer(v, f"{where}.{k}")  # Bidirectional / TimeDistributed / RNN cells
+            else:
+                out[k] = _object(v, f"{where}.{k}")
+        elif isinstance(v, list) and v and all(isinstance(i, dict) and "class_name" in i for i in v):
+            out[k] = [_layer(i, f"{where}.{k}") for i in v]  # StackedRNNCells
+        else:
+            out[k] = v
+    return out
+
+
+def _layer(entry, where=None):
+    """One serialised Keras 3 layer (or model) in the tf_keras format."""
+    cls_name = entry.get("class_name")
+    where = where or f"layer {entry.get('name') or (entry.get('config') or {}).get('name')!r}"
+    config = entry.get("config") or {}
+    if cls_name in _MODEL_CLASSES:
+        return {"class_name": cls_name, "config": translate_config(config, cls_name)}
+    if cls_name == "Lambda":
+        _fail(f"{where} is a Lambda layer (Python code): replace it with built-in layers; "
+              "tfcompress cannot translate or compress code it cannot read.")
+    module = entry.get("module") or ""
+    cls = getattr(keras.layers, cls_name, None) if module.startswith("keras.layers") or not module else None
+    if cls is None:
+        what = f"keras.ops call ({cls_name})" if ".ops." in module else f"{cls_name} ({module or 'custom'})"
+        _fail(f"{where} is a {what} with no tf_keras equivalent: build the model from built-in "
+              "layers (use layers instead of keras.ops in Functional models) or with `import tf_keras`.")
+    config = dict(config)
+    if cls_name == "InputLayer":
+        if "batch_shape" in config:
+            config["batch_input_shape"] = config.pop("batch_shape")
+        elif "shape" in config:
+            config["batch_input_shape"] = [None] + list(config.pop("shape"))
+    return {"class_name": cls_name, "config": _filter(cls, _values(config, where), where)}
+
+
+def _tensor_ref(arg, kwargs, where, nested):
+    if not (isinstance(arg, dict) and arg.get("class_name") == "__keras_tensor__"):
+        _fail(f"{where} takes a constant or non-tensor positional argument; tfcompress can only "
+              "translate layers called on Keras tensors.")
+    name, node, index = arg["config"]["keras_history"]
+    # tf_keras counts a nested model's own input node as node 0; Keras 3 does not.
+    return [name, node + (name in nested), index, kwargs]
+
+
+def _inbound(nodes, where, nested):
+    out = []
+    for node in nodes:
+        if isinstance(node, list):  # already in the tf_keras format
+            out.append(node)
+            continue
+        args, kwargs = node.get("args", []), dict(node.get("kwargs") or {})
+        if len(args) != 1:
+            _fail(f"{where} is called with {len(args)} positional inputs; tfcompress translates "
+                  "layers called on one tensor or one list of tensors.")
+        if any(isinstance(v, dict) and v.get("class_name") == "__keras_tensor__" for v in kwargs.values()):
+            _fail(f"{where} takes a tensor as a keyword argument (e.g. mask=); tfcompress cannot translate it.")
+        kwargs = {k: v for k, v in kwargs.items() if v is not None}
+        arg = args[0]
+        if isinstance(arg, (list, tuple)):
+            out.append([_tensor_ref(a, kwargs, where, nested) for a in arg])
+        else:
+            out.append([_tensor_ref(arg, kwargs, where, nested)])
+    return out
+
+
+def _io_layers(value):
+    # Keras 3 numbers nodes here as tf_keras does (a nested model's own node
+    # counts), unlike in inbound nodes.
+    if value and isinstance(value[0], str):  # a single [name, node, tensor]
+        value = [value]
+    return [list(v) for v in value]
+
+
+def translate_config(config, class_name="Functional"):
+    """Rewrite a Keras 3 ``Functional``/``Sequential`` config for tf_keras.
+
+    Args:
+        config: ``model.get_config()`` of a Keras 3 model.
+        class_name: ``"Functional"`` or ``"Sequential"``. Defaults to
+            `"Functional"`.
+
+    Returns:
+        A config ``tf_keras.Model.from_config`` (or ``Sequential.from_config``)
+        accepts.
+
+    Raises:
+        UnsupportedModelError: a layer or option with no tf_keras equivalent.
+
+    Example:
+        >>> cfg = translate_config(k3_model.get_config())  # doctest: +SKIP
+        >>> tf_keras.Model.from_config(cfg)  # doctest: +SKIP
+    """
+    if "layers" not in config:
+        _fail("the model config has no layers: only Sequential and Functional models can be translated.")
+    nested = {e.get("name") or (e.get("config") or {}).get("name")
+              for e in config["layers"] if e.get("class_name") in _MODEL_CLASSES}
+    layers = []
+    for entry in config["layers"]:
+        t = _layer(entry)
+        if class_name != "Sequential":
+            t["name"] = entry.get("name") or t["config"].get("name")
+            t["inbound_nodes"] = _inbound(entry.get("inbound_nodes", []), f"layer {t['name']!r}", nested)
+        layers.append(t)
+    out = {"name": config.get("name"), "layers": layers}
+    if class_name == "Sequential":
+        if config.get("build_input_shape") is not None:
+            out["build_input_shape"] = config["build_input_shape"]
+    else:
+        out["input_layers"] = _io_layers(config["input_layers"])
+        out["output_layers"] = _io_layers(config["output_layers"])
+    return out
+
+
+def _kind(model):
+    """"Sequential", "Functional", or None for a subclassed Keras 3 model."""
+    import keras as k3  # only imported when a Keras 3 model is at hand
+
+    if type(model) is k3.Sequential:
+        return "Sequential"
+    if type(model).__name__ == "Functional" and type(model).__module__.startswith("keras."):
+        return "Functional"
+    return None
+
+
+def _copy_weights(src, dst, where=""):
+    """Copy weights layer by layer (recursing into nested models)."""
+    by_name = {l.name: l for l in src.layers}
+    for layer in dst.layers:
+        s = by_name.get(layer.name)
+        if s is None:
+            _fail(f"layer {where}{layer.name} has no Keras 3 counterpart after translation; "
+                  "please report this model.")
+        if isinstance(layer, keras.Model):
+            _copy_weights(s, layer, f"{where}{layer.name}/")
+            continue
+        values = [np.asarray(v) for v in s.get_weights()]
+        targets = layer.weights
+        if len(values) != len(targets) or any(tuple(v.shape) != tuple(t.shape) for v, t in zip(values, targets)):
+            _fail(
+                f"layer {where}{layer.name} ({type(layer).__name__}): Keras 3 weights "
+                f"{[tuple(v.shape) for v in values]} do not match tf_keras "
+                f"{[tuple(t.shape) for t in targets]}; rebuild it with `import tf_keras as keras`."
+            )
+        layer.set_weights(values)
+
+
+def to_tf_keras(model):
+    """Translate a Keras 3 Sequential or Functional model to tf_keras.
+
+    The tf_keras model has the same layers, names and weights; its outputs
+    match the Keras 3 model's to float rounding. A tf_keras model is returned
+    unchanged.
+
+    Args:
+        model: a Keras 3 (``keras`` package) Sequential or Functional model of
+            built-in layers, built (it has an input shape).
+
+    Returns:
+        The equivalent tf_keras model (uncompiled).
+
+    Raises:
+        UnsupportedModelError: subclassed models, Lambda layers, ``keras.ops``
+            calls, custom layers or options with no tf_keras equivalent.
+
+    Example:
+        >>> import keras
+        >>> k3 = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+        >>> to_tf_keras(k3).output_shape
+        (None, 2)
+    """
+    if isinstance(model, keras.Model):
+        return model
+    if not is_keras3_model(model):
+        _fail(f"expected a Keras model, got {type(model).__name__}: pass a Sequential or Functional model.")
+    kind = _kind(model)
+    if kind is None:
+        _fail(
+            f"{type(model).__name__} is a subclassed Keras 3 model: tfcompress can only translate "
+            "Sequential and Functional models; rebuild it with keras.Sequential([...]) or "
+            "keras.Model(inputs, outputs) (or with `import tf_keras as keras`)."
+        )
+    if not model.built or (kind == "Functional" and not model.inputs):
+        _fail("the Keras 3 model is not built: give it an Input(shape=...) or call model.build(shape) first.")
+    try:
+        config = model.get_config()
+    except NotImplementedError:
+        _fail(f"{type(model).__name__} cannot describe itself (get_config): rebuild it as a Sequential "
+              "or Functional model of built-in layers.")
+    translated = translate_config(config, kind)
+    cls = keras.Sequential if kind == "Sequential" else keras.Model
+    try:
+        tfk = cls.from_config(translated)
+    except UnsupportedModelError:
+        raise
+    except Exception as e:  # tf_keras raises many types on a config it rejects
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        _fail(f"tf_keras could not rebuild the Keras 3 model ({first}); rebuild it with "
+              "`import tf_keras as keras`.")
+    if kind == "Sequential" and not tfk.built:
+        tfk.build((None,) + tuple(model.input_shape[1:]))
+    _copy_weights(model, tfk)
+    return tfk
