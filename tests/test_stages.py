@@ -74,13 +74,16 @@ def test_two_four_sparsity_skips_layers_that_cannot_hold_it(trained_digits, digi
 
 def test_block_sparsity_zeros_whole_blocks(trained_digits, digits):
     res = _run(trained_digits, digits, pruning=Pruning(final_sparsity=0.5, block_size=(1, 4), epochs=1,
-                                                       include=["Dense"]))
+                                                       exclude=["conv1"]))
     k = _kernel(res.model, "fc1")
     blocks = k.reshape(k.shape[0], -1, 4)
     zero_blocks = np.all(blocks == 0, -1)
     assert zero_blocks.mean() == pytest.approx(0.5, abs=0.02)
     assert np.all(np.any(blocks != 0, -1) | zero_blocks)
-    assert res.report.layer("conv1").stages["pruning"] == "skipped: not in include"
+    assert res.report.layer("conv1").stages["pruning"] == "skipped: excluded by 'conv1'"
+    assert res.report.layer("conv2").stages["pruning"] == \
+        "wrapped (block sparsity needs 2-D kernels: element-wise here)"
+    assert res.report.layer("conv2").sparsity == pytest.approx(0.5, abs=0.01)
 
 
 def test_per_layer_selection_and_overrides(trained_digits, digits):

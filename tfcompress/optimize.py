@@ -107,7 +107,7 @@ def with_policy(model, policy):
 
     def fn(layer):
         cfg = layer.get_config()
-        if not isinstance(layer, keras.layers.InputLayer):
+        if not isinstance(layer, (keras.layers.InputLayer, keras.Model)):
             cfg["dtype"] = "float32" if layer.name == last else policy
         return layer.__class__.from_config(cfg)
 

@@ -220,8 +220,10 @@ def wrap(model, stage, num_samples, batch_size, epochs=None):
         if stage.sparsity_m_by_n:
             kwargs["sparsity_m_by_n"] = tuple(stage.sparsity_m_by_n)
         if tuple(stage.block_size) != (1, 1):
-            kwargs["block_size"] = tuple(stage.block_size)
-            if any(len(getattr(layer, n).shape) != 2 for n in _weight_names(layer) if hasattr(layer, n)):
+            # TF-MOT raises for block sparsity on kernels that are not 2-D.
+            if all(len(getattr(layer, n).shape) == 2 for n in _weight_names(layer) if hasattr(layer, n)):
+                kwargs["block_size"] = tuple(stage.block_size)
+            else:
                 notes.append("block sparsity needs 2-D kernels: element-wise here")
         if policy_note:
             notes.append(policy_note)
