@@ -180,12 +180,13 @@ def _inbound(nodes, where, nested):
     return out
 
 
-def _io_layers(value):
-    # Keras 3 numbers nodes here as tf_keras does (a nested model's own node
-    # counts), unlike in inbound nodes.
+def _io_layers(value, nested):
+    # Keras 3 numbers a nested model's nodes here by its own node list: a
+    # Functional's construction node counts, a Sequential has none. tf_keras
+    # always counts the nested model's own node first.
     if value and isinstance(value[0], str):  # a single [name, node, tensor]
         value = [value]
-    return [list(v) for v in value]
+    return [[v[0], v[1] + (nested.get(v[0]) == "Sequential"), v[2]] for v in value]
 
 
 def translate_config(config, class_name="Functional"):
@@ -209,7 +210,7 @@ def translate_config(config, class_name="Functional"):
     """
     if "layers" not in config:
         _fail("the model config has no layers: only Sequential and Functional models can be translated.")
-    nested = {e.get("name") or (e.get("config") or {}).get("name")
+    nested = {e.get("name") or (e.get("config") or {}).get("name"): e["class_name"]
               for e in config["layers"] if e.get("class_name") in _MODEL_CLASSES}
     layers = []
     for entry in config["layers"]:
@@ -223,8 +224,8 @@ def translate_config(config, class_name="Functional"):
         if config.get("build_input_shape") is not None:
             out["build_input_shape"] = config["build_input_shape"]
     else:
-        out["input_layers"] = _io_layers(config["input_layers"])
-        out["output_layers"] = _io_layers(config["output_layers"])
+        out["input_layers"] = _io_layers(config["input_layers"], {})
+        out["output_layers"] = _io_layers(config["output_layers"], nested)
     return out
 
 
