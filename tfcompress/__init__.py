@@ -20,6 +20,7 @@ from tfcompress.errors import (
     TfcompressError,
     UnsupportedModelError,
 )
+from tfcompress.check import CheckReport, check
 from tfcompress.io import load_model
 from tfcompress.optimize import OptimizeResult, optimize
 from tfcompress.recipe import Pruning, Quantization, Recipe
@@ -34,6 +35,8 @@ __all__ = [
     "datasets",
     "models",
     "load_model",
+    "check",
+    "CheckReport",
     "TfcompressError",
     "RecipeError",
     "UnsupportedModelError",

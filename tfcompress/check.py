@@ -1,0 +1,326 @@
+"""Know before you train: what each compression technique can do to a model.
+
+:func:`check` looks at every layer of a model, without training it, and says
+whether TF-MOT can prune it, cluster it and quantize it (and with which
+quantize config), whether it can run sparse on XNNPACK
+(``PruneForLatencyOnXNNPack`` rules), whether structured channel pruning can
+shrink it, and then converts an untrained copy to int8 with random
+representative data so converter errors surface in seconds rather than after
+fine-tuning.
+
+Example:
+    >>> import tfcompress
+    >>> report = tfcompress.check(model)  # doctest: +SKIP
+    >>> print(report.table())  # doctest: +SKIP
+    >>> report.conversion["status"]  # doctest: +SKIP
+    'ok'
+"""
+
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from tfcompress._keras import coerce_model, keras, quiet_native_logs, tfmot
+from tfcompress.report import markdown_table, table
+
+__all__ = ["check", "CheckReport", "LayerCheck"]
+
+_YES = "yes"
+
+
+@dataclass
+class LayerCheck:
+    """What can be done to one layer.
+
+    Each technique field is ``"yes"`` (or, for quantization, the config that
+    would be used) or ``"no: <reason>"``; ``None`` when the question does not
+    apply (a layer without weights cannot be pruned or clustered).
+
+    Attributes:
+        name: layer name (nested models are flattened first).
+        type: layer class name.
+        params: parameter count.
+        prunable: magnitude pruning (TF-MOT ``prune_low_magnitude``).
+        clusterable: weight clustering (TF-MOT ``cluster_weights``).
+        quantizable: QAT annotation and its quantize config.
+        xnnpack_sparse: whether the layer can run sparse on XNNPACK.
+        channels: structured channel pruning: ``"yes"`` (its output channels
+            can be removed) or ``"no: locked: <reason>"``.
+    """
+
+    name: str
+    type: str
+    params: int
+    prunable: str = None
+    clusterable: str = None
+    quantizable: str = None
+    xnnpack_sparse: str = None
+    channels: str = None
+
+
+@dataclass
+class CheckReport:
+    """What :func:`check` found.
+
+    Attributes:
+        model: model name.
+        layers: a :class:`LayerCheck` per layer.
+        recipe: the recipe checked against (dict), or None.
+        xnnpack: None when the model can use XNNPACK sparse inference, else
+            why not (TF-MOT's ``PruneForLatencyOnXNNPack`` check).
+        conversion: the trial conversion of an untrained copy:
+            ``{"mode", "status" ("ok", "failed: ...", "skipped: ..."),
+            "seconds", "bytes"}``.
+        notes: model-level remarks (flattened nested models, Keras 3
+            translation, recipe stages that will find nothing to do).
+    """
+
+    model: str
+    layers: list
+    recipe: dict = None
+    xnnpack: str = None
+    conversion: dict = field(default_factory=dict)
+    notes: list = field(default_factory=list)
+
+    COLUMNS = ("layer", "type", "params", "prune", "cluster", "quantize", "xnnpack sparse", "channels")
+
+    def layer(self, name):
+        """The :class:`LayerCheck` called ``name`` (KeyError if absent)."""
+        for r in self.layers:
+            if r.name == name:
+                return r
+        raise KeyError(name)
+
+    def count(self, column):
+        """How many layers answer yes (or name a config) in ``column``.
+
+        Example:
+            >>> report.count("prunable")  # doctest: +SKIP
+            12
+        """
+        return sum(1 for r in self.layers if _ok(getattr(r, column)))
+
+    def to_dict(self):
+        """A JSON-able dict of the report."""
+        return {
+            "model": self.model, "recipe": self.recipe, "xnnpack": self.xnnpack,
+            "conversion": dict(self.conversion), "notes": list(self.notes),
+            "summary": {c: self.count(c) for c in ("prunable", "clusterable", "quantizable",
+                                                  "xnnpack_sparse", "channels")},
+            "layers": [asdict(r) for r in self.layers],
+        }
+
+    def _rows(self, width=None):
+        def cut(v):
+            if v is None or width is None or len(str(v)) <= width:
+                return v
+            return str(v)[: width - 1] + "…"
+
+        return [[r.name, r.type, r.params] + [cut(getattr(r, c)) for c in
+                 ("prunable", "clusterable", "quantizable", "xnnpack_sparse", "channels")]
+                for r in self.layers]
+
+    def _summary_lines(self):
+        n = len(self.layers)
+        conv = self.conversion or {}
+        lines = [
+            f"model {self.model}: {n} layers; prunable {self.count('prunable')}, clusterable "
+            f"{self.count('clusterable')}, quantizable {self.count('quantizable')}, XNNPACK sparse "
+            f"{self.count('xnnpack_sparse')}, channel-shrinkable {self.count('channels')}",
+            f"XNNPACK sparse inference: {'eligible' if self.xnnpack is None else 'no: ' + self.xnnpack}",
+            f"trial {conv.get('mode', 'int8')} conversion of an untrained copy: {conv.get('status', 'not run')}"
+            + (f" ({conv['seconds']:.1f} s)" if conv.get("seconds") is not None else ""),
+        ]
+        return lines + [f"note: {n}" for n in self.notes]
+
+    def table(self, width=48):
+        """A plain-text table (long reasons cut to ``width`` characters)."""
+        return table(self.COLUMNS, self._rows(width)) + "\n\n" + "\n".join(self._summary_lines())
+
+    def to_markdown(self):
+        """The report as Markdown: summary, then one row per layer."""
+        head = ["# tfcompress check: " + self.model, ""] + [f"- {l}" for l in self._summary_lines()]
+        return "\n".join(head + ["", markdown_table(self.COLUMNS, self._rows())]) + "\n"
+
+    def __str__(self):
+        return self.table()
+
+
+def _ok(v):
+    return v is not None and not str(v).startswith("no")
+
+
+def _answer(reason):
+    return _YES if reason is None else f"no: {reason}"
+
+
+def _prunable(layer):
+    from tfcompress.pruning import why_not_prunable
+
+    if not layer.weights:
+        return None
+    return _answer(why_not_prunable(layer))
+
+
+def _clusterable(layer, clusters, per_channel):
+    from tfcompress.clustering import why_not_clusterable
+
+    if not layer.weights:
+        return None
+    return _answer(why_not_clusterable(layer, clusters, per_channel))
+
+
+def _quantizable(layer):
+    from tfcompress.quantization import configs
+
+    kind, reason = configs.rule(layer)
+    if isinstance(layer, keras.layers.InputLayer):
+        return None
+    return configs.KINDS[kind] if kind else f"no: {reason}"
+
+
+def _xnnpack_layer(layer, policy, model_reason):
+    if not isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense)) or not layer.weights:
+        return None
+    if not policy.allow_pruning(layer):
+        return "no: only 1×1 Conv2D layers run sparse on XNNPACK"
+    if not (layer.strides == (1, 1) and layer.groups == 1 and layer.dilation_rate == (1, 1)):
+        return "no: XNNPACK runs only stride-1, ungrouped, undilated 1×1 convolutions sparse"
+    if model_reason is not None:
+        return "no: the model is not eligible (see below)"
+    return _YES
+
+
+def _channels(model, notes):
+    try:
+        from tfcompress.channels import dependency_groups
+    except ImportError:  # pragma: no cover - channels not installed
+        notes.append("structured channel pruning: tfcompress.channels is not available")
+        return {}
+    try:
+        groups = dependency_groups(model)
+    except Exception as e:  # noqa: BLE001 - report, never crash the check
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
+        notes.append(f"structured channel pruning: analysis failed ({first})")
+        return {}
+    out = {}
+    for g in groups:
+        for name in g.members:
+            if g.prunable:
+                out[name] = _YES
+            else:
+                out.setdefault(name, f"no: locked: {g.reason or 'shared with a locked group'}")
+    return out
+
+
+def _random_inputs(model, n):
+    rng = np.random.RandomState(0)
+    xs = []
+    for t in model.inputs:
+        shape = [n] + [d if d is not None else 1 for d in t.shape[1:]]
+        dtype = t.dtype.name if hasattr(t.dtype, "name") else str(t.dtype)
+        if "int" in dtype:
+            xs.append(rng.randint(0, 2, size=shape).astype(dtype))
+        else:
+            xs.append(rng.rand(*shape).astype("float32"))
+    return xs[0] if len(xs) == 1 else xs
+
+
+def _trial_conversion(model, mode, samples):
+    from tflite_export import convert_bytes
+
+    if any(d is None for t in model.inputs for d in t.shape[1:]):
+        return {"mode": mode, "status": "skipped: the input has unknown dimensions besides the batch",
+                "seconds": None, "bytes": None}
+    t0 = time.perf_counter()
+    try:
+        copy = keras.models.clone_model(model)  # untrained: fresh random weights
+        with quiet_native_logs():
+            data, _ = convert_bytes(copy, mode, representative_data=_random_inputs(model, samples),
+                                    num_samples=samples)
+        status, size = "ok", len(data)
+    except Exception as e:  # noqa: BLE001 - the point is to report it
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+        status, size = f"failed: {first}", None
+    return {"mode": mode, "status": status, "seconds": time.perf_counter() - t0, "bytes": size}
+
+
+def check(model, recipe=None, convert=True, samples=8):
+    """A per-layer table of what pruning, clustering, QAT, XNNPACK sparse
+    inference and channel pruning can do, before any training.
+
+    Args:
+        model: a tf_keras or Keras 3 Sequential/Functional model, or a path to
+            a ``.keras``/``.h5`` file (loaded with
+            :func:`tfcompress.load_model`). Nested models are flattened first,
+            as :func:`tfcompress.optimize` does.
+        recipe: a :class:`~tfcompress.Recipe`, dict or YAML path; its
+            clustering settings are used, its trial conversion mode is int8
+            when it quantizes (else float32), and stages that would find
+            nothing to do are noted. Defaults to `None` (16 clusters, int8).
+        convert: run the trial conversion of an untrained copy. Defaults to
+            `True`.
+        samples: random representative samples for the trial conversion.
+            Defaults to `8`.
+
+    Returns:
+        A :class:`CheckReport`.
+
+    Raises:
+        UnsupportedModelError: not a model tfcompress can handle (subclassed,
+            unbuilt, not a Keras file), with what to do.
+        RecipeError: an invalid recipe.
+
+    Example:
+        >>> from tfcompress import models
+        >>> report = check(models.get("digits_cnn").build(), convert=False)
+        >>> report.layer("conv1").prunable
+        'yes'
+    """
+    from tfcompress.optimize import as_recipe
+
+    notes = []
+    if isinstance(model, (str, bytes)) or hasattr(model, "__fspath__"):
+        from tfcompress.io import load_model
+
+        model = load_model(model)
+    original = model
+    model = coerce_model(model)
+    if model is not original:
+        nested = [l.name for l in getattr(original, "layers", []) if isinstance(l, keras.Model)]
+        if nested:
+            notes.append(f"nested model(s) {', '.join(nested)} flattened into the outer graph")
+        if not isinstance(original, keras.Model):
+            notes.append("Keras 3 model translated to tf_keras")
+    rec = as_recipe(recipe) if recipe is not None else None
+    clusters = rec.clustering.number_of_clusters if rec is not None and rec.clustering else 16
+    per_channel = bool(rec.clustering.per_channel) if rec is not None and rec.clustering else False
+
+    from tfcompress.pruning import xnnpack_policy_reason
+
+    policy = tfmot.sparsity.keras.PruneForLatencyOnXNNPack()
+    xnn_reason = xnnpack_policy_reason(model)
+    channel_map = _channels(model, notes)
+    rows = []
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.InputLayer):
+            continue
+        rows.append(LayerCheck(
+            name=layer.name, type=type(layer).__name__, params=int(layer.count_params()),
+            prunable=_prunable(layer), clusterable=_clusterable(layer, clusters, per_channel),
+            quantizable=_quantizable(layer),
+            xnnpack_sparse=_xnnpack_layer(layer, policy, xnn_reason),
+            channels=channel_map.get(layer.name) if layer.weights else None,
+        ))
+    report = CheckReport(model=model.name, layers=rows, recipe=rec.to_dict() if rec else None,
+                         xnnpack=xnn_reason, notes=notes)
+    if rec is not None:
+        for stage, column in (("pruning", "prunable"), ("clustering", "clusterable"),
+                              ("quantization", "quantizable")):
+            if getattr(rec, stage, None) is not None and report.count(column) == 0:
+                notes.append(f"the recipe's {stage} stage would find no layer to work on")
+    mode = "int8" if rec is None or rec.quantization is not None else "float32"
+    report.conversion = _trial_conversion(model, mode, samples) if convert else \
+        {"mode": mode, "status": "skipped: convert=False", "seconds": None, "bytes": None}
+    return report

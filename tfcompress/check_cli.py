@@ -1,0 +1,91 @@
+"""``tfcompress check``: the per-layer compression table, before training.
+
+Example:
+    $ tfcompress check trained.keras --recipe r.yaml
+    $ tfcompress check digits_cnn --json
+    $ tfcompress check MobileNetV2 --input-shape 32,32,3 --markdown report.md
+"""
+
+import json
+import os
+
+__all__ = ["add_subcommands", "resolve_model"]
+
+
+def add_subcommands(subparsers):
+    """Register ``check`` on an argparse subparsers object.
+
+    Args:
+        subparsers: the object ``ArgumentParser.add_subparsers()`` returns.
+
+    Example:
+        >>> import argparse
+        >>> p = argparse.ArgumentParser(); add_subcommands(p.add_subparsers(dest="command"))
+    """
+    p = subparsers.add_parser(
+        "check", help="what pruning, clustering, QAT, XNNPACK sparsity and channel pruning can do, per layer",
+        description="Print a per-layer table before any training: prunable? clusterable? quantizable "
+        "(with which config)? eligible for XNNPACK sparse inference? can its channels shrink? Then "
+        "convert an untrained copy to int8 with random data so converter errors show in seconds.",
+    )
+    p.add_argument("model", metavar="MODEL_FILE_OR_NAME",
+                   help=".keras/.h5 file (tf_keras or Keras 3), a reference model name (digits_cnn, "
+                        "lenet5) or a keras.applications name (MobileNetV2, built with weights=None)")
+    p.add_argument("--recipe", default=None, help="recipe YAML to check against")
+    p.add_argument("--input-shape", default=None,
+                   help="input shape for a keras.applications name, e.g. 32,32,3 (default: the application's)")
+    p.add_argument("--no-convert", action="store_true", help="skip the trial int8 conversion")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--markdown", default=None, metavar="PATH", help="also write the report as Markdown")
+    p.add_argument("--unsafe", action="store_true",
+                   help="load files with Lambda layers (runs their code: only for files you trust)")
+    p.set_defaults(func=_cmd_check)
+
+
+def resolve_model(spec, input_shape=None, safe_mode=True):
+    """A model from a file path, a reference model name or an application name.
+
+    Raises:
+        UnsupportedModelError: none of these, with the names available.
+    """
+    from tfcompress import models
+    from tfcompress._keras import keras
+    from tfcompress.errors import UnsupportedModelError
+    from tfcompress.io import load_model
+
+    if os.path.exists(spec) or os.path.splitext(spec)[1].lower() in (".keras", ".h5", ".hdf5"):
+        return load_model(spec, safe_mode=safe_mode)
+    if spec in models.names():
+        return models.get(spec).build()
+    app = getattr(keras.applications, spec, None)
+    if callable(app) and spec[:1].isupper():
+        kwargs = {"weights": None}
+        if input_shape:
+            try:
+                kwargs["input_shape"] = tuple(int(d) for d in input_shape.split(","))
+            except ValueError:
+                raise UnsupportedModelError(f"--input-shape must look like 32,32,3, got {input_shape!r}.") from None
+        try:
+            return app(**kwargs)
+        except ValueError as e:
+            first = (str(e).strip().splitlines() or ["bad arguments"])[0][:200]
+            raise UnsupportedModelError(f"cannot build {spec}: {first}") from None
+    raise UnsupportedModelError(
+        f"{spec} is neither a model file nor a known model name: pass a .keras/.h5 file, one of "
+        f"{', '.join(models.names())}, or a keras.applications name such as MobileNetV2."
+    )
+
+
+def _cmd_check(args):
+    from tfcompress.check import check
+    from tfcompress.report import atomic_write_text
+
+    model = resolve_model(args.model, args.input_shape, safe_mode=not args.unsafe)
+    report = check(model, recipe=args.recipe, convert=not args.no_convert)
+    if args.markdown:
+        atomic_write_text(args.markdown, report.to_markdown())
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2, default=str))
+    else:
+        print(report.table())
+    return 0
