@@ -22,7 +22,11 @@ def _name(path):
 
 
 def collect():
-    parts = sorted(glob.glob(os.path.join(HERE, "results", "*.md")),
+    # Only the tables of benchmarks that exist (bench_<name>.py -> results/<name>.md);
+    # scratch runs written under other names stay out of docs/RESULTS.md.
+    names = {_name(s) for s in glob.glob(os.path.join(HERE, "bench_*.py"))}
+    parts = sorted((p for p in glob.glob(os.path.join(HERE, "results", "*.md"))
+                    if os.path.basename(p)[:-3] in names),
                    key=lambda p: (ORDER.index(os.path.basename(p)[:-3])
                                   if os.path.basename(p)[:-3] in ORDER else 99, p))
     head = [
