@@ -16,6 +16,9 @@ Kinds of config:
   ``Default8BitOutputQuantizeConfig``.
 * ``"noop"``: no fake quantization (shape-only ops); TF-MOT's
   ``NoOpQuantizeConfig``.
+* ``"weights_output"``: a Conv/Dense whose fused ``activation`` TF-MOT
+  cannot fake-quantize (``hard_sigmoid``, ``relu6``, ...): its weights as
+  TF-MOT would, its output after the activation.
 * ``"fold"``: a ``BatchNormalization`` right after a convolution, annotated
   so TF-MOT's graph rewrite folds it into the convolution's quantization.
 
@@ -43,6 +46,7 @@ __all__ = ["rule", "config_for", "why_not", "describe", "guard_scheme", "KINDS"]
 KINDS = {
     "default": "TF-MOT default",
     "fold": "folded into its conv (TF-MOT)",
+    "weights_output": "weights + output, float activation (tfcompress)",
     "output": "output-only (tfcompress)",
     "noop": "no-op (tfcompress)",
 }
@@ -69,6 +73,9 @@ LAYER_KINDS = {
 }
 # Activations TF-MOT's Activation config raises on; their outputs are quantized.
 _ACTIVATION_OK = {"relu", "swish", "gelu", "relu6", "linear", "softmax", "sigmoid", "tanh"}
+# Activations TF-MOT's QuantizeAwareActivation handles inside Conv/Dense.
+_FUSED_OK = {"softmax", "sigmoid", "tanh", "gelu", "linear", "relu", "swish"}
+_WEIGHTED = (L.Conv2D, L.DepthwiseConv2D, L.Dense)
 _RNN = (L.GRU, L.LSTM, L.SimpleRNN, L.RNN, L.Bidirectional, L.ConvLSTM2D)
 
 
@@ -79,6 +86,10 @@ def _oplambda_rule(layer):
     symbol = getattr(layer, "symbol", None) or layer.name
     return None, (f"TFOpLambda tf.{symbol}: TF-MOT cannot wrap TF ops, left in float during QAT "
                   "(the int8 converter calibrates it from representative data)")
+
+
+def _activation_name(layer):
+    return getattr(getattr(layer, "activation", None), "__name__", "linear")
 
 
 def _bn_rule(layer):
@@ -101,7 +112,7 @@ def rule(layer):
         layer: a tf_keras layer (not a wrapper).
 
     Returns:
-        ``("default" | "fold" | "output" | "noop", None)`` when the layer can be
+        ``("default" | "fold" | "weights_output" | "output" | "noop", None)`` when the layer can be
         annotated for QAT, else ``(None, reason)``.
 
     Example:
@@ -119,6 +130,9 @@ def rule(layer):
         return _oplambda_rule(layer)
     if isinstance(layer, L.BatchNormalization):
         return _bn_rule(layer)
+    if (isinstance(layer, _WEIGHTED) and not isinstance(layer, L.Conv2DTranspose)
+            and _activation_name(layer) not in _FUSED_OK):
+        return "weights_output", None
     if isinstance(layer, _RNN):
         return None, (f"{type(layer).__name__}: TF-MOT's 8-bit QAT has no recurrent-layer support; left "
                       "in float (the int8 converter may still quantize it, see `tfcompress check`)")
@@ -150,6 +164,12 @@ def config_for(layer):
         return _configs.Default8BitOutputQuantizeConfig()
     if kind == "noop":
         return _configs.NoOpQuantizeConfig()
+    if kind == "weights_output":
+        if isinstance(layer, L.DepthwiseConv2D):
+            return _default_registry.Default8BitConvQuantizeConfig(["depthwise_kernel"], [], True)
+        if isinstance(layer, L.Conv2D):
+            return _default_registry.Default8BitConvQuantizeConfig(["kernel"], [], True)
+        return _default_registry.Default8BitQuantizeConfig(["kernel"], [], True)
     return None
 
 
