@@ -56,6 +56,27 @@ def concat_net(seed=0):
     return keras.Model(inp, out, name="concat_net")
 
 
+def exotic_net(seed=0):
+    """SeparableConv2D, depth_multiplier 2, PReLU, a squeeze-excite Multiply,
+    Conv2DTranspose and a Dense on a rank-4 tensor."""
+    keras.utils.set_random_seed(seed)
+    inp = L.Input((8, 8, 2))
+    x = L.SeparableConv2D(8, 3, padding="same", depth_multiplier=2, name="sep")(inp)
+    x = L.PReLU(shared_axes=[1, 2], name="prelu")(x)
+    x = L.DepthwiseConv2D(3, padding="same", depth_multiplier=2, name="dw2")(x)
+    x = L.BatchNormalization(name="bn_dw2")(x)
+    x = L.Conv2D(10, 1, activation="relu", name="pw")(x)
+    s = L.GlobalAveragePooling2D(name="sq")(x)
+    s = L.Dense(4, activation="relu", name="se_reduce")(s)
+    s = L.Dense(10, activation="sigmoid", name="se_expand")(s)
+    x = L.Multiply(name="se_mul")([x, L.Reshape((1, 1, 10), name="se_reshape")(s)])
+    x = L.Conv2DTranspose(6, 3, strides=2, padding="same", name="up")(x)
+    x = L.Dense(5, activation="relu", name="dense4d")(x)
+    x = L.GlobalMaxPooling2D(name="gmp")(x)
+    out = L.Dense(3, name="head")(x)
+    return keras.Model(inp, out)
+
+
 def locked_net(seed=0):
     """A Reshape and a TFOpLambda lock the groups feeding them."""
     keras.utils.set_random_seed(seed)
@@ -106,9 +127,13 @@ def _kill(model, ratio):
         for name in g.members:
             layer = model.get_layer(name)
             w = layer.get_weights()
-            w[0][..., dead[g.id]] = 0
-            if len(w) > 1:
-                w[1][dead[g.id]] = 0
+            k = 1 if isinstance(layer, L.SeparableConv2D) else 0  # pointwise kernel
+            if isinstance(layer, L.Conv2DTranspose):
+                w[0][..., dead[g.id], :] = 0
+            else:
+                w[k][..., dead[g.id]] = 0
+            if len(w) > k + 1:
+                w[k + 1][dead[g.id]] = 0
             layer.set_weights(w)
     keep = {gid: ~d for gid, d in dead.items()}
     for layer, ins, outs in a.nodes:
@@ -133,7 +158,8 @@ def _conv_counts(model):
 
 # -- ratio 0 and exactness ------------------------------------------------------
 
-@pytest.mark.parametrize("build", [digits_cnn, concat_net, lambda: resnet_tiny.build((8, 8, 1), 10)])
+@pytest.mark.parametrize("build", [digits_cnn, concat_net, exotic_net,
+                                   lambda: resnet_tiny.build((8, 8, 1), 10)])
 def test_ratio_zero_is_identity(build):
     model = _randomise_bn(build())
     small, rep = ch.prune_channels(model, 0.0)
@@ -142,7 +168,8 @@ def test_ratio_zero_is_identity(build):
     assert rep.flops_after == rep.flops_before and rep.params_after == rep.params_before
 
 
-@pytest.mark.parametrize("build", [digits_cnn, concat_net, lambda: resnet_tiny.build((8, 8, 1), 10)])
+@pytest.mark.parametrize("build", [digits_cnn, concat_net, exotic_net,
+                                   lambda: resnet_tiny.build((8, 8, 1), 10)])
 def test_pruning_dead_channels_keeps_outputs(build):
     """Channels that are exactly zero everywhere are the ones l1 removes; the
     pruned model must then compute the same function: checks weight slicing of
@@ -259,6 +286,19 @@ def test_zero_channel_protection():
     assert small.get_layer("one").units == 1
     assert any("kept 1" in n for n in rep.notes)
     assert {g["name"]: g["reason"] for g in rep.groups}["one"] == "has a single channel"
+
+
+def test_exotic_layers_shrink():
+    model = exotic_net()
+    groups = {g.name: g for g in ch.dependency_groups(model)}
+    assert groups["sep"].prunable and groups["up"].prunable and groups["dense4d"].prunable
+    assert not groups["pw"].prunable and "Reshape" in groups["pw"].reason  # SE path reshapes
+    small, _ = ch.prune_channels(model, 0.5)
+    assert small.get_layer("sep").filters == 4
+    assert small.get_layer("dw2").depthwise_kernel.shape[2] == 4
+    assert small.get_layer("up").filters == 3 and small.get_layer("dense4d").units == 3  # round(2.5) == 2 removed
+    assert small.get_layer("prelu").alpha.shape[-1] == 4
+    small(_x(model))
 
 
 def test_locked_groups_have_reasons():
@@ -409,6 +449,14 @@ def test_apply_one_shot_with_distillation():
     assert small.get_layer("conv2").filters == 8
     assert model.trainable  # teacher left as it was
     small(val[0][:4])
+
+
+def test_apply_iterative_budget_without_data():
+    model = resnet_tiny.build((8, 8, 1), 10)
+    small, rep = ch.apply(model, ch.Channels(flops=0.5, schedule="iterative", steps=2, epochs=0))
+    assert ch.count_flops(small) <= 0.5 * ch.count_flops(model)
+    assert len(rep.steps) == 2 and rep.steps[0]["flops"] > rep.steps[1]["flops"]
+    assert any("uniform ratio" in n for n in rep.notes)
 
 
 def test_apply_rejects_bad_per_layer():
