@@ -188,8 +188,8 @@ class _Run:
 
 _MIXED_PRECISION_INVALID = {
     "quantization": "QAT's fake-quantization ops need float32",
-    "clustering": "TF-MOT's clustering wrapper builds float32 kernels",
-    "channels": "channel surgery rebuilds layers in float32",
+    "clustering": "TF-MOT's centroid initialisation has no float16 kernel",
+    "channels": "channel surgery rebuilds the layers from their float32 configs",
 }
 
 
