@@ -116,3 +116,13 @@ def test_cli_check_bad_input_is_one_line(tmp_path, capsys):
     assert len(err) == 1 and err[0].startswith("error:") and "not a Keras model" in err[0]
     assert main(["check", "no_such_model"]) == 2
     assert "neither a model file nor a known model name" in capsys.readouterr().err
+
+
+def test_check_accepts_keras3_models():
+    k3 = pytest.importorskip("keras")
+    inp = k3.Input((8, 8, 3))
+    x = k3.layers.Conv2D(4, 3, name="c")(inp)
+    m = k3.Model(inp, k3.layers.Dense(2)(k3.layers.Flatten()(x)))
+    report = tfcompress.check(m, convert=False)
+    assert report.layer("c").prunable == "yes"
+    assert "Keras 3 model translated to tf_keras" in report.notes
