@@ -71,6 +71,10 @@ LAYER_KINDS = {
     L.Resizing: "output",
     L.CenterCrop: "noop",
 }
+# Layers TF-MOT configures in a way TFLite rejects: its AveragePooling config
+# gives the output its own scale, but TFLite's int8 AVERAGE_POOL_2D needs the
+# input's ("same scale constraint" at conversion, e.g. DenseNet).
+_OVERRIDES = {L.AveragePooling2D: "noop", L.AveragePooling1D: "noop"}
 # Activations TF-MOT's Activation config raises on; their outputs are quantized.
 _ACTIVATION_OK = {"relu", "swish", "gelu", "relu6", "linear", "softmax", "sigmoid", "tanh"}
 # Activations TF-MOT's QuantizeAwareActivation handles inside Conv/Dense.
@@ -136,6 +140,8 @@ def rule(layer):
     if isinstance(layer, _RNN):
         return None, (f"{type(layer).__name__}: TF-MOT's 8-bit QAT has no recurrent-layer support; left "
                       "in float (the int8 converter may still quantize it, see `tfcompress check`)")
+    if type(layer) in _OVERRIDES:
+        return _OVERRIDES[type(layer)], None
     if _registry.supports(layer):
         return "default", None
     kind = LAYER_KINDS.get(type(layer), "missing")
