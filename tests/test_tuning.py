@@ -188,17 +188,22 @@ def test_cli_hyperband_unmeetable_constraint_then_refuses_other_space(tiny_file,
     recipe = _write(tmp_path / "recipe.yaml", TINY_RECIPE)
     out = str(tmp_path / "search")
     argv = ["tune", "--model", tiny_file, "--dataset", "digits", "--space", space, "--recipe", recipe,
-            "--algorithm", "hyperband", "--epochs", "2", "--max-trials", "2", "--train-subset", "300",
+            "--algorithm", "hyperband", "--epochs", "3", "--max-trials", "4", "--train-subset", "300",
             "--constraint", "size_kb<=0.01", "--dir", out]
     assert main(argv) == 2
     cap = capsys.readouterr()
     progress = [ln for ln in cap.out.splitlines() if re.match(r"trial \d+ \[tuner0\]", ln)]
-    assert len(progress) == 2 and all("size" in ln and "latency" in ln and " s " in ln for ln in progress)
+    assert len(progress) == 4 and all("size" in ln and "latency" in ln and " s " in ln for ln in progress)
     assert "best trials (none meets the constraints)" in cap.out
     err = cap.err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: no trial meets the constraints: size_kb<=0.01 (best size_kb")
     trials = json.loads((tmp_path / "search" / "trials.json").read_text())
-    assert [t["values"]["tuner/epochs"] for t in trials["trials"]] and trials["best"] is None
+    # Hyperband: three 1-epoch trials, then the best continues to 3 epochs from its saved weights.
+    assert [t["values"]["tuner/epochs"] for t in trials["trials"]] == [1, 1, 1, 3]
+    last = trials["trials"][3]
+    assert last["status"] == "COMPLETED" and last["values"]["tuner/initial_epoch"] == 1
+    assert last["metrics"]["epochs"] == 3  # 2 more training epochs + 1 pruning epoch
+    assert trials["best"] is None
     assert not os.path.exists(tmp_path / "search" / "best_recipe.yaml")
 
     # Same folder, different space: refused before any trial runs.

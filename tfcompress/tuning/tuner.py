@@ -151,7 +151,9 @@ def make_oracle(algorithm, hyperparameters, max_trials=None, max_epochs=None, se
                   tune_new_entries=False, allow_new_entries=False, seed=seed or 1,
                   max_retries_per_trial=0, max_consecutive_failed_trials=10**9)
     if CANONICAL[key] == "hyperband":
-        oracle = cls(max_epochs=max_epochs or 3, factor=hyperband_factor, **common)
+        # Many Hyperband iterations: max_trials or the epoch budget end the
+        # search, not Keras Tuner's single pass over the brackets.
+        oracle = cls(max_epochs=max_epochs or 3, factor=hyperband_factor, hyperband_iterations=10**6, **common)
         oracle.max_trials = max_trials
     else:
         oracle = cls(max_trials=max_trials, **common)
@@ -262,8 +264,10 @@ class TrialContext:
         if bad:
             raise keras_tuner.errors.FailedTrialError(f"NaN/inf loss while training: {bad}; lower learning_rate")
         weights = os.path.join(folder, "trained.weights.h5")
-        model.save_weights(weights[:-3] + ".tmp.h5")
-        os.replace(weights[:-3] + ".tmp.h5", weights)
+        # The temporary name must end in .weights.h5 too: tf_keras picks the
+        # weights format from the file name.
+        model.save_weights(os.path.join(folder, "trained.tmp.weights.h5"))
+        os.replace(os.path.join(folder, "trained.tmp.weights.h5"), weights)
         result = optimize(model, self.train, self.validation, recipe=recipe, verbose=0)
         for stage, h in result.history.items():
             bad = _finite(h)
@@ -280,8 +284,8 @@ class TrialContext:
         t1 = time.perf_counter()
         path = os.path.join(folder, "int8.tflite")
         with quiet_native_logs():
-            exp = tflite_export.export(result.model, path, mode="int8", representative_data=x[:200],
-                                       num_samples=min(200, len(x)))
+            exp = tflite_export.export(result.model, path, mode="int8", representative_data=x[:100],
+                                       num_samples=min(100, len(x)))
             timing = tflite_export.benchmark(path, threads=self.threads, min_runs=self.timing_runs,
                                              min_seconds=self.timing_seconds, warmup_seconds=0.05)
         if not timing.ok:
@@ -518,8 +522,9 @@ class CompressionTuner(base_tuner.BaseTuner):
         """Save trained (uncompressed) weights for a trial, atomically (trials
         do this themselves; kept for the BaseTuner interface)."""
         path = self._weights_path(trial_id)
-        model.save_weights(path[:-3] + ".tmp.h5")
-        os.replace(path[:-3] + ".tmp.h5", path)
+        tmp = path[: -len(".weights.h5")] + ".tmp.weights.h5"
+        model.save_weights(tmp)
+        os.replace(tmp, path)
 
     def load_model(self, trial):
         """The trial's trained float model (before compression); its int8
