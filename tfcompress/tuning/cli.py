@@ -165,10 +165,6 @@ def _launch(args):
     # the settings before starting processes.
     tune(args.model, args.dataset, validate_only=True, **_kwargs(args))
     bind = args.bind
-    if not _is_loopback(bind):
-        print(f"warning: the oracle listens on {bind} without authentication: anyone who can reach this "
-              "port can read the search and submit results. Use it only on a trusted network.",
-              file=sys.stderr, flush=True)
     port = args.port or _free_port(_LOOPBACK if bind in ("0.0.0.0", "::") else bind)
     local = _LOOPBACK if bind in ("0.0.0.0", "::") or _is_loopback(bind) else bind
     _say(args, f"chief oracle on {bind}:{port}; {args.workers} worker(s) on this machine "

@@ -620,6 +620,17 @@ def serve_oracle(oracle, host, port, poll_seconds=0.5):
     from keras_tuner.src import protos
     from keras_tuner.src.distribute import oracle_chief
 
+    import ipaddress
+    import sys
+
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = host == "localhost"
+    if not loopback:
+        print(f"warning: the oracle listens on {host}:{port} without authentication: anyone who can reach "
+              "this port can read the search and submit results. Use it only on a trusted network.",
+              file=sys.stderr, flush=True)
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=1))
     servicer = oracle_chief.OracleServicer(oracle)
     protos.get_service_grpc().add_OracleServicer_to_server(servicer, server)
