@@ -59,7 +59,7 @@ def main(argv=None):
     ap.add_argument("--model", default="lenet5")
     ap.add_argument("--train-subset", type=int, default=6000, help="training examples used (default: %(default)s)")
     ap.add_argument("--val-subset", type=int, default=2000, help="validation examples used (default: %(default)s)")
-    ap.add_argument("--budget", type=int, default=30, help="epochs per algorithm (default: %(default)s)")
+    ap.add_argument("--budget", type=int, default=60, help="epochs per algorithm (default: %(default)s)")
     ap.add_argument("--epochs", type=int, default=3, help="training epochs per trial; Hyperband's max "
                     "(default: %(default)s)")
     ap.add_argument("--constraint", default="size_kb<=20")
