@@ -16,7 +16,7 @@ L = keras.layers
 def _se_model():
     """Rescaling, squeeze-and-excitation Multiply, a TF op, hard_sigmoid, a GRU head."""
     inp = keras.Input((8, 8, 3))
-    x = L.Rescaling(1 / 255.0)(inp)
+    x = L.Rescaling(1 / 255.0, name="rescaling")(inp)
     x = L.Conv2D(8, 3, padding="same", use_bias=False, name="conv")(x)
     x = L.BatchNormalization(name="bn")(x)
     x = keras.activations.relu(x, max_value=6.0)
