@@ -57,13 +57,13 @@ def file_info(path):
                 names = set(z.namelist())
                 if "config.json" not in names:
                     raise UnsupportedModelError(
-                        f"{path} is a zip file without config.json, not a Keras model: save the model "
+                        f"cannot load {path}: a zip file without config.json is not a Keras model; save the model "
                         "with model.save('m.keras')."
                     )
                 config = json.loads(z.read("config.json"))
                 meta = json.loads(z.read("metadata.json")) if "metadata.json" in names else {}
         except (zipfile.BadZipFile, ValueError, KeyError) as e:
-            raise UnsupportedModelError(f"{path} is a damaged .keras file ({_first_line(e)}).") from None
+            raise UnsupportedModelError(f"cannot load {path}: a damaged .keras file ({_first_line(e)}).") from None
         return "keras", str(meta.get("keras_version", "")), config
     try:
         import h5py
@@ -83,7 +83,7 @@ def file_info(path):
     except OSError as e:
         raise UnsupportedModelError(f"cannot read {path}: {_first_line(e)}.") from None
     raise UnsupportedModelError(
-        f"{path} is not a Keras model file (neither a .keras zip nor HDF5): save the model with "
+        f"cannot load {path}: it is not a Keras model file (neither a .keras zip nor HDF5); save the model with "
         "model.save('m.keras')."
     )
 
