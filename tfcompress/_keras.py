@@ -91,9 +91,9 @@ def check_model(model):
     """
     if is_keras3_model(model):
         raise UnsupportedModelError(
-            f"{type(model).__name__} is a Keras 3 model; tfcompress needs a tf_keras "
-            "(Keras 2) model: build it with `import tf_keras as keras` or load it "
-            "with tfcompress.load_model()."
+            f"{type(model).__name__} is a Keras 3 model; this step needs a tf_keras "
+            "(Keras 2) model: tfcompress.optimize and tfcompress.check translate it for you, "
+            "or call tfcompress._keras3.to_tf_keras(model) / tfcompress.load_model(path)."
         )
     if not isinstance(model, keras.Model):
         raise UnsupportedModelError(
