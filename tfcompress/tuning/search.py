@@ -16,7 +16,6 @@ Example:
 
 import glob
 import json
-import math
 import os
 from dataclasses import dataclass, field
 
@@ -481,7 +480,3 @@ def tune(model, data, space=None, algorithm="random", max_trials=10, objectives=
     result = load_results(directory)
     result.write(directory)
     return result
-
-
-def _isfinite(v):
-    return isinstance(v, (int, float)) and math.isfinite(v)
