@@ -66,6 +66,8 @@ def main(argv=None):
     ap.add_argument("--max-trials", type=int, default=40)
     ap.add_argument("--algorithms", default="hyperband,random,bayesian")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--initial-points", type=int, default=4,
+                    help="Bayesian optimisation's random trials before the GP (default: %(default)s)")
     ap.add_argument("--out", default=RESULTS)
     args = ap.parse_args(argv)
 
@@ -85,7 +87,8 @@ def main(argv=None):
         result = tune(args.model, data, space=SPACE, algorithm=algo, max_trials=args.max_trials,
                       objectives=["accuracy", "size", "latency"], constraints=[args.constraint],
                       epochs=args.epochs, epoch_budget=args.budget, directory=os.path.join(work, algo),
-                      seed=args.seed, timing_runs=20, timing_seconds=0.2, progress=print)
+                      seed=args.seed, timing_runs=20, timing_seconds=0.2, progress=print,
+                      num_initial_points=args.initial_points)
         rows = sorted(result.rows, key=lambda r: int(r["trial_id"]))
         done = [r for r in rows if r["status"] == "COMPLETED"]
         overhead = [r["metrics"]["export_seconds"] / r["metrics"]["seconds"] for r in done]
@@ -150,7 +153,9 @@ def main(argv=None):
         f"{args.model} on {args.dataset}: **training subset of {args.train_subset} examples**, validation subset "
         f"of {args.val_subset}; the same budget of **{args.budget} epochs** per algorithm (training + pruning + QAT "
         f"fine-tuning epochs of all trials); constraint `{args.constraint}` (int8 zipped); {args.epochs} training "
-        "epochs per trial (Hyperband: at most that); one seed per algorithm, so differences of a point or two are "
+        "epochs per trial (Hyperband: at most that); Bayesian optimisation starts with "
+        f"{args.initial_points} random trials; all three draw their random trials from the same seed, so they "
+        "start from the same configurations. One seed per algorithm: differences of a point or two are "
         f"within run-to-run noise. Machine: {report['machine']}; total {total / 60:.1f} min.", "",
         markdown_table(["algorithm", "trials", "completed/feasible", "epochs spent", "best accuracy (feasible)",
                         "size KB", "latency ms", "epochs to ≤0.5 pt of overall best", "epochs to ≤0.5 pt of own best",

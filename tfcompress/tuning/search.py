@@ -352,7 +352,7 @@ def _check_settings(directory, settings, overwrite):
 def tune(model, data, space=None, algorithm="random", max_trials=10, objectives=None, constraints=(),
          recipe=None, epochs=2, max_epochs=None, epoch_budget=None, directory="tune-out", overwrite=False,
          seed=0, threads=1, timing_runs=20, timing_seconds=0.2, train_subset=None, progress=None,
-         validate_only=False, isolation="process"):
+         validate_only=False, isolation="process", num_initial_points=None):
     """Search training and compression settings, then summarise and write the results.
 
     In a Keras Tuner chief process (``KERASTUNER_TUNER_ID=chief``) this serves
@@ -391,6 +391,8 @@ def tune(model, data, space=None, algorithm="random", max_trials=10, objectives=
         isolation: ``"process"`` runs trials in a child process replaced
             every few trials (no memory creep); ``"session"`` runs them here.
             Defaults to `"process"`.
+        num_initial_points: Bayesian optimisation's random trials before
+            its model takes over. Defaults to `None` (``max(3, max_trials // 4)``).
 
     Returns:
         A :class:`TuneResult` (None in a worker).
@@ -471,7 +473,7 @@ def tune(model, data, space=None, algorithm="random", max_trials=10, objectives=
         constraints=constraints, base_recipe=base, epochs=epochs, max_epochs=max_epochs or epochs,
         epoch_budget=epoch_budget, directory=directory, project_name=PROJECT, overwrite=overwrite and not worker,
         seed=seed, threads=threads, timing_runs=timing_runs, timing_seconds=timing_seconds, isolation=isolation,
-        on_trial_end=on_end)
+        on_trial_end=on_end, num_initial_points=num_initial_points)
     if not worker:
         atomic_write_json(os.path.join(directory, SETTINGS), settings)
     tuner.search(train, val)

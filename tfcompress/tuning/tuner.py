@@ -114,7 +114,7 @@ _ORACLE_CLASSES = {}
 
 
 def make_oracle(algorithm, hyperparameters, max_trials=None, max_epochs=None, seed=0, epoch_budget=None,
-                hyperband_factor=3):
+                hyperband_factor=3, num_initial_points=None):
     """A Keras Tuner oracle maximising the ``score`` metric.
 
     Args:
@@ -128,6 +128,11 @@ def make_oracle(algorithm, hyperparameters, max_trials=None, max_epochs=None, se
         epoch_budget: stop creating trials once completed trials spent this
             many epochs. Defaults to `None`.
         hyperband_factor: Hyperband's reduction factor. Defaults to `3`.
+        num_initial_points: Bayesian optimisation's random trials before the
+            Gaussian process takes over. Keras Tuner's default, 3 per
+            parameter, would keep a 10-parameter search random for 30
+            trials; ours is ``max(3, max_trials // 4)`` capped at that.
+            Defaults to `None`.
 
     Returns:
         The oracle.
@@ -155,6 +160,11 @@ def make_oracle(algorithm, hyperparameters, max_trials=None, max_epochs=None, se
         # search, not Keras Tuner's single pass over the brackets.
         oracle = cls(max_epochs=max_epochs or 3, factor=hyperband_factor, hyperband_iterations=10**6, **common)
         oracle.max_trials = max_trials
+    elif CANONICAL[key] == "bayesian":
+        if num_initial_points is None:
+            dims = max(1, len(hyperparameters.space))
+            num_initial_points = min(3 * dims, max(3, (max_trials or 12) // 4))
+        oracle = cls(max_trials=max_trials, num_initial_points=num_initial_points, **common)
     else:
         oracle = cls(max_trials=max_trials, **common)
     oracle.epoch_budget = epoch_budget
@@ -466,6 +476,8 @@ class CompressionTuner(base_tuner.BaseTuner):
             trials. Defaults to `8`.
         on_trial_end: called with ``(tuner, trial, metrics, reason)``.
             Defaults to `None`.
+        num_initial_points: Bayesian optimisation's random start (see
+            :func:`make_oracle`). Defaults to `None`.
 
     Raises:
         TuningError: an unknown algorithm or isolation, or an unpicklable
@@ -480,7 +492,8 @@ class CompressionTuner(base_tuner.BaseTuner):
     def __init__(self, build_model, space, algorithm="random", max_trials=10, objectives=None, constraints=(),
                  base_recipe=None, epochs=2, max_epochs=None, epoch_budget=None, directory="tune-out",
                  project_name="search", overwrite=False, seed=0, threads=1, timing_runs=20,
-                 timing_seconds=0.2, isolation="process", trials_per_process=8, on_trial_end=None):
+                 timing_seconds=0.2, isolation="process", trials_per_process=8, on_trial_end=None,
+                 num_initial_points=None):
         if isolation not in ("process", "session"):
             raise TuningError(f"isolation must be 'process' or 'session', got {isolation!r}.")
         if isolation == "process":
@@ -505,7 +518,8 @@ class CompressionTuner(base_tuner.BaseTuner):
         self._last = {}
         self._runner = None
         oracle = make_oracle(algorithm, space.hyperparameters(), max_trials=max_trials,
-                             max_epochs=self.max_epochs, seed=seed, epoch_budget=epoch_budget)
+                             max_epochs=self.max_epochs, seed=seed, epoch_budget=epoch_budget,
+                             num_initial_points=num_initial_points)
         super().__init__(oracle, hypermodel=None, directory=directory, project_name=project_name,
                          overwrite=overwrite)
 
