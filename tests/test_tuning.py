@@ -117,8 +117,12 @@ def test_objectives_and_constraints():
     for bad in ("latency=0.5", "flops<=3", "size_kb<=abc"):
         with pytest.raises(TuningError):
             parse_constraint(bad)
+    hp = SearchSpace.default().hyperparameters()
     with pytest.raises(TuningError, match="unknown algorithm 'grid'"):
-        make_oracle("grid", SearchSpace.default().hyperparameters())
+        make_oracle("grid", hp)
+    # Bayesian optimisation leaves its random start after a quarter of the trials.
+    assert make_oracle("BayesianOptimization", hp, max_trials=20).num_initial_points == 5
+    assert make_oracle("hyperband", hp, max_trials=7, max_epochs=3).max_trials == 7
 
 
 def test_pareto_front_is_non_dominated_set():
