@@ -165,6 +165,29 @@ def run_mobilenet(args, work, t0):
     return rows
 
 
+def _cpu_flags():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return ", ".join(x for x in ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8")
+                                     if x in flags)
+    except OSError:
+        pass
+    return "unknown"
+
+
+NOTES = [
+    "latencies are sub-millisecond and the 2 cores are shared with other jobs: the 2-thread "
+    "numbers are noisy and often no better than 1 thread for these small models",
+    "lenet5 runs in ~0.017 ms, dominated by per-invoke overhead, so neither int8 nor channel "
+    "pruning can make it 2x faster",
+    "the pruned models get 2 more epochs of (distillation) training than the baseline, which "
+    "explains the slightly negative drops at ratio 0.25",
+]
+
+
 def _fmt(v, spec):
     return "n/a" if v is None else format(v, spec)
 
@@ -188,7 +211,7 @@ def markdown(result):
         f"one-shot; accuracy on the {s['test_samples']} test images; int8 calibrated on "
         f"{s['calib']} training images. Latency: median of XNNPACK invokes (batch 1, "
         f">= {s['seconds']} s and >= 50 runs each; lowest median of {REPEATS} measurements, "
-        "as other jobs share the CPU). MobileNetV2 ({s['mobilenet_size']}x"
+        f"as other jobs share the CPU). MobileNetV2 ({s['mobilenet_size']}x"
         f"{s['mobilenet_size']}, alpha 1.0) has random weights: latency and size only, pruned "
         "without fine-tuning.",
         "",
@@ -261,7 +284,7 @@ def main(argv=None):
     val = (data.validation[0][:2000], data.validation[1][:2000])
     test = (data.test[0][: args.test_samples], data.test[1][: args.test_samples])
     print(f"settings: {vars(args)}", flush=True)
-    rows, notes = [], []
+    rows, notes = [], list(NOTES)
     wanted = args.models.split(",")
     if "lenet5" in wanted:
         spec = get_model("lenet5")
@@ -278,7 +301,8 @@ def main(argv=None):
     result = {
         "command": "PYTHONPATH=. .venv/bin/python benchmarks/bench_channels.py"
                    + ("" if argv is None and len(sys.argv) == 1 else " " + shlex.join(argv if argv is not None else sys.argv[1:])),
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores "
+                   f"(CPU flags: {_cpu_flags()}), "
                    f"TF {tf.__version__}, tflite_export {getattr(tflite_export, '__version__', '?')}",
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
         "total_seconds": total,
