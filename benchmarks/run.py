@@ -32,8 +32,8 @@ def collect():
     head = [
         "# Results", "",
         "Every figure here was produced by `make bench` (which runs `benchmarks/run.py`, one "
-        "script per section) on this project's development machine: 2 x86-64 cores (AVX2, no "
-        "VNNI), no GPU. Each section names its command; the raw numbers are in "
+        "script per section) on this project's development machine: 2 x86-64 cores (AMD EPYC with "
+        "AVX-512 and AVX-512 VNNI), no GPU. Each section names its command; the raw numbers are in "
         "`benchmarks/results/*.json`. Ratios are measured side by side in one run.", "",
     ]
     body = []
