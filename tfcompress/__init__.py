@@ -23,15 +23,19 @@ from tfcompress.errors import (
 from tfcompress.check import CheckReport, check
 from tfcompress.io import load_model
 from tfcompress.optimize import OptimizeResult, optimize
-from tfcompress.recipe import Pruning, Quantization, Recipe
+from tfcompress.recipe import Channels, Clustering, Distillation, Penalty, Pruning, Quantization, Recipe
 
 __all__ = [
     "__version__",
     "optimize",
     "OptimizeResult",
     "Recipe",
+    "Channels",
+    "Penalty",
     "Pruning",
+    "Clustering",
     "Quantization",
+    "Distillation",
     "datasets",
     "models",
     "load_model",

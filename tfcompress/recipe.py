@@ -35,10 +35,7 @@ import yaml
 
 from tfcompress.errors import RecipeError
 
-try:  # structured pruning lives beside us; the stage exists only when it imports
-    from tfcompress.channels.config import Channels
-except ImportError:  # pragma: no cover
-    Channels = None
+from tfcompress.channels.config import Channels
 
 __all__ = [
     "Channels", "Penalty", "Pruning", "Clustering", "Quantization", "Distillation",
