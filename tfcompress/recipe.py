@@ -445,16 +445,6 @@ class Distillation:
         _check_range("distillation", "temperature", self.temperature, 0, 100, lo_open=True)
 
 
-if Channels is None:  # pragma: no cover - only while tfcompress.channels is broken
-
-    @dataclass(frozen=True)
-    class Channels:
-        """Placeholder: the channels stage could not be imported."""
-
-        def __post_init__(self):
-            raise RecipeError("the channels stage is unavailable (tfcompress.channels failed to import): remove it.")
-
-
 _STAGE_CLASSES = {
     "channels": Channels, "penalty": Penalty, "pruning": Pruning,
     "clustering": Clustering, "quantization": Quantization,
