@@ -140,6 +140,7 @@ def main(argv=None):
         models += [("mobilenet_v2 96x96", lambda: mobilenet_v2(96)), ("mobilenet_v2 224x224", lambda: mobilenet_v2(224))]
 
     t_start = time.time()
+    machine = machine_info()  # load average at the start
     rows = []
     peaks = {}
     with tempfile.TemporaryDirectory(prefix="bench_export_") as tmp:
@@ -195,7 +196,7 @@ def main(argv=None):
     table = markdown(rows, peaks, threads)
     result = {
         "description": "tflite_export flavours on LiteRT + XNNPACK; latency_vs_float32 = median(mode) / median(float32) in the same run (lower is faster)",
-        "machine": machine_info(),
+        "machine": machine,
         "timing_protocol": timing,
         "peak_gops": peaks,
         "peak_model": f"{roofline.PEAK_DEPTH} dense layers, batch {roofline.PEAK_BATCH} x {roofline.PEAK_WIDTH}, min latency",
