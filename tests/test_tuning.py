@@ -95,6 +95,9 @@ def test_values_make_a_valid_recipe():
     assert r.quantization.epochs == 1
     assert Recipe.from_yaml_string(r.to_yaml()) == r
     assert "decay=cosine" in format_params(values) and "ep=2" in format_params(values)
+    # Bayesian optimisation proposes numpy scalars; recipes get Python ones.
+    r2 = space.recipe({"batch_size": np.int64(32), "pruning_frequency": np.int64(10), "final_sparsity": np.float64(0.6)})
+    assert type(r2.batch_size) is int and type(r2.pruning.frequency) is int and type(r2.pruning.final_sparsity) is float
 
 
 def test_training_schedules():

@@ -406,6 +406,7 @@ class SearchSpace:
         """
         base = base or Recipe()
         top, stages = {}, {}
+        values = plain_values(values)
         for name, value in values.items():
             if name not in TARGETS:
                 continue
@@ -424,6 +425,13 @@ class SearchSpace:
             current = getattr(base, stage) or cls()
             top[stage] = dataclasses.replace(current, **changes)
         return base.replace(**top) if top else base
+
+
+def plain_values(values):
+    """Trial values as Python scalars: Bayesian optimisation proposes numpy
+    ones (``np.int64`` batch sizes, pruning frequencies), which TF-MOT's
+    schedule ops reject with a TypeError."""
+    return {k: (v.item() if hasattr(v, "item") else v) for k, v in values.items()}
 
 
 @dataclass(frozen=True)

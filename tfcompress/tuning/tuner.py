@@ -45,7 +45,7 @@ from tfcompress.optimize import loss_for, make_optimizer, optimize
 from tfcompress.recipe import Recipe
 from tfcompress.report import atomic_write_json, atomic_write_text
 from tfcompress.tuning.objectives import parse_objectives, score
-from tfcompress.tuning.space import TrainingSchedule, TuningError
+from tfcompress.tuning.space import TrainingSchedule, TuningError, plain_values
 
 import keras_tuner  # noqa: E402  (after _keras: TensorFlow is quiet by then)
 from keras_tuner.src import config as _kt_config  # noqa: E402
@@ -184,7 +184,9 @@ def failure_reason(message):
 
 
 def _one_line(e):
-    text = (str(e).strip().splitlines() or [""])[0][:240]
+    lines = [ln.strip() for ln in str(e).strip().splitlines() if ln.strip()]
+    # TensorFlow's errors start with "in user code:" and end with the cause.
+    text = (lines[-1] if lines and lines[0].startswith("in user code") else (lines or [""])[0])[:240]
     return f"{type(e).__name__}: {text}" if text else type(e).__name__
 
 
@@ -251,7 +253,7 @@ class TrialContext:
 
     def _run(self, job):
         t0 = time.perf_counter()
-        tid, values, folder = job["trial_id"], job["values"], job["folder"]
+        tid, values, folder = job["trial_id"], plain_values(job["values"]), job["folder"]
         recipe = self.space.recipe(values, self.base_recipe)
         sched = TrainingSchedule.from_values(values, recipe.learning_rate)
         epochs = int(values.get("tuner/epochs", self.epochs))
