@@ -239,3 +239,17 @@ def test_cli_empty_space_file(tmp_path, capsys):
     assert main(["tune", "--model", "digits_cnn", "--dataset", "digits", "--space", str(empty),
                  "--dir", str(tmp_path / "o")]) == 2
     assert "search space is empty" in capsys.readouterr().err
+
+
+def test_channel_ratio_is_searched_when_the_recipe_prunes_channels():
+    from tfcompress import Channels, Recipe
+    from tfcompress.tuning.space import SearchSpace
+
+    base = Recipe(channels=Channels(ratio=0.5, epochs=1))
+    space = SearchSpace.default(base)
+    assert "channel_ratio" in space.names
+    assert "channel_ratio" not in SearchSpace.default(Recipe()).names  # no channels stage: not searched
+    recipe = SearchSpace.from_dict({"channel_ratio": [0.25, 0.5]}).recipe({"channel_ratio": 0.25}, base=base)
+    assert recipe.channels.ratio == 0.25 and recipe.channels.epochs == 1
+    with pytest.raises(Exception, match="channel_ratio"):
+        SearchSpace.from_dict({"channel_ratio": [0.5, 1.0]})

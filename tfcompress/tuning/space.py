@@ -72,6 +72,7 @@ TARGETS = {
     "cluster_count": ("clustering", ("number_of_clusters", "num_clusters", "clusters", "cluster_count")),
     "distill_alpha": ("distillation", ("alpha",)),
     "distill_temperature": ("distillation", ("temperature",)),
+    "channel_ratio": ("channels", ("ratio",)),
 }
 
 # Good defaults: short, cheap trials on small models.
@@ -93,8 +94,9 @@ DEFAULT_SPACE = {
     "cluster_count": [8, 16, 32],
     "distill_alpha": {"min": 0.1, "max": 0.9},
     "distill_temperature": {"min": 1.0, "max": 8.0},
+    "channel_ratio": {"min": 0.0, "max": 0.75},
 }
-_OPTIONAL_DEFAULTS = ("cluster_count", "distill_alpha", "distill_temperature")
+_OPTIONAL_DEFAULTS = ("cluster_count", "distill_alpha", "distill_temperature", "channel_ratio")
 
 
 def _stage_class(stage):
@@ -284,6 +286,7 @@ class SearchSpace:
             "step_drop": lambda v: isinstance(v, (int, float)) and 0 < v <= 1,
             "cosine_alpha": lambda v: isinstance(v, (int, float)) and 0 <= v <= 1,
             "cluster_count": lambda v: isinstance(v, int) and v >= 1,
+            "channel_ratio": lambda v: isinstance(v, (int, float)) and 0 <= v < 1,
         }
         allowed = {"optimizer": ", ".join(OPTIMIZERS), "lr_decay": ", ".join(DECAYS)}
         for name, param in p.items():
