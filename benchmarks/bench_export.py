@@ -193,7 +193,7 @@ def main(argv=None):
                     )
             del model
 
-    table = markdown(rows, peaks, threads)
+    table = markdown(rows, peaks, threads) + "\n" + gpu_line(rows)
     result = {
         "description": "tflite_export flavours on LiteRT + XNNPACK; latency_vs_float32 = median(mode) / median(float32) in the same run (lower is faster)",
         "machine": machine,
@@ -249,6 +249,20 @@ def markdown(rows, peaks, threads):
         lines.append("Not fully delegated to XNNPACK (some ops on builtin kernels): " + ", ".join(partial) + ".")
     lines.append("Measured peaks (GOPS): " + ", ".join(f"{k}: {v:.1f}" for k, v in sorted(peaks.items())))
     return "\n".join(lines)
+
+
+def gpu_line(rows):
+    """Whether LiteRT's GPU accelerator could run here; never a silent CPU stand-in."""
+    from tflite_export import probe_accelerator
+
+    path = next((r["timing"]["path"] for r in rows if os.path.exists(r["timing"].get("path") or "")), None)
+    if path is None:
+        return "GPU accelerator: not probed (no file left to probe)."
+    reason = probe_accelerator(path, "gpu")
+    if reason is None:
+        return f"GPU accelerator: available on this machine ({platform.node()}); time it with `tfcompress bench --accelerator gpu`."
+    return (f"GPU accelerator: {reason if reason.startswith('unavailable') else 'unavailable: ' + reason} "
+            "(no GPU machine was lent to this session, so no GPU figures are recorded).")
 
 
 if __name__ == "__main__":
