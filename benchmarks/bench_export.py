@@ -218,8 +218,9 @@ def markdown(rows, peaks, threads):
     lines = [
         "## Export flavours: float32 / float16 / dynamic / int8 on XNNPACK",
         "",
-        "Command: `.venv/bin/python benchmarks/bench_export.py` (part of `make bench`). Run at a "
-        "load average of ~3 on 2 cores (other jobs running): 2-thread columns are noisy.",
+        "Command: `.venv/bin/python benchmarks/bench_export.py` (part of `make bench`). Load average "
+        f"at the end of the run: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (above ~1, "
+        "other jobs shared the CPU and the 2-thread columns are noisy).",
         "",
         "Median latency per image (LiteRT + XNNPACK, batch 1), ratio = median / float32 median at the same thread count "
         "(lower is faster); GOPS = 2*MACs/median; % peak = GOPS / measured GEMM peak of the same kind (float32 or int8) and threads.",
