@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from tfcompress._keras import keras, tf
+from tfcompress._keras import flatten_nested, keras, tf
+from tfcompress.errors import UnsupportedModelError
 
 __all__ = ["Group", "dependency_groups", "count_flops", "count_params"]
 
@@ -377,29 +378,6 @@ def _graph_model(layer):
     return isinstance(layer, keras.Model) and getattr(layer, "_is_graph_network", False)
 
 
-def _replay(model, inputs):
-    """Re-run ``model``'s graph on new symbolic ``inputs``, inlining nested
-    graph models (their layers are called directly, not the nested model)."""
-    usage = model._tensor_usage_count
-    tensors = {}
-    for x, y in zip(model.inputs, inputs):
-        tensors[str(id(x))] = [y] * usage[str(id(x))]
-    for depth in sorted(model._nodes_by_depth, reverse=True):
-        for node in model._nodes_by_depth[depth]:
-            if node.is_input or any(t not in tensors for t in node.flat_input_ids):
-                continue
-            args, kwargs = node.map_arguments(tensors)
-            layer = node.layer
-            if _graph_model(layer):
-                outputs = _replay(layer, tf.nest.flatten(args[0]))
-                outputs = tf.nest.pack_sequence_as(layer._nested_outputs, outputs)
-            else:
-                outputs = layer(*args, **kwargs)
-            for x_id, y in zip(node.flat_output_ids, tf.nest.flatten(outputs)):
-                tensors[x_id] = [y] * usage[x_id]
-    return [tensors[str(id(x))].pop() for x in model.outputs]
-
-
 def inline_nested(model):
     """A Functional model equal to ``model`` with nested Sequential/Functional
     sub-models replaced by their layers (same layer objects, same weights), so
@@ -417,14 +395,9 @@ def inline_nested(model):
     if not nested:
         return model, []
     try:
-        outs = _replay(model, list(model.inputs))
-        outs = outs[0] if len(outs) == 1 else outs
-        flat = keras.Model(model.inputs, outs, name=model.name)
-    except Exception as e:  # noqa: BLE001 - any failure: keep the model, locked
-        msg = str(e).splitlines()[0][:160] if str(e) else type(e).__name__
-        return model, [f"nested model(s) {', '.join(nested)} not inlined ({msg}): their channels stay locked"]
-    if any(_graph_model(l) for l in flat.layers):  # pragma: no cover - defensive
-        return model, [f"nested model(s) {', '.join(nested)} not inlined: their channels stay locked"]
+        flat = flatten_nested(model)  # the boundary's inliner, shared with optimize
+    except UnsupportedModelError as e:
+        return model, [f"nested model(s) {', '.join(nested)} not inlined ({e}): their channels stay locked"]
     return flat, [f"nested model(s) {', '.join(nested)} inlined: the result is a flat Functional model"]
 
 
