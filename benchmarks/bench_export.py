@@ -219,8 +219,8 @@ def markdown(rows, peaks, threads):
         "## Export flavours: float32 / float16 / dynamic / int8 on XNNPACK",
         "",
         "Command: `.venv/bin/python benchmarks/bench_export.py` (part of `make bench`). Load average "
-        f"at the end of the run: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (above ~1, "
-        "other jobs shared the CPU and the 2-thread columns are noisy).",
+        f"at the end of the run: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (its own 2-thread "
+        "runs count; well above 2 means other jobs shared the CPU).",
         "",
         "Median latency per image (LiteRT + XNNPACK, batch 1), ratio = median / float32 median at the same thread count "
         "(lower is faster); GOPS = 2*MACs/median; % peak = GOPS / measured GEMM peak of the same kind (float32 or int8) and threads.",
@@ -261,10 +261,18 @@ def gpu_line(rows):
     """Whether LiteRT's GPU accelerator could run here; never a silent CPU stand-in."""
     from tflite_export import probe_accelerator
 
+    import tempfile
+
+    import tflite_export
+
     path = next((r["timing"]["path"] for r in rows if os.path.exists(r["timing"].get("path") or "")), None)
-    if path is None:
-        return "GPU accelerator: not probed (no file left to probe)."
-    reason = probe_accelerator(path, "gpu")
+    with tempfile.TemporaryDirectory() as tmp:
+        if path is None:  # the run's files live in a temporary folder: probe a small one
+            from tfcompress import models
+
+            path = tflite_export.export(models.get("digits_cnn").build(), os.path.join(tmp, "probe.tflite"),
+                                        mode="float32").path
+        reason = probe_accelerator(path, "gpu")
     if reason is None:
         return f"GPU accelerator: available on this machine ({platform.node()}); time it with `tfcompress bench --accelerator gpu`."
     return (f"GPU accelerator: {reason if reason.startswith('unavailable') else 'unavailable: ' + reason} "
