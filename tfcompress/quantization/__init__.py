@@ -10,14 +10,9 @@ from tfcompress._keras import keras, tfmot, clone
 from tfcompress.errors import RecipeError, UnsupportedModelError
 from tfcompress.quantization import configs
 
-from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
-    default_8bit_quantize_registry,
-)
-
 __all__ = ["wrap", "why_not_quantizable", "scheme_for"]
 
 _q = tfmot.quantization.keras
-_registry = default_8bit_quantize_registry.Default8BitQuantizeRegistry()
 
 
 def why_not_quantizable(layer):
