@@ -76,6 +76,30 @@ def test_float32_parity(model, tmp_path):
     assert tfl.agreement(model, rep.path, xte) == 1.0
 
 
+def test_inference_trace_and_full_keras_path_give_the_same_model(model, tmp_path, monkeypatch):
+    """Keras models convert from their inference call alone (fast); the full
+    from_keras_model path is the fallback and gives the same ops and numbers."""
+    import tensorflow as tf
+
+    import tflite_export.convert as conv
+
+    xtr, _, xte, _ = digits()
+
+    def refuse(*a, **k):
+        raise AssertionError("from_keras_model must not run when the inference trace works")
+
+    with monkeypatch.context() as m:
+        m.setattr(tf.lite.TFLiteConverter, "from_keras_model", refuse)
+        fast = tfl.export(model, tmp_path / "fast.tflite", representative_data=xtr, num_samples=64)
+    with monkeypatch.context() as m:
+        m.setattr(conv, "_inference_converter", lambda tf, model: None)
+        full = tfl.export(model, tmp_path / "full.tflite", representative_data=xtr, num_samples=64)
+    a, b = tfl.inspect(fast.path), tfl.inspect(full.path)
+    assert [t["name"] for t in a.inputs] == [t["name"] for t in b.inputs]
+    assert a.ops == b.ops
+    np.testing.assert_array_equal(tfl.predict(fast.path, xte), tfl.predict(full.path, xte))
+
+
 def test_representative_data_forms(model, tmp_path):
     import tensorflow as tf
 
