@@ -22,7 +22,8 @@ from tfcompress.tuning import (
     tune,
 )
 from tfcompress.tuning.search import format_params
-from tfcompress.tuning.tuner import failure_reason, make_oracle
+from tfcompress.tuning.objectives import PENALTY, score
+from tfcompress.tuning.tuner import CompressionTuner, failure_reason, make_oracle
 
 TINY_SPACE = {"learning_rate": {"min": 1e-3, "max": 1e-2, "sampling": "log"}, "final_sparsity": [0.5, 0.8]}
 TINY_RECIPE = {"pruning": {"epochs": 1}, "quantization": None, "batch_size": 64}
@@ -128,6 +129,32 @@ def test_objectives_and_constraints():
     assert make_oracle("hyperband", hp, max_trials=7, max_epochs=3).max_trials == 7
 
 
+def test_score_penalty_is_bounded_and_ranks_feasible_first_where_it_must(tmp_path):
+    size = [parse_constraint("size_kb<=20")]
+    feasible = {"accuracy": 0.60, "size_kb": 18.0, "latency_ms": 1.0}
+    near = {"accuracy": 0.80, "size_kb": 22.0, "latency_ms": 1.0}   # 10 % over the bound
+    far = {"accuracy": 0.90, "size_kb": 200.0, "latency_ms": 1.0}   # 10x over
+    acc = ["accuracy"]
+    # Hyperband/random: a broken constraint outranks any accuracy gain.
+    assert score(feasible, acc, size, PENALTY["hyperband"]) > score(near, acc, size, PENALTY["hyperband"])
+    # Bayesian: a gentle slope (what the Gaussian process fits): near misses with
+    # much better accuracy still score well, and nothing falls off a cliff.
+    gp = PENALTY["bayesian"]
+    assert score(near, acc, size, gp) == pytest.approx(0.70)
+    assert score(far, acc, size, gp) == pytest.approx(-0.10)  # violation capped at 1
+    assert score(feasible, acc, size, gp) == pytest.approx(0.60)
+    # Minimised first objectives score -ln(v): the same relative gain counts the same at any scale.
+    a = score({"size_kb": 10.0}, ["size_kb"]) - score({"size_kb": 11.0}, ["size_kb"])
+    b = score({"size_kb": 1000.0}, ["size_kb"]) - score({"size_kb": 1100.0}, ["size_kb"])
+    assert a == pytest.approx(b) and a > 0
+    # The tuner picks the weight from the algorithm.
+    hp_space = SearchSpace(TINY_SPACE)
+    for algo, want in (("BayesianOptimization", 1.0), ("hyperband", 10.0), ("random", 10.0)):
+        t = CompressionTuner(lambda: None, hp_space, algorithm=algo, isolation="session",
+                             directory=str(tmp_path / algo))
+        assert t.penalty == want
+
+
 def test_pareto_front_is_non_dominated_set():
     rows = [
         {"accuracy": 0.95, "size_kb": 20, "latency_ms": 1.0},   # best accuracy
@@ -182,6 +209,30 @@ def test_search_records_failed_trial_and_goes_on(digits, tmp_path):
     assert chosen.pruning.final_sparsity in (0.5, 0.8)
     again = load_results(str(tmp_path))
     assert again.pareto == result.pareto and [r["trial_id"] for r in again.rows] == ["0", "1", "2"]
+
+
+def test_hyperband_trial_continues_from_parent_weights_or_trains_from_scratch(digits, tmp_path):
+    """A Hyperband trial resumes its parent's weights; when the parent ran on
+    another machine (no shared folder, no file here) it trains all its epochs."""
+    from tfcompress.tuning.tuner import TrialContext
+
+    x, y = digits.train
+    ctx = TrialContext(tiny_model, SearchSpace(TINY_SPACE), Recipe.from_dict(TINY_RECIPE), ["accuracy"], (),
+                       epochs=1, max_epochs=2, train=(x[:300], y[:300]), validation=digits.validation,
+                       timing_runs=3, timing_seconds=0.01)
+    values = {"learning_rate": 3e-3, "final_sparsity": 0.5}
+    first = tmp_path / "t0"
+    first.mkdir()
+    ctx.run({"trial_id": "0", "values": dict(values, **{"tuner/epochs": 1}), "folder": str(first)})
+    child = dict(values, **{"tuner/epochs": 2, "tuner/initial_epoch": 1})
+    for tid, parent, continued, epochs in (("1", first / "trained.weights.h5", True, 1 + 1),
+                                           ("2", tmp_path / "elsewhere" / "trained.weights.h5", False, 2 + 1)):
+        folder = tmp_path / f"t{tid}"
+        folder.mkdir()
+        metrics = ctx.run({"trial_id": tid, "values": child, "folder": str(folder), "parent_weights": str(parent)})
+        assert metrics["epochs"] == epochs  # training epochs run here + 1 pruning epoch
+        result = json.loads((folder / "result.json").read_text())
+        assert result["continued_from_parent"] is continued
 
 
 # --- CLI ------------------------------------------------------------------------

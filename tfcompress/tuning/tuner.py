@@ -44,7 +44,7 @@ from tfcompress.errors import TfcompressError
 from tfcompress.optimize import loss_for, make_optimizer, optimize
 from tfcompress.recipe import Recipe
 from tfcompress.report import atomic_write_json, atomic_write_text
-from tfcompress.tuning.objectives import parse_objectives, score
+from tfcompress.tuning.objectives import PENALTY, parse_objectives, score
 from tfcompress.tuning.space import TrainingSchedule, TuningError, plain_values
 
 import keras_tuner  # noqa: E402  (after _keras: TensorFlow is quiet by then)
@@ -228,16 +228,18 @@ class TrialContext:
         timing_seconds: minimum timed seconds. Defaults to `0.2`.
         seed: seed. Defaults to `0`.
         tuner_id: written into each trial's ``result.json``. Defaults to `"tuner0"`.
+        penalty: score lost per unit of constraint violation (see
+            :func:`~tfcompress.tuning.objectives.score`). Defaults to `10.0`.
     """
 
     def __init__(self, build_model, space, base_recipe, objectives, constraints, epochs, max_epochs, train,
-                 validation, threads=1, timing_runs=20, timing_seconds=0.2, seed=0, tuner_id="tuner0"):
+                 validation, threads=1, timing_runs=20, timing_seconds=0.2, seed=0, tuner_id="tuner0", penalty=10.0):
         self.build_model, self.space, self.base_recipe = build_model, space, base_recipe
         self.objectives, self.constraints = objectives, tuple(constraints)
         self.epochs, self.max_epochs = epochs, max_epochs
         self.train, self.validation = train, validation
         self.threads, self.timing_runs, self.timing_seconds = threads, timing_runs, timing_seconds
-        self.seed, self.tuner_id = seed, tuner_id
+        self.seed, self.tuner_id, self.penalty = seed, tuner_id, penalty
 
     def run(self, job):
         """Run one trial; returns its metrics or raises FailedTrialError."""
@@ -261,8 +263,13 @@ class TrialContext:
         x, y = self.train
         keras.utils.set_random_seed(self.seed + (int(tid) if str(tid).isdigit() else 0))
         model = check_model(self.build_model())
-        if job.get("parent_weights") and initial > 0:
-            model.load_weights(job["parent_weights"])
+        parent = job.get("parent_weights")
+        # Hyperband continues from its parent trial's weights; a parent that
+        # ran on another machine without a shared folder is not here, and the
+        # trial then trains from scratch (more epochs, same outcome).
+        resumed = bool(parent and initial > 0 and os.path.exists(parent))
+        if resumed:
+            model.load_weights(parent)
         else:
             initial = 0
         model.compile(make_optimizer(recipe.optimizer, sched.learning_rate),
@@ -315,10 +322,11 @@ class TrialContext:
             "rss_mb": rss,
             "peak_rss_mb": peak,
         }
-        metrics["score"] = score(metrics, self.objectives, self.constraints)
+        metrics["score"] = score(metrics, self.objectives, self.constraints, self.penalty)
         atomic_write_json(os.path.join(folder, "result.json"),
                           {"trial_id": tid, "tuner_id": self.tuner_id, "status": "COMPLETED",
                            "values": values, "metrics": metrics, "recipe": recipe.to_dict(),
+                           "continued_from_parent": resumed,
                            "backend": timing.backend, "pid": os.getpid()})
         return metrics
 
@@ -344,7 +352,8 @@ def _child_main(conn):
         payload["build_model"], SearchSpace(payload["space"]), Recipe.from_dict(payload["base_recipe"]),
         payload["objectives"], [parse_constraint(c) for c in payload["constraints"]], payload["epochs"],
         payload["max_epochs"], payload["train"], payload["validation"], payload["threads"],
-        payload["timing_runs"], payload["timing_seconds"], payload["seed"], payload["tuner_id"])
+        payload["timing_runs"], payload["timing_seconds"], payload["seed"], payload["tuner_id"],
+        payload["penalty"])
     conn.send(("ready", None))
     while True:
         try:
@@ -480,6 +489,10 @@ class CompressionTuner(base_tuner.BaseTuner):
             Defaults to `None`.
         num_initial_points: Bayesian optimisation's random start (see
             :func:`make_oracle`). Defaults to `None`.
+        penalty: score lost per unit of constraint violation. Defaults to
+            `None` (``PENALTY`` of the algorithm: 1 for Bayesian
+            optimisation, 10 otherwise; see
+            :func:`~tfcompress.tuning.objectives.score`).
 
     Raises:
         TuningError: an unknown algorithm or isolation, or an unpicklable
@@ -495,7 +508,7 @@ class CompressionTuner(base_tuner.BaseTuner):
                  base_recipe=None, epochs=2, max_epochs=None, epoch_budget=None, directory="tune-out",
                  project_name="search", overwrite=False, seed=0, threads=1, timing_runs=20,
                  timing_seconds=0.2, isolation="process", trials_per_process=8, on_trial_end=None,
-                 num_initial_points=None):
+                 num_initial_points=None, penalty=None):
         if isolation not in ("process", "session"):
             raise TuningError(f"isolation must be 'process' or 'session', got {isolation!r}.")
         if isolation == "process":
@@ -517,6 +530,8 @@ class CompressionTuner(base_tuner.BaseTuner):
         self.seed = seed
         self.isolation, self.trials_per_process = isolation, trials_per_process
         self.callback = on_trial_end
+        key = str(algorithm).lower().replace("_", "").replace("-", "")
+        self.penalty = float(penalty if penalty is not None else PENALTY.get(CANONICAL.get(key), 10.0))
         self._last = {}
         self._runner = None
         oracle = make_oracle(algorithm, space.hyperparameters(), max_trials=max_trials,
@@ -569,14 +584,14 @@ class CompressionTuner(base_tuner.BaseTuner):
                         constraints=[str(c) for c in self.constraints], epochs=self.epochs,
                         max_epochs=self.max_epochs, train=tuple(train_data), validation=tuple(validation_data),
                         threads=self.threads, timing_runs=self.timing_runs, timing_seconds=self.timing_seconds,
-                        seed=self.seed, tuner_id=self.tuner_id)
+                        seed=self.seed, tuner_id=self.tuner_id, penalty=self.penalty)
         if self.isolation == "process":
             self._runner = _ChildRunner(ctx_args, self.trials_per_process)
         else:
             self._runner = TrialContext(
                 self.build_model, self.space, self.base_recipe, self.objectives, self.constraints, self.epochs,
                 self.max_epochs, tuple(train_data), tuple(validation_data), self.threads, self.timing_runs,
-                self.timing_seconds, self.seed, self.tuner_id)
+                self.timing_seconds, self.seed, self.tuner_id, self.penalty)
         try:
             return super().search(train_data, validation_data, verbose=verbose)
         finally:
