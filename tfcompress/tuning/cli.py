@@ -48,7 +48,8 @@ def add_subcommands(subparsers):
                    help="comma-separated: accuracy, size, latency; the first guides the search, all "
                    "define the Pareto front (default: %(default)s)")
     p.add_argument("--constraint", action="append", default=[],
-                   help='e.g. "latency_ms<=0.5", "size_kb<=20", "accuracy>=0.9" (repeatable)')
+                   help='e.g. "latency_ms<=0.5", "size_kb<=20", "accuracy>=0.9" (repeatable); a broken '
+                   "constraint lowers a trial's score, and only trials meeting all of them are chosen")
     p.add_argument("--dir", default="tune-out", help="search folder; an existing search resumes (default: %(default)s)")
     p.add_argument("--overwrite", action="store_true", help="discard an earlier search in --dir")
     p.add_argument("--train-subset", type=int, default=None, help="train on the first N examples only")
