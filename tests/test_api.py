@@ -33,3 +33,27 @@ def test_import_after_tensorflow_and_keras3():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd="/")
     assert out.stdout.strip().endswith("ok"), out.stderr[-2000:]
+
+
+def test_tf_keras_and_tf_mot_are_imported_in_one_module():
+    """`tfcompress/_keras.py` is the one Keras boundary: every other module
+    takes tf_keras and TF-MOT (internals included) from it."""
+    import ast
+    import pathlib
+
+    root = pathlib.Path(tfcompress.__file__).parent
+    sources = list(root.rglob("*.py")) + list((root.parent / "models").rglob("*.py"))
+    offenders = []
+    for path in sources:
+        if path.name == "_keras.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            for name in names:
+                if name.split(".")[0] in ("tf_keras", "tensorflow_model_optimization"):
+                    offenders.append(f"{path.relative_to(root.parent)}:{node.lineno} imports {name}")
+    assert len(sources) > 20 and not offenders, offenders

@@ -47,6 +47,20 @@ with quiet_native_logs():
     import tensorflow as tf  # noqa: E402
     import tf_keras as keras  # noqa: E402
     import tensorflow_model_optimization as tfmot  # noqa: E402
+    # TF-MOT internals tfcompress builds on (layer registries, 8-bit configs,
+    # experimental clustering): imported here only, so a TF-MOT upgrade that
+    # moves them breaks one module.
+    from tensorflow_model_optimization.python.core.clustering.keras import (  # noqa: E402
+        clustering_registry,
+    )
+    from tensorflow_model_optimization.python.core.clustering.keras.experimental import (  # noqa: E402
+        cluster as clustering_experimental,
+    )
+    from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (  # noqa: E402
+        default_8bit_quantize_configs as quantize_configs,
+        default_8bit_quantize_registry as quantize_registry,
+    )
+    from tensorflow_model_optimization.python.core.sparsity.keras import prune_registry  # noqa: E402
 
 
 from tfcompress.errors import UnsupportedModelError  # noqa: E402
@@ -61,7 +75,8 @@ except ImportError:  # pragma: no cover
 
 __all__ = [
     "tf", "keras", "tfmot", "is_keras3_model", "check_model", "coerce_model", "flatten_nested",
-    "custom_objects", "clone", "quiet_native_logs",
+    "custom_objects", "clone", "quiet_native_logs", "clustering_registry", "clustering_experimental",
+    "quantize_configs", "quantize_registry", "prune_registry",
 ]
 
 

@@ -16,14 +16,9 @@ Example:
 
 import numpy as np
 
-from tfcompress._keras import clone, keras, tfmot
+from tfcompress._keras import clone, clustering_experimental as _experimental, clustering_registry, keras, tfmot
 from tfcompress.errors import RecipeError
 from tfcompress.pruning.selection import check_patterns, excluded_reason
-
-from tensorflow_model_optimization.python.core.clustering.keras import clustering_registry
-from tensorflow_model_optimization.python.core.clustering.keras.experimental import (
-    cluster as _experimental,
-)
 
 __all__ = ["wrap", "strip", "why_not_clusterable", "unique_values", "describe"]
 

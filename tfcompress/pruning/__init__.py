@@ -15,12 +15,10 @@ Example:
 
 import numpy as np
 
-from tfcompress._keras import keras, tfmot, clone
+from tfcompress._keras import clone, keras, prune_registry, tfmot
 from tfcompress.errors import RecipeError
 from tfcompress.pruning.penalty import apply_penalty
 from tfcompress.pruning.selection import check_patterns, excluded_reason, first_match
-
-from tensorflow_model_optimization.python.core.sparsity.keras import prune_registry
 
 __all__ = [
     "wrap", "strip", "schedule", "callbacks", "layer_sparsity", "prunable_weights",

@@ -35,11 +35,8 @@ Example:
 """
 
 from tfcompress._keras import keras
-
-from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
-    default_8bit_quantize_configs as _configs,
-    default_8bit_quantize_registry as _default_registry,
-)
+from tfcompress._keras import quantize_configs as _configs
+from tfcompress._keras import quantize_registry as _default_registry
 
 __all__ = ["rule", "config_for", "why_not", "describe", "guard_scheme", "KINDS"]
 
