@@ -155,6 +155,19 @@ def test_score_penalty_is_bounded_and_ranks_feasible_first_where_it_must(tmp_pat
         assert t.penalty == want
 
 
+def test_conditional_parameters_cross_grpc_without_stray_output(capsys):
+    """Keras Tuner 1.4.8 prints every conditional parameter's parent value when
+    it serialises it for chief/worker mode; tfcompress silences that."""
+    from keras_tuner.src.engine import conditions
+
+    proto = conditions.Parent("lr_decay", ["cosine"]).to_proto()
+    assert proto.parent.name == "lr_decay" and proto.parent.values[0].string_value == "cosine"
+    hp = SearchSpace.default().hyperparameters()
+    assert any(p.conditions for p in hp.space)  # the default space has conditional parameters
+    hp.to_proto()
+    assert capsys.readouterr().out == ""
+
+
 def test_pareto_front_is_non_dominated_set():
     rows = [
         {"accuracy": 0.95, "size_kb": 20, "latency_ms": 1.0},   # best accuracy

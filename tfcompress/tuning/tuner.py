@@ -50,12 +50,18 @@ from tfcompress.tuning.space import TrainingSchedule, TuningError, plain_values
 import keras_tuner  # noqa: E402  (after _keras: TensorFlow is quiet by then)
 from keras_tuner.src import config as _kt_config  # noqa: E402
 from keras_tuner.src.distribute import utils as dist_utils  # noqa: E402
+from keras_tuner.src.engine import conditions as _kt_conditions  # noqa: E402
 from keras_tuner.src.engine import base_tuner  # noqa: E402
 from keras_tuner.src.engine import trial as trial_module  # noqa: E402
 
 # Keras Tuner prints every failed trial's traceback; we report one line per
 # trial instead (the traceback stays in trial.json). --debug turns it back on.
 _kt_config.DEBUG = os.environ.get("TF_CPP_MIN_LOG_LEVEL") == "0"
+
+# Keras Tuner 1.4.8 left a debug print(self.values[0]) in Parent.to_proto,
+# so every conditional parameter sent over gRPC (chief/worker mode) prints a
+# stray line ("cosine", "step"). The module's only print: shadow it there.
+_kt_conditions.print = lambda *args, **kwargs: None
 
 __all__ = ["CompressionTuner", "make_oracle", "ALGORITHMS", "failure_reason", "serve_oracle"]
 
