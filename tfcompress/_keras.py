@@ -63,7 +63,7 @@ with quiet_native_logs():
     from tensorflow_model_optimization.python.core.sparsity.keras import prune_registry  # noqa: E402
 
 
-from tfcompress.errors import UnsupportedModelError  # noqa: E402
+from tfcompress.errors import UnsupportedModelError, first_line  # noqa: E402
 
 tf.get_logger().setLevel("ERROR")
 try:  # absl prints "WARNING: All log messages before absl::InitializeLog()".
@@ -230,9 +230,8 @@ def flatten_nested(model):
         outs = _replay(model, list(model.inputs))
         flat = keras.Model(model.inputs, outs[0] if len(outs) == 1 else outs, name=model.name)
     except Exception as e:  # noqa: BLE001 - Keras raises many types here
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
         raise UnsupportedModelError(
-            f"cannot flatten nested model(s) {', '.join(l.name for l in nested)} ({first}): "
+            f"cannot flatten nested model(s) {', '.join(l.name for l in nested)} ({first_line(e)}): "
             "rebuild the model as one Functional graph."
         ) from None
     return flat

@@ -22,7 +22,7 @@ import inspect
 import numpy as np
 
 from tfcompress._keras import is_keras3_model, keras
-from tfcompress.errors import UnsupportedModelError
+from tfcompress.errors import UnsupportedModelError, first_line
 
 __all__ = ["to_tf_keras", "translate_config", "is_keras3_model"]
 
@@ -311,8 +311,7 @@ def to_tf_keras(model):
     except UnsupportedModelError:
         raise
     except Exception as e:  # tf_keras raises many types on a config it rejects
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
-        _fail(f"tf_keras could not rebuild the Keras 3 model ({first}); rebuild it with "
+        _fail(f"tf_keras could not rebuild the Keras 3 model ({first_line(e)}); rebuild it with "
               "`import tf_keras as keras`.")
     if kind == "Sequential" and not tfk.built:
         tfk.build((None,) + tuple(model.input_shape[1:]))

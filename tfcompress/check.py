@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from tfcompress._keras import coerce_model, keras, quiet_native_logs, tfmot
+from tfcompress.errors import first_line
 from tfcompress.report import markdown_table, table
 
 __all__ = ["check", "CheckReport", "LayerCheck"]
@@ -175,8 +176,6 @@ def _quantizable(layer):
     from tfcompress.quantization import configs
 
     kind, reason = configs.rule(layer)
-    if isinstance(layer, keras.layers.InputLayer):
-        return None
     return configs.KINDS[kind] if kind else f"no: {reason}"
 
 
@@ -193,16 +192,12 @@ def _xnnpack_layer(layer, policy, model_reason):
 
 
 def _channels(model, notes):
-    try:
-        from tfcompress.channels import dependency_groups
-    except ImportError:  # pragma: no cover - channels not installed
-        notes.append("structured channel pruning: tfcompress.channels is not available")
-        return {}
+    from tfcompress.channels import dependency_groups
+
     try:
         groups = dependency_groups(model)
     except Exception as e:  # noqa: BLE001 - report, never crash the check
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
-        notes.append(f"structured channel pruning: analysis failed ({first})")
+        notes.append(f"structured channel pruning: analysis failed ({first_line(e, 160)})")
         return {}
     out = {}
     for g in groups:
@@ -241,8 +236,7 @@ def _trial_conversion(model, mode, samples):
                                     num_samples=samples)
         status, size = "ok", len(data)
     except Exception as e:  # noqa: BLE001 - the point is to report it
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
-        status, size = f"failed: {first}", None
+        status, size = f"failed: {first_line(e, 300)}", None
     return {"mode": mode, "status": status, "seconds": time.perf_counter() - t0, "bytes": size}
 
 

@@ -50,7 +50,7 @@ def resolve_model(spec, input_shape=None, safe_mode=True):
     """
     from tfcompress import models
     from tfcompress._keras import keras
-    from tfcompress.errors import UnsupportedModelError
+    from tfcompress.errors import UnsupportedModelError, first_line
     from tfcompress.io import load_model
 
     if os.path.exists(spec) or os.path.splitext(spec)[1].lower() in (".keras", ".h5", ".hdf5"):
@@ -68,8 +68,7 @@ def resolve_model(spec, input_shape=None, safe_mode=True):
         try:
             return app(**kwargs)
         except ValueError as e:
-            first = (str(e).strip().splitlines() or ["bad arguments"])[0][:200]
-            raise UnsupportedModelError(f"cannot build {spec}: {first}") from None
+            raise UnsupportedModelError(f"cannot build {spec}: {first_line(e)}") from None
     raise UnsupportedModelError(
         f"{spec} is neither a model file nor a known model name: pass a .keras/.h5 file, one of "
         f"{', '.join(models.names())}, or a keras.applications name such as MobileNetV2."

@@ -14,7 +14,19 @@ __all__ = [
     "DataError",
     "OutputError",
     "ExportError",
+    "first_line",
 ]
+
+
+def first_line(e, limit=200):
+    """The first line of an exception's message (its type name when empty),
+    cut to ``limit`` characters: what a one-line error quotes of a cause.
+
+    Example:
+        >>> first_line(ValueError("bad shape\\nTraceback ..."))
+        'bad shape'
+    """
+    return (str(e).strip().splitlines() or [type(e).__name__])[0][:limit]
 
 
 class TfcompressError(Exception):

@@ -17,15 +17,11 @@ import os
 import zipfile
 
 from tfcompress._keras import check_model, custom_objects, keras
-from tfcompress.errors import UnsupportedModelError
+from tfcompress.errors import UnsupportedModelError, first_line
 
 __all__ = ["load_model", "file_info"]
 
 _MODELS = ("Functional", "Sequential", "Model")
-
-
-def _first_line(e):
-    return (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
 
 
 def _decode(v):
@@ -63,7 +59,7 @@ def file_info(path):
                 config = json.loads(z.read("config.json"))
                 meta = json.loads(z.read("metadata.json")) if "metadata.json" in names else {}
         except (zipfile.BadZipFile, ValueError, KeyError) as e:
-            raise UnsupportedModelError(f"cannot load {path}: a damaged .keras file ({_first_line(e)}).") from None
+            raise UnsupportedModelError(f"cannot load {path}: a damaged .keras file ({first_line(e)}).") from None
         return "keras", str(meta.get("keras_version", "")), config
     try:
         import h5py
@@ -81,7 +77,7 @@ def file_info(path):
                 )
             return "h5", str(_decode(version)), _decode(config)
     except OSError as e:
-        raise UnsupportedModelError(f"cannot read {path}: {_first_line(e)}.") from None
+        raise UnsupportedModelError(f"cannot read {path}: {first_line(e)}.") from None
     raise UnsupportedModelError(
         f"cannot load {path}: it is not a Keras model file (neither a .keras zip nor HDF5); save the model with "
         "model.save('m.keras')."
@@ -177,7 +173,7 @@ def _load_tf_keras(path, kwargs, qat_keras=False):
             # in the .keras format; HDF5 round-trips them.
             hint = "; tf_keras cannot reload QAT models from .keras files: save them with model.save('m.h5')"
         raise UnsupportedModelError(
-            f"cannot load {path} as a tf_keras model ({_first_line(e)}){hint}.") from None
+            f"cannot load {path} as a tf_keras model ({first_line(e)}){hint}.") from None
     return check_model(model)
 
 
@@ -189,7 +185,7 @@ def _load_keras3(path, safe_mode):
     try:
         model = k3.saving.load_model(path, compile=False, safe_mode=safe_mode)
     except Exception as e:  # Keras 3 raises many types for a bad file
-        msg = _first_line(e)
+        msg = first_line(e)
         hint = " (a custom layer must be registered with keras.saving.register_keras_serializable)" \
             if "locate" in msg or "Unknown" in msg else ""
         raise UnsupportedModelError(f"cannot load {path} with Keras 3 ({msg}){hint}.") from None

@@ -16,7 +16,7 @@ Example:
 import numpy as np
 
 from tfcompress._keras import clone, keras, prune_registry, tfmot
-from tfcompress.errors import RecipeError
+from tfcompress.errors import RecipeError, first_line
 from tfcompress.pruning.penalty import apply_penalty
 from tfcompress.pruning.selection import check_patterns, excluded_reason, first_match
 
@@ -114,7 +114,7 @@ def xnnpack_policy_reason(model):
     try:
         _sparsity.PruneForLatencyOnXNNPack().ensure_model_supports_pruning(model)
     except (ValueError, AttributeError, TypeError) as e:
-        return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        return first_line(e, 10**6)
     return None
 
 

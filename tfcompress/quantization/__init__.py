@@ -7,7 +7,7 @@ Example:
 """
 
 from tfcompress._keras import keras, tfmot, clone
-from tfcompress.errors import RecipeError, UnsupportedModelError
+from tfcompress.errors import RecipeError, UnsupportedModelError, first_line
 from tfcompress.quantization import configs
 
 __all__ = ["wrap", "why_not_quantizable", "scheme_for"]
@@ -81,9 +81,8 @@ def wrap(model, stage, preserve_sparsity=None, scheme=None):
         with _q.quantize_scope():
             qat = _q.quantize_apply(annotated, scheme)
     except (ValueError, RuntimeError, TypeError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise UnsupportedModelError(
-            f"TF-MOT could not apply QAT to this model ({first}); remove the "
+            f"TF-MOT could not apply QAT to this model ({first_line(e, 10**6)}); remove the "
             "quantization stage or run `tfcompress check` to see which layer fails."
         ) from None
     return qat, records
