@@ -5,7 +5,7 @@ so callers (and the CLI) can catch one type. Each message says what is wrong and
 how to fix it, in one line.
 """
 
-from tflite_export.errors import ExportError
+from tflite_export.errors import ExportError, first_line
 
 __all__ = [
     "TfcompressError",
@@ -16,17 +16,6 @@ __all__ = [
     "ExportError",
     "first_line",
 ]
-
-
-def first_line(e, limit=200):
-    """The first line of an exception's message (its type name when empty),
-    cut to ``limit`` characters: what a one-line error quotes of a cause.
-
-    Example:
-        >>> first_line(ValueError("bad shape\\nTraceback ..."))
-        'bad shape'
-    """
-    return (str(e).strip().splitlines() or [type(e).__name__])[0][:limit]
 
 
 class TfcompressError(Exception):

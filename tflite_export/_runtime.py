@@ -7,7 +7,7 @@ from typing import Optional
 
 import numpy as np
 
-from .errors import ExportError
+from .errors import ExportError, first_line
 
 
 def open_interpreter(
@@ -41,9 +41,13 @@ def open_interpreter(
         )
         it.allocate_tensors()
     except ValueError as e:
-        raise ExportError(f"LiteRT cannot load {path} ({str(e).splitlines()[0][:160]}); re-export it with tflite_export.export") from None
+        raise ExportError(
+            f"LiteRT cannot load {path} ({first_line(e, 160)}); re-export it with tflite_export.export"
+        ) from None
     except RuntimeError as e:
-        raise ExportError(f"LiteRT cannot prepare {path} ({str(e).splitlines()[0][:160]}); the file may need ops this runtime lacks") from None
+        raise ExportError(
+            f"LiteRT cannot prepare {path} ({first_line(e, 160)}); the file may need ops this runtime lacks"
+        ) from None
     return it
 
 

@@ -1,6 +1,6 @@
 """Errors raised by :mod:`tflite_export` (which works without the rest of tfcompress)."""
 
-__all__ = ["ExportError"]
+__all__ = ["ExportError", "first_line"]
 
 
 class ExportError(Exception):
@@ -8,3 +8,25 @@ class ExportError(Exception):
 
     The message says what is wrong and how to fix it, in one line.
     """
+
+
+def first_line(e, limit=200):
+    """The first line of an exception's message, cut to ``limit`` characters.
+
+    What a one-line error quotes of a cause. tfcompress re-exports it from
+    ``tfcompress.errors``.
+
+    Args:
+        e: An exception (or anything whose ``str`` is a message).
+        limit: Maximum number of characters, or None for the whole line. Defaults to `200`.
+
+    Returns:
+        The first non-empty line of ``str(e)``, or the type name of ``e`` when the message is empty.
+
+    Example:
+        >>> first_line(ValueError("bad shape\\nTraceback ..."))
+        'bad shape'
+        >>> first_line(RuntimeError())
+        'RuntimeError'
+    """
+    return (str(e).strip().splitlines() or [type(e).__name__])[0][:limit]
