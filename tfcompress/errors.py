@@ -14,6 +14,7 @@ __all__ = [
     "DataError",
     "OutputError",
     "ExportError",
+    "TuningError",
     "first_line",
 ]
 
@@ -36,3 +37,7 @@ class DataError(TfcompressError, ValueError):
 
 class OutputError(TfcompressError, OSError):
     """An output file or folder cannot be written."""
+
+
+class TuningError(TfcompressError, ValueError):
+    """A search space, objective, constraint, algorithm or search directory is not usable."""

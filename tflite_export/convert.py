@@ -16,7 +16,7 @@ import numpy as np
 
 from . import _flatbuffer as fb
 from ._atomic import atomic_write_bytes
-from .errors import ExportError
+from .errors import ExportError, first_line
 
 __all__ = ["export", "convert_bytes", "ExportReport", "MODES", "IO_TYPES", "zipped_size"]
 
@@ -232,11 +232,13 @@ def _samples(data, input_shape, num_samples: int) -> List[np.ndarray]:
 
 
 def _one_line(e: BaseException) -> str:
-    text = str(e)
-    m = re.search(r"error: ([^\n]+)", text)
-    line = m.group(1) if m else next((l.strip() for l in text.splitlines() if l.strip()), type(e).__name__)
-    line = re.sub(r"\s+", " ", line)
-    return line[:200]
+    """The converter's own ``error: ...`` line of ``e`` if it has one, else its first line.
+
+    Whitespace runs are collapsed; at most 200 characters.
+    """
+    m = re.search(r"error: ([^\n]+)", str(e))
+    line = m.group(1) if m else first_line(e, limit=None)
+    return re.sub(r"\s+", " ", line).strip()[:200]
 
 
 def _inference_converter(tf, model):
