@@ -34,14 +34,11 @@ from dataclasses import dataclass
 
 import yaml
 
-from tfcompress.errors import TfcompressError
+from tfcompress.errors import TuningError
 from tfcompress.recipe import OPTIMIZERS, Recipe
 
+# TuningError lives in tfcompress.errors; re-exported here, where it was defined before.
 __all__ = ["TuningError", "Param", "SearchSpace", "DEFAULT_SPACE", "TrainingSchedule", "DECAYS"]
-
-
-class TuningError(TfcompressError, ValueError):
-    """A search space, objective, constraint or search directory is not usable."""
 
 
 DECAYS = ("none", "exponential", "step", "cosine")
