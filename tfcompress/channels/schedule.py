@@ -9,10 +9,12 @@ Example:
 import numpy as np
 
 from tfcompress._keras import check_model
+from tfcompress.channels.budget import ratios_for_budget, search_uniform
 from tfcompress.channels.config import Channels
+from tfcompress.channels.cost import count_flops
 from tfcompress.channels.report import ChannelReport
-from tfcompress.channels.sensitivity import as_xy, ratios_for_budget, sensitivity_scan
-from tfcompress.channels.surgery import Plan, _resolve_ratios, _search_uniform, prune_channels
+from tfcompress.channels.sensitivity import as_xy, sensitivity_scan
+from tfcompress.channels.surgery import Plan, _resolve_ratios, prune_channels
 from tfcompress.errors import DataError, RecipeError
 
 __all__ = ["apply", "default_fine_tune"]
@@ -83,7 +85,7 @@ def _final_ratios(model, config, data):
         notes.append(f"per-layer ratios from a sensitivity scan for the budget: {by_name}")
         out = {n: r for n, r in by_name.items() if plan.by_layer[n].id not in fixed}
     else:
-        ratios, met = _search_uniform(plan, fixed_ratios, fixed, config.flops, config.params)
+        ratios, met = search_uniform(plan, fixed_ratios, fixed, config.flops, config.params)
         if not met:
             notes.append("budget not reachable (locked layers dominate); pruned as far as possible")
         out = {plan.groups[r].name: v for r, v in ratios.items() if r not in fixed and v > 0}
@@ -173,8 +175,6 @@ def _noop(model):
 
 
 def _merge(reports, config, notes, model):
-    from tfcompress.channels.graph import count_flops
-
     target = {
         "ratio": config.ratio, "per_layer": dict(config.per_layer or {}), "flops": config.flops,
         "params": config.params, "schedule": config.schedule,

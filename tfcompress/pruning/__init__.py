@@ -13,12 +13,11 @@ Example:
     'wrapped'
 """
 
-import numpy as np
-
-from tfcompress._keras import clone, keras, prune_registry, tfmot
+from tfcompress._keras import clone, keras, tfmot
 from tfcompress.errors import RecipeError, first_line
 from tfcompress.pruning.penalty import apply_penalty
 from tfcompress.pruning.selection import check_patterns, excluded_reason, first_match
+from tfcompress.pruning.weights import _registry, _weight_names, layer_sparsity, prunable_weights
 
 __all__ = [
     "wrap", "strip", "schedule", "callbacks", "layer_sparsity", "prunable_weights",
@@ -26,7 +25,6 @@ __all__ = [
 ]
 
 _sparsity = tfmot.sparsity.keras
-_registry = prune_registry.PruneRegistry
 
 
 def schedule(stage, steps, final_sparsity=None):
@@ -116,13 +114,6 @@ def xnnpack_policy_reason(model):
     except (ValueError, AttributeError, TypeError) as e:
         return first_line(e, 10**6)
     return None
-
-
-def _weight_names(layer):
-    try:
-        return list(_registry._weight_names(layer))
-    except (ValueError, AttributeError, KeyError):  # RNNs and custom layers
-        return ["kernel"]
 
 
 def describe(stage, steps):
@@ -246,44 +237,3 @@ def callbacks():
 def strip(model):
     """Remove the pruning wrappers, keeping the pruned weights."""
     return _sparsity.strip_pruning(model)
-
-
-def prunable_weights(layer):
-    """The weights pruning acts on (kernels, not biases), through any wrapper."""
-    inner = getattr(layer, "layer", layer)  # TF-MOT pruning / QAT wrappers
-    if not layer.weights or not _registry.supports(inner):
-        return []
-    names = set(_weight_names(inner))
-    return [w for w in layer.weights if w.name.split("/")[-1].split(":")[0] in names]
-
-
-def layer_sparsity(model):
-    """Share of zeros in the prunable weights of each layer that has some.
-
-    Returns:
-        ``{layer_name: sparsity}``.
-    """
-    out = {}
-    for layer in _iter_layers(model):
-        ws = prunable_weights(layer)
-        if not ws:
-            continue
-        values = [np.asarray(w.numpy()) for w in ws]
-        total = sum(v.size for v in values)
-        zeros = sum(int((v == 0).sum()) for v in values)
-        out[_base_name(layer)] = zeros / total if total else 0.0
-    return out
-
-
-def _base_name(layer):
-    # QAT and pruning wrappers prefix names ("quant_conv1", "prune_low_magnitude_conv1").
-    inner = getattr(layer, "layer", None)
-    return inner.name if inner is not None else layer.name
-
-
-def _iter_layers(model):
-    for layer in model.layers:
-        if isinstance(layer, keras.Model):
-            yield from _iter_layers(layer)
-        else:
-            yield layer

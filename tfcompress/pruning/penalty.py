@@ -12,6 +12,7 @@ Example:
 """
 
 from tfcompress._keras import clone, tf
+from tfcompress.pruning.weights import prunable_weights
 
 __all__ = ["apply_penalty"]
 
@@ -27,8 +28,6 @@ def apply_penalty(model, stage):
         ``(model_copy, records)``: records map layer name to
         ``"penalised (...)"`` for each layer with prunable kernels.
     """
-    from tfcompress.pruning import prunable_weights  # circular at import time
-
     copy = clone(model)
     l1, l2 = float(stage.l1), float(stage.l2)
     what = ", ".join(f"{n}={v:g}" for n, v in (("l1", l1), ("l2", l2)) if v)
