@@ -139,7 +139,9 @@ class _Run:
         self.clustered = False
 
     def stage_epochs(self, stage):
-        return self.epochs if self.epochs is not None else stage.epochs
+        # `epochs=` overrides every stage that trains; a channels stage with
+        # epochs 0 does not fine-tune, and the override does not make it.
+        return stage.epochs if self.epochs is None or stage.epochs == 0 else self.epochs
 
     def steps(self, epochs):
         return epochs * -(-self.train.num_samples // self.batch_size)
@@ -205,8 +207,7 @@ def _details(info, text):
 def _channels_stage(run, model, stage):
     from tfcompress import channels as channels_mod
 
-    if run.epochs is not None and stage.epochs:
-        stage = dataclasses.replace(stage, epochs=run.epochs)
+    stage = dataclasses.replace(stage, epochs=run.stage_epochs(stage))
     info = {}
     d = run.recipe.distillation
     teacher = run.teacher if run.teacher is not None else clone(model)
@@ -382,8 +383,7 @@ def optimize(model, train_data, validation_data=None, recipe=None, epochs=None,
     stages, history = [], {}
     for i, (name, stage) in enumerate(recipe.stages, 1):
         if verbose:
-            shown = stage.epochs if name == "channels" else run.stage_epochs(stage)
-            print(f"  stage {i}/{len(recipe.stages)}: {name}, {shown} epoch(s)", flush=True)
+            print(f"  stage {i}/{len(recipe.stages)}: {name}, {run.stage_epochs(stage)} epoch(s)", flush=True)
         t0 = time.perf_counter()
         current, records, history[name], info = STAGES[name](run, current, stage)
         d = recipe.distillation
