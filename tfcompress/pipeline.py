@@ -23,6 +23,7 @@ from tfcompress._version import __version__
 from tfcompress.errors import DataError
 from tfcompress.optimize import as_recipe, loss_for, make_optimizer, optimize
 from tfcompress.report import atomic_write_json, atomic_write_text, ensure_dir, markdown_table, table
+from tflite_export._atomic import save_figure
 
 __all__ = ["run_job", "JobReport", "COLUMNS", "train_baseline"]
 
@@ -124,10 +125,7 @@ def _plot(path, files):
         for i, v in enumerate(vals):
             ax.text(i, v, f"{v:.3g}", ha="center", va="bottom", fontsize=8)
     fig.tight_layout()
-    tmp = path + ".tmp.png"
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, path)
+    save_figure(fig, path, dpi=100)
 
 
 def _export_both(model, optimized, out, rep_x, meta):

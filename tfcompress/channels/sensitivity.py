@@ -16,6 +16,7 @@ from tfcompress._keras import tf
 from tfcompress.channels.report import _jsonable
 from tfcompress.channels.surgery import Plan, _check_budget, _check_ratio
 from tfcompress.errors import DataError, RecipeError
+from tflite_export._atomic import save_figure
 
 __all__ = ["SensitivityReport", "sensitivity_scan", "ratios_for_budget"]
 
@@ -136,8 +137,7 @@ class SensitivityReport:
         if len(self.groups) <= 20:
             ax.legend(fontsize=7, loc="lower left")
         fig.tight_layout()
-        fig.savefig(path, dpi=100)
-        plt.close(fig)
+        save_figure(fig, path, dpi=100)
         return path
 
 

@@ -23,6 +23,7 @@ from tfcompress.recipe import Recipe
 from tfcompress.report import atomic_write_json, atomic_write_text, ensure_dir, markdown_table, table
 from tfcompress.tuning.objectives import direction, parse_constraint, parse_objectives, pareto_front
 from tfcompress.tuning.space import SearchSpace, TuningError
+from tflite_export._atomic import save_figure
 
 __all__ = ["tune", "TuneResult", "ModelBuilder", "load_results", "resolve_model", "format_params", "PROJECT"]
 
@@ -257,10 +258,7 @@ def plot(result, path):
     axes[0].legend(fontsize=8)
     fig.suptitle(f"{len(rows)} completed trials; constraints: {', '.join(result.constraints) or 'none'}")
     fig.tight_layout()
-    tmp = path + ".tmp.png"
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, path)
+    save_figure(fig, path, dpi=100)
 
 
 def load_results(directory):
