@@ -2,27 +2,32 @@
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import re
-import subprocess
 import math
 import os
-import resource
-import sys
 import time
 from typing import Any, Dict, List, Optional
 
 import numpy as np
 
+from ._process import current_rss_mb, memory_delta_mb, peak_rss_mb, pinned
 from ._runtime import open_interpreter, random_input
-from .errors import ExportError
+from .errors import ExportError, first_line
+from .probe import probe_accelerator
+from .safety import check_file
 
 __all__ = ["Timing", "benchmark", "ACCELERATORS", "probe_accelerator"]
 
 #: Accelerators understood by :func:`benchmark`.
 ACCELERATORS = ("cpu", "builtin", "compiled-cpu", "gpu")
-_ALIASES = {"xnnpack": "cpu", "cpu-xnnpack": "cpu", "cpu-builtin": "builtin", "compiled": "compiled-cpu", "litert-cpu": "compiled-cpu", "litert-gpu": "gpu"}
+_ALIASES = {
+    "xnnpack": "cpu",
+    "cpu-xnnpack": "cpu",
+    "cpu-builtin": "builtin",
+    "compiled": "compiled-cpu",
+    "litert-cpu": "compiled-cpu",
+    "litert-gpu": "gpu",
+}
 
 
 @dataclasses.dataclass
@@ -32,35 +37,44 @@ class Timing:
     All times are milliseconds per invoke (batch as stored in the file, normally 1).
 
     Attributes:
-      path: The .tflite file.
-      status: "ok", or "unavailable: <reason>" / "error: <reason>" (then the
-        statistics are None).
-      accelerator: "cpu" (Interpreter), "compiled-cpu" / "gpu" (LiteRT
-        CompiledModel), "delegate" (external delegate) or "android".
-      backend: What actually ran: "xnnpack" (whole graph delegated),
-        "xnnpack+builtin" (some ops fell back to builtin kernels, e.g. int8
-        AVERAGE_POOL_2D), "builtin", "litert-cpu", "litert-gpu", "delegate:<lib>"
-        or "benchmark_model".
-      threads: CPU threads requested.
-      runs: Timed runs.
-      warmup_runs: Warm-up runs (untimed in the statistics).
-      init_ms: Interpreter creation + tensor allocation.
-      first_ms: The first invoke (includes lazy initialisation).
-      warmup_ms: Mean of the warm-up invokes.
-      min_ms, median_ms, mean_ms, p90_ms, p99_ms, max_ms, std_ms: Statistics of
-        the timed invokes.
-      peak_memory_mb: Process peak RSS (``ru_maxrss``) after the run; for Android,
-        benchmark_model's overall peak memory footprint.
-      memory_delta_mb: Resident memory added by creating and running the model
-        (current RSS after the runs minus before creation; Linux only; approximate,
-        memory freed by earlier models in the same process may be reused).
-      affinity: CPUs the process was pinned to during the run, or None.
-      delegate_partitions: Number of delegate kernels the graph was split into
-        (Interpreter runs); more than one means ops in between ran on builtin kernels.
-      macs: Multiply-accumulates per invoke (conv, depthwise, fully connected), if counted.
-      gops: Achieved giga-operations/s (2*MACs / median), if counted.
-      peak_fraction: ``gops`` / measured peak GOPS of this machine, if measured.
-      device: Free text describing where it ran.
+        path: The .tflite file.
+        status: "ok", or "unavailable: <reason>" / "error: <reason>" (then the
+            statistics are None).
+        accelerator: "cpu" (Interpreter), "compiled-cpu" / "gpu" (LiteRT
+            CompiledModel), "delegate" (external delegate) or "android".
+        backend: What actually ran: "xnnpack" (whole graph delegated),
+            "xnnpack+builtin" (some ops fell back to builtin kernels, e.g. int8
+            AVERAGE_POOL_2D), "builtin", "litert-cpu", "litert-gpu", "delegate:<lib>"
+            or "benchmark_model".
+        threads: CPU threads requested.
+        runs: Timed runs.
+        warmup_runs: Warm-up runs (untimed in the statistics).
+        init_ms: Interpreter creation + tensor allocation.
+        first_ms: The first invoke (includes lazy initialisation).
+        warmup_ms: Mean of the warm-up invokes.
+        min_ms: Fastest timed invoke.
+        median_ms: Median of the timed invokes.
+        mean_ms: Mean of the timed invokes.
+        p90_ms: 90th percentile of the timed invokes.
+        p99_ms: 99th percentile of the timed invokes.
+        max_ms: Slowest timed invoke.
+        std_ms: Standard deviation of the timed invokes.
+        peak_memory_mb: Process peak RSS (``ru_maxrss``) after the run, None where it
+            cannot be read; for Android, benchmark_model's overall peak memory footprint.
+        memory_delta_mb: Resident memory added by creating and running the model
+            (current RSS after the runs minus before creation; Linux only, else None;
+            approximate, memory freed by earlier models in the same process may be reused).
+        affinity: CPUs the process was pinned to during the run, or None.
+        delegate_partitions: Number of delegate kernels the graph was split into
+            (Interpreter runs); more than one means ops in between ran on builtin kernels.
+        macs: Multiply-accumulates per invoke (conv, depthwise, fully connected), if counted.
+        gops: Achieved giga-operations/s (2*MACs / median), if counted.
+        peak_fraction: ``gops`` / measured peak GOPS of this machine, if measured.
+        device: Free text describing where it ran.
+
+    Example:
+        >>> Timing.unavailable("no GPU", path="m.tflite").status
+        'unavailable: no GPU'
     """
 
     path: str = ""
@@ -110,24 +124,19 @@ class Timing:
         return cls(status=f"unavailable: {reason}", **kw)
 
 
-def peak_rss_mb() -> float:
-    """Peak resident set size of this process in MiB (``ru_maxrss``)."""
-    r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return r / (1024.0 * 1024.0) if sys.platform == "darwin" else r / 1024.0
-
-
-def current_rss_mb() -> Optional[float]:
-    """Current resident set size of this process in MiB (Linux ``/proc``), else None."""
-    try:
-        with open("/proc/self/statm") as f:
-            pages = int(f.read().split()[1])
-        return pages * os.sysconf("SC_PAGE_SIZE") / (1024.0 * 1024.0)
-    except (OSError, ValueError, IndexError):
-        return None
-
-
 def stats_ms(samples_ns: List[int]) -> Dict[str, float]:
-    """min/median/mean/p90/p99/max/std in ms of invoke durations in ns."""
+    """min/median/mean/p90/p99/max/std in ms of invoke durations in ns.
+
+    Args:
+        samples_ns: Durations of the timed invokes in nanoseconds.
+
+    Returns:
+        ``{"min_ms", "median_ms", "mean_ms", "p90_ms", "p99_ms", "max_ms", "std_ms"}``.
+
+    Example:
+        >>> stats_ms([1_000_000, 3_000_000])["median_ms"]
+        2.0
+    """
     a = np.asarray(samples_ns, dtype=np.float64) / 1e6
     return {
         "min_ms": float(a.min()),
@@ -147,8 +156,21 @@ def timed_loop(run, warmup_runs, warmup_seconds, min_runs, min_seconds, max_seco
     (the first invoke counts); then timed runs until >= min_runs AND >= min_seconds,
     stopping early only when ``max_seconds`` is exceeded.
 
+    Args:
+        run: The callable to time (one invoke).
+        warmup_runs: Minimum warm-up invokes.
+        warmup_seconds: Minimum warm-up time.
+        min_runs: Minimum timed invokes.
+        min_seconds: Minimum timed duration.
+        max_seconds: Cap on warm-up and on the timed phase.
+
     Returns:
-      (first_ns, warmup_ns_list, timed_ns_list)
+        ``(first_ns, warmup_ns_list, timed_ns_list)``.
+
+    Example:
+        >>> first, warm, timed = timed_loop(lambda: None, 1, 0.0, 5, 0.0, 1.0)
+        >>> len(timed)
+        5
     """
     pc = time.perf_counter_ns
     t = pc()
@@ -173,141 +195,11 @@ def timed_loop(run, warmup_runs, warmup_seconds, min_runs, min_seconds, max_seco
     return first, warm, timed
 
 
-
 def _check_args(threads, warmup_runs, warmup_seconds, min_runs, min_seconds):
     if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
         raise ExportError(f"threads must be a positive integer, got {threads!r}")
     if warmup_runs < 1 or min_runs < 1 or warmup_seconds < 0 or min_seconds < 0:
         raise ExportError("warmup_runs and min_runs must be >= 1 and warmup_seconds/min_seconds >= 0")
-
-
-@contextlib.contextmanager
-def _pinned(cpus):
-    """Pins this process (and threads created inside) to ``cpus``; restores on exit."""
-    if cpus is None:
-        yield None
-        return
-    if not hasattr(os, "sched_setaffinity"):
-        raise ExportError("cpu_affinity needs os.sched_setaffinity (Linux); leave cpu_affinity=None on this OS")
-    cpus = sorted({int(c) for c in cpus})
-    allowed = os.sched_getaffinity(0)
-    if not cpus or not set(cpus) <= allowed:
-        raise ExportError(f"cpu_affinity {cpus} is not a non-empty subset of the usable CPUs {sorted(allowed)}")
-    os.sched_setaffinity(0, cpus)
-    try:
-        yield cpus
-    finally:
-        os.sched_setaffinity(0, allowed)
-
-
-# ---------------------------------------------------------------- child-process probes
-
-_PROBE_CACHE: Dict[tuple, Optional[str]] = {}
-
-_GPU_PROBE = r"""
-import sys
-from ai_edge_litert.compiled_model import CompiledModel
-from ai_edge_litert.hardware_accelerator import HardwareAccelerator
-from ai_edge_litert.options import Options
-try:
-    cm = CompiledModel.from_file(sys.argv[1], options=Options(hardware_accelerators=HardwareAccelerator.GPU))
-except Exception as e:
-    print("FAIL", str(e).splitlines()[0] if str(e) else type(e).__name__)
-    sys.exit(0)
-print("OK", int(cm.is_fully_accelerated()))
-"""
-
-_DELEGATE_PROBE = r"""
-import sys, json
-from ai_edge_litert.interpreter import Interpreter, OpResolverType, load_delegate
-try:
-    d = load_delegate(sys.argv[2], json.loads(sys.argv[3]))
-except Exception as e:
-    print("FAIL", (str(e).splitlines() or [type(e).__name__])[0][:200]); sys.exit(0)
-try:
-    it = Interpreter(model_path=sys.argv[1], experimental_delegates=[d],
-                     experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
-    it.allocate_tensors()
-except Exception as e:
-    print("FAIL", (str(e).splitlines() or [type(e).__name__])[0][:200]); sys.exit(0)
-n = sum(1 for i in range(it._interpreter.NumNodes()) if it._interpreter.NodeName(i) == "DELEGATE")
-print("OK", n)
-"""
-
-_REASONS = (
-    r"No adapters found",
-    r"Failed to initialize WebGPU[^\n]*",
-    r"Could not load shared library [^\n:]*",
-    r"cannot open shared object file[^\n]*",
-    r"GPU accelerator[^\n]*not[^\n]*",
-    r"undefined symbol[^\n]*",
-)
-
-
-def _reason_from(text: str, fallback: str) -> str:
-    for pat in _REASONS:
-        m = re.search(pat, text or "")
-        if m:
-            return m.group(0).strip()[:160]
-    return fallback
-
-
-def _run_probe(script: str, args: List[str], timeout: float = 120.0):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    try:
-        p = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, timeout=timeout, env=env)
-    except subprocess.TimeoutExpired:
-        return None, f"probe timed out after {timeout:.0f}s", ""
-    line = next((l for l in p.stdout.splitlines() if l.startswith(("OK", "FAIL"))), "")
-    if p.returncode < 0:
-        return None, f"runtime crashed with signal {-p.returncode}", p.stderr
-    return line, "", p.stderr
-
-
-def probe_accelerator(path, accelerator: str = "gpu", delegate: Optional[str] = None, delegate_options=None) -> Optional[str]:
-    """Checks in a child process whether ``path`` can run on an accelerator.
-
-    Creating a GPU context or loading a foreign delegate library can crash the
-    process; doing it in a child keeps the caller alive.
-
-    Args:
-      path: The .tflite file.
-      accelerator: "gpu" or "delegate".
-      delegate: Shared library path when ``accelerator="delegate"``.
-      delegate_options: Dict of delegate options.
-
-    Returns:
-      None if usable, else the reason it is not (for ``Timing.status``).
-
-    Example:
-      >>> probe_accelerator("m.tflite", "gpu")   # doctest: +SKIP
-      'no GPU: No adapters found'
-    """
-    import json
-
-    path = os.path.abspath(os.fspath(path))
-    st = os.stat(path)
-    key = (accelerator, path, st.st_mtime_ns, st.st_size, delegate, json.dumps(delegate_options or {}, sort_keys=True))
-    if key in _PROBE_CACHE:
-        return _PROBE_CACHE[key]
-    if accelerator == "gpu":
-        line, err, stderr = _run_probe(_GPU_PROBE, [path])
-        if line is None:
-            reason = f"GPU probe failed ({err})"
-        elif line.startswith("OK"):
-            reason = None if line.split()[1] == "1" else "model is not fully accelerated on the GPU (some ops would silently run on CPU)"
-        else:
-            reason = "no usable GPU: " + _reason_from(stderr, line[5:].strip() or "GPU accelerator could not be created")
-    else:
-        line, err, stderr = _run_probe(_DELEGATE_PROBE, [path, os.fspath(delegate), json.dumps(delegate_options or {})])
-        if line is None:
-            reason = f"delegate {delegate} crashed the probe ({err})"
-        elif line.startswith("OK"):
-            reason = None if int(line.split()[1]) > 0 else f"delegate {os.path.basename(delegate)} accepted none of the ops (everything would run on CPU)"
-        else:
-            reason = f"cannot use delegate {os.path.basename(delegate)}: " + _reason_from(stderr, line[5:].strip() or "load failed")
-    _PROBE_CACHE[key] = reason
-    return reason
 
 
 # ------------------------------------------------------------------------- runners
@@ -321,6 +213,16 @@ def delegation(it):
     a DELEGATE output or produces a DELEGATE input; more than one partition also
     implies ops in between. (Ops at the graph ends that touch no partition are not
     detected.)
+
+    Args:
+        it: An allocated ``ai_edge_litert.interpreter.Interpreter``.
+
+    Returns:
+        ``(partitions, some_ops_outside)``.
+
+    Example:
+        >>> delegation(open_interpreter("m_int8.tflite"))   # doctest: +SKIP
+        (1, False)
     """
     ip = it._interpreter  # pylint: disable=protected-access
     n = ip.NumNodes()
@@ -344,9 +246,20 @@ def delegation(it):
     return len(parts), outside
 
 
+_DTYPES = {
+    "float32": np.float32,
+    "float16": np.float16,
+    "int8": np.int8,
+    "uint8": np.uint8,
+    "int16": np.int16,
+    "int32": np.int32,
+    "int64": np.int64,
+    "bool": np.bool_,
+}
+
+
 def _dtype(name: str):
-    table = {"float32": np.float32, "float16": np.float16, "int8": np.int8, "uint8": np.uint8, "int16": np.int16, "int32": np.int32, "int64": np.int64, "bool": np.bool_}
-    return np.dtype(table.get(name, np.float32))
+    return np.dtype(_DTYPES.get(name, np.float32))
 
 
 def _run_compiled(path, threads, accelerator, loop_args, seed):
@@ -364,7 +277,7 @@ def _run_compiled(path, threads, accelerator, loop_args, seed):
         ins = cm.create_input_buffers(0)
         outs = cm.create_output_buffers(0)
     except Exception as e:  # noqa: BLE001 - native errors arrive as RuntimeError
-        return None, f"LiteRT CompiledModel could not be created ({str(e).splitlines()[0][:120] if str(e) else type(e).__name__})"
+        return None, f"LiteRT CompiledModel could not be created ({first_line(e, 120)})"
     init_ns = time.perf_counter_ns() - t0
     if accelerator == "gpu" and not cm.is_fully_accelerated():
         return None, "model is not fully accelerated on the GPU (some ops would silently run on CPU)"
@@ -385,21 +298,24 @@ def _run_compiled(path, threads, accelerator, loop_args, seed):
 
 def _run_interpreter(path, threads, use_xnnpack, delegate, delegate_options, loop_args, seed):
     delegates = None
+    lib = os.path.basename(os.fspath(delegate)) if delegate is not None else ""
     if delegate is not None:
         from ai_edge_litert.interpreter import load_delegate
 
         try:
             delegates = [load_delegate(os.fspath(delegate), delegate_options or {})]
         except (ValueError, OSError, RuntimeError) as e:
-            return None, f"cannot load delegate {delegate}: {str(e).splitlines()[0][:120] if str(e) else type(e).__name__}"
+            return None, f"cannot load delegate {delegate}: {first_line(e, 120)}"
     t0 = time.perf_counter_ns()
-    it = open_interpreter(path, num_threads=threads, use_xnnpack=use_xnnpack and delegate is None, delegates=delegates, check=False)
+    it = open_interpreter(
+        path, num_threads=threads, use_xnnpack=use_xnnpack and delegate is None, delegates=delegates, check=False
+    )
     init_ns = time.perf_counter_ns() - t0
     delegated, outside = delegation(it)
     if delegate is not None:
         if not delegated:
-            return None, f"delegate {os.path.basename(os.fspath(delegate))} accepted none of the ops (everything would run on CPU)"
-        backend = "delegate:" + os.path.basename(os.fspath(delegate)) + ("+builtin" if outside else "")
+            return None, f"delegate {lib} accepted none of the ops (everything would run on CPU)"
+        backend = "delegate:" + lib + ("+builtin" if outside else "")
     else:
         backend = ("xnnpack+builtin" if outside else "xnnpack") if delegated else "builtin"
     rng = np.random.default_rng(seed)
@@ -407,6 +323,24 @@ def _run_interpreter(path, threads, use_xnnpack, delegate, delegate_options, loo
         it.set_tensor(d["index"], random_input(d, rng))
     first, warm, timed = timed_loop(it.invoke, *loop_args)
     return (init_ns, first, warm, timed, backend, delegated), ""
+
+
+def _resolve_accelerator(accelerator: str, use_xnnpack: bool, delegate) -> str:
+    """The canonical accelerator name ("cpu", "builtin", "compiled-cpu", "gpu" or "delegate")."""
+    acc = _ALIASES.get(str(accelerator).lower(), str(accelerator).lower())
+    if acc not in ACCELERATORS:
+        raise ExportError(
+            f"unknown accelerator {accelerator!r}; use one of {', '.join(ACCELERATORS)} (or delegate=path/to/lib.so)"
+        )
+    if acc == "cpu" and not use_xnnpack:
+        acc = "builtin"
+    if delegate is not None:
+        if not os.path.isfile(os.fspath(delegate)):
+            raise ExportError(
+                f"delegate library {delegate} does not exist; pass the path of a TFLite external delegate .so"
+            )
+        acc = "delegate"
+    return acc
 
 
 def benchmark(
@@ -422,7 +356,6 @@ def benchmark(
     delegate: Optional[str] = None,
     delegate_options: Optional[Dict[str, Any]] = None,
     cpu_affinity: Optional[List[int]] = None,
-    roofline: bool = False,
     max_seconds: float = 150.0,
     seed: int = 0,
 ) -> Timing:
@@ -436,65 +369,57 @@ def benchmark(
     An accelerator that cannot run the whole model gives
     ``Timing(status="unavailable: <reason>")`` - never a silent CPU fallback. GPU
     and external-delegate availability is probed in a child process first.
+    MACs, GOPS and the fraction of this machine's peak are added afterwards by
+    :func:`tflite_export.roofline.add_roofline`.
 
     Args:
-      path: The .tflite file (checked first; a damaged file raises ExportError).
-      threads: CPU threads (Interpreter ``num_threads`` / CompiledModel CpuOptions).
-      warmup_runs: Minimum warm-up invokes.
-      warmup_seconds: Minimum warm-up time.
-      min_runs: Minimum timed invokes.
-      min_seconds: Minimum timed duration.
-      use_xnnpack: For ``accelerator="cpu"``: apply the default XNNPACK delegate;
-        False is the same as ``accelerator="builtin"``.
-      accelerator: "cpu" (Interpreter + XNNPACK), "builtin" (Interpreter, builtin
-        kernels, ``BUILTIN_WITHOUT_DEFAULT_DELEGATES``), "compiled-cpu" (LiteRT
-        ``CompiledModel`` on CPU) or "gpu" (``CompiledModel`` on the GPU only, no
-        CPU fallback, must be fully accelerated).
-      delegate: Path of an external delegate library (``load_delegate``); then the
-        default delegates are off and at least one op must be delegated.
-      delegate_options: Options dict for the external delegate.
-      cpu_affinity: CPU ids to pin to during the run (``os.sched_setaffinity``), or None.
-      roofline: Also count MACs and compute achieved GOPS and the fraction of this
-        machine's measured peak (see :func:`tflite_export.roofline.measure_peak_gops`).
-      max_seconds: Cap on warm-up and on the timed phase.
-      seed: Seed of the random input.
+        path: The .tflite file (checked first; a damaged file raises ExportError).
+        threads: CPU threads (Interpreter ``num_threads`` / CompiledModel CpuOptions). Defaults to `1`.
+        warmup_runs: Minimum warm-up invokes. Defaults to `1`.
+        warmup_seconds: Minimum warm-up time. Defaults to `0.5`.
+        min_runs: Minimum timed invokes. Defaults to `50`.
+        min_seconds: Minimum timed duration. Defaults to `1.0`.
+        use_xnnpack: For ``accelerator="cpu"``: apply the default XNNPACK delegate;
+            False is the same as ``accelerator="builtin"``. Defaults to `True`.
+        accelerator: "cpu" (Interpreter + XNNPACK), "builtin" (Interpreter, builtin
+            kernels, ``BUILTIN_WITHOUT_DEFAULT_DELEGATES``), "compiled-cpu" (LiteRT
+            ``CompiledModel`` on CPU) or "gpu" (``CompiledModel`` on the GPU only, no
+            CPU fallback, must be fully accelerated). Defaults to `"cpu"`.
+        delegate: Path of an external delegate library (``load_delegate``); then the
+            default delegates are off and at least one op must be delegated. Defaults to `None`.
+        delegate_options: Options dict for the external delegate. Defaults to `None`.
+        cpu_affinity: CPU ids to pin to during the run (``os.sched_setaffinity``), or None.
+            Defaults to `None`.
+        max_seconds: Cap on warm-up and on the timed phase. Defaults to `150.0`.
+        seed: Seed of the random input. Defaults to `0`.
 
     Returns:
-      A :class:`Timing`; ``backend`` says what actually ran ("xnnpack" only if the
-      XNNPACK delegate really took ops).
+        A :class:`Timing`; ``backend`` says what actually ran ("xnnpack" only if the
+        XNNPACK delegate really took ops).
 
     Raises:
-      ExportError: Bad arguments or a missing/damaged file.
+        ExportError: Bad arguments or a missing/damaged file.
 
     Example:
-      >>> t = benchmark("model_int8.tflite", threads=2)   # doctest: +SKIP
-      >>> t.median_ms, t.backend                          # doctest: +SKIP
-      (0.012, 'xnnpack')
-      >>> benchmark("model.tflite", accelerator="gpu").status   # doctest: +SKIP
-      'unavailable: no usable GPU: No adapters found'
+        >>> t = benchmark("model_int8.tflite", threads=2)   # doctest: +SKIP
+        >>> t.median_ms, t.backend                          # doctest: +SKIP
+        (0.012, 'xnnpack')
+        >>> benchmark("model.tflite", accelerator="gpu").status   # doctest: +SKIP
+        'unavailable: no usable GPU: No adapters found'
     """
     _check_args(threads, warmup_runs, warmup_seconds, min_runs, min_seconds)
-    acc = _ALIASES.get(str(accelerator).lower(), str(accelerator).lower())
-    if acc not in ACCELERATORS:
-        raise ExportError(f"unknown accelerator {accelerator!r}; use one of {', '.join(ACCELERATORS)} (or delegate=path/to/lib.so)")
-    if acc == "cpu" and not use_xnnpack:
-        acc = "builtin"
-    if delegate is not None:
-        if not os.path.isfile(os.fspath(delegate)):
-            raise ExportError(f"delegate library {delegate} does not exist; pass the path of a TFLite external delegate .so")
-        acc = "delegate"
+    acc = _resolve_accelerator(accelerator, use_xnnpack, delegate)
     path = os.path.abspath(os.fspath(path))
-    from .safety import check_file
-
     check_file(path)
     base = dict(path=path, accelerator=acc, threads=threads, device="this machine (LiteRT)")
     if acc in ("gpu", "delegate"):
         reason = probe_accelerator(path, acc, delegate, delegate_options)
         if reason:
-            return Timing.unavailable(reason, backend="litert-gpu" if acc == "gpu" else f"delegate:{os.path.basename(os.fspath(delegate))}", **base)
+            backend = "litert-gpu" if acc == "gpu" else f"delegate:{os.path.basename(os.fspath(delegate))}"
+            return Timing.unavailable(reason, backend=backend, **base)
     loop_args = (warmup_runs, warmup_seconds, min_runs, min_seconds, max_seconds)
     rss0 = current_rss_mb()
-    with _pinned(cpu_affinity) as pinned:
+    with pinned(cpu_affinity) as cpus:
         if acc in ("compiled-cpu", "gpu"):
             res, why = _run_compiled(path, threads, acc, loop_args, seed)
         else:
@@ -502,7 +427,7 @@ def benchmark(
     if res is None:
         return Timing.unavailable(why, **base)
     init_ns, first, warm, timed, backend, partitions = res
-    t = Timing(
+    return Timing(
         status="ok",
         backend=backend,
         runs=len(timed),
@@ -511,14 +436,9 @@ def benchmark(
         first_ms=first / 1e6,
         warmup_ms=float(np.mean(warm)) / 1e6,
         peak_memory_mb=peak_rss_mb(),
-        memory_delta_mb=(current_rss_mb() - rss0) if rss0 is not None else None,
-        affinity=pinned,
+        memory_delta_mb=memory_delta_mb(rss0),
+        affinity=cpus,
         delegate_partitions=partitions,
         **base,
         **stats_ms(timed),
     )
-    if roofline:
-        from .roofline import add_roofline
-
-        add_roofline(t)
-    return t

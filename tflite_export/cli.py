@@ -20,6 +20,7 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
+from ._atomic import atomic_write_bytes, save_figure
 from .errors import ExportError
 
 __all__ = ["add_subcommands", "cmd_export", "cmd_inspect", "cmd_bench", "load_data", "bench_table"]
@@ -29,12 +30,17 @@ def add_subcommands(subparsers) -> None:
     """Registers ``export``, ``inspect`` and ``bench`` on an argparse subparsers object.
 
     Args:
-      subparsers: The object returned by ``ArgumentParser.add_subparsers()``.
+        subparsers: The object returned by ``ArgumentParser.add_subparsers()``.
 
     Example:
-      >>> p = argparse.ArgumentParser(); add_subcommands(p.add_subparsers(dest="command"))
+        >>> p = argparse.ArgumentParser(); add_subcommands(p.add_subparsers(dest="command"))
     """
-    from .benchmark import ACCELERATORS
+    _add_export(subparsers)
+    _add_inspect(subparsers)
+    _add_bench(subparsers)
+
+
+def _add_export(subparsers) -> None:
     from .convert import IO_TYPES, MODES
 
     ex = subparsers.add_parser(
@@ -46,19 +52,31 @@ def add_subcommands(subparsers) -> None:
     ex.add_argument("model", metavar="MODEL_FILE", help=".keras/.h5 file or SavedModel folder")
     ex.add_argument("--mode", default="int8", choices=MODES, help="conversion flavour (default: %(default)s)")
     ex.add_argument("--io", default="int8", choices=IO_TYPES, help="int8 mode input/output type (default: %(default)s)")
-    ex.add_argument("--data", default=None, help="digits | fashion-mnist | file.npz (x_train[, y_train, x_test, y_test]); needed for int8/int16x8")
+    ex.add_argument(
+        "--data",
+        default=None,
+        help="digits | fashion-mnist | file.npz (x_train[, y_train, x_test, y_test]); needed for int8/int16x8",
+    )
     ex.add_argument("--num-samples", type=int, default=200, help="representative samples (default: %(default)s)")
     ex.add_argument("--sparse", action="store_true", help="store pruned weights sparse (EXPERIMENTAL_SPARSITY)")
     ex.add_argument("--metadata", default=None, help="JSON object stored in the file's metadata")
     ex.add_argument("--out", required=True, help="output .tflite path")
     ex.add_argument("--json", default=None, metavar="PATH", help="write the report as JSON ('-' = stdout)")
+    ex.add_argument("--unsafe", action="store_true",
+                    help="load files with Lambda layers (runs their code: only for files you trust)")
     ex.set_defaults(func=cmd_export)
 
+
+def _add_inspect(subparsers) -> None:
     ins = subparsers.add_parser("inspect", help="show metadata, ops, dtypes and quantization of a .tflite file")
     ins.add_argument("file", metavar="FILE.tflite")
     ins.add_argument("--tensors", action="store_true", help="list every tensor")
     ins.add_argument("--json", default=None, metavar="PATH", help="write everything as JSON ('-' = stdout)")
     ins.set_defaults(func=cmd_inspect)
+
+
+def _add_bench(subparsers) -> None:
+    from .benchmark import ACCELERATORS
 
     b = subparsers.add_parser(
         "bench",
@@ -69,7 +87,11 @@ def add_subcommands(subparsers) -> None:
     )
     b.add_argument("files", nargs="+", metavar="FILE.tflite")
     b.add_argument("--threads", default="1", help="comma-separated thread counts (default: %(default)s)")
-    b.add_argument("--accelerator", default="cpu", help=f"comma-separated: {', '.join(ACCELERATORS)}, android (default: %(default)s)")
+    b.add_argument(
+        "--accelerator",
+        default="cpu",
+        help=f"comma-separated: {', '.join(ACCELERATORS)}, android (default: %(default)s)",
+    )
     b.add_argument("--delegate", default=None, help="external delegate library (.so) to time as well")
     b.add_argument("--pin", default=None, help="comma-separated CPU ids to pin to, e.g. 0 or 0,1")
     b.add_argument("--roofline", action="store_true", help="add MACs, GOPS and fraction of measured peak")
@@ -95,39 +117,43 @@ def _write_json(obj, dest: Optional[str]) -> None:
     if dest == "-":
         print(text)
         return
-    from ._atomic import atomic_write_bytes
-
     atomic_write_bytes(dest, (text + "\n").encode("utf-8"))
+
+
+def _load_npz(name: str):
+    try:
+        with np.load(name, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except FileNotFoundError:
+        raise ExportError(f"data file {name} does not exist; pass digits, fashion-mnist or an existing .npz") from None
+    except (OSError, ValueError) as e:
+        raise ExportError(
+            f"cannot read {name} as .npz ({e}); save it with numpy.savez(x_train=..., x_test=..., y_test=...)"
+        ) from None
+    x = arrays.get("x_train", arrays.get("x"))
+    if x is None:
+        raise ExportError(f"{name} has no x_train (or x) array; it has {', '.join(arrays) or 'nothing'}")
+    return x.astype(np.float32), arrays.get("y_train", arrays.get("y")), arrays.get("x_test"), arrays.get("y_test")
 
 
 def load_data(name: str):
     """Returns ``(x_train, y_train, x_test, y_test)`` (labels may be None) for --data.
 
     Args:
-      name: "digits" / "fashion-mnist" (via ``tfcompress.datasets.load``) or a .npz
-        file with ``x_train`` (or ``x``) and optionally ``y_train``, ``x_test``, ``y_test``.
+        name: "digits" / "fashion-mnist" (via ``tfcompress.datasets.load``) or a .npz
+            file with ``x_train`` (or ``x``) and optionally ``y_train``, ``x_test``, ``y_test``.
 
     Returns:
-      A 4-tuple of arrays (or None where absent).
+        A 4-tuple of arrays (or None where absent).
 
     Raises:
-      ExportError: Unreadable file, missing arrays, or tfcompress not installed.
+        ExportError: Unreadable file, missing arrays, or tfcompress not installed.
 
     Example:
-      >>> xtr, ytr, xte, yte = load_data("calib.npz")   # doctest: +SKIP
+        >>> xtr, ytr, xte, yte = load_data("calib.npz")   # doctest: +SKIP
     """
     if name.lower().endswith(".npz") or os.path.isfile(name):
-        try:
-            with np.load(name, allow_pickle=False) as z:
-                arrays = {k: z[k] for k in z.files}
-        except FileNotFoundError:
-            raise ExportError(f"data file {name} does not exist; pass digits, fashion-mnist or an existing .npz") from None
-        except (OSError, ValueError) as e:
-            raise ExportError(f"cannot read {name} as .npz ({e}); save it with numpy.savez(x_train=..., x_test=..., y_test=...)") from None
-        x = arrays.get("x_train", arrays.get("x"))
-        if x is None:
-            raise ExportError(f"{name} has no x_train (or x) array; it has {', '.join(arrays) or 'nothing'}")
-        return x.astype(np.float32), arrays.get("y_train", arrays.get("y")), arrays.get("x_test"), arrays.get("y_test")
+        return _load_npz(name)
     try:
         from tfcompress import datasets  # lazy: tflite_export works without tfcompress
     except ImportError:
@@ -149,19 +175,38 @@ def _parse_list(text: str, conv, what: str) -> list:
 # ------------------------------------------------------------------------------ export
 
 
+def _parse_metadata(text: Optional[str]):
+    if not text:
+        return None
+    try:
+        meta = json.loads(text)
+    except ValueError as e:
+        raise ExportError(f"--metadata is not valid JSON ({e.msg}); pass e.g. '{{\"recipe\": \"prune50\"}}'") from None
+    if not isinstance(meta, dict):
+        raise ExportError("--metadata must be a JSON object, e.g. '{\"recipe\": \"prune50\"}'")
+    return meta
+
+
 def cmd_export(args) -> int:
-    """Handler of ``tfcompress export``."""
+    """Handler of ``tfcompress export``.
+
+    Args:
+        args: The parsed ``export`` arguments.
+
+    Returns:
+        0.
+
+    Raises:
+        ExportError: Bad arguments, unreadable data or a failed conversion.
+
+    Example:
+        >>> main(["export", "m.keras", "--mode", "float32", "--out", "m.tflite"])   # doctest: +SKIP
+        0
+    """
     from .convert import export
     from .evaluate import evaluate
 
-    meta = None
-    if args.metadata:
-        try:
-            meta = json.loads(args.metadata)
-        except ValueError as e:
-            raise ExportError(f"--metadata is not valid JSON ({e.msg}); pass e.g. '{{\"recipe\": \"prune50\"}}'") from None
-        if not isinstance(meta, dict):
-            raise ExportError("--metadata must be a JSON object, e.g. '{\"recipe\": \"prune50\"}'")
+    meta = _parse_metadata(args.metadata)
     xtr = xte = yte = None
     if args.data:
         xtr, _, xte, yte = load_data(args.data)
@@ -169,9 +214,22 @@ def cmd_export(args) -> int:
         meta.setdefault("dataset", os.path.basename(args.data))
     elif args.mode in ("int8", "int16x8"):
         raise ExportError(f"--mode {args.mode} needs --data (digits, fashion-mnist or a .npz) for calibration")
-    rep = export(args.model, args.out, mode=args.mode, representative_data=xtr, num_samples=args.num_samples, metadata=meta, io=args.io, sparse=args.sparse)
+    rep = export(
+        args.model,
+        args.out,
+        mode=args.mode,
+        representative_data=xtr,
+        num_samples=args.num_samples,
+        metadata=meta,
+        io=args.io,
+        sparse=args.sparse,
+        safe_mode=not args.unsafe,
+    )
     out = rep.to_dict()
-    line = f"wrote {rep.path}: {rep.mode}, {rep.bytes} bytes ({rep.zipped_bytes} zipped), input {rep.input_dtype}, output {rep.output_dtype}"
+    line = (
+        f"wrote {rep.path}: {rep.mode}, {rep.bytes} bytes ({rep.zipped_bytes} zipped), "
+        f"input {rep.input_dtype}, output {rep.output_dtype}"
+    )
     if rep.sparse_tensors:
         line += f", {rep.sparse_tensors} sparse tensors"
     if xte is not None and yte is not None:
@@ -187,8 +245,35 @@ def cmd_export(args) -> int:
 # ----------------------------------------------------------------------------- inspect
 
 
+def _tensor_line(t: Dict) -> str:
+    q = t["quantization"]
+    if not q:
+        qs = ""
+    elif "scale" in q:
+        qs = f" scale={q['scale']:.6g} zp={q['zero_point']}"
+    else:
+        qs = f" per-channel x{q['num_scales']} dim={q['quantized_dimension']}"
+    const = " const" if t["constant"] else "      "
+    sparse = " sparse" if t["sparse"] else ""
+    return f"  [{t['index']:3d}] {t['dtype']:8s} {str(t['shape']):18s}{const}{sparse}{qs}  {t['name'][:60]}"
+
+
 def cmd_inspect(args) -> int:
-    """Handler of ``tfcompress inspect``."""
+    """Handler of ``tfcompress inspect``.
+
+    Args:
+        args: The parsed ``inspect`` arguments.
+
+    Returns:
+        0.
+
+    Raises:
+        ExportError: The file is missing, not TFLite or damaged.
+
+    Example:
+        >>> main(["inspect", "m.tflite", "--tensors"])   # doctest: +SKIP
+        0
+    """
     from .inspection import inspect
 
     info = inspect(args.file)
@@ -196,14 +281,29 @@ def cmd_inspect(args) -> int:
         print(info.summary())
         if args.tensors:
             for t in info.tensors:
-                q = t["quantization"]
-                qs = "" if not q else (f" scale={q['scale']:.6g} zp={q['zero_point']}" if "scale" in q else f" per-channel x{q['num_scales']} dim={q['quantized_dimension']}")
-                print(f"  [{t['index']:3d}] {t['dtype']:8s} {str(t['shape']):18s}{' const' if t['constant'] else '      '}{' sparse' if t['sparse'] else ''}{qs}  {t['name'][:60]}")
+                print(_tensor_line(t))
     _write_json(info.to_dict(tensors=True), args.json)
     return 0
 
 
 # ------------------------------------------------------------------------------- bench
+
+
+def _fmt(v, d=3) -> str:
+    """"-" for None; 4 significant digits (``d=3``) or ``d`` decimals."""
+    return "-" if v is None else (f"{v:.4g}" if d == 3 else f"{v:.{d}f}")
+
+
+def _ok_row(r: Dict, base_latency: Optional[float]) -> str:
+    lat = r.get("median_ms") or r.get("mean_ms")
+    pct = "-" if r.get("peak_fraction") is None else f"{100 * r['peak_fraction']:.1f}"
+    med = _fmt(r.get("median_ms")) if r.get("median_ms") is not None else f"{_fmt(r.get('mean_ms'))} (avg)"
+    speedup = _fmt(base_latency / lat if base_latency and lat else None, 2)
+    return (
+        f"| {r['file']} | {r['accelerator']} | {r['backend']} | {r['threads']} | {med} | {_fmt(r.get('p90_ms'))} | "
+        f"{_fmt(r.get('min_ms'))} | {_fmt(r.get('init_ms'), 1)} | {r['runs']} | {speedup}x | "
+        f"{_fmt(r.get('gops'), 2)} | {pct} | ok |"
+    )
 
 
 def bench_table(rows: List[Dict]) -> str:
@@ -213,13 +313,13 @@ def bench_table(rows: List[Dict]) -> str:
     threads (``median_ms``, or ``mean_ms`` when a runner prints no median).
 
     Args:
-      rows: ``[dict(file=name, **timing.to_dict()), ...]``.
+        rows: ``[dict(file=name, **timing.to_dict()), ...]``.
 
     Returns:
-      The Markdown table as one string.
+        The Markdown table as one string.
 
     Example:
-      >>> print(bench_table([dict(file="m.tflite", **benchmark("m.tflite").to_dict())]))   # doctest: +SKIP
+        >>> print(bench_table([dict(file="m.tflite", **benchmark("m.tflite").to_dict())]))   # doctest: +SKIP
     """
     base: Dict[tuple, float] = {}
     for r in rows:
@@ -227,23 +327,28 @@ def bench_table(rows: List[Dict]) -> str:
         lat = r.get("median_ms") or r.get("mean_ms")
         if r["status"] == "ok" and lat and key not in base:
             base[key] = lat
-    head = "| file | accelerator | backend | threads | median ms | p90 ms | min ms | init ms | runs | speed-up | GOPS | % peak | status |"
+    head = (
+        "| file | accelerator | backend | threads | median ms | p90 ms | min ms | init ms | runs | speed-up | GOPS "
+        "| % peak | status |"
+    )
     out = [head, "|" + "---|" * 3 + "---:|" * 9 + "---|"]
     for r in rows:
-        lat = r.get("median_ms") or r.get("mean_ms")
         if r["status"] != "ok":
-            out.append(f"| {r['file']} | {r['accelerator']} | {r.get('backend') or ''} | {r['threads']} | - | - | - | - | - | - | - | - | {r['status']} |")
+            out.append(
+                f"| {r['file']} | {r['accelerator']} | {r.get('backend') or ''} | {r['threads']} "
+                f"| - | - | - | - | - | - | - | - | {r['status']} |"
+            )
             continue
-        sp = base.get((r["accelerator"], r["threads"]))
-        f = lambda v, d=3: "-" if v is None else (f"{v:.4g}" if d == 3 else f"{v:.{d}f}")
-        pct = "-" if r.get("peak_fraction") is None else f"{100 * r['peak_fraction']:.1f}"
-        med = f(r.get("median_ms")) if r.get("median_ms") is not None else f"{f(r.get('mean_ms'))} (avg)"
-        out.append(
-            f"| {r['file']} | {r['accelerator']} | {r['backend']} | {r['threads']} | {med} | {f(r.get('p90_ms'))} | {f(r.get('min_ms'))} | "
-            f"{f(r.get('init_ms'), 1)} | {r['runs']} | {f(sp / lat if sp and lat else None, 2)}x | {f(r.get('gops'), 2)} | "
-            f"{pct} | ok |"
-        )
+        out.append(_ok_row(r, base.get((r["accelerator"], r["threads"]))))
     return "\n".join(out)
+
+
+def _unique(values) -> list:
+    out = []
+    for v in values:
+        if v not in out:
+            out.append(v)
+    return out
 
 
 def _plot(rows: List[Dict], dest: str) -> None:
@@ -252,21 +357,17 @@ def _plot(rows: List[Dict], dest: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    configs = []
-    for r in rows:
-        c = f"{r['accelerator']} x{r['threads']}"
-        if c not in configs:
-            configs.append(c)
-    files = []
-    for r in rows:
-        if r["file"] not in files:
-            files.append(r["file"])
+    def config(r):
+        return f"{r['accelerator']} x{r['threads']}"
+
+    configs = _unique(config(r) for r in rows)
+    files = _unique(r["file"] for r in rows)
     width = 0.8 / max(1, len(configs))
     fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(files) * max(1, len(configs)) / 2 + 3), 4.5))
     for j, c in enumerate(configs):
         xs, hs = [], []
         for i, f in enumerate(files):
-            r = next((r for r in rows if r["file"] == f and f"{r['accelerator']} x{r['threads']}" == c), None)
+            r = next((r for r in rows if r["file"] == f and config(r) == c), None)
             if r is None:
                 continue
             lat = (r.get("median_ms") or r.get("mean_ms")) if r["status"] == "ok" else None
@@ -285,36 +386,66 @@ def _plot(rows: List[Dict], dest: str) -> None:
     ax.set_title("TFLite latency (LiteRT)")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    folder = os.path.dirname(os.path.abspath(dest))
-    os.makedirs(folder, exist_ok=True)
-    import tempfile
-
-    fd, tmp = tempfile.mkstemp(suffix=".png", dir=folder)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=120)
-        os.replace(tmp, dest)
-    finally:
-        plt.close(fig)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    save_figure(fig, dest, dpi=120)
 
 
-def cmd_bench(args) -> int:
-    """Handler of ``tfcompress bench``."""
-    from .android import benchmark_on_device
-    from .benchmark import ACCELERATORS, _ALIASES, benchmark
-    from .safety import check_file
+def _bench_accelerators(args) -> List[str]:
+    from .benchmark import _ALIASES, ACCELERATORS
 
-    threads = _parse_list(args.threads, int, "threads")
-    if any(t < 1 for t in threads):
-        raise ExportError("--threads values must be >= 1")
     accels = [_ALIASES.get(a.lower(), a.lower()) for a in _parse_list(args.accelerator, str, "accelerator")]
     for a in accels:
         if a not in ACCELERATORS and a != "android":
             raise ExportError(f"unknown accelerator {a!r}; use {', '.join(ACCELERATORS)} or android")
     if "android" in accels and not args.android_binary:
         raise ExportError("--accelerator android needs --android-binary path/to/benchmark_model")
+    return accels
+
+
+def _time_one(args, path: str, accelerator: str, threads: int, pin):
+    """One Timing of ``path``; with --roofline, MACs, GOPS and % of peak are added after timing."""
+    from .android import benchmark_on_device
+    from .benchmark import benchmark
+    from .roofline import add_roofline
+
+    kw = dict(
+        warmup_runs=args.warmup_runs,
+        warmup_seconds=args.warmup_seconds,
+        min_runs=args.min_runs,
+        min_seconds=args.min_seconds,
+    )
+    if accelerator == "android":
+        return benchmark_on_device(path, args.android_binary, threads=threads, serial=args.serial, **kw)
+    if accelerator == "delegate":
+        tm = benchmark(path, threads=threads, delegate=args.delegate, cpu_affinity=pin, **kw)
+    else:
+        tm = benchmark(path, threads=threads, accelerator=accelerator, cpu_affinity=pin, **kw)
+    if args.roofline:
+        add_roofline(tm)
+    return tm
+
+
+def cmd_bench(args) -> int:
+    """Handler of ``tfcompress bench``.
+
+    Args:
+        args: The parsed ``bench`` arguments.
+
+    Returns:
+        0 (unavailable accelerators are rows with an "unavailable: ..." status).
+
+    Raises:
+        ExportError: Bad arguments or a missing/damaged file.
+
+    Example:
+        >>> main(["bench", "a.tflite", "b.tflite", "--threads", "1,2", "--roofline"])   # doctest: +SKIP
+        0
+    """
+    from .safety import check_file
+
+    threads = _parse_list(args.threads, int, "threads")
+    if any(t < 1 for t in threads):
+        raise ExportError("--threads values must be >= 1")
+    accels = _bench_accelerators(args)
     pin = _parse_list(args.pin, int, "pin") if args.pin else None
     for f in args.files:
         check_file(f)  # fail fast with a clear message before timing anything
@@ -327,15 +458,8 @@ def cmd_bench(args) -> int:
         configs += [("delegate", t) for t in threads]
     for a, t in configs:
         for f, name in zip(args.files, names):
-            kw = dict(warmup_runs=args.warmup_runs, warmup_seconds=args.warmup_seconds, min_runs=args.min_runs, min_seconds=args.min_seconds)
-            if a == "android":
-                tm = benchmark_on_device(f, args.android_binary, threads=t, serial=args.serial, **kw)
-            elif a == "delegate":
-                tm = benchmark(f, threads=t, delegate=args.delegate, cpu_affinity=pin, roofline=args.roofline, **kw)
-            else:
-                tm = benchmark(f, threads=t, accelerator=a, cpu_affinity=pin, roofline=args.roofline, **kw)
-            row = dict(file=name, **tm.to_dict())
-            rows.append(row)
+            tm = _time_one(args, f, a, t, pin)
+            rows.append(dict(file=name, **tm.to_dict()))
             if args.json != "-":
                 lat = tm.median_ms if tm.median_ms is not None else tm.mean_ms
                 print(f"  {name} [{a} x{t}]: " + (f"{lat:.4f} ms" if tm.ok else tm.status), file=sys.stderr)
@@ -343,8 +467,6 @@ def cmd_bench(args) -> int:
     if args.json != "-":
         print(table)
     if args.markdown:
-        from ._atomic import atomic_write_bytes
-
         atomic_write_bytes(args.markdown, (table + "\n").encode("utf-8"))
     if args.plot:
         _plot(rows, args.plot)
@@ -353,7 +475,18 @@ def cmd_bench(args) -> int:
 
 
 def main(argv=None) -> int:
-    """Standalone entry point (``python -m tflite_export.cli``) when tfcompress is absent."""
+    """Standalone entry point (``python -m tflite_export.cli``) when tfcompress is absent.
+
+    Args:
+        argv: Command-line arguments without the program name; None reads ``sys.argv``.
+
+    Returns:
+        The exit code: 0, or 2 after printing ``error: <message>`` for an ExportError.
+
+    Example:
+        >>> main(["inspect", "m.tflite"])   # doctest: +SKIP
+        0
+    """
     parser = argparse.ArgumentParser(prog="tflite_export")
     add_subcommands(parser.add_subparsers(dest="command", metavar="COMMAND", required=True))
     args = parser.parse_args(argv)

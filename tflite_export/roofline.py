@@ -9,7 +9,10 @@ from typing import Dict, Tuple
 
 import numpy as np
 
+from .benchmark import benchmark
+from .convert import export
 from .errors import ExportError
+from .inspection import inspect
 
 __all__ = ["measure_peak_gops", "compute_kind", "add_roofline", "gops"]
 
@@ -24,15 +27,15 @@ def gops(macs: int, ms: float) -> float:
     """Giga-operations per second for ``macs`` multiply-accumulates in ``ms`` (1 MAC = 2 ops).
 
     Args:
-      macs: Multiply-accumulates per invoke.
-      ms: Milliseconds per invoke.
+        macs: Multiply-accumulates per invoke.
+        ms: Milliseconds per invoke.
 
     Returns:
-      GOPS (NaN if ``ms`` is not positive).
+        GOPS (NaN if ``ms`` is not positive).
 
     Example:
-      >>> round(gops(1_000_000, 1.0), 3)
-      2.0
+        >>> round(gops(1_000_000, 1.0), 3)
+        2.0
     """
     return 2.0 * macs / (ms * 1e-3) / 1e9 if ms and ms > 0 else float("nan")
 
@@ -44,14 +47,14 @@ def compute_kind(info) -> str:
     dequantized to float32 at load time.
 
     Args:
-      info: A :class:`tflite_export.ModelInfo` from :func:`tflite_export.inspect`.
+        info: A :class:`tflite_export.ModelInfo` from :func:`tflite_export.inspect`.
 
     Returns:
-      "int8" or "float32".
+        "int8" or "float32".
 
     Example:
-      >>> compute_kind(inspect("m_int8.tflite"))   # doctest: +SKIP
-      'int8'
+        >>> compute_kind(inspect("m_int8.tflite"))   # doctest: +SKIP
+        'int8'
     """
     for t in info.tensors:
         if t["constant"] and t["dtype"] == "int8" and len(t["shape"]) >= 2:
@@ -67,19 +70,19 @@ def measure_peak_gops(kind: str = "float32", threads: int = 1, use_xnnpack: bool
     :func:`tflite_export.benchmark` on the same runtime settings.
 
     Args:
-      kind: "float32" or "int8".
-      threads: CPU threads.
-      use_xnnpack: XNNPACK (True) or builtin kernels (False).
+        kind: "float32" or "int8".
+        threads: CPU threads.
+        use_xnnpack: XNNPACK (True) or builtin kernels (False).
 
     Returns:
-      Peak giga-operations per second (2 * MACs / median latency).
+        Peak giga-operations per second (2 * MACs / median latency).
 
     Raises:
-      ExportError: Unknown kind.
+        ExportError: Unknown kind.
 
     Example:
-      >>> measure_peak_gops("int8", threads=1)   # doctest: +SKIP
-      180.5
+        >>> measure_peak_gops("int8", threads=1)   # doctest: +SKIP
+        180.5
     """
     if kind not in ("float32", "int8"):
         raise ExportError(f"unknown peak kind {kind!r}; use 'float32' or 'int8'")
@@ -88,9 +91,6 @@ def measure_peak_gops(kind: str = "float32", threads: int = 1, use_xnnpack: bool
         if key in _PEAK:
             return _PEAK[key]
     import tf_keras as keras
-
-    from .benchmark import benchmark
-    from .convert import export
 
     rng = np.random.default_rng(0)
     inp = keras.layers.Input((PEAK_WIDTH,), batch_size=PEAK_BATCH)
@@ -104,7 +104,9 @@ def measure_peak_gops(kind: str = "float32", threads: int = 1, use_xnnpack: bool
         path = os.path.join(d, f"peak_{kind}.tflite")
         rep = rng.standard_normal((16, PEAK_WIDTH)).astype(np.float32)
         export(model, path, mode=kind, representative_data=rep, num_samples=16)
-        t = benchmark(path, threads=threads, use_xnnpack=use_xnnpack, warmup_seconds=0.2, min_runs=10, min_seconds=0.5)
+        t = benchmark(
+            path, threads=threads, use_xnnpack=use_xnnpack, warmup_seconds=0.2, min_runs=10, min_seconds=0.5
+        )
     peak = gops(macs, t.min_ms)
     with _LOCK:
         _PEAK[key] = peak
@@ -114,22 +116,22 @@ def measure_peak_gops(kind: str = "float32", threads: int = 1, use_xnnpack: bool
 def add_roofline(timing) -> None:
     """Fills ``timing.macs``, ``timing.gops`` and ``timing.peak_fraction`` in place.
 
+    Call it after :func:`tflite_export.benchmark` (the ``bench --roofline`` command does).
+
     The peak is measured for the file's compute kind (int8 or float32) with the
     same thread count; "builtin" timings are compared with a builtin-kernel peak,
     other CPU timings with XNNPACK's. GPU/delegate timings get no peak fraction.
 
     Args:
-      timing: A successful :class:`tflite_export.Timing` of a local file.
+        timing: A successful :class:`tflite_export.Timing` of a local file.
 
     Returns:
-      None (``timing`` is updated; an unavailable timing is left alone).
+        None (``timing`` is updated; an unavailable timing is left alone).
 
     Example:
-      >>> t = benchmark("m.tflite"); add_roofline(t); t.peak_fraction   # doctest: +SKIP
-      0.24
+        >>> t = benchmark("m.tflite"); add_roofline(t); t.peak_fraction   # doctest: +SKIP
+        0.24
     """
-    from .inspection import inspect
-
     if not timing.ok or not timing.median_ms:
         return
     info = inspect(timing.path)

@@ -1,0 +1,157 @@
+"""tflite_export's shared helpers: first_line, save_figure, memory readings, roofline after timing."""
+
+import argparse
+import importlib
+import json
+import os
+
+import pytest
+
+import tflite_export as tfl
+from tflite_export import ExportError, _atomic, _process, cli
+from tflite_export._testing import digits, tiny_cnn
+from tflite_export.errors import first_line
+
+FAST = dict(warmup_seconds=0.0, min_seconds=0.0, min_runs=5)
+
+
+@pytest.fixture(scope="module")
+def int8_path(tmp_path_factory):
+    xtr, _, _, _ = digits()
+    p = tmp_path_factory.mktemp("helpers") / "m_int8.tflite"
+    tfl.export(tiny_cnn(), p, representative_data=xtr, num_samples=50)
+    return str(p)
+
+
+# ---------------------------------------------------------------------------- first_line
+
+
+def test_first_line_is_shared_with_tfcompress():
+    import tfcompress.errors
+
+    assert tfcompress.errors.first_line is first_line
+    assert first_line(ValueError("\n  bad shape\nTraceback ...")) == "bad shape"
+    assert first_line(RuntimeError()) == "RuntimeError"
+    assert first_line(ValueError("x" * 300)) == "x" * 200
+    assert first_line(ValueError("abc"), limit=2) == "ab"
+
+
+def test_empty_runtime_message_is_quoted_by_type(monkeypatch, int8_path):
+    """An empty LiteRT error message used to raise IndexError (``str(e).splitlines()[0]``)."""
+    import ai_edge_litert.interpreter as litert
+
+    class Broken:
+        def __init__(self, *a, **k):
+            raise ValueError()
+
+    monkeypatch.setattr(litert, "Interpreter", Broken)
+    from tflite_export._runtime import open_interpreter
+
+    with pytest.raises(ExportError, match=r"cannot load .*\(ValueError\)"):
+        open_interpreter(int8_path, check=False)
+
+
+# --------------------------------------------------------------------------- save_figure
+
+
+def _figure():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(2, 2))
+    ax.plot([0, 1], [1, 0])
+    return plt, fig
+
+
+def test_save_figure_writes_a_whole_file_and_closes_the_figure(tmp_path):
+    plt, fig = _figure()
+    dest = tmp_path / "sub" / "curve.png"
+    assert _atomic.save_figure(fig, dest, dpi=50) == str(dest)
+    assert dest.read_bytes()[:4] == b"\x89PNG"
+    assert not plt.fignum_exists(fig.number)
+    assert os.listdir(dest.parent) == ["curve.png"]  # no temporary file left
+    plt2, fig2 = _figure()
+    _atomic.save_figure(fig2, tmp_path / "curve.svg")
+    assert b"<svg" in (tmp_path / "curve.svg").read_bytes()[:400]
+
+
+def test_save_figure_failure_leaves_no_partial_file(tmp_path, monkeypatch):
+    plt, fig = _figure()
+    dest = tmp_path / "curve.png"
+    dest.write_bytes(b"old")
+
+    def half_written(self, fname, **kw):
+        with open(fname, "wb") as f:
+            f.write(b"\x89PNG partial")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(type(fig), "savefig", half_written)
+    with pytest.raises(ExportError, match="No space left"):
+        _atomic.save_figure(fig, dest)
+    assert dest.read_bytes() == b"old"  # the existing file is untouched
+    assert os.listdir(tmp_path) == ["curve.png"]
+    assert not plt.fignum_exists(fig.number)
+
+
+def test_save_figure_unknown_format(tmp_path):
+    plt, fig = _figure()
+    with pytest.raises(ExportError, match="use a .png"):
+        _atomic.save_figure(fig, tmp_path / "curve.notaformat")
+    assert os.listdir(tmp_path) == []
+    assert not plt.fignum_exists(fig.number)
+
+
+# ---------------------------------------------------------------------- memory readings
+
+
+def test_unreadable_rss_after_the_run_gives_unknown_memory(int8_path, monkeypatch):
+    """benchmark() subtracted a None RSS reading (TypeError) when /proc became unreadable mid-run."""
+    bm = importlib.import_module("tflite_export.benchmark")  # the module; tflite_export.benchmark is the function
+    monkeypatch.setattr(bm, "current_rss_mb", lambda: 100.0)  # the reading before the run
+    monkeypatch.setattr(_process, "current_rss_mb", lambda: None)  # the reading after it
+    t = tfl.benchmark(int8_path, **FAST)
+    assert t.ok and t.memory_delta_mb is None
+    json.dumps(t.to_dict())
+
+
+def test_unknown_rss_before_and_no_resource_module(int8_path, monkeypatch):
+    monkeypatch.setattr(_process, "current_rss_mb", lambda: None)
+    monkeypatch.setattr(_process, "resource", None)
+    bm = importlib.import_module("tflite_export.benchmark")  # the module; tflite_export.benchmark is the function
+    monkeypatch.setattr(bm, "current_rss_mb", lambda: None)
+    t = tfl.benchmark(int8_path, **FAST)
+    assert t.ok and t.memory_delta_mb is None and t.peak_memory_mb is None
+
+
+def test_memory_delta_with_readings(monkeypatch):
+    monkeypatch.setattr(_process, "current_rss_mb", lambda: 150.0)
+    assert _process.memory_delta_mb(100.0) == 50.0
+    assert _process.memory_delta_mb(None) is None
+
+
+# ------------------------------------------------------------------- roofline after timing
+
+
+def test_benchmark_knows_nothing_of_rooflines(int8_path):
+    with pytest.raises(TypeError):
+        tfl.benchmark(int8_path, roofline=True, **FAST)
+
+
+def test_cli_adds_the_roofline_after_timing(int8_path, tmp_path, monkeypatch):
+    from tflite_export import roofline
+
+    monkeypatch.setattr(roofline, "PEAK_BATCH", 16)  # small and quick for the test
+    monkeypatch.setattr(roofline, "_PEAK", {})
+    p = argparse.ArgumentParser()
+    cli.add_subcommands(p.add_subparsers(dest="command"))
+    out = tmp_path / "b.json"
+    args = p.parse_args(
+        ["bench", int8_path, "--roofline", "--min-runs", "5", "--min-seconds", "0", "--warmup-seconds", "0",
+         "--json", str(out)]
+    )
+    assert args.func(args) == 0
+    (row,) = json.loads(out.read_text())["timings"]
+    assert row["status"] == "ok" and row["macs"] == 6 * 6 * 8 * 9 + 72 * 10
+    assert row["gops"] > 0 and row["peak_fraction"] > 0

@@ -1,0 +1,107 @@
+"""This process's resources during a timing run: resident memory readings and CPU pinning.
+
+The memory readings return None where the OS does not provide them; they never raise.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from typing import Optional
+
+from .errors import ExportError
+
+try:
+    import resource
+except ImportError:  # Windows: no ru_maxrss
+    resource = None
+
+__all__ = ["peak_rss_mb", "current_rss_mb", "memory_delta_mb", "pinned"]
+
+
+def peak_rss_mb() -> Optional[float]:
+    """Peak resident set size of this process in MiB (``ru_maxrss``), or None where unknown.
+
+    Returns:
+        MiB, or None on systems without :mod:`resource` (Windows).
+
+    Example:
+        >>> peak_rss_mb() > 0
+        True
+    """
+    if resource is None:
+        return None
+    r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return r / (1024.0 * 1024.0) if sys.platform == "darwin" else r / 1024.0
+
+
+def current_rss_mb() -> Optional[float]:
+    """Current resident set size of this process in MiB (Linux ``/proc``), else None.
+
+    Returns:
+        MiB, or None where ``/proc/self/statm`` cannot be read.
+
+    Example:
+        >>> current_rss_mb()   # doctest: +SKIP
+        412.5
+    """
+    try:
+        with open("/proc/self/statm") as f:
+            pages = int(f.read().split()[1])
+        return pages * os.sysconf("SC_PAGE_SIZE") / (1024.0 * 1024.0)
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def memory_delta_mb(rss_before: Optional[float]) -> Optional[float]:
+    """Current RSS minus ``rss_before`` in MiB; None when either reading is unknown.
+
+    Args:
+        rss_before: :func:`current_rss_mb` taken before, or None.
+
+    Returns:
+        The resident memory added since, in MiB, or None when it cannot be known.
+
+    Example:
+        >>> before = current_rss_mb(); data = bytearray(50 << 20)   # doctest: +SKIP
+        >>> memory_delta_mb(before)                                 # doctest: +SKIP
+        50.1
+    """
+    rss_after = current_rss_mb()
+    if rss_before is None or rss_after is None:
+        return None
+    return rss_after - rss_before
+
+
+@contextlib.contextmanager
+def pinned(cpus):
+    """Pins this process (and threads created inside) to ``cpus``; restores on exit.
+
+    Args:
+        cpus: CPU ids, or None to leave the affinity alone.
+
+    Yields:
+        The sorted CPU ids pinned to, or None.
+
+    Raises:
+        ExportError: Pinning is unsupported on this OS or ``cpus`` are not usable CPUs.
+
+    Example:
+        >>> with pinned([0]) as cpus:   # doctest: +SKIP
+        ...     benchmark("m.tflite")
+    """
+    if cpus is None:
+        yield None
+        return
+    if not hasattr(os, "sched_setaffinity"):
+        raise ExportError("cpu_affinity needs os.sched_setaffinity (Linux); leave cpu_affinity=None on this OS")
+    cpus = sorted({int(c) for c in cpus})
+    allowed = os.sched_getaffinity(0)
+    if not cpus or not set(cpus) <= allowed:
+        raise ExportError(f"cpu_affinity {cpus} is not a non-empty subset of the usable CPUs {sorted(allowed)}")
+    os.sched_setaffinity(0, cpus)
+    try:
+        yield cpus
+    finally:
+        os.sched_setaffinity(0, allowed)

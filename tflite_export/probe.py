@@ -1,0 +1,145 @@
+"""Child-process checks that an accelerator (GPU, external delegate) can run a .tflite file.
+
+Creating a GPU context or loading a foreign delegate library can crash the
+process; :func:`probe_accelerator` does it in a child process so the caller
+stays alive, and turns what went wrong into a one-line reason.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from typing import Dict, List, Optional
+
+__all__ = ["probe_accelerator"]
+
+_PROBE_CACHE: Dict[tuple, Optional[str]] = {}
+
+# The child scripts run with ``python -c`` and import only ai_edge_litert, so they
+# quote the first line of an error themselves.
+_GPU_PROBE = r"""
+import sys
+from ai_edge_litert.compiled_model import CompiledModel
+from ai_edge_litert.hardware_accelerator import HardwareAccelerator
+from ai_edge_litert.options import Options
+try:
+    cm = CompiledModel.from_file(sys.argv[1], options=Options(hardware_accelerators=HardwareAccelerator.GPU))
+except Exception as e:
+    print("FAIL", str(e).splitlines()[0] if str(e) else type(e).__name__)
+    sys.exit(0)
+print("OK", int(cm.is_fully_accelerated()))
+"""
+
+_DELEGATE_PROBE = r"""
+import sys, json
+from ai_edge_litert.interpreter import Interpreter, OpResolverType, load_delegate
+try:
+    d = load_delegate(sys.argv[2], json.loads(sys.argv[3]))
+except Exception as e:
+    print("FAIL", (str(e).splitlines() or [type(e).__name__])[0][:200]); sys.exit(0)
+try:
+    it = Interpreter(model_path=sys.argv[1], experimental_delegates=[d],
+                     experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    it.allocate_tensors()
+except Exception as e:
+    print("FAIL", (str(e).splitlines() or [type(e).__name__])[0][:200]); sys.exit(0)
+n = sum(1 for i in range(it._interpreter.NumNodes()) if it._interpreter.NodeName(i) == "DELEGATE")
+print("OK", n)
+"""
+
+_REASONS = (
+    r"No adapters found",
+    r"Failed to initialize WebGPU[^\n]*",
+    r"Could not load shared library [^\n:]*",
+    r"cannot open shared object file[^\n]*",
+    r"GPU accelerator[^\n]*not[^\n]*",
+    r"undefined symbol[^\n]*",
+)
+
+_NOT_FULLY_ON_GPU = "model is not fully accelerated on the GPU (some ops would silently run on CPU)"
+
+
+def _reason_from(text: str, fallback: str) -> str:
+    """The first known failure pattern found in a child's stderr, else ``fallback``."""
+    for pat in _REASONS:
+        m = re.search(pat, text or "")
+        if m:
+            return m.group(0).strip()[:160]
+    return fallback
+
+
+def _run_probe(script: str, args: List[str], timeout: float = 120.0):
+    """Runs a probe script; ``(OK/FAIL line or None if it died, why it died, stderr)``."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    try:
+        p = subprocess.run(
+            [sys.executable, "-c", script, *args], capture_output=True, text=True, timeout=timeout, env=env
+        )
+    except subprocess.TimeoutExpired:
+        return None, f"probe timed out after {timeout:.0f}s", ""
+    line = next((ln for ln in p.stdout.splitlines() if ln.startswith(("OK", "FAIL"))), "")
+    if p.returncode < 0:
+        return None, f"runtime crashed with signal {-p.returncode}", p.stderr
+    return line, "", p.stderr
+
+
+def _probe_gpu(path: str) -> Optional[str]:
+    """None if the GPU runs the whole model, else why not."""
+    line, err, stderr = _run_probe(_GPU_PROBE, [path])
+    if line is None:
+        return f"GPU probe failed ({err})"
+    if line.startswith("OK"):
+        return None if line.split()[1] == "1" else _NOT_FULLY_ON_GPU
+    return "no usable GPU: " + _reason_from(stderr, line[5:].strip() or "GPU accelerator could not be created")
+
+
+def _probe_delegate(path: str, delegate, delegate_options) -> Optional[str]:
+    """None if the external delegate takes at least one op, else why not."""
+    name = os.path.basename(os.fspath(delegate))
+    line, err, stderr = _run_probe(_DELEGATE_PROBE, [path, os.fspath(delegate), json.dumps(delegate_options or {})])
+    if line is None:
+        return f"delegate {delegate} crashed the probe ({err})"
+    if line.startswith("OK"):
+        if int(line.split()[1]) > 0:
+            return None
+        return f"delegate {name} accepted none of the ops (everything would run on CPU)"
+    return f"cannot use delegate {name}: " + _reason_from(stderr, line[5:].strip() or "load failed")
+
+
+def probe_accelerator(
+    path, accelerator: str = "gpu", delegate: Optional[str] = None, delegate_options=None
+) -> Optional[str]:
+    """Checks in a child process whether ``path`` can run on an accelerator.
+
+    Creating a GPU context or loading a foreign delegate library can crash the
+    process; doing it in a child keeps the caller alive. Results are cached per
+    file version (path, mtime, size) and accelerator settings.
+
+    Args:
+        path: The .tflite file.
+        accelerator: "gpu" or "delegate". Defaults to `"gpu"`.
+        delegate: Shared library path when ``accelerator="delegate"``. Defaults to `None`.
+        delegate_options: Dict of delegate options. Defaults to `None`.
+
+    Returns:
+        None if usable, else the reason it is not (for ``Timing.status``).
+
+    Example:
+        >>> probe_accelerator("m.tflite", "gpu")   # doctest: +SKIP
+        'no usable GPU: No adapters found'
+    """
+    path = os.path.abspath(os.fspath(path))
+    st = os.stat(path)
+    options = json.dumps(delegate_options or {}, sort_keys=True)
+    key = (accelerator, path, st.st_mtime_ns, st.st_size, delegate, options)
+    if key in _PROBE_CACHE:
+        return _PROBE_CACHE[key]
+    if accelerator == "gpu":
+        reason = _probe_gpu(path)
+    else:
+        reason = _probe_delegate(path, delegate, delegate_options)
+    _PROBE_CACHE[key] = reason
+    return reason
