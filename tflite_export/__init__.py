@@ -8,7 +8,8 @@ Works standalone (no dependency on the rest of tfcompress)::
     acc = tfl.evaluate("m.tflite", x_test, y_test)
     info = tfl.inspect("m.tflite")            # metadata, ops, dtypes, quantization, MACs
     errs = tfl.layer_errors(model, "m.tflite", x_test[:32])
-    t = tfl.benchmark("m.tflite", threads=2, roofline=True)
+    t = tfl.benchmark("m.tflite", threads=2)
+    tfl.roofline.add_roofline(t)              # MACs, GOPS, fraction of this machine's peak
     g = tfl.benchmark("m.tflite", accelerator="gpu")   # status "unavailable: ..." without a GPU
 
 Every user-facing failure raises :class:`ExportError` with a one-line message.
