@@ -12,12 +12,14 @@ Example:
     >>> print(report.to_markdown())
 """
 
+from tfcompress.channels.budget import ratios_for_budget
 from tfcompress.channels.config import Channels
-from tfcompress.channels.graph import Group, count_flops, count_params, dependency_groups
+from tfcompress.channels.cost import count_flops, count_params
+from tfcompress.channels.graph import Group, dependency_groups
 from tfcompress.channels.importance import CRITERIA
 from tfcompress.channels.report import ChannelReport
 from tfcompress.channels.schedule import apply
-from tfcompress.channels.sensitivity import SensitivityReport, ratios_for_budget, sensitivity_scan
+from tfcompress.channels.sensitivity import SensitivityReport, sensitivity_scan
 from tfcompress.channels.surgery import prune_channels
 
 __all__ = [

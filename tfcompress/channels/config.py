@@ -1,22 +1,22 @@
 """The ``channels`` recipe stage: structured pruning settings."""
 
-import numbers
 from dataclasses import dataclass
 
+from tfcompress._checks import (
+    check_bool,
+    check_choice,
+    check_int,
+    check_positive,
+    check_range,
+    fraction_kept,
+    fraction_removed,
+)
 from tfcompress.errors import RecipeError
 
 __all__ = ["Channels"]
 
 _CRITERIA = ("l1", "l2", "bn_gamma", "taylor")
 _SCHEDULES = ("one-shot", "iterative")
-
-
-def _real(x):
-    return isinstance(x, numbers.Real) and not isinstance(x, bool)
-
-
-def _int(x):
-    return isinstance(x, numbers.Integral) and not isinstance(x, bool)
 
 
 @dataclass(frozen=True)
@@ -58,29 +58,22 @@ class Channels:
     distill: bool = True
 
     def __post_init__(self):
-        if not _real(self.ratio) or not 0.0 <= self.ratio < 1.0:
-            raise RecipeError(f"channels.ratio={self.ratio!r} is out of range: use a fraction in [0, 1).")
-        if self.criterion not in _CRITERIA:
-            raise RecipeError(f"channels.criterion={self.criterion!r} is unknown: use one of {', '.join(_CRITERIA)}.")
+        fraction_removed("channels", "ratio", self.ratio)
+        check_choice("channels", "criterion", self.criterion, _CRITERIA)
         if self.per_layer is not None:
             if not isinstance(self.per_layer, dict):
-                raise RecipeError("channels.per_layer must be a mapping layer name -> ratio in [0, 1).")
+                raise RecipeError(
+                    f"channels.per_layer must be a mapping layer name -> ratio in [0, 1), got {self.per_layer!r}."
+                )
             for k, v in self.per_layer.items():
-                if not isinstance(k, str) or not _real(v) or not 0.0 <= v < 1.0:
-                    raise RecipeError(f"channels.per_layer[{k!r}]={v!r} is out of range: use a ratio in [0, 1).")
-        for name in ("flops", "params"):
-            v = getattr(self, name)
-            if v is not None and (not _real(v) or not 0.0 < v <= 1.0):
-                raise RecipeError(f"channels.{name}={v!r} is out of range: use the fraction to keep, in (0, 1].")
-        if self.schedule not in _SCHEDULES:
-            raise RecipeError(f"channels.schedule={self.schedule!r} is unknown: use 'one-shot' or 'iterative'.")
-        if not _int(self.steps) or self.steps < 1:
-            raise RecipeError(f"channels.steps={self.steps!r} is out of range: use an integer >= 1.")
-        if not _int(self.epochs) or self.epochs < 0:
-            raise RecipeError(f"channels.epochs={self.epochs!r} is out of range: use an integer >= 0.")
-        if not _real(self.alpha) or not 0.0 <= self.alpha <= 1.0:
-            raise RecipeError(f"channels.alpha={self.alpha!r} is out of range: use a weight in [0, 1].")
-        if not _real(self.temperature) or self.temperature <= 0:
-            raise RecipeError(f"channels.temperature={self.temperature!r} is out of range: use a value > 0.")
-        if not isinstance(self.distill, bool):
-            raise RecipeError(f"channels.distill={self.distill!r} must be true or false.")
+                if not isinstance(k, str):
+                    raise RecipeError(f"channels.per_layer keys must be layer names, got {k!r}.")
+                fraction_removed("channels", f"per_layer[{k!r}]", v)
+        fraction_kept("channels", "flops", self.flops, "FLOPs")
+        fraction_kept("channels", "params", self.params, "parameters")
+        check_choice("channels", "schedule", self.schedule, _SCHEDULES)
+        check_int("channels", "steps", self.steps)
+        check_int("channels", "epochs", self.epochs, minimum=0)
+        check_range("channels", "alpha", self.alpha, 0, 1)
+        check_positive("channels", "temperature", self.temperature)
+        check_bool("channels", "distill", self.distill)

@@ -12,9 +12,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from tfcompress._checks import fraction_removed
 from tfcompress._keras import tf
+from tfcompress.channels.budget import ratios_for_budget
 from tfcompress.channels.report import _jsonable
-from tfcompress.channels.surgery import Plan, _check_budget, _check_ratio
+from tfcompress.channels.surgery import Plan
 from tfcompress.errors import DataError, RecipeError
 from tflite_export._atomic import save_figure
 
@@ -166,7 +168,7 @@ def sensitivity_scan(model, val_data, ratios=(0.25, 0.5, 0.75), criterion="l1", 
         >>> rep.groups[0]["accuracy"]
         {0.25: 0.97, 0.5: 0.95, 0.75: 0.81}
     """
-    ratios = tuple(_check_ratio(r, "ratios") for r in ratios)
+    ratios = tuple(fraction_removed(None, "ratios", r) for r in ratios)
     if not ratios:
         raise RecipeError("ratios is empty: give at least one ratio in [0, 1).")
     x, y = as_xy(val_data, limit=max_samples)
@@ -185,75 +187,3 @@ def sensitivity_scan(model, val_data, ratios=(0.25, 0.5, 0.75), criterion="l1", 
                        "accuracy": acc, "flops": fl, "params": pa})
     return SensitivityReport(baseline, ratios, groups, plan.flops_before, plan.params_before,
                              criterion, _plan=plan)
-
-
-def ratios_for_budget(report, flops=None, params=None, plan=None, max_drop=None):
-    """Per-layer ratios meeting a FLOPs / params budget, least sensitive first.
-
-    Greedy: start from no pruning; repeatedly move the group whose next ratio
-    costs the least accuracy per FLOP (or parameter) saved (from the scan) one
-    ratio up, until the estimated model meets the budget.
-
-    Args:
-        report: a :class:`SensitivityReport`.
-        flops: fraction of FLOPs to keep, in (0, 1].
-        params: fraction of parameters to keep, in (0, 1].
-        plan: internal; the pruning plan of the model (defaults to the scan's).
-        max_drop: optionally never pick a ratio whose scanned accuracy drop
-            exceeds this (in accuracy units, e.g. 0.05).
-
-    Returns:
-        dict {group name (a layer name): ratio}, usable as ``per_layer``. If the
-        budget cannot be met, the most pruned assignment allowed.
-
-    Raises:
-        RecipeError: no budget given, or a budget out of (0, 1].
-
-    Example:
-        >>> per_layer = ratios_for_budget(rep, flops=0.5)
-    """
-    flops = _check_budget(flops, "flops")
-    params = _check_budget(params, "params")
-    if flops is None and params is None:
-        raise RecipeError("ratios_for_budget needs flops= or params= (fraction to keep, in (0, 1]).")
-    plan = plan or report._plan
-    if plan is None:
-        raise RecipeError("this SensitivityReport has no model attached: run sensitivity_scan again.")
-    levels = sorted(report.ratios)
-    state = {g["name"]: 0 for g in report.groups}  # index into [0] + levels
-    info = {g["name"]: g for g in report.groups}
-    use_params = flops is None
-
-    def ratios_now():
-        out = {}
-        for name, lvl in state.items():
-            if lvl:
-                grp = plan.by_layer.get(name)
-                if grp is not None and grp.prunable:
-                    out[grp.id] = levels[lvl - 1]
-        return out
-
-    def met():
-        f, p = plan.estimate(plan.keep(ratios_now()))
-        return (flops is None or f <= flops * plan.flops_before) and (
-            params is None or p <= params * plan.params_before)
-
-    base_cost = report.params_before if use_params else report.flops_before
-    while not met():
-        best, best_score = None, None
-        for name, lvl in state.items():
-            if lvl >= len(levels):
-                continue
-            r = levels[lvl]
-            g = info[name]
-            drop = max(0.0, report.baseline - g["accuracy"][r])
-            if max_drop is not None and drop > max_drop:
-                continue
-            saved = base_cost - (g["params"][r] if use_params else g["flops"][r])
-            score = (drop + 1e-6) / max(saved, 1)
-            if best_score is None or score < best_score:
-                best, best_score = name, score
-        if best is None:
-            break
-        state[best] += 1
-    return {name: levels[lvl - 1] for name, lvl in state.items() if lvl}

@@ -8,31 +8,19 @@ Example:
     True
 """
 
-import numbers
-
 import numpy as np
 
-from tfcompress._keras import check_model, keras
-from tfcompress.channels.graph import Analysis, _kind, inline_nested, layer_cost
+from tfcompress._checks import fraction_kept, fraction_removed
+from tfcompress._keras import keras
+from tfcompress._model import check_model
+from tfcompress.channels.budget import ratios_for_budget, search_uniform
+from tfcompress.channels.cost import count_flops, layer_cost, layer_costs
+from tfcompress.channels.graph import Analysis, _kind, inline_nested
 from tfcompress.channels.importance import group_importance
 from tfcompress.channels.report import ChannelReport
 from tfcompress.errors import RecipeError
 
 __all__ = ["prune_channels", "Plan"]
-
-
-def _check_ratio(value, what):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not (0.0 <= float(value) < 1.0):
-        raise RecipeError(f"{what}={value!r} is out of range: use a fraction of channels to remove in [0, 1).")
-    return float(value)
-
-
-def _check_budget(value, what):
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not (0.0 < float(value) <= 1.0):
-        raise RecipeError(f"{what}={value!r} is out of range: use the fraction of {what} to keep, in (0, 1].")
-    return float(value)
 
 
 class Plan:
@@ -178,46 +166,20 @@ def _resolve_ratios(plan, ratio, per_layer):
         ratios = {r: ratio for r in plan.groups}
     fixed = set()
     for name, value in (per_layer or {}).items():
-        value = _check_ratio(value, f"per_layer[{name!r}]")
+        value = fraction_removed(None, f"per_layer[{name!r}]", value)
         g = plan.by_layer.get(name)
         if g is None:
             names = ", ".join(sorted(n for gg in plan.groups.values() for n in gg.members)) or "none"
-            raise RecipeError(f"per_layer names '{name}', which is not a Conv/Dense layer of the model: use one of {names}.")
+            raise RecipeError(
+                f"per_layer names '{name}', which is not a Conv/Dense layer of the model: use one of {names}."
+            )
         if not g.prunable:
-            raise RecipeError(f"per_layer names '{name}', whose channels are locked ({g.reason}): remove it from per_layer.")
+            raise RecipeError(
+                f"per_layer names '{name}', whose channels are locked ({g.reason}): remove it from per_layer."
+            )
         ratios[g.id] = max(value, ratios[g.id]) if g.id in fixed else value
         fixed.add(g.id)
     return ratios, fixed
-
-
-def _search_uniform(plan, base, fixed, flops, params):
-    """Smallest uniform ratio (on groups not in ``fixed``) meeting the budget."""
-
-    def ok(r):
-        ratios = dict(base)
-        for g in plan.groups:
-            if g not in fixed:
-                ratios[g] = r
-        f, p = plan.estimate(plan.keep(ratios))
-        return (flops is None or f <= flops * plan.flops_before) and (
-            params is None or p <= params * plan.params_before
-        ), ratios
-
-    lo, hi = 0.0, 0.999
-    good, ratios = ok(lo)
-    if good:
-        return ratios, True
-    good, best = ok(hi)
-    if not good:
-        return best, False
-    for _ in range(20):
-        mid = (lo + hi) / 2
-        good, rr = ok(mid)
-        if good:
-            hi, best = mid, rr
-        else:
-            lo = mid
-    return best, True
 
 
 def prune_channels(model, ratio=None, *, per_layer=None, flops=None, params=None,
@@ -253,9 +215,9 @@ def prune_channels(model, ratio=None, *, per_layer=None, flops=None, params=None
     """
     check_model(model)
     if ratio is not None:
-        ratio = _check_ratio(ratio, "ratio")
-    flops = _check_budget(flops, "flops")
-    params = _check_budget(params, "params")
+        ratio = fraction_removed(None, "ratio", ratio)
+    flops = fraction_kept(None, "flops", flops, "FLOPs")
+    params = fraction_kept(None, "params", params, "parameters")
     if per_layer is not None and not isinstance(per_layer, dict):
         raise RecipeError(f"per_layer must be a mapping layer name -> ratio, got {type(per_layer).__name__}.")
     if ratio is None and not per_layer and flops is None and params is None:
@@ -265,8 +227,6 @@ def prune_channels(model, ratio=None, *, per_layer=None, flops=None, params=None
     ratios, fixed = _resolve_ratios(plan, ratio, per_layer)
     if flops is not None or params is not None:
         if sensitivity is not None:
-            from tfcompress.channels.sensitivity import ratios_for_budget
-
             by_name = ratios_for_budget(sensitivity, flops=flops, params=params, plan=plan)
             for name, r in by_name.items():
                 g = plan.by_layer.get(name)
@@ -274,7 +234,7 @@ def prune_channels(model, ratio=None, *, per_layer=None, flops=None, params=None
                     ratios[g.id] = r
             met = True
         else:
-            ratios, met = _search_uniform(plan, ratios, fixed, flops, params)
+            ratios, met = search_uniform(plan, ratios, fixed, flops, params)
         if not met:
             notes.append("budget not reachable (locked layers dominate); pruned as far as possible")
     keep = plan.keep(ratios, notes)
@@ -285,8 +245,6 @@ def prune_channels(model, ratio=None, *, per_layer=None, flops=None, params=None
 
 def make_report(plan, ratios, keep, new, target, notes):
     """Build the :class:`ChannelReport` of one pruning step."""
-    from tfcompress.channels.graph import count_flops, layer_costs
-
     cost_before, cost_after = layer_costs(plan.model), layer_costs(new)
     groups = []
     for g in plan.all_groups:

@@ -6,9 +6,11 @@ Example:
     >>> qat_model, records = wrap(pruned_model, Quantization())  # doctest: +SKIP
 """
 
-from tfcompress._keras import keras, tfmot, clone
+from tfcompress._keras import keras, tfmot
+from tfcompress._model import clone
 from tfcompress.errors import RecipeError, UnsupportedModelError, first_line
 from tfcompress.quantization import configs
+from tfcompress.stages import qat_scheme
 
 __all__ = ["wrap", "why_not_quantizable", "scheme_for"]
 
@@ -55,13 +57,15 @@ def wrap(model, stage, preserve_sparsity=None, scheme=None):
             turn sparsity preservation off when no pruning ran. Defaults to
             `None`.
         scheme: ``"qat"``, ``"pqat"``, ``"cqat"`` or ``"pcqat"``; overrides
-            ``preserve_sparsity`` (see :func:`scheme_for`). Defaults to `None`.
+            ``preserve_sparsity`` (see :func:`scheme_for`). Defaults to `None`
+            (:func:`tfcompress.stages.qat_scheme` chooses: ``stage.scheme``
+            when it names one, else PQAT with sparsity preservation, QAT
+            without).
 
     Returns:
         ``(qat_model, records)``: records map layer name to ``"quantized"`` or
         ``"skipped: <reason>"``.
     """
-    preserve = stage.preserve_sparsity if preserve_sparsity is None else preserve_sparsity
     records = {}
 
     def annotate(layer):
@@ -76,7 +80,10 @@ def wrap(model, stage, preserve_sparsity=None, scheme=None):
     annotated = clone(model, annotate)
     if "quantized" not in records.values():
         raise RecipeError("quantization found no quantizable layer: remove the quantization stage.")
-    scheme = configs.guard_scheme(scheme_for(scheme or ("pqat" if preserve else "qat")))
+    # wrap cannot see which stages ran: it takes the model as possibly sparse and
+    # lets preserve_sparsity (and stage.scheme) decide.
+    scheme = scheme or qat_scheme(stage, pruned=True, clustered=False, preserve_sparsity=preserve_sparsity)
+    scheme = configs.guard_scheme(scheme_for(scheme))
     try:
         with _q.quantize_scope():
             qat = _q.quantize_apply(annotated, scheme)

@@ -11,10 +11,12 @@ Training parameters (``learning_rate``, ``batch_size``, ``optimizer``,
 ``lr_decay`` and its ``decay_rate`` / ``step_drop`` / ``step_every`` /
 ``cosine_alpha``) drive the tuner's own training run and the recipe's
 fine-tuning; compression parameters (``final_sparsity``, ``pruning_begin``,
-``pruning_end``, ``pruning_frequency``, ``pruning_epochs``, ``qat_epochs``, and
-where the installed :class:`~tfcompress.Recipe` has those stages,
-``cluster_count``, ``distill_alpha``, ``distill_temperature``) become fields
-of the trial's recipe.
+``pruning_end``, ``pruning_frequency``, ``pruning_epochs``, ``qat_epochs``,
+``cluster_count``, ``distill_alpha``, ``distill_temperature``,
+``channel_ratio``) become fields of the trial's recipe (:data:`TARGETS` says
+which). Every value a space allows is checked when the space is made, by
+building the recipe (or training schedule) it would give, so a value the
+recipe refuses fails before any trial runs.
 
 Example:
     >>> space = SearchSpace.from_dict({"learning_rate": {"min": 1e-4, "max": 1e-2,
@@ -34,8 +36,10 @@ from dataclasses import dataclass
 
 import yaml
 
-from tfcompress.errors import TuningError
-from tfcompress.recipe import OPTIMIZERS, Recipe
+from tfcompress._checks import check_choice, check_int, check_range
+from tfcompress.errors import RecipeError, TuningError
+from tfcompress.recipe import Recipe
+from tfcompress.stages import STAGE_CLASSES, Distillation
 
 # TuningError lives in tfcompress.errors; re-exported here, where it was defined before.
 __all__ = ["TuningError", "Param", "SearchSpace", "DEFAULT_SPACE", "TrainingSchedule", "DECAYS"]
@@ -45,6 +49,8 @@ DECAYS = ("none", "exponential", "step", "cosine")
 
 # Parameters only the tuner's training run uses (not recipe fields).
 TRAINING_ONLY = ("lr_decay", "decay_rate", "step_drop", "step_every", "cosine_alpha")
+# Space name -> the TrainingSchedule field it sets.
+SCHEDULE_FIELDS = dict(zip(TRAINING_ONLY, ("decay", "decay_rate", "step_drop", "step_every", "cosine_alpha")))
 
 # Decay parameters are active only for their decay.
 CONDITIONS = {
@@ -54,23 +60,27 @@ CONDITIONS = {
     "cosine_alpha": ("lr_decay", ["cosine"]),
 }
 
-# Space name -> (recipe stage or None for a top-level field, candidate field names).
-# Candidates allow for stage field names other engineers may choose.
+# Space name -> (recipe stage, or None for a top-level Recipe field; the field it sets).
 TARGETS = {
-    "learning_rate": (None, ("learning_rate",)),
-    "batch_size": (None, ("batch_size",)),
-    "optimizer": (None, ("optimizer",)),
-    "final_sparsity": ("pruning", ("final_sparsity",)),
-    "pruning_begin": ("pruning", ("begin",)),
-    "pruning_end": ("pruning", ("end",)),
-    "pruning_frequency": ("pruning", ("frequency",)),
-    "pruning_epochs": ("pruning", ("epochs",)),
-    "qat_epochs": ("quantization", ("epochs",)),
-    "cluster_count": ("clustering", ("number_of_clusters", "num_clusters", "clusters", "cluster_count")),
-    "distill_alpha": ("distillation", ("alpha",)),
-    "distill_temperature": ("distillation", ("temperature",)),
-    "channel_ratio": ("channels", ("ratio",)),
+    "learning_rate": (None, "learning_rate"),
+    "batch_size": (None, "batch_size"),
+    "optimizer": (None, "optimizer"),
+    "final_sparsity": ("pruning", "final_sparsity"),
+    "pruning_begin": ("pruning", "begin"),
+    "pruning_end": ("pruning", "end"),
+    "pruning_frequency": ("pruning", "frequency"),
+    "pruning_epochs": ("pruning", "epochs"),
+    "qat_epochs": ("quantization", "epochs"),
+    "cluster_count": ("clustering", "number_of_clusters"),
+    "distill_alpha": ("distillation", "alpha"),
+    "distill_temperature": ("distillation", "temperature"),
+    "channel_ratio": ("channels", "ratio"),
 }
+# Integer fields: a float range rounds to them (Bayesian optimisation proposes floats).
+INTEGER = ("batch_size", "pruning_frequency", "pruning_epochs", "qat_epochs", "cluster_count")
+_STAGES = {**STAGE_CLASSES, "distillation": Distillation}
+# To check one bound alone, the others of its stage take their loosest value.
+_LOOSEST = {"pruning_begin": {"pruning_end": 1.0}, "pruning_end": {"pruning_begin": 0.0}}
 
 # Good defaults: short, cheap trials on small models.
 DEFAULT_SPACE = {
@@ -96,37 +106,9 @@ DEFAULT_SPACE = {
 _OPTIONAL_DEFAULTS = ("cluster_count", "distill_alpha", "distill_temperature", "channel_ratio")
 
 
-def _stage_class(stage):
-    """The dataclass of the Recipe field ``stage`` (None when absent)."""
-    import typing
-
-    hints = typing.get_type_hints(Recipe)
-    for arg in typing.get_args(hints.get(stage)):
-        if dataclasses.is_dataclass(arg):
-            return arg
-    return None
-
-
-def _recipe_field(name):
-    """``(stage, field, stage_class)`` the space name maps to, or None when the
-    installed Recipe lacks that stage or field (the Recipe grows stages over
-    time; we look it up rather than hard-code it)."""
-    stage, candidates = TARGETS[name]
-    if stage is None:
-        return None, candidates[0], None
-    cls = _stage_class(stage)
-    if cls is None:
-        return None
-    names = {f.name for f in dataclasses.fields(cls)}
-    for c in candidates:
-        if c in names:
-            return stage, c, cls
-    return None
-
-
 def supported_names():
-    """Names this installation can search (depends on the Recipe's stages)."""
-    return [n for n in TARGETS if _recipe_field(n) is not None] + list(TRAINING_ONLY)
+    """Every name a search space can hold."""
+    return list(TARGETS) + list(TRAINING_ONLY)
 
 
 @dataclass(frozen=True)
@@ -188,7 +170,8 @@ class Param:
                 raise TuningError(f"{where}: step must be a positive number, got {step!r}.")
             if lo == hi:
                 return cls(name, "fixed", value=lo)
-            kind = "int" if isinstance(lo, int) and isinstance(hi, int) and (step is None or isinstance(step, int)) else "float"
+            ints = isinstance(lo, int) and isinstance(hi, int) and (step is None or isinstance(step, int))
+            kind = "int" if ints else "float"
             if kind == "float":
                 lo, hi = float(lo), float(hi)
             return cls(name, kind, min=lo, max=hi, sampling=sampling, step=step)
@@ -239,7 +222,8 @@ class SearchSpace:
 
     Raises:
         TuningError: an empty space, an unknown name, a range with min > max,
-            an invalid choice, or a parameter the installed Recipe cannot take.
+            or a value (choice, fixed value or range bound) that makes no
+            valid recipe or training schedule.
 
     Example:
         >>> space = SearchSpace({"optimizer": ["adam", "sgd"], "qat_epochs": 1})
@@ -257,43 +241,15 @@ class SearchSpace:
         self.params = {}
         for name, spec in params.items():
             if name not in known:
-                if name in TARGETS:
-                    stage = TARGETS[name][0]
-                    raise TuningError(f"search space: {name} needs the {stage} stage, which this "
-                                      "tfcompress Recipe does not have yet; remove it.")
                 raise TuningError(f"search space: unknown parameter {name!r}; supported: {', '.join(known)}.")
             self.params[name] = Param.parse(name, spec)
         self._validate()
 
     def _validate(self):
         p = self.params
-        checks = {
-            "optimizer": lambda v: v in OPTIMIZERS,
-            "lr_decay": lambda v: v in DECAYS,
-            "batch_size": lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1,
-            "learning_rate": lambda v: isinstance(v, (int, float)) and 0 < v <= 10,
-            "final_sparsity": lambda v: isinstance(v, (int, float)) and 0 <= v < 1,
-            "pruning_begin": lambda v: isinstance(v, (int, float)) and 0 <= v < 1,
-            "pruning_end": lambda v: isinstance(v, (int, float)) and 0 < v <= 1,
-            "pruning_frequency": lambda v: isinstance(v, int) and v >= 1,
-            "pruning_epochs": lambda v: isinstance(v, int) and v >= 1,
-            "qat_epochs": lambda v: isinstance(v, int) and v >= 1,
-            "step_every": lambda v: isinstance(v, int) and v >= 1,
-            "decay_rate": lambda v: isinstance(v, (int, float)) and 0 < v <= 1,
-            "step_drop": lambda v: isinstance(v, (int, float)) and 0 < v <= 1,
-            "cosine_alpha": lambda v: isinstance(v, (int, float)) and 0 <= v <= 1,
-            "cluster_count": lambda v: isinstance(v, int) and v >= 1,
-            "channel_ratio": lambda v: isinstance(v, (int, float)) and 0 <= v < 1,
-        }
-        allowed = {"optimizer": ", ".join(OPTIMIZERS), "lr_decay": ", ".join(DECAYS)}
         for name, param in p.items():
-            ok = checks.get(name)
-            if ok is None:
-                continue
             for v in param.values():
-                if isinstance(v, bool) or not ok(v):
-                    hint = f"one of {allowed[name]}" if name in allowed else "a valid value"
-                    raise TuningError(f"search space: {name} value {v!r} is not allowed; use {hint}.")
+                _check_value(name, v)
         if "pruning_begin" in p and "pruning_end" in p:
             b, e = max(p["pruning_begin"].values()), min(p["pruning_end"].values())
             if b >= e:
@@ -318,14 +274,9 @@ class SearchSpace:
         recipe = recipe or Recipe()
         keep = {}
         for name, spec in DEFAULT_SPACE.items():
-            if name in TARGETS:
-                target = _recipe_field(name)
-                if target is None:
-                    continue
-                stage = target[0]
-                if stage is not None and getattr(recipe, stage, None) is None:
-                    continue
-            keep[name] = spec
+            stage = TARGETS.get(name, (None,))[0]
+            if stage is None or getattr(recipe, stage) is not None:
+                keep[name] = spec
         return cls(keep)
 
     @classmethod
@@ -404,27 +355,53 @@ class SearchSpace:
         Raises:
             RecipeError: the values make an invalid recipe.
         """
-        base = base or Recipe()
-        top, stages = {}, {}
-        values = plain_values(values)
-        for name, value in values.items():
-            if name not in TARGETS:
-                continue
-            target = _recipe_field(name)
-            if target is None:
-                continue
-            stage, fname, cls = target
-            if isinstance(value, float) and fname in ("batch_size", "frequency", "epochs", "number_of_clusters",
-                                                      "num_clusters", "clusters", "cluster_count"):
-                value = int(round(value))
-            if stage is None:
-                top[fname] = value
-            else:
-                stages.setdefault(stage, (cls, {}))[1][fname] = value
-        for stage, (cls, changes) in stages.items():
-            current = getattr(base, stage) or cls()
-            top[stage] = dataclasses.replace(current, **changes)
-        return base.replace(**top) if top else base
+        return recipe_for(values, base)
+
+
+def recipe_for(values, base=None):
+    """The recipe search-space values give, starting from ``base`` (see
+    :meth:`SearchSpace.recipe`); names that are not recipe fields are ignored.
+
+    Example:
+        >>> recipe_for({"cluster_count": 8.0}).clustering.number_of_clusters
+        8
+    """
+    base = base or Recipe()
+    top, stages = {}, {}
+    for name, value in plain_values(values).items():
+        if name not in TARGETS:
+            continue
+        stage, fname = TARGETS[name]
+        if isinstance(value, float) and name in INTEGER:
+            value = int(round(value))
+        if stage is None:
+            top[fname] = value
+        else:
+            stages.setdefault(stage, {})[fname] = value
+    for stage, changes in stages.items():
+        current = getattr(base, stage) or _STAGES[stage]()
+        top[stage] = dataclasses.replace(current, **changes)
+    return base.replace(**top) if top else base
+
+
+def _check_value(name, value):
+    """Check one value (a choice, a fixed value or a range bound) of ``name`` by
+    building what it sets: the recipe of a trial (from the default Recipe, the
+    other fields of its stage at their loosest), or its training schedule.
+
+    Raises:
+        TuningError: the value makes no valid recipe or schedule; the message
+            names the parameter and quotes the recipe's rule.
+    """
+    if value is None:
+        raise TuningError(f"search space: {name} value None is not allowed; give a value.")
+    try:
+        if name in SCHEDULE_FIELDS:
+            TrainingSchedule(learning_rate=1e-3, **{SCHEDULE_FIELDS[name]: value})
+        else:
+            recipe_for({**_LOOSEST.get(name, {}), name: value})
+    except RecipeError as e:
+        raise TuningError(f"search space: {name} value {value!r} is not allowed: {e}") from None
 
 
 def plain_values(values):
@@ -461,6 +438,14 @@ class TrainingSchedule:
     step_drop: float = 0.5
     step_every: int = 1
     cosine_alpha: float = 0.0
+
+    def __post_init__(self):
+        check_range("training", "learning_rate", self.learning_rate, 0, 10, lo_open=True)
+        check_choice("training", "decay", self.decay, DECAYS)
+        check_range("training", "decay_rate", self.decay_rate, 0, 1, lo_open=True)
+        check_range("training", "step_drop", self.step_drop, 0, 1, lo_open=True)
+        check_int("training", "step_every", self.step_every)
+        check_range("training", "cosine_alpha", self.cosine_alpha, 0, 1)
 
     @classmethod
     def from_values(cls, values, default_lr):
