@@ -34,6 +34,7 @@ from tfcompress.distill import Distiller, ends_in_softmax
 from tfcompress.errors import RecipeError
 from tfcompress.recipe import Recipe
 from tfcompress.report import LayerRecord, OptimizeReport
+from tfcompress.stages import qat_scheme
 
 __all__ = ["optimize", "OptimizeResult", "as_recipe", "loss_for", "make_optimizer", "STAGES"]
 
@@ -302,10 +303,7 @@ _SCHEME_NAMES = {
 
 def _quantize_stage(run, model, stage):
     epochs = run.stage_epochs(stage)
-    scheme = stage.scheme
-    if scheme == "auto":
-        sparse = run.pruned and stage.preserve_sparsity
-        scheme = ("pcqat" if sparse else "cqat") if run.clustered else ("pqat" if sparse else "qat")
+    scheme = qat_scheme(stage, pruned=run.pruned, clustered=run.clustered)
     info = {"epochs": epochs, "steps": run.steps(epochs), "scheme": scheme}
     with run.precision("quantization", info):
         qat, records = quantization.wrap(model, stage, scheme=scheme)
