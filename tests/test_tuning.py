@@ -11,6 +11,7 @@ import yaml
 from tfcompress import Recipe
 from tfcompress._keras import keras
 from tfcompress.cli import main
+from tfcompress.errors import TfcompressError
 from tfcompress.tuning import (
     SearchSpace,
     TrainingSchedule,
@@ -21,9 +22,12 @@ from tfcompress.tuning import (
     parse_objectives,
     tune,
 )
+from tfcompress.tuning.algorithms import canonical_algorithm
+from tfcompress.tuning.objectives import PENALTY, Constraint, score
+from tfcompress.tuning.oracle import make_oracle, oracle_seed
 from tfcompress.tuning.search import format_params
-from tfcompress.tuning.objectives import PENALTY, score
-from tfcompress.tuning.tuner import CompressionTuner, failure_reason, make_oracle
+from tfcompress.tuning.trial import TrialContext, failure_reason
+from tfcompress.tuning.tuner import CompressionTuner
 
 TINY_SPACE = {"learning_rate": {"min": 1e-3, "max": 1e-2, "sampling": "log"}, "final_sparsity": [0.5, 0.8]}
 TINY_RECIPE = {"pruning": {"epochs": 1}, "quantization": None, "batch_size": 64}
@@ -97,7 +101,8 @@ def test_values_make_a_valid_recipe():
     assert Recipe.from_yaml_string(r.to_yaml()) == r
     assert "decay=cosine" in format_params(values) and "ep=2" in format_params(values)
     # Bayesian optimisation proposes numpy scalars; recipes get Python ones.
-    r2 = space.recipe({"batch_size": np.int64(32), "pruning_frequency": np.int64(10), "final_sparsity": np.float64(0.6)})
+    r2 = space.recipe({"batch_size": np.int64(32), "pruning_frequency": np.int64(10),
+                       "final_sparsity": np.float64(0.6)})
     assert type(r2.batch_size) is int and type(r2.pruning.frequency) is int and type(r2.pruning.final_sparsity) is float
 
 
@@ -117,7 +122,8 @@ def test_objectives_and_constraints():
         parse_objectives("accuracy,speed")
     c = parse_constraint("latency_ms <= 0.5")
     assert (c.metric, c.op, c.bound) == ("latency_ms", "<=", 0.5) and str(c) == "latency_ms<=0.5"
-    assert parse_constraint("size<=20").ok({"size_kb": 19}) and not parse_constraint("accuracy>=0.9").ok({"accuracy": 0.8})
+    assert parse_constraint("size<=20").ok({"size_kb": 19})
+    assert not parse_constraint("accuracy>=0.9").ok({"accuracy": 0.8})
     for bad in ("latency=0.5", "flops<=3", "size_kb<=abc"):
         with pytest.raises(TuningError):
             parse_constraint(bad)
@@ -127,6 +133,81 @@ def test_objectives_and_constraints():
     # Bayesian optimisation leaves its random start after a quarter of the trials.
     assert make_oracle("BayesianOptimization", hp, max_trials=20).num_initial_points == 5
     assert make_oracle("hyperband", hp, max_trials=7, max_epochs=3).max_trials == 7
+
+
+@pytest.mark.parametrize("text, bound", [
+    ("size_kb<=20.0000001", 20.0000001),   # {:g} wrote 20: a different constraint
+    ("size_kb<=1234567", 1234567.0),       # {:g} wrote 1.23457e+06
+    ("latency_ms<=0.123456789", 0.123456789),
+    ("accuracy>=0.9", 0.9),
+    ("size_kb<1e-07", 1e-07),
+])
+def test_constraint_bounds_travel_at_full_precision(text, bound):
+    """Constraints reach settings.json, worker command lines and trial
+    processes as text: the text reads back as the same bound."""
+    c = parse_constraint(text)
+    assert c.bound == bound and str(c) == text
+    assert parse_constraint(str(c)) == c
+    assert str(Constraint("size_kb", "<=", 20.0)) == "size_kb<=20"  # whole numbers stay short
+
+
+def test_trial_settings_reach_a_trial_process_unchanged():
+    """The one dataclass of a trial's settings, as the child process rebuilds it."""
+    c = parse_constraint("size_kb<=20.0000001")
+    ctx = TrialContext(tiny_model, SearchSpace(TINY_SPACE), Recipe.from_dict(TINY_RECIPE), ["accuracy"], [c],
+                       epochs=1, max_epochs=2, train=([1], [2]), validation=([3], [4]), seed=None)
+    again = TrialContext.from_payload(ctx.to_payload())
+    assert again.constraints == (c,) and again.constraints[0].bound == 20.0000001
+    assert again.space == ctx.space and again.base_recipe == ctx.base_recipe
+    assert (again.epochs, again.max_epochs, again.train, again.seed, again.penalty) == (1, 2, ([1], [2]), 0, 10.0)
+
+
+def test_algorithm_names_are_normalised_in_one_place(tmp_path):
+    for spelling, name in (("random", "random"), ("RandomSearch", "random"), ("random_search", "random"),
+                           ("bayes", "bayesian"), ("Bayesian", "bayesian"), ("BayesianOptimization", "bayesian"),
+                           ("bayesian-optimization", "bayesian"), ("HYPERBAND", "hyperband")):
+        assert canonical_algorithm(spelling) == name
+        assert type(make_oracle(spelling, SearchSpace(TINY_SPACE).hyperparameters())).__name__.lower().startswith(
+            {"random": "tfcrandom", "bayesian": "tfcbayesian", "hyperband": "tfchyperband"}[name])
+    with pytest.raises(TuningError, match="unknown algorithm 'grid'; use random, bayesian or hyperband"):
+        canonical_algorithm("grid")
+    t = CompressionTuner(lambda: None, SearchSpace(TINY_SPACE), algorithm="bayes", isolation="session",
+                         directory=str(tmp_path))
+    assert t.penalty == PENALTY["bayesian"]
+
+
+def test_tuning_error_is_one_class_in_errors():
+    from tfcompress import errors
+    from tfcompress.tuning import space
+
+    assert TuningError is errors.TuningError is space.TuningError
+    assert issubclass(TuningError, TfcompressError) and issubclass(TuningError, ValueError)
+
+
+def _first_proposals(algorithm, seed, n=3):
+    oracle = make_oracle(algorithm, SearchSpace.default().hyperparameters(), max_trials=10, max_epochs=3, seed=seed)
+    return [oracle.populate_space(str(i))["values"] for i in range(n)]
+
+
+@pytest.mark.parametrize("algorithm", ["random", "bayesian", "hyperband"])
+def test_seeds_0_and_1_propose_different_trials_and_a_seed_reproduces(algorithm):
+    """`seed or 1` made seeds 0 and 1 one search; Keras Tuner turns a seed of 0
+    into a random one, so ours are mapped, never to 0."""
+    zero, one = _first_proposals(algorithm, 0), _first_proposals(algorithm, 1)
+    assert zero[0] != one[0]
+    assert one[0] not in zero and zero[0] not in one  # not the same stream, shifted
+    assert _first_proposals(algorithm, 0) == zero and _first_proposals(algorithm, 1) == one
+    assert _first_proposals(algorithm, None) == zero  # None is the default seed, 0
+    assert oracle_seed(None) == oracle_seed(0) == 1 and len({oracle_seed(s) for s in range(-3, 100)}) == 103
+    assert all(0 < oracle_seed(s) < 2**32 for s in (-1, 0, 1, 2**31, 2**40))
+    with pytest.raises(TuningError, match="seed must be an integer"):
+        oracle_seed(0.5)
+
+
+def test_tuner_seed_none_is_the_default(tmp_path):
+    t = CompressionTuner(lambda: None, SearchSpace(TINY_SPACE), isolation="session", seed=None,
+                         directory=str(tmp_path))
+    assert t.seed == 0 and t.oracle.seed == oracle_seed(0)
 
 
 def test_score_penalty_is_bounded_and_ranks_feasible_first_where_it_must(tmp_path):
@@ -227,8 +308,6 @@ def test_search_records_failed_trial_and_goes_on(digits, tmp_path):
 def test_hyperband_trial_continues_from_parent_weights_or_trains_from_scratch(digits, tmp_path):
     """A Hyperband trial resumes its parent's weights; when the parent ran on
     another machine (no shared folder, no file here) it trains all its epochs."""
-    from tfcompress.tuning.tuner import TrialContext
-
     x, y = digits.train
     ctx = TrialContext(tiny_model, SearchSpace(TINY_SPACE), Recipe.from_dict(TINY_RECIPE), ["accuracy"], (),
                        epochs=1, max_epochs=2, train=(x[:300], y[:300]), validation=digits.validation,

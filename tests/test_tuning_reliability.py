@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from tfcompress._keras import keras
-from tfcompress.tuning.cli import _is_loopback
+from tfcompress.tuning.oracle import is_loopback
 
 SPACE = {"learning_rate": {"min": 1e-3, "max": 1e-2, "sampling": "log"}, "final_sparsity": [0.5, 0.6, 0.7, 0.8]}
 RECIPE = {"pruning": {"epochs": 1}, "quantization": None, "batch_size": 64}
@@ -22,12 +22,12 @@ RECIPE = {"pruning": {"epochs": 1}, "quantization": None, "batch_size": 64}
 SCRIPT = """
 import json, sys
 from tfcompress.tuning import tune
-from tfcompress.tuning.tuner import _rss_mb
+from tfcompress.tuning.trial import rss_mb
 model, space, recipe, out, n = sys.argv[1:6]
 rss = []
 def progress(line):
     print(line, flush=True)
-    rss.append(_rss_mb()[0])
+    rss.append(rss_mb()[0])
     with open(out + ".rss.json", "w") as f:
         json.dump(rss, f)
 tune(model, "digits", space=space, recipe=recipe, max_trials=int(n), epochs=1, directory=out,
@@ -128,5 +128,5 @@ def test_two_workers_on_loopback_split_trials(files):
 
 
 def test_loopback_detection():
-    assert _is_loopback("127.0.0.1") and _is_loopback("::1") and _is_loopback("localhost")
-    assert not _is_loopback("0.0.0.0") and not _is_loopback("10.0.0.5")
+    assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
+    assert not is_loopback("0.0.0.0") and not is_loopback("10.0.0.5")

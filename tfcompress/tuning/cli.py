@@ -12,12 +12,13 @@ Example:
     $ tfcompress tune --model lenet5 --dataset fashion-mnist --workers 2 --max-trials 8
 """
 
-import ipaddress
 import os
 import socket
 import subprocess
 import sys
 import time
+
+from tfcompress.errors import TuningError
 
 __all__ = ["add_subcommands", "run_tune"]
 
@@ -92,13 +93,6 @@ def _free_port(host):
         return s.getsockname()[1]
 
 
-def _is_loopback(host):
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return host == "localhost"
-
-
 def _child_argv(args, role):
     """The command line of a chief/worker child: the same search, no launcher flags."""
     argv = ["tune", "--model", args.model, "--dataset", args.dataset, "--algorithm", args.algorithm,
@@ -124,7 +118,6 @@ def _say(args, msg):
 def run_tune(args):
     """Handler of ``tfcompress tune``; returns the exit code."""
     from tfcompress.tuning.search import tune
-    from tfcompress.tuning.space import TuningError
 
     if args.workers < 0:
         raise TuningError(f"--workers must be 0 or more, got {args.workers}.")
@@ -142,7 +135,6 @@ def run_tune(args):
 
 def _join(args, progress):
     from tfcompress.tuning.search import tune
-    from tfcompress.tuning.space import TuningError
 
     host, _, port = args.chief.rpartition(":")
     if not host or not port.isdigit():
@@ -159,15 +151,15 @@ def _join(args, progress):
 
 
 def _launch(args):
+    from tfcompress.tuning.oracle import is_loopback
     from tfcompress.tuning.search import load_results, tune
-    from tfcompress.tuning.space import TuningError
 
     # Validate everything (space, objectives, constraints, folder) and write
     # the settings before starting processes.
     tune(args.model, args.dataset, validate_only=True, **_kwargs(args))
     bind = args.bind
     port = args.port or _free_port(_LOOPBACK if bind in ("0.0.0.0", "::") else bind)
-    local = _LOOPBACK if bind in ("0.0.0.0", "::") or _is_loopback(bind) else bind
+    local = _LOOPBACK if bind in ("0.0.0.0", "::") or is_loopback(bind) else bind
     _say(args, f"chief oracle on {bind}:{port}; {args.workers} worker(s) on this machine "
                f"(join more with: tfcompress tune ... --chief <this host>:{port})")
     base = dict(os.environ, KERASTUNER_ORACLE_PORT=str(port))
@@ -206,7 +198,7 @@ def _launch(args):
 
 
 def _summary(args, result):
-    from tfcompress.tuning.space import TuningError
+    from tfcompress.tuning.objectives import parse_constraint
 
     print()
     print(result.table())
@@ -220,8 +212,6 @@ def _summary(args, result):
             raise TuningError("no trial completed; see the reasons above.")
         closest = []
         for c in result.constraints:
-            from tfcompress.tuning.objectives import parse_constraint
-
             con = parse_constraint(c)
             vals = [r["metrics"][con.metric] for r in result.completed]
             best = max(vals) if con.op in (">=", ">") else min(vals)

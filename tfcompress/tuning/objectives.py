@@ -20,7 +20,7 @@ import math
 import re
 from dataclasses import dataclass
 
-from tfcompress.tuning.space import TuningError
+from tfcompress.errors import TuningError
 
 __all__ = ["OBJECTIVES", "TOLERANCE", "Constraint", "parse_objectives", "parse_constraint", "pareto_front", "score",
            "PENALTY"]
@@ -77,7 +77,8 @@ def direction(metric):
 
 @dataclass(frozen=True)
 class Constraint:
-    """``metric op bound``, e.g. ``latency_ms <= 0.5``.
+    """``metric op bound``, e.g. ``latency_ms <= 0.5``; ``str()`` gives it back
+    as text that :func:`parse_constraint` reads as the same constraint.
 
     Example:
         >>> Constraint("accuracy", ">=", 0.9).ok({"accuracy": 0.95})
@@ -105,7 +106,20 @@ class Constraint:
         return max(0.0, (self.bound - v) / scale)
 
     def __str__(self):
-        return f"{self.metric}{self.op}{self.bound:g}"
+        # Constraints travel as text (settings.json, worker command lines):
+        # the bound is written in full, so parse_constraint(str(c)) == c.
+        return f"{self.metric}{self.op}{_number(self.bound)}"
+
+
+def _number(x):
+    """The shortest text that reads back as exactly ``x`` ("20", not "20.0").
+
+    Example:
+        >>> _number(20.0), _number(20.0000001), _number(1234567.0), _number(1e-7)
+        ('20', '20.0000001', '1234567', '1e-07')
+    """
+    text = repr(float(x))
+    return text[:-2] if text.endswith(".0") else text
 
 
 def parse_constraint(text):

@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 
 from tfcompress.recipe import Recipe
 from tfcompress.report import atomic_write_json, atomic_write_text, ensure_dir, markdown_table, table
-from tfcompress.tuning.objectives import direction, parse_constraint, parse_objectives, pareto_front
+from tfcompress.tuning.algorithms import canonical_algorithm
+from tfcompress.tuning.objectives import direction, pareto_front, parse_constraint, parse_objectives
 from tfcompress.tuning.space import SearchSpace, TuningError
 from tflite_export._atomic import save_figure
 
@@ -409,7 +410,7 @@ def tune(model, data, space=None, algorithm="random", max_trials=10, objectives=
 
     from tfcompress import datasets
     from tfcompress.optimize import as_recipe
-    from tfcompress.tuning.tuner import CompressionTuner, make_oracle
+    from tfcompress.tuning.tuner import CompressionTuner
 
     if not isinstance(max_trials, int) or isinstance(max_trials, bool) or max_trials < 1:
         raise TuningError(f"max_trials must be a positive integer, got {max_trials!r}.")
@@ -429,10 +430,7 @@ def tune(model, data, space=None, algorithm="random", max_trials=10, objectives=
         space = SearchSpace(space)
     elif isinstance(space, (str, os.PathLike)):
         space = SearchSpace.from_yaml(space)
-    make_oracle(algorithm, space.hyperparameters())  # unknown algorithm: fail before touching the folder
-    from tfcompress.tuning.tuner import CANONICAL
-
-    algorithm = CANONICAL[str(algorithm).lower().replace("_", "").replace("-", "")]
+    algorithm = canonical_algorithm(algorithm)  # an unknown one fails before the folder is touched
     train, val = data.train, data.validation
     if train_subset:
         train = (train[0][:train_subset], train[1][:train_subset])

@@ -1,0 +1,148 @@
+"""Run trials in a child process, replaced every few trials, so memory cannot creep.
+
+TensorFlow keeps a few MB per built model that ``clear_session`` does not give
+back. :class:`ChildRunner` starts ``python -m tfcompress.tuning._child`` (not
+``multiprocessing``'s spawn, which would re-run the user's script without an
+``if __name__ == "__main__"`` guard), sends it the trial settings once over a
+private socket pair, then one job per trial, and replaces the process every
+``trials_per_process`` trials or once its memory grew. :func:`child_main` is
+the other end.
+
+Example:
+    >>> runner = ChildRunner(ctx.to_payload(), trials_per_process=8)  # doctest: +SKIP
+    >>> runner.run({"trial_id": "0", "values": {"learning_rate": 3e-3}, "folder": "t0"})  # doctest: +SKIP
+    >>> runner.close()  # doctest: +SKIP
+"""
+
+import ctypes
+import signal
+import socket
+import subprocess
+import sys
+from multiprocessing.connection import Connection
+
+from tfcompress.tuning._keras_tuner import FailedTrialError
+from tfcompress.tuning.trial import TrialContext
+
+__all__ = ["ChildRunner", "child_main"]
+
+
+def _die_with_parent():
+    """Have the kernel kill this process when its parent dies (Linux only)."""
+    try:
+        ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except Exception:  # pragma: no cover - not Linux
+        pass
+
+
+def child_main(conn):
+    """Trial process: receive the settings, build a :class:`TrialContext` once,
+    then run trials on request until told to stop or the tuner goes away.
+
+    Args:
+        conn: the ``multiprocessing`` connection to the tuner.
+    """
+    # Die with the tuner (SIGKILL included) instead of finishing a trial nobody waits for.
+    _die_with_parent()
+    try:
+        payload = conn.recv()
+    except EOFError:
+        return
+    ctx = TrialContext.from_payload(payload)
+    conn.send(("ready", None))
+    while True:
+        try:
+            job = conn.recv()
+        except EOFError:
+            return
+        if job is None:
+            return
+        try:
+            conn.send(("ok", ctx.run(job)))
+        except FailedTrialError as e:
+            conn.send(("failed", str(e)))
+
+
+class ChildRunner:
+    """Runs trials in a child process, replaced every ``trials_per_process``
+    trials or once its RSS grew ``max_growth`` over its first trial's.
+
+    Args:
+        payload: :meth:`TrialContext.to_payload` of the search's context.
+        trials_per_process: trials before the process is replaced. Defaults to `8`.
+        max_growth: relative RSS growth that replaces it sooner. Defaults to `0.05`.
+
+    Example:
+        >>> runner = ChildRunner(ctx.to_payload())  # doctest: +SKIP
+        >>> metrics = runner.run(job)  # doctest: +SKIP
+    """
+
+    def __init__(self, payload, trials_per_process=8, max_growth=0.05):
+        self.payload, self.per_process, self.max_growth = payload, trials_per_process, max_growth
+        self.proc = self.conn = None
+        self.count, self.first_rss = 0, None
+
+    def _start(self):
+        ours, theirs = socket.socketpair()
+        try:
+            self.proc = subprocess.Popen([sys.executable, "-m", "tfcompress.tuning._child", str(theirs.fileno())],
+                                         pass_fds=[theirs.fileno()])
+        finally:
+            theirs.close()
+        self.conn = Connection(ours.detach())
+        self.count, self.first_rss = 0, None
+        self.conn.send(self.payload)
+        self._recv("starting the trial process")
+
+    def _recv(self, what):
+        while not self.conn.poll(0.5):
+            if self.proc.poll() is not None:
+                code = self.proc.returncode
+                self.close()
+                raise FailedTrialError(f"the trial process died while {what} (exit code {code})")
+        try:
+            return self.conn.recv()
+        except EOFError:
+            self.close()
+            raise FailedTrialError(f"the trial process died while {what}") from None
+
+    def run(self, job):
+        """Run one trial in the child (started or replaced as needed).
+
+        Returns:
+            The trial's metrics.
+
+        Raises:
+            FailedTrialError: the trial failed, or the process died.
+        """
+        if self.proc is None or self.proc.poll() is not None:
+            self.close()
+            self._start()
+        self.conn.send(job)
+        status, value = self._recv(f"running trial {job['trial_id']}")
+        self.count += 1
+        if status != "ok":
+            raise FailedTrialError(value)
+        rss = value.get("rss_mb", 0)
+        if self.first_rss is None:
+            self.first_rss = rss
+        if self.count >= self.per_process or rss > self.first_rss * (1 + self.max_growth):
+            self.close()
+        return value
+
+    def close(self):
+        """Tell the child to stop and wait for it (kill it after 10 s)."""
+        if self.conn is not None:
+            try:
+                self.conn.send(None)
+            except (OSError, ValueError):
+                pass
+        if self.proc is not None:
+            try:
+                self.proc.wait(timeout=10)
+            except Exception:
+                self.proc.kill()
+                self.proc.wait()
+        if self.conn is not None:
+            self.conn.close()
+        self.proc = self.conn = None
