@@ -6,7 +6,8 @@ import pytest
 import tflite_export
 import tfcompress
 from tfcompress import Quantization
-from tfcompress._keras import flatten_nested, keras, tf
+from tfcompress._keras import keras, tf
+from tfcompress._model import flatten_nested
 from tfcompress.quantization import configs, why_not_quantizable, wrap
 
 L = keras.layers

@@ -8,7 +8,8 @@ if not k3.__version__.startswith("3"):  # pragma: no cover
     pytest.skip("Keras 3 is not installed as `keras`", allow_module_level=True)
 
 import tfcompress  # noqa: E402
-from tfcompress._keras import coerce_model, keras  # noqa: E402
+from tfcompress._keras import keras  # noqa: E402
+from tfcompress._model import coerce_model
 from tfcompress._keras3 import to_tf_keras  # noqa: E402
 
 L = k3.layers

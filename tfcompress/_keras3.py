@@ -21,8 +21,9 @@ import inspect
 
 import numpy as np
 
-from tfcompress._keras import is_keras3_model, keras
+from tfcompress._keras import keras
 from tfcompress.errors import UnsupportedModelError, first_line
+from tflite_export.loader import is_keras3_model  # one predicate for both packages
 
 __all__ = ["to_tf_keras", "translate_config", "is_keras3_model"]
 

@@ -1,44 +1,54 @@
-"""Loading saved models safely, from either Keras.
+"""Where models come from: the one resolver and the one loader of tfcompress.
 
-:func:`load_model` reads ``.keras`` files (saved by tf_keras or Keras 3) and
-``.h5`` files (either Keras), translating Keras 3 models to tf_keras, and
-reloads tfcompress's own intermediate models (pruning, clustering and QAT
-wrappers) without the caller naming custom objects. By default nothing in the
-file can run Python code: a ``Lambda`` layer is refused before any loader sees
-it.
+:func:`resolve_model` turns any model argument (a reference model name, a
+``.keras``/``.h5`` file, a SavedModel folder, a tf_keras or Keras 3 model, a
+function building one) into a :class:`ModelSource`; every command and API
+function that takes a model goes through it. :func:`load_model` reads files and
+folders through :mod:`tflite_export.loader`, the one loading code path of both
+packages, with its one safety check: by default nothing in the file can run
+Python code (a ``Lambda`` layer is refused before any model is built).
+
+Importing this module registers tfcompress's custom objects (TF-MOT wrappers)
+and its Keras 3 -> tf_keras translation with that loader, so
+``tflite_export.export(path)`` loads files the same way when tfcompress is
+present.
 
 Example:
     >>> import tfcompress
     >>> model = tfcompress.load_model("trained.keras")  # doctest: +SKIP
+    >>> resolve_model("digits_cnn").model().output_shape  # doctest: +SKIP
+    (None, 10)
 """
 
-import json
 import os
-import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
 
-from tfcompress._keras import check_model, custom_objects, keras
+from tfcompress import models
+from tfcompress._keras import custom_objects, keras
+from tfcompress._keras3 import to_tf_keras
+from tfcompress._model import check_model, is_keras3_model
 from tfcompress.errors import UnsupportedModelError, first_line
+from tflite_export import loader
+from tflite_export.errors import ExportError
 
-__all__ = ["load_model", "file_info"]
+__all__ = ["load_model", "file_info", "resolve_model", "ModelSource", "ModelBuilder"]
 
 _MODELS = ("Functional", "Sequential", "Model")
 
-
-def _decode(v):
-    if isinstance(v, bytes):
-        v = v.decode("utf-8")
-    return json.loads(v) if isinstance(v, str) and v[:1] in "{[" else v
+loader.register(custom_objects=custom_objects, translate_keras3=to_tf_keras)
 
 
 def file_info(path):
     """What a model file holds, read without building the model.
 
     Args:
-        path: a ``.keras`` or ``.h5`` file.
+        path: a ``.keras`` or ``.h5`` file (or a SavedModel folder).
 
     Returns:
-        ``(format, keras_version, config)``: format ``"keras"`` or ``"h5"``,
-        the saving Keras version (``""`` when unknown) and the model config.
+        ``(format, keras_version, config)``, as
+        :func:`tflite_export.loader.read_config` returns it.
 
     Raises:
         UnsupportedModelError: the file is not a Keras model file.
@@ -47,63 +57,20 @@ def file_info(path):
         >>> file_info("m.keras")[1]  # doctest: +SKIP
         '3.15.0'
     """
-    if zipfile.is_zipfile(path):
-        try:
-            with zipfile.ZipFile(path) as z:
-                names = set(z.namelist())
-                if "config.json" not in names:
-                    raise UnsupportedModelError(
-                        f"cannot load {path}: a zip file without config.json is not a Keras model; save the model "
-                        "with model.save('m.keras')."
-                    )
-                config = json.loads(z.read("config.json"))
-                meta = json.loads(z.read("metadata.json")) if "metadata.json" in names else {}
-        except (zipfile.BadZipFile, ValueError, KeyError) as e:
-            raise UnsupportedModelError(f"cannot load {path}: a damaged .keras file ({first_line(e)}).") from None
-        return "keras", str(meta.get("keras_version", "")), config
     try:
-        import h5py
-
-        with open(path, "rb") as f:
-            is_h5 = f.read(8) == b"\x89HDF\r\n\x1a\n"
-        if is_h5:
-            with h5py.File(path, "r") as f:
-                config = f.attrs.get("model_config")
-                version = f.attrs.get("keras_version", b"")
-            if config is None:
-                raise UnsupportedModelError(
-                    f"{path} holds weights only, no model: build the model in code and call "
-                    "model.load_weights(path), or save the whole model with model.save('m.keras')."
-                )
-            return "h5", str(_decode(version)), _decode(config)
-    except OSError as e:
-        raise UnsupportedModelError(f"cannot read {path}: {first_line(e)}.") from None
-    raise UnsupportedModelError(
-        f"cannot load {path}: it is not a Keras model file (neither a .keras zip nor HDF5); save the model with "
-        "model.save('m.keras')."
-    )
+        return loader.read_config(path)
+    except ExportError as e:
+        raise UnsupportedModelError(str(e)) from None
 
 
-def _walk(obj):
-    if isinstance(obj, dict):
-        yield obj
-        for v in obj.values():
-            yield from _walk(v)
-    elif isinstance(obj, list):
-        for v in obj:
-            yield from _walk(v)
-
-
-def _lambda_layers(config):
-    names = []
-    for d in _walk(config):
-        if d.get("class_name") == "Lambda":
-            names.append((d.get("config") or {}).get("name") or d.get("name") or "?")
-    return names
-
-
-def _top_class(config):
-    return config.get("class_name") if isinstance(config, dict) else None
+def _refuse_subclassed(path, fmt, config):
+    cls = config.get("class_name") if isinstance(config, dict) else None
+    if cls is not None and cls not in _MODELS:
+        raise UnsupportedModelError(
+            f"{path} holds a subclassed model ({cls}); tfcompress supports Sequential and Functional "
+            "models: rebuild it with keras.Sequential([...]) or keras.Model(inputs, outputs), or load "
+            "it in your own code and pass the rebuilt model."
+        )
 
 
 def load_model(path, safe_mode=True):
@@ -118,8 +85,8 @@ def load_model(path, safe_mode=True):
     Args:
         path: the model file (or SavedModel folder).
         safe_mode: refuse files whose ``Lambda`` layers hold Python code that
-            would run while loading. Set it to False only for files you trust.
-            Defaults to `True`.
+            would run while loading (in all three formats). Set it to False
+            only for files you trust. Defaults to `True`.
 
     Returns:
         The tf_keras model (uncompiled).
@@ -135,58 +102,175 @@ def load_model(path, safe_mode=True):
         >>> load_model("k3.keras").output_shape  # doctest: +SKIP
         (None, 2)
     """
-    path = os.fspath(path)
-    if not os.path.exists(path):
-        raise UnsupportedModelError(f"model file {path} does not exist: check the path.")
-    if os.path.isdir(path):
-        return _load_tf_keras(path, {"compile": False, "custom_objects": custom_objects()})
-    fmt, version, config = file_info(path)
-    lambdas = _lambda_layers(config)
-    if lambdas and safe_mode:
-        raise UnsupportedModelError(
-            f"{path} has Lambda layer(s) {', '.join(lambdas[:3])} whose Python code would run while "
-            "loading; if you trust the file, load it with tfcompress.load_model(path, safe_mode=False)."
-        )
-    cls = _top_class(config)
-    if cls is not None and cls not in _MODELS:
-        raise UnsupportedModelError(
-            f"{path} holds a subclassed model ({cls}); tfcompress supports Sequential and Functional "
-            "models: rebuild it with keras.Sequential([...]) or keras.Model(inputs, outputs), or load "
-            "it in your own code and pass the rebuilt model."
-        )
-    if version.startswith("3"):
-        return _load_keras3(path, safe_mode)
-    kwargs = {"compile": False, "custom_objects": custom_objects()}
-    if fmt == "keras":
-        kwargs["safe_mode"] = safe_mode
-    qat = any(d.get("class_name") in ("QuantizeLayer", "QuantizeWrapperV2") for d in _walk(config))
-    return _load_tf_keras(path, kwargs, qat and fmt == "keras")
-
-
-def _load_tf_keras(path, kwargs, qat_keras=False):
+    if not isinstance(path, (str, bytes, os.PathLike)):
+        raise UnsupportedModelError(f"load_model needs the path of a model file or SavedModel folder, "
+                                    f"got {type(path).__name__}.")
     try:
-        model = keras.models.load_model(path, **kwargs)
-    except Exception as e:  # Keras raises many types for a bad file
-        hint = ""
-        if qat_keras and "variables" in str(e):
-            # TF-MOT's quantize layers save fewer variables than they rebuild
-            # in the .keras format; HDF5 round-trips them.
-            hint = "; tf_keras cannot reload QAT models from .keras files: save them with model.save('m.h5')"
-        raise UnsupportedModelError(
-            f"cannot load {path} as a tf_keras model ({first_line(e)}){hint}.") from None
+        model = loader.load_model(os.fsdecode(path), safe_mode=safe_mode, check=_refuse_subclassed)
+    except ExportError as e:
+        raise UnsupportedModelError(str(e)) from None
     return check_model(model)
 
 
-def _load_keras3(path, safe_mode):
-    import keras as k3  # Keras 3, only for files it saved
+# --------------------------------------------------------------------------- resolver
 
-    from tfcompress._keras3 import to_tf_keras
 
-    try:
-        model = k3.saving.load_model(path, compile=False, safe_mode=safe_mode)
-    except Exception as e:  # Keras 3 raises many types for a bad file
-        msg = first_line(e)
-        hint = " (a custom layer must be registered with keras.saving.register_keras_serializable)" \
-            if "locate" in msg or "Unknown" in msg else ""
-        raise UnsupportedModelError(f"cannot load {path} with Keras 3 ({msg}){hint}.") from None
-    return check_model(to_tf_keras(model))
+def _is_file_spec(ref):
+    return os.path.exists(ref) or os.path.splitext(ref)[1].lower() in loader.MODEL_EXTENSIONS or os.sep in ref
+
+
+def _is_application(ref):
+    return ref[:1].isupper() and callable(getattr(keras.applications, ref, None))
+
+
+def _reference(ref):
+    name = ref.replace("-", "_")
+    return name if name in models.names() else None
+
+
+class ModelBuilder:
+    """A picklable "build a fresh model" callable for a reference model name, a
+    keras.applications name or a model file, so trial processes can rebuild it.
+
+    Args:
+        ref: reference model name (``digits_cnn``, ``lenet5``), a
+            keras.applications name (``MobileNetV2``) or a ``.keras``/``.h5``
+            file or SavedModel folder.
+        input_shape: input shape for a reference or application model.
+            Defaults to `None` (the model's own).
+        num_classes: classes for a reference model. Defaults to `10`.
+        safe_mode: for a file, refuse Lambda layers (see :func:`load_model`).
+            Defaults to `True`.
+
+    Example:
+        >>> ModelBuilder("digits_cnn")().output_shape  # doctest: +SKIP
+        (None, 10)
+    """
+
+    def __init__(self, ref, input_shape=None, num_classes=10, safe_mode=True):
+        self.ref, self.input_shape, self.num_classes = os.fsdecode(ref), input_shape, num_classes
+        self.safe_mode = safe_mode
+
+    @property
+    def kind(self):
+        """``"reference"``, ``"application"`` or ``"file"``."""
+        if _reference(self.ref):
+            return "reference"
+        if not _is_file_spec(self.ref) and _is_application(self.ref):
+            return "application"
+        return "file"
+
+    @property
+    def is_file(self):
+        return self.kind == "file"
+
+    def __call__(self):
+        kind = self.kind
+        if kind == "file":
+            return load_model(self.ref, safe_mode=self.safe_mode)
+        if kind == "reference":
+            return models.get(self.ref).build(self.input_shape, self.num_classes)
+        kwargs = {"weights": None}
+        if self.input_shape:
+            kwargs["input_shape"] = tuple(self.input_shape)
+        try:
+            return getattr(keras.applications, self.ref)(**kwargs)
+        except ValueError as e:
+            raise UnsupportedModelError(f"cannot build {self.ref}: {first_line(e)}") from None
+
+    def __repr__(self):
+        return f"ModelBuilder({self.ref!r})"
+
+
+_UNSET = object()
+
+
+@dataclass
+class ModelSource:
+    """A model argument, resolved once.
+
+    Attributes:
+        kind: ``"reference"`` (a model of :mod:`tfcompress.models`),
+            ``"application"`` (keras.applications, ``weights=None``),
+            ``"file"`` (a ``.keras``/``.h5`` file or SavedModel folder),
+            ``"builder"`` (a function returning a model) or ``"object"`` (a
+            model, or anything else, passed as is).
+        name: what reports call it (a file's absolute path).
+        build: a function returning a fresh model: a picklable
+            :class:`ModelBuilder` for references, applications and files, the
+            caller's function for a builder, None for an object.
+        spec: the :class:`~tfcompress.models.ModelSpec` of a reference model
+            (its default recipe and training settings), else None.
+    """
+
+    kind: str
+    name: str
+    build: Callable = None
+    spec: Any = None
+    _model: Any = field(default=_UNSET, repr=False)
+
+    def model(self):
+        """The model: the object itself, the file loaded once, or a fresh build."""
+        if self._model is _UNSET:
+            self._model = self.build()
+        return self._model
+
+
+def _unknown(ref, applications):
+    apps = ", or a keras.applications name such as MobileNetV2" if applications else ""
+    return UnsupportedModelError(
+        f"unknown reference model {ref!r}: it is neither a model file nor a known model name; pass a "
+        f".keras/.h5 file, a SavedModel folder, one of {', '.join(models.names())}{apps}."
+    )
+
+
+def resolve_model(model, input_shape=None, num_classes=10, safe_mode=True, applications=False):
+    """The one resolver of model arguments, used by every command and API function.
+
+    Args:
+        model: a reference model name (``digits_cnn``, ``lenet5``) or its
+            ``ModelSpec``; a ``.keras``/``.h5`` file or SavedModel folder
+            (loaded now, so a bad file fails here with a clear message); a
+            :class:`ModelBuilder`; a tf_keras or Keras 3 model; a function
+            returning a fresh model; with ``applications``, a
+            keras.applications name (``MobileNetV2``, built with
+            ``weights=None``).
+        input_shape: input shape for a reference or application model.
+            Defaults to `None` (the model's own).
+        num_classes: classes for a reference model. Defaults to `10`.
+        safe_mode: for a file, refuse Lambda layers (see :func:`load_model`).
+            Defaults to `True`.
+        applications: accept keras.applications names. Defaults to `False`.
+
+    Returns:
+        A :class:`ModelSource`.
+
+    Raises:
+        UnsupportedModelError: an unknown name, or a file that cannot be
+            loaded (as :func:`load_model`).
+
+    Example:
+        >>> src = resolve_model("lenet5", input_shape=(28, 28, 1))
+        >>> src.kind, src.spec.name
+        ('reference', 'lenet5')
+    """
+    if isinstance(model, ModelBuilder):
+        safe_mode, model = model.safe_mode, model.ref
+    elif isinstance(model, models.ModelSpec):
+        model = model.name
+    if isinstance(model, (str, bytes, os.PathLike)):
+        ref = os.fsdecode(model)
+        name = _reference(ref)
+        if name:
+            builder = ModelBuilder(name, input_shape, num_classes)
+            return ModelSource("reference", name, builder, models.get(name))
+        if _is_file_spec(ref):
+            loaded = load_model(ref, safe_mode=safe_mode)  # fails now, with a clear message
+            path = os.path.abspath(ref)
+            return ModelSource("file", path, ModelBuilder(path, safe_mode=safe_mode), _model=loaded)
+        if applications and _is_application(ref):
+            return ModelSource("application", ref, ModelBuilder(ref, input_shape, num_classes))
+        raise _unknown(ref, applications)
+    if callable(model) and not isinstance(model, keras.Model) and not is_keras3_model(model):
+        return ModelSource("builder", getattr(model, "__name__", "model"), model)
+    return ModelSource("object", getattr(model, "name", type(model).__name__), _model=model)

@@ -15,6 +15,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 
 from . import _flatbuffer as fb
+from . import loader
 from ._atomic import atomic_write_bytes
 from .errors import ExportError, first_line
 
@@ -96,23 +97,6 @@ def zipped_size(data: bytes) -> int:
 # ----------------------------------------------------------------------------- sources
 
 
-def _is_keras3(obj) -> bool:
-    mod = type(obj).__module__ or ""
-    return mod.startswith("keras.") and not mod.startswith("keras.src.legacy") and "tf_keras" not in mod
-
-
-def _custom_scope():
-    """tfmot quantize scope (for QAT .h5 files) if tfmot is importable, else a null context."""
-    import contextlib
-
-    try:
-        import tensorflow_model_optimization as tfmot
-
-        return tfmot.quantization.keras.quantize_scope()
-    except Exception:  # noqa: BLE001
-        return contextlib.nullcontext()
-
-
 def _strip_pruning(model):
     """Removes tfmot PruneLowMagnitude wrappers (they do not convert cleanly)."""
     if not any(type(l).__name__ == "PruneLowMagnitude" for l in getattr(model, "layers", [])):
@@ -123,30 +107,26 @@ def _strip_pruning(model):
         return tfmot.sparsity.keras.strip_pruning(model)
     except Exception as e:  # noqa: BLE001
         raise ExportError(
-            f"model has pruning wrappers that could not be stripped ({e}); call tfmot.sparsity.keras.strip_pruning(model) first"
+            f"model has pruning wrappers that could not be stripped ({e}); "
+            "call tfmot.sparsity.keras.strip_pruning(model) first"
         ) from None
 
 
-def _load_source(model):
-    """Returns (kind, obj, input_shape) where kind is "keras" or "saved_model"."""
+def _load_source(model, safe_mode=True):
+    """Returns (kind, obj, input_shape) where kind is "keras" or "saved_model".
+
+    Paths go through :mod:`tflite_export.loader` (the one loader, with its
+    Lambda safety check); Keras 3 models are translated when tfcompress
+    registered its translator there.
+    """
     import tf_keras as keras
 
     if isinstance(model, (str, os.PathLike)):
-        path = os.fspath(model)
-        if os.path.isdir(path):
-            if not os.path.exists(os.path.join(path, "saved_model.pb")):
-                raise ExportError(f"{path} is a folder without saved_model.pb; pass a SavedModel folder, a .keras/.h5 file or a tf_keras model")
-            return "saved_model", path, _saved_model_input_shape(path)
-        if not os.path.exists(path):
-            raise ExportError(f"{path} does not exist; pass a tf_keras model, a SavedModel folder or a .keras/.h5 file")
-        if not path.lower().endswith((".keras", ".h5", ".hdf5")):
-            raise ExportError(f"{path} is not a model file; pass a .keras/.h5 file, a SavedModel folder or a tf_keras model")
-        try:
-            with _custom_scope():
-                loaded = keras.models.load_model(path, compile=False)
-        except Exception as e:  # noqa: BLE001
-            raise ExportError(f"cannot load {path} with tf_keras ({type(e).__name__}: {_one_line(e)}); save it with tf_keras") from None
-        model = loaded
+        kind, model = loader.open_source(model, safe_mode)
+        if kind == "saved_model":
+            return kind, model, _saved_model_input_shape(model)
+    if loader.is_keras3_model(model):
+        model = loader.translate_keras3(model)
     if isinstance(model, keras.Model):
         model = _strip_pruning(model)
         shape = None
@@ -155,9 +135,9 @@ def _load_source(model):
         except Exception:  # noqa: BLE001 - subclassed models without inputs
             pass
         return "keras", model, shape
-    if _is_keras3(model):
-        raise ExportError("model is a Keras 3 model; build it with tf_keras (import tf_keras as keras)")
-    raise ExportError(f"cannot export a {type(model).__name__}; pass a tf_keras model, a SavedModel folder or a .keras/.h5 file")
+    raise ExportError(
+        f"cannot export a {type(model).__name__}; pass a tf_keras model, a SavedModel folder or a .keras/.h5 file"
+    )
 
 
 def _saved_model_input_shape(path):
@@ -274,6 +254,7 @@ def convert_bytes(
     *,
     io: str = "int8",
     sparse: bool = False,
+    safe_mode: bool = True,
 ) -> Tuple[bytes, int]:
     """Converts ``model`` to TFLite bytes without writing anything (no metadata added).
 
@@ -284,6 +265,7 @@ def convert_bytes(
       num_samples: Representative samples to use.
       io: int8 input/output type, one of :data:`IO_TYPES`.
       sparse: Add ``EXPERIMENTAL_SPARSITY``.
+      safe_mode: Refuse model files with ``Lambda`` layers (see :func:`export`).
 
     Returns:
       ``(tflite_bytes, representative_samples_used)``.
@@ -306,7 +288,7 @@ def convert_bytes(
     if needs_data and representative_data is None:
         raise ExportError(f"mode={mode!r} needs representative_data (a few hundred training inputs) for calibration; pass representative_data=x_train")
 
-    kind, src, input_shape = _load_source(model)
+    kind, src, input_shape = _load_source(model, safe_mode)
     samples: List[np.ndarray] = []
     if needs_data:
         samples = _samples(representative_data, input_shape, num_samples)
@@ -384,6 +366,7 @@ def export(
     *,
     io: str = "int8",
     sparse: bool = False,
+    safe_mode: bool = True,
 ) -> ExportReport:
     """Converts a model to a .tflite file, atomically.
 
@@ -408,6 +391,9 @@ def export(
         (float in/out with quantize/dequantize ops inside).
       sparse: Also apply ``tf.lite.Optimize.EXPERIMENTAL_SPARSITY`` (for pruned models);
         ``ExportReport.sparse_tensors`` says whether any tensor was stored sparse.
+      safe_mode: For a model file or SavedModel folder: refuse ``Lambda`` layers, whose
+        Python code would run while loading (:mod:`tflite_export.loader`). Set it to False
+        only for files you trust.
 
     Returns:
       An :class:`ExportReport`.
@@ -425,7 +411,8 @@ def export(
     t0 = time.perf_counter()
     if path is None or not isinstance(path, (str, os.PathLike)):
         raise ExportError(f"path must be a file path, got {type(path).__name__}")
-    data, used = convert_bytes(model, mode, representative_data, num_samples, io=io, sparse=sparse)
+    data, used = convert_bytes(model, mode, representative_data, num_samples, io=io, sparse=sparse,
+                               safe_mode=safe_mode)
     md = {
         "producer": "tflite_export",
         "tflite_export_version": __version__,

@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from tfcompress._keras import flatten_nested, keras, tf
+from tfcompress._keras import keras, tf
+from tfcompress._model import flatten_nested
 from tfcompress.errors import UnsupportedModelError
 
 __all__ = ["Group", "Analysis", "analyze", "dependency_groups", "inline_nested"]
@@ -404,7 +405,7 @@ def inline_nested(model):
 
 def analyze(model):
     """Run the dependency analysis (internal; use :func:`dependency_groups`)."""
-    from tfcompress._keras import check_model
+    from tfcompress._model import check_model
 
     check_model(model)
     return Analysis(inline_nested(model)[0])

@@ -8,7 +8,7 @@ Example:
 
 import numpy as np
 
-from tfcompress._keras import check_model
+from tfcompress._model import check_model
 from tfcompress.channels.budget import ratios_for_budget, search_uniform
 from tfcompress.channels.config import Channels
 from tfcompress.channels.cost import count_flops

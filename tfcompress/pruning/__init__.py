@@ -13,7 +13,8 @@ Example:
     'wrapped'
 """
 
-from tfcompress._keras import clone, keras, tfmot
+from tfcompress._keras import keras, tfmot
+from tfcompress._model import clone
 from tfcompress.errors import RecipeError, first_line
 from tfcompress.pruning.penalty import apply_penalty
 from tfcompress.pruning.selection import check_patterns, excluded_reason, first_match

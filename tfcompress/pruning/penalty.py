@@ -11,7 +11,8 @@ Example:
     ('penalised (l1=0.0001)', 4)
 """
 
-from tfcompress._keras import clone, tf
+from tfcompress._keras import tf
+from tfcompress._model import clone
 from tfcompress.pruning.weights import prunable_weights
 
 __all__ = ["apply_penalty"]

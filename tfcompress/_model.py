@@ -1,0 +1,164 @@
+"""What tfcompress does with a model object: check it, coerce it, flatten it, clone it.
+
+:func:`check_model` says whether tfcompress can work on a model;
+:func:`coerce_model` gives the tf_keras model it works on (Keras 3 translated
+by :mod:`tfcompress._keras3`, nested sub-models flattened by
+:func:`flatten_nested`); :func:`clone` copies a model with its own weights.
+Getting a model from a name or a file is :mod:`tfcompress.io`'s job.
+
+Example:
+    >>> from tfcompress._model import coerce_model
+    >>> flat = coerce_model(model)  # doctest: +SKIP
+"""
+
+from tfcompress._keras import keras, tf
+from tfcompress._keras3 import is_keras3_model, to_tf_keras
+from tfcompress.errors import UnsupportedModelError, first_line
+
+__all__ = ["is_keras3_model", "check_model", "coerce_model", "flatten_nested", "clone"]
+
+
+def check_model(model):
+    """Raise :class:`UnsupportedModelError` unless ``model`` is a tf_keras
+    Sequential or Functional model.
+
+    Args:
+        model: the object to check.
+
+    Returns:
+        The model, unchanged.
+
+    Raises:
+        UnsupportedModelError: with a one-line message saying what to do.
+    """
+    if is_keras3_model(model):
+        raise UnsupportedModelError(
+            f"{type(model).__name__} is a Keras 3 model; this step needs a tf_keras "
+            "(Keras 2) model: tfcompress.optimize and tfcompress.check translate it for you, "
+            "or call tfcompress._keras3.to_tf_keras(model) / tfcompress.load_model(path)."
+        )
+    if not isinstance(model, keras.Model):
+        raise UnsupportedModelError(
+            f"expected a tf_keras Model, got {type(model).__name__}: pass a "
+            "tf_keras Sequential or Functional model."
+        )
+    if not (isinstance(model, keras.Sequential) or getattr(model, "_is_graph_network", False)):
+        raise UnsupportedModelError(
+            f"{type(model).__name__} is a subclassed model; tfcompress supports "
+            "Sequential and Functional tf_keras models: rebuild it with "
+            "keras.Sequential([...]) or keras.Model(inputs, outputs)."
+        )
+    if not model.built or not model.inputs:
+        raise UnsupportedModelError(
+            "the model has no defined input shape: give its first layer an "
+            "Input(shape=...) or call model.build(input_shape) first."
+        )
+    return model
+
+
+def coerce_model(model):
+    """The tf_keras model tfcompress works on: Keras 3 models translated
+    (:func:`tfcompress._keras3.to_tf_keras`), nested Sequential/Functional
+    sub-models flattened into the outer graph (:func:`flatten_nested`).
+
+    Args:
+        model: a tf_keras or Keras 3 Sequential or Functional model.
+
+    Returns:
+        ``model`` itself when nothing needs changing, else a new model sharing
+        or copying its weights (the input is never modified).
+
+    Raises:
+        UnsupportedModelError: as :func:`check_model`, with what to do.
+
+    Example:
+        >>> flat = coerce_model(transfer_model)  # doctest: +SKIP
+        >>> any(isinstance(l, keras.Model) for l in flat.layers)  # doctest: +SKIP
+        False
+    """
+    if is_keras3_model(model):
+        model = to_tf_keras(model)
+    return flatten_nested(check_model(model))
+
+
+def _graph_model(layer):
+    return isinstance(layer, keras.Model) and (
+        isinstance(layer, keras.Sequential) or getattr(layer, "_is_graph_network", False))
+
+
+def _replay(model, inputs):
+    # Re-run model's graph on new symbolic inputs, calling the layers of
+    # nested graph models directly instead of the nested model.
+    usage = model._tensor_usage_count
+    tensors = {}
+    for x, y in zip(model.inputs, inputs):
+        tensors[str(id(x))] = [y] * usage[str(id(x))]
+    for depth in sorted(model._nodes_by_depth, reverse=True):
+        for node in model._nodes_by_depth[depth]:
+            if node.is_input or any(t not in tensors for t in node.flat_input_ids):
+                continue
+            args, kwargs = node.map_arguments(tensors)
+            if _graph_model(node.layer):
+                outputs = _replay(node.layer, tf.nest.flatten(args[0]))
+                outputs = tf.nest.pack_sequence_as(node.layer._nested_outputs, outputs)
+            else:
+                outputs = node.layer(*args, **kwargs)
+            for x_id, y in zip(node.flat_output_ids, tf.nest.flatten(outputs)):
+                tensors[x_id] = [y] * usage[x_id]
+    return [tensors[str(id(x))].pop() for x in model.outputs]
+
+
+def flatten_nested(model):
+    """``model`` with nested Sequential/Functional sub-models (a transfer-
+    learning backbone) replaced by their layers, so pruning and QAT wrap
+    the backbone's layers too. Layers (and so weights) are shared with
+    ``model``; a model without nested models is returned as is.
+
+    Args:
+        model: a tf_keras Sequential or Functional model.
+
+    Returns:
+        A flat Functional model named like ``model``.
+
+    Raises:
+        UnsupportedModelError: a nested model that cannot be inlined (e.g. a
+            layer name used both inside and outside it).
+
+    Example:
+        >>> flat = flatten_nested(model)  # doctest: +SKIP
+    """
+    nested = [l for l in model.layers if _graph_model(l)]
+    if not nested:
+        return model
+    names = [l.name for l in model.layers if not _graph_model(l)]
+    for sub in nested:
+        names += [l.name for l in flatten_nested(sub).layers if not isinstance(l, keras.layers.InputLayer)]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise UnsupportedModelError(
+            f"cannot flatten nested model(s) {', '.join(l.name for l in nested)}: layer name(s) "
+            f"{', '.join(dupes[:5])} are used more than once; give the layers unique names."
+        )
+    try:
+        outs = _replay(model, list(model.inputs))
+        flat = keras.Model(model.inputs, outs[0] if len(outs) == 1 else outs, name=model.name)
+    except Exception as e:  # noqa: BLE001 - Keras raises many types here
+        raise UnsupportedModelError(
+            f"cannot flatten nested model(s) {', '.join(l.name for l in nested)} ({first_line(e)}): "
+            "rebuild the model as one Functional graph."
+        ) from None
+    return flat
+
+
+def clone(model, clone_function=None):
+    """A deep copy of ``model`` with its own weights, optionally mapping layers.
+
+    ``keras.models.clone_model`` hands the *original* layers to
+    ``clone_function``; wrapping those would share (and so change) the user's
+    weights. We first clone plainly, copy weights, then map the copy's layers.
+    """
+    copy = keras.models.clone_model(model)
+    copy.set_weights(model.get_weights())
+    if clone_function is None:
+        return copy
+    return keras.models.clone_model(copy, clone_function=clone_function)
