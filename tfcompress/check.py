@@ -21,8 +21,10 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from tfcompress._keras import coerce_model, keras, quiet_native_logs, tfmot
+from tfcompress._keras import keras, quiet_native_logs, tfmot
+from tfcompress._model import coerce_model
 from tfcompress.errors import first_line
+from tfcompress.io import resolve_model
 from tfcompress.report import markdown_table, table
 
 __all__ = ["check", "CheckReport", "LayerCheck"]
@@ -245,10 +247,12 @@ def check(model, recipe=None, convert=True, samples=8):
     inference and channel pruning can do, before any training.
 
     Args:
-        model: a tf_keras or Keras 3 Sequential/Functional model, or a path to
-            a ``.keras``/``.h5`` file (loaded with
-            :func:`tfcompress.load_model`). Nested models are flattened first,
-            as :func:`tfcompress.optimize` does.
+        model: a tf_keras or Keras 3 Sequential/Functional model, a path to
+            a ``.keras``/``.h5`` file or SavedModel folder (loaded in safe
+            mode with :func:`tfcompress.load_model`), a reference model name
+            or a function returning a model (see
+            :func:`tfcompress.io.resolve_model`). Nested models are flattened
+            first, as :func:`tfcompress.optimize` does.
         recipe: a :class:`~tfcompress.Recipe`, dict or YAML path; its
             clustering settings are used, its trial conversion mode is int8
             when it quantizes (else float32), and stages that would find
@@ -275,10 +279,7 @@ def check(model, recipe=None, convert=True, samples=8):
     from tfcompress.optimize import as_recipe
 
     notes = []
-    if isinstance(model, (str, bytes)) or hasattr(model, "__fspath__"):
-        from tfcompress.io import load_model
-
-        model = load_model(model)
+    model = resolve_model(model).model()  # a file is loaded in safe mode
     original = model
     model = coerce_model(model)
     if model is not original:

@@ -7,9 +7,13 @@ Example:
 """
 
 import json
-import os
 
-__all__ = ["add_subcommands", "resolve_model"]
+from tfcompress.check import check
+from tfcompress.errors import UnsupportedModelError
+from tfcompress.io import resolve_model
+from tfcompress.report import atomic_write_text
+
+__all__ = ["add_subcommands"]
 
 
 def add_subcommands(subparsers):
@@ -42,44 +46,18 @@ def add_subcommands(subparsers):
     p.set_defaults(func=_cmd_check)
 
 
-def resolve_model(spec, input_shape=None, safe_mode=True):
-    """A model from a file path, a reference model name or an application name.
-
-    Raises:
-        UnsupportedModelError: none of these, with the names available.
-    """
-    from tfcompress import models
-    from tfcompress._keras import keras
-    from tfcompress.errors import UnsupportedModelError, first_line
-    from tfcompress.io import load_model
-
-    if os.path.exists(spec) or os.path.splitext(spec)[1].lower() in (".keras", ".h5", ".hdf5"):
-        return load_model(spec, safe_mode=safe_mode)
-    if spec in models.names():
-        return models.get(spec).build()
-    app = getattr(keras.applications, spec, None)
-    if callable(app) and spec[:1].isupper():
-        kwargs = {"weights": None}
-        if input_shape:
-            try:
-                kwargs["input_shape"] = tuple(int(d) for d in input_shape.split(","))
-            except ValueError:
-                raise UnsupportedModelError(f"--input-shape must look like 32,32,3, got {input_shape!r}.") from None
-        try:
-            return app(**kwargs)
-        except ValueError as e:
-            raise UnsupportedModelError(f"cannot build {spec}: {first_line(e)}") from None
-    raise UnsupportedModelError(
-        f"{spec} is neither a model file nor a known model name: pass a .keras/.h5 file, one of "
-        f"{', '.join(models.names())}, or a keras.applications name such as MobileNetV2."
-    )
+def _input_shape(text):
+    if not text:
+        return None
+    try:
+        return tuple(int(d) for d in text.split(","))
+    except ValueError:
+        raise UnsupportedModelError(f"--input-shape must look like 32,32,3, got {text!r}.") from None
 
 
 def _cmd_check(args):
-    from tfcompress.check import check
-    from tfcompress.report import atomic_write_text
-
-    model = resolve_model(args.model, args.input_shape, safe_mode=not args.unsafe)
+    model = resolve_model(args.model, input_shape=_input_shape(args.input_shape), safe_mode=not args.unsafe,
+                          applications=True).model()
     report = check(model, recipe=args.recipe, convert=not args.no_convert)
     if args.markdown:
         atomic_write_text(args.markdown, report.to_markdown())

@@ -9,15 +9,15 @@ Example:
 """
 
 import argparse
-import importlib
-import importlib.util
 import os
 import sys
 import traceback
 
-__all__ = ["main", "build_parser", "PLUGIN_MODULES"]
+from tfcompress import check_cli
+from tfcompress.tuning import cli as tuning_cli
+from tflite_export import cli as export_cli
 
-PLUGIN_MODULES = ("tflite_export.cli", "tfcompress.check_cli", "tfcompress.tuning.cli")
+__all__ = ["main", "build_parser"]
 
 EPILOG = """examples:
   tfcompress demo                          # digits CNN: train, prune+QAT, int8 export, time
@@ -36,13 +36,6 @@ def _common(p):
     p.add_argument("--epochs", type=int, default=None,
                    help="override every recipe stage's fine-tuning epochs")
     p.add_argument("--quiet", action="store_true", help="print only the final table")
-
-
-def _module_exists(name):
-    try:
-        return importlib.util.find_spec(name) is not None
-    except ModuleNotFoundError:  # its parent package is absent
-        return False
 
 
 def build_parser():
@@ -75,19 +68,19 @@ def build_parser():
         "(.keras/.h5; assumed trained) and an optional recipe YAML.",
     )
     opt.add_argument("--model", required=True,
-                     help="reference model name (digits_cnn, lenet5) or a .keras/.h5 file")
+                     help="reference model name (digits_cnn, lenet5), a .keras/.h5 file or a SavedModel folder")
     opt.add_argument("--dataset", required=True, help="digits or fashion-mnist")
     opt.add_argument("--recipe", default=None, help="recipe YAML (default: the model's default recipe)")
     opt.add_argument("--train-epochs", type=int, default=None,
                      help="train a reference model this many epochs first (default: its own setting)")
+    opt.add_argument("--unsafe", action="store_true",
+                     help="load files with Lambda layers (runs their code: only for files you trust)")
     _common(opt)
     opt.set_defaults(func=_cmd_optimize)
 
-    # Other subcommands live beside the code they drive; each module has
-    # add_subcommands(subparsers). A module not written yet is simply absent.
-    for mod in PLUGIN_MODULES:
-        if _module_exists(mod):
-            importlib.import_module(mod).add_subcommands(sub)
+    # Other subcommands live beside the code they drive.
+    for module in (export_cli, check_cli, tuning_cli):
+        module.add_subcommands(sub)
     return parser
 
 
@@ -113,19 +106,19 @@ def _cmd_demo(args):
 
 
 def _cmd_optimize(args):
-    from tfcompress import datasets, models
-    from tfcompress.io import load_model
+    from tfcompress import datasets
+    from tfcompress.io import resolve_model
     from tfcompress.pipeline import run_job
     from tfcompress.recipe import Recipe
 
     data = datasets.load(args.dataset)
-    if os.path.splitext(args.model)[1] in (".keras", ".h5", ".hdf5") or os.path.sep in args.model:
-        model = load_model(args.model)
+    source = resolve_model(args.model, input_shape=data.input_shape, num_classes=data.num_classes,
+                           safe_mode=not args.unsafe)
+    model, spec = source.model(), source.spec
+    if spec is None:  # a model file: assumed trained
         recipe = Recipe.from_yaml(args.recipe) if args.recipe else Recipe()
         train_epochs, bs, lr = args.train_epochs, 64, 1e-3
     else:
-        spec = models.get(args.model)
-        model = spec.build(data.input_shape, data.num_classes)
         recipe = Recipe.from_yaml(args.recipe) if args.recipe else spec.recipe()
         train_epochs = args.train_epochs if args.train_epochs is not None else spec.epochs
         bs, lr = spec.batch_size, spec.learning_rate

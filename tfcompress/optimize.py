@@ -29,9 +29,11 @@ from dataclasses import dataclass, field
 
 from tfcompress import clustering, pruning, quantization
 from tfcompress._data import prepare
-from tfcompress._keras import clone, coerce_model, keras, tf
+from tfcompress._keras import keras, tf
+from tfcompress._model import clone, coerce_model
 from tfcompress.distill import Distiller, ends_in_softmax
 from tfcompress.errors import RecipeError
+from tfcompress.io import resolve_model
 from tfcompress.recipe import Recipe
 from tfcompress.report import LayerRecord, OptimizeReport
 from tfcompress.stages import qat_scheme
@@ -362,7 +364,8 @@ def optimize(model, train_data, validation_data=None, recipe=None, epochs=None,
         >>> result.report.layer("conv1").stages["clustering"]  # doctest: +SKIP
         'clustered: 16 unique values'
     """
-    model = coerce_model(model)  # Keras 3 translated, nested backbones flattened
+    # The one resolver (a file is loaded in safe mode); Keras 3 translated, nested backbones flattened.
+    model = coerce_model(resolve_model(model).model())
     recipe = as_recipe(recipe)
     if epochs is not None and (not isinstance(epochs, int) or epochs < 1):
         raise RecipeError(f"epochs must be a positive integer, got {epochs!r}.")

@@ -19,6 +19,9 @@ import json
 import os
 from dataclasses import dataclass, field
 
+from tfcompress.errors import UnsupportedModelError
+from tfcompress.io import ModelBuilder
+from tfcompress.io import resolve_model as resolve_model_source
 from tfcompress.recipe import Recipe
 from tfcompress.report import atomic_write_json, atomic_write_text, ensure_dir, markdown_table, table
 from tfcompress.tuning.algorithms import canonical_algorithm
@@ -54,64 +57,26 @@ def format_params(values):
     return " ".join(out)
 
 
-class ModelBuilder:
-    """A picklable "build a fresh model" callable for a reference model name or
-    a model file, so trial processes can rebuild it.
-
-    Args:
-        ref: reference model name (``digits_cnn``, ``lenet5``) or a
-            ``.keras``/``.h5`` path.
-        input_shape: input shape for a reference model. Defaults to `None`
-            (the model's own).
-        num_classes: classes for a reference model. Defaults to `10`.
-
-    Example:
-        >>> ModelBuilder("digits_cnn")().output_shape  # doctest: +SKIP
-        (None, 10)
-    """
-
-    def __init__(self, ref, input_shape=None, num_classes=10):
-        self.ref, self.input_shape, self.num_classes = str(ref), input_shape, num_classes
-
-    @property
-    def is_file(self):
-        return os.path.splitext(self.ref)[1] in (".keras", ".h5", ".hdf5") or os.path.sep in self.ref
-
-    def __call__(self):
-        if self.is_file:
-            from tfcompress.io import load_model
-
-            return load_model(self.ref)
-        from tfcompress import models
-
-        return models.get(self.ref).build(self.input_shape, self.num_classes)
-
-    def __repr__(self):
-        return f"ModelBuilder({self.ref!r})"
-
-
 def resolve_model(model, data=None):
-    """``(build_fn, name, base_recipe)`` for a reference name, a model file,
-    a ModelSpec or a callable returning a tf_keras model."""
-    from tfcompress import models
+    """``(build_fn, name, base_recipe)`` for a reference name, a model file or
+    SavedModel folder, a ModelSpec, a :class:`~tfcompress.io.ModelBuilder` or
+    a callable returning a tf_keras model, through the one resolver
+    (:func:`tfcompress.io.resolve_model`). A file is loaded now, in safe mode,
+    so a bad or unsafe file is refused before any trial starts; trials reload
+    it with the same rules.
 
-    if callable(model) and not isinstance(model, (str, os.PathLike, ModelBuilder)) and not hasattr(model, "builder"):
-        return model, getattr(model, "__name__", "model"), None
-    if isinstance(model, ModelBuilder):
-        model = model.ref
-    if hasattr(model, "builder"):
-        model = model.name
-    shape = data.input_shape if data is not None else None
-    classes = data.num_classes if data is not None else 10
-    builder = ModelBuilder(model, shape, classes)
-    if builder.is_file:
-        from tfcompress.io import load_model
-
-        load_model(builder.ref)  # fail now, with a clear message, not in every trial
-        builder.ref = os.path.abspath(builder.ref)
-        return builder, builder.ref, None
-    spec = models.get(builder.ref)
-    return builder, spec.name, spec.recipe()
+    Raises:
+        UnsupportedModelError: an unknown name, a file that cannot be loaded,
+            or a model object (trials need something that builds a fresh one).
+    """
+    source = resolve_model_source(model, input_shape=data.input_shape if data is not None else None,
+                                  num_classes=data.num_classes if data is not None else 10)
+    if source.kind == "object":
+        raise UnsupportedModelError(
+            f"tune needs to build a fresh model for every trial, got a {type(model).__name__}: pass a reference "
+            "model name, a model file, or a module-level function returning a new model."
+        )
+    return source.build, source.name, source.spec.recipe() if source.spec is not None else None
 
 
 @dataclass
