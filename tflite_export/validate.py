@@ -20,18 +20,18 @@ class LayerError:
     """Error of one Keras layer's output versus the matching tensor in the file.
 
     Attributes:
-      layer: Keras layer name.
-      tensor: Name of the matched TFLite tensor; "(fused into <layer>)" when the
-        layer has no tensor of its own (e.g. a conv followed by BN + ReLU); "" if
-        unmatched.
-      matched_by: "name", "output" (the model output), "input" (a QAT QuantizeLayer),
-        "shape" (op order + shape) or "" (unmatched).
-      shape: Keras output shape without the batch dimension.
-      dtype: dtype of the TFLite tensor (before dequantization).
-      snr_db: Signal-to-noise ratio, 10*log10(sum(ref^2) / sum((ref - tflite)^2)); inf if identical.
-      cosine: Mean per-sample cosine similarity.
-      max_abs_error: Largest absolute difference.
-      flagged: True if ``snr_db`` is below the threshold or the layer is among the worst.
+        layer: Keras layer name.
+        tensor: Name of the matched TFLite tensor; "(fused into <layer>)" when the
+            layer has no tensor of its own (e.g. a conv followed by BN + ReLU); "" if
+            unmatched.
+        matched_by: "name", "output" (the model output), "input" (a QAT QuantizeLayer),
+            "shape" (op order + shape) or "" (unmatched).
+        shape: Keras output shape without the batch dimension.
+        dtype: dtype of the TFLite tensor (before dequantization).
+        snr_db: Signal-to-noise ratio, 10*log10(sum(ref^2) / sum((ref - tflite)^2)); inf if identical.
+        cosine: Mean per-sample cosine similarity.
+        max_abs_error: Largest absolute difference.
+        flagged: True if ``snr_db`` is below the threshold or the layer is among the worst.
     """
 
     layer: str
@@ -59,10 +59,10 @@ class LayerErrorReport:
     """Result of :func:`layer_errors`.
 
     Attributes:
-      path: The .tflite file.
-      samples: Number of inputs compared.
-      rows: One :class:`LayerError` per Keras layer, in model order.
-      min_snr_db: Threshold used for flagging.
+        path: The .tflite file.
+        samples: Number of inputs compared.
+        rows: One :class:`LayerError` per Keras layer, in model order.
+        min_snr_db: Threshold used for flagging.
     """
 
     path: str
@@ -93,13 +93,17 @@ class LayerErrorReport:
 
     def table(self) -> str:
         """Markdown table of the per-layer errors."""
-        out = ["| layer | tflite tensor | dtype | SNR dB | cosine | max abs err | flag |", "|---|---|---|---:|---:|---:|---|"]
+        out = [
+            "| layer | tflite tensor | dtype | SNR dB | cosine | max abs err | flag |",
+            "|---|---|---|---:|---:|---:|---|",
+        ]
         for r in self.rows:
             if not r.matched_by:
                 out.append(f"| {r.layer} | {r.tensor or '(not matched)'} | | | | | |")
                 continue
             out.append(
-                f"| {r.layer} | {r.tensor[:40]} | {r.dtype} | {r.snr_db:.1f} | {r.cosine:.4f} | {r.max_abs_error:.4g} | {'<-- worst' if r.flagged else ''} |"
+                f"| {r.layer} | {r.tensor[:40]} | {r.dtype} | {r.snr_db:.1f} | {r.cosine:.4f} "
+                f"| {r.max_abs_error:.4g} | {'<-- worst' if r.flagged else ''} |"
             )
         return "\n".join(out)
 
@@ -119,7 +123,8 @@ def _snr_cos(ref: np.ndarray, got: np.ndarray):
     nr = np.linalg.norm(ref, axis=1)
     ng = np.linalg.norm(got, axis=1)
     denom = nr * ng
-    cos = np.where(denom > 0, np.sum(ref * got, axis=1) / np.where(denom > 0, denom, 1.0), np.where((nr == 0) & (ng == 0), 1.0, 0.0))
+    both_zero = np.where((nr == 0) & (ng == 0), 1.0, 0.0)
+    cos = np.where(denom > 0, np.sum(ref * got, axis=1) / np.where(denom > 0, denom, 1.0), both_zero)
     return snr, float(np.mean(cos)), float(np.max(np.abs(err))) if err.size else 0.0
 
 
@@ -148,6 +153,224 @@ def _name_hit(tensor_name: str, layer_name: str) -> bool:
     return False
 
 
+# ------------------------------------------------------------------ layer_errors, step by step
+
+
+def _keras_references(model, x: np.ndarray):
+    """Step 1: the single-output layers of ``model`` and their outputs on ``x``."""
+    import tf_keras as keras
+
+    if not hasattr(model, "inputs") or not model.inputs:
+        raise ExportError(
+            "layer_errors needs a functional or Sequential tf_keras model with defined inputs; "
+            "build the model with an Input layer"
+        )
+    if len(model.inputs) != 1:
+        raise ExportError("layer_errors supports single-input models only")
+    probe_layers = []
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.InputLayer):
+            continue
+        try:
+            out = layer.output
+        except (AttributeError, ValueError):
+            continue
+        if isinstance(out, (list, tuple)) or not hasattr(out, "shape"):
+            continue
+        probe_layers.append(layer)
+    if not probe_layers:
+        raise ExportError("model has no single-output layers to compare; pass a functional or Sequential model")
+    probe = keras.Model(model.inputs, [layer.output for layer in probe_layers])
+    refs = probe.predict(x.astype(np.float32), verbose=0, batch_size=256)
+    if not isinstance(refs, list):
+        refs = [refs]
+    return probe_layers, refs
+
+
+@dataclasses.dataclass
+class _FileRun:
+    """Every op output of the .tflite file on the inputs (dequantized), from step 2."""
+
+    op_outputs: List[int]  # tensor indices, in op order (the input first when no op produces it)
+    details: Dict[int, dict]  # tensor index -> LiteRT tensor details
+    values: Dict[int, List[np.ndarray]]  # tensor index -> per-chunk float values
+    in_index: int
+    model_outputs: List[int]
+    samples: int
+
+    def shape_of(self, t: int):
+        v = self.values[t]
+        return tuple(v[0].shape[1:]) if v else None
+
+    def name_hit(self, t: int, layer_name: str) -> bool:
+        return _name_hit(self.details[t]["name"], layer_name)
+
+
+def _open_batched(path: str, x: np.ndarray):
+    """An interpreter keeping all tensors, resized to the whole batch when it allows it."""
+    it = open_interpreter(path, num_threads=1, use_xnnpack=False, preserve_all_tensors=True)
+    d = it.get_input_details()[0]
+    sample_shape = tuple(int(s) for s in d["shape"][1:])
+    if tuple(x.shape[1:]) != sample_shape:
+        raise ExportError(
+            f"inputs have shape {tuple(x.shape)} but {path} expects (N, {', '.join(map(str, sample_shape))}); "
+            "reshape x"
+        )
+    try:
+        it.resize_tensor_input(d["index"], [len(x), *sample_shape], strict=True)
+        it.allocate_tensors()
+        return it, d, True
+    except (ValueError, RuntimeError):
+        it = open_interpreter(path, num_threads=1, use_xnnpack=False, preserve_all_tensors=True, check=False)
+        return it, d, False
+
+
+def _run_file(path: str, x: np.ndarray) -> _FileRun:
+    """Step 2: runs the file on ``x`` and keeps every op output."""
+    it, d, batched = _open_batched(path, x)
+    op_outputs: List[int] = []
+    for op in it._get_ops_details():  # pylint: disable=protected-access
+        for t in op["outputs"]:
+            if t >= 0 and t not in op_outputs:
+                op_outputs.append(int(t))
+    in_index = int(d["index"])
+    if in_index not in op_outputs:
+        op_outputs.insert(0, in_index)  # compared only for QAT QuantizeLayer; never shape-matched
+    details = {t: it._get_tensor_details(t, 0) for t in op_outputs}  # pylint: disable=protected-access
+    model_outputs = [int(o["index"]) for o in it.get_output_details()]
+    xq = quantize_input(x, d)
+    values: Dict[int, List[np.ndarray]] = {t: [] for t in op_outputs}
+    chunks = [xq] if batched else [xq[i : i + 1] for i in range(len(x))]
+    for c in chunks:
+        it.set_tensor(d["index"], np.ascontiguousarray(c))
+        it.invoke()
+        for t in op_outputs:
+            try:
+                values[t].append(dequantize_output(np.array(it.get_tensor(t)), details[t]))
+            except ValueError:
+                pass
+    return _FileRun(op_outputs, details, values, in_index, model_outputs, len(x))
+
+
+def _owners_by_name(probe_layers, refs, run: _FileRun):
+    """Step 3: which layer owns each named op output, and which layers were fused into it.
+
+    Each op output is owned by the LAST Keras layer (in model order) named in it
+    with the same output shape: conv + BN + activation fuse into one TFLite op
+    whose output is the activation layer's output; the earlier layers are "fused".
+
+    Returns:
+        ``(owned: layer -> [tensor], fused_into: layer -> owner, named: tensors naming a layer)``.
+    """
+    order = {layer.name: i for i, layer in enumerate(probe_layers)}
+    want_shape = {layer.name: tuple(r.shape[1:]) for layer, r in zip(probe_layers, refs)}
+    owned: Dict[str, List[int]] = {}
+    fused_into: Dict[str, str] = {}
+    named: set = set()
+    for t in run.op_outputs:
+        if t == run.in_index:
+            continue
+        mentioned = [layer.name for layer in probe_layers if run.name_hit(t, layer.name)]
+        if not mentioned:
+            continue
+        named.add(t)
+        fits = [n for n in mentioned if want_shape[n] == run.shape_of(t)]
+        if not fits:
+            continue
+        owner = max(fits, key=order.get)
+        owned.setdefault(owner, []).append(t)
+        lo = min(order[n] for n in mentioned)
+        for layer in probe_layers[lo : order[owner]]:
+            if layer.name in mentioned or _foldable(layer):
+                fused_into.setdefault(layer.name, owner)
+    return owned, fused_into, named
+
+
+def _move_down_folded_chains(probe_layers, run: _FileRun, owned, fused_into, named) -> None:
+    """Step 4: moves owned tensors down BN / ReLU chains that left no name in the tensor (in place).
+
+    BatchNorm / ReLU layers folded into the op before them often leave no name in
+    the tensor: move the tensor down such a chain to the layer it really matches.
+    """
+    mentioned_any = {layer.name for layer in probe_layers if any(run.name_hit(t, layer.name) for t in named)}
+
+    def next_folded(cur):
+        for n in probe_layers:
+            if n.name not in owned and n.name not in mentioned_any and _foldable(n) and _consumes(n, cur):
+                return n
+        return None
+
+    for layer in list(probe_layers):
+        if layer.name not in owned:
+            continue
+        cur = layer
+        nxt = next_folded(cur)
+        while nxt is not None:
+            owned[nxt.name] = owned.pop(cur.name)
+            fused_into[cur.name] = nxt.name
+            for k, v in list(fused_into.items()):
+                if v == cur.name:
+                    fused_into[k] = nxt.name
+            cur = nxt
+            nxt = next_folded(cur)
+    for k in owned:
+        fused_into.pop(k, None)
+
+
+def _choose_tensor(model, layer, want, run: _FileRun, owned, fused_into, named, used, last_pos):
+    """The tensor matched to one layer: ``(tensor or None, matched_by, fused-into note)``."""
+    keras_outputs = [id(o) for o in model.outputs]
+    if owned.get(layer.name):
+        return owned[layer.name][-1], "name", ""
+    if id(layer.output) in keras_outputs and run.model_outputs:
+        t = run.model_outputs[min(len(run.model_outputs) - 1, keras_outputs.index(id(layer.output)))]
+        return (t, "output", "") if run.shape_of(t) == want else (None, "", "")
+    if type(layer).__name__ == "QuantizeLayer" and run.shape_of(run.in_index) == want:
+        return run.in_index, "input", ""  # QAT: the quantized model input
+    if layer.name in fused_into:
+        return None, "", f"(fused into {fused_into[layer.name]})"
+    if not any(run.name_hit(t, layer.name) for t in run.op_outputs):
+        for pos, t in enumerate(run.op_outputs):
+            if pos > last_pos and t not in used and t not in named and t != run.in_index and run.shape_of(t) == want:
+                return t, "shape", ""
+    return None, "", ""
+
+
+def _match_rows(model, probe_layers, refs, run: _FileRun, owned, fused_into, named) -> List[LayerError]:
+    """Step 5: one row per layer, with the errors of its matched tensor."""
+    rows: List[LayerError] = []
+    used: set = set()
+    last_pos = -1
+    for layer, ref in zip(probe_layers, refs):
+        want = tuple(ref.shape[1:])
+        row = LayerError(layer=layer.name, shape=want)
+        chosen, how, note = _choose_tensor(model, layer, want, run, owned, fused_into, named, used, last_pos)
+        if note:
+            row.tensor = note
+        if chosen is not None:
+            got = np.concatenate(run.values[chosen], axis=0)[: len(ref)]
+            row.tensor = run.details[chosen]["name"]
+            row.matched_by = how
+            row.dtype = np.dtype(run.details[chosen]["dtype"]).name
+            row.snr_db, row.cosine, row.max_abs_error = _snr_cos(np.asarray(ref), got)
+            used.add(chosen)
+            last_pos = max(last_pos, run.op_outputs.index(chosen))
+        rows.append(row)
+    return rows
+
+
+def _flag(rows: List[LayerError], min_snr_db: float, worst: int) -> None:
+    """Step 6: flags rows below ``min_snr_db`` and the ``worst`` lowest under 40 dB (in place)."""
+    matched = [r for r in rows if r.matched_by]
+    for r in matched:
+        if r.snr_db < min_snr_db:
+            r.flagged = True
+    if worst:
+        for r in sorted(matched, key=lambda r: r.snr_db)[:worst]:
+            if r.snr_db < 40.0:
+                r.flagged = True
+
+
 def layer_errors(
     model,
     path,
@@ -168,178 +391,32 @@ def layer_errors(
     Quantized tensors are dequantized before comparison.
 
     Args:
-      model: The tf_keras model (functional or Sequential) the file came from.
-      path: The .tflite file (any mode; most useful for int8 / int16x8).
-      x: Float inputs (axis 0 = samples); at most ``max_samples`` are used.
-      max_samples: Cap on the number of inputs compared.
-      min_snr_db: Layers below this SNR are flagged.
-      worst: The ``worst`` lowest-SNR layers are flagged too (0 to disable), when
-        their SNR is below 40 dB.
+        model: The tf_keras model (functional or Sequential) the file came from.
+        path: The .tflite file (any mode; most useful for int8 / int16x8).
+        x: Float inputs (axis 0 = samples); at most ``max_samples`` are used.
+        max_samples: Cap on the number of inputs compared.
+        min_snr_db: Layers below this SNR are flagged.
+        worst: The ``worst`` lowest-SNR layers are flagged too (0 to disable), when
+            their SNR is below 40 dB.
 
     Returns:
-      A :class:`LayerErrorReport` (``rows`` in Keras layer order; ``worst()``;
-      ``table()`` for Markdown).
+        A :class:`LayerErrorReport` (``rows`` in Keras layer order; ``worst()``;
+        ``table()`` for Markdown).
 
     Raises:
-      ExportError: The model has no symbolic inputs, or the file cannot be run.
+        ExportError: The model has no symbolic inputs, or the file cannot be run.
 
     Example:
-      >>> rep = layer_errors(model, "model_int8.tflite", x_test[:32])   # doctest: +SKIP
-      >>> [(r.layer, round(r.snr_db, 1)) for r in rep.worst()]          # doctest: +SKIP
-      [('logits', 24.3), ('conv', 31.0), ('pool', 31.0)]
+        >>> rep = layer_errors(model, "model_int8.tflite", x_test[:32])   # doctest: +SKIP
+        >>> [(r.layer, round(r.snr_db, 1)) for r in rep.worst()]          # doctest: +SKIP
+        [('logits', 24.3), ('conv', 31.0), ('pool', 31.0)]
     """
-    import tf_keras as keras
-
     path = os.fspath(path)
     x = np.asarray(x)[: max(1, int(max_samples))]
-    if not hasattr(model, "inputs") or not model.inputs:
-        raise ExportError("layer_errors needs a functional or Sequential tf_keras model with defined inputs; build the model with an Input layer")
-    if len(model.inputs) != 1:
-        raise ExportError("layer_errors supports single-input models only")
-    layers = [l for l in model.layers if not isinstance(l, keras.layers.InputLayer)]
-    probe_layers = []
-    for l in layers:
-        try:
-            out = l.output
-        except (AttributeError, ValueError):
-            continue
-        if isinstance(out, (list, tuple)) or not hasattr(out, "shape"):
-            continue
-        probe_layers.append(l)
-    if not probe_layers:
-        raise ExportError("model has no single-output layers to compare; pass a functional or Sequential model")
-    probe = keras.Model(model.inputs, [l.output for l in probe_layers])
-    refs = probe.predict(x.astype(np.float32), verbose=0, batch_size=256)
-    if not isinstance(refs, list):
-        refs = [refs]
-
-    it = open_interpreter(path, num_threads=1, use_xnnpack=False, preserve_all_tensors=True)
-    d = it.get_input_details()[0]
-    sample_shape = tuple(int(s) for s in d["shape"][1:])
-    if tuple(x.shape[1:]) != sample_shape:
-        raise ExportError(f"inputs have shape {tuple(x.shape)} but {path} expects (N, {', '.join(map(str, sample_shape))}); reshape x")
-    n = len(x)
-    batched = True
-    try:
-        it.resize_tensor_input(d["index"], [n, *sample_shape], strict=True)
-        it.allocate_tensors()
-    except (ValueError, RuntimeError):
-        it = open_interpreter(path, num_threads=1, use_xnnpack=False, preserve_all_tensors=True, check=False)
-        batched = False
-
-    ops = it._get_ops_details()  # pylint: disable=protected-access
-    op_outputs: List[int] = []
-    for op in ops:
-        for t in op["outputs"]:
-            if t >= 0 and t not in op_outputs:
-                op_outputs.append(int(t))
-    in_index = int(d["index"])
-    if in_index not in op_outputs:
-        op_outputs.insert(0, in_index)  # compared only for QAT QuantizeLayer; never shape-matched
-    tdetails = {t: it._get_tensor_details(t, 0) for t in op_outputs}  # pylint: disable=protected-access
-    model_out = [int(o["index"]) for o in it.get_output_details()]
-
-    xq = quantize_input(x, d)
-    vals: Dict[int, List[np.ndarray]] = {t: [] for t in op_outputs}
-    chunks = [xq] if batched else [xq[i : i + 1] for i in range(n)]
-    for c in chunks:
-        it.set_tensor(d["index"], np.ascontiguousarray(c))
-        it.invoke()
-        for t in op_outputs:
-            try:
-                vals[t].append(dequantize_output(np.array(it.get_tensor(t)), tdetails[t]))
-            except ValueError:
-                pass
-
-    def shape_of(t):
-        v = vals[t]
-        return tuple(v[0].shape[1:]) if v else None
-
-    # Each op output is owned by the LAST Keras layer (in model order) named in it
-    # with the same output shape: conv + BN + activation fuse into one TFLite op
-    # whose output is the activation layer's output; the earlier layers are "fused".
-    order = {l.name: i for i, l in enumerate(probe_layers)}
-    want_shape = {l.name: tuple(r.shape[1:]) for l, r in zip(probe_layers, refs)}
-    owned: Dict[str, List[int]] = {}
-    fused_into: Dict[str, str] = {}
-    named: set = set()
-    for t in op_outputs:
-        if t == in_index:
-            continue
-        mentioned = [l.name for l in probe_layers if _name_hit(tdetails[t]["name"], l.name)]
-        if not mentioned:
-            continue
-        named.add(t)
-        fits = [n for n in mentioned if want_shape[n] == shape_of(t)]
-        if not fits:
-            continue
-        owner = max(fits, key=order.get)
-        owned.setdefault(owner, []).append(t)
-        lo = min(order[n] for n in mentioned)
-        for l in probe_layers[lo : order[owner]]:
-            if l.name in mentioned or _foldable(l):
-                fused_into.setdefault(l.name, owner)
-    mentioned_any = {l.name for l in probe_layers if any(_name_hit(tdetails[t]["name"], l.name) for t in named)}
-    # BatchNorm / ReLU layers folded into the op before them often leave no name in
-    # the tensor: move the tensor down such a chain to the layer it really matches.
-    for l in list(probe_layers):
-        if l.name not in owned:
-            continue
-        cur = l
-        while True:
-            nxt = next(
-                (n for n in probe_layers if n.name not in owned and n.name not in mentioned_any and _foldable(n) and _consumes(n, cur)),
-                None,
-            )
-            if nxt is None:
-                break
-            owned[nxt.name] = owned.pop(cur.name)
-            fused_into[cur.name] = nxt.name
-            for k, v in list(fused_into.items()):
-                if v == cur.name:
-                    fused_into[k] = nxt.name
-            cur = nxt
-    for k in owned:
-        fused_into.pop(k, None)
-
-    rows: List[LayerError] = []
-    used: set = set()
-    last_pos = -1
-    keras_outputs = [id(o) for o in model.outputs]
-    for layer, ref in zip(probe_layers, refs):
-        want = tuple(ref.shape[1:])
-        row = LayerError(layer=layer.name, shape=want)
-        chosen, how = None, ""
-        if owned.get(layer.name):
-            chosen, how = owned[layer.name][-1], "name"
-        elif id(layer.output) in keras_outputs and model_out:
-            t = model_out[min(len(model_out) - 1, keras_outputs.index(id(layer.output)))]
-            if shape_of(t) == want:
-                chosen, how = t, "output"
-        elif type(layer).__name__ == "QuantizeLayer" and shape_of(in_index) == want:
-            chosen, how = in_index, "input"  # QAT: the quantized model input
-        elif layer.name in fused_into:
-            row.tensor = f"(fused into {fused_into[layer.name]})"
-        elif not any(_name_hit(tdetails[t]["name"], layer.name) for t in op_outputs):
-            for pos, t in enumerate(op_outputs):
-                if pos > last_pos and t not in used and t not in named and t != in_index and shape_of(t) == want:
-                    chosen, how = t, "shape"
-                    break
-        if chosen is not None:
-            got = np.concatenate(vals[chosen], axis=0)[: len(ref)]
-            row.tensor = tdetails[chosen]["name"]
-            row.matched_by = how
-            row.dtype = np.dtype(tdetails[chosen]["dtype"]).name
-            row.snr_db, row.cosine, row.max_abs_error = _snr_cos(np.asarray(ref), got)
-            used.add(chosen)
-            last_pos = max(last_pos, op_outputs.index(chosen))
-        rows.append(row)
-    matched = [r for r in rows if r.matched_by]
-    for r in matched:
-        if r.snr_db < min_snr_db:
-            r.flagged = True
-    if worst:
-        for r in sorted(matched, key=lambda r: r.snr_db)[:worst]:
-            if r.snr_db < 40.0:
-                r.flagged = True
-    return LayerErrorReport(path=os.path.abspath(path), samples=n, rows=rows, min_snr_db=min_snr_db)
+    probe_layers, refs = _keras_references(model, x)
+    run = _run_file(path, x)
+    owned, fused_into, named = _owners_by_name(probe_layers, refs, run)
+    _move_down_folded_chains(probe_layers, run, owned, fused_into, named)
+    rows = _match_rows(model, probe_layers, refs, run, owned, fused_into, named)
+    _flag(rows, min_snr_db, worst)
+    return LayerErrorReport(path=os.path.abspath(path), samples=run.samples, rows=rows, min_snr_db=min_snr_db)
