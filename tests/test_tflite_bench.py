@@ -126,7 +126,8 @@ BENCHMARK_MODEL_OUTPUT = textwrap.dedent(
     INFO: count=61 first=16681 curr=16297 min=15947 max=18003 avg=16394.8 std=347
 
     INFO: Inference timings in us: Init: 25433, First inference: 49370, Warmup (avg): 20020.2, Inference (avg): 16394.8
-    INFO: Note: as the benchmark tool itself affects memory footprint, the following is only APPROXIMATE to the actual memory footprint of the model at runtime. Take the information at your discretion.
+    INFO: Note: as the benchmark tool itself affects memory footprint, the following is only APPROXIMATE to \
+the actual memory footprint of the model at runtime. Take the information at your discretion.
     INFO: Memory footprint delta from the start of the tool (MB): init=3.02734 overall=11.1602
     INFO: Overall peak memory footprint (MB) via periodic monitoring: 14.0312
     """
@@ -146,7 +147,8 @@ BENCHMARK_MODEL_OUTPUT_OLD = textwrap.dedent(
     Running benchmark for at least 50 iterations and at least 1 seconds but terminate if exceeding 150 seconds.
     count=50 first=2990275 curr=2913402 min=2727568 max=3189954 avg=2.95034e+06 std=109798
 
-    Inference timings in us: Init: 17187, First inference: 3512391, Warmup (avg): 3.51239e+06, Inference (avg): 2.95034e+06
+    Inference timings in us: Init: 17187, First inference: 3512391, Warmup (avg): 3.51239e+06, \
+Inference (avg): 2.95034e+06
     Peak memory footprint (MB): init=4.21094 overall=46.0859
     """
 )
@@ -156,8 +158,10 @@ BENCHMARK_MODEL_LOGCAT = textwrap.dedent(
     """\
     I tflite  : Num threads: [2]
     I tflite  : count=3 first=211669 curr=150111 min=150111 max=211669 avg=170000 std=29000
-    I tflite  : count=25 first=187533 curr=140990 min=140071 max=195121 avg=145528 std=13583 p5=140545 median=141253 p95=187533
-    I tflite  : Inference timings in us: Init: 92318, First inference: 187533, Warmup (avg): 211669, Inference (avg): 145528
+    I tflite  : count=25 first=187533 curr=140990 min=140071 max=195121 avg=145528 std=13583 p5=140545 \
+median=141253 p95=187533
+    I tflite  : Inference timings in us: Init: 92318, First inference: 187533, Warmup (avg): 211669, \
+Inference (avg): 145528
     I tflite  : Memory footprint delta from the start of the tool (MB): init=54.2852 overall=73.4102
     """
 )

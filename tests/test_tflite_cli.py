@@ -31,7 +31,10 @@ def _run(argv):
 def test_export_inspect_bench(saved, capsys):
     d, model_file, npz = saved
     out = d / "m_int8.tflite"
-    assert _run(["export", str(model_file), "--mode", "int8", "--data", str(npz), "--out", str(out), "--json", str(d / "e.json"), "--metadata", '{"recipe": "cli"}']) == 0
+    assert _run(
+        ["export", str(model_file), "--mode", "int8", "--data", str(npz), "--out", str(out),
+         "--json", str(d / "e.json"), "--metadata", '{"recipe": "cli"}']
+    ) == 0
     rep = json.loads((d / "e.json").read_text())
     assert rep["input_dtype"] == "int8" and rep["test_accuracy"] > 0.85 and rep["metadata"]["recipe"] == "cli"
     assert _run(["export", str(model_file), "--mode", "float32", "--out", str(d / "m_f32.tflite")]) == 0
@@ -43,7 +46,8 @@ def test_export_inspect_bench(saved, capsys):
     assert "CONV_2D" in capsys.readouterr().out
     rc = _run(
         ["bench", str(d / "m_f32.tflite"), str(out), "--threads", "1,2", "--accelerator", "cpu,gpu",
-         "--min-seconds", "0", "--warmup-seconds", "0", "--json", str(d / "b.json"), "--markdown", str(d / "b.md"), "--plot", str(d / "b.png")]
+         "--min-seconds", "0", "--warmup-seconds", "0", "--json", str(d / "b.json"), "--markdown", str(d / "b.md"),
+         "--plot", str(d / "b.png")]
     )
     assert rc == 0
     printed = capsys.readouterr().out
@@ -61,7 +65,9 @@ def test_cli_errors(saved, tmp_path):
     with pytest.raises(ExportError, match="needs --data"):
         _run(["export", str(model_file), "--mode", "int8", "--out", str(tmp_path / "x.tflite")])
     with pytest.raises(ExportError, match="metadata"):
-        _run(["export", str(model_file), "--mode", "float32", "--metadata", "{bad", "--out", str(tmp_path / "x.tflite")])
+        _run(
+            ["export", str(model_file), "--mode", "float32", "--metadata", "{bad", "--out", str(tmp_path / "x.tflite")]
+        )
     with pytest.raises(ExportError, match="does not exist"):
         _run(["export", str(model_file), "--data", str(tmp_path / "nope.npz"), "--out", str(tmp_path / "x.tflite")])
     with pytest.raises(ExportError, match="unknown accelerator"):

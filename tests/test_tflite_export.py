@@ -7,10 +7,9 @@ import stat
 import numpy as np
 import pytest
 
-from tflite_export._testing import digits, keras_accuracy, tiny_cnn
-
 import tflite_export as tfl
 from tflite_export import ExportError
+from tflite_export._testing import digits, keras_accuracy, tiny_cnn
 
 
 @pytest.fixture(scope="module")

@@ -155,3 +155,29 @@ def test_cli_adds_the_roofline_after_timing(int8_path, tmp_path, monkeypatch):
     (row,) = json.loads(out.read_text())["timings"]
     assert row["status"] == "ok" and row["macs"] == 6 * 6 * 8 * 9 + 72 * 10
     assert row["gops"] > 0 and row["peak_fraction"] > 0
+
+
+# ------------------------------------------------------------------------------- android
+
+
+def test_failed_adb_push_quotes_the_last_error_line(int8_path, tmp_path, monkeypatch):
+    """The message quoted a Python list (``['adb: error: ...']``) instead of the line."""
+    import stat
+
+    binary = tmp_path / "benchmark_model"
+    binary.write_bytes(b"\x7fELF")
+    adb = tmp_path / "adb"
+    adb.write_text(
+        "#!/bin/sh\n"
+        'if [ "$1" = "devices" ]; then printf "List of devices attached\\nemu-1\\tdevice\\n\\n"; exit 0; fi\n'
+        'case "$*" in *push*) echo "adb: error: failed to copy: No space left on device" >&2; exit 1;; esac\n'
+        "exit 0\n"
+    )
+    adb.chmod(adb.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setenv("ADB", str(adb))
+    with pytest.raises(ExportError) as e:
+        tfl.benchmark_on_device(int8_path, binary)
+    assert str(e.value) == (
+        "adb push failed: adb: error: failed to copy: No space left on device; "
+        "check the device has space and is unlocked"
+    )

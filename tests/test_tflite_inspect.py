@@ -21,19 +21,27 @@ def files(model, tmp_path_factory):
     d = tmp_path_factory.mktemp("modes")
     out = {}
     for mode in ("float32", "float16", "dynamic", "int8", "int16x8"):
-        out[mode] = tfl.export(model, d / f"{mode}.tflite", mode=mode, representative_data=xtr, num_samples=100, metadata={"recipe": "digits-test", "normalisation": {"scale": 1 / 16}})
+        meta = {"recipe": "digits-test", "normalisation": {"scale": 1 / 16}}
+        out[mode] = tfl.export(
+            model, d / f"{mode}.tflite", mode=mode, representative_data=xtr, num_samples=100, metadata=meta
+        )
     return out
 
 
 def test_every_mode_converts_and_is_accurate(model, files):
     _, _, xte, yte = digits()
     k = float(np.mean(np.argmax(model.predict(xte, verbose=0), -1) == yte))
-    expected_io = {"float32": "float32", "float16": "float32", "dynamic": "float32", "int8": "int8", "int16x8": "float32"}
+    expected_io = {
+        "float32": "float32", "float16": "float32", "dynamic": "float32", "int8": "int8", "int16x8": "float32"
+    }
     for mode, rep in files.items():
         assert rep.mode == mode and rep.input_dtype == expected_io[mode], mode
         assert abs(tfl.evaluate(rep.path, xte, yte) - k) <= 0.02, mode
     info = {m: tfl.inspect(r.path) for m, r in files.items()}
-    weights = lambda i: {t["dtype"] for t in i.tensors if t["constant"] and len(t["shape"]) == 4}  # conv kernel
+
+    def weights(i):  # dtypes of the conv kernel
+        return {t["dtype"] for t in i.tensors if t["constant"] and len(t["shape"]) == 4}
+
     assert weights(info["float32"]) == {"float32"}
     assert weights(info["float16"]) == {"float16"}
     assert weights(info["int8"]) == {"int8"} and weights(info["int16x8"]) == {"int8"}
@@ -106,11 +114,17 @@ def test_sparse_flag_on_pruned_model(tmp_path):
     import tf_keras as keras
 
     keras.utils.set_random_seed(0)
-    base = keras.Sequential([keras.layers.Input((32,)), keras.layers.Dense(128, activation="relu"), keras.layers.Dense(10)])
-    pruned = tfmot.sparsity.keras.prune_low_magnitude(base, pruning_schedule=tfmot.sparsity.keras.ConstantSparsity(0.9, 0, frequency=1))
+    base = keras.Sequential(
+        [keras.layers.Input((32,)), keras.layers.Dense(128, activation="relu"), keras.layers.Dense(10)]
+    )
+    schedule = tfmot.sparsity.keras.ConstantSparsity(0.9, 0, frequency=1)
+    pruned = tfmot.sparsity.keras.prune_low_magnitude(base, pruning_schedule=schedule)
     pruned.compile("adam", "mse")
     x = np.random.default_rng(0).random((64, 32), dtype=np.float32)
-    pruned.fit(x, np.zeros((64, 10), np.float32), epochs=1, batch_size=32, verbose=0, callbacks=[tfmot.sparsity.keras.UpdatePruningStep()])
+    pruned.fit(
+        x, np.zeros((64, 10), np.float32), epochs=1, batch_size=32, verbose=0,
+        callbacks=[tfmot.sparsity.keras.UpdatePruningStep()],
+    )
     # wrappers are stripped automatically
     dense = tfl.export(pruned, tmp_path / "dense.tflite", mode="float32")
     sparse = tfl.export(pruned, tmp_path / "sparse.tflite", mode="float32", sparse=True)
@@ -142,7 +156,11 @@ def test_layer_errors_flags_bad_layer(model, files, tmp_path):
 
     _, _, xte, _ = digits()
     other = keras.models.clone_model(model)
-    other.set_weights([w if i < 2 else np.random.default_rng(1).standard_normal(w.shape).astype(w.dtype) for i, w in enumerate(model.get_weights())])
+
+    def noise(w):
+        return np.random.default_rng(1).standard_normal(w.shape).astype(w.dtype)
+
+    other.set_weights([w if i < 2 else noise(w) for i, w in enumerate(model.get_weights())])
     rep = tfl.export(other, tmp_path / "other.tflite", mode="float32")
     errs = tfl.layer_errors(model, rep.path, xte, max_samples=16)
     assert [r.layer for r in errs.flagged] == ["logits"]
@@ -174,7 +192,12 @@ def test_damaged_files_raise_export_error_not_crash(files, tmp_path):
     for name, blob in _damaged_variants(data, rng):
         p = tmp_path / f"{name}.tflite"
         p.write_bytes(blob)
-        for fn in (tfl.check_file, tfl.inspect, lambda q: tfl.predict(q, x), lambda q: tfl.benchmark(q, min_runs=1, min_seconds=0, warmup_seconds=0)):
+        for fn in (
+            tfl.check_file,
+            tfl.inspect,
+            lambda q: tfl.predict(q, x),
+            lambda q: tfl.benchmark(q, min_runs=1, min_seconds=0, warmup_seconds=0),
+        ):
             try:
                 fn(p)
             except ExportError as e:
@@ -209,7 +232,9 @@ def test_qat_model_exports_int8(model, tmp_path):
 
     xtr, ytr, xte, yte = digits()
     qat = tfmot.quantization.keras.quantize_model(model)
-    qat.compile(optimizer=keras.optimizers.Adam(1e-3), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    qat.compile(
+        optimizer=keras.optimizers.Adam(1e-3), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    )
     qat.fit(xtr[:512], ytr[:512], epochs=1, batch_size=64, verbose=0)
     rep = tfl.export(qat, tmp_path / "qat.tflite", mode="int8", representative_data=xtr, num_samples=64)
     assert rep.input_dtype == "int8" and rep.output_dtype == "int8"

@@ -57,7 +57,9 @@ def parse_model(data: bytes, path: str = "<bytes>"):
     file raises rather than crashing, but it may be slow or produce garbage).
     """
     if not has_identifier(data):
-        raise ExportError(f"{path} is not a TFLite file (no 'TFL3' identifier); pass a file written by the TFLite converter")
+        raise ExportError(
+            f"{path} is not a TFLite file (no 'TFL3' identifier); pass a file written by the TFLite converter"
+        )
     try:
         from ai_edge_litert.tools import flatbuffer_utils
 
@@ -65,7 +67,10 @@ def parse_model(data: bytes, path: str = "<bytes>"):
     except ExportError:
         raise
     except Exception as e:  # noqa: BLE001 - any parse failure means a damaged file
-        raise ExportError(f"{path} is a damaged TFLite file (truncated or corrupted flatbuffer: {str(e)[:70] or type(e).__name__}); re-export it") from None
+        raise ExportError(
+            f"{path} is a damaged TFLite file (truncated or corrupted flatbuffer: {str(e)[:70] or type(e).__name__}); "
+            "re-export it"
+        ) from None
 
 
 def serialize_model(model) -> bytes:
@@ -89,7 +94,9 @@ def add_metadata(data: bytes, metadata: dict, name: str = METADATA_NAME) -> byte
     try:
         payload = json.dumps(metadata, sort_keys=True, default=_json_default).encode("utf-8")
     except (TypeError, ValueError) as e:
-        raise ExportError(f"metadata is not JSON-serialisable ({e}); pass a dict of strings, numbers, lists and dicts") from None
+        raise ExportError(
+            f"metadata is not JSON-serialisable ({e}); pass a dict of strings, numbers, lists and dicts"
+        ) from None
     model = parse_model(data)
     buf = schema_fb.BufferT()
     buf.data = np.frombuffer(payload, dtype=np.uint8).copy()

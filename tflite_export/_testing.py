@@ -42,7 +42,11 @@ def tiny_cnn(train=True):
             keras.layers.Dense(10, name="logits"),
         ]
     )
-    m.compile(optimizer=keras.optimizers.Adam(0.01), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+    m.compile(
+        optimizer=keras.optimizers.Adam(0.01),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
     if train:
         xtr, ytr, _, _ = digits()
         m.fit(xtr, ytr, epochs=12, batch_size=64, verbose=0)

@@ -18,14 +18,23 @@ REMOTE_DIR = "/data/local/tmp/tflite_export"
 
 _NUM = r"([-+]?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)"
 _SUMMARY = re.compile(
-    r"Inference timings in us:\s*Init:\s*" + _NUM + r",\s*First inference:\s*" + _NUM + r",\s*Warmup \(avg\):\s*" + _NUM + r",\s*Inference \(avg\):\s*" + _NUM
+    r"Inference timings in us:\s*Init:\s*" + _NUM
+    + r",\s*First inference:\s*" + _NUM
+    + r",\s*Warmup \(avg\):\s*" + _NUM
+    + r",\s*Inference \(avg\):\s*" + _NUM
 )
 _COUNT = re.compile(r"count=(\d+)((?:\s+\w+=" + _NUM + r")*)")
 _KV = re.compile(r"(\w+)=" + _NUM)
-_MEM = re.compile(r"(Peak memory footprint|Memory footprint delta from the start of the tool) \(MB\):\s*init=" + _NUM + r"\s+overall=" + _NUM)
+_MEM = re.compile(
+    r"(Peak memory footprint|Memory footprint delta from the start of the tool) \(MB\):\s*init=" + _NUM
+    + r"\s+overall=" + _NUM
+)
 _MEM_MONITOR = re.compile(r"Overall peak memory footprint \(MB\) via periodic monitoring:\s*" + _NUM)
 _THREADS = re.compile(r"(?:Num threads|#threads used for CPU inference):\s*\[(\d+)\]")
 _RUNS_HDR = re.compile(r"Running benchmark for at least (\d+) iterations")
+_GPU_REJECTED = re.compile(
+    r"will not be executed by the delegate|Failed to apply GPU delegate|failed to create GPU delegate", re.I
+)
 
 
 def parse_benchmark_model_output(text: str) -> Timing:
@@ -44,24 +53,24 @@ def parse_benchmark_model_output(text: str) -> Timing:
     ``p90_ms``/``p99_ms`` are not printed by benchmark_model and stay None.
 
     Args:
-      text: stdout/stderr of benchmark_model.
+        text: stdout/stderr of benchmark_model.
 
     Returns:
-      A Timing with ``accelerator="android"``, ``backend="benchmark_model"``.
+        A Timing with ``accelerator="android"``, ``backend="benchmark_model"``.
 
     Raises:
-      ExportError: No "Inference timings" summary in the text (the run failed);
-        the message carries the last error line of the output.
+        ExportError: No "Inference timings" summary in the text (the run failed);
+            the message carries the last error line of the output.
 
     Example:
-      >>> t = parse_benchmark_model_output(out)   # doctest: +SKIP
-      >>> t.mean_ms, t.runs                       # doctest: +SKIP
-      (16.3948, 61)
+        >>> t = parse_benchmark_model_output(out)   # doctest: +SKIP
+        >>> t.mean_ms, t.runs                       # doctest: +SKIP
+        (16.3948, 61)
     """
     text = text or ""
     m = _SUMMARY.search(text)
     if not m:
-        errs = [l.strip() for l in text.splitlines() if re.search(r"error|fail|not found|cannot", l, re.I)]
+        errs = [ln.strip() for ln in text.splitlines() if re.search(r"error|fail|not found|cannot", ln, re.I)]
         hint = errs[-1][:160] if errs else "no 'Inference timings in us' line"
         raise ExportError(f"benchmark_model did not report timings ({hint}); run it by hand to see the full output")
     init_us, first_us, warm_us, inf_us = (float(g) for g in m.groups())
@@ -114,11 +123,11 @@ def find_adb() -> Optional[str]:
     """Path of ``adb`` ($ADB, then PATH, then $ANDROID_HOME/platform-tools), or None.
 
     Returns:
-      The executable's path, or None if adb is not installed.
+        The executable's path, or None if adb is not installed.
 
     Example:
-      >>> find_adb()   # doctest: +SKIP
-      '/usr/bin/adb'
+        >>> find_adb()   # doctest: +SKIP
+        '/usr/bin/adb'
     """
     cands = [os.environ.get("ADB"), shutil.which("adb")]
     for home in (os.environ.get("ANDROID_HOME"), os.environ.get("ANDROID_SDK_ROOT")):
@@ -134,15 +143,15 @@ def list_devices(adb: Optional[str] = None, timeout: float = 20.0) -> List[str]:
     """Serials of connected devices in state "device" (empty if adb is missing).
 
     Args:
-      adb: adb executable (default: :func:`find_adb`).
-      timeout: Seconds for ``adb devices``.
+        adb: adb executable (default: :func:`find_adb`).
+        timeout: Seconds for ``adb devices``.
 
     Returns:
-      List of serials; unauthorized/offline devices are left out.
+        List of serials; unauthorized/offline devices are left out.
 
     Example:
-      >>> list_devices()   # doctest: +SKIP
-      ['emulator-5554']
+        >>> list_devices()   # doctest: +SKIP
+        ['emulator-5554']
     """
     adb = adb or find_adb()
     if not adb:
@@ -164,8 +173,43 @@ def _adb(adb, serial, args: Sequence[str], timeout: float):
     try:
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
-        raise ExportError(f"adb {' '.join(args[:2])} timed out after {timeout:.0f}s; check the device connection") from None
+        raise ExportError(
+            f"adb {' '.join(args[:2])} timed out after {timeout:.0f}s; check the device connection"
+        ) from None
     return p
+
+
+def _pick_device(adb: str, serial: Optional[str]):
+    """``(serial, "")`` of the device to use, or ``(None, why it is unavailable)``."""
+    devices = list_devices(adb)
+    if not devices:
+        return None, "no Android device connected (adb devices lists none in state 'device')"
+    if serial is None:
+        if len(devices) > 1:
+            raise ExportError(f"{len(devices)} Android devices connected ({', '.join(devices)}); pass serial=")
+        return devices[0], ""
+    if serial not in devices:
+        return None, f"device {serial} is not connected (connected: {', '.join(devices)})"
+    return serial, ""
+
+
+def _push(adb: str, serial: str, path: str, binary: str):
+    """Copies the model and benchmark_model to :data:`REMOTE_DIR`; their remote paths."""
+    remote_model = f"{REMOTE_DIR}/{os.path.basename(path)}"
+    remote_bin = f"{REMOTE_DIR}/benchmark_model"
+    steps = (
+        ["shell", "mkdir", "-p", REMOTE_DIR],
+        ["push", path, remote_model],
+        ["push", binary, remote_bin],
+        ["shell", "chmod", "755", remote_bin],
+    )
+    for args in steps:
+        p = _adb(adb, serial, args, 300)
+        if p.returncode != 0:
+            lines = (p.stderr or p.stdout or "").strip().splitlines()
+            why = lines[-1].strip()[:160] if lines else f"exit code {p.returncode}"
+            raise ExportError(f"adb {args[0]} failed: {why}; check the device has space and is unlocked")
+    return remote_model, remote_bin
 
 
 def benchmark_on_device(
@@ -190,53 +234,47 @@ def benchmark_on_device(
     output with :func:`parse_benchmark_model_output`.
 
     Args:
-      path: The .tflite file.
-      benchmark_binary: Local path of an Android build of TFLite's ``benchmark_model``.
-      threads: ``--num_threads``.
-      serial: adb serial; default: the only connected device.
-      use_xnnpack: ``--use_xnnpack``.
-      use_gpu: ``--use_gpu`` (benchmark_model falls back to CPU for ops the GPU
-        delegate rejects; the output is checked and such a run reported unavailable).
-      warmup_runs, warmup_seconds, min_runs, min_seconds: As benchmark_model's
-        ``--warmup_runs --warmup_min_secs --num_runs --min_secs``.
-      extra_args: More benchmark_model flags.
-      timeout: Seconds for the device run.
+        path: The .tflite file.
+        benchmark_binary: Local path of an Android build of TFLite's ``benchmark_model``.
+        threads: ``--num_threads``.
+        serial: adb serial; default: the only connected device.
+        use_xnnpack: ``--use_xnnpack``.
+        use_gpu: ``--use_gpu`` (benchmark_model falls back to CPU for ops the GPU
+            delegate rejects; the output is checked and such a run reported unavailable).
+        warmup_runs: benchmark_model's ``--warmup_runs``.
+        warmup_seconds: benchmark_model's ``--warmup_min_secs``.
+        min_runs: benchmark_model's ``--num_runs``.
+        min_seconds: benchmark_model's ``--min_secs``.
+        extra_args: More benchmark_model flags.
+        timeout: Seconds for the device run.
 
     Returns:
-      A :class:`Timing`; ``status="unavailable: ..."`` when adb or a device is missing.
+        A :class:`Timing`; ``status="unavailable: ..."`` when adb or a device is missing.
 
     Raises:
-      ExportError: Missing model or binary file, or a failed run.
+        ExportError: Missing model or binary file, or a failed run.
 
     Example:
-      >>> benchmark_on_device("m.tflite", "benchmark_model", threads=4)   # doctest: +SKIP
+        >>> benchmark_on_device("m.tflite", "benchmark_model", threads=4)   # doctest: +SKIP
     """
     path = os.path.abspath(os.fspath(path))
     if not os.path.isfile(path):
         raise ExportError(f"{path} does not exist; pass the path of a .tflite file")
     binary = os.path.abspath(os.fspath(benchmark_binary))
     if not os.path.isfile(binary):
-        raise ExportError(f"benchmark binary {binary} does not exist; build it with bazel (//tensorflow/lite/tools/benchmark:benchmark_model, --config=android_arm64) or download the nightly")
+        raise ExportError(
+            f"benchmark binary {binary} does not exist; build it with bazel "
+            "(//tensorflow/lite/tools/benchmark:benchmark_model, --config=android_arm64) or download the nightly"
+        )
     base = dict(path=path, accelerator="android", backend="benchmark_model", threads=threads, device="android")
     adb = find_adb()
     if not adb:
         return Timing.unavailable("adb not found (install Android platform-tools or set $ADB)", **base)
-    devices = list_devices(adb)
-    if not devices:
-        return Timing.unavailable("no Android device connected (adb devices lists none in state 'device')", **base)
-    if serial is None:
-        if len(devices) > 1:
-            raise ExportError(f"{len(devices)} Android devices connected ({', '.join(devices)}); pass serial=")
-        serial = devices[0]
-    elif serial not in devices:
-        return Timing.unavailable(f"device {serial} is not connected (connected: {', '.join(devices)})", **base)
+    serial, why = _pick_device(adb, serial)
+    if why:
+        return Timing.unavailable(why, **base)
     base["device"] = f"android {serial}"
-    remote_model = f"{REMOTE_DIR}/{os.path.basename(path)}"
-    remote_bin = f"{REMOTE_DIR}/benchmark_model"
-    for args in (["shell", "mkdir", "-p", REMOTE_DIR], ["push", path, remote_model], ["push", binary, remote_bin], ["shell", "chmod", "755", remote_bin]):
-        p = _adb(adb, serial, args, 300)
-        if p.returncode != 0:
-            raise ExportError(f"adb {' '.join(args[:1])} failed: {(p.stderr or p.stdout).strip().splitlines()[-1:] or ['?']}; check the device has space and is unlocked")
+    remote_model, remote_bin = _push(adb, serial, path, binary)
     flags = [
         f"--graph={remote_model}",
         f"--num_threads={int(threads)}",
@@ -252,8 +290,10 @@ def benchmark_on_device(
     cmd = " ".join(shlex.quote(a) for a in [remote_bin, *flags])
     p = _adb(adb, serial, ["shell", cmd], timeout)
     out = (p.stdout or "") + "\n" + (p.stderr or "")
-    if use_gpu and re.search(r"will not be executed by the delegate|Failed to apply GPU delegate|failed to create GPU delegate", out, re.I):
-        return Timing.unavailable("GPU delegate did not take the whole model on the device (benchmark_model would run ops on CPU)", **base)
+    if use_gpu and _GPU_REJECTED.search(out):
+        return Timing.unavailable(
+            "GPU delegate did not take the whole model on the device (benchmark_model would run ops on CPU)", **base
+        )
     t = parse_benchmark_model_output(out)
     t.path = path
     t.threads = int(threads)

@@ -13,7 +13,9 @@ from .errors import ExportError
 __all__ = ["predict", "evaluate", "agreement"]
 
 
-def predict(path, x, batch_size: Optional[int] = 32, threads: Optional[int] = None) -> Union[np.ndarray, List[np.ndarray]]:
+def predict(
+    path, x, batch_size: Optional[int] = 32, threads: Optional[int] = None
+) -> Union[np.ndarray, List[np.ndarray]]:
     """Runs a .tflite file on inputs and returns float outputs.
 
     Float inputs are quantized with the input tensor's (scale, zero_point) when the
@@ -21,21 +23,21 @@ def predict(path, x, batch_size: Optional[int] = 32, threads: Optional[int] = No
     integer outputs are dequantized to float32.
 
     Args:
-      path: The .tflite file (checked first: a damaged file raises ExportError).
-      x: Input array, axis 0 = samples (a single sample without batch dim is accepted).
-      batch_size: Samples per invoke when the file's batch dimension is dynamic (it
-        is resized); ``None`` or 1 runs one sample per invoke. Files with a fixed
-        batch size B are fed B samples per invoke (the last chunk padded).
-      threads: Interpreter threads (None = runtime default).
+        path: The .tflite file (checked first: a damaged file raises ExportError).
+        x: Input array, axis 0 = samples (a single sample without batch dim is accepted).
+        batch_size: Samples per invoke when the file's batch dimension is dynamic (it
+            is resized); ``None`` or 1 runs one sample per invoke. Files with a fixed
+            batch size B are fed B samples per invoke (the last chunk padded).
+        threads: Interpreter threads (None = runtime default).
 
     Returns:
-      float32 array of shape ``(len(x), ...)``; a list of arrays for multi-output files.
+        float32 array of shape ``(len(x), ...)``; a list of arrays for multi-output files.
 
     Raises:
-      ExportError: Unreadable/damaged file or inputs of the wrong shape.
+        ExportError: Unreadable/damaged file or inputs of the wrong shape.
 
     Example:
-      >>> probs = predict("model_int8.tflite", x_test)   # doctest: +SKIP
+        >>> probs = predict("model_int8.tflite", x_test)   # doctest: +SKIP
     """
     it = open_interpreter(path, num_threads=threads)
     inp = it.get_input_details()
@@ -47,7 +49,10 @@ def predict(path, x, batch_size: Optional[int] = 32, threads: Optional[int] = No
     if x.shape == sample_shape:
         x = x[None]
     if tuple(x.shape[1:]) != sample_shape:
-        raise ExportError(f"inputs have shape {tuple(x.shape)} but {os.fspath(path)} expects (N, {', '.join(map(str, sample_shape))}); reshape x")
+        raise ExportError(
+            f"inputs have shape {tuple(x.shape)} but {os.fspath(path)} expects "
+            f"(N, {', '.join(map(str, sample_shape))}); reshape x"
+        )
     n = x.shape[0]
     if n == 0:
         raise ExportError("x is empty; pass at least one sample")
@@ -91,20 +96,20 @@ def evaluate(path, x, y, batch_size: Optional[int] = 32) -> float:
     """Top-1 accuracy of a .tflite classifier.
 
     Args:
-      path: The .tflite file.
-      x: Inputs (float; quantized as the file requires).
-      y: Integer labels, shape (N,) or (N, 1), or one-hot labels (N, classes).
-      batch_size: See :func:`predict`.
+        path: The .tflite file.
+        x: Inputs (float; quantized as the file requires).
+        y: Integer labels, shape (N,) or (N, 1), or one-hot labels (N, classes).
+        batch_size: See :func:`predict`.
 
     Returns:
-      Accuracy in [0, 1].
+        Accuracy in [0, 1].
 
     Raises:
-      ExportError: Mismatched lengths or a bad file.
+        ExportError: Mismatched lengths or a bad file.
 
     Example:
-      >>> evaluate("model_int8.tflite", x_test, y_test)   # doctest: +SKIP
-      0.97
+        >>> evaluate("model_int8.tflite", x_test, y_test)   # doctest: +SKIP
+        0.97
     """
     y = np.asarray(y)
     if y.ndim == 2 and y.shape[1] > 1:
@@ -122,20 +127,20 @@ def agreement(model, path, x, batch_size: Optional[int] = 32) -> float:
     """Fraction of inputs where the Keras model and the .tflite file pick the same top-1 class.
 
     Args:
-      model: The tf_keras model the file was exported from.
-      path: The .tflite file.
-      x: Float inputs.
-      batch_size: See :func:`predict`.
+        model: The tf_keras model the file was exported from.
+        path: The .tflite file.
+        x: Float inputs.
+        batch_size: See :func:`predict`.
 
     Returns:
-      Agreement in [0, 1].
+        Agreement in [0, 1].
 
     Raises:
-      ExportError: A bad file.
+        ExportError: A bad file.
 
     Example:
-      >>> agreement(model, "model_int8.tflite", x_test)   # doctest: +SKIP
-      0.99
+        >>> agreement(model, "model_int8.tflite", x_test)   # doctest: +SKIP
+        0.99
     """
     x = np.asarray(x)
     ref = model.predict(x.astype(np.float32), verbose=0, batch_size=256)

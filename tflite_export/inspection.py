@@ -22,7 +22,8 @@ def _op_name(model, opcode_index: int) -> str:
     from ai_edge_litert import schema_py_generated as schema_fb
 
     if _OP_NAMES is None:
-        _OP_NAMES = {v: k for k, v in vars(schema_fb.BuiltinOperator).items() if not k.startswith("_") and isinstance(v, int)}
+        ops = vars(schema_fb.BuiltinOperator).items()
+        _OP_NAMES = {v: k for k, v in ops if not k.startswith("_") and isinstance(v, int)}
     oc = model.operatorCodes[opcode_index]
     code = max(int(oc.builtinCode or 0), int(oc.deprecatedBuiltinCode or 0))
     if code == schema_fb.BuiltinOperator.CUSTOM:
@@ -40,7 +41,11 @@ def _quant(t) -> Optional[Dict[str, Any]]:
         return None
     scales = [float(s) for s in q.scale]
     zps = [int(z) for z in (q.zeroPoint if q.zeroPoint is not None else [])]
-    out: Dict[str, Any] = {"per_channel": len(scales) > 1, "quantized_dimension": int(q.quantizedDimension or 0), "num_scales": len(scales)}
+    out: Dict[str, Any] = {
+        "per_channel": len(scales) > 1,
+        "quantized_dimension": int(q.quantizedDimension or 0),
+        "num_scales": len(scales),
+    }
     if len(scales) == 1:
         out["scale"] = scales[0]
         out["zero_point"] = zps[0] if zps else 0
@@ -86,21 +91,21 @@ class ModelInfo:
     """What :func:`inspect` found in a .tflite file.
 
     Attributes:
-      path: The file.
-      bytes: File size.
-      zipped_bytes: Size zipped with deflate level 9.
-      metadata: The JSON dict stored under "tfcompress" (empty if none).
-      metadata_names: Names of all flatbuffer metadata entries (e.g. "min_runtime_version").
-      ops: ``{op name: count}`` over all subgraphs, e.g. ``{"CONV_2D": 2}``.
-      op_list: Op names in execution order (subgraph 0).
-      inputs / outputs: ``[{"name", "shape", "dtype", "quantization"}]``.
-      tensors: One dict per tensor of subgraph 0: index, name, shape, dtype,
-        constant (has data), sparse, quantization (None or scale/zero_point, or a
-        per-channel summary).
-      dtype_counts: ``{dtype: number of tensors}``.
-      sparse_tensors: Number of tensors stored sparse.
-      macs: Multiply-accumulates per invoke of conv / depthwise / fully connected ops.
-      num_subgraphs: Number of subgraphs.
+        path: The file.
+        bytes: File size.
+        zipped_bytes: Size zipped with deflate level 9.
+        metadata: The JSON dict stored under "tfcompress" (empty if none).
+        metadata_names: Names of all flatbuffer metadata entries (e.g. "min_runtime_version").
+        ops: ``{op name: count}`` over all subgraphs, e.g. ``{"CONV_2D": 2}``.
+        op_list: Op names in execution order (subgraph 0).
+        inputs / outputs: ``[{"name", "shape", "dtype", "quantization"}]``.
+        tensors: One dict per tensor of subgraph 0: index, name, shape, dtype,
+            constant (has data), sparse, quantization (None or scale/zero_point, or a
+            per-channel summary).
+        dtype_counts: ``{dtype: number of tensors}``.
+        sparse_tensors: Number of tensors stored sparse.
+        macs: Multiply-accumulates per invoke of conv / depthwise / fully connected ops.
+        num_subgraphs: Number of subgraphs.
     """
 
     path: str
@@ -129,8 +134,8 @@ class ModelInfo:
         """A few human-readable lines."""
         lines = [
             f"{self.path}: {self.bytes} bytes ({self.zipped_bytes} zipped), {self.macs / 1e6:.3f} M MACs",
-            "inputs:  " + ", ".join(f"{t['name']} {t['shape']} {t['dtype']}{_qstr(t['quantization'])}" for t in self.inputs),
-            "outputs: " + ", ".join(f"{t['name']} {t['shape']} {t['dtype']}{_qstr(t['quantization'])}" for t in self.outputs),
+            "inputs:  " + ", ".join(_io_str(t) for t in self.inputs),
+            "outputs: " + ", ".join(_io_str(t) for t in self.outputs),
             "ops:     " + ", ".join(f"{k} x{v}" for k, v in sorted(self.ops.items(), key=lambda kv: (-kv[1], kv[0]))),
             "dtypes:  " + ", ".join(f"{k} x{v}" for k, v in sorted(self.dtype_counts.items())),
             f"sparse tensors: {self.sparse_tensors}",
@@ -145,6 +150,10 @@ def _qstr(q) -> str:
     if "scale" in q:
         return f" (scale={q['scale']:.6g}, zp={q['zero_point']})"
     return f" (per-channel x{q['num_scales']})"
+
+
+def _io_str(t) -> str:
+    return f"{t['name']} {t['shape']} {t['dtype']}{_qstr(t['quantization'])}"
 
 
 def _model_info(model, path: str, data: bytes) -> ModelInfo:
@@ -181,7 +190,8 @@ def _model_info(model, path: str, data: bytes) -> ModelInfo:
         )
 
     def io(idx):
-        return [{k: tensors[i][k] for k in ("name", "shape", "dtype", "quantization")} for i in (idx if idx is not None else [])]
+        keys = ("name", "shape", "dtype", "quantization")
+        return [{k: tensors[i][k] for k in keys} for i in (idx if idx is not None else [])]
 
     return ModelInfo(
         path=path,
@@ -208,24 +218,22 @@ def inspect(path) -> ModelInfo:
     safe to inspect.
 
     Args:
-      path: The .tflite file.
+        path: The .tflite file.
 
     Returns:
-      A :class:`ModelInfo`.
+        A :class:`ModelInfo`.
 
     Raises:
-      ExportError: Missing, non-TFLite or damaged file.
+        ExportError: Missing, non-TFLite or damaged file.
 
     Example:
-      >>> info = inspect("model_int8.tflite")      # doctest: +SKIP
-      >>> info.metadata["recipe"], info.ops         # doctest: +SKIP
-      ('prune50', {'CONV_2D': 1, 'FULLY_CONNECTED': 1, ...})
+        >>> info = inspect("model_int8.tflite")      # doctest: +SKIP
+        >>> info.metadata["recipe"], info.ops         # doctest: +SKIP
+        ('prune50', {'CONV_2D': 1, 'FULLY_CONNECTED': 1, ...})
     """
     path = os.path.abspath(os.fspath(path))
     data = fb.read_bytes(path)
-    if not fb.has_identifier(data):
-        raise ExportError(f"{path} is not a TFLite file (no 'TFL3' identifier); pass a file written by the TFLite converter")
-    model = fb.parse_model(data, path)
+    model = fb.parse_model(data, path)  # raises ExportError for a non-TFLite file
     if not model.subgraphs:
         raise ExportError(f"{path} has no subgraphs; it is damaged or empty, re-export it")
     try:
@@ -233,25 +241,27 @@ def inspect(path) -> ModelInfo:
     except ExportError:
         raise
     except Exception as e:  # noqa: BLE001 - inconsistent indices in a damaged file
-        raise ExportError(f"{path} is a damaged TFLite file ({type(e).__name__}: {str(e)[:80]}); re-export it") from None
+        raise ExportError(
+            f"{path} is a damaged TFLite file ({type(e).__name__}: {str(e)[:80]}); re-export it"
+        ) from None
 
 
 def read_metadata(path) -> Dict[str, Any]:
     """The JSON metadata dict stored under "tfcompress" in a .tflite file ({} if none).
 
     Args:
-      path: The .tflite file.
+        path: The .tflite file.
 
     Returns:
-      The dict passed as ``export(..., metadata=)`` plus tflite_export's own keys
-      (producer, tflite_export_version, mode, io, sparse, representative_samples).
+        The dict passed as ``export(..., metadata=)`` plus tflite_export's own keys
+        (producer, tflite_export_version, mode, io, sparse, representative_samples).
 
     Raises:
-      ExportError: Missing or damaged file.
+        ExportError: Missing or damaged file.
 
     Example:
-      >>> read_metadata("model_int8.tflite")["mode"]   # doctest: +SKIP
-      'int8'
+        >>> read_metadata("model_int8.tflite")["mode"]   # doctest: +SKIP
+        'int8'
     """
     return inspect(path).metadata
 
@@ -263,16 +273,16 @@ def count_macs(path) -> int:
     (pooling, adds, activations) are not counted.
 
     Args:
-      path: The .tflite file.
+        path: The .tflite file.
 
     Returns:
-      MACs per invoke.
+        MACs per invoke.
 
     Raises:
-      ExportError: Missing or damaged file.
+        ExportError: Missing or damaged file.
 
     Example:
-      >>> count_macs("mobilenet.tflite")   # doctest: +SKIP
-      300774272
+        >>> count_macs("mobilenet.tflite")   # doctest: +SKIP
+        300774272
     """
     return inspect(path).macs

@@ -33,14 +33,14 @@ def check_file(path, timeout: float = 120.0) -> None:
     segfault only kills the child. Results are cached per (path, mtime, size).
 
     Args:
-      path: The .tflite file.
-      timeout: Seconds allowed for the child process.
+        path: The .tflite file.
+        timeout: Seconds allowed for the child process.
 
     Raises:
-      ExportError: Missing, non-TFLite, truncated or corrupted file (one line).
+        ExportError: Missing, non-TFLite, truncated or corrupted file (one line).
 
     Example:
-      >>> check_file("model.tflite")  # doctest: +SKIP
+        >>> check_file("model.tflite")  # doctest: +SKIP
     """
     path = os.path.abspath(os.fspath(path))
     try:
@@ -54,9 +54,7 @@ def check_file(path, timeout: float = 120.0) -> None:
     data = fb.read_bytes(path)
     if len(data) < 16:
         raise ExportError(f"{path} is too short to be a TFLite model ({len(data)} bytes); re-export it")
-    if not fb.has_identifier(data):
-        raise ExportError(f"{path} is not a TFLite file (no 'TFL3' identifier); pass a file written by the TFLite converter")
-    model = fb.parse_model(data, path)
+    model = fb.parse_model(data, path)  # raises ExportError for a non-TFLite file
     if not model.subgraphs:
         raise ExportError(f"{path} has no subgraphs; it is damaged or empty, re-export it")
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
@@ -69,12 +67,14 @@ def check_file(path, timeout: float = 120.0) -> None:
             env=env,
         )
     except subprocess.TimeoutExpired:
-        raise ExportError(f"loading {path} did not finish in {timeout:.0f}s; the file is probably damaged, re-export it") from None
+        raise ExportError(
+            f"loading {path} did not finish in {timeout:.0f}s; the file is probably damaged, re-export it"
+        ) from None
     if proc.returncode != 0 or "OK" not in proc.stdout:
         if proc.returncode < 0:
             why = f"the runtime crashed with signal {-proc.returncode}"
         else:
-            lines = [l for l in (proc.stderr or "").splitlines() if l.strip()]
+            lines = [ln for ln in (proc.stderr or "").splitlines() if ln.strip()]
             why = lines[-1].strip()[:160] if lines else f"exit code {proc.returncode}"
         raise ExportError(f"{path} is a damaged or unsupported TFLite file ({why}); re-export it")
     with _LOCK:
@@ -88,10 +88,10 @@ def mark_trusted(path) -> None:
     output; any later change to the file (mtime or size) makes it untrusted again.
 
     Args:
-      path: A .tflite file that exists.
+        path: A .tflite file that exists.
 
     Example:
-      >>> mark_trusted("m.tflite")  # doctest: +SKIP
+        >>> mark_trusted("m.tflite")  # doctest: +SKIP
     """
     path = os.path.abspath(os.fspath(path))
     st = os.stat(path)
