@@ -9,8 +9,8 @@ if not k3.__version__.startswith("3"):  # pragma: no cover
 
 import tfcompress  # noqa: E402
 from tfcompress._keras import keras  # noqa: E402
-from tfcompress._model import coerce_model
 from tfcompress._keras3 import to_tf_keras  # noqa: E402
+from tfcompress._model import coerce_model
 
 L = k3.layers
 
