@@ -195,24 +195,25 @@ class Pruning:
         object.__setattr__(self, "include", check_patterns("pruning", "include", self.include))
         object.__setattr__(self, "exclude", check_patterns("pruning", "exclude", self.exclude))
         if self.per_layer is not None:
-            if not isinstance(self.per_layer, dict) or not self.per_layer:
-                raise RecipeError(
-                    f"pruning.per_layer must be a mapping {{layer name or regex: sparsity}}, got {self.per_layer!r}."
-                )
-            for k, v in self.per_layer.items():
-                check_patterns("pruning", "per_layer", [k])
-                if not is_real(v) or not 0 <= v < 1:
-                    raise RecipeError(f"pruning.per_layer[{k!r}] must be a sparsity in [0, 1), got {v!r}.")
-            object.__setattr__(self, "per_layer", {k: float(v) for k, v in self.per_layer.items()})
-            if self.custom_schedule:
-                raise RecipeError(
-                    "pruning.per_layer needs the 'polynomial' or 'constant' schedule (a schedule object "
-                    "has one sparsity): drop per_layer or use a named schedule."
-                )
-            if mn is not None:
-                raise RecipeError(
-                    "pruning.per_layer does not apply to sparsity_m_by_n (its sparsity is m/n): drop one."
-                )
+            self._check_per_layer(mn)
+
+    def _check_per_layer(self, mn):
+        if not isinstance(self.per_layer, dict) or not self.per_layer:
+            raise RecipeError(
+                f"pruning.per_layer must be a mapping {{layer name or regex: sparsity}}, got {self.per_layer!r}."
+            )
+        for k, v in self.per_layer.items():
+            check_patterns("pruning", "per_layer", [k])
+            if not is_real(v) or not 0 <= v < 1:
+                raise RecipeError(f"pruning.per_layer[{k!r}] must be a sparsity in [0, 1), got {v!r}.")
+        object.__setattr__(self, "per_layer", {k: float(v) for k, v in self.per_layer.items()})
+        if self.custom_schedule:
+            raise RecipeError(
+                "pruning.per_layer needs the 'polynomial' or 'constant' schedule (a schedule object "
+                "has one sparsity): drop per_layer or use a named schedule."
+            )
+        if mn is not None:
+            raise RecipeError("pruning.per_layer does not apply to sparsity_m_by_n (its sparsity is m/n): drop one.")
 
     @property
     def custom_schedule(self):

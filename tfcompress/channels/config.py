@@ -23,26 +23,36 @@ _SCHEDULES = ("one-shot", "iterative")
 class Channels:
     """Recipe stage for channel (filter / neuron) pruning.
 
-    Attributes:
-        ratio: fraction of channels removed from every prunable group, [0, 1).
-        criterion: importance criterion: "l1", "l2", "bn_gamma" or "taylor".
-        per_layer: {layer name: ratio} overrides, each in [0, 1).
-        flops: fraction of FLOPs to keep, (0, 1]; overrides ``ratio`` (with
-            validation data the per-layer ratios come from a sensitivity scan).
-        params: fraction of parameters to keep, (0, 1]; like ``flops``.
-        schedule: "one-shot" (prune once, fine-tune) or "iterative" (``steps``
-            rounds of prune + fine-tune).
-        steps: number of prune steps of the iterative schedule, >= 1.
-        epochs: fine-tuning epochs after each step, >= 0.
-        alpha: distillation weight of the teacher's soft targets, [0, 1].
-        temperature: distillation temperature, > 0.
+    Args:
+        ratio: fraction of channels removed from every prunable group, in
+            [0, 1). Defaults to `0.5`.
+        criterion: importance criterion: ``"l1"``, ``"l2"``, ``"bn_gamma"``
+            or ``"taylor"``. Defaults to `"l1"`.
+        per_layer: ``{layer name: ratio}`` overrides, each in [0, 1).
+            Defaults to `None`.
+        flops: fraction of FLOPs to keep, in (0, 1]; overrides ``ratio``
+            (with validation data the per-layer ratios come from a
+            sensitivity scan). Defaults to `None`.
+        params: fraction of parameters to keep, in (0, 1]; like ``flops``.
+            Defaults to `None`.
+        schedule: ``"one-shot"`` (prune once, fine-tune) or ``"iterative"``
+            (``steps`` rounds of prune + fine-tune). Defaults to `"one-shot"`.
+        steps: number of prune steps of the iterative schedule, at least 1.
+            Defaults to `3`.
+        epochs: fine-tuning epochs after each step, at least 0. Defaults to `2`.
+        alpha: distillation weight of the teacher's soft targets, in [0, 1].
+            Defaults to `0.5`.
+        temperature: distillation temperature, > 0. Defaults to `4.0`.
         distill: fine-tune with distillation from the unpruned model.
+            Defaults to `True`.
 
     Raises:
-        RecipeError: a field is out of range (the message names it).
+        RecipeError: a field is out of range (the message names it and the
+            allowed range).
 
     Example:
-        >>> Channels(ratio=0.5, criterion="bn_gamma", schedule="iterative", steps=2)
+        >>> Channels(ratio=0.5, criterion="bn_gamma", schedule="iterative", steps=2).steps
+        2
     """
 
     ratio: float = 0.5
