@@ -26,7 +26,7 @@ from tfcompress.tuning.algorithms import canonical_algorithm
 from tfcompress.tuning.objectives import PENALTY, Constraint, score
 from tfcompress.tuning.oracle import make_oracle, oracle_seed
 from tfcompress.tuning.search import format_params
-from tfcompress.tuning.trial import TrialContext, failure_reason
+from tfcompress.tuning.trial import TrialContext, failure_reason, weight_seed
 from tfcompress.tuning.tuner import CompressionTuner
 
 TINY_SPACE = {"learning_rate": {"min": 1e-3, "max": 1e-2, "sampling": "log"}, "final_sparsity": [0.5, 0.8]}
@@ -208,6 +208,12 @@ def test_tuner_seed_none_is_the_default(tmp_path):
     t = CompressionTuner(lambda: None, SearchSpace(TINY_SPACE), isolation="session", seed=None,
                          directory=str(tmp_path))
     assert t.seed == 0 and t.oracle.seed == oracle_seed(0)
+
+
+def test_weight_seed_of_a_negative_search_seed_is_valid():
+    assert weight_seed(0, "3") == 3 and weight_seed(7, "chief") == 7
+    for seed, tid in ((-1, "0"), (-5, "2"), (2**32, "1")):
+        keras.utils.set_random_seed(weight_seed(seed, tid))  # raised ValueError for seed + id < 0
 
 
 def test_score_penalty_is_bounded_and_ranks_feasible_first_where_it_must(tmp_path):

@@ -40,7 +40,7 @@ from tfcompress.tuning.objectives import score
 from tfcompress.tuning.space import SearchSpace, TrainingSchedule, plain_values
 from tflite_export._process import current_rss_mb, peak_rss_mb
 
-__all__ = ["TrialContext", "failure_reason", "rss_mb"]
+__all__ = ["TrialContext", "failure_reason", "rss_mb", "weight_seed"]
 
 
 def failure_reason(message):
@@ -76,6 +76,17 @@ def rss_mb():
     """
     cur, peak = current_rss_mb(), peak_rss_mb()
     return (math.nan if cur is None else cur), (math.nan if peak is None else peak)
+
+
+def weight_seed(seed, trial_id):
+    """The seed a trial's weights start from: ``seed + trial_id``, wrapped into
+    NumPy's range (a negative sum made ``set_random_seed`` fail the trial).
+
+    Example:
+        >>> weight_seed(0, "03"), weight_seed(-1, "0"), weight_seed(5, "chief")
+        (3, 4294967295, 5)
+    """
+    return (seed + (int(trial_id) if str(trial_id).isdigit() else 0)) % 2**32
 
 
 def _non_finite(history):
@@ -221,7 +232,7 @@ class TrialContext:
         sched = TrainingSchedule.from_values(values, recipe.learning_rate)
         epochs = int(values.get("tuner/epochs", self.epochs))
         initial = int(values.get("tuner/initial_epoch", 0))
-        keras.utils.set_random_seed(self.seed + (int(tid) if str(tid).isdigit() else 0))
+        keras.utils.set_random_seed(weight_seed(self.seed, tid))
         model = check_model(self.build_model())
         # Hyperband continues from its parent trial's weights; a parent that
         # ran on another machine without a shared folder is not here, and the
