@@ -15,7 +15,7 @@ import pytest
 import tfcompress
 import tflite_export
 from tfcompress._keras import keras
-from tfcompress.cli import main
+from tfcompress.cli import build_parser, main
 from tfcompress.tuning import tune
 from tflite_export import ExportError
 from tflite_export import cli as export_cli
@@ -168,3 +168,20 @@ def test_savedmodel_without_keras_metadata_converts_from_its_graph(files, tmp_pa
     assert not os.path.exists(os.path.join(folder, "keras_metadata.pb"))
     rep = tflite_export.export(folder, str(tmp_path / "g.tflite"), mode="float32")
     assert rep.bytes > 0
+
+
+def test_tune_opt_in_is_carried_to_trials_and_workers(files, tmp_path):
+    from tfcompress.io import ModelBuilder
+    from tfcompress.tuning import cli as tune_cli
+    from tfcompress.tuning.search import resolve_model as tune_resolve
+
+    paths, marker = files
+    args = build_parser().parse_args(["tune", "--model", paths["h5"], "--dataset", "digits", "--unsafe"])
+    model = tune_cli._model(args)
+    assert isinstance(model, ModelBuilder) and model.safe_mode is False
+    assert "--unsafe" in tune_cli._child_argv(args, "worker")
+    build, name, _ = tune_resolve(model)
+    assert name == os.path.abspath(paths["h5"]) and build.safe_mode is False
+    build()  # what each trial does: loads the trusted file
+    assert marker.exists()
+    marker.unlink()

@@ -19,6 +19,7 @@ import sys
 import time
 
 from tfcompress.errors import TuningError
+from tfcompress.io import ModelBuilder
 
 __all__ = ["add_subcommands", "run_tune"]
 
@@ -68,6 +69,8 @@ def add_subcommands(subparsers):
                    help="run trials in a child process replaced every few trials (default; no memory creep) "
                    "or in this process")
     p.add_argument("--quiet", action="store_true", help="print only the final table")
+    p.add_argument("--unsafe", action="store_true",
+                   help="load files with Lambda layers (runs their code: only for files you trust)")
     p.add_argument("--role", choices=["chief", "worker"], default=None, help=argparse_suppress())
     p.set_defaults(func=run_tune)
 
@@ -85,6 +88,11 @@ def _kwargs(args):
         epoch_budget=args.epoch_budget, directory=args.dir, overwrite=args.overwrite, seed=args.seed,
         threads=args.threads, train_subset=args.train_subset, isolation=args.isolation,
     )
+
+
+def _model(args):
+    """The model argument of tune(): with --unsafe, a builder that loads the file with safe_mode=False."""
+    return ModelBuilder(args.model, safe_mode=False) if args.unsafe else args.model
 
 
 def _free_port(host):
@@ -107,6 +115,8 @@ def _child_argv(args, role):
         argv += ["--constraint", c]
     if args.quiet:
         argv.append("--quiet")
+    if args.unsafe:
+        argv.append("--unsafe")
     return [sys.executable, "-m", "tfcompress.cli"] + argv
 
 
@@ -123,13 +133,13 @@ def run_tune(args):
         raise TuningError(f"--workers must be 0 or more, got {args.workers}.")
     progress = None if args.quiet else (lambda line: print(line, flush=True))
     if args.role is not None:  # a child started by a launcher (or by hand, with the KERASTUNER_* env)
-        result = tune(args.model, args.dataset, progress=progress, **_kwargs(args))
+        result = tune(_model(args), args.dataset, progress=progress, **_kwargs(args))
         return 0 if result is None or args.role == "chief" else _summary(args, result)
     if args.chief:
         return _join(args, progress)
     if args.workers:
         return _launch(args)
-    result = tune(args.model, args.dataset, progress=progress, **_kwargs(args))
+    result = tune(_model(args), args.dataset, progress=progress, **_kwargs(args))
     return _summary(args, result)
 
 
@@ -143,7 +153,7 @@ def _join(args, progress):
     env = dict(os.environ, KERASTUNER_ORACLE_IP=host, KERASTUNER_ORACLE_PORT=port)
     if args.workers <= 1:
         os.environ.update(env, KERASTUNER_TUNER_ID=base_id)
-        tune(args.model, args.dataset, progress=progress, **dict(_kwargs(args), overwrite=False))
+        tune(_model(args), args.dataset, progress=progress, **dict(_kwargs(args), overwrite=False))
         return 0
     procs = [subprocess.Popen(_child_argv(args, "worker"), env=dict(env, KERASTUNER_TUNER_ID=f"{base_id}-{i}"))
              for i in range(args.workers)]
@@ -156,7 +166,7 @@ def _launch(args):
 
     # Validate everything (space, objectives, constraints, folder) and write
     # the settings before starting processes.
-    tune(args.model, args.dataset, validate_only=True, **_kwargs(args))
+    tune(_model(args), args.dataset, validate_only=True, **_kwargs(args))
     bind = args.bind
     port = args.port or _free_port(_LOOPBACK if bind in ("0.0.0.0", "::") else bind)
     local = _LOOPBACK if bind in ("0.0.0.0", "::") or is_loopback(bind) else bind
