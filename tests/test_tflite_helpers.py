@@ -181,3 +181,25 @@ def test_failed_adb_push_quotes_the_last_error_line(int8_path, tmp_path, monkeyp
         "adb push failed: adb: error: failed to copy: No space left on device; "
         "check the device has space and is unlocked"
     )
+
+
+# ------------------------------------------------------------------ --data without tfcompress
+
+
+def test_dataset_names_come_from_the_caller_not_an_import_of_tfcompress():
+    with pytest.raises(ExportError, match=r"--data digits is not a \.npz file.*tfcompress export"):
+        cli.load_data("digits")
+
+    class Fake:
+        train = ("xtr", "ytr")
+        test = ("xte", "yte")
+
+    assert cli.load_data("digits", lambda name: Fake) == ("xtr", "ytr", "xte", "yte")
+
+
+def test_tfcompress_cli_hands_its_datasets_to_export():
+    from tfcompress import cli as tfc_cli
+    from tfcompress import datasets
+
+    args = tfc_cli.build_parser().parse_args(["export", "m.keras", "--out", "m.tflite", "--data", "digits"])
+    assert args.load_dataset is datasets.load

@@ -13,7 +13,7 @@ import os
 import sys
 import traceback
 
-from tfcompress import check_cli
+from tfcompress import check_cli, datasets
 from tfcompress.tuning import cli as tuning_cli
 from tflite_export import cli as export_cli
 
@@ -79,7 +79,8 @@ def build_parser():
     opt.set_defaults(func=_cmd_optimize)
 
     # Other subcommands live beside the code they drive.
-    for module in (export_cli, check_cli, tuning_cli):
+    export_cli.add_subcommands(sub, load_dataset=datasets.load)  # tflite_export never imports tfcompress
+    for module in (check_cli, tuning_cli):
         module.add_subcommands(sub)
     return parser
 

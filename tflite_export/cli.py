@@ -20,27 +20,32 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-from ._atomic import atomic_write_bytes, save_figure
+from ._atomic import atomic_write_bytes
+from .bench_report import bench_table, plot_timings
 from .errors import ExportError
 
 __all__ = ["add_subcommands", "cmd_export", "cmd_inspect", "cmd_bench", "load_data", "bench_table"]
 
 
-def add_subcommands(subparsers) -> None:
+def add_subcommands(subparsers, load_dataset=None) -> None:
     """Registers ``export``, ``inspect`` and ``bench`` on an argparse subparsers object.
 
     Args:
         subparsers: The object returned by ``ArgumentParser.add_subparsers()``.
+        load_dataset: A function from a dataset name to an object with ``train`` and
+            ``test`` ``(x, y)`` pairs, used for ``export --data NAME`` (tfcompress passes
+            ``tfcompress.datasets.load``; tflite_export never imports tfcompress). Defaults
+            to `None`: ``--data`` then takes .npz files only.
 
     Example:
         >>> p = argparse.ArgumentParser(); add_subcommands(p.add_subparsers(dest="command"))
     """
-    _add_export(subparsers)
+    _add_export(subparsers, load_dataset)
     _add_inspect(subparsers)
     _add_bench(subparsers)
 
 
-def _add_export(subparsers) -> None:
+def _add_export(subparsers, load_dataset) -> None:
     from .convert import IO_TYPES, MODES
 
     ex = subparsers.add_parser(
@@ -64,7 +69,7 @@ def _add_export(subparsers) -> None:
     ex.add_argument("--json", default=None, metavar="PATH", help="write the report as JSON ('-' = stdout)")
     ex.add_argument("--unsafe", action="store_true",
                     help="load files with Lambda layers (runs their code: only for files you trust)")
-    ex.set_defaults(func=cmd_export)
+    ex.set_defaults(func=cmd_export, load_dataset=load_dataset)
 
 
 def _add_inspect(subparsers) -> None:
@@ -136,29 +141,32 @@ def _load_npz(name: str):
     return x.astype(np.float32), arrays.get("y_train", arrays.get("y")), arrays.get("x_test"), arrays.get("y_test")
 
 
-def load_data(name: str):
+def load_data(name: str, load_dataset=None):
     """Returns ``(x_train, y_train, x_test, y_test)`` (labels may be None) for --data.
 
     Args:
-        name: "digits" / "fashion-mnist" (via ``tfcompress.datasets.load``) or a .npz
-            file with ``x_train`` (or ``x``) and optionally ``y_train``, ``x_test``, ``y_test``.
+        name: A .npz file with ``x_train`` (or ``x``) and optionally ``y_train``,
+            ``x_test``, ``y_test``; or a dataset name for ``load_dataset``.
+        load_dataset: Dataset name -> object with ``train`` and ``test`` ``(x, y)``
+            pairs (``tfcompress.datasets.load`` under ``tfcompress export``). Defaults to `None`.
 
     Returns:
         A 4-tuple of arrays (or None where absent).
 
     Raises:
-        ExportError: Unreadable file, missing arrays, or tfcompress not installed.
+        ExportError: Unreadable file, missing arrays, or a dataset name without a loader.
 
     Example:
         >>> xtr, ytr, xte, yte = load_data("calib.npz")   # doctest: +SKIP
     """
     if name.lower().endswith(".npz") or os.path.isfile(name):
         return _load_npz(name)
-    try:
-        from tfcompress import datasets  # lazy: tflite_export works without tfcompress
-    except ImportError:
-        raise ExportError(f"--data {name} needs tfcompress.datasets; install tfcompress or pass a .npz file") from None
-    d = datasets.load(name)
+    if load_dataset is None:
+        raise ExportError(
+            f"--data {name} is not a .npz file; dataset names (digits, fashion-mnist) need tfcompress "
+            "(run `tfcompress export`), or pass a .npz file"
+        )
+    d = load_dataset(name)
     return d.train[0], d.train[1], d.test[0], d.test[1]
 
 
@@ -209,7 +217,7 @@ def cmd_export(args) -> int:
     meta = _parse_metadata(args.metadata)
     xtr = xte = yte = None
     if args.data:
-        xtr, _, xte, yte = load_data(args.data)
+        xtr, _, xte, yte = load_data(args.data, getattr(args, "load_dataset", None))
         meta = dict(meta or {})
         meta.setdefault("dataset", os.path.basename(args.data))
     elif args.mode in ("int8", "int16x8"):
@@ -287,106 +295,6 @@ def cmd_inspect(args) -> int:
 
 
 # ------------------------------------------------------------------------------- bench
-
-
-def _fmt(v, d=3) -> str:
-    """"-" for None; 4 significant digits (``d=3``) or ``d`` decimals."""
-    return "-" if v is None else (f"{v:.4g}" if d == 3 else f"{v:.{d}f}")
-
-
-def _ok_row(r: Dict, base_latency: Optional[float]) -> str:
-    lat = r.get("median_ms") or r.get("mean_ms")
-    pct = "-" if r.get("peak_fraction") is None else f"{100 * r['peak_fraction']:.1f}"
-    med = _fmt(r.get("median_ms")) if r.get("median_ms") is not None else f"{_fmt(r.get('mean_ms'))} (avg)"
-    speedup = _fmt(base_latency / lat if base_latency and lat else None, 2)
-    return (
-        f"| {r['file']} | {r['accelerator']} | {r['backend']} | {r['threads']} | {med} | {_fmt(r.get('p90_ms'))} | "
-        f"{_fmt(r.get('min_ms'))} | {_fmt(r.get('init_ms'), 1)} | {r['runs']} | {speedup}x | "
-        f"{_fmt(r.get('gops'), 2)} | {pct} | ok |"
-    )
-
-
-def bench_table(rows: List[Dict]) -> str:
-    """Markdown comparison table from bench rows (dicts with "file" and Timing fields).
-
-    Speed-up is relative to the first file measured with the same accelerator and
-    threads (``median_ms``, or ``mean_ms`` when a runner prints no median).
-
-    Args:
-        rows: ``[dict(file=name, **timing.to_dict()), ...]``.
-
-    Returns:
-        The Markdown table as one string.
-
-    Example:
-        >>> print(bench_table([dict(file="m.tflite", **benchmark("m.tflite").to_dict())]))   # doctest: +SKIP
-    """
-    base: Dict[tuple, float] = {}
-    for r in rows:
-        key = (r["accelerator"], r["threads"])
-        lat = r.get("median_ms") or r.get("mean_ms")
-        if r["status"] == "ok" and lat and key not in base:
-            base[key] = lat
-    head = (
-        "| file | accelerator | backend | threads | median ms | p90 ms | min ms | init ms | runs | speed-up | GOPS "
-        "| % peak | status |"
-    )
-    out = [head, "|" + "---|" * 3 + "---:|" * 9 + "---|"]
-    for r in rows:
-        if r["status"] != "ok":
-            out.append(
-                f"| {r['file']} | {r['accelerator']} | {r.get('backend') or ''} | {r['threads']} "
-                f"| - | - | - | - | - | - | - | - | {r['status']} |"
-            )
-            continue
-        out.append(_ok_row(r, base.get((r["accelerator"], r["threads"]))))
-    return "\n".join(out)
-
-
-def _unique(values) -> list:
-    out = []
-    for v in values:
-        if v not in out:
-            out.append(v)
-    return out
-
-
-def _plot(rows: List[Dict], dest: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    def config(r):
-        return f"{r['accelerator']} x{r['threads']}"
-
-    configs = _unique(config(r) for r in rows)
-    files = _unique(r["file"] for r in rows)
-    width = 0.8 / max(1, len(configs))
-    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(files) * max(1, len(configs)) / 2 + 3), 4.5))
-    for j, c in enumerate(configs):
-        xs, hs = [], []
-        for i, f in enumerate(files):
-            r = next((r for r in rows if r["file"] == f and config(r) == c), None)
-            if r is None:
-                continue
-            lat = (r.get("median_ms") or r.get("mean_ms")) if r["status"] == "ok" else None
-            x = i + (j - (len(configs) - 1) / 2) * width
-            if lat is None:
-                ax.text(x, 0, "n/a", ha="center", va="bottom", fontsize=7, rotation=90)
-                continue
-            xs.append(x)
-            hs.append(lat)
-        if xs:
-            bars = ax.bar(xs, hs, width=width * 0.95, label=c)
-            ax.bar_label(bars, fmt="%.3g", fontsize=7)
-    ax.set_xticks(range(len(files)))
-    ax.set_xticklabels(files, rotation=15, ha="right", fontsize=8)
-    ax.set_ylabel("median latency per invoke (ms)")
-    ax.set_title("TFLite latency (LiteRT)")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    save_figure(fig, dest, dpi=120)
 
 
 def _bench_accelerators(args) -> List[str]:
@@ -469,7 +377,7 @@ def cmd_bench(args) -> int:
     if args.markdown:
         atomic_write_bytes(args.markdown, (table + "\n").encode("utf-8"))
     if args.plot:
-        _plot(rows, args.plot)
+        plot_timings(rows, args.plot)
     _write_json({"timings": rows}, args.json)
     return 0
 

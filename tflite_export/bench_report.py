@@ -1,0 +1,124 @@
+"""Bench results side by side: a Markdown comparison table and a latency bar chart."""
+
+from __future__ import annotations
+
+from typing import Dict, List, Optional
+
+from ._atomic import save_figure
+
+__all__ = ["bench_table", "plot_timings"]
+
+
+def _fmt(v, d=3) -> str:
+    """"-" for None; 4 significant digits (``d=3``) or ``d`` decimals."""
+    return "-" if v is None else (f"{v:.4g}" if d == 3 else f"{v:.{d}f}")
+
+
+def _ok_row(r: Dict, base_latency: Optional[float]) -> str:
+    lat = r.get("median_ms") or r.get("mean_ms")
+    pct = "-" if r.get("peak_fraction") is None else f"{100 * r['peak_fraction']:.1f}"
+    med = _fmt(r.get("median_ms")) if r.get("median_ms") is not None else f"{_fmt(r.get('mean_ms'))} (avg)"
+    speedup = _fmt(base_latency / lat if base_latency and lat else None, 2)
+    return (
+        f"| {r['file']} | {r['accelerator']} | {r['backend']} | {r['threads']} | {med} | {_fmt(r.get('p90_ms'))} | "
+        f"{_fmt(r.get('min_ms'))} | {_fmt(r.get('init_ms'), 1)} | {r['runs']} | {speedup}x | "
+        f"{_fmt(r.get('gops'), 2)} | {pct} | ok |"
+    )
+
+
+def bench_table(rows: List[Dict]) -> str:
+    """Markdown comparison table from bench rows (dicts with "file" and Timing fields).
+
+    Speed-up is relative to the first file measured with the same accelerator and
+    threads (``median_ms``, or ``mean_ms`` when a runner prints no median).
+
+    Args:
+        rows: ``[dict(file=name, **timing.to_dict()), ...]``.
+
+    Returns:
+        The Markdown table as one string.
+
+    Example:
+        >>> print(bench_table([dict(file="m.tflite", **benchmark("m.tflite").to_dict())]))   # doctest: +SKIP
+    """
+    base: Dict[tuple, float] = {}
+    for r in rows:
+        key = (r["accelerator"], r["threads"])
+        lat = r.get("median_ms") or r.get("mean_ms")
+        if r["status"] == "ok" and lat and key not in base:
+            base[key] = lat
+    head = (
+        "| file | accelerator | backend | threads | median ms | p90 ms | min ms | init ms | runs | speed-up | GOPS "
+        "| % peak | status |"
+    )
+    out = [head, "|" + "---|" * 3 + "---:|" * 9 + "---|"]
+    for r in rows:
+        if r["status"] != "ok":
+            out.append(
+                f"| {r['file']} | {r['accelerator']} | {r.get('backend') or ''} | {r['threads']} "
+                f"| - | - | - | - | - | - | - | - | {r['status']} |"
+            )
+            continue
+        out.append(_ok_row(r, base.get((r["accelerator"], r["threads"]))))
+    return "\n".join(out)
+
+
+def _unique(values) -> list:
+    out = []
+    for v in values:
+        if v not in out:
+            out.append(v)
+    return out
+
+
+def plot_timings(rows: List[Dict], dest: str) -> str:
+    """Bar chart of the median latency of each file under each configuration, saved atomically.
+
+    Args:
+        rows: ``[dict(file=name, **timing.to_dict()), ...]``; unavailable timings show "n/a".
+        dest: Image path (PNG unless the extension says otherwise).
+
+    Returns:
+        The absolute path written.
+
+    Raises:
+        ExportError: The image cannot be written.
+
+    Example:
+        >>> plot_timings([dict(file="m.tflite", **benchmark("m.tflite").to_dict())], "b.png")   # doctest: +SKIP
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    def config(r):
+        return f"{r['accelerator']} x{r['threads']}"
+
+    configs = _unique(config(r) for r in rows)
+    files = _unique(r["file"] for r in rows)
+    width = 0.8 / max(1, len(configs))
+    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(files) * max(1, len(configs)) / 2 + 3), 4.5))
+    for j, c in enumerate(configs):
+        xs, hs = [], []
+        for i, f in enumerate(files):
+            r = next((r for r in rows if r["file"] == f and config(r) == c), None)
+            if r is None:
+                continue
+            lat = (r.get("median_ms") or r.get("mean_ms")) if r["status"] == "ok" else None
+            x = i + (j - (len(configs) - 1) / 2) * width
+            if lat is None:
+                ax.text(x, 0, "n/a", ha="center", va="bottom", fontsize=7, rotation=90)
+                continue
+            xs.append(x)
+            hs.append(lat)
+        if xs:
+            bars = ax.bar(xs, hs, width=width * 0.95, label=c)
+            ax.bar_label(bars, fmt="%.3g", fontsize=7)
+    ax.set_xticks(range(len(files)))
+    ax.set_xticklabels(files, rotation=15, ha="right", fontsize=8)
+    ax.set_ylabel("median latency per invoke (ms)")
+    ax.set_title("TFLite latency (LiteRT)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return save_figure(fig, dest, dpi=120)
