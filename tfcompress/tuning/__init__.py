@@ -12,9 +12,10 @@ Example:
     >>> print(result.table())  # doctest: +SKIP
 """
 
+from tfcompress.errors import TuningError
 from tfcompress.tuning.objectives import Constraint, pareto_front, parse_constraint, parse_objectives
 from tfcompress.tuning.search import TuneResult, load_results, tune
-from tfcompress.tuning.space import DEFAULT_SPACE, Param, SearchSpace, TrainingSchedule, TuningError
+from tfcompress.tuning.space import DEFAULT_SPACE, Param, SearchSpace, TrainingSchedule
 
 __all__ = [
     "tune",
