@@ -34,21 +34,21 @@ class ExportReport:
     """What :func:`export` wrote.
 
     Attributes:
-      path: Absolute path of the .tflite file.
-      mode: Conversion flavour ("float32", "float16", "dynamic", "int8", "int16x8").
-      bytes: File size in bytes.
-      zipped_bytes: Size of the file compressed with zip deflate level 9 (in memory);
-        shows the gain of pruning/clustering, which shrink the *compressed* size.
-      input_dtype: dtype name of the first model input in the file, e.g. "int8".
-      output_dtype: dtype name of the first model output in the file.
-      input_quantization: ``(scale, zero_point)`` of the input, or None if float.
-      output_quantization: ``(scale, zero_point)`` of the output, or None if float.
-      status: "ok".
-      io: Requested input/output type for int8 ("int8", "uint8", "float"), else "float".
-      sparse_tensors: Number of tensors actually stored sparse in the file.
-      num_samples: Representative samples used for calibration (0 if none).
-      convert_seconds: Wall time of the conversion.
-      metadata: The JSON metadata stored in the file under "tfcompress".
+        path: Absolute path of the .tflite file.
+        mode: Conversion flavour ("float32", "float16", "dynamic", "int8", "int16x8").
+        bytes: File size in bytes.
+        zipped_bytes: Size of the file compressed with zip deflate level 9 (in memory);
+            shows the gain of pruning/clustering, which shrink the *compressed* size.
+        input_dtype: dtype name of the first model input in the file, e.g. "int8".
+        output_dtype: dtype name of the first model output in the file.
+        input_quantization: ``(scale, zero_point)`` of the input, or None if float.
+        output_quantization: ``(scale, zero_point)`` of the output, or None if float.
+        status: "ok".
+        io: Requested input/output type for int8 ("int8", "uint8", "float"), else "float".
+        sparse_tensors: Number of tensors actually stored sparse in the file.
+        num_samples: Representative samples used for calibration (0 if none).
+        convert_seconds: Wall time of the conversion.
+        metadata: The JSON metadata stored in the file under "tfcompress".
     """
 
     path: str
@@ -79,14 +79,14 @@ def zipped_size(data: bytes) -> int:
     """Size of ``data`` zipped with deflate level 9, computed in memory.
 
     Args:
-      data: File contents.
+        data: File contents.
 
     Returns:
-      Compressed size in bytes (what a pruned/clustered model gains on disk or download).
+        Compressed size in bytes (what a pruned/clustered model gains on disk or download).
 
     Example:
-      >>> zipped_size(open("m.tflite", "rb").read())   # doctest: +SKIP
-      2286
+        >>> zipped_size(open("m.tflite", "rb").read())   # doctest: +SKIP
+        2286
     """
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as z:
@@ -200,7 +200,8 @@ def _samples(data, input_shape, num_samples: int) -> List[np.ndarray]:
         x = None
     if x is None or x.dtype == object or not np.issubdtype(x.dtype, np.number) or x.ndim == 0:
         raise ExportError(
-            f"representative_data of type {type(data).__name__} is not usable; pass a numpy array of inputs, an (x, y) tuple or a tf.data.Dataset"
+            f"representative_data of type {type(data).__name__} is not usable; pass a numpy array of inputs, "
+            "an (x, y) tuple or a tf.data.Dataset"
         )
     if rank is not None and x.ndim == rank - 1:
         x = x[None]
@@ -246,6 +247,67 @@ def _inference_converter(tf, model):
         return None
 
 
+def _configure(tf, conv, mode: str, io: str, sparse: bool, samples: List[np.ndarray]) -> bytes:
+    """Sets the optimizations, types and calibration data of ``mode`` on a converter and converts."""
+    opts = []
+    if mode != "float32":
+        opts.append(tf.lite.Optimize.DEFAULT)
+    if sparse:
+        opts.append(tf.lite.Optimize.EXPERIMENTAL_SPARSITY)
+    conv.optimizations = opts
+    if mode == "float16":
+        conv.target_spec.supported_types = [tf.float16]
+    if mode in ("int8", "int16x8"):
+
+        def gen():
+            for s in samples:
+                yield [s]
+
+        conv.representative_dataset = gen
+    if mode == "int8":
+        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        if io != "float":
+            t = tf.int8 if io == "int8" else tf.uint8
+            conv.inference_input_type = t
+            conv.inference_output_type = t
+    elif mode == "int16x8":
+        conv.target_spec.supported_ops = [
+            tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8
+        ]
+    with warnings.catch_warnings():
+        # TF's own notice for int8 io; the io types are set on purpose.
+        warnings.filterwarnings("ignore", message="Statistics for quantized inputs")
+        return conv.convert()
+
+
+def _convert(tf, kind: str, src, mode: str, configure):
+    """TFLite bytes of ``src``: traced from its inference call first, else the full Keras / SavedModel path."""
+    if kind == "keras":
+        fast = _inference_converter(tf, src)
+        if fast is not None:
+            try:
+                data = configure(fast)
+            except Exception:  # noqa: BLE001 - the full Keras path below decides, with its own error
+                data = None
+            if data is not None:
+                return data
+    try:
+        if kind == "keras":
+            conv = tf.lite.TFLiteConverter.from_keras_model(src)
+        else:
+            conv = tf.lite.TFLiteConverter.from_saved_model(src)
+    except Exception as e:  # noqa: BLE001
+        raise ExportError(
+            f"cannot trace the model for conversion ({type(e).__name__}: {_one_line(e)}); "
+            "make sure it runs on a float32 batch"
+        ) from None
+    try:
+        return configure(conv)
+    except Exception as e:  # noqa: BLE001
+        hint = "check every layer has a TFLite builtin op" + (" with an int8 kernel" if mode == "int8" else "")
+        raise ExportError(f"TFLite conversion ({mode}) failed: {_one_line(e)}; {hint}") from None
+
+
 def convert_bytes(
     model,
     mode: str = "int8",
@@ -259,22 +321,22 @@ def convert_bytes(
     """Converts ``model`` to TFLite bytes without writing anything (no metadata added).
 
     Args:
-      model: tf_keras model, SavedModel folder or .keras/.h5 path (see :func:`export`).
-      mode: One of :data:`MODES`.
-      representative_data: Calibration inputs (see :func:`export`).
-      num_samples: Representative samples to use.
-      io: int8 input/output type, one of :data:`IO_TYPES`.
-      sparse: Add ``EXPERIMENTAL_SPARSITY``.
-      safe_mode: Refuse model files with ``Lambda`` layers (see :func:`export`).
+        model: tf_keras model, SavedModel folder or .keras/.h5 path (see :func:`export`).
+        mode: One of :data:`MODES`.
+        representative_data: Calibration inputs (see :func:`export`).
+        num_samples: Representative samples to use.
+        io: int8 input/output type, one of :data:`IO_TYPES`.
+        sparse: Add ``EXPERIMENTAL_SPARSITY``.
+        safe_mode: Refuse model files with ``Lambda`` layers (see :func:`export`).
 
     Returns:
-      ``(tflite_bytes, representative_samples_used)``.
+        ``(tflite_bytes, representative_samples_used)``.
 
     Raises:
-      ExportError: As :func:`export`.
+        ExportError: As :func:`export`.
 
     Example:
-      >>> data, n = convert_bytes(model, "dynamic")   # doctest: +SKIP
+        >>> data, n = convert_bytes(model, "dynamic")   # doctest: +SKIP
     """
     import tensorflow as tf
 
@@ -286,7 +348,10 @@ def convert_bytes(
         raise ExportError(f"num_samples must be a positive integer, got {num_samples!r}")
     needs_data = mode in ("int8", "int16x8")
     if needs_data and representative_data is None:
-        raise ExportError(f"mode={mode!r} needs representative_data (a few hundred training inputs) for calibration; pass representative_data=x_train")
+        raise ExportError(
+            f"mode={mode!r} needs representative_data (a few hundred training inputs) for calibration; "
+            "pass representative_data=x_train"
+        )
 
     kind, src, input_shape = _load_source(model, safe_mode)
     samples: List[np.ndarray] = []
@@ -296,61 +361,13 @@ def convert_bytes(
             raise ExportError("representative_data is empty; pass at least one input sample (a few hundred is better)")
         if len(samples) < num_samples:
             warnings.warn(
-                f"representative_data has {len(samples)} samples, fewer than num_samples={num_samples}; calibration may be less accurate",
+                f"representative_data has {len(samples)} samples, fewer than num_samples={num_samples}; "
+                "calibration may be less accurate",
                 UserWarning,
                 stacklevel=3,
             )
 
-    def configure(conv):
-        opts = []
-        if mode != "float32":
-            opts.append(tf.lite.Optimize.DEFAULT)
-        if sparse:
-            opts.append(tf.lite.Optimize.EXPERIMENTAL_SPARSITY)
-        conv.optimizations = opts
-        if mode == "float16":
-            conv.target_spec.supported_types = [tf.float16]
-        if needs_data:
-
-            def gen():
-                for s in samples:
-                    yield [s]
-
-            conv.representative_dataset = gen
-        if mode == "int8":
-            conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-            if io != "float":
-                t = tf.int8 if io == "int8" else tf.uint8
-                conv.inference_input_type = t
-                conv.inference_output_type = t
-        elif mode == "int16x8":
-            conv.target_spec.supported_ops = [tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
-        with warnings.catch_warnings():
-            # TF's own notice for int8 io; the io types are set on purpose.
-            warnings.filterwarnings("ignore", message="Statistics for quantized inputs")
-            return conv.convert()
-
-    data = None
-    if kind == "keras":
-        fast = _inference_converter(tf, src)
-        if fast is not None:
-            try:
-                data = configure(fast)
-            except Exception:  # noqa: BLE001 - the full Keras path below decides, with its own error
-                data = None
-    if data is None:
-        try:
-            if kind == "keras":
-                conv = tf.lite.TFLiteConverter.from_keras_model(src)
-            else:
-                conv = tf.lite.TFLiteConverter.from_saved_model(src)
-        except Exception as e:  # noqa: BLE001
-            raise ExportError(f"cannot trace the model for conversion ({type(e).__name__}: {_one_line(e)}); make sure it runs on a float32 batch") from None
-        try:
-            data = configure(conv)
-        except Exception as e:  # noqa: BLE001
-            hint = "check every layer has a TFLite builtin op" + (" with an int8 kernel" if mode == "int8" else "")
-            raise ExportError(f"TFLite conversion ({mode}) failed: {_one_line(e)}; {hint}") from None
+    data = _convert(tf, kind, src, mode, lambda conv: _configure(tf, conv, mode, io, sparse, samples))
     if not data or not fb.has_identifier(data):
         raise ExportError(f"TFLite conversion ({mode}) produced no valid model; check the model runs in TensorFlow")
     return bytes(data), len(samples)
@@ -371,42 +388,42 @@ def export(
     """Converts a model to a .tflite file, atomically.
 
     Args:
-      model: A tf_keras model (TF-MOT pruning wrappers are stripped; QAT-annotated
-        models convert to int8), a SavedModel folder, or a ``.keras``/``.h5`` file.
-      path: Output file. Written via a temp file + ``os.replace``: a failure leaves
-        nothing at ``path`` (an existing file there is left untouched).
-      mode: "float32"; "float16" (float16 weights); "dynamic" (int8 weights, float
-        activations); "int8" (full-integer, ``TFLITE_BUILTINS_INT8``); "int16x8"
-        (int16 activations, int8 weights).
-      representative_data: Calibration inputs, required for "int8" and "int16x8": a
-        numpy array ``x`` (axis 0 = samples), an ``(x, y)`` tuple or a
-        ``tf.data.Dataset`` yielding ``x`` or ``(x, y)``, batched or not.
-      num_samples: How many representative samples to use; a warning is issued when
-        the data has fewer.
-      metadata: JSON-serialisable dict stored in the file's flatbuffer ``metadata``
-        list under "tfcompress" (with the tflite_export version, mode and io added,
-        and tfcompress's version when tfcompress is loaded); read it back with
-        :func:`tflite_export.inspect`.
-      io: For ``mode="int8"``: input/output type "int8" (default), "uint8" or "float"
-        (float in/out with quantize/dequantize ops inside).
-      sparse: Also apply ``tf.lite.Optimize.EXPERIMENTAL_SPARSITY`` (for pruned models);
-        ``ExportReport.sparse_tensors`` says whether any tensor was stored sparse.
-      safe_mode: For a model file or SavedModel folder: refuse ``Lambda`` layers, whose
-        Python code would run while loading (:mod:`tflite_export.loader`). Set it to False
-        only for files you trust.
+        model: A tf_keras model (TF-MOT pruning wrappers are stripped; QAT-annotated
+            models convert to int8), a SavedModel folder, or a ``.keras``/``.h5`` file.
+        path: Output file. Written via a temp file + ``os.replace``: a failure leaves
+            nothing at ``path`` (an existing file there is left untouched).
+        mode: "float32"; "float16" (float16 weights); "dynamic" (int8 weights, float
+            activations); "int8" (full-integer, ``TFLITE_BUILTINS_INT8``); "int16x8"
+            (int16 activations, int8 weights).
+        representative_data: Calibration inputs, required for "int8" and "int16x8": a
+            numpy array ``x`` (axis 0 = samples), an ``(x, y)`` tuple or a
+            ``tf.data.Dataset`` yielding ``x`` or ``(x, y)``, batched or not.
+        num_samples: How many representative samples to use; a warning is issued when
+            the data has fewer.
+        metadata: JSON-serialisable dict stored in the file's flatbuffer ``metadata``
+            list under "tfcompress" (with the tflite_export version, mode and io added,
+            and tfcompress's version when tfcompress is loaded); read it back with
+            :func:`tflite_export.inspect`.
+        io: For ``mode="int8"``: input/output type "int8" (default), "uint8" or "float"
+            (float in/out with quantize/dequantize ops inside).
+        sparse: Also apply ``tf.lite.Optimize.EXPERIMENTAL_SPARSITY`` (for pruned models);
+            ``ExportReport.sparse_tensors`` says whether any tensor was stored sparse.
+        safe_mode: For a model file or SavedModel folder: refuse ``Lambda`` layers, whose
+            Python code would run while loading (:mod:`tflite_export.loader`). Set it to False
+            only for files you trust.
 
     Returns:
-      An :class:`ExportReport`.
+        An :class:`ExportReport`.
 
     Raises:
-      ExportError: Unknown mode, missing representative data, conversion failure or
-        unwritable destination (one-line message).
+        ExportError: Unknown mode, missing representative data, conversion failure or
+            unwritable destination (one-line message).
 
     Example:
-      >>> rep = export(model, "model_int8.tflite", mode="int8",
-      ...              representative_data=x_train[:200])       # doctest: +SKIP
-      >>> rep.input_dtype, rep.bytes                             # doctest: +SKIP
-      ('int8', 5200)
+        >>> rep = export(model, "model_int8.tflite", mode="int8",
+        ...              representative_data=x_train[:200])       # doctest: +SKIP
+        >>> rep.input_dtype, rep.bytes                             # doctest: +SKIP
+        ('int8', 5200)
     """
     t0 = time.perf_counter()
     if path is None or not isinstance(path, (str, os.PathLike)):
@@ -432,7 +449,10 @@ def export(
     model_obj = fb.parse_model(data)
     info = fb.io_info(model_obj)
     if mode == "int8" and io != "float" and info["input_dtype"] != io:
-        raise ExportError(f"int8 conversion produced {info['input_dtype']} inputs instead of {io}; the model may contain ops without integer kernels")
+        raise ExportError(
+            f"int8 conversion produced {info['input_dtype']} inputs instead of {io}; "
+            "the model may contain ops without integer kernels"
+        )
     written = atomic_write_bytes(os.fspath(path), data)
     from .safety import mark_trusted
 
