@@ -7,7 +7,9 @@ keeping what the earlier ones made, plus the fine-tuning settings shared by
 every stage (batch size, learning rate, optimizer, knowledge distillation,
 mixed precision). Recipes load from and save to YAML; a wrong key, type or
 value, or stages written in an order that would undo earlier work, raises
-:class:`RecipeError` naming the field and what is allowed.
+:class:`RecipeError` naming the field and what is allowed. The stage classes
+live in :mod:`tfcompress.stages` (``Channels`` in :mod:`tfcompress.channels`)
+and are re-exported here.
 
 Example:
     >>> from tfcompress.recipe import Clustering, Distillation, Pruning, Recipe
