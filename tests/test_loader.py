@@ -47,6 +47,10 @@ def test_objects_and_builders_pass_through():
     src = resolve_model(_tiny)
     assert src.kind == "builder" and src.name == "_tiny" and src.model().name == "tiny"
     assert resolve_model(models.get("lenet5")).spec.name == "lenet5"
+    layer = keras.layers.Dense(2)  # callable, but not a builder: check_model's message applies
+    assert resolve_model(layer).kind == "object"
+    with pytest.raises(tfcompress.UnsupportedModelError, match="expected a tf_keras Model"):
+        tfcompress.check(layer, convert=False)
 
 
 def test_unknown_names_say_what_is_accepted():

@@ -124,7 +124,6 @@ def test_api_entry_points_refuse(untrusted, fmt, tmp_path):
     calls = [
         lambda: tfcompress.load_model(paths[fmt]),
         lambda: tfcompress.check(paths[fmt], convert=False),
-        lambda: tfcompress.optimize(paths[fmt], (x, y)),
         lambda: tune(paths[fmt], "digits", max_trials=1, directory=str(tmp_path / "tune")),
     ]
     for call in calls:
@@ -132,6 +131,9 @@ def test_api_entry_points_refuse(untrusted, fmt, tmp_path):
             call()
         _assert_api_refusal(ei)
     assert not (tmp_path / "tune").exists()
+    # optimize() takes model objects only (tests/test_optimize.py pins it): a path is never loaded.
+    with pytest.raises(tfcompress.UnsupportedModelError, match="expected a tf_keras Model"):
+        tfcompress.optimize(paths[fmt], (x, y))
 
 
 @pytest.mark.parametrize("fmt", FORMATS)

@@ -123,6 +123,12 @@ def _is_application(ref):
     return ref[:1].isupper() and callable(getattr(keras.applications, ref, None))
 
 
+def _is_keras_object(obj):
+    # Models and layers of either Keras are callable too, but never builders.
+    return isinstance(obj, keras.layers.Layer) or is_keras3_model(obj) or any(
+        (c.__module__ or "") == "keras" or (c.__module__ or "").startswith("keras.") for c in type(obj).__mro__)
+
+
 def _reference(ref):
     name = ref.replace("-", "_")
     return name if name in models.names() else None
@@ -271,6 +277,6 @@ def resolve_model(model, input_shape=None, num_classes=10, safe_mode=True, appli
         if applications and _is_application(ref):
             return ModelSource("application", ref, ModelBuilder(ref, input_shape, num_classes))
         raise _unknown(ref, applications)
-    if callable(model) and not isinstance(model, keras.Model) and not is_keras3_model(model):
+    if callable(model) and not _is_keras_object(model):
         return ModelSource("builder", getattr(model, "__name__", "model"), model)
     return ModelSource("object", getattr(model, "name", type(model).__name__), _model=model)

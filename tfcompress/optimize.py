@@ -33,7 +33,6 @@ from tfcompress._keras import keras, tf
 from tfcompress._model import clone, coerce_model
 from tfcompress.distill import Distiller, ends_in_softmax
 from tfcompress.errors import RecipeError
-from tfcompress.io import resolve_model
 from tfcompress.recipe import Recipe
 from tfcompress.report import LayerRecord, OptimizeReport
 from tfcompress.stages import qat_scheme
@@ -364,8 +363,7 @@ def optimize(model, train_data, validation_data=None, recipe=None, epochs=None,
         >>> result.report.layer("conv1").stages["clustering"]  # doctest: +SKIP
         'clustered: 16 unique values'
     """
-    # The one resolver (a file is loaded in safe mode); Keras 3 translated, nested backbones flattened.
-    model = coerce_model(resolve_model(model).model())
+    model = coerce_model(model)  # Keras 3 translated, nested backbones flattened
     recipe = as_recipe(recipe)
     if epochs is not None and (not isinstance(epochs, int) or epochs < 1):
         raise RecipeError(f"epochs must be a positive integer, got {epochs!r}.")
