@@ -8,6 +8,7 @@ from typing import Optional
 import numpy as np
 
 from .errors import ExportError, first_line
+from .safety import check_file
 
 
 def open_interpreter(
@@ -22,13 +23,31 @@ def open_interpreter(
 
     The file is checked first (see :func:`tflite_export.safety.check_file`), so a
     damaged or non-TFLite file raises ExportError instead of crashing the process.
+
+    Args:
+        path: The .tflite file.
+        num_threads: Interpreter threads. Defaults to `None` (the runtime's default).
+        use_xnnpack: Apply the default XNNPACK delegate; False runs builtin kernels
+            (``BUILTIN_WITHOUT_DEFAULT_DELEGATES``). Defaults to `True`.
+        preserve_all_tensors: Keep intermediate tensors readable after ``invoke()``.
+            Defaults to `False`.
+        delegates: External delegates from ``load_delegate``. Defaults to `None`.
+        check: Run :func:`~tflite_export.safety.check_file` first. Defaults to `True`.
+
+    Returns:
+        The interpreter, tensors allocated.
+
+    Raises:
+        ExportError: The file is damaged or LiteRT cannot load or prepare it.
+
+    Example:
+        >>> it = open_interpreter("m_int8.tflite", num_threads=2)   # doctest: +SKIP
+        >>> it.invoke()                                             # doctest: +SKIP
     """
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
     path = os.fspath(path)
     if check:
-        from .safety import check_file
-
         check_file(path)
     resolver = OpResolverType.AUTO if use_xnnpack else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
     try:
@@ -52,7 +71,20 @@ def open_interpreter(
 
 
 def quantize_input(x: np.ndarray, detail: dict) -> np.ndarray:
-    """Converts ``x`` to the dtype the input tensor wants (quantizing floats)."""
+    """Converts ``x`` to the dtype the input tensor wants (quantizing floats).
+
+    Args:
+        x: Inputs.
+        detail: The input's entry of ``Interpreter.get_input_details()``.
+
+    Returns:
+        ``x`` in the tensor's dtype; floats for an integer tensor are quantized with its
+        (scale, zero_point) and clipped to the dtype's range.
+
+    Example:
+        >>> quantize_input(np.array([0.5]), {"dtype": np.int8, "quantization": (0.01, 0)})
+        array([50], dtype=int8)
+    """
     dtype = np.dtype(detail["dtype"])
     x = np.asarray(x)
     if x.dtype == dtype:
@@ -66,7 +98,19 @@ def quantize_input(x: np.ndarray, detail: dict) -> np.ndarray:
 
 
 def dequantize_output(y: np.ndarray, detail: dict) -> np.ndarray:
-    """Converts an output tensor to float32 (dequantizing if quantized)."""
+    """Converts an output tensor to float32 (dequantizing if quantized).
+
+    Args:
+        y: The tensor's values.
+        detail: The tensor's entry of ``Interpreter.get_output_details()``.
+
+    Returns:
+        float32 values.
+
+    Example:
+        >>> dequantize_output(np.array([50], np.int8), {"quantization": (0.01, 0)})
+        array([0.5], dtype=float32)
+    """
     scale, zp = detail.get("quantization", (0.0, 0))
     if np.issubdtype(y.dtype, np.integer) and scale:
         return ((y.astype(np.float32) - np.float32(zp)) * np.float32(scale)).astype(np.float32)
@@ -74,6 +118,19 @@ def dequantize_output(y: np.ndarray, detail: dict) -> np.ndarray:
 
 
 def random_input(detail: dict, rng: np.random.Generator) -> np.ndarray:
+    """Random data of an input tensor's dtype and shape (floats in [-1, 1], integers in [-128, 127]).
+
+    Args:
+        detail: The input's entry of ``Interpreter.get_input_details()``.
+        rng: The random generator.
+
+    Returns:
+        An array of the tensor's shape and dtype.
+
+    Example:
+        >>> random_input({"dtype": np.int8, "shape": [1, 2]}, np.random.default_rng(0)).shape
+        (1, 2)
+    """
     dtype = np.dtype(detail["dtype"])
     shape = tuple(int(s) for s in detail["shape"])
     if np.issubdtype(dtype, np.floating):
