@@ -160,7 +160,8 @@ def main(argv=None):
                 base = None
                 for mode in MODES:
                     rep, conv_s = files[mode]
-                    t = tfl.benchmark(rep.path, threads=th, roofline=True, **timing)
+                    t = tfl.benchmark(rep.path, threads=th, **timing)
+                    roofline.add_roofline(t)
                     if mode == "float32":
                         base = t.median_ms
                     kind = roofline.compute_kind(tfl.inspect(rep.path))
