@@ -31,16 +31,16 @@ sys.path.insert(0, ROOT)
 
 import numpy as np  # noqa: E402
 
-from tfcompress._keras import keras, tf  # noqa: E402
 import tflite_export  # noqa: E402
 from tfcompress import channels, datasets  # noqa: E402
+from tfcompress._keras import keras, tf  # noqa: E402
 
 try:  # installed package
-    from tfcompress.models import wide_cnn
     from tfcompress.models import get as get_model
+    from tfcompress.models import wide_cnn
 except ImportError:  # source tree
-    from models import wide_cnn
     from models import get as get_model
+    from models import wide_cnn
 
 RATIOS = (0.0, 0.25, 0.5, 0.75)
 
@@ -298,9 +298,10 @@ def main(argv=None):
     total = time.time() - t0
     if total > 15 * 60:
         notes.append(f"run took {total:.0f} s, over the 15 min budget")
+    args_given = argv if argv is not None else sys.argv[1:]
     result = {
         "command": "PYTHONPATH=. .venv/bin/python benchmarks/bench_channels.py"
-                   + ("" if argv is None and len(sys.argv) == 1 else " " + shlex.join(argv if argv is not None else sys.argv[1:])),
+                   + ("" if argv is None and len(sys.argv) == 1 else " " + shlex.join(args_given)),
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores "
                    f"(CPU flags: {_cpu_flags()}), "
                    f"TF {tf.__version__}, tflite_export {getattr(tflite_export, '__version__', '?')}",

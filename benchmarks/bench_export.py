@@ -137,7 +137,8 @@ def main(argv=None):
     if args.quick:
         timing = dict(warmup_runs=1, warmup_seconds=0.05, min_runs=20, min_seconds=0.1)
     else:
-        models += [("mobilenet_v2 96x96", lambda: mobilenet_v2(96)), ("mobilenet_v2 224x224", lambda: mobilenet_v2(224))]
+        models += [("mobilenet_v2 96x96", lambda: mobilenet_v2(96)),
+                   ("mobilenet_v2 224x224", lambda: mobilenet_v2(224))]
 
     t_start = time.time()
     machine = machine_info()  # load average at the start
@@ -147,14 +148,17 @@ def main(argv=None):
         for label, build in models:
             model = build()
             shape = tuple(model.inputs[0].shape[1:])
-            rep_data = representative(model.name if not label.startswith("mobilenet") else "mobilenet", shape, args.samples)
+            data_kind = model.name if not label.startswith("mobilenet") else "mobilenet"
+            rep_data = representative(data_kind, shape, args.samples)
             files = {}
             for mode in MODES:
                 path = os.path.join(tmp, f"{label.split()[0]}_{shape[0]}_{mode}.tflite")
                 t0 = time.time()
-                rep = tfl.export(model, path, mode=mode, representative_data=rep_data if mode == "int8" else None, num_samples=args.samples)
+                rep = tfl.export(model, path, mode=mode, representative_data=rep_data if mode == "int8" else None,
+                                 num_samples=args.samples)
                 files[mode] = (rep, time.time() - t0)
-                print(f"[{time.time() - t_start:6.0f}s] exported {label} {mode}: {rep.bytes} bytes", file=sys.stderr, flush=True)
+                print(f"[{time.time() - t_start:6.0f}s] exported {label} {mode}: {rep.bytes} bytes",
+                      file=sys.stderr, flush=True)
             macs = tfl.count_macs(files["float32"][0].path)
             for th in threads:
                 base = None
@@ -188,7 +192,8 @@ def main(argv=None):
                     rows.append(row)
                     print(
                         f"[{time.time() - t_start:6.0f}s] {label:22s} {mode:8s} x{th}: median {t.median_ms:.4f} ms "
-                        f"({row['latency_vs_float32']:.2f}x f32), {t.gops:.2f} GOPS, {100 * (t.peak_fraction or 0):.1f}% of {kind} peak",
+                        f"({row['latency_vs_float32']:.2f}x f32), {t.gops:.2f} GOPS, "
+                        f"{100 * (t.peak_fraction or 0):.1f}% of {kind} peak",
                         file=sys.stderr,
                         flush=True,
                     )
@@ -196,11 +201,13 @@ def main(argv=None):
 
     table = markdown(rows, peaks, threads) + "\n" + gpu_line(rows)
     result = {
-        "description": "tflite_export flavours on LiteRT + XNNPACK; latency_vs_float32 = median(mode) / median(float32) in the same run (lower is faster)",
+        "description": "tflite_export flavours on LiteRT + XNNPACK; latency_vs_float32 = "
+                       "median(mode) / median(float32) in the same run (lower is faster)",
         "machine": machine,
         "timing_protocol": timing,
         "peak_gops": peaks,
-        "peak_model": f"{roofline.PEAK_DEPTH} dense layers, batch {roofline.PEAK_BATCH} x {roofline.PEAK_WIDTH}, min latency",
+        "peak_model": f"{roofline.PEAK_DEPTH} dense layers, batch {roofline.PEAK_BATCH} x {roofline.PEAK_WIDTH}, "
+                      "min latency",
         "rows": rows,
         "seconds": round(time.time() - t_start, 1),
         "quick": bool(args.quick),
@@ -209,7 +216,8 @@ def main(argv=None):
     os.makedirs(args.out, exist_ok=True)
     from tflite_export._atomic import atomic_write_bytes
 
-    atomic_write_bytes(os.path.join(args.out, "export.json"), (json.dumps(result, indent=2, default=str) + "\n").encode())
+    atomic_write_bytes(os.path.join(args.out, "export.json"),
+                       (json.dumps(result, indent=2, default=str) + "\n").encode())
     atomic_write_bytes(os.path.join(args.out, "export.md"), (table + "\n").encode())
     print(table)
     return 0
@@ -223,10 +231,12 @@ def markdown(rows, peaks, threads):
         f"at the end of the run: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (its own 2-thread "
         "runs count; well above 2 means other jobs shared the CPU).",
         "",
-        "Median latency per image (LiteRT + XNNPACK, batch 1), ratio = median / float32 median at the same thread count "
-        "(lower is faster); GOPS = 2*MACs/median; % peak = GOPS / measured GEMM peak of the same kind (float32 or int8) and threads.",
+        "Median latency per image (LiteRT + XNNPACK, batch 1), ratio = median / float32 median at the same "
+        "thread count (lower is faster); GOPS = 2*MACs/median; % peak = GOPS / measured GEMM peak of the same "
+        "kind (float32 or int8) and threads.",
         "",
-        "| model | MMACs | mode | size KB | " + " | ".join(f"{t} thr ms | {t} thr ratio | {t} thr GOPS | {t} thr % peak" for t in threads) + " |",
+        "| model | MMACs | mode | size KB | "
+        + " | ".join(f"{t} thr ms | {t} thr ratio | {t} thr GOPS | {t} thr % peak" for t in threads) + " |",
         "|---|---:|---|---:|" + "---:|" * (4 * len(threads)),
     ]
     keys = []
@@ -249,7 +259,8 @@ def markdown(rows, peaks, threads):
                 f"{r['gops']:.2f}" if r["gops"] is not None else "-",
                 f"{100 * r['peak_fraction']:.1f}" if r["peak_fraction"] is not None else "-",
             ]
-        lines.append(f"| {model} | {first['macs'] / 1e6:.2f} | {mode} | {first['bytes'] / 1024:.1f} | " + " | ".join(cells) + " |")
+        lines.append(f"| {model} | {first['macs'] / 1e6:.2f} | {mode} | {first['bytes'] / 1024:.1f} | "
+                     + " | ".join(cells) + " |")
     partial = sorted({f"{r['model']} {r['mode']}" for r in rows if r["backend"] != "xnnpack"})
     lines.append("")
     if partial:
@@ -260,11 +271,10 @@ def markdown(rows, peaks, threads):
 
 def gpu_line(rows):
     """Whether LiteRT's GPU accelerator could run here; never a silent CPU stand-in."""
-    from tflite_export import probe_accelerator
-
     import tempfile
 
     import tflite_export
+    from tflite_export import probe_accelerator
 
     path = next((r["timing"]["path"] for r in rows if os.path.exists(r["timing"].get("path") or "")), None)
     with tempfile.TemporaryDirectory() as tmp:
@@ -275,7 +285,8 @@ def gpu_line(rows):
                                         mode="float32").path
         reason = probe_accelerator(path, "gpu")
     if reason is None:
-        return f"GPU accelerator: available on this machine ({platform.node()}); time it with `tfcompress bench --accelerator gpu`."
+        return (f"GPU accelerator: available on this machine ({platform.node()}); "
+                "time it with `tfcompress bench --accelerator gpu`.")
     return (f"GPU accelerator: {reason if reason.startswith('unavailable') else 'unavailable: ' + reason} "
             "(no GPU machine was lent to this session, so no GPU figures are recorded).")
 

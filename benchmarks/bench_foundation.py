@@ -7,7 +7,6 @@ Writes benchmarks/results/foundation.json and benchmarks/results/foundation.md.
 """
 
 import argparse
-import json
 import os
 import platform
 import re

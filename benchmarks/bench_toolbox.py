@@ -34,8 +34,8 @@ sys.path.insert(0, ROOT)
 
 import numpy as np  # noqa: E402
 
-import tflite_export  # noqa: E402
 import tfcompress  # noqa: E402
+import tflite_export  # noqa: E402
 from tfcompress import datasets, models  # noqa: E402
 from tfcompress._keras import keras, tfmot  # noqa: E402
 from tfcompress.optimize import loss_for, make_optimizer  # noqa: E402

@@ -15,7 +15,6 @@ Example:
 """
 
 import argparse
-import json
 import os
 import platform
 import shlex
@@ -146,8 +145,10 @@ def main(argv=None):
         b = r["best"]
         table_rows.append([
             algo, r["trials"], f"{r['completed']}/{r['feasible']}", f"{r['epochs_spent']:.0f}",
-            pct(b and b["accuracy"]), "—" if not b else f"{b['size_kb']:.1f}", "—" if not b else f"{b['latency_ms']:.3g}",
-            r["epochs_to_within_0.5pt_of_overall_best"] if r["epochs_to_within_0.5pt_of_overall_best"] is not None else "not reached",
+            pct(b and b["accuracy"]), "—" if not b else f"{b['size_kb']:.1f}",
+            "—" if not b else f"{b['latency_ms']:.3g}",
+            "not reached" if r["epochs_to_within_0.5pt_of_overall_best"] is None
+            else r["epochs_to_within_0.5pt_of_overall_best"],
             r["epochs_to_within_0.5pt_of_own_best"],
             pct(r["export_share_mean"]), f"{r['trial_seconds_mean']:.1f}" if r["trial_seconds_mean"] else "—",
             f"{r['seconds']:.0f}",
@@ -155,7 +156,8 @@ def main(argv=None):
     md = [
         "# Tuner benchmark: Hyperband vs random search vs Bayesian optimisation", "",
         f"Command: `{report['command']}`", "",
-        f"{args.model} on {args.dataset}: {n_train} training and {n_val} validation examples; the same budget of **{args.budget} epochs** per algorithm (training + pruning + QAT "
+        f"{args.model} on {args.dataset}: {n_train} training and {n_val} validation examples; "
+        f"the same budget of **{args.budget} epochs** per algorithm (training + pruning + QAT "
         f"fine-tuning epochs of all trials); constraint `{args.constraint}` (int8 zipped); {args.epochs} training "
         "epochs per trial (Hyperband: at most that); Bayesian optimisation starts with "
         f"{args.initial_points} random trials; all three draw their random trials from the same seed, so they "

@@ -13,8 +13,8 @@ Example:
 """
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from tfcompress.errors import UnsupportedModelError
 

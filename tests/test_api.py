@@ -16,7 +16,8 @@ def test_public_api_is_pinned():
 
 
 def test_models_is_not_a_top_level_package():
-    code = "import importlib.util, sys; sys.path = [p for p in sys.path if p not in ('', '.')]; print(importlib.util.find_spec('models'))"
+    code = ("import importlib.util, sys; sys.path = [p for p in sys.path if p not in ('', '.')]; "
+            "print(importlib.util.find_spec('models'))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd="/")
     assert out.stdout.strip() == "None"
 

@@ -6,8 +6,8 @@ import os
 import numpy as np
 import pytest
 
-from tfcompress._keras import keras, tf
 from tfcompress import channels as ch
+from tfcompress._keras import keras
 from tfcompress.channels.graph import Analysis
 from tfcompress.errors import DataError, RecipeError, UnsupportedModelError
 
@@ -136,7 +136,7 @@ def _kill(model, ratio):
                 w[k + 1][dead[g.id]] = 0
             layer.set_weights(w)
     keep = {gid: ~d for gid, d in dead.items()}
-    for layer, ins, outs in a.nodes:
+    for layer, ins, _ in a.nodes:
         if layer.name not in a.layer_io or not ins:
             continue
         if isinstance(layer, (L.BatchNormalization, L.DepthwiseConv2D)):

@@ -17,8 +17,8 @@ import os
 import numpy as np
 import pytest
 
-import tflite_export
 import tfcompress
+import tflite_export
 from tfcompress._keras import keras
 
 A = keras.applications

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-import tflite_export
 import tfcompress
+import tflite_export
 from tfcompress import Quantization
 from tfcompress._keras import keras, tf
 from tfcompress._model import flatten_nested

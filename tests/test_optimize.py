@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-import tflite_export
 import tfcompress
+import tflite_export
 from tfcompress import DataError, Pruning, Quantization, Recipe, UnsupportedModelError
 from tfcompress._keras import keras, tf
 from tfcompress.pruning import layer_sparsity
@@ -134,7 +134,8 @@ def test_bad_models(make, fragment, digits):
 @pytest.mark.parametrize(
     "data, fragment",
     [
-        ((np.zeros((10, 28, 28, 1)), np.zeros(10, int)), "inputs have shape (28, 28, 1) but the model expects (8, 8, 1)"),
+        ((np.zeros((10, 28, 28, 1)), np.zeros(10, int)),
+         "inputs have shape (28, 28, 1) but the model expects (8, 8, 1)"),
         ((np.zeros((10, 8, 8, 1)), np.full(10, 12)), "labels span 12..12 but the model has 10 output"),
         ((np.zeros((10, 8, 8, 1)), np.zeros((10, 3))), "do not fit the model output"),
         ((np.zeros((0, 8, 8, 1)), np.zeros(0, int)), "is empty"),

@@ -189,7 +189,7 @@ def test_invalid_new_fields(data, fragment):
 
 
 def test_custom_schedule_object_is_python_only():
-    class Every(object):  # stands in for a tfmot PruningSchedule
+    class Every:  # stands in for a tfmot PruningSchedule
         def __call__(self, step):
             return True, 0.5
 

@@ -6,8 +6,6 @@ import pytest
 import tfcompress
 from tfcompress import RecipeError
 from tfcompress._keras import keras, tfmot
-from tfcompress.clustering import unique_values
-from tfcompress.pruning import layer_sparsity
 from tfcompress.recipe import Clustering, Distillation, Penalty, Pruning, Quantization, Recipe
 
 

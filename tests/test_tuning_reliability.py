@@ -53,7 +53,7 @@ def _trial_states(out):
             with open(path) as f:
                 s = json.load(f)
         except (OSError, ValueError):  # written atomically, so this never happens
-            raise AssertionError(f"unreadable {path}")
+            raise AssertionError(f"unreadable {path}") from None
         states[s["trial_id"]] = s
     return states
 

@@ -9,9 +9,13 @@ Example:
     >>> tflite_export.export(result.model, "model.tflite", representative_data=x)  # doctest: +SKIP
 """
 
-from tfcompress import _keras  # noqa: F401  (sets up tf_keras and quiet logs first)
-from tfcompress import datasets, models
+from tfcompress import (
+    _keras,  # noqa: F401  (sets up tf_keras and quiet logs first)
+    datasets,
+    models,
+)
 from tfcompress._version import __version__
+from tfcompress.check import CheckReport, check
 from tfcompress.errors import (
     DataError,
     ExportError,
@@ -20,7 +24,6 @@ from tfcompress.errors import (
     TfcompressError,
     UnsupportedModelError,
 )
-from tfcompress.check import CheckReport, check
 from tfcompress.io import load_model
 from tfcompress.optimize import OptimizeResult, optimize
 from tfcompress.recipe import Channels, Clustering, Distillation, Penalty, Pruning, Quantization, Recipe

@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass, field
 
 import tflite_export
-from tfcompress._keras import keras, quiet_native_logs
+from tfcompress._keras import quiet_native_logs
 from tfcompress._version import __version__
 from tfcompress.errors import DataError
 from tfcompress.optimize import as_recipe, loss_for, make_optimizer, optimize

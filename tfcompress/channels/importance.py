@@ -81,7 +81,9 @@ def _as_batches(data, batch_size=64, max_batches=4):
     try:
         x, y = data
     except (TypeError, ValueError):
-        raise DataError("data must be (x, y) numpy arrays, a tf.data.Dataset of (x, y) or a dataset with .train.") from None
+        raise DataError(
+            "data must be (x, y) numpy arrays, a tf.data.Dataset of (x, y) or a dataset with .train."
+        ) from None
     x, y = np.asarray(x), np.asarray(y)
     if len(x) == 0 or len(x) != len(y):
         raise DataError(f"data has {len(x)} inputs and {len(y)} labels: pass equally many, at least one.")

@@ -6,14 +6,13 @@ Example:
     >>> small, report = apply(model, cfg, data=dataset)   # distils from `model`
 """
 
-import numpy as np
 
 from tfcompress._model import check_model
 from tfcompress.channels.budget import ratios_for_budget, search_uniform
 from tfcompress.channels.config import Channels
 from tfcompress.channels.cost import count_flops
 from tfcompress.channels.report import ChannelReport
-from tfcompress.channels.sensitivity import as_xy, sensitivity_scan
+from tfcompress.channels.sensitivity import sensitivity_scan
 from tfcompress.channels.surgery import Plan, _resolve_ratios, prune_channels
 from tfcompress.errors import DataError, RecipeError
 
@@ -146,7 +145,7 @@ def apply(model, config, data=None, fine_tune=None):
         frac = i / steps
         step_plan = Plan(current, "l1") if i > 1 else base_plan
         step_layer = {}
-        for name, g in ((m, g) for g in step_plan.groups.values() for m in g.members[:1]):
+        for name, g in ((m, grp) for grp in step_plan.groups.values() for m in grp.members[:1]):
             final = per_layer.get(name, None)
             if final is None:
                 final = max([per_layer[m] for m in g.members if m in per_layer] or [ratio])

@@ -75,7 +75,7 @@ class Plan:
 
         flops = params = 0
         seen = set()
-        for layer, ins, outs in a.nodes:
+        for layer, _, _ in a.nodes:
             io = a.layer_io.get(layer.name)
             if io is None:  # shared layer: unchanged
                 if id(layer) not in seen:

@@ -16,7 +16,8 @@ Example:
 
 import numpy as np
 
-from tfcompress._keras import clustering_experimental as _experimental, clustering_registry, keras, tfmot
+from tfcompress._keras import clustering_experimental as _experimental
+from tfcompress._keras import clustering_registry, keras, tfmot
 from tfcompress._model import clone
 from tfcompress.errors import RecipeError
 from tfcompress.pruning.selection import check_patterns, excluded_reason

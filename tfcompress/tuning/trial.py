@@ -24,8 +24,9 @@ import math
 import os
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any
 
 import numpy as np
 
@@ -140,7 +141,7 @@ class TrialContext:
     threads: int = 1
     timing_runs: int = 20
     timing_seconds: float = 0.2
-    seed: Optional[int] = 0
+    seed: int | None = 0
     tuner_id: str = "tuner0"
     penalty: float = 10.0
 
