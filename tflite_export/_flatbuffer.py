@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, Optional, Tuple
+from typing import Any
 
 import numpy as np
 
@@ -122,7 +122,7 @@ def _json_default(o):
     raise TypeError(f"{type(o).__name__} is not JSON-serialisable")
 
 
-def read_metadata(model, name: Optional[str] = METADATA_NAME) -> dict:
+def read_metadata(model, name: str | None = METADATA_NAME) -> dict:
     """Returns ``{name: value}`` for metadata entries (JSON-decoded where possible)."""
     out = {}
     for m in model.metadata or []:
@@ -140,7 +140,7 @@ def read_metadata(model, name: Optional[str] = METADATA_NAME) -> dict:
     return out
 
 
-def tensor_quant(tensor) -> Optional[Tuple[float, int]]:
+def tensor_quant(tensor) -> tuple[float, int] | None:
     """(scale, zero_point) for a per-tensor quantized tensor, else None (or first of per-channel)."""
     q = tensor.quantization
     if q is None or q.scale is None or len(q.scale) == 0:

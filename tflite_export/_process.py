@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from typing import Optional
 
 from .errors import ExportError
 
@@ -20,7 +19,7 @@ except ImportError:  # Windows: no ru_maxrss
 __all__ = ["peak_rss_mb", "current_rss_mb", "memory_delta_mb", "pinned"]
 
 
-def peak_rss_mb() -> Optional[float]:
+def peak_rss_mb() -> float | None:
     """Peak resident set size of this process in MiB (``ru_maxrss``), or None where unknown.
 
     Returns:
@@ -36,7 +35,7 @@ def peak_rss_mb() -> Optional[float]:
     return r / (1024.0 * 1024.0) if sys.platform == "darwin" else r / 1024.0
 
 
-def current_rss_mb() -> Optional[float]:
+def current_rss_mb() -> float | None:
     """Current resident set size of this process in MiB (Linux ``/proc``), else None.
 
     Returns:
@@ -54,7 +53,7 @@ def current_rss_mb() -> Optional[float]:
         return None
 
 
-def memory_delta_mb(rss_before: Optional[float]) -> Optional[float]:
+def memory_delta_mb(rss_before: float | None) -> float | None:
     """Current RSS minus ``rss_before`` in MiB; None when either reading is unknown.
 
     Args:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from typing import Optional
 
 import numpy as np
 
@@ -13,7 +12,7 @@ from .safety import check_file
 
 def open_interpreter(
     path,
-    num_threads: Optional[int] = None,
+    num_threads: int | None = None,
     use_xnnpack: bool = True,
     preserve_all_tensors: bool = False,
     delegates=None,

@@ -7,7 +7,7 @@ import re
 import shlex
 import shutil
 import subprocess
-from typing import Dict, List, Optional, Sequence
+from collections.abc import Sequence
 
 from .benchmark import Timing
 from .errors import ExportError
@@ -76,7 +76,7 @@ def parse_benchmark_model_output(text: str) -> Timing:
     init_us, first_us, warm_us, inf_us = (float(g) for g in m.groups())
     head = text[: m.start()]
     counts = list(_COUNT.finditer(head))
-    stats: Dict[str, float] = {}
+    stats: dict[str, float] = {}
     runs = 0
     warm_runs = 0
     if counts:
@@ -119,7 +119,7 @@ def parse_benchmark_model_output(text: str) -> Timing:
     )
 
 
-def find_adb() -> Optional[str]:
+def find_adb() -> str | None:
     """Path of ``adb`` ($ADB, then PATH, then $ANDROID_HOME/platform-tools), or None.
 
     Returns:
@@ -139,7 +139,7 @@ def find_adb() -> Optional[str]:
     return None
 
 
-def list_devices(adb: Optional[str] = None, timeout: float = 20.0) -> List[str]:
+def list_devices(adb: str | None = None, timeout: float = 20.0) -> list[str]:
     """Serials of connected devices in state "device" (empty if adb is missing).
 
     Args:
@@ -179,7 +179,7 @@ def _adb(adb, serial, args: Sequence[str], timeout: float):
     return p
 
 
-def _pick_device(adb: str, serial: Optional[str]):
+def _pick_device(adb: str, serial: str | None):
     """``(serial, "")`` of the device to use, or ``(None, why it is unavailable)``."""
     devices = list_devices(adb)
     if not devices:
@@ -216,7 +216,7 @@ def benchmark_on_device(
     path,
     benchmark_binary,
     threads: int = 1,
-    serial: Optional[str] = None,
+    serial: str | None = None,
     *,
     use_xnnpack: bool = True,
     use_gpu: bool = False,

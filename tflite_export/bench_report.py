@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional
-
 from ._atomic import save_figure
 
 __all__ = ["bench_table", "plot_timings"]
@@ -14,7 +12,7 @@ def _fmt(v, d=3) -> str:
     return "-" if v is None else (f"{v:.4g}" if d == 3 else f"{v:.{d}f}")
 
 
-def _ok_row(r: Dict, base_latency: Optional[float]) -> str:
+def _ok_row(r: dict, base_latency: float | None) -> str:
     lat = r.get("median_ms") or r.get("mean_ms")
     pct = "-" if r.get("peak_fraction") is None else f"{100 * r['peak_fraction']:.1f}"
     med = _fmt(r.get("median_ms")) if r.get("median_ms") is not None else f"{_fmt(r.get('mean_ms'))} (avg)"
@@ -26,7 +24,7 @@ def _ok_row(r: Dict, base_latency: Optional[float]) -> str:
     )
 
 
-def bench_table(rows: List[Dict]) -> str:
+def bench_table(rows: list[dict]) -> str:
     """Markdown comparison table from bench rows (dicts with "file" and Timing fields).
 
     Speed-up is relative to the first file measured with the same accelerator and
@@ -41,7 +39,7 @@ def bench_table(rows: List[Dict]) -> str:
     Example:
         >>> print(bench_table([dict(file="m.tflite", **benchmark("m.tflite").to_dict())]))   # doctest: +SKIP
     """
-    base: Dict[tuple, float] = {}
+    base: dict[tuple, float] = {}
     for r in rows:
         key = (r["accelerator"], r["threads"])
         lat = r.get("median_ms") or r.get("mean_ms")
@@ -71,7 +69,7 @@ def _unique(values) -> list:
     return out
 
 
-def plot_timings(rows: List[Dict], dest: str) -> str:
+def plot_timings(rows: list[dict], dest: str) -> str:
     """Bar chart of the median latency of each file under each configuration, saved atomically.
 
     Args:

@@ -6,7 +6,7 @@ import dataclasses
 import math
 import os
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 import numpy as np
 
@@ -84,23 +84,23 @@ class Timing:
     threads: int = 1
     runs: int = 0
     warmup_runs: int = 0
-    init_ms: Optional[float] = None
-    first_ms: Optional[float] = None
-    warmup_ms: Optional[float] = None
-    min_ms: Optional[float] = None
-    median_ms: Optional[float] = None
-    mean_ms: Optional[float] = None
-    p90_ms: Optional[float] = None
-    p99_ms: Optional[float] = None
-    max_ms: Optional[float] = None
-    std_ms: Optional[float] = None
-    peak_memory_mb: Optional[float] = None
-    memory_delta_mb: Optional[float] = None
-    affinity: Optional[List[int]] = None
-    delegate_partitions: Optional[int] = None
-    macs: Optional[int] = None
-    gops: Optional[float] = None
-    peak_fraction: Optional[float] = None
+    init_ms: float | None = None
+    first_ms: float | None = None
+    warmup_ms: float | None = None
+    min_ms: float | None = None
+    median_ms: float | None = None
+    mean_ms: float | None = None
+    p90_ms: float | None = None
+    p99_ms: float | None = None
+    max_ms: float | None = None
+    std_ms: float | None = None
+    peak_memory_mb: float | None = None
+    memory_delta_mb: float | None = None
+    affinity: list[int] | None = None
+    delegate_partitions: int | None = None
+    macs: int | None = None
+    gops: float | None = None
+    peak_fraction: float | None = None
     device: str = ""
 
     @property
@@ -108,7 +108,7 @@ class Timing:
         """True when the statistics are valid."""
         return self.status == "ok"
 
-    def to_dict(self) -> Dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable dict of all fields (floats rounded to 4 decimals)."""
         d = dataclasses.asdict(self)
         for k, v in d.items():
@@ -119,12 +119,12 @@ class Timing:
         return d
 
     @classmethod
-    def unavailable(cls, reason: str, **kw) -> "Timing":
+    def unavailable(cls, reason: str, **kw) -> Timing:
         """A Timing with ``status="unavailable: <reason>"`` and no statistics."""
         return cls(status=f"unavailable: {reason}", **kw)
 
 
-def stats_ms(samples_ns: List[int]) -> Dict[str, float]:
+def stats_ms(samples_ns: list[int]) -> dict[str, float]:
     """min/median/mean/p90/p99/max/std in ms of invoke durations in ns.
 
     Args:
@@ -176,7 +176,7 @@ def timed_loop(run, warmup_runs, warmup_seconds, min_runs, min_seconds, max_seco
     t = pc()
     run()
     first = pc() - t
-    warm: List[int] = [first]
+    warm: list[int] = [first]
     start = pc()
     while len(warm) < warmup_runs or (pc() - start) < warmup_seconds * 1e9 - first:
         t = pc()
@@ -184,7 +184,7 @@ def timed_loop(run, warmup_runs, warmup_seconds, min_runs, min_seconds, max_seco
         warm.append(pc() - t)
         if (pc() - start) > max_seconds * 1e9:
             break
-    timed: List[int] = []
+    timed: list[int] = []
     start = pc()
     while len(timed) < min_runs or (pc() - start) < min_seconds * 1e9:
         t = pc()
@@ -353,9 +353,9 @@ def benchmark(
     use_xnnpack: bool = True,
     *,
     accelerator: str = "cpu",
-    delegate: Optional[str] = None,
-    delegate_options: Optional[Dict[str, Any]] = None,
-    cpu_affinity: Optional[List[int]] = None,
+    delegate: str | None = None,
+    delegate_options: dict[str, Any] | None = None,
+    cpu_affinity: list[int] | None = None,
     max_seconds: float = 150.0,
     seed: int = 0,
 ) -> Timing:

@@ -16,7 +16,6 @@ import argparse
 import json
 import os
 import sys
-from typing import Dict, List, Optional
 
 import numpy as np
 
@@ -115,7 +114,7 @@ def _add_bench(subparsers) -> None:
 # ------------------------------------------------------------------------------ helpers
 
 
-def _write_json(obj, dest: Optional[str]) -> None:
+def _write_json(obj, dest: str | None) -> None:
     if not dest:
         return
     text = json.dumps(obj, indent=2, sort_keys=True, default=str)
@@ -183,7 +182,7 @@ def _parse_list(text: str, conv, what: str) -> list:
 # ------------------------------------------------------------------------------ export
 
 
-def _parse_metadata(text: Optional[str]):
+def _parse_metadata(text: str | None):
     if not text:
         return None
     try:
@@ -253,7 +252,7 @@ def cmd_export(args) -> int:
 # ----------------------------------------------------------------------------- inspect
 
 
-def _tensor_line(t: Dict) -> str:
+def _tensor_line(t: dict) -> str:
     q = t["quantization"]
     if not q:
         qs = ""
@@ -297,7 +296,7 @@ def cmd_inspect(args) -> int:
 # ------------------------------------------------------------------------------- bench
 
 
-def _bench_accelerators(args) -> List[str]:
+def _bench_accelerators(args) -> list[str]:
     from .benchmark import _ALIASES, ACCELERATORS
 
     accels = [_ALIASES.get(a.lower(), a.lower()) for a in _parse_list(args.accelerator, str, "accelerator")]

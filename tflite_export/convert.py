@@ -10,7 +10,7 @@ import sys
 import time
 import warnings
 import zipfile
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any
 
 import numpy as np
 
@@ -57,16 +57,16 @@ class ExportReport:
     zipped_bytes: int
     input_dtype: str
     output_dtype: str
-    input_quantization: Optional[Tuple[float, int]]
-    output_quantization: Optional[Tuple[float, int]]
+    input_quantization: tuple[float, int] | None
+    output_quantization: tuple[float, int] | None
     status: str = "ok"
     io: str = "float"
     sparse_tensors: int = 0
     num_samples: int = 0
     convert_seconds: float = 0.0
-    metadata: Dict[str, Any] = dataclasses.field(default_factory=dict)
+    metadata: dict[str, Any] = dataclasses.field(default_factory=dict)
 
-    def to_dict(self) -> Dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         """Returns a JSON-serialisable dict of all fields."""
         d = dataclasses.asdict(self)
         for k in ("input_quantization", "output_quantization"):
@@ -155,12 +155,12 @@ def _saved_model_input_shape(path):
 # ------------------------------------------------------------------- representative data
 
 
-def _samples(data, input_shape, num_samples: int) -> List[np.ndarray]:
+def _samples(data, input_shape, num_samples: int) -> list[np.ndarray]:
     """Collects up to ``num_samples`` single samples (each with a batch dim of 1)."""
     import tensorflow as tf
 
     rank = len(input_shape) if input_shape is not None else None
-    out: List[np.ndarray] = []
+    out: list[np.ndarray] = []
 
     def add_batch(x):
         x = np.asarray(x)
@@ -247,7 +247,7 @@ def _inference_converter(tf, model):
         return None
 
 
-def _configure(tf, conv, mode: str, io: str, sparse: bool, samples: List[np.ndarray]) -> bytes:
+def _configure(tf, conv, mode: str, io: str, sparse: bool, samples: list[np.ndarray]) -> bytes:
     """Sets the optimizations, types and calibration data of ``mode`` on a converter and converts."""
     opts = []
     if mode != "float32":
@@ -317,7 +317,7 @@ def convert_bytes(
     io: str = "int8",
     sparse: bool = False,
     safe_mode: bool = True,
-) -> Tuple[bytes, int]:
+) -> tuple[bytes, int]:
     """Converts ``model`` to TFLite bytes without writing anything (no metadata added).
 
     Args:
@@ -354,7 +354,7 @@ def convert_bytes(
         )
 
     kind, src, input_shape = _load_source(model, safe_mode)
-    samples: List[np.ndarray] = []
+    samples: list[np.ndarray] = []
     if needs_data:
         samples = _samples(representative_data, input_shape, num_samples)
         if not samples:
@@ -379,7 +379,7 @@ def export(
     mode: str = "int8",
     representative_data=None,
     num_samples: int = 200,
-    metadata: Optional[Dict[str, Any]] = None,
+    metadata: dict[str, Any] | None = None,
     *,
     io: str = "int8",
     sparse: bool = False,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from typing import List, Optional, Union
 
 import numpy as np
 
@@ -14,8 +13,8 @@ __all__ = ["predict", "evaluate", "agreement"]
 
 
 def predict(
-    path, x, batch_size: Optional[int] = 32, threads: Optional[int] = None
-) -> Union[np.ndarray, List[np.ndarray]]:
+    path, x, batch_size: int | None = 32, threads: int | None = None
+) -> np.ndarray | list[np.ndarray]:
     """Runs a .tflite file on inputs and returns float outputs.
 
     Float inputs are quantized with the input tensor's (scale, zero_point) when the
@@ -71,7 +70,7 @@ def predict(
                 it = open_interpreter(path, num_threads=threads, check=False)
                 bs = int(it.get_input_details()[0]["shape"][0])
     outs = it.get_output_details()
-    results: List[List[np.ndarray]] = [[] for _ in outs]
+    results: list[list[np.ndarray]] = [[] for _ in outs]
     for start in range(0, n, bs):
         chunk = xq[start : start + bs]
         m = chunk.shape[0]
@@ -92,7 +91,7 @@ def _labels(pred: np.ndarray) -> np.ndarray:
     return np.argmax(pred.reshape(len(pred), -1), axis=-1)
 
 
-def evaluate(path, x, y, batch_size: Optional[int] = 32) -> float:
+def evaluate(path, x, y, batch_size: int | None = 32) -> float:
     """Top-1 accuracy of a .tflite classifier.
 
     Args:
@@ -123,7 +122,7 @@ def evaluate(path, x, y, batch_size: Optional[int] = 32) -> float:
     return float(np.mean(_labels(pred) == y))
 
 
-def agreement(model, path, x, batch_size: Optional[int] = 32) -> float:
+def agreement(model, path, x, batch_size: int | None = 32) -> float:
     """Fraction of inputs where the Keras model and the .tflite file pick the same top-1 class.
 
     Args:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import os
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 import numpy as np
 
@@ -31,17 +31,17 @@ def _op_name(model, opcode_index: int) -> str:
     return _OP_NAMES.get(code, f"OP{code}")
 
 
-def _shape(t) -> List[int]:
+def _shape(t) -> list[int]:
     return [int(s) for s in (t.shape if t.shape is not None else [])]
 
 
-def _quant(t) -> Optional[Dict[str, Any]]:
+def _quant(t) -> dict[str, Any] | None:
     q = t.quantization
     if q is None or q.scale is None or len(q.scale) == 0:
         return None
     scales = [float(s) for s in q.scale]
     zps = [int(z) for z in (q.zeroPoint if q.zeroPoint is not None else [])]
-    out: Dict[str, Any] = {
+    out: dict[str, Any] = {
         "per_channel": len(scales) > 1,
         "quantized_dimension": int(q.quantizedDimension or 0),
         "num_scales": len(scales),
@@ -111,19 +111,19 @@ class ModelInfo:
     path: str
     bytes: int
     zipped_bytes: int
-    metadata: Dict[str, Any]
-    metadata_names: List[str]
-    ops: Dict[str, int]
-    op_list: List[str]
-    inputs: List[Dict[str, Any]]
-    outputs: List[Dict[str, Any]]
-    tensors: List[Dict[str, Any]]
-    dtype_counts: Dict[str, int]
+    metadata: dict[str, Any]
+    metadata_names: list[str]
+    ops: dict[str, int]
+    op_list: list[str]
+    inputs: list[dict[str, Any]]
+    outputs: list[dict[str, Any]]
+    tensors: list[dict[str, Any]]
+    dtype_counts: dict[str, int]
     sparse_tensors: int
     macs: int
     num_subgraphs: int
 
-    def to_dict(self, tensors: bool = True) -> Dict[str, Any]:
+    def to_dict(self, tensors: bool = True) -> dict[str, Any]:
         """JSON-serialisable dict (``tensors=False`` drops the per-tensor list)."""
         d = dataclasses.asdict(self)
         if not tensors:
@@ -159,8 +159,8 @@ def _io_str(t) -> str:
 def _model_info(model, path: str, data: bytes) -> ModelInfo:
     from .convert import zipped_size
 
-    ops: Dict[str, int] = collections.Counter()
-    op_list: List[str] = []
+    ops: dict[str, int] = collections.Counter()
+    op_list: list[str] = []
     macs = 0
     for si, sg in enumerate(model.subgraphs or []):
         for op in sg.operators or []:
@@ -171,7 +171,7 @@ def _model_info(model, path: str, data: bytes) -> ModelInfo:
                 macs += _macs_of_op(name, op, sg.tensors)
     sg = model.subgraphs[0]
     tensors = []
-    dtype_counts: Dict[str, int] = collections.Counter()
+    dtype_counts: dict[str, int] = collections.Counter()
     for i, t in enumerate(sg.tensors or []):
         buf = model.buffers[t.buffer] if t.buffer is not None and 0 <= t.buffer < len(model.buffers or []) else None
         const = buf is not None and buf.data is not None and len(buf.data) > 0
@@ -246,7 +246,7 @@ def inspect(path) -> ModelInfo:
         ) from None
 
 
-def read_metadata(path) -> Dict[str, Any]:
+def read_metadata(path) -> dict[str, Any]:
     """The JSON metadata dict stored under "tfcompress" in a .tflite file ({} if none).
 
     Args:

@@ -12,11 +12,10 @@ import os
 import re
 import subprocess
 import sys
-from typing import Dict, List, Optional
 
 __all__ = ["probe_accelerator"]
 
-_PROBE_CACHE: Dict[tuple, Optional[str]] = {}
+_PROBE_CACHE: dict[tuple, str | None] = {}
 
 # The child scripts run with ``python -c`` and import only ai_edge_litert, so they
 # quote the first line of an error themselves.
@@ -71,7 +70,7 @@ def _reason_from(text: str, fallback: str) -> str:
     return fallback
 
 
-def _run_probe(script: str, args: List[str], timeout: float = 120.0):
+def _run_probe(script: str, args: list[str], timeout: float = 120.0):
     """Runs a probe script; ``(OK/FAIL line or None if it died, why it died, stderr)``."""
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     try:
@@ -86,7 +85,7 @@ def _run_probe(script: str, args: List[str], timeout: float = 120.0):
     return line, "", p.stderr
 
 
-def _probe_gpu(path: str) -> Optional[str]:
+def _probe_gpu(path: str) -> str | None:
     """None if the GPU runs the whole model, else why not."""
     line, err, stderr = _run_probe(_GPU_PROBE, [path])
     if line is None:
@@ -96,7 +95,7 @@ def _probe_gpu(path: str) -> Optional[str]:
     return "no usable GPU: " + _reason_from(stderr, line[5:].strip() or "GPU accelerator could not be created")
 
 
-def _probe_delegate(path: str, delegate, delegate_options) -> Optional[str]:
+def _probe_delegate(path: str, delegate, delegate_options) -> str | None:
     """None if the external delegate takes at least one op, else why not."""
     name = os.path.basename(os.fspath(delegate))
     line, err, stderr = _run_probe(_DELEGATE_PROBE, [path, os.fspath(delegate), json.dumps(delegate_options or {})])
@@ -110,8 +109,8 @@ def _probe_delegate(path: str, delegate, delegate_options) -> Optional[str]:
 
 
 def probe_accelerator(
-    path, accelerator: str = "gpu", delegate: Optional[str] = None, delegate_options=None
-) -> Optional[str]:
+    path, accelerator: str = "gpu", delegate: str | None = None, delegate_options=None
+) -> str | None:
     """Checks in a child process whether ``path`` can run on an accelerator.
 
     Creating a GPU context or loading a foreign delegate library can crash the

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import tempfile
 import threading
-from typing import Dict, Tuple
 
 import numpy as np
 
@@ -16,7 +15,7 @@ from .inspection import inspect
 
 __all__ = ["measure_peak_gops", "compute_kind", "add_roofline", "gops"]
 
-_PEAK: Dict[Tuple[str, int, bool], float] = {}
+_PEAK: dict[tuple[str, int, bool], float] = {}
 _LOCK = threading.Lock()
 
 #: Shape of the dense-layer model used to measure the peak: batch x width, depth layers.

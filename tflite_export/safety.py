@@ -6,14 +6,13 @@ import os
 import subprocess
 import sys
 import threading
-from typing import Dict, Tuple
 
 from . import _flatbuffer as fb
 from .errors import ExportError
 
 __all__ = ["check_file", "mark_trusted"]
 
-_OK: Dict[Tuple[str, int, int], bool] = {}
+_OK: dict[tuple[str, int, int], bool] = {}
 _LOCK = threading.Lock()
 
 _CHILD = r"""

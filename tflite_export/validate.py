@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 import numpy as np
 
@@ -39,12 +39,12 @@ class LayerError:
     matched_by: str = ""
     shape: tuple = ()
     dtype: str = ""
-    snr_db: Optional[float] = None
-    cosine: Optional[float] = None
-    max_abs_error: Optional[float] = None
+    snr_db: float | None = None
+    cosine: float | None = None
+    max_abs_error: float | None = None
     flagged: bool = False
 
-    def to_dict(self) -> Dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["shape"] = list(self.shape)
         for k in ("snr_db", "cosine", "max_abs_error"):
@@ -67,22 +67,22 @@ class LayerErrorReport:
 
     path: str
     samples: int
-    rows: List[LayerError]
+    rows: list[LayerError]
     min_snr_db: float
 
     @property
-    def matched(self) -> List[LayerError]:
+    def matched(self) -> list[LayerError]:
         return [r for r in self.rows if r.matched_by]
 
     @property
-    def flagged(self) -> List[LayerError]:
+    def flagged(self) -> list[LayerError]:
         return [r for r in self.rows if r.flagged]
 
-    def worst(self, k: int = 3) -> List[LayerError]:
+    def worst(self, k: int = 3) -> list[LayerError]:
         """The ``k`` matched layers with the lowest SNR."""
         return sorted(self.matched, key=lambda r: r.snr_db)[:k]
 
-    def to_dict(self) -> Dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "path": self.path,
             "samples": self.samples,
@@ -191,11 +191,11 @@ def _keras_references(model, x: np.ndarray):
 class _FileRun:
     """Every op output of the .tflite file on the inputs (dequantized), from step 2."""
 
-    op_outputs: List[int]  # tensor indices, in op order (the input first when no op produces it)
-    details: Dict[int, dict]  # tensor index -> LiteRT tensor details
-    values: Dict[int, List[np.ndarray]]  # tensor index -> per-chunk float values
+    op_outputs: list[int]  # tensor indices, in op order (the input first when no op produces it)
+    details: dict[int, dict]  # tensor index -> LiteRT tensor details
+    values: dict[int, list[np.ndarray]]  # tensor index -> per-chunk float values
     in_index: int
-    model_outputs: List[int]
+    model_outputs: list[int]
     samples: int
 
     def shape_of(self, t: int):
@@ -228,7 +228,7 @@ def _open_batched(path: str, x: np.ndarray):
 def _run_file(path: str, x: np.ndarray) -> _FileRun:
     """Step 2: runs the file on ``x`` and keeps every op output."""
     it, d, batched = _open_batched(path, x)
-    op_outputs: List[int] = []
+    op_outputs: list[int] = []
     for op in it._get_ops_details():  # pylint: disable=protected-access
         for t in op["outputs"]:
             if t >= 0 and t not in op_outputs:
@@ -239,7 +239,7 @@ def _run_file(path: str, x: np.ndarray) -> _FileRun:
     details = {t: it._get_tensor_details(t, 0) for t in op_outputs}  # pylint: disable=protected-access
     model_outputs = [int(o["index"]) for o in it.get_output_details()]
     xq = quantize_input(x, d)
-    values: Dict[int, List[np.ndarray]] = {t: [] for t in op_outputs}
+    values: dict[int, list[np.ndarray]] = {t: [] for t in op_outputs}
     chunks = [xq] if batched else [xq[i : i + 1] for i in range(len(x))]
     for c in chunks:
         it.set_tensor(d["index"], np.ascontiguousarray(c))
@@ -264,8 +264,8 @@ def _owners_by_name(probe_layers, refs, run: _FileRun):
     """
     order = {layer.name: i for i, layer in enumerate(probe_layers)}
     want_shape = {layer.name: tuple(r.shape[1:]) for layer, r in zip(probe_layers, refs)}
-    owned: Dict[str, List[int]] = {}
-    fused_into: Dict[str, str] = {}
+    owned: dict[str, list[int]] = {}
+    fused_into: dict[str, str] = {}
     named: set = set()
     for t in run.op_outputs:
         if t == run.in_index:
@@ -336,9 +336,9 @@ def _choose_tensor(model, layer, want, run: _FileRun, owned, fused_into, named, 
     return None, "", ""
 
 
-def _match_rows(model, probe_layers, refs, run: _FileRun, owned, fused_into, named) -> List[LayerError]:
+def _match_rows(model, probe_layers, refs, run: _FileRun, owned, fused_into, named) -> list[LayerError]:
     """Step 5: one row per layer, with the errors of its matched tensor."""
-    rows: List[LayerError] = []
+    rows: list[LayerError] = []
     used: set = set()
     last_pos = -1
     for layer, ref in zip(probe_layers, refs):
@@ -359,7 +359,7 @@ def _match_rows(model, probe_layers, refs, run: _FileRun, owned, fused_into, nam
     return rows
 
 
-def _flag(rows: List[LayerError], min_snr_db: float, worst: int) -> None:
+def _flag(rows: list[LayerError], min_snr_db: float, worst: int) -> None:
     """Step 6: flags rows below ``min_snr_db`` and the ``worst`` lowest under 40 dB (in place)."""
     matched = [r for r in rows if r.matched_by]
     for r in matched:
