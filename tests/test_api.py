@@ -58,3 +58,14 @@ def test_tf_keras_and_tf_mot_are_imported_in_one_module():
                 if name.split(".")[0] in ("tf_keras", "tensorflow_model_optimization"):
                     offenders.append(f"{path.relative_to(root.parent)}:{node.lineno} imports {name}")
     assert len(sources) > 20 and not offenders, offenders
+
+
+def test_every_error_derives_from_tfcompress_error():
+    # ExportError comes from tflite_export, which cannot import tfcompress: the base lives there.
+    for cls in (tfcompress.RecipeError, tfcompress.DataError, tfcompress.UnsupportedModelError,
+                tfcompress.OutputError, tfcompress.ExportError):
+        assert issubclass(cls, tfcompress.TfcompressError), cls
+    try:
+        raise tfcompress.ExportError("x")
+    except tfcompress.TfcompressError:
+        pass

@@ -2,10 +2,16 @@
 
 Everything the library raises on bad input derives from :class:`TfcompressError`,
 so callers (and the CLI) can catch one type. Each message says what is wrong and
-how to fix it, in one line.
+how to fix it, in one line. The base class and ``ExportError`` live in
+``tflite_export.errors`` (the lower package, which cannot import tfcompress), so
+``except TfcompressError`` catches export errors too.
+
+Example:
+    >>> issubclass(ExportError, TfcompressError)
+    True
 """
 
-from tflite_export.errors import ExportError, first_line
+from tflite_export.errors import ExportError, TfcompressError, first_line
 
 __all__ = [
     "TfcompressError",
@@ -17,10 +23,6 @@ __all__ = [
     "TuningError",
     "first_line",
 ]
-
-
-class TfcompressError(Exception):
-    """Base class of every error tfcompress raises on bad input."""
 
 
 class RecipeError(TfcompressError, ValueError):

@@ -1,9 +1,18 @@
 """Errors raised by :mod:`tflite_export` (which works without the rest of tfcompress)."""
 
-__all__ = ["ExportError", "first_line"]
+__all__ = ["TfcompressError", "ExportError", "first_line"]
 
 
-class ExportError(Exception):
+class TfcompressError(Exception):
+    """Base class of every error the tfcompress distribution raises on bad input.
+
+    Defined here, in the lower package, so :class:`ExportError` derives from it
+    while ``tflite_export`` still works without tfcompress;
+    ``tfcompress.errors`` re-exports it.
+    """
+
+
+class ExportError(TfcompressError):
     """A conversion, evaluation or timing request cannot be carried out.
 
     The message says what is wrong and how to fix it, in one line.
