@@ -232,3 +232,20 @@ def test_tflite_export_works_where_tfcompress_cannot_be_imported(tmp_path):
     p = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, env=env,
                        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     assert "STANDALONE-OK" in p.stdout, p.stderr[-3000:]
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_atomic_files_honour_the_umask(tmp_path, umask, mode):
+    # mkstemp makes 0600 files whatever the umask, and os.replace keeps the mode:
+    # a shared tuning folder needs what a plain open() would give.
+    from tfcompress.report import atomic_write_text
+    from tflite_export._atomic import atomic_write_bytes
+
+    old = os.umask(umask)
+    try:
+        atomic_write_bytes(tmp_path / "a.bin", b"x")
+        atomic_write_text(str(tmp_path / "b.txt"), "y")
+    finally:
+        os.umask(old)
+    for name in ("a.bin", "b.txt"):
+        assert os.stat(tmp_path / name).st_mode & 0o777 == mode, name

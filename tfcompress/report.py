@@ -1,7 +1,8 @@
 """Reports a person can read: per-layer records, JSON, Markdown, text tables.
 
-Every file is written atomically (temporary file in the same folder, then
-``os.replace``), so an interrupted run never leaves a half-written report.
+Every file is written atomically, through tflite_export's one atomic writer
+(temporary file in the same folder, then ``os.replace``), so an interrupted run
+never leaves a half-written report.
 
 Example:
     >>> print(table(["model", "acc"], [["float32", "97.2%"]]))
@@ -12,10 +13,10 @@ Example:
 
 import json
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 
-from tfcompress.errors import OutputError
+from tfcompress.errors import ExportError, OutputError
+from tflite_export._atomic import atomic_write_bytes
 
 __all__ = [
     "LayerRecord",
@@ -40,23 +41,19 @@ def ensure_dir(path):
 
 
 def atomic_write_text(path, text):
-    """Write ``text`` to ``path`` atomically."""
-    folder = os.path.dirname(os.path.abspath(path))
+    """Write ``text`` (UTF-8) to ``path`` atomically, honouring the umask.
+
+    Raises:
+        OutputError: If the folder cannot be created or written to.
+    """
     try:
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=folder)
-    except OSError as e:
-        raise OutputError(f"cannot write {path}: {e.strerror}; choose a writable folder.") from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+        atomic_write_bytes(path, text.encode("utf-8"))
+    except ExportError as e:
+        raise OutputError(str(e)) from None
 
 
 def atomic_write_json(path, obj):
+    """Write ``obj`` as indented JSON to ``path`` atomically (see :func:`atomic_write_text`)."""
     atomic_write_text(path, json.dumps(obj, indent=2, default=_json_default) + "\n")
 
 

@@ -23,6 +23,32 @@ def _destination(path, example: str):
     return path, folder
 
 
+def _umask() -> int:
+    """This process's umask, read without changing it where Linux allows."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)  # elsewhere: set and restore at once
+    os.umask(mask)
+    return mask
+
+
+def _temp_file(folder: str, path: str, suffix: str):
+    """``(fd, name)`` of a new temporary file beside ``path``, with the mode a plain
+    ``open()`` would give (``mkstemp`` makes it 0600 whatever the umask, and
+    ``os.replace`` keeps that mode: shared folders need 0644 under umask 022)."""
+    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=suffix, dir=folder)
+    try:
+        os.fchmod(fd, 0o666 & ~_umask())
+    except OSError:
+        pass  # a file system without modes: keep mkstemp's
+    return fd, tmp
+
+
 def _discard(tmp) -> None:
     """Removes a leftover temporary file, if any."""
     if tmp is not None:
@@ -55,7 +81,7 @@ def atomic_write_bytes(path: str, data: bytes) -> str:
     path, folder = _destination(path, "model.tflite")
     tmp = None
     try:
-        fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
+        fd, tmp = _temp_file(folder, path, ".tmp")
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -104,7 +130,7 @@ def save_figure(fig, path, **savefig_kwargs) -> str:
         path, folder = _destination(path, "figure.png")
         ext = os.path.splitext(path)[1]
         fmt = ext[1:].lower() or None
-        fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=ext or ".tmp", dir=folder)
+        fd, tmp = _temp_file(folder, path, ext or ".tmp")
         os.close(fd)
         fig.savefig(tmp, format=fmt or plt.rcParams["savefig.format"], **savefig_kwargs)
         os.replace(tmp, path)
