@@ -28,9 +28,10 @@ import types
 from dataclasses import dataclass, field
 
 from tfcompress import clustering, pruning, quantization
+from tfcompress._checks import check_choice, check_instances, check_int
 from tfcompress._data import prepare
-from tfcompress._keras import keras, tf
-from tfcompress._model import clone, coerce_model
+from tfcompress._keras import keras
+from tfcompress._model import clone, coerce_model, warn_onednn_crash
 from tfcompress.distill import Distiller, ends_in_softmax
 from tfcompress.errors import RecipeError
 from tfcompress.recipe import Recipe
@@ -345,15 +346,21 @@ def optimize(model, train_data, validation_data=None, recipe=None, epochs=None,
         batch_size: overrides ``recipe.batch_size``. Defaults to `None`.
         verbose: Keras verbosity; None shows progress bars on a terminal and
             one line per epoch otherwise. Defaults to `None`.
-        callbacks: extra Keras callbacks for every fine-tuning run.
+        callbacks: extra Keras callbacks for every fine-tuning run. Defaults
+            to `None`.
 
     Returns:
         An :class:`OptimizeResult` with ``.model``, ``.report`` and ``.history``.
 
     Raises:
         UnsupportedModelError: not a tf_keras Sequential/Functional model.
-        DataError: empty data, or data that does not fit the model.
-        RecipeError: an invalid recipe.
+        DataError: empty data, NaN/Inf values, non-numeric arrays, labels out
+            of range of the model's outputs, or data that does not fit the
+            model; raised before any training. Validation labels given as
+            class ids while the training labels are one-hot (or the reverse)
+            are converted to the training labels' form.
+        RecipeError: an invalid recipe or argument (``epochs``,
+            ``batch_size``, ``verbose``, ``callbacks``).
 
     Example:
         >>> result = optimize(model, (x_train, y_train), (x_val, y_val),  # doctest: +SKIP
@@ -365,15 +372,24 @@ def optimize(model, train_data, validation_data=None, recipe=None, epochs=None,
     """
     model = coerce_model(model)  # Keras 3 translated, nested backbones flattened
     recipe = as_recipe(recipe)
-    if epochs is not None and (not isinstance(epochs, int) or epochs < 1):
-        raise RecipeError(f"epochs must be a positive integer, got {epochs!r}.")
+    if epochs is not None:
+        check_int(None, "epochs", epochs, phrase="a positive integer (or None for each stage's own)")
+    if batch_size is not None:
+        check_int(None, "batch_size", batch_size, phrase="a positive integer (or None for recipe.batch_size)")
+    check_choice(None, "verbose", verbose, (None, 0, 1, 2, "auto"))
+    callbacks = check_instances(None, "callbacks", callbacks, keras.callbacks.Callback, "tf_keras callbacks")
     bs = batch_size or recipe.batch_size
     if verbose is None:
         verbose = 1 if sys.stdout.isatty() else 2
+    # Every data check runs here, before any training: one clear DataError.
     train = prepare(train_data, model, bs, shuffle=True, what="train_data")
-    val = prepare(validation_data, model, bs, what="validation_data") if validation_data is not None else None
+    val = (prepare(validation_data, model, bs, what="validation_data", sparse_labels=train.sparse_labels)
+           if validation_data is not None else None)
     teacher = clone(model) if recipe.distillation is not None else None
     run = _Run(recipe, train, val, bs, epochs, verbose, callbacks, loss_for(model, train.sparse_labels), teacher)
+    warn_onednn_crash(model)
+    if recipe.pruning is not None:  # a run too short to prune fails now, not after the earlier stages
+        recipe.pruning.steps(train.num_samples, bs, run.stage_epochs(recipe.pruning))
 
     current = clone(model)
     baseline = run.evaluate(current)

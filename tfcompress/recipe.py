@@ -201,32 +201,114 @@ class Recipe:
 
     @classmethod
     def from_yaml_string(cls, text):
-        """Build a recipe from YAML text (see :meth:`from_dict`)."""
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as e:
-            raise RecipeError(f"recipe is not valid YAML: {str(e).splitlines()[0]}") from None
-        return cls.from_dict(data or {})
+        """Build a recipe from YAML text (see :meth:`from_dict`).
+
+        Raises:
+            RecipeError: invalid YAML, a key written twice in one mapping, no
+                content at all (write ``{}`` for the default recipe), or a
+                bad recipe.
+        """
+        return cls.from_dict(_parse_yaml(text, "recipe"))
 
     @classmethod
     def from_yaml(cls, path):
-        """Load a recipe from a YAML file.
+        """Load a recipe from a YAML file (UTF-8, at most 1 MiB).
+
+        Raises:
+            RecipeError: the file cannot be read, is binary or not UTF-8, is
+                empty (delete it to get the default recipe), has a key twice,
+                or holds a bad recipe.
 
         Example:
             >>> Recipe.from_yaml("recipe.yaml")  # doctest: +SKIP
         """
-        try:
-            with open(path, encoding="utf-8") as f:
-                text = f.read()
-        except OSError as e:
-            raise RecipeError(f"cannot read recipe {path}: {e.strerror}.") from None
-        return cls.from_yaml_string(text)
+        return cls.from_dict(_parse_yaml(_read_text(path), f"recipe {path}", empty_file=True))
 
     def save_yaml(self, path):
         """Write the recipe as YAML, atomically."""
         from tfcompress.report import atomic_write_text
 
         atomic_write_text(path, self.to_yaml())
+
+
+#: A recipe is a few lines of YAML; a bigger file is the wrong file (a model, a data set).
+MAX_RECIPE_BYTES = 1 << 20
+
+
+def _read_text(path):
+    """The text of a recipe file, refusing what is not a small UTF-8 text file."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(MAX_RECIPE_BYTES + 1)
+    except OSError as e:
+        raise RecipeError(f"cannot read recipe {path}: {e.strerror}.") from None
+    if len(raw) > MAX_RECIPE_BYTES:
+        raise RecipeError(
+            f"recipe {path} is over 1 MiB, far too big for a recipe (a few lines of YAML): "
+            "is it a model or data file? Pass the recipe's .yaml file."
+        )
+    if b"\x00" in raw:
+        raise RecipeError(f"recipe {path} is a binary file, not YAML text: pass the recipe's .yaml file.")
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise RecipeError(
+            f"recipe {path} is not UTF-8 text (byte 0x{raw[e.start]:02x} at offset {e.start}): "
+            "save it as UTF-8, or pass the recipe's .yaml file."
+        ) from None
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a key written twice in one mapping
+    (PyYAML would keep the last silently)."""
+
+    source = "recipe"
+
+
+def _construct_unique_mapping(loader, node, deep=False):
+    seen = {}
+    for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *base` may override on purpose
+            continue
+        key = loader.construct_object(key_node, deep=True)
+        line = key_node.start_mark.line + 1
+        try:
+            first = seen.get(key)
+        except TypeError:  # an unhashable key: the base loader says why
+            continue
+        if first is not None:
+            lines = f"lines {first} and {line}" if first != line else f"line {line}"
+            raise RecipeError(
+                f"{loader.source} has the key {key!r} twice ({lines}): YAML would keep only the last; delete one."
+            )
+        seen[key] = line
+    return yaml.SafeLoader.construct_mapping(loader, node, deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_unique_mapping)
+
+
+def _parse_yaml(text, source, empty_file=False):
+    """YAML text -> Python data, refusing duplicate keys and empty documents."""
+    loader = _UniqueKeyLoader(text)
+    loader.source = source
+    try:
+        data = loader.get_single_data()
+    except yaml.MarkedYAMLError as e:
+        where = f" (line {e.problem_mark.line + 1})" if e.problem_mark else ""
+        raise RecipeError(f"{source} is not valid YAML: {e.problem or e.context}{where}.") from None
+    except yaml.YAMLError as e:
+        raise RecipeError(f"{source} is not valid YAML: {str(e).splitlines()[0]}") from None
+    finally:
+        loader.dispose()
+    if data is None:
+        if empty_file:
+            raise RecipeError(
+                f"{source} is empty: delete the file to use the default recipe, or write a stage "
+                "(e.g. `pruning: {final_sparsity: 0.5}`)."
+            )
+        raise RecipeError(f"{source} is empty: write a stage (e.g. `pruning: {{}}`), or `{{}}` for the default recipe.")
+    return data
 
 
 def _plain(value):

@@ -7,9 +7,51 @@ import os
 import numpy as np
 
 from ._runtime import dequantize_output, open_interpreter, quantize_input
-from .errors import ExportError
+from .errors import ExportError, first_line
 
 __all__ = ["predict", "evaluate", "agreement"]
+
+
+def _numeric(a, name: str) -> np.ndarray:
+    """``a`` as a numeric numpy array of at least one dimension, or ExportError."""
+    try:
+        arr = np.asarray(a)
+    except (TypeError, ValueError) as e:
+        raise ExportError(f"{name} is not an array ({first_line(e, 100)}); pass a numpy array") from None
+    if arr.dtype.kind == "O":
+        try:
+            arr = arr.astype(np.float64)
+        except (TypeError, ValueError):
+            raise ExportError(f"{name} holds values that are not numbers; pass a numeric array") from None
+    if arr.dtype.kind in "US":
+        raise ExportError(f"{name} holds strings (dtype {arr.dtype}); convert them to numbers first")
+    if arr.dtype.kind not in "biuf":
+        raise ExportError(f"{name} has dtype {arr.dtype}, which is not real numbers; pass a numeric array")
+    if arr.ndim == 0:
+        raise ExportError(f"{name} must be an array with one row per sample, got a single value")
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        bad = ~np.isfinite(arr)
+        first = int(np.argwhere(bad)[0][0])
+        raise ExportError(
+            f"NaN or Inf in {name} ({int(bad.sum())} value(s), the first in sample {first}); "
+            "fix or drop those samples"
+        )
+    return arr
+
+
+def _check_inputs(x, sample_shape, source: str) -> np.ndarray:
+    """``x`` checked (numeric, finite, ``(N, *sample_shape)``); one sample gains a batch axis."""
+    x = _numeric(x, "x")
+    if len(x.shape) == len(sample_shape) and all(w is None or g == w for g, w in zip(x.shape, sample_shape)):
+        x = x[None]
+    if len(x.shape) != len(sample_shape) + 1 or any(
+        w is not None and g != w for g, w in zip(x.shape[1:], sample_shape)
+    ):
+        want = ", ".join("?" if s is None else str(s) for s in sample_shape)
+        raise ExportError(f"inputs have shape {tuple(x.shape)} but {source} expects (N, {want}); reshape x")
+    if x.shape[0] == 0:
+        raise ExportError("x is empty; pass at least one sample")
+    return x
 
 
 def predict(
@@ -33,28 +75,23 @@ def predict(
         float32 array of shape ``(len(x), ...)``; a list of arrays for multi-output files.
 
     Raises:
-        ExportError: Unreadable/damaged file or inputs of the wrong shape.
+        ExportError: Unreadable/damaged file, or inputs that are not numbers, hold
+            NaN/Inf or have the wrong shape.
 
     Example:
         >>> probs = predict("model_int8.tflite", x_test)   # doctest: +SKIP
     """
-    it = open_interpreter(path, num_threads=threads)
+    return _predict(open_interpreter(path, num_threads=threads), path, x, batch_size, threads)
+
+
+def _predict(it, path, x, batch_size, threads):
     inp = it.get_input_details()
     if len(inp) != 1:
         raise ExportError(f"{os.fspath(path)} has {len(inp)} inputs; predict supports single-input models only")
     d = inp[0]
-    x = np.asarray(x)
     sample_shape = tuple(int(s) for s in d["shape"][1:])
-    if x.shape == sample_shape:
-        x = x[None]
-    if tuple(x.shape[1:]) != sample_shape:
-        raise ExportError(
-            f"inputs have shape {tuple(x.shape)} but {os.fspath(path)} expects "
-            f"(N, {', '.join(map(str, sample_shape))}); reshape x"
-        )
+    x = _check_inputs(x, sample_shape, os.fspath(path))
     n = x.shape[0]
-    if n == 0:
-        raise ExportError("x is empty; pass at least one sample")
     xq = quantize_input(x, d)
     sig = d.get("shape_signature")
     dynamic_batch = sig is not None and len(sig) > 0 and int(sig[0]) == -1
@@ -91,8 +128,38 @@ def _labels(pred: np.ndarray) -> np.ndarray:
     return np.argmax(pred.reshape(len(pred), -1), axis=-1)
 
 
+def _check_labels(y, n: int, units: int) -> np.ndarray:
+    """Labels as int64 class ids, checked against ``n`` samples and ``units`` outputs."""
+    y = _numeric(y, "y")
+    if len(y) != n:
+        raise ExportError(f"x has {n} samples but y has {len(y)} labels; pass matching arrays")
+    if y.ndim == 2 and y.shape[1] > 1:
+        if y.shape[1] != units:
+            raise ExportError(
+                f"y has one-hot rows of {y.shape[1]} classes but the file has {units} output(s); "
+                "pass labels for this model"
+            )
+        return np.argmax(y, axis=1).astype(np.int64)
+    if y.ndim > 2 or (y.ndim == 2 and y.shape[1] != 1):
+        raise ExportError(f"y has shape {y.shape}; pass class ids (N,) or one-hot rows (N, classes)")
+    y = y.reshape(-1)
+    if y.dtype.kind == "f" and (np.mod(y, 1) != 0).any():
+        raise ExportError("y holds fractions; pass integer class ids or one-hot rows")
+    y = y.astype(np.int64)
+    classes = max(units, 2)
+    if len(y) and (y.min() < 0 or y.max() >= classes):
+        raise ExportError(
+            f"y spans {int(y.min())}..{int(y.max())} but the file has {units} output(s): "
+            f"labels must be in 0..{classes - 1}"
+        )
+    return y
+
+
 def evaluate(path, x, y, batch_size: int | None = 32) -> float:
     """Top-1 accuracy of a .tflite classifier.
+
+    Inputs and labels are checked before the file runs: numbers only, no NaN or Inf,
+    matching lengths, labels in range of the file's outputs.
 
     Args:
         path: The .tflite file.
@@ -104,19 +171,19 @@ def evaluate(path, x, y, batch_size: int | None = 32) -> float:
         Accuracy in [0, 1].
 
     Raises:
-        ExportError: Mismatched lengths or a bad file.
+        ExportError: A bad file; inputs or labels that are not numbers or hold NaN/Inf;
+            mismatched lengths; inputs of the wrong shape; labels outside the file's classes.
 
     Example:
         >>> evaluate("model_int8.tflite", x_test, y_test)   # doctest: +SKIP
         0.97
     """
-    y = np.asarray(y)
-    if y.ndim == 2 and y.shape[1] > 1:
-        y = np.argmax(y, axis=1)
-    y = y.reshape(-1).astype(np.int64)
-    if len(y) != len(x):
-        raise ExportError(f"x has {len(x)} samples but y has {len(y)} labels; pass matching arrays")
-    pred = predict(path, x, batch_size=batch_size)
+    it = open_interpreter(path)
+    out = it.get_output_details()[0]
+    units = int(np.prod(out["shape"][1:])) if len(out["shape"]) > 1 else 1
+    x = _check_inputs(x, tuple(int(s) for s in it.get_input_details()[0]["shape"][1:]), os.fspath(path))
+    y = _check_labels(y, len(x), units)
+    pred = _predict(it, path, x, batch_size, None)
     if isinstance(pred, list):
         pred = pred[0]
     return float(np.mean(_labels(pred) == y))
@@ -128,24 +195,29 @@ def agreement(model, path, x, batch_size: int | None = 32) -> float:
     Args:
         model: The tf_keras model the file was exported from.
         path: The .tflite file.
-        x: Float inputs.
+        x: Float inputs, checked against the model's input shape before either runs.
         batch_size: See :func:`predict`.
 
     Returns:
         Agreement in [0, 1].
 
     Raises:
-        ExportError: A bad file.
+        ExportError: A bad file, or inputs that are not numbers, hold NaN/Inf or do not
+            fit the model's input shape.
 
     Example:
         >>> agreement(model, "model_int8.tflite", x_test)   # doctest: +SKIP
         0.99
     """
-    x = np.asarray(x)
+    shape = getattr(model, "input_shape", None)
+    if isinstance(shape, tuple):
+        x = _check_inputs(x, tuple(shape[1:]), f"the model {getattr(model, 'name', '')}".rstrip())
+    else:
+        x = _numeric(x, "x")
+    pred = predict(path, x, batch_size=batch_size)
     ref = model.predict(x.astype(np.float32), verbose=0, batch_size=256)
     if isinstance(ref, list):
         ref = ref[0]
-    pred = predict(path, x, batch_size=batch_size)
     if isinstance(pred, list):
         pred = pred[0]
     return float(np.mean(_labels(np.asarray(ref)) == _labels(pred)))
