@@ -95,15 +95,15 @@ class Recipe:
         0.5
     """
 
-    channels: typing.Optional[Channels] = None
-    penalty: typing.Optional[Penalty] = None
-    pruning: typing.Optional[Pruning] = field(default_factory=Pruning)
-    clustering: typing.Optional[Clustering] = None
-    quantization: typing.Optional[Quantization] = field(default_factory=Quantization)
+    channels: Channels | None = None
+    penalty: Penalty | None = None
+    pruning: Pruning | None = field(default_factory=Pruning)
+    clustering: Clustering | None = None
+    quantization: Quantization | None = field(default_factory=Quantization)
     batch_size: int = 32
     learning_rate: float = 1e-3
     optimizer: str = "adam"
-    distillation: typing.Optional[Distillation] = None
+    distillation: Distillation | None = None
     mixed_precision: bool = False
 
     def __post_init__(self):

@@ -149,15 +149,15 @@ class Pruning:
     schedule: str = "polynomial"
     begin: float = 0.0
     end: float = 0.7
-    frequency: typing.Optional[int] = None
+    frequency: int | None = None
     power: float = 3.0
     epochs: int = 4
-    sparsity_m_by_n: typing.Optional[typing.Sequence[int]] = None
+    sparsity_m_by_n: typing.Sequence[int] | None = None
     block_size: typing.Sequence[int] = (1, 1)
-    pruning_policy: typing.Optional[str] = None
-    include: typing.Optional[typing.Sequence[str]] = None
-    exclude: typing.Optional[typing.Sequence[str]] = None
-    per_layer: typing.Optional[typing.Dict[str, float]] = None
+    pruning_policy: str | None = None
+    include: typing.Sequence[str] | None = None
+    exclude: typing.Sequence[str] | None = None
+    per_layer: dict[str, float] | None = None
 
     def __post_init__(self):
         check_range("pruning", "final_sparsity", self.final_sparsity, 0, 1, hi_open=True)
@@ -296,12 +296,12 @@ class Clustering:
 
     number_of_clusters: int = 16
     centroid_init: str = "kmeans_plus_plus"
-    preserve_sparsity: typing.Optional[bool] = None
+    preserve_sparsity: bool | None = None
     per_channel: bool = False
     epochs: int = 2
     learning_rate_scale: float = 0.5
-    include: typing.Optional[typing.Sequence[str]] = None
-    exclude: typing.Optional[typing.Sequence[str]] = None
+    include: typing.Sequence[str] | None = None
+    exclude: typing.Sequence[str] | None = None
 
     def __post_init__(self):
         check_int("clustering", "number_of_clusters", self.number_of_clusters, minimum=2)
