@@ -61,6 +61,15 @@ _SCRIPT = textwrap.dedent(r'''
             except ExportError as e:
                 assert "Lambda layer(s) evil" in str(e) and "safe_mode=False" in str(e), e
         assert not os.path.exists(marker), f"{bad}: the Lambda layer's code ran"
+
+    # Inspect, time, and the standalone CLI (whose --data NAME needs tfcompress's datasets: exit 2).
+    from tflite_export import cli
+
+    obj = os.path.join(out, "obj.tflite")
+    assert tflite_export.inspect(obj).ops["FULLY_CONNECTED"] == 2
+    assert tflite_export.benchmark(obj, min_runs=2, min_seconds=0, warmup_seconds=0).ok
+    assert cli.main(["inspect", obj]) == 0
+    assert cli.main(["export", "m.keras", "--data", "digits", "--out", os.path.join(out, "x.tflite")]) == 2
     assert "tfcompress" not in sys.modules
     print("STANDALONE OK")
 ''')

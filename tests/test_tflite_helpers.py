@@ -205,35 +205,6 @@ def test_tfcompress_cli_hands_its_datasets_to_export():
     assert args.load_dataset is datasets.load
 
 
-def test_tflite_export_works_where_tfcompress_cannot_be_imported(tmp_path):
-    """Export, inspect, time and the standalone CLI in a process that blocks ``import tfcompress``."""
-    import subprocess
-    import sys
-    import textwrap
-
-    script = textwrap.dedent(
-        f"""
-        import sys
-        sys.modules["tfcompress"] = None  # any import of tfcompress now raises ImportError
-        import tflite_export as tfl
-        from tflite_export import cli
-        from tflite_export._testing import tiny_cnn
-
-        rep = tfl.export(tiny_cnn(), {str(tmp_path / "m.tflite")!r}, mode="float32")
-        assert tfl.inspect(rep.path).ops["CONV_2D"] == 1
-        assert tfl.benchmark(rep.path, min_runs=2, min_seconds=0, warmup_seconds=0).ok
-        assert cli.main(["inspect", rep.path]) == 0
-        assert cli.main(["export", "m.keras", "--data", "digits", "--out", "x.tflite"]) == 2
-        assert not any(m == "tfcompress" or m.startswith("tfcompress.") for m in sys.modules if sys.modules[m])
-        print("STANDALONE-OK")
-        """
-    )
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    p = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, env=env,
-                       cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    assert "STANDALONE-OK" in p.stdout, p.stderr[-3000:]
-
-
 @pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
 def test_atomic_files_honour_the_umask(tmp_path, umask, mode):
     # mkstemp makes 0600 files whatever the umask, and os.replace keeps the mode:
