@@ -21,6 +21,14 @@ import warnings
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
+# TensorFlow 2.21's oneDNN kernels kill the process (SIGSEGV / heap abort) while
+# training a 1x1 convolution with stride 2, the projection shortcut of ResNet-style
+# blocks. Off unless the user chose; the cost is measured in docs/RESULTS.md
+# ("oneDNN on or off"). Read by TensorFlow at import: too late if it came first.
+if "tensorflow" not in sys.modules:
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+ONEDNN_ON = os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1").strip().lower() not in ("0", "false")
+
 
 @contextlib.contextmanager
 def quiet_native_logs():

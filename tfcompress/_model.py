@@ -11,11 +11,13 @@ Example:
     >>> flat = coerce_model(model)  # doctest: +SKIP
 """
 
-from tfcompress._keras import keras, tf
+import warnings
+
+from tfcompress._keras import ONEDNN_ON, keras, tf
 from tfcompress._keras3 import is_keras3_model, to_tf_keras
 from tfcompress.errors import UnsupportedModelError, first_line
 
-__all__ = ["is_keras3_model", "check_model", "coerce_model", "flatten_nested", "clone"]
+__all__ = ["is_keras3_model", "check_model", "coerce_model", "flatten_nested", "clone", "warn_onednn_crash"]
 
 
 def check_model(model):
@@ -162,3 +164,37 @@ def clone(model, clone_function=None):
     if clone_function is None:
         return copy
     return keras.models.clone_model(copy, clone_function=clone_function)
+
+
+def onednn_crash_layers(model):
+    """Names of the layers TensorFlow 2.21's oneDNN kernels crash on while training:
+    convolutions with a 1x1 kernel and a stride above 1 (nested models included)."""
+    out = []
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            out += onednn_crash_layers(layer)
+        elif isinstance(layer, keras.layers.Conv2D) and not isinstance(layer, keras.layers.Conv2DTranspose):
+            if tuple(layer.kernel_size) == (1, 1) and max(layer.strides) > 1:
+                out.append(layer.name)
+    return out
+
+
+def warn_onednn_crash(model):
+    """Warn, before training, when oneDNN is on and ``model`` has layers it crashes on.
+
+    tfcompress turns oneDNN off when it is imported before TensorFlow; this covers
+    the user who imported TensorFlow first or set ``TF_ENABLE_ONEDNN_OPTS=1``, so a
+    crash, if it comes, has its cause and its switch on the line above it.
+
+    Returns:
+        The names of the layers at risk (empty when oneDNN is off or none are).
+    """
+    names = onednn_crash_layers(model) if ONEDNN_ON else []
+    if names:
+        shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+        warnings.warn(
+            f"oneDNN is on and {shown} are 1x1 convolutions with stride 2, whose training TensorFlow 2.21's "
+            "oneDNN kernels can crash (SIGSEGV); set TF_ENABLE_ONEDNN_OPTS=0 before TensorFlow is imported "
+            "(importing tfcompress first does it).", RuntimeWarning, stacklevel=3)
+    return names
+

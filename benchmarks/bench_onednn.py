@@ -1,0 +1,181 @@
+"""oneDNN on or off: what TF_ENABLE_ONEDNN_OPTS costs fine-tuning, and what it risks.
+
+TensorFlow 2.21's oneDNN kernels kill the process (SIGSEGV or a heap abort) while
+training a 1x1 convolution with stride 2 (issue 12); `TF_ENABLE_ONEDNN_OPTS=0` avoids
+it. This measures, side by side in one run, in child processes (the switch is read
+when TensorFlow is imported):
+
+* the crash: the repro model trained with each setting (exit status of the child);
+* the speed: seconds per epoch of pruning and QAT fine-tuning through
+  ``tfcompress.optimize`` (the first epoch of each stage, which traces, is left out),
+  on LeNet-5 / Fashion-MNIST and MobileNetV2 (alpha 0.35, 96x96x3, random data),
+  settings alternated and repeated so drift hits both alike.
+
+Writes benchmarks/results/onednn.{json,md}.
+
+    .venv/bin/python benchmarks/bench_onednn.py            # ~4 min on 2 cores
+"""
+
+import argparse
+import json
+import os
+import platform
+import signal
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+RESULTS = os.path.join(HERE, "results")
+COMMAND = ".venv/bin/python benchmarks/bench_onednn.py"
+MODELS = ("lenet5", "mobilenet_v2")
+SETTINGS = ("1", "0")
+
+
+def _repro():
+    """The issue's repro: fit a 1x1 stride-2 conv (crashes with oneDNN on)."""
+    import numpy as np
+
+    from tfcompress._keras import keras
+
+    L = keras.layers
+    keras.utils.set_random_seed(0)
+    m = keras.Sequential([L.Input((60, 60, 8)), L.Conv2D(16, 1, strides=2, padding="same"),
+                          L.GlobalAveragePooling2D(), L.Dense(7, activation="softmax")])
+    m.compile("adam", "sparse_categorical_crossentropy")
+    x = np.random.default_rng(0).random((64, 60, 60, 8), dtype=np.float32)
+    m.fit(x, np.arange(64) % 7, batch_size=16, epochs=1, verbose=0)
+    return {"trained": True}
+
+
+def _timed(name):
+    """Per-epoch seconds of the pruning and QAT stages of optimize() on one model."""
+    import numpy as np
+
+    import tfcompress
+    from tfcompress import datasets, models
+    from tfcompress._keras import keras
+
+    keras.utils.set_random_seed(0)
+    if name == "lenet5":
+        d = datasets.load("fashion-mnist")
+        x, y = d.train[0][:12000], d.train[1][:12000]
+        model = models.get("lenet5").build()
+    else:
+        rng = np.random.default_rng(0)
+        x = rng.random((512, 96, 96, 3), dtype=np.float32)
+        y = rng.integers(0, 10, 512)
+        model = keras.applications.MobileNetV2(alpha=0.35, weights=None, input_shape=(96, 96, 3), classes=10)
+    model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy", ["accuracy"])
+
+    class EpochTimes(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.seconds = []
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.t0 = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.seconds.append(time.perf_counter() - self.t0)
+
+    times = EpochTimes()
+    recipe = {"pruning": {"epochs": 3, "final_sparsity": 0.5}, "quantization": {"epochs": 3}}
+    tfcompress.optimize(model, (x, y), recipe=recipe, batch_size=64, verbose=0, callbacks=[times])
+    prune, qat = times.seconds[:3], times.seconds[3:6]
+    return {"samples": int(len(x)), "pruning_epoch_s": statistics.median(prune[1:]),
+            "qat_epoch_s": statistics.median(qat[1:])}
+
+
+def child(what, setting):
+    os.environ["TF_ENABLE_ONEDNN_OPTS"] = setting  # before TensorFlow is imported
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    out = _repro() if what == "repro" else _timed(what)
+    print("RESULT " + json.dumps(out), flush=True)
+
+
+def run_child(what, setting, timeout=900):
+    proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--child", what, setting],
+                          capture_output=True, text=True, timeout=timeout, cwd=os.path.dirname(HERE))
+    for line in proc.stdout.splitlines():
+        if line.startswith("RESULT "):
+            return {"status": "ok", **json.loads(line[7:])}
+    rc = proc.returncode
+    tail = (proc.stderr.strip().splitlines() or [""])[-1][:200]
+    if rc < 0 or rc >= 128:  # a signal: the native crash this measures
+        sig = -rc if rc < 0 else rc - 128
+        return {"status": f"crashed: killed by {signal.Signals(sig).name}" + (f" ({tail})" if tail else "")}
+    return {"status": f"failed: exit {rc}" + (f" ({tail})" if tail else "")}
+
+
+def markdown(res):
+    lines = [
+        "## oneDNN on or off (TF_ENABLE_ONEDNN_OPTS)", "",
+        f"Command: `{COMMAND}`. Each cell is a child process with the setting made before TensorFlow "
+        f"is imported; {res['repeats']} runs per setting, alternated; seconds per epoch are the median "
+        "of epochs 2-3 of each stage, then the median over runs. Load average at the end: "
+        f"{res['loadavg_at_end']:.1f} on {os.cpu_count()} cores.", "",
+        "| case | oneDNN on (`=1`, TF's default on x86) | oneDNN off (`=0`, tfcompress's default) | off / on |",
+        "|---|---|---|---:|",
+    ]
+    rep = res["repro"]
+    lines.append(f"| 1x1 stride-2 conv repro, `fit` | {rep['1']['status']} | {rep['0']['status']} | — |")
+    for name in MODELS:
+        for key, label in (("pruning_epoch_s", "pruning"), ("qat_epoch_s", "QAT")):
+            on, off = res["speed"][name]["1"].get(key), res["speed"][name]["0"].get(key)
+            ratio = f"{off / on:.2f}x" if on and off else "—"
+            fmt = (lambda v: f"{v:.2f} s/epoch" if v else "failed")
+            lines.append(f"| {name} {label} fine-tuning | {fmt(on)} | {fmt(off)} | {ratio} |")
+    lines += ["", res["decision"], ""]
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--child", nargs=2, metavar=("WHAT", "SETTING"), help=argparse.SUPPRESS)
+    p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--out", default=RESULTS)
+    args = p.parse_args(argv)
+    if args.child:
+        return child(*args.child)
+    t0 = time.time()
+    res = {"command": COMMAND, "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+           "repeats": args.repeats, "repro": {}, "speed": {}}
+    for s in SETTINGS:
+        res["repro"][s] = run_child("repro", s, timeout=300)
+        print(f"repro oneDNN={s}: {res['repro'][s]['status']}", file=sys.stderr, flush=True)
+    for name in MODELS:
+        runs = {s: [] for s in SETTINGS}
+        for i in range(args.repeats):
+            for s in (SETTINGS if i % 2 == 0 else SETTINGS[::-1]):
+                r = run_child(name, s)
+                print(f"{name} oneDNN={s}: {r}", file=sys.stderr, flush=True)
+                if r["status"] == "ok":
+                    runs[s].append(r)
+        res["speed"][name] = {
+            s: {k: statistics.median(r[k] for r in runs[s]) for k in ("pruning_epoch_s", "qat_epoch_s")}
+            if runs[s] else {} for s in SETTINGS}
+    res["loadavg_at_end"] = os.getloadavg()[0]
+    res["seconds"] = round(time.time() - t0, 1)
+    crashed_on = res["repro"]["1"]["status"] != "ok"
+    ratios = [res["speed"][n]["0"][k] / res["speed"][n]["1"][k] for n in MODELS
+              for k in ("pruning_epoch_s", "qat_epoch_s") if res["speed"][n]["0"] and res["speed"][n]["1"]]
+    res["decision"] = (
+        "Decision: tfcompress sets `TF_ENABLE_ONEDNN_OPTS=0` when it is imported before TensorFlow and the "
+        "user has not set the variable (an explicit `=1` is respected), because with oneDNN on the repro "
+        f"{'crashes the process' if crashed_on else 'did not crash in this run (it does intermittently)'}; "
+        f"fine-tuning with oneDNN off takes {min(ratios):.2f}x-{max(ratios):.2f}x the time per epoch here."
+        if ratios else "Decision: see the table (some runs failed).")
+    os.makedirs(args.out, exist_ok=True)
+    from tflite_export._atomic import atomic_write_bytes
+
+    atomic_write_bytes(os.path.join(args.out, "onednn.json"), (json.dumps(res, indent=2) + "\n").encode())
+    md = markdown(res)
+    atomic_write_bytes(os.path.join(args.out, "onednn.md"), (md + "\n").encode())
+    print(md)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
