@@ -109,13 +109,23 @@ def run_child(what, setting, timeout=900):
     return {"status": f"failed: exit {rc}" + (f" ({tail})" if tail else "")}
 
 
+def _cpu_flags():
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
+    except OSError:
+        return "unknown"
+    wanted = sorted(f for f in flags if f.startswith(("avx512", "amx")))
+    return ", ".join(wanted) if wanted else "no AVX-512"
+
+
 def markdown(res):
     lines = [
         "## oneDNN on or off (TF_ENABLE_ONEDNN_OPTS)", "",
         f"Command: `{COMMAND}`. Each cell is a child process with the setting made before TensorFlow "
         f"is imported; {res['repeats']} runs per setting, alternated; seconds per epoch are the median "
         "of epochs 2-3 of each stage, then the median over runs. Load average at the end: "
-        f"{res['loadavg_at_end']:.1f} on {os.cpu_count()} cores.", "",
+        f"{res['loadavg_at_end']:.1f} on {os.cpu_count()} cores; CPU: {res['cpu_flags']}.", "",
         "| case | oneDNN on (`=1`, TF's default on x86) | oneDNN off (`=0`, tfcompress's default) | off / on |",
         "|---|---|---|---:|",
     ]
@@ -141,7 +151,7 @@ def main(argv=None):
         return child(*args.child)
     t0 = time.time()
     res = {"command": COMMAND, "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
-           "repeats": args.repeats, "repro": {}, "speed": {}}
+           "cpu_flags": _cpu_flags(), "repeats": args.repeats, "repro": {}, "speed": {}}
     for s in SETTINGS:
         res["repro"][s] = run_child("repro", s, timeout=300)
         print(f"repro oneDNN={s}: {res['repro'][s]['status']}", file=sys.stderr, flush=True)
@@ -161,11 +171,16 @@ def main(argv=None):
     crashed_on = res["repro"]["1"]["status"] != "ok"
     ratios = [res["speed"][n]["0"][k] / res["speed"][n]["1"][k] for n in MODELS
               for k in ("pruning_epoch_s", "qat_epoch_s") if res["speed"][n]["0"] and res["speed"][n]["1"]]
+    seen = ("crashed the process here" if crashed_on else
+            f"did not crash on this machine ({res['cpu_flags']}), but killed the process on the AVX-512 "
+            "machine of issue 12 (SIGSEGV or a heap abort, in optimize() too)")
     res["decision"] = (
         "Decision: tfcompress sets `TF_ENABLE_ONEDNN_OPTS=0` when it is imported before TensorFlow and the "
-        "user has not set the variable (an explicit `=1` is respected), because with oneDNN on the repro "
-        f"{'crashes the process' if crashed_on else 'did not crash in this run (it does intermittently)'}; "
-        f"fine-tuning with oneDNN off takes {min(ratios):.2f}x-{max(ratios):.2f}x the time per epoch here."
+        f"user has not set the variable (an explicit `=1` is kept), because with oneDNN on the repro {seen}: "
+        "a crash loses the user's process, a slower epoch loses minutes. Fine-tuning with oneDNN off takes "
+        f"{min(ratios):.2f}x-{max(ratios):.2f}x the time per epoch here; set `TF_ENABLE_ONEDNN_OPTS=1` before "
+        "importing TensorFlow to trade that safety for speed (optimize() then warns if the model has "
+        "1x1 stride-2 convolutions)."
         if ratios else "Decision: see the table (some runs failed).")
     os.makedirs(args.out, exist_ok=True)
     from tflite_export._atomic import atomic_write_bytes

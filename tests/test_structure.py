@@ -8,7 +8,6 @@ import ast
 import pathlib
 
 import numpy as np
-import pytest
 
 import tfcompress
 from tfcompress import Channels, Recipe
@@ -141,7 +140,8 @@ def test_consumers_recorded_after_an_add_merge_stay_in_the_group():
     assert set(groups[("a", "b")].consumers) == {"add", "c", "d"}
 
 
-def test_epochs_override_is_what_the_channels_stage_prints_and_trains(capsys):
+def _channels_run(recipe_epochs, epochs):
+    """optimize() a tiny two-conv model with only a channels stage; its result."""
     L = keras.layers
     keras.utils.set_random_seed(0)
     i = L.Input((8, 8, 1))
@@ -149,23 +149,17 @@ def test_epochs_override_is_what_the_channels_stage_prints_and_trains(capsys):
     h = L.Conv2D(8, 3, activation="relu", name="conv2")(h)
     model = keras.Model(i, L.Dense(3, activation="softmax")(L.GlobalAveragePooling2D()(h)))
     x = np.random.default_rng(0).random((32, 8, 8, 1), dtype=np.float32)
-    y = np.arange(32) % 3
-    recipe = Recipe(channels=Channels(ratio=0.25, epochs=3), pruning=None, quantization=None)
-    res = tfcompress.optimize(model, (x, y), recipe=recipe, epochs=1, verbose=1, batch_size=16)
-    out = capsys.readouterr().out
-    assert "stage 1/1: channels, 1 epoch(s)" in out
+    recipe = Recipe(channels=Channels(ratio=0.25, epochs=recipe_epochs), pruning=None, quantization=None)
+    return tfcompress.optimize(model, (x, np.arange(32) % 3), recipe=recipe, epochs=epochs, verbose=1,
+                               batch_size=16)
+
+
+def test_epochs_override_is_what_the_channels_stage_prints_and_trains(capsys):
+    res = _channels_run(recipe_epochs=3, epochs=1)
+    assert "stage 1/1: channels, 1 epoch(s)" in capsys.readouterr().out
     assert res.report.stages[0]["epochs"] == 1
 
 
-@pytest.mark.parametrize("recipe_epochs", [0])
-def test_epochs_override_leaves_a_channels_stage_without_fine_tuning_alone(recipe_epochs, capsys):
-    L = keras.layers
-    i = L.Input((8, 8, 1))
-    h = L.Conv2D(8, 3, activation="relu", name="conv1")(i)
-    h = L.Conv2D(8, 3, activation="relu", name="conv2")(h)
-    model = keras.Model(i, L.Dense(3, activation="softmax")(L.GlobalAveragePooling2D()(h)))
-    x = np.random.default_rng(0).random((32, 8, 8, 1), dtype=np.float32)
-    y = np.arange(32) % 3
-    recipe = Recipe(channels=Channels(ratio=0.25, epochs=recipe_epochs), pruning=None, quantization=None)
-    tfcompress.optimize(model, (x, y), recipe=recipe, epochs=2, verbose=1, batch_size=16)
+def test_epochs_override_leaves_a_channels_stage_without_fine_tuning_alone(capsys):
+    _channels_run(recipe_epochs=0, epochs=2)
     assert "stage 1/1: channels, 0 epoch(s)" in capsys.readouterr().out
