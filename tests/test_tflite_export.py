@@ -219,3 +219,15 @@ def test_write_failure_leaves_nothing(model, tmp_path, monkeypatch):
     with pytest.raises(ExportError, match="No space left"):
         tfl.export(model, tmp_path / "m.tflite", mode="float32")
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("bad", [np.inf, -np.inf, np.nan, 1e39])
+def test_non_finite_calibration_data_is_refused_not_a_segfault(tmp_path, bad):
+    # One Inf in int8 calibration data used to kill the process inside the converter.
+    model = tiny_cnn()
+    x = np.random.default_rng(0).random((8, *model.input_shape[1:]), dtype=np.float32).astype(np.float64)
+    x[3, 0, 0, 0] = bad
+    path = tmp_path / "m.tflite"
+    with pytest.raises(ExportError, match="sample 3 has NaN or Inf"):
+        tfl.export(model, path, mode="int8", representative_data=x, num_samples=8)
+    assert not path.exists()
