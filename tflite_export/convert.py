@@ -169,7 +169,8 @@ def _samples(data, input_shape, num_samples: int) -> list[np.ndarray]:
         for i in range(x.shape[0]):
             if len(out) >= num_samples:
                 return
-            sample = np.asarray(x[i : i + 1], dtype=np.float32)
+            with np.errstate(over="ignore"):  # beyond float32 becomes Inf, refused just below
+                sample = np.asarray(x[i : i + 1], dtype=np.float32)
             if not np.isfinite(sample).all():  # one Inf segfaults the TFLite calibrator (issue 12)
                 raise ExportError(
                     f"representative_data sample {len(out)} has NaN or Inf values (or values beyond float32); "
