@@ -8,8 +8,11 @@ import numpy as np
 import pytest
 
 import tfcompress
+import tflite_export
 from tfcompress import datasets, models
 from tfcompress._keras import keras
+from tflite_export._testing import digits as digits_arrays
+from tflite_export._testing import tiny_cnn
 
 
 @pytest.fixture(autouse=True)
@@ -51,3 +54,12 @@ def optimized_digits(digits, trained_digits):
     keras.utils.set_random_seed(0)
     recipe = models.get("digits_cnn").recipe()
     return tfcompress.optimize(trained_digits, digits.train, digits.validation, recipe=recipe, verbose=0)
+
+
+@pytest.fixture(scope="session")
+def int8_path(tmp_path_factory):
+    """tflite_export's tiny CNN as an int8 .tflite file (calibrated on digits), shared by the timing tests."""
+    xtr, _, _, _ = digits_arrays()
+    p = tmp_path_factory.mktemp("int8") / "m_int8.tflite"
+    tflite_export.export(tiny_cnn(), p, representative_data=xtr, num_samples=100)
+    return str(p)

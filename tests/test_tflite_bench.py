@@ -9,17 +9,9 @@ import pytest
 
 import tflite_export as tfl
 from tflite_export import ExportError, Timing
-from tflite_export._testing import digits, tiny_cnn
+from tflite_export._testing import digits
 
 FAST = dict(warmup_seconds=0.0, min_seconds=0.0, min_runs=50)
-
-
-@pytest.fixture(scope="module")
-def int8_path(tmp_path_factory):
-    xtr, _, _, _ = digits()
-    p = tmp_path_factory.mktemp("bench") / "m_int8.tflite"
-    tfl.export(tiny_cnn(), p, representative_data=xtr, num_samples=100)
-    return str(p)
 
 
 def _sane(t: Timing):

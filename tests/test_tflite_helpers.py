@@ -9,18 +9,9 @@ import pytest
 
 import tflite_export as tfl
 from tflite_export import ExportError, _atomic, _process, cli
-from tflite_export._testing import digits, tiny_cnn
 from tflite_export.errors import first_line
 
 FAST = dict(warmup_seconds=0.0, min_seconds=0.0, min_runs=5)
-
-
-@pytest.fixture(scope="module")
-def int8_path(tmp_path_factory):
-    xtr, _, _, _ = digits()
-    p = tmp_path_factory.mktemp("helpers") / "m_int8.tflite"
-    tfl.export(tiny_cnn(), p, representative_data=xtr, num_samples=50)
-    return str(p)
 
 
 # ---------------------------------------------------------------------------- first_line

@@ -94,7 +94,7 @@ def _print_job(job, args):
 
 
 def _cmd_demo(args):
-    from tfcompress import datasets, models
+    from tfcompress import models
     from tfcompress.pipeline import run_job
 
     spec = models.get("digits_cnn" if args.dataset == "digits" else "lenet5")
@@ -107,7 +107,6 @@ def _cmd_demo(args):
 
 
 def _cmd_optimize(args):
-    from tfcompress import datasets
     from tfcompress.io import resolve_model
     from tfcompress.pipeline import run_job
     from tfcompress.recipe import Recipe

@@ -19,14 +19,15 @@ import json
 import os
 from dataclasses import dataclass, field
 
-from tfcompress.errors import UnsupportedModelError
+from tfcompress.errors import TuningError, UnsupportedModelError
 from tfcompress.io import ModelBuilder
 from tfcompress.io import resolve_model as resolve_model_source
 from tfcompress.recipe import Recipe
 from tfcompress.report import atomic_write_json, atomic_write_text, ensure_dir, markdown_table, table
 from tfcompress.tuning.algorithms import canonical_algorithm
 from tfcompress.tuning.objectives import direction, pareto_front, parse_constraint, parse_objectives
-from tfcompress.tuning.space import SearchSpace, TuningError
+from tfcompress.tuning.space import SearchSpace
+from tfcompress.tuning.trial import failure_reason
 from tflite_export._atomic import save_figure
 
 __all__ = ["tune", "TuneResult", "ModelBuilder", "load_results", "resolve_model", "format_params", "PROJECT"]
@@ -264,8 +265,6 @@ def load_results(directory):
             continue  # not finished (killed, or still running elsewhere)
         reason = None
         if status != "COMPLETED":
-            from tfcompress.tuning.tuner import failure_reason
-
             reason = failure_reason(state.get("message")) or extra.get("reason") or status
             metrics = {}
         try:
