@@ -13,7 +13,7 @@ from tfcompress._checks import check_array, check_class_ids, check_finite, check
 from tfcompress._keras import tf
 from tfcompress.errors import DataError
 
-__all__ = ["Data", "prepare"]
+__all__ = ["Data", "prepare", "check_spec"]
 
 
 class Data:
@@ -156,7 +156,7 @@ def prepare(data, model, batch_size, shuffle=False, seed=0, what="train_data", s
     return Data(ds, len(x), sparse, x=x, y=y)
 
 
-def _check_spec(ds, what):
+def check_spec(ds, what):
     spec = ds.element_spec
     if not isinstance(spec, tuple) or len(spec) != 2:
         raise DataError(f"{what}: the dataset must yield (x, y) pairs.")
@@ -179,7 +179,7 @@ def _check_spec(ds, what):
 
 
 def _prepare_dataset(ds, units, batch_size, want, what, sparse_labels):
-    spec = _check_spec(ds, what)
+    spec = check_spec(ds, what)
     xshape = tuple(spec[0].shape)
     if _shape_ok(xshape, want):
         ds = ds.batch(batch_size)

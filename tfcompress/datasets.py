@@ -1,7 +1,15 @@
-"""Offline datasets: scikit-learn's digits (embedded) and Fashion-MNIST (Debian).
+"""Datasets: the offline built-ins and the user's own data, as one :class:`Dataset`.
 
-Nothing is downloaded at run time. Digits ships inside scikit-learn; Fashion-MNIST
-is read from the idx ``.gz`` files of the Debian package ``dataset-fashion-mnist``.
+Built-ins: scikit-learn's digits (embedded) and Fashion-MNIST (read from the
+idx ``.gz`` files of the Debian package ``dataset-fashion-mnist``); nothing is
+downloaded at run time.
+
+The user's data: numpy arrays (:func:`from_arrays`), ``.npz`` files
+(:func:`from_npz`), image folders with one subfolder per class
+(:func:`from_directory`) and ``tf.data`` datasets (:func:`from_tf_dataset`).
+:func:`load` takes a built-in name or a path; :func:`as_dataset` takes
+anything. Scaling is explicit (``scale="auto"``: uint8 images divided by 255)
+and recorded in :attr:`Dataset.scale`.
 
 Example:
     >>> from tfcompress import datasets
@@ -13,13 +21,23 @@ Example:
 import gzip
 import os
 import struct
-from dataclasses import dataclass
 
 import numpy as np
 
+from tfcompress._userdata import (
+    NPZ_KEYS,
+    Dataset,
+    carve,
+    check_fraction,
+    from_arrays,
+    from_directory,
+    from_npz,
+    from_tf_dataset,
+)
 from tfcompress.errors import DataError
 
-__all__ = ["Dataset", "load", "NAMES", "FASHION_MNIST_DIRS"]
+__all__ = ["Dataset", "load", "as_dataset", "from_arrays", "from_npz", "from_directory", "from_tf_dataset",
+           "NAMES", "FASHION_MNIST_DIRS", "NPZ_KEYS"]
 
 NAMES = ("digits", "fashion-mnist")
 
@@ -27,68 +45,54 @@ NAMES = ("digits", "fashion-mnist")
 # overrides it for other layouts.
 FASHION_MNIST_DIRS = ("/usr/share/datasets/fashion-mnist",)
 
-
-@dataclass(frozen=True)
-class Dataset:
-    """Train / validation / test splits as ``(x, y)`` numpy tuples.
-
-    ``x`` is float32 NHWC in [0, 1]; ``y`` holds int64 class labels.
-    """
-
-    name: str
-    train: tuple
-    validation: tuple
-    test: tuple
-    num_classes: int
-    class_names: tuple = ()
-
-    @property
-    def input_shape(self):
-        return tuple(self.train[0].shape[1:])
-
-    def describe(self):
-        return (
-            f"{self.name}: {len(self.train[0])} train / {len(self.validation[0])} "
-            f"validation / {len(self.test[0])} test, input {self.input_shape}, "
-            f"{self.num_classes} classes"
-        )
-
-
-def load(name, validation_fraction=0.1, seed=0):
-    """Load a dataset by name, with a seeded validation split carved from train.
+def load(name, validation_fraction=0.1, seed=0, input_shape=None, scale="auto", test_fraction=0.2):
+    """Load a built-in dataset by name, or the user's data from a path.
 
     Args:
-        name: ``"digits"`` or ``"fashion-mnist"``.
+        name: ``"digits"``, ``"fashion-mnist"``, a ``.npz`` file (see
+            :func:`from_npz`) or an image folder (see :func:`from_directory`).
         validation_fraction: share of the training split held out for
-            validation. Defaults to `0.1`.
+            validation when none is given. Defaults to `0.1`.
         seed: seed of the split. Defaults to `0`.
+        input_shape: the model's input shape; an image folder is read at
+            that size and channel count. Defaults to `None`.
+        scale: for a path, see :func:`from_arrays`. Defaults to `"auto"`.
+        test_fraction: for a path without a test split, the share carved
+            out for testing. Defaults to `0.2`.
 
     Returns:
         A :class:`Dataset`.
 
     Raises:
-        DataError: unknown name, or Fashion-MNIST files missing.
+        DataError: unknown name, missing file, or Fashion-MNIST files missing.
 
     Example:
         >>> data = load("digits")
         >>> x, y = data.test
     """
+    if isinstance(name, os.PathLike) or (isinstance(name, str) and _looks_like_path(name)):
+        path = os.fsdecode(name)
+        kw = dict(validation_fraction=validation_fraction, test_fraction=test_fraction, seed=seed, scale=scale)
+        if os.path.isdir(path):
+            return from_directory(path, input_shape=input_shape, **kw)
+        if os.path.isfile(path):
+            return from_npz(path, **kw)
+        raise DataError(f"data {path} does not exist: pass an existing .npz file or image folder, "
+                        f"or one of {', '.join(NAMES)}.")
     key = str(name).lower().replace("_", "-")
     if key == "digits":
         x, y, xt, yt, names = _digits(seed)
+        factor = 1 / 16
     elif key in ("fashion-mnist", "fashion"):
         x, y, xt, yt = _fashion_mnist()
         names = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                  "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
-        key = "fashion-mnist"
+        key, factor = "fashion-mnist", 1 / 255
     else:
-        raise DataError(f"unknown dataset {name!r}: choose one of {', '.join(NAMES)}.")
-    if not 0 < validation_fraction < 1:
-        raise DataError(f"validation_fraction must be in (0, 1), got {validation_fraction}.")
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(len(x))
-    n_val = max(1, int(round(len(x) * validation_fraction)))
-    val, tr = order[:n_val], order[n_val:]
+        raise DataError(f"unknown dataset {name!r}: choose one of {', '.join(NAMES)}, "
+                        "or pass a .npz file or an image folder.")
+    check_fraction("validation_fraction", validation_fraction)
+    (tr, val) = carve(len(x), validation_fraction, seed)
     return Dataset(
         name=key,
         train=(x[tr], y[tr]),
@@ -96,7 +100,13 @@ def load(name, validation_fraction=0.1, seed=0):
         test=(xt, yt),
         num_classes=int(max(y.max(), yt.max()) + 1),
         class_names=tuple(names),
+        scale=factor,
+        splits={"validation": "carved", "test": "given"},
     )
+
+
+def _looks_like_path(name):
+    return os.path.exists(name) or os.sep in name or name.lower().endswith(".npz")
 
 
 def _digits(seed):
@@ -156,3 +166,40 @@ def _fashion_mnist():
         return _read_idx(os.path.join(d, f)).astype("int64")
     return (images("train-images-idx3-ubyte.gz"), labels("train-labels-idx1-ubyte.gz"),
             images("t10k-images-idx3-ubyte.gz"), labels("t10k-labels-idx1-ubyte.gz"))
+
+
+def as_dataset(data, input_shape=None, scale="auto", seed=0, validation=None):
+    """Any data argument as a :class:`Dataset`.
+
+    Args:
+        data: a :class:`Dataset`; a built-in name or a path (as :func:`load`);
+            an ``(x, y)`` pair (as :func:`from_arrays`); a ``tf.data.Dataset``.
+        input_shape: the model's input shape (image folders are read at it).
+            Defaults to `None`.
+        scale: as :func:`from_arrays` (ignored for a :class:`Dataset`).
+            Defaults to `"auto"`.
+        seed: seed of carved splits. Defaults to `0`.
+        validation: a validation split to use with ``(x, y)`` or tf.data
+            training data. Defaults to `None` (carved).
+
+    Returns:
+        A :class:`Dataset`.
+
+    Raises:
+        DataError: data of another kind, or data the constructor refuses.
+
+    Example:
+        >>> import numpy as np
+        >>> as_dataset((np.zeros((10, 4)), np.arange(10) % 2)).source
+        'arrays'
+    """
+    if isinstance(data, Dataset):
+        return data
+    if isinstance(data, (str, os.PathLike)):
+        return load(data, seed=seed, input_shape=input_shape, scale=scale)
+    if type(data).__module__.startswith("tensorflow") and hasattr(data, "element_spec"):
+        return from_tf_dataset(data, validation, input_shape=input_shape, seed=seed, scale=scale)
+    if isinstance(data, (tuple, list)) and len(data) == 2:
+        return from_arrays(data[0], data[1], validation=validation, seed=seed, scale=scale)
+    raise DataError(f"data must be a Dataset, a built-in name ({', '.join(NAMES)}), a .npz file or image folder, "
+                    f"an (x, y) pair of arrays or a tf.data.Dataset, got {type(data).__name__}.")

@@ -1,0 +1,399 @@
+"""The user's own data as a :class:`Dataset`: numpy arrays, ``.npz`` files,
+image folders (one subfolder per class) and ``tf.data`` datasets.
+
+:mod:`tfcompress.datasets` re-exports everything here and adds the built-in
+datasets; use it rather than this module.
+
+Scaling is explicit: ``scale="auto"`` divides uint8 inputs by 255 (image
+folders are read as uint8) and keeps any other dtype; a number multiplies the
+inputs by it; None keeps them. The factor is recorded in :attr:`Dataset.scale`.
+Splits that are not given are carved from the training data, seeded. The
+labels are checked against the model later, once, by :func:`tfcompress._data.prepare`.
+
+Example:
+    >>> import numpy as np
+    >>> data = from_arrays(np.zeros((30, 4, 4, 1), "uint8"), np.arange(30) % 3)
+    >>> data.splits
+    {'validation': 'carved', 'test': 'carved'}
+"""
+
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from tfcompress.errors import DataError
+
+__all__ = ["Dataset", "from_arrays", "from_npz", "from_directory", "from_tf_dataset", "NPZ_KEYS"]
+
+# The .npz key names from_npz reads, per split: the first present wins.
+NPZ_KEYS = {
+    "train": (("x_train", "y_train"), ("x", "y")),
+    "validation": (("x_val", "y_val"), ("x_valid", "y_valid"), ("x_validation", "y_validation")),
+    "test": (("x_test", "y_test"),),
+}
+_SPLIT_DIRS = {"train": ("train",), "validation": ("val", "valid", "validation"), "test": ("test",)}
+_IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Train / validation / test splits as ``(x, y)`` numpy tuples.
+
+    ``x`` is float32 NHWC (the built-ins in [0, 1]); ``y`` holds the labels
+    as given (int64 class ids, or one-hot rows).
+
+    Attributes:
+        name: what reports call it (a built-in name, or a file or folder path).
+        train, validation, test: ``(x, y)`` numpy tuples.
+        num_classes: classes (largest class id + 1, or one-hot width).
+        class_names: the class names where known (an image folder's subfolders).
+        scale: the factor the raw inputs were multiplied by (``1/255`` for
+            uint8 images under ``scale="auto"``), None when kept as given.
+        source: ``"builtin"``, ``"arrays"``, ``"npz"``, ``"folder"`` or ``"tf.data"``.
+        splits: how each split came: ``"given"`` or ``"carved"`` (seeded, from train).
+    """
+
+    name: str
+    train: tuple
+    validation: tuple
+    test: tuple
+    num_classes: int
+    class_names: tuple = ()
+    scale: float | None = None
+    source: str = "builtin"
+    splits: dict = field(default_factory=dict)
+
+    @property
+    def input_shape(self):
+        return tuple(self.train[0].shape[1:])
+
+    def scaling(self):
+        """How the inputs were scaled, in words (printed by the CLI, stored in reports)."""
+        if self.scale is None:
+            return "inputs kept as given (no scaling)"
+        inverse = 1 / self.scale
+        if abs(inverse - round(inverse)) < 1e-6:
+            return f"inputs divided by {round(inverse)}" + (" (uint8 -> [0, 1])" if round(inverse) == 255 else "")
+        return f"inputs multiplied by {self.scale:.6g}"
+
+    def describe(self):
+        return (
+            f"{self.name}: {len(self.train[0])} train / {len(self.validation[0])} "
+            f"validation / {len(self.test[0])} test, input {self.input_shape}, "
+            f"{self.num_classes} classes; {self.scaling()}"
+        )
+
+    def info(self):
+        """What a report records about the data (JSON-ready)."""
+        return {"name": self.name, "source": self.source, "input_shape": list(self.input_shape),
+                "num_classes": self.num_classes, "scale": self.scale, "scaling": self.scaling(),
+                "samples": {k: len(getattr(self, k)[0]) for k in ("train", "validation", "test")},
+                "splits": dict(self.splits)}
+
+
+def check_fraction(what, value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
+        raise DataError(f"{what} must be a number in (0, 1), got {value!r}.")
+
+
+def carve(n, fraction, seed):
+    """Seeded ``(keep, held_out)`` index arrays: ``fraction`` of ``n`` held out (at least one)."""
+    order = np.random.default_rng(seed).permutation(n)
+    k = max(1, int(round(n * fraction)))
+    return order[k:], order[:k]
+
+
+def _scale_factor(scale, x):
+    """The factor ``scale`` means for inputs like ``x`` (None: keep them)."""
+    if scale is None:
+        return None
+    if isinstance(scale, str):
+        if scale != "auto":
+            raise DataError(f"scale must be 'auto', None or a positive number, got {scale!r}.")
+        return 1 / 255 if x.dtype == np.uint8 else None
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not np.isfinite(scale) or scale <= 0:
+        raise DataError(f"scale must be 'auto', None or a positive number, got {scale!r}.")
+    return float(scale)
+
+
+def _split(what, pair):
+    from tfcompress._checks import check_array
+
+    if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+        raise DataError(f"{what} must be an (x, y) pair of arrays, got {type(pair).__name__}.")
+    x, y = check_array(what, "x", pair[0]), check_array(what, "y", pair[1])
+    if len(x) != len(y):
+        raise DataError(f"{what}: x has {len(x)} examples but y has {len(y)}; they must match.")
+    if len(x) == 0:
+        raise DataError(f"{what} is empty: pass at least one example.")
+    return x, (y.astype("int64") if y.dtype.kind in "iub" else y)
+
+
+def _num_classes(ys):
+    y = ys[0]
+    if y.ndim == 2 and y.shape[1] > 1:
+        return int(y.shape[1])
+    top = max(float(np.max(v)) for v in ys if len(v))
+    return int(top) + 1 if np.isfinite(top) and top >= 0 else 1
+
+
+def from_arrays(x, y, validation=None, test=None, validation_fraction=0.1, test_fraction=0.2, seed=0,
+                scale="auto", name="arrays", class_names=(), source="arrays"):
+    """A :class:`Dataset` from numpy arrays, splits carved (seeded) where not given.
+
+    Args:
+        x: training inputs, NHWC (or whatever the model takes).
+        y: training labels: class ids ``(n,)`` or one-hot rows ``(n, classes)``.
+        validation: ``(x, y)`` validation split. Defaults to `None` (carved
+            from the training data after the test split).
+        test: ``(x, y)`` test split. Defaults to `None` (carved from the
+            training data).
+        validation_fraction: share carved for validation. Defaults to `0.1`.
+        test_fraction: share carved for testing. Defaults to `0.2`.
+        seed: seed of the carve-outs. Defaults to `0`.
+        scale: ``"auto"`` divides uint8 inputs by 255 and keeps any other
+            dtype; a number multiplies the inputs by it (``1/255``); None
+            keeps them. The factor is recorded in :attr:`Dataset.scale`.
+            Defaults to `"auto"`.
+        name: what reports call the data. Defaults to `"arrays"`.
+        class_names: names of the classes. Defaults to `()`.
+        source: recorded in :attr:`Dataset.source`. Defaults to `"arrays"`.
+
+    Returns:
+        A :class:`Dataset` (inputs float32).
+
+    Raises:
+        DataError: non-numeric arrays, mismatched lengths, too few examples
+            to carve the missing splits, splits of different input dtypes
+            under ``scale="auto"``, or a bad ``scale``.
+
+    Example:
+        >>> import numpy as np
+        >>> x = np.random.randint(0, 256, (50, 8, 8, 1), dtype=np.uint8)
+        >>> data = from_arrays(x, np.arange(50) % 3, seed=1)
+        >>> len(data.test[0]), data.num_classes, round(data.scale * 255, 6)
+        (10, 3, 1.0)
+    """
+    train = _split("train data", (x, y))
+    given = {"validation": validation, "test": test}
+    splits = {k: _split(f"{k} data", v) for k, v in given.items() if v is not None}
+    missing = [k for k in ("test", "validation") if k not in splits]
+    if len(train[0]) < len(missing) + 1:
+        raise DataError(f"{name}: {len(train[0])} example(s) cannot be split into train and "
+                        f"{' and '.join(missing)}: pass more data or the splits themselves.")
+    for k, fraction in (("test", test_fraction), ("validation", validation_fraction)):
+        if k in missing:
+            check_fraction(f"{k}check_fraction", fraction)
+            keep, held = carve(len(train[0]), fraction, seed)
+            if len(keep) == 0:
+                keep, held = held[1:], held[:1]
+            splits[k] = (train[0][held], train[1][held])
+            train = (train[0][keep], train[1][keep])
+    factor = _scale_factor(scale, train[0])
+    out = {"train": train, **splits}
+    if scale == "auto":
+        kinds = {k: v[0].dtype == np.uint8 for k, v in out.items()}
+        if len(set(kinds.values())) > 1:
+            raise DataError(f"{name}: some splits are uint8 and some are not ({kinds}); scale='auto' would "
+                            "scale them differently: give them one dtype or pass scale explicitly.")
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = {k: ((v[0].astype("float32") * np.float32(factor)) if factor else v[0].astype("float32"), v[1])
+               for k, v in out.items()}
+    return Dataset(name=str(name), train=out["train"], validation=out["validation"], test=out["test"],
+                   num_classes=_num_classes([v[1] for v in out.values()]), class_names=tuple(class_names),
+                   scale=factor, source=source,
+                   splits={k: "carved" if k in missing else "given" for k in ("validation", "test")})
+
+
+def from_npz(path, validation_fraction=0.1, test_fraction=0.2, seed=0, scale="auto"):
+    """A :class:`Dataset` from a ``.npz`` file (``numpy.savez``), never unpickling.
+
+    Key names (:data:`NPZ_KEYS`): ``x_train``/``y_train`` or plain ``x``/``y``
+    for training; optionally ``x_val``/``y_val`` (or ``x_valid``,
+    ``x_validation``) and ``x_test``/``y_test``. Missing splits are carved
+    from the training data (seeded).
+
+    Args:
+        path: the ``.npz`` file.
+        validation_fraction, test_fraction, seed, scale: as :func:`from_arrays`.
+
+    Returns:
+        A :class:`Dataset` named by the file's path.
+
+    Raises:
+        DataError: an unreadable file, missing keys (the keys found are
+            named), or arrays :func:`from_arrays` refuses.
+
+    Example:
+        >>> np.savez("mine.npz", x=np.zeros((20, 4, 4, 1), "uint8"), y=np.arange(20) % 2)  # doctest: +SKIP
+        >>> from_npz("mine.npz").describe()  # doctest: +SKIP
+    """
+    path = os.fsdecode(path)
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except (OSError, ValueError, EOFError) as e:
+        raise DataError(f"cannot read {path} as .npz ({str(e).splitlines()[0] if str(e) else type(e).__name__}): "
+                        "save it with numpy.savez(path, x_train=..., y_train=...).") from None
+    found = {}
+    for split, layouts in NPZ_KEYS.items():
+        for kx, ky in layouts:
+            if kx in arrays or ky in arrays:
+                if kx not in arrays or ky not in arrays:
+                    have, miss = (kx, ky) if kx in arrays else (ky, kx)
+                    raise DataError(f"{path} has {have} but no {miss}: save both.")
+                found[split] = (arrays[kx], arrays[ky])
+                break
+    if "train" not in found:
+        raise DataError(f"{path} has no x_train/y_train (or x/y) arrays; it has "
+                        f"{', '.join(sorted(arrays)) or 'nothing'}: save it with numpy.savez(path, x_train=..., "
+                        "y_train=..., x_test=..., y_test=...).")
+    return from_arrays(*found["train"], validation=found.get("validation"), test=found.get("test"),
+                       validation_fraction=validation_fraction, test_fraction=test_fraction, seed=seed,
+                       scale=scale, name=path, source="npz")
+
+
+def _subdirs(path):
+    return sorted(e.name for e in os.scandir(path) if e.is_dir() and not e.name.startswith("."))
+
+
+def _first_image(path):
+    for root, _, files in sorted(os.walk(path)):
+        for f in sorted(files):
+            if f.lower().endswith(_IMAGE_EXTENSIONS):
+                return os.path.join(root, f)
+    raise DataError(f"{path} holds no image ({', '.join(_IMAGE_EXTENSIONS)}): give a folder with one "
+                    "subfolder of images per class.")
+
+
+def _read_folder(path, class_names, image_size, color_mode):
+    from tfcompress._keras import keras, tf
+
+    with open(os.devnull, "w") as devnull, _redirect(devnull):  # tf_keras prints "Found N files"
+        ds = keras.utils.image_dataset_from_directory(
+            path, labels="inferred", label_mode="int", class_names=list(class_names), color_mode=color_mode,
+            batch_size=64, image_size=tuple(image_size), shuffle=False)
+    xs, ys = [], []
+    for x, y in ds:  # resized pixels are floats in [0, 255]: back to uint8, so scale="auto" knows them
+        xs.append(tf.cast(tf.round(tf.clip_by_value(x, 0, 255)), tf.uint8).numpy())
+        ys.append(y.numpy().astype("int64"))
+    if not xs:
+        raise DataError(f"{path} holds no image in its class subfolders {', '.join(class_names)}.")
+    return np.concatenate(xs), np.concatenate(ys)
+
+
+def _redirect(stream):
+    import contextlib
+
+    return contextlib.redirect_stdout(stream)
+
+
+def from_directory(path, input_shape=None, validation_fraction=0.1, test_fraction=0.2, seed=0, scale="auto"):
+    """A :class:`Dataset` from an image folder, through tf_keras's ``image_dataset_from_directory``.
+
+    Layouts: ``path/<class>/*.png`` (splits carved, seeded), or
+    ``path/train/<class>/...`` with optional ``path/val/`` (or ``valid``,
+    ``validation``) and ``path/test/`` holding the same class folders. Class
+    ids follow the sorted class folder names. Images are resized to the
+    model's input (``input_shape``: height, width, and 1, 3 or 4 channels for
+    grayscale, RGB, RGBA), else read at the first image's size and channels;
+    pixels are read as uint8, so ``scale="auto"`` divides them by 255.
+
+    Args:
+        path: the folder.
+        input_shape: the model's input shape ``(h, w, c)``. Defaults to `None`.
+        validation_fraction, test_fraction, seed, scale: as :func:`from_arrays`.
+
+    Returns:
+        A :class:`Dataset` whose ``class_names`` are the subfolders.
+
+    Raises:
+        DataError: no class subfolders or images, an input shape that is not
+            an image, or class folders that differ between splits.
+
+    Example:
+        >>> data = from_directory("flowers/", input_shape=(32, 32, 3))  # doctest: +SKIP
+        >>> data.class_names  # doctest: +SKIP
+        ('daisy', 'rose')
+    """
+    from tfcompress._keras import tf
+
+    path = os.fsdecode(path)
+    subdirs = _subdirs(path)
+    alias = {name: split for split, names in _SPLIT_DIRS.items() for name in names}
+    split_layout = "train" in subdirs and all(d in alias for d in subdirs)
+    roots = {alias[d]: os.path.join(path, d) for d in subdirs} if split_layout else {"train": path}
+    class_names = _subdirs(roots["train"])
+    if not class_names:
+        raise DataError(f"{roots['train']} has no class subfolders: put each class's images in a subfolder "
+                        "named after it (cats/, dogs/).")
+    for split, root in roots.items():
+        if split != "train" and _subdirs(root) != class_names:
+            raise DataError(f"{root} has class folders {_subdirs(root)}, train has {class_names}: use the same.")
+    if input_shape is not None:
+        shape = tuple(input_shape)
+        if len(shape) != 3 or shape[2] not in (1, 3, 4) or None in shape[:2]:
+            raise DataError(f"the model takes inputs of shape {shape}, not images (height, width, 1/3/4 "
+                            "channels): an image folder cannot feed it; pass a .npz file instead.")
+        size, channels = shape[:2], shape[2]
+    else:
+        img = tf.io.decode_image(tf.io.read_file(_first_image(roots["train"])), expand_animations=False)
+        size, channels = tuple(img.shape[:2]), int(img.shape[2])
+        channels = channels if channels in (1, 3, 4) else 3
+    mode = {1: "grayscale", 3: "rgb", 4: "rgba"}[channels]
+    read = {split: _read_folder(root, class_names, size, mode) for split, root in roots.items()}
+    return from_arrays(*read["train"], validation=read.get("validation"), test=read.get("test"),
+                       validation_fraction=validation_fraction, test_fraction=test_fraction, seed=seed,
+                       scale=scale, name=path, class_names=class_names, source="folder")
+
+
+def _materialize(ds, what, input_shape):
+    from tfcompress._data import check_spec
+
+    spec = check_spec(ds, what)
+    x_rank = spec[0].shape.rank
+    # .batch() leaves the leading dimension unknown; the model's input rank settles the rest.
+    batched = (len(input_shape) + 1 == x_rank) if input_shape is not None else spec[0].shape[0] is None
+    if not batched:
+        ds = ds.batch(256)
+    xs, ys = [], []
+    for x, y in ds:
+        xs.append(x.numpy())
+        ys.append(y.numpy())
+    if not xs:
+        raise DataError(f"{what} is empty: the dataset yielded no examples.")
+    return np.concatenate(xs), np.concatenate(ys)
+
+
+def from_tf_dataset(train, validation=None, test=None, input_shape=None, validation_fraction=0.1,
+                    test_fraction=0.2, seed=0, scale="auto", name="tf.data"):
+    """A :class:`Dataset` from finite ``tf.data.Dataset`` objects of ``(x, y)``, read once into memory.
+
+    Args:
+        train: the training dataset, batched or not.
+        validation: the validation dataset. Defaults to `None` (carved).
+        test: the test dataset. Defaults to `None` (carved).
+        input_shape: the model's input shape, which tells a batched dataset
+            from an unbatched one where the element spec cannot (a known
+            leading dimension). Defaults to `None`.
+        validation_fraction, test_fraction, seed, scale: as :func:`from_arrays`.
+        name: what reports call the data. Defaults to `"tf.data"`.
+
+    Returns:
+        A :class:`Dataset`.
+
+    Raises:
+        DataError: a dataset that repeats forever, does not yield ``(x, y)``
+            pairs of numbers, or is empty.
+
+    Example:
+        >>> import tensorflow as tf  # doctest: +SKIP
+        >>> ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(32)  # doctest: +SKIP
+        >>> from_tf_dataset(ds).describe()  # doctest: +SKIP
+    """
+    parts = {k: _materialize(v, f"{k} data", input_shape)
+             for k, v in (("train", train), ("validation", validation), ("test", test)) if v is not None}
+    return from_arrays(*parts["train"], validation=parts.get("validation"), test=parts.get("test"),
+                       validation_fraction=validation_fraction, test_fraction=test_fraction, seed=seed,
+                       scale=scale, name=name, source="tf.data")
