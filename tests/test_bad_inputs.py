@@ -372,3 +372,26 @@ def test_evaluate_and_agreement_still_work(model, tflite_file):
     assert acc == tflite_export.evaluate(tflite_file, X, ONE_HOT) and 0 <= acc <= 1
     assert tflite_export.agreement(model, tflite_file, X) == 1.0
     assert tflite_export.agreement(model, tflite_file, X[0]) == 1.0  # one sample without its batch axis
+
+
+# --- int8 calibration: outliers that make int8 meaningless ------------------------
+
+@pytest.mark.parametrize("value", [1e30, -1e30, 1e6])
+def test_calibration_outliers_are_refused(model, tmp_path, value):
+    # One 1e30 used to be accepted silently: input scale 3.9e27, every normal input quantized to 0.
+    x = _with(X, 3, value)
+    path = tmp_path / "m.tflite"
+    with pytest.raises(ExportError) as e:
+        tflite_export.export(model, str(path), mode="int8", representative_data=x, num_samples=N)
+    _one_line(e, "representative_data is dominated by outliers", "in sample 3", "central 90%",
+              "clip or drop the outliers")
+    assert not path.exists()
+
+
+def test_calibration_without_outliers_still_converts(model, tmp_path):
+    sparse = np.zeros((N, 4), "float32")
+    sparse[::8, 0] = 1.0  # mostly zeros (central spread 0): not judged an outlier case
+    for x in (X, sparse, np.random.default_rng(1).normal(size=(N, 4))):
+        rep = tflite_export.export(model, str(tmp_path / "m.tflite"), mode="int8", representative_data=x,
+                                   num_samples=N)
+        assert rep.input_quantization[0] < 1

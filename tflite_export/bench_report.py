@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
-from ._atomic import save_figure
+import os
 
-__all__ = ["bench_table", "plot_timings"]
+from ._atomic import save_figure
+from .errors import ExportError
+
+__all__ = ["bench_table", "plot_timings", "timings_figure", "check_figure_path", "SPREAD"]
+
+# Latencies further apart than this (slowest / fastest) get a logarithmic axis.
+SPREAD = 10.0
 
 
 def _fmt(v, d=3) -> str:
@@ -69,8 +75,100 @@ def _unique(values) -> list:
     return out
 
 
+def check_figure_path(path: str, flag: str = "--plot") -> None:
+    """Refuses an image path matplotlib cannot write, before any work.
+
+    Args:
+        path: The image path; its extension picks the format (none: PNG).
+        flag: The option that named it, for the message. Defaults to `"--plot"`.
+
+    Raises:
+        ExportError: The extension is not a format matplotlib saves.
+
+    Example:
+        >>> check_figure_path("bench.png")
+    """
+    from matplotlib.figure import Figure
+
+    ext = os.path.splitext(path)[1][1:].lower()
+    formats = Figure().canvas.get_supported_filetypes()
+    if ext and ext not in formats:
+        raise ExportError(f"{flag} {path}: matplotlib cannot write .{ext} images; use .png, .pdf or .svg")
+
+
+def _latency(r: dict) -> float | None:
+    return (r.get("median_ms") or r.get("mean_ms")) if r["status"] == "ok" else None
+
+
+def timings_figure(rows: list[dict]):
+    """The latency bar chart as a matplotlib figure (``plot_timings`` saves it).
+
+    One panel with all files; when the slowest and fastest latencies differ by
+    more than ``SPREAD`` times, the latency axis is logarithmic so the fast
+    files' bars stay readable. Bar values are written inside the axes, the
+    legend sits inside the plot area and file names are the x tick labels.
+
+    Args:
+        rows: ``[dict(file=name, **timing.to_dict()), ...]``; unavailable timings show "n/a".
+
+    Returns:
+        A ``matplotlib.figure.Figure`` (not yet saved or closed).
+
+    Example:
+        >>> fig = timings_figure([dict(file="m.tflite", **benchmark("m.tflite").to_dict())])   # doctest: +SKIP
+        >>> fig.axes[0].get_yscale()   # doctest: +SKIP
+        'linear'
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    def config(r):
+        return f"{r['accelerator']} x{r['threads']}"
+
+    configs = _unique(config(r) for r in rows)
+    files = _unique(r["file"] for r in rows)
+    lats = [v for v in (_latency(r) for r in rows) if v]
+    log = bool(lats) and max(lats) > SPREAD * min(lats)
+    width = 0.8 / max(1, len(configs))
+    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(files) * max(1, len(configs)) / 2 + 3), 4.5))
+    if log:
+        ax.set_yscale("log")
+    floor = min(lats) / 3 if (log and lats) else 0
+    for j, c in enumerate(configs):
+        xs, hs = [], []
+        for i, f in enumerate(files):
+            r = next((r for r in rows if r["file"] == f and config(r) == c), None)
+            if r is None:
+                continue
+            lat = _latency(r)
+            x = i + (j - (len(configs) - 1) / 2) * width
+            if lat is None:
+                ax.text(x, floor or 0, "n/a", ha="center", va="bottom", fontsize=7, rotation=90)
+                continue
+            xs.append(x)
+            hs.append(lat)
+        if xs:
+            bars = ax.bar(xs, hs, width=width * 0.95, label=c)
+            ax.bar_label(bars, fmt="%.3g", fontsize=7, padding=2)
+    if lats:  # headroom so the value labels stay inside the axes
+        ax.set_ylim((floor, max(lats) * 3) if log else (0, max(lats) * 1.18))
+    ax.set_xlim(-0.5, len(files) - 0.5)  # every bar and "n/a" inside the axes
+    ax.set_xticks(range(len(files)))
+    ax.set_xticklabels(files, rotation=15, ha="right", fontsize=8)
+    ax.set_ylabel("median latency per invoke (ms" + (", log scale)" if log else ")"))
+    ax.set_title("TFLite latency (LiteRT)")
+    if configs and lats:
+        ax.legend(fontsize=8, loc="upper left")
+    fig.tight_layout()
+    return fig
+
+
 def plot_timings(rows: list[dict], dest: str) -> str:
     """Bar chart of the median latency of each file under each configuration, saved atomically.
+
+    See :func:`timings_figure` for what it shows (log scale past a 10x spread).
 
     Args:
         rows: ``[dict(file=name, **timing.to_dict()), ...]``; unavailable timings show "n/a".
@@ -85,38 +183,4 @@ def plot_timings(rows: list[dict], dest: str) -> str:
     Example:
         >>> plot_timings([dict(file="m.tflite", **benchmark("m.tflite").to_dict())], "b.png")   # doctest: +SKIP
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    def config(r):
-        return f"{r['accelerator']} x{r['threads']}"
-
-    configs = _unique(config(r) for r in rows)
-    files = _unique(r["file"] for r in rows)
-    width = 0.8 / max(1, len(configs))
-    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(files) * max(1, len(configs)) / 2 + 3), 4.5))
-    for j, c in enumerate(configs):
-        xs, hs = [], []
-        for i, f in enumerate(files):
-            r = next((r for r in rows if r["file"] == f and config(r) == c), None)
-            if r is None:
-                continue
-            lat = (r.get("median_ms") or r.get("mean_ms")) if r["status"] == "ok" else None
-            x = i + (j - (len(configs) - 1) / 2) * width
-            if lat is None:
-                ax.text(x, 0, "n/a", ha="center", va="bottom", fontsize=7, rotation=90)
-                continue
-            xs.append(x)
-            hs.append(lat)
-        if xs:
-            bars = ax.bar(xs, hs, width=width * 0.95, label=c)
-            ax.bar_label(bars, fmt="%.3g", fontsize=7)
-    ax.set_xticks(range(len(files)))
-    ax.set_xticklabels(files, rotation=15, ha="right", fontsize=8)
-    ax.set_ylabel("median latency per invoke (ms)")
-    ax.set_title("TFLite latency (LiteRT)")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    return save_figure(fig, dest, dpi=120)
+    return save_figure(timings_figure(rows), dest, dpi=120)

@@ -20,6 +20,7 @@ import sys
 import numpy as np
 
 from ._atomic import atomic_write_bytes
+from .argtypes import check_writable, int_list, nonnegative_float, nonnegative_int, positive_int
 from .bench_report import bench_table, plot_timings
 from .errors import ExportError
 
@@ -61,7 +62,8 @@ def _add_export(subparsers, load_dataset) -> None:
         default=None,
         help="digits | fashion-mnist | file.npz (x_train[, y_train, x_test, y_test]); needed for int8/int16x8",
     )
-    ex.add_argument("--num-samples", type=int, default=200, help="representative samples (default: %(default)s)")
+    ex.add_argument("--num-samples", type=positive_int, default=200,
+                    help="representative samples (default: %(default)s)")
     ex.add_argument("--sparse", action="store_true", help="store pruned weights sparse (EXPERIMENTAL_SPARSITY)")
     ex.add_argument("--metadata", default=None, help="JSON object stored in the file's metadata")
     ex.add_argument("--out", required=True, help="output .tflite path")
@@ -90,19 +92,23 @@ def _add_bench(subparsers) -> None:
         "replaced by CPU. Prints one comparison table (speed-up relative to the first file).",
     )
     b.add_argument("files", nargs="+", metavar="FILE.tflite")
-    b.add_argument("--threads", default="1", help="comma-separated thread counts (default: %(default)s)")
+    b.add_argument("--threads", type=int_list(1), default="1",
+                   help="comma-separated thread counts (default: %(default)s)")
     b.add_argument(
         "--accelerator",
         default="cpu",
         help=f"comma-separated: {', '.join(ACCELERATORS)}, android (default: %(default)s)",
     )
     b.add_argument("--delegate", default=None, help="external delegate library (.so) to time as well")
-    b.add_argument("--pin", default=None, help="comma-separated CPU ids to pin to, e.g. 0 or 0,1")
+    b.add_argument("--pin", type=int_list(0), default=None, help="comma-separated CPU ids to pin to, e.g. 0 or 0,1")
     b.add_argument("--roofline", action="store_true", help="add MACs, GOPS and fraction of measured peak")
-    b.add_argument("--min-runs", type=int, default=50)
-    b.add_argument("--min-seconds", type=float, default=1.0)
-    b.add_argument("--warmup-runs", type=int, default=1)
-    b.add_argument("--warmup-seconds", type=float, default=0.5)
+    b.add_argument("--min-runs", type=positive_int, default=50, help="timed runs at least (default: %(default)s)")
+    b.add_argument("--min-seconds", type=nonnegative_float, default=1.0,
+                   help="timed seconds at least (default: %(default)s)")
+    b.add_argument("--warmup-runs", type=nonnegative_int, default=1,
+                   help="warm-up runs at least (default: %(default)s)")
+    b.add_argument("--warmup-seconds", type=nonnegative_float, default=0.5,
+                   help="warm-up seconds at least (default: %(default)s)")
     b.add_argument("--android-binary", default=None, help="benchmark_model binary for --accelerator android")
     b.add_argument("--serial", default=None, help="adb device serial for android")
     b.add_argument("--json", default=None, metavar="PATH", help="write all timings as JSON ('-' = stdout)")
@@ -227,6 +233,8 @@ def cmd_export(args) -> int:
         mode=args.mode,
         representative_data=xtr,
         num_samples=args.num_samples,
+    check_writable(args.out, "--out")
+    check_writable(args.json, "--json")
         metadata=meta,
         io=args.io,
         sparse=args.sparse,
@@ -296,6 +304,7 @@ def cmd_inspect(args) -> int:
 # ------------------------------------------------------------------------------- bench
 
 
+    check_writable(args.json, "--json")
 def _bench_accelerators(args) -> list[str]:
     from .benchmark import _ALIASES, ACCELERATORS
 
@@ -344,16 +353,40 @@ def cmd_bench(args) -> int:
         ExportError: Bad arguments or a missing/damaged file.
 
     Example:
+def _check_pin(pin):
+    """--pin ids this process may run on (checked before timing: a bad id fails every run)."""
+    if not pin:
+        return None
+    try:
+        allowed = sorted(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux: leave it to the benchmark, which reports it per row
+        return pin
+    bad = [c for c in pin if c not in allowed]
+    if bad:
+        raise ExportError(f"--pin {','.join(map(str, bad))}: not a CPU this process may use; choose among "
+                          f"{','.join(map(str, allowed))}")
+    return pin
+
+
+def _check_outputs(args) -> None:
+    """Output paths are checked before any timing, so a typo does not cost the whole run."""
+    for flag, path in (("--json", args.json), ("--markdown", args.markdown), ("--plot", args.plot)):
+        check_writable(path, flag)
+    if args.plot:
+        from .bench_report import check_figure_path
+
+        check_figure_path(args.plot, "--plot")
+
+
         >>> main(["bench", "a.tflite", "b.tflite", "--threads", "1,2", "--roofline"])   # doctest: +SKIP
         0
     """
     from .safety import check_file
 
-    threads = _parse_list(args.threads, int, "threads")
-    if any(t < 1 for t in threads):
-        raise ExportError("--threads values must be >= 1")
+    threads = args.threads  # parsed and range-checked by argparse
     accels = _bench_accelerators(args)
-    pin = _parse_list(args.pin, int, "pin") if args.pin else None
+    pin = _check_pin(args.pin)
+    _check_outputs(args)
     for f in args.files:
         check_file(f)  # fail fast with a clear message before timing anything
     names = [os.path.basename(f) for f in args.files]

@@ -17,6 +17,7 @@ import numpy as np
 from . import _flatbuffer as fb
 from . import loader
 from ._atomic import atomic_write_bytes
+from .calibration import samples as _samples
 from .errors import ExportError, first_line
 
 __all__ = ["export", "convert_bytes", "ExportReport", "MODES", "IO_TYPES", "zipped_size"]
@@ -98,17 +99,23 @@ def zipped_size(data: bytes) -> int:
 
 
 def _strip_pruning(model):
-    """Removes tfmot PruneLowMagnitude wrappers (they do not convert cleanly)."""
-    if not any(type(l).__name__ == "PruneLowMagnitude" for l in getattr(model, "layers", [])):
+    """Removes tfmot PruneLowMagnitude and ClusterWeights wrappers (they do not convert
+    cleanly, and a clustering wrapper would ship the unclustered weights too)."""
+    kinds = {type(l).__name__ for l in getattr(model, "layers", [])}
+    if not kinds & {"PruneLowMagnitude", "ClusterWeights"}:
         return model
     try:
         import tensorflow_model_optimization as tfmot
 
-        return tfmot.sparsity.keras.strip_pruning(model)
+        if "PruneLowMagnitude" in kinds:
+            model = tfmot.sparsity.keras.strip_pruning(model)
+        if "ClusterWeights" in kinds:
+            model = tfmot.clustering.keras.strip_clustering(model)
+        return model
     except Exception as e:  # noqa: BLE001
         raise ExportError(
-            f"model has pruning wrappers that could not be stripped ({e}); "
-            "call tfmot.sparsity.keras.strip_pruning(model) first"
+            f"model has pruning or clustering wrappers that could not be stripped ({e}); "
+            "call tfmot.sparsity.keras.strip_pruning(model) / tfmot.clustering.keras.strip_clustering(model) first"
         ) from None
 
 
@@ -150,70 +157,6 @@ def _saved_model_input_shape(path):
         return tuple(specs[0].shape)
     except Exception:  # noqa: BLE001
         return None
-
-
-# ------------------------------------------------------------------- representative data
-
-
-def _samples(data, input_shape, num_samples: int) -> list[np.ndarray]:
-    """Collects up to ``num_samples`` single samples (each with a batch dim of 1)."""
-    import tensorflow as tf
-
-    rank = len(input_shape) if input_shape is not None else None
-    out: list[np.ndarray] = []
-
-    def add_batch(x):
-        x = np.asarray(x)
-        if rank is not None and x.ndim == rank - 1:
-            x = x[None]
-        for i in range(x.shape[0]):
-            if len(out) >= num_samples:
-                return
-            with np.errstate(over="ignore"):  # beyond float32 becomes Inf, refused just below
-                sample = np.asarray(x[i : i + 1], dtype=np.float32)
-            if not np.isfinite(sample).all():  # one Inf segfaults the TFLite calibrator (issue 12)
-                raise ExportError(
-                    f"representative_data sample {len(out)} has NaN or Inf values (or values beyond float32); "
-                    "int8 calibration needs finite inputs: clean or drop those samples"
-                )
-            out.append(sample)
-
-    if isinstance(data, tf.data.Dataset):
-        spec = data.element_spec
-        if isinstance(spec, (tuple, list)):
-            spec = spec[0]
-        batched = None
-        if rank is None:
-            batched = len(spec.shape) > 0 and spec.shape[0] is None
-        for el in data:
-            if isinstance(el, (tuple, list)):
-                el = el[0]
-            if isinstance(el, dict):
-                el = next(iter(el.values()))
-            x = el.numpy()
-            if batched is False:
-                x = x[None]
-            add_batch(x)
-            if len(out) >= num_samples:
-                break
-        return out
-    if isinstance(data, tuple) and len(data) in (2, 3):
-        data = data[0]
-    if isinstance(data, dict):
-        data = next(iter(data.values()))
-    try:
-        x = np.asarray(data)
-    except Exception:  # noqa: BLE001
-        x = None
-    if x is None or x.dtype == object or not np.issubdtype(x.dtype, np.number) or x.ndim == 0:
-        raise ExportError(
-            f"representative_data of type {type(data).__name__} is not usable; pass a numpy array of inputs, "
-            "an (x, y) tuple or a tf.data.Dataset"
-        )
-    if rank is not None and x.ndim == rank - 1:
-        x = x[None]
-    add_batch(x)
-    return out
 
 
 # ----------------------------------------------------------------------------- convert
