@@ -6,12 +6,13 @@ Example:
     $ tfcompress check MobileNetV2 --input-shape 32,32,3 --markdown report.md
 """
 
+import argparse
 import json
 
 from tfcompress.check import check
-from tfcompress.errors import UnsupportedModelError
 from tfcompress.io import resolve_model
 from tfcompress.report import atomic_write_text
+from tflite_export.argtypes import check_writable
 
 __all__ = ["add_subcommands"]
 
@@ -36,7 +37,7 @@ def add_subcommands(subparsers):
                    help=".keras/.h5 file (tf_keras or Keras 3), a reference model name (digits_cnn, "
                         "lenet5) or a keras.applications name (MobileNetV2, built with weights=None)")
     p.add_argument("--recipe", default=None, help="recipe YAML to check against")
-    p.add_argument("--input-shape", default=None,
+    p.add_argument("--input-shape", type=_input_shape, default=None,
                    help="input shape for a keras.applications name, e.g. 32,32,3 (default: the application's)")
     p.add_argument("--no-convert", action="store_true", help="skip the trial int8 conversion")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -47,16 +48,19 @@ def add_subcommands(subparsers):
 
 
 def _input_shape(text):
-    if not text:
-        return None
+    """argparse type of --input-shape: positive whole numbers separated by commas."""
     try:
-        return tuple(int(d) for d in text.split(","))
+        shape = tuple(int(d) for d in text.split(","))
     except ValueError:
-        raise UnsupportedModelError(f"--input-shape must look like 32,32,3, got {text!r}.") from None
+        shape = ()
+    if not shape or any(d < 1 or d > 65536 for d in shape):
+        raise argparse.ArgumentTypeError(f"must look like 32,32,3 (whole numbers in 1..65536), got {text!r}")
+    return shape
 
 
 def _cmd_check(args):
-    model = resolve_model(args.model, input_shape=_input_shape(args.input_shape), safe_mode=not args.unsafe,
+    check_writable(args.markdown, "--markdown")
+    model = resolve_model(args.model, input_shape=args.input_shape, safe_mode=not args.unsafe,
                           applications=True).model()
     report = check(model, recipe=args.recipe, convert=not args.no_convert)
     if args.markdown:

@@ -16,6 +16,7 @@ import traceback
 from tfcompress import check_cli, datasets
 from tfcompress.tuning import cli as tuning_cli
 from tflite_export import cli as export_cli
+from tflite_export.argtypes import nonnegative_int, positive_int
 
 __all__ = ["main", "build_parser"]
 
@@ -32,8 +33,8 @@ Errors print one line and exit with status 2; add --debug for the traceback.
 
 def _common(p):
     p.add_argument("--out", default="tfcompress-out", help="output folder (default: %(default)s)")
-    p.add_argument("--threads", type=int, default=2, help="XNNPACK threads for timing (default: %(default)s)")
-    p.add_argument("--epochs", type=int, default=None,
+    p.add_argument("--threads", type=positive_int, default=2, help="XNNPACK threads for timing (default: %(default)s)")
+    p.add_argument("--epochs", type=positive_int, default=None,
                    help="override every recipe stage's fine-tuning epochs")
     p.add_argument("--quiet", action="store_true", help="print only the final table")
 
@@ -71,8 +72,9 @@ def build_parser():
                      help="reference model name (digits_cnn, lenet5), a .keras/.h5 file or a SavedModel folder")
     opt.add_argument("--dataset", required=True, help="digits or fashion-mnist")
     opt.add_argument("--recipe", default=None, help="recipe YAML (default: the model's default recipe)")
-    opt.add_argument("--train-epochs", type=int, default=None,
-                     help="train a reference model this many epochs first (default: its own setting)")
+    opt.add_argument("--train-epochs", type=nonnegative_int, default=None,
+                     help="train the model this many epochs first, 0 for none (default: a reference model's "
+                     "own setting; none for a file)")
     opt.add_argument("--unsafe", action="store_true",
                      help="load files with Lambda layers (runs their code: only for files you trust)")
     _common(opt)

@@ -220,6 +220,8 @@ def cmd_export(args) -> int:
     from .evaluate import evaluate
 
     meta = _parse_metadata(args.metadata)
+    check_writable(args.out, "--out")
+    check_writable(args.json, "--json")
     xtr = xte = yte = None
     if args.data:
         xtr, _, xte, yte = load_data(args.data, getattr(args, "load_dataset", None))
@@ -233,8 +235,6 @@ def cmd_export(args) -> int:
         mode=args.mode,
         representative_data=xtr,
         num_samples=args.num_samples,
-    check_writable(args.out, "--out")
-    check_writable(args.json, "--json")
         metadata=meta,
         io=args.io,
         sparse=args.sparse,
@@ -291,6 +291,7 @@ def cmd_inspect(args) -> int:
     """
     from .inspection import inspect
 
+    check_writable(args.json, "--json")
     info = inspect(args.file)
     if args.json != "-":
         print(info.summary())
@@ -304,7 +305,6 @@ def cmd_inspect(args) -> int:
 # ------------------------------------------------------------------------------- bench
 
 
-    check_writable(args.json, "--json")
 def _bench_accelerators(args) -> list[str]:
     from .benchmark import _ALIASES, ACCELERATORS
 
@@ -340,19 +340,6 @@ def _time_one(args, path: str, accelerator: str, threads: int, pin):
     return tm
 
 
-def cmd_bench(args) -> int:
-    """Handler of ``tfcompress bench``.
-
-    Args:
-        args: The parsed ``bench`` arguments.
-
-    Returns:
-        0 (unavailable accelerators are rows with an "unavailable: ..." status).
-
-    Raises:
-        ExportError: Bad arguments or a missing/damaged file.
-
-    Example:
 def _check_pin(pin):
     """--pin ids this process may run on (checked before timing: a bad id fails every run)."""
     if not pin:
@@ -378,6 +365,19 @@ def _check_outputs(args) -> None:
         check_figure_path(args.plot, "--plot")
 
 
+def cmd_bench(args) -> int:
+    """Handler of ``tfcompress bench``.
+
+    Args:
+        args: The parsed ``bench`` arguments.
+
+    Returns:
+        0 (unavailable accelerators are rows with an "unavailable: ..." status).
+
+    Raises:
+        ExportError: Bad arguments or a missing/damaged file.
+
+    Example:
         >>> main(["bench", "a.tflite", "b.tflite", "--threads", "1,2", "--roofline"])   # doctest: +SKIP
         0
     """

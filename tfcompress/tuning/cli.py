@@ -20,6 +20,7 @@ import time
 
 from tfcompress.errors import TuningError
 from tfcompress.io import ModelBuilder
+from tflite_export.argtypes import nonnegative_int, port_int, positive_int, seed_int
 
 __all__ = ["add_subcommands", "run_tune"]
 
@@ -41,10 +42,11 @@ def add_subcommands(subparsers):
     p.add_argument("--recipe", default=None, help="base recipe YAML for fields not searched "
                    "(default: the model's default recipe)")
     p.add_argument("--algorithm", default="random", help="random, bayesian or hyperband (default: %(default)s)")
-    p.add_argument("--max-trials", type=int, default=10, help="at most this many trials (default: %(default)s)")
-    p.add_argument("--epochs", type=int, default=2,
+    p.add_argument("--max-trials", type=positive_int, default=10,
+                   help="at most this many trials (default: %(default)s)")
+    p.add_argument("--epochs", type=positive_int, default=2,
                    help="training epochs per trial; Hyperband's largest (default: %(default)s)")
-    p.add_argument("--epoch-budget", type=int, default=None,
+    p.add_argument("--epoch-budget", type=positive_int, default=None,
                    help="stop once this many epochs (training + compression) were spent")
     p.add_argument("--objective", default="accuracy,size,latency",
                    help="comma-separated: accuracy, size, latency; the first guides the search, all "
@@ -54,17 +56,17 @@ def add_subcommands(subparsers):
                    "constraint lowers a trial's score, and only trials meeting all of them are chosen")
     p.add_argument("--dir", default="tune-out", help="search folder; an existing search resumes (default: %(default)s)")
     p.add_argument("--overwrite", action="store_true", help="discard an earlier search in --dir")
-    p.add_argument("--train-subset", type=int, default=None, help="train on the first N examples only")
-    p.add_argument("--threads", type=int, default=1, help="XNNPACK threads for timing (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=0, help="seed (default: %(default)s)")
-    p.add_argument("--workers", type=int, default=0,
+    p.add_argument("--train-subset", type=positive_int, default=None, help="train on the first N examples only")
+    p.add_argument("--threads", type=positive_int, default=1, help="XNNPACK threads for timing (default: %(default)s)")
+    p.add_argument("--seed", type=seed_int, default=0, help="seed (default: %(default)s)")
+    p.add_argument("--workers", type=nonnegative_int, default=0,
                    help="run a chief and this many worker processes on this machine")
     p.add_argument("--chief", default=None, metavar="HOST:PORT",
                    help="join a running chief as worker(s) (with --workers N: N of them)")
     p.add_argument("--bind", default=_LOOPBACK,
                    help="address the chief's oracle binds (default: %(default)s); the oracle has NO "
                    "authentication, so another interface prints a warning")
-    p.add_argument("--port", type=int, default=0, help="oracle port (default: a free one)")
+    p.add_argument("--port", type=port_int, default=0, help="oracle port (default: a free one)")
     p.add_argument("--isolation", choices=["process", "session"], default="process",
                    help="run trials in a child process replaced every few trials (default; no memory creep) "
                    "or in this process")
@@ -101,6 +103,18 @@ def _free_port(host):
         return s.getsockname()[1]
 
 
+def _check_port(host, port):
+    """Refuse a busy --port before any process starts (gRPC would fail later, less clearly)."""
+    if not port:
+        return
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+            s.bind((host, port))
+    except OSError as e:
+        raise TuningError(f"cannot listen on {host}:{port} ({e.strerror or e}): the port is in use or not "
+                          "allowed; choose another --port, or omit it for a free one.") from None
+
+
 def _child_argv(args, role):
     """The command line of a chief/worker child: the same search, no launcher flags."""
     argv = ["tune", "--model", args.model, "--dataset", args.dataset, "--algorithm", args.algorithm,
@@ -129,9 +143,9 @@ def run_tune(args):
     """Handler of ``tfcompress tune``; returns the exit code."""
     from tfcompress.tuning.search import tune
 
-    if args.workers < 0:
-        raise TuningError(f"--workers must be 0 or more, got {args.workers}.")
     progress = None if args.quiet else (lambda line: print(line, flush=True))
+    if args.workers and not args.chief and args.role is None:
+        _check_port(args.bind, args.port)
     if args.role is not None:  # a child started by a launcher (or by hand, with the KERASTUNER_* env)
         result = tune(_model(args), args.dataset, progress=progress, **_kwargs(args))
         return 0 if result is None or args.role == "chief" else _summary(args, result)
