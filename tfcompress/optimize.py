@@ -27,11 +27,11 @@ import time
 import types
 from dataclasses import dataclass, field
 
-from tfcompress import clustering, pruning, quantization
+from tfcompress import _keras3_out, clustering, pruning, quantization
 from tfcompress._checks import check_choice, check_instances, check_int
 from tfcompress._data import prepare
 from tfcompress._keras import keras
-from tfcompress._model import clone, coerce_model, warn_onednn_crash
+from tfcompress._model import clone, coerce_model, is_keras3_model, warn_onednn_crash
 from tfcompress.distill import Distiller, ends_in_softmax
 from tfcompress.errors import RecipeError
 from tfcompress.recipe import Recipe
@@ -51,11 +51,31 @@ class OptimizeResult:
             ready for int8 conversion).
         report: an :class:`~tfcompress.report.OptimizeReport`.
         history: stage name → Keras ``History.history`` dict.
+        keras3_source: the user's Keras 3 model when one was given, else None.
     """
 
     model: object
     report: OptimizeReport
     history: dict = field(default_factory=dict)
+    keras3_source: object = field(default=None, repr=False)
+
+    def to_keras3(self):
+        """The result as a new Keras 3 model (:func:`tfcompress._keras3_out.to_keras3`); a QAT
+        result raises UnsupportedModelError: its int8 ``.tflite`` is the deliverable.
+
+        Example:
+            >>> small = result.to_keras3()  # doctest: +SKIP
+        """
+        return _keras3_out.to_keras3(self.model, self.keras3_source)
+
+    def save(self, path, keras3=None):
+        """Save to a ``.keras``/``.h5`` file ``tfcompress.load_model`` reloads; Keras 3 when the
+        input was and the graph allows (:func:`tfcompress._keras3_out.save`). Returns the path.
+
+        Example:
+            >>> result.save("small.keras")  # doctest: +SKIP
+        """
+        return _keras3_out.save(self.model, path, self.keras3_source, keras3)
 
 
 def as_recipe(recipe):
@@ -370,6 +390,7 @@ def optimize(model, train_data, validation_data=None, recipe=None, epochs=None,
         >>> result.report.layer("conv1").stages["clustering"]  # doctest: +SKIP
         'clustered: 16 unique values'
     """
+    keras3_source = model if is_keras3_model(model) else None  # offered back by result.to_keras3()
     model = coerce_model(model)  # Keras 3 translated, nested backbones flattened
     recipe = as_recipe(recipe)
     if epochs is not None:
@@ -418,4 +439,4 @@ def optimize(model, train_data, validation_data=None, recipe=None, epochs=None,
         baseline=baseline, optimized=run.evaluate(current),
         evaluated_on="validation" if val is not None else "training",
     )
-    return OptimizeResult(current, report, history)
+    return OptimizeResult(current, report, history, keras3_source)
