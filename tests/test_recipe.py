@@ -38,7 +38,7 @@ def test_reference_recipes_load():
         ({"pruning": {"schedule": "cubic"}}, "pruning.schedule must be one of"),
         ({"pruning": {"final_sparsity": "high"}}, "pruning.final_sparsity must be float"),
         ({"batch_size": 0}, "batch_size must be a positive integer"),
-        ({"optimizer": "adagrad"}, "recipe.optimizer must be one of"),
+        ({"optimizer": "lion"}, "recipe.optimizer.name must be one of"),
         ({"pruning": [1, 2]}, "pruning must be a mapping"),
     ],
 )
@@ -112,7 +112,7 @@ def test_stage_switches_true_and_false():
 
 
 def test_stage_order_constant_and_stages_property():
-    assert STAGE_ORDER == ("channels", "penalty", "pruning", "clustering", "quantization")
+    assert STAGE_ORDER == ("train", "channels", "penalty", "pruning", "clustering", "quantization")
     r = Recipe(penalty=Penalty(), clustering=Clustering())
     assert [n for n, _ in r.stages] == ["penalty", "pruning", "clustering", "quantization"]
 

@@ -11,7 +11,8 @@ import typing
 import pytest
 
 from tfcompress.recipe import Recipe
-from tfcompress.stages import Channels, Clustering, Distillation, Penalty, Pruning, Quantization
+from tfcompress.schedules import Optimizer, Schedule
+from tfcompress.stages import Channels, Clustering, Distillation, Penalty, Pruning, Quantization, Train
 
 
 def _stage_fields():
@@ -19,36 +20,42 @@ def _stage_fields():
     out = {}
     for name, tp in typing.get_type_hints(Recipe).items():
         cls = next((a for a in typing.get_args(tp) if dataclasses.is_dataclass(a)), None)
-        if cls is not None:
+        if cls is not None and cls not in (Optimizer, Schedule):  # recipe fields, not stages
             out[name] = cls
     return out
 
 
 STAGES = _stage_fields()
 
+# The training fields every training stage has (tfcompress.stages._Trains).
+TRAINING = {"learning_rate": 0.01, "optimizer": Optimizer("nesterov", weight_decay=0.001),
+            "lr_schedule": Schedule("step", boundaries=(1.0, 2.0))}
+
 # A valid value other than the default for every field of every stage class.
 NON_DEFAULT = {
+    Train: {"epochs": 3, **TRAINING},
     Channels: {
         "ratio": 0.25, "criterion": "l2", "per_layer": {"conv1": 0.5}, "flops": 0.5, "params": 0.6,
         "schedule": "iterative", "steps": 2, "epochs": 1, "alpha": 0.3, "temperature": 2.0, "distill": False,
     },
-    Penalty: {"l1": 1e-3, "l2": 1e-4, "epochs": 2},
+    Penalty: {"l1": 1e-3, "l2": 1e-4, "epochs": 2, **TRAINING},
     Pruning: {
         "final_sparsity": 0.6, "initial_sparsity": 0.1, "schedule": "constant", "begin": 0.2, "end": 0.9,
         "frequency": 7, "power": 2.0, "epochs": 3, "sparsity_m_by_n": (2, 4), "block_size": (1, 4),
         "pruning_policy": "xnnpack", "include": ("Conv2D", "fc.*"), "exclude": ("logits",),
-        "per_layer": {"fc1": 0.3, "conv.*": 0.5},
+        "per_layer": {"fc1": 0.3, "conv.*": 0.5}, **TRAINING,
     },
     Clustering: {
         "number_of_clusters": 8, "centroid_init": "linear", "preserve_sparsity": True, "per_channel": True,
-        "epochs": 3, "learning_rate_scale": 0.2, "include": ("Dense",), "exclude": ("conv1",),
+        "epochs": 3, "learning_rate_scale": 0.2, "include": ("Dense",), "exclude": ("conv1",), **TRAINING,
     },
-    Quantization: {"epochs": 1, "preserve_sparsity": False, "learning_rate_scale": 0.5, "scheme": "pqat"},
+    Quantization: {"epochs": 1, "preserve_sparsity": False, "learning_rate_scale": 0.5, "scheme": "pqat", **TRAINING},
     Distillation: {"alpha": 0.2, "temperature": 2.0},
 }
 
 # Top-level Recipe fields that are not stages.
-RECIPE_NON_DEFAULT = {"batch_size": 16, "learning_rate": 2e-4, "optimizer": "sgd", "mixed_precision": True}
+RECIPE_NON_DEFAULT = {"batch_size": 16, "learning_rate": 2e-4, "optimizer": Optimizer("sgd"), "mixed_precision": True,
+                      "lr_schedule": Schedule("cosine", warmup_epochs=1), "seed": 7}
 
 # Fields that cannot all be set at once in one stage: the all-stages recipe leaves these at their default.
 CONFLICTS = {Pruning: ("sparsity_m_by_n",)}  # M:N excludes block_size and per_layer
@@ -63,7 +70,7 @@ def _round_trips(recipe):
 
 def test_every_stage_class_has_non_default_values():
     assert set(STAGES.values()) == set(NON_DEFAULT), "a stage class has no NON_DEFAULT entry"
-    assert set(STAGES) == {"channels", "penalty", "pruning", "clustering", "quantization", "distillation"}
+    assert set(STAGES) == {"train", "channels", "penalty", "pruning", "clustering", "quantization", "distillation"}
 
 
 @pytest.mark.parametrize(
@@ -108,7 +115,7 @@ def test_recipe_holding_every_stage_round_trips(tmp_path):
     stages["quantization"] = dataclasses.replace(stages["quantization"], scheme="pcqat")
     recipe = Recipe(**stages, **RECIPE_NON_DEFAULT)
     back = _round_trips(recipe)
-    assert [n for n, _ in back.stages] == ["channels", "penalty", "pruning", "clustering", "quantization"]
+    assert [n for n, _ in back.stages] == ["train", "channels", "penalty", "pruning", "clustering", "quantization"]
     path = tmp_path / "all.yaml"
     recipe.save_yaml(path)
     assert Recipe.from_yaml(path) == recipe

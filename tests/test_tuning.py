@@ -95,7 +95,7 @@ def test_values_make_a_valid_recipe():
               "pruning_begin": 0.1, "pruning_end": 0.6, "pruning_frequency": 25, "qat_epochs": 1,
               "lr_decay": "cosine", "cosine_alpha": 0.1, "tuner/epochs": 2}
     r = space.recipe(values, base)
-    assert (r.learning_rate, r.batch_size, r.optimizer) == (3e-3, 64, "sgd")
+    assert (r.learning_rate, r.batch_size, r.optimizer.name) == (3e-3, 64, "sgd")
     assert (r.pruning.final_sparsity, r.pruning.begin, r.pruning.end, r.pruning.frequency) == (0.7, 0.1, 0.6, 25)
     assert r.quantization.epochs == 1
     assert Recipe.from_yaml_string(r.to_yaml()) == r

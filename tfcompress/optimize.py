@@ -37,6 +37,15 @@ from tfcompress.errors import RecipeError
 from tfcompress.recipe import Recipe
 from tfcompress.report import LayerRecord, OptimizeReport
 from tfcompress.stages import qat_scheme
+from tfcompress.training import (
+    global_policy,
+    make_optimizer,
+    pruning_callbacks,
+    set_seed,
+    stage_callbacks,
+    translate_callbacks,
+    with_policy,
+)
 
 __all__ = ["optimize", "OptimizeResult", "as_recipe", "loss_for", "make_optimizer", "STAGES"]
 
@@ -101,56 +110,11 @@ def loss_for(model, sparse_labels):
     return keras.losses.CategoricalCrossentropy(from_logits=from_logits)
 
 
-def make_optimizer(name, learning_rate):
-    """A fresh tf_keras optimizer by recipe name."""
-    if name == "sgd":
-        return keras.optimizers.SGD(learning_rate, momentum=0.9)
-    if name == "rmsprop":
-        return keras.optimizers.RMSprop(learning_rate)
-    return keras.optimizers.Adam(learning_rate)
-
-
-def with_policy(model, policy):
-    """A copy of ``model`` whose layers compute in ``policy`` (weights kept).
-
-    The output layer stays float32 so that the softmax and the loss are
-    computed in full precision (the usual mixed-precision rule).
-
-    Args:
-        model: a tf_keras Sequential or Functional model.
-        policy: ``"mixed_float16"`` or ``"float32"``.
-
-    Example:
-        >>> from tfcompress import models
-        >>> m = with_policy(models.get("digits_cnn").build(), "mixed_float16")
-        >>> m.layers[0].compute_dtype, m.layers[-1].compute_dtype
-        ('float16', 'float32')
-    """
-    last = model.layers[-1].name
-
-    def fn(layer):
-        cfg = layer.get_config()
-        if not isinstance(layer, (keras.layers.InputLayer, keras.Model)):
-            cfg["dtype"] = "float32" if layer.name == last else policy
-        return layer.__class__.from_config(cfg)
-
-    copy = keras.models.clone_model(model, clone_function=fn)
-    copy.set_weights(model.get_weights())
-    return copy
-
-
-@contextlib.contextmanager
-def _global_policy(name):
-    old = keras.mixed_precision.global_policy()
-    keras.mixed_precision.set_global_policy(name)
-    try:
-        yield
-    finally:
-        keras.mixed_precision.set_global_policy(old)
-
-
 class _Run:
     """State shared by the stages of one optimize call."""
+
+    tensorboard = None  # a log folder: one subfolder per stage
+    progress = None  # called with each stage and epoch line instead of Keras's output
 
     def __init__(self, recipe, train, val, batch_size, epochs, verbose, callbacks, loss, teacher=None):
         self.recipe, self.train, self.val = recipe, train, val
@@ -169,29 +133,41 @@ class _Run:
     def steps(self, epochs):
         return epochs * -(-self.train.num_samples // self.batch_size)
 
-    def compile(self, model, lr_scale=1.0):
+    def training(self, stage=None, lr_scale=1.0):
+        """``(learning rate, Optimizer, Schedule or None)`` of a stage: its own fields, else the recipe's."""
+        r = self.recipe
+        lr = getattr(stage, "learning_rate", None)
+        return ((r.learning_rate * lr_scale) if lr is None else lr, getattr(stage, "optimizer", None) or r.optimizer,
+                getattr(stage, "lr_schedule", None) or r.lr_schedule)
+
+    def compile(self, model, lr_scale=1.0, stage=None, epochs=1):
+        lr, opt, schedule = self.training(stage, lr_scale)
         model.compile(
-            optimizer=make_optimizer(self.recipe.optimizer, self.recipe.learning_rate * lr_scale),
+            optimizer=make_optimizer(opt, lr, schedule, self.steps(1), epochs),
             loss=self.loss, metrics=["accuracy"],
         )
 
-    def fit(self, model, epochs, callbacks=(), lr_scale=1.0):
-        """Fine-tune ``model`` in place (through a Distiller when the recipe distils)."""
+    def fit(self, model, epochs, callbacks=(), lr_scale=1.0, stage=None, name="fit", distil=True):
+        """Train ``model`` in place with the stage's optimizer and schedule
+        (through a Distiller when the recipe distils)."""
         d = self.recipe.distillation
         target = model
-        if d is not None and self.teacher is not None:
+        if distil and d is not None and self.teacher is not None:
             target = Distiller(model, self.teacher, alpha=d.alpha, temperature=d.temperature)
-        self.compile(target, lr_scale)
+        self.compile(target, lr_scale, stage, epochs)
+        extra = stage_callbacks(name, self.training(stage, lr_scale)[2], epochs, self.val is not None,
+                                self.tensorboard, self.progress)
         hist = target.fit(
             self.train.dataset, epochs=epochs,
             validation_data=self.val.dataset if self.val is not None else None,
-            callbacks=list(callbacks) + self.user_callbacks, verbose=self.verbose,
+            callbacks=list(callbacks) + extra + self.user_callbacks, verbose=self.verbose,
         )
         return hist.history
 
     def evaluate(self, model):
         data = self.val or self.train
-        self.compile(model)
+        model.compile(optimizer=make_optimizer(self.recipe.optimizer, self.recipe.learning_rate),
+                      loss=self.loss, metrics=["accuracy"])
         loss, acc = model.evaluate(data.dataset, verbose=0)
         return {"loss": float(loss), "accuracy": float(acc)}
 
@@ -207,7 +183,7 @@ class _Run:
             yield False
             return
         info["mixed_precision"] = "mixed_float16"
-        with _global_policy("mixed_float16"):
+        with global_policy("mixed_float16"):
             yield True
 
 
@@ -241,7 +217,7 @@ def _channels_stage(run, model, stage):
             run.compile(wrapper)
             wrapper.fit(run.train.dataset, epochs=epochs, verbose=run.verbose)
         else:
-            run.fit(m, epochs)
+            run.fit(m, epochs, name="channels")
         return m
 
     data = types.SimpleNamespace(train=run.train.arrays(),
@@ -262,13 +238,29 @@ def _channels_stage(run, model, stage):
     return small, records, {}, info
 
 
+def _train_stage(run, model, stage):
+    epochs = run.stage_epochs(stage)
+    info = {"epochs": epochs, "steps": run.steps(epochs)}
+    with run.precision("train", info):
+        mixed = info.get("mixed_precision") == "mixed_float16"
+        work = with_policy(model, "mixed_float16") if mixed else model
+        history = run.fit(work, epochs, stage=stage, name="train", distil=False)
+    out = with_policy(work, "float32") if mixed else work
+    if run.recipe.distillation is not None:  # the later stages distil from the trained model
+        run.teacher = clone(out)
+    lr, opt, schedule = run.training(stage)
+    info["details"] = _details(info, f"trained: {opt.name}, learning rate {lr:g}, "
+                                     f"{schedule.kind if schedule else 'constant'} schedule")
+    return out, {}, history, info
+
+
 def _penalty_stage(run, model, stage):
     epochs = run.stage_epochs(stage)
     info = {"epochs": epochs, "steps": run.steps(epochs)}
     with run.precision("penalty", info):
         work = with_policy(model, "mixed_float16") if info.get("mixed_precision") == "mixed_float16" else model
         penalised, records = pruning.apply_penalty(work, stage)
-        history = run.fit(penalised, epochs)
+        history = run.fit(penalised, epochs, stage=stage, name="penalty")
     out = clone(penalised)  # drops the penalty losses
     if info.get("mixed_precision") == "mixed_float16":
         out = with_policy(out, "float32")
@@ -284,7 +276,7 @@ def _prune_stage(run, model, stage):
         mixed = info.get("mixed_precision") == "mixed_float16"
         work = with_policy(model, "mixed_float16") if mixed else model
         wrapped, records, steps = pruning.wrap(work, stage, run.train.num_samples, run.batch_size, epochs)
-        history = run.fit(wrapped, epochs, callbacks=pruning.callbacks())
+        history = run.fit(wrapped, epochs, callbacks=pruning_callbacks(run.tensorboard), stage=stage, name="pruning")
         out = pruning.strip(wrapped)
     if mixed:
         out = with_policy(out, "float32")
@@ -303,7 +295,7 @@ def _cluster_stage(run, model, stage):
     info = {"epochs": epochs, "steps": run.steps(epochs)}
     with run.precision("clustering", info):
         wrapped, records = clustering.wrap(model, stage, preserve_sparsity=preserve)
-        history = run.fit(wrapped, epochs, lr_scale=stage.learning_rate_scale)
+        history = run.fit(wrapped, epochs, lr_scale=stage.learning_rate_scale, stage=stage, name="clustering")
     out = clustering.strip(wrapped)
     uniques = clustering.unique_values(out, per_channel=stage.per_channel)
     for name, what in records.items():
@@ -329,13 +321,14 @@ def _quantize_stage(run, model, stage):
     info = {"epochs": epochs, "steps": run.steps(epochs), "scheme": scheme}
     with run.precision("quantization", info):
         qat, records = quantization.wrap(model, stage, scheme=scheme)
-        history = run.fit(qat, epochs, lr_scale=stage.learning_rate_scale)
+        history = run.fit(qat, epochs, lr_scale=stage.learning_rate_scale, stage=stage, name="quantization")
     info["details"] = _details(info, _SCHEME_NAMES[scheme] + ("" if stage.scheme == "auto" else " (chosen in recipe)"))
     return qat, records, history, info
 
 
 #: Stage name (a Recipe field) -> function(run, model, stage) -> (model, records, history, info).
 STAGES = {
+    "train": _train_stage,
     "channels": _channels_stage,
     "penalty": _penalty_stage,
     "pruning": _prune_stage,
@@ -345,14 +338,15 @@ STAGES = {
 
 
 def optimize(model, train_data, validation_data=None, recipe=None, epochs=None,
-             batch_size=None, verbose=None, callbacks=None):
+             batch_size=None, verbose=None, callbacks=None, seed=None, tensorboard=None, progress=None):
     """Compress a trained tf_keras model with a recipe, fine-tuning each stage.
 
-    The input model is left untouched. Stages run in recipe order (channels,
-    penalty, pruning, clustering, then QAT); pruning steps are computed from
-    the data size, batch size and epochs, and ``UpdatePruningStep`` is added
-    for you. With ``recipe.distillation`` every fine-tuning run distils from
-    a copy of the input model.
+    The input model is left untouched. Stages run in recipe order (train,
+    channels, penalty, pruning, clustering, then QAT); pruning steps and
+    learning-rate schedule steps are computed from the data size, batch size
+    and each stage's epochs, and ``UpdatePruningStep`` is added for you. With
+    ``recipe.distillation`` every fine-tuning run distils from a copy of the
+    input model (after the ``train`` stage, when there is one).
 
     Args:
         model: a trained tf_keras Sequential or Functional classifier.
@@ -366,8 +360,21 @@ def optimize(model, train_data, validation_data=None, recipe=None, epochs=None,
         batch_size: overrides ``recipe.batch_size``. Defaults to `None`.
         verbose: Keras verbosity; None shows progress bars on a terminal and
             one line per epoch otherwise. Defaults to `None`.
-        callbacks: extra Keras callbacks for every fine-tuning run. Defaults
+        callbacks: extra tf_keras callbacks for every training run; Keras 3
+            ``TensorBoard``, ``EarlyStopping``, ``ModelCheckpoint``,
+            ``CSVLogger`` and ``ReduceLROnPlateau`` are rebuilt as their
+            tf_keras equivalents, other Keras 3 callbacks refused. Defaults
             to `None`.
+        seed: seeds Python, NumPy and TensorFlow before any work, so two runs
+            give the same weights. Defaults to `None` (``recipe.seed``; None
+            there too: not seeded).
+        tensorboard: a folder for TensorBoard logs: one subfolder per stage
+            (``train``, ``pruning``, ...) with loss, accuracy, learning rate,
+            and the pruned layers' sparsity (TF-MOT's ``PruningSummaries``).
+            Defaults to `None`.
+        progress: called with each stage line and one line per epoch (stage,
+            metrics, learning rate, seconds) instead of Keras's own output.
+            Defaults to `None`.
 
     Returns:
         An :class:`OptimizeResult` with ``.model``, ``.report`` and ``.history``.
@@ -380,7 +387,8 @@ def optimize(model, train_data, validation_data=None, recipe=None, epochs=None,
             class ids while the training labels are one-hot (or the reverse)
             are converted to the training labels' form.
         RecipeError: an invalid recipe or argument (``epochs``,
-            ``batch_size``, ``verbose``, ``callbacks``).
+            ``batch_size``, ``verbose``, ``callbacks``, ``seed``,
+            ``tensorboard``).
 
     Example:
         >>> result = optimize(model, (x_train, y_train), (x_val, y_val),  # doctest: +SKIP
@@ -398,9 +406,17 @@ def optimize(model, train_data, validation_data=None, recipe=None, epochs=None,
     if batch_size is not None:
         check_int(None, "batch_size", batch_size, phrase="a positive integer (or None for recipe.batch_size)")
     check_choice(None, "verbose", verbose, (None, 0, 1, 2, "auto"))
-    callbacks = check_instances(None, "callbacks", callbacks, keras.callbacks.Callback, "tf_keras callbacks")
+    callbacks = check_instances(None, "callbacks", translate_callbacks(callbacks), keras.callbacks.Callback,
+                                "tf_keras callbacks")
+    if tensorboard is not None and not isinstance(tensorboard, (str, os.PathLike)):
+        raise RecipeError(f"tensorboard must be a folder path, got {type(tensorboard).__name__}.")
+    seed = recipe.seed if seed is None else check_int(None, "seed", seed, minimum=0, maximum=2**32 - 1)
+    if seed is not None:
+        set_seed(seed)
     bs = batch_size or recipe.batch_size
-    if verbose is None:
+    if progress is not None:
+        verbose = 0
+    elif verbose is None:
         verbose = 1 if sys.stdout.isatty() else 2
     # Every data check runs here, before any training: one clear DataError.
     train = prepare(train_data, model, bs, shuffle=True, what="train_data")
@@ -408,6 +424,7 @@ def optimize(model, train_data, validation_data=None, recipe=None, epochs=None,
            if validation_data is not None else None)
     teacher = clone(model) if recipe.distillation is not None else None
     run = _Run(recipe, train, val, bs, epochs, verbose, callbacks, loss_for(model, train.sparse_labels), teacher)
+    run.tensorboard, run.progress = tensorboard, progress
     warn_onednn_crash(model)
     if recipe.pruning is not None:  # a run too short to prune fails now, not after the earlier stages
         recipe.pruning.steps(train.num_samples, bs, run.stage_epochs(recipe.pruning))
@@ -418,12 +435,15 @@ def optimize(model, train_data, validation_data=None, recipe=None, epochs=None,
     by_name = {r.name: r for r in layers}
     stages, history = [], {}
     for i, (name, stage) in enumerate(recipe.stages, 1):
-        if verbose:
-            print(f"  stage {i}/{len(recipe.stages)}: {name}, {run.stage_epochs(stage)} epoch(s)", flush=True)
+        line = f"stage {i}/{len(recipe.stages)}: {name}, {run.stage_epochs(stage)} epoch(s)"
+        if progress is not None:
+            progress(line)
+        elif verbose:
+            print("  " + line, flush=True)
         t0 = time.perf_counter()
         current, records, history[name], info = STAGES[name](run, current, stage)
         d = recipe.distillation
-        if d is not None:
+        if d is not None and name != "train":
             info["distillation"] = f"distilled (alpha {d.alpha:g}, T {d.temperature:g})"
             info["details"] = info.get("details", "") + f"; {info['distillation']}"
         for lname, what in records.items():

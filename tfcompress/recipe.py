@@ -1,11 +1,13 @@
 """Compression recipes: frozen dataclasses that validate themselves.
 
 A :class:`Recipe` is a list of optional stages applied in a fixed order —
-``channels`` (structured pruning), ``penalty`` (L1/L2 weight decay towards
+``train`` (train or continue training first), ``channels`` (structured pruning), ``penalty`` (L1/L2 weight decay towards
 zero), ``pruning``, ``clustering``, then ``quantization`` (QAT) — each stage
 keeping what the earlier ones made, plus the fine-tuning settings shared by
-every stage (batch size, learning rate, optimizer, knowledge distillation,
-mixed precision). Recipes load from and save to YAML; a wrong key, type or
+every stage (batch size, learning rate, optimizer, learning-rate schedule,
+knowledge distillation, mixed precision, seed); a stage may set its own
+``learning_rate``, ``optimizer`` and ``lr_schedule``.
+Recipes load from and save to YAML; a wrong key, type or
 value, or stages written in an order that would undo earlier work, raises
 :class:`RecipeError` naming the field and what is allowed. The stage classes
 live in :mod:`tfcompress.stages` (``Channels`` in :mod:`tfcompress.channels`)
@@ -25,14 +27,16 @@ Example:
 """
 
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass, field
 
 import yaml
 
-from tfcompress._checks import check_bool, check_choice, check_int, check_range
+from tfcompress._checks import check_bool, check_int, check_range
 from tfcompress.errors import RecipeError
+from tfcompress.schedules import OPTIMIZERS, SCHEDULES, Optimizer, Schedule
 from tfcompress.stages import (
     CENTROID_INITS,
     QUANTIZATION_SCHEMES,
@@ -45,16 +49,17 @@ from tfcompress.stages import (
     Pruning,
     PruningSteps,
     Quantization,
+    Train,
     is_schedule_object,
     qat_scheme,
 )
 
 __all__ = [
+    "Train", "Optimizer", "Schedule", "OPTIMIZERS", "SCHEDULES",
     "Channels", "Penalty", "Pruning", "Clustering", "Quantization", "Distillation",
     "Recipe", "PruningSteps", "STAGE_ORDER", "CENTROID_INITS", "QUANTIZATION_SCHEMES",
 ]
 
-OPTIMIZERS = ("adam", "sgd", "rmsprop")
 #: The order stages run in; a YAML recipe must list them in this order.
 STAGE_ORDER = tuple(STAGE_CLASSES)
 
@@ -63,10 +68,15 @@ STAGE_ORDER = tuple(STAGE_CLASSES)
 class Recipe:
     """What :func:`tfcompress.optimize` does: stages plus fine-tuning settings.
 
-    Stages run in the order of :data:`STAGE_ORDER` (channels, penalty,
-    pruning, clustering, quantization); a stage set to ``None`` is skipped.
+    Stages run in the order of :data:`STAGE_ORDER` (train, channels,
+    penalty, pruning, clustering, quantization); a stage set to ``None`` is
+    skipped. Every training stage uses the recipe's ``learning_rate``,
+    ``optimizer`` and ``lr_schedule`` unless it sets its own; schedule steps
+    are computed from the data size, batch size and the stage's epochs.
 
     Args:
+        train: a :class:`Train` stage (train or continue training before
+            compression) or None. Defaults to `None`.
         channels: a :class:`~tfcompress.channels.Channels` stage (structured
             pruning) or None. Defaults to `None`.
         penalty: a :class:`Penalty` stage or None. Defaults to `None`.
@@ -76,14 +86,21 @@ class Recipe:
             `Quantization()`.
         batch_size: fine-tuning batch size. Defaults to `32`.
         learning_rate: fine-tuning learning rate. Defaults to `1e-3`.
-        optimizer: ``"adam"``, ``"sgd"`` (momentum 0.9) or ``"rmsprop"``.
-            Defaults to `"adam"`.
+        optimizer: an :class:`Optimizer`, its name (``"sgd"`` (momentum
+            0.9), ``"momentum"``, ``"nesterov"``, ``"adagrad"``,
+            ``"rmsprop"``, ``"adam"``, ``"adamw"``) or a mapping. Defaults to
+            `"adam"`.
+        lr_schedule: a :class:`Schedule`, its kind or a mapping; None keeps the
+            rate constant. Defaults to `None`.
         distillation: a :class:`Distillation` applied to every fine-tuning
             run (teacher: the model before compression), or None for plain
             fine-tuning. Defaults to `None`.
         mixed_precision: fine-tune with the ``mixed_float16`` policy where it
             is valid (not during QAT; the report says where it was skipped).
             Defaults to `False`.
+        seed: seeds Python, NumPy and TensorFlow when :func:`tfcompress.optimize`
+            starts (its ``seed=`` argument wins), so a run is repeatable; the
+            tuner writes each trial's seed here. Defaults to `None`.
 
     Raises:
         RecipeError: a bad value, or a quantization scheme whose earlier stage
@@ -95,6 +112,7 @@ class Recipe:
         0.5
     """
 
+    train: Train | None = None
     channels: Channels | None = None
     penalty: Penalty | None = None
     pruning: Pruning | None = field(default_factory=Pruning)
@@ -102,15 +120,20 @@ class Recipe:
     quantization: Quantization | None = field(default_factory=Quantization)
     batch_size: int = 32
     learning_rate: float = 1e-3
-    optimizer: str = "adam"
+    optimizer: Optimizer | str = "adam"
+    lr_schedule: Schedule | None = None
     distillation: Distillation | None = None
     mixed_precision: bool = False
+    seed: int | None = None
 
     def __post_init__(self):
         check_int(None, "batch_size", self.batch_size, phrase="a positive integer")
         check_range("recipe", "learning_rate", self.learning_rate, 0, 10, lo_open=True)
-        check_choice("recipe", "optimizer", self.optimizer, OPTIMIZERS)
+        object.__setattr__(self, "learning_rate", float(self.learning_rate))
+        object.__setattr__(self, "optimizer", Optimizer.coerce(self.optimizer, "recipe.optimizer"))
+        object.__setattr__(self, "lr_schedule", Schedule.coerce(self.lr_schedule, "recipe.lr_schedule"))
         check_bool("recipe", "mixed_precision", self.mixed_precision)
+        check_int("recipe", "seed", self.seed, minimum=0, optional=True, maximum=2**32 - 1)
         for name, cls in list(STAGE_CLASSES.items()) + [("distillation", Distillation)]:
             value = getattr(self, name)
             if value is not None and not isinstance(value, cls):
@@ -171,10 +194,7 @@ class Recipe:
         """
         out = {}
         for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if dataclasses.is_dataclass(value):
-                value = {g.name: _plain(getattr(value, g.name)) for g in dataclasses.fields(value)}
-            out[f.name] = _plain(value)
+            out[f.name] = _plain(getattr(self, f.name))
         return out
 
     @classmethod
@@ -286,6 +306,10 @@ def _construct_unique_mapping(loader, node, deep=False):
 
 
 _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_unique_mapping)
+# YAML 1.1 (PyYAML) reads `1e-3` as a string; recipes write learning rates that way (YAML 1.2 floats).
+_UniqueKeyLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"))
 
 
 def _parse_yaml(text, source, empty_file=False):
@@ -312,6 +336,12 @@ def _parse_yaml(text, source, empty_file=False):
 
 
 def _plain(value):
+    if hasattr(value, "to_dict") and dataclasses.is_dataclass(value):  # Optimizer, Schedule: compact
+        return value.to_dict()
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        # A stage's training fields (keyword-only) are written only when set.
+        return {g.name: _plain(getattr(value, g.name)) for g in dataclasses.fields(value)
+                if not (g.kw_only and getattr(value, g.name) is None)}
     if isinstance(value, tuple):
         return [_plain(v) for v in value]
     if isinstance(value, list):
@@ -383,6 +413,9 @@ def _from_dict(cls, data, where):
             kwargs[name] = None
             continue
         sub = next((a for a in typing.get_args(tp) if dataclasses.is_dataclass(a)), None)
+        if sub is not None and hasattr(sub, "coerce"):  # Optimizer, Schedule: a name or a mapping
+            kwargs[name] = sub.coerce(value, f"{where}.{name}")
+            continue
         if sub is not None:
             if value is None or value is False:
                 kwargs[name] = None

@@ -1,9 +1,11 @@
 """The recipe stages: frozen dataclasses that validate themselves.
 
-One class per stage of a :class:`~tfcompress.recipe.Recipe` — :class:`Penalty`,
-:class:`Pruning`, :class:`Clustering`, :class:`Quantization` — plus
+One class per stage of a :class:`~tfcompress.recipe.Recipe` — :class:`Train`,
+:class:`Penalty`, :class:`Pruning`, :class:`Clustering`, :class:`Quantization` — plus
 :class:`Distillation` (applied to every fine-tuning stage); the ``channels``
 stage lives with its technique (:class:`tfcompress.channels.Channels`).
+Every training stage may set its own ``learning_rate``, ``optimizer`` and
+``lr_schedule`` (:mod:`tfcompress.schedules`) or inherit the recipe's.
 Each checks its fields with :mod:`tfcompress._checks` and raises
 :class:`~tfcompress.errors.RecipeError` naming the field and what is allowed.
 :func:`qat_scheme` is where the QAT variant (QAT, PQAT, CQAT, PCQAT) is chosen.
@@ -18,7 +20,7 @@ Example:
 
 import math
 import typing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from tfcompress._checks import (
     check_bool,
@@ -31,9 +33,10 @@ from tfcompress._checks import (
 )
 from tfcompress.channels.config import Channels
 from tfcompress.errors import RecipeError
+from tfcompress.schedules import Optimizer, Schedule
 
 __all__ = [
-    "Channels", "Penalty", "Pruning", "Clustering", "Quantization", "Distillation", "PruningSteps",
+    "Train", "Channels", "Penalty", "Pruning", "Clustering", "Quantization", "Distillation", "PruningSteps",
     "STAGE_CLASSES", "CENTROID_INITS", "QUANTIZATION_SCHEMES", "PRUNING_POLICIES", "SCHEME_NEEDS",
     "qat_scheme", "is_schedule_object",
 ]
@@ -52,6 +55,55 @@ def is_schedule_object(value):
 
 
 @dataclass(frozen=True)
+class _Trains:
+    """The training fields every training stage has (keyword-only, after the stage's own).
+
+    ``learning_rate``: this stage's rate (None: the recipe's, times the
+    stage's ``learning_rate_scale`` where it has one); ``optimizer`` and
+    ``lr_schedule``: an :class:`~tfcompress.schedules.Optimizer` /
+    :class:`~tfcompress.schedules.Schedule`, a name or a mapping (None: the
+    recipe's).
+    """
+
+    learning_rate: float | None = field(default=None, kw_only=True, repr=False)
+    optimizer: Optimizer | None = field(default=None, kw_only=True, repr=False)
+    lr_schedule: Schedule | None = field(default=None, kw_only=True, repr=False)
+
+    def _check_training(self, where):
+        if self.learning_rate is not None:
+            check_range(where, "learning_rate", self.learning_rate, 0, 10, lo_open=True)
+            object.__setattr__(self, "learning_rate", float(self.learning_rate))
+        object.__setattr__(self, "optimizer", Optimizer.coerce(self.optimizer, f"{where}.optimizer"))
+        object.__setattr__(self, "lr_schedule", Schedule.coerce(self.lr_schedule, f"{where}.lr_schedule"))
+
+
+@dataclass(frozen=True)
+class Train(_Trains):
+    """Train (or continue training) the model before any compression stage.
+
+    With a freshly built model this is the whole training run; with a trained
+    one it continues. The tuner's trials train through this stage, so a
+    trial's recipe holds its training schedule.
+
+    Args:
+        epochs: training epochs. Defaults to `1`.
+        learning_rate: overrides ``recipe.learning_rate``. Defaults to `None`.
+        optimizer: overrides ``recipe.optimizer``. Defaults to `None`.
+        lr_schedule: overrides ``recipe.lr_schedule``. Defaults to `None`.
+
+    Example:
+        >>> Train(epochs=5, lr_schedule={"kind": "cosine", "warmup_epochs": 1}).lr_schedule.warmup_epochs
+        1.0
+    """
+
+    epochs: int = 1
+
+    def __post_init__(self):
+        check_int("train", "epochs", self.epochs)
+        self._check_training("train")
+
+
+@dataclass(frozen=True)
 class PruningSteps:
     """The pruning schedule in optimizer steps, derived from fractions."""
 
@@ -62,7 +114,7 @@ class PruningSteps:
 
 
 @dataclass(frozen=True)
-class Penalty:
+class Penalty(_Trains):
     """L1/L2 weight penalty stage: fine-tune with ``l1*|w| + l2*w²`` added to
     the loss so that small weights move towards zero before pruning.
 
@@ -89,10 +141,11 @@ class Penalty:
         if self.l1 == 0 and self.l2 == 0:
             raise RecipeError("penalty needs penalty.l1 or penalty.l2 above 0: set one, or remove the penalty stage.")
         check_int("penalty", "epochs", self.epochs)
+        self._check_training("penalty")
 
 
 @dataclass(frozen=True)
-class Pruning:
+class Pruning(_Trains):
     """Magnitude pruning (TF-MOT ``prune_low_magnitude``).
 
     ``begin`` and ``end`` are fractions of this stage's fine-tuning run; they
@@ -178,6 +231,7 @@ class Pruning:
         check_int("pruning", "frequency", self.frequency, optional=True)
         check_range("pruning", "power", self.power, 0, 100, lo_open=True)
         check_int("pruning", "epochs", self.epochs)
+        self._check_training("pruning")
         mn = check_int_pair("pruning", "sparsity_m_by_n", self.sparsity_m_by_n)
         object.__setattr__(self, "sparsity_m_by_n", mn)
         if mn is not None and mn[0] >= mn[1]:
@@ -263,7 +317,7 @@ class Pruning:
 
 
 @dataclass(frozen=True)
-class Clustering:
+class Clustering(_Trains):
     """Weight clustering (TF-MOT ``cluster_weights``): each kernel keeps at most
     ``number_of_clusters`` distinct values (per output channel with
     ``per_channel``), fine-tuned, then the wrappers are stripped.
@@ -309,13 +363,14 @@ class Clustering:
         check_bool("clustering", "preserve_sparsity", self.preserve_sparsity, optional=True)
         check_bool("clustering", "per_channel", self.per_channel)
         check_int("clustering", "epochs", self.epochs)
+        self._check_training("clustering")
         check_range("clustering", "learning_rate_scale", self.learning_rate_scale, 0, 10, lo_open=True)
         object.__setattr__(self, "include", check_patterns("clustering", "include", self.include))
         object.__setattr__(self, "exclude", check_patterns("clustering", "exclude", self.exclude))
 
 
 @dataclass(frozen=True)
-class Quantization:
+class Quantization(_Trains):
     """Quantization-aware training (TF-MOT ``quantize_apply``), 8-bit.
 
     The scheme follows from the earlier stages unless ``scheme`` names one:
@@ -344,6 +399,7 @@ class Quantization:
 
     def __post_init__(self):
         check_int("quantization", "epochs", self.epochs)
+        self._check_training("quantization")
         check_bool("quantization", "preserve_sparsity", self.preserve_sparsity)
         check_range("quantization", "learning_rate_scale", self.learning_rate_scale, 0, 10, lo_open=True)
         check_choice("quantization", "scheme", self.scheme, QUANTIZATION_SCHEMES)
@@ -375,7 +431,7 @@ class Distillation:
 
 #: Recipe field name -> stage class, in the order the stages run.
 STAGE_CLASSES = {
-    "channels": Channels, "penalty": Penalty, "pruning": Pruning,
+    "train": Train, "channels": Channels, "penalty": Penalty, "pruning": Pruning,
     "clustering": Clustering, "quantization": Quantization,
 }
 
