@@ -1,4 +1,5 @@
-"""Every stage field, and a recipe holding every stage, survives dict and YAML.
+"""Every stage field, and a recipe holding every stage, survives dict and YAML;
+every stage combination's result saves to a file that reloads with the same outputs.
 
 The parameters come from the dataclasses themselves, so a field added to a
 stage (or to Recipe) without a non-default value in ``NON_DEFAULT`` fails here
@@ -8,8 +9,11 @@ until it is given one and shown to round-trip.
 import dataclasses
 import typing
 
+import numpy as np
 import pytest
 
+import tfcompress
+from tfcompress._keras import keras
 from tfcompress.recipe import Recipe
 from tfcompress.schedules import Optimizer, Schedule
 from tfcompress.stages import Channels, Clustering, Distillation, Penalty, Pruning, Quantization, Train
@@ -128,3 +132,69 @@ def test_recipe_holding_every_stage_round_trips(tmp_path):
 def test_m_by_n_pruning_round_trips_with_its_compatible_fields():
     pruning = Pruning(**{k: v for k, v in NON_DEFAULT[Pruning].items() if k not in ("block_size", "per_layer")})
     assert _round_trips(Recipe(pruning=pruning)).pruning.sparsity_m_by_n == (2, 4)
+
+
+# --------------------------------------------------------------------------- results save and reload
+
+# One tiny fine-tuning setting per stage: enough for real wrappers, centroids and fake-quant ranges.
+SAVE_STAGES = {
+    "channels": {"ratio": 0.5, "epochs": 0},
+    "penalty": {"l1": 1e-3, "epochs": 1},
+    "pruning": {"final_sparsity": 0.5, "epochs": 1},
+    "clustering": {"number_of_clusters": 4, "epochs": 1},
+    "quantization": {"epochs": 1},
+}
+COMBOS = [
+    ("pruning",), ("clustering",), ("penalty",), ("channels",), ("quantization",),
+    ("pruning", "clustering"), ("pruning", "quantization"), ("clustering", "quantization"),
+    ("channels", "pruning", "quantization"), ("penalty", "pruning", "clustering", "quantization"),
+]
+FAST = [("pruning", "clustering", "quantization")]  # PCQAT: every wrapper kind in one fast run
+
+
+def _tiny_model(k=keras):
+    k.utils.set_random_seed(0)
+    return k.Sequential([
+        k.Input((8, 8, 1)), k.layers.Conv2D(4, 3, activation="relu", name="conv1"),
+        k.layers.Conv2D(4, 3, activation="relu", name="conv2"), k.layers.Flatten(),
+        k.layers.Dense(3, name="fc"),
+    ])
+
+
+def _saves_and_reloads(combo, tmp_path, k=keras):
+    rng = np.random.RandomState(0)
+    x, y = rng.rand(32, 8, 8, 1).astype("float32"), rng.randint(0, 3, 32)
+    recipe = {name: (SAVE_STAGES[name] if name in combo else None) for name in SAVE_STAGES}
+    result = tfcompress.optimize(_tiny_model(k), (x, y), recipe=recipe, batch_size=16, verbose=0)
+    want = result.model(x).numpy()
+    qat = "quantization" in combo
+    if k is not keras and not qat:  # a Keras 3 input comes back as a Keras 3 file Keras 3 reads
+        back = k.saving.load_model(result.save(tmp_path / "k3.keras"))
+        assert type(back).__module__.startswith("keras.")
+        assert np.abs(np.asarray(back(x)) - want).max() <= 1e-6, combo
+    for ext in (".h5",) if qat else (".h5", ".keras"):
+        path = result.save(tmp_path / f"m{ext}")
+        back = tfcompress.load_model(path)
+        assert [type(l).__name__ for l in back.layers] == [type(l).__name__ for l in result.model.layers]
+        assert np.abs(back(x).numpy() - want).max() <= 1e-6, (combo, ext)
+    if qat:
+        with pytest.raises(tfcompress.OutputError, match=r"save it to a \.h5 file"):
+            result.save(tmp_path / "m.keras")
+
+
+@pytest.mark.parametrize("combo", COMBOS, ids="+".join)
+@pytest.mark.slow
+def test_every_stage_combination_saves_and_reloads(combo, tmp_path):
+    _saves_and_reloads(combo, tmp_path)
+
+
+@pytest.mark.parametrize("combo", FAST, ids="+".join)
+def test_pcqat_result_saves_and_reloads(combo, tmp_path):
+    _saves_and_reloads(combo, tmp_path)
+
+
+@pytest.mark.parametrize("combo", COMBOS + FAST, ids="+".join)
+@pytest.mark.slow
+def test_every_stage_combination_from_keras3_saves_and_reloads(combo, tmp_path):
+    k3 = pytest.importorskip("keras")
+    _saves_and_reloads(combo, tmp_path, k3)

@@ -28,13 +28,13 @@ import warnings
 
 import numpy as np
 
-from tfcompress._keras import keras
+from tfcompress._keras import custom_objects, keras
 from tfcompress._model import check_model, is_keras3_model
 from tfcompress.errors import OutputError, UnsupportedModelError, first_line
 from tflite_export._atomic import atomic_write_bytes
 from tflite_export.errors import ExportError
 
-__all__ = ["to_keras3", "save", "wrapper_kind", "SAVE_EXTENSIONS"]
+__all__ = ["to_keras3", "save", "reloadable_qat", "wrapper_kind", "SAVE_EXTENSIONS"]
 
 #: File endings :func:`save` writes.
 SAVE_EXTENSIONS = (".keras", ".h5", ".hdf5")
@@ -288,12 +288,47 @@ def _write(path, writer):
         raise OutputError(str(e)) from None
 
 
+def _basename(weight):
+    return weight.name.rsplit("/", 1)[-1]
+
+
+def reloadable_qat(model):
+    """``model`` (a QAT model) in the form its saved config rebuilds.
+
+    TF-MOT's cluster-preserving QAT (CQAT, PCQAT) adds training-only variables
+    (centroids, pulling indices, original weights) that its saved config does
+    not describe, so the file would not reload. Between training steps the
+    layer kernels already hold the clustered values, so the plain QAT model the
+    config describes, given the same kernels and quantization ranges, computes
+    the same outputs and converts to the same int8 ``.tflite``; only the
+    cluster-preserving training state is left out. Other QAT models are
+    returned as they are.
+
+    Example:
+        >>> plain = reloadable_qat(result.model)  # doctest: +SKIP
+    """
+    with keras.utils.custom_object_scope(custom_objects()):
+        plain = keras.models.clone_model(model)
+    if [len(l.weights) for l in plain.layers] == [len(l.weights) for l in model.layers]:
+        return model
+    for src, dst in zip(model.layers, plain.layers):
+        values = {_basename(w): w for w in src.weights}
+        missing = [_basename(w) for w in dst.weights if _basename(w) not in values]
+        if missing:
+            raise UnsupportedModelError(f"layer {src.name!r}: the QAT model cannot be rebuilt for saving "
+                                        f"(no {', '.join(missing)}); export its .tflite instead.")
+        dst.set_weights([np.asarray(values[_basename(w)].numpy()) for w in dst.weights])
+    return plain
+
+
 def save(model, path, original=None, keras3=None):
     """Save a compressed model to a ``.keras``/``.h5`` file that reloads.
 
     :func:`tfcompress.load_model` reads every file written here (QAT models
-    included: TF-MOT's layers are registered with the loader). A Keras 3 file
-    is also read by ``keras.saving.load_model``.
+    included: TF-MOT's layers are registered with the loader; CQAT/PCQAT
+    models are saved as the plain QAT model with the same outputs, see
+    :func:`reloadable_qat`). A Keras 3 file is also read by
+    ``keras.saving.load_model``.
 
     Args:
         model: the compressed tf_keras model (``result.model``).
@@ -337,5 +372,7 @@ def save(model, path, original=None, keras3=None):
     if qat and ext == ".keras":
         raise OutputError(f"cannot save a QAT model to {path}: tf_keras cannot reload QAT models from .keras "
                           "files; save it to a .h5 file (its int8 .tflite is the deliverable).")
+    if qat:
+        model = reloadable_qat(model)
     options = {"include_optimizer": False} if ext != ".keras" else {}  # .keras has no such option
     return _write(path, lambda p: model.save(p, **options))
