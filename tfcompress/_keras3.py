@@ -7,7 +7,10 @@ inbound nodes), the tf_keras model is built from it, and the weights are copied
 layer by layer. Anything that cannot be translated faithfully (subclassed
 models, Lambda layers, ``keras.ops`` calls in a Functional graph, custom
 layers) raises :class:`~tfcompress.errors.UnsupportedModelError` saying what to
-do; nothing is dropped silently.
+do. Data-augmentation layers (``RandomFlip``, ``RandomRotation``, ``RandomCrop``,
+``MixUp``, ...) are identity at inference in Keras 3, so they are dropped, with
+a warning naming them (:func:`augmentation_layers` lists them for reports);
+nothing else is dropped.
 
 Example:
     >>> import keras  # Keras 3
@@ -18,6 +21,7 @@ Example:
 """
 
 import inspect
+import warnings
 
 import numpy as np
 
@@ -25,7 +29,7 @@ from tfcompress._keras import keras
 from tfcompress.errors import UnsupportedModelError, first_line
 from tflite_export.loader import is_keras3_model  # one predicate for both packages
 
-__all__ = ["to_tf_keras", "translate_config", "is_keras3_model"]
+__all__ = ["to_tf_keras", "translate_config", "is_keras3_model", "augmentation_layers", "AUGMENTATION"]
 
 # Keys every tf_keras layer accepts through ``Layer.__init__(**kwargs)``.
 _BASE_KWARGS = {
@@ -48,6 +52,18 @@ _OBJECT_MODULES = {
     "keras.constraints": "constraints",
 }
 _MODEL_CLASSES = ("Functional", "Sequential", "Model")
+# Keras 3 layers that only act in training and return their input unchanged at
+# inference (checked on Keras 3.15, RandomCrop included: it crops only when
+# training). They are dropped in translation: the tf_keras model is the
+# inference graph. AutoContrast, Equalization, Rescaling, Normalization and
+# Resizing change inference outputs and are kept (or refused).
+AUGMENTATION = frozenset({
+    "RandomBrightness", "RandomColorDegeneration", "RandomColorJitter", "RandomContrast", "RandomCrop",
+    "RandomElasticTransform", "RandomErasing", "RandomFlip", "RandomGaussianBlur", "RandomGrayscale",
+    "RandomHue", "RandomInvert", "RandomPerspective", "RandomPosterization", "RandomRotation",
+    "RandomSaturation", "RandomSharpness", "RandomShear", "RandomTranslation", "RandomZoom",
+    "MixUp", "CutMix", "RandAugment", "AugMix", "Solarization",
+})
 
 
 def _fail(msg):
@@ -190,6 +206,89 @@ def _io_layers(value, nested):
     return [[v[0], v[1] + (nested.get(v[0]) == "Sequential"), v[2]] for v in value]
 
 
+def _history(value):
+    if isinstance(value, dict) and value.get("class_name") == "__keras_tensor__":
+        return value["config"]["keras_history"]
+    return None
+
+
+def _is_augmentation(entry):
+    # An augmentation layer, or a nested model made only of them (the usual
+    # ``data_augmentation = keras.Sequential([RandomFlip(), ...])``).
+    if entry.get("class_name") in AUGMENTATION:
+        return True
+    if entry.get("class_name") in _MODEL_CLASSES:
+        inner = [e for e in (entry.get("config") or {}).get("layers", []) if e.get("class_name") != "InputLayer"]
+        return bool(inner) and all(_is_augmentation(e) for e in inner)
+    return False
+
+
+def _drop_augmentation(config, class_name):
+    """``config`` without its augmentation layers (see :data:`AUGMENTATION`):
+    every use of one's output is rewired to its input."""
+    drop = [e for e in config["layers"] if _is_augmentation(e)]
+    if not drop:
+        return config
+    keep = [e for e in config["layers"] if not _is_augmentation(e)]
+    if class_name == "Sequential":
+        return {**config, "layers": keep}
+    source = {}  # (layer name, node index) -> the keras tensor it was called on
+    for e in drop:
+        name = e.get("name") or (e.get("config") or {}).get("name")
+        for i, node in enumerate(e.get("inbound_nodes", [])):
+            args = node.get("args", []) if isinstance(node, dict) else []
+            if len(args) != 1 or _history(args[0]) is None:
+                _fail(f"layer {name!r} ({e['class_name']}) is not called on one Keras tensor; "
+                      "remove it from the model before compressing (it only acts in training).")
+            source[(name, i)] = args[0]
+
+    def resolve(v):
+        h = _history(v)
+        while h is not None and (h[0], h[1]) in source:
+            v = source[(h[0], h[1])]
+            h = _history(v)
+        return v
+
+    def rewire(v):
+        if _history(v) is not None:
+            return resolve(v)
+        if isinstance(v, dict):
+            return {k: rewire(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):  # Keras 3 configs hold both
+            return [rewire(x) for x in v]
+        return v
+
+    layers = [{**e, "inbound_nodes": rewire(e.get("inbound_nodes", []))} for e in keep]
+    outputs = config["output_layers"]
+    single = bool(outputs) and isinstance(outputs[0], str)
+    refs = [outputs] if single else outputs
+    new = []
+    for ref in refs:
+        if (ref[0], ref[1]) in source:
+            ref = list(resolve(source[(ref[0], ref[1])])["config"]["keras_history"])
+        new.append(ref)
+    return {**config, "layers": layers, "output_layers": new[0] if single else new}
+
+
+def augmentation_layers(model):
+    """``[(name, class name)]`` of the augmentation layers a Keras 3 model
+    loses in translation (nested models included).
+
+    Example:
+        >>> import keras
+        >>> k3 = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.RandomFlip(name="flip")])
+        >>> augmentation_layers(k3)
+        [('flip', 'RandomFlip')]
+    """
+    out = []
+    for layer in getattr(model, "layers", []):
+        if type(layer).__name__ in AUGMENTATION:
+            out.append((layer.name, type(layer).__name__))
+        elif hasattr(layer, "layers"):
+            out.extend(augmentation_layers(layer))
+    return out
+
+
 def translate_config(config, class_name="Functional"):
     """Rewrite a Keras 3 ``Functional``/``Sequential`` config for tf_keras.
 
@@ -211,6 +310,7 @@ def translate_config(config, class_name="Functional"):
     """
     if "layers" not in config:
         _fail("the model config has no layers: only Sequential and Functional models can be translated.")
+    config = _drop_augmentation(config, class_name)
     nested = {e.get("name") or (e.get("config") or {}).get("name"): e["class_name"]
               for e in config["layers"] if e.get("class_name") in _MODEL_CLASSES}
     layers = []
@@ -266,9 +366,10 @@ def _copy_weights(src, dst, where=""):
 def to_tf_keras(model):
     """Translate a Keras 3 Sequential or Functional model to tf_keras.
 
-    The tf_keras model has the same layers, names and weights; its outputs
-    match the Keras 3 model's to float rounding. A tf_keras model is returned
-    unchanged.
+    The tf_keras model has the same layers, names and weights, less the
+    augmentation layers (identity at inference, dropped with a warning); its
+    outputs match the Keras 3 model's inference outputs to float rounding. A
+    tf_keras model is returned unchanged.
 
     Args:
         model: a Keras 3 (``keras`` package) Sequential or Functional model of
@@ -317,4 +418,8 @@ def to_tf_keras(model):
     if kind == "Sequential" and not tfk.built:
         tfk.build((None,) + tuple(model.input_shape[1:]))
     _copy_weights(model, tfk)
+    dropped = augmentation_layers(model)
+    if dropped:
+        warnings.warn("Keras 3 augmentation layers dropped (identity at inference): "
+                      + ", ".join(f"{n} ({c})" for n, c in dropped), UserWarning, stacklevel=2)
     return tfk

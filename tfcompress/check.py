@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from tfcompress._keras import keras, quiet_native_logs, tfmot
+from tfcompress._keras3 import augmentation_layers
 from tfcompress._model import coerce_model
 from tfcompress.errors import first_line
 from tfcompress.io import resolve_model
@@ -288,6 +289,10 @@ def check(model, recipe=None, convert=True, samples=8):
             notes.append(f"nested model(s) {', '.join(nested)} flattened into the outer graph")
         if not isinstance(original, keras.Model):
             notes.append("Keras 3 model translated to tf_keras")
+            dropped = augmentation_layers(original)
+            if dropped:
+                notes.append("Keras 3 augmentation layers dropped (identity at inference): "
+                             + ", ".join(f"{n} ({c})" for n, c in dropped))
     rec = as_recipe(recipe) if recipe is not None else None
     clusters = rec.clustering.number_of_clusters if rec is not None and rec.clustering else 16
     per_channel = bool(rec.clustering.per_channel) if rec is not None and rec.clustering else False

@@ -12,7 +12,7 @@ from tfcompress.errors import RecipeError, UnsupportedModelError, first_line
 from tfcompress.quantization import configs
 from tfcompress.stages import qat_scheme
 
-__all__ = ["wrap", "why_not_quantizable", "scheme_for"]
+__all__ = ["wrap", "why_not_quantizable", "scheme_for", "layer_classes"]
 
 _q = tfmot.quantization.keras
 
@@ -85,11 +85,36 @@ def wrap(model, stage, preserve_sparsity=None, scheme=None):
     scheme = scheme or qat_scheme(stage, pruned=True, clustered=False, preserve_sparsity=preserve_sparsity)
     scheme = configs.guard_scheme(scheme_for(scheme))
     try:
-        with _q.quantize_scope():
+        # TF-MOT rebuilds the model from its config: layer classes outside
+        # tf_keras.layers (ConvNeXt's LayerScale) must be in scope, or their
+        # names come back as strings ("'str' object has no attribute 'name'").
+        with _q.quantize_scope(), keras.utils.custom_object_scope(layer_classes(annotated)):
             qat = _q.quantize_apply(annotated, scheme)
-    except (ValueError, RuntimeError, TypeError) as e:
+    except Exception as e:  # noqa: BLE001 - TF-MOT must never crash the caller with its own error
         raise UnsupportedModelError(
-            f"TF-MOT could not apply QAT to this model ({first_line(e, 10**6)}); remove the "
-            "quantization stage or run `tfcompress check` to see which layer fails."
+            f"TF-MOT could not apply QAT to this model ({type(e).__name__}: {first_line(e, 300)}); remove "
+            "the quantization stage or run `tfcompress check` to see which layers it skips."
         ) from None
     return qat, records
+
+
+def layer_classes(model):
+    """``{class name: class}`` of the layers of ``model`` that ``tf_keras.layers`` does not export.
+
+    Keras rebuilds a model from its config by class name; application-private
+    layers (ConvNeXt's ``LayerScale``, ``StochasticDepth``) are found only
+    when they are in a custom-object scope.
+
+    Example:
+        >>> from tfcompress._keras import keras
+        >>> layer_classes(keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)]))
+        {}
+    """
+    out = {}
+    for layer in model.layers:
+        layers = layer.layers if isinstance(layer, keras.Model) else [layer]
+        for l in layers:
+            cls = type(l)
+            if getattr(keras.layers, cls.__name__, None) is not cls:
+                out[cls.__name__] = cls
+    return out

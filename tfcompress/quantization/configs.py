@@ -21,6 +21,13 @@ Kinds of config:
   TF-MOT would, its output after the activation.
 * ``"fold"``: a ``BatchNormalization`` right after a convolution, annotated
   so TF-MOT's graph rewrite folds it into the convolution's quantization.
+* ``"separable"``: a ``SeparableConv2D``, annotated without a config so that
+  TF-MOT's layout transform splits it into a ``DepthwiseConv2D`` and a 1×1
+  ``Conv2D`` with a fake-quant between them. Left in float instead, the
+  converter calibrated that inner tensor from data alone; in pruned Xception and
+  NASNetMobile some came out all-zero (scale 7.8e-9), and XNNPACK refused the
+  resulting int8 files ("failed to create XNNPACK runtime": requantization
+  scale outside [2^-32, 256)).
 
 Both provided configs are TF-MOT classes known to ``quantize_scope()``, so
 saved QAT models reload without extra custom objects.
@@ -43,6 +50,7 @@ __all__ = ["rule", "config_for", "why_not", "describe", "guard_scheme", "KINDS"]
 KINDS = {
     "default": "TF-MOT default",
     "fold": "folded into its conv (TF-MOT)",
+    "separable": "split into depthwise + 1×1 conv (TF-MOT)",
     "weights_output": "weights + output, float activation (tfcompress)",
     "output": "output-only (tfcompress)",
     "noop": "no-op (tfcompress)",
@@ -113,7 +121,7 @@ def rule(layer):
         layer: a tf_keras layer (not a wrapper).
 
     Returns:
-        ``("default" | "fold" | "weights_output" | "output" | "noop", None)`` when the layer can be
+        ``("default" | "fold" | "separable" | "weights_output" | "output" | "noop", None)`` when it can be
         annotated for QAT, else ``(None, reason)``.
 
     Example:
@@ -134,6 +142,11 @@ def rule(layer):
     if (isinstance(layer, _WEIGHTED) and not isinstance(layer, L.Conv2DTranspose)
             and _activation_name(layer) not in _FUSED_OK):
         return "weights_output", None
+    if isinstance(layer, L.SeparableConv2D):
+        if _activation_name(layer) not in _FUSED_OK:
+            return None, (f"SeparableConv2D with activation {_activation_name(layer)}: TF-MOT's split "
+                          "cannot fake-quantize it; left in float")
+        return "separable", None
     if isinstance(layer, _RNN):
         return None, (f"{type(layer).__name__}: TF-MOT's 8-bit QAT has no recurrent-layer support; left "
                       "in float (the int8 converter may still quantize it, see `tfcompress check`)")

@@ -1,0 +1,179 @@
+"""Every ``tf_keras.applications`` architecture through check → optimize → int8 → LiteRT.
+
+Shared by ``benchmarks/bench_applications.py`` (the table) and
+``tests/test_applications.py`` (the slow test over the whole list). Each
+model runs in a child process with a time limit (:func:`run_isolated`), so a
+native crash or a hang becomes a row (``crash: signal N`` / ``not run: time``)
+instead of stopping the table.
+
+Example:
+    >>> from benchmarks._applications import MODELS, run_isolated
+    >>> row = run_isolated("MobileNetV2", timeout=600)  # doctest: +SKIP
+    >>> row["status"]  # doctest: +SKIP
+    'ok'
+"""
+
+import json
+import multiprocessing
+import os
+import re
+import shutil
+import tempfile
+import time
+import traceback
+
+import numpy as np
+
+__all__ = ["MODELS", "model_names", "build", "run_one", "run_isolated", "skipped_by_check"]
+
+CLASSES = 4
+SAMPLES = 16
+BATCH = 8
+
+
+def model_names():
+    """Every model function of ``tf_keras.applications`` (ResNet50, Xception, ...), sorted."""
+    import tf_keras
+
+    apps = tf_keras.applications
+    return sorted(n for n in dir(apps) if n[:1].isupper() and callable(getattr(apps, n)))
+
+
+# Computed lazily by bench/test (importing tf_keras here would slow --help).
+MODELS = None
+
+
+def build(name, size=32, classes=CLASSES):
+    """``tf_keras.applications.<name>(weights=None)`` at the smallest input it allows.
+
+    Tries ``size`` first; when the application refuses it ("should not be
+    smaller than 71", "at least 75x75"), rebuilds at the size it names.
+
+    Returns:
+        ``(model, input_size)``.
+    """
+    import tf_keras
+
+    fn = getattr(tf_keras.applications, name)
+    try:
+        return fn(weights=None, input_shape=(size, size, 3), classes=classes), size
+    except ValueError as e:
+        m = re.search(r"(?:smaller than|at least) (\d+)", str(e))
+        if not m or int(m.group(1)) <= size:
+            raise
+        need = int(m.group(1))
+        return fn(weights=None, input_shape=(need, need, 3), classes=classes), need
+
+
+def skipped_by_check(report):
+    """``{layer: reason}`` of the layers ``check`` says QAT leaves in float."""
+    return {r.name: r.quantizable[4:] for r in report.layers
+            if r.quantizable is not None and str(r.quantizable).startswith("no:")}
+
+
+def run_one(name, size=32, workdir=None, seed=0, keep=None):
+    """check → optimize (default recipe, 1 epoch per stage) → int8 → LiteRT invoke, in-process.
+
+    Returns:
+        A JSON-able dict: ``name``, ``input``, ``params``, ``status``
+        (``"ok"``, ``"ok-with-skipped-layers"``, ``"fail: <step>: <reason>"``),
+        ``skipped`` (check's list), ``skipped_in_qat`` (optimize's),
+        ``seconds`` per step and in total, ``int8_bytes``.
+    """
+    import tensorflow as tf
+
+    import tfcompress
+    import tflite_export
+    from tfcompress.errors import first_line
+
+    t_all = time.perf_counter()
+    row = {"name": name, "input": None, "params": None, "status": None, "skipped": {},
+           "skipped_in_qat": {}, "seconds": {}, "int8_bytes": None}
+    step = "build"
+    try:
+        tf.keras.utils.set_random_seed(seed) if hasattr(tf.keras.utils, "set_random_seed") else None
+        np.random.seed(seed)
+        t0 = time.perf_counter()
+        model, size = build(name, size)
+        row["input"], row["params"] = size, int(model.count_params())
+        rng = np.random.RandomState(seed)
+        x = rng.rand(SAMPLES, size, size, 3).astype("float32")
+        y = rng.randint(0, CLASSES, SAMPLES)
+        row["seconds"]["build"] = time.perf_counter() - t0
+
+        step = "check"
+        t0 = time.perf_counter()
+        report = tfcompress.check(model, samples=4)
+        row["skipped"] = skipped_by_check(report)
+        row["check_conversion"] = report.conversion.get("status")
+        row["notes"] = list(report.notes)
+        row["seconds"]["check"] = time.perf_counter() - t0
+
+        step = "optimize"
+        t0 = time.perf_counter()
+        result = tfcompress.optimize(model, (x, y), epochs=1, batch_size=BATCH, verbose=0)
+        row["skipped_in_qat"] = {l.name: l.stages["quantization"][len("skipped: "):] for l in result.report.layers
+                                 if str(l.stages.get("quantization", "")).startswith("skipped")}
+        row["seconds"]["optimize"] = time.perf_counter() - t0
+
+        step = "export"
+        t0 = time.perf_counter()
+        with tempfile.TemporaryDirectory(dir=workdir) as d:
+            path = os.path.join(d, "int8.tflite")
+            rep = tflite_export.export(result.model, path, mode="int8", representative_data=x,
+                                       num_samples=SAMPLES)
+            row["int8_bytes"] = int(rep.bytes)
+            if keep:  # a copy to inspect (debugging)
+                shutil.copyfile(path, keep)
+            row["seconds"]["export"] = time.perf_counter() - t0
+            step = "litert"
+            t0 = time.perf_counter()
+            out = tflite_export.predict(path, x[:2])
+            if out.shape != (2, CLASSES) or not np.all(np.isfinite(out)):
+                raise RuntimeError(f"LiteRT output has shape {out.shape} or non-finite values")
+            row["seconds"]["litert"] = time.perf_counter() - t0
+        row["status"] = "ok-with-skipped-layers" if row["skipped"] or row["skipped_in_qat"] else "ok"
+    except Exception as e:  # noqa: BLE001 - a failure is a row of the table
+        row["status"] = f"fail: {step}: {type(e).__name__}: {first_line(e, 300)}"
+        row["traceback"] = traceback.format_exc()[-3000:]
+    row["seconds"]["total"] = time.perf_counter() - t_all
+    return row
+
+
+def _child(name, size, out_path):
+    row = run_one(name, size)
+    with open(out_path, "w", encoding="utf-8") as f:
+        json.dump(row, f)
+
+
+def run_isolated(name, size=32, timeout=900):
+    """:func:`run_one` in a child process: a crash or a hang is a row, not the end of the table.
+
+    Returns:
+        The child's row; ``status`` is ``"crash: signal N"`` when it died of a
+        signal and ``"not run: time (over N s)"`` when it was killed at ``timeout``.
+    """
+    ctx = multiprocessing.get_context("spawn")
+    fd, out_path = tempfile.mkstemp(suffix=".json")
+    os.close(fd)
+    t0 = time.perf_counter()
+    p = ctx.Process(target=_child, args=(name, size, out_path))
+    p.start()
+    p.join(timeout)
+    try:
+        if p.is_alive():
+            p.kill()
+            p.join()
+            return {"name": name, "status": f"not run: time (over {timeout} s)", "skipped": {},
+                    "seconds": {"total": time.perf_counter() - t0}, "int8_bytes": None}
+        if p.exitcode and p.exitcode < 0:
+            return {"name": name, "status": f"crash: signal {-p.exitcode}", "skipped": {},
+                    "seconds": {"total": time.perf_counter() - t0}, "int8_bytes": None}
+        with open(out_path, encoding="utf-8") as f:
+            text = f.read()
+        if not text:
+            return {"name": name, "status": f"crash: exit code {p.exitcode}", "skipped": {},
+                    "seconds": {"total": time.perf_counter() - t0}, "int8_bytes": None}
+        return json.loads(text)
+    finally:
+        os.unlink(out_path)

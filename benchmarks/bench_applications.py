@@ -1,0 +1,124 @@
+"""Every tf_keras.applications architecture: check → optimize (default recipe) → int8 → LiteRT.
+
+Each model is built with ``weights=None`` at the smallest input it allows
+(32×32, else the minimum it names: 71 for Xception, 75 for the Inceptions),
+4 classes, 16 seeded random samples, 1 epoch per stage (batch 8), then
+``tfcompress.check``, ``tfcompress.optimize`` (pruning + PQAT), int8 export
+with ``tflite_export.export`` and one LiteRT invoke. Every model runs in a
+child process with a time limit: a crash is recorded with its signal, a model
+over the limit as "not run: time".
+
+    .venv/bin/python benchmarks/bench_applications.py                        # all 71
+    .venv/bin/python benchmarks/bench_applications.py --models Xception NASNetMobile
+    .venv/bin/python benchmarks/bench_applications.py --timeout 600
+
+Rows already in ``benchmarks/results/applications.json`` are kept unless the
+model is run again (``--models`` re-runs just those), so the table can be
+filled in several sittings; models never run are listed as "not run: time".
+Writes ``benchmarks/results/applications.{json,md}``.
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.dirname(HERE))
+
+import _applications as apps  # noqa: E402
+
+RESULTS = os.path.join(HERE, "results")
+JSON = os.path.join(RESULTS, "applications.json")
+MD = os.path.join(RESULTS, "applications.md")
+
+
+def _load():
+    if os.path.exists(JSON):
+        with open(JSON, encoding="utf-8") as f:
+            return {r["name"]: r for r in json.load(f)["rows"]}
+    return {}
+
+
+def _short(status):
+    return status.replace("|", "/")[:160]
+
+
+def _markdown(rows, names, command):
+    ran = [rows[n] for n in names if n in rows]
+    counts = {}
+    for r in ran:
+        key = r["status"].split(":")[0]
+        counts[key] = counts.get(key, 0) + 1
+    lines = [
+        "## keras.applications: every architecture in and out", "",
+        f"`{command}` — each of the {len(names)} model functions of `tf_keras.applications`, "
+        "`weights=None`, smallest allowed input, 4 classes, 16 seeded random samples, 1 epoch per stage "
+        "(batch 8): `tfcompress.check` → `tfcompress.optimize` (default recipe: pruning + PQAT) → int8 "
+        "export → one LiteRT invoke, each in a child process with a time limit. \"skipped\" counts the "
+        "layers `check` says QAT leaves in float (they stay float through QAT; the int8 converter "
+        "quantizes them from the calibration data), by type. Tally: "
+        + ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
+        + f", not run {len(names) - len(ran)}.", "",
+        "| model | input | params | status | skipped by QAT (check) | seconds | int8 bytes |",
+        "|---|---:|---:|---|---|---:|---:|",
+    ]
+    for n in names:
+        r = rows.get(n)
+        if r is None:
+            lines.append(f"| {n} | | | not run: time | | | |")
+            continue
+        by_type = {}
+        for reason in r.get("skipped", {}).values():
+            t = _skip_type(reason)
+            by_type[t] = by_type.get(t, 0) + 1
+        skipped = ", ".join(f"{t} {c}" for t, c in sorted(by_type.items())) or "none"
+        secs = r.get("seconds", {}).get("total") or 0
+        lines.append(f"| {n} | {r.get('input') or ''} | {_num(r.get('params'))} | {_short(r['status'])} | "
+                     f"{skipped} | {secs:.0f} | {_num(r.get('int8_bytes'))} |")
+    return "\n".join(lines) + "\n"
+
+
+def _num(v):
+    return f"{v:,}" if isinstance(v, int) else ""
+
+
+def _skip_type(reason):
+    if reason.startswith("TFOpLambda"):
+        return "TFOpLambda " + reason.split()[1].split(":")[0]
+    for marker in ("config for ", "BatchNormalization", "nested model"):
+        if marker in reason:
+            return reason.split(marker)[1].split()[0] if marker == "config for " else marker
+    return reason.split(":")[0][:40]
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--models", nargs="*", help="model names (default: all)")
+    p.add_argument("--timeout", type=int, default=900, help="seconds per model (default 900)")
+    args = p.parse_args(argv)
+    names = apps.model_names()
+    todo = args.models or names
+    unknown = sorted(set(todo) - set(names))
+    if unknown:
+        p.error(f"unknown model(s) {', '.join(unknown)}; choose from {', '.join(names)}")
+    rows = _load()
+    command = "python benchmarks/bench_applications.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    os.makedirs(RESULTS, exist_ok=True)
+    for name in todo:
+        t0 = time.perf_counter()
+        row = apps.run_isolated(name, timeout=args.timeout)
+        row.pop("traceback", None)
+        rows[name] = row
+        print(f"{name}: {row['status']} ({time.perf_counter() - t0:.0f} s)", flush=True)
+        with open(JSON, "w", encoding="utf-8") as f:  # after each model: a crash of this script loses nothing
+            json.dump({"command": command, "rows": [rows[n] for n in names if n in rows]}, f, indent=1)
+        with open(MD, "w", encoding="utf-8") as f:
+            f.write(_markdown(rows, names, command.strip()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
