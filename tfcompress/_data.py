@@ -13,7 +13,7 @@ from tfcompress._checks import check_array, check_class_ids, check_finite, check
 from tfcompress._keras import tf
 from tfcompress.errors import DataError
 
-__all__ = ["Data", "prepare", "check_spec"]
+__all__ = ["Data", "prepare", "check_arrays", "check_splits", "check_spec"]
 
 
 class Data:
@@ -97,6 +97,61 @@ def _converter(sparse, want_sparse, units):
     return lambda y: tf.one_hot(tf.cast(tf.reshape(y, [-1]), tf.int32), units)
 
 
+def check_arrays(data, model, what="train_data", sparse_labels=None):
+    """Check ``(x, y)`` numpy data against ``model`` without batching it (see :func:`prepare`).
+
+    Returns:
+        ``(x as float32, y checked (and converted to sparse_labels' form), sparse)``.
+
+    Raises:
+        DataError: as :func:`prepare`.
+
+    Example:
+        >>> x, y, sparse = check_arrays((x, y), model)  # doctest: +SKIP
+    """
+    units = _output_units(model, what)
+    want = tuple(model.input_shape[1:])
+    if not isinstance(data, (tuple, list)) or len(data) != 2:
+        raise DataError(f"{what} must be an (x, y) tuple of arrays or a tf.data.Dataset, got {type(data).__name__}.")
+    x = check_array(what, "x", data[0])
+    y = check_array(what, "y", data[1])
+    if len(x) == 0:
+        raise DataError(f"{what} is empty: pass at least one example.")
+    if len(x) != len(y):
+        raise DataError(f"{what}: x has {len(x)} examples but y has {len(y)}; they must match.")
+    if not _shape_ok(x.shape[1:], want):
+        raise DataError(
+            f"{what}: inputs have shape {x.shape[1:]} but the model expects {want}: "
+            "reshape the data or rebuild the model for this input."
+        )
+    with np.errstate(over="ignore", invalid="ignore"):  # values beyond float32 become Inf: refused next
+        x = x.astype("float32", copy=False)
+    check_finite(what, "x", x)
+    y, sparse = _labels(y, units, what)
+    convert = _converter(sparse, sparse_labels, units)
+    if convert is not None:
+        y, sparse = convert(y).numpy(), sparse_labels
+    return x, y, sparse
+
+
+def check_splits(data, model):
+    """Check every split of a :class:`~tfcompress.datasets.Dataset` against
+    ``model`` (input shape, labels against the outputs, dtypes, NaN/Inf),
+    before any training.
+
+    Raises:
+        DataError: the first split that does not fit, named.
+
+    Example:
+        >>> check_splits(datasets.load("digits"), model)  # doctest: +SKIP
+    """
+    _, _, sparse = check_arrays(data.train, model, "train data")
+    for name in ("validation", "test"):
+        split = getattr(data, name, None)
+        if split is not None and len(split[0]):
+            check_arrays(split, model, f"{name} data", sparse_labels=sparse)
+
+
 def prepare(data, model, batch_size, shuffle=False, seed=0, what="train_data", sparse_labels=None):
     """Check ``data`` against ``model`` and batch it.
 
@@ -125,30 +180,10 @@ def prepare(data, model, batch_size, shuffle=False, seed=0, what="train_data", s
             shape, as many labels as inputs, or labels that do not fit the
             model's outputs.
     """
-    units = _output_units(model, what)
-    want = tuple(model.input_shape[1:])
     if isinstance(data, tf.data.Dataset):
-        return _prepare_dataset(data, units, batch_size, want, what, sparse_labels)
-    if not isinstance(data, (tuple, list)) or len(data) != 2:
-        raise DataError(f"{what} must be an (x, y) tuple of arrays or a tf.data.Dataset, got {type(data).__name__}.")
-    x = check_array(what, "x", data[0])
-    y = check_array(what, "y", data[1])
-    if len(x) == 0:
-        raise DataError(f"{what} is empty: pass at least one example.")
-    if len(x) != len(y):
-        raise DataError(f"{what}: x has {len(x)} examples but y has {len(y)}; they must match.")
-    if not _shape_ok(x.shape[1:], want):
-        raise DataError(
-            f"{what}: inputs have shape {x.shape[1:]} but the model expects {want}: "
-            "reshape the data or rebuild the model for this input."
-        )
-    with np.errstate(over="ignore", invalid="ignore"):  # values beyond float32 become Inf: refused next
-        x = x.astype("float32", copy=False)
-    check_finite(what, "x", x)
-    y, sparse = _labels(y, units, what)
-    convert = _converter(sparse, sparse_labels, units)
-    if convert is not None:
-        y, sparse = convert(y).numpy(), sparse_labels
+        units = _output_units(model, what)
+        return _prepare_dataset(data, units, batch_size, tuple(model.input_shape[1:]), what, sparse_labels)
+    x, y, sparse = check_arrays(data, model, what, sparse_labels)
     ds = tf.data.Dataset.from_tensor_slices((x, y))
     if shuffle:
         ds = ds.shuffle(min(len(x), 10000), seed=seed, reshuffle_each_iteration=True)

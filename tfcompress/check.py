@@ -21,9 +21,11 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from tfcompress._data import check_splits
 from tfcompress._keras import keras, quiet_native_logs, tfmot
 from tfcompress._keras3 import augmentation_layers
 from tfcompress._model import coerce_model
+from tfcompress.datasets import as_dataset
 from tfcompress.errors import first_line
 from tfcompress.io import resolve_model
 from tfcompress.report import markdown_table, table
@@ -225,7 +227,7 @@ def _random_inputs(model, n):
     return xs[0] if len(xs) == 1 else xs
 
 
-def _trial_conversion(model, mode, samples):
+def _trial_conversion(model, mode, samples, calibration=None):
     from tflite_export import convert_bytes
 
     if any(d is None for t in model.inputs for d in t.shape[1:]):
@@ -235,15 +237,15 @@ def _trial_conversion(model, mode, samples):
     try:
         copy = keras.models.clone_model(model)  # untrained: fresh random weights
         with quiet_native_logs():
-            data, _ = convert_bytes(copy, mode, representative_data=_random_inputs(model, samples),
-                                    num_samples=samples)
+            rep = calibration[:samples] if calibration is not None else _random_inputs(model, samples)
+            data, _ = convert_bytes(copy, mode, representative_data=rep, num_samples=min(samples, len(rep)))
         status, size = "ok", len(data)
     except Exception as e:  # noqa: BLE001 - the point is to report it
         status, size = f"failed: {first_line(e, 300)}", None
     return {"mode": mode, "status": status, "seconds": time.perf_counter() - t0, "bytes": size}
 
 
-def check(model, recipe=None, convert=True, samples=8):
+def check(model, recipe=None, convert=True, samples=8, data=None):
     """A per-layer table of what pruning, clustering, QAT, XNNPACK sparse
     inference and channel pruning can do, before any training.
 
@@ -260,8 +262,13 @@ def check(model, recipe=None, convert=True, samples=8):
             nothing to do are noted. Defaults to `None` (16 clusters, int8).
         convert: run the trial conversion of an untrained copy. Defaults to
             `True`.
-        samples: random representative samples for the trial conversion.
+        samples: representative samples for the trial conversion.
             Defaults to `8`.
+        data: the user's data (anything
+            :func:`tfcompress.datasets.as_dataset` takes): checked against
+            the model (shape, labels against the outputs) and its training
+            inputs calibrate the trial conversion instead of random ones.
+            Defaults to `None`.
 
     Returns:
         A :class:`CheckReport`.
@@ -321,6 +328,14 @@ def check(model, recipe=None, convert=True, samples=8):
             if getattr(rec, stage, None) is not None and report.count(column) == 0:
                 notes.append(f"the recipe's {stage} stage would find no layer to work on")
     mode = "int8" if rec is None or rec.quantization is not None else "float32"
-    report.conversion = _trial_conversion(model, mode, samples) if convert else \
+    calibration = None
+    if data is not None:
+        data = as_dataset(data, input_shape=tuple(model.input_shape[1:]))
+        check_splits(data, model)
+        calibration = data.train[0]
+        notes.append(f"data: {data.describe()}")
+    report.conversion = _trial_conversion(model, mode, samples, calibration) if convert else \
         {"mode": mode, "status": "skipped: convert=False", "seconds": None, "bytes": None}
+    if calibration is not None and convert:
+        report.conversion["calibration"] = f"{min(samples, len(calibration))} samples of {data.name}"
     return report

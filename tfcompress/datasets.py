@@ -37,7 +37,7 @@ from tfcompress._userdata import (
 from tfcompress.errors import DataError
 
 __all__ = ["Dataset", "load", "as_dataset", "from_arrays", "from_npz", "from_directory", "from_tf_dataset",
-           "NAMES", "FASHION_MNIST_DIRS", "NPZ_KEYS"]
+           "NAMES", "FASHION_MNIST_DIRS", "NPZ_KEYS", "add_data_options", "cli_data", "parse_scale"]
 
 NAMES = ("digits", "fashion-mnist")
 
@@ -45,7 +45,7 @@ NAMES = ("digits", "fashion-mnist")
 # overrides it for other layouts.
 FASHION_MNIST_DIRS = ("/usr/share/datasets/fashion-mnist",)
 
-def load(name, validation_fraction=0.1, seed=0, input_shape=None, scale="auto", test_fraction=0.2):
+def load(name, validation_fraction=0.1, seed=0, input_shape=None, scale="auto", test_fraction=0.2, model=None):
     """Load a built-in dataset by name, or the user's data from a path.
 
     Args:
@@ -59,6 +59,9 @@ def load(name, validation_fraction=0.1, seed=0, input_shape=None, scale="auto", 
         scale: for a path, see :func:`from_arrays`. Defaults to `"auto"`.
         test_fraction: for a path without a test split, the share carved
             out for testing. Defaults to `0.2`.
+        model: a model file whose input shape an image folder is read at
+            when ``input_shape`` is not given (``tfcompress export --data``).
+            Defaults to `None`.
 
     Returns:
         A :class:`Dataset`.
@@ -74,6 +77,8 @@ def load(name, validation_fraction=0.1, seed=0, input_shape=None, scale="auto", 
         path = os.fsdecode(name)
         kw = dict(validation_fraction=validation_fraction, test_fraction=test_fraction, seed=seed, scale=scale)
         if os.path.isdir(path):
+            if input_shape is None and model is not None:
+                input_shape = _input_shape_of(model)
             return from_directory(path, input_shape=input_shape, **kw)
         if os.path.isfile(path):
             return from_npz(path, **kw)
@@ -103,6 +108,17 @@ def load(name, validation_fraction=0.1, seed=0, input_shape=None, scale="auto", 
         scale=factor,
         splits={"validation": "carved", "test": "given"},
     )
+
+
+def _input_shape_of(model):
+    """The input shape of a model file (None when it cannot be read: the images' own size is used)."""
+    from tflite_export import loader
+
+    try:
+        shape = loader.load_model(os.fsdecode(model)).input_shape
+    except Exception:  # noqa: BLE001 - the export itself reports a bad model file
+        return None
+    return tuple(shape[1:]) if isinstance(shape, tuple) else None
 
 
 def _looks_like_path(name):
@@ -203,3 +219,67 @@ def as_dataset(data, input_shape=None, scale="auto", seed=0, validation=None):
         return from_arrays(data[0], data[1], validation=validation, seed=seed, scale=scale)
     raise DataError(f"data must be a Dataset, a built-in name ({', '.join(NAMES)}), a .npz file or image folder, "
                     f"an (x, y) pair of arrays or a tf.data.Dataset, got {type(data).__name__}.")
+
+
+# --------------------------------------------------------------------------- the command line
+
+
+def add_data_options(parser):
+    """Add ``--data PATH`` and ``--scale`` to a command that also has ``--dataset NAME``.
+
+    Example:
+        >>> import argparse
+        >>> p = argparse.ArgumentParser(); add_data_options(p)
+        >>> p.parse_args(["--data", "mine.npz"]).scale
+        'auto'
+    """
+    parser.add_argument("--data", default=None, metavar="PATH",
+                        help="your own data: a .npz file (x_train/y_train, optionally x_val/y_val and "
+                        "x_test/y_test; or x/y) or an image folder with one subfolder per class "
+                        "(optionally inside train/, val/, test/); missing splits are carved, seeded")
+    parser.add_argument("--scale", default="auto",
+                        help="input scaling of --data: auto (uint8 divided by 255, other dtypes kept), "
+                        "none, or a factor such as 1/255 (default: %(default)s)")
+
+
+def cli_data(dataset=None, data=None):
+    """The one data argument of a command from ``--dataset NAME`` and ``--data PATH``
+    (a path given to ``--dataset`` is taken as ``--data``).
+
+    Raises:
+        DataError: both or neither given.
+
+    Example:
+        >>> cli_data("digits"), cli_data(data="mine.npz")
+        ('digits', 'mine.npz')
+    """
+    if dataset and data:
+        raise DataError(f"give --dataset {dataset} or --data {data}, not both.")
+    if not dataset and not data:
+        raise DataError(f"no data: give --dataset ({', '.join(NAMES)}) or --data PATH (a .npz file or an "
+                        "image folder).")
+    return data or dataset
+
+
+def parse_scale(text):
+    """``--scale`` as :func:`from_arrays` takes it: ``"auto"``, None or a positive factor.
+
+    Raises:
+        DataError: anything else.
+
+    Example:
+        >>> parse_scale("auto"), parse_scale("none"), round(parse_scale("1/255") * 255, 9)
+        ('auto', None, 1.0)
+    """
+    t = str(text).strip().lower()
+    if t in ("auto", "none"):
+        return None if t == "none" else "auto"
+    try:
+        num, _, den = t.partition("/")
+        value = float(num) / float(den) if den else float(num)
+    except (ValueError, ZeroDivisionError):
+        value = None
+    if value is None or not np.isfinite(value) or value <= 0:
+        raise DataError(f"--scale must be auto, none or a positive factor such as 1/255, got {text!r}.")
+    return value
+

@@ -20,20 +20,23 @@ Example:
     (None, 10)
 """
 
+import importlib
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from tfcompress import models
+from tfcompress import datasets, models
 from tfcompress._keras import custom_objects, keras
 from tfcompress._keras3 import to_tf_keras
-from tfcompress._model import check_model, is_keras3_model
-from tfcompress.errors import UnsupportedModelError, first_line
+from tfcompress._model import check_model, coerce_model, is_keras3_model
+from tfcompress.errors import DataError, UnsupportedModelError, first_line
 from tflite_export import loader
 from tflite_export.errors import ExportError
 
-__all__ = ["load_model", "file_info", "resolve_model", "ModelSource", "ModelBuilder"]
+__all__ = ["load_model", "file_info", "resolve_model", "resolve_inputs", "ModelSource", "ModelBuilder", "Builder",
+           "import_builder"]
 
 _MODELS = ("Functional", "Sequential", "Model")
 
@@ -188,6 +191,73 @@ class ModelBuilder:
         return f"ModelBuilder({self.ref!r})"
 
 
+_BUILDER_REF = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
+
+
+def _is_builder_ref(ref):
+    return bool(_BUILDER_REF.match(ref)) and not os.path.exists(ref)
+
+
+def import_builder(ref):
+    """The function a ``"module:function"`` reference names, imported now.
+
+    Raises:
+        UnsupportedModelError: the module cannot be imported or has no such
+            callable; the message says how to make it importable.
+
+    Example:
+        >>> import_builder("tfcompress.models:names")()[:2]  # doctest: +SKIP
+    """
+    module, _, qualname = ref.partition(":")
+    try:
+        obj = importlib.import_module(module)
+    except Exception as e:  # noqa: BLE001 - any import failure is the user's to fix
+        raise UnsupportedModelError(
+            f"cannot import {module!r} for the model builder {ref!r} ({first_line(e)}): put the module's folder "
+            "on PYTHONPATH (or run from that folder) so trial processes can import it too.") from None
+    for part in qualname.split("."):
+        obj = getattr(obj, part, None)
+    if not callable(obj):
+        raise UnsupportedModelError(f"{module!r} has no function {qualname!r} for the model builder {ref!r}: "
+                                    "name a module-level function returning a new model.")
+    return obj
+
+
+class Builder:
+    """A picklable model builder for trials: calls a function (or imports a
+    ``"module:function"`` reference in the process that builds), translates
+    a Keras 3 model to tf_keras, and with ``from_scratch`` re-initialises
+    the weights.
+
+    Args:
+        build: a callable returning a model, or a ``"module:function"`` string.
+        from_scratch: give the model fresh random weights (its initialisers)
+            instead of the ones it was built or loaded with. Defaults to `False`.
+
+    Example:
+        >>> Builder("mymodels:small_cnn")().output_shape  # doctest: +SKIP
+        (None, 10)
+    """
+
+    def __init__(self, build, from_scratch=False):
+        self.build, self.from_scratch = build, bool(from_scratch)
+
+    @property
+    def target(self):
+        """The function, a :class:`ModelBuilder`, or the reference string."""
+        return self.build
+
+    def __call__(self):
+        fn = import_builder(self.build) if isinstance(self.build, str) else self.build
+        model = coerce_model(fn())
+        if self.from_scratch:
+            model = keras.models.clone_model(model)  # the layers' initialisers, not the trained weights
+        return model
+
+    def __repr__(self):
+        return f"Builder({self.build!r}{', from_scratch=True' if self.from_scratch else ''})"
+
+
 _UNSET = object()
 
 
@@ -226,7 +296,8 @@ def _unknown(ref, applications):
     apps = ", or a keras.applications name such as MobileNetV2" if applications else ""
     return UnsupportedModelError(
         f"unknown reference model {ref!r}: it is neither a model file nor a known model name; pass a "
-        f".keras/.h5 file, a SavedModel folder, one of {', '.join(models.names())}{apps}."
+        f".keras/.h5 file, a SavedModel folder, a module:function builder, one of "
+        f"{', '.join(models.names())}{apps}."
     )
 
 
@@ -238,7 +309,8 @@ def resolve_model(model, input_shape=None, num_classes=10, safe_mode=True, appli
             ``ModelSpec``; a ``.keras``/``.h5`` file or SavedModel folder
             (loaded now, so a bad file fails here with a clear message); a
             :class:`ModelBuilder`; a tf_keras or Keras 3 model; a function
-            returning a fresh model; with ``applications``, a
+            returning a fresh model, or a ``"module:function"`` reference to
+            one (imported now; trial processes import it again); with ``applications``, a
             keras.applications name (``MobileNetV2``, built with
             ``weights=None``).
         input_shape: input shape for a reference or application model.
@@ -276,7 +348,68 @@ def resolve_model(model, input_shape=None, num_classes=10, safe_mode=True, appli
             return ModelSource("file", path, ModelBuilder(path, safe_mode=safe_mode), _model=loaded)
         if applications and _is_application(ref):
             return ModelSource("application", ref, ModelBuilder(ref, input_shape, num_classes))
+        if _is_builder_ref(ref):
+            import_builder(ref)  # an unimportable module fails now, with what to do
+            return ModelSource("builder", ref, Builder(ref))
         raise _unknown(ref, applications)
     if callable(model) and not _is_keras_object(model):
         return ModelSource("builder", getattr(model, "__name__", "model"), model)
     return ModelSource("object", getattr(model, "name", type(model).__name__), _model=model)
+
+
+def _data_first(model):
+    """Whether the model is built from the data's shape (a reference or application name)."""
+    if isinstance(model, models.ModelSpec):
+        return True
+    if isinstance(model, ModelBuilder):
+        return model.kind != "file"
+    if isinstance(model, (str, bytes, os.PathLike)):
+        ref = os.fsdecode(model)
+        return bool(_reference(ref)) or (not _is_file_spec(ref) and _is_application(ref))
+    return False
+
+
+def resolve_inputs(model, data, scale="auto", seed=0, safe_mode=True, applications=False, validation=None):
+    """The model and the data together: each sized by the other, the data as a Dataset.
+
+    A reference model name is built for the data's input shape and classes;
+    any other model (a file, an object, a builder) is resolved first and an
+    image folder is read at its input size.
+
+    Args:
+        model: anything :func:`resolve_model` takes.
+        data: anything :func:`tfcompress.datasets.as_dataset` takes (a
+            Dataset, a built-in name, a ``.npz`` file, an image folder, an
+            ``(x, y)`` pair, a ``tf.data.Dataset``).
+        scale: see :func:`tfcompress.datasets.from_arrays`. Defaults to `"auto"`.
+        seed: seed of carved splits. Defaults to `0`.
+        safe_mode: see :func:`load_model`. Defaults to `True`.
+        applications: accept keras.applications names. Defaults to `False`.
+        validation: validation split for ``(x, y)`` or tf.data data.
+            Defaults to `None` (carved).
+
+    Returns:
+        ``(ModelSource, Dataset)``.
+
+    Raises:
+        UnsupportedModelError: as :func:`resolve_model`.
+        DataError: data the constructors refuse.
+
+    Example:
+        >>> source, data = resolve_inputs("digits_cnn", "digits")
+        >>> source.model().input_shape[1:] == data.input_shape
+        True
+    """
+    if data is None:
+        raise DataError("no data given: pass a built-in name (digits, fashion-mnist), a .npz file, an image "
+                        "folder, an (x, y) pair or a tf.data.Dataset.")
+    if _data_first(model):
+        data = datasets.as_dataset(data, scale=scale, seed=seed, validation=validation)
+        source = resolve_model(model, input_shape=data.input_shape, num_classes=data.num_classes,
+                               safe_mode=safe_mode, applications=applications)
+        return source, data
+    source = resolve_model(model, safe_mode=safe_mode, applications=applications)
+    shape = getattr(source.model(), "input_shape", None)
+    shape = tuple(shape[1:]) if isinstance(shape, tuple) else None
+    return source, datasets.as_dataset(data, input_shape=shape, scale=scale, seed=seed, validation=validation)
+
