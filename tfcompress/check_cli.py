@@ -9,8 +9,9 @@ Example:
 import argparse
 import json
 
+from tfcompress import datasets
 from tfcompress.check import check
-from tfcompress.io import resolve_model
+from tfcompress.io import resolve_inputs, resolve_model
 from tfcompress.report import atomic_write_text
 from tflite_export.argtypes import check_writable
 
@@ -40,6 +41,7 @@ def add_subcommands(subparsers):
     p.add_argument("--input-shape", type=_input_shape, default=None,
                    help="input shape for a keras.applications name, e.g. 32,32,3 (default: the application's)")
     p.add_argument("--no-convert", action="store_true", help="skip the trial int8 conversion")
+    datasets.add_data_options(p)  # --data: checked against the model, calibrates the trial conversion
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--markdown", default=None, metavar="PATH", help="also write the report as Markdown")
     p.add_argument("--unsafe", action="store_true",
@@ -60,9 +62,15 @@ def _input_shape(text):
 
 def _cmd_check(args):
     check_writable(args.markdown, "--markdown")
-    model = resolve_model(args.model, input_shape=args.input_shape, safe_mode=not args.unsafe,
-                          applications=True).model()
-    report = check(model, recipe=args.recipe, convert=not args.no_convert)
+    data = None
+    if args.data:
+        source, data = resolve_inputs(args.model, args.data, scale=datasets.parse_scale(args.scale),
+                                      safe_mode=not args.unsafe, applications=True)
+        model = source.model()
+    else:
+        model = resolve_model(args.model, input_shape=args.input_shape, safe_mode=not args.unsafe,
+                              applications=True).model()
+    report = check(model, recipe=args.recipe, convert=not args.no_convert, data=data)
     if args.markdown:
         atomic_write_text(args.markdown, report.to_markdown())
     if args.json:

@@ -22,7 +22,7 @@ import numpy as np
 from ._atomic import atomic_write_bytes
 from .argtypes import check_writable, int_list, nonnegative_float, nonnegative_int, positive_int
 from .bench_report import bench_table, plot_timings
-from .errors import ExportError
+from .errors import ExportError, TfcompressError
 
 __all__ = ["add_subcommands", "cmd_export", "cmd_inspect", "cmd_bench", "load_data", "bench_table"]
 
@@ -60,7 +60,8 @@ def _add_export(subparsers, load_dataset) -> None:
     ex.add_argument(
         "--data",
         default=None,
-        help="digits | fashion-mnist | file.npz (x_train[, y_train, x_test, y_test]); needed for int8/int16x8",
+        help="digits | fashion-mnist | file.npz (x_train[, y_train, x_test, y_test]) | (under tfcompress) an "
+        "image folder, one subfolder per class; needed for int8/int16x8",
     )
     ex.add_argument("--num-samples", type=positive_int, default=200,
                     help="representative samples (default: %(default)s)")
@@ -146,14 +147,18 @@ def _load_npz(name: str):
     return x.astype(np.float32), arrays.get("y_train", arrays.get("y")), arrays.get("x_test"), arrays.get("y_test")
 
 
-def load_data(name: str, load_dataset=None):
+def load_data(name: str, load_dataset=None, model=None):
     """Returns ``(x_train, y_train, x_test, y_test)`` (labels may be None) for --data.
 
     Args:
         name: A .npz file with ``x_train`` (or ``x``) and optionally ``y_train``,
             ``x_test``, ``y_test``; or a dataset name for ``load_dataset``.
         load_dataset: Dataset name -> object with ``train`` and ``test`` ``(x, y)``
-            pairs (``tfcompress.datasets.load`` under ``tfcompress export``). Defaults to `None`.
+            pairs (``tfcompress.datasets.load`` under ``tfcompress export``), called with
+            ``model=`` when ``model`` is given; it then also reads .npz files (scaled as
+            tfcompress scales them) and image folders (at the model's input size); a .npz
+            it refuses (one with no labels) is read here. Defaults to `None`.
+        model: The model file being exported. Defaults to `None`.
 
     Returns:
         A 4-tuple of arrays (or None where absent).
@@ -164,7 +169,15 @@ def load_data(name: str, load_dataset=None):
     Example:
         >>> xtr, ytr, xte, yte = load_data("calib.npz")   # doctest: +SKIP
     """
-    if name.lower().endswith(".npz") or os.path.isfile(name):
+    is_npz = name.lower().endswith(".npz") or os.path.isfile(name)
+    if load_dataset is not None and model is not None and (is_npz or os.path.isdir(name)):
+        try:
+            d = load_dataset(name, model=model)
+            return d.train[0], d.train[1], d.test[0], d.test[1]
+        except TfcompressError:
+            if not is_npz:
+                raise
+    if is_npz:
         return _load_npz(name)
     if load_dataset is None:
         raise ExportError(
@@ -224,7 +237,7 @@ def cmd_export(args) -> int:
     check_writable(args.json, "--json")
     xtr = xte = yte = None
     if args.data:
-        xtr, _, xte, yte = load_data(args.data, getattr(args, "load_dataset", None))
+        xtr, _, xte, yte = load_data(args.data, getattr(args, "load_dataset", None), model=args.model)
         meta = dict(meta or {})
         meta.setdefault("dataset", os.path.basename(args.data))
     elif args.mode in ("int8", "int16x8"):
