@@ -395,3 +395,32 @@ def test_calibration_without_outliers_still_converts(model, tmp_path):
         rep = tflite_export.export(model, str(tmp_path / "m.tflite"), mode="int8", representative_data=x,
                                    num_samples=N)
         assert rep.input_quantization[0] < 1
+
+
+# --- channel-pruning fine-tuning takes the run's label form (issue 12 §4) ----------
+
+@pytest.mark.parametrize("distill", [True, False], ids=["distill", "plain"])
+def test_channels_fine_tune_takes_one_hot_labels(model, distill):
+    from tfcompress.channels import apply
+
+    small, rep = apply(model, Channels(ratio=0.5, epochs=1, distill=distill), data=(X, ONE_HOT))
+    assert small.count_params() < model.count_params()
+    assert np.isfinite(small.predict(X, verbose=0)).all()
+
+
+def test_train_baseline_goes_through_the_data_checks(no_training):
+    from tfcompress import datasets
+    from tfcompress.pipeline import train_baseline
+
+    bad = datasets.from_arrays(_with(X, (slice(None), 1), np.nan), Y, name="nan")  # in every split
+    with pytest.raises(DataError) as e:
+        train_baseline(_tiny(), bad, 1, batch_size=8, verbose=0)
+    _one_line(e, "NaN or Inf in train_data x")
+
+
+def test_train_baseline_takes_one_hot_labels():
+    from tfcompress import datasets
+    from tfcompress.pipeline import train_baseline
+
+    m = train_baseline(_tiny(), datasets.from_arrays(X, ONE_HOT, name="one-hot"), 1, batch_size=8, verbose=0)
+    assert m.loss.__class__.__name__ == "CategoricalCrossentropy"

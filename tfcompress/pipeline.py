@@ -13,19 +13,22 @@ Example:
 """
 
 import os
+import shutil
 import sys
 import time
 from dataclasses import dataclass, field
 
 import tflite_export
+from tfcompress._checks import check_int, check_positive
+from tfcompress._data import prepare
 from tfcompress._keras import quiet_native_logs
 from tfcompress._version import __version__
-from tfcompress.errors import DataError
+from tfcompress.errors import DataError, OutputError
 from tfcompress.optimize import as_recipe, loss_for, make_optimizer, optimize
 from tfcompress.report import atomic_write_json, atomic_write_text, ensure_dir, markdown_table, table
 from tflite_export._atomic import save_figure
 
-__all__ = ["run_job", "JobReport", "COLUMNS", "train_baseline"]
+__all__ = ["run_job", "JobReport", "COLUMNS", "OUTPUTS", "train_baseline", "report_figure"]
 
 # Summary-table header -> key in each row of report.json["files"].
 COLUMNS = {
@@ -99,33 +102,72 @@ def _say(msg, quiet):
 
 
 def train_baseline(model, data, epochs, batch_size=64, learning_rate=1e-3, verbose=2):
-    """Train a freshly built reference model on ``data.train``."""
-    model.compile(make_optimizer("adam", learning_rate), loss_for(model, True), ["accuracy"])
-    model.fit(*data.train, epochs=epochs, batch_size=batch_size,
-              validation_data=data.validation, verbose=verbose)
+    """Train a freshly built reference model on ``data.train``.
+
+    The data goes through :func:`tfcompress._data.prepare`, like every other
+    entry point: NaN/Inf, label range and form are checked before training,
+    and the loss follows the labels' form (class ids or one-hot rows).
+
+    Example:
+        >>> train_baseline(spec.build(), datasets.load("digits"), epochs=1)  # doctest: +SKIP
+    """
+    train = prepare(data.train, model, batch_size, shuffle=True, what="train_data")
+    val = None
+    if data.validation is not None and len(data.validation[0]):
+        val = prepare(data.validation, model, batch_size, what="validation_data",
+                      sparse_labels=train.sparse_labels).dataset
+    model.compile(optimizer=make_optimizer("adam", learning_rate), loss=loss_for(model, train.sparse_labels),
+                  metrics=["accuracy"])
+    model.fit(train.dataset, epochs=epochs, validation_data=val, verbose=verbose)
     return model
 
 
-def _plot(path, files):
+def report_figure(rep):
+    """The report's picture: zipped size, latency and accuracy of each file, side by side.
+
+    The title names the model, the dataset and the timing threads. The
+    accuracy axis runs from 0 to 100 % so a small drop looks small; the exact
+    values (two decimals) are written on the bars.
+
+    Args:
+        rep: a :class:`JobReport` with its ``files`` filled in.
+
+    Returns:
+        A ``matplotlib.figure.Figure`` (not saved, not closed).
+
+    Example:
+        >>> fig = report_figure(job)  # doctest: +SKIP
+        >>> fig.axes[2].get_ylim()  # doctest: +SKIP
+        (0.0, 1.0)
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    files = rep.files
     names = [f["name"] for f in files]
-    fig, axes = plt.subplots(1, 3, figsize=(10, 3))
-    for ax, key, label in zip(axes, ("zipped_kb", "median_ms", "accuracy"),
-                              ("zipped size (KB)", "median latency (ms)", "test accuracy")):
+    fig, axes = plt.subplots(1, 3, figsize=(10, 3.4))
+    panels = (("zipped_kb", "zipped size (KB)", "{:.3g}"), ("median_ms", "median latency (ms)", "{:.3g}"),
+              ("accuracy", "test accuracy (axis from 0)", "{:.2%}"))
+    for ax, (key, label, fmt) in zip(axes, panels):
         vals = [f.get(key) or 0 for f in files]
         ax.bar(names, vals, color=["#888888", "#2a7ab0"][: len(vals)])
-        ax.set_title(label)
+        ax.set_title(label, fontsize=10)
+        top = 1.0 if key == "accuracy" else max(vals + [0]) or 1.0
+        ax.set_ylim(0, top * 1.15)  # room for the value labels inside the axes
         if key == "accuracy":
-            lo = min(vals) if vals else 0
-            ax.set_ylim(max(0, lo - 0.05), 1.0)
+            ax.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0))
         for i, v in enumerate(vals):
-            ax.text(i, v, f"{v:.3g}", ha="center", va="bottom", fontsize=8)
+            ax.text(i, v, fmt.format(v), ha="center", va="bottom", fontsize=8)
+    fig.suptitle(f"{rep.model} on {rep.dataset}: float32 vs int8 (LiteRT, XNNPACK, {rep.threads} thread(s))",
+                 fontsize=11)
     fig.tight_layout()
-    save_figure(fig, path, dpi=100)
+    return fig
+
+
+def _plot(path, rep):
+    save_figure(report_figure(rep), path, dpi=100)
 
 
 def _export_both(model, optimized, out, rep_x, meta):
@@ -161,7 +203,9 @@ def run_job(model, data, recipe=None, out="tfcompress-out", train_epochs=None, t
         A :class:`JobReport`.
     """
     recipe = as_recipe(recipe)
+    _check_job_args(threads, train_epochs, epochs, batch_size, learning_rate, timing_runs, timing_seconds)
     ensure_dir(out)
+    _sweep(out)
     if verbose is None:
         verbose = 0 if quiet else (1 if sys.stdout.isatty() else 2)
     x_test, y_test = data.test
@@ -183,13 +227,98 @@ def run_job(model, data, recipe=None, out="tfcompress-out", train_epochs=None, t
     rep.seconds["optimize"] = time.perf_counter() - t0
     rep.optimize = result.report.to_dict()
 
+    _deliver(rep, model, result, data, recipe, out, quiet, threads, timing_runs, timing_seconds, t_all)
+    return rep
+
+
+def _check_job_args(threads, train_epochs, epochs, batch_size, learning_rate, timing_runs, timing_seconds):
+    """run_job's own arguments, checked before any training (the CLI checks them at parse time too)."""
+    check_int(None, "threads", threads)
+    check_int(None, "train_epochs", train_epochs, minimum=0, optional=True)
+    check_int(None, "epochs", epochs, optional=True)
+    check_int(None, "batch_size", batch_size)
+    check_positive(None, "learning_rate", learning_rate)
+    check_int(None, "timing_runs", timing_runs)
+    if timing_seconds != 0:
+        check_positive(None, "timing_seconds", timing_seconds)
+
+
+# The files of one run, in --out. They appear together or not at all: see _commit.
+OUTPUTS = ("float32.tflite", "int8.tflite", "report.png", "report.md", "report.json")
+_REPORTS = ("report.json", "report.md", "report.png")
+_STAGING = ".tfcompress-run-"
+
+
+def _sweep(out):
+    """Remove staging folders that killed runs left in ``out`` (their process is gone)."""
+    for name in os.listdir(out):
+        if not name.startswith(_STAGING):
+            continue
+        pid = name[len(_STAGING):]
+        try:
+            alive = pid.isdigit() and int(pid) != os.getpid() and (os.kill(int(pid), 0) is None)
+        except OSError:
+            alive = False
+        if not alive:
+            shutil.rmtree(os.path.join(out, name), ignore_errors=True)
+
+
+def _commit(stage, out):
+    """Move the staged files into ``out`` so that a report never describes another run's files.
+
+    The old reports go first, report.json (what tools read) first of all; then
+    the .tflite files; then the new reports, report.json last. Killed at any
+    point, ``out`` holds either the old run complete, or files without a
+    report, or the new run complete: never a report beside files it did not
+    measure.
+    """
+    try:
+        for name in _REPORTS:
+            path = os.path.join(out, name)
+            if os.path.lexists(path):
+                os.remove(path)
+        for name in OUTPUTS:
+            src = os.path.join(stage, name)
+            if os.path.exists(src):
+                os.replace(src, os.path.join(out, name))
+    except OSError as e:
+        raise OutputError(f"cannot move the results into {out} ({e.strerror or e}); "
+                          f"the new files are in {stage}, or rerun with another --out.") from None
+
+
+def _deliver(rep, model, result, data, recipe, out, quiet, threads, timing_runs, timing_seconds, t_all):
+    """Export, evaluate, time and report into a staging folder inside ``out``, then commit."""
+    stage = os.path.join(out, f"{_STAGING}{os.getpid()}")
+    shutil.rmtree(stage, ignore_errors=True)
+    ensure_dir(stage)
+    try:
+        _measure(rep, model, result, data, recipe, stage, quiet, threads, timing_runs, timing_seconds)
+        rep.seconds["total"] = time.perf_counter() - t_all
+        for f in rep.files:  # the report names the files where they will be
+            f["path"] = os.path.join(os.path.abspath(out), os.path.basename(f["path"]))
+        for t in rep.timings.values():
+            if t.get("path"):
+                t["path"] = os.path.join(os.path.abspath(out), os.path.basename(t["path"]))
+        atomic_write_json(os.path.join(stage, "report.json"), rep.to_dict())
+        atomic_write_text(os.path.join(stage, "report.md"), rep.to_markdown(result.report.to_markdown()))
+        try:
+            _plot(os.path.join(stage, "report.png"), rep)
+        except Exception as e:  # a plot is a nicety; never lose the run over it
+            _say(f"(plot skipped: {e})", quiet)
+        _commit(stage, out)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+def _measure(rep, model, result, data, recipe, stage, quiet, threads, timing_runs, timing_seconds):
+    x_test, y_test = data.test
     _say("[3/5] exporting float32 and int8 .tflite files", quiet)
     t0 = time.perf_counter()
     meta = {"tfcompress_version": __version__, "recipe": recipe.to_dict(), "dataset": data.name,
             "input_normalisation": "float32 in [0, 1]"}
     rep_x = data.train[0]
     with quiet_native_logs():
-        exports = _export_both(model, result.model, out, rep_x, meta)
+        exports = _export_both(model, result.model, stage, rep_x, meta)
     rep.seconds["export"] = time.perf_counter() - t0
 
     _say(f"[4/5] evaluating both files with LiteRT on {len(x_test)} test examples", quiet)
@@ -218,12 +347,3 @@ def run_job(model, data, recipe=None, out="tfcompress-out", train_epochs=None, t
             rep.timings[f["name"]] = timing.to_dict()
             f["median_ms"] = timing.median_ms
     rep.seconds["benchmark"] = time.perf_counter() - t0
-    rep.seconds["total"] = time.perf_counter() - t_all
-
-    atomic_write_json(os.path.join(out, "report.json"), rep.to_dict())
-    atomic_write_text(os.path.join(out, "report.md"), rep.to_markdown(result.report.to_markdown()))
-    try:
-        _plot(os.path.join(out, "report.png"), rep.files)
-    except Exception as e:  # a plot is a nicety; never lose the run over it
-        _say(f"(plot skipped: {e})", quiet)
-    return rep

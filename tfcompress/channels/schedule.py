@@ -30,7 +30,8 @@ def _split(data, name):
 def default_fine_tune(teacher, train, config, batch_size=64, learning_rate=1e-3):
     """A ``fine_tune(model, epochs) -> model`` callable: distillation from
     ``teacher`` (``config.distill``) or plain training, with Adam and a cosine
-    learning-rate decay over the fine-tuning epochs.
+    learning-rate decay over the fine-tuning epochs. The loss follows the
+    labels' form (class ids or one-hot rows), as :func:`tfcompress.optimize` does.
 
     Args:
         teacher: the unpruned model.
@@ -49,24 +50,36 @@ def default_fine_tune(teacher, train, config, batch_size=64, learning_rate=1e-3)
     def fine_tune(model, epochs):
         data = prepare(train, model, batch_size, shuffle=True)
         ds = data.dataset
+        loss = _task_loss(keras, model, data.sparse_labels, distill.ends_in_softmax(model))
         steps = max(1, epochs * -(-data.num_samples // batch_size)) if data.num_samples else None
         lr = keras.optimizers.schedules.CosineDecay(learning_rate, steps) if steps else learning_rate
         if config.distill:
             was = teacher.trainable
             try:
                 distill.fit(model, teacher, ds, epochs=epochs, alpha=config.alpha,
-                            temperature=config.temperature,
+                            temperature=config.temperature, loss=loss,
                             optimizer=keras.optimizers.Adam(lr))
             finally:
                 teacher.trainable = was
         else:
-            loss = keras.losses.SparseCategoricalCrossentropy(
-                from_logits=not distill.ends_in_softmax(model))
             model.compile(keras.optimizers.Adam(lr), loss, metrics=["accuracy"])
             model.fit(ds, epochs=epochs, verbose=0)
         return model
 
     return fine_tune
+
+
+def _task_loss(keras, model, sparse_labels, softmax):
+    """The loss for the run's labels: class ids or one-hot rows (one sigmoid unit: binary).
+
+    The same rule as ``tfcompress.optimize.loss_for``, which this module cannot
+    import (optimize imports the channels stage).
+    """
+    if model.output_shape[-1] == 1:
+        return keras.losses.BinaryCrossentropy(from_logits=not softmax)
+    if sparse_labels:
+        return keras.losses.SparseCategoricalCrossentropy(from_logits=not softmax)
+    return keras.losses.CategoricalCrossentropy(from_logits=not softmax)
 
 
 def _final_ratios(model, config, data):
