@@ -57,7 +57,12 @@ class Distiller(keras.Model):
         self.temperature = float(temperature)
         self._student_probs = ends_in_softmax(student)
         self._teacher_probs = ends_in_softmax(teacher)
-        self.kl = keras.losses.KLDivergence()
+        # Per example, reduced by hand: under a tf.distribute strategy each
+        # replica's loss is its share of the global batch (compute_average_loss),
+        # the same scaling Keras applies to the compiled task loss.
+        self.kl = keras.losses.KLDivergence(reduction=keras.losses.Reduction.NONE)
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+        self.distill_tracker = keras.metrics.Mean(name="distill_loss")
 
     def call(self, x, training=False):
         return self.student(x, training=training)
@@ -69,19 +74,25 @@ class Distiller(keras.Model):
         x, y = data
         t_out = tf.cast(self.teacher(x, training=False), tf.float32)
         t_soft = tf.nn.softmax(_logits(t_out, self._teacher_probs) / self.temperature)
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
         with tf.GradientTape() as tape:
             s_out = tf.cast(self.student(x, training=True), tf.float32)
+            # compiled_loss divides by the replica count under a strategy (one replica's share).
             task = self.compiled_loss(y, s_out, regularization_losses=self.student.losses)
             s_soft = tf.nn.softmax(_logits(s_out, self._student_probs) / self.temperature)
-            soft = self.kl(t_soft, s_soft) * self.temperature**2
+            per_example = self.kl(t_soft, s_soft) * self.temperature**2
+            soft = tf.nn.compute_average_loss(per_example)
             loss = self.alpha * task + (1.0 - self.alpha) * soft
         grads = tape.gradient(loss, self.student.trainable_variables)
-        self.optimizer.apply_gradients(
+        self.optimizer.apply_gradients(  # gradients summed over replicas: the global-batch mean
             [(g, v) for g, v in zip(grads, self.student.trainable_variables) if g is not None]
         )
         self.compiled_metrics.update_state(y, s_out)
-        out = {m.name: m.result() for m in self.metrics}
-        out.update({"loss": loss, "distill_loss": soft})
+        # The trackers average the whole-batch values over replicas and steps.
+        self.loss_tracker.update_state(loss * replicas)
+        self.distill_tracker.update_state(soft * replicas)
+        out = {m.name: m.result() for m in self.compiled_metrics.metrics}
+        out.update({"loss": self.loss_tracker.result(), "distill_loss": self.distill_tracker.result()})
         return out
 
     def test_step(self, data):
@@ -89,7 +100,9 @@ class Distiller(keras.Model):
         s_out = tf.cast(self.student(x, training=False), tf.float32)
         self.compiled_loss(y, s_out, regularization_losses=self.student.losses)
         self.compiled_metrics.update_state(y, s_out)
-        return {m.name: m.result() for m in self.metrics}
+        out = {m.name: m.result() for m in self.compiled_metrics.metrics}
+        out["loss"] = self.compiled_loss.metrics[0].result() if self.compiled_loss.metrics else 0.0
+        return out
 
 
 def fit(student, teacher, data, epochs=1, alpha=0.5, temperature=4.0, optimizer=None,

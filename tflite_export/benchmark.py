@@ -405,7 +405,7 @@ def benchmark(
         >>> t.median_ms, t.backend                          # doctest: +SKIP
         (0.012, 'xnnpack')
         >>> benchmark("model.tflite", accelerator="gpu").status   # doctest: +SKIP
-        'unavailable: no usable GPU: No adapters found'
+        'unavailable: no usable GPU: the Vulkan loader libvulkan.so.1 is missing (...)'
     """
     _check_args(threads, warmup_runs, warmup_seconds, min_runs, min_seconds)
     acc = _resolve_accelerator(accelerator, use_xnnpack, delegate)

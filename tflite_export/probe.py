@@ -60,6 +60,38 @@ _REASONS = (
 
 _NOT_FULLY_ON_GPU = "model is not fully accelerated on the GPU (some ops would silently run on CPU)"
 
+# LiteRT's GPU accelerator (libLiteRtWebGpuAccelerator.so) is WebGPU through Dawn,
+# which on Linux reaches a GPU only through Vulkan: it dlopens the Vulkan loader
+# (libvulkan.so.1), which asks the installed Vulkan drivers (ICDs) for adapters.
+_VULKAN_DRIVERS = ("a Vulkan driver for the GPU (NVIDIA: the driver's Vulkan ICD, nvidia_icd.json, "
+                   "from the libnvidia-gl/nvidia-vulkan-icd package; AMD/Intel: mesa-vulkan-drivers)")
+
+
+def gpu_failure(stderr: str, fallback: str) -> str:
+    """Why LiteRT's GPU accelerator could not start, naming what is missing and what provides it.
+
+    Args:
+        stderr: What the GPU probe printed on stderr (LiteRT's and Dawn's logs).
+        fallback: The reason to give when no known cause is found.
+
+    Returns:
+        One line for ``Timing.status`` after "unavailable: ".
+
+    Example:
+        >>> gpu_failure("Couldn't load Vulkan: libvulkan.so.1: cannot open shared object file", "x")[:60]
+        'no usable GPU: the Vulkan loader libvulkan.so.1 is missing ('
+    """
+    text = stderr or ""
+    m = re.search(r"Couldn't load Vulkan: ([^\s:]+)", text)
+    if m:
+        return (f"no usable GPU: the Vulkan loader {m.group(1)} is missing (LiteRT's GPU accelerator is WebGPU/Dawn, "
+                f"which on Linux needs Vulkan): install it (Debian/Ubuntu: apt install libvulkan1) and "
+                f"{_VULKAN_DRIVERS}")
+    if "No adapters found" in text:
+        return ("no usable GPU: WebGPU/Dawn found no Vulkan adapter (the Vulkan loader is installed but no "
+                f"Vulkan driver offers a GPU; check with vulkaninfo --summary): install {_VULKAN_DRIVERS}")
+    return "no usable GPU: " + _reason_from(text, fallback)
+
 
 def _reason_from(text: str, fallback: str) -> str:
     """The first known failure pattern found in a child's stderr, else ``fallback``."""
@@ -92,7 +124,7 @@ def _probe_gpu(path: str) -> str | None:
         return f"GPU probe failed ({err})"
     if line.startswith("OK"):
         return None if line.split()[1] == "1" else _NOT_FULLY_ON_GPU
-    return "no usable GPU: " + _reason_from(stderr, line[5:].strip() or "GPU accelerator could not be created")
+    return gpu_failure(stderr, line[5:].strip() or "GPU accelerator could not be created")
 
 
 def _probe_delegate(path: str, delegate, delegate_options) -> str | None:
@@ -128,7 +160,7 @@ def probe_accelerator(
 
     Example:
         >>> probe_accelerator("m.tflite", "gpu")   # doctest: +SKIP
-        'no usable GPU: No adapters found'
+        'no usable GPU: the Vulkan loader libvulkan.so.1 is missing (...)'
     """
     path = os.path.abspath(os.fspath(path))
     st = os.stat(path)
