@@ -424,3 +424,113 @@ def test_train_baseline_takes_one_hot_labels():
 
     m = train_baseline(_tiny(), datasets.from_arrays(X, ONE_HOT, name="one-hot"), 1, batch_size=8, verbose=0)
     assert m.loss.__class__.__name__ == "CategoricalCrossentropy"
+
+
+# --- the command line: every int option checked at parse time (issue 12 §5) ------
+
+CLI_PARSE_CASES = {
+    "demo --threads 0": (["demo", "--threads", "0"], "argument --threads: must be a whole number >= 1, got '0'"),
+    "demo --threads -1": (["demo", "--threads", "-1"], "argument --threads: must be a whole number >= 1"),
+    "demo --threads x": (["demo", "--threads", "x"], "argument --threads: expected a whole number, got 'x'"),
+    "demo --epochs 0": (["demo", "--epochs", "0"], "argument --epochs: must be a whole number >= 1"),
+    "optimize --train-epochs -3": (["optimize", "--model", "lenet5", "--dataset", "digits", "--train-epochs", "-3"],
+                                   "argument --train-epochs: must be a whole number >= 0, got '-3'"),
+    "optimize --threads 0": (["optimize", "--model", "lenet5", "--dataset", "digits", "--threads", "0"],
+                             "argument --threads: must be a whole number >= 1"),
+    "tune --threads 0": (["tune", "--model", "lenet5", "--dataset", "digits", "--threads", "0"],
+                         "argument --threads: must be a whole number >= 1"),
+    "tune --train-subset 0": (["tune", "--model", "lenet5", "--dataset", "digits", "--train-subset", "0"],
+                              "argument --train-subset: must be a whole number >= 1"),
+    "tune --max-trials 0": (["tune", "--model", "lenet5", "--dataset", "digits", "--max-trials", "0"],
+                            "argument --max-trials: must be a whole number >= 1"),
+    "tune --epochs 0": (["tune", "--model", "lenet5", "--dataset", "digits", "--epochs", "0"],
+                        "argument --epochs: must be a whole number >= 1"),
+    "tune --epoch-budget -1": (["tune", "--model", "lenet5", "--dataset", "digits", "--epoch-budget", "-1"],
+                               "argument --epoch-budget: must be a whole number >= 1"),
+    "tune --workers -1": (["tune", "--model", "lenet5", "--dataset", "digits", "--workers", "-1"],
+                          "argument --workers: must be a whole number >= 0"),
+    "tune --seed -1": (["tune", "--model", "lenet5", "--dataset", "digits", "--seed", "-1"],
+                       "argument --seed: must be a whole number in 0..4294967295"),
+    "tune --port 70000": (["tune", "--model", "lenet5", "--dataset", "digits", "--port", "70000"],
+                          "argument --port: must be a TCP port in 0..65535"),
+    "check --input-shape 0,32,3": (["check", "MobileNetV2", "--input-shape", "0,32,3"],
+                                   "argument --input-shape: must look like 32,32,3"),
+    "check --input-shape a,b": (["check", "MobileNetV2", "--input-shape", "a,b"], "must look like 32,32,3"),
+    "export --num-samples 0": (["export", "m.keras", "--out", "m.tflite", "--num-samples", "0"],
+                               "argument --num-samples: must be a whole number >= 1"),
+    "bench --threads 0": (["bench", "m.tflite", "--threads", "0"], "argument --threads: every value a whole number"),
+    "bench --threads 1,x": (["bench", "m.tflite", "--threads", "1,x"], "argument --threads: every value"),
+    "bench --min-runs 0": (["bench", "m.tflite", "--min-runs", "0"], "argument --min-runs: must be a whole number"),
+    "bench --min-seconds -1": (["bench", "m.tflite", "--min-seconds", "-1"], "must be a finite number >= 0"),
+    "bench --warmup-seconds nan": (["bench", "m.tflite", "--warmup-seconds", "nan"], "must be a finite number >= 0"),
+    "bench --warmup-runs -1": (["bench", "m.tflite", "--warmup-runs", "-1"], "must be a whole number >= 0"),
+    "bench --pin -1": (["bench", "m.tflite", "--pin", "-1"], "argument --pin: every value a whole number >= 0"),
+}
+
+
+@pytest.mark.parametrize("case", list(CLI_PARSE_CASES))
+def test_cli_refuses_bad_option_values_at_parse_time(capsys, case):
+    from tfcompress.cli import main
+
+    argv, fragment = CLI_PARSE_CASES[case]
+    t0 = time.perf_counter()
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.splitlines() if "error:" in ln]
+    assert len(lines) == 1 and fragment in lines[0], err
+    assert "Traceback" not in err and time.perf_counter() - t0 < 5
+
+
+def _cli_error(capsys, argv):
+    from tfcompress.cli import main
+
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+@pytest.mark.parametrize("flag", ["--json", "--markdown", "--plot"])
+def test_bench_checks_output_paths_before_timing(capsys, tmp_path, tflite_file, monkeypatch, flag):
+    import sys
+
+    benchmark = sys.modules["tflite_export.benchmark"]  # the module (the package exports a function of that name)
+    monkeypatch.setattr(benchmark, "benchmark", lambda *a, **k: pytest.fail("timed before checking outputs"))
+    (tmp_path / "afile").write_text("x")
+    line = _cli_error(capsys, ["bench", tflite_file, flag, str(tmp_path / "afile" / "out.png")])
+    assert f"{flag} " in line and "is a file, not a folder" in line
+    line = _cli_error(capsys, ["bench", tflite_file, flag, str(tmp_path)])
+    assert "is a folder" in line
+
+
+def test_bench_refuses_a_plot_format_before_timing(capsys, tmp_path, tflite_file):
+    assert "matplotlib cannot write .docx" in _cli_error(capsys, ["bench", tflite_file, "--plot",
+                                                                  str(tmp_path / "b.docx")])
+
+
+def test_bench_pin_to_a_cpu_we_may_not_use(capsys, tflite_file):
+    line = _cli_error(capsys, ["bench", tflite_file, "--pin", "4096"])
+    assert "--pin 4096: not a CPU this process may use" in line
+
+
+def test_tune_workers_on_a_busy_port(capsys, tmp_path):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        line = _cli_error(capsys, ["tune", "--model", "lenet5", "--dataset", "digits", "--workers", "1",
+                                   "--port", str(port), "--dir", str(tmp_path / "t")])
+    assert f"cannot listen on 127.0.0.1:{port}" in line and "choose another --port" in line
+    assert not (tmp_path / "t").exists()
+
+
+def test_optimize_train_epochs_zero_is_accepted_by_the_parser():
+    from tfcompress.cli import build_parser
+
+    args = build_parser().parse_args(["optimize", "--model", "m.keras", "--dataset", "digits", "--train-epochs", "0"])
+    assert args.train_epochs == 0
