@@ -125,3 +125,28 @@ def test_tfcompress_export_takes_a_keras3_file_with_litert_parity(tmp_path, data
     want = np.asarray(model(data[0]))
     assert np.abs(got - want).max() < 0.05  # int8 rounding of softmax outputs
     assert (got.argmax(1) == want.argmax(1)).mean() >= 0.9
+
+
+@pytest.mark.parametrize("kind", ["pruned.keras", "clustered.h5", "qat.h5"])
+def test_tfcompress_export_takes_files_saved_mid_compression(kind, tmp_path, capsys):
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(8, 3, activation="relu"),
+                              keras.layers.Flatten(), keras.layers.Dense(3)])
+    wrap = {
+        "pruned": tfmot.sparsity.keras.prune_low_magnitude,
+        "clustered": lambda m: tfmot.clustering.keras.cluster_weights(
+            m, number_of_clusters=4, cluster_centroids_init=tfmot.clustering.keras.CentroidInitialization.LINEAR),
+        "qat": tfmot.quantization.keras.quantize_model,
+    }[kind.split(".")[0]]
+    src, params = tmp_path / kind, model.count_params()
+    wrap(model).save(src)
+    out = tmp_path / "m.tflite"
+    args = ["--mode", "float32"]
+    if kind.startswith("qat"):
+        x = np.random.RandomState(0).rand(8, 8, 8, 3).astype("float32")
+        np.savez(tmp_path / "calib.npz", x_train=x, y_train=np.zeros(8, int), x_test=x, y_test=np.zeros(8, int))
+        args = ["--mode", "int8", "--data", str(tmp_path / "calib.npz")]
+    assert main(["export", str(src), *args, "--out", str(out)]) == 0
+    assert f"wrote {out}" in capsys.readouterr().out
+    # wrappers are stripped before conversion: no second copy of the kernel in the file
+    assert out.stat().st_size < 4 * params + 3000
