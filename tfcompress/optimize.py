@@ -12,7 +12,7 @@ Example:
     >>> from tfcompress import datasets, models
     >>> data = datasets.load("digits")
     >>> model = models.get("digits_cnn").build()
-    >>> model.compile("adam", "sparse_categorical_crossentropy", ["accuracy"])  # doctest: +SKIP
+    >>> model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])  # doctest: +SKIP
     >>> model.fit(*data.train, epochs=10, verbose=0)  # doctest: +SKIP
     >>> result = tfcompress.optimize(model, data.train, data.validation)  # doctest: +SKIP
     >>> result.report.optimized["accuracy"]  # doctest: +SKIP
