@@ -77,6 +77,9 @@ def build_parser():
                      "own setting; none for a file)")
     opt.add_argument("--unsafe", action="store_true",
                      help="load files with Lambda layers (runs their code: only for files you trust)")
+    opt.add_argument("--strategy", choices=["default", "mirrored", "multiworker"], default=None,
+                     help="fine-tune under this tf.distribute strategy: mirrored (this machine's GPUs) or "
+                     "multiworker (cluster from TF_CONFIG; run the same command on every worker)")
     _common(opt)
     opt.set_defaults(func=_cmd_optimize)
 
@@ -109,10 +112,13 @@ def _cmd_demo(args):
 
 
 def _cmd_optimize(args):
+    from tfcompress import distribute
     from tfcompress.io import resolve_model
     from tfcompress.pipeline import run_job
     from tfcompress.recipe import Recipe
 
+    strategy = distribute.resolve(args.strategy)  # first: a MultiWorkerMirroredStrategy must come before other TF work
+    out = distribute.output_dir(args.out, strategy)
     data = datasets.load(args.dataset)
     source = resolve_model(args.model, input_shape=data.input_shape, num_classes=data.num_classes,
                            safe_mode=not args.unsafe)
@@ -124,9 +130,9 @@ def _cmd_optimize(args):
         recipe = Recipe.from_yaml(args.recipe) if args.recipe else spec.recipe()
         train_epochs = args.train_epochs if args.train_epochs is not None else spec.epochs
         bs, lr = spec.batch_size, spec.learning_rate
-    job = run_job(model, data, recipe, out=args.out, train_epochs=train_epochs, threads=args.threads,
-                  batch_size=bs, learning_rate=lr, epochs=args.epochs, quiet=args.quiet)
-    return _print_job(job, args)
+    job = run_job(model, data, recipe, out=out, train_epochs=train_epochs, threads=args.threads,
+                  batch_size=bs, learning_rate=lr, epochs=args.epochs, quiet=args.quiet, strategy=strategy)
+    return _print_job(job, argparse.Namespace(**dict(vars(args), out=out)))
 
 
 def main(argv=None):

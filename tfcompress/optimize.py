@@ -27,7 +27,7 @@ import time
 import types
 from dataclasses import dataclass, field
 
-from tfcompress import _keras3_out, clustering, pruning, quantization
+from tfcompress import _keras3_out, clustering, distribute, pruning, quantization
 from tfcompress._checks import check_choice, check_instances, check_int
 from tfcompress._data import prepare
 from tfcompress._keras import keras
@@ -116,14 +116,20 @@ class _Run:
     tensorboard = None  # a log folder: one subfolder per stage
     progress = None  # called with each stage and epoch line instead of Keras's output
 
-    def __init__(self, recipe, train, val, batch_size, epochs, verbose, callbacks, loss, teacher=None):
+    def __init__(self, recipe, train, val, batch_size, epochs, verbose, callbacks, loss, teacher=None,
+                 placement=None):
         self.recipe, self.train, self.val = recipe, train, val
+        self.placement = placement or distribute.Placement(None)  # the tf.distribute strategy of each stage
         self.batch_size, self.epochs, self.verbose = batch_size, epochs, verbose
         self.user_callbacks = list(callbacks or [])
         self.loss = loss
         self.teacher = teacher  # the model before compression, for distillation
         self.pruned = False
         self.clustered = False
+
+    def scope(self, stage=None):
+        """The strategy scope a stage (None: the baseline) builds, compiles and trains in."""
+        return self.placement.scope(stage)
 
     def stage_epochs(self, stage):
         # `epochs=` overrides every stage that trains; a channels stage with
@@ -338,7 +344,8 @@ STAGES = {
 
 
 def optimize(model, train_data, validation_data=None, recipe=None, epochs=None,
-             batch_size=None, verbose=None, callbacks=None, seed=None, tensorboard=None, progress=None):
+             batch_size=None, verbose=None, callbacks=None, strategy=None, seed=None, tensorboard=None,
+             progress=None):
     """Compress a trained tf_keras model with a recipe, fine-tuning each stage.
 
     The input model is left untouched. Stages run in recipe order (train,
@@ -365,6 +372,13 @@ def optimize(model, train_data, validation_data=None, recipe=None, epochs=None,
             ``CSVLogger`` and ``ReduceLROnPlateau`` are rebuilt as their
             tf_keras equivalents, other Keras 3 callbacks refused. Defaults
             to `None`.
+        strategy: fine-tune every stage under this ``tf.distribute``
+            strategy: ``"mirrored"``, ``"multiworker"`` (cluster from
+            ``TF_CONFIG``), ``"default"`` or a ``tf.distribute.Strategy``;
+            the batch size is the global batch, split over the replicas. A
+            stage TF-MOT cannot run under it runs on one replica and its
+            report entry says why (:mod:`tfcompress.distribute`). Defaults
+            to `None` (one replica).
         seed: seeds Python, NumPy and TensorFlow before any work, so two runs
             give the same weights. Defaults to `None` (``recipe.seed``; None
             there too: not seeded).
@@ -387,8 +401,8 @@ def optimize(model, train_data, validation_data=None, recipe=None, epochs=None,
             class ids while the training labels are one-hot (or the reverse)
             are converted to the training labels' form.
         RecipeError: an invalid recipe or argument (``epochs``,
-            ``batch_size``, ``verbose``, ``callbacks``, ``seed``,
-            ``tensorboard``).
+            ``batch_size``, ``verbose``, ``callbacks``, ``strategy``,
+            ``seed``, ``tensorboard``).
 
     Example:
         >>> result = optimize(model, (x_train, y_train), (x_val, y_val),  # doctest: +SKIP
@@ -422,15 +436,20 @@ def optimize(model, train_data, validation_data=None, recipe=None, epochs=None,
     train = prepare(train_data, model, bs, shuffle=True, what="train_data")
     val = (prepare(validation_data, model, bs, what="validation_data", sparse_labels=train.sparse_labels)
            if validation_data is not None else None)
-    teacher = clone(model) if recipe.distillation is not None else None
-    run = _Run(recipe, train, val, bs, epochs, verbose, callbacks, loss_for(model, train.sparse_labels), teacher)
+    placement = distribute.Placement(strategy, mixed_precision=recipe.mixed_precision)
+    with placement.scope():
+        teacher = clone(model) if recipe.distillation is not None else None
+    run = _Run(recipe, train, val, bs, epochs, verbose, callbacks, loss_for(model, train.sparse_labels), teacher,
+               placement)
     run.tensorboard, run.progress = tensorboard, progress
     warn_onednn_crash(model)
     if recipe.pruning is not None:  # a run too short to prune fails now, not after the earlier stages
         recipe.pruning.steps(train.num_samples, bs, run.stage_epochs(recipe.pruning))
 
-    current = clone(model)
-    baseline = run.evaluate(current)
+    with run.scope():
+        current = clone(model)
+        baseline = run.evaluate(current)
+    last = None
     layers = [LayerRecord(l.name, type(l).__name__, int(l.count_params())) for l in model.layers]
     by_name = {r.name: r for r in layers}
     stages, history = [], {}
@@ -441,7 +460,14 @@ def optimize(model, train_data, validation_data=None, recipe=None, epochs=None,
         elif verbose:
             print("  " + line, flush=True)
         t0 = time.perf_counter()
-        current, records, history[name], info = STAGES[name](run, current, stage)
+        with run.scope(name):
+            current, records, history[name], info = STAGES[name](run, current, stage)
+        last = name
+        if placement.strategy is not None:
+            info["strategy"] = placement.where(name)
+            info["details"] = info.get("details", "") + f"; {info['strategy']}"
+            if verbose and name in placement.fell_back:
+                print(f"  {name} ran on {info['strategy']}", flush=True)
         d = recipe.distillation
         if d is not None and name != "train":
             info["distillation"] = f"distilled (alpha {d.alpha:g}, T {d.temperature:g})"
@@ -454,9 +480,11 @@ def optimize(model, train_data, validation_data=None, recipe=None, epochs=None,
     for lname, s in pruning.layer_sparsity(current).items():
         if lname in by_name:
             by_name[lname].sparsity = s
+    with run.scope(last):  # where the last stage built the model
+        optimized = run.evaluate(current)
     report = OptimizeReport(
         model=model.name, recipe=recipe.to_dict(), layers=layers, stages=stages,
-        baseline=baseline, optimized=run.evaluate(current),
+        baseline=baseline, optimized=optimized,
         evaluated_on="validation" if val is not None else "training",
     )
     return OptimizeResult(current, report, history, keras3_source)

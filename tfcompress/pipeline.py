@@ -181,7 +181,7 @@ def _export_both(model, optimized, out, rep_x, meta):
 
 def run_job(model, data, recipe=None, out="tfcompress-out", train_epochs=None, threads=2,
             batch_size=64, learning_rate=1e-3, epochs=None, quiet=False, verbose=None,
-            timing_runs=50, timing_seconds=1.0):
+            timing_runs=50, timing_seconds=1.0, strategy=None):
     """Run the main job on ``data`` and write report.json / report.md / report.png.
 
     Args:
@@ -198,6 +198,8 @@ def run_job(model, data, recipe=None, out="tfcompress-out", train_epochs=None, t
         verbose: Keras verbosity (None: progress bars on a terminal).
         timing_runs: minimum timed runs per file. Defaults to `50`.
         timing_seconds: minimum timed seconds per file. Defaults to `1.0`.
+        strategy: the ``tf.distribute`` strategy of the fine-tuning (see
+            :func:`tfcompress.optimize`). Defaults to `None`.
 
     Returns:
         A :class:`JobReport`.
@@ -223,7 +225,8 @@ def run_job(model, data, recipe=None, out="tfcompress-out", train_epochs=None, t
     stages = " → ".join(n for n, _ in recipe.stages) or "no stage"
     _say(f"[2/5] optimizing: {stages}", quiet)
     t0 = time.perf_counter()
-    result = optimize(model, data.train, data.validation, recipe=recipe, epochs=epochs, verbose=verbose)
+    result = optimize(model, data.train, data.validation, recipe=recipe, epochs=epochs, verbose=verbose,
+                      strategy=strategy)
     rep.seconds["optimize"] = time.perf_counter() - t0
     rep.optimize = result.report.to_dict()
 

@@ -266,6 +266,10 @@ def _build(path, fmt, version, config, safe_mode):
             # TF-MOT's quantize layers save fewer variables than they rebuild
             # in the .keras format; HDF5 round-trips them.
             hint = "; tf_keras cannot reload QAT models from .keras files: save them with model.save('m.h5')"
+        elif qat and "weight" in str(e).lower() and "mismatch" in str(e).lower():
+            # Cluster-preserving QAT (CQAT, PCQAT) keeps training-only variables its config does not describe.
+            hint = ("; a cluster-preserving QAT model saved with model.save does not reload: save it with "
+                    "tfcompress's result.save('m.h5'), or export its .tflite")
         raise ExportError(f"cannot load {path} as a tf_keras model ({first_line(e)}){hint}.") from None
 
 

@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 
+from tfcompress.distribute import find_gpus, gpu_assignment, gpu_summary, pin_env
 from tfcompress.errors import TuningError
 from tfcompress.io import ModelBuilder
 from tflite_export.argtypes import nonnegative_int, port_int, positive_int, seed_int
@@ -67,6 +68,9 @@ def add_subcommands(subparsers):
                    help="address the chief's oracle binds (default: %(default)s); the oracle has NO "
                    "authentication, so another interface prints a warning")
     p.add_argument("--port", type=port_int, default=0, help="oracle port (default: a free one)")
+    p.add_argument("--strategy", choices=["default", "mirrored"], default=None,
+                   help="train and fine-tune each trial under this tf.distribute strategy: mirrored uses "
+                   "every GPU the trial's process sees (default: one replica)")
     p.add_argument("--isolation", choices=["process", "session"], default="process",
                    help="run trials in a child process replaced every few trials (default; no memory creep) "
                    "or in this process")
@@ -89,6 +93,7 @@ def _kwargs(args):
         objectives=args.objective, constraints=args.constraint, recipe=args.recipe, epochs=args.epochs,
         epoch_budget=args.epoch_budget, directory=args.dir, overwrite=args.overwrite, seed=args.seed,
         threads=args.threads, train_subset=args.train_subset, isolation=args.isolation,
+        strategy=getattr(args, "strategy", None),
     )
 
 
@@ -121,6 +126,8 @@ def _child_argv(args, role):
             "--max-trials", str(args.max_trials), "--epochs", str(args.epochs), "--objective", args.objective,
             "--dir", args.dir, "--threads", str(args.threads), "--seed", str(args.seed), "--role", role,
             "--isolation", args.isolation]
+    if getattr(args, "strategy", None):
+        argv += ["--strategy", args.strategy]
     for flag, value in (("--space", args.space), ("--recipe", args.recipe),
                         ("--epoch-budget", args.epoch_budget), ("--train-subset", args.train_subset)):
         if value is not None:
@@ -169,8 +176,11 @@ def _join(args, progress):
         os.environ.update(env, KERASTUNER_TUNER_ID=base_id)
         tune(_model(args), args.dataset, progress=progress, **dict(_kwargs(args), overwrite=False))
         return 0
-    procs = [subprocess.Popen(_child_argv(args, "worker"), env=dict(env, KERASTUNER_TUNER_ID=f"{base_id}-{i}"))
-             for i in range(args.workers)]
+    gpus = find_gpus()  # each worker on its own GPU, round robin
+    _say(args, gpu_summary(args.workers, gpus))
+    procs = [subprocess.Popen(_child_argv(args, "worker"),
+                              env=pin_env(dict(env, KERASTUNER_TUNER_ID=f"{base_id}-{i}"), g))
+             for i, g in enumerate(gpu_assignment(args.workers, gpus))]
     return max(p.wait() for p in procs)
 
 
@@ -187,11 +197,14 @@ def _launch(args):
     _say(args, f"chief oracle on {bind}:{port}; {args.workers} worker(s) on this machine "
                f"(join more with: tfcompress tune ... --chief <this host>:{port})")
     base = dict(os.environ, KERASTUNER_ORACLE_PORT=str(port))
-    chief = subprocess.Popen(_child_argv(args, "chief"),
-                             env=dict(base, KERASTUNER_ORACLE_IP=bind, KERASTUNER_TUNER_ID="chief"))
+    gpus = find_gpus()  # each worker on its own GPU, round robin; the chief (no training) on none
+    _say(args, gpu_summary(args.workers, gpus))
+    chief = subprocess.Popen(_child_argv(args, "chief"), env=pin_env(
+        dict(base, KERASTUNER_ORACLE_IP=bind, KERASTUNER_TUNER_ID="chief"), "" if gpus else None))
     workers = [subprocess.Popen(_child_argv(args, "worker"),
-                                env=dict(base, KERASTUNER_ORACLE_IP=local, KERASTUNER_TUNER_ID=f"worker{i}"))
-               for i in range(args.workers)]
+                                env=pin_env(dict(base, KERASTUNER_ORACLE_IP=local,
+                                                 KERASTUNER_TUNER_ID=f"worker{i}"), g))
+               for i, g in enumerate(gpu_assignment(args.workers, gpus))]
     try:
         while any(w.poll() is None for w in workers):
             if chief.poll() is not None and chief.returncode != 0:

@@ -19,6 +19,7 @@ import json
 import os
 from dataclasses import dataclass, field
 
+from tfcompress.distribute import trial_strategy
 from tfcompress.errors import TuningError, UnsupportedModelError
 from tfcompress.io import ModelBuilder
 from tfcompress.io import resolve_model as resolve_model_source
@@ -315,7 +316,7 @@ def _check_settings(directory, settings, overwrite):
 def tune(model, data, space=None, algorithm="random", max_trials=10, objectives=None, constraints=(),
          recipe=None, epochs=2, max_epochs=None, epoch_budget=None, directory="tune-out", overwrite=False,
          seed=0, threads=1, timing_runs=20, timing_seconds=0.2, train_subset=None, progress=None,
-         validate_only=False, isolation="process", num_initial_points=None):
+         validate_only=False, isolation="process", num_initial_points=None, strategy=None):
     """Search training and compression settings, then summarise and write the results.
 
     In a Keras Tuner chief process (``KERASTUNER_TUNER_ID=chief``) this serves
@@ -356,6 +357,10 @@ def tune(model, data, space=None, algorithm="random", max_trials=10, objectives=
             Defaults to `"process"`.
         num_initial_points: Bayesian optimisation's random trials before
             its model takes over. Defaults to `None` (``max(3, max_trials // 4)``).
+        strategy: each trial trains and fine-tunes under this
+            ``tf.distribute`` strategy: ``"mirrored"`` (the GPUs its process
+            sees) or ``"default"``; trials spread over machines with
+            chief/worker processes instead. Defaults to `None` (one replica).
 
     Returns:
         A :class:`TuneResult` (None in a worker).
@@ -380,6 +385,7 @@ def tune(model, data, space=None, algorithm="random", max_trials=10, objectives=
         raise TuningError(f"max_trials must be a positive integer, got {max_trials!r}.")
     if not isinstance(epochs, int) or epochs < 1:
         raise TuningError(f"epochs must be a positive integer, got {epochs!r}.")
+    strategy = trial_strategy(strategy)
     objectives = parse_objectives(objectives)
     if isinstance(constraints, str):
         constraints = [constraints]
@@ -433,7 +439,7 @@ def tune(model, data, space=None, algorithm="random", max_trials=10, objectives=
         constraints=constraints, base_recipe=base, epochs=epochs, max_epochs=max_epochs or epochs,
         epoch_budget=epoch_budget, directory=directory, project_name=PROJECT, overwrite=overwrite and not worker,
         seed=seed, threads=threads, timing_runs=timing_runs, timing_seconds=timing_seconds, isolation=isolation,
-        on_trial_end=on_end, num_initial_points=num_initial_points)
+        on_trial_end=on_end, num_initial_points=num_initial_points, strategy=strategy)
     if not worker:
         atomic_write_json(os.path.join(directory, SETTINGS), settings)
     tuner.search(train, val)

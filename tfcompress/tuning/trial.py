@@ -33,6 +33,7 @@ import numpy as np
 import tflite_export
 from tfcompress._keras import keras, quiet_native_logs
 from tfcompress._model import check_model
+from tfcompress.distribute import resolve, scope
 from tfcompress.optimize import loss_for, make_optimizer, optimize
 from tfcompress.recipe import Recipe
 from tfcompress.report import atomic_write_json
@@ -122,6 +123,8 @@ class TrialContext:
         tuner_id: written into each trial's ``result.json``. Defaults to `"tuner0"`.
         penalty: score lost per unit of constraint violation (see
             :func:`~tfcompress.tuning.objectives.score`). Defaults to `10.0`.
+        strategy: ``tf.distribute`` strategy name for training and
+            fine-tuning (``"mirrored"``, ``"default"``). Defaults to `None`.
 
     Example:
         >>> ctx = TrialContext(build, space, Recipe(), ["accuracy"], (), epochs=1, max_epochs=1,  # doctest: +SKIP
@@ -144,6 +147,7 @@ class TrialContext:
     seed: int | None = 0
     tuner_id: str = "tuner0"
     penalty: float = 10.0
+    strategy: str | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "constraints", tuple(self.constraints))
@@ -191,7 +195,7 @@ class TrialContext:
         tid, values, folder = job["trial_id"], plain_values(job["values"]), job["folder"]
         recipe = self.space.recipe(values, self.base_recipe)
         model, epochs_run, resumed = self._train(tid, values, recipe, job.get("parent_weights"), folder)
-        result = optimize(model, self.train, self.validation, recipe=recipe, verbose=0)
+        result = optimize(model, self.train, self.validation, recipe=recipe, verbose=0, strategy=self.strategy)
         for stage, h in result.history.items():
             bad = _non_finite(h)
             if bad:
@@ -234,6 +238,10 @@ class TrialContext:
         epochs = int(values.get("tuner/epochs", self.epochs))
         initial = int(values.get("tuner/initial_epoch", 0))
         keras.utils.set_random_seed(weight_seed(self.seed, tid))
+        with scope(resolve(self.strategy)):
+            return self._train_in_scope(tid, values, recipe, parent_weights, folder, sched, epochs, initial)
+
+    def _train_in_scope(self, tid, values, recipe, parent_weights, folder, sched, epochs, initial):
         model = check_model(self.build_model())
         # Hyperband continues from its parent trial's weights; a parent that
         # ran on another machine without a shared folder is not here, and the

@@ -120,7 +120,7 @@ class CompressionTuner(base_tuner.BaseTuner):
                  base_recipe=None, epochs=2, max_epochs=None, epoch_budget=None, directory="tune-out",
                  project_name="search", overwrite=False, seed=DEFAULT_SEED, threads=1, timing_runs=20,
                  timing_seconds=0.2, isolation="process", trials_per_process=8, on_trial_end=None,
-                 num_initial_points=None, penalty=None):
+                 num_initial_points=None, penalty=None, strategy=None):
         if isolation not in ("process", "session"):
             raise TuningError(f"isolation must be 'process' or 'session', got {isolation!r}.")
         if isolation == "process":
@@ -141,6 +141,7 @@ class CompressionTuner(base_tuner.BaseTuner):
         self.seed = DEFAULT_SEED if seed is None else seed
         self.isolation, self.trials_per_process = isolation, trials_per_process
         self.callback = on_trial_end
+        self.strategy = strategy  # a tf.distribute strategy name for each trial (tfcompress.distribute)
         self.penalty = float(penalty if penalty is not None else PENALTY[algorithm])
         self._last = {}
         self._runner = None
@@ -193,7 +194,8 @@ class CompressionTuner(base_tuner.BaseTuner):
             build_model=self.build_model, space=self.space, base_recipe=self.base_recipe, objectives=self.objectives,
             constraints=self.constraints, epochs=self.epochs, max_epochs=self.max_epochs, train=tuple(train_data),
             validation=tuple(validation_data), threads=self.threads, timing_runs=self.timing_runs,
-            timing_seconds=self.timing_seconds, seed=self.seed, tuner_id=self.tuner_id, penalty=self.penalty)
+            timing_seconds=self.timing_seconds, seed=self.seed, tuner_id=self.tuner_id, penalty=self.penalty,
+            strategy=self.strategy)
         if self.isolation == "process":
             self._runner = ChildRunner(ctx.to_payload(), self.trials_per_process)
         else:
