@@ -243,7 +243,8 @@ def _summary(args, result):
     done, failed = len(result.completed), len(result.rows) - len(result.completed)
     print(f"{len(result.rows)} trial(s): {done} completed, {failed} failed; "
           f"{len(result.feasible)} meet the constraints. Pareto set (*): {', '.join(result.pareto) or 'none'}")
-    print(f"results: {os.path.join(args.dir, 'trials.md')}  plot: {os.path.join(args.dir, 'pareto.png')}")
+    png = os.path.join(args.dir, "pareto.png")
+    print(f"results: {os.path.join(args.dir, 'trials.md')}" + (f"  plot: {png}" if os.path.exists(png) else ""))
     if result.best is None:
         if not result.completed:
             raise TuningError("no trial completed; see the reasons above.")
