@@ -80,10 +80,9 @@ def run_one(name, size=32, workdir=None, seed=0, keep=None):
         ``skipped`` (check's list), ``skipped_in_qat`` (optimize's),
         ``seconds`` per step and in total, ``int8_bytes``.
     """
-    import tensorflow as tf
-
-    import tfcompress
+    import tfcompress  # first: its oneDNN default applies before TensorFlow loads
     import tflite_export
+    from tfcompress._keras import keras
     from tfcompress.errors import first_line
 
     t_all = time.perf_counter()
@@ -91,8 +90,7 @@ def run_one(name, size=32, workdir=None, seed=0, keep=None):
            "skipped_in_qat": {}, "seconds": {}, "int8_bytes": None}
     step = "build"
     try:
-        tf.keras.utils.set_random_seed(seed) if hasattr(tf.keras.utils, "set_random_seed") else None
-        np.random.seed(seed)
+        keras.utils.set_random_seed(seed)
         t0 = time.perf_counter()
         model, size = build(name, size)
         row["input"], row["params"] = size, int(model.count_params())

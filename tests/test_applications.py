@@ -85,11 +85,26 @@ def test_custom_layer_classes_are_in_scope_for_tf_mot():
 def test_tf_mot_failure_is_our_error_not_a_raw_exception(monkeypatch):
     from tfcompress import quantization
 
+    real, calls = quantization._q.quantize_apply, []
+
+    def fails_first(*a, **k):  # TF-MOT fails with tfcompress's extra configs only
+        calls.append(1)
+        if len(calls) == 1:
+            raise AttributeError("'str' object has no attribute 'name'")
+        return real(*a, **k)
+
+    inp = keras.Input((4,))
+    d = L.Dense(4, name="d1")(inp)
+    m = keras.Model(inp, L.Dense(2, name="d2")(L.Multiply(name="mul")([d, d])))
+    monkeypatch.setattr(quantization._q, "quantize_apply", fails_first)
+    with pytest.warns(UserWarning, match="only the layers TF-MOT configures itself"):
+        _, records = wrap(m, Quantization())
+    assert records["d1"] == "quantized" and records["mul"].startswith("skipped: left in float")
+
     def boom(*a, **k):
         raise AttributeError("'str' object has no attribute 'name'")
 
     monkeypatch.setattr(quantization._q, "quantize_apply", boom)
-    m = keras.Sequential([keras.Input((4,)), L.Dense(2)])
     with pytest.raises(tfcompress.UnsupportedModelError, match="AttributeError"):
         wrap(m, Quantization())
 

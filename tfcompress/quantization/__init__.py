@@ -6,6 +6,8 @@ Example:
     >>> qat_model, records = wrap(pruned_model, Quantization())  # doctest: +SKIP
 """
 
+import warnings
+
 from tfcompress._keras import keras, tfmot
 from tfcompress._model import clone
 from tfcompress.errors import RecipeError, UnsupportedModelError, first_line
@@ -65,11 +67,48 @@ def wrap(model, stage, preserve_sparsity=None, scheme=None):
     Returns:
         ``(qat_model, records)``: records map layer name to ``"quantized"`` or
         ``"skipped: <reason>"``.
+
+    Raises:
+        RecipeError: no layer can be quantized.
+        UnsupportedModelError: TF-MOT fails even with only its own configs.
+            When it fails with tfcompress's extra configs (output-only,
+            no-op, separable, ...), it is retried with TF-MOT's own configs
+            only and a warning says so: the other layers stay float.
     """
+    # wrap cannot see which stages ran: it takes the model as possibly sparse and
+    # lets preserve_sparsity (and stage.scheme) decide.
+    scheme = scheme or qat_scheme(stage, pruned=True, clustered=False, preserve_sparsity=preserve_sparsity)
+    try:
+        return _apply(model, scheme, only_default=False)
+    except _TfMotError as first:
+        # Fallback: only the layers TF-MOT configures itself (Conv, Dense, ...);
+        # the rest stay float, each with the reason, instead of no QAT at all.
+        try:
+            qat, records = _apply(model, scheme, only_default=True)
+        except (_TfMotError, RecipeError):
+            raise UnsupportedModelError(
+                f"TF-MOT could not apply QAT to this model ({first.cause}); remove the quantization "
+                "stage or run `tfcompress check` to see which layers it skips."
+            ) from None
+        warnings.warn(f"TF-MOT could not apply QAT with tfcompress's extra quantize configs ({first.cause}); "
+                      "only the layers TF-MOT configures itself are quantized, the others stay float.",
+                      UserWarning, stacklevel=2)
+        return qat, records
+
+
+class _TfMotError(Exception):
+    def __init__(self, e):
+        super().__init__(f"{type(e).__name__}: {first_line(e, 300)}")
+        self.cause = str(self)
+
+
+def _apply(model, scheme, only_default):
     records = {}
 
     def annotate(layer):
         reason = why_not_quantizable(layer)
+        if reason is None and only_default and configs.rule(layer)[0] != "default":
+            reason = "left in float: TF-MOT failed with tfcompress's extra configs (see the warning)"
         if reason is None:
             records[layer.name] = "quantized"
             return _q.quantize_annotate_layer(layer, configs.config_for(layer))
@@ -80,22 +119,14 @@ def wrap(model, stage, preserve_sparsity=None, scheme=None):
     annotated = clone(model, annotate)
     if "quantized" not in records.values():
         raise RecipeError("quantization found no quantizable layer: remove the quantization stage.")
-    # wrap cannot see which stages ran: it takes the model as possibly sparse and
-    # lets preserve_sparsity (and stage.scheme) decide.
-    scheme = scheme or qat_scheme(stage, pruned=True, clustered=False, preserve_sparsity=preserve_sparsity)
-    scheme = configs.guard_scheme(scheme_for(scheme))
     try:
         # TF-MOT rebuilds the model from its config: layer classes outside
         # tf_keras.layers (ConvNeXt's LayerScale) must be in scope, or their
         # names come back as strings ("'str' object has no attribute 'name'").
         with _q.quantize_scope(), keras.utils.custom_object_scope(layer_classes(annotated)):
-            qat = _q.quantize_apply(annotated, scheme)
+            return _q.quantize_apply(annotated, configs.guard_scheme(scheme_for(scheme))), records
     except Exception as e:  # noqa: BLE001 - TF-MOT must never crash the caller with its own error
-        raise UnsupportedModelError(
-            f"TF-MOT could not apply QAT to this model ({type(e).__name__}: {first_line(e, 300)}); remove "
-            "the quantization stage or run `tfcompress check` to see which layers it skips."
-        ) from None
-    return qat, records
+        raise _TfMotError(e) from None
 
 
 def layer_classes(model):
