@@ -36,17 +36,20 @@ MD = os.path.join(RESULTS, "applications.md")
 
 
 def _load():
+    """Rows and commands of earlier sittings."""
     if os.path.exists(JSON):
         with open(JSON, encoding="utf-8") as f:
-            return {r["name"]: r for r in json.load(f)["rows"]}
-    return {}
+            old = json.load(f)
+        commands = old.get("commands") or ([old["command"]] if old.get("command") else [])
+        return {r["name"]: r for r in old["rows"]}, commands
+    return {}, []
 
 
 def _short(status):
     return status.replace("|", "/")[:160]
 
 
-def _markdown(rows, names, command):
+def _markdown(rows, names, commands):
     ran = [rows[n] for n in names if n in rows]
     counts = {}
     for r in ran:
@@ -54,14 +57,15 @@ def _markdown(rows, names, command):
         counts[key] = counts.get(key, 0) + 1
     lines = [
         "## keras.applications: every architecture in and out", "",
-        f"`{command}` — each of the {len(names)} model functions of `tf_keras.applications`, "
+        "; ".join(f"`{c}`" for c in commands) + f" — each of the {len(names)} model functions of "
+        "`tf_keras.applications`, "
         "`weights=None`, smallest allowed input, 4 classes, 16 seeded random samples, 1 epoch per stage "
         "(batch 8): `tfcompress.check` → `tfcompress.optimize` (default recipe: pruning + PQAT) → int8 "
         "export → one LiteRT invoke, each in a child process with a time limit. \"skipped\" counts the "
         "layers `check` says QAT leaves in float (they stay float through QAT; the int8 converter "
         "quantizes them from the calibration data), by type. Tally: "
         + ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
-        + f", not run {len(names) - len(ran)}.", "",
+        + f", not run {len(names) - len(ran)} (no time in these sittings on 2 shared cores).", "",
         "| model | input | params | status | skipped by QAT (check) | seconds | int8 bytes |",
         "|---|---:|---:|---|---|---:|---:|",
     ]
@@ -98,14 +102,21 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", nargs="*", help="model names (default: all)")
     p.add_argument("--timeout", type=int, default=900, help="seconds per model (default 900)")
+    p.add_argument("--render", action="store_true", help="only rewrite the table from the JSON")
     args = p.parse_args(argv)
     names = apps.model_names()
     todo = args.models or names
     unknown = sorted(set(todo) - set(names))
     if unknown:
         p.error(f"unknown model(s) {', '.join(unknown)}; choose from {', '.join(names)}")
-    rows = _load()
-    command = "python benchmarks/bench_applications.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    rows, commands = _load()
+    if args.render:
+        with open(MD, "w", encoding="utf-8") as f:
+            f.write(_markdown(rows, names, commands))
+        return 0
+    command = ("python benchmarks/bench_applications.py " + " ".join(sys.argv[1:] if argv is None else argv)).strip()
+    if command not in commands:
+        commands.append(command)
     os.makedirs(RESULTS, exist_ok=True)
     for name in todo:
         t0 = time.perf_counter()
@@ -114,9 +125,9 @@ def main(argv=None):
         rows[name] = row
         print(f"{name}: {row['status']} ({time.perf_counter() - t0:.0f} s)", flush=True)
         with open(JSON, "w", encoding="utf-8") as f:  # after each model: a crash of this script loses nothing
-            json.dump({"command": command, "rows": [rows[n] for n in names if n in rows]}, f, indent=1)
+            json.dump({"commands": commands, "rows": [rows[n] for n in names if n in rows]}, f, indent=1)
         with open(MD, "w", encoding="utf-8") as f:
-            f.write(_markdown(rows, names, command.strip()))
+            f.write(_markdown(rows, names, commands))
     return 0
 
 
