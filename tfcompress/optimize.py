@@ -161,12 +161,14 @@ class _Run:
         if distil and d is not None and self.teacher is not None:
             target = Distiller(model, self.teacher, alpha=d.alpha, temperature=d.temperature)
         self.compile(target, lr_scale, stage, epochs)
+        # The pruning stage's TensorBoard is TF-MOT's PruningSummaries (sparsity too): no second one.
+        own_board = any(isinstance(c, keras.callbacks.TensorBoard) for c in callbacks)
         extra = stage_callbacks(name, self.training(stage, lr_scale)[2], epochs, self.val is not None,
-                                self.tensorboard, self.progress)
-        hist = target.fit(
+                                None if own_board else self.tensorboard, self.progress)
+        hist = target.fit(  # the learning-rate log first: every later callback sees the rate
             self.train.dataset, epochs=epochs,
             validation_data=self.val.dataset if self.val is not None else None,
-            callbacks=list(callbacks) + extra + self.user_callbacks, verbose=self.verbose,
+            callbacks=extra[:1] + list(callbacks) + extra[1:] + self.user_callbacks, verbose=self.verbose,
         )
         return hist.history
 

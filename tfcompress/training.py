@@ -202,16 +202,19 @@ def stage_callbacks(stage_name, schedule, epochs, validation, tensorboard=None, 
 
 
 def pruning_callbacks(tensorboard=None):
-    """``UpdatePruningStep``, or with a log folder TF-MOT's ``PruningSummaries``
-    (the same step update, plus each layer's sparsity) writing to ``<tensorboard>/pruning``.
+    """``UpdatePruningStep``, and with a log folder TF-MOT's ``PruningSummaries``
+    (a TensorBoard callback that also logs each pruned layer's sparsity and
+    threshold, under ``metrics/``) writing to ``<tensorboard>/pruning``.
 
     Example:
         >>> [type(c).__name__ for c in pruning_callbacks("logs")]
-        ['PruningSummaries']
+        ['UpdatePruningStep', 'PruningSummaries']
     """
-    if tensorboard is None:
-        return [tfmot.sparsity.keras.UpdatePruningStep()]
-    return [tfmot.sparsity.keras.PruningSummaries(log_dir=os.path.join(os.fspath(tensorboard), "pruning"))]
+    out = [tfmot.sparsity.keras.UpdatePruningStep()]
+    if tensorboard is not None:
+        out.append(tfmot.sparsity.keras.PruningSummaries(log_dir=os.path.join(os.fspath(tensorboard), "pruning"),
+                                                         write_graph=False, profile_batch=0))
+    return out
 
 
 def with_policy(model, policy):

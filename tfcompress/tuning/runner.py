@@ -57,8 +57,10 @@ def child_main(conn):
             return
         if job is None:
             return
+        # The trial's stage and epoch lines go to the tuner as they come (issue 11 §9).
+        emit = (lambda line: conn.send(("progress", line))) if job.get("progress") else None
         try:
-            conn.send(("ok", ctx.run(job)))
+            conn.send(("ok", ctx.run(job, progress=emit)))
         except FailedTrialError as e:
             conn.send(("failed", str(e)))
 
@@ -94,20 +96,30 @@ class ChildRunner:
         self.conn.send(self.payload)
         self._recv("starting the trial process")
 
-    def _recv(self, what):
-        while not self.conn.poll(0.5):
-            if self.proc.poll() is not None:
-                code = self.proc.returncode
+    def _recv(self, what, progress=None):
+        while True:
+            while not self.conn.poll(0.5):
+                if self.proc.poll() is not None:
+                    code = self.proc.returncode
+                    self.close()
+                    raise FailedTrialError(f"the trial process died while {what} (exit code {code})")
+            try:
+                message = self.conn.recv()
+            except EOFError:
                 self.close()
-                raise FailedTrialError(f"the trial process died while {what} (exit code {code})")
-        try:
-            return self.conn.recv()
-        except EOFError:
-            self.close()
-            raise FailedTrialError(f"the trial process died while {what}") from None
+                raise FailedTrialError(f"the trial process died while {what}") from None
+            if message[0] != "progress":
+                return message
+            if progress is not None:
+                progress(message[1])
 
-    def run(self, job):
+    def run(self, job, progress=None):
         """Run one trial in the child (started or replaced as needed).
+
+        Args:
+            job: the trial (see :meth:`TrialContext.run`).
+            progress: called with the trial's stage and epoch lines as the
+                child sends them. Defaults to `None`.
 
         Returns:
             The trial's metrics.
@@ -118,8 +130,8 @@ class ChildRunner:
         if self.proc is None or self.proc.poll() is not None:
             self.close()
             self._start()
-        self.conn.send(job)
-        status, value = self._recv(f"running trial {job['trial_id']}")
+        self.conn.send(dict(job, progress=progress is not None))
+        status, value = self._recv(f"running trial {job['trial_id']}", progress)
         self.count += 1
         if status != "ok":
             raise FailedTrialError(value)

@@ -27,9 +27,9 @@ from tfcompress.recipe import Recipe
 from tfcompress.report import atomic_write_json, atomic_write_text, ensure_dir, markdown_table, table
 from tfcompress.tuning.algorithms import canonical_algorithm
 from tfcompress.tuning.objectives import direction, pareto_front, parse_constraint, parse_objectives
-from tfcompress.tuning.plots import save_pareto
 from tfcompress.tuning.space import SearchSpace
 from tfcompress.tuning.trial import failure_reason
+from tflite_export._atomic import save_figure
 
 __all__ = ["tune", "TuneResult", "ModelBuilder", "load_results", "resolve_model", "format_params", "PROJECT"]
 
@@ -172,8 +172,7 @@ class TuneResult:
         atomic_write_text(out["markdown"], self.to_markdown())
         try:
             out["plot"] = os.path.join(directory, "pareto.png")
-            if plot(self, out["plot"]) is None:  # no trial completed: no picture
-                out.pop("plot")
+            plot(self, out["plot"])
         except Exception as e:  # a plot is a nicety; never lose the results over it
             out.pop("plot")
             out["plot_error"] = str(e)
@@ -183,23 +182,49 @@ class TuneResult:
         return out
 
     def recipe_yaml(self):
-        """The chosen recipe as YAML for ``tfcompress optimize --recipe``; the
-        training schedule that produced it is kept in comments."""
+        """The chosen trial's recipe as YAML for ``tfcompress optimize --recipe``:
+        complete (its ``train`` stage, schedule, optimizer and seed included),
+        so ``tfcompress optimize`` on a freshly built model repeats the trial;
+        the comments only say where it came from."""
         b = self.best
         m = b["metrics"]
-        train = {k: v for k, v in b["values"].items()
-                 if k in ("lr_decay", "decay_rate", "step_drop", "step_every", "cosine_alpha", "tuner/epochs")}
         head = [f"# Chosen by `tfcompress tune`: trial {b['trial_id']} of {len(self.rows)}.",
                 f"# accuracy {m['accuracy']:.4f}, int8 zipped {m['size_kb']:.1f} KB, latency {m['latency_ms']:.4g} ms.",
                 f"# constraints: {', '.join(self.constraints) or 'none'}"]
-        if train:
-            head.append(f"# training schedule used before compression: {json.dumps(train)}")
         return "\n".join(head) + "\n" + self.recipe().to_yaml()
 
 
 def plot(result, path):
-    """Accuracy vs size and vs latency (:mod:`tfcompress.tuning.plots`); no file, None, when no trial completed."""
-    return save_pareto(result, path)
+    """Accuracy vs size and vs latency; Pareto points highlighted."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    rows = result.completed
+    for ax, key, label in zip(axes, ("size_kb", "latency_ms"), ("int8 zipped size (KB)", "median latency (ms)")):
+        for kind, sel, style in (
+            ("infeasible", [r for r in rows if not r["feasible"]], dict(c="#bbbbbb", marker="x")),
+            ("feasible", [r for r in rows if r["feasible"] and r["trial_id"] not in result.pareto],
+             dict(c="#2a7ab0", marker="o", alpha=0.6)),
+            ("Pareto", [r for r in rows if r["trial_id"] in result.pareto],
+             dict(c="#d62728", marker="*", s=140, edgecolors="k")),
+        ):
+            if sel:
+                ax.scatter([r["metrics"][key] for r in sel], [r["metrics"]["accuracy"] for r in sel],
+                           label=kind, **style)
+        for r in rows:
+            if r["trial_id"] in result.pareto:
+                ax.annotate(r["trial_id"], (r["metrics"][key], r["metrics"]["accuracy"]), fontsize=7,
+                            xytext=(3, 3), textcoords="offset points")
+        ax.set_xlabel(label)
+        ax.set_ylabel("validation accuracy")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.suptitle(f"{len(rows)} completed trials; constraints: {', '.join(result.constraints) or 'none'}")
+    fig.tight_layout()
+    save_figure(fig, path, dpi=100)
 
 
 def load_results(directory):
@@ -241,8 +266,8 @@ def load_results(directory):
         if status != "COMPLETED":
             reason = failure_reason(state.get("message")) or extra.get("reason") or status
             metrics = {}
-        try:
-            recipe = space.recipe(values, base).to_dict()
+        try:  # a completed trial wrote the recipe it ran (train stage and seed included)
+            recipe = extra.get("recipe") or space.recipe(values, base).to_dict()
         except Exception:  # an invalid combination fails its trial; keep the row
             recipe = None
         rows.append({
@@ -289,7 +314,7 @@ def _check_settings(directory, settings, overwrite):
 def tune(model, data, space=None, algorithm="random", max_trials=10, objectives=None, constraints=(),
          recipe=None, epochs=2, max_epochs=None, epoch_budget=None, directory="tune-out", overwrite=False,
          seed=0, threads=1, timing_runs=20, timing_seconds=0.2, train_subset=None, progress=None,
-         validate_only=False, isolation="process", num_initial_points=None, strategy=None):
+         validate_only=False, isolation="process", num_initial_points=None, strategy=None, tensorboard=None):
     """Search training and compression settings, then summarise and write the results.
 
     In a Keras Tuner chief process (``KERASTUNER_TUNER_ID=chief``) this serves
@@ -320,7 +345,9 @@ def tune(model, data, space=None, algorithm="random", max_trials=10, objectives=
         timing_runs: timed runs per trial. Defaults to `20`.
         timing_seconds: minimum timed seconds per trial. Defaults to `0.2`.
         train_subset: use only the first N training examples. Defaults to `None`.
-        progress: called with each progress line. Defaults to `None` (silent).
+        progress: called with each progress line: a line per trial, and
+            while a trial runs its stage and epoch lines. Defaults to `None`
+            (silent).
         validate_only: check the arguments and the folder and write the
             settings (with ``overwrite``: clear the old search), run no trial;
             what ``tfcompress tune --workers`` does before starting processes.
@@ -334,6 +361,10 @@ def tune(model, data, space=None, algorithm="random", max_trials=10, objectives=
             ``tf.distribute`` strategy: ``"mirrored"`` (the GPUs its process
             sees) or ``"default"``; trials spread over machines with
             chief/worker processes instead. Defaults to `None` (one replica).
+        tensorboard: a folder for TensorBoard: ``trial_<id>/`` per trial with
+            its stages (loss, accuracy, learning rate, sparsity) and its
+            hyperparameters and metrics for the HParams dashboard. Defaults
+            to `None`.
 
     Returns:
         A :class:`TuneResult` (None in a worker).
@@ -412,7 +443,8 @@ def tune(model, data, space=None, algorithm="random", max_trials=10, objectives=
         constraints=constraints, base_recipe=base, epochs=epochs, max_epochs=max_epochs or epochs,
         epoch_budget=epoch_budget, directory=directory, project_name=PROJECT, overwrite=overwrite and not worker,
         seed=seed, threads=threads, timing_runs=timing_runs, timing_seconds=timing_seconds, isolation=isolation,
-        on_trial_end=on_end, num_initial_points=num_initial_points, strategy=strategy)
+        on_trial_end=on_end, num_initial_points=num_initial_points, strategy=strategy, on_progress=progress,
+        tensorboard=tensorboard)
     if not worker:
         atomic_write_json(os.path.join(directory, SETTINGS), settings)
     tuner.search(train, val)

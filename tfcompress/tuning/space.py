@@ -7,16 +7,20 @@ A space maps parameter names to what they may take:
   integers, ``sampling: log`` for log-uniform, optional ``step``;
 * a scalar → a fixed value.
 
-Training parameters (``learning_rate``, ``batch_size``, ``optimizer``,
-``lr_decay`` and its ``decay_rate`` / ``step_drop`` / ``step_every`` /
-``cosine_alpha``) drive the tuner's own training run and the recipe's
-fine-tuning; compression parameters (``final_sparsity``, ``pruning_begin``,
-``pruning_end``, ``pruning_frequency``, ``pruning_epochs``, ``qat_epochs``,
-``cluster_count``, ``distill_alpha``, ``distill_temperature``,
-``channel_ratio``) become fields of the trial's recipe (:data:`TARGETS` says
-which). Every value a space allows is checked when the space is made, by
-building the recipe (or training schedule) it would give, so a value the
-recipe refuses fails before any trial runs.
+Every name is a field of the trial's recipe (:data:`TARGETS` says which): a
+trial *is* a recipe, and its training run is that recipe's ``train`` stage.
+Training parameters: ``learning_rate``, ``batch_size``, ``optimizer`` and
+its ``momentum`` / ``weight_decay`` (the recipe's, so fine-tuning uses them
+too); ``lr_decay`` (the train stage's ``lr_schedule`` kind: ``none``,
+``exponential``, ``step``, ``inverse_time``, ``polynomial``, ``cosine``,
+``plateau``) and its ``decay_rate`` / ``step_drop`` / ``step_every`` /
+``cosine_alpha`` / ``warmup_epochs`` / ``decay_power`` / ``plateau_factor``
+/ ``plateau_patience``. Compression parameters: ``final_sparsity``,
+``pruning_begin``, ``pruning_end``, ``pruning_frequency``,
+``pruning_epochs``, ``qat_epochs``, ``cluster_count``, ``distill_alpha``,
+``distill_temperature``, ``channel_ratio``. Every value a space allows is
+checked when the space is made, by building the recipe it would give, so a
+value the recipe refuses fails before any trial runs.
 
 Example:
     >>> space = SearchSpace.from_dict({"learning_rate": {"min": 1e-4, "max": 1e-2,
@@ -36,35 +40,50 @@ from dataclasses import dataclass
 
 import yaml
 
-from tfcompress._checks import check_choice, check_int, check_range
 from tfcompress.errors import RecipeError, TuningError
 from tfcompress.recipe import Recipe
+from tfcompress.schedules import SCHEDULES, Optimizer, Schedule
 from tfcompress.stages import STAGE_CLASSES, Distillation
 
 # TuningError lives in tfcompress.errors; re-exported here, where it was defined before.
-__all__ = ["TuningError", "Param", "SearchSpace", "DEFAULT_SPACE", "TrainingSchedule", "DECAYS"]
+__all__ = ["TuningError", "Param", "SearchSpace", "DEFAULT_SPACE", "DECAYS", "TARGETS", "recipe_for"]
 
 
-DECAYS = ("none", "exponential", "step", "cosine")
+#: What ``lr_decay`` may take: ``none`` (a constant rate) or a schedule kind.
+DECAYS = ("none",) + tuple(k for k in SCHEDULES if k != "constant")
+# Space value -> recipe value where they differ.
+_VALUES = {"lr_decay": {"none": "constant"}}
 
-# Parameters only the tuner's training run uses (not recipe fields).
-TRAINING_ONLY = ("lr_decay", "decay_rate", "step_drop", "step_every", "cosine_alpha")
-# Space name -> the TrainingSchedule field it sets.
-SCHEDULE_FIELDS = dict(zip(TRAINING_ONLY, ("decay", "decay_rate", "step_drop", "step_every", "cosine_alpha")))
-
-# Decay parameters are active only for their decay.
+# Schedule and optimizer parameters are active only for the schedule / optimizer they apply to.
 CONDITIONS = {
-    "decay_rate": ("lr_decay", ["exponential"]),
+    "decay_rate": ("lr_decay", ["exponential", "inverse_time"]),
     "step_drop": ("lr_decay", ["step"]),
     "step_every": ("lr_decay", ["step"]),
     "cosine_alpha": ("lr_decay", ["cosine"]),
+    "warmup_epochs": ("lr_decay", ["cosine"]),
+    "decay_power": ("lr_decay", ["polynomial"]),
+    "plateau_factor": ("lr_decay", ["plateau"]),
+    "plateau_patience": ("lr_decay", ["plateau"]),
+    "momentum": ("optimizer", ["sgd", "momentum", "nesterov", "rmsprop"]),
 }
 
-# Space name -> (recipe stage, or None for a top-level Recipe field; the field it sets).
+# Space name -> (recipe stage, or None for a top-level Recipe field; the field it sets, dotted
+# for a field of the recipe's or stage's optimizer / lr_schedule).
 TARGETS = {
     "learning_rate": (None, "learning_rate"),
     "batch_size": (None, "batch_size"),
-    "optimizer": (None, "optimizer"),
+    "optimizer": (None, "optimizer.name"),
+    "momentum": (None, "optimizer.momentum"),
+    "weight_decay": (None, "optimizer.weight_decay"),
+    "lr_decay": ("train", "lr_schedule.kind"),
+    "decay_rate": ("train", "lr_schedule.decay_rate"),
+    "step_drop": ("train", "lr_schedule.drop"),
+    "step_every": ("train", "lr_schedule.every"),
+    "cosine_alpha": ("train", "lr_schedule.alpha"),
+    "warmup_epochs": ("train", "lr_schedule.warmup_epochs"),
+    "decay_power": ("train", "lr_schedule.power"),
+    "plateau_factor": ("train", "lr_schedule.factor"),
+    "plateau_patience": ("train", "lr_schedule.patience"),
     "final_sparsity": ("pruning", "final_sparsity"),
     "pruning_begin": ("pruning", "begin"),
     "pruning_end": ("pruning", "end"),
@@ -77,8 +96,11 @@ TARGETS = {
     "channel_ratio": ("channels", "ratio"),
 }
 # Integer fields: a float range rounds to them (Bayesian optimisation proposes floats).
-INTEGER = ("batch_size", "pruning_frequency", "pruning_epochs", "qat_epochs", "cluster_count")
-_STAGES = {**STAGE_CLASSES, "distillation": Distillation}
+INTEGER = ("batch_size", "pruning_frequency", "pruning_epochs", "qat_epochs", "cluster_count", "step_every",
+           "plateau_patience")
+# Recipe field -> the class a nested change builds; the field whose change starts a fresh object.
+_CLASSES = {**STAGE_CLASSES, "distillation": Distillation, "optimizer": Optimizer, "lr_schedule": Schedule}
+_KEYS = {Optimizer: "name", Schedule: "kind"}
 # To check one bound alone, the others of its stage take their loosest value.
 _LOOSEST = {"pruning_begin": {"pruning_end": 1.0}, "pruning_end": {"pruning_begin": 0.0}}
 
@@ -108,7 +130,7 @@ _OPTIONAL_DEFAULTS = ("cluster_count", "distill_alpha", "distill_temperature", "
 
 def supported_names():
     """Every name a search space can hold."""
-    return list(TARGETS) + list(TRAINING_ONLY)
+    return list(TARGETS)
 
 
 @dataclass(frozen=True)
@@ -275,7 +297,8 @@ class SearchSpace:
         keep = {}
         for name, spec in DEFAULT_SPACE.items():
             stage = TARGETS.get(name, (None,))[0]
-            if stage is None or getattr(recipe, stage) is not None:
+            # every trial trains (its recipe gets a train stage): the schedule is always searched
+            if stage in (None, "train") or getattr(recipe, stage) is not None:
                 keep[name] = spec
         return cls(keep)
 
@@ -365,41 +388,70 @@ def recipe_for(values, base=None):
     Example:
         >>> recipe_for({"cluster_count": 8.0}).clustering.number_of_clusters
         8
+        >>> recipe_for({"lr_decay": "cosine", "optimizer": "sgd", "momentum": 0.5}).optimizer.momentum
+        0.5
     """
     base = base or Recipe()
-    top, stages = {}, {}
+    changes = {}
     for name, value in plain_values(values).items():
         if name not in TARGETS:
             continue
-        stage, fname = TARGETS[name]
+        stage, path = TARGETS[name]
         if isinstance(value, float) and name in INTEGER:
             value = int(round(value))
-        if stage is None:
-            top[fname] = value
-        else:
-            stages.setdefault(stage, {})[fname] = value
-    for stage, changes in stages.items():
-        current = getattr(base, stage) or _STAGES[stage]()
-        top[stage] = dataclasses.replace(current, **changes)
-    return base.replace(**top) if top else base
+        value = _VALUES.get(name, {}).get(value, value)
+        node = changes if stage is None else changes.setdefault(stage, {})
+        *parents, leaf = path.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    return _apply(base, changes) if changes else base
+
+
+def _apply(current, changes, cls=None, where="recipe"):
+    """``current`` (a recipe, stage, optimizer or schedule; None builds one) with nested changes.
+
+    A new optimizer name or schedule kind starts from that one's defaults
+    (an Adam ``beta_1`` must not follow the optimizer to SGD).
+    """
+    kw = {}
+    for name, value in changes.items():
+        if isinstance(value, dict):
+            sub = f"{where}.{name}" if where != "recipe" or name in _KEYS_OF_RECIPE else name
+            value = _apply(getattr(current, name, None) if current is not None else None, value, _CLASSES[name], sub)
+        kw[name] = value
+    key = _KEYS.get(cls)
+    if key is not None:  # Optimizer, Schedule: validated with the field named where it sits
+        if current is not None and kw.get(key, getattr(current, key)) == getattr(current, key):
+            kw = {**{f.name: getattr(current, f.name) for f in dataclasses.fields(current)}, **kw}
+        return cls.coerce(kw, where)
+    if current is None:
+        return cls(**kw)
+    return dataclasses.replace(current, **kw)
+
+
+# The recipe's own optimizer / lr_schedule are named ``recipe.optimizer`` in messages, as Recipe does.
+_KEYS_OF_RECIPE = ("optimizer", "lr_schedule")
 
 
 def _check_value(name, value):
     """Check one value (a choice, a fixed value or a range bound) of ``name`` by
-    building what it sets: the recipe of a trial (from the default Recipe, the
-    other fields of its stage at their loosest), or its training schedule.
+    building the recipe of a trial from the default Recipe (the other fields
+    of its stage at their loosest, a conditional one under the first value of
+    the parameter it depends on).
 
     Raises:
-        TuningError: the value makes no valid recipe or schedule; the message
-            names the parameter and quotes the recipe's rule.
+        TuningError: the value makes no valid recipe; the message names the
+            parameter and quotes the recipe's rule.
     """
     if value is None:
         raise TuningError(f"search space: {name} value None is not allowed; give a value.")
+    context = dict(_LOOSEST.get(name, {}))
+    if name in CONDITIONS:
+        parent, allowed = CONDITIONS[name]
+        context[parent] = allowed[0]
     try:
-        if name in SCHEDULE_FIELDS:
-            TrainingSchedule(learning_rate=1e-3, **{SCHEDULE_FIELDS[name]: value})
-        else:
-            recipe_for({**_LOOSEST.get(name, {}), name: value})
+        recipe_for({**context, name: value})
     except RecipeError as e:
         raise TuningError(f"search space: {name} value {value!r} is not allowed: {e}") from None
 
@@ -409,63 +461,3 @@ def plain_values(values):
     ones (``np.int64`` batch sizes, pruning frequencies), which TF-MOT's
     schedule ops reject with a TypeError."""
     return {k: (v.item() if hasattr(v, "item") else v) for k, v in values.items()}
-
-
-@dataclass(frozen=True)
-class TrainingSchedule:
-    """The learning-rate schedule of a trial's training run, per epoch.
-
-    Args:
-        learning_rate: initial learning rate.
-        decay: one of ``none``, ``exponential``, ``step``, ``cosine``.
-            Defaults to `"none"`.
-        decay_rate: exponential: multiply by this each epoch. Defaults to `0.9`.
-        step_drop: step: multiply by this every ``step_every`` epochs.
-            Defaults to `0.5`.
-        step_every: step: epochs between drops. Defaults to `1`.
-        cosine_alpha: cosine: final rate as a share of the initial one.
-            Defaults to `0.0`.
-
-    Example:
-        >>> s = TrainingSchedule(0.01, "step", step_drop=0.5, step_every=2)
-        >>> [s.rate(e, 4) for e in range(4)]
-        [0.01, 0.01, 0.005, 0.005]
-    """
-
-    learning_rate: float
-    decay: str = "none"
-    decay_rate: float = 0.9
-    step_drop: float = 0.5
-    step_every: int = 1
-    cosine_alpha: float = 0.0
-
-    def __post_init__(self):
-        check_range("training", "learning_rate", self.learning_rate, 0, 10, lo_open=True)
-        check_choice("training", "decay", self.decay, DECAYS)
-        check_range("training", "decay_rate", self.decay_rate, 0, 1, lo_open=True)
-        check_range("training", "step_drop", self.step_drop, 0, 1, lo_open=True)
-        check_int("training", "step_every", self.step_every)
-        check_range("training", "cosine_alpha", self.cosine_alpha, 0, 1)
-
-    @classmethod
-    def from_values(cls, values, default_lr):
-        return cls(
-            learning_rate=float(values.get("learning_rate", default_lr)),
-            decay=values.get("lr_decay", "none"),
-            decay_rate=float(values.get("decay_rate", 0.9)),
-            step_drop=float(values.get("step_drop", 0.5)),
-            step_every=int(values.get("step_every", 1)),
-            cosine_alpha=float(values.get("cosine_alpha", 0.0)),
-        )
-
-    def rate(self, epoch, total_epochs):
-        """Learning rate of ``epoch`` (0-based) in a run of ``total_epochs``."""
-        lr = self.learning_rate
-        if self.decay == "exponential":
-            return lr * self.decay_rate ** epoch
-        if self.decay == "step":
-            return lr * self.step_drop ** (epoch // max(1, self.step_every))
-        if self.decay == "cosine":
-            t = min(1.0, epoch / max(1, total_epochs))
-            return lr * (self.cosine_alpha + (1 - self.cosine_alpha) * 0.5 * (1 + math.cos(math.pi * t)))
-        return lr

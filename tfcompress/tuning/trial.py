@@ -28,21 +28,20 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
 import tflite_export
-from tfcompress._keras import keras, quiet_native_logs
+from tfcompress._keras import keras, quiet_native_logs, tf
 from tfcompress._model import check_model
 from tfcompress.distribute import resolve, scope
-from tfcompress.optimize import loss_for, make_optimizer, optimize
-from tfcompress.recipe import Recipe
+from tfcompress.optimize import optimize
+from tfcompress.recipe import Recipe, Train
 from tfcompress.report import atomic_write_json
+from tfcompress.training import set_seed
 from tfcompress.tuning._keras_tuner import FailedTrialError
 from tfcompress.tuning.objectives import score
-from tfcompress.tuning.space import SearchSpace, TrainingSchedule, plain_values
+from tfcompress.tuning.space import SearchSpace, plain_values
 from tflite_export._process import current_rss_mb, peak_rss_mb
 
-__all__ = ["TrialContext", "failure_reason", "rss_mb", "weight_seed"]
+__all__ = ["TrialContext", "failure_reason", "rss_mb", "weight_seed", "log_hparams"]
 
 
 def failure_reason(message):
@@ -101,6 +100,50 @@ def _non_finite(history):
     return None
 
 
+class _FailOnNaN(keras.callbacks.Callback):
+    """Fails the trial at the first non-finite training loss (the later stages
+    would only compress NaN weights)."""
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            raise FailedTrialError(f"NaN/inf loss while training (loss {float(loss)} at batch {batch + 1}); "
+                                   "lower learning_rate")
+
+
+class _SaveTrained(keras.callbacks.Callback):
+    """Saves the weights at the end of the first training run (the train stage:
+    what a Hyperband child continues from), atomically."""
+
+    def __init__(self, path):
+        super().__init__()
+        self.path, self.done = path, False
+
+    def on_train_end(self, logs=None):
+        if self.done:
+            return
+        self.done = True
+        # The temporary name must end in .weights.h5 too: tf_keras picks the format from the name.
+        tmp = self.path[: -len(".weights.h5")] + ".tmp.weights.h5"
+        self.model.save_weights(tmp)
+        os.replace(tmp, self.path)
+
+
+def log_hparams(logdir, trial_id, values, metrics):
+    """Write a trial's hyperparameters and metrics for TensorBoard's HParams dashboard.
+
+    Example:
+        >>> log_hparams("tb/trial_0", "0", {"learning_rate": 1e-3}, {"accuracy": 0.9})  # doctest: +SKIP
+    """
+    from tensorboard.plugins.hparams import api as hparams_api
+
+    shown = {k: v for k, v in values.items() if isinstance(v, (bool, int, float, str))}
+    with tf.summary.create_file_writer(logdir).as_default():
+        hparams_api.hparams(shown, trial_id=str(trial_id))
+        for name, value in metrics.items():
+            tf.summary.scalar(f"trial/{name}", float(value), step=0)
+
+
 @dataclass(frozen=True, eq=False)
 class TrialContext:
     """Everything a trial needs; lives in the tuner's process or in a child.
@@ -125,6 +168,9 @@ class TrialContext:
             :func:`~tfcompress.tuning.objectives.score`). Defaults to `10.0`.
         strategy: ``tf.distribute`` strategy name for training and
             fine-tuning (``"mirrored"``, ``"default"``). Defaults to `None`.
+        tensorboard: a log folder: each trial writes its stages' logs and
+            its hyperparameters and metrics (HParams) to ``trial_<id>/``.
+            Defaults to `None`.
 
     Example:
         >>> ctx = TrialContext(build, space, Recipe(), ["accuracy"], (), epochs=1, max_epochs=1,  # doctest: +SKIP
@@ -148,6 +194,7 @@ class TrialContext:
     tuner_id: str = "tuner0"
     penalty: float = 10.0
     strategy: str | None = None
+    tensorboard: str | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "constraints", tuple(self.constraints))
@@ -166,13 +213,15 @@ class TrialContext:
         return cls(**dict(payload, space=SearchSpace(payload["space"]),
                           base_recipe=Recipe.from_dict(payload["base_recipe"])))
 
-    def run(self, job):
+    def run(self, job, progress=None):
         """Run one trial.
 
         Args:
             job: ``trial_id``, ``values`` (the trial's hyperparameters),
                 ``folder`` (where its files go) and, for a Hyperband trial
                 that continues another, ``parent_weights``.
+            progress: called with a line per stage and per epoch. Defaults
+                to `None` (silent).
 
         Returns:
             The trial's metrics (see :meth:`CompressionTuner.run_trial`).
@@ -181,7 +230,7 @@ class TrialContext:
             FailedTrialError: with a one-line reason.
         """
         try:
-            return self._run(job)
+            return self._run(job, progress)
         except FailedTrialError:
             raise
         except Exception as e:  # anything a trial does wrong fails that trial only
@@ -190,12 +239,43 @@ class TrialContext:
             keras.backend.clear_session()
             gc.collect()
 
-    def _run(self, job):
+    def recipe_for(self, trial_id, values, initial_epoch=0):
+        """The recipe a trial runs, complete: the space's values on the base
+        recipe, a ``train`` stage of the trial's epochs (Hyperband: the epochs
+        after ``initial_epoch``) and the trial's seed. ``tfcompress optimize
+        --recipe`` with it (and a freshly built model) repeats the trial.
+
+        Example:
+            >>> ctx.recipe_for("3", {"learning_rate": 3e-3}).seed  # doctest: +SKIP
+            3
+        """
+        recipe = self.space.recipe(values, self.base_recipe)
+        epochs = int(values.get("tuner/epochs", self.epochs)) - initial_epoch
+        train = recipe.train or Train()
+        return recipe.replace(train=dataclasses.replace(train, epochs=epochs) if epochs > 0 else None,
+                              seed=weight_seed(self.seed, trial_id))
+
+    def _run(self, job, progress=None):
         t0 = time.perf_counter()
         tid, values, folder = job["trial_id"], plain_values(job["values"]), job["folder"]
-        recipe = self.space.recipe(values, self.base_recipe)
-        model, epochs_run, resumed = self._train(tid, values, recipe, job.get("parent_weights"), folder)
-        result = optimize(model, self.train, self.validation, recipe=recipe, verbose=0, strategy=self.strategy)
+        # Hyperband continues from its parent trial's weights; a parent that
+        # ran on another machine without a shared folder is not here, and the
+        # trial then trains from scratch (more epochs, same outcome).
+        parent, initial = job.get("parent_weights"), int(values.get("tuner/initial_epoch", 0))
+        resumed = bool(parent and initial > 0 and os.path.exists(parent))
+        recipe = self.recipe_for(tid, values, initial if resumed else 0)
+        # The trial *is* its recipe: the model is built from the recipe's seed and trained by
+        # its train stage inside optimize(), exactly as `tfcompress optimize --recipe` does.
+        set_seed(recipe.seed)
+        with scope(resolve(self.strategy)):
+            model = check_model(self.build_model())
+            if resumed:
+                model.load_weights(parent)
+        tensorboard = os.path.join(self.tensorboard, f"trial_{tid}") if self.tensorboard else None
+        result = optimize(model, self.train, self.validation, recipe=recipe, verbose=0, strategy=self.strategy,
+                          seed=recipe.seed, tensorboard=tensorboard,
+                          callbacks=[_FailOnNaN(), _SaveTrained(os.path.join(folder, "trained.weights.h5"))],
+                          progress=(lambda line: progress(f"  trial {tid}: {line}")) if progress else None)
         for stage, h in result.history.items():
             bad = _non_finite(h)
             if bad:
@@ -203,7 +283,6 @@ class TrialContext:
         accuracy = float(result.report.optimized["accuracy"])
         if not math.isfinite(accuracy):
             raise FailedTrialError("accuracy is NaN")
-        compress_epochs = sum(s.get("epochs") or 0 for s in result.report.stages)
         train_seconds = time.perf_counter() - t0
         t1 = time.perf_counter()
         exported, timing = self._export_and_time(result.model, os.path.join(folder, "int8.tflite"))
@@ -213,7 +292,7 @@ class TrialContext:
             "accuracy": accuracy,
             "size_kb": exported.zipped_bytes / 1024.0,
             "latency_ms": float(timing.median_ms),
-            "epochs": float(epochs_run + compress_epochs),
+            "epochs": float(sum(s.get("epochs") or 0 for s in result.report.stages)),
             "train_seconds": train_seconds,
             "export_seconds": export_seconds,
             "seconds": time.perf_counter() - t0,
@@ -221,53 +300,14 @@ class TrialContext:
             "peak_rss_mb": peak,
         }
         metrics["score"] = score(metrics, self.objectives, self.constraints, self.penalty)
+        if tensorboard:
+            log_hparams(tensorboard, tid, values, metrics)
         atomic_write_json(os.path.join(folder, "result.json"),
                           {"trial_id": tid, "tuner_id": self.tuner_id, "status": "COMPLETED",
                            "values": values, "metrics": metrics, "recipe": recipe.to_dict(),
                            "continued_from_parent": resumed,
                            "backend": timing.backend, "pid": os.getpid()})
         return metrics
-
-    def _train(self, tid, values, recipe, parent_weights, folder):
-        """Build and train the model with the trial's schedule; save its weights.
-
-        Returns:
-            ``(model, epochs trained here, whether it continued from the parent's weights)``.
-        """
-        sched = TrainingSchedule.from_values(values, recipe.learning_rate)
-        epochs = int(values.get("tuner/epochs", self.epochs))
-        initial = int(values.get("tuner/initial_epoch", 0))
-        keras.utils.set_random_seed(weight_seed(self.seed, tid))
-        with scope(resolve(self.strategy)):
-            return self._train_in_scope(tid, values, recipe, parent_weights, folder, sched, epochs, initial)
-
-    def _train_in_scope(self, tid, values, recipe, parent_weights, folder, sched, epochs, initial):
-        model = check_model(self.build_model())
-        # Hyperband continues from its parent trial's weights; a parent that
-        # ran on another machine without a shared folder is not here, and the
-        # trial then trains from scratch (more epochs, same outcome).
-        resumed = bool(parent_weights and initial > 0 and os.path.exists(parent_weights))
-        if resumed:
-            model.load_weights(parent_weights)
-        else:
-            initial = 0
-        y = self.train[1]
-        model.compile(make_optimizer(recipe.optimizer, sched.learning_rate),
-                      loss_for(model, np.ndim(y) == 1), ["accuracy"])
-        total = self.max_epochs if "tuner/epochs" in values else epochs
-        lr_cb = keras.callbacks.LearningRateScheduler(lambda e, lr: sched.rate(e, total))
-        hist = model.fit(*self.train, batch_size=recipe.batch_size, epochs=epochs, initial_epoch=initial,
-                         validation_data=self.validation, verbose=0,
-                         callbacks=[lr_cb, keras.callbacks.TerminateOnNaN()])
-        bad = _non_finite(hist.history)
-        if bad:
-            raise FailedTrialError(f"NaN/inf loss while training: {bad}; lower learning_rate")
-        # The temporary name must end in .weights.h5 too: tf_keras picks the
-        # weights format from the file name.
-        tmp = os.path.join(folder, "trained.tmp.weights.h5")
-        model.save_weights(tmp)
-        os.replace(tmp, os.path.join(folder, "trained.weights.h5"))
-        return model, epochs - initial, resumed
 
     def _export_and_time(self, model, path):
         """Export ``model`` as int8 ``path`` and time it: ``(ExportReport, Timing)``."""

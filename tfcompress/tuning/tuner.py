@@ -98,6 +98,10 @@ class CompressionTuner(base_tuner.BaseTuner):
             trials. Defaults to `8`.
         on_trial_end: called with ``(tuner, trial, metrics, reason)``.
             Defaults to `None`.
+        on_progress: called with each stage and epoch line of a running
+            trial (streamed from the trial process). Defaults to `None`.
+        tensorboard: a log folder; each trial writes ``trial_<id>/`` (its
+            stages, hyperparameters and metrics). Defaults to `None`.
         num_initial_points: Bayesian optimisation's random start (see
             :func:`make_oracle`). Defaults to `None`.
         penalty: score lost per unit of constraint violation. Defaults to
@@ -120,7 +124,7 @@ class CompressionTuner(base_tuner.BaseTuner):
                  base_recipe=None, epochs=2, max_epochs=None, epoch_budget=None, directory="tune-out",
                  project_name="search", overwrite=False, seed=DEFAULT_SEED, threads=1, timing_runs=20,
                  timing_seconds=0.2, isolation="process", trials_per_process=8, on_trial_end=None,
-                 num_initial_points=None, penalty=None, strategy=None):
+                 num_initial_points=None, penalty=None, strategy=None, on_progress=None, tensorboard=None):
         if isolation not in ("process", "session"):
             raise TuningError(f"isolation must be 'process' or 'session', got {isolation!r}.")
         if isolation == "process":
@@ -142,6 +146,8 @@ class CompressionTuner(base_tuner.BaseTuner):
         self.isolation, self.trials_per_process = isolation, trials_per_process
         self.callback = on_trial_end
         self.strategy = strategy  # a tf.distribute strategy name for each trial (tfcompress.distribute)
+        self.on_progress = on_progress
+        self.tensorboard = None if tensorboard is None else os.fspath(tensorboard)
         self.penalty = float(penalty if penalty is not None else PENALTY[algorithm])
         self._last = {}
         self._runner = None
@@ -195,7 +201,7 @@ class CompressionTuner(base_tuner.BaseTuner):
             constraints=self.constraints, epochs=self.epochs, max_epochs=self.max_epochs, train=tuple(train_data),
             validation=tuple(validation_data), threads=self.threads, timing_runs=self.timing_runs,
             timing_seconds=self.timing_seconds, seed=self.seed, tuner_id=self.tuner_id, penalty=self.penalty,
-            strategy=self.strategy)
+            strategy=self.strategy, tensorboard=self.tensorboard)
         if self.isolation == "process":
             self._runner = ChildRunner(ctx.to_payload(), self.trials_per_process)
         else:
@@ -236,6 +242,6 @@ class CompressionTuner(base_tuner.BaseTuner):
         parent = values.get("tuner/trial_id")
         job = {"trial_id": trial.trial_id, "values": values, "folder": self.get_trial_dir(trial.trial_id),
                "parent_weights": self._weights_path(parent) if parent is not None else None}
-        metrics = self._runner.run(job)
+        metrics = self._runner.run(job, progress=self.on_progress)
         self._last[trial.trial_id] = metrics
         return metrics
