@@ -1,9 +1,11 @@
-"""The README's Python quickstart runs as written."""
+"""The README's Python quickstart and its "Your own model and data" section run as written."""
 
 import os
 import re
 import subprocess
 import sys
+
+import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -19,3 +21,39 @@ def test_quickstart_runs(tmp_path):
     acc = float(re.search(r"accuracy: ([0-9.]+)", proc.stdout).group(1))
     assert acc > 0.9
     assert (tmp_path / "digits_int8.tflite").exists()
+
+
+def _section(title):
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
+        text = f.read()
+    start = text.index(f"## {title}\n")
+    end = text.find("\n## ", start + 1)
+    return text[start:end if end > 0 else None]
+
+
+@pytest.mark.slow
+def test_your_own_model_and_data_runs(tmp_path):
+    """The README's "Your own model and data": a Keras 3 model and an .npz through
+    check → optimize → export → bench → tune → optimize with the best recipe, then
+    the Python API back to Keras 3 (about 3-4 minutes on 2 cores)."""
+    section = _section("Your own model and data")
+    prep, api = re.findall(r"```python\n(.*?)```", section, re.S)
+    (commands,) = re.findall(r"```sh\n(.*?)```", section, re.S)
+    env = dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
+
+    def run(args, **kw):
+        proc = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=900, env=env, **kw)
+        assert proc.returncode == 0, (proc.stdout[-2000:], proc.stderr[-3000:])
+        return proc.stdout
+
+    run([sys.executable, "-c", prep])
+    out = run(["bash", "-euo", "pipefail", "-c", commands])
+    assert "trial int8 conversion of an untrained copy: ok" in out
+    assert out.count("int8 ") >= 2 and "chosen: trial" in out
+    for f in ("out/int8.tflite", "my_int8.tflite", "tune-out/best_recipe.yaml", "best/int8.tflite", "best/report.json"):
+        assert (tmp_path / f).exists(), f
+    printed = run([sys.executable, "-c", api])
+    assert float(re.search(r"int8 accuracy: ([0-9.]+)", printed).group(1)) > 0.8
+    back = run([sys.executable, "-c", "import keras; m = keras.saving.load_model('my_pruned.keras'); "
+                "print(type(m).__module__, m.count_params())"])
+    assert back.startswith("keras.")
