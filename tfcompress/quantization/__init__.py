@@ -145,7 +145,7 @@ def layer_classes(model):
     for layer in model.layers:
         layers = layer.layers if isinstance(layer, keras.Model) else [layer]
         for l in layers:
-            cls = type(l)
-            if getattr(keras.layers, cls.__name__, None) is not cls:
-                out[cls.__name__] = cls
+            for cls in (type(l), type(getattr(l, "layer", None))):  # a wrapper and what it wraps
+                if cls is not type(None) and getattr(keras.layers, cls.__name__, None) is not cls:
+                    out[cls.__name__] = cls
     return out
