@@ -534,3 +534,13 @@ def test_optimize_train_epochs_zero_is_accepted_by_the_parser():
 
     args = build_parser().parse_args(["optimize", "--model", "m.keras", "--dataset", "digits", "--train-epochs", "0"])
     assert args.train_epochs == 0
+
+
+def test_export_refuses_string_calibration_npz(capsys, tmp_path, tflite_file):
+    path = tmp_path / "str.npz"
+    np.savez(path, x_train=np.array(["a"] * 8))
+    from tflite_export.cli import _load_npz
+
+    with pytest.raises(ExportError) as e:
+        _load_npz(str(path))
+    _one_line(e, "x_train holds <U1 values, not real numbers")

@@ -144,6 +144,9 @@ def _load_npz(name: str):
     x = arrays.get("x_train", arrays.get("x"))
     if x is None:
         raise ExportError(f"{name} has no x_train (or x) array; it has {', '.join(arrays) or 'nothing'}")
+    if x.dtype.kind not in "biuf":  # strings, complex, datetimes...: not calibration inputs
+        raise ExportError(f"{name}: x_train holds {x.dtype} values, not real numbers; save numeric inputs "
+                          "(e.g. float32 scaled as the model expects)")
     return x.astype(np.float32), arrays.get("y_train", arrays.get("y")), arrays.get("x_test"), arrays.get("y_test")
 
 
