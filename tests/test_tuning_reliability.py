@@ -130,3 +130,27 @@ def test_two_workers_on_loopback_split_trials(files):
 def test_loopback_detection():
     assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
     assert not is_loopback("0.0.0.0") and not is_loopback("10.0.0.5")
+
+
+def test_a_builder_trial_processes_cannot_import_fails_the_search_once(tmp_path, monkeypatch):
+    """A module that exists only in this process (not on disk): the trial process
+    cannot unpickle the builder, and the search stops before its first trial
+    with the cause, instead of failing every trial with 'died while starting'."""
+    import types
+
+    import numpy as np
+
+    from tfcompress.errors import TuningError
+    from tfcompress.tuning import tune
+
+    mod = types.ModuleType("only_in_this_process")
+    exec("from tfcompress._keras import keras\n"
+         "def build():\n"
+         "    L = keras.layers\n"
+         "    return keras.Sequential([L.Input((8, 8, 1)), L.Flatten(), L.Dense(3, activation='softmax')])\n",
+         mod.__dict__)
+    monkeypatch.setitem(sys.modules, "only_in_this_process", mod)
+    x, y = np.zeros((30, 8, 8, 1), "float32"), np.arange(30) % 3
+    with pytest.raises(TuningError, match="could not start.*only_in_this_process.*PYTHONPATH"):
+        tune(mod.build, (x, y), space=SPACE, recipe=RECIPE, max_trials=2, epochs=1, directory=str(tmp_path))
+    assert not glob.glob(str(tmp_path / "search" / "trial_*"))

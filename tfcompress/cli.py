@@ -25,6 +25,7 @@ EPILOG = """examples:
   tfcompress demo --dataset fashion-mnist  # the same with LeNet-5 on Fashion-MNIST
   tfcompress optimize --model lenet5 --dataset fashion-mnist --recipe my.yaml --out out/
   tfcompress optimize --model trained.keras --dataset digits --out out/
+  tfcompress optimize --model my.keras --data mydata.npz --out out/   # your own model and data
 
 Outputs go to --out: float32.tflite, int8.tflite, report.json, report.md, report.png.
 Errors print one line and exit with status 2; add --debug for the traceback.
@@ -70,7 +71,8 @@ def build_parser():
     )
     opt.add_argument("--model", required=True,
                      help="reference model name (digits_cnn, lenet5), a .keras/.h5 file or a SavedModel folder")
-    opt.add_argument("--dataset", required=True, help="digits or fashion-mnist")
+    opt.add_argument("--dataset", default=None, help="digits or fashion-mnist (or use --data)")
+    datasets.add_data_options(opt)
     opt.add_argument("--recipe", default=None, help="recipe YAML (default: the model's default recipe)")
     opt.add_argument("--train-epochs", type=nonnegative_int, default=None,
                      help="train the model this many epochs first, 0 for none (default: a reference model's "
@@ -113,15 +115,16 @@ def _cmd_demo(args):
 
 def _cmd_optimize(args):
     from tfcompress import distribute
-    from tfcompress.io import resolve_model
+    from tfcompress.io import resolve_inputs
     from tfcompress.pipeline import run_job
     from tfcompress.recipe import Recipe
 
     strategy = distribute.resolve(args.strategy)  # first: a MultiWorkerMirroredStrategy must come before other TF work
     out = distribute.output_dir(args.out, strategy)
-    data = datasets.load(args.dataset)
-    source = resolve_model(args.model, input_shape=data.input_shape, num_classes=data.num_classes,
-                           safe_mode=not args.unsafe)
+    source, data = resolve_inputs(args.model, datasets.cli_data(args.dataset, args.data),
+                                  scale=datasets.parse_scale(args.scale), safe_mode=not args.unsafe)
+    if not args.quiet:
+        print(f"data: {data.describe()}", flush=True)
     model, spec = source.model(), source.spec
     if spec is None:  # a model file: assumed trained
         recipe = Recipe.from_yaml(args.recipe) if args.recipe else Recipe()

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import tflite_export
 from tfcompress._checks import check_int, check_positive
-from tfcompress._data import prepare
+from tfcompress._data import check_splits, prepare
 from tfcompress._keras import quiet_native_logs
 from tfcompress._version import __version__
 from tfcompress.errors import DataError, OutputError
@@ -55,13 +55,14 @@ class JobReport:
     timings: dict = field(default_factory=dict)
     seconds: dict = field(default_factory=dict)
     version: str = __version__
+    data: dict = field(default_factory=dict)  # the Dataset's info(): source, splits, scaling
 
     def to_dict(self):
         return {
             "tfcompress_version": self.version, "model": self.model, "dataset": self.dataset,
             "threads": self.threads, "recipe": self.recipe, "files": self.files,
             "optimize": self.optimize, "timings": self.timings, "seconds": self.seconds,
-            "columns": COLUMNS,
+            "columns": COLUMNS, "data": self.data,
         }
 
     def _rows(self):
@@ -88,6 +89,7 @@ class JobReport:
             f"# tfcompress report: `{self.model}` on {self.dataset}", "",
             f"tfcompress {self.version}; timings on XNNPACK, {self.threads} thread(s), "
             "median of ≥50 runs after warm-up.", "",
+            *([f"Data: {self.data['source']}, {self.data['scaling']}.", ""] if self.data.get("scaling") else []),
             markdown_table(list(COLUMNS), self._rows()), "",
             "Compression is the float32 file's zipped size divided by each file's zipped size.", "",
         ]
@@ -213,7 +215,9 @@ def run_job(model, data, recipe=None, out="tfcompress-out", train_epochs=None, t
     x_test, y_test = data.test
     if len(x_test) == 0:
         raise DataError(f"dataset {data.name} has an empty test split.")
-    rep = JobReport(model=model.name, dataset=data.name, recipe=recipe.to_dict(), threads=threads)
+    check_splits(data, model)  # labels against the outputs, shapes, dtypes: before any training
+    rep = JobReport(model=model.name, dataset=data.name, recipe=recipe.to_dict(), threads=threads,
+                    data=data.info() if hasattr(data, "info") else {})
     t_all = time.perf_counter()
 
     if train_epochs:

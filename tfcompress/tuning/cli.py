@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 
+from tfcompress import datasets
 from tfcompress.distribute import find_gpus, gpu_assignment, gpu_summary, pin_env
 from tfcompress.errors import TuningError
 from tfcompress.io import ModelBuilder
@@ -37,8 +38,13 @@ def add_subcommands(subparsers):
         "trains, compresses, exports int8 and times the file; the result is the true Pareto front over "
         "accuracy, zipped size and latency, and the chosen recipe as YAML.",
     )
-    p.add_argument("--model", required=True, help="reference model name (digits_cnn, lenet5) or a .keras/.h5 file")
-    p.add_argument("--dataset", required=True, help="digits or fashion-mnist")
+    p.add_argument("--model", required=True,
+                   help="reference model name (digits_cnn, lenet5), a .keras/.h5 file (tf_keras or Keras 3; "
+                   "trials fine-tune its weights) or a module:function builder importable from here")
+    p.add_argument("--dataset", default=None, help="digits or fashion-mnist (or use --data)")
+    datasets.add_data_options(p)
+    p.add_argument("--from-scratch", action="store_true",
+                   help="trials start a model file from fresh random weights instead of fine-tuning it")
     p.add_argument("--space", default=None, help="search space YAML (default: tfcompress's default space)")
     p.add_argument("--recipe", default=None, help="base recipe YAML for fields not searched "
                    "(default: the model's default recipe)")
@@ -93,8 +99,14 @@ def _kwargs(args):
         objectives=args.objective, constraints=args.constraint, recipe=args.recipe, epochs=args.epochs,
         epoch_budget=args.epoch_budget, directory=args.dir, overwrite=args.overwrite, seed=args.seed,
         threads=args.threads, train_subset=args.train_subset, isolation=args.isolation,
-        strategy=getattr(args, "strategy", None),
+        strategy=getattr(args, "strategy", None), scale=datasets.parse_scale(args.scale),
+        from_scratch=args.from_scratch,
     )
+
+
+def _data(args):
+    """--data PATH or --dataset NAME (a path given to --dataset is taken as --data)."""
+    return datasets.cli_data(args.dataset, args.data)
 
 
 def _model(args):
@@ -122,7 +134,7 @@ def _check_port(host, port):
 
 def _child_argv(args, role):
     """The command line of a chief/worker child: the same search, no launcher flags."""
-    argv = ["tune", "--model", args.model, "--dataset", args.dataset, "--algorithm", args.algorithm,
+    argv = ["tune", "--model", args.model, "--data", _data(args), "--scale", args.scale, "--algorithm", args.algorithm,
             "--max-trials", str(args.max_trials), "--epochs", str(args.epochs), "--objective", args.objective,
             "--dir", args.dir, "--threads", str(args.threads), "--seed", str(args.seed), "--role", role,
             "--isolation", args.isolation]
@@ -136,6 +148,8 @@ def _child_argv(args, role):
         argv += ["--constraint", c]
     if args.quiet:
         argv.append("--quiet")
+    if args.from_scratch:
+        argv.append("--from-scratch")
     if args.unsafe:
         argv.append("--unsafe")
     return [sys.executable, "-m", "tfcompress.cli"] + argv
@@ -154,13 +168,13 @@ def run_tune(args):
     if args.workers and not args.chief and args.role is None:
         _check_port(args.bind, args.port)
     if args.role is not None:  # a child started by a launcher (or by hand, with the KERASTUNER_* env)
-        result = tune(_model(args), args.dataset, progress=progress, **_kwargs(args))
+        result = tune(_model(args), _data(args), progress=progress, **_kwargs(args))
         return 0 if result is None or args.role == "chief" else _summary(args, result)
     if args.chief:
         return _join(args, progress)
     if args.workers:
         return _launch(args)
-    result = tune(_model(args), args.dataset, progress=progress, **_kwargs(args))
+    result = tune(_model(args), _data(args), progress=progress, **_kwargs(args))
     return _summary(args, result)
 
 
@@ -174,7 +188,7 @@ def _join(args, progress):
     env = dict(os.environ, KERASTUNER_ORACLE_IP=host, KERASTUNER_ORACLE_PORT=port)
     if args.workers <= 1:
         os.environ.update(env, KERASTUNER_TUNER_ID=base_id)
-        tune(_model(args), args.dataset, progress=progress, **dict(_kwargs(args), overwrite=False))
+        tune(_model(args), _data(args), progress=progress, **dict(_kwargs(args), overwrite=False))
         return 0
     gpus = find_gpus()  # each worker on its own GPU, round robin
     _say(args, gpu_summary(args.workers, gpus))
@@ -190,7 +204,7 @@ def _launch(args):
 
     # Validate everything (space, objectives, constraints, folder) and write
     # the settings before starting processes.
-    tune(_model(args), args.dataset, validate_only=True, **_kwargs(args))
+    tune(_model(args), _data(args), validate_only=True, **_kwargs(args))
     bind = args.bind
     port = args.port or _free_port(_LOOPBACK if bind in ("0.0.0.0", "::") else bind)
     local = _LOOPBACK if bind in ("0.0.0.0", "::") or is_loopback(bind) else bind
@@ -261,5 +275,5 @@ def _summary(args, result):
                           "relax them or widen the search space.")
     path = os.path.join(args.dir, "best_recipe.yaml")
     print(f"chosen: trial {result.best['trial_id']}; recipe {path} "
-          f"(tfcompress optimize --model {args.model} --dataset {args.dataset} --recipe {path})")
+          f"(tfcompress optimize --model {args.model} --data {_data(args)} --recipe {path})")
     return 0

@@ -15,12 +15,14 @@ Example:
 """
 
 import ctypes
+import os
 import signal
 import socket
 import subprocess
 import sys
 from multiprocessing.connection import Connection
 
+from tfcompress.errors import TuningError, first_line
 from tfcompress.tuning._keras_tuner import FailedTrialError
 from tfcompress.tuning.trial import TrialContext
 
@@ -46,9 +48,12 @@ def child_main(conn):
     _die_with_parent()
     try:
         payload = conn.recv()
+        ctx = TrialContext.from_payload(payload)
     except EOFError:
         return
-    ctx = TrialContext.from_payload(payload)
+    except Exception as e:  # noqa: BLE001 - e.g. a builder this process cannot import: tell the tuner why
+        conn.send(("error", f"{type(e).__name__}: {first_line(e)}"))
+        return
     conn.send(("ready", None))
     while True:
         try:
@@ -63,6 +68,19 @@ def child_main(conn):
             conn.send(("ok", ctx.run(job, progress=emit)))
         except FailedTrialError as e:
             conn.send(("failed", str(e)))
+
+
+def _child_env():
+    """This process's environment, with the folders it imports from (the
+    script's folder included) on the child's PYTHONPATH, so a model builder
+    importable here is importable there."""
+    prefixes = {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)}
+    ours = [os.path.abspath(p or os.curdir) for p in sys.path
+            if not any(os.path.realpath(p or os.curdir).startswith(pre + os.sep) for pre in prefixes)]
+    env = dict(os.environ)
+    old = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+    env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(ours + old))
+    return env
 
 
 class ChildRunner:
@@ -84,17 +102,33 @@ class ChildRunner:
         self.proc = self.conn = None
         self.count, self.first_rss = 0, None
 
+    def start(self):
+        """Start the trial process now, so a search whose trials could never run fails once, up front.
+
+        Raises:
+            TuningError: the process died or could not rebuild the trial
+                settings (a model builder it cannot import), with the cause.
+        """
+        try:
+            self._start()
+        except FailedTrialError as e:
+            raise TuningError(f"{e}: trial processes must import the model builder and everything the "
+                              "trials use; put your modules on PYTHONPATH, or use isolation='session'.") from None
+
     def _start(self):
         ours, theirs = socket.socketpair()
         try:
             self.proc = subprocess.Popen([sys.executable, "-m", "tfcompress.tuning._child", str(theirs.fileno())],
-                                         pass_fds=[theirs.fileno()])
+                                         pass_fds=[theirs.fileno()], env=_child_env())
         finally:
             theirs.close()
         self.conn = Connection(ours.detach())
         self.count, self.first_rss = 0, None
         self.conn.send(self.payload)
-        self._recv("starting the trial process")
+        status, value = self._recv("starting the trial process")
+        if status != "ready":
+            self.close()
+            raise FailedTrialError(f"the trial process could not start: {value}")
 
     def _recv(self, what, progress=None):
         while True:

@@ -26,6 +26,7 @@ from tfcompress.io import resolve_model as resolve_model_source
 from tfcompress.recipe import Recipe
 from tfcompress.report import atomic_write_json, atomic_write_text, ensure_dir, markdown_table, table
 from tfcompress.tuning.algorithms import canonical_algorithm
+from tfcompress.tuning.inputs import save_model_object, search_inputs
 from tfcompress.tuning.objectives import direction, pareto_front, parse_constraint, parse_objectives
 from tfcompress.tuning.space import SearchSpace
 from tfcompress.tuning.trial import failure_reason
@@ -314,7 +315,8 @@ def _check_settings(directory, settings, overwrite):
 def tune(model, data, space=None, algorithm="random", max_trials=10, objectives=None, constraints=(),
          recipe=None, epochs=2, max_epochs=None, epoch_budget=None, directory="tune-out", overwrite=False,
          seed=0, threads=1, timing_runs=20, timing_seconds=0.2, train_subset=None, progress=None,
-         validate_only=False, isolation="process", num_initial_points=None, strategy=None, tensorboard=None):
+         validate_only=False, isolation="process", num_initial_points=None, strategy=None, tensorboard=None,
+         scale="auto", from_scratch=False):
     """Search training and compression settings, then summarise and write the results.
 
     In a Keras Tuner chief process (``KERASTUNER_TUNER_ID=chief``) this serves
@@ -322,10 +324,18 @@ def tune(model, data, space=None, algorithm="random", max_trials=10, objectives=
     returns None. Otherwise it runs the trials itself.
 
     Args:
-        model: reference model name (``digits_cnn``, ``lenet5``), a
-            ``.keras``/``.h5`` file (its weights are the starting point), a
-            ModelSpec, or a callable returning a tf_keras model.
-        data: a :class:`tfcompress.datasets.Dataset` or its name.
+        model: everything :func:`tfcompress.optimize` takes: a reference
+            model name (``digits_cnn``, ``lenet5``, trained from scratch), a
+            ``.keras``/``.h5`` file or SavedModel folder of tf_keras or Keras
+            3, or a model object (trials fine-tune its weights; an object is
+            saved as ``model.keras`` in the search folder), a ModelSpec, a
+            function returning a model or a ``"module:function"`` reference to
+            one (with process isolation it must be importable by a child
+            process: not defined in your script).
+        data: a :class:`tfcompress.datasets.Dataset`, a built-in name, a
+            ``.npz`` file, an image folder, ``(x, y)`` arrays or a
+            ``tf.data.Dataset``; checked against the model once, before the
+            first trial.
         space: a :class:`SearchSpace`, a dict, a YAML path, or None for
             :meth:`SearchSpace.default`. Defaults to `None`.
         algorithm: ``random``, ``bayesian`` or ``hyperband``. Defaults to `"random"`.
@@ -357,6 +367,10 @@ def tune(model, data, space=None, algorithm="random", max_trials=10, objectives=
             Defaults to `"process"`.
         num_initial_points: Bayesian optimisation's random trials before
             its model takes over. Defaults to `None` (``max(3, max_trials // 4)``).
+        scale: input scaling for data read here (see
+            :func:`tfcompress.datasets.from_arrays`). Defaults to `"auto"`.
+        from_scratch: trials start a model file or object from fresh
+            random weights instead of fine-tuning its own. Defaults to `False`.
         strategy: each trial trains and fine-tunes under this
             ``tf.distribute`` strategy: ``"mirrored"`` (the GPUs its process
             sees) or ``"default"``; trials spread over machines with
@@ -370,8 +384,11 @@ def tune(model, data, space=None, algorithm="random", max_trials=10, objectives=
         A :class:`TuneResult` (None in a worker).
 
     Raises:
-        TuningError: bad space, objective, constraint, algorithm, or a folder
-            holding a search with other settings.
+        TuningError: bad space, objective, constraint, algorithm, a folder
+            holding a search with other settings, or a builder trial
+            processes cannot import.
+        DataError: data that does not fit the model (checked once, before
+            any trial and before the folder is touched).
 
     Example:
         >>> r = tune("digits_cnn", "digits", max_trials=2, epochs=1,  # doctest: +SKIP
@@ -381,7 +398,6 @@ def tune(model, data, space=None, algorithm="random", max_trials=10, objectives=
     """
     from keras_tuner.src.distribute import utils as dist_utils
 
-    from tfcompress import datasets
     from tfcompress.optimize import as_recipe
     from tfcompress.tuning.tuner import CompressionTuner
 
@@ -394,10 +410,10 @@ def tune(model, data, space=None, algorithm="random", max_trials=10, objectives=
     if isinstance(constraints, str):
         constraints = [constraints]
     constraints = [parse_constraint(c) for c in (constraints or ())]
-    if data is None or isinstance(data, str):
-        data = datasets.load(data or "digits")
-    build, model_name, default_recipe = resolve_model(model, data)
-    base = as_recipe(recipe) if recipe is not None else (default_recipe or Recipe())
+    inputs = search_inputs(model, data, scale=scale, seed=seed, from_scratch=from_scratch, train_subset=train_subset,
+                           isolation=isolation)  # the model/data fit is checked here, once
+    data = inputs.data
+    base = as_recipe(recipe) if recipe is not None else (inputs.default_recipe or Recipe())
     if space is None:
         space = SearchSpace.default(base)
     elif isinstance(space, dict):
@@ -405,14 +421,13 @@ def tune(model, data, space=None, algorithm="random", max_trials=10, objectives=
     elif isinstance(space, (str, os.PathLike)):
         space = SearchSpace.from_yaml(space)
     algorithm = canonical_algorithm(algorithm)  # an unknown one fails before the folder is touched
-    train, val = data.train, data.validation
-    if train_subset:
-        train = (train[0][:train_subset], train[1][:train_subset])
+    train, val = inputs.train, inputs.validation
     settings = {
         "space": space.to_dict(), "algorithm": algorithm, "objectives": objectives,
-        "constraints": [str(c) for c in constraints], "model": model_name, "dataset": data.name,
+        "constraints": [str(c) for c in constraints], "model": inputs.name, "dataset": data.name,
         "base_recipe": base.to_dict(), "epochs": epochs, "max_epochs": max_epochs or epochs,
         "train_subset": train_subset, "max_trials": max_trials, "epoch_budget": epoch_budget,
+        "data": data.info(), "from_scratch": bool(from_scratch),
     }
     worker = dist_utils.has_chief_oracle() and not dist_utils.is_chief_oracle()
     ensure_dir(directory)
@@ -438,6 +453,9 @@ def tune(model, data, space=None, algorithm="random", max_trials=10, objectives=
         else:
             progress(f"trial {trial.trial_id} [{who}] FAILED: {reason}  | {params}")
 
+    build = save_model_object(inputs, directory)  # a model object is saved for the trials to load
+    if progress is not None and not worker:
+        progress(f"data: {data.describe()}")
     tuner = CompressionTuner(
         build, space, algorithm=algorithm, max_trials=max_trials, objectives=objectives,
         constraints=constraints, base_recipe=base, epochs=epochs, max_epochs=max_epochs or epochs,

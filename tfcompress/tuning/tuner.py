@@ -30,13 +30,13 @@ Example:
 """
 
 import os
-import pickle
 
 from tfcompress.errors import TuningError
 from tfcompress.recipe import Recipe
 from tfcompress.report import atomic_write_json
 from tfcompress.tuning._keras_tuner import base_tuner, dist_utils
 from tfcompress.tuning.algorithms import canonical_algorithm
+from tfcompress.tuning.inputs import check_builder
 from tfcompress.tuning.objectives import PENALTY, parse_objectives
 from tfcompress.tuning.oracle import DEFAULT_SEED, atomic_json, make_oracle, serve_oracle
 from tfcompress.tuning.oracle import ORACLES as ALGORITHMS
@@ -111,8 +111,9 @@ class CompressionTuner(base_tuner.BaseTuner):
 
     Raises:
         TuningError: an unknown algorithm or isolation, a seed that is not
-            an int, or an unpicklable
-            ``build_model`` with process isolation.
+            an int, or with process isolation a ``build_model`` that cannot
+            be pickled or is defined in ``__main__`` (see
+            :func:`~tfcompress.tuning.inputs.check_builder`).
 
     Example:
         >>> tuner = CompressionTuner(ModelBuilder("digits_cnn"), SearchSpace.default(),  # doctest: +SKIP
@@ -128,11 +129,7 @@ class CompressionTuner(base_tuner.BaseTuner):
         if isolation not in ("process", "session"):
             raise TuningError(f"isolation must be 'process' or 'session', got {isolation!r}.")
         if isolation == "process":
-            try:
-                pickle.dumps(build_model)
-            except Exception:
-                raise TuningError("build_model cannot be pickled, so trials cannot run in a child process: "
-                                  "pass a module-level function, or isolation='session'.") from None
+            check_builder(build_model)  # picklable and importable by a child process, or why not
         algorithm = canonical_algorithm(algorithm)
         self.build_model = build_model
         self.space = space
@@ -204,6 +201,7 @@ class CompressionTuner(base_tuner.BaseTuner):
             strategy=self.strategy, tensorboard=self.tensorboard)
         if self.isolation == "process":
             self._runner = ChildRunner(ctx.to_payload(), self.trials_per_process)
+            self._runner.start()  # a child that cannot start fails the search here, not every trial
         else:
             self._runner = ctx
         try:
