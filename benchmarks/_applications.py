@@ -71,7 +71,7 @@ def skipped_by_check(report):
             if r.quantizable is not None and str(r.quantizable).startswith("no:")}
 
 
-def run_one(name, size=32, workdir=None, seed=0, keep=None):
+def run_one(name, size=32, workdir=None, seed=0, keep=None, step_file=None):
     """check → optimize (default recipe, 1 epoch per stage) → int8 → LiteRT invoke, in-process.
 
     Returns:
@@ -84,6 +84,12 @@ def run_one(name, size=32, workdir=None, seed=0, keep=None):
     import tflite_export
     from tfcompress._keras import keras
     from tfcompress.errors import first_line
+
+    def at(step):
+        if step_file:  # read back by run_isolated when the child dies of a signal
+            with open(step_file, "w", encoding="utf-8") as f:
+                f.write(step)
+        return step
 
     t_all = time.perf_counter()
     row = {"name": name, "input": None, "params": None, "status": None, "skipped": {},
@@ -99,7 +105,7 @@ def run_one(name, size=32, workdir=None, seed=0, keep=None):
         y = rng.randint(0, CLASSES, SAMPLES)
         row["seconds"]["build"] = time.perf_counter() - t0
 
-        step = "check"
+        step = at("check")
         t0 = time.perf_counter()
         report = tfcompress.check(model, samples=4)
         row["skipped"] = skipped_by_check(report)
@@ -107,14 +113,14 @@ def run_one(name, size=32, workdir=None, seed=0, keep=None):
         row["notes"] = list(report.notes)
         row["seconds"]["check"] = time.perf_counter() - t0
 
-        step = "optimize"
+        step = at("optimize")
         t0 = time.perf_counter()
         result = tfcompress.optimize(model, (x, y), epochs=1, batch_size=BATCH, verbose=0)
         row["skipped_in_qat"] = {l.name: l.stages["quantization"][len("skipped: "):] for l in result.report.layers
                                  if str(l.stages.get("quantization", "")).startswith("skipped")}
         row["seconds"]["optimize"] = time.perf_counter() - t0
 
-        step = "export"
+        step = at("export")
         t0 = time.perf_counter()
         with tempfile.TemporaryDirectory(dir=workdir) as d:
             path = os.path.join(d, "int8.tflite")
@@ -124,7 +130,7 @@ def run_one(name, size=32, workdir=None, seed=0, keep=None):
             if keep:  # a copy to inspect (debugging)
                 shutil.copyfile(path, keep)
             row["seconds"]["export"] = time.perf_counter() - t0
-            step = "litert"
+            step = at("litert")
             t0 = time.perf_counter()
             out = tflite_export.predict(path, x[:2])
             if out.shape != (2, CLASSES) or not np.all(np.isfinite(out)):
@@ -139,7 +145,10 @@ def run_one(name, size=32, workdir=None, seed=0, keep=None):
 
 
 def _child(name, size, out_path):
-    row = run_one(name, size)
+    import faulthandler
+
+    faulthandler.enable()  # a native crash prints the Python stack to stderr
+    row = run_one(name, size, step_file=out_path + ".step")
     with open(out_path, "w", encoding="utf-8") as f:
         json.dump(row, f)
 
@@ -165,7 +174,11 @@ def run_isolated(name, size=32, timeout=900):
             return {"name": name, "status": f"not run: time (over {timeout} s)", "skipped": {},
                     "seconds": {"total": time.perf_counter() - t0}, "int8_bytes": None}
         if p.exitcode and p.exitcode < 0:
-            return {"name": name, "status": f"crash: signal {-p.exitcode}", "skipped": {},
+            step = ""
+            if os.path.exists(out_path + ".step"):
+                with open(out_path + ".step", encoding="utf-8") as f:
+                    step = f" in {f.read()}"
+            return {"name": name, "status": f"crash: signal {-p.exitcode}{step}", "skipped": {},
                     "seconds": {"total": time.perf_counter() - t0}, "int8_bytes": None}
         with open(out_path, encoding="utf-8") as f:
             text = f.read()
@@ -174,4 +187,6 @@ def run_isolated(name, size=32, timeout=900):
                     "seconds": {"total": time.perf_counter() - t0}, "int8_bytes": None}
         return json.loads(text)
     finally:
-        os.unlink(out_path)
+        for path in (out_path, out_path + ".step"):
+            if os.path.exists(path):
+                os.unlink(path)
