@@ -18,7 +18,9 @@ MultiWorkerMirroredStrategy must be set up before TensorFlow does anything else)
 
 Writes benchmarks/results/distribute.{json,md}.
 
-    .venv/bin/python benchmarks/bench_distribute.py            # ~10 min on 2 busy cores
+    .venv/bin/python benchmarks/bench_distribute.py                  # ~20 min on 2 busy cores
+    .venv/bin/python benchmarks/bench_distribute.py --parts stages   # one part; the others kept
+    .venv/bin/python benchmarks/bench_distribute.py --parts none     # rewrite the table from the JSON
 """
 
 import argparse
@@ -26,6 +28,7 @@ import ctypes.util
 import json
 import os
 import platform
+import re
 import socket
 import subprocess
 import sys
@@ -93,9 +96,8 @@ def _trained():
 def _first_line(e):
     text = str(e).strip()
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    if lines and lines[0].startswith("in user code"):
-        return f"{type(e).__name__}: {lines[-1][:300]}"
-    return f"{type(e).__name__}: {(lines or [''])[0][:300]}"
+    line = lines[-1] if lines and lines[0].startswith("in user code") else (lines or [""])[0]
+    return line[:300] if line.startswith(type(e).__name__) else f"{type(e).__name__}: {line[:300]}"
 
 
 def child_stages():
@@ -221,14 +223,16 @@ def _markdown(res):
         "## Fine-tuning under tf.distribute", "",
         f"`{COMMAND}` (issue 15; {res['machine']}). Each run is a child process; the strategies run on "
         "CPUs only: **no GPU machine was lent to this work**, so no strategy ran on a GPU and no GPU "
-        "figure is recorded.", "",
+        "figure is recorded. Measured on the shared 2-core development machine while other work ran "
+        "(`--parts stages` and `--parts gpu,compare` separately): the seconds are indicative only.", "",
         "**Every stage under MirroredStrategy** (two logical CPUs, `tf.config.set_logical_device_configuration`; "
         "no stage allowed to fall back; digits CNN, 512 training digits, 1-epoch stages):", "",
         "| stage(s) | under MirroredStrategy | accuracy after |",
         "|---|---|---:|",
     ]
     for name, r in res["stages"].items():
-        what = "ok" if r["status"] == "ok" else f"fails: `{r['error'][:200]}`"
+        err = re.sub(r"^(\w+): \1: ", r"\1: ", r.get("error", ""))  # older runs doubled the type
+        what = "ok" if r["status"] == "ok" else f"fails: `{err[:200]}`"
         acc = f"{r['accuracy']:.2%}" if "accuracy" in r else "-"
         lines.append(f"| {name} | {what} | {acc} |")
     fell = "; ".join(f"{stage}{' with ' + cond.replace('_', ' ') if cond else ''}: {why}"
@@ -245,7 +249,7 @@ def _markdown(res):
                        ("multiworker", "MultiWorkerMirroredStrategy, 2 workers on 127.0.0.1")):
         r = res["compare"].get(key)
         if r is None:
-            lines.append(f"| {label} | - | - | - | not run: {res['errors'].get(key, '?')} | - | - |")
+            lines.append(f"| {label} | - | - | - | not run: {res['errors'].get(key, 'not measured yet')} | - | - |")
             continue
         sp = ", ".join(f"{n} {s:.0%}" for n, s in r["sparsity"].items())
         pe, qe = _per_epoch(r, "pruning"), _per_epoch(r, "quantization")
@@ -273,7 +277,9 @@ def _markdown(res):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
-    p.add_argument("--skip-stages", action="store_true", help="skip the stage matrix (the slowest part)")
+    p.add_argument("--parts", default="gpu,compare,stages",
+                   help="what to measure now (default: %(default)s); the other parts are kept from an earlier "
+                   "benchmarks/results/distribute.json")
     args = p.parse_args(argv)
     if args.child:
         kind = args.child[0]
@@ -282,26 +288,38 @@ def main(argv=None):
         print(json.dumps(out), flush=True)
         return 0
     sys.path.insert(0, ROOT)
-    res = {"machine": f"{os.cpu_count()} CPU cores, {platform.machine()}, no GPU", "compare": {}, "errors": {}}
+    parts = set(args.parts.split(","))
+    res = {"compare": {}, "errors": {}, "stages": {}}
+    old = os.path.join(RESULTS, "distribute.json")
+    if parts != {"gpu", "compare", "stages"} and os.path.exists(old):
+        with open(old, encoding="utf-8") as f:
+            res.update(json.load(f))
+    res["machine"] = f"{os.cpu_count()} CPU cores, {platform.machine()}, no GPU"
     t0 = time.perf_counter()
-    res["gpu"] = _child(["gpu"])
-    print(f"gpu: {res['gpu']['status']}", flush=True)
-    for mode in ("single", "mirrored", "multiworker"):
+    if "gpu" in parts:
+        res["gpu"] = _child(["gpu"])
+        print(f"gpu: {res['gpu']['status']}", flush=True)
+    for mode in ("single", "mirrored", "multiworker") if "compare" in parts else ():
         try:
             res["compare"][mode] = _multiworker() if mode == "multiworker" else _child(["compare", mode])
+            res["errors"].pop(mode, None)
             r = res["compare"][mode]
             print(f"{mode}: accuracy {r['accuracy']:.4f}, sparsity {r['sparsity']}", flush=True)
         except (RuntimeError, subprocess.TimeoutExpired) as e:
             res["errors"][mode] = str(e)
-    res["stages"] = {} if args.skip_stages else _child(["stages"])
-    res["seconds"] = time.perf_counter() - t0
+    if "stages" in parts:
+        res["stages"] = _child(["stages"])
+    res["seconds"] = {**(res.get("seconds") if isinstance(res.get("seconds"), dict) else {}),
+                      args.parts: time.perf_counter() - t0}
+    if "gpu" not in res:
+        res["gpu"] = _child(["gpu"])
     os.makedirs(RESULTS, exist_ok=True)
     for ext, text in (("json", json.dumps(res, indent=2)), ("md", _markdown(res))):
         tmp = os.path.join(RESULTS, f".distribute.{ext}.tmp")
         with open(tmp, "w", encoding="utf-8") as f:
             f.write(text)
         os.replace(tmp, os.path.join(RESULTS, f"distribute.{ext}"))
-    print(f"wrote benchmarks/results/distribute.md ({res['seconds']:.0f} s)")
+    print(f"wrote benchmarks/results/distribute.md ({time.perf_counter() - t0:.0f} s)")
     return 0
 
 
