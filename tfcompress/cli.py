@@ -16,7 +16,7 @@ import traceback
 from tfcompress import check_cli, datasets
 from tfcompress.tuning import cli as tuning_cli
 from tflite_export import cli as export_cli
-from tflite_export.argtypes import nonnegative_int, positive_int
+from tflite_export.argtypes import nonnegative_int, positive_int, thread_count
 
 __all__ = ["main", "build_parser"]
 
@@ -34,7 +34,7 @@ Errors print one line and exit with status 2; add --debug for the traceback.
 
 def _common(p):
     p.add_argument("--out", default="tfcompress-out", help="output folder (default: %(default)s)")
-    p.add_argument("--threads", type=positive_int, default=2, help="XNNPACK threads for timing (default: %(default)s)")
+    p.add_argument("--threads", type=thread_count, default=2, help="XNNPACK threads for timing (default: %(default)s)")
     p.add_argument("--epochs", type=positive_int, default=None,
                    help="override every recipe stage's fine-tuning epochs")
     p.add_argument("--quiet", action="store_true", help="print only the final table")

@@ -23,8 +23,8 @@ import os
 from .errors import ExportError
 
 __all__ = [
-    "int_in", "positive_int", "nonnegative_int", "seed_int", "port_int", "nonnegative_float", "int_list",
-    "check_writable",
+    "int_in", "positive_int", "nonnegative_int", "seed_int", "port_int", "thread_count", "MAX_THREADS",
+    "nonnegative_float", "int_list", "check_writable",
 ]
 
 # Larger than any sane thread count, epoch count or run count, small enough for int32 counters.
@@ -72,6 +72,9 @@ nonnegative_int = int_in(0)
 nonnegative_int.__doc__ = "A whole number >= 0 (0 meaning none, e.g. --workers 0)."
 seed_int = int_in(0, 2**32 - 1, "a whole number in 0..4294967295 (numpy's seed range)")
 port_int = int_in(0, 65535, "a TCP port in 0..65535 (0: a free one)")
+# XNNPACK's thread pool segfaults the process at 100000 threads (measured; 4096 runs): a cap well past any CPU.
+MAX_THREADS = 1024
+thread_count = int_in(1, MAX_THREADS, f"a whole number of threads in 1..{MAX_THREADS}")
 
 
 def nonnegative_float(text: str) -> float:

@@ -20,7 +20,7 @@ import sys
 import numpy as np
 
 from ._atomic import atomic_write_bytes
-from .argtypes import check_writable, int_list, nonnegative_float, nonnegative_int, positive_int
+from .argtypes import MAX_THREADS, check_writable, int_list, nonnegative_float, nonnegative_int, positive_int
 from .bench_report import bench_table, plot_timings
 from .errors import ExportError, TfcompressError
 
@@ -93,7 +93,7 @@ def _add_bench(subparsers) -> None:
         "replaced by CPU. Prints one comparison table (speed-up relative to the first file).",
     )
     b.add_argument("files", nargs="+", metavar="FILE.tflite")
-    b.add_argument("--threads", type=int_list(1), default="1",
+    b.add_argument("--threads", type=int_list(1, MAX_THREADS), default="1",
                    help="comma-separated thread counts (default: %(default)s)")
     b.add_argument(
         "--accelerator",

@@ -22,7 +22,7 @@ from tfcompress import datasets
 from tfcompress.distribute import find_gpus, gpu_assignment, gpu_summary, pin_env
 from tfcompress.errors import TuningError
 from tfcompress.io import ModelBuilder
-from tflite_export.argtypes import nonnegative_int, port_int, positive_int, seed_int
+from tflite_export.argtypes import nonnegative_int, port_int, positive_int, seed_int, thread_count
 
 __all__ = ["add_subcommands", "run_tune"]
 
@@ -64,7 +64,7 @@ def add_subcommands(subparsers):
     p.add_argument("--dir", default="tune-out", help="search folder; an existing search resumes (default: %(default)s)")
     p.add_argument("--overwrite", action="store_true", help="discard an earlier search in --dir")
     p.add_argument("--train-subset", type=positive_int, default=None, help="train on the first N examples only")
-    p.add_argument("--threads", type=positive_int, default=1, help="XNNPACK threads for timing (default: %(default)s)")
+    p.add_argument("--threads", type=thread_count, default=1, help="XNNPACK threads for timing (default: %(default)s)")
     p.add_argument("--seed", type=seed_int, default=0, help="seed (default: %(default)s)")
     p.add_argument("--workers", type=nonnegative_int, default=0,
                    help="run a chief and this many worker processes on this machine")
