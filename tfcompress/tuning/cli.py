@@ -182,8 +182,8 @@ def _join(args, progress):
     from tfcompress.tuning.search import tune
 
     host, _, port = args.chief.rpartition(":")
-    if not host or not port.isdigit():
-        raise TuningError(f"--chief must be HOST:PORT, got {args.chief!r}.")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise TuningError(f"--chief must be HOST:PORT with a port in 1..65535, got {args.chief!r}.")
     base_id = f"worker-{socket.gethostname()}-{os.getpid()}"
     env = dict(os.environ, KERASTUNER_ORACLE_IP=host, KERASTUNER_ORACLE_PORT=port)
     if args.workers <= 1:
