@@ -66,6 +66,14 @@ def _markdown(rows, names, commands):
         "quantizes them from the calibration data), by type. Tally: "
         + ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
         + f", not run {len(names) - len(ran)} (no time in these sittings on 2 shared cores).", "",
+        "Issue 12 §3's three failures pass here: ConvNeXtTiny (TF-MOT's QAT rebuild raised "
+        "`AttributeError: 'str' object has no attribute 'name'` on the application-private `LayerScale`; "
+        "the model's own layer classes are now in scope and `LayerScale` stays float), Xception and "
+        "NASNetMobile (their int8 files failed \"failed to create XNNPACK runtime\": `SeparableConv2D` was "
+        "left float through QAT, and the converter calibrated the tensor between its depthwise and 1×1 "
+        "halves from data alone, all-zero after pruning, scale 7.8e-9, giving requantization scales "
+        "outside XNNPACK's [2^-32, 256); it is now annotated so TF-MOT splits it with a fake-quant "
+        "in between). `crash: signal N in <step>` is a native crash of the child process.", "",
         "| model | input | params | status | skipped by QAT (check) | seconds | int8 bytes |",
         "|---|---:|---:|---|---|---:|---:|",
     ]
