@@ -16,7 +16,7 @@ import traceback
 from tfcompress import check_cli, datasets
 from tfcompress.tuning import cli as tuning_cli
 from tflite_export import cli as export_cli
-from tflite_export.argtypes import nonnegative_int, positive_int, thread_count
+from tflite_export.argtypes import nonnegative_int, positive_int, seed_int, thread_count
 
 __all__ = ["main", "build_parser"]
 
@@ -79,6 +79,11 @@ def build_parser():
                      "own setting; none for a file)")
     opt.add_argument("--unsafe", action="store_true",
                      help="load files with Lambda layers (runs their code: only for files you trust)")
+    opt.add_argument("--seed", type=seed_int, default=None,
+                     help="seed Python, NumPy and TensorFlow before building and training, for a repeatable run "
+                     "(default: the recipe's seed; a tuner's best_recipe.yaml has its trial's)")
+    opt.add_argument("--tensorboard", default=None, metavar="DIR",
+                     help="write TensorBoard logs here: one folder per stage (loss, accuracy, learning rate, sparsity)")
     opt.add_argument("--strategy", choices=["default", "mirrored", "multiworker"], default=None,
                      help="fine-tune under this tf.distribute strategy: mirrored (this machine's GPUs) or "
                      "multiworker (cluster from TF_CONFIG; run the same command on every worker)")
@@ -118,6 +123,7 @@ def _cmd_optimize(args):
     from tfcompress.io import resolve_inputs
     from tfcompress.pipeline import run_job
     from tfcompress.recipe import Recipe
+    from tfcompress.training import set_seed
 
     strategy = distribute.resolve(args.strategy)  # first: a MultiWorkerMirroredStrategy must come before other TF work
     out = distribute.output_dir(args.out, strategy)
@@ -125,16 +131,26 @@ def _cmd_optimize(args):
                                   scale=datasets.parse_scale(args.scale), safe_mode=not args.unsafe)
     if not args.quiet:
         print(f"data: {data.describe()}", flush=True)
-    model, spec = source.model(), source.spec
+    given = Recipe.from_yaml(args.recipe) if args.recipe else None
+    seed = args.seed if args.seed is not None else (given.seed if given is not None else None)
+    if seed is not None:  # seeded before the model is built: its initial weights repeat too
+        set_seed(seed)
+    spec = source.spec
+    model = source.build() if seed is not None and source.build is not None else source.model()
     if spec is None:  # a model file: assumed trained
-        recipe = Recipe.from_yaml(args.recipe) if args.recipe else Recipe()
+        recipe = given or Recipe()
         train_epochs, bs, lr = args.train_epochs, 64, 1e-3
     else:
-        recipe = Recipe.from_yaml(args.recipe) if args.recipe else spec.recipe()
-        train_epochs = args.train_epochs if args.train_epochs is not None else spec.epochs
+        recipe = given or spec.recipe()
+        # a recipe with a train stage trains the fresh model itself (a tuner's best_recipe.yaml)
+        own = 0 if recipe.train is not None else spec.epochs
+        train_epochs = args.train_epochs if args.train_epochs is not None else own
         bs, lr = spec.batch_size, spec.learning_rate
+    if seed is not None:
+        recipe = recipe.replace(seed=seed)
     job = run_job(model, data, recipe, out=out, train_epochs=train_epochs, threads=args.threads,
-                  batch_size=bs, learning_rate=lr, epochs=args.epochs, quiet=args.quiet, strategy=strategy)
+                  batch_size=bs, learning_rate=lr, epochs=args.epochs, quiet=args.quiet, strategy=strategy,
+                  tensorboard=args.tensorboard)
     return _print_job(job, argparse.Namespace(**dict(vars(args), out=out)))
 
 

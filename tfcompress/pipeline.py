@@ -183,7 +183,7 @@ def _export_both(model, optimized, out, rep_x, meta):
 
 def run_job(model, data, recipe=None, out="tfcompress-out", train_epochs=None, threads=2,
             batch_size=64, learning_rate=1e-3, epochs=None, quiet=False, verbose=None,
-            timing_runs=50, timing_seconds=1.0, strategy=None):
+            timing_runs=50, timing_seconds=1.0, strategy=None, tensorboard=None):
     """Run the main job on ``data`` and write report.json / report.md / report.png.
 
     Args:
@@ -202,6 +202,9 @@ def run_job(model, data, recipe=None, out="tfcompress-out", train_epochs=None, t
         timing_seconds: minimum timed seconds per file. Defaults to `1.0`.
         strategy: the ``tf.distribute`` strategy of the fine-tuning (see
             :func:`tfcompress.optimize`). Defaults to `None`.
+        tensorboard: TensorBoard log folder of the optimization (one
+            subfolder per stage, see :func:`tfcompress.optimize`). Defaults
+            to `None`.
 
     Returns:
         A :class:`JobReport`.
@@ -230,7 +233,7 @@ def run_job(model, data, recipe=None, out="tfcompress-out", train_epochs=None, t
     _say(f"[2/5] optimizing: {stages}", quiet)
     t0 = time.perf_counter()
     result = optimize(model, data.train, data.validation, recipe=recipe, epochs=epochs, verbose=verbose,
-                      strategy=strategy)
+                      strategy=strategy, tensorboard=tensorboard)
     rep.seconds["optimize"] = time.perf_counter() - t0
     rep.optimize = result.report.to_dict()
 

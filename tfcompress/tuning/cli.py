@@ -66,6 +66,8 @@ def add_subcommands(subparsers):
     p.add_argument("--train-subset", type=positive_int, default=None, help="train on the first N examples only")
     p.add_argument("--threads", type=thread_count, default=1, help="XNNPACK threads for timing (default: %(default)s)")
     p.add_argument("--seed", type=seed_int, default=0, help="seed (default: %(default)s)")
+    p.add_argument("--tensorboard", default=None, metavar="DIR",
+                   help="write TensorBoard logs here: trial_<id>/ per trial (its stages, hyperparameters, metrics)")
     p.add_argument("--workers", type=nonnegative_int, default=0,
                    help="run a chief and this many worker processes on this machine")
     p.add_argument("--chief", default=None, metavar="HOST:PORT",
@@ -100,7 +102,7 @@ def _kwargs(args):
         epoch_budget=args.epoch_budget, directory=args.dir, overwrite=args.overwrite, seed=args.seed,
         threads=args.threads, train_subset=args.train_subset, isolation=args.isolation,
         strategy=getattr(args, "strategy", None), scale=datasets.parse_scale(args.scale),
-        from_scratch=args.from_scratch,
+        from_scratch=args.from_scratch, tensorboard=args.tensorboard,
     )
 
 
@@ -140,7 +142,7 @@ def _child_argv(args, role):
             "--isolation", args.isolation]
     if getattr(args, "strategy", None):
         argv += ["--strategy", args.strategy]
-    for flag, value in (("--space", args.space), ("--recipe", args.recipe),
+    for flag, value in (("--space", args.space), ("--recipe", args.recipe), ("--tensorboard", args.tensorboard),
                         ("--epoch-budget", args.epoch_budget), ("--train-subset", args.train_subset)):
         if value is not None:
             argv += [flag, str(value)]
