@@ -1,14 +1,15 @@
 """Compression recipes: frozen dataclasses that validate themselves.
 
 A :class:`Recipe` is a list of optional stages applied in a fixed order —
-``train`` (train or continue training first), ``channels`` (structured pruning), ``penalty`` (L1/L2 weight decay towards
-zero), ``pruning``, ``clustering``, then ``quantization`` (QAT) — each stage
-keeping what the earlier ones made, plus the fine-tuning settings shared by
-every stage (batch size, learning rate, optimizer, learning-rate schedule,
-knowledge distillation, mixed precision, seed); a stage may set its own
-``learning_rate``, ``optimizer`` and ``lr_schedule``.
-Recipes load from and save to YAML; a wrong key, type or
-value, or stages written in an order that would undo earlier work, raises
+``train`` (train or continue training first), ``channels`` (structured
+pruning), ``penalty`` (L1/L2 weight decay towards zero), ``pruning``,
+``clustering``, then ``quantization`` (QAT) — each stage keeping what the
+earlier ones made, plus the training settings shared by every stage (batch
+size, learning rate, optimizer, learning-rate schedule, knowledge
+distillation, mixed precision, seed); a stage may set its own
+``learning_rate``, ``optimizer`` and ``lr_schedule``. Recipes load from and
+save to YAML; a wrong key, type or value, or stages written in an order that
+would undo earlier work, raises
 :class:`RecipeError` naming the field and what is allowed. The stage classes
 live in :mod:`tfcompress.stages` (``Channels`` in :mod:`tfcompress.channels`)
 and are re-exported here.
