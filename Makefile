@@ -9,11 +9,13 @@ PYTEST_ARGS ?=
 # conversion, so two processes on two cores take 8.5 min where one takes 15.
 TEST_WORKERS ?= 2
 
-.PHONY: demo test test-fast lint bench data clean help
+.PHONY: demo test test-slow test-all lint bench data clean help
 
 help:
 	@echo "make demo   - set up .venv and run 'tfcompress demo' (digits, under 3 minutes)"
-	@echo "make test   - set up .venv with test extras, run ruff (lint) and the test suite"
+	@echo "make test   - set up .venv with test extras, run ruff (lint) and the test suite (CI; not the slow tier)"
+	@echo "make test-slow - the slow tier only (every keras.applications model, the README's own-data walk-through, multi-worker runs, ...)"
+	@echo "make test-all  - both tiers"
 	@echo "make lint   - ruff check (the house style, configured in pyproject.toml)"
 	@echo "make bench  - run benchmarks/ and refresh docs/RESULTS.md"
 	@echo "make data   - install Fashion-MNIST (Debian package dataset-fashion-mnist; needs root)"
@@ -41,11 +43,16 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
+# CI runs `make test` (~15 min budget on 2 cores): the slow tier (tests marked
+# `slow`: whole keras.applications models, multi-minute walk-throughs) runs on demand.
 test: lint data
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) $(PYTEST_ARGS)
-
-test-fast: lint
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) -m "not slow" $(PYTEST_ARGS)
+
+test-slow: lint data
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) -m slow $(PYTEST_ARGS)
+
+test-all: lint data
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 bench: $(STAMP) data
 	$(BIN)/python benchmarks/run.py
