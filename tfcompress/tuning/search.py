@@ -28,9 +28,9 @@ from tfcompress.report import atomic_write_json, atomic_write_text, ensure_dir, 
 from tfcompress.tuning.algorithms import canonical_algorithm
 from tfcompress.tuning.inputs import save_model_object, search_inputs
 from tfcompress.tuning.objectives import direction, pareto_front, parse_constraint, parse_objectives
+from tfcompress.tuning.plots import save_pareto
 from tfcompress.tuning.space import SearchSpace
 from tfcompress.tuning.trial import failure_reason
-from tflite_export._atomic import save_figure
 
 __all__ = ["tune", "TuneResult", "ModelBuilder", "load_results", "resolve_model", "format_params", "PROJECT"]
 
@@ -173,7 +173,8 @@ class TuneResult:
         atomic_write_text(out["markdown"], self.to_markdown())
         try:
             out["plot"] = os.path.join(directory, "pareto.png")
-            plot(self, out["plot"])
+            if plot(self, out["plot"]) is None:  # no trial completed: no picture
+                out.pop("plot")
         except Exception as e:  # a plot is a nicety; never lose the results over it
             out.pop("plot")
             out["plot_error"] = str(e)
@@ -196,36 +197,8 @@ class TuneResult:
 
 
 def plot(result, path):
-    """Accuracy vs size and vs latency; Pareto points highlighted."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    rows = result.completed
-    for ax, key, label in zip(axes, ("size_kb", "latency_ms"), ("int8 zipped size (KB)", "median latency (ms)")):
-        for kind, sel, style in (
-            ("infeasible", [r for r in rows if not r["feasible"]], dict(c="#bbbbbb", marker="x")),
-            ("feasible", [r for r in rows if r["feasible"] and r["trial_id"] not in result.pareto],
-             dict(c="#2a7ab0", marker="o", alpha=0.6)),
-            ("Pareto", [r for r in rows if r["trial_id"] in result.pareto],
-             dict(c="#d62728", marker="*", s=140, edgecolors="k")),
-        ):
-            if sel:
-                ax.scatter([r["metrics"][key] for r in sel], [r["metrics"]["accuracy"] for r in sel],
-                           label=kind, **style)
-        for r in rows:
-            if r["trial_id"] in result.pareto:
-                ax.annotate(r["trial_id"], (r["metrics"][key], r["metrics"]["accuracy"]), fontsize=7,
-                            xytext=(3, 3), textcoords="offset points")
-        ax.set_xlabel(label)
-        ax.set_ylabel("validation accuracy")
-        ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
-    fig.suptitle(f"{len(rows)} completed trials; constraints: {', '.join(result.constraints) or 'none'}")
-    fig.tight_layout()
-    save_figure(fig, path, dpi=100)
+    """Accuracy vs size and vs latency (:mod:`tfcompress.tuning.plots`); no file, None, when no trial completed."""
+    return save_pareto(result, path)
 
 
 def load_results(directory):
@@ -315,8 +288,8 @@ def _check_settings(directory, settings, overwrite):
 def tune(model, data, space=None, algorithm="random", max_trials=10, objectives=None, constraints=(),
          recipe=None, epochs=2, max_epochs=None, epoch_budget=None, directory="tune-out", overwrite=False,
          seed=0, threads=1, timing_runs=20, timing_seconds=0.2, train_subset=None, progress=None,
-         validate_only=False, isolation="process", num_initial_points=None, strategy=None, tensorboard=None,
-         scale="auto", from_scratch=False):
+         validate_only=False, isolation="process", num_initial_points=None, strategy=None, scale="auto",
+         from_scratch=False, tensorboard=None):
     """Search training and compression settings, then summarise and write the results.
 
     In a Keras Tuner chief process (``KERASTUNER_TUNER_ID=chief``) this serves
@@ -367,14 +340,14 @@ def tune(model, data, space=None, algorithm="random", max_trials=10, objectives=
             Defaults to `"process"`.
         num_initial_points: Bayesian optimisation's random trials before
             its model takes over. Defaults to `None` (``max(3, max_trials // 4)``).
-        scale: input scaling for data read here (see
-            :func:`tfcompress.datasets.from_arrays`). Defaults to `"auto"`.
-        from_scratch: trials start a model file or object from fresh
-            random weights instead of fine-tuning its own. Defaults to `False`.
         strategy: each trial trains and fine-tunes under this
             ``tf.distribute`` strategy: ``"mirrored"`` (the GPUs its process
             sees) or ``"default"``; trials spread over machines with
             chief/worker processes instead. Defaults to `None` (one replica).
+        scale: input scaling for data read here (see
+            :func:`tfcompress.datasets.from_arrays`). Defaults to `"auto"`.
+        from_scratch: trials start a model file or object from fresh
+            random weights instead of fine-tuning its own. Defaults to `False`.
         tensorboard: a folder for TensorBoard: ``trial_<id>/`` per trial with
             its stages (loss, accuracy, learning rate, sparsity) and its
             hyperparameters and metrics for the HParams dashboard. Defaults
