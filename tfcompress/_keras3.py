@@ -70,8 +70,8 @@ def _fail(msg):
     raise UnsupportedModelError(msg)
 
 
-def _accepted(cls):
-    """Constructor keywords a tf_keras class accepts (through its MRO)."""
+def init_keywords(cls):
+    """The named constructor keywords of ``cls`` and its bases (either Keras)."""
     names = set()
     for c in cls.__mro__:
         if c is object or "__init__" not in vars(c):
@@ -82,6 +82,12 @@ def _accepted(cls):
             continue
         names.update(p for p, v in params.items() if v.kind not in (v.VAR_KEYWORD, v.VAR_POSITIONAL))
     names.discard("self")
+    return names
+
+
+def _accepted(cls):
+    """Constructor keywords a tf_keras class accepts (through its MRO)."""
+    names = init_keywords(cls)
     if issubclass(cls, keras.layers.Layer):
         names |= _BASE_KWARGS
     return names

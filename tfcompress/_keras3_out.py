@@ -21,7 +21,6 @@ Example:
     >>> result.save("pruned.keras")  # a Keras 3 file, as the input was  # doctest: +SKIP
 """
 
-import inspect
 import os
 import tempfile
 import warnings
@@ -29,6 +28,7 @@ import warnings
 import numpy as np
 
 from tfcompress._keras import custom_objects, keras
+from tfcompress._keras3 import init_keywords
 from tfcompress._model import check_model, is_keras3_model
 from tfcompress.errors import OutputError, UnsupportedModelError, first_line
 from tflite_export._atomic import atomic_write_bytes
@@ -82,16 +82,7 @@ def _plain(v):
 
 
 def _accepted(cls):
-    names = set()
-    for c in cls.__mro__:
-        if c is object or "__init__" not in vars(c):
-            continue
-        try:
-            params = inspect.signature(c.__init__).parameters
-        except (TypeError, ValueError):  # pragma: no cover - builtins
-            continue
-        names.update(p for p, v in params.items() if v.kind not in (v.VAR_KEYWORD, v.VAR_POSITIONAL))
-    return names | {"name", "trainable", "dtype"}
+    return init_keywords(cls) | {"name", "trainable", "dtype"}
 
 
 def _layer_config(layer, cls):
