@@ -68,6 +68,8 @@ def test_bad_arguments(int8_path):
         tfl.benchmark(int8_path, accelerator="tpu")
     with pytest.raises(ExportError, match="threads"):
         tfl.benchmark(int8_path, threads=0)
+    with pytest.raises(ExportError, match=r"1\.\.1024"):  # 100000 segfaulted inside XNNPACK's pool
+        tfl.benchmark(int8_path, threads=100_000)
     with pytest.raises(ExportError, match="cpu_affinity"):
         tfl.benchmark(int8_path, cpu_affinity=[10_000])
 

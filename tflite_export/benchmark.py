@@ -12,6 +12,7 @@ import numpy as np
 
 from ._process import current_rss_mb, memory_delta_mb, peak_rss_mb, pinned
 from ._runtime import open_interpreter, random_input
+from .argtypes import MAX_THREADS
 from .errors import ExportError, first_line
 from .probe import probe_accelerator
 from .safety import check_file
@@ -196,8 +197,9 @@ def timed_loop(run, warmup_runs, warmup_seconds, min_runs, min_seconds, max_seco
 
 
 def _check_args(threads, warmup_runs, warmup_seconds, min_runs, min_seconds):
-    if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
-        raise ExportError(f"threads must be a positive integer, got {threads!r}")
+    if not isinstance(threads, int) or isinstance(threads, bool) or not 1 <= threads <= MAX_THREADS:
+        # XNNPACK's thread pool segfaults the process on absurd counts (100000 measured).
+        raise ExportError(f"threads must be a whole number in 1..{MAX_THREADS}, got {threads!r}")
     if warmup_runs < 1 or min_runs < 1 or warmup_seconds < 0 or min_seconds < 0:
         raise ExportError("warmup_runs and min_runs must be >= 1 and warmup_seconds/min_seconds >= 0")
 
