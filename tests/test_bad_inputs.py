@@ -547,3 +547,23 @@ def test_export_refuses_string_calibration_npz(capsys, tmp_path, tflite_file):
     with pytest.raises(ExportError) as e:
         _load_npz(str(path))
     _one_line(e, "x_train holds <U1 values, not real numbers")
+
+
+@pytest.mark.parametrize("kwargs, wanted", [
+    ({"threads": 0}, "threads must be a whole number in 1..1024"),
+    ({"threads": 100_000}, "threads must be a whole number in 1..1024"),
+    ({"train_subset": 0}, "train_subset must be a positive integer or None"),
+    ({"epoch_budget": -1}, "epoch_budget must be a positive integer or None"),
+    ({"max_trials": 0}, "max_trials must be a positive integer"),
+    ({"epochs": True}, "epochs must be a positive integer"),
+    ({"timing_runs": 0}, "timing_runs must be a positive integer"),
+])
+def test_tune_api_counts_checked_before_any_work(tmp_path, kwargs, wanted):
+    """tune(threads=0) used to run every trial, then say 'no trial completed' (issue 12 §5)."""
+    from tfcompress.errors import TuningError
+    from tfcompress.tuning import tune
+
+    with pytest.raises(TuningError) as e:
+        tune("digits_cnn", "digits", directory=str(tmp_path / "t"), **kwargs)
+    _one_line(e, wanted)
+    assert not (tmp_path / "t").exists()

@@ -31,6 +31,7 @@ from tfcompress.tuning.objectives import direction, pareto_front, parse_constrai
 from tfcompress.tuning.plots import save_pareto
 from tfcompress.tuning.space import SearchSpace
 from tfcompress.tuning.trial import failure_reason
+from tflite_export.argtypes import MAX_THREADS
 
 __all__ = ["tune", "TuneResult", "ModelBuilder", "load_results", "resolve_model", "format_params", "PROJECT"]
 
@@ -374,10 +375,18 @@ def tune(model, data, space=None, algorithm="random", max_trials=10, objectives=
     from tfcompress.optimize import as_recipe
     from tfcompress.tuning.tuner import CompressionTuner
 
-    if not isinstance(max_trials, int) or isinstance(max_trials, bool) or max_trials < 1:
-        raise TuningError(f"max_trials must be a positive integer, got {max_trials!r}.")
-    if not isinstance(epochs, int) or epochs < 1:
-        raise TuningError(f"epochs must be a positive integer, got {epochs!r}.")
+    # Checked before any work: a bad count used to surface after every trial ("no trial completed").
+    for name, value, optional, most in (
+        ("max_trials", max_trials, False, None), ("epochs", epochs, False, None),
+        ("max_epochs", max_epochs, True, None), ("epoch_budget", epoch_budget, True, None),
+        ("train_subset", train_subset, True, None), ("timing_runs", timing_runs, False, None),
+        ("threads", threads, False, MAX_THREADS),
+    ):
+        if optional and value is None:
+            continue
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1 or (most and value > most):
+            allowed = f"a whole number in 1..{most}" if most else "a positive integer"
+            raise TuningError(f"{name} must be {allowed}{' or None' if optional else ''}, got {value!r}.")
     strategy = trial_strategy(strategy)
     objectives = parse_objectives(objectives)
     if isinstance(constraints, str):
