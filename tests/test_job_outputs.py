@@ -80,6 +80,14 @@ def test_a_run_writes_everything_and_leaves_no_staging(old_run):
     assert "total" in json.loads((old_run / "report.json").read_text())["seconds"]
 
 
+def test_file_metadata_says_how_the_inputs_were_scaled(old_run, data):
+    from tflite_export.inspection import read_metadata
+
+    # float inputs given as they are: the file must not claim "float32 in [0, 1]"
+    assert read_metadata(str(old_run / "int8.tflite"))["input_normalisation"] == data.scaling()
+    assert data.scaling() == "inputs kept as given (no scaling)"
+
+
 @pytest.mark.parametrize("step", ["int8 export", pytest.param("timing", marks=pytest.mark.slow), "report.json",
                                   pytest.param("report.md", marks=pytest.mark.slow)])
 def test_a_failure_before_the_commit_leaves_the_old_run_whole(data, old_run, tmp_path, monkeypatch, step):

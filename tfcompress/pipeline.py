@@ -325,7 +325,7 @@ def _measure(rep, model, result, data, recipe, stage, quiet, threads, timing_run
     _say("[3/5] exporting float32 and int8 .tflite files", quiet)
     t0 = time.perf_counter()
     meta = {"tfcompress_version": __version__, "recipe": recipe.to_dict(), "dataset": data.name,
-            "input_normalisation": "float32 in [0, 1]"}
+            "input_normalisation": data.scaling()}  # what was done to the inputs, e.g. "inputs divided by 255"
     rep_x = data.train[0]
     with quiet_native_logs():
         exports = _export_both(model, result.model, stage, rep_x, meta)
