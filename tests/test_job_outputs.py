@@ -204,3 +204,17 @@ def test_report_figure_has_a_title_and_an_honest_accuracy_axis():
         import matplotlib.pyplot as plt
 
         plt.close(fig)
+
+
+def test_a_file_slower_than_float32_is_reported(old_run):
+    """Issue 14 §2: never a slower file without a word (report.json, report.md and the CLI)."""
+    files = [{"name": "float32", "median_ms": 0.0094}, {"name": "int8", "median_ms": 0.0109}]
+    (note,) = pipeline.slower_than_float(files, 2)
+    assert note.startswith("int8.tflite is slower than float32.tflite") and "0.86x the speed" in note
+    faster = [{"name": "float32", "median_ms": 2.0}, {"name": "int8", "median_ms": 1.0}]
+    assert pipeline.slower_than_float(faster, 1) == []
+    rep = pipeline.JobReport(model="m", dataset="d", recipe={}, threads=2, files=files, notes=[note])
+    assert f"- {note}" in rep.to_markdown() and rep.to_dict()["notes"] == [note]
+    # the real run records its own verdict from its own timings
+    saved = json.loads((old_run / "report.json").read_text())
+    assert saved["notes"] == pipeline.slower_than_float(saved["files"], saved["threads"])

@@ -100,6 +100,8 @@ def build_parser():
 def _print_job(job, args):
     print()
     print(job.table())
+    for note in job.notes:
+        print(f"note: {note}")
     print(f"\nreport: {os.path.join(args.out, 'report.md')}  json: {os.path.join(args.out, 'report.json')}"
           f"  plot: {os.path.join(args.out, 'report.png')}  ({job.seconds.get('total', 0):.0f} s)")
     return 0

@@ -28,7 +28,7 @@ from tfcompress.optimize import as_recipe, loss_for, make_optimizer, optimize
 from tfcompress.report import atomic_write_json, atomic_write_text, ensure_dir, markdown_table, table
 from tflite_export._atomic import save_figure
 
-__all__ = ["run_job", "JobReport", "COLUMNS", "OUTPUTS", "train_baseline", "report_figure"]
+__all__ = ["run_job", "JobReport", "COLUMNS", "OUTPUTS", "train_baseline", "report_figure", "slower_than_float"]
 
 # Summary-table header -> key in each row of report.json["files"].
 COLUMNS = {
@@ -56,13 +56,14 @@ class JobReport:
     seconds: dict = field(default_factory=dict)
     version: str = __version__
     data: dict = field(default_factory=dict)  # the Dataset's info(): source, splits, scaling
+    notes: list = field(default_factory=list)  # what the reader must know, e.g. a file slower than float32
 
     def to_dict(self):
         return {
             "tfcompress_version": self.version, "model": self.model, "dataset": self.dataset,
             "threads": self.threads, "recipe": self.recipe, "files": self.files,
             "optimize": self.optimize, "timings": self.timings, "seconds": self.seconds,
-            "columns": COLUMNS, "data": self.data,
+            "columns": COLUMNS, "data": self.data, "notes": self.notes,
         }
 
     def _rows(self):
@@ -93,6 +94,8 @@ class JobReport:
             markdown_table(list(COLUMNS), self._rows()), "",
             "Compression is the float32 file's zipped size divided by each file's zipped size.", "",
         ]
+        if self.notes:
+            lines += ["## Notes", "", *[f"- {n}" for n in self.notes], ""]
         if optimize_md:
             lines += ["## Optimization", "", optimize_md]
         return "\n".join(lines)
@@ -357,3 +360,24 @@ def _measure(rep, model, result, data, recipe, stage, quiet, threads, timing_run
             rep.timings[f["name"]] = timing.to_dict()
             f["median_ms"] = timing.median_ms
     rep.seconds["benchmark"] = time.perf_counter() - t0
+    rep.notes += slower_than_float(rep.files, threads)
+
+
+def slower_than_float(files, threads):
+    """A note for every file slower than the float32 file on the same backend (never a slower file without a word).
+
+    Example:
+        >>> slower_than_float([{"name": "float32", "median_ms": 1.0}, {"name": "int8", "median_ms": 2.0}], 1)[0][:40]
+        'int8.tflite is slower than float32.tflit'
+    """
+    base = next((f.get("median_ms") for f in files if f["name"] == "float32"), None)
+    notes = []
+    for f in files:
+        ms = f.get("median_ms")
+        if f["name"] != "float32" and base and ms and ms > base:
+            notes.append(
+                f"{f['name']}.tflite is slower than float32.tflite on XNNPACK here ({ms:.3g} ms vs {base:.3g} ms, "
+                f"{base / ms:.2f}x the speed, {threads} thread(s)): on this CPU and graph its int8 kernels do not "
+                "pay for their quantize/requantize work; ship float32 for speed, or compare backends with "
+                "`tfcompress bench --accelerator cpu,builtin`.")
+    return notes
