@@ -53,7 +53,7 @@ def _fake_job(calls):
 
     def run_job(model, data, recipe, **kw):
         calls.append({"weights": [w.copy() for w in model.get_weights()], "recipe": recipe, **kw})
-        return types.SimpleNamespace(table=lambda: "", seconds={"total": 0.0})
+        return types.SimpleNamespace(table=lambda: "", seconds={"total": 0.0}, notes=[])
 
     return run_job
 
