@@ -30,6 +30,21 @@ def ends_in_softmax(model):
     return name == "softmax"
 
 
+def loss_for(model, sparse_labels):
+    """The classification loss matching the model's output and the labels (class ids or one-hot rows;
+    one sigmoid unit: binary).
+
+    Example:
+        >>> loss_for(model, sparse_labels=True)  # doctest: +SKIP
+    """
+    from_logits = not ends_in_softmax(model)
+    if model.output_shape[-1] == 1:
+        return keras.losses.BinaryCrossentropy(from_logits=from_logits)
+    if sparse_labels:
+        return keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits)
+    return keras.losses.CategoricalCrossentropy(from_logits=from_logits)
+
+
 def _logits(outputs, is_probs):
     return tf.math.log(tf.clip_by_value(outputs, 1e-7, 1.0)) if is_probs else outputs
 

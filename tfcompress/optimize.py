@@ -32,7 +32,7 @@ from tfcompress._checks import check_choice, check_instances, check_int
 from tfcompress._data import prepare
 from tfcompress._keras import keras
 from tfcompress._model import clone, coerce_model, is_keras3_model, warn_onednn_crash
-from tfcompress.distill import Distiller, ends_in_softmax
+from tfcompress.distill import Distiller, loss_for  # loss_for re-exported: pipeline and benchmarks use it here
 from tfcompress.errors import RecipeError
 from tfcompress.recipe import Recipe
 from tfcompress.report import LayerRecord, OptimizeReport
@@ -98,16 +98,6 @@ def as_recipe(recipe):
     if isinstance(recipe, (str, os.PathLike)):
         return Recipe.from_yaml(recipe)
     raise RecipeError(f"recipe must be a Recipe, a dict or a YAML path, got {type(recipe).__name__}.")
-
-
-def loss_for(model, sparse_labels):
-    """The classification loss matching the model's output and the labels."""
-    from_logits = not ends_in_softmax(model)
-    if model.output_shape[-1] == 1:
-        return keras.losses.BinaryCrossentropy(from_logits=from_logits)
-    if sparse_labels:
-        return keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits)
-    return keras.losses.CategoricalCrossentropy(from_logits=from_logits)
 
 
 class _Run:

@@ -112,6 +112,13 @@ def _coerce(cls, value, where, key):
         raise RecipeError(str(e).replace(f"{cls._WHERE}.", f"{where}.")) from None
 
 
+def _repr_set_fields(self):
+    """``Name(field=value, ...)`` with the fields left None (not applicable) omitted."""
+    shown = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in dataclasses.fields(self)
+                      if getattr(self, f.name) is not None)
+    return f"{type(self).__name__}({shown})"
+
+
 @dataclass(frozen=True)
 class Optimizer:
     """The optimizer of a training run (tf_keras's own classes).
@@ -158,10 +165,7 @@ class Optimizer:
     _WHERE = "optimizer"
     _CHOICES = OPTIMIZERS
 
-    def __repr__(self):
-        shown = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in dataclasses.fields(self)
-                          if getattr(self, f.name) is not None)
-        return f"Optimizer({shown})"
+    __repr__ = _repr_set_fields
 
     def __post_init__(self):
         w = self._WHERE
@@ -259,10 +263,7 @@ class Schedule:
     _WHERE = "schedule"
     _CHOICES = SCHEDULES
 
-    def __repr__(self):
-        shown = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in dataclasses.fields(self)
-                          if getattr(self, f.name) is not None)
-        return f"Schedule({shown})"
+    __repr__ = _repr_set_fields
 
     def __post_init__(self):
         w = self._WHERE

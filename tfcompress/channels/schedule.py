@@ -50,7 +50,7 @@ def default_fine_tune(teacher, train, config, batch_size=64, learning_rate=1e-3)
     def fine_tune(model, epochs):
         data = prepare(train, model, batch_size, shuffle=True)
         ds = data.dataset
-        loss = _task_loss(keras, model, data.sparse_labels, distill.ends_in_softmax(model))
+        loss = distill.loss_for(model, data.sparse_labels)
         steps = max(1, epochs * -(-data.num_samples // batch_size)) if data.num_samples else None
         lr = keras.optimizers.schedules.CosineDecay(learning_rate, steps) if steps else learning_rate
         if config.distill:
@@ -67,19 +67,6 @@ def default_fine_tune(teacher, train, config, batch_size=64, learning_rate=1e-3)
         return model
 
     return fine_tune
-
-
-def _task_loss(keras, model, sparse_labels, softmax):
-    """The loss for the run's labels: class ids or one-hot rows (one sigmoid unit: binary).
-
-    The same rule as ``tfcompress.optimize.loss_for``, which this module cannot
-    import (optimize imports the channels stage).
-    """
-    if model.output_shape[-1] == 1:
-        return keras.losses.BinaryCrossentropy(from_logits=not softmax)
-    if sparse_labels:
-        return keras.losses.SparseCategoricalCrossentropy(from_logits=not softmax)
-    return keras.losses.CategoricalCrossentropy(from_logits=not softmax)
 
 
 def _final_ratios(model, config, data):
