@@ -12,7 +12,7 @@ from tfcompress._keras import keras, tfmot
 from tfcompress._model import clone
 from tfcompress.errors import RecipeError, UnsupportedModelError, first_line
 from tfcompress.quantization import configs
-from tfcompress.stages import qat_scheme
+from tfcompress.quantization.config import qat_scheme
 
 __all__ = ["wrap", "why_not_quantizable", "scheme_for", "layer_classes"]
 
