@@ -125,3 +125,24 @@ def test_check_accepts_keras3_models():
     report = tfcompress.check(m, convert=False)
     assert report.layer("c").prunable == "yes"
     assert "Keras 3 model translated to tf_keras" in report.notes
+
+
+def test_a_technique_column_appears_only_where_it_answers(monkeypatch):
+    import importlib
+
+    check_mod = importlib.import_module("tfcompress.check")  # tfcompress.check is the function
+
+    def answer(layer, model, recipe):
+        if not layer.weights:
+            return None
+        return "yes" if isinstance(layer, keras.layers.Conv2D) else "no: not a Conv2D"
+
+    monkeypatch.setattr(check_mod, "EXTRA_COLUMNS", [("demo", "demo col", answer),
+                                                     ("never", "never col", lambda *a: None)])
+    report = tfcompress.check(_se_model(), convert=False)
+    assert report.layer("conv").extra == {"demo": "yes"}
+    assert report.layer("head").extra["demo"].startswith("no:")
+    assert report.COLUMNS[-1] == "demo col" and "never col" not in report.COLUMNS
+    assert report.count("demo") == 3  # conv, se, pw
+    assert report.to_dict()["summary"]["demo"] == 3
+    assert "demo col" in report.to_markdown() and "demo col" in report.table()

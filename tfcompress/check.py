@@ -30,9 +30,10 @@ from tfcompress.errors import first_line
 from tfcompress.io import resolve_model
 from tfcompress.report import markdown_table, table
 
-__all__ = ["check", "CheckReport", "LayerCheck"]
+__all__ = ["check", "CheckReport", "LayerCheck", "EXTRA_COLUMNS"]
 
 _YES = "yes"
+_BASE = ("prunable", "clusterable", "quantizable", "xnnpack_sparse", "channels")
 
 
 @dataclass
@@ -53,6 +54,8 @@ class LayerCheck:
         xnnpack_sparse: whether the layer can run sparse on XNNPACK.
         channels: structured channel pruning: ``"yes"`` (its output channels
             can be removed) or ``"no: locked: <reason>"``.
+        extra: the answers of the technique columns in :data:`EXTRA_COLUMNS`
+            (column key -> answer), for the columns that apply.
     """
 
     name: str
@@ -63,6 +66,7 @@ class LayerCheck:
     quantizable: str = None
     xnnpack_sparse: str = None
     channels: str = None
+    extra: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -89,7 +93,18 @@ class CheckReport:
     conversion: dict = field(default_factory=dict)
     notes: list = field(default_factory=list)
 
-    COLUMNS = ("layer", "type", "params", "prune", "cluster", "quantize", "xnnpack sparse", "channels")
+    BASE_COLUMNS = ("layer", "type", "params", "prune", "cluster", "quantize", "xnnpack sparse", "channels")
+
+    @property
+    def extra_keys(self):
+        """The :data:`EXTRA_COLUMNS` keys some layer answered, in their order."""
+        seen = {k for r in self.layers for k in r.extra}
+        return [k for k, _, _ in EXTRA_COLUMNS if k in seen]
+
+    @property
+    def COLUMNS(self):  # noqa: N802 - was a class constant; the technique columns made it depend on the rows
+        heads = {k: h for k, h, _ in EXTRA_COLUMNS}
+        return self.BASE_COLUMNS + tuple(heads[k] for k in self.extra_keys)
 
     def layer(self, name):
         """The :class:`LayerCheck` called ``name`` (KeyError if absent)."""
@@ -105,7 +120,7 @@ class CheckReport:
             >>> report.count("prunable")  # doctest: +SKIP
             12
         """
-        return sum(1 for r in self.layers if _ok(getattr(r, column)))
+        return sum(1 for r in self.layers if _ok(getattr(r, column) if column in _BASE else r.extra.get(column)))
 
     def to_dict(self):
         """A JSON-able dict of the report."""
@@ -113,7 +128,7 @@ class CheckReport:
             "model": self.model, "recipe": self.recipe, "xnnpack": self.xnnpack,
             "conversion": dict(self.conversion), "notes": list(self.notes),
             "summary": {c: self.count(c) for c in ("prunable", "clusterable", "quantizable",
-                                                  "xnnpack_sparse", "channels")},
+                                                  "xnnpack_sparse", "channels", *self.extra_keys)},
             "layers": [asdict(r) for r in self.layers],
         }
 
@@ -123,8 +138,10 @@ class CheckReport:
                 return v
             return str(v)[: width - 1] + "…"
 
+        extra = self.extra_keys
         return [[r.name, r.type, r.params] + [cut(getattr(r, c)) for c in
                  ("prunable", "clusterable", "quantizable", "xnnpack_sparse", "channels")]
+                + [cut(r.extra.get(k)) for k in extra]
                 for r in self.layers]
 
     def _summary_lines(self):
@@ -151,6 +168,23 @@ class CheckReport:
 
     def __str__(self):
         return self.table()
+
+
+#: Technique columns beyond the base ones: ``(key, header, answer)``, where
+#: ``answer(layer, model, recipe)`` returns ``"yes"``, a setting, ``"no: <reason>"``
+#: or None (the question does not apply: the column is left out when no layer
+#: answers). ``recipe`` is the checked :class:`~tfcompress.Recipe` or None. Each
+#: technique adds its own line here, importing its answer function.
+EXTRA_COLUMNS = []
+
+
+def _extra(layer, model, rec):
+    out = {}
+    for key, _, answer in EXTRA_COLUMNS:
+        value = answer(layer, model, rec)
+        if value is not None:
+            out[key] = value
+    return out
 
 
 def _ok(v):
@@ -319,6 +353,7 @@ def check(model, recipe=None, convert=True, samples=8, data=None):
             quantizable=_quantizable(layer),
             xnnpack_sparse=_xnnpack_layer(layer, policy, xnn_reason),
             channels=channel_map.get(layer.name) if layer.weights else None,
+            extra=_extra(layer, model, rec),
         ))
     report = CheckReport(model=model.name, layers=rows, recipe=rec.to_dict() if rec else None,
                          xnnpack=xnn_reason, notes=notes)
