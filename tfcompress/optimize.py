@@ -19,33 +19,22 @@ Example:
     0.97
 """
 
-import contextlib
-import dataclasses
 import os
 import sys
 import time
-import types
 from dataclasses import dataclass, field
 
-from tfcompress import _keras3_out, clustering, distribute, pruning, quantization
+from tfcompress import _keras3_out, distribute, pruning
 from tfcompress._checks import check_choice, check_instances, check_int
 from tfcompress._data import prepare
 from tfcompress._keras import keras
 from tfcompress._model import clone, coerce_model, is_keras3_model, warn_onednn_crash
-from tfcompress.distill import Distiller, loss_for  # loss_for re-exported: pipeline and benchmarks use it here
+from tfcompress.distill import loss_for  # re-exported: pipeline and benchmarks use it here
 from tfcompress.errors import RecipeError
 from tfcompress.recipe import Recipe
 from tfcompress.report import LayerRecord, OptimizeReport
-from tfcompress.stages import qat_scheme
-from tfcompress.training import (
-    global_policy,
-    make_optimizer,
-    pruning_callbacks,
-    set_seed,
-    stage_callbacks,
-    translate_callbacks,
-    with_policy,
-)
+from tfcompress.stage_runs import STAGES, _Run
+from tfcompress.training import make_optimizer, set_seed, translate_callbacks
 
 __all__ = ["optimize", "OptimizeResult", "as_recipe", "loss_for", "make_optimizer", "STAGES"]
 
@@ -98,241 +87,6 @@ def as_recipe(recipe):
     if isinstance(recipe, (str, os.PathLike)):
         return Recipe.from_yaml(recipe)
     raise RecipeError(f"recipe must be a Recipe, a dict or a YAML path, got {type(recipe).__name__}.")
-
-
-class _Run:
-    """State shared by the stages of one optimize call."""
-
-    tensorboard = None  # a log folder: one subfolder per stage
-    progress = None  # called with each stage and epoch line instead of Keras's output
-
-    def __init__(self, recipe, train, val, batch_size, epochs, verbose, callbacks, loss, teacher=None,
-                 placement=None):
-        self.recipe, self.train, self.val = recipe, train, val
-        self.placement = placement or distribute.Placement(None)  # the tf.distribute strategy of each stage
-        self.batch_size, self.epochs, self.verbose = batch_size, epochs, verbose
-        self.user_callbacks = list(callbacks or [])
-        self.loss = loss
-        self.teacher = teacher  # the model before compression, for distillation
-        self.pruned = False
-        self.clustered = False
-
-    def scope(self, stage=None):
-        """The strategy scope a stage (None: the baseline) builds, compiles and trains in."""
-        return self.placement.scope(stage)
-
-    def stage_epochs(self, stage):
-        # `epochs=` overrides every stage that trains; a channels stage with
-        # epochs 0 does not fine-tune, and the override does not make it.
-        return stage.epochs if self.epochs is None or stage.epochs == 0 else self.epochs
-
-    def steps(self, epochs):
-        return epochs * -(-self.train.num_samples // self.batch_size)
-
-    def training(self, stage=None, lr_scale=1.0):
-        """``(learning rate, Optimizer, Schedule or None)`` of a stage: its own fields, else the recipe's."""
-        r = self.recipe
-        lr = getattr(stage, "learning_rate", None)
-        return ((r.learning_rate * lr_scale) if lr is None else lr, getattr(stage, "optimizer", None) or r.optimizer,
-                getattr(stage, "lr_schedule", None) or r.lr_schedule)
-
-    def compile(self, model, lr_scale=1.0, stage=None, epochs=1):
-        lr, opt, schedule = self.training(stage, lr_scale)
-        model.compile(
-            optimizer=make_optimizer(opt, lr, schedule, self.steps(1), epochs),
-            loss=self.loss, metrics=["accuracy"],
-        )
-
-    def fit(self, model, epochs, callbacks=(), lr_scale=1.0, stage=None, name="fit", distil=True):
-        """Train ``model`` in place with the stage's optimizer and schedule
-        (through a Distiller when the recipe distils)."""
-        d = self.recipe.distillation
-        target = model
-        if distil and d is not None and self.teacher is not None:
-            target = Distiller(model, self.teacher, alpha=d.alpha, temperature=d.temperature)
-        self.compile(target, lr_scale, stage, epochs)
-        # The pruning stage's TensorBoard is TF-MOT's PruningSummaries (sparsity too): no second one.
-        own_board = any(isinstance(c, keras.callbacks.TensorBoard) for c in callbacks)
-        extra = stage_callbacks(name, self.training(stage, lr_scale)[2], epochs, self.val is not None,
-                                None if own_board else self.tensorboard, self.progress)
-        hist = target.fit(  # the learning-rate log first: every later callback sees the rate
-            self.train.dataset, epochs=epochs,
-            validation_data=self.val.dataset if self.val is not None else None,
-            callbacks=extra[:1] + list(callbacks) + extra[1:] + self.user_callbacks, verbose=self.verbose,
-        )
-        return hist.history
-
-    def evaluate(self, model):
-        data = self.val or self.train
-        model.compile(optimizer=make_optimizer(self.recipe.optimizer, self.recipe.learning_rate),
-                      loss=self.loss, metrics=["accuracy"])
-        loss, acc = model.evaluate(data.dataset, verbose=0)
-        return {"loss": float(loss), "accuracy": float(acc)}
-
-    @contextlib.contextmanager
-    def precision(self, stage_name, info):
-        """Mixed precision for one stage where valid; records what happened in ``info``."""
-        if not self.recipe.mixed_precision:
-            yield False
-            return
-        reason = _MIXED_PRECISION_INVALID.get(stage_name)
-        if reason:
-            info["mixed_precision"] = f"skipped: {reason}"
-            yield False
-            return
-        info["mixed_precision"] = "mixed_float16"
-        with global_policy("mixed_float16"):
-            yield True
-
-
-_MIXED_PRECISION_INVALID = {
-    "quantization": "QAT's fake-quantization ops need float32",
-    "clustering": "TF-MOT's centroid initialisation has no float16 kernel",
-    "channels": "channel surgery rebuilds the layers from their float32 configs",
-}
-
-
-def _details(info, text):
-    mp = info.get("mixed_precision")
-    if mp and mp.startswith("skipped"):
-        text += f"; mixed precision {mp}"
-    elif mp:
-        text += "; mixed_float16"
-    return text
-
-
-def _channels_stage(run, model, stage):
-    from tfcompress import channels as channels_mod
-
-    stage = dataclasses.replace(stage, epochs=run.stage_epochs(stage))
-    info = {}
-    d = run.recipe.distillation
-    teacher = run.teacher if run.teacher is not None else clone(model)
-
-    def fine_tune(m, epochs):
-        if d is None and stage.distill:  # the stage's own distillation settings
-            wrapper = Distiller(m, teacher, alpha=stage.alpha, temperature=stage.temperature)
-            run.compile(wrapper)
-            wrapper.fit(run.train.dataset, epochs=epochs, verbose=run.verbose)
-        else:
-            run.fit(m, epochs, name="channels")
-        return m
-
-    data = types.SimpleNamespace(train=run.train.arrays(),
-                                 validation=run.val.arrays() if run.val is not None else None)
-    with run.precision("channels", info):
-        small, rep = channels_mod.apply(model, stage, data=data, fine_tune=fine_tune)
-    records = {}
-    for layer in rep.layers:
-        if layer.get("before") != layer.get("after"):
-            records[layer["name"]] = f"pruned channels: {layer['before']} → {layer['after']}"
-    steps = rep.steps and len(rep.steps) or 1
-    info.update({
-        "epochs": stage.epochs * steps, "steps": None,
-        "details": _details(info, f"{stage.criterion} channel pruning: params {rep.params_before:,} → "
-                                  f"{rep.params_after:,}, FLOPs {rep.flops_ratio:.0%}"),
-        "channels": rep.to_dict(),
-    })
-    return small, records, {}, info
-
-
-def _train_stage(run, model, stage):
-    epochs = run.stage_epochs(stage)
-    info = {"epochs": epochs, "steps": run.steps(epochs)}
-    with run.precision("train", info):
-        mixed = info.get("mixed_precision") == "mixed_float16"
-        work = with_policy(model, "mixed_float16") if mixed else model
-        history = run.fit(work, epochs, stage=stage, name="train", distil=False)
-    out = with_policy(work, "float32") if mixed else work
-    if run.recipe.distillation is not None:  # the later stages distil from the trained model
-        run.teacher = clone(out)
-    lr, opt, schedule = run.training(stage)
-    info["details"] = _details(info, f"trained: {opt.name}, learning rate {lr:g}, "
-                                     f"{schedule.kind if schedule else 'constant'} schedule")
-    return out, {}, history, info
-
-
-def _penalty_stage(run, model, stage):
-    epochs = run.stage_epochs(stage)
-    info = {"epochs": epochs, "steps": run.steps(epochs)}
-    with run.precision("penalty", info):
-        work = with_policy(model, "mixed_float16") if info.get("mixed_precision") == "mixed_float16" else model
-        penalised, records = pruning.apply_penalty(work, stage)
-        history = run.fit(penalised, epochs, stage=stage, name="penalty")
-    out = clone(penalised)  # drops the penalty losses
-    if info.get("mixed_precision") == "mixed_float16":
-        out = with_policy(out, "float32")
-    what = ", ".join(f"{n}={v:g}" for n, v in (("l1", stage.l1), ("l2", stage.l2)) if v)
-    info["details"] = _details(info, f"weight penalty {what}")
-    return out, records, history, info
-
-
-def _prune_stage(run, model, stage):
-    epochs = run.stage_epochs(stage)
-    info = {"epochs": epochs}
-    with run.precision("pruning", info):
-        mixed = info.get("mixed_precision") == "mixed_float16"
-        work = with_policy(model, "mixed_float16") if mixed else model
-        wrapped, records, steps = pruning.wrap(work, stage, run.train.num_samples, run.batch_size, epochs)
-        history = run.fit(wrapped, epochs, callbacks=pruning_callbacks(run.tensorboard), stage=stage, name="pruning")
-        out = pruning.strip(wrapped)
-    if mixed:
-        out = with_policy(out, "float32")
-    run.pruned = True
-    info.update({
-        "steps": steps.total_steps,
-        "details": _details(info, pruning.describe(stage, steps)),
-        "schedule_steps": vars(steps),
-    })
-    return out, records, history, info
-
-
-def _cluster_stage(run, model, stage):
-    epochs = run.stage_epochs(stage)
-    preserve = stage.preserve_sparsity if stage.preserve_sparsity is not None else run.pruned
-    info = {"epochs": epochs, "steps": run.steps(epochs)}
-    with run.precision("clustering", info):
-        wrapped, records = clustering.wrap(model, stage, preserve_sparsity=preserve)
-        history = run.fit(wrapped, epochs, lr_scale=stage.learning_rate_scale, stage=stage, name="clustering")
-    out = clustering.strip(wrapped)
-    uniques = clustering.unique_values(out, per_channel=stage.per_channel)
-    for name, what in records.items():
-        if what.startswith("wrapped") and name in uniques:
-            per = " per channel" if stage.per_channel and "Conv2D only" not in what else ""
-            records[name] = what.replace("wrapped", f"clustered: {uniques[name]} unique values{per}", 1)
-    run.clustered = True
-    info.update({"details": _details(info, clustering.describe(stage, preserve)), "unique_values": uniques})
-    return out, records, history, info
-
-
-_SCHEME_NAMES = {
-    "qat": "8-bit QAT",
-    "pqat": "8-bit QAT, sparsity preserved (PQAT)",
-    "cqat": "8-bit QAT, clusters preserved (CQAT)",
-    "pcqat": "8-bit QAT, clusters and sparsity preserved (PCQAT)",
-}
-
-
-def _quantize_stage(run, model, stage):
-    epochs = run.stage_epochs(stage)
-    scheme = qat_scheme(stage, pruned=run.pruned, clustered=run.clustered)
-    info = {"epochs": epochs, "steps": run.steps(epochs), "scheme": scheme}
-    with run.precision("quantization", info):
-        qat, records = quantization.wrap(model, stage, scheme=scheme)
-        history = run.fit(qat, epochs, lr_scale=stage.learning_rate_scale, stage=stage, name="quantization")
-    info["details"] = _details(info, _SCHEME_NAMES[scheme] + ("" if stage.scheme == "auto" else " (chosen in recipe)"))
-    return qat, records, history, info
-
-
-#: Stage name (a Recipe field) -> function(run, model, stage) -> (model, records, history, info).
-STAGES = {
-    "train": _train_stage,
-    "channels": _channels_stage,
-    "penalty": _penalty_stage,
-    "pruning": _prune_stage,
-    "clustering": _cluster_stage,
-    "quantization": _quantize_stage,
-}
 
 
 def optimize(model, train_data, validation_data=None, recipe=None, epochs=None,
