@@ -159,6 +159,7 @@ class Analysis:
     def __init__(self, model):
         self.model = model
         self.nodes = []
+        self.keras_nodes = []  # the Keras Node of each entry of nodes (call_args for rebuilds)
         self.maps = {}
         self._parent = []
         self._ginfo = []  # per gid: dict(members, channels, reasons, origin, consumers)
@@ -243,6 +244,7 @@ class Analysis:
             ins = list(node.keras_inputs) if not node.is_input else []
             outs = tf.nest.flatten(node.outputs)
             self.nodes.append((layer, ins, outs))
+            self.keras_nodes.append(node)
             in_maps = [self.maps[_key(t)] for t in ins]
             shared = counts[id(layer)] > 1
             out_maps = self._process(layer, ins, outs, in_maps, shared)
