@@ -53,7 +53,8 @@ NON_DEFAULT = {
         "number_of_clusters": 8, "centroid_init": "linear", "preserve_sparsity": True, "per_channel": True,
         "epochs": 3, "learning_rate_scale": 0.2, "include": ("Dense",), "exclude": ("conv1",), **TRAINING,
     },
-    Quantization: {"epochs": 1, "preserve_sparsity": False, "learning_rate_scale": 0.5, "scheme": "pqat", **TRAINING},
+    Quantization: {"epochs": 1, "preserve_sparsity": False, "learning_rate_scale": 0.5, "scheme": "pqat",
+                   "weights": "int4", **TRAINING},
     Distillation: {"alpha": 0.2, "temperature": 2.0},
 }
 

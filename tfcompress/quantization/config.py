@@ -11,8 +11,11 @@ from dataclasses import dataclass
 from tfcompress._checks import check_bool, check_choice, check_int, check_range
 from tfcompress._stagebase import _Trains
 
-__all__ = ["Quantization", "qat_scheme", "QUANTIZATION_SCHEMES", "SCHEME_NEEDS"]
+__all__ = ["Quantization", "qat_scheme", "QUANTIZATION_SCHEMES", "SCHEME_NEEDS", "WEIGHT_FORMATS"]
 
+#: What QAT stores the weights as: 8-bit (TF-MOT default), or n-bit (the
+#: experimental n-bit scheme; the int4 export packs 4-bit weights two a byte).
+WEIGHT_FORMATS = ("int8", "int4", "int2")
 QUANTIZATION_SCHEMES = ("auto", "qat", "pqat", "cqat", "pcqat")
 #: The stages whose work a QAT scheme preserves (and so needs in the recipe).
 SCHEME_NEEDS = {"qat": (), "pqat": ("pruning",), "cqat": ("clustering",), "pcqat": ("pruning", "clustering")}
@@ -35,16 +38,20 @@ class Quantization(_Trains):
         scheme: ``"auto"``, ``"qat"``, ``"pqat"`` (needs a pruning stage),
             ``"cqat"`` (needs clustering) or ``"pcqat"`` (needs both).
             Defaults to `"auto"`.
+        weights: the weight format QAT trains for: ``"int8"``, ``"int4"``
+            or ``"int2"`` (TF-MOT's n-bit scheme, activations 8-bit).
+            Defaults to `"int8"`.
 
     Example:
         >>> Quantization(epochs=1)
-        Quantization(epochs=1, preserve_sparsity=True, learning_rate_scale=0.1, scheme='auto')
+        Quantization(epochs=1, preserve_sparsity=True, learning_rate_scale=0.1, scheme='auto', weights='int8')
     """
 
     epochs: int = 2
     preserve_sparsity: bool = True
     learning_rate_scale: float = 0.1
     scheme: str = "auto"
+    weights: str = "int8"
 
     def __post_init__(self):
         check_int("quantization", "epochs", self.epochs)
@@ -52,6 +59,7 @@ class Quantization(_Trains):
         check_bool("quantization", "preserve_sparsity", self.preserve_sparsity)
         check_range("quantization", "learning_rate_scale", self.learning_rate_scale, 0, 10, lo_open=True)
         check_choice("quantization", "scheme", self.scheme, QUANTIZATION_SCHEMES)
+        check_choice("quantization", "weights", self.weights, WEIGHT_FORMATS)
 
 
 
