@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from tfcompress.errors import UnsupportedModelError
 
-__all__ = ["ModelSpec", "get", "names", "digits_cnn", "lenet5"]
+__all__ = ["ModelSpec", "get", "names", "digits_cnn", "lenet5", "resnet8"]
 
 _RECIPES = os.path.join(os.path.dirname(__file__), "recipes")
 
@@ -90,6 +90,13 @@ def lenet5(input_shape=(28, 28, 1), num_classes=10):
     )
 
 
+def resnet8(input_shape=(28, 28, 1), num_classes=10):
+    """A CIFAR-style ResNet-8 (~78k parameters, 16/32/64 channels); see ``resnet_cifar``."""
+    from tfcompress.models import resnet_cifar
+
+    return resnet_cifar.build(input_shape, num_classes, blocks=1)
+
+
 _SPECS = {
     "digits_cnn": ModelSpec(
         "digits_cnn", digits_cnn, "digits", (8, 8, 1), epochs=20, batch_size=32,
@@ -98,6 +105,10 @@ _SPECS = {
     "lenet5": ModelSpec(
         "lenet5", lenet5, "fashion-mnist", (28, 28, 1), epochs=8, batch_size=64,
         description="LeNet-5-style CNN for Fashion-MNIST (28×28)",
+    ),
+    "resnet8": ModelSpec(
+        "resnet8", resnet8, "fashion-mnist", (28, 28, 1), epochs=3, batch_size=128,
+        description="CIFAR-style ResNet-8 (16/32/64, residual Add) for Fashion-MNIST (28×28)",
     ),
 }
 
