@@ -26,6 +26,7 @@ from tfcompress._version import __version__
 from tfcompress.errors import DataError, OutputError
 from tfcompress.optimize import as_recipe, loss_for, make_optimizer, optimize
 from tfcompress.report import atomic_write_json, atomic_write_text, ensure_dir, markdown_table, table
+from tflite_export import opreport
 from tflite_export._atomic import save_figure
 
 __all__ = ["run_job", "JobReport", "COLUMNS", "OUTPUTS", "train_baseline", "report_figure", "slower_than_float"]
@@ -377,7 +378,18 @@ def slower_than_float(files, threads):
         if f["name"] != "float32" and base and ms and ms > base:
             notes.append(
                 f"{f['name']}.tflite is slower than float32.tflite on XNNPACK here ({ms:.3g} ms vs {base:.3g} ms, "
-                f"{base / ms:.2f}x the speed, {threads} thread(s)): on this CPU and graph its int8 kernels do not "
-                "pay for their quantize/requantize work; ship float32 for speed, or compare backends with "
-                "`tfcompress bench --accelerator cpu,builtin`.")
+                f"{base / ms:.2f}x the speed, {threads} thread(s)): {_why_slower(f.get('path'))}; ship float32 "
+                "for speed, or compare backends with `tfcompress bench --accelerator cpu,builtin`.")
     return notes
+
+
+def _why_slower(path):
+    """Which ops of the file fall back to builtin kernels (tflite_export.opreport), or the kernels' cost."""
+    plain = "on this CPU and graph its int8 kernels do not pay for their quantize/requantize work"
+    if not path or not os.path.isfile(path):
+        return plain
+    try:
+        d = opreport.delegation(path)
+    except tflite_export.ExportError:
+        return plain
+    return opreport.fallback_summary(d) + ("" if d.fallback else f"; {plain}")
