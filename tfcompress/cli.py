@@ -26,6 +26,7 @@ EPILOG = """examples:
   tfcompress optimize --model lenet5 --dataset fashion-mnist --recipe my.yaml --out out/
   tfcompress optimize --model trained.keras --dataset digits --out out/
   tfcompress optimize --model my.keras --data mydata.npz --out out/   # your own model and data
+  tfcompress optimize --model my.keras --data mydata.npz --target "drop<=1.0" --minimize size
 
 Outputs go to --out: float32.tflite, int8.tflite, report.json, report.md, report.png.
 Errors print one line and exit with status 2; add --debug for the traceback.
@@ -84,6 +85,12 @@ def build_parser():
                      "(default: the recipe's seed; a tuner's best_recipe.yaml has its trial's)")
     opt.add_argument("--tensorboard", default=None, metavar="DIR",
                      help="write TensorBoard logs here: one folder per stage (loss, accuracy, learning rate, sparsity)")
+    opt.add_argument("--target", default=None, metavar="BUDGET",
+                     help="budget mode: 'drop<=1.0' (points), 'size<=40KB' (zipped) or 'latency<=2ms'; the plan is "
+                     "chosen per layer from a sensitivity scan (--recipe then gives only the training settings) and "
+                     "saved as plan.yaml in --out")
+    opt.add_argument("--minimize", choices=["size", "latency"], default=None,
+                     help="with a drop budget: what to minimise (default: size)")
     opt.add_argument("--strategy", choices=["default", "mirrored", "multiworker"], default=None,
                      help="fine-tune under this tf.distribute strategy: mirrored (this machine's GPUs) or "
                      "multiworker (cluster from TF_CONFIG; run the same command on every worker)")
@@ -127,6 +134,10 @@ def _cmd_optimize(args):
     from tfcompress.recipe import Recipe
     from tfcompress.training import set_seed
 
+    if args.target is not None or args.minimize is not None:  # a bad budget fails before any work
+        from tfcompress.target import check_minimize, parse_target
+
+        check_minimize(parse_target(args.target or "drop<=1.0"), args.minimize)
     strategy = distribute.resolve(args.strategy)  # first: a MultiWorkerMirroredStrategy must come before other TF work
     out = distribute.output_dir(args.out, strategy)
     source, data = resolve_inputs(args.model, datasets.cli_data(args.dataset, args.data),
@@ -152,7 +163,7 @@ def _cmd_optimize(args):
         recipe = recipe.replace(seed=seed)
     job = run_job(model, data, recipe, out=out, train_epochs=train_epochs, threads=args.threads,
                   batch_size=bs, learning_rate=lr, epochs=args.epochs, quiet=args.quiet, strategy=strategy,
-                  tensorboard=args.tensorboard)
+                  tensorboard=args.tensorboard, target=args.target, minimize=args.minimize)
     return _print_job(job, argparse.Namespace(**dict(vars(args), out=out)))
 
 

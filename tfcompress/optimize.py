@@ -34,6 +34,7 @@ from tfcompress.errors import RecipeError
 from tfcompress.recipe import Recipe
 from tfcompress.report import LayerRecord, OptimizeReport
 from tfcompress.stage_runs import STAGES, _Run
+from tfcompress.target import plan as budget_mode
 from tfcompress.training import make_optimizer, set_seed, translate_callbacks
 
 __all__ = ["optimize", "OptimizeResult", "as_recipe", "loss_for", "make_optimizer", "STAGES"]
@@ -50,12 +51,15 @@ class OptimizeResult:
         report: an :class:`~tfcompress.report.OptimizeReport`.
         history: stage name → Keras ``History.history`` dict.
         keras3_source: the user's Keras 3 model when one was given, else None.
+        plan: in budget mode (``target=``), the plan :class:`~tfcompress.Recipe` that was run
+            (re-runs with ``optimize(..., recipe=result.plan)``); else None.
     """
 
     model: object
     report: OptimizeReport
     history: dict = field(default_factory=dict)
     keras3_source: object = field(default=None, repr=False)
+    plan: object = None
 
     def to_keras3(self):
         """The result as a new Keras 3 model (:func:`tfcompress._keras3_out.to_keras3`); a QAT
@@ -91,7 +95,7 @@ def as_recipe(recipe):
 
 def optimize(model, train_data, validation_data=None, recipe=None, epochs=None,
              batch_size=None, verbose=None, callbacks=None, strategy=None, seed=None, tensorboard=None,
-             progress=None):
+             progress=None, target=None, minimize=None):
     """Compress a trained tf_keras model with a recipe, fine-tuning each stage.
 
     The input model is left untouched. Stages run in recipe order (train,
@@ -158,6 +162,15 @@ def optimize(model, train_data, validation_data=None, recipe=None, epochs=None,
         >>> result.report.layer("conv1").stages["clustering"]  # doctest: +SKIP
         'clustered: 16 unique values'
     """
+    if target is not None or minimize is not None:
+        def run_recipe(plan):
+            return optimize(model, train_data, validation_data, plan, epochs, batch_size, verbose, callbacks,
+                            strategy, seed, tensorboard, progress)
+        say = progress or (print if verbose != 0 else (lambda line: None))
+        result, plan = budget_mode.run(coerce_model(model), train_data, validation_data, target or "drop<=1.0",
+                                       minimize, as_recipe(recipe), run_recipe, say=say)
+        result.plan = plan
+        return result
     keras3_source = model if is_keras3_model(model) else None  # offered back by result.to_keras3()
     model = coerce_model(model)  # Keras 3 translated, nested backbones flattened
     recipe = as_recipe(recipe)
@@ -191,6 +204,9 @@ def optimize(model, train_data, validation_data=None, recipe=None, epochs=None,
     warn_onednn_crash(model)
     if recipe.pruning is not None:  # a run too short to prune fails now, not after the earlier stages
         recipe.pruning.steps(train.num_samples, bs, run.stage_epochs(recipe.pruning))
+    if recipe.precision is not None and recipe.quantization is not None:
+        raise RecipeError("precision chooses each layer's precision of the float model's file, but quantization (QAT) "
+                          "trains every layer for int8: set quantization to null, or drop the precision stage.")
 
     with run.scope():
         current = clone(model)
@@ -229,7 +245,7 @@ def optimize(model, train_data, validation_data=None, recipe=None, epochs=None,
     with run.scope(last):  # where the last stage built the model
         optimized = run.evaluate(current)
     report = OptimizeReport(
-        model=model.name, recipe=recipe.to_dict(), layers=layers, stages=stages,
+        model=model.name, recipe=run.recipe.to_dict(), layers=layers, stages=stages,
         baseline=baseline, optimized=optimized,
         evaluated_on="validation" if val is not None else "training",
     )

@@ -187,7 +187,7 @@ def _export_both(model, optimized, out, rep_x, meta):
 
 def run_job(model, data, recipe=None, out="tfcompress-out", train_epochs=None, threads=2,
             batch_size=64, learning_rate=1e-3, epochs=None, quiet=False, verbose=None,
-            timing_runs=50, timing_seconds=1.0, strategy=None, tensorboard=None):
+            timing_runs=50, timing_seconds=1.0, strategy=None, tensorboard=None, target=None, minimize=None):
     """Run the main job on ``data`` and write report.json / report.md / report.png.
 
     Args:
@@ -209,6 +209,10 @@ def run_job(model, data, recipe=None, out="tfcompress-out", train_epochs=None, t
         tensorboard: TensorBoard log folder of the optimization (one
             subfolder per stage, see :func:`tfcompress.optimize`). Defaults
             to `None`.
+        target: budget mode (``"drop<=1.0"``, ``"size<=40KB"``, ``"latency<=2ms"``): the recipe is
+            planned per layer and only gives the training settings; the plan is saved as
+            ``plan.yaml`` in ``out`` (see :func:`tfcompress.optimize`). Defaults to `None`.
+        minimize: under a drop budget, ``"size"`` or ``"latency"``. Defaults to `None`.
 
     Returns:
         A :class:`JobReport`.
@@ -234,15 +238,25 @@ def run_job(model, data, recipe=None, out="tfcompress-out", train_epochs=None, t
         rep.seconds["train"] = time.perf_counter() - t0
 
     stages = " → ".join(n for n, _ in recipe.stages) or "no stage"
-    _say(f"[2/5] optimizing: {stages}", quiet)
+    _say(f"[2/5] optimizing: {f'budget {target}' if target else stages}", quiet)
     t0 = time.perf_counter()
     result = optimize(model, data.train, data.validation, recipe=recipe, epochs=epochs, verbose=verbose,
-                      strategy=strategy, tensorboard=tensorboard)
+                      strategy=strategy, tensorboard=tensorboard, target=target, minimize=minimize,
+                      progress=None if quiet or target is None else _say_line)
     rep.seconds["optimize"] = time.perf_counter() - t0
     rep.optimize = result.report.to_dict()
+    if result.plan is not None:  # budget mode: the plan re-runs with --recipe plan.yaml
+        recipe = result.plan
+        rep.recipe = recipe.to_dict()
+        rep.notes += result.report.budget["notes"]
+        atomic_write_text(os.path.join(out, "plan.yaml"), recipe.to_yaml())
 
     _deliver(rep, model, result, data, recipe, out, quiet, threads, timing_runs, timing_seconds, t_all)
     return rep
+
+
+def _say_line(line):
+    print("  " + line, flush=True)
 
 
 def _check_job_args(threads, train_epochs, epochs, batch_size, learning_rate, timing_runs, timing_seconds):

@@ -123,6 +123,7 @@ class OptimizeReport:
     baseline: dict = field(default_factory=dict)
     optimized: dict = field(default_factory=dict)
     evaluated_on: str = "validation"
+    budget: dict = None  # budget mode: target, reference files, scan, rounds (tfcompress.target.plan)
 
     def layer(self, name):
         for r in self.layers:
@@ -154,4 +155,6 @@ class OptimizeReport:
                 ["model", "loss", "accuracy"],
                 [["baseline", self.baseline.get("loss"), self.baseline.get("accuracy")],
                  ["optimized", self.optimized.get("loss"), self.optimized.get("accuracy")]]), ""]
+        if self.budget:
+            lines += [self.budget["markdown"]]
         return "\n".join(lines)

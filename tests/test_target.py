@@ -1,0 +1,143 @@
+"""Budget mode (tfcompress.target): the target string, the scan, the allocation, the plan, the budget on the file."""
+
+import numpy as np
+import pytest
+
+import tfcompress
+import tflite_export
+from tfcompress import cli
+from tfcompress._keras import keras
+from tfcompress.channels.sensitivity import accuracy
+from tfcompress.errors import RecipeError
+from tfcompress.recipe import Recipe
+from tfcompress.stages import Quantization
+from tfcompress.target import check_minimize, greedy, parse_target, plan_recipe, weight_options
+from tfcompress.target.sensitivity import Option, Unit, int8_bits
+
+
+@pytest.mark.parametrize("text, metric, limit", [
+    ("drop<=1.0", "drop", 1.0), (" drop <= 0.5pts ", "drop", 0.5), ("size<=40KB", "size", 40960.0),
+    ("size<=2MB", "size", 2 * 1024.0 ** 2), ("size<=900b", "size", 900.0), ("latency<=2ms", "latency", 2.0),
+    ("latency<=500us", "latency", 0.5), ("LATENCY<=.5ms", "latency", 0.5), ("drop<=0", "drop", 0.0),
+])
+def test_target_strings_parse(text, metric, limit):
+    t = parse_target(text)
+    assert (t.metric, t.limit) == (metric, limit)
+
+
+@pytest.mark.parametrize("text", ["speed<=2", "drop<1", "drop<=", "size<=40", "size<=40GB", "latency<=2",
+                                  "size<=0KB", "drop<=-1", "", None, 3])
+def test_bad_target_strings_raise_one_recipe_error(text):
+    with pytest.raises(RecipeError, match="target must look like 'drop<=1.0', 'size<=40KB' or 'latency<=2ms'"):
+        parse_target(text)
+
+
+def test_minimize_goes_with_the_budget():
+    assert check_minimize(parse_target("drop<=1"), None) == "size"
+    assert check_minimize(parse_target("drop<=1"), "latency") == "latency"
+    assert check_minimize(parse_target("size<=4KB"), None) == "drop"
+    with pytest.raises(RecipeError, match="accuracy is maximised"):
+        check_minimize(parse_target("size<=4KB"), "latency")
+    with pytest.raises(RecipeError, match="minimize must be"):
+        check_minimize(parse_target("drop<=1"), "speed")
+
+
+def _units():
+    big = Unit("fc1", "weights", 1000, [Option({}, 1000.0, 0.0), Option({"sparsity": 0.5}, 600.0, 0.1),
+                                          Option({"sparsity": 0.9}, 200.0, 0.6)])
+    small = Unit("conv1", "weights", 50, [Option({}, 50.0, 0.0), Option({"sparsity": 0.9}, 10.0, 2.0)])
+    return [big, small]
+
+
+def test_greedy_spends_the_drop_budget_where_it_saves_most():
+    units = _units()
+    assert greedy(units, max_drop=0.7).choice == {"fc1": 2, "conv1": 0}  # conv1 saves 40 B for 2 points: never
+    assert greedy(units, max_drop=0.2).choice == {"fc1": 1, "conv1": 0}
+    assert greedy(units, max_drop=0.0).choice == {"fc1": 0, "conv1": 0}
+    a = greedy(units, max_cost=700.0, base_cost=1050.0)  # a cost goal: the cheapest drop per byte until it is met
+    assert a.choice == {"fc1": 1, "conv1": 0} and a.saved == 400.0
+
+
+def test_int8_bits_fall_with_sparsity_and_clusters():
+    w = np.random.default_rng(0).normal(size=(64, 32))
+    zeroed = w.copy()
+    zeroed[np.abs(w) < np.quantile(np.abs(w), 0.9)] = 0
+    assert int8_bits(zeroed) < int8_bits(w) / 2
+    assert int8_bits(np.sign(w)) <= 1.0 + 1e-9
+
+
+@pytest.fixture(scope="module")
+def tiny(digits):
+    keras.utils.set_random_seed(0)
+    m = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(4, 3, activation="relu", name="conv"),
+                          keras.layers.Flatten(), keras.layers.Dense(24, activation="relu", name="fc1"),
+                          keras.layers.Dense(10, activation="softmax", name="out")])
+    m.compile(keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy", ["accuracy"])
+    m.fit(*digits.train, epochs=6, batch_size=64, verbose=0)
+    return m
+
+
+def test_the_scan_restores_the_weights_and_prices_each_setting(tiny, digits):
+    before = [w.copy() for w in tiny.get_weights()]
+    x, y = digits.validation
+    units = weight_options(tiny, x, y, sparsities=(0.5, 0.95))
+    assert all(np.array_equal(a, b) for a, b in zip(before, tiny.get_weights()))
+    fc1 = next(u for u in units if u.name == "fc1")
+    assert [u.name for u in units] == ["conv", "fc1", "out"]
+    by = {(o.setting.get("sparsity"), o.setting.get("clustered")): o for o in fc1.options}
+    assert by[(0.95, True)].cost < by[(0.5, False)].cost < by[(None, None)].cost
+    assert by[(0.95, False)].drop > by[(0.5, False)].drop  # 95 % of fc1 gone costs more than half
+
+
+def test_the_plan_is_an_ordinary_recipe_that_round_trips():
+    base = Recipe(learning_rate=5e-4, batch_size=64, quantization=Quantization(epochs=1))
+    plan = plan_recipe(base, {"fc1": {"sparsity": 0.9, "clustered": True}, "conv": {"sparsity": 0.0, "clustered": True},
+                              "out": {"sparsity": 0.5, "clustered": False}})
+    assert plan.pruning.per_layer == {"fc1": 0.9, "out": 0.5} and set(plan.pruning.include) == {"fc1", "out"}
+    assert plan.clustering.include == ("fc1", "conv") and plan.distillation is not None
+    assert (plan.learning_rate, plan.batch_size, plan.quantization.epochs) == (5e-4, 64, 1)
+    assert Recipe.from_yaml_string(plan.to_yaml()) == plan
+
+
+def test_cli_exits_2_on_a_bad_target_before_any_work(capsys):
+    assert cli.main(["optimize", "--model", "digits_cnn", "--dataset", "digits", "--target", "speed<=2"]) == 2
+    assert "target must look like" in capsys.readouterr().err
+    assert cli.main(["optimize", "--model", "digits_cnn", "--dataset", "digits", "--target", "size<=4KB",
+                     "--minimize", "latency"]) == 2
+    assert "accuracy is maximised" in capsys.readouterr().err
+
+
+def test_optimize_refuses_a_bad_target(tiny, digits):
+    with pytest.raises(RecipeError, match="target must look like"):
+        tfcompress.optimize(tiny, digits.train, digits.validation, target="drop=1", verbose=0)
+    with pytest.raises(RecipeError, match="needs validation_data"):
+        tfcompress.optimize(tiny, digits.train, None, target="drop<=1", verbose=0)
+
+
+def _file_drop(model, result, digits, tmp_path, name):
+    x, y = digits.validation
+    rep = tflite_export.export(result.model, tmp_path / name, mode="int8", representative_data=digits.train[0][:200])
+    return 100 * (accuracy(model, x, y) - tflite_export.evaluate(rep.path, x, y)), rep.zipped_bytes
+
+
+@pytest.mark.slow
+def test_a_drop_budget_is_met_on_the_file_and_the_plan_reruns(tiny, digits, tmp_path):
+    base = Recipe(learning_rate=1e-3, batch_size=64)
+    res = tfcompress.optimize(tiny, digits.train, digits.validation, recipe=base, target="drop<=3.0", epochs=1,
+                              seed=0, verbose=0)
+    b = res.report.budget
+    assert b["met"] and b["rounds"][-1]["drop"] <= 3.0 and res.plan.pruning is not None
+    assert "### Budget `drop<=3.0`" in res.report.to_markdown()
+    drop, zipped = _file_drop(tiny, res, digits, tmp_path, "a.tflite")
+    assert drop <= 3.0 and zipped < b["reference"]["int8"]["zipped_bytes"]
+    plan = Recipe.from_yaml_string(res.plan.to_yaml())
+    assert plan == res.plan
+    again = tfcompress.optimize(tiny, digits.train, digits.validation, recipe=plan, epochs=1, seed=0, verbose=0)
+    assert _file_drop(tiny, again, digits, tmp_path, "b.tflite")[0] <= 3.0
+
+
+@pytest.mark.slow
+def test_a_size_budget_is_met_on_the_file(tiny, digits, tmp_path):
+    res = tfcompress.optimize(tiny, digits.train, digits.validation, target="size<=3KB", epochs=1, seed=0, verbose=0)
+    assert res.report.budget["met"], res.report.budget["markdown"]
+    assert _file_drop(tiny, res, digits, tmp_path, "s.tflite")[1] <= 3 * 1024

@@ -1,0 +1,23 @@
+"""Budget mode: say the budget (``"drop<=1.0"``, ``"size<=40KB"``, ``"latency<=2ms"``), get the model.
+
+``tfcompress.optimize(model, data, val, target=..., minimize=...)`` runs
+:func:`tfcompress.target.plan.run`: a per-layer sensitivity scan
+(:mod:`~tfcompress.target.sensitivity`), a greedy allocation under the budget
+(:mod:`~tfcompress.target.allocate`), the plan written as an ordinary recipe,
+fine-tuning with distillation, and the budget checked on the exported int8
+file, backing off when missed. The target string is parsed in
+:mod:`~tfcompress.target.budget`.
+
+Example:
+    >>> from tfcompress.target import parse_target
+    >>> parse_target("drop<=1.0").limit
+    1.0
+"""
+
+from tfcompress.target.allocate import Allocation, greedy
+from tfcompress.target.budget import Target, check_minimize, parse_target
+from tfcompress.target.plan import plan_recipe, run
+from tfcompress.target.sensitivity import channel_options, weight_options
+
+__all__ = ["Target", "parse_target", "check_minimize", "greedy", "Allocation", "plan_recipe", "run",
+           "weight_options", "channel_options"]

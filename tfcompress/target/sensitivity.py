@@ -1,0 +1,180 @@
+"""Per-layer sensitivity for budget mode: what each setting of each layer saves, and what it costs in accuracy.
+
+Each *unit* (a layer with a prunable kernel, or a channel group) has a list of
+:class:`Option` s: the setting (``{"sparsity": 0.9, "clustered": True}`` or
+``{"ratio": 0.5}``), what the model then costs (estimated zipped bytes of the
+kernel, or model FLOPs), and the accuracy drop in points on a validation
+sample when **only** that unit is changed, without fine-tuning. Option 0 is
+the unit untouched.
+
+The size of a kernel is modelled as its weight count times the entropy (bits)
+of its int8 values (symmetric, per output channel), times :data:`DEFLATE`:
+zip is an entropy coder that does not quite reach the entropy. Pruning adds
+zeros and clustering leaves ``k`` distinct values, so both lower the entropy;
+the model is re-checked on the exported file anyway.
+
+Example:
+    >>> units = weight_options(model, x_val[:1000], y_val[:1000])  # doctest: +SKIP
+    >>> [(o.setting, round(o.drop, 2)) for o in units[0].options][:2]  # doctest: +SKIP
+    [({}, 0.0), ({'sparsity': 0.0, 'clustered': True}, 0.1)]
+"""
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from tfcompress.channels.sensitivity import accuracy, sensitivity_scan
+from tfcompress.clustering import why_not_clusterable
+from tfcompress.pruning.weights import prunable_weights
+
+__all__ = ["Option", "Unit", "weight_options", "channel_options", "int8_bits", "SPARSITIES", "CLUSTERS",
+           "DEFLATE", "RATIOS"]
+
+#: Sparsity levels scanned per layer.
+SPARSITIES = (0.5, 0.7, 0.8, 0.9, 0.95, 0.98)
+#: The cluster count of the plan (one for every clustered layer: the clustering stage has one).
+CLUSTERS = 16
+#: Channel ratios scanned per group for latency.
+RATIOS = (0.25, 0.5, 0.75)
+#: Zipped bytes per entropy byte of an int8 kernel (deflate's overhead over the entropy).
+DEFLATE = 1.15
+
+
+@dataclass
+class Option:
+    """One setting of one unit: its cost (bytes or FLOPs) and scanned accuracy drop (points)."""
+
+    setting: dict
+    cost: float
+    drop: float
+
+    def to_dict(self):
+        return {"setting": self.setting, "cost": round(float(self.cost), 1), "drop_points": round(self.drop, 3)}
+
+
+@dataclass
+class Unit:
+    """A layer (``kind="weights"``) or channel group (``kind="channels"``) and its options, option 0 untouched."""
+
+    name: str
+    kind: str
+    weights: int
+    options: list = field(default_factory=list)
+
+    def to_dict(self):
+        return {"name": self.name, "kind": self.kind, "weights": self.weights,
+                "options": [o.to_dict() for o in self.options]}
+
+
+def int8_bits(w):
+    """Entropy in bits per weight of ``w`` quantized to int8 (symmetric, per output channel: the last axis).
+
+    Example:
+        >>> round(int8_bits(np.zeros((4, 4))), 2)
+        0.0
+    """
+    w = np.asarray(w, dtype=np.float64)
+    flat = w.reshape(-1, w.shape[-1]) if w.ndim > 1 else w.reshape(-1, 1)
+    scale = np.abs(flat).max(axis=0)
+    q = np.round(flat / np.where(scale > 0, scale, 1.0) * 127).astype(np.int64)
+    p = np.bincount((q + 127).ravel(), minlength=255) / q.size
+    p = p[p > 0]
+    return float(-(p * np.log2(p)).sum())
+
+
+def _prune(w, s):
+    if s <= 0:
+        return w.copy()
+    k = int(round(s * w.size))
+    out = w.copy()
+    if k:
+        idx = np.argsort(np.abs(w), axis=None)[:k]
+        out.reshape(-1)[idx] = 0.0
+    return out
+
+
+def _cluster(w, k, iters=12):
+    """k-means (linear start) of the nonzero values; zeros stay zero, as sparsity-preserving clustering does."""
+    out = w.copy()
+    nz = out != 0
+    v = out[nz]
+    if v.size <= k:
+        return out
+    c = np.linspace(v.min(), v.max(), k)
+    for _ in range(iters):
+        a = np.abs(v[:, None] - c[None, :]).argmin(1)
+        for j in range(k):
+            sel = a == j
+            if sel.any():
+                c[j] = v[sel].mean()
+    out[nz] = c[np.abs(v[:, None] - c[None, :]).argmin(1)]
+    return out
+
+
+def _bytes(kernels):
+    return sum(DEFLATE * k.size * int8_bits(k) / 8 for k in kernels)
+
+
+def weight_options(model, x, y, sparsities=SPARSITIES, clusters=CLUSTERS, baseline=None):
+    """Prune (and cluster) each prunable layer alone, at each level, and measure the accuracy drop.
+
+    Args:
+        model: a tf_keras model (its weights are restored after each try).
+        x, y: the validation sample.
+        sparsities: the pruning levels. Defaults to :data:`SPARSITIES`.
+        clusters: the cluster count tried with each level. Defaults to :data:`CLUSTERS`.
+        baseline: the model's accuracy on (x, y), if known. Defaults to `None`.
+
+    Returns:
+        A list of :class:`Unit` (cost: estimated zipped kernel bytes).
+
+    Example:
+        >>> units = weight_options(model, x, y, sparsities=(0.5,))  # doctest: +SKIP
+    """
+    base = accuracy(model, x, y) if baseline is None else baseline
+    units = []
+    for layer in model.layers:
+        ws = prunable_weights(layer)
+        if not ws:
+            continue
+        orig = [np.array(w.numpy()) for w in ws]
+        clusterable = why_not_clusterable(layer, clusters) is None
+        unit = Unit(layer.name, "weights", int(sum(o.size for o in orig)),
+                    [Option({}, _bytes(orig), 0.0)])
+        try:
+            for s in (0.0, *sparsities):
+                for clustered in ((False, True) if clusterable else (False,)):
+                    if s == 0 and not clustered:
+                        continue
+                    new = [_prune(o, s) for o in orig]
+                    if clustered:
+                        new = [_cluster(n, clusters) for n in new]
+                    for w, n in zip(ws, new):
+                        w.assign(n)
+                    drop = 100.0 * (base - accuracy(model, x, y))
+                    unit.options.append(Option({"sparsity": s, "clustered": clustered}, _bytes(new), drop))
+        finally:
+            for w, o in zip(ws, orig):
+                w.assign(o)
+        units.append(unit)
+    return units
+
+
+def channel_options(model, x, y, ratios=RATIOS):
+    """Thin each channel group alone (``channels.sensitivity_scan``, reused) and measure the drop.
+
+    Returns:
+        ``(units, flops_before)``: a list of :class:`Unit` (cost: model FLOPs
+        with only that group thinned) and the unthinned model's FLOPs.
+
+    Example:
+        >>> units, flops = channel_options(model, x, y)  # doctest: +SKIP
+    """
+    rep = sensitivity_scan(model, (x, y), ratios=ratios, max_samples=len(x))
+    units = []
+    for g in rep.groups:
+        opts = [Option({}, float(rep.flops_before), 0.0)]
+        for r in rep.ratios:
+            opts.append(Option({"ratio": r}, float(g["flops"][r]), 100.0 * (rep.baseline - g["accuracy"][r])))
+        units.append(Unit(g["name"], "channels", int(g["channels"]), opts))
+    return units, float(rep.flops_before)
