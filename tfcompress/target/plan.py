@@ -159,8 +159,9 @@ def run(model, train_data, validation_data, target, minimize, base, run_recipe, 
                             "scanned_drop": round(alloc.drop, 3), "plan": alloc.settings(units), **got, "met": met})
             say(f"round {i + 1}: drop {got['drop']:.2f} pts, {got['zipped_bytes']} B zipped, {got['ms']:.3g} ms: "
                 f"{'met' if met else 'missed'}")
-            if kept is None or met or not kept[2]:
-                kept = (result, plan, met, got)
+            excess = {"drop": got["drop"], "size": got["zipped_bytes"], "latency": got["ms"]}[target.metric]
+            if kept is None or met or excess < kept[4]:  # a met round, else the closest miss
+                kept = (result, plan, met, got, excess, i + 1)
             if met:
                 break
             if target.metric == "drop":
@@ -170,7 +171,7 @@ def run(model, train_data, validation_data, target, minimize, base, run_recipe, 
                 goal = (base_cost - alloc.saved) * target.limit / measured * 0.95
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    result, plan, met, got = kept
+    result, plan, met, got, _, kept_round = kept
     notes = []
     if got["ms"] > ref["float32"]["ms"]:
         notes.append(f"the int8 file is slower than float32 here ({got['ms']:.3g} ms vs {ref['float32']['ms']:.3g} ms, "
@@ -182,6 +183,7 @@ def run(model, train_data, validation_data, target, minimize, base, run_recipe, 
         "target": target.text, "minimize": minimize, "met": met, "reference_accuracy": ref_acc,
         "reference": ref, "threads": threads, "scan_samples": len(xs),
         "sensitivity": [u.to_dict() for u in units], "rounds": history, "notes": notes,
+        "kept_round": kept_round,
     }
     result.report.budget["markdown"] = markdown(result.report.budget)
     return result, plan
@@ -196,10 +198,10 @@ def markdown(b):
     for r in b["rounds"]:
         lines.append(f"| {r['round']} | {r['scanned_drop']:.2f} | {r['drop']:.2f} | {r['zipped_bytes']} | "
                      f"{f32['zipped_bytes'] / r['zipped_bytes']:.1f} | {r['ms']:.3g} | {'yes' if r['met'] else 'no'} |")
-    kept = next((r for r in b["rounds"] if r["met"]), b["rounds"][-1])
+    kept = next(r for r in b["rounds"] if r["round"] == b["kept_round"])
     by_name = {u["name"]: u for u in b["sensitivity"]}
     lines += ["", f"Plan of round {kept['round']} (scan: one layer at a time, no fine-tuning, "
-              f"{b['scan_samples']} validation samples):", "",
+              f"{b['scan_samples']} validation samples; the kept round):", "",
               "| layer | setting | scanned drop (pts) |", "|---|---|---|"]
     for name, setting in kept["plan"].items():
         opt = next(o for o in by_name[name]["options"] if o["setting"] == setting)
