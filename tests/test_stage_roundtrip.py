@@ -47,7 +47,8 @@ NON_DEFAULT = {
         "final_sparsity": 0.6, "initial_sparsity": 0.1, "schedule": "constant", "begin": 0.2, "end": 0.9,
         "frequency": 7, "power": 2.0, "epochs": 3, "sparsity_m_by_n": (2, 4), "block_size": (1, 4),
         "pruning_policy": "xnnpack", "include": ("Conv2D", "fc.*"), "exclude": ("logits",),
-        "per_layer": {"fc1": 0.3, "conv.*": 0.5}, **TRAINING,
+        "per_layer": {"fc1": 0.3, "conv.*": 0.5}, "scope": "global", "max_layer_sparsity": 0.9,
+        "min_layer_sparsity": 0.1, "criterion": "saliency", "saliency_batches": 4, **TRAINING,
     },
     Clustering: {
         "number_of_clusters": 8, "centroid_init": "linear", "preserve_sparsity": True, "per_channel": True,
@@ -63,7 +64,8 @@ RECIPE_NON_DEFAULT = {"batch_size": 16, "learning_rate": 2e-4, "optimizer": Opti
                       "lr_schedule": Schedule("cosine", warmup_epochs=1), "seed": 7}
 
 # Fields that cannot all be set at once in one stage: the all-stages recipe leaves these at their default.
-CONFLICTS = {Pruning: ("sparsity_m_by_n",)}  # M:N excludes block_size and per_layer
+# M:N excludes block_size and per_layer; global scope and saliency exclude M:N, block_size (and global per_layer)
+CONFLICTS = {Pruning: ("sparsity_m_by_n", "scope", "criterion")}
 
 
 def _round_trips(recipe):
@@ -131,8 +133,16 @@ def test_recipe_holding_every_stage_round_trips(tmp_path):
 
 
 def test_m_by_n_pruning_round_trips_with_its_compatible_fields():
-    pruning = Pruning(**{k: v for k, v in NON_DEFAULT[Pruning].items() if k not in ("block_size", "per_layer")})
+    skip = ("block_size", "per_layer", "scope", "criterion")
+    pruning = Pruning(**{k: v for k, v in NON_DEFAULT[Pruning].items() if k not in skip})
     assert _round_trips(Recipe(pruning=pruning)).pruning.sparsity_m_by_n == (2, 4)
+
+
+def test_global_saliency_pruning_round_trips_with_its_compatible_fields():
+    skip = ("block_size", "per_layer", "sparsity_m_by_n")
+    pruning = Pruning(**{k: v for k, v in NON_DEFAULT[Pruning].items() if k not in skip})
+    back = _round_trips(Recipe(pruning=pruning)).pruning
+    assert (back.scope, back.criterion, back.max_layer_sparsity) == ("global", "saliency", 0.9)
 
 
 # --------------------------------------------------------------------------- results save and reload

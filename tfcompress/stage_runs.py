@@ -22,6 +22,7 @@ from tfcompress import clustering, distribute, pruning, quantization
 from tfcompress._keras import keras
 from tfcompress._model import clone
 from tfcompress.distill import Distiller
+from tfcompress.pruning import global_
 from tfcompress.stages import qat_scheme
 from tfcompress.training import global_policy, make_optimizer, pruning_callbacks, stage_callbacks, with_policy
 
@@ -201,7 +202,11 @@ def _prune_stage(run, model, stage):
     with run.precision("pruning", info):
         mixed = info.get("mixed_precision") == "mixed_float16"
         work = with_policy(model, "mixed_float16") if mixed else model
-        wrapped, records, steps = pruning.wrap(work, stage, run.train.num_samples, run.batch_size, epochs)
+        alloc = targets = None
+        if stage.scope == "global" or stage.criterion == "saliency":  # pruning/global_.py picks the sparsities
+            work, targets, alloc = global_.plan(work, stage, pruning.selected_layers(work, stage), run.train, run.loss)
+        wrapped, records, steps = pruning.wrap(work, stage, run.train.num_samples, run.batch_size, epochs,
+                                               targets=targets, fixed_mask=stage.criterion == "saliency")
         history = run.fit(wrapped, epochs, callbacks=pruning_callbacks(run.tensorboard), stage=stage, name="pruning")
         out = pruning.strip(wrapped)
     if mixed:
@@ -209,9 +214,11 @@ def _prune_stage(run, model, stage):
     run.pruned = True
     info.update({
         "steps": steps.total_steps,
-        "details": _details(info, pruning.describe(stage, steps)),
+        "details": _details(info, pruning.describe(stage, steps) + (f"; {global_.describe(alloc)}" if alloc else "")),
         "schedule_steps": vars(steps),
     })
+    if alloc:
+        info["allocation"] = alloc
     return out, records, history, info
 
 

@@ -23,6 +23,7 @@ from tfcompress.pruning.weights import _registry, _weight_names, layer_sparsity,
 __all__ = [
     "wrap", "strip", "schedule", "callbacks", "layer_sparsity", "prunable_weights",
     "why_not_prunable", "why_not_m_by_n", "xnnpack_policy_reason", "apply_penalty", "describe",
+    "selected_layers",
 ]
 
 _sparsity = tfmot.sparsity.keras
@@ -139,7 +140,40 @@ def describe(stage, steps):
     return what
 
 
-def wrap(model, stage, num_samples, batch_size, epochs=None):
+def _policy(model, stage):
+    """``(TF-MOT policy or None, note or None)`` for the stage's ``pruning_policy``."""
+    if stage.pruning_policy != "xnnpack":
+        return None, None
+    reason = xnnpack_policy_reason(model)
+    if reason is None:
+        return _sparsity.PruneForLatencyOnXNNPack(), None
+    return None, f"XNNPACK policy not applied: {reason}"
+
+
+def _skip_reason(layer, stage, policy):
+    reason = why_not_prunable(layer)
+    if reason is None:
+        reason = excluded_reason(layer, stage.include, stage.exclude)
+    if reason is None and policy is not None and not policy.allow_pruning(layer):
+        reason = "XNNPACK policy prunes only 1x1 Conv2D layers"
+    if reason is None and stage.sparsity_m_by_n:
+        reason = why_not_m_by_n(layer, stage.sparsity_m_by_n)
+    return reason
+
+
+def selected_layers(model, stage):
+    """The layers of ``model`` that :func:`wrap` would prune (per-layer sparsities aside).
+
+    Example:
+        >>> from tfcompress import Pruning, models
+        >>> [l.name for l in selected_layers(models.get("digits_cnn").build(), Pruning(exclude=["conv1"]))][:1]
+        ['conv2']
+    """
+    policy, _ = _policy(model, stage)
+    return [layer for layer in model.layers if _skip_reason(layer, stage, policy) is None]
+
+
+def wrap(model, stage, num_samples, batch_size, epochs=None, targets=None, fixed_mask=False):
     """Wrap the selected prunable layers of a copy of ``model`` in TF-MOT's pruning wrapper.
 
     Args:
@@ -148,6 +182,11 @@ def wrap(model, stage, num_samples, batch_size, epochs=None):
         num_samples: training examples per epoch (for the step maths).
         batch_size: fine-tuning batch size.
         epochs: overrides ``stage.epochs``. Defaults to `None`.
+        targets: ``{layer name: sparsity}`` chosen elsewhere (global scope,
+            saliency; see :mod:`tfcompress.pruning.global_`), replacing
+            ``final_sparsity`` and ``per_layer``. Defaults to `None`.
+        fixed_mask: prune once, at step 0, to ``targets`` and keep that mask
+            (the chosen weights are already zero). Defaults to `False`.
 
     Returns:
         ``(wrapped_model, records, steps)``: records map layer name to
@@ -172,26 +211,23 @@ def wrap(model, stage, num_samples, batch_size, epochs=None):
     default_sched = schedule(stage, steps)
     records = {}
 
-    policy_note = None
-    policy = None
-    if stage.pruning_policy == "xnnpack":
-        reason = xnnpack_policy_reason(model)
-        if reason is None:
-            policy = _sparsity.PruneForLatencyOnXNNPack()
-        else:
-            policy_note = f"XNNPACK policy not applied: {reason}"
+    policy, policy_note = _policy(model, stage)
 
     def clone_fn(layer):
-        reason = why_not_prunable(layer)
-        if reason is None:
-            reason = excluded_reason(layer, stage.include, stage.exclude)
-        if reason is None and policy is not None and not policy.allow_pruning(layer):
-            reason = "XNNPACK policy prunes only 1x1 Conv2D layers"
-        if reason is None and stage.sparsity_m_by_n:
-            reason = why_not_m_by_n(layer, stage.sparsity_m_by_n)
+        reason = _skip_reason(layer, stage, policy)
         sched = default_sched
         notes = []
-        if reason is None and stage.per_layer:
+        if reason is None and targets is not None:
+            target = targets.get(layer.name, 0.0)
+            if target == 0:
+                reason = f"{stage.scope} {stage.criterion} allocation sets sparsity 0"
+            elif fixed_mask:
+                sched = _sparsity.ConstantSparsity(target, begin_step=0, end_step=0, frequency=1)
+                notes.append(f"sparsity {target:.1%}, {stage.criterion} mask fixed at step 0")
+            else:
+                sched = schedule(stage, steps, final_sparsity=target)
+                notes.append(f"sparsity {target:.1%}")
+        elif reason is None and stage.per_layer:
             hit = first_match(layer, stage.per_layer)
             if hit is not None:
                 target = stage.per_layer[hit]

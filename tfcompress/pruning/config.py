@@ -71,6 +71,20 @@ class Pruning(_Trains):
         exclude: never prune layers matching one of these. Defaults to `None`.
         per_layer: ``{name_or_regex_or_type: final_sparsity}`` overrides; the
             first matching entry wins. Defaults to `None`.
+        scope: ``"layer"`` prunes each layer to its sparsity; ``"global"``
+            sets one score threshold over the weights of all pruned layers for
+            ``final_sparsity`` in total, each layer kept within
+            ``min_layer_sparsity``..``max_layer_sparsity`` (allocated once from
+            the weights at the start; see ``pruning/global_.py``). Defaults to `"layer"`.
+        max_layer_sparsity: cap on one layer's sparsity under global scope.
+            Defaults to `0.95`.
+        min_layer_sparsity: floor on one layer's sparsity under global scope.
+            Defaults to `0.0`.
+        criterion: ``"magnitude"`` (|w|, TF-MOT's schedule) or ``"saliency"``
+            (|w * dL/dw| summed over ``saliency_batches`` training batches; the
+            lowest are zeroed at the start and the mask is kept fixed).
+            Defaults to `"magnitude"`.
+        saliency_batches: batches the saliency is accumulated over. Defaults to `8`.
 
     Raises:
         RecipeError: a value is out of range or of the wrong type.
@@ -96,6 +110,11 @@ class Pruning(_Trains):
     include: typing.Sequence[str] | None = None
     exclude: typing.Sequence[str] | None = None
     per_layer: dict[str, float] | None = None
+    scope: str = "layer"
+    max_layer_sparsity: float = 0.95
+    min_layer_sparsity: float = 0.0
+    criterion: str = "magnitude"
+    saliency_batches: int = 8
 
     def __post_init__(self):
         check_range("pruning", "final_sparsity", self.final_sparsity, 0, 1, hi_open=True)
@@ -135,6 +154,31 @@ class Pruning(_Trains):
         object.__setattr__(self, "exclude", check_patterns("pruning", "exclude", self.exclude))
         if self.per_layer is not None:
             self._check_per_layer(mn)
+        self._check_global()
+
+    def _check_global(self):
+        check_choice("pruning", "scope", self.scope, ("layer", "global"))
+        check_choice("pruning", "criterion", self.criterion, ("magnitude", "saliency"))
+        check_range("pruning", "max_layer_sparsity", self.max_layer_sparsity, 0, 1, lo_open=True, hi_open=True)
+        check_range("pruning", "min_layer_sparsity", self.min_layer_sparsity, 0, 1, hi_open=True)
+        check_int("pruning", "saliency_batches", self.saliency_batches)
+        for f in ("max_layer_sparsity", "min_layer_sparsity"):
+            object.__setattr__(self, f, float(getattr(self, f)))
+        if self.scope == "global" and not self.min_layer_sparsity <= self.final_sparsity <= self.max_layer_sparsity:
+            raise RecipeError(
+                f"pruning.final_sparsity ({self.final_sparsity}) must lie within pruning.min_layer_sparsity "
+                f"({self.min_layer_sparsity}) and pruning.max_layer_sparsity ({self.max_layer_sparsity}) "
+                "under scope 'global': widen the caps or change the sparsity."
+            )
+        for on, what in ((self.scope == "global", "scope 'global'"),
+                         (self.criterion == "saliency", "criterion 'saliency'")):
+            clash = [f for f, bad in (("sparsity_m_by_n", self.sparsity_m_by_n is not None),
+                                      ("block_size", tuple(self.block_size) != (1, 1)),
+                                      ("a schedule object", self.custom_schedule),
+                                      ("per_layer", self.per_layer is not None and self.scope == "global")) if bad]
+            if on and clash:
+                raise RecipeError(f"pruning {what} cannot be combined with {', '.join(clash)}: "
+                                  "drop one (it picks the weights to zero itself).")
 
     def _check_per_layer(self, mn):
         if not isinstance(self.per_layer, dict) or not self.per_layer:

@@ -17,6 +17,7 @@ too); ``lr_decay`` (the train stage's ``lr_schedule`` kind: ``none``,
 ``cosine_alpha`` / ``warmup_epochs`` / ``decay_power`` / ``plateau_factor``
 / ``plateau_patience``. Compression parameters: ``final_sparsity``,
 ``pruning_begin``, ``pruning_end``, ``pruning_frequency``,
+``pruning_scope`` (``layer`` or ``global``), ``pruning_criterion`` (``magnitude`` or ``saliency``),
 ``pruning_epochs``, ``qat_epochs``, ``cluster_count``, ``distill_alpha``,
 ``distill_temperature``, ``channel_ratio``. Every value a space allows is
 checked when the space is made, by building the recipe it would give, so a
@@ -89,6 +90,8 @@ TARGETS = {
     "pruning_end": ("pruning", "end"),
     "pruning_frequency": ("pruning", "frequency"),
     "pruning_epochs": ("pruning", "epochs"),
+    "pruning_scope": ("pruning", "scope"),
+    "pruning_criterion": ("pruning", "criterion"),
     "qat_epochs": ("quantization", "epochs"),
     "cluster_count": ("clustering", "number_of_clusters"),
     "distill_alpha": ("distillation", "alpha"),
