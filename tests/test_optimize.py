@@ -153,3 +153,29 @@ def test_empty_dataset(trained_digits):
     ds = tf.data.Dataset.from_tensor_slices((np.zeros((0, 8, 8, 1), "float32"), np.zeros(0, "int64")))
     with pytest.raises(DataError, match="empty"):
         tfcompress.optimize(trained_digits, ds)
+
+
+def test_a_diverged_stage_is_named_and_its_nan_model_is_not_exported(tmp_path):
+    # EfficientNetB0's QAT on inputs 255x too small diverged to NaN weights, and TensorFlow's int8
+    # converter then segfaulted (issue 12 §3): the stage fails with the fix, the exporter refuses.
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, activation="relu"),
+                              keras.layers.Dense(3, activation="softmax")])
+    x = np.random.RandomState(0).rand(32, 4).astype("float32")
+    y = np.arange(32) % 3
+
+    class Poison(keras.callbacks.Callback):  # training "diverges": a weight becomes NaN
+        def on_epoch_end(self, epoch, logs=None):
+            w = self.model.get_weights()
+            w[0][0, 0] = np.nan
+            self.model.set_weights(w)
+
+    recipe = {"train": {"epochs": 1}, "pruning": None, "quantization": None}
+    with pytest.raises(tfcompress.RecipeError, match="the train stage diverged: .* non-finite weights.*lower"):
+        tfcompress.optimize(model, (x, y), recipe=recipe, callbacks=[Poison()], verbose=0)
+    w = model.get_weights()
+    w[0][0, 0] = np.inf
+    model.set_weights(w)
+    with pytest.raises(tflite_export.ExportError, match="NaN or Inf weights .* first: dense/kernel"):
+        tflite_export.export(model, str(tmp_path / "m.tflite"), mode="int8", representative_data=x)
+    assert not (tmp_path / "m.tflite").exists()

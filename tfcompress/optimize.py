@@ -19,10 +19,13 @@ Example:
     0.97
 """
 
+import math
 import os
 import sys
 import time
 from dataclasses import dataclass, field
+
+import numpy as np
 
 from tfcompress import _keras3_out, distribute, pruning
 from tfcompress._checks import check_choice, check_instances, check_int
@@ -91,6 +94,21 @@ def as_recipe(recipe):
     if isinstance(recipe, (str, os.PathLike)):
         return Recipe.from_yaml(recipe)
     raise RecipeError(f"recipe must be a Recipe, a dict or a YAML path, got {type(recipe).__name__}.")
+
+
+def _check_converged(name, model, history):
+    """A stage whose loss or weights became NaN/Inf fails here, naming the stage and the fix,
+    rather than handing a broken model on (TensorFlow's int8 converter segfaults on NaN weights)."""
+    losses = [float(v) for v in (history or {}).get("loss", [])]
+    bad = [w.name for w in model.weights if w.dtype.is_floating and not np.all(np.isfinite(w.numpy()))]
+    if bad or not all(math.isfinite(v) for v in losses):
+        lr = "quantization.learning_rate_scale or " if name == "quantization" else ""
+        raise RecipeError(
+            f"the {name} stage diverged: loss {losses[-1] if losses else 'n/a'} after {len(losses)} epoch(s), "
+            f"{len(bad)} non-finite weights (first: {bad[0] if bad else 'none'}); lower {lr}the learning rate "
+            f"({name}.learning_rate or recipe.learning_rate) and check the inputs are in the range the model "
+            "was trained on"
+        )
 
 
 def optimize(model, train_data, validation_data=None, recipe=None, epochs=None,
@@ -224,6 +242,7 @@ def optimize(model, train_data, validation_data=None, recipe=None, epochs=None,
         t0 = time.perf_counter()
         with run.scope(name):
             current, records, history[name], info = STAGES[name](run, current, stage)
+        _check_converged(name, current, history[name])
         last = name
         if placement.strategy is not None:
             info["strategy"] = placement.where(name)

@@ -25,7 +25,7 @@ __all__ = ["export", "convert_bytes", "ExportReport", "MODES", "IO_TYPES", "zipp
 __version__ = "0.2.0"
 
 #: Conversion flavours understood by :func:`export`.
-MODES = ("float32", "float16", "dynamic", "int8", "int16x8")
+MODES = ("float32", "float16", "dynamic", "int8", "int16x8", "int4")
 #: Input/output types for ``mode="int8"``.
 IO_TYPES = ("int8", "uint8", "float")
 
@@ -119,6 +119,29 @@ def _strip_pruning(model):
         ) from None
 
 
+def _check_finite_weights(model):
+    """NaN or Inf in a weight segfaults TensorFlow's MLIR quantizer (EfficientNetB0 after a
+    diverged QAT: ``QuantizationDriver::ShouldCheckBiasScale`` on a NaN scale); refuse first.
+
+    Raises:
+        ExportError: naming the first non-finite weight and how many there are.
+    """
+    bad = []
+    for w in model.weights:
+        try:
+            values = w.numpy()
+        except Exception:  # noqa: BLE001 - a weight without a value (unbuilt) is the converter's to judge
+            continue
+        if values.dtype.kind == "f" and not np.all(np.isfinite(values)):
+            bad.append(w.name)
+    if bad:
+        raise ExportError(
+            f"the model has NaN or Inf weights ({len(bad)} of {len(model.weights)}, first: {bad[0]}), "
+            "so training diverged; retrain or fine-tune with a lower learning rate (and check the inputs' "
+            "scale) before exporting"
+        )
+
+
 def _load_source(model, safe_mode=True):
     """Returns (kind, obj, input_shape) where kind is "keras" or "saved_model".
 
@@ -136,6 +159,7 @@ def _load_source(model, safe_mode=True):
         model = loader.translate_keras3(model)
     if isinstance(model, keras.Model):
         model = _strip_pruning(model)
+        _check_finite_weights(model)
         shape = None
         try:
             shape = tuple(model.inputs[0].shape)
@@ -296,6 +320,11 @@ def convert_bytes(
         raise ExportError(f"unknown io {io!r}; use one of {', '.join(IO_TYPES)}")
     if not isinstance(num_samples, int) or num_samples < 1:
         raise ExportError(f"num_samples must be a positive integer, got {num_samples!r}")
+    if mode == "int4":  # 4-bit QAT models: int8 conversion; others: ai-edge-quantizer (int4.py)
+        from .int4 import convert_int4
+
+        return convert_int4(model, lambda m: convert_bytes(model, m, representative_data, num_samples, io=io,
+                                                           sparse=sparse, safe_mode=safe_mode))
     needs_data = mode in ("int8", "int16x8")
     if needs_data and representative_data is None:
         raise ExportError(
@@ -344,7 +373,9 @@ def export(
             nothing at ``path`` (an existing file there is left untouched).
         mode: "float32"; "float16" (float16 weights); "dynamic" (int8 weights, float
             activations); "int8" (full-integer, ``TFLITE_BUILTINS_INT8``); "int16x8"
-            (int16 activations, int8 weights).
+            (int16 activations, int8 weights); "int4" (int4 weights stored two a byte: a
+            4-bit-QAT model converts full-integer, any other model gets ai-edge-quantizer's
+            post-training int4, see :mod:`tflite_export.int4`).
         representative_data: Calibration inputs, required for "int8" and "int16x8": a
             numpy array ``x`` (axis 0 = samples), an ``(x, y)`` tuple or a
             ``tf.data.Dataset`` yielding ``x`` or ``(x, y)``, batched or not.
