@@ -41,6 +41,7 @@ NON_DEFAULT = {
     Channels: {
         "ratio": 0.25, "criterion": "l2", "per_layer": {"conv1": 0.5}, "flops": 0.5, "params": 0.6,
         "schedule": "iterative", "steps": 2, "epochs": 1, "alpha": 0.3, "temperature": 2.0, "distill": False,
+        "mode": "merge", "merge_similarity": "activations",
     },
     Penalty: {"l1": 1e-3, "l2": 1e-4, "epochs": 2, **TRAINING},
     Pruning: {

@@ -154,12 +154,15 @@ def _channels_stage(run, model, stage):
     records = {}
     for layer in rep.layers:
         if layer.get("before") != layer.get("after"):
-            records[layer["name"]] = f"pruned channels: {layer['before']} → {layer['after']}"
+            records[layer["name"]] = f"{'merged' if rep.mode == 'merge' else 'pruned'} channels: " \
+                                     f"{layer['before']} → {layer['after']}"
     steps = rep.steps and len(rep.steps) or 1
     info.update({
         "epochs": stage.epochs * steps, "steps": None,
-        "details": _details(info, f"{stage.criterion} channel pruning: params {rep.params_before:,} → "
-                                  f"{rep.params_after:,}, FLOPs {rep.flops_ratio:.0%}"),
+        "details": _details(info, (f"{stage.merge_similarity}-similarity channel merging ({rep.merged} merged, "
+                                   f"{len(rep.merges) - rep.merged} pruned)" if rep.mode == "merge"
+                                   else f"{stage.criterion} channel pruning")
+                            + f": params {rep.params_before:,} → {rep.params_after:,}, FLOPs {rep.flops_ratio:.0%}"),
         "channels": rep.to_dict(),
     })
     return small, records, {}, info

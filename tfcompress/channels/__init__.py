@@ -9,6 +9,7 @@ Example:
     >>> for g in channels.dependency_groups(model):
     ...     print(g.name, g.channels, g.reason or "prunable")
     >>> small, report = channels.prune_channels(model, 0.5, criterion="l1")
+    >>> merged, report = channels.merge_channels(model, 0.5)  # fold near-duplicates instead
     >>> print(report.to_markdown())
 """
 
@@ -17,6 +18,7 @@ from tfcompress.channels.config import Channels
 from tfcompress.channels.cost import count_flops, count_params
 from tfcompress.channels.graph import Group, dependency_groups
 from tfcompress.channels.importance import CRITERIA
+from tfcompress.channels.merge import merge_channels
 from tfcompress.channels.report import ChannelReport
 from tfcompress.channels.schedule import apply
 from tfcompress.channels.sensitivity import SensitivityReport, sensitivity_scan
@@ -32,6 +34,7 @@ __all__ = [
     "count_flops",
     "count_params",
     "dependency_groups",
+    "merge_channels",
     "prune_channels",
     "ratios_for_budget",
     "sensitivity_scan",

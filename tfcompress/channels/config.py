@@ -15,7 +15,9 @@ from tfcompress.errors import RecipeError
 
 __all__ = ["Channels"]
 
-_CRITERIA = ("l1", "l2", "bn_gamma", "taylor")
+_CRITERIA = ("l1", "l2", "bn_gamma", "taylor", "apoz", "mean_activation")
+_MODES = ("prune", "merge")
+_SIMILARITIES = ("weights", "activations")
 _SCHEDULES = ("one-shot", "iterative")
 
 
@@ -26,8 +28,12 @@ class Channels:
     Args:
         ratio: fraction of channels removed from every prunable group, in
             [0, 1). Defaults to `0.5`.
-        criterion: importance criterion: ``"l1"``, ``"l2"``, ``"bn_gamma"``
-            or ``"taylor"``. Defaults to `"l1"`.
+        criterion: importance criterion: ``"l1"``, ``"l2"``, ``"bn_gamma"``,
+            ``"taylor"``, ``"apoz"`` (average percentage of zeros after the
+            activation: high is pruned first) or ``"mean_activation"`` (mean
+            ``|activation|``); the last three score channels on the training
+            data. With ``mode="merge"`` it only ranks the groups of a
+            ``flops``/``params`` sensitivity scan. Defaults to `"l1"`.
         per_layer: ``{layer name: ratio}`` overrides, each in [0, 1).
             Defaults to `None`.
         flops: fraction of FLOPs to keep, in (0, 1]; overrides ``ratio``
@@ -45,6 +51,13 @@ class Channels:
         temperature: distillation temperature, > 0. Defaults to `4.0`.
         distill: fine-tune with distillation from the unpruned model.
             Defaults to `True`.
+        mode: ``"prune"`` (remove the least important channels) or
+            ``"merge"`` (fold each removed channel into its nearest
+            near-duplicate: the next layers' input weights absorb it; see
+            :mod:`tfcompress.channels.merge`). Defaults to `"prune"`.
+        merge_similarity: what ``mode="merge"`` compares: ``"weights"``
+            (kernel and bias, BatchNorm folded) or ``"activations"`` (on the
+            training data). Defaults to `"weights"`.
 
     Raises:
         RecipeError: a field is out of range (the message names it and the
@@ -66,6 +79,8 @@ class Channels:
     alpha: float = 0.5
     temperature: float = 4.0
     distill: bool = True
+    mode: str = "prune"
+    merge_similarity: str = "weights"
 
     def __post_init__(self):
         fraction_removed("channels", "ratio", self.ratio)
@@ -87,3 +102,5 @@ class Channels:
         check_range("channels", "alpha", self.alpha, 0, 1)
         check_positive("channels", "temperature", self.temperature)
         check_bool("channels", "distill", self.distill)
+        check_choice("channels", "mode", self.mode, _MODES)
+        check_choice("channels", "merge_similarity", self.merge_similarity, _SIMILARITIES)

@@ -1,4 +1,6 @@
-"""Channel importance criteria: ``l1``, ``l2``, ``bn_gamma``, ``taylor``.
+"""Channel importance criteria: ``l1``, ``l2``, ``bn_gamma``, ``taylor``, ``apoz``,
+``mean_activation`` (the last three need data; the activation ones are in
+``activations.py``).
 
 Each criterion scores every channel of every prunable group; low scores are
 pruned first. For a group with several producer layers (a residual ``Add``),
@@ -13,12 +15,15 @@ Example:
 import numpy as np
 
 from tfcompress._keras import keras, tf
+from tfcompress.channels.activations import activation_scores
 from tfcompress.channels.graph import _key, _kind
 from tfcompress.errors import DataError, RecipeError
 
-__all__ = ["CRITERIA", "group_importance"]
+__all__ = ["CRITERIA", "NEEDS_DATA", "group_importance"]
 
-CRITERIA = ("l1", "l2", "bn_gamma", "taylor")
+CRITERIA = ("l1", "l2", "bn_gamma", "taylor", "apoz", "mean_activation")
+#: The criteria that score channels on a data sample.
+NEEDS_DATA = ("taylor", "apoz", "mean_activation")
 
 
 def _out_axis_kernel(layer):
@@ -64,11 +69,11 @@ def _bn_scores(analysis, groups):
     return scores
 
 
-def _as_batches(data, batch_size=64, max_batches=4):
+def _as_batches(data, batch_size=64, max_batches=4, what="criterion 'taylor'"):
     """Up to ``max_batches`` (x, y) numpy batches from (x, y), a dataset object
     with ``.train``, or a tf.data.Dataset of (x, y)."""
     if data is None:
-        raise DataError("criterion 'taylor' needs data: pass data=(x, y) with a few hundred labelled samples.")
+        raise DataError(f"{what} needs data: pass data=(x, y) with a few hundred labelled samples.")
     if hasattr(data, "train") and not isinstance(data, tuple):
         data = data.train
     if isinstance(data, tf.data.Dataset):
@@ -76,7 +81,7 @@ def _as_batches(data, batch_size=64, max_batches=4):
         for xb, yb in data.take(max_batches):
             out.append((np.asarray(xb), np.asarray(yb)))
         if not out:
-            raise DataError("the taylor data set is empty: pass a tf.data.Dataset with at least one (x, y) batch.")
+            raise DataError(f"the data set for {what} is empty: pass a tf.data.Dataset with at least one (x, y) batch.")
         return out
     try:
         x, y = data
@@ -136,8 +141,8 @@ def group_importance(analysis, groups, criterion="l1", data=None):
     Args:
         analysis: the model's :class:`~tfcompress.channels.graph.Analysis`.
         groups: dict root id -> :class:`Group` (prunable groups only).
-        criterion: "l1", "l2", "bn_gamma" or "taylor".
-        data: (x, y) labelled samples; needed by "taylor" only.
+        criterion: "l1", "l2", "bn_gamma", "taylor", "apoz" or "mean_activation".
+        data: (x, y) labelled samples; needed by the :data:`NEEDS_DATA` criteria.
 
     Returns:
         (scores, notes): dict root id -> float array (one score per channel),
@@ -145,7 +150,7 @@ def group_importance(analysis, groups, criterion="l1", data=None):
 
     Raises:
         RecipeError: unknown criterion.
-        DataError: "taylor" without usable data.
+        DataError: a data criterion without usable data.
     """
     if criterion not in CRITERIA:
         raise RecipeError(f"criterion={criterion!r} is unknown: use one of {', '.join(CRITERIA)}.")
@@ -162,8 +167,11 @@ def group_importance(analysis, groups, criterion="l1", data=None):
             if r not in per:
                 notes.append(f"group '{g.name}' has no BatchNormalization: used l1 instead of bn_gamma")
                 per[r] = [_norm_scores(model.get_layer(n), 1) for n in g.members]
-    else:
+    elif criterion == "taylor":
         per = _taylor_scores(analysis, groups, data)
+    else:
+        per, more = activation_scores(analysis, groups, _as_batches(data, what=f"criterion {criterion!r}"), criterion)
+        notes += more
     scores = {}
     for r, g in groups.items():
         parts = per.get(r) or [np.ones(g.channels)]

@@ -21,6 +21,9 @@ class ChannelReport:
         flops_before, flops_after, params_before, params_after: model totals.
         notes: anything the user should know (clamped ratios, fallbacks, ...).
         steps: per-step summaries of an iterative schedule.
+        mode: ``"prune"`` or ``"merge"`` (channels folded into near-duplicates).
+        merges: with ``mode="merge"``, one dict per removed channel: group,
+            removed, into (None where it was pruned), scale.
 
     Example:
         >>> small, report = prune_channels(model, 0.5)
@@ -37,6 +40,13 @@ class ChannelReport:
     params_after: int
     notes: list = field(default_factory=list)
     steps: list = field(default_factory=list)
+    mode: str = "prune"
+    merges: list = field(default_factory=list)
+
+    @property
+    def merged(self):
+        """How many channels were merged into a kept one (not just pruned)."""
+        return sum(m.get("into") is not None for m in self.merges)
 
     @property
     def flops_ratio(self):
@@ -63,6 +73,8 @@ class ChannelReport:
             "layers": _jsonable(self.layers),
             "notes": list(self.notes),
             "steps": _jsonable(self.steps),
+            "mode": self.mode,
+            "merges": _jsonable(self.merges),
         }
         json.dumps(d)
         return d
@@ -70,7 +82,8 @@ class ChannelReport:
     def to_markdown(self):
         """A Markdown summary: totals, then a table of the groups."""
         lines = [
-            f"**Channel pruning** (criterion `{self.criterion}`, target `{_jsonable(self.target)}`)",
+            f"**Channel {'merging' if self.mode == 'merge' else 'pruning'}** (criterion `{self.criterion}`, "
+            f"target `{_jsonable(self.target)}`)",
             "",
             f"- FLOPs: {self.flops_before:,} → {self.flops_after:,} ({self.flops_ratio:.1%})",
             f"- Params: {self.params_before:,} → {self.params_after:,} ({self.params_ratio:.1%})",

@@ -11,6 +11,8 @@ from tfcompress._model import check_model
 from tfcompress.channels.budget import ratios_for_budget, search_uniform
 from tfcompress.channels.config import Channels
 from tfcompress.channels.cost import count_flops
+from tfcompress.channels.importance import NEEDS_DATA
+from tfcompress.channels.merge import merge_channels
 from tfcompress.channels.report import ChannelReport
 from tfcompress.channels.sensitivity import sensitivity_scan
 from tfcompress.channels.surgery import Plan, _resolve_ratios, prune_channels
@@ -75,7 +77,7 @@ def _final_ratios(model, config, data):
     if config.flops is None and config.params is None:
         return dict(config.per_layer or {}), config.ratio, notes
     val = _split(data, "validation")
-    plan = Plan(model, config.criterion, _split(data, "train") if config.criterion == "taylor" else None)
+    plan = Plan(model, config.criterion, _split(data, "train") if config.criterion in NEEDS_DATA else None)
     fixed_ratios, fixed = _resolve_ratios(plan, None, config.per_layer)
     if val is not None:
         rep = sensitivity_scan(model, val, criterion=config.criterion,
@@ -125,8 +127,10 @@ def apply(model, config, data=None, fine_tune=None):
     if not isinstance(config, Channels):
         raise RecipeError(f"config must be a channels.Channels stage, got {type(config).__name__}.")
     train = _split(data, "train")
-    if config.criterion == "taylor" and train is None:
-        raise DataError("criterion 'taylor' needs data: pass data=(x, y) or a dataset with .train.")
+    if config.criterion in NEEDS_DATA and train is None:
+        raise DataError(f"criterion {config.criterion!r} needs data: pass data=(x, y) or a dataset with .train.")
+    if config.mode == "merge" and config.merge_similarity == "activations" and train is None:
+        raise DataError("merge_similarity 'activations' needs data: pass data=(x, y) or a dataset with .train.")
     base_plan = Plan(model, "l1")
     _resolve_ratios(base_plan, None, config.per_layer)  # unknown / locked names -> RecipeError
     per_layer, ratio, notes = _final_ratios(model, config, data)
@@ -159,9 +163,14 @@ def apply(model, config, data=None, fine_tune=None):
                     notes.append(f"group '{name}': ratio {final:.2f} would remove all {c0} channels; kept 1")
             if g.channels > target:
                 step_layer[name] = (g.channels - target) / g.channels
-        current, rep = prune_channels(current, per_layer=step_layer, criterion=config.criterion,
-                                      data=train if config.criterion == "taylor" else None) \
-            if step_layer else _noop(current)
+        if not step_layer:
+            current, rep = _noop(current)
+        elif config.mode == "merge":
+            current, rep = merge_channels(current, per_layer=step_layer, similarity=config.merge_similarity,
+                                          data=train if config.merge_similarity == "activations" else None)
+        else:
+            current, rep = prune_channels(current, per_layer=step_layer, criterion=config.criterion,
+                                          data=train if config.criterion in NEEDS_DATA else None)
         if fine_tune is not None and config.epochs > 0:
             tuned = fine_tune(current, config.epochs)
             current = tuned if tuned is not None else current
@@ -178,12 +187,13 @@ def _merge(reports, config, notes, model):
         "ratio": config.ratio, "per_layer": dict(config.per_layer or {}), "flops": config.flops,
         "params": config.params, "schedule": config.schedule,
         "steps": config.steps if config.schedule == "iterative" else 1, "epochs": config.epochs,
-        "distill": config.distill,
+        "distill": config.distill, "mode": config.mode,
     }
     real = [r for r in reports if r is not None]
     if not real:
         f, p = count_flops(model), int(model.count_params())
-        return ChannelReport(config.criterion, target, [], [], f, f, p, p, notes + ["nothing to prune"])
+        return ChannelReport(config.criterion, target, [], [], f, f, p, p, notes + ["nothing to prune"],
+                             mode=config.mode)
     first, last = real[0], real[-1]
     after_g = {g["name"]: g["channels_after"] for g in last.groups}
     groups = []
@@ -205,8 +215,8 @@ def _merge(reports, config, notes, model):
         all_notes += [n for n in r.notes if n not in all_notes]
     steps = [{"step": i + 1, "flops": r.flops_after, "params": r.params_after} for i, r in enumerate(real)]
     return ChannelReport(
-        criterion=config.criterion, target=target, groups=groups, layers=layers,
+        criterion=first.criterion, target=target, groups=groups, layers=layers,
         flops_before=first.flops_before, flops_after=last.flops_after,
         params_before=first.params_before, params_after=last.params_after,
-        notes=all_notes, steps=steps,
+        notes=all_notes, steps=steps, mode=config.mode, merges=[m for r in real for m in r.merges],
     )

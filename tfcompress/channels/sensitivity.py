@@ -15,6 +15,7 @@ import numpy as np
 from tfcompress._checks import fraction_removed
 from tfcompress._keras import tf
 from tfcompress.channels.budget import ratios_for_budget
+from tfcompress.channels.importance import NEEDS_DATA
 from tfcompress.channels.report import _jsonable
 from tfcompress.channels.surgery import Plan
 from tfcompress.errors import DataError, RecipeError
@@ -152,8 +153,9 @@ def sensitivity_scan(model, val_data, ratios=(0.25, 0.5, 0.75), criterion="l1", 
         val_data: labelled validation data: (x, y), a tfcompress Dataset (its
             ``.validation`` split) or a tf.data.Dataset of (x, y) batches.
         ratios: fractions of channels removed, each in [0, 1).
-        criterion: importance criterion ("l1", "l2", "bn_gamma", "taylor").
-        data: data for "taylor" (defaults to ``val_data``).
+        criterion: importance criterion ("l1", "l2", "bn_gamma", "taylor", "apoz",
+            "mean_activation").
+        data: data for the data criteria (defaults to ``val_data``).
         max_samples: evaluate on at most this many samples.
 
     Returns:
@@ -173,7 +175,7 @@ def sensitivity_scan(model, val_data, ratios=(0.25, 0.5, 0.75), criterion="l1", 
         raise RecipeError("ratios is empty: give at least one ratio in [0, 1).")
     x, y = as_xy(val_data, limit=max_samples)
     tdata = data if data is not None else (x, y)
-    plan = Plan(model, criterion, tdata if criterion == "taylor" else None)
+    plan = Plan(model, criterion, tdata if criterion in NEEDS_DATA else None)
     baseline = accuracy(model, x, y)
     groups = []
     for r, g in plan.groups.items():

@@ -48,13 +48,7 @@ class Plan:
         """dict root -> bool keep mask for ``ratios`` (root -> fraction removed)."""
         keep = {}
         for r, ratio in ratios.items():
-            g = self.groups[r]
-            n = g.channels
-            n_remove = int(round(ratio * n))
-            if n_remove >= n:
-                n_remove = n - 1
-                if notes is not None and ratio > 0:
-                    notes.append(f"group '{g.name}': ratio {ratio:.2f} would remove all {n} channels; kept 1")
+            n, n_remove = self.groups[r].channels, self.n_remove(r, ratio, notes)
             if n_remove <= 0:
                 continue
             order = np.argsort(self.scores[r], kind="stable")
@@ -62,6 +56,16 @@ class Plan:
             mask[order[:n_remove]] = False
             keep[r] = mask
         return keep
+
+    def n_remove(self, r, ratio, notes=None):
+        """How many of group ``r``'s channels ``ratio`` removes (at least one is kept)."""
+        g = self.groups[r]
+        n_remove = int(round(ratio * g.channels))
+        if n_remove >= g.channels:
+            n_remove = g.channels - 1
+            if notes is not None and ratio > 0:
+                notes.append(f"group '{g.name}': ratio {ratio:.2f} would remove all {g.channels} channels; kept 1")
+        return n_remove
 
     def estimate(self, keep):
         """(FLOPs, params) of the model pruned with ``keep``."""
@@ -91,8 +95,10 @@ class Plan:
         return int(flops), int(params)
 
     # -- rebuild ------------------------------------------------------------
-    def build(self, keep):
-        """A new model with the channels of ``keep`` removed and weights copied."""
+    def build(self, keep, weights=None):
+        """A new model with the channels of ``keep`` removed and weights copied
+        (``weights``: {layer name: arrays} used instead of a layer's own, e.g.
+        the next layers' input weights after channel merging)."""
         a = self.analysis
         counts = {}
         for r, mask in keep.items():
@@ -109,7 +115,8 @@ class Plan:
         if new.name != self.original.name:
             new._name = self.original.name
         for layer in self.model.layers:
-            w = layer.get_weights()
+            w = (weights or {}).get(layer.name)
+            w = layer.get_weights() if w is None else w
             if not w:
                 continue
             io = a.layer_io.get(layer.name)
@@ -195,8 +202,8 @@ def prune_channels(model, ratio=None, *, per_layer=None, flops=None, params=None
         flops: fraction of FLOPs to keep, in (0, 1]; the ratio of the groups not
             in ``per_layer`` is searched (uniform, or from ``sensitivity``).
         params: fraction of parameters to keep, in (0, 1] (like ``flops``).
-        criterion: "l1", "l2", "bn_gamma" or "taylor".
-        data: (x, y) labelled samples for "taylor".
+        criterion: "l1", "l2", "bn_gamma", "taylor", "apoz" or "mean_activation".
+        data: (x, y) labelled samples for "taylor", "apoz", "mean_activation".
         sensitivity: a :class:`SensitivityReport`; with ``flops``/``params``,
             ratios come from :func:`ratios_for_budget` instead of a uniform ratio.
 
@@ -207,12 +214,24 @@ def prune_channels(model, ratio=None, *, per_layer=None, flops=None, params=None
         RecipeError: ratio out of [0, 1), budget out of (0, 1], unknown or locked
             per_layer name, unknown criterion, or no target given.
         UnsupportedModelError: Keras 3, subclassed or unbuilt model.
-        DataError: "taylor" without data.
+        DataError: a data criterion without data.
 
     Example:
         >>> small, rep = prune_channels(model, 0.5)
         >>> small, rep = prune_channels(model, flops=0.5, criterion="bn_gamma")
     """
+    ratio, flops, params = check_targets(model, ratio, per_layer, flops, params)
+    plan = Plan(model, criterion, data)
+    notes = list(plan.notes)
+    ratios = resolve_targets(plan, ratio, per_layer, flops, params, sensitivity, notes)
+    keep = plan.keep(ratios, notes)
+    new = plan.build(keep)
+    target = {"ratio": ratio, "per_layer": dict(per_layer or {}), "flops": flops, "params": params}
+    return new, make_report(plan, ratios, keep, new, target, notes)
+
+
+def check_targets(model, ratio, per_layer, flops, params):
+    """Check a pruning target (and the model); returns (ratio, flops, params)."""
     check_model(model)
     if ratio is not None:
         ratio = fraction_removed(None, "ratio", ratio)
@@ -222,8 +241,11 @@ def prune_channels(model, ratio=None, *, per_layer=None, flops=None, params=None
         raise RecipeError(f"per_layer must be a mapping layer name -> ratio, got {type(per_layer).__name__}.")
     if ratio is None and not per_layer and flops is None and params is None:
         raise RecipeError("no pruning target: give ratio=, per_layer=, flops= or params=.")
-    plan = Plan(model, criterion, data)
-    notes = list(plan.notes)
+    return ratio, flops, params
+
+
+def resolve_targets(plan, ratio, per_layer, flops, params, sensitivity, notes):
+    """dict root -> fraction of channels removed, for a checked target."""
     ratios, fixed = _resolve_ratios(plan, ratio, per_layer)
     if flops is not None or params is not None:
         if sensitivity is not None:
@@ -237,10 +259,7 @@ def prune_channels(model, ratio=None, *, per_layer=None, flops=None, params=None
             ratios, met = search_uniform(plan, ratios, fixed, flops, params)
         if not met:
             notes.append("budget not reachable (locked layers dominate); pruned as far as possible")
-    keep = plan.keep(ratios, notes)
-    new = plan.build(keep)
-    target = {"ratio": ratio, "per_layer": dict(per_layer or {}), "flops": flops, "params": params}
-    return new, make_report(plan, ratios, keep, new, target, notes)
+    return ratios
 
 
 def make_report(plan, ratios, keep, new, target, notes):

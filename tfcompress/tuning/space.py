@@ -19,7 +19,8 @@ too); ``lr_decay`` (the train stage's ``lr_schedule`` kind: ``none``,
 ``pruning_begin``, ``pruning_end``, ``pruning_frequency``,
 ``pruning_scope`` (``layer`` or ``global``), ``pruning_criterion`` (``magnitude`` or ``saliency``),
 ``pruning_epochs``, ``qat_epochs``, ``cluster_count``, ``distill_alpha``,
-``distill_temperature``, ``channel_ratio``. Every value a space allows is
+``distill_temperature``, ``channel_ratio``, ``channel_mode`` (``prune`` or
+``merge``). Every value a space allows is
 checked when the space is made, by building the recipe it would give, so a
 value the recipe refuses fails before any trial runs.
 
@@ -97,6 +98,7 @@ TARGETS = {
     "distill_alpha": ("distillation", "alpha"),
     "distill_temperature": ("distillation", "temperature"),
     "channel_ratio": ("channels", "ratio"),
+    "channel_mode": ("channels", "mode"),
 }
 # Integer fields: a float range rounds to them (Bayesian optimisation proposes floats).
 INTEGER = ("batch_size", "pruning_frequency", "pruning_epochs", "qat_epochs", "cluster_count", "step_every",
