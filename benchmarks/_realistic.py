@@ -5,7 +5,8 @@ model: 3x3 Conv-BN stacks with residual ``Add`` shortcuts at 16/32/64 channels,
 ~9.4M multiply-adds per 28x28 image) trained on Fashion-MNIST as given (28x28,
 no resizing: a ResNet needs no 32x32 minimum). Training on the whole set takes
 far too long on 2 shared cores (an epoch of 54k images measured ~18 min under
-load), so it trains on a seeded 12,000-image subset for 3 epochs; its test
+load), so it trains on a seeded 15,000-image subset for 4 epochs (Adam 2e-3,
+cosine decay to 0: 3 epochs at a constant rate reached only 81.7%); its test
 accuracy (10k) is the baseline. The weights are cached under
 ``bench-out/cache/`` (git-ignored), keyed by the settings; concurrent
 benchmarks wait on a file lock instead of training twice.
@@ -28,14 +29,13 @@ import numpy as np
 import tflite_export
 from tfcompress import datasets, models
 from tfcompress._keras import keras
-from tfcompress.optimize import make_optimizer
 
 __all__ = ["resnet8_fashion", "FULL", "QUICK"]
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CACHE = os.path.join(ROOT, "bench-out", "cache")
 #: Training subset and epochs of the baseline (the fine-tuning subset is the same images).
-FULL = dict(train_samples=12000, base_epochs=3)
+FULL = dict(train_samples=15000, base_epochs=4)
 QUICK = dict(train_samples=1500, base_epochs=1)
 
 
@@ -63,13 +63,15 @@ def resnet8_fashion(quick=False, seed=0):
     spec = models.get("resnet8")
     epochs = s["base_epochs"]
     os.makedirs(CACHE, exist_ok=True)
-    path = os.path.join(CACHE, f"resnet8_fmnist_n{s['train_samples']}_e{epochs}_s{seed}.h5")
+    path = os.path.join(CACHE, f"resnet8_fmnist_n{s['train_samples']}_e{epochs}_cos_s{seed}.h5")
     settings = dict(s, seed=seed)
     with open(path + ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         keras.utils.set_random_seed(seed)
         base = spec.build()
-        base.compile(make_optimizer("adam", 2e-3), "sparse_categorical_crossentropy", ["accuracy"])
+        steps = epochs * -(-len(x_ft) // spec.batch_size)
+        rate = keras.optimizers.schedules.CosineDecay(2e-3, steps)
+        base.compile(keras.optimizers.Adam(rate), "sparse_categorical_crossentropy", ["accuracy"])
         if os.path.exists(path):
             base.load_weights(path)
         else:

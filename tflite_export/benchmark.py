@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from . import opreport
 from ._process import current_rss_mb, memory_delta_mb, peak_rss_mb, pinned
 from ._runtime import open_interpreter, random_input
 from .argtypes import MAX_THREADS
@@ -208,13 +209,7 @@ def _check_args(threads, warmup_runs, warmup_seconds, min_runs, min_seconds):
 
 
 def delegation(it):
-    """(number of DELEGATE kernels, whether some ops visibly run outside them).
-
-    The Python interpreter lists the original nodes plus one "DELEGATE" node per
-    delegated partition. An original op runs outside the delegate if it consumes
-    a DELEGATE output or produces a DELEGATE input; more than one partition also
-    implies ops in between. (Ops at the graph ends that touch no partition are not
-    detected.)
+    """(number of DELEGATE kernels, whether some ops run outside them) (see :func:`tflite_export.opreport.split`).
 
     Args:
         it: An allocated ``ai_edge_litert.interpreter.Interpreter``.
@@ -226,26 +221,8 @@ def delegation(it):
         >>> delegation(open_interpreter("m_int8.tflite"))   # doctest: +SKIP
         (1, False)
     """
-    ip = it._interpreter  # pylint: disable=protected-access
-    n = ip.NumNodes()
-    names = [ip.NodeName(i) for i in range(n)]
-    parts = [i for i in range(n) if names[i] == "DELEGATE"]
-    if not parts:
-        return 0, False
-    d_in = set()
-    d_out = set()
-    for i in parts:
-        d_in.update(int(t) for t in ip.NodeInputs(i) if t >= 0)
-        d_out.update(int(t) for t in ip.NodeOutputs(i) if t >= 0)
-    outside = len(parts) > 1
-    for i in range(n):
-        if names[i] == "DELEGATE" or outside:
-            continue
-        ins = {int(t) for t in ip.NodeInputs(i) if t >= 0}
-        outs = {int(t) for t in ip.NodeOutputs(i) if t >= 0}
-        if (ins & d_out) or (outs & d_in):
-            outside = True
-    return len(parts), outside
+    d = opreport.split(it)
+    return d.partitions, bool(d.partitions and d.fallback)
 
 
 _DTYPES = {

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 from ._runtime import open_interpreter
 
-__all__ = ["Delegation", "delegation", "fallback_summary"]
+__all__ = ["Delegation", "delegation", "split", "fallback_summary"]
 
 _DELEGATE = "DELEGATE"
 
@@ -67,6 +67,31 @@ def _covered(nodes, producers, delegate):
     return seen
 
 
+def split(it):
+    """A :class:`Delegation` of an allocated interpreter (any delegate's ``DELEGATE`` nodes count).
+
+    Args:
+        it: An allocated ``ai_edge_litert.interpreter.Interpreter``.
+
+    Returns:
+        A :class:`Delegation`.
+
+    Example:
+        >>> split(open_interpreter("m_int8.tflite")).partitions  # doctest: +SKIP
+        1
+    """
+    nodes = {int(d["index"]): d for d in it._get_ops_details()}  # pylint: disable=protected-access
+    original = {i: d for i, d in nodes.items() if d["op_name"] != _DELEGATE}
+    producers = {int(t): i for i, d in original.items() for t in d["outputs"]}
+    delegates = [d for d in nodes.values() if d["op_name"] == _DELEGATE]
+    inside = set()
+    for d in delegates:
+        inside |= _covered(original, producers, d)
+    left = [(i, original[i]["op_name"]) for i in sorted(original) if i not in inside]
+    return Delegation(ops=len(original), delegated=len(inside), partitions=len(delegates),
+                      fallback=dict(Counter(name for _, name in left)), fallback_nodes=left)
+
+
 def delegation(path, num_threads=1):
     """Which ops of ``path`` XNNPACK takes over and which stay on builtin kernels.
 
@@ -85,17 +110,7 @@ def delegation(path, num_threads=1):
         >>> delegation("model_float32.tflite").fallback  # doctest: +SKIP
         {}
     """
-    it = open_interpreter(path, num_threads=num_threads, use_xnnpack=True)
-    nodes = {int(d["index"]): d for d in it._get_ops_details()}
-    original = {i: d for i, d in nodes.items() if d["op_name"] != _DELEGATE}
-    producers = {int(t): i for i, d in original.items() for t in d["outputs"]}
-    delegates = [d for d in nodes.values() if d["op_name"] == _DELEGATE]
-    inside = set()
-    for d in delegates:
-        inside |= _covered(original, producers, d)
-    left = [(i, original[i]["op_name"]) for i in sorted(original) if i not in inside]
-    return Delegation(ops=len(original), delegated=len(inside), partitions=len(delegates),
-                      fallback=dict(Counter(name for _, name in left)), fallback_nodes=left)
+    return split(open_interpreter(path, num_threads=num_threads, use_xnnpack=True))
 
 
 def fallback_summary(d):
