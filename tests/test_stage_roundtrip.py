@@ -16,7 +16,7 @@ import tfcompress
 from tfcompress._keras import keras
 from tfcompress.recipe import Recipe
 from tfcompress.schedules import Optimizer, Schedule
-from tfcompress.stages import Channels, Clustering, Distillation, Penalty, Pruning, Quantization, Train
+from tfcompress.stages import Channels, Clustering, Depth, Distillation, Penalty, Pruning, Quantization, Train
 
 
 def _stage_fields():
@@ -38,6 +38,8 @@ TRAINING = {"learning_rate": 0.01, "optimizer": Optimizer("nesterov", weight_dec
 # A valid value other than the default for every field of every stage class.
 NON_DEFAULT = {
     Train: {"epochs": 3, **TRAINING},
+    Depth: {"remove": 2, "target_flops": 0.6, "criterion": "sensitivity", "epochs": 1, "distill": False, "alpha": 0.3,
+            "temperature": 2.0, "include": ("block_.*",), "exclude": ("b0",), **TRAINING},
     Channels: {
         "ratio": 0.25, "criterion": "l2", "per_layer": {"conv1": 0.5}, "flops": 0.5, "params": 0.6,
         "schedule": "iterative", "steps": 2, "epochs": 1, "alpha": 0.3, "temperature": 2.0, "distill": False,
@@ -66,7 +68,7 @@ RECIPE_NON_DEFAULT = {"batch_size": 16, "learning_rate": 2e-4, "optimizer": Opti
 
 # Fields that cannot all be set at once in one stage: the all-stages recipe leaves these at their default.
 # M:N excludes block_size and per_layer; global scope and saliency exclude M:N, block_size (and global per_layer)
-CONFLICTS = {Pruning: ("sparsity_m_by_n", "scope", "criterion")}
+CONFLICTS = {Pruning: ("sparsity_m_by_n", "scope", "criterion"), Depth: ("target_flops",)}
 
 
 def _round_trips(recipe):
@@ -78,7 +80,8 @@ def _round_trips(recipe):
 
 def test_every_stage_class_has_non_default_values():
     assert set(STAGES.values()) == set(NON_DEFAULT), "a stage class has no NON_DEFAULT entry"
-    assert set(STAGES) == {"train", "channels", "penalty", "pruning", "clustering", "quantization", "distillation"}
+    assert set(STAGES) == {"train", "depth", "channels", "penalty", "pruning", "clustering", "quantization",
+                           "distillation"}
 
 
 @pytest.mark.parametrize(
@@ -123,7 +126,8 @@ def test_recipe_holding_every_stage_round_trips(tmp_path):
     stages["quantization"] = dataclasses.replace(stages["quantization"], scheme="pcqat")
     recipe = Recipe(**stages, **RECIPE_NON_DEFAULT)
     back = _round_trips(recipe)
-    assert [n for n, _ in back.stages] == ["train", "channels", "penalty", "pruning", "clustering", "quantization"]
+    assert [n for n, _ in back.stages] == ["train", "depth", "channels", "penalty", "pruning", "clustering",
+                                           "quantization"]
     path = tmp_path / "all.yaml"
     recipe.save_yaml(path)
     assert Recipe.from_yaml(path) == recipe

@@ -26,6 +26,7 @@ from tfcompress._keras import keras, quiet_native_logs, tfmot
 from tfcompress._keras3 import augmentation_layers
 from tfcompress._model import coerce_model
 from tfcompress.datasets import as_dataset
+from tfcompress.depth.stage import depth_column
 from tfcompress.errors import first_line
 from tfcompress.io import resolve_model
 from tfcompress.report import markdown_table, table
@@ -175,7 +176,7 @@ class CheckReport:
 #: or None (the question does not apply: the column is left out when no layer
 #: answers). ``recipe`` is the checked :class:`~tfcompress.Recipe` or None. Each
 #: technique adds its own line here, importing its answer function.
-EXTRA_COLUMNS = []
+EXTRA_COLUMNS = [("depth", "depth", depth_column)]
 
 
 def _extra(layer, model, rec):

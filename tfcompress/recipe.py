@@ -1,7 +1,8 @@
 """Compression recipes: frozen dataclasses that validate themselves.
 
 A :class:`Recipe` is a list of optional stages applied in a fixed order —
-``train`` (train or continue training first), ``channels`` (structured
+``train`` (train or continue training first), ``depth`` (remove
+residual blocks / same-shape layers), ``channels`` (structured
 pruning), ``penalty`` (L1/L2 weight decay towards zero), ``pruning``,
 ``clustering``, then ``quantization`` (QAT) — each stage keeping what the
 earlier ones made, plus the training settings shared by every stage (batch
@@ -45,6 +46,7 @@ from tfcompress.stages import (
     STAGE_CLASSES,
     Channels,
     Clustering,
+    Depth,
     Distillation,
     Penalty,
     Pruning,
@@ -57,7 +59,7 @@ from tfcompress.stages import (
 
 __all__ = [
     "Train", "Optimizer", "Schedule", "OPTIMIZERS", "SCHEDULES",
-    "Channels", "Penalty", "Pruning", "Clustering", "Quantization", "Distillation",
+    "Depth", "Channels", "Penalty", "Pruning", "Clustering", "Quantization", "Distillation",
     "Recipe", "PruningSteps", "STAGE_ORDER", "CENTROID_INITS", "QUANTIZATION_SCHEMES",
 ]
 
@@ -69,7 +71,7 @@ STAGE_ORDER = tuple(STAGE_CLASSES)
 class Recipe:
     """What :func:`tfcompress.optimize` does: stages plus fine-tuning settings.
 
-    Stages run in the order of :data:`STAGE_ORDER` (train, channels,
+    Stages run in the order of :data:`STAGE_ORDER` (train, depth, channels,
     penalty, pruning, clustering, quantization); a stage set to ``None`` is
     skipped. Every training stage uses the recipe's ``learning_rate``,
     ``optimizer`` and ``lr_schedule`` unless it sets its own; schedule steps
@@ -78,6 +80,8 @@ class Recipe:
     Args:
         train: a :class:`Train` stage (train or continue training before
             compression) or None. Defaults to `None`.
+        depth: a :class:`~tfcompress.depth.Depth` stage (residual block /
+            same-shape layer removal) or None. Defaults to `None`.
         channels: a :class:`~tfcompress.channels.Channels` stage (structured
             pruning) or None. Defaults to `None`.
         penalty: a :class:`Penalty` stage or None. Defaults to `None`.
@@ -114,6 +118,7 @@ class Recipe:
     """
 
     train: Train | None = None
+    depth: Depth | None = None
     channels: Channels | None = None
     penalty: Penalty | None = None
     pruning: Pruning | None = field(default_factory=Pruning)

@@ -21,6 +21,7 @@ import types
 from tfcompress import clustering, distribute, pruning, quantization
 from tfcompress._keras import keras
 from tfcompress._model import clone
+from tfcompress.depth.stage import depth_stage
 from tfcompress.distill import Distiller
 from tfcompress.pruning import global_
 from tfcompress.stages import qat_scheme
@@ -265,6 +266,7 @@ def _quantize_stage(run, model, stage):
 #: Stage name (a Recipe field) -> function(run, model, stage) -> (model, records, history, info).
 STAGES = {
     "train": _train_stage,
+    "depth": depth_stage,
     "channels": _channels_stage,
     "penalty": _penalty_stage,
     "pruning": _prune_stage,

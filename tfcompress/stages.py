@@ -4,8 +4,9 @@ One class per stage of a :class:`~tfcompress.recipe.Recipe` — :class:`Train`,
 :class:`Penalty`, :class:`Clustering` here, and re-exported from their
 technique's package: :class:`Pruning` (:mod:`tfcompress.pruning.config`),
 :class:`Quantization` and :func:`qat_scheme` (:mod:`tfcompress.quantization.config`),
-``Channels`` (:mod:`tfcompress.channels.config`) — plus :class:`Distillation`
-(applied to every fine-tuning stage). The shared training fields are in
+``Channels`` (:mod:`tfcompress.channels.config`), ``Depth``
+(:mod:`tfcompress.depth.config`) — plus :class:`Distillation` (applied to
+every fine-tuning stage). The shared training fields are in
 :mod:`tfcompress._stagebase`.
 Every training stage may set its own ``learning_rate``, ``optimizer`` and
 ``lr_schedule`` (:mod:`tfcompress.schedules`) or inherit the recipe's.
@@ -27,12 +28,13 @@ from dataclasses import dataclass
 from tfcompress._checks import check_bool, check_choice, check_int, check_patterns, check_range
 from tfcompress._stagebase import _Trains, is_schedule_object
 from tfcompress.channels.config import Channels
+from tfcompress.depth.config import Depth
 from tfcompress.errors import RecipeError
 from tfcompress.pruning.config import PRUNING_POLICIES, Pruning, PruningSteps
 from tfcompress.quantization.config import QUANTIZATION_SCHEMES, SCHEME_NEEDS, Quantization, qat_scheme
 
 __all__ = [
-    "Train", "Channels", "Penalty", "Pruning", "Clustering", "Quantization", "Distillation", "PruningSteps",
+    "Train", "Depth", "Channels", "Penalty", "Pruning", "Clustering", "Quantization", "Distillation", "PruningSteps",
     "STAGE_CLASSES", "CENTROID_INITS", "QUANTIZATION_SCHEMES", "PRUNING_POLICIES", "SCHEME_NEEDS",
     "qat_scheme", "is_schedule_object",
 ]
@@ -177,6 +179,6 @@ class Distillation:
 
 #: Recipe field name -> stage class, in the order the stages run.
 STAGE_CLASSES = {
-    "train": Train, "channels": Channels, "penalty": Penalty, "pruning": Pruning,
+    "train": Train, "depth": Depth, "channels": Channels, "penalty": Penalty, "pruning": Pruning,
     "clustering": Clustering, "quantization": Quantization,
 }

@@ -20,7 +20,8 @@ too); ``lr_decay`` (the train stage's ``lr_schedule`` kind: ``none``,
 ``pruning_scope`` (``layer`` or ``global``), ``pruning_criterion`` (``magnitude`` or ``saliency``),
 ``pruning_epochs``, ``qat_epochs``, ``cluster_count``, ``distill_alpha``,
 ``distill_temperature``, ``channel_ratio``, ``channel_mode`` (``prune`` or
-``merge``). Every value a space allows is
+``merge``), ``depth_remove`` (blocks the
+depth stage removes). Every value a space allows is
 checked when the space is made, by building the recipe it would give, so a
 value the recipe refuses fails before any trial runs.
 
@@ -98,11 +99,12 @@ TARGETS = {
     "distill_alpha": ("distillation", "alpha"),
     "distill_temperature": ("distillation", "temperature"),
     "channel_ratio": ("channels", "ratio"),
+    "depth_remove": ("depth", "remove"),
     "channel_mode": ("channels", "mode"),
 }
 # Integer fields: a float range rounds to them (Bayesian optimisation proposes floats).
 INTEGER = ("batch_size", "pruning_frequency", "pruning_epochs", "qat_epochs", "cluster_count", "step_every",
-           "plateau_patience")
+           "plateau_patience", "depth_remove")
 # Recipe field -> the class a nested change builds; the field whose change starts a fresh object.
 _CLASSES = {**STAGE_CLASSES, "distillation": Distillation, "optimizer": Optimizer, "lr_schedule": Schedule}
 _KEYS = {Optimizer: "name", Schedule: "kind"}

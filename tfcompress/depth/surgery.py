@@ -1,0 +1,71 @@
+"""Remove blocks from a model: rebuild its graph without them, weights copied.
+
+The rebuild replays the nodes of the channels dependency analysis
+(:attr:`Analysis.nodes <tfcompress.channels.graph.Analysis>` and their Keras
+``call_args``) on fresh layers made from each layer's config; a removed
+block's output tensor is read from its input instead.
+
+Example:
+    >>> from tfcompress.depth import find_blocks, rebuild_without
+    >>> cands = find_blocks(model)
+    >>> smaller = rebuild_without(cands, [cands.blocks[0]])   # doctest: +SKIP
+"""
+
+from tfcompress._keras import keras, tf
+from tfcompress.channels.graph import _key
+
+__all__ = ["rebuild_without"]
+
+
+def rebuild_without(candidates, blocks):
+    """A new Functional model equal to the analysed one without ``blocks``.
+
+    Args:
+        candidates: the :class:`~tfcompress.depth.candidates.Candidates` of
+            the model.
+        blocks: the blocks to remove (non-overlapping).
+
+    Returns:
+        an uncompiled tf_keras Functional model with the model's name; every
+        kept layer has the original's config and weights.
+    """
+    a = candidates.analysis
+    model = a.model
+    drop = {n for b in blocks for n in b.layers}
+    redirect = {b.out_key: b.in_key for b in blocks}
+    new_tensors, new_layers = {}, {}
+
+    def resolve(key):
+        seen = 0
+        while key in redirect:
+            key = redirect[key]
+            seen += 1
+            if seen > len(redirect):  # pragma: no cover - blocks would form a cycle
+                raise RuntimeError("depth surgery bug: removed blocks redirect into each other")
+        return new_tensors[key]
+
+    def sub(x):
+        return resolve(_key(x)) if hasattr(x, "_keras_history") and keras.backend.is_keras_tensor(x) else x
+
+    for (layer, _, outs), node in zip(a.nodes, a.keras_nodes):
+        if layer.name in drop:
+            continue
+        if node.is_input:
+            cfg = layer.get_config()
+            res = keras.Input(batch_shape=cfg["batch_input_shape"], dtype=cfg.get("dtype"), name=layer.name)
+        else:
+            if id(layer) not in new_layers:
+                new_layers[id(layer)] = layer.__class__.from_config(layer.get_config())
+            args = tf.nest.map_structure(sub, node.call_args)
+            kwargs = tf.nest.map_structure(sub, node.call_kwargs)
+            res = new_layers[id(layer)](*args, **kwargs)
+        for t, r in zip(outs, tf.nest.flatten(res)):
+            new_tensors[_key(t)] = r
+    inputs = tf.nest.map_structure(sub, model._nested_inputs)
+    outputs = tf.nest.map_structure(sub, model._nested_outputs)
+    new = keras.Model(inputs, outputs, name=model.name)
+    for old in model.layers:
+        if old.name in drop or not old.weights:
+            continue
+        new.get_layer(old.name).set_weights(old.get_weights())
+    return new
