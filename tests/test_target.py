@@ -141,3 +141,19 @@ def test_a_size_budget_is_met_on_the_file(tiny, digits, tmp_path):
     res = tfcompress.optimize(tiny, digits.train, digits.validation, target="size<=3KB", epochs=1, seed=0, verbose=0)
     assert res.report.budget["met"], res.report.budget["markdown"]
     assert _file_drop(tiny, res, digits, tmp_path, "s.tflite")[1] <= 3 * 1024
+
+
+@pytest.mark.slow
+def test_minimize_latency_thins_channels_and_reports_each_round(digits):
+    keras.utils.set_random_seed(0)
+    m = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(16, 3, activation="relu", name="conv"),
+                          keras.layers.Conv2D(16, 3, activation="relu", name="conv2"), keras.layers.Flatten(),
+                          keras.layers.Dense(10, activation="softmax", name="out")])
+    m.compile(keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy", ["accuracy"])
+    m.fit(*digits.train, epochs=6, batch_size=64, verbose=0)
+    res = tfcompress.optimize(m, digits.train, digits.validation, target="drop<=10", minimize="latency", epochs=1,
+                              seed=0, verbose=0)
+    b = res.report.budget
+    assert b["minimize"] == "latency" and all("ms" in r and "drop" in r for r in b["rounds"])
+    assert res.plan.channels is not None and res.plan.channels.per_layer and res.plan.pruning is None
+    assert res.model.count_params() < m.count_params()
