@@ -116,3 +116,15 @@ def test_bad_fields_are_one_line_recipe_errors(kwargs, field):
     with pytest.raises(RecipeError, match=field) as e:
         Pruning(**kwargs)
     assert "\n" not in str(e.value)
+
+
+def test_check_shows_each_layers_global_share_only_for_a_global_or_saliency_recipe():
+    model = _small_cnn()
+    rep = tfcompress.check(model, recipe=Recipe(pruning=Pruning(scope="global", final_sparsity=0.7,
+                                                                max_layer_sparsity=0.9)), convert=False)
+    assert "global prune" in rep.COLUMNS
+    assert rep.layer("conv").extra["global_prune"].startswith("89% (of global 70%, t=")  # 32 of 36 under the 90 % cap
+    rep = tfcompress.check(model, recipe=Recipe(pruning=Pruning(criterion="saliency", per_layer={"fc": 0.5})),
+                           convert=False)
+    assert rep.layer("fc").extra["global_prune"] == "layer saliency: 50% chosen from gradients at run time"
+    assert "global prune" not in tfcompress.check(model, recipe=Recipe(), convert=False).COLUMNS

@@ -29,6 +29,7 @@ from tfcompress.datasets import as_dataset
 from tfcompress.depth.stage import depth_column
 from tfcompress.errors import first_line
 from tfcompress.io import resolve_model
+from tfcompress.pruning.global_ import check_answer as global_prune_answer
 from tfcompress.report import markdown_table, table
 
 __all__ = ["check", "CheckReport", "LayerCheck", "EXTRA_COLUMNS"]
@@ -176,7 +177,8 @@ class CheckReport:
 #: or None (the question does not apply: the column is left out when no layer
 #: answers). ``recipe`` is the checked :class:`~tfcompress.Recipe` or None. Each
 #: technique adds its own line here, importing its answer function.
-EXTRA_COLUMNS = [("depth", "depth", depth_column)]
+EXTRA_COLUMNS = [("global_prune", "global prune", global_prune_answer),
+                 ("depth", "depth", depth_column)]
 
 
 def _extra(layer, model, rec):

@@ -30,10 +30,11 @@ import numpy as np
 from tfcompress._keras import keras, tf
 from tfcompress._model import clone
 from tfcompress.errors import RecipeError
+from tfcompress.pruning import selected_layers
 from tfcompress.pruning.selection import first_match
 from tfcompress.pruning.weights import prunable_weights
 
-__all__ = ["allocate", "magnitude_scores", "saliency_scores", "plan", "describe"]
+__all__ = ["allocate", "magnitude_scores", "saliency_scores", "plan", "describe", "check_answer"]
 
 
 def allocate(scores, total_sparsity, max_layer=1.0, min_layer=0.0):
@@ -122,6 +123,15 @@ def saliency_scores(model, layers, dataset, loss, batches):
     return out
 
 
+def _layer_targets(layers, stage):
+    """Layer scope: ``final_sparsity``, or the first matching ``per_layer`` entry's."""
+    out = {}
+    for layer in layers:
+        hit = first_match(layer, stage.per_layer)
+        out[layer.name] = stage.per_layer[hit] if hit is not None else stage.final_sparsity
+    return out
+
+
 def _zero_lowest(layer, layer_scores, sparsity):
     """Zero the lowest-scoring weights of each prunable weight of ``layer`` as TF-MOT will count them."""
     start = 0
@@ -164,10 +174,7 @@ def plan(model, stage, layers, data=None, loss=None):
                                      stage.min_layer_sparsity)
         targets = {n: counts[n] / scores[n].size for n in scores}
     else:
-        targets = {}
-        for layer in layers:
-            hit = first_match(layer, stage.per_layer)
-            targets[layer.name] = stage.per_layer[hit] if hit is not None else stage.final_sparsity
+        targets = _layer_targets(layers, stage)
     if stage.criterion == "saliency":
         model = clone(model)
         by_name = {layer.name: layer for layer in model.layers}
@@ -197,3 +204,41 @@ def describe(info):
         where += f" threshold {info['threshold']:.3g}"
     layers = ", ".join(f"{n} {s:.0%}" for n, s in info["allocated"].items())
     return f"{where} ({info['total_sparsity']:.1%} in all): {layers}"
+
+
+_CHECKED = {}  # (id(model), repr(stage)) -> (targets, threshold): one allocation per check() call
+
+
+def check_answer(layer, model, recipe):
+    """The ``check`` column: the sparsity the recipe's global scope gives ``layer``, or its saliency setting.
+
+    None (column hidden) unless the recipe prunes with ``scope: global`` or
+    ``criterion: saliency``; the allocation is computed from ``model``'s
+    current weights, as the stage will at its start.
+
+    Example:
+        >>> from tfcompress import Pruning, Recipe, models
+        >>> m = models.get("digits_cnn").build()
+        >>> check_answer(m.layers[0], m, Recipe(pruning=Pruning(scope="global")))[-20:]  # doctest: +SKIP
+        'global 80%, t=0.0921)'
+    """
+    stage = getattr(recipe, "pruning", None)
+    if stage is None or (stage.scope == "layer" and stage.criterion == "magnitude") or not prunable_weights(layer):
+        return None
+    key = (id(model), repr(stage))
+    if key not in _CHECKED:
+        _CHECKED.clear()
+        layers = selected_layers(model, stage)
+        if stage.criterion == "saliency":
+            _CHECKED[key] = (_layer_targets(layers, stage), None)
+        else:
+            _, targets, info = plan(model, stage, layers)
+            _CHECKED[key] = (targets, info["threshold"])
+    targets, threshold = _CHECKED[key]
+    if layer.name not in targets:
+        return "no: not pruned by this recipe"
+    if stage.criterion == "saliency":
+        share = "share" if stage.scope == "global" else f"{targets[layer.name]:.0%}"
+        return f"{stage.scope} saliency: {share} chosen from gradients at run time"
+    t = "" if threshold is None else f", t={threshold:.3g}"
+    return f"{targets[layer.name]:.0%} (of global {stage.final_sparsity:.0%}{t})"
