@@ -73,17 +73,22 @@ def _markdown(rows, names, commands):
         "left float through QAT, and the converter calibrated the tensor between its depthwise and 1×1 "
         "halves from data alone, all-zero after pruning, scale 7.8e-9, giving requantization scales "
         "outside XNNPACK's [2^-32, 256); it is now annotated so TF-MOT splits it with a fake-quant "
-        "in between). `crash: signal N in <step>` is a native crash of the child process: EfficientNetB0's "
-        "is TensorFlow's MLIR converter segfaulting (faulthandler stack: `wrap_converter.wrapped_convert`) "
-        "on the pruned + PQAT graph during int8 export; its untrained int8 conversion in `check` passes, and "
-        "tests/test_coverage.py's EfficientNetB0 run (50 % sparsity, inputs 0-255) exports. Open.", "",
-        "| model | input | params | status | skipped by QAT (check) | seconds | int8 bytes |",
-        "|---|---:|---:|---|---|---:|---:|",
+        "in between). EfficientNetB0's `crash: signal 11 in export` of an earlier sitting is fixed too: fed "
+        "inputs in [0, 1) where its built-in `Rescaling(1/255)` expects pixels, its QAT saw activations "
+        "that fake-quantization made all equal, BatchNorm divided by sqrt(epsilon), gradients reached 1e34 "
+        "and the weights NaN after one step; TensorFlow's MLIR quantizer then segfaulted on the NaN scales "
+        "(gdb: `QuantizationDriver::ShouldCheckBiasScale`). Now models that scale their own inputs get "
+        "pixel values (column \"inputs\"), a stage that diverges raises a RecipeError naming it, and "
+        "`tflite_export` refuses NaN/Inf weights instead of crashing. Rows with training \"eager\" ran "
+        "`optimize`'s 2 training steps per stage eagerly (`tf.config.run_functions_eagerly`): tracing them "
+        "was 60-90 % of a model's minutes; the layers, wrappers and converted graph are the same.", "",
+        "| model | input | inputs | training | params | status | skipped by QAT (check) | seconds | int8 bytes |",
+        "|---|---:|---|---|---:|---|---|---:|---:|",
     ]
     for n in names:
         r = rows.get(n)
         if r is None:
-            lines.append(f"| {n} | | | not run: time | | | |")
+            lines.append(f"| {n} | | | | | not run: time | | | |")
             continue
         by_type = {}
         for reason in r.get("skipped", {}).values():
@@ -91,7 +96,8 @@ def _markdown(rows, names, commands):
             by_type[t] = by_type.get(t, 0) + 1
         skipped = ", ".join(f"{t} {c}" for t, c in sorted(by_type.items())) or "none"
         secs = r.get("seconds", {}).get("total") or 0
-        lines.append(f"| {n} | {r.get('input') or ''} | {_num(r.get('params'))} | {_short(r['status'])} | "
+        lines.append(f"| {n} | {r.get('input') or ''} | {r.get('inputs', '0-1')} | {r.get('training', 'graph')} | "
+                     f"{_num(r.get('params'))} | {_short(r['status'])} | "
                      f"{skipped} | {secs:.0f} | {_num(r.get('int8_bytes'))} |")
     return "\n".join(lines) + "\n"
 
@@ -114,6 +120,8 @@ def main(argv=None):
     p.add_argument("--models", nargs="*", help="model names (default: all)")
     p.add_argument("--timeout", type=int, default=900, help="seconds per model (default 900)")
     p.add_argument("--render", action="store_true", help="only rewrite the table from the JSON")
+    p.add_argument("--graph", action="store_true",
+                   help="trace the training steps into graphs as usual (default: run them eagerly; see _applications)")
     args = p.parse_args(argv)
     names = apps.model_names()
     todo = args.models or names
@@ -131,7 +139,7 @@ def main(argv=None):
     os.makedirs(RESULTS, exist_ok=True)
     for name in todo:
         t0 = time.perf_counter()
-        row = apps.run_isolated(name, timeout=args.timeout)
+        row = apps.run_isolated(name, timeout=args.timeout, eager=not args.graph)
         row.pop("traceback", None)
         rows[name] = row
         print(f"{name}: {row['status']} ({time.perf_counter() - t0:.0f} s)", flush=True)
