@@ -150,6 +150,20 @@ def test_channels_stage_merge_mode_and_validation():
     assert rep.to_markdown().startswith("**Channel merging**")
 
 
+def test_optimize_reports_merged_channels():
+    import tfcompress
+    from tfcompress.recipe import Recipe
+
+    m, x = _dup_net(), _x()
+    recipe = Recipe(channels=ch.Channels(per_layer={"c1": 0.25}, ratio=0.0, mode="merge", epochs=0),
+                    pruning=None, quantization=None)
+    res = tfcompress.optimize(m, (x, np.arange(len(x)) % 2), recipe=recipe, verbose=0, batch_size=16)
+    (stage,) = res.report.stages
+    assert "weights-similarity channel merging (1 merged, 0 pruned): params" in stage["details"]
+    assert stage["channels"]["mode"] == "merge" and stage["channels"]["merges"][0]["into"] == 3
+    np.testing.assert_allclose(_out(res.model, x), _out(m, x), atol=1e-5)
+
+
 @pytest.mark.slow
 def test_merging_keeps_more_accuracy_than_l1_before_fine_tuning():
     """On a trained digits CNN (sklearn digits, 3 epochs), at the same ratio and channel
