@@ -16,7 +16,17 @@ import tfcompress
 from tfcompress._keras import keras
 from tfcompress.recipe import Recipe
 from tfcompress.schedules import Optimizer, Schedule
-from tfcompress.stages import Channels, Clustering, Depth, Distillation, Penalty, Pruning, Quantization, Train
+from tfcompress.stages import (
+    Channels,
+    Clustering,
+    Depth,
+    Distillation,
+    Penalty,
+    Precision,
+    Pruning,
+    Quantization,
+    Train,
+)
 
 
 def _stage_fields():
@@ -59,6 +69,8 @@ NON_DEFAULT = {
     },
     Quantization: {"epochs": 1, "preserve_sparsity": False, "learning_rate_scale": 0.5, "scheme": "pqat",
                    "weights": "int4", **TRAINING},
+    Precision: {"per_layer": {"conv1": "float16", "Dense": "int4"}, "default": "int16x8", "max_drop": 0.5,
+                "max_bytes": 50_000, "candidates": ("int8", "float16"), "samples": 64},
     Distillation: {"alpha": 0.2, "temperature": 2.0},
 }
 
@@ -81,7 +93,7 @@ def _round_trips(recipe):
 def test_every_stage_class_has_non_default_values():
     assert set(STAGES.values()) == set(NON_DEFAULT), "a stage class has no NON_DEFAULT entry"
     assert set(STAGES) == {"train", "depth", "channels", "penalty", "pruning", "clustering", "quantization",
-                           "distillation"}
+                           "precision", "distillation"}
 
 
 @pytest.mark.parametrize(
@@ -127,7 +139,7 @@ def test_recipe_holding_every_stage_round_trips(tmp_path):
     recipe = Recipe(**stages, **RECIPE_NON_DEFAULT)
     back = _round_trips(recipe)
     assert [n for n, _ in back.stages] == ["train", "depth", "channels", "penalty", "pruning", "clustering",
-                                           "quantization"]
+                                           "quantization", "precision"]
     path = tmp_path / "all.yaml"
     recipe.save_yaml(path)
     assert Recipe.from_yaml(path) == recipe

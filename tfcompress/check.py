@@ -30,6 +30,7 @@ from tfcompress.depth.stage import depth_column
 from tfcompress.errors import first_line
 from tfcompress.io import resolve_model
 from tfcompress.pruning.global_ import check_answer as global_prune_answer
+from tfcompress.precision.stage import check_answer as precision_column
 from tfcompress.report import markdown_table, table
 
 __all__ = ["check", "CheckReport", "LayerCheck", "EXTRA_COLUMNS"]
@@ -178,7 +179,7 @@ class CheckReport:
 #: answers). ``recipe`` is the checked :class:`~tfcompress.Recipe` or None. Each
 #: technique adds its own line here, importing its answer function.
 EXTRA_COLUMNS = [("global_prune", "global prune", global_prune_answer),
-                 ("depth", "depth", depth_column)]
+                 ("depth", "depth", depth_column), ("precision", "precision", precision_column)]
 
 
 def _extra(layer, model, rec):

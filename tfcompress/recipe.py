@@ -49,6 +49,7 @@ from tfcompress.stages import (
     Depth,
     Distillation,
     Penalty,
+    Precision,
     Pruning,
     PruningSteps,
     Quantization,
@@ -59,7 +60,7 @@ from tfcompress.stages import (
 
 __all__ = [
     "Train", "Optimizer", "Schedule", "OPTIMIZERS", "SCHEDULES",
-    "Depth", "Channels", "Penalty", "Pruning", "Clustering", "Quantization", "Distillation",
+    "Depth", "Channels", "Penalty", "Pruning", "Clustering", "Quantization", "Precision", "Distillation",
     "Recipe", "PruningSteps", "STAGE_ORDER", "CENTROID_INITS", "QUANTIZATION_SCHEMES",
 ]
 
@@ -89,6 +90,9 @@ class Recipe:
         clustering: a :class:`Clustering` stage or None. Defaults to `None`.
         quantization: a :class:`Quantization` stage or None. Defaults to
             `Quantization()`.
+        precision: a :class:`~tfcompress.precision.Precision` stage (per-layer
+            precision of the exported file, from a sensitivity scan) or None;
+            ``optimize`` refuses it beside a quantization stage. Defaults to `None`.
         batch_size: fine-tuning batch size. Defaults to `32`.
         learning_rate: fine-tuning learning rate. Defaults to `1e-3`.
         optimizer: an :class:`Optimizer`, its name (``"sgd"`` (momentum
@@ -124,6 +128,7 @@ class Recipe:
     pruning: Pruning | None = field(default_factory=Pruning)
     clustering: Clustering | None = None
     quantization: Quantization | None = field(default_factory=Quantization)
+    precision: Precision | None = None
     batch_size: int = 32
     learning_rate: float = 1e-3
     optimizer: Optimizer | str = "adam"

@@ -23,6 +23,7 @@ from tfcompress._keras import keras
 from tfcompress._model import clone
 from tfcompress.depth.stage import depth_stage
 from tfcompress.distill import Distiller
+from tfcompress.precision.stage import run_stage as precision_stage
 from tfcompress.pruning import global_
 from tfcompress.stages import qat_scheme
 from tfcompress.training import global_policy, make_optimizer, pruning_callbacks, stage_callbacks, with_policy
@@ -272,4 +273,5 @@ STAGES = {
     "pruning": _prune_stage,
     "clustering": _cluster_stage,
     "quantization": _quantize_stage,
+    "precision": precision_stage,
 }

@@ -30,13 +30,14 @@ from tfcompress._stagebase import _Trains, is_schedule_object
 from tfcompress.channels.config import Channels
 from tfcompress.depth.config import Depth
 from tfcompress.errors import RecipeError
+from tfcompress.precision.config import Precision
 from tfcompress.pruning.config import PRUNING_POLICIES, Pruning, PruningSteps
 from tfcompress.quantization.config import QUANTIZATION_SCHEMES, SCHEME_NEEDS, Quantization, qat_scheme
 
 __all__ = [
     "Train", "Depth", "Channels", "Penalty", "Pruning", "Clustering", "Quantization", "Distillation", "PruningSteps",
     "STAGE_CLASSES", "CENTROID_INITS", "QUANTIZATION_SCHEMES", "PRUNING_POLICIES", "SCHEME_NEEDS",
-    "qat_scheme", "is_schedule_object",
+    "qat_scheme", "is_schedule_object", "Precision",
 ]
 
 CENTROID_INITS = ("kmeans_plus_plus", "linear", "density_based", "random")
@@ -180,5 +181,5 @@ class Distillation:
 #: Recipe field name -> stage class, in the order the stages run.
 STAGE_CLASSES = {
     "train": Train, "depth": Depth, "channels": Channels, "penalty": Penalty, "pruning": Pruning,
-    "clustering": Clustering, "quantization": Quantization,
+    "clustering": Clustering, "quantization": Quantization, "precision": Precision,
 }

@@ -18,7 +18,7 @@ too); ``lr_decay`` (the train stage's ``lr_schedule`` kind: ``none``,
 / ``plateau_patience``. Compression parameters: ``final_sparsity``,
 ``pruning_begin``, ``pruning_end``, ``pruning_frequency``,
 ``pruning_scope`` (``layer`` or ``global``), ``pruning_criterion`` (``magnitude`` or ``saliency``),
-``pruning_epochs``, ``qat_epochs``, ``cluster_count``, ``distill_alpha``,
+``pruning_epochs``, ``qat_epochs``, ``precision_max_drop``, ``cluster_count``, ``distill_alpha``,
 ``distill_temperature``, ``channel_ratio``, ``channel_mode`` (``prune`` or
 ``merge``), ``depth_remove`` (blocks the
 depth stage removes). Every value a space allows is
@@ -99,6 +99,7 @@ TARGETS = {
     "distill_alpha": ("distillation", "alpha"),
     "distill_temperature": ("distillation", "temperature"),
     "channel_ratio": ("channels", "ratio"),
+    "precision_max_drop": ("precision", "max_drop"),
     "depth_remove": ("depth", "remove"),
     "channel_mode": ("channels", "mode"),
 }
