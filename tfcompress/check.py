@@ -29,8 +29,8 @@ from tfcompress.datasets import as_dataset
 from tfcompress.depth.stage import depth_column
 from tfcompress.errors import first_line
 from tfcompress.io import resolve_model
-from tfcompress.pruning.global_ import check_answer as global_prune_answer
 from tfcompress.precision.stage import check_answer as precision_column
+from tfcompress.pruning.global_ import check_answer as global_prune_answer
 from tfcompress.report import markdown_table, table
 
 __all__ = ["check", "CheckReport", "LayerCheck", "EXTRA_COLUMNS"]
