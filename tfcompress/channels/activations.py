@@ -138,7 +138,7 @@ def channel_positions(analysis, key, root, c):
     return np.flatnonzero((roots == root) & (m.ch == c))
 
 
-def consumer_activations(analysis, groups, batches):
+def consumer_activations(analysis, groups, batches, max_rows=8192):
     """Each group's channels as a (samples, channels) matrix of the values a
     following Conv/Dense reads (one column per channel, spatial positions and
     Flatten tiles as rows).
@@ -147,6 +147,8 @@ def consumer_activations(analysis, groups, batches):
         analysis: the model's Analysis.
         groups: dict root id -> prunable :class:`Group`.
         batches: list of (x, y) numpy batches.
+        max_rows: at most this many rows per batch (samples x spatial
+            positions; a seeded subset of the positions beyond it).
 
     Returns:
         dict root -> float64 matrix; groups no Conv/Dense reads are left out.
@@ -162,8 +164,12 @@ def consumer_activations(analysis, groups, batches):
     pos = {r: [channel_positions(analysis, readers[r][0], r, c) for c in range(groups[r].channels)]
            for r in roots}
     cols = {r: [] for r in roots}
+    rng = np.random.default_rng(0)
     for values in _run(analysis.model, [readers[r][1] for r in roots], batches):
         for r, v in zip(roots, values):
             v = v.reshape(v.shape[0], -1, v.shape[-1])  # (N, spatial, C) or (N, 1, F)
+            if v.shape[0] * v.shape[1] > max_rows:  # big feature maps: a seeded subset of positions
+                keep = max(1, max_rows // v.shape[0])
+                v = v[:, np.sort(rng.choice(v.shape[1], keep, replace=False)), :]
             cols[r].append(np.stack([v[:, :, p].reshape(-1) for p in pos[r]], axis=1))
     return {r: np.concatenate(c, axis=0).astype(np.float64) for r, c in cols.items()}

@@ -25,7 +25,8 @@ When it is exact: the merged model equals the original when ``v_j = s·v_i``
 exactly and what lies between the producer and the next Conv/Dense is linear
 or positively homogeneous (ReLU, LeakyReLU, max/average pooling, ``Add``,
 ``Flatten``, ``Concatenate``), since then ``relu(s·x) = s·relu(x)`` for
-``s > 0``. It is approximate through other activations (sigmoid, tanh, ...),
+``s > 0``. It is approximate through other activations (sigmoid, tanh, ...)
+and ``Multiply``/``Maximum``/``Minimum`` merges,
 through a BatchNorm that is not directly after the producer (not folded), and
 when channels are only nearly proportional. A group read by a depthwise,
 separable or transposed convolution cannot move a channel into another (each
