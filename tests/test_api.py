@@ -7,7 +7,7 @@ import tfcompress
 def test_public_api_is_pinned():
     assert set(tfcompress.__all__) == {
         "__version__", "optimize", "OptimizeResult", "Recipe", "Pruning", "Quantization",
-        "Channels", "Penalty", "Clustering", "Distillation",
+        "Depth", "Channels", "Penalty", "Clustering", "Distillation",
         "datasets", "models", "load_model", "check", "CheckReport", "TfcompressError", "RecipeError",
         "UnsupportedModelError", "DataError", "OutputError", "ExportError",
     }

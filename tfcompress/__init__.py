@@ -26,13 +26,14 @@ from tfcompress.errors import (
 )
 from tfcompress.io import load_model
 from tfcompress.optimize import OptimizeResult, optimize
-from tfcompress.recipe import Channels, Clustering, Distillation, Penalty, Pruning, Quantization, Recipe
+from tfcompress.recipe import Channels, Clustering, Depth, Distillation, Penalty, Pruning, Quantization, Recipe
 
 __all__ = [
     "__version__",
     "optimize",
     "OptimizeResult",
     "Recipe",
+    "Depth",
     "Channels",
     "Penalty",
     "Pruning",
