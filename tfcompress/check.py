@@ -31,6 +31,7 @@ from tfcompress.errors import first_line
 from tfcompress.io import resolve_model
 from tfcompress.precision.stage import check_answer as precision_column
 from tfcompress.pruning.global_ import check_answer as global_prune_answer
+from tfcompress.quantization.nbit import low_bit_answer
 from tfcompress.report import markdown_table, table
 
 __all__ = ["check", "CheckReport", "LayerCheck", "EXTRA_COLUMNS"]
@@ -179,7 +180,8 @@ class CheckReport:
 #: answers). ``recipe`` is the checked :class:`~tfcompress.Recipe` or None. Each
 #: technique adds its own line here, importing its answer function.
 EXTRA_COLUMNS = [("global_prune", "global prune", global_prune_answer),
-                 ("depth", "depth", depth_column), ("precision", "precision", precision_column)]
+                 ("depth", "depth", depth_column), ("precision", "precision", precision_column),
+                 ("low_bit", "low-bit", low_bit_answer)]
 
 
 def _extra(layer, model, rec):

@@ -25,6 +25,7 @@ from tfcompress.depth.stage import depth_stage
 from tfcompress.distill import Distiller
 from tfcompress.precision.stage import run_stage as precision_stage
 from tfcompress.pruning import global_
+from tfcompress.quantization import nbit
 from tfcompress.stages import qat_scheme
 from tfcompress.training import global_policy, make_optimizer, pruning_callbacks, stage_callbacks, with_policy
 
@@ -259,8 +260,11 @@ def _quantize_stage(run, model, stage):
     info = {"epochs": epochs, "steps": run.steps(epochs), "scheme": scheme}
     with run.precision("quantization", info):
         qat, records = quantization.wrap(model, stage, scheme=scheme)
-        history = run.fit(qat, epochs, lr_scale=stage.learning_rate_scale, stage=stage, name="quantization")
-    info["details"] = _details(info, _SCHEME_NAMES[scheme] + ("" if stage.scheme == "auto" else " (chosen in recipe)"))
+        keep = nbit.zero_keeper(qat) if stage.weights in nbit.BITS and scheme in ("pqat", "pcqat") else None
+        history = run.fit(qat, epochs, callbacks=[keep] if keep else (), lr_scale=stage.learning_rate_scale,
+                          stage=stage, name="quantization")
+    name = nbit.describe(stage, scheme) if stage.weights in nbit.BITS else _SCHEME_NAMES[scheme]
+    info["details"] = _details(info, name + ("" if stage.scheme == "auto" else " (chosen in recipe)"))
     return qat, records, history, info
 
 

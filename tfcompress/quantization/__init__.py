@@ -11,7 +11,7 @@ import warnings
 from tfcompress._keras import keras, tfmot
 from tfcompress._model import clone
 from tfcompress.errors import RecipeError, UnsupportedModelError, first_line
-from tfcompress.quantization import configs
+from tfcompress.quantization import configs, nbit
 from tfcompress.quantization.config import qat_scheme
 
 __all__ = ["wrap", "why_not_quantizable", "scheme_for", "layer_classes"]
@@ -78,6 +78,8 @@ def wrap(model, stage, preserve_sparsity=None, scheme=None):
     # wrap cannot see which stages ran: it takes the model as possibly sparse and
     # lets preserve_sparsity (and stage.scheme) decide.
     scheme = scheme or qat_scheme(stage, pruned=True, clustered=False, preserve_sparsity=preserve_sparsity)
+    if getattr(stage, "weights", "int8") in nbit.BITS:  # int4 / int2: TF-MOT's n-bit scheme (quantization/nbit.py)
+        return nbit.wrap(model, stage, scheme, why_not_quantizable, layer_classes)
     try:
         return _apply(model, scheme, only_default=False)
     except _TfMotError as first:
