@@ -14,7 +14,8 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-ORDER = ["foundation", "toolbox", "budget", "channels", "merge", "depth", "realistic", "export", "tuner", "applications"]
+ORDER = ["foundation", "toolbox", "budget", "channels", "merge", "depth", "realistic", "export", "tuner",
+         "applications"]
 
 
 def _name(path):
