@@ -138,3 +138,23 @@ def test_the_tuner_knob_sets_the_budget():
     assert space.recipe({"precision_max_drop": 0.5}).precision.max_drop == 0.5
     with pytest.raises(TuningError, match="precision_max_drop value -1"):
         SearchSpace({"precision_max_drop": [-1, 2.0]})
+
+
+@pytest.mark.slow  # a whole job: export, evaluate and time three files (~6 s idle, 17 s on the loaded machine)
+def test_the_main_job_writes_mixed_tflite_and_its_row(tmp_path):
+    import json
+
+    from tfcompress import datasets, pipeline
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.layers.Input((4,)), keras.layers.Dense(8, activation="relu"),
+                              keras.layers.Dense(3, activation="softmax")], name="tiny")
+    rng = np.random.default_rng(0)
+    data = datasets.from_arrays(rng.random((60, 4)).astype("float32"), rng.integers(0, 3, 60), name="tiny")
+    recipe = {"pruning": None, "quantization": None, "precision": {"per_layer": {"Dense": "float16"}}}
+    pipeline.run_job(model, data, recipe, out=str(tmp_path), threads=1, quiet=True, verbose=0, timing_runs=1,
+                     timing_seconds=0)
+    mixed = (tmp_path / "mixed.tflite").read_bytes()
+    assert set(layer_precisions(mixed).values()) == {"float16"}
+    rows = {f["name"]: f for f in json.loads((tmp_path / "report.json").read_text())["files"]}
+    assert rows["mixed"]["mode"] == "mixed" and rows["mixed"]["bytes"] == len(mixed) and "median_ms" in rows["mixed"]

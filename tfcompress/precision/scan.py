@@ -128,7 +128,7 @@ def scan(mixer, x, y, candidates, fixed=None, default="int8", progress=None):
             rows.append(row)
         if progress is not None:
             done = [r for r in rows if r["layer"] == layer and r["supported"]]
-            progress(f"  {layer}: " + ", ".join(f"{r['precision']} -{r['drop']:.2f} pt {r['saved']:+d} B"
+            progress(f"  {layer}: " + ", ".join(f"{r['precision']} {-r['drop']:+.2f} pt, {r['saved']:,} B saved"
                                                 for r in done))
     return Scan(acc, len(ref), fixed, default, rows)
 
