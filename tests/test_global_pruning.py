@@ -80,11 +80,14 @@ def test_saliency_prunes_a_large_weight_with_no_gradient_first():
     x, y = np.random.default_rng(0).random((64, 8), dtype=np.float32), np.arange(64) % 3
     # magnitude would remove 8 small weights and keep column 0
     assert not np.any(np.argsort(magnitude_scores([d1])["d1"])[:8] % 4 == 0)
-    stage = Pruning(criterion="saliency", final_sparsity=0.25, include=["d1"], epochs=1, saliency_batches=2)
+    # out: half its weights, the dead unit's 3 and 3 live ones (these would regrow without TF-MOT's mask)
+    stage = Pruning(criterion="saliency", final_sparsity=0.25, per_layer={"out": 0.5}, epochs=2, saliency_batches=2)
     res = tfcompress.optimize(model, (x, y), recipe=Recipe(pruning=stage, quantization=None, learning_rate=0.01),
                               batch_size=16, verbose=0)
     zeros = res.model.get_layer("d1").kernel.numpy() == 0
-    assert zeros[:, 0].all() and zeros.sum() == 8  # exactly the dead unit's weights, kept through fine-tuning
+    assert zeros[:, 0].all() and zeros.sum() == 8  # exactly the dead unit's weights
+    out = res.model.get_layer("out").kernel.numpy() == 0
+    assert out[0].all() and out.sum() == 6  # the mask chosen at the start is kept through fine-tuning
     assert res.report.stages[0]["allocation"]["criterion"] == "saliency"
 
 

@@ -185,7 +185,7 @@ def wrap(model, stage, num_samples, batch_size, epochs=None, targets=None, fixed
         targets: ``{layer name: sparsity}`` chosen elsewhere (global scope,
             saliency; see :mod:`tfcompress.pruning.global_`), replacing
             ``final_sparsity`` and ``per_layer``. Defaults to `None`.
-        fixed_mask: prune once, at step 0, to ``targets`` and keep that mask
+        fixed_mask: prune once, at the first step, to ``targets`` and keep that mask
             (the chosen weights are already zero). Defaults to `False`.
 
     Returns:
@@ -222,8 +222,9 @@ def wrap(model, stage, num_samples, batch_size, epochs=None, targets=None, fixed
             if target == 0:
                 reason = f"{stage.scope} {stage.criterion} allocation sets sparsity 0"
             elif fixed_mask:
-                sched = _sparsity.ConstantSparsity(target, begin_step=0, end_step=0, frequency=1)
-                notes.append(f"sparsity {target:.1%}, {stage.criterion} mask fixed at step 0")
+                # The wrapper counts steps from 1 (it adds one before it may update the mask): one update, at step 1.
+                sched = _sparsity.ConstantSparsity(target, begin_step=1, end_step=1, frequency=1)
+                notes.append(f"sparsity {target:.1%}, {stage.criterion} mask fixed at the first step")
             else:
                 sched = schedule(stage, steps, final_sparsity=target)
                 notes.append(f"sparsity {target:.1%}")
