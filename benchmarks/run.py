@@ -14,7 +14,7 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-ORDER = ["foundation", "toolbox", "budget", "channels", "merge", "depth", "realistic", "export", "tuner",
+ORDER = ["foundation", "toolbox", "budget", "global", "channels", "merge", "depth", "realistic", "export", "tuner",
          "applications", "precision"]
 
 
