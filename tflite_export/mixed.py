@@ -36,6 +36,7 @@ import numpy as np
 
 from . import _flatbuffer as fb
 from .errors import ExportError, first_line
+from .int4 import _op_name
 
 __all__ = ["PRECISIONS", "WEIGHT_OPS", "Mixer", "quantize_mixed", "weight_layers", "layer_precisions"]
 
@@ -56,17 +57,6 @@ def _aeq():
     return quantizer, qtyping, AlgorithmName
 
 
-def _op_names(model):
-    from ai_edge_litert import schema_py_generated as schema_fb
-
-    names = {v: k for k, v in vars(schema_fb.BuiltinOperator).items() if not k.startswith("_") and isinstance(v, int)}
-    out = []
-    for oc in model.operatorCodes:
-        code = max(int(oc.builtinCode or 0), int(oc.deprecatedBuiltinCode or 0))
-        out.append(names.get(code, f"OP{code}"))
-    return out
-
-
 def _layer_of(*tensor_names: str) -> str:
     """The Keras layer a weight op comes from, read from its TensorFlow tensor names."""
     pieces = [p for n in tensor_names for p in n.split(";") if "/" in p]
@@ -80,7 +70,7 @@ def _layer_of(*tensor_names: str) -> str:
 def _weight_ops(model):
     """``(layer, op name, weight tensor, output tensor, producer of each tensor)`` of every weight op."""
     g = model.subgraphs[0]
-    names = _op_names(model)
+    names = [_op_name(model, i) for i in range(len(model.operatorCodes))]  # int4.py's reader
     producer = {}
     for op in g.operators:
         for o in op.outputs if op.outputs is not None else []:
