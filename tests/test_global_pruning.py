@@ -81,7 +81,7 @@ def test_saliency_prunes_a_large_weight_with_no_gradient_first():
     # magnitude would remove 8 small weights and keep column 0
     assert not np.any(np.argsort(magnitude_scores([d1])["d1"])[:8] % 4 == 0)
     # out: half its weights, the dead unit's 3 and 3 live ones (these would regrow without TF-MOT's mask)
-    stage = Pruning(criterion="saliency", final_sparsity=0.25, per_layer={"out": 0.5}, epochs=2, saliency_batches=2)
+    stage = Pruning(criterion="saliency", final_sparsity=0.25, per_layer={"out": 0.5}, epochs=1, saliency_batches=2)
     res = tfcompress.optimize(model, (x, y), recipe=Recipe(pruning=stage, quantization=None, learning_rate=0.01),
                               batch_size=16, verbose=0)
     zeros = res.model.get_layer("d1").kernel.numpy() == 0
