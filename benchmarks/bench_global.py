@@ -168,6 +168,10 @@ def _result(b, rows, command, t_start):
     }
 
 
+def _ms(r):
+    return f"{r['median_ms']:.3g}" if r.get("median_ms") is not None else "–"
+
+
 def _sparsities(r):
     sp = r.get("layer_sparsity") or {}
     return ", ".join(f"{n} {v:.0%}" for n, v in sp.items()) or "–"
@@ -193,7 +197,7 @@ def markdown(result):
     ]
     for r in rows:
         lines.append(f"| {r['row']} | {r['accuracy']:.2%} | {r['drop_points']:+.2f} | {r['zipped_bytes']:,} | "
-                     f"{r['ratio']:.1f}× | {r.get('median_ms', float('nan')):.3g} | {_sparsities(r)} |")
+                     f"{r['ratio']:.1f}× | {_ms(r)} | {_sparsities(r)} |")
     ok = [r for r in rows[1:] if r["drop_points"] <= 1.0]
     best = max(ok, key=lambda r: r["ratio"]) if ok else None
     lines += ["", "Best row at ≤ 1.0 point drop: " + (
