@@ -157,3 +157,24 @@ def test_minimize_latency_thins_channels_and_reports_each_round(digits):
     assert b["minimize"] == "latency" and all("ms" in r and "drop" in r for r in b["rounds"])
     assert res.plan.channels is not None and res.plan.channels.per_layer and res.plan.pruning is None
     assert res.model.count_params() < m.count_params()
+
+
+@pytest.mark.slow  # five int8 conversions: ~13 s on the loaded 2-core machine
+def test_rounds_raise_the_margin_while_the_file_has_slack_and_keep_the_best(tiny, digits, monkeypatch):
+    from types import SimpleNamespace
+
+    from tfcompress.target import plan as budget_mode
+
+    monkeypatch.setattr(tflite_export, "benchmark", lambda *a, **k: SimpleNamespace(median_ms=0.01))  # timing: not here
+    plans = []
+
+    def run_recipe(plan):  # no fine-tuning: the unchanged model, whose file loses ~0 points
+        plans.append(plan)
+        return SimpleNamespace(model=tiny, report=SimpleNamespace())
+
+    res, plan = budget_mode.run(tiny, digits.train, digits.validation, "drop<=5", None, Recipe(), run_recipe,
+                                threads=1, samples=64)
+    b = res.report.budget
+    assert [r["scale"] for r in b["rounds"]] == [8.0, 24.0, 72.0] and all(r["met"] for r in b["rounds"])
+    assert [r["scanned_drop"] for r in b["rounds"]] == sorted(r["scanned_drop"] for r in b["rounds"])
+    assert plan is plans[b["kept_round"] - 1] and b["met"]
