@@ -15,6 +15,7 @@ from tfcompress import Quantization, Recipe
 from tfcompress._keras import keras, tf
 from tfcompress.errors import RecipeError
 from tfcompress.quantization import nbit, wrap
+from tfcompress.tuning.space import SearchSpace
 from tflite_export.int4 import int4_weights
 
 L = keras.layers
@@ -135,3 +136,5 @@ def test_bad_values_and_check_column():
     plain = tfcompress.check(_model(), recipe={"quantization": {}}, convert=False)
     assert "low_bit" not in plain.layer("conv").extra
     assert nbit.describe(Quantization(weights="int2"), "qat") == "2-bit weights QAT (8-bit activations)"
+    space = SearchSpace.from_dict({"qat_weights": ["int8", "int4"]})  # the tuner knob
+    assert space.recipe({"qat_weights": "int4"}).quantization.weights == "int4"

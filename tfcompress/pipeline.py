@@ -26,6 +26,7 @@ from tfcompress._version import __version__
 from tfcompress.errors import DataError, OutputError
 from tfcompress.optimize import as_recipe, loss_for, make_optimizer, optimize
 from tfcompress.precision.stage import export as precision_export
+from tfcompress.quantization import nbit
 from tfcompress.report import atomic_write_json, atomic_write_text, ensure_dir, markdown_table, table
 from tflite_export import opreport
 from tflite_export._atomic import save_figure
@@ -273,7 +274,7 @@ def _check_job_args(threads, train_epochs, epochs, batch_size, learning_rate, ti
 
 
 # The files of one run, in --out. They appear together or not at all: see _commit.
-OUTPUTS = ("float32.tflite", "int8.tflite", "mixed.tflite", "report.png", "report.md", "report.json")
+OUTPUTS = ("float32.tflite", "int8.tflite", "mixed.tflite", "int4.tflite", "report.png", "report.md", "report.json")
 _REPORTS = ("report.json", "report.md", "report.png")
 _STAGING = ".tfcompress-run-"
 
@@ -351,11 +352,14 @@ def _measure(rep, model, result, data, recipe, stage, quiet, threads, timing_run
         mixed = precision_export(result.model, os.path.join(stage, "mixed.tflite"), recipe, result.report, rep_x, meta)
         if mixed is not None:  # the precision stage's plan (tfcompress/precision)
             exports["mixed"] = mixed
+        if getattr(recipe.quantization, "weights", "int8") in nbit.BITS:  # 4-/2-bit QAT: weights stored int4
+            exports["int4"] = tflite_export.export(result.model, os.path.join(stage, "int4.tflite"), mode="int4",
+                                                   representative_data=rep_x, num_samples=200, metadata=meta)
     rep.seconds["export"] = time.perf_counter() - t0
 
     _say(f"[4/5] evaluating both files with LiteRT on {len(x_test)} test examples", quiet)
     t0 = time.perf_counter()
-    keras_models = {"float32": model, "int8": result.model, "mixed": result.model}
+    keras_models = {"float32": model, "int8": result.model, "mixed": result.model, "int4": result.model}
     base_zip = exports["float32"].zipped_bytes
     with quiet_native_logs():
         for name, e in exports.items():

@@ -52,7 +52,7 @@ def _add_export(subparsers, load_dataset) -> None:
         "export",
         help="convert a saved tf_keras model to .tflite",
         description="Convert a .keras/.h5 file or SavedModel folder to TFLite (float32, float16, dynamic, "
-        "int8, int16x8), write it atomically with metadata, and report size and (with --data) LiteRT accuracy.",
+        "int8, int16x8, int4), write it atomically with metadata, and report size and (with --data) LiteRT accuracy.",
     )
     ex.add_argument("model", metavar="MODEL_FILE", help=".keras/.h5 file or SavedModel folder")
     ex.add_argument("--mode", default="int8", choices=MODES, help="conversion flavour (default: %(default)s)")

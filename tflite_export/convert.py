@@ -324,7 +324,8 @@ def convert_bytes(
         from .int4 import convert_int4
 
         return convert_int4(model, lambda m: convert_bytes(model, m, representative_data, num_samples, io=io,
-                                                           sparse=sparse, safe_mode=safe_mode))
+                                                           sparse=sparse, safe_mode=safe_mode),
+                            has_data=representative_data is not None)
     needs_data = mode in ("int8", "int16x8")
     if needs_data and representative_data is None:
         raise ExportError(

@@ -105,12 +105,14 @@ def quantize_int4(float_data: bytes) -> bytes:
         raise ExportError(f"int4 post-training quantization (ai-edge-quantizer) failed: {first_line(e)}") from None
 
 
-def convert_int4(model, convert) -> tuple[bytes, int]:
+def convert_int4(model, convert, has_data=False) -> tuple[bytes, int]:
     """The ``mode="int4"`` conversion (see the module docstring for the two routes).
 
     Args:
         model: what :func:`tflite_export.export` was given.
         convert: ``mode -> (bytes, samples used)``, converting ``model`` in that mode.
+        has_data: representative data was given: a model *file* is then tried
+            full-integer first (it may hold a 4-bit QAT model). Defaults to `False`.
 
     Returns:
         ``(tflite_bytes, representative_samples_used)``.
@@ -122,13 +124,13 @@ def convert_int4(model, convert) -> tuple[bytes, int]:
     Example:
         >>> data, used = convert_int4(model, lambda mode: convert_bytes(model, mode, x))   # doctest: +SKIP
     """
-    if is_qat(model):
+    if is_qat(model) or (has_data and not hasattr(model, "layers")):  # a model file may hold a 4-bit QAT model
         data, used = convert("int8")
-        types = int4_weights(data)
-        if "int4" not in types.values():
+        if "int4" in int4_weights(data).values():
+            return data, used
+        if is_qat(model):
             raise ExportError("this QAT model's weights convert to int8, not int4 (8-bit QAT); train it with "
                               "4-bit weights (tfcompress quantization.weights: int4) or export the float model")
-        return data, used
     data, _ = convert("float32")
     if not int4_weights(data):
         raise ExportError("mode='int4' found no conv, depthwise conv or fully connected op to store as int4; "

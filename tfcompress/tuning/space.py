@@ -18,7 +18,8 @@ too); ``lr_decay`` (the train stage's ``lr_schedule`` kind: ``none``,
 / ``plateau_patience``. Compression parameters: ``final_sparsity``,
 ``pruning_begin``, ``pruning_end``, ``pruning_frequency``,
 ``pruning_scope`` (``layer`` or ``global``), ``pruning_criterion`` (``magnitude`` or ``saliency``),
-``pruning_epochs``, ``qat_epochs``, ``precision_max_drop``, ``cluster_count``, ``distill_alpha``,
+``pruning_epochs``, ``qat_epochs``, ``qat_weights`` (``int8``/``int4``/``int2``),
+``precision_max_drop``, ``cluster_count``, ``distill_alpha``,
 ``distill_temperature``, ``channel_ratio``, ``channel_mode`` (``prune`` or
 ``merge``), ``depth_remove`` (blocks the
 depth stage removes). Every value a space allows is
@@ -95,6 +96,7 @@ TARGETS = {
     "pruning_scope": ("pruning", "scope"),
     "pruning_criterion": ("pruning", "criterion"),
     "qat_epochs": ("quantization", "epochs"),
+    "qat_weights": ("quantization", "weights"),
     "cluster_count": ("clustering", "number_of_clusters"),
     "distill_alpha": ("distillation", "alpha"),
     "distill_temperature": ("distillation", "temperature"),
