@@ -14,8 +14,8 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-ORDER = ["foundation", "toolbox", "budget", "global", "channels", "merge", "depth", "realistic", "export", "tuner",
-         "applications", "precision"]
+ORDER = ["foundation", "toolbox", "lowbit", "budget", "global", "channels", "merge", "depth", "realistic", "export",
+         "tuner", "applications", "precision"]
 
 
 def _name(path):
