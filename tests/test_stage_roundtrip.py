@@ -68,7 +68,7 @@ NON_DEFAULT = {
         "epochs": 3, "learning_rate_scale": 0.2, "include": ("Dense",), "exclude": ("conv1",), **TRAINING,
     },
     Quantization: {"epochs": 1, "preserve_sparsity": False, "learning_rate_scale": 0.5, "scheme": "pqat",
-                   "weights": "int4", **TRAINING},
+                   "weights": "int4", "keep_int8": ("conv1", "last"), **TRAINING},
     Precision: {"per_layer": {"conv1": "float16", "Dense": "int4"}, "default": "int16x8", "max_drop": 0.5,
                 "max_bytes": 50_000, "candidates": ("int8", "float16"), "samples": 64},
     Distillation: {"alpha": 0.2, "temperature": 2.0},
@@ -93,7 +93,7 @@ def _round_trips(recipe):
 def test_every_stage_class_has_non_default_values():
     assert set(STAGES.values()) == set(NON_DEFAULT), "a stage class has no NON_DEFAULT entry"
     assert set(STAGES) == {"train", "depth", "channels", "penalty", "pruning", "clustering", "quantization",
-                           "precision", "distillation"}
+                            "precision", "distillation"}
 
 
 @pytest.mark.parametrize(

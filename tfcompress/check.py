@@ -31,6 +31,7 @@ from tfcompress.errors import first_line
 from tfcompress.io import resolve_model
 from tfcompress.precision.stage import check_answer as precision_column
 from tfcompress.pruning.global_ import check_answer as global_prune_answer
+from tfcompress.quantization.binary import check_answer as binary_column
 from tfcompress.quantization.nbit import low_bit_answer
 from tfcompress.report import markdown_table, table
 
@@ -181,7 +182,7 @@ class CheckReport:
 #: technique adds its own line here, importing its answer function.
 EXTRA_COLUMNS = [("global_prune", "global prune", global_prune_answer),
                  ("depth", "depth", depth_column), ("precision", "precision", precision_column),
-                 ("low_bit", "low-bit", low_bit_answer)]
+                 ("binary", "binary", binary_column), ("low_bit", "low-bit", low_bit_answer)]
 
 
 def _extra(layer, model, rec):

@@ -25,7 +25,7 @@ from tfcompress.depth.stage import depth_stage
 from tfcompress.distill import Distiller
 from tfcompress.precision.stage import run_stage as precision_stage
 from tfcompress.pruning import global_
-from tfcompress.quantization import nbit
+from tfcompress.quantization import binary, nbit
 from tfcompress.stages import qat_scheme
 from tfcompress.training import global_policy, make_optimizer, pruning_callbacks, stage_callbacks, with_policy
 
@@ -264,6 +264,7 @@ def _quantize_stage(run, model, stage):
         history = run.fit(qat, epochs, callbacks=[keep] if keep else (), lr_scale=stage.learning_rate_scale,
                           stage=stage, name="quantization")
     name = nbit.describe(stage, scheme) if stage.weights in nbit.BITS else _SCHEME_NAMES[scheme]
+    name = binary.describe(stage, scheme) if stage.weights in binary.FORMATS else name
     info["details"] = _details(info, name + ("" if stage.scheme == "auto" else " (chosen in recipe)"))
     return qat, records, history, info
 

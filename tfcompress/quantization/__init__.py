@@ -11,7 +11,7 @@ import warnings
 from tfcompress._keras import keras, tfmot
 from tfcompress._model import clone
 from tfcompress.errors import RecipeError, UnsupportedModelError, first_line
-from tfcompress.quantization import configs, nbit
+from tfcompress.quantization import binary, configs, nbit
 from tfcompress.quantization.config import qat_scheme
 
 __all__ = ["wrap", "why_not_quantizable", "scheme_for", "layer_classes"]
@@ -65,8 +65,10 @@ def wrap(model, stage, preserve_sparsity=None, scheme=None):
             without).
 
     Returns:
-        ``(qat_model, records)``: records map layer name to ``"quantized"`` or
-        ``"skipped: <reason>"``.
+        ``(qat_model, records)``: records map layer name to ``"quantized"``
+        (``"quantized: binary"`` / ``"quantized: ternary"`` / ``"quantized: kept
+        int8 (<why>)"`` under ``weights: binary|ternary``, see
+        :mod:`tfcompress.quantization.binary`) or ``"skipped: <reason>"``.
 
     Raises:
         RecipeError: no layer can be quantized.
@@ -80,13 +82,17 @@ def wrap(model, stage, preserve_sparsity=None, scheme=None):
     scheme = scheme or qat_scheme(stage, pruned=True, clustered=False, preserve_sparsity=preserve_sparsity)
     if getattr(stage, "weights", "int8") in nbit.BITS:  # int4 / int2: TF-MOT's n-bit scheme (quantization/nbit.py)
         return nbit.wrap(model, stage, scheme, why_not_quantizable, layer_classes)
+    planned = binary.plan(model, stage)
+    if scheme in ("cqat", "pcqat") and planned:
+        raise RecipeError(f"quantization.weights {stage.weights!r} cannot keep an earlier clustering's clusters "
+                          "(binary/ternary weights replace them): remove the clustering stage or use weights int8.")
     try:
-        return _apply(model, scheme, only_default=False)
+        return _apply(model, scheme, only_default=False, planned=planned)
     except _TfMotError as first:
         # Fallback: only the layers TF-MOT configures itself (Conv, Dense, ...);
         # the rest stay float, each with the reason, instead of no QAT at all.
         try:
-            qat, records = _apply(model, scheme, only_default=True)
+            qat, records = _apply(model, scheme, only_default=True, planned=planned)
         except (_TfMotError, RecipeError):
             raise UnsupportedModelError(
                 f"TF-MOT could not apply QAT to this model ({first.cause}); remove the quantization "
@@ -104,22 +110,26 @@ class _TfMotError(Exception):
         self.cause = str(self)
 
 
-def _apply(model, scheme, only_default):
+def _apply(model, scheme, only_default, planned=None):
     records = {}
+    planned = planned or {}
 
     def annotate(layer):
         reason = why_not_quantizable(layer)
         if reason is None and only_default and configs.rule(layer)[0] != "default":
             reason = "left in float: TF-MOT failed with tfcompress's extra configs (see the warning)"
         if reason is None:
-            records[layer.name] = "quantized"
-            return _q.quantize_annotate_layer(layer, configs.config_for(layer))
+            mode = planned.get(layer.name, "")
+            records[layer.name] = f"quantized: {mode}" if mode else "quantized"
+            config = (binary.config_for(layer, configs.rule(layer)[0], mode, scheme == "pqat")
+                      if mode in binary.FORMATS else configs.config_for(layer))
+            return _q.quantize_annotate_layer(layer, config)
         if layer.weights or not isinstance(layer, keras.layers.InputLayer):
             records[layer.name] = f"skipped: {reason}"
         return layer
 
     annotated = clone(model, annotate)
-    if "quantized" not in records.values():
+    if not any(r.startswith("quantized") for r in records.values()):
         raise RecipeError("quantization found no quantizable layer: remove the quantization stage.")
     try:
         # TF-MOT rebuilds the model from its config: layer classes outside

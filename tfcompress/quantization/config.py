@@ -6,16 +6,19 @@ Example:
     'pqat'
 """
 
+import typing
 from dataclasses import dataclass
 
-from tfcompress._checks import check_bool, check_choice, check_int, check_range
+from tfcompress._checks import check_bool, check_choice, check_int, check_patterns, check_range
 from tfcompress._stagebase import _Trains
+from tfcompress.errors import RecipeError
 
 __all__ = ["Quantization", "qat_scheme", "QUANTIZATION_SCHEMES", "SCHEME_NEEDS", "WEIGHT_FORMATS"]
 
 #: What QAT stores the weights as: 8-bit (TF-MOT default), or n-bit (the
 #: experimental n-bit scheme; the int4 export packs 4-bit weights two a byte).
-WEIGHT_FORMATS = ("int8", "int4", "int2")
+#: "ternary"/"binary": {-α, 0, +α} / ±α per output channel (quantization/binary.py).
+WEIGHT_FORMATS = ("int8", "int4", "int2", "ternary", "binary")
 QUANTIZATION_SCHEMES = ("auto", "qat", "pqat", "cqat", "pcqat")
 #: The stages whose work a QAT scheme preserves (and so needs in the recipe).
 SCHEME_NEEDS = {"qat": (), "pqat": ("pruning",), "cqat": ("clustering",), "pcqat": ("pruning", "clustering")}
@@ -40,11 +43,17 @@ class Quantization(_Trains):
             Defaults to `"auto"`.
         weights: the weight format QAT trains for: ``"int8"``, ``"int4"``
             or ``"int2"`` (TF-MOT's n-bit scheme, activations 8-bit).
-            Defaults to `"int8"`.
+            Defaults to `"int8"`. ``"ternary"`` / ``"binary"``: {-α, 0, +α} / ±α
+            per output channel of Conv2D and Dense kernels, straight-through
+            gradients, stored as int8 (the gain is zipped size).
+        keep_int8: under ``weights: binary|ternary``, the layers that keep
+            8-bit weights: names, layer types, regular expressions, or
+            ``"first"`` / ``"last"`` (the first / last Conv2D, DepthwiseConv2D
+            or Dense layer). Defaults to `("first", "last")`.
 
     Example:
-        >>> Quantization(epochs=1)
-        Quantization(epochs=1, preserve_sparsity=True, learning_rate_scale=0.1, scheme='auto', weights='int8')
+        >>> Quantization(epochs=1)  # doctest: +ELLIPSIS
+        Quantization(epochs=1, preserve_sparsity=True, ..., weights='int8', keep_int8=('first', 'last'))
     """
 
     epochs: int = 2
@@ -52,6 +61,7 @@ class Quantization(_Trains):
     learning_rate_scale: float = 0.1
     scheme: str = "auto"
     weights: str = "int8"
+    keep_int8: typing.Sequence[str] | None = ("first", "last")
 
     def __post_init__(self):
         check_int("quantization", "epochs", self.epochs)
@@ -60,6 +70,10 @@ class Quantization(_Trains):
         check_range("quantization", "learning_rate_scale", self.learning_rate_scale, 0, 10, lo_open=True)
         check_choice("quantization", "scheme", self.scheme, QUANTIZATION_SCHEMES)
         check_choice("quantization", "weights", self.weights, WEIGHT_FORMATS)
+        object.__setattr__(self, "keep_int8", check_patterns("quantization", "keep_int8", self.keep_int8) or ())
+        if self.weights in ("ternary", "binary") and self.scheme in ("cqat", "pcqat"):
+            raise RecipeError(f"quantization.scheme {self.scheme!r} keeps clusters, which {self.weights} weights "
+                              "replace: use scheme auto, qat or pqat, or weights int8.")
 
 
 
