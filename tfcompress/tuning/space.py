@@ -18,7 +18,7 @@ too); ``lr_decay`` (the train stage's ``lr_schedule`` kind: ``none``,
 / ``plateau_patience``. Compression parameters: ``final_sparsity``,
 ``pruning_begin``, ``pruning_end``, ``pruning_frequency``,
 ``pruning_scope`` (``layer`` or ``global``), ``pruning_criterion`` (``magnitude`` or ``saliency``),
-``pruning_epochs``, ``qat_epochs``, ``qat_weights`` (``int8``/``int4``/``int2``),
+``pruning_epochs``, ``qat_epochs``, ``qat_weights`` (``int8``/``int4``/``int2``/``ternary``/``binary``),
 ``precision_max_drop``, ``cluster_count``, ``distill_alpha``,
 ``distill_temperature``, ``channel_ratio``, ``channel_mode`` (``prune`` or
 ``merge``), ``depth_remove`` (blocks the
