@@ -225,9 +225,6 @@ def optimize(model, train_data, validation_data=None, recipe=None, epochs=None,
     if recipe.precision is not None and recipe.quantization is not None:
         raise RecipeError("precision chooses each layer's precision of the float model's file, but quantization (QAT) "
                           "trains every layer for int8: set quantization to null, or drop the precision stage.")
-    if recipe.precision is not None and recipe.quantization is not None:
-        raise RecipeError("precision chooses each layer's precision of the float model's file, but quantization (QAT) "
-                          "trains every layer for int8: set quantization to null, or drop the precision stage.")
 
     with run.scope():
         current = clone(model)

@@ -102,8 +102,8 @@ TARGETS = {
     "distill_temperature": ("distillation", "temperature"),
     "channel_ratio": ("channels", "ratio"),
     "precision_max_drop": ("precision", "max_drop"),
-    "depth_remove": ("depth", "remove"),
     "channel_mode": ("channels", "mode"),
+    "depth_remove": ("depth", "remove"),
 }
 # Integer fields: a float range rounds to them (Bayesian optimisation proposes floats).
 INTEGER = ("batch_size", "pruning_frequency", "pruning_epochs", "qat_epochs", "cluster_count", "step_every",
