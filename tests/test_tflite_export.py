@@ -167,7 +167,7 @@ def test_unwritable_target_is_a_folder(model, tmp_path):
 
 def test_bad_mode(model, tmp_path):
     with pytest.raises(ExportError, match="unknown mode"):
-        tfl.export(model, tmp_path / "x.tflite", mode="int4")
+        tfl.export(model, tmp_path / "x.tflite", mode="int3")
 
 
 def test_benchmark_sane(int8_file):
