@@ -141,3 +141,15 @@ def test_check_column_and_config_round_trip():
     again = keras.utils.deserialize_keras_object(keras.utils.serialize_keras_object(cfg))
     assert again.get_config() == cfg.get_config() and again.weight_quantizer == cfg.weight_quantizer
     assert not again.weight_quantizer.per_axis and again.weight_quantizer.preserve_zeros
+
+
+def test_binary_through_optimize_is_two_values_per_channel():
+    # A recipe that names only the quantization stage keeps the default pruning stage, and PQAT then
+    # keeps its zeros ({-α, 0, +α}): the stage that was dropped from this file during the parallel work
+    # read that as a bug. Without pruning, optimize() gives exactly ±α per channel.
+    x, y = _data()
+    res = tfcompress.optimize(_model(), (x, y), recipe={"pruning": None, "quantization": {"weights": "binary"}},
+                              epochs=1, batch_size=16, verbose=0)
+    levels = binary.kernel_levels(res.model)
+    assert set(levels) == {"c2", "d1"} and all(n == 2 for _, n in levels.values())
+    assert "zeros kept" not in res.report.stages[-1]["details"]
