@@ -12,6 +12,7 @@ Example:
     (0.83, 230837)
 """
 
+import contextlib
 import fcntl
 import os
 import tempfile
@@ -24,13 +25,26 @@ from tfcompress import datasets, models
 from tfcompress._keras import keras
 from tfcompress.optimize import make_optimizer
 
-__all__ = ["lenet5_fashion", "FULL", "QUICK"]
+__all__ = ["lenet5_fashion", "bench_lock", "FULL", "QUICK"]
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CACHE = os.path.join(ROOT, "bench-out", "cache")
 #: Fine-tuning subset and baseline epochs (None: the reference recipe's epochs).
 FULL = dict(train_samples=24000, base_epochs=None)
 QUICK = dict(train_samples=1500, base_epochs=1)
+#: The benchmarks' lock: timings of concurrent benchmarks do not overlap.
+BENCH_LOCK = "/tmp/tfc-bench.lock"
+
+
+@contextlib.contextmanager
+def bench_lock():
+    """Hold the benchmarks' lock while timing (``with bench_lock(): ...``)."""
+    with open(BENCH_LOCK, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def lenet5_fashion(quick=False, seed=0):

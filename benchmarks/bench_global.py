@@ -26,8 +26,6 @@ Writes ``benchmarks/results/global.json`` and ``.md`` (``--quick``: ``global_qui
 """
 
 import argparse
-import contextlib
-import fcntl
 import json
 import os
 import platform
@@ -40,13 +38,12 @@ sys.path.insert(0, ROOT)
 
 import tfcompress  # noqa: E402
 import tflite_export  # noqa: E402
-from benchmarks._baseline import lenet5_fashion  # noqa: E402
+from benchmarks._baseline import bench_lock, lenet5_fashion  # noqa: E402
 from tfcompress._keras import keras  # noqa: E402
 from tfcompress.pruning import layer_sparsity  # noqa: E402
 from tfcompress.recipe import Clustering, Pruning, Quantization, Recipe  # noqa: E402
 
 THREADS = 1
-LOCK = "/tmp/tfc-bench.lock"
 HAND = {"fc1": 0.94, "fc2": 0.85, "conv2": 0.7, "logits": 0.6}
 
 
@@ -73,15 +70,6 @@ def recipes(quick):
     ]
 
 
-@contextlib.contextmanager
-def _bench_lock():
-    """Hold the benchmarks' lock (timings of concurrent benchmarks do not overlap)."""
-    with open(LOCK, "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def _file_row(name, model, path, b, mode="int8", seconds=0.0, extra=None):
@@ -100,7 +88,7 @@ def _say(row):
 def _time(rows):
     """Median XNNPACK latency of every file, under the benchmarks' lock."""
     print("waiting for the benchmarks' lock to time the files", flush=True)
-    with _bench_lock():
+    with bench_lock():
         for r in rows:
             r["median_ms"] = tflite_export.benchmark(r.pop("path"), threads=THREADS, min_runs=50,
                                                      min_seconds=1.0).median_ms

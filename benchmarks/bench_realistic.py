@@ -27,8 +27,6 @@ Writes ``benchmarks/results/realistic.json`` and ``.md`` (``--quick``:
 """
 
 import argparse
-import contextlib
-import fcntl
 import json
 import os
 import platform
@@ -43,6 +41,7 @@ import numpy as np  # noqa: E402
 
 import tfcompress  # noqa: E402
 import tflite_export  # noqa: E402
+from benchmarks._baseline import bench_lock  # noqa: E402
 from benchmarks._realistic import resnet8_fashion  # noqa: E402
 from tfcompress import pipeline  # noqa: E402
 from tfcompress._keras import keras  # noqa: E402
@@ -71,18 +70,8 @@ def recipes(spec, s):
     ]
 
 
-LOCK = "/tmp/tfc-bench.lock"
 
 
-@contextlib.contextmanager
-def _bench_lock():
-    """Hold the benchmarks' lock (timings of concurrent benchmarks do not overlap)."""
-    with open(LOCK, "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def _time(files, threads, rounds, seconds):
@@ -147,7 +136,7 @@ def main(argv=None):
               f"{rows[-1]['seconds']:.0f} s", flush=True)
     mnv3_files = mobilenet_files(b.tmp) if s["mobilenet"] else None
     print("waiting for the benchmarks' lock to time the files", flush=True)
-    with _bench_lock():
+    with bench_lock():
         for threads in (1, 2):
             ms = _time(files, threads, s["rounds"], s["seconds"])
             for r in rows:
