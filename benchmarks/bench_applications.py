@@ -11,6 +11,7 @@ over the limit as "not run: time".
     .venv/bin/python benchmarks/bench_applications.py                        # all 71
     .venv/bin/python benchmarks/bench_applications.py --models Xception NASNetMobile
     .venv/bin/python benchmarks/bench_applications.py --timeout 600
+    .venv/bin/python benchmarks/bench_applications.py --jobs 2          # two models at a time
 
 Rows already in ``benchmarks/results/applications.json`` are kept unless the
 model is run again (``--models`` re-runs just those), so the table can be
@@ -19,6 +20,7 @@ Writes ``benchmarks/results/applications.{json,md}``.
 """
 
 import argparse
+import concurrent.futures
 import json
 import os
 import sys
@@ -119,6 +121,9 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", nargs="*", help="model names (default: all)")
     p.add_argument("--timeout", type=int, default=900, help="seconds per model (default 900)")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="models run at once (default 1): a model's run is mostly one busy core (Python graph "
+                        "building), so 2 on 2 cores roughly halve the wall time; each needs up to a few GiB")
     p.add_argument("--render", action="store_true", help="only rewrite the table from the JSON")
     p.add_argument("--graph", action="store_true",
                    help="trace the training steps into graphs as usual (default: run them eagerly; see _applications)")
@@ -128,6 +133,8 @@ def main(argv=None):
     unknown = sorted(set(todo) - set(names))
     if unknown:
         p.error(f"unknown model(s) {', '.join(unknown)}; choose from {', '.join(names)}")
+    if args.jobs < 1:
+        p.error(f"--jobs must be at least 1, got {args.jobs}")
     rows, commands = _load()
     if args.render:
         with open(MD, "w", encoding="utf-8") as f:
@@ -137,16 +144,21 @@ def main(argv=None):
     if command not in commands:
         commands.append(command)
     os.makedirs(RESULTS, exist_ok=True)
-    for name in todo:
+
+    def one(name):
         t0 = time.perf_counter()
-        row = apps.run_isolated(name, timeout=args.timeout, eager=not args.graph)
-        row.pop("traceback", None)
-        rows[name] = row
-        print(f"{name}: {row['status']} ({time.perf_counter() - t0:.0f} s)", flush=True)
-        with open(JSON, "w", encoding="utf-8") as f:  # after each model: a crash of this script loses nothing
-            json.dump({"commands": commands, "rows": [rows[n] for n in names if n in rows]}, f, indent=1)
-        with open(MD, "w", encoding="utf-8") as f:
-            f.write(_markdown(rows, names, commands))
+        return name, apps.run_isolated(name, timeout=args.timeout, eager=not args.graph), time.perf_counter() - t0
+
+    with concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:  # threads wait; each model is a child process
+        for done in concurrent.futures.as_completed([pool.submit(one, n) for n in todo]):
+            name, row, secs = done.result()
+            row.pop("traceback", None)
+            rows[name] = row
+            print(f"{name}: {row['status']} ({secs:.0f} s)", flush=True)
+            with open(JSON, "w", encoding="utf-8") as f:  # after each model: a crash of this script loses nothing
+                json.dump({"commands": commands, "rows": [rows[n] for n in names if n in rows]}, f, indent=1)
+            with open(MD, "w", encoding="utf-8") as f:
+                f.write(_markdown(rows, names, commands))
     return 0
 
 
