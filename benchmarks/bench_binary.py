@@ -20,11 +20,8 @@ Writes ``benchmarks/results/binary.json`` and ``benchmarks/results/binary.md``
 """
 
 import argparse
-import json
 import os
-import platform
 import re
-import shlex
 import sys
 import time
 
@@ -33,6 +30,7 @@ sys.path.insert(0, ROOT)
 
 import tfcompress  # noqa: E402
 import tflite_export  # noqa: E402
+from benchmarks import _results  # noqa: E402
 from benchmarks._baseline import lenet5_fashion  # noqa: E402
 from tfcompress._keras import keras  # noqa: E402
 from tfcompress.quantization.binary import tflite_levels  # noqa: E402
@@ -104,21 +102,15 @@ def main(argv=None):
     ref_ms = next(r["median_ms"] for r in out if r["row"].startswith("PQAT"))
     for r in out:
         r["latency_vs_int8"] = round(r["median_ms"] / ref_ms, 2)
-    given = argv if argv is not None else sys.argv[1:]
-    command = "flock /tmp/tfc-bench.lock nice -n 10 .venv/bin/python benchmarks/bench_binary.py" + \
-        (" " + shlex.join(given) if given else "")
+    command = _results.command("flock /tmp/tfc-bench.lock nice -n 10 .venv/bin/python benchmarks/bench_binary.py",
+                               argv)
     settings = dict(b.settings, float32_accuracy=b.f32_acc, float32_zipped_bytes=b.f32.zipped_bytes,
                     learning_rate=lr, batch_size=bs, binary_epochs=BINARY_EPOCHS,
                     binary_lr_scale=BINARY_LR_SCALE, command=command,
                     total_seconds=round(time.perf_counter() - t_start),
-                    machine=f"{platform.machine()}, {os.cpu_count()} cores (shared)")
+                    machine=_results.machine())
     result = {"settings": settings, "rows": out}
-    suffix = "_quick" if args.quick else ""
-    res_dir = os.path.join(ROOT, "benchmarks", "results")
-    with open(os.path.join(res_dir, f"binary{suffix}.json"), "w") as f:
-        json.dump(result, f, indent=2)
-    with open(os.path.join(res_dir, f"binary{suffix}.md"), "w") as f:
-        f.write(markdown(result))
+    _results.write("binary_quick" if args.quick else "binary", result, markdown(result))
     print(markdown(result))
 
 

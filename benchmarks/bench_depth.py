@@ -21,9 +21,7 @@ Writes ``benchmarks/results/depth.json`` and ``depth.md`` (``--quick``: ``depth_
 
 import argparse
 import fcntl
-import json
 import os
-import shlex
 import sys
 import tempfile
 import time
@@ -36,6 +34,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 import tflite_export  # noqa: E402
+from benchmarks import _results  # noqa: E402
 from tfcompress import channels, datasets, depth  # noqa: E402
 from tfcompress._keras import keras  # noqa: E402
 from tfcompress.channels.schedule import default_fine_tune  # noqa: E402
@@ -216,8 +215,7 @@ def main(argv=None):
         rows += run_model(name, build, prep, split, s, args.seed, work, t0)
     reference = lenet_reference(s, work, t0)
     res = {
-        "command": " ".join(shlex.quote(a) for a in [".venv/bin/python", "benchmarks/bench_depth.py"]
-                            + (argv or sys.argv[1:])),
+        "command": _results.command(".venv/bin/python benchmarks/bench_depth.py", argv),
         "settings": s, "rows": rows, "reference": reference, "seconds": time.time() - t0,
         "notes": [
             "every row is an int8 file; the speed-up is against the baseline's int8 file from the same run",
@@ -229,11 +227,7 @@ def main(argv=None):
             "at the same FLOPs), not with that baseline",
         ],
     }
-    out = os.path.join(ROOT, "benchmarks", "results", "depth_quick" if args.quick else "depth")
-    with open(out + ".json", "w") as f:
-        json.dump(res, f, indent=1)
-    with open(out + ".md", "w") as f:
-        f.write(markdown(res))
+    _results.write("depth_quick" if args.quick else "depth", res, markdown(res), indent=1)
     print(markdown(res))
 
 

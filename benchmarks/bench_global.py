@@ -26,10 +26,7 @@ Writes ``benchmarks/results/global.json`` and ``.md`` (``--quick``: ``global_qui
 """
 
 import argparse
-import json
 import os
-import platform
-import shlex
 import sys
 import time
 
@@ -38,6 +35,7 @@ sys.path.insert(0, ROOT)
 
 import tfcompress  # noqa: E402
 import tflite_export  # noqa: E402
+from benchmarks import _results  # noqa: E402
 from benchmarks._baseline import bench_lock, lenet5_fashion  # noqa: E402
 from tfcompress._keras import keras  # noqa: E402
 from tfcompress.pruning import layer_sparsity  # noqa: E402
@@ -128,17 +126,11 @@ def main(argv=None):
     keras.utils.set_random_seed(0)
     b = lenet5_fashion(quick=args.quick)
     b.x_ft, b.y_ft = b.x_ft[:args.samples], b.y_ft[:args.samples]
-    extra_args = argv if argv is not None else sys.argv[1:]
-    command = "nice -n 10 .venv/bin/python benchmarks/bench_global.py" + \
-        (" " + shlex.join(extra_args) if extra_args else "")
+    command = _results.command("nice -n 10 .venv/bin/python benchmarks/bench_global.py", argv)
+
     def write(rows):
         result = _result(b, rows, command, t_start)
-        out = os.path.join(ROOT, "benchmarks", "results")
-        os.makedirs(out, exist_ok=True)
-        with open(os.path.join(out, f"global{suffix}.json"), "w") as f:
-            json.dump(result, f, indent=2, default=str)
-        with open(os.path.join(out, f"global{suffix}.md"), "w") as f:
-            f.write(markdown(result))
+        _results.write(f"global{suffix}", result, markdown(result))
         return result
 
     rows = rows_for(b, args.quick, set(args.only.split(";")) if args.only else None, write)
@@ -151,7 +143,7 @@ def _result(b, rows, command, t_start):
                      "test_samples": int(len(b.x_test)), "float32_zipped_bytes": b.f32.zipped_bytes,
                      "float32_tflite_accuracy": b.f32_acc, "threads": THREADS,
                      "total_seconds": round(time.perf_counter() - t_start, 1),
-                     "machine": f"{platform.machine()}, {os.cpu_count()} cores (shared)", "command": command},
+                     "machine": _results.machine(), "command": command},
         "rows": rows,
     }
 

@@ -19,9 +19,7 @@ Writes ``benchmarks/results/merge.json`` and ``merge.md`` (``--quick``:
 """
 
 import argparse
-import json
 import os
-import platform
 import shlex
 import sys
 import tempfile
@@ -35,6 +33,7 @@ import numpy as np  # noqa: E402
 
 import tfcompress  # noqa: E402
 import tflite_export  # noqa: E402
+from benchmarks import _results  # noqa: E402
 from benchmarks._baseline import lenet5_fashion  # noqa: E402
 from tfcompress import channels  # noqa: E402
 from tfcompress._keras import keras  # noqa: E402
@@ -157,7 +156,7 @@ def main(argv=None):
         "command": "flock /tmp/tfc-bench.lock nice -n 10 .venv/bin/python benchmarks/bench_merge.py"
                    + (" --quick" if args.quick else ""),
         "argv": " ".join(shlex.quote(a) for a in sys.argv),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores (shared)",
+        "machine": _results.machine(),
         "settings": dict(s, lenet5=b.settings, ratios=list(RATIOS), lenet5_ft_samples=len(x_ft),
                          lenet5_test=len(x_test)),
         "lenet5": {"keras_accuracy": round(keras_acc, 4), "float32_accuracy": round(f32_acc, 4),
@@ -167,12 +166,7 @@ def main(argv=None):
         "reference": pqat, "rows": rows, "merge_vs_l1": _versus(rows),
         "seconds": round(time.perf_counter() - t_start, 1),
     }
-    out = os.path.join(ROOT, "benchmarks", "results")
-    os.makedirs(out, exist_ok=True)
-    with open(os.path.join(out, f"merge{suffix}.json"), "w") as f:
-        json.dump(result, f, indent=1)
-    with open(os.path.join(out, f"merge{suffix}.md"), "w") as f:
-        f.write(markdown(result))
+    _results.write(f"merge{suffix}", result, markdown(result), indent=1)
     print(markdown(result))
 
 

@@ -25,10 +25,7 @@ Writes ``benchmarks/results/precision.json`` and ``.md`` (``--quick``:
 
 import argparse
 import fcntl
-import json
 import os
-import platform
-import shlex
 import sys
 import time
 
@@ -36,6 +33,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 import tflite_export  # noqa: E402
+from benchmarks import _results  # noqa: E402
 from benchmarks._baseline import lenet5_fashion  # noqa: E402
 from tfcompress import precision  # noqa: E402
 from tfcompress.precision.stage import CALIBRATION_SAMPLES  # noqa: E402
@@ -118,18 +116,12 @@ def main():
     for r in rows:
         r["latency_vs_ptq_int8"] = r["median_ms"] / ptq_ms if ptq_ms else None
     result = {
-        "command": "nice -n 10 .venv/bin/python benchmarks/bench_precision.py"
-                   + (" " + shlex.join(sys.argv[1:]) if sys.argv[1:] else ""),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores (shared)", "baseline": b.settings,
+        "command": _results.command("nice -n 10 .venv/bin/python benchmarks/bench_precision.py"),
+        "machine": _results.machine(), "baseline": b.settings,
         "f32_acc": b.f32_acc, "scan": s.to_dict(), "scan_seconds": scan_s, "scan_samples": len(x_val),
         "plans": plans, "rows": rows, "timed_with_bench_lock": locked, "seconds": time.perf_counter() - t_all,
     }
-    out = os.path.join(ROOT, "benchmarks", "results")
-    suffix = "_quick" if args.quick else ""
-    with open(os.path.join(out, f"precision{suffix}.json"), "w") as f:
-        json.dump(result, f, indent=2)
-    with open(os.path.join(out, f"precision{suffix}.md"), "w") as f:
-        f.write(markdown(result))
+    _results.write("precision_quick" if args.quick else "precision", result, markdown(result))
     print(markdown(result))
 
 
