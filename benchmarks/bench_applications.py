@@ -47,6 +47,15 @@ def _load():
     return {}, []
 
 
+def _brief(command):
+    """A sitting's command with a long ``--models`` list cut to its first 3 names and the count."""
+    head, sep, models = command.partition("--models ")
+    names = models.split()
+    if len(names) <= 6:
+        return command
+    return f"{head}{sep}{' '.join(names[:3])} … ({len(names)} models)"
+
+
 def _short(status):
     return status.replace("|", "/")[:160]
 
@@ -59,7 +68,8 @@ def _markdown(rows, names, commands):
         counts[key] = counts.get(key, 0) + 1
     lines = [
         "## keras.applications: every architecture in and out", "",
-        "; ".join(f"`{c}`" for c in commands) + f" — each of the {len(names)} model functions of "
+        "; ".join(f"`{_brief(c)}`" for c in commands) + f" (the model lists in full: `commands` in "
+        f"applications.json) — each of the {len(names)} model functions of "
         "`tf_keras.applications`, "
         "`weights=None`, smallest allowed input, 4 classes, 16 seeded random samples, 1 epoch per stage "
         "(batch 8): `tfcompress.check` → `tfcompress.optimize` (default recipe: pruning + PQAT) → int8 "
