@@ -485,3 +485,24 @@ def test_report_per_layer_costs():
     assert layers["conv2"]["flops_after"] < layers["conv2"]["flops_before"]
     assert layers["bn2"]["params_before"] == 64 and layers["bn2"]["params_after"] == 32
     assert sum(l["params_after"] for l in layers.values()) == small.count_params()
+
+
+def test_channels_distillation_schedule_spans_all_epochs(monkeypatch):
+    """The stage's own distillation built its optimizer for 1 epoch: a cosine decay hit 0 after the first."""
+    import tfcompress
+    from tfcompress import stage_runs
+    from tfcompress.recipe import Recipe
+
+    seen, real = [], stage_runs.make_optimizer
+    monkeypatch.setattr(stage_runs, "make_optimizer", lambda *a, **k: seen.append(a) or real(*a, **k))
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((8, 8, 1))
+    x = keras.layers.Conv2D(4, 3, name="conv")(inp)
+    x = keras.layers.GlobalAveragePooling2D()(keras.layers.BatchNormalization()(x))
+    model = keras.Model(inp, keras.layers.Dense(3, activation="softmax", name="out")(x))
+    rng = np.random.default_rng(0)
+    data = (rng.normal(size=(32, 8, 8, 1)).astype("float32"), rng.integers(0, 3, 32))
+    recipe = Recipe(channels=ch.Channels(ratio=0.5, epochs=3), pruning=None, quantization=None,
+                    lr_schedule="cosine", batch_size=16)
+    tfcompress.optimize(model, data, recipe=recipe, verbose=0)
+    assert [a[3:5] for a in seen if len(a) == 5] == [(2, 3)]  # the cosine decays over 3 epochs of 2 steps

@@ -144,7 +144,7 @@ def _channels_stage(run, model, stage):
     def fine_tune(m, epochs):
         if d is None and stage.distill:  # the stage's own distillation settings
             wrapper = Distiller(m, teacher, alpha=stage.alpha, temperature=stage.temperature)
-            run.compile(wrapper)
+            run.compile(wrapper, epochs=epochs)  # a schedule spans all the epochs, not 1
             wrapper.fit(run.train.dataset, epochs=epochs, verbose=run.verbose)
         else:
             run.fit(m, epochs, name="channels")
