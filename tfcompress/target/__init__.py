@@ -5,7 +5,8 @@
 (:mod:`~tfcompress.target.sensitivity`), a greedy allocation under the budget
 (:mod:`~tfcompress.target.allocate`), the plan written as an ordinary recipe,
 fine-tuning with distillation, and the budget checked on the exported int8
-file, backing off when missed. The target string is parsed in
+file, backing off when missed; a file slower than float32 gets a per-op
+precision mix that is not (:mod:`~tfcompress.target.fast`). The target string is parsed in
 :mod:`~tfcompress.target.budget`.
 
 Example:
@@ -16,8 +17,9 @@ Example:
 
 from tfcompress.target.allocate import Allocation, greedy
 from tfcompress.target.budget import Target, check_minimize, parse_target
+from tfcompress.target.fast import export_file, faster_mix
 from tfcompress.target.plan import plan_recipe, run
 from tfcompress.target.sensitivity import channel_options, weight_options
 
-__all__ = ["Target", "parse_target", "check_minimize", "greedy", "Allocation", "plan_recipe", "run",
-           "weight_options", "channel_options"]
+__all__ = ["Target", "parse_target", "check_minimize", "greedy", "Allocation", "plan_recipe", "run", "export_file",
+           "faster_mix", "weight_options", "channel_options"]

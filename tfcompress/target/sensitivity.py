@@ -27,7 +27,7 @@ from tfcompress.channels.sensitivity import accuracy, sensitivity_scan
 from tfcompress.clustering import why_not_clusterable
 from tfcompress.pruning.weights import prunable_weights
 
-__all__ = ["Option", "Unit", "weight_options", "channel_options", "int8_bits", "SPARSITIES", "CLUSTERS",
+__all__ = ["Option", "Unit", "weight_options", "channel_options", "int8_bits", "fake_quant", "SPARSITIES", "CLUSTERS",
            "DEFLATE", "RATIOS"]
 
 #: Sparsity levels scanned per layer.
@@ -66,20 +66,38 @@ class Unit:
                 "options": [o.to_dict() for o in self.options]}
 
 
-def int8_bits(w):
-    """Entropy in bits per weight of ``w`` quantized to int8 (symmetric, per output channel: the last axis).
+def _levels(w, bits=8, per_channel=True):
+    """``w`` on the symmetric grid of ``bits`` (narrow range: ±(2^(bits-1) - 1)), per output channel (last axis)."""
+    w = np.asarray(w, dtype=np.float64)
+    flat = w.reshape(-1, w.shape[-1]) if (w.ndim > 1 and per_channel) else w.reshape(-1, 1)
+    scale = np.abs(flat).max(axis=0)
+    top = 2 ** (bits - 1) - 1
+    q = np.round(flat / np.where(scale > 0, scale, 1.0) * top).astype(np.int64)
+    return q, scale / top
+
+
+def int8_bits(w, bits=8, per_channel=True):
+    """Entropy in bits per weight of ``w`` quantized to int8 (or ``bits``; symmetric, per channel: the last axis).
 
     Example:
         >>> round(int8_bits(np.zeros((4, 4))), 2)
         0.0
     """
-    w = np.asarray(w, dtype=np.float64)
-    flat = w.reshape(-1, w.shape[-1]) if w.ndim > 1 else w.reshape(-1, 1)
-    scale = np.abs(flat).max(axis=0)
-    q = np.round(flat / np.where(scale > 0, scale, 1.0) * 127).astype(np.int64)
-    p = np.bincount((q + 127).ravel(), minlength=255) / q.size
+    q, _ = _levels(w, bits, per_channel)
+    p = np.bincount((q - q.min()).ravel()) / q.size
     p = p[p > 0]
     return float(-(p * np.log2(p)).sum())
+
+
+def fake_quant(w, bits=4, per_channel=True):
+    """``w`` rounded to its ``bits``-bit grid (zeros stay zero), as the n-bit QAT scheme stores it.
+
+    Example:
+        >>> fake_quant(np.array([[0.0, 1.0], [0.5, -0.26]])).round(3).tolist()
+        [[0.0, 1.0], [0.5, -0.286]]
+    """
+    q, step = _levels(w, bits, per_channel)
+    return (q * step).reshape(np.shape(w)).astype(np.asarray(w).dtype)
 
 
 def _prune(w, s):
@@ -111,12 +129,17 @@ def _cluster(w, k, iters=12):
     return out
 
 
-def _bytes(kernels):
-    return sum(DEFLATE * k.size * int8_bits(k) / 8 for k in kernels)
+def _bytes(kernels, bits=8, per_channel=True):
+    return sum(DEFLATE * k.size * int8_bits(k, bits, per_channel) / 8 for k in kernels)
 
 
-def weight_options(model, x, y, sparsities=SPARSITIES, clusters=CLUSTERS, baseline=None):
+def weight_options(model, x, y, sparsities=SPARSITIES, clusters=CLUSTERS, baseline=None, weights="int8"):
     """Prune (and cluster) each prunable layer alone, at each level, and measure the accuracy drop.
+
+    With ``weights="int4"`` the layer is also rounded to 4 bits (per output
+    channel; per tensor on Dense, as the n-bit QAT scheme does), never
+    clustered (the 4-bit grid already bounds its values), and priced as int4:
+    option 0 is then the unpruned int4 layer, with its own drop.
 
     Args:
         model: a tf_keras model (its weights are restored after each try).
@@ -124,6 +147,7 @@ def weight_options(model, x, y, sparsities=SPARSITIES, clusters=CLUSTERS, baseli
         sparsities: the pruning levels. Defaults to :data:`SPARSITIES`.
         clusters: the cluster count tried with each level. Defaults to :data:`CLUSTERS`.
         baseline: the model's accuracy on (x, y), if known. Defaults to `None`.
+        weights: ``"int8"`` or ``"int4"`` (the plan's weight format). Defaults to `"int8"`.
 
     Returns:
         A list of :class:`Unit` (cost: estimated zipped kernel bytes).
@@ -132,27 +156,32 @@ def weight_options(model, x, y, sparsities=SPARSITIES, clusters=CLUSTERS, baseli
         >>> units = weight_options(model, x, y, sparsities=(0.5,))  # doctest: +SKIP
     """
     base = accuracy(model, x, y) if baseline is None else baseline
+    int4 = weights == "int4"
     units = []
     for layer in model.layers:
         ws = prunable_weights(layer)
         if not ws:
             continue
         orig = [np.array(w.numpy()) for w in ws]
-        clusterable = why_not_clusterable(layer, clusters) is None
+        per_channel = type(getattr(layer, "layer", layer)).__name__ != "Dense"
+        clusterable = not int4 and why_not_clusterable(layer, clusters) is None
         unit = Unit(layer.name, "weights", int(sum(o.size for o in orig)),
-                    [Option({}, _bytes(orig), 0.0)])
+                    [] if int4 else [Option({}, _bytes(orig), 0.0)])
         try:
             for s in (0.0, *sparsities):
                 for clustered in ((False, True) if clusterable else (False,)):
-                    if s == 0 and not clustered:
+                    if s == 0 and not clustered and not int4:
                         continue
                     new = [_prune(o, s) for o in orig]
                     if clustered:
                         new = [_cluster(n, clusters) for n in new]
+                    if int4:
+                        new = [fake_quant(n, 4, per_channel) for n in new]
                     for w, n in zip(ws, new):
                         w.assign(n)
                     drop = 100.0 * (base - accuracy(model, x, y))
-                    unit.options.append(Option({"sparsity": s, "clustered": clustered}, _bytes(new), drop))
+                    setting = {"sparsity": s} if int4 else {"sparsity": s, "clustered": clustered}
+                    unit.options.append(Option(setting, _bytes(new, 4 if int4 else 8, per_channel), drop))
         finally:
             for w, o in zip(ws, orig):
                 w.assign(o)
