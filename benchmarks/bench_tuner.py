@@ -143,6 +143,8 @@ def main(argv=None):
     ap.add_argument("--initial-points", type=int, default=2,
                     help="Bayesian optimisation's random trials before the GP (default: %(default)s)")
     ap.add_argument("--out", default=RESULTS)
+    ap.add_argument("--merge", nargs="+", metavar="RUNS_JSON",
+                    help="no search: report the runs in these --partial files (same settings, other seeds)")
     ap.add_argument("--partial", default=os.path.join(tempfile.gettempdir(), "bench-tuner-partial.json"),
                     help="runs so far, rewritten after each run (default: %(default)s)")
     args = ap.parse_args(argv)
@@ -155,43 +157,52 @@ def main(argv=None):
     data = type(data)(name=data.name, train=(data.train[0][:n_train], data.train[1][:n_train]),
                       validation=(x[:n_val], y[:n_val]), test=data.test,
                       num_classes=data.num_classes, class_names=data.class_names)
-    work = tempfile.mkdtemp(prefix="bench-tuner-")
     algos = [a.strip() for a in args.algorithms.split(",") if a.strip()]
-    seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
-    runs, full, t_all = [], [], time.perf_counter()
-    for seed in seeds:
-        for algo in algos:
-            run, rows = _run_one(args, data, algo, seed, work)
-            runs.append(run)
-            full.append(rows)
-            with open(args.partial, "w") as f:
-                json.dump(runs, f, default=str)
+    runs, t_all = [], time.perf_counter()
+    if args.merge:  # runs of the same settings made by separate processes (e.g. one seed each)
+        for path in args.merge:
+            with open(path) as f:
+                runs += json.load(f)
+        seeds = list(dict.fromkeys(r["seed"] for r in runs))
+    else:
+        seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+        work = tempfile.mkdtemp(prefix="bench-tuner-")
+        for seed in seeds:
+            for algo in algos:
+                runs.append(_run_one(args, data, algo, seed, work)[0])
+                with open(args.partial, "w") as f:
+                    json.dump(runs, f, default=str)
+        shutil.rmtree(work, ignore_errors=True)
     best_all = max((r["best"]["accuracy"] for r in runs if r["best"]), default=None)
     for seed in seeds:
-        mine = [(r, rows) for r, rows in zip(runs, full) if r["seed"] == seed]
-        best_seed = max((r["best"]["accuracy"] for r, _ in mine if r["best"]), default=None)
-        for r, rows in mine:
+        mine = [r for r in runs if r["seed"] == seed]
+        best_seed = max((r["best"]["accuracy"] for r in mine if r["best"]), default=None)
+        for r in mine:
             own = r["best"]["accuracy"] if r["best"] else None
             for key, best in (("seed_best", best_seed), ("overall_best", best_all), ("own_best", own)):
-                r[f"epochs_to_within_0.5pt_of_{key}"] = _epochs_to_reach(rows, best and best - 0.005)
+                r[f"epochs_to_within_0.5pt_of_{key}"] = _epochs_to_reach(r["rows"], best and best - 0.005)
     summary = _summarise(runs, args.budget)
-    total = time.perf_counter() - t_all
-    shutil.rmtree(work, ignore_errors=True)
+    # Merged runs ran side by side: the time is their sum, not the wall clock.
+    total = sum(r["seconds"] for r in runs) if args.merge else time.perf_counter() - t_all
     hb, rnd = summary.get("hyperband"), summary.get("random")
-    ratio = (hb["epochs_to_seed_best_mean"] / rnd["epochs_to_seed_best_mean"]
-             if hb and rnd and rnd["epochs_to_seed_best_mean"] else None)
+    ratio, bo_ratio = (
+        (a["epochs_to_seed_best_mean"] / rnd["epochs_to_seed_best_mean"]
+         if a and rnd and rnd["epochs_to_seed_best_mean"] else None) for a in (hb, summary.get("bayesian")))
 
     # Without the benchmarks' lock: it measures epochs and accuracy, not latency, and holds the cores ~1 h.
     command = "nice -n 10 .venv/bin/python benchmarks/bench_tuner.py " + " ".join(
         shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    if args.merge:
+        command = "`, `".join(f"nice -n 10 .venv/bin/python benchmarks/bench_tuner.py --seeds {s} --partial s{s}.json"
+                              for s in seeds) + "` side by side, then `" + command
     report = {
         "command": command.strip(), "dataset": args.dataset, "model": args.model,
         "train_examples": n_train, "validation_examples": n_val, "epoch_budget": args.budget,
         "epochs_per_trial": args.epochs, "constraint": args.constraint, "seeds": seeds, "space": SPACE,
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
                    f"load avg {os.getloadavg()[0]:.1f} at the end",
-        "total_seconds": total, "best_accuracy_overall": best_all, "summary": summary,
-        "hyperband_over_random_epochs": ratio, "runs": runs,
+        "total_seconds": total, "merged": bool(args.merge), "best_accuracy_overall": best_all, "summary": summary,
+        "hyperband_over_random_epochs": ratio, "bayesian_over_random_epochs": bo_ratio, "runs": runs,
     }
     os.makedirs(args.out, exist_ok=True)
     from tfcompress.report import atomic_write_json, atomic_write_text, markdown_table
@@ -224,7 +235,8 @@ def _markdown(args, report, markdown_table):
                 f"{r['epochs_spent']:.0f}", pct(r["best"] and r["best"]["accuracy"]),
                 "—" if not r["best"] else f"{r['best']['size_kb']:.1f}",
                 eps([r["epochs_to_within_0.5pt_of_seed_best"]]), eps([r["epochs_to_within_0.5pt_of_own_best"]]),
-                f"{r['seconds']:.0f}"] for r in runs]
+                f"{r['seconds']:.0f}", "—" if r["trial_seconds_mean"] is None else f"{r['trial_seconds_mean']:.0f}"]
+               for r in runs]
     ratio = report["hyperband_over_random_epochs"]
     return "\n".join([
         "## Tuner benchmark: Hyperband vs random search vs Bayesian optimisation, 3 seeds each", "",
@@ -234,16 +246,21 @@ def _markdown(args, report, markdown_table):
         f"fine-tuning epochs of all trials); constraint `{args.constraint}` (int8 zipped); {args.epochs} training "
         f"epochs per trial (Hyperband: at most that); Bayesian optimisation starts with {args.initial_points} "
         f"random trials; seeds {', '.join(map(str, report['seeds']))} (each seed's three runs draw their random "
-        f"trials from the same seed). Machine: {report['machine']}; total {report['total_seconds'] / 60:.1f} min.", "",
+        f"trials from the same seed). Machine: {report['machine']}; "
+        + (f"the runs took {report['total_seconds'] / 60:.1f} min in all, one process per seed side by side."
+           if report.get("merged") else f"total {report['total_seconds'] / 60:.1f} min."), "",
         markdown_table(["algorithm", "best accuracy mean ± spread", "per seed", "epochs spent (mean)",
                         "epochs to ≤0.5 pt of the seed's best, per seed", "mean",
                         "epochs to ≤0.5 pt of the best of all runs, per seed", "mean"], rows), "",
         "Spread: max − min over seeds. Epochs are cumulative over trials in completion order until a feasible "
         "trial came within 0.5 point; an unreached target (—) counts as the whole budget in the mean, so such a "
         "mean is a lower bound. **Hyperband / random search epochs to ≤0.5 pt of the seed's best: "
-        + ("—" if ratio is None else f"{ratio:.2f}") + "** (issue 14 target ≤ 0.33).", "",
+        + ("—" if ratio is None else f"{ratio:.2f}") + "** (issue 14 target ≤ 0.33); Bayesian / random: "
+        + ("—" if report.get("bayesian_over_random_epochs") is None else f"{report['bayesian_over_random_epochs']:.2f}")
+        + ".", "",
         markdown_table(["algorithm", "seed", "trials", "completed/feasible", "epochs spent", "best accuracy",
-                        "size KB", "epochs to ≤0.5 pt of seed best", "of own best", "wall s"], per_run), "",
+                        "size KB", "epochs to ≤0.5 pt of seed best", "of own best", "wall s", "s per trial"],
+                       per_run), "",
         "Accuracy is the compressed (QAT) Keras model's validation accuracy.", "",
     ])
 
