@@ -86,7 +86,7 @@ def int8_bits(w, bits=8, per_channel=True):
     q, _ = _levels(w, bits, per_channel)
     p = np.bincount((q - q.min()).ravel()) / q.size
     p = p[p > 0]
-    return float(-(p * np.log2(p)).sum())
+    return abs(float((p * np.log2(p)).sum()))
 
 
 def fake_quant(w, bits=4, per_channel=True):
