@@ -27,7 +27,14 @@ from tfcompress.precision.stage import run_stage as precision_stage
 from tfcompress.pruning import global_
 from tfcompress.quantization import binary, nbit
 from tfcompress.stages import qat_scheme
-from tfcompress.training import global_policy, make_optimizer, pruning_callbacks, stage_callbacks, with_policy
+from tfcompress.training import (
+    build_training_state,
+    global_policy,
+    make_optimizer,
+    pruning_callbacks,
+    stage_callbacks,
+    with_policy,
+)
 
 __all__ = ["STAGES"]
 
@@ -83,6 +90,7 @@ class _Run:
         if distil and d is not None and self.teacher is not None:
             target = Distiller(model, self.teacher, alpha=d.alpha, temperature=d.temperature)
         self.compile(target, lr_scale, stage, epochs)
+        build_training_state(target, self.train.dataset)  # one trace of the train step, not two
         # The pruning stage's TensorBoard is TF-MOT's PruningSummaries (sparsity too): no second one.
         own_board = any(isinstance(c, keras.callbacks.TensorBoard) for c in callbacks)
         extra = stage_callbacks(name, self.training(stage, lr_scale)[2], epochs, self.val is not None,
@@ -98,6 +106,7 @@ class _Run:
         data = self.val or self.train
         model.compile(optimizer=make_optimizer(self.recipe.optimizer, self.recipe.learning_rate),
                       loss=self.loss, metrics=["accuracy"])
+        build_training_state(model, data.dataset, optimizer=False)
         loss, acc = model.evaluate(data.dataset, verbose=0)
         return {"loss": float(loss), "accuracy": float(acc)}
 

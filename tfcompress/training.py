@@ -22,13 +22,57 @@ import contextlib
 import os
 import time
 
-from tfcompress._keras import keras, tfmot
+from tfcompress._keras import keras, tf, tfmot
 from tfcompress.errors import RecipeError
 from tfcompress.schedules import Optimizer
 
 __all__ = ["make_optimizer", "learning_rate", "stage_callbacks", "translate_callbacks", "set_seed",
            "LearningRateLog", "EpochLines", "TRANSLATED_CALLBACKS", "with_policy", "global_policy",
-           "pruning_callbacks"]
+           "pruning_callbacks", "build_training_state"]
+
+
+def build_training_state(model, dataset, optimizer=True):
+    """Create a compiled model's loss, metric and optimizer variables before ``fit``/``evaluate``.
+
+    A ``tf.function`` whose first trace creates variables is traced again
+    without them, and Keras creates these variables inside the first train
+    (test) step: every ``fit`` traced its train step twice, every ``evaluate``
+    after ``compile`` its test step. With TF-MOT wrappers a trace takes seconds
+    (a tuner trial's overhead). Models with their own ``train_step`` (a
+    Distiller), several inputs or outputs, or shapes this cannot make are left
+    to Keras (as before).
+
+    Args:
+        model: a compiled tf_keras model.
+        dataset: the batched ``(x, y)`` ``tf.data.Dataset`` it will see.
+        optimizer: build the optimizer's variables too. Defaults to `True`.
+
+    Returns:
+        True when the variables were built.
+
+    Example:
+        >>> model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")  # doctest: +SKIP
+        >>> build_training_state(model, train_ds)  # doctest: +SKIP
+        True
+    """
+    own = (type(model).train_step is not keras.Model.train_step or type(model).test_step is not keras.Model.test_step)
+    spec = getattr(dataset, "element_spec", None)
+    if own or getattr(model, "compiled_loss", None) is None or not (
+            isinstance(spec, tuple) and len(spec) == 2 and all(isinstance(s, tf.TensorSpec) for s in spec)):
+        return False
+    try:
+        out = model.output_shape
+        if len(model.outputs) != 1 or None in out[1:] or None in spec[1].shape[1:]:
+            return False
+        y_pred, y_true = tf.zeros((1, *out[1:])), tf.zeros((1, *spec[1].shape[1:]), spec[1].dtype)
+        with model.distribute_strategy.scope():
+            model.compiled_loss.build(y_pred)
+            model.compiled_metrics.build(y_pred, y_true)
+            if optimizer and model.optimizer is not None:
+                model.optimizer.build(model.trainable_variables)
+    except Exception:  # noqa: BLE001 - Keras builds them itself in the first step, as before
+        return False
+    return True
 
 
 def set_seed(seed):
