@@ -1,12 +1,17 @@
 """Benchmark the tuner: Hyperband vs random search vs Bayesian optimisation, 3 seeds each.
 
 The digits CNN on scikit-learn digits by default (a LeNet-5 / Fashion-MNIST
-trial took 40-125 s on the loaded 2 cores, so 3 algorithms x 3 seeds would
-not fit in ~25 min; trials run in this process), the same
-epoch budget for every run (training + compression fine-tuning epochs), one
-size constraint. For each algorithm and seed: the best validation accuracy
-among trials meeting the constraint, and the epochs spent until a trial came
-within 0.5 point of the best accuracy any algorithm found with that seed (and
+trial took 40-125 s on the loaded 2 cores; trials run in this process), the
+same epoch budget for every run (60: training + compression fine-tuning
+epochs), Hyperband with max_epochs 9 and factor 3, random search and Bayesian
+optimisation (2 random trials first) training 9 epochs a trial, one size
+constraint. A trial costs ~12-17 s of CPU whatever its epochs (graph building
+of the TF-MOT-wrapped models): 9 runs are ~75 trials, ~20 min of CPU, over
+2 h in one niced process on the shared cores at load 8-14;
+``--seeds N --partial F`` runs one seed, ``--merge F1 F2 F3`` reports several.
+For each algorithm and seed: the best validation accuracy among trials
+meeting the constraint, and the epochs spent until a trial came within 0.5
+point of the best accuracy any algorithm found with that seed (and
 of the best of all runs, and of its own best); then per algorithm the mean and
 spread over seeds, and Hyperband's epochs as a share of random search's
 (issue 14 §4 target: <= 1/3).
@@ -14,8 +19,9 @@ spread over seeds, and Hyperband's epochs as a share of random search's
 Writes ``benchmarks/results/tuner.json`` and ``benchmarks/results/tuner.md``.
 
 Example:
-    $ flock /tmp/tfc-bench.lock nice -n 10 python benchmarks/bench_tuner.py
-    $ python benchmarks/bench_tuner.py --budget 6 --seeds 1  # quick check
+    $ nice -n 10 python benchmarks/bench_tuner.py
+    $ python benchmarks/bench_tuner.py --seeds 2 --partial s2.json  # one seed; then --merge s1.json s2.json ...
+    $ python benchmarks/bench_tuner.py --budget 8 --seeds 1 --algorithms hyperband  # quick check
     $ python benchmarks/bench_tuner.py --dataset fashion-mnist --model lenet5 --train-subset 3000 --budget 24
 """
 
