@@ -129,7 +129,7 @@ def _allocate(families, target, scale, goal):
 
 def _measure(model, path, rep_x, x, y, ref_acc, threads, mode="int8"):
     with quiet_native_logs():
-        e = tflite_export.export(model, path, mode=mode, representative_data=rep_x if mode == "int8" else None)
+        e = tflite_export.export(model, path, mode=mode, representative_data=rep_x if mode != "float32" else None)
         acc = tflite_export.evaluate(path, x, y)
         ms = tflite_export.benchmark(path, threads=threads, min_runs=20, min_seconds=0.3).median_ms
     return {"accuracy": acc, "drop": round(100.0 * (ref_acc - acc), 3), "zipped_bytes": e.zipped_bytes, "ms": ms}
