@@ -6,8 +6,9 @@ reference row), 4-bit QAT, 4-bit QAT + pruning 80% (zeros kept), int4
 post-training (ai-edge-quantizer), 2-bit QAT (stored in int4 tensors), and
 4-bit QAT with the toolbox's per-layer ~89% pruning, and channel thinning
 (conv2 16 -> 8 filters, fc1 120 -> 32, fc2 84 -> 32 units) + 4-bit QAT,
-distilled from the baseline (the attempts at the issue-14 target, >= 40x
-zipped at <= 1 point).
+distilled from the baseline, at lr 0.0005 and 0.001 (the attempts at the
+issue-14 target, >= 40x zipped at <= 1 point; the lr 0.001 row is
+``models/recipes/lenet5_thin_int4.yaml``).
 Columns: test accuracy of the ``.tflite``, drop vs float32, kernel values in
 the file, bytes on disk, zipped bytes, the fixed part (the file zipped with
 every constant buffer zeroed), ratio vs float32, weight tensor types in the
@@ -20,7 +21,10 @@ Run from the repository root (25-40 min on 2 shared cores; the script takes
     nice -n 10 .venv/bin/python benchmarks/bench_lowbit.py
 
 Writes ``benchmarks/results/lowbit.json`` and ``benchmarks/results/lowbit.md``
-(``--quick``: ``lowbit_quick.*``, tiny settings).
+(``--quick``: ``lowbit_quick.*``, tiny settings). ``--rows "lr 0.001"``
+re-measures only the matching rows (with float32, PTQ int8 and the PQAT
+reference) and merges them into the last results, each marked with its
+command; ``--lock-wait S`` times without the lock after S seconds (said so).
 """
 
 import argparse
@@ -94,24 +98,36 @@ def rows(quick):
         ("thinned + 4-bit QAT (distilled)", dict(
             channels=Channels(ratio=0.0, per_layer=THIN, epochs=ce), pruning=None,
             quantization=Q("int4", qe + 2), distillation=Distillation()), "int4"),
+        ("thinned + 4-bit QAT (distilled, lr 0.001)", dict(
+            channels=Channels(ratio=0.0, per_layer=THIN, epochs=ce), pruning=None,
+            quantization=Q("int4", qe + 2), distillation=Distillation(), learning_rate=1e-3), "int4"),
     ]
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="tiny settings (smoke test)")
+    ap.add_argument("--rows", help="comma-separated parts of row names: re-measure only those rows (with float32, "
+                    "PTQ int8 and the PQAT reference, side by side) and merge them into the last results")
+    ap.add_argument("--lock-wait", type=float, default=None, metavar="S",
+                    help="time the files without the benchmarks' lock after waiting S seconds for it (said in the .md)")
     args = ap.parse_args(argv)
+    keep = {"float32", "PTQ int8", "PQAT 80% (int8, reference)"}
+    wanted = lambda name: not args.rows or name in keep or any(  # noqa: E731
+        part.strip() in name for part in args.rows.split(","))
     t_start = time.perf_counter()
     b = lenet5_fashion(quick=args.quick)
     lr, bs = b.spec.recipe().learning_rate, b.spec.recipe().batch_size
     out = []
     for i, (name, fields, mode) in enumerate(rows(args.quick)):
+        if not wanted(name):
+            continue
         t0 = time.perf_counter()
         keras.utils.set_random_seed(0)
         model, details = b.base, []
         if fields is not None:
             res = tfcompress.optimize(b.base, (b.x_ft, b.y_ft), b.val, verbose=0,
-                                      recipe=Recipe(learning_rate=lr, batch_size=bs, **fields))
+                                      recipe=Recipe(**{"learning_rate": lr, "batch_size": bs, **fields}))
             model, details = res.model, [s["details"] for s in res.report.stages]
         path = os.path.join(b.tmp, f"{i}_{mode}.tflite")
         rep = tflite_export.export(model, path, mode=mode, representative_data=b.rep_x if mode != "float32" else None)
@@ -134,7 +150,7 @@ def main(argv=None):
     # Timings: all files interleaved, ROUNDS times, fastest median of each, holding the
     # benchmarks' lock only now (the fine-tuning above does not hold up other benchmarks).
     with open(LOCK, "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+        locked = _lock(lock, args.lock_wait)
         try:
             for _ in range(ROUNDS):
                 for r in out:
@@ -142,7 +158,8 @@ def main(argv=None):
                     if r.get("median_ms") is None or t.median_ms < r["median_ms"]:
                         r["median_ms"], r["backend"] = t.median_ms, t.backend
         finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+            if locked:
+                fcntl.flock(lock, fcntl.LOCK_UN)
     for r in out:
         print(f"{r['row']:40s} {r['median_ms']:.3f} ms {r['backend']}", flush=True)
     int8_ms = next(r["median_ms"] for r in out if r["row"] == "PTQ int8")
@@ -152,17 +169,54 @@ def main(argv=None):
         ("" if not (argv if argv is not None else sys.argv[1:]) else
          " " + shlex.join(argv if argv is not None else sys.argv[1:]))
     settings = dict(b.settings, float32_accuracy=b.f32_acc, float32_zipped_bytes=b.f32.zipped_bytes,
-                    learning_rate=lr, batch_size=bs, command=command,
+                    timed_without_lock=not locked, learning_rate=lr, batch_size=bs, command=command,
                     total_seconds=round(time.perf_counter() - t_start),
                     machine=f"{platform.machine()}, {os.cpu_count()} cores (shared)")
     result = {"settings": settings, "rows": out}
     suffix = "_quick" if args.quick else ""
     res_dir = os.path.join(ROOT, "benchmarks", "results")
+    if args.rows:
+        result = merge(os.path.join(res_dir, f"lowbit{suffix}.json"), result, [n for n, _, _ in rows(args.quick)])
     with open(os.path.join(res_dir, f"lowbit{suffix}.json"), "w") as f:
         json.dump(result, f, indent=2)
     with open(os.path.join(res_dir, f"lowbit{suffix}.md"), "w") as f:
         f.write(markdown(result))
     print(markdown(result))
+
+
+def _lock(f, wait):
+    """Take the benchmarks' lock; with ``wait`` seconds given, give up after them (False)."""
+    deadline = None if wait is None else time.monotonic() + wait
+    while True:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | (0 if deadline is None else fcntl.LOCK_NB))
+            return True
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                print("timing without the benchmarks' lock (held by another benchmark)", flush=True)
+                return False
+            time.sleep(5)
+
+
+def merge(path, new, order):
+    """The last full run's results with the rows of a ``--rows`` run replaced (each keeps its command)."""
+    with open(path) as f:
+        old = json.load(f)
+    cmd = new["settings"]["command"]
+    rows_by_name = {r["row"]: r for r in old["rows"]}
+    for r in new["rows"]:
+        rows_by_name[r["row"]] = dict(r, command=cmd)
+    old["rows"] = [rows_by_name[n] for n in order if n in rows_by_name]
+    old["settings"].setdefault("reruns", []).append(
+        {"command": cmd, "total_seconds": new["settings"]["total_seconds"],
+         "timed_without_lock": new["settings"]["timed_without_lock"],
+         "float32_accuracy": new["settings"]["float32_accuracy"],
+         "float32_zipped_bytes": new["settings"]["float32_zipped_bytes"]})
+    return old
+
+
+def _n(v):
+    return "—" if v is None else f"{v:,}"
 
 
 def markdown(result):
@@ -176,29 +230,55 @@ def markdown(result):
         f"distilled from the baseline), batch {s['batch_size']}, lr {s['learning_rate']}. Accuracy: the .tflite "
         "on the 10,000 test images. Latency: median of ≥ 200 invokes, fastest of 3 interleaved rounds, 1 thread, "
         "LiteRT 2.3 with XNNPACK (\"backend\" says what ran the graph); \"vs int8\": the PTQ int8 file's median. "
-        f"Total {s['total_seconds'] / 60:.1f} min on {s['machine']}.", "",
+        f"Total {s['total_seconds'] / 60:.1f} min on {s['machine']}"
+        + ("; timed while another benchmark held the benchmarks' lock (latencies noisy)." if s.get("timed_without_lock")
+           else "."), "",
         "| row | file | accuracy | drop (pts) | kernel values | bytes | zipped | fixed part | × vs float32 | "
         "weight tensors | median ms | vs int8 | backend |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in result["rows"]:
         w = ", ".join(f"{k} ×{v}" for k, v in sorted(r["weights"].items()))
-        lines.append(f"| {r['row']} | {r['mode']} | {r['accuracy']:.2%} | {r['drop_points']:+.2f} | "
-                     f"{r['kernel_values']:,} | {r['bytes']:,} | {r['zipped_bytes']:,} | {r['fixed_zipped_bytes']:,} | "
+        mark = " †" if r.get("command") else ""
+        lines.append(f"| {r['row']}{mark} | {r['mode']} | {r['accuracy']:.2%} | {r['drop_points']:+.2f} | "
+                     f"{_n(r.get('kernel_values'))} | {r['bytes']:,} | {r['zipped_bytes']:,} | "
+                     f"{_n(r.get('fixed_zipped_bytes'))} | "
                      f"{r['ratio']:.1f}× | {w} | {r['median_ms']:.3f} | "
                      f"{r['latency_vs_int8']:.2f}× | {r['backend']} |")
     ok = [r for r in result["rows"] if r["drop_points"] <= 1.0]
     best = max(ok, key=lambda r: r["ratio"]) if ok else None
-    lines += ["", (f"Best at ≤ 1.0 point drop: **{best['row']}**, {best['ratio']:.1f}× smaller zipped "
-                   f"({best['drop_points']:+.2f} pts); issue-14 target ≥ 40×." if best else
+    lines += ["", (f"Best at ≤ 1.0 point drop: **{best['row']}**, {best['ratio']:.2f}× smaller zipped "
+                   f"({best['zipped_bytes']:,} B, {best['drop_points']:+.2f} pts); issue-14 target ≥ 40×." if best else
                    "No row reached ≤ 1.0 point drop."), ""]
+    for rr in s.get("reruns", []):
+        lines += [f"† re-measured by `{rr['command']}` ({rr['total_seconds'] / 60:.1f} min), side by side with its "
+                  f"own float32 file ({rr['float32_accuracy']:.2%}, {rr['float32_zipped_bytes']:,} B zipped), PTQ int8 "
+                  "and PQAT 80% rows (those shown are the re-measured ones)"
+                  + ("; timed while another benchmark held the benchmarks' lock (latencies noisy)."
+                     if rr.get("timed_without_lock") else "."), ""]
     lines += anatomy_notes(result)
     return "\n".join(lines)
 
 
+#: One-off trials on the way to the thinned row (same baseline, subset, lr, batch, seed 0; not re-run here).
+TRIALS = [
+    "Trials on the way (one-off scripts, not re-run by this benchmark; same baseline, 24,000-image subset, "
+    "seed 0): the same thinning with 2 channel + 2 QAT epochs scored 87.34% (+2.02 pts) at 5,812 B (39.7×); "
+    "adding 50% magnitude pruning (2 epochs) to the thinned net 87.51% (+1.85) at 5,493 B (42.0×): at 50% "
+    "zeros deflate saves little (fc1 2,400 → 2,251 B). Unstructured sparsity pays for where the non-zeros are: "
+    "the per-layer ~89% recipe's int4 fc1 (94% zeros; a 1-epoch trial of it) has a zero-order entropy of "
+    "0.47 bit/weight (2,800 B for "
+    "48,000 values) and deflates to 3,835 B; all five kernels: 4,883 B entropy bound + 2,070 B fixed part = "
+    "6,953 B > 5,772 B — at that sparsity even an ideal entropy coder of the int4 values would not reach 40×; "
+    "the thinned net stores 9,094 dense values (fc1 6,400: 3.0 bit/weight after deflate, 2.67 entropy).", "",
+]
+
+
 def anatomy_notes(result):
-    """What the last (issue-14) row's file is made of, and the bound the fixed part sets."""
-    s, r = result["settings"], result["rows"][-1]
+    """What the best issue-14 row's file is made of (the last row if none is within 1 point)."""
+    s, issue14 = result["settings"], [r for r in result["rows"] if r["row"].startswith("thinned")]
+    ok = [r for r in issue14 if r["drop_points"] <= 1.0]
+    r = max(ok, key=lambda r: r["ratio"]) if ok else (issue14 or result["rows"])[-1]
     target = s["float32_zipped_bytes"] / 40
     parts = ", ".join(f"{k.split('/')[1].replace('quant_', '')} {n:,} values → {z:,} B"
                       for k, (n, z) in r["weights_zipped_alone"].items())
@@ -206,10 +286,11 @@ def anatomy_notes(result):
         "\"kernel values\": weights of the conv / dense kernels in the file; \"fixed part\": the file zipped with "
         "every constant buffer (kernels, biases) zeroed — flatbuffer tables, tensor names, quantization scales and "
         "zero points, metadata — which no weight compression removes.", "",
-        f"Issue 14 asks for ≤ {target:,.0f} B zipped (40×). In the last row's file the fixed part is "
+        f"Issue 14 asks for ≤ {target:,.0f} B zipped (40×). In the file of \"{r['row']}\" the fixed part is "
         f"{r['fixed_zipped_bytes']:,} B, leaving ≈ {target - r['fixed_zipped_bytes']:,.0f} B for kernels and biases "
-        f"(each kernel zipped alone: {parts}).", "",
-    ]
+        f"(each kernel zipped alone: {parts}). Margin, one seed: {target - r['zipped_bytes']:,.0f} B under the "
+        f"40× bound and {1.0 - r['drop_points']:.2f} point inside the drop.", "",
+    ] + TRIALS
 
 
 if __name__ == "__main__":
