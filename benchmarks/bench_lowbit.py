@@ -289,7 +289,9 @@ def anatomy_notes(result):
         f"Issue 14 asks for ≤ {target:,.0f} B zipped (40×). In the file of \"{r['row']}\" the fixed part is "
         f"{r['fixed_zipped_bytes']:,} B, leaving ≈ {target - r['fixed_zipped_bytes']:,.0f} B for kernels and biases "
         f"(each kernel zipped alone: {parts}). Margin, one seed: {target - r['zipped_bytes']:,.0f} B under the "
-        f"40× bound and {1.0 - r['drop_points']:.2f} point inside the drop.", "",
+        f"40× bound and {1.0 - r['drop_points']:.2f} point inside the drop. The lr 0.001 row as a recipe file: "
+        "`models/recipes/lenet5_thin_int4.yaml` (`tfcompress optimize --model lenet5 --dataset fashion-mnist "
+        "--recipe models/recipes/lenet5_thin_int4.yaml`).", "",
     ] + TRIALS
 
 
