@@ -15,6 +15,7 @@ import pytest
 from tfcompress import datasets, pipeline
 from tfcompress._keras import keras
 from tfcompress.errors import OutputError, RecipeError
+from tflite_export.mixed import layer_precisions
 
 NO_STAGE = {"pruning": None, "quantization": None}
 
@@ -36,8 +37,8 @@ def _run(data, out, units, **kw):
                             timing_runs=1, timing_seconds=0, **kw)
 
 
-# The files every run writes (mixed.tflite / int4.tflite only when the recipe asks for them).
-WRITTEN = [n for n in pipeline.OUTPUTS if n not in ("mixed.tflite", "int4.tflite")]
+# The files every run writes (mixed.tflite / int4.tflite when the recipe asks for them, fast.tflite in budget mode).
+WRITTEN = [n for n in pipeline.OUTPUTS if n not in ("mixed.tflite", "int4.tflite", "fast.tflite")]
 
 
 def _state(out):
@@ -222,3 +223,22 @@ def test_a_file_slower_than_float32_is_reported(old_run):
     # the real run records its own verdict from its own timings
     saved = json.loads((old_run / "report.json").read_text())
     assert saved["notes"] == pipeline.slower_than_float(saved["files"], saved["threads"])
+
+
+def test_budget_modes_faster_mix_is_written_timed_and_reported(data, tmp_path, monkeypatch):
+    """Budget mode found a per-op mix not slower than float32 (target/fast.py): the main job writes it as
+    fast.tflite beside the others, evaluates and times it, and the report lists it (issue 14 §2)."""
+    real = pipeline.optimize
+
+    def with_mix(*args, **kw):
+        result = real(*args, **kw)
+        result.report.budget = {"faster_file": {"per_layer": {}, "default": "float16"}, "markdown": "(budget)"}
+        return result
+
+    monkeypatch.setattr(pipeline, "optimize", with_mix)
+    rep = _run(data, tmp_path, 8)
+    files = {f["name"]: f for f in rep.files}
+    assert (tmp_path / "fast.tflite").exists() and files["fast"]["mode"] == "mixed"
+    assert set(layer_precisions((tmp_path / "fast.tflite").read_bytes()).values()) == {"float16"}
+    assert abs(files["fast"]["accuracy"] - files["float32"]["accuracy"]) <= 1 / 60
+    assert files["fast"]["median_ms"] > 0 and _consistent(tmp_path) == "tiny8"

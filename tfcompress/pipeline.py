@@ -28,8 +28,10 @@ from tfcompress.optimize import as_recipe, loss_for, make_optimizer, optimize
 from tfcompress.precision.stage import export as precision_export
 from tfcompress.quantization import nbit
 from tfcompress.report import atomic_write_json, atomic_write_text, ensure_dir, markdown_table, table
+from tfcompress.target.fast import float_model
 from tflite_export import opreport
 from tflite_export._atomic import save_figure
+from tflite_export.mixed import export_mixed
 
 __all__ = ["run_job", "JobReport", "COLUMNS", "OUTPUTS", "train_baseline", "report_figure", "slower_than_float"]
 
@@ -274,7 +276,8 @@ def _check_job_args(threads, train_epochs, epochs, batch_size, learning_rate, ti
 
 
 # The files of one run, in --out. They appear together or not at all: see _commit.
-OUTPUTS = ("float32.tflite", "int8.tflite", "mixed.tflite", "int4.tflite", "report.png", "report.md", "report.json")
+OUTPUTS = ("float32.tflite", "int8.tflite", "mixed.tflite", "int4.tflite", "fast.tflite", "report.png", "report.md",
+           "report.json")
 _REPORTS = ("report.json", "report.md", "report.png")
 _STAGING = ".tfcompress-run-"
 
@@ -355,11 +358,16 @@ def _measure(rep, model, result, data, recipe, stage, quiet, threads, timing_run
         if getattr(recipe.quantization, "weights", "int8") in nbit.BITS:  # 4-/2-bit QAT: weights stored int4
             exports["int4"] = tflite_export.export(result.model, os.path.join(stage, "int4.tflite"), mode="int4",
                                                    representative_data=rep_x, num_samples=200, metadata=meta)
+        fast = (result.report.budget or {}).get("faster_file") or {}
+        if "per_layer" in fast:  # budget mode's per-op mix that is not slower than float32 (target/fast.py)
+            exports["fast"] = export_mixed(float_model(result.model), os.path.join(stage, "fast.tflite"),
+                                           fast["per_layer"], fast["default"], rep_x[:100], metadata=meta)
     rep.seconds["export"] = time.perf_counter() - t0
 
     _say(f"[4/5] evaluating both files with LiteRT on {len(x_test)} test examples", quiet)
     t0 = time.perf_counter()
-    keras_models = {"float32": model, "int8": result.model, "mixed": result.model, "int4": result.model}
+    keras_models = {"float32": model, "int8": result.model, "mixed": result.model, "int4": result.model,
+                    "fast": result.model}
     base_zip = exports["float32"].zipped_bytes
     with quiet_native_logs():
         for name, e in exports.items():
