@@ -109,9 +109,14 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true", help="tiny settings (smoke test)")
     ap.add_argument("--rows", help="comma-separated parts of row names: re-measure only those rows (with float32, "
                     "PTQ int8 and the PQAT reference, side by side) and merge them into the last results")
+    ap.add_argument("--seed", type=int, default=0,
+                    help="seed of the fine-tuning (default 0); with --rows, rows other than the references are added "
+                         "as '<row>, seed N' beside the seed-0 ones (how much a row depends on its seed)")
     ap.add_argument("--lock-wait", type=float, default=None, metavar="S",
                     help="time the files without the benchmarks' lock after waiting S seconds for it (said in the .md)")
     args = ap.parse_args(argv)
+    if args.seed and not args.rows:
+        ap.error("--seed N needs --rows: the seed-N rows are added beside the last full run's")
     keep = {"float32", "PTQ int8", "PQAT 80% (int8, reference)"}
     wanted = lambda name: not args.rows or name in keep or any(  # noqa: E731
         part.strip() in name for part in args.rows.split(","))
@@ -123,11 +128,14 @@ def main(argv=None):
         if not wanted(name):
             continue
         t0 = time.perf_counter()
-        keras.utils.set_random_seed(0)
+        keras.utils.set_random_seed(args.seed)
+        if args.seed and name not in keep:
+            name = f"{name}, seed {args.seed}"
         model, details = b.base, []
         if fields is not None:
             res = tfcompress.optimize(b.base, (b.x_ft, b.y_ft), b.val, verbose=0,
-                                      recipe=Recipe(**{"learning_rate": lr, "batch_size": bs, **fields}))
+                                      recipe=Recipe(**{"learning_rate": lr, "batch_size": bs, **fields,
+                                                       **({"seed": args.seed} if args.seed else {})}))
             model, details = res.model, [s["details"] for s in res.report.stages]
         path = os.path.join(b.tmp, f"{i}_{mode}.tflite")
         rep = tflite_export.export(model, path, mode=mode, representative_data=b.rep_x if mode != "float32" else None)
@@ -206,7 +214,8 @@ def merge(path, new, order):
     rows_by_name = {r["row"]: r for r in old["rows"]}
     for r in new["rows"]:
         rows_by_name[r["row"]] = dict(r, command=cmd)
-    old["rows"] = [rows_by_name[n] for n in order if n in rows_by_name]
+    order = list(order) + sorted(n for n in rows_by_name if n not in order)  # '<row>, seed N' after the rows
+    old["rows"] = [rows_by_name[n] for n in order]
     old["settings"].setdefault("reruns", []).append(
         {"command": cmd, "total_seconds": new["settings"]["total_seconds"],
          "timed_without_lock": new["settings"]["timed_without_lock"],
