@@ -31,22 +31,11 @@ import tflite_export  # noqa: E402
 from benchmarks import _results  # noqa: E402
 from benchmarks._baseline import bench_lock  # noqa: E402
 from benchmarks._realistic import resnet8_fashion  # noqa: E402
+from benchmarks.bench_realistic import _time  # noqa: E402 - the same interleaved timing as the section above
 from tfcompress.recipe import Recipe  # noqa: E402
 from tfcompress.stages import Channels  # noqa: E402
 
 RATIO, EPOCHS, LR, BATCH, VAL = 0.5, 8, 2e-3, 64, 2000
-
-
-def _time(files, rounds=5, seconds=0.5):
-    """{name: fastest median ms} over interleaved rounds, 1 thread."""
-    best = {}
-    for _ in range(rounds):
-        for name, path in files.items():
-            t = tflite_export.benchmark(path, threads=1, min_runs=30, min_seconds=seconds)
-            if t.status != "ok":
-                raise RuntimeError(f"timing {path} failed: {t.status}")
-            best[name] = min(best.get(name, t.median_ms), t.median_ms)
-    return best
 
 
 def main(argv=None):
@@ -72,7 +61,7 @@ def main(argv=None):
         files[name] = path
         rows[name] = {"accuracy": tflite_export.evaluate(path, b.x_test, b.y_test), "zipped_bytes": e.zipped_bytes}
     with bench_lock():
-        ms = _time(files, rounds=1 if args.quick else 5, seconds=0.05 if args.quick else 0.5)
+        ms = _time(files, threads=1, rounds=1 if args.quick else 5, seconds=0.05 if args.quick else 0.5)
     for name, r in rows.items():
         r["drop_points"] = round(100 * (b.f32_acc - r["accuracy"]), 2)
         r["ms_1t"] = ms[name]
