@@ -93,7 +93,10 @@ def _markdown(rows, names, commands):
         "pixel values (column \"inputs\"), a stage that diverges raises a RecipeError naming it, and "
         "`tflite_export` refuses NaN/Inf weights instead of crashing. Rows with training \"eager\" ran "
         "`optimize`'s 2 training steps per stage eagerly (`tf.config.run_functions_eagerly`): tracing them "
-        "was 60-90 % of a model's minutes; the layers, wrappers and converted graph are the same.", "",
+        "was 60-90 % of a model's minutes; the layers, wrappers and converted graph are the same. \"eager steps\" "
+        "(RegNet): the train step runs in Python (every `Model.run_eagerly` reads True) while Keras's XLA-compiled "
+        "grouped convolutions stay compiled: TensorFlow has no eager CPU gradient for grouped convolutions; "
+        "RegNetX004 took 673 s in graph mode, 138 s so.", "",
         "| model | input | inputs | training | params | status | skipped by QAT (check) | seconds | int8 bytes |",
         "|---|---:|---|---|---:|---|---|---:|---:|",
     ]
@@ -151,8 +154,6 @@ def main(argv=None):
             f.write(_markdown(rows, names, commands))
         return 0
     command = ("python benchmarks/bench_applications.py " + " ".join(sys.argv[1:] if argv is None else argv)).strip()
-    if command not in commands:
-        commands.append(command)
     os.makedirs(RESULTS, exist_ok=True)
 
     def one(name):
@@ -163,13 +164,28 @@ def main(argv=None):
         for done in concurrent.futures.as_completed([pool.submit(one, n) for n in todo]):
             name, row, secs = done.result()
             row.pop("traceback", None)
-            rows[name] = row
             print(f"{name}: {row['status']} ({secs:.0f} s)", flush=True)
-            with open(JSON, "w", encoding="utf-8") as f:  # after each model: a crash of this script loses nothing
-                json.dump({"commands": commands, "rows": [rows[n] for n in names if n in rows]}, f, indent=1)
-            with open(MD, "w", encoding="utf-8") as f:
-                f.write(_markdown(rows, names, commands))
+            _save(name, row, command, names)
     return 0
+
+
+def _save(name, row, command, names):
+    """Merge one row into applications.json/md after each model, atomically and under a lock:
+    a crash of this script loses nothing, and two sittings may run at once (different models)."""
+    import fcntl
+
+    with open(JSON + ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        rows, commands = _load()  # what other sittings wrote meanwhile
+        rows[name] = row
+        if command not in commands:
+            commands.append(command)
+        for path, text in ((JSON, json.dumps({"commands": commands, "rows": [rows[n] for n in names if n in rows]},
+                                             indent=1)),
+                           (MD, _markdown(rows, names, commands))):
+            with open(path + ".tmp", "w", encoding="utf-8") as f:
+                f.write(text)
+            os.replace(path + ".tmp", path)
 
 
 if __name__ == "__main__":
