@@ -22,7 +22,6 @@ Writes ``benchmarks/results/budget.json`` and ``.md`` (``--quick``: ``budget_qui
 import argparse
 import json
 import os
-import platform
 import shlex
 import sys
 import time
@@ -33,6 +32,8 @@ sys.path.insert(0, ROOT)
 import tfcompress  # noqa: E402
 import tflite_export  # noqa: E402
 from benchmarks._baseline import lenet5_fashion  # noqa: E402
+from benchmarks._results import machine  # noqa: E402
+from benchmarks._results import write as write_results  # noqa: E402
 from tfcompress._keras import keras  # noqa: E402
 from tfcompress.recipe import Clustering, Distillation, Pruning, Quantization, Recipe  # noqa: E402
 from tfcompress.target import export_file  # noqa: E402
@@ -120,15 +121,10 @@ def main(argv=None):
                      "validation_samples": int(len(b.val[0])), "test_samples": int(len(b.x_test)),
                      "float32_zipped_bytes": b.f32.zipped_bytes, "float32_tflite_accuracy": b.f32_acc,
                      "threads": THREADS, "total_seconds": round(time.perf_counter() - t_start, 1),
-                     "machine": f"{platform.machine()}, {os.cpu_count()} cores (shared)", "command": command},
+                     "machine": machine(), "command": command},
         "rows": rows, "budget": budget,
     }
-    out = os.path.join(ROOT, "benchmarks", "results")
-    os.makedirs(out, exist_ok=True)
-    with open(os.path.join(out, f"budget{suffix}.json"), "w") as f:
-        json.dump(result, f, indent=2, default=str)
-    with open(os.path.join(out, f"budget{suffix}.md"), "w") as f:
-        f.write(markdown(result, budget_md))
+    write_results(f"budget{suffix}", result, markdown(result, budget_md))
     print(markdown(result, budget_md))
 
 

@@ -32,7 +32,6 @@ import collections
 import fcntl
 import json
 import os
-import platform
 import shlex
 import sys
 import time
@@ -45,6 +44,8 @@ sys.path.insert(0, ROOT)
 import tfcompress  # noqa: E402
 import tflite_export  # noqa: E402
 from benchmarks._baseline import lenet5_fashion  # noqa: E402
+from benchmarks._results import machine  # noqa: E402
+from benchmarks._results import write as write_results  # noqa: E402
 from tfcompress._keras import keras  # noqa: E402
 from tfcompress.recipe import Channels, Distillation, Pruning, Quantization, Recipe  # noqa: E402
 from tflite_export import _flatbuffer as fb  # noqa: E402
@@ -180,16 +181,13 @@ def main(argv=None):
     settings = dict(b.settings, float32_accuracy=b.f32_acc, float32_zipped_bytes=b.f32.zipped_bytes,
                     timed_without_lock=not locked, learning_rate=lr, batch_size=bs, command=command,
                     total_seconds=round(time.perf_counter() - t_start),
-                    machine=f"{platform.machine()}, {os.cpu_count()} cores (shared)")
+                    machine=machine())
     result = {"settings": settings, "rows": out}
     suffix = "_quick" if args.quick else ""
     res_dir = os.path.join(ROOT, "benchmarks", "results")
     if args.rows:
         result = merge(os.path.join(res_dir, f"lowbit{suffix}.json"), result, [n for n, _, _ in rows(args.quick)])
-    with open(os.path.join(res_dir, f"lowbit{suffix}.json"), "w") as f:
-        json.dump(result, f, indent=2)
-    with open(os.path.join(res_dir, f"lowbit{suffix}.md"), "w") as f:
-        f.write(markdown(result))
+    write_results(f"lowbit{suffix}", result, markdown(result))
     print(markdown(result))
 
 

@@ -37,9 +37,7 @@ Writes ``benchmarks/results/realistic.json`` and ``.md`` (``--quick``:
 import argparse
 import contextlib
 import fcntl
-import json
 import os
-import platform
 import shlex
 import sys
 import time
@@ -52,6 +50,8 @@ import numpy as np  # noqa: E402
 import tflite_export  # noqa: E402
 from benchmarks._baseline import BENCH_LOCK  # noqa: E402
 from benchmarks._realistic import distill_thinned, resnet8_fashion  # noqa: E402
+from benchmarks._results import machine  # noqa: E402
+from benchmarks._results import write as write_results  # noqa: E402
 from tfcompress import pipeline  # noqa: E402
 from tfcompress._keras import keras  # noqa: E402
 from tfcompress.channels import prune_channels  # noqa: E402
@@ -187,16 +187,10 @@ def main(argv=None):
                          float32_zipped_bytes=b.f32.zipped_bytes, test_samples=len(b.x_test),
                          timed_under_lock=held, total_seconds=round(time.perf_counter() - t_all, 1),
                          command=command.strip(),
-                         machine=f"{platform.machine()}, {os.cpu_count()} cores (shared), load avg "
-                                 f"{os.getloadavg()[0]:.1f} at the end"),
+                         machine=machine(load=True)),
         "rows": rows, "students": students, "mobilenetv3small": mnv3,
     }
-    out = os.path.join(ROOT, "benchmarks", "results")
-    suffix = "_quick" if args.quick else ""
-    with open(os.path.join(out, f"realistic{suffix}.json"), "w") as f:
-        json.dump(result, f, indent=2)
-    with open(os.path.join(out, f"realistic{suffix}.md"), "w") as f:
-        f.write(markdown(result))
+    write_results("realistic_quick" if args.quick else "realistic", result, markdown(result))
     print(markdown(result))
 
 
