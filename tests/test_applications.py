@@ -115,6 +115,33 @@ def test_zoo_goes_through_default_recipe_int8_and_litert(tmp_path):
     assert out.shape == (2, 4) and np.all(np.isfinite(out))
 
 
+def test_grouped_convolutions_train_with_eager_steps():
+    """RegNet's grouped convolutions: tf.config.run_functions_eagerly runs Keras's XLA-compiled
+    grouped convolution eagerly too, which has no CPU gradient; the benchmark's eager mode runs
+    only the train step in Python (every Model.run_eagerly reads True) and trains them."""
+    from tfcompress._keras import tf
+
+    inp = keras.Input((8, 8, 4))
+    x = L.Conv2D(8, 3, padding="same", groups=2, name="grouped")(inp)
+    m = keras.Model(inp, L.Dense(3)(L.GlobalAveragePooling2D()(x)))
+    rng = np.random.RandomState(0)
+    x, y = rng.rand(8, 8, 8, 4).astype("float32"), rng.randint(0, 3, 8)
+    m.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    tf.config.run_functions_eagerly(True)
+    try:
+        with pytest.raises(Exception, match="[Gg]rouped convolution"):
+            m.train_on_batch(x, y)
+    finally:
+        tf.config.run_functions_eagerly(False)
+    before = m.get_layer("grouped").get_weights()[0].copy()
+    with apps._eager_training(keras, tf, eager=True, grouped=True):
+        assert m.run_eagerly
+        m.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        m.fit(x, y, epochs=1, batch_size=8, verbose=0)
+    assert not m.run_eagerly and "run_eagerly" in keras.Model.__dict__  # the property is back
+    assert not np.allclose(before, m.get_layer("grouped").get_weights()[0])
+
+
 def test_keras3_augmentation_layers_are_dropped_and_reported():
     k3 = pytest.importorskip("keras")
     if not k3.__version__.startswith("3"):  # pragma: no cover
