@@ -77,7 +77,10 @@ def _markdown(rows, names, commands):
         "layers `check` says QAT leaves in float (they stay float through QAT; the int8 converter "
         "quantizes them from the calibration data), by type. Tally: "
         + ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
-        + f", not run {len(names) - len(ran)} (no time in these sittings on 2 shared cores).", "",
+        + f", not run {len(names) - len(ran)} (no time yet in these sittings on 2 shared cores). A child's peak "
+        "memory, sampled every 2 s, was 60-86 bytes a parameter (VGG19 3.2 GiB, RegNetY320 11.4, ResNetRS420 16.4): "
+        "the largest models need one at a time, and ConvNeXtXLarge (350 M parameters, about 30 GiB at that rate) "
+        "more than this machine's 23 GiB.", "",
         "Issue 12 §3's three failures pass here: ConvNeXtTiny (TF-MOT's QAT rebuild raised "
         "`AttributeError: 'str' object has no attribute 'name'` on the application-private `LayerScale`; "
         "the model's own layer classes are now in scope and `LayerScale` stays float), Xception and "
