@@ -196,15 +196,12 @@ def _eager_training(keras, tf, eager, grouped):
             tf.config.run_functions_eagerly(False)
         return
     cls = keras.Model
-    saved = cls.__dict__["run_eagerly"] if "run_eagerly" in cls.__dict__ else None
+    saved = cls.__dict__["run_eagerly"]  # tf_keras's own property, put back after
     cls.run_eagerly = property(lambda self: True, lambda self, value: setattr(self, "_run_eagerly", value))
     try:
         yield
     finally:
-        if saved is None:
-            del cls.run_eagerly
-        else:
-            cls.run_eagerly = saved
+        cls.run_eagerly = saved
 
 
 def _child(name, size, out_path, eager):

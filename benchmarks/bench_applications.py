@@ -151,8 +151,8 @@ def main(argv=None):
         p.error(f"unknown model(s) {', '.join(unknown)}; choose from {', '.join(names)}")
     if args.jobs < 1:
         p.error(f"--jobs must be at least 1, got {args.jobs}")
-    rows, commands = _load()
     if args.render:
+        rows, commands = _load()
         with open(MD, "w", encoding="utf-8") as f:
             f.write(_markdown(rows, names, commands))
         return 0
