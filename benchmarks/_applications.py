@@ -18,6 +18,7 @@ import json
 import multiprocessing
 import os
 import re
+import resource
 import shutil
 import tempfile
 import threading
@@ -100,7 +101,8 @@ def run_one(name, size=32, workdir=None, seed=0, keep=None, step_file=None, eage
         A JSON-able dict: ``name``, ``input``, ``params``, ``status``
         (``"ok"``, ``"ok-with-skipped-layers"``, ``"fail: <step>: <reason>"``),
         ``skipped`` (check's list), ``skipped_in_qat`` (optimize's),
-        ``seconds`` per step and in total, ``int8_bytes``.
+        ``seconds`` per step and in total, ``int8_bytes``, ``peak_gib``: the
+        process's peak resident memory (GiB) once each step was done.
     """
     import tfcompress  # first: its oneDNN default applies before TensorFlow loads
     import tflite_export
@@ -108,6 +110,9 @@ def run_one(name, size=32, workdir=None, seed=0, keep=None, step_file=None, eage
     from tfcompress.errors import first_line
 
     def at(step):
+        if prev[0]:  # the process's peak resident memory so far, once each step is done
+            row["peak_gib"][prev[0]] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)
+        prev[0] = step
         if step_file:  # read back by run_isolated when the child dies of a signal
             with open(step_file, "w", encoding="utf-8") as f:
                 f.write(step)
@@ -115,8 +120,9 @@ def run_one(name, size=32, workdir=None, seed=0, keep=None, step_file=None, eage
 
     t_all = time.perf_counter()
     row = {"name": name, "input": None, "params": None, "status": None, "skipped": {},
-           "skipped_in_qat": {}, "seconds": {}, "int8_bytes": None}
-    step = "build"
+           "skipped_in_qat": {}, "seconds": {}, "int8_bytes": None, "peak_gib": {}}
+    prev = [None]
+    step = at("build")
     try:
         keras.utils.set_random_seed(seed)
         t0 = time.perf_counter()
@@ -166,6 +172,7 @@ def run_one(name, size=32, workdir=None, seed=0, keep=None, step_file=None, eage
             if out.shape != (2, CLASSES) or not np.all(np.isfinite(out)):
                 raise RuntimeError(f"LiteRT output has shape {out.shape} or non-finite values")
             row["seconds"]["litert"] = time.perf_counter() - t0
+        at("done")
         row["status"] = "ok-with-skipped-layers" if row["skipped"] or row["skipped_in_qat"] else "ok"
     except Exception as e:  # noqa: BLE001 - a failure is a row of the table
         row["status"] = f"fail: {step}: {type(e).__name__}: {first_line(e, 300)}"

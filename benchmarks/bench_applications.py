@@ -77,10 +77,12 @@ def _markdown(rows, names, commands):
         "layers `check` says QAT leaves in float (they stay float through QAT; the int8 converter "
         "quantizes them from the calibration data), by type. Tally: "
         + ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
-        + f", not run {len(names) - len(ran)} (no time yet in these sittings on 2 shared cores). A child's peak "
-        "memory, sampled every 2 s, was 60-86 bytes a parameter (VGG19 3.2 GiB, RegNetY320 11.4, ResNetRS420 16.4): "
-        "the largest models need one at a time, and ConvNeXtXLarge (350 M parameters, about 30 GiB at that rate) "
-        "more than this machine's 23 GiB.", "",
+        + f", not run {len(names) - len(ran)}. Column \"peak GiB\": the child's peak resident memory "
+        "(`getrusage` max RSS once its last step was done), recorded from ConvNeXtBase's second sitting on "
+        "(blank: run before). The largest models must run one at a time on this 23 GiB machine: sampled every 2 s "
+        "before `optimize` and `tflite_export` collected a large model's reference cycles after each stage and "
+        "conversion (see `tfcompress._model.release_memory`), ResNetRS420 peaked at 16.4 GiB (86 bytes a "
+        "parameter).", "",
         "Issue 12 §3's three failures pass here: ConvNeXtTiny (TF-MOT's QAT rebuild raised "
         "`AttributeError: 'str' object has no attribute 'name'` on the application-private `LayerScale`; "
         "the model's own layer classes are now in scope and `LayerScale` stays float), Xception and "
@@ -100,13 +102,14 @@ def _markdown(rows, names, commands):
         "(RegNet): the train step runs in Python (every `Model.run_eagerly` reads True) while Keras's XLA-compiled "
         "grouped convolutions stay compiled: TensorFlow has no eager CPU gradient for grouped convolutions; "
         "RegNetX004 took 673 s in graph mode, 138 s so.", "",
-        "| model | input | inputs | training | params | status | skipped by QAT (check) | seconds | int8 bytes |",
-        "|---|---:|---|---|---:|---|---|---:|---:|",
+        "| model | input | inputs | training | params | status | skipped by QAT (check) | seconds | peak GiB | "
+        "int8 bytes |",
+        "|---|---:|---|---|---:|---|---|---:|---:|---:|",
     ]
     for n in names:
         r = rows.get(n)
         if r is None:
-            lines.append(f"| {n} | | | | | not run: time | | | |")
+            lines.append(f"| {n} | | | | | not run | | | | |")
             continue
         by_type = {}
         for reason in r.get("skipped", {}).values():
@@ -114,9 +117,11 @@ def _markdown(rows, names, commands):
             by_type[t] = by_type.get(t, 0) + 1
         skipped = ", ".join(f"{t} {c}" for t, c in sorted(by_type.items())) or "none"
         secs = r.get("seconds", {}).get("total") or 0
+        peak = max(r.get("peak_gib", {}).values(), default=None)
+        peak = "" if peak is None else f"{peak:.1f}"
         lines.append(f"| {n} | {r.get('input') or ''} | {r.get('inputs', '0-1')} | {r.get('training', 'graph')} | "
                      f"{_num(r.get('params'))} | {_short(r['status'])} | "
-                     f"{skipped} | {secs:.0f} | {_num(r.get('int8_bytes'))} |")
+                     f"{skipped} | {secs:.0f} | {peak} | {_num(r.get('int8_bytes'))} |")
     return "\n".join(lines) + "\n"
 
 

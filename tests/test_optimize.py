@@ -179,3 +179,36 @@ def test_a_diverged_stage_is_named_and_its_nan_model_is_not_exported(tmp_path):
     with pytest.raises(tflite_export.ExportError, match=r"NaN or Inf weights \(1 of 4, first: dense(_\d+)?/kernel"):
         tflite_export.export(model, str(tmp_path / "m.tflite"), mode="int8", representative_data=x)
     assert not (tmp_path / "m.tflite").exists()
+
+
+@pytest.mark.parametrize("large", [True, False])
+def test_a_large_models_stage_copies_are_freed_before_the_next_stage(monkeypatch, large):
+    # Keras models are reference cycles, so a finished stage's wrapped model, Adam slots and
+    # gradients stayed until Python's cycle collector happened to run: VGG19's optimize peaked at
+    # 2.93 GiB, 2.50 with a collection between stages (only for large models: it costs ~0.3 s).
+    import gc
+    import weakref
+
+    from tfcompress import _model
+
+    monkeypatch.setattr(_model, "LARGE_MODEL_BYTES", 0 if large else 1 << 60)
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, activation="relu"),
+                              keras.layers.Dense(3, activation="softmax")])
+    x = np.random.RandomState(0).rand(32, 4).astype("float32")
+    y = np.arange(32) % 3
+    trained = []
+
+    class Seen(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            trained.append(weakref.ref(self.model))
+
+    gc.collect()
+    gc.disable()  # only optimize's own collection may free the cycles
+    try:
+        result = tfcompress.optimize(model, (x, y), epochs=1, batch_size=8, callbacks=[Seen()], verbose=0)
+        first_stage_alive = trained[0]() is not None
+    finally:
+        gc.enable()
+    assert [s["name"] for s in result.report.stages] == ["pruning", "quantization"]
+    assert first_stage_alive is not large

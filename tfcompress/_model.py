@@ -11,13 +11,15 @@ Example:
     >>> flat = coerce_model(model)  # doctest: +SKIP
 """
 
+import gc
 import warnings
 
 from tfcompress._keras import ONEDNN_ON, keras, tf
 from tfcompress._keras3 import is_keras3_model, to_tf_keras
 from tfcompress.errors import UnsupportedModelError, first_line
 
-__all__ = ["is_keras3_model", "check_model", "coerce_model", "flatten_nested", "clone", "warn_onednn_crash"]
+__all__ = ["is_keras3_model", "check_model", "coerce_model", "flatten_nested", "clone", "warn_onednn_crash",
+           "release_memory"]
 
 
 def check_model(model):
@@ -164,6 +166,26 @@ def clone(model, clone_function=None):
     if clone_function is None:
         return copy
     return keras.models.clone_model(copy, clone_function=clone_function)
+
+
+#: Weights (bytes) from which :func:`release_memory` collects.
+LARGE_MODEL_BYTES = 64 << 20
+
+
+def release_memory(model):
+    """Free the models, optimizer slots and gradients a step left behind, when ``model`` is large.
+
+    Keras models are reference cycles, so a stage's wrapped copies stay in
+    memory until Python's cycle collector happens to run; for a large model
+    that is several copies of its weights (VGG19 in ``optimize``: peak 2.93 GiB
+    without, 2.50 with). A collection costs ~0.3 s whatever it finds, so models
+    under :data:`LARGE_MODEL_BYTES` of weights are left to the collector.
+
+    Example:
+        >>> release_memory(model)  # doctest: +SKIP
+    """
+    if model is not None and 4 * model.count_params() >= LARGE_MODEL_BYTES:
+        gc.collect()
 
 
 def onednn_crash_layers(model):

@@ -24,7 +24,7 @@ import numpy as np
 from tfcompress._data import check_splits
 from tfcompress._keras import keras, quiet_native_logs, tfmot
 from tfcompress._keras3 import augmentation_layers
-from tfcompress._model import coerce_model
+from tfcompress._model import coerce_model, release_memory
 from tfcompress.datasets import as_dataset
 from tfcompress.depth.stage import depth_column
 from tfcompress.errors import first_line
@@ -275,6 +275,7 @@ def _trial_conversion(model, mode, samples, calibration=None):
         return {"mode": mode, "status": "skipped: the input has unknown dimensions besides the batch",
                 "seconds": None, "bytes": None}
     t0 = time.perf_counter()
+    copy = data = None
     try:
         copy = keras.models.clone_model(model)  # untrained: fresh random weights
         with quiet_native_logs():
@@ -283,6 +284,8 @@ def _trial_conversion(model, mode, samples, calibration=None):
         status, size = "ok", len(data)
     except Exception as e:  # noqa: BLE001 - the point is to report it
         status, size = f"failed: {first_line(e, 300)}", None
+    del copy, data
+    release_memory(model)  # the copy and the converter's graphs
     return {"mode": mode, "status": status, "seconds": time.perf_counter() - t0, "bytes": size}
 
 

@@ -31,7 +31,7 @@ from tfcompress import _keras3_out, distribute, pruning
 from tfcompress._checks import check_choice, check_instances, check_int
 from tfcompress._data import prepare
 from tfcompress._keras import keras
-from tfcompress._model import clone, coerce_model, is_keras3_model, warn_onednn_crash
+from tfcompress._model import clone, coerce_model, is_keras3_model, release_memory, warn_onednn_crash
 from tfcompress.distill import loss_for  # re-exported: pipeline and benchmarks use it here
 from tfcompress.errors import RecipeError
 from tfcompress.recipe import Recipe
@@ -239,6 +239,7 @@ def optimize(model, train_data, validation_data=None, recipe=None, epochs=None,
             progress(line)
         elif verbose:
             print("  " + line, flush=True)
+        release_memory(current)  # the last stage's copies go before this one makes its own
         t0 = time.perf_counter()
         with run.scope(name):
             current, records, history[name], info = STAGES[name](run, current, stage)
@@ -258,6 +259,7 @@ def optimize(model, train_data, validation_data=None, recipe=None, epochs=None,
                 by_name[lname].stages[name] = what
         stages.append({"name": name, "seconds": time.perf_counter() - t0, **info})
 
+    release_memory(current)
     for lname, s in pruning.layer_sparsity(current).items():
         if lname in by_name:
             by_name[lname].sparsity = s

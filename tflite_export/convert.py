@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import gc
 import io
 import os
 import re
@@ -282,6 +283,17 @@ def _convert(tf, kind: str, src, mode: str, configure):
         raise ExportError(f"TFLite conversion ({mode}) failed: {_one_line(e)}; {hint}") from None
 
 
+#: Weights (bytes) from which a conversion ends with a garbage collection (it costs ~0.3 s).
+LARGE_MODEL_BYTES = 64 << 20
+
+
+def _weight_bytes(model):
+    try:
+        return 4 * model.count_params()
+    except Exception:  # noqa: BLE001 - an unbuilt subclassed model
+        return 0
+
+
 def convert_bytes(
     model,
     mode: str = "int8",
@@ -348,6 +360,11 @@ def convert_bytes(
             )
 
     data = _convert(tf, kind, src, mode, lambda conv: _configure(tf, conv, mode, io, sparse, samples))
+    if kind == "keras" and _weight_bytes(src) >= LARGE_MODEL_BYTES:
+        # The traced graphs, the frozen weights and a stripped copy are reference cycles; for a
+        # large model they are several copies of its weights until the cycle collector runs.
+        del src
+        gc.collect()
     if not data or not fb.has_identifier(data):
         raise ExportError(f"TFLite conversion ({mode}) produced no valid model; check the model runs in TensorFlow")
     return bytes(data), len(samples)
