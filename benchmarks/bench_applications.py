@@ -79,10 +79,12 @@ def _markdown(rows, names, commands):
         + ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
         + f", not run {len(names) - len(ran)}. Column \"peak GiB\": the child's peak resident memory "
         "(`getrusage` max RSS once its last step was done), recorded from ConvNeXtBase's second sitting on "
-        "(blank: run before). The largest models must run one at a time on this 23 GiB machine: sampled every 2 s "
-        "before `optimize` and `tflite_export` collected a large model's reference cycles after each stage and "
-        "conversion (see `tfcompress._model.release_memory`), ResNetRS420 peaked at 16.4 GiB (86 bytes a "
-        "parameter).", "",
+        "(blank: run before). The largest models must run one at a time on this 23 GiB machine. Sampled every 2 s "
+        "before three changes, ResNetRS420 peaked at 16.4 GiB (86 bytes a parameter); since, `optimize`, `check` "
+        "and `tflite_export` collect a large model's reference cycles after each stage and conversion "
+        "(`tfcompress._model.release_memory`), a large model converts from a SavedModel folder of its inference "
+        "call (`tflite_export.convert._inference_converter`: VGG19 after QAT, int8 export +1.18 GiB above the model "
+        "instead of +1.81), and this script frees the input model before the export.", "",
         "Issue 12 §3's three failures pass here: ConvNeXtTiny (TF-MOT's QAT rebuild raised "
         "`AttributeError: 'str' object has no attribute 'name'` on the application-private `LayerScale`; "
         "the model's own layer classes are now in scope and `LayerScale` stays float), Xception and "
