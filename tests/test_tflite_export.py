@@ -260,3 +260,37 @@ def test_a_large_model_converts_from_a_saved_model_of_its_inference_call(model, 
     for path, data in zip(paths, (direct, via_folder)):
         path.write_bytes(data)
     np.testing.assert_array_equal(tfl.predict(paths[0], xtr), tfl.predict(paths[1], xtr))
+
+
+def test_constant_calibrated_layer_norm_no_longer_aborts_the_runtime(tmp_path, monkeypatch):
+    # ConvNeXtLarge after pruning + QAT (issue 12 §3): a LayerNorm over channels that were all equal
+    # calibrated its SquaredDifference output as all zeros, scale 7.8e-9; LiteRT's int8 kernel then
+    # aborted the whole process (QuantizeMultiplierSmallerThanOneExp, tensorflow#60815).
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    from tflite_export import _flatbuffer as fb
+
+    keras = pytest.importorskip("tf_keras")
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((8,)),
+                              keras.layers.Dense(4, kernel_initializer="zeros",
+                                                 bias_initializer=keras.initializers.Constant(5.0)),
+                              keras.layers.LayerNormalization(), keras.layers.Dense(2)])
+    x = np.random.RandomState(0).rand(32, 8).astype("float32")
+    with pytest.warns(UserWarning, match=r"calibration saw 2 tensor\(s\) constant.*SQUARED_DIFFERENCE"):
+        rep = tfl.export(model, tmp_path / "fixed.tflite", representative_data=x, num_samples=32)
+    assert not fb._may_abort((tmp_path / "fixed.tflite").read_bytes())
+    it = Interpreter(model_path=str(rep.path),
+                     experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    it.allocate_tensors()  # the builtin kernels' Prepare is where the converter's file aborted
+    it.set_tensor(it.get_input_details()[0]["index"], np.zeros((1, 8), np.int8))
+    it.invoke()
+    assert it.get_tensor(it.get_output_details()[0]["index"]).shape == (1, 2)
+
+    monkeypatch.setattr(fb, "widen_aborting_scales", lambda data: (data, []))  # the converter's own file
+    tfl.export(model, tmp_path / "raw.tflite", representative_data=x, num_samples=32)
+    untrusted = tmp_path / "received.tflite"  # exported files are trusted: a copy gets checked
+    untrusted.write_bytes((tmp_path / "raw.tflite").read_bytes())
+    assert fb._may_abort(untrusted.read_bytes())
+    with pytest.raises(ExportError, match="crashed with signal 6"):
+        tfl.check_file(untrusted)  # in a child process: it is this process it would have killed

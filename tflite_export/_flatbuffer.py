@@ -173,3 +173,87 @@ def sparse_tensor_count(model) -> int:
 
 def summarize_value(x: Any) -> Any:
     return json.loads(json.dumps(x, default=_json_default))
+
+
+# Builtin int8 kernels whose Prepare aborts the whole process (a TFLITE_CHECK in
+# QuantizeMultiplierSmallerThanOneExp, no message; tensorflow#60815) unless this output
+# requantization multiplier is below 1: (input1 scale, input2 scale, output scale) -> multiplier.
+# The converter writes such files when calibration saw a tensor that is all zeros: ConvNeXtLarge
+# after pruning + QAT, a LayerNorm's x - mean over 1x1 feature maps, SquaredDifference output
+# scale 7.8e-9, multiplier 68.7.
+_ABORT_MULTIPLIERS = {
+    "ADD": lambda s1, s2, so: 2 * max(s1, s2) / ((1 << 20) * so),  # add.cc, int8 left shift 20
+    "SUB": lambda s1, s2, so: 2 * max(s1, s2) / ((1 << 20) * so),  # sub.cc, the same
+    "SQUARED_DIFFERENCE": lambda s1, s2, so: (2 * max(s1, s2)) ** 2 / ((1 << 14) * so),  # left shift 7, squared
+}
+
+
+def _aborting(model, fix: bool) -> list[str]:
+    """The int8 ops of ``model`` (a ``ModelT``) whose kernels would abort, as readable lines; with
+    ``fix``, each one's output scale is first widened until its multiplier is 1/2 (in execution order,
+    so later ops see the widened scales). Widening only coarsens a tensor that calibration saw as
+    (nearly) constant; its zero point, and so its zeros, stay exact."""
+    schema = _schema()
+    int8 = schema.TensorType.INT8
+    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    out = []
+    for sg in model.subgraphs or []:
+        for i, op in enumerate(sg.operators or []):
+            oc = model.operatorCodes[op.opcodeIndex]
+            name = names.get(max(int(oc.builtinCode or 0), int(oc.deprecatedBuiltinCode or 0)))
+            if name not in _ABORT_MULTIPLIERS or len(op.inputs) < 2 or len(op.outputs) < 1:
+                continue
+            tensors = [sg.tensors[j] for j in (op.inputs[0], op.inputs[1], op.outputs[0])]
+            quants = [tensor_quant(t) for t in tensors]
+            if any(t.type != int8 for t in tensors) or any(q is None or q[0] <= 0 for q in quants):
+                continue
+            s1, s2, so = (q[0] for q in quants)
+            m = _ABORT_MULTIPLIERS[name](s1, s2, so)
+            if m < 1:
+                continue
+            line = f"op {i} ({name}, {_decode(tensors[2].name)}): output scale {so:.3g}, multiplier {m:.3g}"
+            if fix:
+                tensors[2].quantization.scale = np.asarray([so * m * 2], dtype=np.float32)
+                line += f", widened to {so * m * 2:.3g}"
+            out.append(line)
+    return out
+
+
+def _may_abort(data: bytes) -> bool:
+    """A quick scan without unpacking the weights: does any op of ``_ABORT_MULTIPLIERS`` qualify?"""
+    schema = _schema()
+    m = schema.Model.GetRootAs(data, 0)
+    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    codes = [names.get(max(m.OperatorCodes(i).BuiltinCode(), m.OperatorCodes(i).DeprecatedBuiltinCode()))
+             for i in range(m.OperatorCodesLength())]
+
+    def scale(sg, j):
+        q = sg.Tensors(j).Quantization()
+        return q.Scale(0) if q is not None and q.ScaleLength() == 1 and sg.Tensors(j).Type() == \
+            schema.TensorType.INT8 else None
+
+    for s in range(m.SubgraphsLength()):
+        sg = m.Subgraphs(s)
+        for i in range(sg.OperatorsLength()):
+            op = sg.Operators(i)
+            f = _ABORT_MULTIPLIERS.get(codes[op.OpcodeIndex()])
+            if f is None or op.InputsLength() < 2 or op.OutputsLength() < 1:
+                continue
+            s1, s2, so = scale(sg, op.Inputs(0)), scale(sg, op.Inputs(1)), scale(sg, op.Outputs(0))
+            if None not in (s1, s2, so) and min(s1, s2, so) > 0 and f(s1, s2, so) >= 1:
+                return True
+    return False
+
+
+def widen_aborting_scales(data: bytes) -> tuple[bytes, list[str]]:
+    """``data`` with the output scales that would make LiteRT's int8 kernels abort widened, and
+    one line per op changed (none: ``data`` itself is returned).
+
+    Example:
+        >>> data, changed = widen_aborting_scales(data)  # doctest: +SKIP
+    """
+    if not _may_abort(data):
+        return data, []
+    model = parse_model(data)
+    changed = _aborting(model, fix=True)
+    return serialize_model(model), changed

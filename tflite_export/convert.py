@@ -382,6 +382,16 @@ def convert_bytes(
         gc.collect()
     if not data or not fb.has_identifier(data):
         raise ExportError(f"TFLite conversion ({mode}) produced no valid model; check the model runs in TensorFlow")
+    if mode == "int8":
+        data, widened = fb.widen_aborting_scales(data)
+        if widened:
+            warnings.warn(
+                f"calibration saw {len(widened)} tensor(s) constant, and LiteRT's int8 kernels would have aborted the "
+                f"process on their scales; widened them ({widened[0]}{' …' if len(widened) > 1 else ''}). "
+                "Such a file may still not run on XNNPACK: calibrate with more varied data",
+                UserWarning,
+                stacklevel=3,
+            )
     return bytes(data), len(samples)
 
 
