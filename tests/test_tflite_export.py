@@ -286,6 +286,9 @@ def test_constant_calibrated_layer_norm_no_longer_aborts_the_runtime(tmp_path, m
     it.set_tensor(it.get_input_details()[0]["index"], np.zeros((1, 8), np.int8))
     it.invoke()
     assert it.get_tensor(it.get_output_details()[0]["index"]).shape == (1, 2)
+    # and on XNNPACK, which refuses a TRANSPOSE/RESHAPE whose input and output scales differ: the
+    # widened scale is carried through them, and the numbers are Keras's (LayerNorm of equal values: beta)
+    np.testing.assert_allclose(tfl.predict(rep.path, x[:4]), model.predict(x[:4], verbose=0), atol=1e-6)
 
     monkeypatch.setattr(fb, "widen_aborting_scales", lambda data: (data, []))  # the converter's own file
     tfl.export(model, tmp_path / "raw.tflite", representative_data=x, num_samples=32)
@@ -294,3 +297,25 @@ def test_constant_calibrated_layer_norm_no_longer_aborts_the_runtime(tmp_path, m
     assert fb._may_abort(untrusted.read_bytes())
     with pytest.raises(ExportError, match="crashed with signal 6"):
         tfl.check_file(untrusted)  # in a child process: it is this process it would have killed
+
+
+
+def test_a_file_xnnpack_cannot_run_is_a_one_line_error_not_a_runtime_error():
+    # ConvNeXtLarge's int8 file (issue 12 §3, 199 MB, 30 min to make): a LayerNorm over equal channels
+    # left requantization scales XNNPACK refuses when it builds its runtime; the builtin kernels run it.
+    from tflite_export.evaluate import _invoke
+
+    class Interpreter:
+        def __init__(self, message):
+            self.message = message
+
+        def invoke(self):
+            raise RuntimeError(self.message)
+
+    refused = "failed to create XNNPACK runtimefailed to create XNNPACK runtimeNode number 1570 " \
+              "(TfLiteXNNPackDelegate) failed to prepare."
+    with pytest.raises(ExportError, match=r"XNNPACK cannot run m.tflite \(failed to create XNNPACK runtime.*"
+                                          r"use_xnnpack=False\)$"):
+        _invoke(Interpreter(refused), "m.tflite")
+    with pytest.raises(RuntimeError, match="^other$"):  # anything else is not relabelled
+        _invoke(Interpreter("other"), "m.tflite")

@@ -213,10 +213,31 @@ def _aborting(model, fix: bool) -> list[str]:
                 continue
             line = f"op {i} ({name}, {_decode(tensors[2].name)}): output scale {so:.3g}, multiplier {m:.3g}"
             if fix:
-                tensors[2].quantization.scale = np.asarray([so * m * 2], dtype=np.float32)
+                _widen(sg, op.outputs[0], so * m * 2, model, names)
                 line += f", widened to {so * m * 2:.3g}"
             out.append(line)
     return out
+
+
+# Ops that move int8 values without requantizing: input and output must keep one scale (XNNPACK
+# refuses a TRANSPOSE whose two differ), so a widened input widens their output too.
+_SAME_SCALE = {"RESHAPE", "TRANSPOSE", "SQUEEZE", "EXPAND_DIMS", "SLICE", "STRIDED_SLICE", "GATHER", "PAD",
+               "PADV2", "MAX_POOL_2D", "SPACE_TO_DEPTH", "DEPTH_TO_SPACE", "BATCH_TO_SPACE_ND",
+               "SPACE_TO_BATCH_ND", "TILE", "BROADCAST_TO"}
+
+
+def _widen(sg, index, scale, model, names):
+    q = sg.tensors[index].quantization
+    old = (float(q.scale[0]), None if q.zeroPoint is None or len(q.zeroPoint) == 0 else int(q.zeroPoint[0]))
+    q.scale = np.asarray([scale], dtype=np.float32)
+    for op in sg.operators or []:
+        oc = model.operatorCodes[op.opcodeIndex]
+        if (len(op.inputs) and op.inputs[0] == index and len(op.outputs)
+                and names.get(max(int(oc.builtinCode or 0), int(oc.deprecatedBuiltinCode or 0))) in _SAME_SCALE):
+            out = sg.tensors[op.outputs[0]]
+            oq = tensor_quant(out)
+            if oq is not None and np.isclose(oq[0], old[0], rtol=1e-6) and (old[1] is None or oq[1] == old[1]):
+                _widen(sg, op.outputs[0], scale, model, names)
 
 
 def _may_abort(data: bytes) -> bool:
