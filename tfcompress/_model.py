@@ -17,6 +17,7 @@ import warnings
 from tfcompress._keras import ONEDNN_ON, keras, tf
 from tfcompress._keras3 import is_keras3_model, to_tf_keras
 from tfcompress.errors import UnsupportedModelError, first_line
+from tflite_export.convert import LARGE_MODEL_BYTES  # one threshold for both packages
 
 __all__ = ["is_keras3_model", "check_model", "coerce_model", "flatten_nested", "clone", "warn_onednn_crash",
            "release_memory"]
@@ -166,10 +167,6 @@ def clone(model, clone_function=None):
     if clone_function is None:
         return copy
     return keras.models.clone_model(copy, clone_function=clone_function)
-
-
-#: Weights (bytes) from which :func:`release_memory` collects.
-LARGE_MODEL_BYTES = 64 << 20
 
 
 def release_memory(model):
