@@ -84,7 +84,15 @@ def _markdown(rows, names, commands):
         "and `tflite_export` collect a large model's reference cycles after each stage and conversion "
         "(`tfcompress._model.release_memory`), a large model converts from a SavedModel folder of its inference "
         "call (`tflite_export.convert._inference_converter`: VGG19 after QAT, int8 export +1.18 GiB above the model "
-        "instead of +1.81), and this script frees the input model before the export.", "",
+        "instead of +1.81), and this script frees the input model before the export. ConvNeXtLarge's first sitting "
+        "crashed with signal 6 in its LiteRT invoke: with 1x1 feature maps in stage 3, a LayerNorm's input was "
+        "equal over its channels, calibration saw its SquaredDifference output as zeros (scale 7.8e-9), and the int8 "
+        "kernel's requantization check (multiplier 68.7, must be < 1; tensorflow#60815) aborted the process. The "
+        "exporter now widens such scales (with a warning); the file then runs on the builtin kernels, but XNNPACK "
+        "refuses it (\"failed to create XNNPACK runtime\": the same LayerNorm's MUL requantizes by ~40,000), so the "
+        "row is a fail, not a crash. ConvNeXtXLarge (350 M parameters) was not run: ConvNeXtBase peaked at 6.4 GiB "
+        "for 88 M (with the collections, before the SavedModel conversion and the freed input model), about 23 GiB "
+        "at that rate, and a run is about an hour here.", "",
         "Issue 12 §3's three failures pass here: ConvNeXtTiny (TF-MOT's QAT rebuild raised "
         "`AttributeError: 'str' object has no attribute 'name'` on the application-private `LayerScale`; "
         "the model's own layer classes are now in scope and `LayerScale` stays float), Xception and "
