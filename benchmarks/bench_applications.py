@@ -90,9 +90,9 @@ def _markdown(rows, names, commands):
         "kernel's requantization check (multiplier 68.7, must be < 1; tensorflow#60815) aborted the process. The "
         "exporter now widens such scales (with a warning); the file then runs on the builtin kernels, but XNNPACK "
         "refuses it (\"failed to create XNNPACK runtime\": the same LayerNorm's MUL requantizes by ~40,000), so the "
-        "row is a fail, not a crash. ConvNeXtXLarge (350 M parameters) was not run: ConvNeXtBase peaked at 6.4 GiB "
-        "for 88 M (with the collections, before the SavedModel conversion and the freed input model), about 23 GiB "
-        "at that rate, and a run is about an hour here.", "",
+        "row is a fail, not a crash. ConvNeXtXLarge fails the same way; it was out of reach before the memory "
+        "changes above (ConvNeXtBase peaked at 6.4 GiB for 88 M parameters without the last two, about 23 GiB at "
+        "350 M).", "",
         "Issue 12 §3's three failures pass here: ConvNeXtTiny (TF-MOT's QAT rebuild raised "
         "`AttributeError: 'str' object has no attribute 'name'` on the application-private `LayerScale`; "
         "the model's own layer classes are now in scope and `LayerScale` stays float), Xception and "
