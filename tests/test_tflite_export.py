@@ -279,7 +279,7 @@ def test_constant_calibrated_layer_norm_no_longer_aborts_the_runtime(tmp_path, m
     x = np.random.RandomState(0).rand(32, 8).astype("float32")
     with pytest.warns(UserWarning, match=r"calibration saw 2 tensor\(s\) constant.*SQUARED_DIFFERENCE"):
         rep = tfl.export(model, tmp_path / "fixed.tflite", representative_data=x, num_samples=32)
-    assert not fb._may_abort((tmp_path / "fixed.tflite").read_bytes())
+    assert not fb.aborting_ops((tmp_path / "fixed.tflite").read_bytes())
     it = Interpreter(model_path=str(rep.path),
                      experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
     it.allocate_tensors()  # the builtin kernels' Prepare is where the converter's file aborted
@@ -294,7 +294,7 @@ def test_constant_calibrated_layer_norm_no_longer_aborts_the_runtime(tmp_path, m
     tfl.export(model, tmp_path / "raw.tflite", representative_data=x, num_samples=32)
     untrusted = tmp_path / "received.tflite"  # exported files are trusted: a copy gets checked
     untrusted.write_bytes((tmp_path / "raw.tflite").read_bytes())
-    assert fb._may_abort(untrusted.read_bytes())
+    assert fb.aborting_ops(untrusted.read_bytes())
     with pytest.raises(ExportError, match="crashed with signal 6"):
         tfl.check_file(untrusted)  # in a child process: it is this process it would have killed
 
@@ -303,7 +303,7 @@ def test_constant_calibrated_layer_norm_no_longer_aborts_the_runtime(tmp_path, m
 def test_a_file_xnnpack_cannot_run_is_a_one_line_error_not_a_runtime_error():
     # ConvNeXtLarge's int8 file (issue 12 §3, 199 MB, 30 min to make): a LayerNorm over equal channels
     # left requantization scales XNNPACK refuses when it builds its runtime; the builtin kernels run it.
-    from tflite_export.evaluate import _invoke
+    from tflite_export._runtime import invoke
 
     class Interpreter:
         def __init__(self, message):
@@ -316,6 +316,6 @@ def test_a_file_xnnpack_cannot_run_is_a_one_line_error_not_a_runtime_error():
               "(TfLiteXNNPackDelegate) failed to prepare."
     with pytest.raises(ExportError, match=r"XNNPACK cannot run m.tflite \(failed to create XNNPACK runtime.*"
                                           r"use_xnnpack=False\)$"):
-        _invoke(Interpreter(refused), "m.tflite")
+        invoke(Interpreter(refused), "m.tflite")
     with pytest.raises(RuntimeError, match="^other$"):  # anything else is not relabelled
-        _invoke(Interpreter("other"), "m.tflite")
+        invoke(Interpreter("other"), "m.tflite")

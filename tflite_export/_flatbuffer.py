@@ -13,6 +13,7 @@ from .errors import ExportError
 METADATA_NAME = "tfcompress"
 
 _TYPE_NAMES = None
+_OP_NAMES = None
 
 
 def _schema():
@@ -28,6 +29,21 @@ def type_name(code: int) -> str:
         t = _schema().TensorType
         _TYPE_NAMES = {v: k.lower() for k, v in vars(t).items() if not k.startswith("_") and isinstance(v, int)}
     return _TYPE_NAMES.get(int(code), f"type{code}")
+
+
+def op_name(model, opcode_index: int) -> str:
+    """The builtin op name ("CONV_2D") of ``model.operatorCodes[opcode_index]`` (a ``ModelT``);
+    "CUSTOM:<code>" for custom ops."""
+    global _OP_NAMES
+    schema = _schema()
+    if _OP_NAMES is None:
+        ops = vars(schema.BuiltinOperator).items()
+        _OP_NAMES = {v: k for k, v in ops if not k.startswith("_") and isinstance(v, int)}
+    oc = model.operatorCodes[opcode_index]
+    code = max(int(oc.builtinCode or 0), int(oc.deprecatedBuiltinCode or 0))
+    if code == schema.BuiltinOperator.CUSTOM:
+        return "CUSTOM:" + _decode(oc.customCode)
+    return _OP_NAMES.get(code, f"OP{code}")
 
 
 def read_bytes(path: str) -> bytes:
@@ -193,14 +209,11 @@ def _aborting(model, fix: bool) -> list[str]:
     ``fix``, each one's output scale is first widened until its multiplier is 1/2 (in execution order,
     so later ops see the widened scales). Widening only coarsens a tensor that calibration saw as
     (nearly) constant; its zero point, and so its zeros, stay exact."""
-    schema = _schema()
-    int8 = schema.TensorType.INT8
-    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    int8 = _schema().TensorType.INT8
     out = []
     for sg in model.subgraphs or []:
         for i, op in enumerate(sg.operators or []):
-            oc = model.operatorCodes[op.opcodeIndex]
-            name = names.get(max(int(oc.builtinCode or 0), int(oc.deprecatedBuiltinCode or 0)))
+            name = op_name(model, op.opcodeIndex)
             if name not in _ABORT_MULTIPLIERS or len(op.inputs) < 2 or len(op.outputs) < 1:
                 continue
             tensors = [sg.tensors[j] for j in (op.inputs[0], op.inputs[1], op.outputs[0])]
@@ -213,7 +226,7 @@ def _aborting(model, fix: bool) -> list[str]:
                 continue
             line = f"op {i} ({name}, {_decode(tensors[2].name)}): output scale {so:.3g}, multiplier {m:.3g}"
             if fix:
-                _widen(sg, op.outputs[0], so * m * 2, model, names)
+                _widen(model, sg, op.outputs[0], so * m * 2)
                 line += f", widened to {so * m * 2:.3g}"
             out.append(line)
     return out
@@ -226,44 +239,27 @@ _SAME_SCALE = {"RESHAPE", "TRANSPOSE", "SQUEEZE", "EXPAND_DIMS", "SLICE", "STRID
                "SPACE_TO_BATCH_ND", "TILE", "BROADCAST_TO"}
 
 
-def _widen(sg, index, scale, model, names):
+def _widen(model, sg, index, scale):
     q = sg.tensors[index].quantization
-    old = (float(q.scale[0]), None if q.zeroPoint is None or len(q.zeroPoint) == 0 else int(q.zeroPoint[0]))
+    old = tensor_quant(sg.tensors[index])
     q.scale = np.asarray([scale], dtype=np.float32)
     for op in sg.operators or []:
-        oc = model.operatorCodes[op.opcodeIndex]
         if (len(op.inputs) and op.inputs[0] == index and len(op.outputs)
-                and names.get(max(int(oc.builtinCode or 0), int(oc.deprecatedBuiltinCode or 0))) in _SAME_SCALE):
-            out = sg.tensors[op.outputs[0]]
-            oq = tensor_quant(out)
-            if oq is not None and np.isclose(oq[0], old[0], rtol=1e-6) and (old[1] is None or oq[1] == old[1]):
-                _widen(sg, op.outputs[0], scale, model, names)
+                and op_name(model, op.opcodeIndex) in _SAME_SCALE):
+            oq = tensor_quant(sg.tensors[op.outputs[0]])
+            if oq is not None and np.isclose(oq[0], old[0], rtol=1e-6) and oq[1] == old[1]:
+                _widen(model, sg, op.outputs[0], scale)
 
 
-def _may_abort(data: bytes) -> bool:
-    """A quick scan without unpacking the weights: does any op of ``_ABORT_MULTIPLIERS`` qualify?"""
-    schema = _schema()
-    m = schema.Model.GetRootAs(data, 0)
-    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
-    codes = [names.get(max(m.OperatorCodes(i).BuiltinCode(), m.OperatorCodes(i).DeprecatedBuiltinCode()))
-             for i in range(m.OperatorCodesLength())]
+def aborting_ops(data: bytes) -> list[str]:
+    """One line per int8 op of a file whose LiteRT kernel would abort the process (see
+    :func:`widen_aborting_scales`).
 
-    def scale(sg, j):
-        q = sg.Tensors(j).Quantization()
-        return q.Scale(0) if q is not None and q.ScaleLength() == 1 and sg.Tensors(j).Type() == \
-            schema.TensorType.INT8 else None
-
-    for s in range(m.SubgraphsLength()):
-        sg = m.Subgraphs(s)
-        for i in range(sg.OperatorsLength()):
-            op = sg.Operators(i)
-            f = _ABORT_MULTIPLIERS.get(codes[op.OpcodeIndex()])
-            if f is None or op.InputsLength() < 2 or op.OutputsLength() < 1:
-                continue
-            s1, s2, so = scale(sg, op.Inputs(0)), scale(sg, op.Inputs(1)), scale(sg, op.Outputs(0))
-            if None not in (s1, s2, so) and min(s1, s2, so) > 0 and f(s1, s2, so) >= 1:
-                return True
-    return False
+    Example:
+        >>> aborting_ops(open("model.tflite", "rb").read())  # doctest: +SKIP
+        []
+    """
+    return _aborting(parse_model(data), fix=False)
 
 
 def widen_aborting_scales(data: bytes) -> tuple[bytes, list[str]]:
@@ -273,8 +269,6 @@ def widen_aborting_scales(data: bytes) -> tuple[bytes, list[str]]:
     Example:
         >>> data, changed = widen_aborting_scales(data)  # doctest: +SKIP
     """
-    if not _may_abort(data):
-        return data, []
     model = parse_model(data)
     changed = _aborting(model, fix=True)
-    return serialize_model(model), changed
+    return (serialize_model(model), changed) if changed else (data, [])

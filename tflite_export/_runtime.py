@@ -140,3 +140,18 @@ def random_input(detail: dict, rng: np.random.Generator) -> np.ndarray:
     if dtype == np.bool_:
         return rng.integers(0, 2, shape).astype(bool)
     return np.zeros(shape, dtype)
+
+
+def invoke(it, path) -> None:
+    """``it.invoke()``; XNNPACK's refusal to build its runtime (raised at the first invoke) becomes
+    a one-line ExportError naming the builtin-kernel way out."""
+    try:
+        it.invoke()
+    except RuntimeError as e:
+        if "XNNPACK" not in str(e):
+            raise
+        raise ExportError(
+            f"XNNPACK cannot run {path} ({first_line(e, 120)}): a requantization scale is outside its range, "
+            "usually because calibration saw tensors constant; re-export with more varied representative data, or "
+            "run it on the builtin kernels: tflite_export.open_interpreter(path, use_xnnpack=False)"
+        ) from None

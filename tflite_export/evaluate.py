@@ -6,7 +6,7 @@ import os
 
 import numpy as np
 
-from ._runtime import dequantize_output, open_interpreter, quantize_input
+from ._runtime import dequantize_output, invoke, open_interpreter, quantize_input
 from .errors import ExportError, first_line
 
 __all__ = ["predict", "evaluate", "agreement"]
@@ -114,24 +114,11 @@ def _predict(it, path, x, batch_size, threads):
         if m < bs:
             chunk = np.concatenate([chunk, np.repeat(chunk[-1:], bs - m, axis=0)])
         it.set_tensor(d["index"], np.ascontiguousarray(chunk))
-        _invoke(it, path)
+        invoke(it, path)
         for k, od in enumerate(outs):
             results[k].append(dequantize_output(it.get_tensor(od["index"]), od)[:m])
     arrays = [np.concatenate(r, axis=0) for r in results]
     return arrays[0] if len(arrays) == 1 else arrays
-
-
-def _invoke(it, path) -> None:
-    try:
-        it.invoke()
-    except RuntimeError as e:
-        if "XNNPACK" not in str(e):
-            raise
-        raise ExportError(
-            f"XNNPACK cannot run {path} ({first_line(e, 120)}): a requantization scale is outside its range, "
-            "usually because calibration saw tensors constant; re-export with more varied representative data, or "
-            "run it on the builtin kernels: tflite_export.open_interpreter(path, use_xnnpack=False)"
-        ) from None
 
 
 def _labels(pred: np.ndarray) -> np.ndarray:

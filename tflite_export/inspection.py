@@ -14,21 +14,6 @@ from .errors import ExportError
 
 __all__ = ["ModelInfo", "inspect", "count_macs", "read_metadata"]
 
-_OP_NAMES = None
-
-
-def _op_name(model, opcode_index: int) -> str:
-    global _OP_NAMES
-    from ai_edge_litert import schema_py_generated as schema_fb
-
-    if _OP_NAMES is None:
-        ops = vars(schema_fb.BuiltinOperator).items()
-        _OP_NAMES = {v: k for k, v in ops if not k.startswith("_") and isinstance(v, int)}
-    oc = model.operatorCodes[opcode_index]
-    code = max(int(oc.builtinCode or 0), int(oc.deprecatedBuiltinCode or 0))
-    if code == schema_fb.BuiltinOperator.CUSTOM:
-        return "CUSTOM:" + fb._decode(oc.customCode)  # pylint: disable=protected-access
-    return _OP_NAMES.get(code, f"OP{code}")
 
 
 def _shape(t) -> list[int]:
@@ -164,7 +149,7 @@ def _model_info(model, path: str, data: bytes) -> ModelInfo:
     macs = 0
     for si, sg in enumerate(model.subgraphs or []):
         for op in sg.operators or []:
-            name = _op_name(model, op.opcodeIndex)
+            name = fb.op_name(model, op.opcodeIndex)
             ops[name] += 1
             if si == 0:
                 op_list.append(name)

@@ -33,13 +33,6 @@ __all__ = ["INT4_OPS", "int4_weights", "is_qat", "quantize_int4", "convert_int4"
 INT4_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
 
 
-def _op_name(model, index: int) -> str:
-    schema = fb._schema()
-    oc = model.operatorCodes[index]
-    code = max(oc.builtinCode, oc.deprecatedBuiltinCode)
-    return next((k for k, v in vars(schema.BuiltinOperator).items() if v == code), str(code))
-
-
 def int4_weights(data: bytes) -> dict[str, str]:
     """The weight type of every conv / depthwise conv / fully connected op of a file.
 
@@ -60,11 +53,11 @@ def int4_weights(data: bytes) -> dict[str, str]:
     for g in model.subgraphs or []:
         producer = {o: op for op in (g.operators or []) for o in (op.outputs if op.outputs is not None else [])}
         for op in g.operators or []:
-            if _op_name(model, op.opcodeIndex) not in INT4_OPS or op.inputs is None or len(op.inputs) < 2:
+            if fb.op_name(model, op.opcodeIndex) not in INT4_OPS or op.inputs is None or len(op.inputs) < 2:
                 continue
             t = op.inputs[1]
             src = producer.get(t)
-            if src is not None and _op_name(model, src.opcodeIndex) == "DEQUANTIZE":
+            if src is not None and fb.op_name(model, src.opcodeIndex) == "DEQUANTIZE":
                 t = src.inputs[0]
             tensor = g.tensors[t]
             out[fb._decode(tensor.name)] = fb.type_name(tensor.type)

@@ -36,7 +36,6 @@ import numpy as np
 
 from . import _flatbuffer as fb
 from .errors import ExportError, first_line
-from .int4 import _op_name
 
 __all__ = ["PRECISIONS", "WEIGHT_OPS", "Mixer", "quantize_mixed", "weight_layers", "layer_precisions"]
 
@@ -70,7 +69,7 @@ def _layer_of(*tensor_names: str) -> str:
 def _weight_ops(model):
     """``(layer, op name, weight tensor, output tensor, producer of each tensor)`` of every weight op."""
     g = model.subgraphs[0]
-    names = [_op_name(model, i) for i in range(len(model.operatorCodes))]  # int4.py's reader
+    names = [fb.op_name(model, i) for i in range(len(model.operatorCodes))]
     producer = {}
     for op in g.operators:
         for o in op.outputs if op.outputs is not None else []:

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from ._runtime import dequantize_output, open_interpreter, quantize_input
+from ._runtime import dequantize_output, invoke, open_interpreter, quantize_input
 from .errors import ExportError
 
 __all__ = ["LayerError", "LayerErrorReport", "layer_errors"]
@@ -243,7 +243,7 @@ def _run_file(path: str, x: np.ndarray) -> _FileRun:
     chunks = [xq] if batched else [xq[i : i + 1] for i in range(len(x))]
     for c in chunks:
         it.set_tensor(d["index"], np.ascontiguousarray(c))
-        it.invoke()
+        invoke(it, path)
         for t in op_outputs:
             try:
                 values[t].append(dequantize_output(np.array(it.get_tensor(t)), details[t]))
