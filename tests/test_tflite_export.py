@@ -300,6 +300,40 @@ def test_constant_calibrated_layer_norm_no_longer_aborts_the_runtime(tmp_path, m
 
 
 
+@pytest.mark.parametrize("layer", ["Dense", "Conv2D"])
+def test_a_layer_calibrated_as_all_zeros_gets_a_scale_xnnpack_accepts(tmp_path, monkeypatch, layer):
+    # ConvNeXtLarge's stage-3 MLP (issue 12 §3): a Dense whose outputs calibration saw as all zeros got
+    # scale 7.8e-9, and XNNPACK refused to build its runtime: input x filter / output scale was 1,350,
+    # XNNPACK's limit is 256. The builtin kernels ran the file.
+    from tflite_export import _flatbuffer as fb
+
+    keras = pytest.importorskip("tf_keras")
+    k = np.array([[1, -1, 0.5, 2], [-1, 1, -0.5, -2]], "float32")  # every column is orthogonal to (a, a)
+    init = keras.initializers.Constant
+    first, shape = ((keras.layers.Dense(4, use_bias=False, kernel_initializer=init(k)), (2,)) if layer == "Dense"
+                    else (keras.layers.Conv2D(4, 1, use_bias=False, kernel_initializer=init(k.reshape(1, 1, 2, 4))),
+                          (1, 1, 2)))
+    model = keras.Sequential([keras.Input(shape), first, keras.layers.Flatten(),
+                              keras.layers.Dense(3, bias_initializer=init([0.5, -0.25, 1.0]))])
+    a = np.random.RandomState(0).rand(32, 1).astype("float32")
+    x = np.concatenate([a, a], 1).reshape((32, *shape))
+    with pytest.warns(UserWarning, match=r"calibration saw 1 tensor\(s\) constant.*(FULLY_CONNECTED|CONV_2D).*"
+                                         r"XNNPACK multiplier"):
+        rep = tfl.export(model, tmp_path / "fixed.tflite", representative_data=x, num_samples=32)
+    assert not fb.aborting_ops((tmp_path / "fixed.tflite").read_bytes())
+    # XNNPACK builds its runtime now, and the numbers are Keras's
+    np.testing.assert_allclose(tfl.predict(rep.path, x[:4]), model.predict(x[:4], verbose=0), atol=0.01)
+
+    monkeypatch.setattr(fb, "widen_aborting_scales", lambda data: (data, []))  # the converter's own file
+    raw = tmp_path / "raw.tflite"
+    tfl.export(model, raw, representative_data=x, num_samples=32)
+    assert fb.aborting_ops(raw.read_bytes())
+    with pytest.raises(ExportError, match=r"XNNPACK cannot run .*raw.tflite \(failed to create XNNPACK runtime"):
+        tfl.predict(raw, x[:4])
+    builtin = tfl.predict(raw, x[:4], use_xnnpack=False)  # the way out the error names
+    np.testing.assert_allclose(builtin, model.predict(x[:4], verbose=0), atol=0.01)
+
+
 def test_a_file_xnnpack_cannot_run_is_a_one_line_error_not_a_runtime_error():
     # ConvNeXtLarge's int8 file (issue 12 §3, 199 MB, 30 min to make): a LayerNorm over equal channels
     # left requantization scales XNNPACK refuses when it builds its runtime; the builtin kernels run it.
@@ -315,7 +349,7 @@ def test_a_file_xnnpack_cannot_run_is_a_one_line_error_not_a_runtime_error():
     refused = "failed to create XNNPACK runtimefailed to create XNNPACK runtimeNode number 1570 " \
               "(TfLiteXNNPackDelegate) failed to prepare."
     with pytest.raises(ExportError, match=r"XNNPACK cannot run m.tflite \(failed to create XNNPACK runtime.*"
-                                          r"use_xnnpack=False\)$"):
+                                          r"predict\(path, x, use_xnnpack=False\)$"):
         invoke(Interpreter(refused), "m.tflite")
     with pytest.raises(RuntimeError, match="^other$"):  # anything else is not relabelled
         invoke(Interpreter("other"), "m.tflite")

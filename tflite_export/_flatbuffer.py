@@ -191,40 +191,51 @@ def summarize_value(x: Any) -> Any:
     return json.loads(json.dumps(x, default=_json_default))
 
 
-# Builtin int8 kernels whose Prepare aborts the whole process (a TFLITE_CHECK in
-# QuantizeMultiplierSmallerThanOneExp, no message; tensorflow#60815) unless this output
-# requantization multiplier is below 1: (input1 scale, input2 scale, output scale) -> multiplier.
-# The converter writes such files when calibration saw a tensor that is all zeros: ConvNeXtLarge
-# after pruning + QAT, a LayerNorm's x - mean over 1x1 feature maps, SquaredDifference output
-# scale 7.8e-9, multiplier 68.7.
-_ABORT_MULTIPLIERS = {
-    "ADD": lambda s1, s2, so: 2 * max(s1, s2) / ((1 << 20) * so),  # add.cc, int8 left shift 20
-    "SUB": lambda s1, s2, so: 2 * max(s1, s2) / ((1 << 20) * so),  # sub.cc, the same
-    "SQUARED_DIFFERENCE": lambda s1, s2, so: (2 * max(s1, s2)) ** 2 / ((1 << 14) * so),  # left shift 7, squared
+# int8 ops LiteRT cannot run when calibration saw a tensor that is all zeros (its scale becomes
+# 7.8e-9) and an op's output requantization multiplier comes out too large:
+# - builtin ADD/SUB/SQUARED_DIFFERENCE kernels abort the whole process in Prepare (a TFLITE_CHECK in
+#   QuantizeMultiplierSmallerThanOneExp, no message; tensorflow#60815) unless it is below 1.
+#   ConvNeXtLarge after pruning + QAT: a LayerNorm's x - mean over 1x1 feature maps, SquaredDifference
+#   output scale 7.8e-9, multiplier 68.7.
+# - XNNPACK accepts FULLY_CONNECTED/CONV_2D/DEPTHWISE_CONV_2D into its graph but then refuses to build
+#   its runtime ("failed to create XNNPACK runtime") when input scale x largest filter scale / output
+#   scale >= 256 (XNNPACK's fully-connected-nc.c / convolution-nhwc.c). ConvNeXtLarge's stage-3 MLP:
+#   a Dense whose outputs were all zeros, multiplier 1,340.
+# name -> (multiplier from (input scale, second input's largest scale, output scale), limit, kernel).
+_SUM = lambda s1, s2, so: 2 * max(s1, s2) / ((1 << 20) * so)  # noqa: E731 - add.cc/sub.cc, left shift 20
+_PRODUCT = lambda s1, s2, so: s1 * s2 / so  # noqa: E731
+_UNRUNNABLE = {
+    "ADD": (_SUM, 1.0, "builtin (abort)"),
+    "SUB": (_SUM, 1.0, "builtin (abort)"),
+    "SQUARED_DIFFERENCE": (lambda s1, s2, so: (2 * max(s1, s2)) ** 2 / ((1 << 14) * so), 1.0, "builtin (abort)"),
+    "FULLY_CONNECTED": (_PRODUCT, 256.0, "XNNPACK"),
+    "CONV_2D": (_PRODUCT, 256.0, "XNNPACK"),
+    "DEPTHWISE_CONV_2D": (_PRODUCT, 256.0, "XNNPACK"),
 }
 
 
 def _aborting(model, fix: bool) -> list[str]:
-    """The int8 ops of ``model`` (a ``ModelT``) whose kernels would abort, as readable lines; with
-    ``fix``, each one's output scale is first widened until its multiplier is 1/2 (in execution order,
-    so later ops see the widened scales). Widening only coarsens a tensor that calibration saw as
-    (nearly) constant; its zero point, and so its zeros, stay exact."""
+    """The int8 ops of ``model`` (a ``ModelT``) that LiteRT's kernels would abort on or XNNPACK would
+    refuse, as readable lines; with ``fix``, each one's output scale is first widened until its
+    multiplier is 1/2 (in execution order, so later ops see the widened scales). Widening only coarsens
+    a tensor that calibration saw as (nearly) constant; its zero point, and so its zeros, stay exact."""
     int8 = _schema().TensorType.INT8
     out = []
     for sg in model.subgraphs or []:
         for i, op in enumerate(sg.operators or []):
             name = op_name(model, op.opcodeIndex)
-            if name not in _ABORT_MULTIPLIERS or len(op.inputs) < 2 or len(op.outputs) < 1:
+            if name not in _UNRUNNABLE or len(op.inputs) < 2 or len(op.outputs) < 1 or min(op.inputs[:2]) < 0:
                 continue
             tensors = [sg.tensors[j] for j in (op.inputs[0], op.inputs[1], op.outputs[0])]
-            quants = [tensor_quant(t) for t in tensors]
-            if any(t.type != int8 for t in tensors) or any(q is None or q[0] <= 0 for q in quants):
+            scales = [t.quantization.scale if t.quantization is not None else None for t in tensors]
+            if any(t.type != int8 for t in tensors) or any(s is None or len(s) == 0 or min(s) <= 0 for s in scales):
                 continue
-            s1, s2, so = (q[0] for q in quants)
-            m = _ABORT_MULTIPLIERS[name](s1, s2, so)
-            if m < 1:
+            multiplier, limit, kernel = _UNRUNNABLE[name]
+            so = float(scales[2][0])
+            m = multiplier(float(scales[0][0]), float(max(scales[1])), so)
+            if m < limit:
                 continue
-            line = f"op {i} ({name}, {_decode(tensors[2].name)}): output scale {so:.3g}, multiplier {m:.3g}"
+            line = f"op {i} ({name}, {_decode(tensors[2].name)}): output scale {so:.3g}, {kernel} multiplier {m:.3g}"
             if fix:
                 _widen(model, sg, op.outputs[0], so * m * 2)
                 line += f", widened to {so * m * 2:.3g}"
@@ -239,21 +250,45 @@ _SAME_SCALE = {"RESHAPE", "TRANSPOSE", "SQUEEZE", "EXPAND_DIMS", "SLICE", "STRID
                "SPACE_TO_BATCH_ND", "TILE", "BROADCAST_TO"}
 
 
+# Ops whose int32 bias is stored in units of input scale x filter scale: (input, bias) positions.
+_BIASED = {"FULLY_CONNECTED": (0, 2), "CONV_2D": (0, 2), "DEPTHWISE_CONV_2D": (0, 2), "CONV_3D": (0, 2),
+           "TRANSPOSE_CONV": (2, 3)}
+
+
 def _widen(model, sg, index, scale):
     q = sg.tensors[index].quantization
     old = tensor_quant(sg.tensors[index])
     q.scale = np.asarray([scale], dtype=np.float32)
     for op in sg.operators or []:
-        if (len(op.inputs) and op.inputs[0] == index and len(op.outputs)
-                and op_name(model, op.opcodeIndex) in _SAME_SCALE):
+        name = op_name(model, op.opcodeIndex)
+        if (len(op.inputs) and op.inputs[0] == index and len(op.outputs) and name in _SAME_SCALE):
             oq = tensor_quant(sg.tensors[op.outputs[0]])
             if oq is not None and np.isclose(oq[0], old[0], rtol=1e-6) and oq[1] == old[1]:
                 _widen(model, sg, op.outputs[0], scale)
+        elif name in _BIASED:
+            x, b = _BIASED[name]
+            if len(op.inputs) > b and op.inputs[x] == index and op.inputs[b] >= 0:
+                _rescale_bias(model, sg, op, b, old[0] / scale)
+
+
+def _rescale_bias(model, sg, op, position, ratio):
+    """Keeps a bias's value when its op's input scale grows by 1/``ratio``: the int32 values and
+    their scales (input scale x filter scale) change, in a new buffer (the converter may share one)."""
+    t = sg.tensors[op.inputs[position]]
+    data = model.buffers[t.buffer].data if t.buffer else None
+    if t.type != _schema().TensorType.INT32 or data is None or t.quantization is None or t.quantization.scale is None:
+        return
+    values = np.rint(np.asarray(data, np.uint8).view("<i4") * ratio).astype("<i4")
+    buf = _schema().BufferT()
+    buf.data = values.view(np.uint8)
+    model.buffers.append(buf)
+    t.buffer = len(model.buffers) - 1
+    t.quantization.scale = (np.asarray(t.quantization.scale, np.float32) / np.float32(ratio)).astype(np.float32)
 
 
 def aborting_ops(data: bytes) -> list[str]:
-    """One line per int8 op of a file whose LiteRT kernel would abort the process (see
-    :func:`widen_aborting_scales`).
+    """One line per int8 op of a file that LiteRT's builtin kernel would abort the process on or that
+    XNNPACK would refuse (see :func:`widen_aborting_scales`).
 
     Example:
         >>> aborting_ops(open("model.tflite", "rb").read())  # doctest: +SKIP
@@ -263,8 +298,8 @@ def aborting_ops(data: bytes) -> list[str]:
 
 
 def widen_aborting_scales(data: bytes) -> tuple[bytes, list[str]]:
-    """``data`` with the output scales that would make LiteRT's int8 kernels abort widened, and
-    one line per op changed (none: ``data`` itself is returned).
+    """``data`` with the output scales that would make LiteRT's int8 kernels abort, or XNNPACK refuse
+    the file, widened, and one line per op changed (none: ``data`` itself is returned).
 
     Example:
         >>> data, changed = widen_aborting_scales(data)  # doctest: +SKIP

@@ -63,6 +63,8 @@ def open_interpreter(
             f"LiteRT cannot load {path} ({first_line(e, 160)}); re-export it with tflite_export.export"
         ) from None
     except RuntimeError as e:
+        if "XNNPACK" in str(e):
+            raise _xnnpack_refused(path, e) from None
         raise ExportError(
             f"LiteRT cannot prepare {path} ({first_line(e, 160)}); the file may need ops this runtime lacks"
         ) from None
@@ -150,8 +152,14 @@ def invoke(it, path) -> None:
     except RuntimeError as e:
         if "XNNPACK" not in str(e):
             raise
-        raise ExportError(
-            f"XNNPACK cannot run {path} ({first_line(e, 120)}): a requantization scale is outside its range, "
-            "usually because calibration saw tensors constant; re-export with more varied representative data, or "
-            "run it on the builtin kernels: tflite_export.open_interpreter(path, use_xnnpack=False)"
-        ) from None
+        raise _xnnpack_refused(path, e) from None
+
+
+def _xnnpack_refused(path, e) -> ExportError:
+    """XNNPACK's refusal to build its runtime (at allocation or at the first invoke), as one line."""
+    return ExportError(
+        f"XNNPACK cannot run {path} ({first_line(e, 120)}): a requantization scale is outside its range, "
+        "usually because calibration saw tensors constant; re-export it with tflite_export.export (which widens "
+        "such scales) and more varied representative data, or run it on the builtin kernels: "
+        "tflite_export.predict(path, x, use_xnnpack=False)"
+    )

@@ -387,9 +387,10 @@ def convert_bytes(
         data, widened = fb.widen_aborting_scales(data)
         if widened:
             warnings.warn(
-                f"calibration saw {len(widened)} tensor(s) constant, and LiteRT's int8 kernels would have aborted the "
-                f"process on their scales; widened them ({widened[0]}{' …' if len(widened) > 1 else ''}). "
-                "Such a file may still not run on XNNPACK: calibrate with more varied data",
+                f"calibration saw {len(widened)} tensor(s) constant, and on their scales LiteRT's int8 kernels would "
+                f"have aborted the process or XNNPACK refused the file; widened them ({widened[0]}"
+                f"{' …' if len(widened) > 1 else ''}). Values outside what calibration saw are coarse there: "
+                "calibrate with more varied data",
                 UserWarning,
                 stacklevel=3,
             )

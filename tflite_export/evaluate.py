@@ -55,7 +55,7 @@ def _check_inputs(x, sample_shape, source: str) -> np.ndarray:
 
 
 def predict(
-    path, x, batch_size: int | None = 32, threads: int | None = None
+    path, x, batch_size: int | None = 32, threads: int | None = None, use_xnnpack: bool = True
 ) -> np.ndarray | list[np.ndarray]:
     """Runs a .tflite file on inputs and returns float outputs.
 
@@ -70,6 +70,8 @@ def predict(
             is resized); ``None`` or 1 runs one sample per invoke. Files with a fixed
             batch size B are fed B samples per invoke (the last chunk padded).
         threads: Interpreter threads (None = runtime default).
+        use_xnnpack: Run on LiteRT's default XNNPACK delegate (True) or on its builtin
+            kernels only (False: slower, for a file XNNPACK refuses).
 
     Returns:
         float32 array of shape ``(len(x), ...)``; a list of arrays for multi-output files.
@@ -81,10 +83,11 @@ def predict(
     Example:
         >>> probs = predict("model_int8.tflite", x_test)   # doctest: +SKIP
     """
-    return _predict(open_interpreter(path, num_threads=threads), path, x, batch_size, threads)
+    it = open_interpreter(path, num_threads=threads, use_xnnpack=use_xnnpack)
+    return _predict(it, path, x, batch_size, threads, use_xnnpack)
 
 
-def _predict(it, path, x, batch_size, threads):
+def _predict(it, path, x, batch_size, threads, use_xnnpack=True):
     inp = it.get_input_details()
     if len(inp) != 1:
         raise ExportError(f"{os.fspath(path)} has {len(inp)} inputs; predict supports single-input models only")
@@ -104,7 +107,7 @@ def _predict(it, path, x, batch_size, threads):
                 it.resize_tensor_input(d["index"], [bs, *sample_shape], strict=True)
                 it.allocate_tensors()
             except (ValueError, RuntimeError):
-                it = open_interpreter(path, num_threads=threads, check=False)
+                it = open_interpreter(path, num_threads=threads, use_xnnpack=use_xnnpack, check=False)
                 bs = int(it.get_input_details()[0]["shape"][0])
     outs = it.get_output_details()
     results: list[list[np.ndarray]] = [[] for _ in outs]
