@@ -15,7 +15,7 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 ORDER = ["foundation", "toolbox", "lowbit", "binary", "budget", "global", "channels", "merge", "depth", "realistic",
-         "realistic_optimize", "export", "tuner", "applications", "precision"]
+         "realistic_optimize", "export", "tuner", "applications", "memory", "precision"]
 
 
 def _name(path):

@@ -184,8 +184,9 @@ def test_a_diverged_stage_is_named_and_its_nan_model_is_not_exported(tmp_path):
 @pytest.mark.parametrize("large", [True, False])
 def test_a_large_models_stage_copies_are_freed_before_the_next_stage(monkeypatch, large):
     # Keras models are reference cycles, so a finished stage's wrapped model, Adam slots and
-    # gradients stayed until Python's cycle collector happened to run: VGG19's optimize peaked at
-    # 2.93 GiB, 2.50 with a collection between stages (only for large models: it costs ~0.3 s).
+    # gradients stayed until Python's cycle collector happened to run: VGG19's optimize peaked 2.15 GiB
+    # above the model, 1.98 with a collection between stages (benchmarks/bench_memory.py; only for large
+    # models: a collection costs ~0.3 s).
     import gc
     import weakref
 

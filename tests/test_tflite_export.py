@@ -236,7 +236,8 @@ def test_non_finite_calibration_data_is_refused_not_a_segfault(tmp_path, bad):
 def test_a_large_model_converts_from_a_saved_model_of_its_inference_call(model, monkeypatch, tmp_path):
     # The concrete-function converter keeps Python copies of the graph and its weights while it
     # converts; large models go through a SavedModel folder of the inference call instead (VGG19
-    # after QAT, int8: peak +1.18 GiB above the model instead of +1.81). The file is the same.
+    # after QAT, int8: peak +1.34 GiB above the model instead of +1.95, benchmarks/bench_memory.py).
+    # The file is the same but for one metadata byte.
     import tensorflow as tf
 
     from tflite_export import convert

@@ -174,8 +174,9 @@ def release_memory(model):
 
     Keras models are reference cycles, so a stage's wrapped copies stay in
     memory until Python's cycle collector happens to run; for a large model
-    that is several copies of its weights (VGG19 in ``optimize``: peak 2.93 GiB
-    without, 2.50 with). A collection costs ~0.3 s whatever it finds, so models
+    that is several copies of its weights (VGG19 in ``optimize``: peak 2.15 GiB
+    above the built model without, 1.98 with; 1.77 and 1.31 GiB held after;
+    ``benchmarks/bench_memory.py``). A collection costs ~0.3 s whatever it finds, so models
     under :data:`LARGE_MODEL_BYTES` of weights are left to the collector.
 
     Example:

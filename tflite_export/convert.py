@@ -213,8 +213,8 @@ def _inference_converter(tf, model, saved_model_dir=None):
     With ``saved_model_dir`` (large models) that one call is saved there as a
     SavedModel and converted from the folder: the concrete-function converter
     keeps Python copies of the graph and its weights while it converts. VGG19
-    after QAT, int8: peak +1.81 GiB above the model so, +1.18 GiB from the
-    folder, in the same time; the file differs in one byte only (the source
+    after QAT, int8: peak +1.95 GiB above the model so, +1.34 GiB from the
+    folder, no slower (``benchmarks/bench_memory.py``); the file differs in one byte only (the source
     type in CONVERSION_METADATA).
     """
     try:
