@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 from typing import Any
@@ -272,18 +273,22 @@ def _widen(model, sg, index, scale):
 
 
 def _rescale_bias(model, sg, op, position, ratio):
-    """Keeps a bias's value when its op's input scale grows by 1/``ratio``: the int32 values and
-    their scales (input scale x filter scale) change, in a new buffer (the converter may share one)."""
+    """Keeps a bias's value when its op's input scale grows by 1/``ratio``: the op gets its own copy
+    of the bias tensor (the converter may share tensors and buffers) with int32 values and scales
+    (input scale x filter scale) to match."""
     t = sg.tensors[op.inputs[position]]
     data = model.buffers[t.buffer].data if t.buffer else None
     if t.type != _schema().TensorType.INT32 or data is None or t.quantization is None or t.quantization.scale is None:
         return
-    values = np.rint(np.asarray(data, np.uint8).view("<i4") * ratio).astype("<i4")
     buf = _schema().BufferT()
-    buf.data = values.view(np.uint8)
+    buf.data = np.rint(np.asarray(data, np.uint8).view("<i4") * ratio).astype("<i4").view(np.uint8)
     model.buffers.append(buf)
-    t.buffer = len(model.buffers) - 1
-    t.quantization.scale = (np.asarray(t.quantization.scale, np.float32) / np.float32(ratio)).astype(np.float32)
+    bias = copy.copy(t)
+    bias.quantization = copy.copy(t.quantization)
+    bias.quantization.scale = (np.asarray(t.quantization.scale, np.float32) / np.float32(ratio)).astype(np.float32)
+    bias.buffer = len(model.buffers) - 1
+    sg.tensors.append(bias)
+    op.inputs[position] = len(sg.tensors) - 1
 
 
 def aborting_ops(data: bytes) -> list[str]:
