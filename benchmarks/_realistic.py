@@ -99,9 +99,10 @@ def distill_thinned(b, student, epochs, learning_rate=2e-3, batch_size=64, alpha
 
     The loss is :class:`tfcompress.distill.Distiller`'s (``alpha`` x cross-entropy
     on the labels + ``(1 - alpha)`` x T^2 x KL(teacher || student) at temperature
-    T), with the teacher's outputs computed once (there is no augmentation, so
-    they are the same every epoch): the teacher's forward pass was over half of
-    each training step. Adam with a cosine decay to 0 over all the epochs.
+    T), with the teacher's outputs computed once
+    (:func:`tfcompress.distill.cached_teacher_loss`: there is no augmentation, so
+    they are the same every epoch, and the teacher's forward pass was over half of
+    each training step). Adam with a cosine decay to 0 over all the epochs.
 
     Args:
         b: :func:`resnet8_fashion`'s namespace (``base`` is the teacher).
@@ -120,21 +121,15 @@ def distill_thinned(b, student, epochs, learning_rate=2e-3, batch_size=64, alpha
     Example:
         >>> curve = distill_thinned(b, small, epochs=1)  # doctest: +SKIP
     """
+    from tfcompress import distill
     from tfcompress._keras import tf
 
     n = b.y_ft.shape[0]
     classes = int(b.base.output_shape[-1])
     soft = b.base.predict(b.x_ft, batch_size=256, verbose=0).astype("float32")
     y = np.concatenate([np.eye(classes, dtype="float32")[b.y_ft.astype(int)], soft], axis=1)
-
-    def loss(y_true, p):
-        hard, teacher = y_true[:, :classes], y_true[:, classes:]
-        p = tf.clip_by_value(p, 1e-7, 1.0)
-        ce = -tf.reduce_sum(hard * tf.math.log(p), axis=-1)
-        t_soft = tf.nn.softmax(tf.math.log(tf.clip_by_value(teacher, 1e-7, 1.0)) / temperature)
-        s_log = tf.nn.log_softmax(tf.math.log(p) / temperature)
-        kl = tf.reduce_sum(t_soft * (tf.math.log(tf.clip_by_value(t_soft, 1e-7, 1.0)) - s_log), axis=-1)
-        return alpha * ce + (1 - alpha) * temperature ** 2 * kl
+    loss = distill.cached_teacher_loss(classes, alpha, temperature, teacher_probs=distill.ends_in_softmax(b.base),
+                                       student_probs=distill.ends_in_softmax(student))
 
     def accuracy(y_true, p):
         return tf.cast(tf.equal(tf.argmax(y_true[:, :classes], -1), tf.argmax(p, -1)), tf.float32)

@@ -163,6 +163,40 @@ def test_distillation_with_clustering_and_qat(trained_digits, digits):
     assert res.report.optimized["accuracy"] >= res.report.baseline["accuracy"] - 0.05
 
 
+@pytest.mark.parametrize("probs", [True, False])
+def test_cached_teacher_loss_is_the_distillers_loss(probs):
+    # the benchmarks' distillation with the teacher's outputs computed once uses this loss; it must be
+    # Distiller's: alpha x cross-entropy + (1 - alpha) x T^2 x KL(teacher_T || student_T)
+    from tfcompress import distill
+
+    keras.utils.set_random_seed(0)
+    x = np.random.RandomState(0).rand(16, 5).astype("float32")
+    labels = np.arange(16) % 3
+    act = "softmax" if probs else None
+    teacher = keras.Sequential([keras.Input((5,)), keras.layers.Dense(3, activation=act)])
+    student = keras.Sequential([keras.Input((5,)), keras.layers.Dense(3, activation=act)])
+    t, s = teacher.predict(x, verbose=0), student.predict(x, verbose=0)
+
+    def softmax(z):
+        e = np.exp(z - z.max(-1, keepdims=True))
+        return e / e.sum(-1, keepdims=True)
+
+    logit = (lambda p: np.log(np.clip(p, 1e-7, 1))) if probs else (lambda z: z)
+    ce = -np.log(softmax(logit(s))[np.arange(16), labels])
+    t_T, s_T = softmax(logit(t) / 2.0), softmax(logit(s) / 2.0)
+    expected = 0.3 * ce + 0.7 * 4.0 * (t_T * np.log(t_T / s_T)).sum(-1)
+    y = np.concatenate([np.eye(3, dtype="float32")[labels], t], axis=1)
+    loss = distill.cached_teacher_loss(3, alpha=0.3, temperature=2.0, teacher_probs=probs, student_probs=probs)
+    np.testing.assert_allclose(loss(y, s).numpy(), expected, rtol=1e-4, atol=1e-5)
+    # and Distiller's own step (learning rate 0: the loss of these very weights)
+    wrapper = distill.Distiller(student, teacher, alpha=0.3, temperature=2.0)
+    wrapper.compile(keras.optimizers.SGD(0.0), distill.loss_for(student, sparse_labels=True))
+    out = wrapper.train_on_batch(x, labels, return_dict=True)
+    assert out["loss"] == pytest.approx(expected.mean(), rel=1e-4)
+    with pytest.raises(RecipeError, match="alpha must be in"):
+        distill.cached_teacher_loss(3, alpha=1.5)
+
+
 def test_mixed_precision_where_valid_and_policy_restored(trained_digits, digits):
     res = _run(trained_digits, digits, pruning=Pruning(final_sparsity=0.5, epochs=1),
                quantization=Quantization(epochs=1), mixed_precision=True)

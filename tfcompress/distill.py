@@ -14,7 +14,7 @@ Example:
 from tfcompress._keras import keras, tf
 from tfcompress.errors import RecipeError
 
-__all__ = ["Distiller", "fit", "ends_in_softmax"]
+__all__ = ["Distiller", "fit", "ends_in_softmax", "soft_loss", "cached_teacher_loss"]
 
 
 def ends_in_softmax(model):
@@ -49,6 +49,72 @@ def _logits(outputs, is_probs):
     return tf.math.log(tf.clip_by_value(outputs, 1e-7, 1.0)) if is_probs else outputs
 
 
+# Per example: Distiller reduces it by hand (under a tf.distribute strategy each replica's loss is its
+# share of the global batch, compute_average_loss), the same scaling Keras applies to a compiled loss.
+_KL = keras.losses.KLDivergence(reduction=keras.losses.Reduction.NONE)
+
+
+def _check(alpha, temperature):
+    if not 0.0 <= alpha <= 1.0:
+        raise RecipeError(f"distillation alpha must be in [0, 1], got {alpha!r}.")
+    if temperature <= 0:
+        raise RecipeError(f"distillation temperature must be > 0, got {temperature!r}.")
+
+
+def soft_loss(teacher_out, student_out, temperature=4.0, teacher_probs=False, student_probs=False):
+    """Per example, T^2 x KL(teacher_T || student_T): the distillation term of :class:`Distiller`.
+
+    Args:
+        teacher_out, student_out: the two models' outputs, a row per example.
+        temperature: T. Defaults to `4.0`.
+        teacher_probs, student_probs: whether each output is a softmax's (probabilities, whose
+            logs stand in for logits) rather than logits. Default to `False`.
+
+    Example:
+        >>> soft_loss(teacher(x), student(x), 4.0, teacher_probs=True, student_probs=True)  # doctest: +SKIP
+    """
+    t = tf.nn.softmax(_logits(tf.cast(teacher_out, tf.float32), teacher_probs) / temperature)
+    s = tf.nn.softmax(_logits(tf.cast(student_out, tf.float32), student_probs) / temperature)
+    return _KL(t, s) * temperature**2
+
+
+def cached_teacher_loss(classes, alpha=0.5, temperature=4.0, teacher_probs=False, student_probs=False):
+    """:class:`Distiller`'s loss as a plain Keras loss, for a teacher whose outputs were computed once.
+
+    Without augmentation the teacher's outputs are the same every epoch, and its forward pass is
+    over half of each distillation step; compute them once, put them beside one-hot labels, and
+    compile the student with this loss: ``alpha`` x cross-entropy on the labels + ``(1 - alpha)``
+    x :func:`soft_loss`.
+
+    Args:
+        classes: the number of classes (``y_true``'s first ``classes`` columns are the one-hot labels,
+            the rest the teacher's outputs).
+        alpha: weight of the label loss, in [0, 1]. Defaults to `0.5`.
+        temperature: softening temperature, > 0. Defaults to `4.0`.
+        teacher_probs, student_probs: as :func:`soft_loss`.
+
+    Returns:
+        ``loss(y_true, y_pred)``, per example.
+
+    Raises:
+        RecipeError: ``alpha`` or ``temperature`` out of range.
+
+    Example:
+        >>> y = np.concatenate([np.eye(10)[labels], teacher.predict(x)], axis=1)  # doctest: +SKIP
+        >>> student.compile("adam", cached_teacher_loss(10, teacher_probs=True, student_probs=True))  # doctest: +SKIP
+        >>> student.fit(x, y)  # doctest: +SKIP
+    """
+    _check(alpha, temperature)
+
+    def loss(y_true, y_pred):
+        hard, teacher = y_true[:, :classes], y_true[:, classes:]
+        s = tf.cast(y_pred, tf.float32)
+        task = keras.losses.categorical_crossentropy(hard, s, from_logits=not student_probs)
+        return alpha * task + (1.0 - alpha) * soft_loss(teacher, s, temperature, teacher_probs, student_probs)
+
+    return loss
+
+
 class Distiller(keras.Model):
     """A training wrapper: trains ``student``; ``teacher`` is frozen.
 
@@ -61,10 +127,7 @@ class Distiller(keras.Model):
 
     def __init__(self, student, teacher, alpha=0.5, temperature=4.0, **kwargs):
         super().__init__(**kwargs)
-        if not 0.0 <= alpha <= 1.0:
-            raise RecipeError(f"distillation alpha must be in [0, 1], got {alpha!r}.")
-        if temperature <= 0:
-            raise RecipeError(f"distillation temperature must be > 0, got {temperature!r}.")
+        _check(alpha, temperature)
         self.student = student
         self.teacher = teacher
         self.teacher.trainable = False
@@ -72,10 +135,6 @@ class Distiller(keras.Model):
         self.temperature = float(temperature)
         self._student_probs = ends_in_softmax(student)
         self._teacher_probs = ends_in_softmax(teacher)
-        # Per example, reduced by hand: under a tf.distribute strategy each
-        # replica's loss is its share of the global batch (compute_average_loss),
-        # the same scaling Keras applies to the compiled task loss.
-        self.kl = keras.losses.KLDivergence(reduction=keras.losses.Reduction.NONE)
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.distill_tracker = keras.metrics.Mean(name="distill_loss")
 
@@ -87,15 +146,13 @@ class Distiller(keras.Model):
         # student (UpdatePruningStep finds them through ``self.layers``) and
         # with mixed precision (outputs are cast to float32 for the losses).
         x, y = data
-        t_out = tf.cast(self.teacher(x, training=False), tf.float32)
-        t_soft = tf.nn.softmax(_logits(t_out, self._teacher_probs) / self.temperature)
+        t_out = self.teacher(x, training=False)
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         with tf.GradientTape() as tape:
             s_out = tf.cast(self.student(x, training=True), tf.float32)
             # compiled_loss divides by the replica count under a strategy (one replica's share).
             task = self.compiled_loss(y, s_out, regularization_losses=self.student.losses)
-            s_soft = tf.nn.softmax(_logits(s_out, self._student_probs) / self.temperature)
-            per_example = self.kl(t_soft, s_soft) * self.temperature**2
+            per_example = soft_loss(t_out, s_out, self.temperature, self._teacher_probs, self._student_probs)
             soft = tf.nn.compute_average_loss(per_example)
             loss = self.alpha * task + (1.0 - self.alpha) * soft
         grads = tape.gradient(loss, self.student.trainable_variables)
