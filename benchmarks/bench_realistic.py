@@ -21,8 +21,8 @@ keeping the fastest median of each.
 Also MobileNetV3Small (96x96, random weights: its int8 file was measured at
 0.51x the speed of float32 here): the note the main job prints for it.
 
-Run from the repository root (41 min measured on 2 shared cores at load ~10, 5 of them
-waiting for the lock; the ratio-0.5 student alone trains in ~12 min)::
+Run from the repository root (6.2 min on an idle 2-core AVX-512 VNNI machine; 41 min at load ~10, 5 of them
+waiting for the lock, where the ratio-0.5 student alone trained for ~12 min against 82 s)::
 
     nice -n 10 .venv/bin/python benchmarks/bench_realistic.py
 
