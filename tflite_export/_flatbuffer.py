@@ -201,7 +201,7 @@ def summarize_value(x: Any) -> Any:
 # - XNNPACK accepts FULLY_CONNECTED/CONV_2D/DEPTHWISE_CONV_2D into its graph but then refuses to build
 #   its runtime ("failed to create XNNPACK runtime") when input scale x largest filter scale / output
 #   scale >= 256 (XNNPACK's fully-connected-nc.c / convolution-nhwc.c). ConvNeXtLarge's stage-3 MLP:
-#   a Dense whose outputs were all zeros, multiplier 1,340.
+#   a Dense whose outputs were all zeros, multiplier 1,350.
 # name -> (multiplier from (input scale, second input's largest scale, output scale), limit, kernel).
 _SUM = lambda s1, s2, so: 2 * max(s1, s2) / ((1 << 20) * so)  # noqa: E731 - add.cc/sub.cc, left shift 20
 _PRODUCT = lambda s1, s2, so: s1 * s2 / so  # noqa: E731
