@@ -89,3 +89,22 @@ def test_help_explains():
     assert proc.returncode == 0 and "XNNPACK" in proc.stdout
     proc = _cli()
     assert proc.returncode == 2 and "demo" in proc.stdout
+
+
+def test_tfcompress_cli_warnings_are_one_plain_line(tmp_path, capsys):
+    import warnings
+
+    import numpy as np
+
+    from tflite_export._testing import digits, tiny_cnn
+
+    tiny_cnn().save(tmp_path / "m.keras")
+    xtr, ytr, _, _ = digits()
+    np.savez(tmp_path / "d.npz", x_train=xtr[:100], y_train=ytr[:100])
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        assert main(["export", str(tmp_path / "m.keras"), "--data", str(tmp_path / "d.npz"), "--num-samples", "500",
+                     "--out", str(tmp_path / "m.tflite")]) == 0
+    err = capsys.readouterr().err
+    assert "warning: representative_data has 72 samples, fewer than num_samples=500" in err  # 72: the train split
+    assert "UserWarning" not in err

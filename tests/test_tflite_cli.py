@@ -76,3 +76,20 @@ def test_cli_errors(saved, tmp_path):
         _run(["bench", str(npz)])
     assert not (tmp_path / "x.tflite").exists()
     assert cli.main(["inspect", str(tmp_path / "missing.tflite")]) == 2
+
+
+def test_cli_warnings_are_one_plain_line(saved, tmp_path, capsys):
+    # a warning reaches the user as "warning: <message>", not "…/convert.py:371: UserWarning: …"
+    # followed by the source line that raised it
+    import warnings
+
+    d, model_file, npz = saved
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        before = warnings.showwarning
+        assert cli.main(["export", str(model_file), "--data", str(npz), "--num-samples", "500",
+                         "--out", str(tmp_path / "m.tflite")]) == 0
+        assert warnings.showwarning is before  # Python's own display is back after the command
+    err = capsys.readouterr().err
+    assert "warning: representative_data has 300 samples, fewer than num_samples=500" in err
+    assert "UserWarning" not in err and ".py:" not in err

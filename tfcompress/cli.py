@@ -9,6 +9,7 @@ Example:
 """
 
 import argparse
+import contextlib
 import os
 import sys
 import traceback
@@ -181,10 +182,12 @@ def main(argv=None):
         parser.print_help()
         return 2
     from tfcompress.errors import TfcompressError
+    from tflite_export.cli import plain_warnings
     from tflite_export.errors import ExportError
 
     try:
-        return int(args.func(args) or 0)
+        with contextlib.nullcontext() if debug else plain_warnings():  # --debug: Python's own, with the line
+            return int(args.func(args) or 0)
     except (TfcompressError, ExportError) as e:
         if debug:
             traceback.print_exc()

@@ -13,9 +13,11 @@ Example:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
+import warnings
 
 import numpy as np
 
@@ -430,6 +432,27 @@ def cmd_bench(args) -> int:
     return 0
 
 
+@contextlib.contextmanager
+def plain_warnings():
+    """While a command runs, each warning is one ``warning: <message>`` line on stderr, not Python's
+    ``path.py:123: UserWarning: ...`` and the source line after it.
+
+    Example:
+        >>> with plain_warnings():  # doctest: +SKIP
+        ...     args.func(args)
+    """
+    saved = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        print(f"warning: {message}", file=file or sys.stderr)
+
+    warnings.showwarning = show
+    try:
+        yield
+    finally:
+        warnings.showwarning = saved
+
+
 def main(argv=None) -> int:
     """Standalone entry point (``python -m tflite_export.cli``) when tfcompress is absent.
 
@@ -447,7 +470,8 @@ def main(argv=None) -> int:
     add_subcommands(parser.add_subparsers(dest="command", metavar="COMMAND", required=True))
     args = parser.parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        with plain_warnings():
+            return int(args.func(args) or 0)
     except ExportError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
