@@ -114,6 +114,27 @@ def test_image_folder_sized_to_the_model(folder):
         datasets.from_directory(folder, input_shape=(64,))
 
 
+def test_an_image_folder_too_large_for_memory_is_one_error_before_reading(folder, monkeypatch):
+    # tfcompress holds data in memory: a folder that cannot fit is refused up front with the arithmetic,
+    # not read until the process is killed for memory
+    from tfcompress import _userdata
+
+    read = []
+
+    def reader(*args):
+        read.append(args)
+        return np.zeros((6, 8, 8, 1), np.uint8), np.arange(6) % 2
+
+    monkeypatch.setattr(_userdata, "_read_folder", reader)
+    monkeypatch.setattr(_userdata, "_available_memory", lambda: 1000)
+    with pytest.raises(DataError, match=r"6 images at 8x8x1 need about 0\.0 MiB in memory .*more than the 0\.0 MiB "
+                                        r"available: use fewer images"):
+        datasets.from_directory(folder, input_shape=(8, 8, 1))  # 6 x 8 x 8 x 5 bytes = 1,920 > 1,000
+    assert not read
+    monkeypatch.setattr(_userdata, "_available_memory", lambda: 1920)  # just fits
+    assert datasets.from_directory(folder, input_shape=(8, 8, 1)).input_shape == (8, 8, 1) and read
+
+
 def test_image_folder_with_split_subfolders(folder, tmp_path):
     import shutil
 

@@ -267,6 +267,43 @@ def _first_image(path):
                     "subfolder of images per class.")
 
 
+def _count_images(root, class_names):
+    return sum(f.lower().endswith(_IMAGE_EXTENSIONS)
+               for c in class_names for _, _, files in os.walk(os.path.join(root, c)) for f in files)
+
+
+def _available_memory():
+    """Bytes of memory available to new allocations (Linux ``MemAvailable``), or None where unknown."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+#: Bytes a pixel channel of an image folder takes while it is read: the uint8 array and its float32 copy.
+FOLDER_BYTES_PER_VALUE = 5
+
+
+def _gib(n):
+    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB"
+
+
+def _check_fits(path, roots, class_names, size, channels):
+    """One clear error before reading, rather than the process killed for memory halfway through."""
+    n = sum(_count_images(root, class_names) for root in roots.values())
+    need = n * size[0] * size[1] * channels * FOLDER_BYTES_PER_VALUE
+    free = _available_memory()
+    if free is not None and need > free:
+        raise DataError(
+            f"{path}: {n} images at {size[0]}x{size[1]}x{channels} need about {_gib(need)} in memory "
+            f"(tfcompress holds the data as float32), more than the {_gib(free)} available: use fewer "
+            "images (a subset folder) or a smaller model input, or a machine with more memory.")
+
+
 def _read_folder(path, class_names, image_size, color_mode):
     from tfcompress._keras import keras, tf
 
@@ -310,7 +347,8 @@ def from_directory(path, input_shape=None, validation_fraction=0.1, test_fractio
 
     Raises:
         DataError: no class subfolders or images, an input shape that is not
-            an image, or class folders that differ between splits.
+            an image, class folders that differ between splits, or more images
+            than memory holds (checked before reading: the data is held as float32).
 
     Example:
         >>> data = from_directory("flowers/", input_shape=(32, 32, 3))  # doctest: +SKIP
@@ -342,6 +380,7 @@ def from_directory(path, input_shape=None, validation_fraction=0.1, test_fractio
         size, channels = tuple(img.shape[:2]), int(img.shape[2])
         channels = channels if channels in (1, 3, 4) else 3
     mode = {1: "grayscale", 3: "rgb", 4: "rgba"}[channels]
+    _check_fits(path, roots, class_names, size, channels)
     read = {split: _read_folder(root, class_names, size, mode) for split, root in roots.items()}
     return from_arrays(*read["train"], validation=read.get("validation"), test=read.get("test"),
                        validation_fraction=validation_fraction, test_fraction=test_fraction, seed=seed,
