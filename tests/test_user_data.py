@@ -127,7 +127,7 @@ def test_an_image_folder_too_large_for_memory_is_one_error_before_reading(folder
 
     monkeypatch.setattr(_userdata, "_read_folder", reader)
     monkeypatch.setattr(_userdata, "_available_memory", lambda: 1000)
-    with pytest.raises(DataError, match=r"6 images at 8x8x1 need about 0\.0 MiB in memory .*more than the 0\.0 MiB "
+    with pytest.raises(DataError, match=r"6 images at 8x8x1 need at least 0\.0 MiB in memory .*more than the 0\.0 MiB "
                                         r"available: use fewer images"):
         datasets.from_directory(folder, input_shape=(8, 8, 1))  # 6 x 8 x 8 x 5 bytes = 1,920 > 1,000
     assert not read

@@ -284,7 +284,8 @@ def _available_memory():
     return None
 
 
-#: Bytes a pixel channel of an image folder takes while it is read: the uint8 array and its float32 copy.
+#: Bytes a pixel channel of an image folder takes at least while it is read: the uint8 array and its float32
+#: copy (scaling makes a second float32 copy for a moment, so the refusal only comes when it surely cannot fit).
 FOLDER_BYTES_PER_VALUE = 5
 
 
@@ -299,7 +300,7 @@ def _check_fits(path, roots, class_names, size, channels):
     free = _available_memory()
     if free is not None and need > free:
         raise DataError(
-            f"{path}: {n} images at {size[0]}x{size[1]}x{channels} need about {_gib(need)} in memory "
+            f"{path}: {n} images at {size[0]}x{size[1]}x{channels} need at least {_gib(need)} in memory "
             f"(tfcompress holds the data as float32), more than the {_gib(free)} available: use fewer "
             "images (a subset folder) or a smaller model input, or a machine with more memory.")
 
