@@ -198,8 +198,7 @@ def from_arrays(x, y, validation=None, test=None, validation_fraction=0.1, test_
             raise DataError(f"{name}: some splits are uint8 and some are not ({kinds}); scale='auto' would "
                             "scale them differently: give them one dtype or pass scale explicitly.")
     with np.errstate(over="ignore", invalid="ignore"):
-        out = {k: ((v[0].astype("float32") * np.float32(factor)) if factor else v[0].astype("float32"), v[1])
-               for k, v in out.items()}
+        out = {k: (_as_float32(v[0], factor), v[1]) for k, v in out.items()}
     return Dataset(name=str(name), train=out["train"], validation=out["validation"], test=out["test"],
                    num_classes=_num_classes([v[1] for v in out.values()]), class_names=tuple(class_names),
                    scale=factor, source=source,
@@ -267,6 +266,14 @@ def _first_image(path):
                     "subfolder of images per class.")
 
 
+def _as_float32(x, factor):
+    """``x`` as float32 times ``factor``, scaled in place: one float32 copy, not two."""
+    x = x.astype("float32")
+    if factor:
+        x *= np.float32(factor)
+    return x
+
+
 def _count_images(root, class_names):
     return sum(f.lower().endswith(_IMAGE_EXTENSIONS)
                for c in class_names for _, _, files in os.walk(os.path.join(root, c)) for f in files)
@@ -284,8 +291,7 @@ def _available_memory():
     return None
 
 
-#: Bytes a pixel channel of an image folder takes at least while it is read: the uint8 array and its float32
-#: copy (scaling makes a second float32 copy for a moment, so the refusal only comes when it surely cannot fit).
+#: Bytes a pixel channel of an image folder takes while it is read: the uint8 array and its float32 copy.
 FOLDER_BYTES_PER_VALUE = 5
 
 
