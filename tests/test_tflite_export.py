@@ -301,19 +301,23 @@ def test_constant_calibrated_layer_norm_no_longer_aborts_the_runtime(tmp_path, m
 
 
 
-@pytest.mark.parametrize("layer", ["Dense", "Conv2D"])
+@pytest.mark.parametrize("layer", ["Dense", "Conv2D", "dead ReLU"])
 def test_a_layer_calibrated_as_all_zeros_gets_a_scale_xnnpack_accepts(tmp_path, monkeypatch, layer):
     # ConvNeXtLarge's stage-3 MLP (issue 12 §3): a Dense whose outputs calibration saw as all zeros got
     # scale 7.8e-9, and XNNPACK refused to build its runtime: input x filter / output scale was 1,350,
-    # XNNPACK's limit is 256. The builtin kernels ran the file.
+    # XNNPACK's limit is 256. The builtin kernels ran the file. A "dead" ReLU layer (all its
+    # pre-activations negative, as heavy pruning leaves some) is the same case.
     from tflite_export import _flatbuffer as fb
 
     keras = pytest.importorskip("tf_keras")
     k = np.array([[1, -1, 0.5, 2], [-1, 1, -0.5, -2]], "float32")  # every column is orthogonal to (a, a)
     init = keras.initializers.Constant
-    first, shape = ((keras.layers.Dense(4, use_bias=False, kernel_initializer=init(k)), (2,)) if layer == "Dense"
-                    else (keras.layers.Conv2D(4, 1, use_bias=False, kernel_initializer=init(k.reshape(1, 1, 2, 4))),
-                          (1, 1, 2)))
+    first, shape = {
+        "Dense": (keras.layers.Dense(4, use_bias=False, kernel_initializer=init(k)), (2,)),
+        "Conv2D": (keras.layers.Conv2D(4, 1, use_bias=False, kernel_initializer=init(k.reshape(1, 1, 2, 4))),
+                   (1, 1, 2)),
+        "dead ReLU": (keras.layers.Conv2D(4, 1, activation="relu", bias_initializer=init(-100.0)), (1, 1, 2)),
+    }[layer]
     model = keras.Sequential([keras.Input(shape), first, keras.layers.Flatten(),
                               keras.layers.Dense(3, bias_initializer=init([0.5, -0.25, 1.0]))])
     a = np.random.RandomState(0).rand(32, 1).astype("float32")
