@@ -203,15 +203,25 @@ def summarize_value(x: Any) -> Any:
 #   scale >= 256 (XNNPACK's fully-connected-nc.c / convolution-nhwc.c). ConvNeXtLarge's stage-3 MLP:
 #   a Dense whose outputs were all zeros, multiplier 1,350.
 # name -> (multiplier from (input scale, second input's largest scale, output scale), limit, kernel).
-_SUM = lambda s1, s2, so: 2 * max(s1, s2) / ((1 << 20) * so)  # noqa: E731 - add.cc/sub.cc, left shift 20
-_PRODUCT = lambda s1, s2, so: s1 * s2 / so  # noqa: E731
+def _sum(s1, s2, so):  # add.cc / sub.cc: int8 inputs left-shifted by 20
+    return 2 * max(s1, s2) / ((1 << 20) * so)
+
+
+def _squared_difference(s1, s2, so):  # squared_difference.cc: left shift 7, squared
+    return (2 * max(s1, s2)) ** 2 / ((1 << 14) * so)
+
+
+def _product(s1, s2, so):
+    return s1 * s2 / so
+
+
 _UNRUNNABLE = {
-    "ADD": (_SUM, 1.0, "builtin (abort)"),
-    "SUB": (_SUM, 1.0, "builtin (abort)"),
-    "SQUARED_DIFFERENCE": (lambda s1, s2, so: (2 * max(s1, s2)) ** 2 / ((1 << 14) * so), 1.0, "builtin (abort)"),
-    "FULLY_CONNECTED": (_PRODUCT, 256.0, "XNNPACK"),
-    "CONV_2D": (_PRODUCT, 256.0, "XNNPACK"),
-    "DEPTHWISE_CONV_2D": (_PRODUCT, 256.0, "XNNPACK"),
+    "ADD": (_sum, 1.0, "builtin (abort)"),
+    "SUB": (_sum, 1.0, "builtin (abort)"),
+    "SQUARED_DIFFERENCE": (_squared_difference, 1.0, "builtin (abort)"),
+    "FULLY_CONNECTED": (_product, 256.0, "XNNPACK"),
+    "CONV_2D": (_product, 256.0, "XNNPACK"),
+    "DEPTHWISE_CONV_2D": (_product, 256.0, "XNNPACK"),
 }
 
 

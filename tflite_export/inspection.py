@@ -15,7 +15,6 @@ from .errors import ExportError
 __all__ = ["ModelInfo", "inspect", "count_macs", "read_metadata"]
 
 
-
 def _shape(t) -> list[int]:
     return [int(s) for s in (t.shape if t.shape is not None else [])]
 
