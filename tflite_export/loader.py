@@ -3,8 +3,9 @@
 A saved model is read in three steps: :func:`read_config` reads its description
 without building anything (the ``config.json`` of a ``.keras`` zip, the
 ``model_config`` attribute of an ``.h5`` file, the Keras metadata of a
-SavedModel folder), :func:`check_safe` refuses ``Lambda`` layers, whose Python
-code would run while the model is rebuilt, unless the caller opts in, and
+SavedModel folder), :func:`check_safe` refuses what would run code while the model is
+rebuilt (a ``Lambda`` layer however it is spelled, a module outside Keras:
+see :mod:`tflite_export.trust`), unless the caller opts in, and
 :func:`load_model` builds the tf_keras model. :func:`open_source` is the
 exporter's entry: a SavedModel folder passes the same safety check and is then
 converted from its graph (which runs no Python code of the file).
@@ -25,8 +26,9 @@ import os
 import zipfile
 
 from .errors import ExportError, first_line
+from .trust import unsafe_entries
 
-__all__ = ["MODEL_EXTENSIONS", "register", "is_keras3_model", "read_config", "lambda_layers", "check_safe",
+__all__ = ["MODEL_EXTENSIONS", "register", "is_keras3_model", "read_config", "check_safe",
            "load_model", "open_source", "translate_keras3"]
 
 #: File name endings of Keras model files.
@@ -104,9 +106,19 @@ def _custom_objects():
 
 
 def _decode(v):
+    # As Keras reads it: bytes decoded as UTF-8, then json.loads (which takes
+    # leading whitespace, so nothing here may decide on the first character).
     if isinstance(v, bytes):
         v = v.decode("utf-8")
-    return json.loads(v) if isinstance(v, str) and v[:1] in "{[" else v
+    return json.loads(v) if isinstance(v, str) else v
+
+
+def _json(path, what, v):
+    try:
+        return _decode(v)
+    except (ValueError, RecursionError) as e:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        raise ExportError(f"cannot load {path}: its {what} is not valid JSON ({first_line(e)}); "
+                          "the file is damaged, save the model again.") from None
 
 
 def _read_zip(path):
@@ -116,11 +128,13 @@ def _read_zip(path):
             if "config.json" not in names:
                 raise ExportError(f"cannot load {path}: a zip file without config.json is not a Keras model; "
                                   "save the model with model.save('m.keras').")
-            config = json.loads(z.read("config.json"))
-            meta = json.loads(z.read("metadata.json")) if "metadata.json" in names else {}
-    except (zipfile.BadZipFile, ValueError, KeyError) as e:
+            config = _json(path, "config.json", z.read("config.json"))
+            meta = _json(path, "metadata.json", z.read("metadata.json")) if "metadata.json" in names else {}
+    except (zipfile.BadZipFile, ValueError, KeyError, OSError, EOFError) as e:
         raise ExportError(f"cannot load {path}: a damaged .keras file ({first_line(e)}).") from None
-    return "keras", str(meta.get("keras_version", "")), config
+    if not isinstance(config, dict):
+        raise ExportError(f"cannot load {path}: its config.json is not a model config; save the model again.")
+    return "keras", str(meta.get("keras_version", "") if isinstance(meta, dict) else ""), config
 
 
 def _read_h5(path):
@@ -132,7 +146,14 @@ def _read_h5(path):
     if config is None:
         raise ExportError(f"{path} holds weights only, no model: build the model in code and call "
                           "model.load_weights(path), or save the whole model with model.save('m.keras').")
-    return "h5", str(_decode(version)), _decode(config)
+    config = _json(path, "model_config", config)
+    if not isinstance(config, dict):
+        raise ExportError(f"cannot load {path}: its model_config is not a model config; save the model again.")
+    try:
+        version = _decode(version)
+    except ValueError:
+        pass  # a version string that is not JSON is kept as written
+    return "h5", str(version), config
 
 
 def _read_saved_model(path):
@@ -143,6 +164,8 @@ def _read_saved_model(path):
     blobs = []
     meta_file = os.path.join(path, "keras_metadata.pb")
     try:
+        # Both places: tf_keras reads keras_metadata.pb and, when it holds no
+        # nodes, the metadata older writers kept in the object graph itself.
         if os.path.exists(meta_file):
             from tf_keras.protobuf import saved_metadata_pb2
 
@@ -150,15 +173,14 @@ def _read_saved_model(path):
             with open(meta_file, "rb") as f:
                 meta.ParseFromString(f.read())
             blobs = [n.metadata for n in meta.nodes]
-        else:  # older writers kept the metadata in the object graph itself
-            from tensorflow.core.protobuf import saved_model_pb2
+        from tensorflow.core.protobuf import saved_model_pb2
 
-            sm = saved_model_pb2.SavedModel()
-            with open(os.path.join(path, "saved_model.pb"), "rb") as f:
-                sm.ParseFromString(f.read())
-            blobs = [n.user_object.metadata for g in sm.meta_graphs for n in g.object_graph_def.nodes
-                     if n.HasField("user_object") and n.user_object.metadata]
-        nodes = [json.loads(b) for b in blobs if b]
+        sm = saved_model_pb2.SavedModel()
+        with open(os.path.join(path, "saved_model.pb"), "rb") as f:
+            sm.ParseFromString(f.read())
+        blobs += [n.user_object.metadata for g in sm.meta_graphs for n in g.object_graph_def.nodes
+                  if n.HasField("user_object") and n.user_object.metadata]
+        nodes = [_decode(b) for b in blobs if b]
     except Exception as e:  # noqa: BLE001 - protobuf and JSON raise many types on a damaged file
         raise ExportError(f"cannot read the Keras metadata of {path} ({first_line(e)}); the SavedModel "
                           "is damaged, save it again") from None
@@ -212,24 +234,13 @@ def _walk(obj):
             yield from _walk(v)
 
 
-def lambda_layers(config):
-    """Names of the ``Lambda`` layers (Python code) anywhere in a config.
-
-    Example:
-        >>> lambda_layers({"class_name": "Lambda", "config": {"name": "double"}})
-        ['double']
-    """
-    names = []
-    for d in _walk(config):
-        if d.get("class_name") == "Lambda":
-            name = (d.get("config") or {}).get("name") or d.get("name") or "?"
-            if name not in names:
-                names.append(name)
-    return names
-
-
 def check_safe(path, config, safe_mode=True):
-    """Refuse a model whose ``Lambda`` layers would run their Python code.
+    """Refuse a model whose rebuilding would run code of the file.
+
+    Decided on what Keras would deserialize (:mod:`tflite_export.trust`): a
+    ``Lambda`` layer however its config spells it, a module outside Keras,
+    TF-MOT and tfcompress, a Python built-in as a function, a TensorFlow call
+    outside the numeric namespaces.
 
     Args:
         path: the file or folder (for the message).
@@ -244,12 +255,15 @@ def check_safe(path, config, safe_mode=True):
         Traceback (most recent call last):
         ExportError: m.h5 has Lambda layer(s) f whose Python code would run while loading: ...
     """
-    names = lambda_layers(config) if safe_mode else []
-    if names:
-        raise ExportError(
-            f"{path} has Lambda layer(s) {', '.join(names[:3])} whose Python code would run while loading: "
-            "refused in safe mode; if you trust the file, pass safe_mode=False (--unsafe on the command line)."
-        )
+    found = unsafe_entries(config) if safe_mode else []
+    if not found:
+        return
+    if all(why == "a Lambda layer" for _, why in found):
+        what = f"Lambda layer(s) {', '.join(n for n, _ in found[:3])} whose Python code"
+    else:
+        what = "layer(s) " + ", ".join(f"{n} ({why})" for n, why in found[:3]) + " whose code"
+    raise ExportError(f"{path} has {what} would run while loading: refused in safe mode; "
+                      "if you trust the file, pass safe_mode=False (--unsafe on the command line).")
 
 
 def _build(path, fmt, version, config, safe_mode):
