@@ -21,13 +21,15 @@ Example:
 import math
 import numbers
 import re
+import reprlib
 
 import numpy as np
 
 from tfcompress.errors import DataError, RecipeError
 
 __all__ = [
-    "is_int", "is_real", "check_range", "check_positive", "check_choice", "check_bool", "check_int", "check_int_pair",
+    "brief", "is_int", "is_real", "check_range", "check_positive", "check_choice", "check_bool", "check_int",
+    "check_int_pair",
     "check_patterns", "check_instances", "fraction_removed", "fraction_kept",
     "check_array", "check_finite", "check_class_ids", "check_probabilities",
 ]
@@ -35,6 +37,23 @@ __all__ = [
 #: The largest integer a count (epochs, steps, clusters, batch size) may be:
 #: TensorFlow holds these in int32 tensors, where bigger values overflow.
 INT_MAX = 2**31 - 1
+
+
+_REPR = reprlib.Repr()
+_REPR.maxstring = _REPR.maxother = 60
+_REPR.maxlist = _REPR.maxtuple = _REPR.maxdict = _REPR.maxset = 6
+_REPR.maxlevel = 3
+
+
+def brief(value):
+    """``repr(value)`` cut to a few dozen characters: a message must stay one short line, whatever the
+    value (a YAML file may hold a list of a million items, or one shared a million times).
+
+    Example:
+        >>> brief(list(range(100)))
+        '[0, 1, 2, 3, 4, 5, ...]'
+    """
+    return _REPR.repr(value)
 
 
 def _label(where, name):
@@ -78,11 +97,11 @@ def check_range(where, name, value, lo, hi, lo_open=False, hi_open=False, meanin
     interval = f"{'(' if lo_open else '['}{lo}, {hi}{')' if hi_open else ']'}"
     extra = f" ({meaning})" if meaning else ""
     if not is_real(value):
-        raise RecipeError(f"{_label(where, name)} must be a number in {interval}{extra}, got {value!r}.")
+        raise RecipeError(f"{_label(where, name)} must be a number in {interval}{extra}, got {brief(value)}.")
     ok_lo = value > lo if lo_open else value >= lo
     ok_hi = value < hi if hi_open else value <= hi
     if not (ok_lo and ok_hi):
-        raise RecipeError(f"{_label(where, name)} must be in {interval}{extra}, got {value!r}.")
+        raise RecipeError(f"{_label(where, name)} must be in {interval}{extra}, got {brief(value)}.")
     return value
 
 
@@ -94,7 +113,7 @@ def check_choice(where, name, value, choices):
         'sgd'
     """
     if value not in choices:
-        raise RecipeError(f"{_label(where, name)} must be one of {', '.join(map(repr, choices))}, got {value!r}.")
+        raise RecipeError(f"{_label(where, name)} must be one of {', '.join(map(repr, choices))}, got {brief(value)}.")
     return value
 
 
@@ -107,7 +126,7 @@ def check_bool(where, name, value, optional=False):
     """
     if not (isinstance(value, bool) or (optional and value is None)):
         raise RecipeError(
-            f"{_label(where, name)} must be true or false{' or null' if optional else ''}, got {value!r}."
+            f"{_label(where, name)} must be true or false{' or null' if optional else ''}, got {brief(value)}."
         )
     return value
 
@@ -142,9 +161,10 @@ def check_int(where, name, value, minimum=1, optional=False, phrase=None, maximu
         return None
     if not is_int(value) or value < minimum:
         allowed = phrase or f"an integer of at least {minimum}"
-        raise RecipeError(f"{_label(where, name)} must be {allowed}{' or null' if optional else ''}, got {value!r}.")
+        raise RecipeError(
+            f"{_label(where, name)} must be {allowed}{' or null' if optional else ''}, got {brief(value)}.")
     if maximum is not None and value > maximum:
-        raise RecipeError(f"{_label(where, name)} must be at most {maximum}, got {value!r}.")
+        raise RecipeError(f"{_label(where, name)} must be at most {maximum}, got {brief(value)}.")
     return value
 
 
@@ -156,7 +176,7 @@ def check_positive(where, name, value):
         4.0
     """
     if not is_real(value) or not value > 0 or not math.isfinite(value):
-        raise RecipeError(f"{_label(where, name)} must be a number > 0, got {value!r}.")
+        raise RecipeError(f"{_label(where, name)} must be a number > 0, got {brief(value)}.")
     return value
 
 
@@ -172,7 +192,7 @@ def check_int_pair(where, name, value):
     if isinstance(value, str) or not isinstance(value, (list, tuple)) or len(value) != 2 or not all(
         is_int(v) and v >= 1 for v in value
     ):
-        raise RecipeError(f"{_label(where, name)} must be a pair of positive integers like [2, 4], got {value!r}.")
+        raise RecipeError(f"{_label(where, name)} must be a pair of positive integers like [2, 4], got {brief(value)}.")
     return tuple(int(v) for v in value)
 
 
@@ -192,14 +212,14 @@ def check_patterns(where, name, value):
     if not isinstance(value, (list, tuple)) or not all(isinstance(p, str) and p for p in value):
         raise RecipeError(
             f"{_label(where, name)} must be a list of layer names, regular expressions or layer types, "
-            f"got {value!r}."
+            f"got {brief(value)}."
         )
     for p in value:
         try:
             re.compile(p)
         except re.error as e:
             raise RecipeError(
-                f"{_label(where, name)}: {p!r} is not a valid regular expression ({e}); escape it or fix it."
+                f"{_label(where, name)}: {brief(p)} is not a valid regular expression ({e}); escape it or fix it."
             ) from None
     return tuple(value)
 
@@ -382,7 +402,7 @@ labels must be in 0..9.
             i = int(np.argmax(frac))
             raise DataError(
                 f"{label} must be integer class ids or one-hot rows, got non-integer values "
-                f"(e.g. {y[i]!r} in example {i + offset})."
+                f"(e.g. {brief(y[i])} in example {i + offset})."
             )
     y = y.astype("int64")
     classes = max(units, 2) if units else None

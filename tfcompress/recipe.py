@@ -29,14 +29,14 @@ Example:
 """
 
 import dataclasses
-import re
 import types
 import typing
 from dataclasses import dataclass, field
 
 import yaml
 
-from tfcompress._checks import check_bool, check_int, check_range
+from tfcompress._checks import brief, check_bool, check_int, check_range
+from tfcompress._yaml import load_file, load_text
 from tfcompress.errors import RecipeError
 from tfcompress.schedules import OPTIMIZERS, SCHEDULES, Optimizer, Schedule
 from tfcompress.stages import (
@@ -253,7 +253,7 @@ class Recipe:
         Example:
             >>> Recipe.from_yaml("recipe.yaml")  # doctest: +SKIP
         """
-        return cls.from_dict(_parse_yaml(_read_text(path), f"recipe {path}", empty_file=True))
+        return cls.from_dict(_parse_yaml(None, f"recipe {path}", empty_file=True, path=path))
 
     def save_yaml(self, path):
         """Write the recipe as YAML, atomically."""
@@ -262,80 +262,10 @@ class Recipe:
         atomic_write_text(path, self.to_yaml())
 
 
-#: A recipe is a few lines of YAML; a bigger file is the wrong file (a model, a data set).
-MAX_RECIPE_BYTES = 1 << 20
-
-
-def _read_text(path):
-    """The text of a recipe file, refusing what is not a small UTF-8 text file."""
-    try:
-        with open(path, "rb") as f:
-            raw = f.read(MAX_RECIPE_BYTES + 1)
-    except OSError as e:
-        raise RecipeError(f"cannot read recipe {path}: {e.strerror}.") from None
-    if len(raw) > MAX_RECIPE_BYTES:
-        raise RecipeError(
-            f"recipe {path} is over 1 MiB, far too big for a recipe (a few lines of YAML): "
-            "is it a model or data file? Pass the recipe's .yaml file."
-        )
-    if b"\x00" in raw:
-        raise RecipeError(f"recipe {path} is a binary file, not YAML text: pass the recipe's .yaml file.")
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise RecipeError(
-            f"recipe {path} is not UTF-8 text (byte 0x{raw[e.start]:02x} at offset {e.start}): "
-            "save it as UTF-8, or pass the recipe's .yaml file."
-        ) from None
-
-
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """``yaml.SafeLoader`` that refuses a key written twice in one mapping
-    (PyYAML would keep the last silently)."""
-
-    source = "recipe"
-
-
-def _construct_unique_mapping(loader, node, deep=False):
-    seen = {}
-    for key_node, _ in node.value:
-        if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *base` may override on purpose
-            continue
-        key = loader.construct_object(key_node, deep=True)
-        line = key_node.start_mark.line + 1
-        try:
-            first = seen.get(key)
-        except TypeError:  # an unhashable key: the base loader says why
-            continue
-        if first is not None:
-            lines = f"lines {first} and {line}" if first != line else f"line {line}"
-            raise RecipeError(
-                f"{loader.source} has the key {key!r} twice ({lines}): YAML would keep only the last; delete one."
-            )
-        seen[key] = line
-    return yaml.SafeLoader.construct_mapping(loader, node, deep)
-
-
-_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_unique_mapping)
-# YAML 1.1 (PyYAML) reads `1e-3` as a string; recipes write learning rates that way (YAML 1.2 floats).
-_UniqueKeyLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:float", re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
-    list("-+0123456789"))
-
-
-def _parse_yaml(text, source, empty_file=False):
-    """YAML text -> Python data, refusing duplicate keys and empty documents."""
-    loader = _UniqueKeyLoader(text)
-    loader.source = source
-    try:
-        data = loader.get_single_data()
-    except yaml.MarkedYAMLError as e:
-        where = f" (line {e.problem_mark.line + 1})" if e.problem_mark else ""
-        raise RecipeError(f"{source} is not valid YAML: {e.problem or e.context}{where}.") from None
-    except yaml.YAMLError as e:
-        raise RecipeError(f"{source} is not valid YAML: {str(e).splitlines()[0]}") from None
-    finally:
-        loader.dispose()
+def _parse_yaml(text, source, empty_file=False, path=None):
+    """YAML text (or the file at ``path``) -> Python data, through the one bounded reader
+    (:mod:`tfcompress._yaml`), refusing empty documents."""
+    data = load_file(path, "recipe", RecipeError) if path is not None else load_text(text, source, RecipeError)
     if data is None:
         if empty_file:
             raise RecipeError(
@@ -413,7 +343,7 @@ def _from_dict(cls, data, where):
     unknown = sorted(set(data) - known)
     if unknown:
         raise RecipeError(
-            f"unknown key{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))} in {where}: "
+            f"unknown key{'s' if len(unknown) > 1 else ''} {', '.join(map(brief, unknown))} in {where}: "
             f"allowed keys are {', '.join(sorted(known))}."
         )
     none_default = {f.name for f in dataclasses.fields(cls) if f.default is None}
@@ -437,7 +367,7 @@ def _from_dict(cls, data, where):
             continue
         if not _type_ok(value, tp):
             raise RecipeError(
-                f"{where}.{name} must be {_type_name(tp)}, got {type(value).__name__} {value!r}."
+                f"{where}.{name} must be {_type_name(tp)}, got {type(value).__name__} {brief(value)}."
             )
         if tp is float or (typing.get_origin(tp) in (typing.Union, types.UnionType) and float in typing.get_args(tp)):
             value = float(value) if value is not None else None

@@ -22,7 +22,7 @@ Example:
 import dataclasses
 from dataclasses import dataclass
 
-from tfcompress._checks import check_bool, check_choice, check_int, check_range, is_real
+from tfcompress._checks import brief, check_bool, check_choice, check_int, check_range, is_real
 from tfcompress.errors import RecipeError
 
 __all__ = ["Optimizer", "Schedule", "OPTIMIZERS", "SCHEDULES"]
@@ -95,7 +95,7 @@ def _coerce(cls, value, where, key):
     if not isinstance(value, dict):
         raise RecipeError(
             f"{where} must be a {key} ({', '.join(cls._CHOICES)}) or a mapping with a {key}, "
-            f"got {type(value).__name__} {value!r}."
+            f"got {type(value).__name__} {brief(value)}."
         )
     names = [f.name for f in dataclasses.fields(cls)]
     unknown = sorted(set(value) - set(names), key=str)
@@ -285,12 +285,12 @@ class Schedule:
         check_int(w, "every", self.every, optional=True)
         check_int(w, "patience", self.patience, minimum=0, optional=True)
         if self.monitor is not None and not (isinstance(self.monitor, str) and self.monitor):
-            raise RecipeError(f"{w}.monitor must be a metric name such as 'val_loss', got {self.monitor!r}.")
+            raise RecipeError(f"{w}.monitor must be a metric name such as 'val_loss', got {brief(self.monitor)}.")
         if self.boundaries is not None:
             b = self.boundaries
             if isinstance(b, str) or not isinstance(b, (list, tuple)) or not b or not all(
                     is_real(v) and v > 0 for v in b) or list(b) != sorted(set(b)):
-                raise RecipeError(f"{w}.boundaries must be increasing epochs above 0 like [2, 4], got {b!r}.")
+                raise RecipeError(f"{w}.boundaries must be increasing epochs above 0 like [2, 4], got {brief(b)}.")
             object.__setattr__(self, "boundaries", tuple(float(v) for v in b))
             object.__setattr__(self, "every", None)
 

@@ -4,7 +4,7 @@ import re
 import typing
 from dataclasses import dataclass
 
-from tfcompress._checks import check_choice, check_int, check_range
+from tfcompress._checks import brief, check_choice, check_int, check_range
 from tfcompress.errors import RecipeError
 from tflite_export.mixed import PRECISIONS
 
@@ -72,14 +72,17 @@ class Precision:
     def __post_init__(self):
         if self.per_layer is not None:
             if not isinstance(self.per_layer, dict):
-                raise RecipeError(f"precision.per_layer must be a mapping layer -> precision, got {self.per_layer!r}.")
+                raise RecipeError("precision.per_layer must be a mapping layer -> precision, "
+                                  f"got {brief(self.per_layer)}.")
             for k, v in self.per_layer.items():
                 if not isinstance(k, str) or not k:
-                    raise RecipeError(f"precision.per_layer keys must be layer names, patterns or types, got {k!r}.")
+                    raise RecipeError("precision.per_layer keys must be layer names, patterns or types, "
+                                      f"got {brief(k)}.")
                 try:
                     re.compile(k)
                 except re.error as e:
-                    raise RecipeError(f"precision.per_layer: {k!r} is not a valid regular expression ({e}).") from None
+                    raise RecipeError(
+                        f"precision.per_layer: {brief(k)} is not a valid regular expression ({e}).") from None
                 check_choice("precision", f"per_layer[{k!r}]", v, PRECISIONS)
         check_choice("precision", "default", self.default, PRECISIONS)
         if self.max_drop is not None:
@@ -89,7 +92,7 @@ class Precision:
         cands = [self.candidates] if isinstance(self.candidates, str) else self.candidates
         if not isinstance(cands, (list, tuple)) or not cands:
             raise RecipeError(f"precision.candidates must be a non-empty list of {', '.join(PRECISIONS)}, "
-                              f"got {self.candidates!r}.")
+                              f"got {brief(self.candidates)}.")
         for c in cands:
             check_choice("precision", "candidates", c, PRECISIONS)
         object.__setattr__(self, "candidates", tuple(cands))

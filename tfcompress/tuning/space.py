@@ -44,6 +44,8 @@ from dataclasses import dataclass
 
 import yaml
 
+from tfcompress._checks import brief
+from tfcompress._yaml import load_file, load_text
 from tfcompress.errors import RecipeError, TuningError
 from tfcompress.recipe import Recipe
 from tfcompress.schedules import SCHEDULES, Optimizer, Schedule
@@ -179,27 +181,28 @@ class Param:
             if not spec:
                 raise TuningError(f"{where} is an empty list: give at least one value.")
             if len(set(map(repr, spec))) != len(spec):
-                raise TuningError(f"{where} lists a value twice: {list(spec)}.")
+                raise TuningError(f"{where} lists a value twice: {brief(list(spec))}.")
             return cls(name, "choice", choices=tuple(spec))
         if isinstance(spec, dict):
-            unknown = sorted(set(spec) - {"min", "max", "sampling", "step"})
+            unknown = sorted(map(str, set(spec) - {"min", "max", "sampling", "step"}))
             if unknown or "min" not in spec or "max" not in spec:
                 raise TuningError(f"{where} must be a list, a value, or a mapping with min, max "
-                                  f"and optionally sampling (linear or log) and step; got keys {sorted(spec)}.")
+                                  "and optionally sampling (linear or log) and step; got keys "
+                                  f"{brief(sorted(map(str, spec)))}.")
             lo, hi = spec["min"], spec["max"]
             for b in (lo, hi):
                 if isinstance(b, bool) or not isinstance(b, (int, float)) or not math.isfinite(b):
-                    raise TuningError(f"{where}: min and max must be finite numbers, got {lo!r} and {hi!r}.")
+                    raise TuningError(f"{where}: min and max must be finite numbers, got {brief(lo)} and {brief(hi)}.")
             if lo > hi:
                 raise TuningError(f"{where}: min ({lo}) is greater than max ({hi}).")
             sampling = spec.get("sampling", "linear")
             if sampling not in ("linear", "log"):
-                raise TuningError(f"{where}: sampling must be linear or log, got {sampling!r}.")
+                raise TuningError(f"{where}: sampling must be linear or log, got {brief(sampling)}.")
             if sampling == "log" and lo <= 0:
                 raise TuningError(f"{where}: log sampling needs min > 0, got {lo}.")
             step = spec.get("step")
             if step is not None and (isinstance(step, bool) or not isinstance(step, (int, float)) or step <= 0):
-                raise TuningError(f"{where}: step must be a positive number, got {step!r}.")
+                raise TuningError(f"{where}: step must be a positive number, got {brief(step)}.")
             if lo == hi:
                 return cls(name, "fixed", value=lo)
             ints = isinstance(lo, int) and isinstance(hi, int) and (step is None or isinstance(step, int))
@@ -273,7 +276,7 @@ class SearchSpace:
         self.params = {}
         for name, spec in params.items():
             if name not in known:
-                raise TuningError(f"search space: unknown parameter {name!r}; supported: {', '.join(known)}.")
+                raise TuningError(f"search space: unknown parameter {brief(name)}; supported: {', '.join(known)}.")
             self.params[name] = Param.parse(name, spec)
         self._validate()
 
@@ -319,27 +322,32 @@ class SearchSpace:
 
     @classmethod
     def from_yaml_string(cls, text):
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as e:
-            raise TuningError(f"search space is not valid YAML: {str(e).splitlines()[0]}") from None
-        if data is None:
-            raise TuningError("search space is empty: give at least one parameter.")
-        return cls(data)
+        """Build a space from YAML text, read by the one bounded reader (:mod:`tfcompress._yaml`).
+
+        Raises:
+            TuningError: invalid YAML, a key written twice, nesting, aliases or
+                size beyond the reader's limits, or no content.
+        """
+        return cls._from_data(load_text(text, "search space", TuningError))
 
     @classmethod
     def from_yaml(cls, path):
-        """Load a space from a YAML file.
+        """Load a space from a YAML file (UTF-8, at most 1 MiB).
+
+        Raises:
+            TuningError: as :meth:`from_yaml_string`, or a file that cannot be
+                read, is not a regular file (a FIFO), binary or not UTF-8.
 
         Example:
             >>> SearchSpace.from_yaml("space.yaml")  # doctest: +SKIP
         """
-        try:
-            with open(path, encoding="utf-8") as f:
-                text = f.read()
-        except OSError as e:
-            raise TuningError(f"cannot read search space {path}: {e.strerror}.") from None
-        return cls.from_yaml_string(text)
+        return cls._from_data(load_file(path, "search space", TuningError))
+
+    @classmethod
+    def _from_data(cls, data):
+        if data is None:
+            raise TuningError("search space is empty: give at least one parameter.")
+        return cls(data)
 
     def to_dict(self):
         return {n: p.to_spec() for n, p in self.params.items()}
@@ -463,7 +471,7 @@ def _check_value(name, value):
     try:
         recipe_for({**context, name: value})
     except RecipeError as e:
-        raise TuningError(f"search space: {name} value {value!r} is not allowed: {e}") from None
+        raise TuningError(f"search space: {name} value {brief(value)} is not allowed: {e}") from None
 
 
 def plain_values(values):
