@@ -13,8 +13,9 @@ Example:
 
 from tfcompress._keras import keras, tf
 from tfcompress.errors import RecipeError
+from tfcompress.training import build_training_state
 
-__all__ = ["Distiller", "fit", "ends_in_softmax", "soft_loss", "cached_teacher_loss"]
+__all__ = ["Distiller", "fit", "fine_tune", "ends_in_softmax", "soft_loss", "cached_teacher_loss"]
 
 
 def ends_in_softmax(model):
@@ -177,9 +178,53 @@ class Distiller(keras.Model):
         return out
 
 
+def fine_tune(model, data, epochs=1, *, teacher=None, alpha=0.5, temperature=4.0, optimizer=None, loss=None,
+              metrics=("accuracy",), validation_data=None, callbacks=None, verbose=0):
+    """The one fine-tuning call of tfcompress: every stage, the channels and
+    depth stages' own distillation and :func:`fit` train through it.
+
+    With a ``teacher`` the model trains inside a :class:`Distiller` (task loss
+    and distillation term); without one, plainly. Either way the compiled loss
+    and metrics are the given ones, the loss/metric/optimizer variables are
+    built before the first trace (:func:`tfcompress.training.build_training_state`),
+    and the callbacks and validation data reach Keras's ``fit``.
+
+    Args:
+        model: tf_keras model to train (changed in place).
+        data: a batched ``tf.data.Dataset`` of ``(x, y)``.
+        epochs: epochs to train. Defaults to `1`.
+        teacher: tf_keras model giving soft targets (unchanged), or None.
+            Defaults to `None`.
+        alpha: task-loss weight with a teacher. Defaults to `0.5`.
+        temperature: softening temperature with a teacher. Defaults to `4.0`.
+        optimizer: a tf_keras optimizer. Defaults to Adam(1e-3).
+        loss: the task loss. Defaults to sparse categorical cross-entropy
+            (from logits unless the model ends in a softmax).
+        metrics: compiled metrics. Defaults to `("accuracy",)`.
+        validation_data: optional batched dataset for validation.
+        callbacks: Keras callbacks (e.g. ``UpdatePruningStep``).
+        verbose: Keras verbosity. Defaults to `0`.
+
+    Returns:
+        The Keras ``History``.
+
+    Example:
+        >>> fine_tune(student, train_ds, 2, teacher=teacher, alpha=0.3,  # doctest: +SKIP
+        ...           callbacks=[keras.callbacks.CSVLogger("log.csv")]).history["loss"]
+    """
+    if loss is None:
+        loss = keras.losses.SparseCategoricalCrossentropy(from_logits=not ends_in_softmax(model))
+    target = model if teacher is None else Distiller(model, teacher, alpha=alpha, temperature=temperature)
+    target.compile(optimizer=optimizer or keras.optimizers.Adam(1e-3), loss=loss,
+                   metrics=list(metrics) if metrics is not None else None)
+    build_training_state(target, data)  # one trace of the train step, not two
+    return target.fit(data, epochs=epochs, validation_data=validation_data, callbacks=list(callbacks or []),
+                      verbose=verbose)
+
+
 def fit(student, teacher, data, epochs=1, alpha=0.5, temperature=4.0, optimizer=None,
         loss=None, metrics=("accuracy",), validation_data=None, callbacks=None, verbose=0):
-    """Fine-tune ``student`` with distillation from ``teacher``.
+    """Fine-tune ``student`` with distillation from ``teacher`` (:func:`fine_tune` with a teacher).
 
     Args:
         student: tf_keras model to train (changed in place).
@@ -199,9 +244,6 @@ def fit(student, teacher, data, epochs=1, alpha=0.5, temperature=4.0, optimizer=
     Returns:
         The Keras ``History``.
     """
-    if loss is None:
-        loss = keras.losses.SparseCategoricalCrossentropy(from_logits=not ends_in_softmax(student))
-    wrapper = Distiller(student, teacher, alpha=alpha, temperature=temperature)
-    wrapper.compile(optimizer=optimizer or keras.optimizers.Adam(1e-3), loss=loss, metrics=list(metrics))
-    return wrapper.fit(data, epochs=epochs, validation_data=validation_data,
-                       callbacks=list(callbacks or []), verbose=verbose)
+    return fine_tune(student, data, epochs, teacher=teacher, alpha=alpha, temperature=temperature,
+                     optimizer=optimizer, loss=loss, metrics=metrics, validation_data=validation_data,
+                     callbacks=callbacks, verbose=verbose)

@@ -22,7 +22,7 @@ from tfcompress import clustering, distribute, pruning, quantization
 from tfcompress._keras import keras
 from tfcompress._model import clone
 from tfcompress.depth.stage import depth_stage
-from tfcompress.distill import Distiller
+from tfcompress.distill import fine_tune
 from tfcompress.precision.stage import run_stage as precision_stage
 from tfcompress.pruning import global_
 from tfcompress.quantization import binary, nbit
@@ -75,29 +75,34 @@ class _Run:
         return ((r.learning_rate * lr_scale) if lr is None else lr, getattr(stage, "optimizer", None) or r.optimizer,
                 getattr(stage, "lr_schedule", None) or r.lr_schedule)
 
-    def compile(self, model, lr_scale=1.0, stage=None, epochs=1):
-        lr, opt, schedule = self.training(stage, lr_scale)
-        model.compile(
-            optimizer=make_optimizer(opt, lr, schedule, self.steps(1), epochs),
-            loss=self.loss, metrics=["accuracy"],
-        )
+    def fit(self, model, epochs, callbacks=(), lr_scale=1.0, stage=None, name="fit", distil=True,
+            teacher=None, alpha=None, temperature=None):
+        """The one fine-tuning path of every stage: train ``model`` in place.
 
-    def fit(self, model, epochs, callbacks=(), lr_scale=1.0, stage=None, name="fit", distil=True):
-        """Train ``model`` in place with the stage's optimizer and schedule
-        (through a Distiller when the recipe distils)."""
+        The stage's optimizer and schedule (its own fields, else the
+        recipe's), the task loss, validation data, the user's callbacks,
+        TensorBoard (``<tensorboard>/<name>``) and ``progress`` lines, through
+        :func:`tfcompress.distill.fine_tune`. Distillation: from ``teacher``
+        with ``alpha``/``temperature`` when given (a stage's own settings:
+        channels, depth), else from the recipe's teacher when the recipe
+        distils and ``distil`` is True.
+
+        Returns:
+            The Keras ``History.history`` dict.
+        """
         d = self.recipe.distillation
-        target = model
-        if distil and d is not None and self.teacher is not None:
-            target = Distiller(model, self.teacher, alpha=d.alpha, temperature=d.temperature)
-        self.compile(target, lr_scale, stage, epochs)
-        build_training_state(target, self.train.dataset)  # one trace of the train step, not two
+        if teacher is None and distil and d is not None and self.teacher is not None:
+            teacher, alpha, temperature = self.teacher, d.alpha, d.temperature
+        lr, opt, schedule = self.training(stage, lr_scale)
         # The pruning stage's TensorBoard is TF-MOT's PruningSummaries (sparsity too): no second one.
         own_board = any(isinstance(c, keras.callbacks.TensorBoard) for c in callbacks)
-        extra = stage_callbacks(name, self.training(stage, lr_scale)[2], epochs, self.val is not None,
+        extra = stage_callbacks(name, schedule, epochs, self.val is not None,
                                 None if own_board else self.tensorboard, self.progress)
-        hist = target.fit(  # the learning-rate log first: every later callback sees the rate
-            self.train.dataset, epochs=epochs,
-            validation_data=self.val.dataset if self.val is not None else None,
+        hist = fine_tune(
+            model, self.train.dataset, epochs, teacher=teacher, alpha=alpha, temperature=temperature,
+            optimizer=make_optimizer(opt, lr, schedule, self.steps(1), epochs), loss=self.loss,
+            metrics=["accuracy"], validation_data=self.val.dataset if self.val is not None else None,
+            # the learning-rate log first: every later callback sees the rate
             callbacks=extra[:1] + list(callbacks) + extra[1:] + self.user_callbacks, verbose=self.verbose,
         )
         return hist.history
@@ -150,13 +155,15 @@ def _channels_stage(run, model, stage):
     d = run.recipe.distillation
     teacher = run.teacher if run.teacher is not None else clone(model)
 
-    def fine_tune(m, epochs):
+    history = {}
+
+    def fine_tune(m, epochs):  # once per pruning step: the stage's history is every step's epochs
         if d is None and stage.distill:  # the stage's own distillation settings
-            wrapper = Distiller(m, teacher, alpha=stage.alpha, temperature=stage.temperature)
-            run.compile(wrapper, epochs=epochs)  # a schedule spans all the epochs, not 1
-            wrapper.fit(run.train.dataset, epochs=epochs, verbose=run.verbose)
+            h = run.fit(m, epochs, name="channels", teacher=teacher, alpha=stage.alpha, temperature=stage.temperature)
         else:
-            run.fit(m, epochs, name="channels")
+            h = run.fit(m, epochs, name="channels")
+        for k, v in h.items():
+            history.setdefault(k, []).extend(v)
         return m
 
     data = types.SimpleNamespace(train=run.train.arrays(),
@@ -177,7 +184,7 @@ def _channels_stage(run, model, stage):
                             + f": params {rep.params_before:,} → {rep.params_after:,}, FLOPs {rep.flops_ratio:.0%}"),
         "channels": rep.to_dict(),
     })
-    return small, records, {}, info
+    return small, records, history, info
 
 
 def _train_stage(run, model, stage):

@@ -55,17 +55,12 @@ def default_fine_tune(teacher, train, config, batch_size=64, learning_rate=1e-3)
         loss = distill.loss_for(model, data.sparse_labels)
         steps = max(1, epochs * -(-data.num_samples // batch_size)) if data.num_samples else None
         lr = keras.optimizers.schedules.CosineDecay(learning_rate, steps) if steps else learning_rate
-        if config.distill:
-            was = teacher.trainable
-            try:
-                distill.fit(model, teacher, ds, epochs=epochs, alpha=config.alpha,
-                            temperature=config.temperature, loss=loss,
-                            optimizer=keras.optimizers.Adam(lr))
-            finally:
-                teacher.trainable = was
-        else:
-            model.compile(keras.optimizers.Adam(lr), loss, metrics=["accuracy"])
-            model.fit(ds, epochs=epochs, verbose=0)
+        was = teacher.trainable
+        try:
+            distill.fine_tune(model, ds, epochs, teacher=teacher if config.distill else None, alpha=config.alpha,
+                              temperature=config.temperature, loss=loss, optimizer=keras.optimizers.Adam(lr))
+        finally:
+            teacher.trainable = was
         return model
 
     return fine_tune

@@ -7,7 +7,6 @@ Example:
 from tfcompress._model import clone
 from tfcompress.depth.candidates import find_blocks
 from tfcompress.depth.removal import remove_blocks
-from tfcompress.distill import Distiller
 
 __all__ = ["depth_stage", "depth_column"]
 
@@ -32,9 +31,8 @@ def depth_stage(run, model, stage):
         d = run.recipe.distillation
         if d is None and stage.distill:  # the stage's own distillation settings
             teacher = run.teacher if run.teacher is not None else clone(model)
-            wrapper = Distiller(small, teacher, alpha=stage.alpha, temperature=stage.temperature)
-            run.compile(wrapper, stage=stage, epochs=epochs)
-            history = wrapper.fit(run.train.dataset, epochs=epochs, verbose=run.verbose).history
+            history = run.fit(small, epochs, stage=stage, name="depth", teacher=teacher, alpha=stage.alpha,
+                              temperature=stage.temperature)
         else:
             history = run.fit(small, epochs, stage=stage, name="depth")
     records = {}
