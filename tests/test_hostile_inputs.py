@@ -8,11 +8,17 @@ problem, and that it came within seconds; on the command line, exit status 2
 with exactly one ``error:`` line and no traceback.
 """
 
+import os
+import shutil
+import threading
 import time
+import zipfile
 
+import numpy as np
 import pytest
 
-from tfcompress.errors import RecipeError, TuningError
+from tfcompress import datasets
+from tfcompress.errors import DataError, RecipeError, TuningError, UnsupportedModelError
 from tfcompress.recipe import Recipe
 from tfcompress.tuning.space import SearchSpace
 
@@ -124,3 +130,297 @@ def test_yaml_bomb_on_the_command_line(capsys, tmp_path, command):
                  "--dir", str(tmp_path / "t"), "--isolation", "session"],
     }[command]
     assert "aliases that expand to more than 10000 values" in _cli_error(capsys, argv)
+
+
+# --- 2. FIFOs and symlink loops: refused at once, never waited on -------------------------------
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    """A tiny 8x8x1 model (.keras and .tflite), good data, and an image folder of two classes."""
+    from PIL import Image
+
+    import tflite_export
+    from tfcompress._keras import keras
+
+    d = tmp_path_factory.mktemp("hostile")
+    keras.utils.set_random_seed(0)
+    m = keras.Sequential([keras.layers.Input((8, 8, 1)), keras.layers.Flatten(),
+                          keras.layers.Dense(2, activation="softmax")])
+    m.save(d / "m.keras")
+    tflite_export.export(m, str(d / "m.tflite"), mode="float32")
+    rng = np.random.default_rng(0)
+    np.savez(d / "good.npz", x_train=rng.random((40, 8, 8, 1)).astype("float32"), y_train=np.arange(40) % 2)
+    for c in ("cat", "dog"):
+        (d / "images" / c).mkdir(parents=True)
+        for i in range(4):
+            Image.fromarray(rng.integers(0, 256, (8, 8), dtype=np.uint8)).save(d / "images" / c / f"{i}.png")
+    return d
+
+
+def _images(files, tmp_path):
+    """A fresh copy of the good image folder, to damage."""
+    return shutil.copytree(files / "images", tmp_path / "images")
+
+
+@pytest.fixture
+def fifo(tmp_path):
+    """``tmp_path/NAME`` as a FIFO. Should anything open it and wait, a writer comes after 20 s, so the
+    test fails on its time limit instead of hanging the suite."""
+    made = []
+
+    def make(name):
+        path = tmp_path / name
+        if not path.exists():
+            os.mkfifo(path)
+            made.append(path)
+        return str(path)
+
+    stop = threading.Event()
+
+    def rescue():
+        if stop.wait(20):
+            return
+        for path in made:
+            try:
+                os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
+            except OSError:  # nobody reading it
+                pass
+
+    threading.Thread(target=rescue, daemon=True).start()
+    yield make
+    stop.set()
+
+
+def _fifo_cases(files, fifo, tmp_path):
+    out = str(tmp_path / "out")
+    keras_, tfl, npz = str(files / "m.keras"), str(files / "m.tflite"), str(files / "good.npz")
+    return {
+        "optimize --model": ["optimize", "--model", fifo("m.keras"), "--data", npz, "--out", out],
+        "optimize --recipe": ["optimize", "--model", keras_, "--data", npz, "--recipe", fifo("r.yaml"),
+                              "--out", out],
+        "optimize --data": ["optimize", "--model", keras_, "--data", fifo("d.npz"), "--out", out],
+        "check MODEL": ["check", fifo("m.keras")],
+        "tune --model": ["tune", "--model", fifo("m.keras"), "--data", npz, "--dir", out],
+        "tune --space": ["tune", "--model", keras_, "--data", npz, "--space", fifo("s.yaml"), "--dir", out],
+        "export MODEL": ["export", fifo("m.keras"), "--mode", "float32", "--out", str(tmp_path / "o.tflite")],
+        "export --data": ["export", keras_, "--data", fifo("d.npz"), "--out", str(tmp_path / "o.tflite")],
+        "inspect FILE": ["inspect", fifo("m.tflite")],
+        "bench FILE": ["bench", tfl, fifo("n.tflite")],
+    }
+
+
+FIFO_CASES = ["optimize --model", "optimize --recipe", "optimize --data", "check MODEL", "tune --model",
+              "tune --space", "export MODEL", "export --data", "inspect FILE", "bench FILE"]
+
+
+@pytest.mark.parametrize("case", FIFO_CASES)
+def test_a_fifo_is_refused_at_once(capsys, files, fifo, tmp_path, case):
+    argv = _fifo_cases(files, fifo, tmp_path)[case]
+    line = _cli_error(capsys, argv, limit=15)
+    assert "FIFO (named pipe), not a file" in line
+
+
+def test_a_fifo_through_the_api(files, fifo):
+    import tfcompress
+
+    with pytest.raises(UnsupportedModelError) as e:
+        tfcompress.load_model(fifo("m.keras"))
+    _one_line(e, "is a FIFO (named pipe)")
+    with pytest.raises(DataError) as e:
+        datasets.from_npz(fifo("d.npz"))
+    _one_line(e, "is a FIFO (named pipe)")
+
+
+def test_a_fifo_named_like_an_image_is_refused(files, fifo, tmp_path):
+    folder = _images(files, tmp_path)
+    os.rename(fifo("x.png"), folder / "cat" / "x.png")
+    with pytest.raises(DataError) as e:
+        datasets.from_directory(folder, input_shape=(8, 8, 1))
+    _one_line(e, "cat/x.png is a FIFO (named pipe), not an image file")
+
+
+@pytest.mark.parametrize("target", ["top", "class", "self"])
+def test_a_symlink_loop_in_an_image_folder_is_refused(files, tmp_path, target):
+    folder = _images(files, tmp_path)
+    link = folder / "cat" / "loop"
+    os.symlink({"top": folder, "class": folder / "cat", "self": link}[target], link)
+    t0 = time.perf_counter()
+    if target == "self":  # a link to itself leads nowhere: skipped, as Keras skips it
+        assert datasets.from_directory(folder, input_shape=(8, 8, 1)).num_classes == 2
+        return
+    with pytest.raises(DataError) as e:
+        datasets.from_directory(folder, input_shape=(8, 8, 1))
+    _one_line(e, "is a symbolic link to", "a folder that contains it", "remove the link")
+    assert time.perf_counter() - t0 < 5
+
+
+def test_a_symlink_loop_on_the_command_line(capsys, files, tmp_path):
+    folder = _images(files, tmp_path)
+    os.symlink(folder, folder / "dog" / "up")
+    line = _cli_error(capsys, ["optimize", "--model", str(files / "m.keras"), "--data", str(folder),
+                               "--out", str(tmp_path / "out")])
+    assert "dog/up is a symbolic link" in line
+
+
+def test_links_that_multiply_a_tree_are_capped(files, tmp_path, monkeypatch):
+    from tfcompress import _imagefiles
+
+    folder = _images(files, tmp_path)
+    for i in range(5):  # no loop: each link is another path to the same images
+        os.symlink(folder / "dog", folder / "cat" / f"copy{i}")
+    monkeypatch.setattr(_imagefiles, "MAX_ENTRIES", 20)
+    with pytest.raises(DataError) as e:
+        datasets.from_directory(folder, input_shape=(8, 8, 1))
+    _one_line(e, "holds more than 20 files and folders")
+
+
+# --- 3. damaged .npz files and .keras zip bombs ---------------------------------------------------
+
+def _damaged_npz(files, tmp_path, case):
+    raw = (files / "good.npz").read_bytes()
+    path = tmp_path / f"{case}.npz"
+    if case == "truncated":
+        path.write_bytes(raw[: len(raw) // 2])
+    elif case == "empty":
+        path.write_bytes(b"")
+    elif case == "plain .npy":
+        np.save(tmp_path / "a.npy", np.zeros(3))
+        os.rename(tmp_path / "a.npy", path)
+    elif case == "corrupt member":
+        np.savez_compressed(path, x_train=np.zeros((40, 8, 8, 1), "float32"), y_train=np.arange(40) % 2)
+        data = bytearray(path.read_bytes())
+        start = data.index(b"x_train.npy") + len("x_train.npy")  # the member's deflate stream follows its name
+        data[start + 20: start + 60] = os.urandom(40)
+        path.write_bytes(bytes(data))
+    elif case == "huge header":
+        with zipfile.ZipFile(path, "w") as z:  # a header claiming 23 TiB, backed by 80 bytes
+            header = "{'descr': '<f4', 'fortran_order': False, 'shape': (2000000, 3000000, 1), }"
+            header += " " * (117 - len(header)) + "\n"
+            z.writestr("x_train.npy", b"\x93NUMPY\x01\x00" + bytes([len(header), 0]) + header.encode() + b"\0" * 80)
+            z.writestr("y_train.npy", b"")
+    elif case == "object array":
+        np.savez(path, x_train=np.array([{"a": 1}] * 4, dtype=object), y_train=np.arange(4))
+    return path
+
+
+NPZ_CASES = {
+    "truncated": "as .npz (",
+    "empty": "as .npz (",
+    "plain .npy": "as .npz (File is not a zip file)",
+    "corrupt member": "as .npz (",
+    "huge header": "claims a 2000000x3000000x1 float32 array (21.8 TiB) but the member holds 208 bytes",
+    "object array": "x_train.npy holds Python objects, which are never unpickled",
+}
+
+
+@pytest.mark.parametrize("case", list(NPZ_CASES))
+def test_a_damaged_npz_is_one_line_naming_the_file(files, tmp_path, case):
+    path = _damaged_npz(files, tmp_path, case)
+    t0 = time.perf_counter()
+    with pytest.raises(DataError) as e:
+        datasets.load(str(path))
+    assert str(path) in _one_line(e, NPZ_CASES[case])
+    assert time.perf_counter() - t0 < 5
+
+
+@pytest.mark.parametrize("command", ["optimize", "export"])
+@pytest.mark.parametrize("case", ["truncated", "corrupt member", "huge header"])
+def test_a_damaged_npz_on_the_command_line(capsys, files, tmp_path, command, case):
+    path = str(_damaged_npz(files, tmp_path, case))
+    argv = (["optimize", "--model", str(files / "m.keras"), "--data", path, "--out", str(tmp_path / "out")]
+            if command == "optimize" else
+            ["export", str(files / "m.keras"), "--data", path, "--out", str(tmp_path / "o.tflite")])
+    line = _cli_error(capsys, argv)
+    assert path in line and NPZ_CASES[case] in line
+
+
+def _keras_bomb(files, tmp_path, claimed=4_000_000_000, members=1):
+    """The tiny .keras plus members whose directory claims ``claimed`` bytes each (the bytes are few)."""
+    path = tmp_path / "bomb.keras"
+    shutil.copy(files / "m.keras", path)
+    with zipfile.ZipFile(path, "a") as z:
+        for i in range(members):
+            z.writestr(f"assets/pad{i}.bin", b"\0" * 1000, compress_type=zipfile.ZIP_DEFLATED)
+    data = bytearray(path.read_bytes())
+    for i in range(members):  # claim more in the central directory, as an overlapping-member bomb does
+        at = data.index(b"PK\x01\x02", data.index(b"PK\x01\x02"))
+        at = data.index(f"assets/pad{i}.bin".encode(), at) - 46
+        data[at + 24: at + 28] = claimed.to_bytes(4, "little")
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_a_keras_zip_bomb_is_refused_before_loading(files, tmp_path):
+    import tfcompress
+
+    path = _keras_bomb(files, tmp_path)
+    with pytest.raises(UnsupportedModelError) as e:
+        tfcompress.load_model(path)
+    _one_line(e, "unpacks to 3.7 GiB", "a zip bomb")
+
+
+def test_a_keras_zip_bomb_on_the_command_line(capsys, files, tmp_path):
+    path = str(_keras_bomb(files, tmp_path))
+    assert "a zip bomb" in _cli_error(capsys, ["export", path, "--mode", "float32", "--out",
+                                               str(tmp_path / "o.tflite")])
+    assert "a zip bomb" in _cli_error(capsys, ["check", path])
+
+
+def test_good_model_and_data_files_still_load(files):
+    import tfcompress
+
+    assert tfcompress.load_model(files / "m.keras").output_shape == (None, 2)
+    assert len(datasets.load(str(files / "good.npz")).train[0]) == 29  # 40 less 8 test, 3 validation
+    from tflite_export.cli import _load_npz
+
+    assert _load_npz(str(files / "good.npz"))[0].shape == (40, 8, 8, 1)
+
+
+# --- 4. image folders: bad images and no images --------------------------------------------------
+
+def _damage(folder, case):
+    cat = folder / "cat"
+    if case == "zero-byte":
+        (cat / "0.png").write_bytes(b"")
+    elif case == "text as png":
+        (cat / "0.png").write_text("not an image")
+        (folder / "dog" / "3.png").write_text("nor this")
+    elif case == "corrupt png":  # a PNG signature, then garbage: only decoding finds it
+        raw = (cat / "1.png").read_bytes()
+        (cat / "1.png").write_bytes(raw[:16] + os.urandom(len(raw) - 16))
+
+
+IMAGE_CASES = {
+    "zero-byte": ["cat/0.png is empty (0 bytes)", "(1 of 8 files)"],
+    "text as png": ["cat/0.png is not a PNG, JPEG, GIF or BMP image", "2 of 8 files are bad"],
+    "corrupt png": ["cat/1.png cannot be decoded as an image", "(1 of"],
+}
+
+
+@pytest.mark.parametrize("shape", [(8, 8, 1), None], ids=["model's size", "first image's size"])
+@pytest.mark.parametrize("case", list(IMAGE_CASES))
+def test_bad_images_are_one_line_naming_the_first(files, tmp_path, case, shape):
+    folder = _images(files, tmp_path)
+    _damage(folder, case)
+    with pytest.raises(DataError) as e:
+        datasets.from_directory(folder, input_shape=shape)
+    _one_line(e, *IMAGE_CASES[case])
+
+
+def test_bad_images_on_the_command_line(capsys, files, tmp_path):
+    folder = _images(files, tmp_path)
+    _damage(folder, "text as png")
+    line = _cli_error(capsys, ["optimize", "--model", str(files / "m.keras"), "--data", str(folder),
+                               "--out", str(tmp_path / "out")])
+    assert "2 of 8 files are bad" in line
+
+
+@pytest.mark.parametrize("shape", [(8, 8, 1), None], ids=["model's size", "first image's size"])
+def test_a_folder_with_no_images(files, tmp_path, shape):
+    folder = tmp_path / "empty"
+    for c in ("cat", "dog"):
+        (folder / c).mkdir(parents=True)
+        (folder / c / "notes.txt").write_text("x")
+    with pytest.raises(DataError) as e:
+        datasets.from_directory(folder, input_shape=shape)
+    _one_line(e, "holds no image (.png", "class subfolders cat, dog")

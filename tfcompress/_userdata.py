@@ -22,7 +22,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from tfcompress.errors import DataError
+from tfcompress._imagefiles import IMAGE_EXTENSIONS, bad_images_error, check_images, image_files, undecodable
+from tfcompress.errors import DataError, first_line
+from tflite_export._userfiles import available_memory, read_npz
 
 __all__ = ["Dataset", "from_arrays", "from_npz", "from_directory", "from_tf_dataset", "NPZ_KEYS"]
 
@@ -33,7 +35,6 @@ NPZ_KEYS = {
     "test": (("x_test", "y_test"),),
 }
 _SPLIT_DIRS = {"train": ("train",), "validation": ("val", "valid", "validation"), "test": ("test",)}
-_IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 
 
 @dataclass(frozen=True)
@@ -221,7 +222,9 @@ def from_npz(path, validation_fraction=0.1, test_fraction=0.2, seed=0, scale="au
         A :class:`Dataset` named by the file's path.
 
     Raises:
-        DataError: an unreadable file, missing keys (the keys found are
+        DataError: an unreadable, truncated or corrupt file, a FIFO, an
+            array header claiming more than its member holds or memory has
+            (checked before numpy allocates), missing keys (the keys found are
             named), or arrays :func:`from_arrays` refuses.
 
     Example:
@@ -229,12 +232,7 @@ def from_npz(path, validation_fraction=0.1, test_fraction=0.2, seed=0, scale="au
         >>> from_npz("mine.npz").describe()  # doctest: +SKIP
     """
     path = os.fsdecode(path)
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-    except (OSError, ValueError, EOFError) as e:
-        raise DataError(f"cannot read {path} as .npz ({str(e).splitlines()[0] if str(e) else type(e).__name__}): "
-                        "save it with numpy.savez(path, x_train=..., y_train=...).") from None
+    arrays = read_npz(path, DataError)
     found = {}
     for split, layouts in NPZ_KEYS.items():
         for kx, ky in layouts:
@@ -257,13 +255,16 @@ def _subdirs(path):
     return sorted(e.name for e in os.scandir(path) if e.is_dir() and not e.name.startswith("."))
 
 
-def _first_image(path):
-    for root, _, files in sorted(os.walk(path)):
-        for f in sorted(files):
-            if f.lower().endswith(_IMAGE_EXTENSIONS):
-                return os.path.join(root, f)
-    raise DataError(f"{path} holds no image ({', '.join(_IMAGE_EXTENSIONS)}): give a folder with one "
-                    "subfolder of images per class.")
+def _list_images(path, roots, class_names):
+    """Every split's image files (checked: no link loop, no FIFO, each starts like an image), none empty."""
+    files = {}
+    for split, root in roots.items():
+        files[split] = [f for c in class_names for f in image_files(os.path.join(root, c), path)]
+        if not files[split]:
+            raise DataError(f"{root} holds no image ({', '.join(IMAGE_EXTENSIONS)}) in its class subfolders "
+                            f"{', '.join(class_names)}: give a folder with one subfolder of images per class.")
+    check_images(path, [f for fs in files.values() for f in fs])
+    return files
 
 
 def _as_float32(x, factor):
@@ -274,21 +275,8 @@ def _as_float32(x, factor):
     return x
 
 
-def _count_images(root, class_names):
-    return sum(f.lower().endswith(_IMAGE_EXTENSIONS)
-               for c in class_names for _, _, files in os.walk(os.path.join(root, c)) for f in files)
-
-
 def _available_memory():
-    """Bytes of memory available to new allocations (Linux ``MemAvailable``), or None where unknown."""
-    try:
-        with open("/proc/meminfo", encoding="ascii") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        return None
-    return None
+    return available_memory()
 
 
 #: Bytes a pixel channel of an image folder takes while it is read: the uint8 array and its float32 copy.
@@ -299,9 +287,8 @@ def _gib(n):
     return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB"
 
 
-def _check_fits(path, roots, class_names, size, channels):
+def _check_fits(path, n, size, channels):
     """One clear error before reading, rather than the process killed for memory halfway through."""
-    n = sum(_count_images(root, class_names) for root in roots.values())
     need = n * size[0] * size[1] * channels * FOLDER_BYTES_PER_VALUE
     free = _available_memory()
     if free is not None and need > free:
@@ -311,7 +298,7 @@ def _check_fits(path, roots, class_names, size, channels):
             "images (a subset folder) or a smaller model input, or a machine with more memory.")
 
 
-def _read_folder(path, class_names, image_size, color_mode):
+def _read_folder(path, class_names, image_size, color_mode, files=(), top=None):
     from tfcompress._keras import keras, tf
 
     with open(os.devnull, "w") as devnull, _redirect(devnull):  # tf_keras prints "Found N files"
@@ -319,9 +306,15 @@ def _read_folder(path, class_names, image_size, color_mode):
             path, labels="inferred", label_mode="int", class_names=list(class_names), color_mode=color_mode,
             batch_size=64, image_size=tuple(image_size), shuffle=False)
     xs, ys = [], []
-    for x, y in ds:  # resized pixels are floats in [0, 255]: back to uint8, so scale="auto" knows them
-        xs.append(tf.cast(tf.round(tf.clip_by_value(x, 0, 255)), tf.uint8).numpy())
-        ys.append(y.numpy().astype("int64"))
+    try:
+        for x, y in ds:  # resized pixels are floats in [0, 255]: back to uint8, so scale="auto" knows them
+            xs.append(tf.cast(tf.round(tf.clip_by_value(x, 0, 255)), tf.uint8).numpy())
+            ys.append(y.numpy().astype("int64"))
+    except tf.errors.OpError as e:  # a file that starts like an image but does not decode
+        bad = undecodable(files)
+        if bad:
+            raise bad_images_error(top or path, bad, len(files), "cannot be decoded as an image") from None
+        raise DataError(f"{top or path}: cannot read the images ({first_line(e)}).") from None
     if not xs:
         raise DataError(f"{path} holds no image in its class subfolders {', '.join(class_names)}.")
     return np.concatenate(xs), np.concatenate(ys)
@@ -353,8 +346,9 @@ def from_directory(path, input_shape=None, validation_fraction=0.1, test_fractio
         A :class:`Dataset` whose ``class_names`` are the subfolders.
 
     Raises:
-        DataError: no class subfolders or images, an input shape that is not
-            an image, class folders that differ between splits, or more images
+        DataError: no class subfolders or images, a symbolic-link loop, files
+            that are not images (the first named, with how many are bad), an
+            input shape that is not an image, class folders that differ between splits, or more images
             than memory holds (checked before reading: the data is held as float32).
 
     Example:
@@ -382,13 +376,18 @@ def from_directory(path, input_shape=None, validation_fraction=0.1, test_fractio
             raise DataError(f"the model takes inputs of shape {shape}, not images (height, width, 1/3/4 "
                             "channels): an image folder cannot feed it; pass a .npz file instead.")
         size, channels = shape[:2], shape[2]
-    else:
-        img = tf.io.decode_image(tf.io.read_file(_first_image(roots["train"])), expand_animations=False)
+    files = _list_images(path, roots, class_names)
+    if input_shape is None:
+        first = files["train"][0]
+        try:
+            img = tf.io.decode_image(tf.io.read_file(first), expand_animations=False)
+        except (tf.errors.OpError, ValueError):
+            raise bad_images_error(path, [first], len(files["train"]), "cannot be decoded as an image") from None
         size, channels = tuple(img.shape[:2]), int(img.shape[2])
         channels = channels if channels in (1, 3, 4) else 3
     mode = {1: "grayscale", 3: "rgb", 4: "rgba"}[channels]
-    _check_fits(path, roots, class_names, size, channels)
-    read = {split: _read_folder(root, class_names, size, mode) for split, root in roots.items()}
+    _check_fits(path, sum(map(len, files.values())), size, channels)
+    read = {split: _read_folder(root, class_names, size, mode, files[split], path) for split, root in roots.items()}
     return from_arrays(*read["train"], validation=read.get("validation"), test=read.get("test"),
                        validation_fraction=validation_fraction, test_fraction=test_fraction, seed=seed,
                        scale=scale, name=path, class_names=class_names, source="folder")

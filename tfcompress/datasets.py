@@ -35,6 +35,7 @@ from tfcompress._userdata import (
     from_tf_dataset,
 )
 from tfcompress.errors import DataError
+from tflite_export._userfiles import check_model_file, refuse_special
 
 __all__ = ["Dataset", "load", "as_dataset", "from_arrays", "from_npz", "from_directory", "from_tf_dataset",
            "NAMES", "FASHION_MNIST_DIRS", "NPZ_KEYS", "add_data_options", "cli_data", "parse_scale"]
@@ -75,6 +76,7 @@ def load(name, validation_fraction=0.1, seed=0, input_shape=None, scale="auto", 
     """
     if isinstance(name, os.PathLike) or (isinstance(name, str) and _looks_like_path(name)):
         path = os.fsdecode(name)
+        refuse_special(path, "data", DataError)
         kw = dict(validation_fraction=validation_fraction, test_fraction=test_fraction, seed=seed, scale=scale)
         if os.path.isdir(path):
             if input_shape is None and model is not None:
@@ -115,6 +117,7 @@ def _input_shape_of(model):
     from tflite_export import loader
 
     try:
+        check_model_file(os.fsdecode(model))  # a FIFO would block Keras for ever
         shape = loader.load_model(os.fsdecode(model)).input_shape
     except Exception:  # noqa: BLE001 - the export itself reports a bad model file
         return None

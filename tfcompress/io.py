@@ -33,6 +33,7 @@ from tfcompress._keras3 import to_tf_keras
 from tfcompress._model import check_model, coerce_model, is_keras3_model
 from tfcompress.errors import DataError, UnsupportedModelError, first_line
 from tflite_export import loader
+from tflite_export._userfiles import check_model_file
 from tflite_export.errors import ExportError
 
 __all__ = ["load_model", "file_info", "resolve_model", "resolve_inputs", "ModelSource", "ModelBuilder", "Builder",
@@ -61,6 +62,7 @@ def file_info(path):
         '3.15.0'
     """
     try:
+        check_model_file(os.fspath(path), UnsupportedModelError)
         return loader.read_config(path)
     except ExportError as e:
         raise UnsupportedModelError(str(e)) from None
@@ -108,6 +110,7 @@ def load_model(path, safe_mode=True):
     if not isinstance(path, (str, bytes, os.PathLike)):
         raise UnsupportedModelError(f"load_model needs the path of a model file or SavedModel folder, "
                                     f"got {type(path).__name__}.")
+    check_model_file(os.fsdecode(path), UnsupportedModelError)
     try:
         model = loader.load_model(os.fsdecode(path), safe_mode=safe_mode, check=_refuse_subclassed)
     except ExportError as e:

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from ._userfiles import refuse_special
 from .errors import ExportError
 
 METADATA_NAME = "tfcompress"
@@ -50,6 +51,7 @@ def op_name(model, opcode_index: int) -> str:
 def read_bytes(path: str) -> bytes:
     """Reads a file, raising ExportError with a one-line message on failure."""
     path = os.fspath(path)
+    refuse_special(path, "model file")
     try:
         with open(path, "rb") as f:
             return f.read()

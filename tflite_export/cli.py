@@ -22,6 +22,7 @@ import warnings
 import numpy as np
 
 from ._atomic import atomic_write_bytes
+from ._userfiles import check_model_file, read_npz, refuse_special
 from .argtypes import MAX_THREADS, check_writable, int_list, nonnegative_float, nonnegative_int, positive_int
 from .bench_report import bench_table, plot_timings
 from .errors import ExportError, TfcompressError
@@ -134,15 +135,7 @@ def _write_json(obj, dest: str | None) -> None:
 
 
 def _load_npz(name: str):
-    try:
-        with np.load(name, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-    except FileNotFoundError:
-        raise ExportError(f"data file {name} does not exist; pass digits, fashion-mnist or an existing .npz") from None
-    except (OSError, ValueError) as e:
-        raise ExportError(
-            f"cannot read {name} as .npz ({e}); save it with numpy.savez(x_train=..., x_test=..., y_test=...)"
-        ) from None
+    arrays = read_npz(name, ExportError, hint="save it with numpy.savez(path, x_train=..., x_test=..., y_test=...)")
     x = arrays.get("x_train", arrays.get("x"))
     if x is None:
         raise ExportError(f"{name} has no x_train (or x) array; it has {', '.join(arrays) or 'nothing'}")
@@ -174,6 +167,7 @@ def load_data(name: str, load_dataset=None, model=None):
     Example:
         >>> xtr, ytr, xte, yte = load_data("calib.npz")   # doctest: +SKIP
     """
+    refuse_special(name, "--data")
     is_npz = name.lower().endswith(".npz") or os.path.isfile(name)
     if load_dataset is not None and model is not None and (is_npz or os.path.isdir(name)):
         try:
@@ -238,6 +232,7 @@ def cmd_export(args) -> int:
     from .evaluate import evaluate
 
     meta = _parse_metadata(args.metadata)
+    check_model_file(args.model)  # a FIFO would block, a zip bomb unpack, before the data is even read
     check_writable(args.out, "--out")
     check_writable(args.json, "--json")
     xtr = xte = yte = None

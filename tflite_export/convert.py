@@ -20,6 +20,7 @@ import numpy as np
 from . import _flatbuffer as fb
 from . import loader
 from ._atomic import atomic_write_bytes
+from ._userfiles import check_model_file
 from .calibration import samples as _samples
 from .errors import ExportError, first_line
 
@@ -155,6 +156,7 @@ def _load_source(model, safe_mode=True):
     import tf_keras as keras
 
     if isinstance(model, (str, os.PathLike)):
+        check_model_file(os.fspath(model))
         kind, model = loader.open_source(model, safe_mode)
         if kind == "saved_model":
             return kind, model, _saved_model_input_shape(model)
