@@ -424,3 +424,124 @@ def test_a_folder_with_no_images(files, tmp_path, shape):
     with pytest.raises(DataError) as e:
         datasets.from_directory(folder, input_shape=shape)
     _one_line(e, "holds no image (.png", "class subfolders cat, dog")
+
+
+# --- 5. inconsistent inputs ------------------------------------------------------------------------
+
+def _mismatched(tmp_path):
+    path = tmp_path / "mismatch.npz"
+    rng = np.random.default_rng(0)
+    np.savez(path, x_train=rng.random((40, 8, 8, 1)).astype("float32"), y_train=np.arange(39) % 2)
+    return str(path)
+
+
+@pytest.mark.parametrize("command", ["optimize", "check", "tune", "export"])
+def test_x_and_y_of_different_lengths_in_every_command(capsys, files, tmp_path, command):
+    data, model = _mismatched(tmp_path), str(files / "m.keras")
+    argv = {
+        "optimize": ["optimize", "--model", model, "--data", data, "--out", str(tmp_path / "out")],
+        "check": ["check", model, "--data", data],
+        "tune": ["tune", "--model", model, "--data", data, "--dir", str(tmp_path / "t")],
+        "export": ["export", model, "--data", data, "--out", str(tmp_path / "o.tflite")],
+    }[command]
+    line = _cli_error(capsys, argv)
+    assert "x has 40 examples but y has 39" in line or "x_train has 40 examples but y_train has 39" in line
+
+
+@pytest.mark.parametrize("scale, fragment", [
+    ("1e-300", "--scale 1e-300 is 0 in float32"),
+    ("1e300", "--scale 1e300 is infinite in float32"),
+])
+def test_a_scale_that_makes_the_data_zero_or_infinite(capsys, files, tmp_path, scale, fragment):
+    line = _cli_error(capsys, ["optimize", "--model", str(files / "m.keras"), "--data", str(files / "good.npz"),
+                               "--scale", scale, "--out", str(tmp_path / "out")])
+    assert fragment in line
+
+
+@pytest.mark.parametrize("scale, fragment", [
+    (1e-41, "makes the train inputs zero in float32"),
+    (1e38, "makes the train inputs infinite in float32"),
+])
+def test_from_arrays_refuses_a_scale_that_ruins_the_data(scale, fragment):
+    x = np.full((20, 4), 255, np.uint8)
+    with pytest.raises(DataError) as e:
+        datasets.from_arrays(x, np.arange(20) % 2, scale=scale)
+    _one_line(e, fragment, "pick a factor such as 1/255")
+    assert datasets.from_arrays(x, np.arange(20) % 2, scale=1e-30).train[0].max() > 0  # tiny, yet not zero
+
+
+@pytest.mark.parametrize("objective", ["", " , "])
+def test_tune_with_an_empty_objective(capsys, tmp_path, objective):
+    line = _cli_error(capsys, ["tune", "--model", "digits_cnn", "--dataset", "digits", "--objective", objective,
+                               "--dir", str(tmp_path / "t")])
+    assert "argument --objective: must name at least one of accuracy, size, latency" in line
+
+
+def test_bench_delegate_that_is_not_a_delegate(capsys, files, tmp_path, monkeypatch):
+    import sys
+
+    benchmark = sys.modules["tflite_export.benchmark"]
+    monkeypatch.setattr(benchmark, "benchmark", lambda *a, **k: pytest.fail("timed before checking --delegate"))
+    tfl = str(files / "m.tflite")
+    text = tmp_path / "libfake.so"
+    text.write_text("not a library")
+    assert "is not a shared library (not an ELF file)" in _cli_error(capsys, ["bench", tfl, "--delegate", str(text)])
+    assert "does not exist" in _cli_error(capsys, ["bench", tfl, "--delegate", str(tmp_path / "missing.so")])
+    library = np._core._multiarray_umath.__file__  # a real shared library, but no TFLite delegate
+    line = _cli_error(capsys, ["bench", tfl, "--delegate", library])
+    assert "is not a loadable TFLite delegate" in line
+
+
+def test_multiworker_without_tf_config(capsys, monkeypatch, tmp_path):
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    line = _cli_error(capsys, ["optimize", "--model", "digits_cnn", "--dataset", "digits", "--strategy",
+                               "multiworker", "--out", str(tmp_path / "out")])
+    assert "strategy multiworker needs the cluster in TF_CONFIG, which is not set" in line
+
+
+@pytest.mark.parametrize("command", ["optimize", "tune"])
+def test_tensorboard_on_a_file_is_refused_up_front(capsys, tmp_path, command):
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    base = (["optimize", "--model", "digits_cnn", "--dataset", "digits", "--out", str(tmp_path / "out")]
+            if command == "optimize" else
+            ["tune", "--model", "digits_cnn", "--dataset", "digits", "--dir", str(tmp_path / "t")])
+    assert "--tensorboard" in _cli_error(capsys, [*base, "--tensorboard", str(afile)])
+    line = _cli_error(capsys, [*base, "--tensorboard", str(afile / "logs")])
+    assert "cannot be made" in line and "is a file" in line
+    assert not (tmp_path / "out").exists() and not (tmp_path / "t").exists()
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes in read-only folders")
+def test_tensorboard_in_a_read_only_folder_is_refused_up_front(capsys, tmp_path):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    try:
+        line = _cli_error(capsys, ["optimize", "--model", "digits_cnn", "--dataset", "digits", "--out",
+                                   str(tmp_path / "out"), "--tensorboard", str(ro / "logs")])
+    finally:
+        ro.chmod(0o700)
+    assert "permission denied" in line
+
+
+def test_tensorboard_check_reads_permissions(tmp_path, monkeypatch):
+    """The read-only case where the test runs as root (who may write anywhere): os.access says no."""
+    from tflite_export.argtypes import check_writable_dir
+    from tflite_export.errors import ExportError
+
+    monkeypatch.setattr(os, "access", lambda *a, **k: False)
+    with pytest.raises(ExportError) as e:
+        check_writable_dir(str(tmp_path / "logs"), "--tensorboard")
+    _one_line(e, f"cannot write in {tmp_path} (permission denied)")
+
+
+def test_no_subcommand_prints_the_usage(capsys):
+    from tfcompress.cli import main
+
+    assert main([]) == 2
+    out, err = capsys.readouterr()
+    assert out.startswith("usage: tfcompress") and "optimize" in out and "examples:" in out
+    assert "Traceback" not in err
+    lines = [ln for ln in err.splitlines() if "error:" in ln]
+    assert len(lines) == 1 and lines[0].startswith("error: give a command: demo, optimize, export"), err

@@ -118,6 +118,25 @@ def _scale_factor(scale, x):
     return float(scale)
 
 
+_F32_TINY, _F32_MAX = float(np.finfo(np.float32).tiny), float(np.finfo(np.float32).max)
+
+
+def _check_scaled(name, factor, splits):
+    """Refuses a factor that would turn the inputs into zeros or infinities in float32, before scaling."""
+    if not factor:
+        return
+    for split, (x, _) in splits.items():
+        big = max(abs(float(np.max(x))), abs(float(np.min(x)))) if x.size else 0.0
+        if not np.isfinite(big) or big == 0:  # NaN/Inf are the data checks' to report; zeros stay zeros
+            continue
+        scaled = big * factor
+        if scaled > _F32_MAX or scaled < _F32_TINY:
+            what, bound = ("infinite", f"above float32's largest, {_F32_MAX:.3g}") if scaled > _F32_MAX else \
+                ("zero", f"below float32's smallest normal number, {_F32_TINY:.3g}")
+            raise DataError(f"{name}: scale {factor:g} makes the {split} inputs {what} in float32 (the largest, "
+                            f"{big:g}, becomes {scaled:.3g}, {bound}): pick a factor such as 1/255, or none.")
+
+
 def _split(what, pair):
     from tfcompress._checks import check_array
 
@@ -193,6 +212,7 @@ def from_arrays(x, y, validation=None, test=None, validation_fraction=0.1, test_
             train = (train[0][keep], train[1][keep])
     factor = _scale_factor(scale, train[0])
     out = {"train": train, **splits}
+    _check_scaled(name, factor, out)
     if scale == "auto":
         kinds = {k: v[0].dtype == np.uint8 for k, v in out.items()}
         if len(set(kinds.values())) > 1:

@@ -17,7 +17,7 @@ import traceback
 from tfcompress import check_cli, datasets
 from tfcompress.tuning import cli as tuning_cli
 from tflite_export import cli as export_cli
-from tflite_export.argtypes import nonnegative_int, positive_int, seed_int, thread_count
+from tflite_export.argtypes import check_writable_dir, nonnegative_int, positive_int, seed_int, thread_count
 
 __all__ = ["main", "build_parser"]
 
@@ -135,6 +135,7 @@ def _cmd_optimize(args):
     from tfcompress.recipe import Recipe
     from tfcompress.training import set_seed
 
+    check_writable_dir(args.tensorboard, "--tensorboard")  # before training, not when its first log is written
     if args.target is not None or args.minimize is not None:  # a bad budget fails before any work
         from tfcompress.target import check_minimize, parse_target
 
@@ -179,7 +180,10 @@ def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "command", None):
-        parser.print_help()
+        parser.print_help()  # the commands and examples; the one error line goes to stderr
+        commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+        print(f"error: give a command: {', '.join(commands)} (tfcompress COMMAND --help for its options)",
+              file=sys.stderr)
         return 2
     from tfcompress.errors import TfcompressError
     from tflite_export.cli import plain_warnings

@@ -284,5 +284,9 @@ def parse_scale(text):
         value = None
     if value is None or not np.isfinite(value) or value <= 0:
         raise DataError(f"--scale must be auto, none or a positive factor such as 1/255, got {text!r}.")
+    tiny, most = float(np.finfo(np.float32).tiny), float(np.finfo(np.float32).max)
+    if not tiny <= value <= most:  # float32 inputs times it would be all zeros or infinities
+        raise DataError(f"--scale {text} is {'0' if value < tiny else 'infinite'} in float32 (inputs are "
+                        f"scaled in float32, which holds {tiny:.3g}..{most:.3g}): give a factor such as 1/255.")
     return value
 

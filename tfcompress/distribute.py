@@ -108,7 +108,11 @@ def resolve(strategy):
         )
     if name not in _CACHE:  # one MultiWorkerMirroredStrategy per process: TensorFlow allows no second
         if name == "multiworker":
-            _tf_config()
+            if _tf_config() is None:  # TensorFlow would run one worker alone, without a word
+                raise RecipeError(
+                    "strategy multiworker needs the cluster in TF_CONFIG, which is not set: set it on every worker "
+                    '(JSON like {"cluster": {"worker": ["host1:12345", "host2:12345"]}, "task": {"type": "worker", '
+                    '"index": 0}}), or use mirrored or default on one machine.')
             _CACHE[name] = tf.distribute.MultiWorkerMirroredStrategy()
         else:
             _CACHE[name] = tf.distribute.MirroredStrategy()

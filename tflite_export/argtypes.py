@@ -24,7 +24,7 @@ from .errors import ExportError
 
 __all__ = [
     "int_in", "positive_int", "nonnegative_int", "seed_int", "port_int", "thread_count", "MAX_THREADS",
-    "nonnegative_float", "int_list", "check_writable",
+    "nonnegative_float", "int_list", "check_writable", "check_writable_dir",
 ]
 
 # Larger than any sane thread count, epoch count or run count, small enough for int32 counters.
@@ -144,5 +144,35 @@ def check_writable(path: str | None, flag: str) -> None:
         folder = os.path.dirname(folder)
     if not os.path.isdir(folder):
         raise ExportError(f"{flag} {path}: {folder} is a file, not a folder; choose another path")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ExportError(f"{flag} {path}: cannot write in {folder} (permission denied); choose another path")
+
+
+def check_writable_dir(path: str | None, flag: str) -> None:
+    """Makes sure an output folder can be made or written there, before any work.
+
+    ``path`` may exist as a folder (it must be writable) or not yet (the
+    nearest existing folder above it must be writable); a file there is
+    refused. ``None`` passes.
+
+    Args:
+        path: The folder given on the command line.
+        flag: The option that named it (``"--tensorboard"``), for the message.
+
+    Raises:
+        ExportError: ``path`` or a path above it is a file, or the folder is not writable.
+
+    Example:
+        >>> check_writable_dir("logs/run1", "--tensorboard")
+    """
+    if path is None:
+        return
+    full = os.path.abspath(os.fspath(path))
+    folder = full
+    while not os.path.exists(folder):
+        folder = os.path.dirname(folder)
+    if not os.path.isdir(folder):
+        where = "is a file" if folder == full else f"cannot be made: {folder} is a file"
+        raise ExportError(f"{flag} {path} {where}, not a folder; choose another path")
     if not os.access(folder, os.W_OK | os.X_OK):
         raise ExportError(f"{flag} {path}: cannot write in {folder} (permission denied); choose another path")

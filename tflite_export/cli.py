@@ -142,7 +142,12 @@ def _load_npz(name: str):
     if x.dtype.kind not in "biuf":  # strings, complex, datetimes...: not calibration inputs
         raise ExportError(f"{name}: x_train holds {x.dtype} values, not real numbers; save numeric inputs "
                           "(e.g. float32 scaled as the model expects)")
-    return x.astype(np.float32), arrays.get("y_train", arrays.get("y")), arrays.get("x_test"), arrays.get("y_test")
+    y, xte, yte = arrays.get("y_train", arrays.get("y")), arrays.get("x_test"), arrays.get("y_test")
+    for kx, ky, a, b in (("x_train", "y_train", x, y), ("x_test", "y_test", xte, yte)):
+        if a is not None and b is not None and len(np.atleast_1d(a)) != len(np.atleast_1d(b)):
+            raise ExportError(f"{name}: {kx} has {len(np.atleast_1d(a))} examples but {ky} has "
+                              f"{len(np.atleast_1d(b))}; they must match")
+    return x.astype(np.float32), y, xte, yte
 
 
 def load_data(name: str, load_dataset=None, model=None):
@@ -368,6 +373,24 @@ def _check_pin(pin):
     return pin
 
 
+def _check_delegate(path: str) -> None:
+    """--delegate must be a library LiteRT loads as a delegate (checked once, before timing: a row saying
+    "unavailable" would hide a wrong path)."""
+    from .probe import delegate_load_failure
+
+    refuse_special(path, "--delegate")
+    if not os.path.isfile(path):
+        raise ExportError(f"--delegate {path} does not exist; pass the path of a TFLite external delegate .so")
+    with open(path, "rb") as f:
+        if f.read(4) != b"\x7fELF":
+            raise ExportError(f"--delegate {path} is not a shared library (not an ELF file); pass the path of a "
+                              "TFLite external delegate .so")
+    why = delegate_load_failure(path)
+    if why is not None:
+        raise ExportError(f"--delegate {path} is not a loadable TFLite delegate ({why}); pass the path of a TFLite "
+                          "external delegate .so")
+
+
 def _check_outputs(args) -> None:
     """Output paths are checked before any timing, so a typo does not cost the whole run."""
     for flag, path in (("--json", args.json), ("--markdown", args.markdown), ("--plot", args.plot)):
@@ -398,6 +421,8 @@ def cmd_bench(args) -> int:
 
     threads = args.threads  # parsed and range-checked by argparse
     accels = _bench_accelerators(args)
+    if args.delegate:
+        _check_delegate(args.delegate)
     pin = _check_pin(args.pin)
     _check_outputs(args)
     for f in args.files:

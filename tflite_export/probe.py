@@ -13,7 +13,7 @@ import re
 import subprocess
 import sys
 
-__all__ = ["probe_accelerator"]
+__all__ = ["probe_accelerator", "delegate_load_failure"]
 
 _PROBE_CACHE: dict[tuple, str | None] = {}
 
@@ -47,6 +47,16 @@ except Exception as e:
     print("FAIL", (str(e).splitlines() or [type(e).__name__])[0][:200]); sys.exit(0)
 n = sum(1 for i in range(it._interpreter.NumNodes()) if it._interpreter.NodeName(i) == "DELEGATE")
 print("OK", n)
+"""
+
+_DELEGATE_LOAD = r"""
+import sys
+from ai_edge_litert.interpreter import load_delegate
+try:
+    load_delegate(sys.argv[1])
+except Exception as e:
+    print("FAIL", (str(e).splitlines() or [type(e).__name__])[0][:200]); sys.exit(0)
+print("OK")
 """
 
 _REASONS = (
@@ -125,6 +135,21 @@ def _probe_gpu(path: str) -> str | None:
     if line.startswith("OK"):
         return None if line.split()[1] == "1" else _NOT_FULLY_ON_GPU
     return gpu_failure(stderr, line[5:].strip() or "GPU accelerator could not be created")
+
+
+def delegate_load_failure(delegate) -> str | None:
+    """None if LiteRT loads ``delegate`` as an external delegate (in a child process), else why not.
+
+    Example:
+        >>> delegate_load_failure("/usr/lib/libm.so.6")  # doctest: +SKIP
+        'undefined symbol: tflite_plugin_create_delegate'
+    """
+    line, err, stderr = _run_probe(_DELEGATE_LOAD, [os.fspath(delegate)], timeout=60.0)
+    if line is None:
+        return f"loading it crashed the probe: {err}"
+    if line.startswith("OK"):
+        return None
+    return _reason_from(stderr, line[5:].strip() or "load failed")
 
 
 def _probe_delegate(path: str, delegate, delegate_options) -> str | None:

@@ -12,6 +12,7 @@ Example:
     $ tfcompress tune --model lenet5 --dataset fashion-mnist --workers 2 --max-trials 8
 """
 
+import argparse
 import os
 import socket
 import subprocess
@@ -22,7 +23,14 @@ from tfcompress import datasets
 from tfcompress.distribute import find_gpus, gpu_assignment, gpu_summary, pin_env
 from tfcompress.errors import TuningError
 from tfcompress.io import ModelBuilder
-from tflite_export.argtypes import nonnegative_int, port_int, positive_int, seed_int, thread_count
+from tflite_export.argtypes import (
+    check_writable_dir,
+    nonnegative_int,
+    port_int,
+    positive_int,
+    seed_int,
+    thread_count,
+)
 
 __all__ = ["add_subcommands", "run_tune"]
 
@@ -55,7 +63,7 @@ def add_subcommands(subparsers):
                    help="training epochs per trial; Hyperband's largest (default: %(default)s)")
     p.add_argument("--epoch-budget", type=positive_int, default=None,
                    help="stop once this many epochs (training + compression) were spent")
-    p.add_argument("--objective", default="accuracy,size,latency",
+    p.add_argument("--objective", default="accuracy,size,latency", type=_objective_list,
                    help="comma-separated: accuracy, size, latency; the first guides the search, all "
                    "define the Pareto front (default: %(default)s)")
     p.add_argument("--constraint", action="append", default=[],
@@ -87,6 +95,13 @@ def add_subcommands(subparsers):
                    help="load files with Lambda layers (runs their code: only for files you trust)")
     p.add_argument("--role", choices=["chief", "worker"], default=None, help=argparse_suppress())
     p.set_defaults(func=run_tune)
+
+
+def _objective_list(text):
+    """--objective: at least one name (an empty one used to mean the default silently)."""
+    if not [o for o in str(text).split(",") if o.strip()]:
+        raise argparse.ArgumentTypeError(f"must name at least one of accuracy, size, latency, got {text!r}")
+    return text
 
 
 def argparse_suppress():
@@ -166,6 +181,7 @@ def run_tune(args):
     """Handler of ``tfcompress tune``; returns the exit code."""
     from tfcompress.tuning.search import tune
 
+    check_writable_dir(args.tensorboard, "--tensorboard")  # before any trial, not when its first log is written
     progress = None if args.quiet else (lambda line: print(line, flush=True))
     if args.workers and not args.chief and args.role is None:
         _check_port(args.bind, args.port)
