@@ -148,7 +148,8 @@ DATASET_CASES = {
     "nan label": (lambda: _ds(X, _with(Y, 3, np.nan)), ["NaN or Inf in train_data labels", "example 3"]),
     "string x": (lambda: _ds(X.astype(str), Y), ["the dataset's x has dtype string"]),
     "string y": (lambda: _ds(X, np.array(["a"] * N)), ["the dataset's y has dtype string"]),
-    "dict x": (lambda: _ds({"a": X}, Y), ["the dataset's x is a dict, not one tensor"]),
+    # dicts are keyed by input name (models with several inputs): a wrong key is named
+    "dict x": (lambda: _ds({"a": X}, Y), ["x is a dict with keys ['a'], but the model's inputs are named"]),
     "triples": (lambda: tf.data.Dataset.from_tensor_slices((X, Y, Y)), ["must yield (x, y) pairs"]),
     "repeats forever": (lambda: _ds(X, Y).repeat(), ["repeats forever: drop .repeat()"]),
     "empty": (lambda: _ds(X[:0], Y[:0]), ["train_data is empty"]),

@@ -3,8 +3,12 @@ against the model so mistakes fail early with a clear message.
 
 Data is checked here once, before any work: numeric values only, no NaN or
 Inf in the inputs or labels, as many labels as inputs, inputs of the model's
-shape, labels in range of the model's output units (class ids) or valid
-one-hot rows. The checks themselves live in :mod:`tfcompress._checks`.
+shape, and labels that fit the task: for a classifier, class ids in range of
+its output units or valid one-hot rows; for any other model (regression,
+dense maps, several outputs), targets of each output's shape. Models with
+several inputs or outputs take them as a list (in the model's order) or a dict
+(by input/output name), in numpy data and in ``tf.data`` alike. The checks
+themselves live in :mod:`tfcompress._checks`.
 """
 
 import numpy as np
@@ -35,24 +39,126 @@ class Data:
         self.y = y
 
     def inputs(self, limit=None):
-        """Inputs as one numpy array (up to ``limit`` examples)."""
+        """Inputs as numpy (one array, or the list/dict of a model's inputs), up to ``limit`` examples."""
         if self.x is not None:
-            return self.x if limit is None else self.x[:limit]
+            return self.x if limit is None else _nest_map(lambda a: a[:limit], self.x)
         xs, n = [], 0
         for x, _ in self.dataset:
-            xs.append(x.numpy())
-            n += len(xs[-1])
+            xs.append(_nest_map(lambda t: t.numpy(), x))
+            n += len(tf.nest.flatten(xs[-1])[0])
             if limit is not None and n >= limit:
                 break
-        out = np.concatenate(xs)
-        return out if limit is None else out[:limit]
+        out = _concat(xs)
+        return out if limit is None else _nest_map(lambda a: a[:limit], out)
 
     def arrays(self):
-        """``(x, y)`` as numpy arrays."""
+        """``(x, y)`` as numpy (arrays, or lists/dicts of them)."""
         if self.x is not None:
             return self.x, self.y
-        xs, ys = zip(*[(x.numpy(), y.numpy()) for x, y in self.dataset])
-        return np.concatenate(xs), np.concatenate(ys)
+        xs, ys = zip(*[(_nest_map(lambda t: t.numpy(), x), _nest_map(lambda t: t.numpy(), y))
+                       for x, y in self.dataset])
+        return _concat(xs), _concat(ys)
+
+
+def _nest_map(fn, value):
+    return tf.nest.map_structure(fn, value)
+
+
+def _concat(parts):
+    return tf.nest.map_structure(lambda *a: np.concatenate(a), *parts)
+
+
+def _io(model, which):
+    """``[(name, shape without batch)]`` of the model's inputs or outputs, and how they are keyed."""
+    shapes = model.input_shape if which == "input" else model.output_shape
+    names = list(getattr(model, f"{which}_names", None) or [])
+    if isinstance(shapes, dict):
+        return [(k, tuple(v[1:])) for k, v in shapes.items()], "dict"
+    if isinstance(shapes, list):
+        names = names if len(names) == len(shapes) else [f"{which}_{i}" for i in range(len(shapes))]
+        return [(n, tuple(v[1:])) for n, v in zip(names, shapes)], "list"
+    return [(names[0] if names else which, tuple(shapes[1:]))], "single"
+
+
+def _arrange(value, io, kind, what, part):
+    """The user's value as ``[(name, array-like)]`` in the model's order, or a DataError."""
+    names = [n for n, _ in io]
+    if isinstance(value, dict):
+        missing, extra = [n for n in names if n not in value], [k for k in value if k not in names]
+        if missing or extra:
+            raise DataError(f"{what}: {part} is a dict with keys {sorted(map(str, value))}, but the model's "
+                            f"{'inputs' if part == 'x' else 'outputs'} are named {names}: key them by those names.")
+        return [(n, value[n]) for n in names]
+    if isinstance(value, (list, tuple)) and len(io) > 1:
+        if len(value) != len(io):
+            raise DataError(f"{what}: {part} has {len(value)} arrays but the model has {len(io)} "
+                            f"{'inputs' if part == 'x' else 'outputs'} ({', '.join(names)}); give one per "
+                            f"{'input' if part == 'x' else 'output'}, in that order, or a dict by name.")
+        return list(zip(names, value))
+    if len(io) > 1:
+        raise DataError(f"{what}: the model has {len(io)} {'inputs' if part == 'x' else 'outputs'} "
+                        f"({', '.join(names)}) but {part} is one array: give a list (in that order) or a dict "
+                        "by name.")
+    return [(names[0], value)]
+
+
+def _pack(items, kind):
+    if kind == "dict":
+        return {n: a for n, a in items}
+    if kind == "list":
+        return [a for _, a in items]
+    return items[0][1]
+
+
+def _inputs(x, model, what, offset=0):
+    """Checked inputs (float32, finite, of the model's shapes) in the model's structure, and their count."""
+    io, kind = _io(model, "input")
+    items, n = [], None
+    for (name, want), (_, value) in zip(io, _arrange(x, io, kind, what, "x")):
+        label = "x" if kind == "single" else f"x[{name!r}]"
+        arr = check_array(what, label, value)
+        if n is not None and len(arr) != n:
+            raise DataError(f"{what}: {label} has {len(arr)} examples but the first input has {n}; they must match.")
+        n = len(arr)
+        if not _shape_ok(arr.shape[1:], want):
+            raise DataError(f"{what}: {'inputs' if kind == 'single' else label} have shape {arr.shape[1:]} but "
+                            f"the model expects {want}: reshape the data or rebuild the model for this input.")
+        with np.errstate(over="ignore", invalid="ignore"):  # values beyond float32 become Inf: refused next
+            arr = arr.astype("float32", copy=False)
+        items.append((name, check_finite(what, label, arr, offset=offset)))
+    return _pack(items, kind), n
+
+
+def _targets(y, model, what, offset=0):
+    """Checked targets of a model that is not a single-output classifier: each output's shape, finite."""
+    io, kind = _io(model, "output")
+    items, n = [], None
+    for (name, want), (_, value) in zip(io, _arrange(y, io, kind, what, "y")):
+        label = "y" if kind == "single" else f"y[{name!r}]"
+        arr = check_array(what, label, value)
+        if arr.ndim == 1 and want == (1,):
+            arr = arr.reshape(-1, 1)
+        if arr.shape[1:] in ((), (1,)) and len(want) == 1 and (want[0] or 0) > 1:
+            # class ids for a classifier head (its loss is sparse categorical cross-entropy)
+            arr = check_class_ids(what, label, arr.reshape(-1), want[0], offset)
+            if n is not None and len(arr) != n:
+                raise DataError(f"{what}: {label} has {len(arr)} examples but the first output's has {n}; "
+                                "they must match.")
+            n = len(arr)
+            items.append((name, arr))
+            continue
+        if n is not None and len(arr) != n:
+            raise DataError(f"{what}: {label} has {len(arr)} examples but the first output's has {n}; "
+                            "they must match.")
+        n = len(arr)
+        if not _shape_ok(arr.shape[1:], want):
+            raise DataError(f"{what}: {label} has shape {arr.shape[1:]} but the model's output "
+                            f"{'' if kind == 'single' else repr(name) + ' '}is {want}: give one target of the "
+                            "output's shape per example (a mask or map per image, a value per regression output).")
+        with np.errstate(over="ignore", invalid="ignore"):
+            arr = arr.astype("float32", copy=False)
+        items.append((name, check_finite(what, label, arr, offset=offset)))
+    return _pack(items, kind), n
 
 
 def _shape_ok(got, want):
@@ -61,8 +167,9 @@ def _shape_ok(got, want):
 
 def _output_units(model, what):
     out = model.output_shape
-    if isinstance(out, list):
-        raise DataError(f"{what}: models with several outputs are not supported yet; give the model one output.")
+    if isinstance(out, (list, dict)):
+        raise DataError(f"{what}: class labels cannot feed a model with several outputs: give one target per "
+                        "output (a list or a dict by output name), and compile the model with its losses.")
     return out[-1]
 
 
@@ -97,11 +204,12 @@ def _converter(sparse, want_sparse, units):
     return lambda y: tf.one_hot(tf.cast(tf.reshape(y, [-1]), tf.int32), units)
 
 
-def check_arrays(data, model, what="train_data", sparse_labels=None):
+def check_arrays(data, model, what="train_data", sparse_labels=None, classifier=True):
     """Check ``(x, y)`` numpy data against ``model`` without batching it (see :func:`prepare`).
 
     Returns:
-        ``(x as float32, y checked (and converted to sparse_labels' form), sparse)``.
+        ``(x as float32, y checked (and converted to sparse_labels' form), sparse)``;
+        ``sparse`` is None for a model that is not a classifier.
 
     Raises:
         DataError: as :func:`prepare`.
@@ -109,24 +217,20 @@ def check_arrays(data, model, what="train_data", sparse_labels=None):
     Example:
         >>> x, y, sparse = check_arrays((x, y), model)  # doctest: +SKIP
     """
-    units = _output_units(model, what)
-    want = tuple(model.input_shape[1:])
     if not isinstance(data, (tuple, list)) or len(data) != 2:
         raise DataError(f"{what} must be an (x, y) tuple of arrays or a tf.data.Dataset, got {type(data).__name__}.")
-    x = check_array(what, "x", data[0])
-    y = check_array(what, "y", data[1])
-    if len(x) == 0:
+    units = _output_units(model, what) if classifier else None
+    x, n = _inputs(data[0], model, what)
+    if n == 0:
         raise DataError(f"{what} is empty: pass at least one example.")
-    if len(x) != len(y):
-        raise DataError(f"{what}: x has {len(x)} examples but y has {len(y)}; they must match.")
-    if not _shape_ok(x.shape[1:], want):
-        raise DataError(
-            f"{what}: inputs have shape {x.shape[1:]} but the model expects {want}: "
-            "reshape the data or rebuild the model for this input."
-        )
-    with np.errstate(over="ignore", invalid="ignore"):  # values beyond float32 become Inf: refused next
-        x = x.astype("float32", copy=False)
-    check_finite(what, "x", x)
+    if not classifier:
+        y, ny = _targets(data[1], model, what)
+        if ny != n:
+            raise DataError(f"{what}: x has {n} examples but y has {ny}; they must match.")
+        return x, y, None
+    y = check_array(what, "y", data[1])
+    if n != len(y):
+        raise DataError(f"{what}: x has {n} examples but y has {len(y)}; they must match.")
     y, sparse = _labels(y, units, what)
     convert = _converter(sparse, sparse_labels, units)
     if convert is not None:
@@ -134,7 +238,7 @@ def check_arrays(data, model, what="train_data", sparse_labels=None):
     return x, y, sparse
 
 
-def check_splits(data, model):
+def check_splits(data, model, classifier=True):
     """Check every split of a :class:`~tfcompress.datasets.Dataset` against
     ``model`` (input shape, labels against the outputs, dtypes, NaN/Inf),
     before any training.
@@ -145,14 +249,15 @@ def check_splits(data, model):
     Example:
         >>> check_splits(datasets.load("digits"), model)  # doctest: +SKIP
     """
-    _, _, sparse = check_arrays(data.train, model, "train data")
+    _, _, sparse = check_arrays(data.train, model, "train data", classifier=classifier)
     for name in ("validation", "test"):
         split = getattr(data, name, None)
-        if split is not None and len(split[0]):
-            check_arrays(split, model, f"{name} data", sparse_labels=sparse)
+        if split is not None and len(tf.nest.flatten(split[0])[0]):
+            check_arrays(split, model, f"{name} data", sparse_labels=sparse, classifier=classifier)
 
 
-def prepare(data, model, batch_size, shuffle=False, seed=0, what="train_data", sparse_labels=None):
+def prepare(data, model, batch_size, shuffle=False, seed=0, what="train_data", sparse_labels=None,
+            classifier=True):
     """Check ``data`` against ``model`` and batch it.
 
     Numpy data is checked whole. A ``tf.data.Dataset`` is read once here, to
@@ -171,6 +276,9 @@ def prepare(data, model, batch_size, shuffle=False, seed=0, what="train_data", s
         sparse_labels: the label form to convert to: True for class ids,
             False for one-hot rows (validation data takes the training
             data's form this way). Defaults to `None` (the form given).
+        classifier: labels are class ids or one-hot rows of one output;
+            False: targets of each output's shape (regression, maps, several
+            outputs; :class:`tfcompress.task.Task` says which). Defaults to `True`.
 
     Returns:
         A :class:`Data`.
@@ -181,25 +289,31 @@ def prepare(data, model, batch_size, shuffle=False, seed=0, what="train_data", s
             model's outputs.
     """
     if isinstance(data, tf.data.Dataset):
-        units = _output_units(model, what)
-        return _prepare_dataset(data, units, batch_size, tuple(model.input_shape[1:]), what, sparse_labels)
-    x, y, sparse = check_arrays(data, model, what, sparse_labels)
-    ds = tf.data.Dataset.from_tensor_slices((x, y))
+        units = _output_units(model, what) if classifier else None
+        return _prepare_dataset(data, model, units, batch_size, what, sparse_labels)
+    x, y, sparse = check_arrays(data, model, what, sparse_labels, classifier)
+    n = len(tf.nest.flatten(x)[0])
+    ds = tf.data.Dataset.from_tensor_slices((_tuple(x), _tuple(y)))
     if shuffle:
-        ds = ds.shuffle(min(len(x), 10000), seed=seed, reshuffle_each_iteration=True)
+        ds = ds.shuffle(min(n, 10000), seed=seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
-    return Data(ds, len(x), sparse, x=x, y=y)
+    return Data(ds, n, sparse, x=x, y=y)
+
+
+def _tuple(value):
+    # tf.data treats a list as one tensor to stack; a model's several inputs or outputs are a tuple.
+    return tuple(value) if isinstance(value, list) else value
 
 
 def check_spec(ds, what):
     spec = ds.element_spec
     if not isinstance(spec, tuple) or len(spec) != 2:
         raise DataError(f"{what}: the dataset must yield (x, y) pairs.")
-    for part, s in zip(("x", "y"), spec):
+    for part, s in ((p, leaf) for p, sp in zip(("x", "y"), spec) for leaf in tf.nest.flatten(sp)):
         if not isinstance(s, tf.TensorSpec):
             raise DataError(
-                f"{what}: the dataset's {part} is a {type(s).__name__}, not one tensor: "
-                "tfcompress takes models with one input and one output, fed (x, y) pairs of tensors."
+                f"{what}: the dataset's {part} is a {type(s).__name__}, not a dense tensor: map it to tensors "
+                "(one per model input and output: a tuple in the model's order or a dict by name)."
             )
         if s.dtype.is_complex or not (s.dtype.is_floating or s.dtype.is_integer or s.dtype.is_bool):
             raise DataError(
@@ -213,31 +327,40 @@ def check_spec(ds, what):
     return spec
 
 
-def _prepare_dataset(ds, units, batch_size, want, what, sparse_labels):
+def _prepare_dataset(ds, model, units, batch_size, what, sparse_labels):
     spec = check_spec(ds, what)
-    xshape = tuple(spec[0].shape)
-    if _shape_ok(xshape, want):
+    io, _ = _io(model, "input")
+    first = tuple(tf.nest.flatten(spec[0])[0].shape)
+    want = io[0][1]
+    if _shape_ok(first, want):
         ds = ds.batch(batch_size)
-    elif not _shape_ok(xshape[1:], want):
+    elif not _shape_ok(first[1:], want):
         raise DataError(
-            f"{what}: dataset inputs have shape {xshape} but the model expects {want} "
+            f"{what}: dataset inputs have shape {first} but the model expects {want} "
             "(optionally with a batch dimension)."
         )
-    ds = ds.map(lambda x, y: (tf.cast(x, tf.float32), y))
+    ds = ds.map(lambda x, y: (tf.nest.map_structure(lambda t: tf.cast(t, tf.float32), x), y))
     n, sparse = 0, None
     for x, y in ds:  # the one pass that counts the examples checks each batch
-        x = check_finite(what, "x", x.numpy(), offset=n)
-        y = check_array(what, "y", y.numpy())
-        if len(x) != len(y):
-            raise DataError(f"{what}: a batch has {len(x)} inputs but {len(y)} labels; they must match.")
+        x, nx = _inputs(_nest_map(lambda t: t.numpy(), x), model, what, offset=n)
+        y = _nest_map(lambda t: t.numpy(), y)
+        if units is None:  # not a classifier: targets of each output's shape
+            _, ny = _targets(y, model, what, offset=n)
+            if nx != ny:
+                raise DataError(f"{what}: a batch has {nx} inputs but {ny} targets; they must match.")
+            n += nx
+            continue
+        y = check_array(what, "y", y)
+        if nx != len(y):
+            raise DataError(f"{what}: a batch has {nx} inputs but {len(y)} labels; they must match.")
         _, form = _labels(y, units, what, offset=n)
         if sparse is not None and form != sparse:
             raise DataError(f"{what}: labels change form at example {n} (class ids and one-hot rows mixed).")
         sparse = form
-        n += len(x)
+        n += nx
     if n == 0:
         raise DataError(f"{what} is empty: the dataset yielded no examples.")
-    convert = _converter(sparse, sparse_labels, units)
+    convert = _converter(sparse, sparse_labels, units) if units is not None else None
     if convert is not None:
         ds, sparse = ds.map(lambda x, y: (x, convert(y))), sparse_labels
     return Data(ds.prefetch(tf.data.AUTOTUNE), n, sparse)

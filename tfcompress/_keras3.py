@@ -207,6 +207,8 @@ def _io_layers(value, nested):
     # Keras 3 numbers a nested model's nodes here by its own node list: a
     # Functional's construction node counts, a Sequential has none. tf_keras
     # always counts the nested model's own node first.
+    if isinstance(value, dict):  # named inputs or outputs: {name: [layer, node, tensor]}
+        return {k: _io_layers(v, nested)[0] for k, v in value.items()}
     if value and isinstance(value[0], str):  # a single [name, node, tensor]
         value = [value]
     return [[v[0], v[1] + (nested.get(v[0]) == "Sequential"), v[2]] for v in value]

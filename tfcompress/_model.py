@@ -20,7 +20,7 @@ from tfcompress.errors import UnsupportedModelError, first_line
 from tflite_export.convert import LARGE_MODEL_BYTES  # one threshold for both packages
 
 __all__ = ["is_keras3_model", "check_model", "coerce_model", "flatten_nested", "clone", "warn_onednn_crash",
-           "release_memory"]
+           "release_memory", "own_scaling"]
 
 
 def check_model(model):
@@ -217,4 +217,29 @@ def warn_onednn_crash(model):
             "oneDNN kernels can crash (SIGSEGV); set TF_ENABLE_ONEDNN_OPTS=0 before TensorFlow is imported "
             "(importing tfcompress first does it).", RuntimeWarning, stacklevel=3)
     return names
+
+
+def own_scaling(model):
+    """The layer with which ``model`` scales its raw inputs itself, in words, or None.
+
+    A model that starts with ``Rescaling(1/255)`` (the ``image_dataset_from_directory``
+    pattern) or a ``Normalization`` takes raw pixels: ``scale="auto"`` must not
+    divide them by 255 a second time. Layers without weights before it (resizing,
+    cropping, augmentation) are looked through.
+
+    Example:
+        >>> from tfcompress._keras import keras
+        >>> m = keras.Sequential([keras.Input((4, 4, 3)), keras.layers.Rescaling(1 / 255), keras.layers.Flatten()])
+        >>> own_scaling(m)
+        'Rescaling layer rescaling'
+    """
+    for layer in getattr(model, "layers", []):
+        kind = type(layer).__name__
+        if kind == "InputLayer":
+            continue
+        if kind in ("Rescaling", "Normalization"):
+            return f"{kind} layer {layer.name}"
+        if layer.weights or isinstance(layer, keras.Model):
+            return None
+    return None
 

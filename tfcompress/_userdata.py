@@ -53,6 +53,9 @@ class Dataset:
             uint8 images under ``scale="auto"``), None when kept as given.
         source: ``"builtin"``, ``"arrays"``, ``"npz"``, ``"folder"`` or ``"tf.data"``.
         splits: how each split came: ``"given"`` or ``"carved"`` (seeded, from train).
+        scaled_by: under ``scale="auto"``, the model's own layer that scales
+            raw inputs (a leading ``Rescaling``), when that is why they were
+            kept as given.
     """
 
     name: str
@@ -64,6 +67,7 @@ class Dataset:
     scale: float | None = None
     source: str = "builtin"
     splits: dict = field(default_factory=dict)
+    scaled_by: str | None = None
 
     @property
     def input_shape(self):
@@ -72,6 +76,8 @@ class Dataset:
     def scaling(self):
         """How the inputs were scaled, in words (printed by the CLI, stored in reports)."""
         if self.scale is None:
+            if self.scaled_by:
+                return f"inputs kept as given (the model's own {self.scaled_by} scales them)"
             return "inputs kept as given (no scaling)"
         inverse = 1 / self.scale
         if abs(inverse - round(inverse)) < 1e-6:
@@ -82,8 +88,17 @@ class Dataset:
         return (
             f"{self.name}: {len(self.train[0])} train / {len(self.validation[0])} "
             f"validation / {len(self.test[0])} test, input {self.input_shape}, "
-            f"{self.num_classes} classes; {self.scaling()}"
+            f"{self.labels()}; {self.scaling()}"
         )
+
+    def labels(self):
+        """What the labels are, in words: classes, or targets of a shape (maps, regression values)."""
+        y = np.asarray(self.train[1])
+        if y.ndim > 2 or (y.ndim == 2 and y.dtype.kind == "f" and not _one_hot(y)):
+            return f"targets of shape {y.shape[1:]}"
+        if y.ndim == 1 and y.dtype.kind == "f" and len(y) and (np.mod(y, 1) != 0).any():
+            return "scalar targets"
+        return f"{self.num_classes} classes"
 
     def info(self):
         """What a report records about the data (JSON-ready)."""
@@ -91,6 +106,10 @@ class Dataset:
                 "num_classes": self.num_classes, "scale": self.scale, "scaling": self.scaling(),
                 "samples": {k: len(getattr(self, k)[0]) for k in ("train", "validation", "test")},
                 "splits": dict(self.splits)}
+
+
+def _one_hot(y):
+    return bool(len(y)) and bool(np.all((y == 0) | (y == 1))) and bool(np.all(y.sum(axis=1) == 1))
 
 
 def check_fraction(what, value):

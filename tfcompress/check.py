@@ -27,13 +27,14 @@ from tfcompress._keras3 import augmentation_layers
 from tfcompress._model import coerce_model, release_memory
 from tfcompress.datasets import as_dataset
 from tfcompress.depth.stage import depth_column
-from tfcompress.errors import first_line
+from tfcompress.errors import RecipeError, first_line
 from tfcompress.io import resolve_model
 from tfcompress.precision.stage import check_answer as precision_column
 from tfcompress.pruning.global_ import check_answer as global_prune_answer
 from tfcompress.quantization.binary import check_answer as binary_column
 from tfcompress.quantization.nbit import low_bit_answer
 from tfcompress.report import markdown_table, table
+from tfcompress.task import compile_config_of, task_for
 
 __all__ = ["check", "CheckReport", "LayerCheck", "EXTRA_COLUMNS"]
 
@@ -289,7 +290,7 @@ def _trial_conversion(model, mode, samples, calibration=None):
     return {"mode": mode, "status": status, "seconds": time.perf_counter() - t0, "bytes": size}
 
 
-def check(model, recipe=None, convert=True, samples=8, data=None):
+def check(model, recipe=None, convert=True, samples=8, data=None, *, loss=None, metrics=None):
     """A per-layer table of what pruning, clustering, QAT, XNNPACK sparse
     inference and channel pruning can do, before any training.
 
@@ -313,9 +314,13 @@ def check(model, recipe=None, convert=True, samples=8, data=None):
             the model (shape, labels against the outputs) and its training
             inputs calibrate the trial conversion instead of random ones.
             Defaults to `None`.
+        loss: the task loss, as :func:`tfcompress.optimize` takes it.
+            Defaults to `None` (the model's compiled loss, else inferred).
+        metrics: the task metrics. Defaults to `None`.
 
     Returns:
-        A :class:`CheckReport`.
+        A :class:`CheckReport`; its first note says which loss and metrics
+        ``optimize`` will train and score with, and where they come from.
 
     Raises:
         UnsupportedModelError: not a model tfcompress can handle (subclassed,
@@ -333,7 +338,14 @@ def check(model, recipe=None, convert=True, samples=8, data=None):
     notes = []
     model = resolve_model(model).model()  # a file is loaded in safe mode
     original = model
+    compiled = compile_config_of(model)
     model = coerce_model(model)
+    try:
+        task = task_for(model, loss, metrics, compiled=compiled)
+        notes.append(f"task: {task.describe()}")
+    except RecipeError as e:  # check reports; optimize refuses
+        task = None
+        notes.append(f"task: unknown: {e}")
     if model is not original:
         nested = [l.name for l in getattr(original, "layers", []) if isinstance(l, keras.Model)]
         if nested:
@@ -376,7 +388,7 @@ def check(model, recipe=None, convert=True, samples=8, data=None):
     calibration = None
     if data is not None:
         data = as_dataset(data, input_shape=tuple(model.input_shape[1:]))
-        check_splits(data, model)
+        check_splits(data, model, classifier=task is not None and task.classifier)
         calibration = data.train[0]
         notes.append(f"data: {data.describe()}")
     report.conversion = _trial_conversion(model, mode, samples, calibration) if convert else \

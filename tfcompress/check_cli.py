@@ -41,6 +41,9 @@ def add_subcommands(subparsers):
     p.add_argument("--input-shape", type=_input_shape, default=None,
                    help="input shape for a keras.applications name, e.g. 32,32,3 (default: the application's)")
     p.add_argument("--no-convert", action="store_true", help="skip the trial int8 conversion")
+    p.add_argument("--loss", default=None, metavar="NAME",
+                   help="the task's loss (as optimize --loss); the report says which loss and metrics optimize uses")
+    p.add_argument("--metric", action="append", default=None, metavar="NAME", help="a metric (repeatable)")
     datasets.add_data_options(p)  # --data: checked against the model, calibrates the trial conversion
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--markdown", default=None, metavar="PATH", help="also write the report as Markdown")
@@ -70,7 +73,8 @@ def _cmd_check(args):
     else:
         model = resolve_model(args.model, input_shape=args.input_shape, safe_mode=not args.unsafe,
                               applications=True).model()
-    report = check(model, recipe=args.recipe, convert=not args.no_convert, data=data)
+    report = check(model, recipe=args.recipe, convert=not args.no_convert, data=data, loss=args.loss,
+                   metrics=args.metric)
     if args.markdown:
         atomic_write_text(args.markdown, report.to_markdown())
     if args.json:

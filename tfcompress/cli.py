@@ -92,6 +92,16 @@ def build_parser():
                      "saved as plan.yaml in --out")
     opt.add_argument("--minimize", choices=["size", "latency"], default=None,
                      help="with a drop budget: what to minimise (default: size)")
+    opt.add_argument("--loss", default=None, metavar="NAME",
+                     help="the task's loss for a model file saved without one (a Keras loss name: mse, mae, "
+                     "binary_crossentropy, ...); default: the loss the file was compiled with, else the "
+                     "classification loss its output implies (classifiers only)")
+    opt.add_argument("--metric", action="append", default=None, metavar="NAME",
+                     help="a metric to score with (repeatable: --metric mae --metric mse); default: the file's "
+                     "compiled metrics, else accuracy")
+    opt.add_argument("--no-baseline-check", action="store_true",
+                     help="compress even when the model scores at chance on the data before compression "
+                     "(by default that stops the run: it is almost always a data problem, e.g. inputs scaled twice)")
     opt.add_argument("--strategy", choices=["default", "mirrored", "multiworker"], default=None,
                      help="fine-tune under this tf.distribute strategy: mirrored (this machine's GPUs) or "
                      "multiworker (cluster from TF_CONFIG; run the same command on every worker)")
@@ -165,7 +175,8 @@ def _cmd_optimize(args):
         recipe = recipe.replace(seed=seed)
     job = run_job(model, data, recipe, out=out, train_epochs=train_epochs, threads=args.threads,
                   batch_size=bs, learning_rate=lr, epochs=args.epochs, quiet=args.quiet, strategy=strategy,
-                  tensorboard=args.tensorboard, target=args.target, minimize=args.minimize)
+                  tensorboard=args.tensorboard, target=args.target, minimize=args.minimize, loss=args.loss,
+                  metrics=args.metric, check_baseline=not args.no_baseline_check)
     return _print_job(job, argparse.Namespace(**dict(vars(args), out=out)))
 
 

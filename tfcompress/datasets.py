@@ -18,12 +18,14 @@ Example:
     (8, 8, 1)
 """
 
+import dataclasses
 import gzip
 import os
 import struct
 
 import numpy as np
 
+from tfcompress._model import own_scaling
 from tfcompress._userdata import (
     NPZ_KEYS,
     Dataset,
@@ -77,13 +79,17 @@ def load(name, validation_fraction=0.1, seed=0, input_shape=None, scale="auto", 
     if isinstance(name, os.PathLike) or (isinstance(name, str) and _looks_like_path(name)):
         path = os.fsdecode(name)
         refuse_special(path, "data", DataError)
+        shape, own = _model_facts(model) if model is not None else (None, None)
+        if own and scale == "auto":  # the model divides raw pixels itself: not a second time
+            scale = None
         kw = dict(validation_fraction=validation_fraction, test_fraction=test_fraction, seed=seed, scale=scale)
+        data = None
         if os.path.isdir(path):
-            if input_shape is None and model is not None:
-                input_shape = _input_shape_of(model)
-            return from_directory(path, input_shape=input_shape, **kw)
-        if os.path.isfile(path):
-            return from_npz(path, **kw)
+            data = from_directory(path, input_shape=input_shape or shape, **kw)
+        elif os.path.isfile(path):
+            data = from_npz(path, **kw)
+        if data is not None:
+            return dataclasses.replace(data, scaled_by=own) if own and data.scale is None else data
         raise DataError(f"data {path} does not exist: pass an existing .npz file or image folder, "
                         f"or one of {', '.join(NAMES)}.")
     key = str(name).lower().replace("_", "-")
@@ -112,16 +118,19 @@ def load(name, validation_fraction=0.1, seed=0, input_shape=None, scale="auto", 
     )
 
 
-def _input_shape_of(model):
-    """The input shape of a model file (None when it cannot be read: the images' own size is used)."""
+def _model_facts(model):
+    """A model file's input shape and the layer with which it scales raw inputs itself
+    (``(None, None)`` when it cannot be read: the images' own size is used, the export
+    itself reports a bad model file)."""
     from tflite_export import loader
 
     try:
         check_model_file(os.fsdecode(model))  # a FIFO would block Keras for ever
-        shape = loader.load_model(os.fsdecode(model)).input_shape
+        loaded = loader.load_model(os.fsdecode(model))
     except Exception:  # noqa: BLE001 - the export itself reports a bad model file
-        return None
-    return tuple(shape[1:]) if isinstance(shape, tuple) else None
+        return None, None
+    shape = loaded.input_shape
+    return (tuple(shape[1:]) if isinstance(shape, tuple) else None), own_scaling(loaded)
 
 
 def _looks_like_path(name):

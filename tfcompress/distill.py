@@ -15,7 +15,7 @@ from tfcompress._keras import keras, tf
 from tfcompress.errors import RecipeError
 from tfcompress.training import build_training_state
 
-__all__ = ["Distiller", "fit", "fine_tune", "ends_in_softmax", "soft_loss", "cached_teacher_loss"]
+__all__ = ["Distiller", "fit", "fine_tune", "ends_in_softmax", "soft_loss", "match_loss", "cached_teacher_loss"]
 
 
 def ends_in_softmax(model):
@@ -116,6 +116,25 @@ def cached_teacher_loss(classes, alpha=0.5, temperature=4.0, teacher_probs=False
     return loss
 
 
+def _float32(outputs):
+    return tf.nest.map_structure(lambda t: tf.cast(t, tf.float32), outputs)
+
+
+def match_loss(teacher_out, student_out):
+    """Per example, the mean squared difference of the two models' outputs, summed over
+    outputs: the distillation term for maps, boxes and regression heads.
+
+    Example:
+        >>> float(match_loss(tf.ones((1, 2, 2)), tf.zeros((1, 2, 2)))[0])
+        1.0
+    """
+    terms = []
+    for t, s in zip(tf.nest.flatten(teacher_out), tf.nest.flatten(student_out)):
+        d = tf.square(tf.cast(t, tf.float32) - tf.cast(s, tf.float32))
+        terms.append(tf.reduce_mean(tf.reshape(d, [tf.shape(d)[0], -1]), axis=-1))
+    return tf.add_n(terms)
+
+
 class Distiller(keras.Model):
     """A training wrapper: trains ``student``; ``teacher`` is frozen.
 
@@ -124,11 +143,17 @@ class Distiller(keras.Model):
         teacher: the reference model (not trained).
         alpha: weight of the task loss, in [0, 1]. Defaults to `0.5`.
         temperature: softening temperature, > 0. Defaults to `4.0`.
+        match: ``"kl"``: the tempered KL of :func:`soft_loss` (classifiers);
+            ``"mse"``: :func:`match_loss` on every output (maps, boxes,
+            regression, several heads). Defaults to `"kl"`.
     """
 
-    def __init__(self, student, teacher, alpha=0.5, temperature=4.0, **kwargs):
+    def __init__(self, student, teacher, alpha=0.5, temperature=4.0, match="kl", **kwargs):
         super().__init__(**kwargs)
         _check(alpha, temperature)
+        if match not in ("kl", "mse"):
+            raise RecipeError(f"distillation match must be 'kl' or 'mse', got {match!r}.")
+        self.match = match
         self.student = student
         self.teacher = teacher
         self.teacher.trainable = False
@@ -150,10 +175,13 @@ class Distiller(keras.Model):
         t_out = self.teacher(x, training=False)
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         with tf.GradientTape() as tape:
-            s_out = tf.cast(self.student(x, training=True), tf.float32)
+            s_out = _float32(self.student(x, training=True))
             # compiled_loss divides by the replica count under a strategy (one replica's share).
             task = self.compiled_loss(y, s_out, regularization_losses=self.student.losses)
-            per_example = soft_loss(t_out, s_out, self.temperature, self._teacher_probs, self._student_probs)
+            if self.match == "mse":
+                per_example = match_loss(t_out, s_out)
+            else:
+                per_example = soft_loss(t_out, s_out, self.temperature, self._teacher_probs, self._student_probs)
             soft = tf.nn.compute_average_loss(per_example)
             loss = self.alpha * task + (1.0 - self.alpha) * soft
         grads = tape.gradient(loss, self.student.trainable_variables)
@@ -170,7 +198,7 @@ class Distiller(keras.Model):
 
     def test_step(self, data):
         x, y = data
-        s_out = tf.cast(self.student(x, training=False), tf.float32)
+        s_out = _float32(self.student(x, training=False))
         self.compiled_loss(y, s_out, regularization_losses=self.student.losses)
         self.compiled_metrics.update_state(y, s_out)
         out = {m.name: m.result() for m in self.compiled_metrics.metrics}
@@ -179,7 +207,8 @@ class Distiller(keras.Model):
 
 
 def fine_tune(model, data, epochs=1, *, teacher=None, alpha=0.5, temperature=4.0, optimizer=None, loss=None,
-              metrics=("accuracy",), validation_data=None, callbacks=None, verbose=0):
+              metrics=("accuracy",), loss_weights=None, validation_data=None, callbacks=None, verbose=0,
+              match=None):
     """The one fine-tuning call of tfcompress: every stage, the channels and
     depth stages' own distillation and :func:`fit` train through it.
 
@@ -200,10 +229,13 @@ def fine_tune(model, data, epochs=1, *, teacher=None, alpha=0.5, temperature=4.0
         optimizer: a tf_keras optimizer. Defaults to Adam(1e-3).
         loss: the task loss. Defaults to sparse categorical cross-entropy
             (from logits unless the model ends in a softmax).
-        metrics: compiled metrics. Defaults to `("accuracy",)`.
+        metrics: compiled metrics (a list, or a dict per output). Defaults to `("accuracy",)`.
+        loss_weights: per-output loss weights. Defaults to `None`.
         validation_data: optional batched dataset for validation.
         callbacks: Keras callbacks (e.g. ``UpdatePruningStep``).
         verbose: Keras verbosity. Defaults to `0`.
+        match: the Distiller's output matching, ``"kl"`` (classifiers) or
+            ``"mse"`` (maps, regression). Defaults to `None` (``"kl"``).
 
     Returns:
         The Keras ``History``.
@@ -214,9 +246,12 @@ def fine_tune(model, data, epochs=1, *, teacher=None, alpha=0.5, temperature=4.0
     """
     if loss is None:
         loss = keras.losses.SparseCategoricalCrossentropy(from_logits=not ends_in_softmax(model))
-    target = model if teacher is None else Distiller(model, teacher, alpha=alpha, temperature=temperature)
-    target.compile(optimizer=optimizer or keras.optimizers.Adam(1e-3), loss=loss,
-                   metrics=list(metrics) if metrics is not None else None)
+    target = model if teacher is None else Distiller(model, teacher, alpha=alpha, temperature=temperature,
+                                                     match=match or "kl")
+    if isinstance(metrics, tuple):
+        metrics = list(metrics)
+    target.compile(optimizer=optimizer or keras.optimizers.Adam(1e-3), loss=loss, metrics=metrics,
+                   loss_weights=loss_weights)
     build_training_state(target, data)  # one trace of the train step, not two
     return target.fit(data, epochs=epochs, validation_data=validation_data, callbacks=list(callbacks or []),
                       verbose=verbose)

@@ -20,6 +20,7 @@ Example:
     (None, 10)
 """
 
+import dataclasses
 import importlib
 import os
 import re
@@ -30,8 +31,9 @@ from typing import Any
 from tfcompress import datasets, models
 from tfcompress._keras import custom_objects, keras
 from tfcompress._keras3 import to_tf_keras
-from tfcompress._model import check_model, coerce_model, is_keras3_model
+from tfcompress._model import check_model, coerce_model, is_keras3_model, own_scaling
 from tfcompress.errors import DataError, UnsupportedModelError, first_line
+from tfcompress.task import remember_file_compile
 from tflite_export import loader
 from tflite_export._userfiles import check_model_file
 from tflite_export.errors import ExportError
@@ -111,11 +113,19 @@ def load_model(path, safe_mode=True):
         raise UnsupportedModelError(f"load_model needs the path of a model file or SavedModel folder, "
                                     f"got {type(path).__name__}.")
     check_model_file(os.fsdecode(path), UnsupportedModelError)
+    seen = {}
+
+    def check(p, fmt, config):
+        _refuse_subclassed(p, fmt, config)
+        seen.update(fmt=fmt, config=config)
+
     try:
-        model = loader.load_model(os.fsdecode(path), safe_mode=safe_mode, check=_refuse_subclassed)
+        model = loader.load_model(os.fsdecode(path), safe_mode=safe_mode, check=check)
     except ExportError as e:
         raise UnsupportedModelError(str(e)) from None
-    return check_model(model)
+    model = check_model(model)
+    remember_file_compile(model, seen.get("fmt"), seen.get("config"), os.fsdecode(path))  # the user's task
+    return model
 
 
 # --------------------------------------------------------------------------- resolver
@@ -412,7 +422,12 @@ def resolve_inputs(model, data, scale="auto", seed=0, safe_mode=True, applicatio
                                safe_mode=safe_mode, applications=applications)
         return source, data
     source = resolve_model(model, safe_mode=safe_mode, applications=applications)
-    shape = getattr(source.model(), "input_shape", None)
+    built = source.model()
+    shape = getattr(built, "input_shape", None)
     shape = tuple(shape[1:]) if isinstance(shape, tuple) else None
-    return source, datasets.as_dataset(data, input_shape=shape, scale=scale, seed=seed, validation=validation)
-
+    own = own_scaling(built) if scale == "auto" else None
+    data = datasets.as_dataset(data, input_shape=shape, scale=None if own else scale, seed=seed,
+                               validation=validation)
+    if own and isinstance(data, datasets.Dataset) and data.scale is None:
+        data = dataclasses.replace(data, scaled_by=own)
+    return source, data

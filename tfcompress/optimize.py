@@ -23,6 +23,7 @@ import math
 import os
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -33,11 +34,12 @@ from tfcompress._data import prepare
 from tfcompress._keras import keras
 from tfcompress._model import clone, coerce_model, is_keras3_model, release_memory, warn_onednn_crash
 from tfcompress.distill import loss_for  # re-exported: pipeline and benchmarks use it here
-from tfcompress.errors import RecipeError
+from tfcompress.errors import DataError, RecipeError
 from tfcompress.recipe import Recipe
 from tfcompress.report import LayerRecord, OptimizeReport
 from tfcompress.stage_runs import STAGES, _Run
 from tfcompress.target import plan as budget_mode
+from tfcompress.task import baseline_problem, compile_config_of, headline, task_for
 from tfcompress.training import make_optimizer, set_seed, translate_callbacks
 
 __all__ = ["optimize", "OptimizeResult", "as_recipe", "loss_for", "make_optimizer", "STAGES"]
@@ -111,9 +113,34 @@ def _check_converged(name, model, history):
         )
 
 
+def _check_baseline(task, model, data, stop):
+    """Stop (or warn) before fine-tuning a model the data shows to be unfit (tfcompress.task.baseline_problem),
+    judged on up to 2,000 examples of the validation data (of the training data when validation has fewer
+    than 50: too few to tell chance from skill)."""
+    x, y = data.arrays()
+    if isinstance(y, (list, dict)):
+        return  # several outputs: no single baseline to compare with
+    x, y = x[:2000] if not isinstance(x, (list, dict)) else tf_nest_head(x, 2000), y[:2000]
+    problem = baseline_problem(task, y, model.predict(x, verbose=0, batch_size=256))
+    if not problem:
+        return
+    msg = (f"before any compression the model scores badly on this data: {problem}. Likely causes: the inputs "
+           "are scaled differently from training (a model that starts with Rescaling or Normalization "
+           "takes raw pixels: use --scale none, or scale=None), labels in another order or encoding, or "
+           "missing preprocessing. Check with model.evaluate on the same data")
+    if stop:
+        raise DataError(msg + "; pass check_baseline=False (--no-baseline-check) to compress anyway.")
+    warnings.warn(msg + ".", UserWarning, stacklevel=3)
+
+
+def tf_nest_head(x, n):
+    return {k: v[:n] for k, v in x.items()} if isinstance(x, dict) else [v[:n] for v in x]
+
+
 def optimize(model, train_data, validation_data=None, recipe=None, epochs=None,
              batch_size=None, verbose=None, callbacks=None, strategy=None, seed=None, tensorboard=None,
-             progress=None, target=None, minimize=None):
+             progress=None, target=None, minimize=None, *, loss=None, metrics=None, loss_weights=None,
+             check_baseline=None):
     """Compress a trained tf_keras model with a recipe, fine-tuning each stage.
 
     The input model is left untouched. Stages run in recipe order (train,
@@ -123,10 +150,21 @@ def optimize(model, train_data, validation_data=None, recipe=None, epochs=None,
     ``recipe.distillation`` every fine-tuning run distils from a copy of the
     input model (after the ``train`` stage, when there is one).
 
+    Every stage trains, and the report scores, with the user's task: the
+    loss, loss weights and metrics the model was compiled with (or
+    ``loss=``/``metrics=``); only an uncompiled classifier gets the loss its
+    output implies (:mod:`tfcompress.task`). ``report.metric`` names the
+    headline metric and ``report.drop()`` its change in its own unit.
+
     Args:
-        model: a trained tf_keras Sequential or Functional classifier.
+        model: a trained tf_keras or Keras 3 Sequential or Functional model:
+            a classifier, a regression, a dense predictor (segmentation, edge
+            or depth maps), with one or several inputs and outputs.
         train_data: ``(x, y)`` numpy arrays or a ``tf.data.Dataset`` of
-            ``(x, y)`` (batched or not); ``y`` holds class ids or one-hot rows.
+            ``(x, y)`` (batched or not); for a classifier ``y`` holds class
+            ids or one-hot rows, for other models one target of each output's
+            shape; several inputs or outputs as a list (model order) or a dict
+            by name.
         validation_data: same forms; used for the before/after accuracy.
             Defaults to `None` (accuracy is then measured on ``train_data``).
         recipe: a :class:`~tfcompress.Recipe`, a dict, a YAML path, or None
@@ -157,6 +195,23 @@ def optimize(model, train_data, validation_data=None, recipe=None, epochs=None,
         progress: called with each stage line and one line per epoch (stage,
             metrics, learning rate, seconds) instead of Keras's own output.
             Defaults to `None`.
+        target: budget mode: ``"drop<=1.0"``, ``"size<=40KB"`` or
+            ``"latency<=2ms"``; the recipe is planned per layer and gives only
+            the training settings (:mod:`tfcompress.target`). Classifiers only.
+            Defaults to `None`.
+        minimize: under a drop budget, ``"size"`` or ``"latency"``. Defaults to `None`.
+        loss: the task loss (a name, a tf_keras/Keras 3 loss, or a list/dict
+            per output); overrides the model's compiled loss. Defaults to
+            `None` (the model's own; inferred for an uncompiled classifier).
+        metrics: the metrics to score with, as ``compile`` takes them.
+            Defaults to `None` (the model's own; ``["accuracy"]`` inferred).
+        loss_weights: per-output loss weights. Defaults to `None` (the model's own).
+        check_baseline: what to do when the input model scores at chance on
+            the data (a classifier) or far worse than predicting the mean (a
+            regression), which is almost always a data problem such as inputs
+            scaled twice: True stops with a DataError before any
+            fine-tuning (the command line's default), None warns, False says
+            nothing (an untrained model on purpose). Defaults to `None`.
 
     Returns:
         An :class:`OptimizeResult` with ``.model``, ``.report`` and ``.history``.
@@ -180,10 +235,18 @@ def optimize(model, train_data, validation_data=None, recipe=None, epochs=None,
         >>> result.report.layer("conv1").stages["clustering"]  # doctest: +SKIP
         'clustered: 16 unique values'
     """
+    compiled = compile_config_of(model)  # before translation or copies drop the user's compile
     if target is not None or minimize is not None:
+        if compiled is not None or loss is not None:
+            task = task_for(coerce_model(model), loss, metrics, loss_weights, compiled=compiled)
+            if not task.classifier:
+                raise RecipeError("budget mode (target=/--target) plans against accuracy and so takes classifiers "
+                                  f"only; this model's task is {task.describe()}: give a recipe instead.")
+
         def run_recipe(plan):
             return optimize(model, train_data, validation_data, plan, epochs, batch_size, verbose, callbacks,
-                            strategy, seed, tensorboard, progress)
+                            strategy, seed, tensorboard, progress, loss=loss, metrics=metrics,
+                            loss_weights=loss_weights, check_baseline=check_baseline)
         say = progress or (print if verbose != 0 else (lambda line: None))
         result, plan = budget_mode.run(coerce_model(model), train_data, validation_data, target or "drop<=1.0",
                                        minimize, as_recipe(recipe), run_recipe, say=say)
@@ -209,15 +272,18 @@ def optimize(model, train_data, validation_data=None, recipe=None, epochs=None,
         verbose = 0
     elif verbose is None:
         verbose = 1 if sys.stdout.isatty() else 2
+    task = task_for(model, loss, metrics, loss_weights, compiled=compiled)
     # Every data check runs here, before any training: one clear DataError.
-    train = prepare(train_data, model, bs, shuffle=True, what="train_data")
-    val = (prepare(validation_data, model, bs, what="validation_data", sparse_labels=train.sparse_labels)
-           if validation_data is not None else None)
+    train = prepare(train_data, model, bs, shuffle=True, what="train_data", sparse_labels=task.sparse_labels,
+                    classifier=task.classifier)
+    if task.source == "inferred":  # the loss follows the labels' form
+        task = task_for(model, loss, metrics, loss_weights, sparse_labels=train.sparse_labels)
+    val = (prepare(validation_data, model, bs, what="validation_data", sparse_labels=train.sparse_labels,
+                   classifier=task.classifier) if validation_data is not None else None)
     placement = distribute.Placement(strategy, mixed_precision=recipe.mixed_precision)
     with placement.scope():
         teacher = clone(model) if recipe.distillation is not None else None
-    run = _Run(recipe, train, val, bs, epochs, verbose, callbacks, loss_for(model, train.sparse_labels), teacher,
-               placement)
+    run = _Run(recipe, train, val, bs, epochs, verbose, callbacks, task, teacher, placement)
     run.tensorboard, run.progress = tensorboard, progress
     warn_onednn_crash(model)
     if recipe.pruning is not None:  # a run too short to prune fails now, not after the earlier stages
@@ -229,6 +295,9 @@ def optimize(model, train_data, validation_data=None, recipe=None, epochs=None,
     with run.scope():
         current = clone(model)
         baseline = run.evaluate(current)
+    if check_baseline is not False and recipe.train is None:
+        _check_baseline(task, current, val if val is not None and val.num_samples >= 50 else train,
+                        stop=bool(check_baseline))
     last = None
     layers = [LayerRecord(l.name, type(l).__name__, int(l.count_params())) for l in model.layers]
     by_name = {r.name: r for r in layers}
@@ -269,5 +338,7 @@ def optimize(model, train_data, validation_data=None, recipe=None, epochs=None,
         model=model.name, recipe=run.recipe.to_dict(), layers=layers, stages=stages,
         baseline=baseline, optimized=optimized,
         evaluated_on="validation" if val is not None else "training",
+        task={**task.to_dict(), "line": task.describe()},
+        metric="accuracy" if task.classifier and "accuracy" in baseline else headline(baseline),
     )
     return OptimizeResult(current, report, history, keras3_source)

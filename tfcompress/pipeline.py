@@ -23,12 +23,14 @@ from tfcompress._checks import check_int, check_positive
 from tfcompress._data import check_splits, prepare
 from tfcompress._keras import quiet_native_logs
 from tfcompress._version import __version__
+from tfcompress.distill import fine_tune
 from tfcompress.errors import DataError, OutputError
-from tfcompress.optimize import as_recipe, loss_for, make_optimizer, optimize
+from tfcompress.optimize import as_recipe, make_optimizer, optimize
 from tfcompress.precision.stage import export as precision_export
 from tfcompress.quantization import nbit
 from tfcompress.report import atomic_write_json, atomic_write_text, ensure_dir, markdown_table, table
 from tfcompress.target.fast import float_model
+from tfcompress.task import compile_config_of, task_for
 from tflite_export import opreport
 from tflite_export._atomic import save_figure
 from tflite_export.mixed import export_mixed
@@ -62,23 +64,34 @@ class JobReport:
     version: str = __version__
     data: dict = field(default_factory=dict)  # the Dataset's info(): source, splits, scaling
     notes: list = field(default_factory=list)  # what the reader must know, e.g. a file slower than float32
+    metric: str = "accuracy"  # the task's headline metric; "accuracy" for classifiers
+
+    def columns(self):
+        """Summary-table header -> row key: a classifier's accuracy, or the task's own metric
+        (``score``) and the outputs' closeness to Keras's (``agreement``) for any other model."""
+        if self.metric == "accuracy":
+            return COLUMNS
+        return {(self.metric if k == "accuracy" else k): ("score" if v == "accuracy" else v)
+                for k, v in COLUMNS.items()}
 
     def to_dict(self):
         return {
             "tfcompress_version": self.version, "model": self.model, "dataset": self.dataset,
             "threads": self.threads, "recipe": self.recipe, "files": self.files,
             "optimize": self.optimize, "timings": self.timings, "seconds": self.seconds,
-            "columns": COLUMNS, "data": self.data, "notes": self.notes,
+            "columns": self.columns(), "data": self.data, "notes": self.notes, "metric": self.metric,
         }
 
     def _rows(self):
         out = []
         for f in self.files:
             row = []
-            for key in COLUMNS.values():
+            for key in self.columns().values():
                 v = f.get(key)
                 if key in ("accuracy", "agreement") and v is not None:
                     v = f"{v:.2%}"
+                elif key == "score" and v is not None:
+                    v = f"{v:.4g}"
                 elif key == "compression_ratio" and v is not None:
                     v = f"{v:.1f}x"
                 elif isinstance(v, float):
@@ -88,7 +101,7 @@ class JobReport:
         return out
 
     def table(self):
-        return table(list(COLUMNS), self._rows())
+        return table(list(self.columns()), self._rows())
 
     def to_markdown(self, optimize_md=""):
         lines = [
@@ -96,8 +109,12 @@ class JobReport:
             f"tfcompress {self.version}; timings on XNNPACK, {self.threads} thread(s), "
             "median of ≥50 runs after warm-up.", "",
             *([f"Data: {self.data['source']}, {self.data['scaling']}.", ""] if self.data.get("scaling") else []),
-            markdown_table(list(COLUMNS), self._rows()), "",
-            "Compression is the float32 file's zipped size divided by each file's zipped size.", "",
+            markdown_table(list(self.columns()), self._rows()), "",
+            "Compression is the float32 file's zipped size divided by each file's zipped size.",
+            *([] if self.metric == "accuracy" else [
+                f"{self.metric} is the model's own metric on the test split, computed by Keras from each "
+                "file's outputs; agreement is 1 - |file - Keras| / |Keras| over every output value (how close "
+                "each file's outputs are to its Keras model's)."]), "",
         ]
         if self.notes:
             lines += ["## Notes", "", *[f"- {n}" for n in self.notes], ""]
@@ -111,24 +128,28 @@ def _say(msg, quiet):
         print(msg, flush=True)
 
 
-def train_baseline(model, data, epochs, batch_size=64, learning_rate=1e-3, verbose=2):
-    """Train a freshly built reference model on ``data.train``.
+def train_baseline(model, data, epochs, batch_size=64, learning_rate=1e-3, verbose=2, task=None):
+    """Train a freshly built model on ``data.train`` with its task's loss and metrics.
 
     The data goes through :func:`tfcompress._data.prepare`, like every other
-    entry point: NaN/Inf, label range and form are checked before training,
-    and the loss follows the labels' form (class ids or one-hot rows).
+    entry point: NaN/Inf, label range and form are checked before training;
+    an inferred classification loss follows the labels' form (class ids or
+    one-hot rows).
 
     Example:
         >>> train_baseline(spec.build(), datasets.load("digits"), epochs=1)  # doctest: +SKIP
     """
-    train = prepare(data.train, model, batch_size, shuffle=True, what="train_data")
+    task = task or task_for(model, compiled=compile_config_of(model))
+    train = prepare(data.train, model, batch_size, shuffle=True, what="train_data",
+                    sparse_labels=task.sparse_labels, classifier=task.classifier)
+    if task.source == "inferred":
+        task = task_for(model, sparse_labels=train.sparse_labels)
     val = None
     if data.validation is not None and len(data.validation[0]):
         val = prepare(data.validation, model, batch_size, what="validation_data",
-                      sparse_labels=train.sparse_labels).dataset
-    model.compile(optimizer=make_optimizer("adam", learning_rate), loss=loss_for(model, train.sparse_labels),
-                  metrics=["accuracy"])
-    model.fit(train.dataset, epochs=epochs, validation_data=val, verbose=verbose)
+                      sparse_labels=train.sparse_labels, classifier=task.classifier).dataset
+    fine_tune(model, train.dataset, epochs, optimizer=make_optimizer("adam", learning_rate), **task.compile_args(),
+              validation_data=val, verbose=verbose)
     return model
 
 
@@ -158,8 +179,10 @@ def report_figure(rep):
     files = rep.files
     names = [f["name"] for f in files]
     fig, axes = plt.subplots(1, 3, figsize=(10, 3.4))
+    metric = getattr(rep, "metric", "accuracy")
     panels = (("zipped_kb", "zipped size (KB)", "{:.3g}"), ("median_ms", "median latency (ms)", "{:.3g}"),
-              ("accuracy", "test accuracy (axis from 0)", "{:.2%}"))
+              ("accuracy", "test accuracy (axis from 0)", "{:.2%}") if metric == "accuracy" else
+              ("score", f"test {metric}", "{:.4g}"))
     for ax, (key, label, fmt) in zip(axes, panels):
         vals = [f.get(key) or 0 for f in files]
         ax.bar(names, vals, color=["#888888", "#2a7ab0"][: len(vals)])
@@ -191,7 +214,8 @@ def _export_both(model, optimized, out, rep_x, meta):
 
 def run_job(model, data, recipe=None, out="tfcompress-out", train_epochs=None, threads=2,
             batch_size=64, learning_rate=1e-3, epochs=None, quiet=False, verbose=None,
-            timing_runs=50, timing_seconds=1.0, strategy=None, tensorboard=None, target=None, minimize=None):
+            timing_runs=50, timing_seconds=1.0, strategy=None, tensorboard=None, target=None, minimize=None,
+            *, loss=None, metrics=None, loss_weights=None, check_baseline=None):
     """Run the main job on ``data`` and write report.json / report.md / report.png.
 
     Args:
@@ -217,6 +241,10 @@ def run_job(model, data, recipe=None, out="tfcompress-out", train_epochs=None, t
             planned per layer and only gives the training settings; the plan is saved as
             ``plan.yaml`` in ``out`` (see :func:`tfcompress.optimize`). Defaults to `None`.
         minimize: under a drop budget, ``"size"`` or ``"latency"``. Defaults to `None`.
+        loss, metrics, loss_weights: the task (see :func:`tfcompress.optimize`); a model
+            that is not a classifier is scored in its own metric, file by file. Default
+            to `None` (the model's compile; inferred for a classifier).
+        check_baseline: see :func:`tfcompress.optimize`. Defaults to `None` (warn).
 
     Returns:
         A :class:`JobReport`.
@@ -230,7 +258,8 @@ def run_job(model, data, recipe=None, out="tfcompress-out", train_epochs=None, t
     x_test, y_test = data.test
     if len(x_test) == 0:
         raise DataError(f"dataset {data.name} has an empty test split.")
-    check_splits(data, model)  # labels against the outputs, shapes, dtypes: before any training
+    task = task_for(model, loss, metrics, loss_weights, compiled=compile_config_of(model))
+    check_splits(data, model, classifier=task.classifier)  # labels, shapes, dtypes: before any training
     rep = JobReport(model=model.name, dataset=data.name, recipe=recipe.to_dict(), threads=threads,
                     data=data.info() if hasattr(data, "info") else {})
     t_all = time.perf_counter()
@@ -238,7 +267,7 @@ def run_job(model, data, recipe=None, out="tfcompress-out", train_epochs=None, t
     if train_epochs:
         _say(f"[1/5] training {model.name} on {data.describe()} for {train_epochs} epochs", quiet)
         t0 = time.perf_counter()
-        train_baseline(model, data, train_epochs, batch_size, learning_rate, verbose)
+        train_baseline(model, data, train_epochs, batch_size, learning_rate, verbose, task)
         rep.seconds["train"] = time.perf_counter() - t0
 
     stages = " → ".join(n for n, _ in recipe.stages) or "no stage"
@@ -246,16 +275,18 @@ def run_job(model, data, recipe=None, out="tfcompress-out", train_epochs=None, t
     t0 = time.perf_counter()
     result = optimize(model, data.train, data.validation, recipe=recipe, epochs=epochs, verbose=verbose,
                       strategy=strategy, tensorboard=tensorboard, target=target, minimize=minimize,
-                      progress=None if quiet or target is None else _say_line)
+                      progress=None if quiet or target is None else _say_line, loss=loss, metrics=metrics,
+                      loss_weights=loss_weights, check_baseline=check_baseline)
     rep.seconds["optimize"] = time.perf_counter() - t0
     rep.optimize = result.report.to_dict()
+    rep.metric = result.report.metric if not task.classifier else "accuracy"
     if result.plan is not None:  # budget mode: the plan re-runs with --recipe plan.yaml
         recipe = result.plan
         rep.recipe = recipe.to_dict()
         rep.notes += result.report.budget["notes"]
         atomic_write_text(os.path.join(out, "plan.yaml"), recipe.to_yaml())
 
-    _deliver(rep, model, result, data, recipe, out, quiet, threads, timing_runs, timing_seconds, t_all)
+    _deliver(rep, model, result, data, recipe, out, quiet, threads, timing_runs, timing_seconds, t_all, task)
     return rep
 
 
@@ -319,13 +350,13 @@ def _commit(stage, out):
                           f"the new files are in {stage}, or rerun with another --out.") from None
 
 
-def _deliver(rep, model, result, data, recipe, out, quiet, threads, timing_runs, timing_seconds, t_all):
+def _deliver(rep, model, result, data, recipe, out, quiet, threads, timing_runs, timing_seconds, t_all, task):
     """Export, evaluate, time and report into a staging folder inside ``out``, then commit."""
     stage = os.path.join(out, f"{_STAGING}{os.getpid()}")
     shutil.rmtree(stage, ignore_errors=True)
     ensure_dir(stage)
     try:
-        _measure(rep, model, result, data, recipe, stage, quiet, threads, timing_runs, timing_seconds)
+        _measure(rep, model, result, data, recipe, stage, quiet, threads, timing_runs, timing_seconds, task)
         rep.seconds["total"] = time.perf_counter() - t_all
         for f in rep.files:  # the report names the files where they will be
             f["path"] = os.path.join(os.path.abspath(out), os.path.basename(f["path"]))
@@ -343,7 +374,7 @@ def _deliver(rep, model, result, data, recipe, out, quiet, threads, timing_runs,
         shutil.rmtree(stage, ignore_errors=True)
 
 
-def _measure(rep, model, result, data, recipe, stage, quiet, threads, timing_runs, timing_seconds):
+def _measure(rep, model, result, data, recipe, stage, quiet, threads, timing_runs, timing_seconds, task):
     x_test, y_test = data.test
     _say("[3/5] exporting float32 and int8 .tflite files", quiet)
     t0 = time.perf_counter()
@@ -364,22 +395,25 @@ def _measure(rep, model, result, data, recipe, stage, quiet, threads, timing_run
                                            fast["per_layer"], fast["default"], rep_x[:100], metadata=meta)
     rep.seconds["export"] = time.perf_counter() - t0
 
-    _say(f"[4/5] evaluating both files with LiteRT on {len(x_test)} test examples", quiet)
+    _say(f"[4/5] evaluating the files with LiteRT on {len(x_test)} test examples ({rep.metric})", quiet)
     t0 = time.perf_counter()
     keras_models = {"float32": model, "int8": result.model, "mixed": result.model, "int4": result.model,
                     "fast": result.model}
     base_zip = exports["float32"].zipped_bytes
     with quiet_native_logs():
         for name, e in exports.items():
-            rep.files.append({
-                "name": name, "path": e.path, "mode": e.mode,
-                "input_dtype": e.input_dtype, "output_dtype": e.output_dtype,
-                "accuracy": tflite_export.evaluate(e.path, x_test, y_test),
-                "agreement": tflite_export.agreement(keras_models[name], e.path, x_test),
-                "bytes": e.bytes, "zipped_bytes": e.zipped_bytes,
-                "size_kb": e.bytes / 1024, "zipped_kb": e.zipped_bytes / 1024,
-                "compression_ratio": base_zip / e.zipped_bytes,
-            })
+            row = {"name": name, "path": e.path, "mode": e.mode,
+                   "input_dtype": e.input_dtype, "output_dtype": e.output_dtype}
+            if task.classifier:
+                row["accuracy"] = tflite_export.evaluate(e.path, x_test, y_test)
+                row["agreement"] = tflite_export.agreement(keras_models[name], e.path, x_test)
+            else:  # the model's own metric, from the file's outputs; never an accuracy it does not have
+                scores = task.score(y_test, tflite_export.predict(e.path, x_test))
+                row.update(accuracy=None, metric=rep.metric, score=scores.get(rep.metric), scores=scores,
+                           agreement=tflite_export.closeness(keras_models[name], e.path, x_test))
+            rep.files.append({**row, "bytes": e.bytes, "zipped_bytes": e.zipped_bytes,
+                              "size_kb": e.bytes / 1024, "zipped_kb": e.zipped_bytes / 1024,
+                              "compression_ratio": base_zip / e.zipped_bytes})
     rep.seconds["evaluate"] = time.perf_counter() - t0
 
     _say(f"[5/5] timing both files on XNNPACK with {threads} thread(s)", quiet)

@@ -124,6 +124,23 @@ class OptimizeReport:
     optimized: dict = field(default_factory=dict)
     evaluated_on: str = "validation"
     budget: dict = None  # budget mode: target, reference files, scan, rounds (tfcompress.target.plan)
+    task: dict = None  # the loss and metrics every stage used, and where they came from (tfcompress.task)
+    metric: str = "accuracy"  # the headline metric: a key of baseline/optimized
+
+    def drop(self):
+        """How much the headline metric got worse, in its own unit (accuracy: fraction; MAE: its value).
+
+        Example:
+            >>> OptimizeReport("m", {}, [], baseline={"mae": 0.1}, optimized={"mae": 0.12}, metric="mae").drop()
+            0.02
+        """
+        from tfcompress.task import lower_is_better
+
+        before, after = self.baseline.get(self.metric), self.optimized.get(self.metric)
+        if before is None or after is None:
+            return None
+        d = (after - before) if lower_is_better(self.metric) else (before - after)
+        return round(float(d), 12)
 
     def layer(self, name):
         for r in self.layers:
@@ -151,10 +168,11 @@ class OptimizeReport:
                 [[s["name"], s.get("epochs"), s.get("steps"), round(s.get("seconds", 0), 1),
                   s.get("details", "")] for s in self.stages]), ""]
         if self.baseline:
-            lines += [f"### Accuracy on {self.evaluated_on} data", "", markdown_table(
-                ["model", "loss", "accuracy"],
-                [["baseline", self.baseline.get("loss"), self.baseline.get("accuracy")],
-                 ["optimized", self.optimized.get("loss"), self.optimized.get("accuracy")]]), ""]
+            keys = list(self.baseline)
+            lines += [f"### {self.metric} on {self.evaluated_on} data", "",
+                      *([f"Task: {self.task['line']}.", ""] if self.task and self.task.get("line") else []),
+                      markdown_table(["model"] + keys, [["baseline"] + [self.baseline.get(k) for k in keys],
+                                                        ["optimized"] + [self.optimized.get(k) for k in keys]]), ""]
         if self.budget:
             lines += [self.budget["markdown"]]
         return "\n".join(lines)

@@ -45,16 +45,22 @@ class _Run:
     tensorboard = None  # a log folder: one subfolder per stage
     progress = None  # called with each stage and epoch line instead of Keras's output
 
-    def __init__(self, recipe, train, val, batch_size, epochs, verbose, callbacks, loss, teacher=None,
+    def __init__(self, recipe, train, val, batch_size, epochs, verbose, callbacks, task, teacher=None,
                  placement=None):
         self.recipe, self.train, self.val = recipe, train, val
         self.placement = placement or distribute.Placement(None)  # the tf.distribute strategy of each stage
         self.batch_size, self.epochs, self.verbose = batch_size, epochs, verbose
         self.user_callbacks = list(callbacks or [])
-        self.loss = loss
+        self.task = task  # the user's loss and metrics (tfcompress.task): every stage trains and scores with them
+        self.output_names = None  # the input model's, set by the first evaluate
         self.teacher = teacher  # the model before compression, for distillation
         self.pruned = False
         self.clustered = False
+
+    @property
+    def loss(self):
+        """A fresh task loss (global pruning's saliency scores gradients of it)."""
+        return self.task.compile_args()["loss"]
 
     def scope(self, stage=None):
         """The strategy scope a stage (None: the baseline) builds, compiles and trains in."""
@@ -100,20 +106,30 @@ class _Run:
                                 None if own_board else self.tensorboard, self.progress)
         hist = fine_tune(
             model, self.train.dataset, epochs, teacher=teacher, alpha=alpha, temperature=temperature,
-            optimizer=make_optimizer(opt, lr, schedule, self.steps(1), epochs), loss=self.loss,
-            metrics=["accuracy"], validation_data=self.val.dataset if self.val is not None else None,
+            optimizer=make_optimizer(opt, lr, schedule, self.steps(1), epochs), **self.task.compile_args(),
+            match="kl" if self.task.classifier else "mse",
+            validation_data=self.val.dataset if self.val is not None else None,
             # the learning-rate log first: every later callback sees the rate
             callbacks=extra[:1] + list(callbacks) + extra[1:] + self.user_callbacks, verbose=self.verbose,
         )
         return hist.history
 
     def evaluate(self, model):
+        """Every compiled loss and metric of the task on the validation data (else the training data)."""
         data = self.val or self.train
         model.compile(optimizer=make_optimizer(self.recipe.optimizer, self.recipe.learning_rate),
-                      loss=self.loss, metrics=["accuracy"])
+                      **self.task.compile_args())
         build_training_state(model, data.dataset, optimizer=False)
-        loss, acc = model.evaluate(data.dataset, verbose=0)
-        return {"loss": float(loss), "accuracy": float(acc)}
+        out = {k: float(v) for k, v in model.evaluate(data.dataset, verbose=0, return_dict=True).items()}
+        # Keras names a head's metrics by its output layer, which TF-MOT's wrappers rename
+        # (quant_box, prune_low_magnitude_box): report them under the user's output names.
+        names = list(getattr(model, "output_names", None) or [])
+        if self.output_names is None:
+            self.output_names = names
+        renames = {c: o for c, o in zip(names, self.output_names) if c != o} if len(names) > 1 else {}
+        for current, original in sorted(renames.items(), key=lambda kv: -len(kv[0])):
+            out = {(original + k[len(current):] if k.startswith(current + "_") else k): v for k, v in out.items()}
+        return out
 
     @contextlib.contextmanager
     def precision(self, stage_name, info):

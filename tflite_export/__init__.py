@@ -19,7 +19,7 @@ from .android import benchmark_on_device, parse_benchmark_model_output
 from .benchmark import ACCELERATORS, Timing, benchmark, probe_accelerator
 from .convert import IO_TYPES, MODES, ExportReport, __version__, convert_bytes, export, zipped_size
 from .errors import ExportError
-from .evaluate import agreement, evaluate, predict
+from .evaluate import agreement, closeness, evaluate, predict
 from .inspection import ModelInfo, count_macs, inspect, read_metadata
 from .roofline import measure_peak_gops
 from .safety import check_file
@@ -40,6 +40,7 @@ __all__ = [
     "benchmark",
     "benchmark_on_device",
     "check_file",
+    "closeness",
     "convert_bytes",
     "count_macs",
     "evaluate",

@@ -234,7 +234,7 @@ def cmd_export(args) -> int:
         0
     """
     from .convert import export
-    from .evaluate import evaluate
+    from .evaluate import score_summary
 
     meta = _parse_metadata(args.metadata)
     check_model_file(args.model)  # a FIFO would block, a zip bomb unpack, before the data is even read
@@ -266,9 +266,8 @@ def cmd_export(args) -> int:
     if rep.sparse_tensors:
         line += f", {rep.sparse_tensors} sparse tensors"
     if xte is not None and yte is not None:
-        acc = evaluate(rep.path, xte, yte)
-        out["test_accuracy"] = acc
-        line += f", LiteRT test accuracy {acc:.4f}"
+        scores, text = score_summary(rep.path, xte, yte)
+        out, line = {**out, **scores}, line + text
     if args.json != "-":
         print(line)
     _write_json(out, args.json)

@@ -9,7 +9,7 @@ import numpy as np
 from ._runtime import dequantize_output, invoke, open_interpreter, quantize_input
 from .errors import ExportError, first_line
 
-__all__ = ["predict", "evaluate", "agreement"]
+__all__ = ["predict", "evaluate", "agreement", "closeness", "not_a_classifier", "score_summary"]
 
 
 def _numeric(a, name: str) -> np.ndarray:
@@ -158,6 +158,21 @@ def _check_labels(y, n: int, units: int) -> np.ndarray:
     return y
 
 
+def not_a_classifier(outputs: list) -> str | None:
+    """Why a file's outputs (LiteRT output details) are not one classifier's scores, or None.
+
+    Example:
+        >>> not_a_classifier([{"shape": np.array([1, 64, 64, 1])}])
+        'has a (64, 64, 1) output map, not class scores'
+    """
+    if len(outputs) != 1:
+        return f"has {len(outputs)} outputs (several heads), not one classifier output"
+    shape = tuple(int(d) for d in outputs[0]["shape"][1:])
+    if len(shape) > 1:
+        return f"has a {shape} output map, not class scores"
+    return None
+
+
 def evaluate(path, x, y, batch_size: int | None = 32) -> float:
     """Top-1 accuracy of a .tflite classifier.
 
@@ -174,14 +189,19 @@ def evaluate(path, x, y, batch_size: int | None = 32) -> float:
         Accuracy in [0, 1].
 
     Raises:
-        ExportError: A bad file; inputs or labels that are not numbers or hold NaN/Inf;
-            mismatched lengths; inputs of the wrong shape; labels outside the file's classes.
+        ExportError: A bad file; a file that is not one classifier (several outputs, an
+            output map); inputs or labels that are not numbers or hold NaN/Inf; mismatched
+            lengths; inputs of the wrong shape; labels outside the file's classes.
 
     Example:
         >>> evaluate("model_int8.tflite", x_test, y_test)   # doctest: +SKIP
         0.97
     """
     it = open_interpreter(path)
+    why = not_a_classifier(it.get_output_details())
+    if why:
+        raise ExportError(f"{path} {why}: top-1 accuracy means nothing for it; score its outputs in the model's "
+                          "own metric (tfcompress does, from the model's compile) or with predict().")
     out = it.get_output_details()[0]
     units = int(np.prod(out["shape"][1:])) if len(out["shape"]) > 1 else 1
     x = _check_inputs(x, tuple(int(s) for s in it.get_input_details()[0]["shape"][1:]), os.fspath(path))
@@ -224,3 +244,60 @@ def agreement(model, path, x, batch_size: int | None = 32) -> float:
     if isinstance(pred, list):
         pred = pred[0]
     return float(np.mean(_labels(np.asarray(ref)) == _labels(pred)))
+
+
+def closeness(model, path, x, batch_size: int | None = 32) -> float:
+    """How close the .tflite file's outputs are to the Keras model's, for any model:
+    ``1 - ||file - keras|| / ||keras||`` over every output value (1.0: identical; 0: as
+    far off as the outputs are large). The agreement of maps, boxes and regressions,
+    where top-1 classes mean nothing.
+
+    Args:
+        model: The tf_keras model the file was exported from.
+        path: The .tflite file.
+        x: Float inputs of the model's input shape.
+        batch_size: See :func:`predict`.
+
+    Returns:
+        A value in [0, 1].
+
+    Example:
+        >>> closeness(model, "segmenter_int8.tflite", x_test)   # doctest: +SKIP
+        0.97
+    """
+    x = _numeric(x, "x")
+    pred = predict(path, x, batch_size=batch_size)
+    ref = model.predict(x.astype(np.float32), verbose=0, batch_size=256)
+    flat = lambda v: np.concatenate([np.asarray(a, np.float64).ravel() for a in  # noqa: E731
+                                     (v.values() if isinstance(v, dict) else v if isinstance(v, list) else [v])])
+    a, b = flat(pred), flat(ref)
+    if a.shape != b.shape:
+        raise ExportError(f"{path} gives {a.size} output values for {len(x)} inputs, the model {b.size}: "
+                          "export the file again from this model.")
+    norm = float(np.linalg.norm(b))
+    return float(max(0.0, 1.0 - np.linalg.norm(a - b) / norm)) if norm > 0 else float(np.allclose(a, b))
+
+
+def score_summary(path, x, y) -> tuple[dict, str]:
+    """The export command's score of a written file: top-1 accuracy for one classifier
+    output, else the mean absolute error of outputs the targets match; never an
+    accuracy a model does not have.
+
+    Returns:
+        ``({"test_accuracy"|"test_mae"|"test_score": value}, text for the summary line)``.
+
+    Example:
+        >>> score_summary("edges_int8.tflite", x_test, maps_test)[1]  # doctest: +SKIP
+        ', LiteRT test mean absolute error 0.0213 (the file has a (64, 64, 1) output map, ...: no accuracy)'
+    """
+    why = not_a_classifier(open_interpreter(path).get_output_details())
+    if why is None:
+        acc = evaluate(path, x, y)
+        return {"test_accuracy": acc}, f", LiteRT test accuracy {acc:.4f}"
+    pred = predict(path, x)
+    y = np.asarray(y)
+    if not isinstance(pred, list) and y.size == pred.size and len(y) == len(pred):
+        mae = float(np.mean(np.abs(pred.astype(np.float64).ravel() - y.astype(np.float64).ravel())))
+        return {"test_mae": mae}, f", LiteRT test mean absolute error {mae:.4g} (the file {why}: no accuracy)"
+    return {"test_score": None}, (f"; not scored: the file {why} and the data's labels {y.shape[1:]} do not match "
+                                  "it (tfcompress optimize scores such models in their own metric)")

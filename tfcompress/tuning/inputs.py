@@ -28,6 +28,7 @@ from tfcompress._model import coerce_model
 from tfcompress.errors import TuningError
 from tfcompress.io import Builder, ModelBuilder, resolve_inputs
 from tfcompress.recipe import Recipe
+from tfcompress.task import compile_config_of, task_for
 
 __all__ = ["SearchInputs", "search_inputs", "check_builder", "save_model_object", "MODEL_FILE"]
 
@@ -168,7 +169,13 @@ def search_inputs(model, data, scale="auto", seed=0, from_scratch=False, train_s
         (100, 8, 8, 1)
     """
     source, dataset = resolve_inputs(model, "digits" if data is None else data, scale=scale, seed=seed)
-    tf_model = coerce_model(source.model())
+    original = source.model()
+    tf_model = coerce_model(original)
+    task = task_for(tf_model, compiled=compile_config_of(original))
+    if not task.classifier:
+        raise TuningError(f"the tuner's objectives are accuracy, size and latency, for classifiers; this model's task "
+                          f"is {task.describe()}: compress it with tfcompress optimize (or optimize()) and a "
+                          "recipe, which train and score in its own loss and metrics.")
     x, y = dataset.train
     if train_subset:
         x, y = x[:train_subset], y[:train_subset]

@@ -1,0 +1,440 @@
+"""The user's task: the loss, loss weights and metrics every stage trains and scores with.
+
+A compiled model's ``loss``, ``loss_weights`` and ``metrics`` are the user's
+statement of what the model is for; :func:`task_for` takes them (from a
+tf_keras or Keras 3 model, or the compile config saved in a model file), or
+the ``loss=``/``metrics=`` the caller gives, and only for an uncompiled
+single-output classifier falls back to the classification loss its output
+implies: sparse/categorical cross-entropy for a softmax or logits, binary
+cross-entropy for one unit (from probabilities after a sigmoid, from logits
+without). Any other uncompiled model (a regression, a dense map, several
+outputs) is refused with what to pass: tfcompress does not guess a task.
+
+Losses and metrics are kept serialized and rebuilt for each ``compile``, so
+no metric object is shared between stages or strategy scopes.
+
+Example:
+    >>> from tfcompress._keras import keras
+    >>> m = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+    >>> m.compile(loss="mse", metrics=["mae"])
+    >>> t = task_for(m)
+    >>> t.source, t.classifier, t.compile_args()["metrics"]
+    ('compiled', False, ['mae'])
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import weakref
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from tfcompress._keras import keras
+from tfcompress.errors import RecipeError
+
+__all__ = ["Task", "task_for", "lower_is_better", "compile_config_of", "headline", "baseline_problem",
+           "remember_file_compile"]
+
+# Models loaded from files (compile=False) -> the loss/metrics their file saved: the user's task.
+_FILE_COMPILE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+_CE = {"sparse_categorical_crossentropy", "categorical_crossentropy", "binary_crossentropy",
+       "SparseCategoricalCrossentropy", "CategoricalCrossentropy", "BinaryCrossentropy"}
+_LOWER = ("loss", "error", "mae", "mse", "mape", "msle", "rmse", "root_mean_squared", "hinge", "crossentropy",
+          "kl_divergence", "kld", "poisson", "logcosh", "huber", "absolute", "squared")
+
+
+def lower_is_better(metric: str) -> bool:
+    """Whether a smaller value of ``metric`` (an ``evaluate`` key) is better.
+
+    Example:
+        >>> lower_is_better("val_mae"), lower_is_better("head_accuracy")
+        (True, False)
+    """
+    name = metric.lower()
+    return any(w in name for w in _LOWER)
+
+
+def headline(results: dict) -> str:
+    """The metric a report leads with: the first compiled metric (``evaluate``'s
+    first key that is not a loss), else ``"loss"``.
+
+    Example:
+        >>> headline({"loss": 0.3, "out_loss": 0.3, "out_mae": 0.2})
+        'out_mae'
+    """
+    for k in results:
+        if k != "loss" and not k.endswith("loss"):
+            return k
+    return "loss"
+
+
+def _serial(obj: Any, kind: str) -> Any:
+    """A loss or metric as compile takes it, in a form that rebuilds fresh objects."""
+    if obj is None or isinstance(obj, str):
+        return obj
+    if isinstance(obj, dict) and "class_name" in obj:
+        return _from_config(obj, kind)
+    if isinstance(obj, dict):
+        return {k: _serial(v, kind) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_serial(v, kind) for v in obj]
+    module = type(obj).__module__ or ""
+    if module == "keras" or module.startswith("keras."):  # a Keras 3 object: rebuild it in tf_keras
+        try:
+            return _from_config({"class_name": type(obj).__name__, "config": obj.get_config()}, kind)
+        except Exception:  # noqa: BLE001 - a Keras 3 wrapper (LossFunctionWrapper): by its function's name
+            fn = getattr(obj, "fn", None)
+            name = getattr(fn, "__name__", None) or getattr(obj, "name", None)
+            if isinstance(name, str):
+                return name
+            raise RecipeError(f"the model's {kind} {type(obj).__name__} has no tf_keras equivalent: compile the "
+                              f"model with built-in Keras {kind}es, or pass {kind}= to tfcompress.") from None
+    module_ns = keras.losses if kind == "loss" else keras.metrics
+    if isinstance(obj, (keras.losses.Loss, keras.metrics.Metric)) and getattr(module_ns, type(obj).__name__,
+                                                                              None) is type(obj):
+        return _from_config({"class_name": type(obj).__name__, "config": obj.get_config()}, kind)
+    return obj  # a plain function (stateless) or the user's own class: used as it is
+
+
+def _from_config(cfg: dict, kind: str) -> Any:
+    """A serialized loss/metric (either Keras's) as a tf_keras-rebuildable dict."""
+    name = cfg.get("class_name")
+    if name == "function":
+        return cfg.get("config")
+    inner = cfg.get("config") if isinstance(cfg.get("config"), dict) else {}
+    if name in ("MeanMetricWrapper", "LossFunctionWrapper") and isinstance(inner.get("fn"), str):
+        return inner["fn"]  # a wrapped built-in function (an .h5 file's compiled "accuracy"): by its name
+    module = keras.losses if kind == "loss" else keras.metrics
+    cls = getattr(module, name, None) if isinstance(name, str) else None
+    if cls is None and kind == "metric":
+        cls = getattr(keras.losses, name, None) if isinstance(name, str) else None
+    if cls is None:
+        raise RecipeError(f"the model's {kind} {name!r} has no tf_keras equivalent: compile the model with "
+                          f"built-in Keras {kind}es, or pass {kind}= to tfcompress.")
+    params = inspect.signature(cls.__init__).parameters
+    config = {k: v for k, v in (cfg.get("config") or {}).items() if k in params and k != "dtype"}
+    if config.get("reduction") not in (None, "auto", "none", "sum", "sum_over_batch_size"):
+        config.pop("reduction")
+    return {"class_name": name, "config": config}
+
+
+def _build(value: Any, kind: str) -> Any:
+    """Fresh tf_keras objects from :func:`_serial`'s form."""
+    if isinstance(value, dict) and "class_name" in value:
+        module = keras.losses if kind == "loss" else keras.metrics
+        cls = getattr(module, value["class_name"], None) or getattr(keras.losses, value["class_name"])
+        return cls(**value["config"])
+    if isinstance(value, dict):
+        return {k: _build(v, kind) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_build(v, kind) for v in value]
+    return value
+
+
+def _label(value: Any) -> str:
+    if isinstance(value, dict) and "class_name" in value:
+        return value["class_name"]
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {_label(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_label(v) for v in value) + "]"
+    return getattr(value, "__name__", None) or str(value)
+
+
+@dataclass(frozen=True)
+class Task:
+    """What the model is for: the compile arguments every stage uses, and where they came from.
+
+    Attributes:
+        loss: the loss, in a form :meth:`compile_args` rebuilds (a name, a
+            function, a serialized loss, or a list/dict of them per output).
+        metrics: the metrics, as compile takes them. Defaults to `None`.
+        loss_weights: per-output loss weights. Defaults to `None`.
+        source: ``"given"`` (``loss=``), ``"compiled"`` (the user's compile)
+            or ``"inferred"`` (a classifier's output). Defaults to `"inferred"`.
+        classifier: one output scored against class ids or one-hot rows;
+            its labels are checked as such. Defaults to `True`.
+        why: for an inferred loss, what it was inferred from.
+    """
+
+    loss: Any
+    metrics: Any = None
+    loss_weights: Any = None
+    source: str = "inferred"
+    classifier: bool = True
+    why: str = ""
+    _extra: dict = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def sparse_labels(self) -> bool | None:
+        """For a classifier, the label form its loss takes: True for class ids, False for
+        one-hot rows, None for one unit or an inferred loss (which follows the labels)."""
+        if not self.classifier or self.source == "inferred":
+            return None
+        name = _label(self.loss[0] if isinstance(self.loss, list) else self.loss).lower()
+        if "sparse" in name or name == "scce":
+            return True
+        if "categorical" in name or name == "cce":
+            return False
+        return None
+
+    def compile_args(self) -> dict:
+        """``loss``, ``metrics`` and ``loss_weights`` for ``compile``, as fresh objects."""
+        return {"loss": _build(self.loss, "loss"), "metrics": _build(self.metrics, "metric"),
+                "loss_weights": self.loss_weights}
+
+    def score(self, y_true: Any, y_pred: Any, names: list | None = None) -> dict:
+        """Every loss and metric of the task on predictions made elsewhere (a ``.tflite``
+        file's), computed by Keras's own ``compile``/``evaluate`` on a model that passes
+        the predictions through, so the names and values match ``model.evaluate``.
+
+        Args:
+            y_true: the targets (an array, or a list/dict per output).
+            y_pred: the predictions, in the same structure.
+            names: the output names (for several outputs given as lists).
+                Defaults to `None`.
+
+        Example:
+            >>> t = Task("mse", ["mae"], classifier=False)
+            >>> round(t.score(np.zeros((2, 1)), np.ones((2, 1)))["mae"], 3)
+            1.0
+        """
+        preds = y_pred if isinstance(y_pred, dict) else None
+        arrays = list(y_pred.values()) if preds else (list(y_pred) if isinstance(y_pred, (list, tuple))
+                                                       else [y_pred])
+        out_names = list(preds) if preds else (names or [f"output_{i}" for i in range(len(arrays))])
+        inputs = [keras.Input(np.asarray(a).shape[1:], name=f"in_{i}") for i, a in enumerate(arrays)]
+        outputs = [keras.layers.Activation("linear", name=n)(i) for n, i in zip(out_names, inputs)]
+        if preds:
+            outputs = dict(zip(out_names, outputs))
+        model = keras.Model(inputs, outputs if len(arrays) > 1 or preds else outputs[0])
+        model.compile(**self.compile_args())
+        x = [np.asarray(a, "float32") for a in arrays]
+        y = {k: np.asarray(v) for k, v in y_true.items()} if isinstance(y_true, dict) else (
+            [np.asarray(v) for v in y_true] if isinstance(y_true, (list, tuple)) else np.asarray(y_true))
+        res = model.evaluate(x if len(x) > 1 else x[0], y, verbose=0, return_dict=True,
+                             batch_size=max(1, min(256, len(x[0]))))
+        return {k: float(v) for k, v in res.items()}
+
+    def describe(self) -> str:
+        """One line: the loss and metrics, and where they came from.
+
+        Example:
+            >>> Task("mse", ["mae"], source="compiled", classifier=False).describe()
+            "loss mse, metrics [mae] (the model's compile)"
+        """
+        where = {"given": "given to tfcompress", "compiled": "the model's compile",
+                 "inferred": f"inferred from {self.why or 'the output'}"}[self.source]
+        metrics = _label(self.metrics) if self.metrics else "none"
+        return f"loss {_label(self.loss)}, metrics {metrics} ({where})"
+
+    def to_dict(self) -> dict:
+        return {"loss": _label(self.loss), "metrics": _label(self.metrics) if self.metrics else None,
+                "loss_weights": self.loss_weights, "source": self.source, "classifier": self.classifier}
+
+
+def compile_config_of(model: Any) -> dict | None:
+    """The ``loss``/``metrics``/``loss_weights`` a model (either Keras) was compiled with, or None."""
+    try:
+        saved = _FILE_COMPILE.get(model)  # read from its file by tfcompress.load_model
+    except TypeError:
+        saved = None
+    if saved:
+        return saved
+    try:
+        cfg = model.get_compile_config()  # None (or an error) for an uncompiled model
+    except Exception:  # noqa: BLE001 - a compile that cannot describe itself: the live objects below
+        cfg = None
+    if not cfg or cfg.get("loss") is None:
+        live = getattr(model, "loss", None)
+        if live is None or not (getattr(model, "_is_compiled", False) or getattr(model, "compiled", False)):
+            return None
+        cfg = {"loss": live, "metrics": getattr(getattr(model, "compiled_metrics", None), "_user_metrics", None),
+               "loss_weights": None}
+    return {k: cfg.get(k) for k in ("loss", "metrics", "loss_weights")}
+
+
+def remember_file_compile(model: Any, fmt: str, config: Any, path: str) -> None:
+    """Keep the loss/metrics a model file saved (a ``.keras`` file's ``compile_config``,
+    an ``.h5`` file's ``training_config``) for :func:`compile_config_of`: models are loaded
+    with ``compile=False``, so the user's task would otherwise be lost."""
+    cfg = None
+    if fmt == "keras" and isinstance(config, dict):
+        cfg = config.get("compile_config")
+    elif fmt == "h5":
+        try:
+            import h5py
+
+            with h5py.File(path, "r") as f:
+                raw = f.attrs.get("training_config")
+            if raw is not None:
+                cfg = json.loads(raw.decode("utf-8") if isinstance(raw, bytes) else raw)
+        except (OSError, ValueError):
+            cfg = None
+    if isinstance(cfg, dict) and cfg.get("loss") is not None:
+        metrics = cfg.get("metrics")
+        if isinstance(metrics, list) and len(metrics) == 1 and isinstance(metrics[0], list):
+            metrics = metrics[0]
+        _FILE_COMPILE[model] = {"loss": cfg["loss"], "metrics": metrics, "loss_weights": cfg.get("loss_weights")}
+
+
+def _outputs(model: Any) -> list:
+    shape = model.output_shape
+    if isinstance(shape, dict):
+        return list(shape.values())
+    if isinstance(shape, list):
+        return shape
+    return [shape]
+
+
+def _is_classifier(model: Any, loss: Any) -> bool:
+    outs = _outputs(model)
+    if len(outs) != 1 or len(outs[0]) != 2:
+        return False
+    name = loss if isinstance(loss, str) else (loss.get("class_name") if isinstance(loss, dict) else
+                                               getattr(loss, "__name__", ""))
+    if isinstance(loss, list) and len(loss) == 1:
+        return _is_classifier(model, loss[0])
+    if name in ("binary_crossentropy", "BinaryCrossentropy", "bce") and outs[0][-1] != 1:
+        return False  # several sigmoid units: multi-label, labels are multi-hot rows
+    return name in _CE or name in ("sparse_categorical_crossentropy", "bce", "cce", "scce")
+
+
+def _activation(model: Any) -> str:
+    last = model.layers[-1]
+    inner = getattr(last, "layer", last)  # through pruning / QAT wrappers
+    act = getattr(inner, "activation", None)
+    name = getattr(act, "__name__", "")
+    if not name and hasattr(last, "activation"):  # QAT wraps activations
+        name = getattr(getattr(last.activation, "activation", None), "__name__", "")
+    if not name and type(inner).__name__ in ("Softmax", "Activation"):
+        name = "softmax" if type(inner).__name__ == "Softmax" else getattr(inner.activation, "__name__", "")
+    return name
+
+
+def _inferred(model: Any, sparse_labels: bool | None) -> Task:
+    outs = _outputs(model)
+    if len(outs) != 1 or len(outs[0]) != 2:
+        shape = outs[0][1:] if len(outs) == 1 else f"{len(outs)} outputs"
+        raise RecipeError(
+            f"the model is not compiled and its output ({shape}) is not a classifier's, so tfcompress cannot "
+            "tell its task: compile it with its loss and metrics (model.compile(loss=..., metrics=[...])), or pass "
+            "loss= and metrics= to optimize (--loss and --metric on the command line)."
+        )
+    act = _activation(model)
+    if outs[0][-1] == 1:
+        probs = act == "sigmoid"
+        return Task({"class_name": "BinaryCrossentropy", "config": {"from_logits": not probs}}, ["accuracy"],
+                    why=f"one {'sigmoid' if probs else 'logit'} unit")
+    probs = act == "softmax"
+    cls = "SparseCategoricalCrossentropy" if sparse_labels is not False else "CategoricalCrossentropy"
+    return Task({"class_name": cls, "config": {"from_logits": not probs}}, ["accuracy"],
+                why=f"{'a softmax' if probs else 'logits'} over {outs[0][-1]} classes, "
+                    f"{'class ids' if sparse_labels is not False else 'one-hot'} labels")
+
+
+def _with_accuracy(metrics: Any) -> Any:
+    """A classifier's metrics with ``accuracy`` (what reports, budgets and the tuner score) among them."""
+    if isinstance(metrics, list) and len(metrics) == 1 and isinstance(metrics[0], list):
+        metrics = metrics[0]  # one output's metrics, given per output
+    if metrics is None:
+        return ["accuracy"]
+    if isinstance(metrics, list):
+        return metrics if any(m in ("accuracy", "acc") for m in metrics) else ["accuracy", *metrics]
+    return metrics
+
+
+def baseline_problem(task: Task, y_true: Any, y_pred: Any) -> str | None:
+    """Why the model, before any compression, looks unfit for the data it was given, or None.
+
+    A classifier at chance (accuracy within two standard errors of always
+    answering the most common label, on at least 30 examples), or a
+    single-output regression whose mean squared error is over 4x that of
+    predicting the targets' mean, is almost always a data problem: inputs
+    scaled twice or not at all, labels in another order, missing
+    preprocessing.
+
+    Args:
+        task: the model's :class:`Task`.
+        y_true: the targets of one output (class ids or one-hot rows for a classifier).
+        y_pred: the model's predictions for them.
+
+    Example:
+        >>> baseline_problem(Task("scce"), np.arange(100) % 10, np.eye(10)[np.zeros(100, int)])[:27]
+        'accuracy 10.0% is at chance'
+    """
+    y, pred = np.asarray(y_true), np.asarray(y_pred, dtype="float64")
+    n = len(y)
+    if n < 30:
+        return None
+    if task.classifier:
+        ids = y.argmax(-1) if y.ndim == 2 and y.shape[1] > 1 else np.rint(y.reshape(n, -1)[:, 0])
+        if pred.ndim == 2 and pred.shape[1] > 1:
+            guess = pred.argmax(-1)
+        else:  # one unit: probabilities after a sigmoid, else logits
+            p = pred.reshape(n)
+            guess = p > (0.5 if p.min() >= 0 and p.max() <= 1 else 0.0)
+        accuracy = float(np.mean(guess.astype("int64") == ids.astype("int64")))
+        p = float(np.bincount(ids.astype("int64")).max()) / n
+        if accuracy <= p + 2 * float(np.sqrt(p * (1 - p) / n)):
+            return f"accuracy {accuracy:.1%} is at chance (always answering the most common label scores {p:.1%})"
+        return None
+    y, pred = y.reshape(n, -1).astype("float64"), pred.reshape(n, -1)
+    if y.shape != pred.shape:
+        return None
+    base = float(np.mean((y - y.mean(axis=0)) ** 2))
+    mse = float(np.mean((y - pred) ** 2))
+    if base > 0 and mse > 4 * base:
+        return (f"its mean squared error {mse:.4g} is {mse / base:.1f}x that of predicting the targets' mean "
+                f"({base:.4g})")
+    return None
+
+
+def task_for(model: Any, loss: Any = None, metrics: Any = None, loss_weights: Any = None,
+             sparse_labels: bool | None = None, compiled: dict | None = None) -> Task:
+    """The task of ``model``: the caller's ``loss``, else its compile, else inferred (classifiers only).
+
+    Args:
+        model: the model (tf_keras or Keras 3), compiled or not.
+        loss: a loss for ``compile`` (a name, a loss object, or a list/dict per
+            output); overrides the model's own. Defaults to `None`.
+        metrics: metrics for ``compile``. Defaults to `None` (the model's
+            own; ``["accuracy"]`` for an inferred classifier).
+        loss_weights: per-output loss weights. Defaults to `None`.
+        sparse_labels: for an inferred classifier, whether the labels are
+            class ids (else one-hot rows). Defaults to `None` (class ids).
+        compiled: a compile config to use instead of the model's (what
+            :func:`compile_config_of` returned for the model before it was
+            translated or copied). Defaults to `None`.
+
+    Returns:
+        A :class:`Task`.
+
+    Raises:
+        RecipeError: an uncompiled model that is not a single-output
+            classifier and no ``loss``; a loss or metric with no tf_keras
+            equivalent.
+
+    Example:
+        >>> task_for(model, loss="mse", metrics=["mae"]).source  # doctest: +SKIP
+        'given'
+    """
+    if loss is not None:
+        loss_s, metrics_s = _serial(loss, "loss"), _serial(metrics, "metric")
+        classifier = _is_classifier(model, loss_s)
+        return Task(loss_s, _with_accuracy(metrics_s) if classifier else metrics_s, loss_weights, "given", classifier)
+    cfg = compiled if compiled is not None else compile_config_of(model)
+    if cfg and cfg.get("loss") is not None:
+        loss_s = _serial(cfg["loss"], "loss")
+        metrics_s = _serial(metrics if metrics is not None else cfg.get("metrics"), "metric")
+        weights = loss_weights if loss_weights is not None else cfg.get("loss_weights")
+        classifier = _is_classifier(model, loss_s)
+        return Task(loss_s, _with_accuracy(metrics_s) if classifier else metrics_s, weights, "compiled", classifier)
+    task = _inferred(model, sparse_labels)
+    if metrics is not None:
+        task = Task(task.loss, _serial(metrics, "metric"), loss_weights, "inferred", True, task.why)
+    return task
