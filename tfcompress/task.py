@@ -203,6 +203,8 @@ class Task:
             >>> round(t.score(np.zeros((2, 1)), np.ones((2, 1)))["mae"], 3)
             1.0
         """
+        if isinstance(y_pred, dict) and isinstance(y_true, dict) and set(y_pred) != set(y_true):
+            y_pred = _align(y_pred, list(y_true))  # a QAT model's file names its heads quant_<name>
         preds = y_pred if isinstance(y_pred, dict) else None
         arrays = list(y_pred.values()) if preds else (list(y_pred) if isinstance(y_pred, (list, tuple))
                                                        else [y_pred])
@@ -235,6 +237,19 @@ class Task:
     def to_dict(self) -> dict:
         return {"loss": _label(self.loss), "metrics": _label(self.metrics) if self.metrics else None,
                 "loss_weights": self.loss_weights, "source": self.source, "classifier": self.classifier}
+
+
+def _align(pred: dict, names: list) -> dict:
+    """Predictions keyed by the user's output names, from a file whose outputs carry TF-MOT's
+    prefixes (``quant_box`` for ``box``)."""
+    out = {}
+    for n in names:
+        keys = [k for k in pred if k == n or k.endswith("_" + n)]
+        if len(keys) != 1:
+            raise RecipeError(f"cannot tell which of the file's outputs {sorted(pred)} is the model's output {n!r}; "
+                              "score the predictions keyed by the model's output names.")
+        out[n] = pred[keys[0]]
+    return out
 
 
 def compile_config_of(model: Any) -> dict | None:

@@ -155,3 +155,25 @@ def _collect(data, input_shape, num_samples: int) -> list[np.ndarray]:
         x = x[None]
     add_batch(x)
     return out
+
+
+def many_samples(data, model, num_samples: int) -> list:
+    """Calibration samples of a model with several inputs: one dict by input name per sample,
+    from a dict by input name or a list in the model's order (or an ``(x, y)`` pair of either)."""
+    if isinstance(data, tuple) and len(data) == 2 and isinstance(data[0], (dict, list)):
+        data = data[0]
+    names = list(model.input_names)
+    if isinstance(data, dict):
+        missing = [n for n in names if n not in data]
+        if missing:
+            raise ExportError(f"representative_data has keys {sorted(data)} but the model's inputs are {names}: "
+                              "key the calibration inputs by those names")
+        parts = [data[n] for n in names]
+    elif isinstance(data, (list, tuple)) and len(data) == len(names):
+        parts = list(data)
+    else:
+        raise ExportError(f"the model has {len(names)} inputs ({', '.join(names)}): pass representative_data as a "
+                          "dict by input name, or a list in that order")
+    per_input = [samples(p, tuple(t.shape), num_samples) for p, t in zip(parts, model.inputs)]
+    # by name: the converter's calibrator feeds the signature's inputs, whose order is not the model's
+    return [dict(zip(names, s)) for s in zip(*per_input)]

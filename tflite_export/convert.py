@@ -21,6 +21,7 @@ from . import _flatbuffer as fb
 from . import loader
 from ._atomic import atomic_write_bytes
 from ._userfiles import check_model_file
+from .calibration import many_samples as _many_samples
 from .calibration import samples as _samples
 from .errors import ExportError, first_line
 
@@ -250,7 +251,7 @@ def _configure(tf, conv, mode: str, io: str, sparse: bool, samples: list[np.ndar
 
         def gen():
             for s in samples:
-                yield [s]
+                yield s if isinstance(s, dict) else [s]
 
         conv.representative_dataset = gen
     if mode == "int8":
@@ -364,18 +365,15 @@ def convert_bytes(
         )
 
     kind, src, input_shape = _load_source(model, safe_mode)
-    samples: list[np.ndarray] = []
+    many = kind == "keras" and len(getattr(src, "inputs", None) or []) > 1  # one dict of inputs per sample
+    samples = (_many_samples(representative_data, src, num_samples) if many else
+               _samples(representative_data, input_shape, num_samples)) if needs_data else []
     if needs_data:
-        samples = _samples(representative_data, input_shape, num_samples)
         if not samples:
             raise ExportError("representative_data is empty; pass at least one input sample (a few hundred is better)")
         if len(samples) < num_samples:
-            warnings.warn(
-                f"representative_data has {len(samples)} samples, fewer than num_samples={num_samples}; "
-                "calibration may be less accurate",
-                UserWarning,
-                stacklevel=3,
-            )
+            warnings.warn(f"representative_data has {len(samples)} samples, fewer than num_samples={num_samples}; "
+                          "calibration may be less accurate", UserWarning, stacklevel=3)
 
     data = _convert(tf, kind, src, mode, lambda conv: _configure(tf, conv, mode, io, sparse, samples))
     if kind == "keras" and _weight_bytes(src) >= LARGE_MODEL_BYTES:

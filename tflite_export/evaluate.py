@@ -55,8 +55,9 @@ def _check_inputs(x, sample_shape, source: str) -> np.ndarray:
 
 
 def predict(
-    path, x, batch_size: int | None = 32, threads: int | None = None, use_xnnpack: bool = True
-) -> np.ndarray | list[np.ndarray]:
+    path, x, batch_size: int | None = 32, threads: int | None = None, use_xnnpack: bool = True,
+    as_dict: bool = False,
+) -> np.ndarray | list[np.ndarray] | dict[str, np.ndarray]:
     """Runs a .tflite file on inputs and returns float outputs.
 
     Float inputs are quantized with the input tensor's (scale, zero_point) when the
@@ -65,16 +66,22 @@ def predict(
 
     Args:
         path: The .tflite file (checked first: a damaged file raises ExportError).
-        x: Input array, axis 0 = samples (a single sample without batch dim is accepted).
+        x: Input array, axis 0 = samples (a single sample without batch dim is accepted);
+            for a file with several inputs, a dict by the model's input names (the file's
+            signature), or a list when every input has its own shape.
         batch_size: Samples per invoke when the file's batch dimension is dynamic (it
             is resized); ``None`` or 1 runs one sample per invoke. Files with a fixed
             batch size B are fed B samples per invoke (the last chunk padded).
         threads: Interpreter threads (None = runtime default).
         use_xnnpack: Run on LiteRT's default XNNPACK delegate (True) or on its builtin
             kernels only (False: slower, for a file XNNPACK refuses).
+        as_dict: return ``{output name: array}`` by the file's signature (the model's
+            output names): a list follows the file's tensor order, which need not be
+            the model's. Defaults to `False`.
 
     Returns:
-        float32 array of shape ``(len(x), ...)``; a list of arrays for multi-output files.
+        float32 array of shape ``(len(x), ...)``; a list of arrays for multi-output files;
+        a dict with ``as_dict``.
 
     Raises:
         ExportError: Unreadable/damaged file, or inputs that are not numbers, hold
@@ -84,13 +91,68 @@ def predict(
         >>> probs = predict("model_int8.tflite", x_test)   # doctest: +SKIP
     """
     it = open_interpreter(path, num_threads=threads, use_xnnpack=use_xnnpack)
-    return _predict(it, path, x, batch_size, threads, use_xnnpack)
+    inputs, outputs = _signature(it)
+    if len(it.get_input_details()) > 1:
+        arrays = _many_predict(it, path, x, inputs)
+    else:
+        arrays = _predict(it, path, x, batch_size, threads, use_xnnpack, listed=True)
+    if as_dict:
+        by_index = {od["index"]: a for od, a in zip(it.get_output_details(), arrays)}
+        names = outputs or {od["name"]: od["index"] for od in it.get_output_details()}
+        return {name: by_index[index] for name, index in names.items()}
+    return arrays[0] if len(arrays) == 1 else arrays
 
 
-def _predict(it, path, x, batch_size, threads, use_xnnpack=True):
+def _signature(it) -> tuple[dict, dict]:
+    """``({input name: tensor index}, {output name: tensor index})`` of the file's serving signature."""
+    try:
+        sig = it._get_full_signature_list()  # noqa: SLF001 - LiteRT's only way to the indices
+    except AttributeError:
+        return {}, {}
+    first = sig.get("serving_default") or next(iter(sig.values()), {})
+    return dict(first.get("inputs") or {}), dict(first.get("outputs") or {})
+
+
+def _many_predict(it, path, x, names: dict) -> list:
+    """A file with several inputs, one example per invoke (fixed batch 1, as the converter writes them)."""
+    details = it.get_input_details()
+    if isinstance(x, dict):
+        by_index = {i: k for k, i in names.items()}
+        missing = [by_index.get(d["index"], d["name"]) for d in details if by_index.get(d["index"]) not in x]
+        if missing:
+            raise ExportError(f"{os.fspath(path)} has inputs {sorted(names)}; x has keys {sorted(x)}: "
+                              f"give {', '.join(map(str, missing))}")
+        xs = [x[by_index[d["index"]]] for d in details]
+    else:
+        xs = list(x) if isinstance(x, (list, tuple)) else [x]
+        shapes = [tuple(int(s) for s in d["shape"][1:]) for d in details]
+        if len(xs) != len(details) or len(set(shapes)) != len(shapes):
+            raise ExportError(f"{os.fspath(path)} has {len(details)} inputs ({', '.join(sorted(names))}): "
+                              "pass x as a dict by those names")
+        order = {np.asarray(a).shape[1:]: a for a in xs}
+        if set(order) != set(shapes):
+            raise ExportError(f"inputs of shapes {sorted(order)} do not match {os.fspath(path)}'s {shapes}; "
+                              "pass x as a dict by input name")
+        xs = [order[sh] for sh in shapes]
+    xs = [_check_inputs(a, tuple(int(s) for s in d["shape"][1:]), os.fspath(path)) for a, d in zip(xs, details)]
+    n = xs[0].shape[0]
+    if any(a.shape[0] != n for a in xs):
+        raise ExportError(f"the inputs have {[a.shape[0] for a in xs]} examples; they must match")
+    outs = it.get_output_details()
+    results: list[list[np.ndarray]] = [[] for _ in outs]
+    for i in range(n):
+        for a, d in zip(xs, details):
+            it.set_tensor(d["index"], np.ascontiguousarray(quantize_input(a[i:i + 1], d)))
+        invoke(it, path)
+        for k, od in enumerate(outs):
+            results[k].append(dequantize_output(it.get_tensor(od["index"]), od))
+    return [np.concatenate(r, axis=0) for r in results]
+
+
+def _predict(it, path, x, batch_size, threads, use_xnnpack=True, listed=False):
     inp = it.get_input_details()
     if len(inp) != 1:
-        raise ExportError(f"{os.fspath(path)} has {len(inp)} inputs; predict supports single-input models only")
+        raise ExportError(f"{os.fspath(path)} has {len(inp)} inputs: pass them to predict() as a dict by name")
     d = inp[0]
     sample_shape = tuple(int(s) for s in d["shape"][1:])
     x = _check_inputs(x, sample_shape, os.fspath(path))
@@ -121,6 +183,8 @@ def _predict(it, path, x, batch_size, threads, use_xnnpack=True):
         for k, od in enumerate(outs):
             results[k].append(dequantize_output(it.get_tensor(od["index"]), od)[:m])
     arrays = [np.concatenate(r, axis=0) for r in results]
+    if listed:
+        return arrays
     return arrays[0] if len(arrays) == 1 else arrays
 
 
