@@ -18,7 +18,7 @@ import platform
 import shlex
 import sys
 
-__all__ = ["RESULTS", "command", "machine", "write"]
+__all__ = ["RESULTS", "command", "machine", "cpu_flags", "write"]
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
@@ -33,6 +33,19 @@ def machine(load=False):
     """``"x86_64, 2 cores (shared)"``, with the 1-minute load average when ``load``."""
     text = f"{platform.machine()}, {os.cpu_count()} cores (shared)"
     return text + (f", load avg {os.getloadavg()[0]:.1f} at the end" if load else "")
+
+
+def cpu_flags():
+    """The CPU's model name and the SIMD flags that matter to XNNPACK's int8 kernels, from /proc/cpuinfo."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            text = f.read()
+    except OSError:
+        return "unknown CPU"
+    model = next((ln.split(":", 1)[1].strip() for ln in text.splitlines() if ln.startswith("model name")), "?")
+    flags = next((ln.split(":", 1)[1].split() for ln in text.splitlines() if ln.startswith("flags")), [])
+    isa = [f for f in ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8") if f in flags]
+    return f"{model}; {' '.join(isa) or 'no AVX2'}"
 
 
 def _atomic(path, text):

@@ -222,7 +222,19 @@ def test_a_file_slower_than_float32_is_reported(old_run):
     assert f"- {note}" in rep.to_markdown() and rep.to_dict()["notes"] == [note]
     # the real run records its own verdict from its own timings
     saved = json.loads((old_run / "report.json").read_text())
-    assert saved["notes"] == pipeline.slower_than_float(saved["files"], saved["threads"])
+    assert saved["notes"] == (pipeline.worse_than_float(saved["files"], "accuracy")
+                              + pipeline.slower_than_float(saved["files"], saved["threads"]))
+
+
+def test_a_file_much_worse_than_float32_is_reported():
+    # Never a broken file behind a plausible table: 5 points of accuracy, or a tenth of another metric.
+    acc = [{"name": "float32", "accuracy": 0.90}, {"name": "int8", "accuracy": 0.84}]
+    (note,) = pipeline.worse_than_float(acc, "accuracy")
+    assert note.startswith("int8.tflite scores accuracy 0.84 against float32.tflite's 0.9") and "aggressive" in note
+    assert pipeline.worse_than_float([{"name": "float32", "accuracy": 0.9}, {"name": "int8", "accuracy": 0.87}],
+                                     "accuracy") == []
+    mae = [{"name": "float32", "score": 0.088}, {"name": "int8", "score": 1.12}, {"name": "int4", "score": 0.09}]
+    assert [n.split()[0] for n in pipeline.worse_than_float(mae, "mae")] == ["int8.tflite"]
 
 
 def test_budget_modes_faster_mix_is_written_timed_and_reported(data, tmp_path, monkeypatch):

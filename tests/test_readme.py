@@ -59,6 +59,28 @@ def test_your_own_model_and_data_runs(tmp_path):
     assert back.startswith("keras.")
 
 
+def test_a_model_that_is_not_a_classifier_runs(tmp_path):
+    """The README's segmenter: trained and saved by Keras 3, then check and optimize from the command line,
+    scored in its own IoU (about 30 s on 2 cores)."""
+    section = _section("Your own model and data")
+    part = section[section.index("### A model that is not a classifier"):]
+    (prep,) = re.findall(r"```python\n(.*?)```", part, re.S)
+    (commands,) = re.findall(r"```sh\n(.*?)```", part, re.S)
+    env = dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
+    proc = subprocess.run([sys.executable, "-c", prep], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = subprocess.run(["bash", "-euo", "pipefail", "-c", commands], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=600, env=env)
+    assert proc.returncode == 0, (proc.stdout[-2000:], proc.stderr[-3000:])
+    assert "task: loss binary_crossentropy, metrics [BinaryIoU] (the model's compile)" in proc.stdout
+    table = proc.stdout[proc.stdout.index("file "):]
+    assert table.splitlines()[0].split()[:2] == ["file", "iou"] and "accuracy" not in table
+    import json
+
+    rows = {f["name"]: f for f in json.loads((tmp_path / "seg-out" / "report.json").read_text())["files"]}
+    assert rows["int8"]["score"] > 0.6 and rows["float32"]["score"] - rows["int8"]["score"] < 0.1, rows
+
+
 def test_readme_recipes_load():
     """Every YAML recipe shown in the README is a valid recipe, with what it says it sets."""
     import tfcompress

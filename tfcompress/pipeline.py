@@ -35,7 +35,8 @@ from tflite_export import opreport
 from tflite_export._atomic import save_figure
 from tflite_export.mixed import export_mixed
 
-__all__ = ["run_job", "JobReport", "COLUMNS", "OUTPUTS", "train_baseline", "report_figure", "slower_than_float"]
+__all__ = ["run_job", "JobReport", "COLUMNS", "OUTPUTS", "train_baseline", "report_figure", "slower_than_float",
+           "worse_than_float"]
 
 # Summary-table header -> key in each row of report.json["files"].
 COLUMNS = {
@@ -425,7 +426,33 @@ def _measure(rep, model, result, data, recipe, stage, quiet, threads, timing_run
             rep.timings[f["name"]] = timing.to_dict()
             f["median_ms"] = timing.median_ms
     rep.seconds["benchmark"] = time.perf_counter() - t0
-    rep.notes += slower_than_float(rep.files, threads)
+    rep.notes += worse_than_float(rep.files, rep.metric) + slower_than_float(rep.files, threads)
+
+
+def worse_than_float(files, metric):
+    """A note for every file much worse than the float32 file in the task's metric (5 points of
+    accuracy, or a tenth of the float32 file's value of another metric): never a broken file
+    behind a plausible table.
+
+    Example:
+        >>> worse_than_float([{"name": "float32", "score": 0.9}, {"name": "int8", "score": 0.3}], "iou")[0][:34]
+        'int8.tflite scores iou 0.3 against'
+    """
+    from tfcompress.task import lower_is_better
+
+    key = "accuracy" if metric == "accuracy" else "score"
+    base = next((f.get(key) for f in files if f["name"] == "float32"), None)
+    notes = []
+    for f in files:
+        v = f.get(key)
+        if f["name"] == "float32" or base is None or v is None:
+            continue
+        loss = (v - base) if lower_is_better(metric) else (base - v)
+        if loss > (0.05 if metric == "accuracy" else 0.1 * abs(base)):
+            notes.append(f"{f['name']}.tflite scores {metric} {v:.4g} against float32.tflite's {base:.4g}: the recipe "
+                         "is too aggressive for this model; fine-tune longer (more epochs per stage), prune less, "
+                         "or keep QAT only.")
+    return notes
 
 
 def slower_than_float(files, threads):
