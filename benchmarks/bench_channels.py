@@ -34,6 +34,7 @@ import numpy as np  # noqa: E402
 import tflite_export  # noqa: E402
 from tfcompress import channels, datasets  # noqa: E402
 from tfcompress._keras import keras, tf  # noqa: E402
+from tfcompress._model import onednn_safe_training  # noqa: E402
 
 try:  # installed package
     from tfcompress.models import get as get_model
@@ -84,7 +85,8 @@ def run_classifier(name, build, data, args, work, t0, epochs):
     steps = epochs * -(-len(xtr) // args.batch_size)
     lr = keras.optimizers.schedules.CosineDecay(1e-3, steps)
     base.compile(keras.optimizers.Adam(lr), "sparse_categorical_crossentropy", metrics=["accuracy"])
-    base.fit(xtr, ytr, batch_size=args.batch_size, epochs=epochs, verbose=0, shuffle=True)
+    with onednn_safe_training(base):  # oneDNN stays on; its 1x1 stride-2 crash is gone around
+        base.fit(xtr, ytr, batch_size=args.batch_size, epochs=epochs, verbose=0, shuffle=True)
     _log(f"{name}: trained baseline ({epochs} epochs on {len(xtr)} samples)", t0)
     calib = xtr[: args.calib]
     fp32_path = os.path.join(work, f"{name}_r0_fp32.tflite")

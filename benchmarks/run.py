@@ -14,7 +14,8 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-ORDER = ["foundation", "toolbox", "lowbit", "binary", "budget", "global", "channels", "merge", "depth", "tasks", "realistic",
+ORDER = ["foundation", "toolbox", "lowbit", "binary", "budget", "global", "channels", "merge", "depth", "tasks",
+         "realistic",
          "realistic_optimize", "export", "tuner", "applications", "memory", "precision"]
 
 

@@ -21,12 +21,10 @@ import warnings
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
-# TensorFlow 2.21's oneDNN kernels kill the process (SIGSEGV / heap abort) while
-# training a 1x1 convolution with stride 2, the projection shortcut of ResNet-style
-# blocks. Off unless the user chose; the cost is measured in docs/RESULTS.md
-# ("oneDNN on or off"). Read by TensorFlow at import: too late if it came first.
-if "tensorflow" not in sys.modules:
-    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+# TensorFlow 2.21's oneDNN kernels kill the process (SIGSEGV) while training a 1x1
+# convolution with stride 2 on AVX-512 CPUs. oneDNN stays on (it is 1.5-2x faster per
+# epoch): the training of exactly those layers goes around the kernel instead
+# (_model.onednn_safe_training). A TF_ENABLE_ONEDNN_OPTS the user set is theirs.
 ONEDNN_ON = os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1").strip().lower() not in ("0", "false")
 
 

@@ -11,16 +11,17 @@ Example:
     >>> flat = coerce_model(model)  # doctest: +SKIP
 """
 
+import contextlib
+import functools
 import gc
-import warnings
 
-from tfcompress._keras import ONEDNN_ON, keras, tf
+from tfcompress._keras import keras, tf
 from tfcompress._keras3 import is_keras3_model, to_tf_keras
 from tfcompress.errors import UnsupportedModelError, first_line
 from tflite_export.convert import LARGE_MODEL_BYTES  # one threshold for both packages
 
-__all__ = ["is_keras3_model", "check_model", "coerce_model", "flatten_nested", "clone", "warn_onednn_crash",
-           "release_memory", "own_scaling"]
+__all__ = ["is_keras3_model", "check_model", "coerce_model", "flatten_nested", "clone", "onednn_safe_training",
+           "onednn_crash_layers", "release_memory", "own_scaling"]
 
 
 def check_model(model):
@@ -199,24 +200,48 @@ def onednn_crash_layers(model):
     return out
 
 
-def warn_onednn_crash(model):
-    """Warn, before training, when oneDNN is on and ``model`` has layers it crashes on.
+def _at_risk(layer):
+    return (isinstance(layer, keras.layers.Conv2D) and not isinstance(layer, keras.layers.Conv2DTranspose)
+            and type(layer).__name__ != "DepthwiseConv2D" and tuple(layer.kernel_size) == (1, 1)
+            and max(layer.strides) > 1 and tuple(layer.dilation_rate) == (1, 1))
 
-    tfcompress turns oneDNN off when it is imported before TensorFlow; this covers
-    the user who imported TensorFlow first or set ``TF_ENABLE_ONEDNN_OPTS=1``, so a
-    crash, if it comes, has its cause and its switch on the line above it.
 
-    Returns:
-        The names of the layers at risk (empty when oneDNN is off or none are).
+def _sliced_convolution(layer, inputs, kernel):
+    """A 1x1 convolution with stride s as the strided slice x[:, ::s, ::s, :] and a stride-1
+    convolution: the same function (a 1x1 kernel reads one pixel; "same" pads nothing for it)
+    and the same gradients, without the strided kernel oneDNN crashes on."""
+    sh, sw = layer.strides
+    x = inputs[:, ::sh, ::sw, :] if layer.data_format == "channels_last" else inputs[:, :, ::sh, ::sw]
+    return tf.nn.convolution(x, kernel, strides=[1, 1], padding="VALID", data_format=layer._tf_data_format,
+                             name=type(layer).__name__)
+
+
+@contextlib.contextmanager
+def onednn_safe_training(model):
+    """Train ``model`` without the oneDNN kernel TensorFlow 2.21 crashes on (SIGSEGV while training
+    a 1x1 convolution with stride 2 on AVX-512 CPUs, for some input sizes).
+
+    For the ``with`` block every such convolution, inside pruning, clustering or QAT wrappers, a
+    Distiller or a nested model included, computes as a strided slice followed by a stride-1
+    convolution (:func:`_sliced_convolution`): exactly the same outputs and gradients. The
+    layers themselves, their configs and weights do not change, so the deployable model and its
+    ``.tflite`` file keep the original strided convolution. oneDNN stays on for everything else.
+
+    Yields:
+        The names of the convolutions computed that way.
+
+    Example:
+        >>> with onednn_safe_training(model):  # doctest: +SKIP
+        ...     model.fit(x, y)
     """
-    names = onednn_crash_layers(model) if ONEDNN_ON else []
-    if names:
-        shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
-        warnings.warn(
-            f"oneDNN is on and {shown} are 1x1 convolutions with stride 2, whose training TensorFlow 2.21's "
-            "oneDNN kernels can crash (SIGSEGV); set TF_ENABLE_ONEDNN_OPTS=0 before TensorFlow is imported "
-            "(importing tfcompress first does it).", RuntimeWarning, stacklevel=3)
-    return names
+    layers = [m for m in getattr(model, "submodules", ()) if _at_risk(m)]
+    for layer in layers:  # an instance attribute: Conv2D.call uses self.convolution_op
+        layer.convolution_op = functools.partial(_sliced_convolution, layer)
+    try:
+        yield [layer.name for layer in layers]
+    finally:
+        for layer in layers:
+            layer.__dict__.pop("convolution_op", None)
 
 
 def own_scaling(model):

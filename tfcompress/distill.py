@@ -12,6 +12,7 @@ Example:
 """
 
 from tfcompress._keras import keras, tf
+from tfcompress._model import onednn_safe_training
 from tfcompress.errors import RecipeError
 from tfcompress.training import build_training_state
 
@@ -253,8 +254,9 @@ def fine_tune(model, data, epochs=1, *, teacher=None, alpha=0.5, temperature=4.0
     target.compile(optimizer=optimizer or keras.optimizers.Adam(1e-3), loss=loss, metrics=metrics,
                    loss_weights=loss_weights)
     build_training_state(target, data)  # one trace of the train step, not two
-    return target.fit(data, epochs=epochs, validation_data=validation_data, callbacks=list(callbacks or []),
-                      verbose=verbose)
+    with onednn_safe_training(target):  # 1x1 stride-2 convolutions: the same function, without oneDNN's crash
+        return target.fit(data, epochs=epochs, validation_data=validation_data, callbacks=list(callbacks or []),
+                          verbose=verbose)
 
 
 def fit(student, teacher, data, epochs=1, alpha=0.5, temperature=4.0, optimizer=None,

@@ -32,7 +32,7 @@ from tfcompress import _keras3_out, distribute, pruning
 from tfcompress._checks import check_choice, check_instances, check_int
 from tfcompress._data import prepare
 from tfcompress._keras import keras
-from tfcompress._model import clone, coerce_model, is_keras3_model, release_memory, warn_onednn_crash
+from tfcompress._model import clone, coerce_model, is_keras3_model, release_memory
 from tfcompress.distill import loss_for  # re-exported: pipeline and benchmarks use it here
 from tfcompress.errors import DataError, RecipeError
 from tfcompress.recipe import Recipe
@@ -285,7 +285,6 @@ def optimize(model, train_data, validation_data=None, recipe=None, epochs=None,
         teacher = clone(model) if recipe.distillation is not None else None
     run = _Run(recipe, train, val, bs, epochs, verbose, callbacks, task, teacher, placement)
     run.tensorboard, run.progress = tensorboard, progress
-    warn_onednn_crash(model)
     if recipe.pruning is not None:  # a run too short to prune fails now, not after the earlier stages
         recipe.pruning.steps(train.num_samples, bs, run.stage_epochs(recipe.pruning))
     if recipe.precision is not None and recipe.quantization is not None:

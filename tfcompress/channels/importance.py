@@ -15,6 +15,7 @@ Example:
 import numpy as np
 
 from tfcompress._keras import keras, tf
+from tfcompress._model import onednn_safe_training
 from tfcompress.channels.activations import activation_scores
 from tfcompress.channels.graph import _key, _kind
 from tfcompress.errors import DataError, RecipeError
@@ -114,7 +115,7 @@ def _taylor_scores(analysis, groups, data):
     acc = [np.zeros(groups[r].channels) for r, _ in producers]
     for xb, yb in _as_batches(data):
         xb = tf.convert_to_tensor(xb, dtype=model.inputs[0].dtype)
-        with tf.GradientTape() as tape:
+        with onednn_safe_training(probe), tf.GradientTape() as tape:  # gradients: oneDNN's crash too
             res = probe(xb, training=False)
             acts, pred = res[: len(tensors)], res[len(tensors)]
             if yb.ndim == pred.ndim and yb.shape[-1] == pred.shape[-1]:

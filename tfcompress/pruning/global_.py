@@ -28,7 +28,7 @@ Example:
 import numpy as np
 
 from tfcompress._keras import keras, tf
-from tfcompress._model import clone
+from tfcompress._model import clone, onednn_safe_training
 from tfcompress.errors import RecipeError
 from tfcompress.pruning import selected_layers
 from tfcompress.pruning.selection import first_match
@@ -105,10 +105,10 @@ def saliency_scores(model, layers, dataset, loss, batches):
     seen = 0
     for batch in dataset.take(batches):
         x, y = batch[0], batch[1]
-        with tf.GradientTape() as tape:
+        with onednn_safe_training(model), tf.GradientTape() as tape:  # gradients: oneDNN's crash too
             out = tf.cast(model(x, training=False), tf.float32)
             value = loss_fn(y, out)
-        grads = tape.gradient(value, variables)
+            grads = tape.gradient(value, variables)
         for a, w, g in zip(acc, variables, grads):
             if g is not None:
                 a += np.abs(tf.cast(w, tf.float32).numpy() * tf.cast(g, tf.float32).numpy())
