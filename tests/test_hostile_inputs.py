@@ -8,6 +8,7 @@ problem, and that it came within seconds; on the command line, exit status 2
 with exactly one ``error:`` line and no traceback.
 """
 
+import json
 import os
 import shutil
 import threading
@@ -130,6 +131,23 @@ def test_yaml_bomb_on_the_command_line(capsys, tmp_path, command):
                  "--dir", str(tmp_path / "t"), "--isolation", "session"],
     }[command]
     assert "aliases that expand to more than 10000 values" in _cli_error(capsys, argv)
+
+
+@pytest.mark.parametrize("text, char", [("pruning: {final_sparsity: 0.5}\n# \x93\n", "#x0093"),
+                                        ('learning_rate: "a\x00b"\n', "#x0000"), ("a: \x1b[31m\n", "#x001b")])
+def test_a_control_character_in_yaml_is_one_line(tmp_path, capsys, text, char):
+    """Found by tests/test_fuzz.py: PyYAML's reader refuses control characters when the loader is built,
+    which was outside the reader's try: yaml.reader.ReaderError, a traceback on the command line."""
+    with pytest.raises(RecipeError) as e:
+        Recipe.from_yaml_string(text)
+    _one_line(e, f"holds the control character {char} at offset")
+    with pytest.raises(TuningError) as e:
+        SearchSpace.from_yaml_string(text)
+    _one_line(e, char)
+    path = tmp_path / "recipe.yaml"
+    path.write_text(text, encoding="utf-8")
+    if "\x00" not in text:  # a NUL byte is refused earlier, as a binary file
+        assert char in _cli_error(capsys, ["check", "digits_cnn", "--no-convert", "--recipe", str(path)])
 
 
 # --- 2. FIFOs and symlink loops: refused at once, never waited on -------------------------------
@@ -374,6 +392,31 @@ def test_good_model_and_data_files_still_load(files):
     from tflite_export.cli import _load_npz
 
     assert _load_npz(str(files / "good.npz"))[0].shape == (40, 8, 8, 1)
+
+
+def test_names_in_a_refused_config_are_one_printable_line(tmp_path):
+    """Found by tests/test_fuzz.py: a layer or TensorFlow function name holding a line break made the
+    safety refusal several lines, and a lone surrogate (JSON's \\udb8f) one that UTF-8 cannot print."""
+    from tflite_export import ExportError, loader
+    from tflite_export.trust import unsafe_entries
+
+    config = {"class_name": "Functional", "config": {"layers": [
+        {"class_name": "Lambda", "config": {"name": "evil\n\udb8f" + "x" * 500}},
+        {"class_name": "TFOpLambda", "config": {"name": "op", "function": "io.gfile\nremove"}},
+        {"class_name": "Dense", "module": "os\r\n", "config": {"name": "d"}}]}}
+    found = unsafe_entries(config)
+    assert [n for n, _ in found] == ["evil\\n\\udb8f" + "x" * 65 + "...", "op", "d"]  # cut to 80 characters
+    assert all(why.isprintable() for _, why in found)
+    with pytest.raises(ExportError) as e:
+        loader.check_safe("m.keras", config)
+    _one_line(e, "evil\\n\\udb8f", "tf.io.gfile\\nremove").encode("utf-8")  # printable and encodable
+    path = tmp_path / "named.keras"
+    with zipfile.ZipFile(path, "w") as z:  # the same name through a file and the loader
+        z.writestr("config.json", json.dumps({"class_name": "Functional", "config": {"layers": [
+            {"class_name": "Lambda", "config": {"name": "evil\n\udb8f"}}]}}))
+    with pytest.raises(ExportError) as e:
+        loader.load_model(path)
+    _one_line(e, "Lambda layer(s) evil\\n\\udb8f").encode("utf-8")
 
 
 # --- 4. image folders: bad images and no images --------------------------------------------------

@@ -143,20 +143,26 @@ def load_text(text, source, error):
     """
     if len(text) > MAX_BYTES:
         raise error(f"{source} is over 1 MiB, far too big for a few lines of YAML.")
-    loader = _BoundedLoader(text)
+    loader = None
     try:
+        loader = _BoundedLoader(text)  # its reader refuses control characters here, before any parsing
         return loader.get_single_data()
     except _Refused as e:
         raise error(f"{source} {e}") from None
     except yaml.MarkedYAMLError as e:
         where = f" (line {e.problem_mark.line + 1})" if e.problem_mark else ""
         raise error(f"{source} is not valid YAML: {e.problem or e.context}{where}.") from None
+    except yaml.reader.ReaderError as e:  # a control character (YAML allows only printable text)
+        char = f"#x{e.character:04x}" if isinstance(e.character, int) else repr(e.character)
+        raise error(f"{source} is not YAML text: it holds the control character {char} at offset {e.position}; "
+                    "save it as plain UTF-8 text.") from None
     except yaml.YAMLError as e:
         raise error(f"{source} is not valid YAML: {str(e).splitlines()[0]}") from None
     except RecursionError:  # a guard: the depth limit should stop any nesting first
         raise error(f"{source} nests too deeply to read.") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 def load_file(path, what, error):

@@ -160,6 +160,14 @@ def _why(d: dict) -> str | None:
     return None
 
 
+def _printable(text: str, limit: int = 80) -> str:
+    """``text`` for a one-line message: control characters, line breaks and lone surrogates
+    (which a config's JSON may hold in names) escaped, and cut to ``limit`` characters."""
+    out = "".join(c if c.isprintable() else c.encode("unicode_escape", "backslashreplace").decode("ascii")
+                  for c in text)
+    return out if len(out) <= limit else out[: limit - 3] + "..."
+
+
 def unsafe_entries(config: Any) -> list[tuple[str, str]]:
     """The config entries whose rebuilding would run code, as ``(layer, why)``.
 
@@ -171,7 +179,8 @@ def unsafe_entries(config: Any) -> list[tuple[str, str]]:
 
     Returns:
         One ``(layer name, reason)`` per entry (first reason only), in config
-        order, each layer once; empty when the model is safe to rebuild.
+        order, each layer once; empty when the model is safe to rebuild. Both
+        strings are one printable line (names from the file are escaped).
 
     Example:
         >>> unsafe_entries({"class_name": "Lambda", "config": {"name": "double"}})
@@ -187,5 +196,5 @@ def unsafe_entries(config: Any) -> list[tuple[str, str]]:
         why = _why(d)
         if why and layer not in seen:
             seen.add(layer)
-            out.append((layer, why))
+            out.append((_printable(layer), _printable(why, 300)))
     return out
