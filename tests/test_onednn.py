@@ -14,6 +14,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 REPRO = """
 import numpy as np
 import tensorflow as tf
@@ -121,3 +123,22 @@ def test_the_sliced_form_is_exact_in_outputs_and_gradients():
     """, TF_ENABLE_ONEDNN_OPTS="0")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "checked 6" in proc.stdout
+
+
+@pytest.mark.slow
+def test_resnet50_fine_tunes_through_optimize_with_onednn_on():
+    # Six 1x1 stride-2 projection shortcuts; about 75 s on 2 cores (TensorFlow imported first, oneDNN on).
+    proc = _child("""
+        import numpy as np
+        import tensorflow as tf
+        import tfcompress
+        from tfcompress._keras import keras, ONEDNN_ON
+        from tfcompress._model import onednn_crash_layers
+        m = keras.applications.ResNet50(weights=None, input_shape=(64, 64, 3), classes=10)
+        x = np.random.default_rng(0).random((64, 64, 64, 3), dtype=np.float32)
+        r = tfcompress.optimize(m, (x, np.arange(64) % 10), batch_size=16, verbose=0, check_baseline=False,
+                                recipe={"pruning": {"epochs": 1, "final_sparsity": 0.5}, "quantization": {"epochs": 1}})
+        print("oneDNN", ONEDNN_ON, "at risk", len(onednn_crash_layers(m)), [s["name"] for s in r.report.stages])
+    """)
+    assert proc.returncode == 0, f"exit {proc.returncode}: {proc.stderr[-2000:]}"
+    assert "oneDNN True at risk 6 ['pruning', 'quantization']" in proc.stdout
