@@ -112,50 +112,40 @@ def _pack(items, kind):
 
 def _inputs(x, model, what, offset=0):
     """Checked inputs (float32, finite, of the model's shapes) in the model's structure, and their count."""
-    io, kind = _io(model, "input")
-    items, n = [], None
-    for (name, want), (_, value) in zip(io, _arrange(x, io, kind, what, "x")):
-        label = "x" if kind == "single" else f"x[{name!r}]"
-        arr = check_array(what, label, value)
-        if n is not None and len(arr) != n:
-            raise DataError(f"{what}: {label} has {len(arr)} examples but the first input has {n}; they must match.")
-        n = len(arr)
-        if not _shape_ok(arr.shape[1:], want):
-            raise DataError(f"{what}: {'inputs' if kind == 'single' else label} have shape {arr.shape[1:]} but "
-                            f"the model expects {want}: reshape the data or rebuild the model for this input.")
-        with np.errstate(over="ignore", invalid="ignore"):  # values beyond float32 become Inf: refused next
-            arr = arr.astype("float32", copy=False)
-        items.append((name, check_finite(what, label, arr, offset=offset)))
-    return _pack(items, kind), n
+    return _checked(x, model, "input", what, offset)
 
 
 def _targets(y, model, what, offset=0):
-    """Checked targets of a model that is not a single-output classifier: each output's shape, finite."""
-    io, kind = _io(model, "output")
+    """Checked targets of a model that is not a single-output classifier (each output's shape, finite;
+    class ids for a classifier head), in the model's structure, and their count."""
+    return _checked(y, model, "output", what, offset)
+
+
+def _checked(value, model, which, what, offset):
+    io, kind = _io(model, which)
+    part = "x" if which == "input" else "y"
     items, n = [], None
-    for (name, want), (_, value) in zip(io, _arrange(y, io, kind, what, "y")):
-        label = "y" if kind == "single" else f"y[{name!r}]"
-        arr = check_array(what, label, value)
-        if arr.ndim == 1 and want == (1,):
-            arr = arr.reshape(-1, 1)
-        if arr.shape[1:] in ((), (1,)) and len(want) == 1 and (want[0] or 0) > 1:
-            # class ids for a classifier head (its loss is sparse categorical cross-entropy)
-            arr = check_class_ids(what, label, arr.reshape(-1), want[0], offset)
-            if n is not None and len(arr) != n:
-                raise DataError(f"{what}: {label} has {len(arr)} examples but the first output's has {n}; "
-                                "they must match.")
-            n = len(arr)
-            items.append((name, arr))
-            continue
+    for (name, want), (_, v) in zip(io, _arrange(value, io, kind, what, part)):
+        label = part if kind == "single" else f"{part}[{name!r}]"
+        arr = check_array(what, label, v)
         if n is not None and len(arr) != n:
-            raise DataError(f"{what}: {label} has {len(arr)} examples but the first output's has {n}; "
+            raise DataError(f"{what}: {label} has {len(arr)} examples but the first {which}'s has {n}; "
                             "they must match.")
         n = len(arr)
+        if which == "output" and arr.ndim == 1 and want == (1,):
+            arr = arr.reshape(-1, 1)
+        if which == "output" and arr.shape[1:] in ((), (1,)) and len(want) == 1 and (want[0] or 0) > 1:
+            # class ids for a classifier head (its loss is sparse categorical cross-entropy)
+            items.append((name, check_class_ids(what, label, arr.reshape(-1), want[0], offset)))
+            continue
         if not _shape_ok(arr.shape[1:], want):
+            if which == "input":
+                raise DataError(f"{what}: {'inputs' if kind == 'single' else label} have shape {arr.shape[1:]} but "
+                                f"the model expects {want}: reshape the data or rebuild the model for this input.")
             raise DataError(f"{what}: {label} has shape {arr.shape[1:]} but the model's output "
                             f"{'' if kind == 'single' else repr(name) + ' '}is {want}: give one target of the "
                             "output's shape per example (a mask or map per image, a value per regression output).")
-        with np.errstate(over="ignore", invalid="ignore"):
+        with np.errstate(over="ignore", invalid="ignore"):  # values beyond float32 become Inf: refused next
             arr = arr.astype("float32", copy=False)
         items.append((name, check_finite(what, label, arr, offset=offset)))
     return _pack(items, kind), n
