@@ -37,7 +37,8 @@ import tflite_export  # noqa: E402
 from benchmarks import _results  # noqa: E402
 from tfcompress.io import resolve_inputs  # noqa: E402
 from tfcompress.models import task_zoo  # noqa: E402
-from tfcompress.task import lower_is_better, task_for  # noqa: E402
+from tfcompress.report import lower_is_better  # noqa: E402
+from tfcompress.task import task_for  # noqa: E402
 
 
 def _calibration(x, n=200):

@@ -120,7 +120,7 @@ def _check_baseline(task, model, data, stop):
     x, y = data.arrays()
     if isinstance(y, (list, dict)):
         return  # several outputs: no single baseline to compare with
-    x, y = x[:2000] if not isinstance(x, (list, dict)) else tf_nest_head(x, 2000), y[:2000]
+    x, y = x[:2000] if not isinstance(x, (list, dict)) else _head(x, 2000), y[:2000]
     problem = baseline_problem(task, y, model.predict(x, verbose=0, batch_size=256))
     if not problem:
         return
@@ -133,7 +133,7 @@ def _check_baseline(task, model, data, stop):
     warnings.warn(msg + ".", UserWarning, stacklevel=3)
 
 
-def tf_nest_head(x, n):
+def _head(x, n):
     return {k: v[:n] for k, v in x.items()} if isinstance(x, dict) else [v[:n] for v in x]
 
 

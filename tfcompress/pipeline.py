@@ -28,7 +28,7 @@ from tfcompress.errors import DataError, OutputError
 from tfcompress.optimize import as_recipe, make_optimizer, optimize
 from tfcompress.precision.stage import export as precision_export
 from tfcompress.quantization import nbit
-from tfcompress.report import atomic_write_json, atomic_write_text, ensure_dir, markdown_table, table
+from tfcompress.report import atomic_write_json, atomic_write_text, ensure_dir, lower_is_better, markdown_table, table
 from tfcompress.target.fast import float_model
 from tfcompress.task import compile_config_of, task_for
 from tflite_export import opreport
@@ -438,8 +438,6 @@ def worse_than_float(files, metric):
         >>> worse_than_float([{"name": "float32", "score": 0.9}, {"name": "int8", "score": 0.3}], "iou")[0][:34]
         'int8.tflite scores iou 0.3 against'
     """
-    from tfcompress.task import lower_is_better
-
     key = "accuracy" if metric == "accuracy" else "score"
     base = next((f.get(key) for f in files if f["name"] == "float32"), None)
     notes = []

@@ -19,6 +19,7 @@ from tfcompress.errors import ExportError, OutputError
 from tflite_export._atomic import atomic_write_bytes
 
 __all__ = [
+    "lower_is_better",
     "LayerRecord",
     "OptimizeReport",
     "table",
@@ -112,6 +113,21 @@ class LayerRecord:
     sparsity: float = None
 
 
+_LOWER = ("loss", "error", "mae", "mse", "mape", "msle", "rmse", "root_mean_squared", "hinge", "crossentropy",
+          "kl_divergence", "kld", "poisson", "logcosh", "huber", "absolute", "squared")
+
+
+def lower_is_better(metric):
+    """Whether a smaller value of ``metric`` (an ``evaluate`` key) is better.
+
+    Example:
+        >>> lower_is_better("val_mae"), lower_is_better("head_accuracy")
+        (True, False)
+    """
+    name = metric.lower()
+    return any(w in name for w in _LOWER)
+
+
 @dataclass
 class OptimizeReport:
     """What :func:`tfcompress.optimize` did, layer by layer and stage by stage."""
@@ -134,8 +150,6 @@ class OptimizeReport:
             >>> OptimizeReport("m", {}, [], baseline={"mae": 0.1}, optimized={"mae": 0.12}, metric="mae").drop()
             0.02
         """
-        from tfcompress.task import lower_is_better
-
         before, after = self.baseline.get(self.metric), self.optimized.get(self.metric)
         if before is None or after is None:
             return None

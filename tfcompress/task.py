@@ -34,8 +34,9 @@ import numpy as np
 
 from tfcompress._keras import keras
 from tfcompress.errors import RecipeError
+from tfcompress.report import lower_is_better
 
-__all__ = ["Task", "task_for", "lower_is_better", "compile_config_of", "headline", "baseline_problem",
+__all__ = ["Task", "task_for", "compile_config_of", "headline", "baseline_problem",
            "remember_file_compile"]
 
 # Models loaded from files (compile=False) -> the loss/metrics their file saved: the user's task.
@@ -43,19 +44,6 @@ _FILE_COMPILE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 _CE = {"sparse_categorical_crossentropy", "categorical_crossentropy", "binary_crossentropy",
        "SparseCategoricalCrossentropy", "CategoricalCrossentropy", "BinaryCrossentropy"}
-_LOWER = ("loss", "error", "mae", "mse", "mape", "msle", "rmse", "root_mean_squared", "hinge", "crossentropy",
-          "kl_divergence", "kld", "poisson", "logcosh", "huber", "absolute", "squared")
-
-
-def lower_is_better(metric: str) -> bool:
-    """Whether a smaller value of ``metric`` (an ``evaluate`` key) is better.
-
-    Example:
-        >>> lower_is_better("val_mae"), lower_is_better("head_accuracy")
-        (True, False)
-    """
-    name = metric.lower()
-    return any(w in name for w in _LOWER)
 
 
 def headline(results: dict) -> str:

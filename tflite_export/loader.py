@@ -149,10 +149,12 @@ def _read_h5(path):
     config = _json(path, "model_config", config)
     if not isinstance(config, dict):
         raise ExportError(f"cannot load {path}: its model_config is not a model config; save the model again.")
+    if isinstance(version, bytes):
+        version = version.decode("utf-8", "replace")
     try:
         version = _decode(version)
     except ValueError:
-        pass  # a version string that is not JSON is kept as written
+        pass  # a version string that is not JSON ("2.21.0") is kept as written
     return "h5", str(version), config
 
 
