@@ -34,7 +34,6 @@ import numpy as np
 
 from tfcompress._keras import keras
 from tfcompress.errors import RecipeError
-from tfcompress.report import lower_is_better
 
 __all__ = ["Task", "task_for", "compile_config_of", "headline", "baseline_problem",
            "remember_file_compile"]
