@@ -29,8 +29,13 @@ EPILOG = """examples:
   tfcompress optimize --model my.keras --data mydata.npz --out out/   # your own model and data
   tfcompress optimize --model my.keras --data mydata.npz --target "drop<=1.0" --minimize size
 
+  tfcompress optimize --model segmenter.keras --data masks.npz --out seg/  # scored in its own metric
+
 Outputs go to --out: float32.tflite, int8.tflite, report.json, report.md, report.png.
+Every stage trains, and the report scores, with the model's own compiled loss and metrics
+(--loss/--metric for a file saved without them).
 Errors print one line and exit with status 2; add --debug for the traceback.
+tfcompress sets TF_USE_LEGACY_KERAS=1 (TF-MOT needs tf_keras) and leaves oneDNN on.
 """
 
 
