@@ -588,3 +588,15 @@ def test_no_subcommand_prints_the_usage(capsys):
     assert "Traceback" not in err
     lines = [ln for ln in err.splitlines() if "error:" in ln]
     assert len(lines) == 1 and lines[0].startswith("error: give a command: demo, optimize, export"), err
+
+
+def test_a_single_class_dataset_on_a_reference_model_is_refused(tmp_path, capsys):
+    from tfcompress.cli import main
+
+    x = np.random.default_rng(0).random((60, 8, 8, 1), dtype=np.float32)
+    np.savez(tmp_path / "one.npz", x_train=x, y_train=np.zeros(60, "int64"))
+    rc = main(["optimize", "--model", "digits_cnn", "--data", str(tmp_path / "one.npz"), "--out",
+               str(tmp_path / "out"), "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "Traceback" not in err and err.count("error:") == 1, err
+    assert "one class" in err and not (tmp_path / "out").exists()

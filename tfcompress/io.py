@@ -418,6 +418,9 @@ def resolve_inputs(model, data, scale="auto", seed=0, safe_mode=True, applicatio
                         "folder, an (x, y) pair or a tf.data.Dataset.")
     if _data_first(model):
         data = datasets.as_dataset(data, scale=scale, seed=seed, validation=validation)
+        if data.num_classes < 2:  # a reference classifier built for one class learns nothing and scores 100 %
+            raise DataError(f"{data.name}: every label is class 0, one class: a classifier needs labels of at "
+                            "least two classes; check the labels (or the .npz keys) you passed.")
         source = resolve_model(model, input_shape=data.input_shape, num_classes=data.num_classes,
                                safe_mode=safe_mode, applications=applications)
         return source, data
