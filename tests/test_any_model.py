@@ -161,3 +161,23 @@ def test_keras3_rescaling_model_on_an_image_folder_is_not_scaled_twice(tmp_path)
     with pytest.warns(UserWarning, match="at chance"):  # the API's default warns
         tfcompress.optimize(model, twice.train, twice.validation, recipe={"pruning": None, "quantization": None},
                             verbose=0)
+
+
+def _squared(y_true, y_pred):  # the user's own loss function, not a Keras built-in
+    return (y_true - y_pred) ** 2
+
+
+def test_a_custom_loss_function_is_used_as_compiled():
+    import keras as k3
+
+    rng = np.random.default_rng(7)
+    x = rng.random((64, 4)).astype("float32")
+    y = x.sum(axis=1, keepdims=True).astype("float32")
+    tfk = keras.Sequential([keras.Input((4,)), L.Dense(1)])
+    k3m = k3.Sequential([k3.Input((4,)), k3.layers.Dense(1)])
+    for m in (tfk, k3m):
+        m.compile("adam", loss=_squared, metrics=["mae"])
+        result = tfcompress.optimize(m, (x, y), recipe={"pruning": None, "quantization": {"epochs": 1}}, verbose=0,
+                                     check_baseline=False)
+        assert result.report.task["loss"] == "_squared" and result.report.task["source"] == "compiled"
+        assert result.report.metric == "mae"

@@ -41,6 +41,7 @@ __all__ = ["Task", "task_for", "compile_config_of", "headline", "baseline_proble
 # Models loaded from files (compile=False) -> the loss/metrics their file saved: the user's task.
 _FILE_COMPILE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
+_PLURAL = {"loss": "losses", "metric": "metrics"}
 _CE = {"sparse_categorical_crossentropy", "categorical_crossentropy", "binary_crossentropy",
        "SparseCategoricalCrossentropy", "CategoricalCrossentropy", "BinaryCrossentropy"}
 
@@ -79,7 +80,7 @@ def _serial(obj: Any, kind: str) -> Any:
             if isinstance(name, str):
                 return name
             raise RecipeError(f"the model's {kind} {type(obj).__name__} has no tf_keras equivalent: compile the "
-                              f"model with built-in Keras {kind}es, or pass {kind}= to tfcompress.") from None
+                              f"model with built-in Keras {_PLURAL[kind]}, or pass {kind}= to tfcompress.") from None
     module_ns = keras.losses if kind == "loss" else keras.metrics
     if isinstance(obj, (keras.losses.Loss, keras.metrics.Metric)) and getattr(module_ns, type(obj).__name__,
                                                                               None) is type(obj):
@@ -101,7 +102,7 @@ def _from_config(cfg: dict, kind: str) -> Any:
         cls = getattr(keras.losses, name, None) if isinstance(name, str) else None
     if cls is None:
         raise RecipeError(f"the model's {kind} {name!r} has no tf_keras equivalent: compile the model with "
-                          f"built-in Keras {kind}es, or pass {kind}= to tfcompress.")
+                          f"built-in Keras {_PLURAL[kind]}, or pass {kind}= to tfcompress.")
     params = inspect.signature(cls.__init__).parameters
     config = {k: v for k, v in (cfg.get("config") or {}).items() if k in params and k != "dtype"}
     if config.get("reduction") not in (None, "auto", "none", "sum", "sum_over_batch_size"):
@@ -247,6 +248,9 @@ def compile_config_of(model: Any) -> dict | None:
         saved = None
     if saved:
         return saved
+    live = getattr(getattr(model, "_compile_config", None), "config", None)  # what compile was given, as given
+    if isinstance(live, dict) and live.get("loss") is not None:
+        return {k: live.get(k) for k in ("loss", "metrics", "loss_weights")}
     try:
         cfg = model.get_compile_config()  # None (or an error) for an uncompiled model
     except Exception:  # noqa: BLE001 - a compile that cannot describe itself: the live objects below
