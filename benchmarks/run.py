@@ -34,9 +34,9 @@ def collect():
     head = [
         "# Results", "",
         "Every figure here was produced by `make bench` (which runs `benchmarks/run.py`, one "
-        "script per section) on this project's development machine: 2 x86-64 cores (AMD EPYC; the "
-        "project notes say AVX-512 VNNI, but the machines of the latest sittings report no AVX-512 in "
-        "/proc/cpuinfo: sections that depend on it record the flags they saw), no GPU. Each section "
+        "script per section) on this project's development machines: 2 x86-64 cores (AMD EPYC or Intel "
+        "Xeon, some sittings with AVX-512 VNNI and some without: sections that depend on it record the "
+        "flags they saw), no GPU. Each section "
         "names its command; the raw numbers are in "
         "`benchmarks/results/*.json`. Ratios are measured side by side in one run.", "",
     ]
