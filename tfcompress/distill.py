@@ -14,6 +14,7 @@ Example:
 from tfcompress._keras import keras, tf
 from tfcompress._model import onednn_safe_training
 from tfcompress.errors import RecipeError
+from tfcompress.task import task_for
 from tfcompress.training import build_training_state
 
 __all__ = ["Distiller", "fit", "fine_tune", "ends_in_softmax", "soft_loss", "match_loss", "cached_teacher_loss"]
@@ -33,18 +34,14 @@ def ends_in_softmax(model):
 
 
 def loss_for(model, sparse_labels):
-    """The classification loss matching the model's output and the labels (class ids or one-hot rows;
-    one sigmoid unit: binary).
+    """The classification loss an uncompiled classifier's output implies (sparse or one-hot
+    cross-entropy after a softmax or on logits; binary cross-entropy for one unit, from
+    probabilities after a sigmoid): :func:`tfcompress.task.task_for`'s inference, as one loss.
 
     Example:
         >>> loss_for(model, sparse_labels=True)  # doctest: +SKIP
     """
-    from_logits = not ends_in_softmax(model)
-    if model.output_shape[-1] == 1:
-        return keras.losses.BinaryCrossentropy(from_logits=from_logits)
-    if sparse_labels:
-        return keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits)
-    return keras.losses.CategoricalCrossentropy(from_logits=from_logits)
+    return task_for(model, sparse_labels=sparse_labels, compiled={}).compile_args()["loss"]
 
 
 def _logits(outputs, is_probs):

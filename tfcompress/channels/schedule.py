@@ -32,8 +32,9 @@ def _split(data, name):
 def default_fine_tune(teacher, train, config, batch_size=64, learning_rate=1e-3):
     """A ``fine_tune(model, epochs) -> model`` callable: distillation from
     ``teacher`` (``config.distill``) or plain training, with Adam and a cosine
-    learning-rate decay over the fine-tuning epochs. The loss follows the
-    labels' form (class ids or one-hot rows), as :func:`tfcompress.optimize` does.
+    learning-rate decay over the fine-tuning epochs, in the teacher's task
+    (its compiled loss and metrics; for an uncompiled classifier the loss its
+    output and the labels' form imply), as :func:`tfcompress.optimize` does.
 
     Args:
         teacher: the unpruned model.
@@ -48,17 +49,23 @@ def default_fine_tune(teacher, train, config, batch_size=64, learning_rate=1e-3)
     from tfcompress import distill
     from tfcompress._data import prepare
     from tfcompress._keras import keras
+    from tfcompress.task import compile_config_of, task_for
+
+    compiled = compile_config_of(teacher) or {}
 
     def fine_tune(model, epochs):
-        data = prepare(train, model, batch_size, shuffle=True)
-        ds = data.dataset
-        loss = distill.loss_for(model, data.sparse_labels)
+        task = task_for(model, compiled=compiled)
+        data = prepare(train, model, batch_size, shuffle=True, sparse_labels=task.sparse_labels,
+                       classifier=task.classifier)
+        if task.source == "inferred":  # the loss follows the labels' form
+            task = task_for(model, sparse_labels=data.sparse_labels, compiled={})
         steps = max(1, epochs * -(-data.num_samples // batch_size)) if data.num_samples else None
         lr = keras.optimizers.schedules.CosineDecay(learning_rate, steps) if steps else learning_rate
         was = teacher.trainable
         try:
-            distill.fine_tune(model, ds, epochs, teacher=teacher if config.distill else None, alpha=config.alpha,
-                              temperature=config.temperature, loss=loss, optimizer=keras.optimizers.Adam(lr))
+            distill.fine_tune(model, data.dataset, epochs, teacher=teacher if config.distill else None,
+                              alpha=config.alpha, temperature=config.temperature, optimizer=keras.optimizers.Adam(lr),
+                              match="kl" if task.classifier else "mse", **task.compile_args())
         finally:
             teacher.trainable = was
         return model
