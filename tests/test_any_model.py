@@ -181,3 +181,16 @@ def test_a_custom_loss_function_is_used_as_compiled():
                                      check_baseline=False)
         assert result.report.task["loss"] == "_squared" and result.report.task["source"] == "compiled"
         assert result.report.metric == "mae"
+
+
+def test_budget_mode_and_the_tuner_say_they_take_classifiers_only(tmp_path):
+    # What the README says of them: one line naming the model's task, before any work.
+    from tfcompress.errors import TuningError
+    from tfcompress.tuning import tune
+
+    zoo = task_zoo.regression(2, n=64)
+    with pytest.raises(RecipeError, match="budget mode .* classifiers only; this model's task is loss mse"):
+        tfcompress.optimize(zoo.model, zoo.train, zoo.validation, target="drop<=1.0")
+    with pytest.raises(TuningError, match="for classifiers; this model's task is loss mse"):
+        tune(zoo.model, zoo.train, max_trials=1, directory=str(tmp_path / "tune"))
+    assert not (tmp_path / "tune").exists()

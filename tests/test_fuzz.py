@@ -45,6 +45,7 @@ from hypothesis import HealthCheck, Phase, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from tfcompress.errors import TfcompressError  # noqa: E402
+from tflite_export.loader import _walk  # noqa: E402  (every dict of a config, as the loader walks it)
 
 #: The whole fuzzing time, shared by the four readers.
 BUDGET_S = float(os.environ.get("TFC_FUZZ_SECONDS", "80"))
@@ -376,27 +377,17 @@ def _real_config():
 
 
 def _replace_fields(config, edits):
-    entries = [d for d in _dicts(config)]
+    entries = [d for d in _walk(config)]
     for i, field, value in edits:
         entries[i % len(entries)][field] = value
     return config
-
-
-def _dicts(obj):
-    if isinstance(obj, dict):
-        yield obj
-        for v in obj.values():
-            yield from _dicts(v)
-    elif isinstance(obj, list):
-        for v in obj:
-            yield from _dicts(v)
 
 
 def _names_lambda(config):
     """True when some entry names a Lambda in a part of its class_name or registered_name (the oracle)."""
     import re
 
-    for d in _dicts(config):
+    for d in _walk(config):
         if "class_name" not in d:
             continue
         for key in ("class_name", "registered_name"):

@@ -108,32 +108,22 @@ def _write_h5(src, dst, edit, prefix=""):
     with h5py.File(dst, "r+") as f:
         raw = f.attrs["model_config"]
         config = json.loads(raw.decode() if isinstance(raw, bytes) else raw)
-        for d in _dicts(config):
+        for d in loader._walk(config):
             if d.get("class_name") == "Lambda":
                 d["_h5"] = True  # consumed by _point_at_payload
         edit(config)
-        for d in _dicts(config):
+        for d in loader._walk(config):
             d.pop("_h5", None)
         f.attrs["model_config"] = prefix + json.dumps(config)
     return str(dst)
 
 
 def _lambda_entry(config):
-    for d in _dicts(config):
+    for d in loader._walk(config):
         if d.get("name") == "evil" or (isinstance(d.get("config"), dict) and d["config"].get("name") == "evil"):
             if "class_name" in d:
                 return d
     raise AssertionError("no Lambda entry")
-
-
-def _dicts(obj):
-    if isinstance(obj, dict):
-        yield obj
-        for v in obj.values():
-            yield from _dicts(v)
-    elif isinstance(obj, list):
-        for v in obj:
-            yield from _dicts(v)
 
 
 def _disguise(cls, registered="Lambda", module="tf_keras.layers", pydoc=False):
