@@ -92,7 +92,8 @@ def build_parser():
     opt.add_argument("--tensorboard", default=None, metavar="DIR",
                      help="write TensorBoard logs here: one folder per stage (loss, accuracy, learning rate, sparsity)")
     opt.add_argument("--target", default=None, metavar="BUDGET",
-                     help="budget mode: 'drop<=1.0' (points), 'size<=40KB' (zipped) or 'latency<=2ms'; the plan is "
+                     help="budget mode: 'drop<=1.0' (in the task's metric: accuracy/IoU points, an MAE's unit), "
+                     "'size<=40KB' (zipped) or 'latency<=2ms'; the plan is "
                      "chosen per layer from a sensitivity scan (--recipe then gives only the training settings) and "
                      "saved as plan.yaml in --out")
     opt.add_argument("--minimize", choices=["size", "latency"], default=None,

@@ -197,7 +197,9 @@ def optimize(model, train_data, validation_data=None, recipe=None, epochs=None,
             Defaults to `None`.
         target: budget mode: ``"drop<=1.0"``, ``"size<=40KB"`` or
             ``"latency<=2ms"``; the recipe is planned per layer and gives only
-            the training settings (:mod:`tfcompress.target`). Classifiers only.
+            the training settings (:mod:`tfcompress.target`). The drop is in
+            the task's headline metric: points for accuracy or IoU, the
+            metric's own unit for an MAE or a loss (:mod:`tfcompress.scoring`).
             Defaults to `None`.
         minimize: under a drop budget, ``"size"`` or ``"latency"``. Defaults to `None`.
         loss: the task loss (a name, a tf_keras/Keras 3 loss, or a list/dict
@@ -237,11 +239,7 @@ def optimize(model, train_data, validation_data=None, recipe=None, epochs=None,
     """
     compiled = compile_config_of(model)  # before translation or copies drop the user's compile
     if target is not None or minimize is not None:
-        if compiled is not None or loss is not None:
-            task = task_for(coerce_model(model), loss, metrics, loss_weights, compiled=compiled)
-            if not task.classifier:
-                raise RecipeError("budget mode (target=/--target) plans against accuracy and so takes classifiers "
-                                  f"only; this model's task is {task.describe()}: give a recipe instead.")
+        task = task_for(coerce_model(model), loss, metrics, loss_weights, compiled=compiled)
 
         def run_recipe(plan):
             return optimize(model, train_data, validation_data, plan, epochs, batch_size, verbose, callbacks,
@@ -249,7 +247,7 @@ def optimize(model, train_data, validation_data=None, recipe=None, epochs=None,
                             loss_weights=loss_weights, check_baseline=check_baseline)
         say = progress or (print if verbose != 0 else (lambda line: None))
         result, plan = budget_mode.run(coerce_model(model), train_data, validation_data, target or "drop<=1.0",
-                                       minimize, as_recipe(recipe), run_recipe, say=say)
+                                       minimize, as_recipe(recipe), run_recipe, say=say, task=task)
         result.plan = plan
         return result
     keras3_source = model if is_keras3_model(model) else None  # offered back by result.to_keras3()

@@ -19,6 +19,7 @@ from tfcompress.channels.importance import NEEDS_DATA
 from tfcompress.channels.report import _jsonable
 from tfcompress.channels.surgery import Plan
 from tfcompress.errors import DataError, RecipeError
+from tfcompress.scoring import accuracy, take
 from tflite_export._atomic import save_figure
 
 __all__ = ["SensitivityReport", "sensitivity_scan", "ratios_for_budget"]
@@ -58,21 +59,6 @@ def as_xy(data, split="validation", limit=None):
     if limit:
         x, y = x[:limit], y[:limit]
     return x, y
-
-
-def accuracy(model, x, y, batch_size=256):
-    """Top-1 accuracy of ``model`` on (x, y) (labels as ids or one-hot)."""
-    y = np.asarray(y)
-    if y.ndim > 1 and y.shape[-1] > 1:
-        y = y.argmax(-1)
-    y = y.reshape(-1)
-    hits = 0
-    for i in range(0, len(x), batch_size):
-        out = model(tf.convert_to_tensor(x[i:i + batch_size]), training=False)
-        out = np.asarray(out)
-        pred = out.argmax(-1) if out.shape[-1] > 1 else (out[..., 0] > 0.5).astype(int)
-        hits += int((pred.reshape(-1) == y[i:i + batch_size]).sum())
-    return hits / len(x)
 
 
 @dataclass
@@ -145,7 +131,7 @@ class SensitivityReport:
 
 
 def sensitivity_scan(model, val_data, ratios=(0.25, 0.5, 0.75), criterion="l1", data=None,
-                     max_samples=2000):
+                     max_samples=2000, scorer=None):
     """Prune each group alone at each ratio and measure accuracy (no fine-tuning).
 
     Args:
@@ -157,6 +143,10 @@ def sensitivity_scan(model, val_data, ratios=(0.25, 0.5, 0.75), criterion="l1", 
             "mean_activation").
         data: data for the data criteria (defaults to ``val_data``).
         max_samples: evaluate on at most this many samples.
+        scorer: a :class:`~tfcompress.scoring.Scorer`: score in the task's
+            metric (points, higher is better) instead of top-1 accuracy
+            (any model: maps, regressions, several inputs or outputs).
+            Defaults to `None` (accuracy, a fraction).
 
     Returns:
         :class:`SensitivityReport`.
@@ -173,17 +163,21 @@ def sensitivity_scan(model, val_data, ratios=(0.25, 0.5, 0.75), criterion="l1", 
     ratios = tuple(fraction_removed(None, "ratios", r) for r in ratios)
     if not ratios:
         raise RecipeError("ratios is empty: give at least one ratio in [0, 1).")
-    x, y = as_xy(val_data, limit=max_samples)
+    if scorer is not None and not scorer.task.classifier:
+        x, y = (take(v, max_samples) for v in val_data)
+    else:
+        x, y = as_xy(val_data, limit=max_samples)
     tdata = data if data is not None else (x, y)
     plan = Plan(model, criterion, tdata if criterion in NEEDS_DATA else None)
-    baseline = accuracy(model, x, y)
+    score = accuracy if scorer is None else scorer.model
+    baseline = score(model, x, y)
     groups = []
     for r, g in plan.groups.items():
         acc, fl, pa = {}, {}, {}
         for ratio in ratios:
             keep = plan.keep({r: ratio})
             f, p = plan.estimate(keep)
-            acc[ratio] = accuracy(plan.build(keep), x, y) if keep else baseline
+            acc[ratio] = score(plan.build(keep), x, y) if keep else baseline
             fl[ratio], pa[ratio] = f, p
         groups.append({"name": g.name, "members": list(g.members), "channels": g.channels,
                        "accuracy": acc, "flops": fl, "params": pa})

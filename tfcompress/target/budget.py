@@ -1,10 +1,11 @@
 """The budget of budget mode: ``"drop<=1.0"``, ``"size<=40KB"`` or ``"latency<=2ms"``, parsed and checked.
 
-A ``drop`` budget (accuracy points lost against the float32 model, on the
-validation data) is spent to make the file as small (``minimize="size"``) or
+A ``drop`` budget (what the task's headline metric loses against the float32
+model on the validation data: accuracy or IoU points, an MAE's own unit;
+:mod:`tfcompress.scoring`) is spent to make the file as small (``minimize="size"``) or
 as fast (``minimize="latency"``) as it allows; a ``size`` budget (zipped
 ``.tflite`` bytes) or a ``latency`` budget (median milliseconds on XNNPACK) is
-met while losing as little accuracy as possible.
+met while losing as little of that metric as possible.
 
 Example:
     >>> t = parse_target("size<=40KB")

@@ -35,6 +35,7 @@ import zipfile
 import tflite_export
 from tfcompress._keras import keras, quiet_native_logs
 from tfcompress.errors import TfcompressError, first_line
+from tfcompress.scoring import take
 from tflite_export.mixed import Mixer, export_mixed, weight_layers
 
 __all__ = ["faster_mix", "float_model", "export_file", "TOLERANCE", "LOWER"]
@@ -84,20 +85,24 @@ def float_model(model):
     return out
 
 
-def faster_mix(model, rep_x, x, y, ref_acc, threads, max_drop=None, max_bytes=None, minimize="size", say=None):
+def faster_mix(model, rep_x, x, y, ref_acc, threads, max_drop=None, max_bytes=None, minimize="size", say=None,
+               scorer=None):
     """The smallest (or fastest) per-op precision mix not slower than the float32 file (see the module docstring).
 
     Args:
         model: the fine-tuned tf_keras model.
         rep_x: calibration inputs (a few hundred at most are used).
         x, y: the validation data the drop is measured on.
-        ref_acc: the reference accuracy (the float model's, on ``x, y``).
+        ref_acc: the reference score (the float model's, on ``x, y``): an
+            accuracy, or with ``scorer`` its points.
         threads: XNNPACK threads of the timings.
         max_drop: the drop budget (points), or None. Defaults to `None`.
         max_bytes: the size budget (zipped bytes), or None. Defaults to `None`.
         minimize: ``"size"`` (the smallest file that is not slower) or
             ``"latency"`` (the fastest). Defaults to `"size"`.
         say: called with one line per mix tried. Defaults to `None`.
+        scorer: a :class:`~tfcompress.scoring.Scorer`: drops in the task's
+            metric. Defaults to `None` (accuracy points).
 
     Returns:
         ``{"per_layer", "default", "accuracy", "drop", "zipped_bytes", "ms",
@@ -114,11 +119,13 @@ def faster_mix(model, rep_x, x, y, ref_acc, threads, max_drop=None, max_bytes=No
         with open(path, "wb") as f:
             f.write(data)
         with quiet_native_logs():
-            acc = tflite_export.evaluate(path, x, y)
+            acc = tflite_export.evaluate(path, x, y) if scorer is None else scorer.file(path, x, y)
             ms = tflite_export.benchmark(path, threads=threads, min_runs=50, min_seconds=0.3).median_ms
             f32 = tflite_export.benchmark(f32_path, threads=threads, min_runs=50, min_seconds=0.3).median_ms
-        row = {"per_layer": dict(per_layer), "default": default, "accuracy": acc,
-               "drop": round(100.0 * (ref_acc - acc), 3), "zipped_bytes": _zipped(data), "ms": ms, "float32_ms": f32}
+        row = {"per_layer": dict(per_layer), "default": default,
+               **({"accuracy": acc} if scorer is None else {scorer.name: scorer.value(acc)}),
+               "drop": round(100.0 * (ref_acc - acc) if scorer is None else scorer.drop(ref_acc, acc), 3),
+               "zipped_bytes": _zipped(data), "ms": ms, "float32_ms": f32}
         row["ok"] = (ms <= f32 * (1 + TOLERANCE) and (max_drop is None or row["drop"] <= max_drop + 1e-9)
                      and (max_bytes is None or row["zipped_bytes"] <= max_bytes))
         tried.append(row)
@@ -132,7 +139,7 @@ def faster_mix(model, rep_x, x, y, ref_acc, threads, max_drop=None, max_bytes=No
         f32_path = os.path.join(tmp, "float32.tflite")
         with open(f32_path, "wb") as f:
             f.write(float_bytes)
-        mixer = Mixer(float_bytes, rep_x[:100])
+        mixer = Mixer(float_bytes, take(rep_x, 100))
         bases = [measure({}, "float16"), measure({}, "float32")]  # float32: the float32 file itself
         ok = [r for r in bases if r["ok"]]
         if not ok:

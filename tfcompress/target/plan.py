@@ -5,7 +5,8 @@ imports :mod:`tfcompress.optimize`: the caller passes ``run_recipe``, the
 function that fine-tunes the model with one recipe.
 
 1. Reference: the float32 and plain int8 (PTQ) files of the input model,
-   their accuracy on the validation data, zipped size and latency.
+   their score on the validation data in the task's metric (accuracy, IoU,
+   MAE...: :mod:`tfcompress.scoring`), zipped size and latency.
 2. Scan (:mod:`tfcompress.target.sensitivity`): per layer, prune to each
    level and cluster (int8), or prune and round to 4 bits (int4); per
    channel group (latency), thin.
@@ -48,14 +49,17 @@ import shutil
 import tempfile
 
 import tflite_export
+from tfcompress._data import prepare
 from tfcompress._keras import quiet_native_logs
-from tfcompress.channels.sensitivity import accuracy, as_xy
+from tfcompress.channels.sensitivity import as_xy
 from tfcompress.errors import RecipeError, TfcompressError, first_line
+from tfcompress.scoring import Scorer, count, take
 from tfcompress.stages import Channels, Clustering, Distillation, Pruning, Quantization
 from tfcompress.target.allocate import greedy
 from tfcompress.target.budget import check_minimize, parse_target
 from tfcompress.target.fast import TOLERANCE, faster_mix
 from tfcompress.target.sensitivity import CLUSTERS, channel_options, weight_options
+from tfcompress.task import Task
 
 __all__ = ["run", "plan_recipe", "DROP_SCALE", "ROUNDS", "SCAN_SAMPLES", "WEIGHTS"]
 
@@ -127,16 +131,27 @@ def _allocate(families, target, scale, goal):
     return weights, units, alloc, start, start_drop
 
 
-def _measure(model, path, rep_x, x, y, ref_acc, threads, mode="int8"):
+def _measure(model, path, rep_x, x, y, ref, threads, scorer, mode="int8"):
+    """Export ``model`` as ``mode`` to ``path`` and measure it: the metric, its drop from ``ref``, bytes, ms."""
     with quiet_native_logs():
         e = tflite_export.export(model, path, mode=mode, representative_data=rep_x if mode != "float32" else None)
-        acc = tflite_export.evaluate(path, x, y)
+        got = scorer.file(path, x, y)
         ms = tflite_export.benchmark(path, threads=threads, min_runs=20, min_seconds=0.3).median_ms
-    return {"accuracy": acc, "drop": round(100.0 * (ref_acc - acc), 3), "zipped_bytes": e.zipped_bytes, "ms": ms}
+    return {scorer.name: scorer.value(got), "drop": round(scorer.drop(ref, got), 3),
+            "zipped_bytes": e.zipped_bytes, "ms": ms}
+
+
+def _samples(model, task, train_data, validation_data, limit):
+    """``(x_val, y_val, calibration inputs)`` as numpy: arrays for a classifier, lists/dicts for any model."""
+    if task.classifier:
+        xv, yv = as_xy(validation_data)
+        return xv, yv, as_xy(train_data, limit=limit)[0]
+    xv, yv = prepare(validation_data, model, 256, what="validation_data", classifier=False).arrays()
+    return xv, yv, prepare(train_data, model, 256, what="train_data", classifier=False).inputs(limit)
 
 
 def run(model, train_data, validation_data, target, minimize, base, run_recipe, threads=2, rounds=ROUNDS,
-        scale=DROP_SCALE, samples=SCAN_SAMPLES, say=None, weights=WEIGHTS):
+        scale=DROP_SCALE, samples=SCAN_SAMPLES, say=None, weights=WEIGHTS, task=None):
     """Budget mode (see the module docstring).
 
     Args:
@@ -154,6 +169,9 @@ def run(model, train_data, validation_data, target, minimize, base, run_recipe, 
         say: called with one line per step. Defaults to `None`.
         weights: the QAT weight formats a size plan may choose from
             (``"int8"``, ``"int4"``). Defaults to :data:`WEIGHTS`.
+        task: the user's :class:`~tfcompress.task.Task`: the drop is in its
+            headline metric (:mod:`tfcompress.scoring`). Defaults to `None`
+            (a classifier: accuracy points).
 
     Returns:
         ``(result, plan)``: the kept round's OptimizeResult (its
@@ -168,32 +186,33 @@ def run(model, train_data, validation_data, target, minimize, base, run_recipe, 
     if validation_data is None:
         raise RecipeError("target= needs validation_data: the budget is checked on it.")
     say = say or (lambda line: None)
-    xv, yv = as_xy(validation_data)
-    xs, ys = xv[:samples], yv[:samples]
-    rep_x = as_xy(train_data, limit=200)[0]
-    ref_acc = accuracy(model, xv, yv)
+    task = task if task is not None else Task("sparse_categorical_crossentropy", ["accuracy"])
+    xv, yv, rep_x = _samples(model, task, train_data, validation_data, 200)
+    xs, ys = take(xv, samples), take(yv, samples)
+    scorer = Scorer.of(task, model, xs, ys)
+    ref_pts = scorer.model(model, xv, yv)
     tmp = tempfile.mkdtemp(prefix="tfcompress-budget-")
     try:
-        ref = {m: _measure(model, os.path.join(tmp, f"{m}.tflite"), rep_x, xv, yv, ref_acc, threads, m)
+        ref = {m: _measure(model, os.path.join(tmp, f"{m}.tflite"), rep_x, xv, yv, ref_pts, threads, scorer, m)
                for m in ("float32", "int8")}
         say(f"budget {target.describe()}, minimize {minimize}: float32 {ref['float32']['zipped_bytes']} B "
             f"{ref['float32']['ms']:.3g} ms; plain int8 {ref['int8']['zipped_bytes']} B {ref['int8']['ms']:.3g} ms")
         latency = minimize == "latency" or target.metric == "latency"
         families = {}  # weight format -> (units, cost of the model before any move)
         if latency:
-            units, base_cost = channel_options(model, xs, ys)
+            units, base_cost = channel_options(model, xs, ys, scorer=scorer)
             unit_of_cost = ref["int8"]["ms"] / base_cost  # modelled: int8 ms proportional to FLOPs
             families["int8"] = (units, base_cost)
         else:
             unit_of_cost = 1.0
-            units = weight_options(model, xs, ys)
+            units = weight_options(model, xs, ys, scorer=scorer)
             kernels = sum(u.options[0].cost for u in units)
             base_cost = max(float(ref["int8"]["zipped_bytes"]), kernels)  # the rest of the file: biases, graph, ...
             families["int8"] = (units, base_cost)
             if "int4" in weights:  # a plan-wide choice (QAT quantizes every layer alike), scanned and priced as int4
-                u4 = weight_options(model, xs, ys, weights="int4")
+                u4 = weight_options(model, xs, ys, weights="int4", scorer=scorer)
                 families["int4"] = (u4, base_cost - kernels + sum(u.options[0].cost for u in u4))
-        say(f"scanned {len(units)} {'channel groups' if latency else 'layers'} on {len(xs)} samples"
+        say(f"scanned {len(units)} {'channel groups' if latency else 'layers'} on {count(xs)} samples"
             f" ({', '.join(families)} weights)")
         goal = None if target.metric == "drop" else target.limit / unit_of_cost
         history, kept, lo, hi, seen, notes = [], None, None, None, set(), []
@@ -207,8 +226,8 @@ def run(model, train_data, validation_data, target, minimize, base, run_recipe, 
             plan = plan_recipe(base, alloc.settings(units), weights=fmt)
             try:
                 result = run_recipe(plan)
-                got = _measure(result.model, os.path.join(tmp, f"round{i + 1}.tflite"), rep_x, xv, yv, ref_acc,
-                               threads, "int4" if fmt == "int4" else "int8")
+                got = _measure(result.model, os.path.join(tmp, f"round{i + 1}.tflite"), rep_x, xv, yv, ref_pts,
+                               threads, scorer, "int4" if fmt == "int4" else "int8")
             except TfcompressError as e:
                 if fmt == "int8":
                     raise
@@ -221,7 +240,7 @@ def run(model, train_data, validation_data, target, minimize, base, run_recipe, 
                             "estimated_cost": round((start - alloc.saved) * unit_of_cost, 3),
                             "scanned_drop": round(start_drop + alloc.drop, 3), "plan": alloc.settings(units), **got,
                             "met": met})
-            say(f"round {i + 1}: {fmt} weights, drop {got['drop']:.2f} pts, {got['zipped_bytes']} B zipped, "
+            say(f"round {i + 1}: {fmt} weights, drop {got['drop']:.3g} {scorer.unit}, {got['zipped_bytes']} B zipped, "
                 f"{got['ms']:.3g} ms: {'met' if met else 'missed'}")
             # keep the best met round (smallest, fastest, or most accurate), else the closest miss
             excess = {"drop": got["drop"], "size": got["zipped_bytes"], "latency": got["ms"]}[target.metric]
@@ -250,17 +269,19 @@ def run(model, train_data, validation_data, target, minimize, base, run_recipe, 
     if got["ms"] > f32_ms * (1 + TOLERANCE):  # issue 14 §2: look for a per-op mix that is not slower
         say(f"the {fmt} file is slower than float32 ({got['ms']:.3g} vs {f32_ms:.3g} ms): per-op precision mixes")
         try:
-            fast = faster_mix(result.model, rep_x, xv, yv, ref_acc, threads, minimize=minimize,
+            fast = faster_mix(result.model, rep_x, xv, yv, ref_pts, threads, minimize=minimize, scorer=scorer,
                               max_drop=target.limit if target.metric == "drop" else None,
                               max_bytes=target.limit if target.metric == "size" else None, say=say)
         except Exception as e:  # noqa: BLE001 - a model the mixer cannot rebuild: said in the notes, the file stays
             fast = {"error": f"no per-op mix ({type(e).__name__}: {first_line(e)})", "tried": []}
-        notes.append(_fast_note(fmt, got, f32_ms, threads, fast, minimize))
+        notes.append(_fast_note(fmt, got, f32_ms, threads, fast, minimize, scorer.unit))
     if not met:
         notes.append(f"budget {target.describe()} not met in {rounds} round(s): the closest round is kept")
     result.report.budget = {
-        "target": target.text, "minimize": minimize, "met": met, "reference_accuracy": ref_acc,
-        "reference": ref, "threads": threads, "scan_samples": len(xs),
+        "target": target.text, "minimize": minimize, "met": met,
+        "metric": scorer.name, "unit": scorer.unit, "lower_is_better": scorer.lower,
+        f"reference_{scorer.name}": scorer.value(ref_pts),
+        "reference": ref, "threads": threads, "scan_samples": count(xs),
         "sensitivity": [u.to_dict() for u in units], "rounds": history, "notes": notes,
         "weights": fmt, "faster_file": fast,
         "file": ("mixed" if fast and "per_layer" in fast and minimize == "latency" else fmt),
@@ -270,7 +291,7 @@ def run(model, train_data, validation_data, target, minimize, base, run_recipe, 
     return result, plan
 
 
-def _fast_note(fmt, got, f32_ms, threads, fast, minimize):
+def _fast_note(fmt, got, f32_ms, threads, fast, minimize, unit="points"):
     slow = f"the {fmt} file is slower than float32 here ({got['ms']:.3g} ms vs {f32_ms:.3g} ms, {threads} thread(s))"
     if "per_layer" not in fast:
         why = fast.get("error") or f"none of {len(fast['tried'])} per-op mixes timed within {TOLERANCE:.0%} of float32"
@@ -279,27 +300,30 @@ def _fast_note(fmt, got, f32_ms, threads, fast, minimize):
     use = ("it is the file budget mode ships (report.budget['file'] == 'mixed')" if minimize == "latency" else
            f"the {fmt} file stays the smallest; for speed ship the mix")
     return (f"{slow}; a per-op precision mix is not: {mix}, {fast['ms']:.3g} ms (float32 {fast['float32_ms']:.3g} in "
-            f"the same session), {fast['zipped_bytes']} B zipped, drop {fast['drop']:.2f} pts; {use} "
+            f"the same session), {fast['zipped_bytes']} B zipped, drop {fast['drop']:.3g} {unit}; {use} "
             "(tfcompress.target.export_file, or tflite_export.mixed.export_mixed of fast.float_model(result.model))")
 
 
 def markdown(b):
     """The budget section of the report: the target, each round, the per-layer plan and why."""
-    f32 = b["reference"]["float32"]
+    f32, unit = b["reference"]["float32"], "pts" if b.get("unit", "points") == "points" else b["unit"]
     lines = [f"### Budget `{b['target']}` (minimize {b['minimize']}): {'met' if b['met'] else 'NOT met'}", "",
-             "| round | weights | scanned drop (pts) | drop on the file (pts) | zipped B | × vs float32 | ms | met |",
+             f"Drops in {b.get('metric', 'accuracy')} ({unit}; "
+             f"{'lower' if b.get('lower_is_better') else 'higher'} is better), against the float32 model.", "",
+             f"| round | weights | scanned drop ({unit}) | drop on the file ({unit}) | zipped B | × vs float32 "
+             "| ms | met |",
              "|---|---|---|---|---|---|---|---|"]
     for r in b["rounds"]:
-        lines.append(f"| {r['round']} | {r.get('weights', 'int8')} | {r['scanned_drop']:.2f} | {r['drop']:.2f} | "
+        lines.append(f"| {r['round']} | {r.get('weights', 'int8')} | {r['scanned_drop']:.3g} | {r['drop']:.3g} | "
                      f"{r['zipped_bytes']} | "
                      f"{f32['zipped_bytes'] / r['zipped_bytes']:.1f} | {r['ms']:.3g} | {'yes' if r['met'] else 'no'} |")
     kept = next(r for r in b["rounds"] if r["round"] == b["kept_round"])
     by_name = {u["name"]: u for u in b["sensitivity"]}
     lines += ["", f"Plan of round {kept['round']} (scan: one layer at a time, no fine-tuning, "
               f"{b['scan_samples']} validation samples; the kept round):", "",
-              "| layer | setting | scanned drop (pts) |", "|---|---|---|"]
+              f"| layer | setting | scanned drop ({unit}) |", "|---|---|---|"]
     for name, setting in kept["plan"].items():
         opt = next(o for o in by_name[name]["options"] if o["setting"] == setting)
-        lines.append(f"| {name} | {setting} | {opt['drop_points']:.2f} |")
+        lines.append(f"| {name} | {setting} | {opt['drop_points']:.3g} |")
     lines += [f"- note: {n}" for n in b["notes"]]
     return "\n".join(lines) + "\n"

@@ -1,11 +1,12 @@
-"""Per-layer sensitivity for budget mode: what each setting of each layer saves, and what it costs in accuracy.
+"""Per-layer sensitivity for budget mode: what each setting of each layer saves, and what it costs in the metric.
 
 Each *unit* (a layer with a prunable kernel, or a channel group) has a list of
 :class:`Option` s: the setting (``{"sparsity": 0.9, "clustered": True}`` or
 ``{"ratio": 0.5}``), what the model then costs (estimated zipped bytes of the
-kernel, or model FLOPs), and the accuracy drop in points on a validation
-sample when **only** that unit is changed, without fine-tuning. Option 0 is
-the unit untouched.
+kernel, or model FLOPs), and the drop in the task's metric (points for
+accuracy or IoU, the metric's own unit for an MAE: :mod:`tfcompress.scoring`)
+on a validation sample when **only** that unit is changed, without
+fine-tuning. Option 0 is the unit untouched.
 
 The size of a kernel is modelled as its weight count times the entropy (bits)
 of its int8 values (symmetric, per output channel), times :data:`DEFLATE`:
@@ -23,9 +24,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from tfcompress.channels.sensitivity import accuracy, sensitivity_scan
+from tfcompress.channels.sensitivity import sensitivity_scan
 from tfcompress.clustering import why_not_clusterable
 from tfcompress.pruning.weights import prunable_weights
+from tfcompress.scoring import accuracy, count
 
 __all__ = ["Option", "Unit", "weight_options", "channel_options", "int8_bits", "fake_quant", "SPARSITIES", "CLUSTERS",
            "DEFLATE", "RATIOS"]
@@ -42,7 +44,7 @@ DEFLATE = 1.15
 
 @dataclass
 class Option:
-    """One setting of one unit: its cost (bytes or FLOPs) and scanned accuracy drop (points)."""
+    """One setting of one unit: its cost (bytes or FLOPs) and scanned drop (the metric's unit)."""
 
     setting: dict
     cost: float
@@ -133,8 +135,9 @@ def _bytes(kernels, bits=8, per_channel=True):
     return sum(DEFLATE * k.size * int8_bits(k, bits, per_channel) / 8 for k in kernels)
 
 
-def weight_options(model, x, y, sparsities=SPARSITIES, clusters=CLUSTERS, baseline=None, weights="int8"):
-    """Prune (and cluster) each prunable layer alone, at each level, and measure the accuracy drop.
+def weight_options(model, x, y, sparsities=SPARSITIES, clusters=CLUSTERS, baseline=None, weights="int8",
+                   scorer=None):
+    """Prune (and cluster) each prunable layer alone, at each level, and measure the drop.
 
     With ``weights="int4"`` the layer is also rounded to 4 bits (per output
     channel; per tensor on Dense, as the n-bit QAT scheme does), never
@@ -146,8 +149,10 @@ def weight_options(model, x, y, sparsities=SPARSITIES, clusters=CLUSTERS, baseli
         x, y: the validation sample.
         sparsities: the pruning levels. Defaults to :data:`SPARSITIES`.
         clusters: the cluster count tried with each level. Defaults to :data:`CLUSTERS`.
-        baseline: the model's accuracy on (x, y), if known. Defaults to `None`.
+        baseline: the model's score on (x, y) (points), if known. Defaults to `None`.
         weights: ``"int8"`` or ``"int4"`` (the plan's weight format). Defaults to `"int8"`.
+        scorer: a :class:`~tfcompress.scoring.Scorer` (the task's metric, in
+            points). Defaults to `None` (top-1 accuracy in points).
 
     Returns:
         A list of :class:`Unit` (cost: estimated zipped kernel bytes).
@@ -155,7 +160,8 @@ def weight_options(model, x, y, sparsities=SPARSITIES, clusters=CLUSTERS, baseli
     Example:
         >>> units = weight_options(model, x, y, sparsities=(0.5,))  # doctest: +SKIP
     """
-    base = accuracy(model, x, y) if baseline is None else baseline
+    score = scorer.model if scorer is not None else (lambda m, a, b: 100.0 * accuracy(m, a, b))
+    base = score(model, x, y) if baseline is None else baseline
     int4 = weights == "int4"
     units = []
     for layer in model.layers:
@@ -179,7 +185,7 @@ def weight_options(model, x, y, sparsities=SPARSITIES, clusters=CLUSTERS, baseli
                         new = [fake_quant(n, 4, per_channel) for n in new]
                     for w, n in zip(ws, new):
                         w.assign(n)
-                    drop = 100.0 * (base - accuracy(model, x, y))
+                    drop = base - score(model, x, y)
                     setting = {"sparsity": s} if int4 else {"sparsity": s, "clustered": clustered}
                     unit.options.append(Option(setting, _bytes(new, 4 if int4 else 8, per_channel), drop))
         finally:
@@ -189,7 +195,7 @@ def weight_options(model, x, y, sparsities=SPARSITIES, clusters=CLUSTERS, baseli
     return units
 
 
-def channel_options(model, x, y, ratios=RATIOS):
+def channel_options(model, x, y, ratios=RATIOS, scorer=None):
     """Thin each channel group alone (``channels.sensitivity_scan``, reused) and measure the drop.
 
     Returns:
@@ -199,11 +205,13 @@ def channel_options(model, x, y, ratios=RATIOS):
     Example:
         >>> units, flops = channel_options(model, x, y)  # doctest: +SKIP
     """
-    rep = sensitivity_scan(model, (x, y), ratios=ratios, max_samples=len(x))
+    n = count(x)
+    rep = sensitivity_scan(model, (x, y), ratios=ratios, max_samples=n, scorer=scorer)
+    per_point = 1.0 if scorer is not None else 100.0  # a scorer scores in points already
     units = []
     for g in rep.groups:
         opts = [Option({}, float(rep.flops_before), 0.0)]
         for r in rep.ratios:
-            opts.append(Option({"ratio": r}, float(g["flops"][r]), 100.0 * (rep.baseline - g["accuracy"][r])))
+            opts.append(Option({"ratio": r}, float(g["flops"][r]), per_point * (rep.baseline - g["accuracy"][r])))
         units.append(Unit(g["name"], "channels", int(g["channels"]), opts))
     return units, float(rep.flops_before)

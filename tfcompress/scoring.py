@@ -1,0 +1,130 @@
+"""The user's metric as one number that budget mode and sensitivity scans can subtract.
+
+A :class:`Scorer` scores a Keras model or a ``.tflite`` file on labelled data in
+the task's headline metric (:func:`tfcompress.task.headline`: accuracy for a
+classifier, else the first compiled metric: IoU, MAE, ``box_mae``...) and
+returns *points, higher is better*: a metric bounded in [0, 1] (accuracy, IoU,
+AUC, precision, recall) times 100, any other metric (MAE, MSE, a loss) with
+its sign turned so that higher is better. A drop is then ``ref - got`` in
+the metric's own unit (points for accuracy and IoU; MAE units for an MAE),
+whatever the metric's direction.
+
+Example:
+    >>> from tfcompress.task import Task
+    >>> s = Scorer(Task("mse", ["mae"], classifier=False), "mae")
+    >>> s.points(0.25), s.value(-0.25), s.unit
+    (-0.25, 0.25, 'mae')
+    >>> Scorer(Task("sparse_categorical_crossentropy", ["accuracy"]), "accuracy").points(0.9)
+    90.0
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+import tflite_export
+from tfcompress._keras import tf
+from tfcompress.report import lower_is_better
+from tfcompress.task import Task, headline
+
+__all__ = ["Scorer", "accuracy", "take", "count"]
+
+#: Metrics bounded in [0, 1], higher better: scored in points (x100), as accuracy always was.
+FRACTIONS = ("accuracy", "iou", "auc", "precision", "recall", "f1", "fbeta")
+
+
+def take(value: Any, n: int) -> Any:
+    """The first ``n`` examples of an array or of a list/dict of arrays (a model's inputs or targets)."""
+    return tf.nest.map_structure(lambda a: a[:n], value)
+
+
+def count(value: Any) -> int:
+    """How many examples an array or a list/dict of arrays holds."""
+    return len(tf.nest.flatten(value)[0])
+
+
+def _batch(x: Any, start: int, size: int) -> Any:
+    return tf.nest.map_structure(lambda a: tf.convert_to_tensor(a[start:start + size]), x)
+
+
+def accuracy(model: Any, x: Any, y: Any, batch_size: int = 256) -> float:
+    """Top-1 accuracy of a one-output classifier ``model`` on (x, y) (labels as ids or one-hot)."""
+    y = np.asarray(y)
+    if y.ndim > 1 and y.shape[-1] > 1:
+        y = y.argmax(-1)
+    y = y.reshape(-1)
+    hits, n = 0, count(x)
+    for i in range(0, n, batch_size):
+        out = np.asarray(model(_batch(x, i, batch_size), training=False))
+        pred = out.argmax(-1) if out.shape[-1] > 1 else (out[..., 0] > 0.5).astype(int)
+        hits += int((pred.reshape(-1) == y[i:i + batch_size]).sum())
+    return hits / n
+
+
+def _predict(model: Any, x: Any, batch_size: int = 256) -> Any:
+    """The model's outputs on ``x``, batched, in inference mode; several outputs keyed by name."""
+    parts = []
+    for i in range(0, count(x), batch_size):
+        out = model(_batch(x, i, batch_size), training=False)
+        parts.append(tf.nest.map_structure(lambda t: np.asarray(t), out))
+    out = tf.nest.map_structure(lambda *a: np.concatenate(a), *parts)
+    if isinstance(out, (list, tuple)):
+        return dict(zip(model.output_names, out))
+    return out
+
+
+class Scorer:
+    """A model's or a file's quality in the task's headline metric, as points (higher is better).
+
+    Attributes:
+        task: the :class:`~tfcompress.task.Task`.
+        name: the metric (an ``evaluate`` key: ``"accuracy"``, ``"iou"``, ``"box_mae"``).
+        lower: True when a smaller value of the metric is better.
+        unit: ``"points"`` for a [0, 1] metric scored x100, else the metric's name.
+    """
+
+    def __init__(self, task: Task, name: str):
+        self.task, self.name = task, name
+        self.lower = lower_is_better(name)
+        self.fraction = not self.lower and any(w in name.lower() for w in FRACTIONS)
+        self.unit = "points" if self.fraction else name
+
+    @classmethod
+    def of(cls, task: Task, model: Any, x: Any, y: Any) -> Scorer:
+        """The scorer of ``task``'s headline metric, found by scoring ``model`` once on (x, y)."""
+        if task.classifier:
+            return cls(task, "accuracy")
+        return cls(task, headline(task.score(y, _predict(model, x))))
+
+    def points(self, value: float) -> float:
+        """The metric's value as points, higher is better."""
+        value = float(value)
+        return 100.0 * value if self.fraction else (-value if self.lower else value)
+
+    def value(self, points: float) -> float:
+        """The metric's value from points (the inverse of :meth:`points`)."""
+        return points / 100.0 if self.fraction else (-points if self.lower else points)
+
+    def model(self, model: Any, x: Any, y: Any) -> float:
+        """Points of a Keras model on (x, y)."""
+        if self.task.classifier:
+            return self.points(accuracy(model, x, y))
+        return self.points(self.task.score(y, _predict(model, x))[self.name])
+
+    def file(self, path: str, x: Any, y: Any) -> float:
+        """Points of a ``.tflite`` file on (x, y)."""
+        if self.task.classifier:
+            return self.points(tflite_export.evaluate(path, x, y))
+        several = isinstance(y, (dict, list, tuple))
+        return self.points(self.task.score(y, tflite_export.predict(path, x, as_dict=several))[self.name])
+
+    def drop(self, ref: float, got: float) -> float:
+        """How much worse ``got`` is than ``ref`` (both points), in the metric's unit."""
+        return round(ref - got, 6)
+
+    def describe(self) -> str:
+        """The metric and its unit, in words, for reports."""
+        direction = "lower is better" if self.lower else "higher is better"
+        return f"{self.name} ({direction}; drops in {self.unit})"
