@@ -222,3 +222,70 @@ def test_the_tuner_says_it_takes_classifiers_only(tmp_path):
     with pytest.raises(TuningError, match="for classifiers; this model's task is loss mse"):
         tune(zoo.model, zoo.train, max_trials=1, directory=str(tmp_path / "tune"))
     assert not (tmp_path / "tune").exists()
+
+
+def _npz(path, zoo):
+    """The zoo's splits saved as a user would: one array per input/output, named ``x_train/<name>``."""
+    arrays = {}
+    for split, (x, y) in zip(("train", "val", "test"), (zoo.train, zoo.validation, zoo.test)):
+        for side, v in (("x", x), ("y", y)):
+            arrays.update({f"{side}_{split}/{k}": a for k, a in v.items()} if isinstance(v, dict)
+                          else {f"{side}_{split}": v})
+    np.savez(path, **arrays)
+
+
+@pytest.mark.parametrize("kind, metric", [("two_heads", "box_mae"), ("two_inputs", "accuracy")])
+def test_several_inputs_or_outputs_from_a_named_npz_on_the_command_line(tmp_path, kind, metric):
+    import json
+    import subprocess
+    import sys
+
+    zoo = getattr(task_zoo, kind)()
+    zoo.model.save(tmp_path / "m.keras")
+    _npz(tmp_path / "d.npz", zoo)
+    data = datasets.from_npz(tmp_path / "d.npz")
+    assert isinstance(data.train[1 if kind == "two_heads" else 0], dict), data.describe()
+    out = tmp_path / "out"
+    # QAT only: half the weights of a head that averages 64 pixels cannot be pruned in two epochs (its MAE
+    # goes from 0.04 to 0.25 whatever the tool); the data's path through every command is what is tested here.
+    (tmp_path / "r.yaml").write_text("pruning: null\nquantization: {epochs: 1}\nbatch_size: 16\n")
+    run = subprocess.run([sys.executable, "-m", "tfcompress.cli", "optimize", "--model", str(tmp_path / "m.keras"),
+                          "--data", str(tmp_path / "d.npz"), "--recipe", str(tmp_path / "r.yaml"),
+                          "--threads", "1", "--out", str(out), "--quiet"], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-2000:]
+    rep = json.loads((out / "report.json").read_text())
+    rows = {f["name"]: f for f in rep["files"]}
+    assert rep["metric"] == metric and rows["int8"]["agreement"] > 0.9, rows
+    if kind == "two_heads":  # each head scored by name from the file, not the argmax of whichever comes first
+        assert rows["int8"]["accuracy"] is None and "cls_accuracy" in rows["int8"]["scores"]
+        assert rows["int8"]["score"] < rows["float32"]["score"] + 0.02, rows
+    else:
+        assert rows["int8"]["accuracy"] > rows["float32"]["accuracy"] - 0.1, rows
+
+
+def test_the_tasks_loss_outside_fit_is_what_keras_evaluates():
+    zoo = task_zoo.two_heads(n=96)
+    x, y = zoo.validation
+    fn = task_for(zoo.model).loss_fn(list(zoo.model.output_names))
+    want = zoo.model.evaluate(x, y, verbose=0, return_dict=True, batch_size=len(x))["loss"]
+    assert abs(float(fn(y, zoo.model(x, training=False))) - want) < 1e-4 * max(1.0, want)
+
+
+@pytest.mark.parametrize("kind, recipe", [
+    ("two_heads", {"channels": {"ratio": 0.25, "criterion": "taylor", "epochs": 1}}),  # Taylor in the task's loss
+    ("segmenter", {"channels": {"flops": 0.7, "criterion": "taylor", "epochs": 1}}),  # + a scan scored in IoU
+    ("regression", {"pruning": {"scope": "global", "criterion": "saliency", "final_sparsity": 0.5, "epochs": 1}}),
+])
+def test_data_driven_criteria_score_in_the_tasks_own_loss_and_metric(kind, recipe):
+    zoo = getattr(task_zoo, kind)(n=160)
+    full = {**recipe, "batch_size": 16}
+    full.setdefault("pruning", None)
+    full.setdefault("quantization", None)
+    result = tfcompress.optimize(zoo.model, zoo.train, zoo.validation, recipe=full, verbose=0)
+    rep = result.report
+    assert rep.metric != "accuracy" and np.isfinite(rep.optimized[rep.metric]), rep.optimized
+    if "channels" in recipe:
+        assert result.model.count_params() < zoo.model.count_params()
+    else:
+        pruned = [r for r in rep.layers if r.sparsity]  # global scope: half of all the prunable weights
+        assert 0.45 < sum(r.sparsity * r.params for r in pruned) / sum(r.params for r in pruned) < 0.55, pruned

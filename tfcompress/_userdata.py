@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from tfcompress._imagefiles import IMAGE_EXTENSIONS, bad_images_error, check_images, image_files, undecodable
+from tfcompress._nested import count, each, flat, named, shapes, take
+from tfcompress._scaling import _as_float32, _check_scaled, _scale_factor
 from tfcompress.errors import DataError, first_line
 from tflite_export._userfiles import available_memory, read_npz
 
@@ -71,7 +73,8 @@ class Dataset:
 
     @property
     def input_shape(self):
-        return tuple(self.train[0].shape[1:])
+        """The input shape without the batch axis (a dict or list of them for several inputs)."""
+        return shapes(self.train[0])
 
     def scaling(self):
         """How the inputs were scaled, in words (printed by the CLI, stored in reports)."""
@@ -86,13 +89,15 @@ class Dataset:
 
     def describe(self):
         return (
-            f"{self.name}: {len(self.train[0])} train / {len(self.validation[0])} "
-            f"validation / {len(self.test[0])} test, input {self.input_shape}, "
+            f"{self.name}: {count(self.train[0])} train / {count(self.validation[0])} "
+            f"validation / {count(self.test[0])} test, input {self.input_shape}, "
             f"{self.labels()}; {self.scaling()}"
         )
 
     def labels(self):
         """What the labels are, in words: classes, or targets of a shape (maps, regression values)."""
+        if isinstance(self.train[1], (dict, list, tuple)):
+            return f"targets of shapes {shapes(self.train[1])}"
         y = np.asarray(self.train[1])
         if y.ndim > 2 or (y.ndim == 2 and y.dtype.kind == "f" and not _one_hot(y)):
             return f"targets of shape {y.shape[1:]}"
@@ -102,9 +107,11 @@ class Dataset:
 
     def info(self):
         """What a report records about the data (JSON-ready)."""
-        return {"name": self.name, "source": self.source, "input_shape": list(self.input_shape),
+        shape = self.input_shape
+        return {"name": self.name, "source": self.source,
+                "input_shape": list(shape) if isinstance(shape, tuple) else each(list, shape),
                 "num_classes": self.num_classes, "scale": self.scale, "scaling": self.scaling(),
-                "samples": {k: len(getattr(self, k)[0]) for k in ("train", "validation", "test")},
+                "samples": {k: count(getattr(self, k)[0]) for k in ("train", "validation", "test")},
                 "splits": dict(self.splits)}
 
 
@@ -124,52 +131,30 @@ def carve(n, fraction, seed):
     return order[k:], order[:k]
 
 
-def _scale_factor(scale, x):
-    """The factor ``scale`` means for inputs like ``x`` (None: keep them)."""
-    if scale is None:
-        return None
-    if isinstance(scale, str):
-        if scale != "auto":
-            raise DataError(f"scale must be 'auto', None or a positive number, got {scale!r}.")
-        return 1 / 255 if x.dtype == np.uint8 else None
-    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not np.isfinite(scale) or scale <= 0:
-        raise DataError(f"scale must be 'auto', None or a positive number, got {scale!r}.")
-    return float(scale)
-
-
-_F32_TINY, _F32_MAX = float(np.finfo(np.float32).tiny), float(np.finfo(np.float32).max)
-
-
-def _check_scaled(name, factor, splits):
-    """Refuses a factor that would turn the inputs into zeros or infinities in float32, before scaling."""
-    if not factor:
-        return
-    for split, (x, _) in splits.items():
-        big = max(abs(float(np.max(x))), abs(float(np.min(x)))) if x.size else 0.0
-        if not np.isfinite(big) or big == 0:  # NaN/Inf are the data checks' to report; zeros stay zeros
-            continue
-        scaled = big * factor
-        if scaled > _F32_MAX or scaled < _F32_TINY:
-            what, bound = ("infinite", f"above float32's largest, {_F32_MAX:.3g}") if scaled > _F32_MAX else \
-                ("zero", f"below float32's smallest normal number, {_F32_TINY:.3g}")
-            raise DataError(f"{name}: scale {factor:g} makes the {split} inputs {what} in float32 (the largest, "
-                            f"{big:g}, becomes {scaled:.3g}, {bound}): pick a factor such as 1/255, or none.")
-
-
 def _split(what, pair):
     from tfcompress._checks import check_array
 
     if not isinstance(pair, (tuple, list)) or len(pair) != 2:
         raise DataError(f"{what} must be an (x, y) pair of arrays, got {type(pair).__name__}.")
-    x, y = check_array(what, "x", pair[0]), check_array(what, "y", pair[1])
-    if len(x) != len(y):
-        raise DataError(f"{what}: x has {len(x)} examples but y has {len(y)}; they must match.")
-    if len(x) == 0:
+    def checked(side, value):
+        value = each(lambda a: check_array(what, side, a), value) if isinstance(value, dict) else \
+            check_array(what, side, value)
+        lengths = {len(a) for a in flat(value)}
+        if len(lengths) > 1:
+            raise DataError(f"{what}: the {side} arrays hold {sorted(lengths)} examples; every one must hold as many.")
+        return value
+
+    x, y = checked("x", pair[0]), checked("y", pair[1])
+    if count(x) != count(y):
+        raise DataError(f"{what}: x has {count(x)} examples but y has {count(y)}; they must match.")
+    if count(x) == 0:
         raise DataError(f"{what} is empty: pass at least one example.")
-    return x, (y.astype("int64") if y.dtype.kind in "iub" else y)
+    return x, each(lambda a: a.astype("int64") if a.dtype.kind in "iub" else a, y)
 
 
 def _num_classes(ys):
+    if isinstance(ys[0], dict):  # several outputs: targets by name, no one class count
+        return 0
     y = ys[0]
     if y.ndim == 2 and y.shape[1] > 1:
         return int(y.shape[1])
@@ -218,27 +203,27 @@ def from_arrays(x, y, validation=None, test=None, validation_fraction=0.1, test_
     given = {"validation": validation, "test": test}
     splits = {k: _split(f"{k} data", v) for k, v in given.items() if v is not None}
     missing = [k for k in ("test", "validation") if k not in splits]
-    if len(train[0]) < len(missing) + 1:
-        raise DataError(f"{name}: {len(train[0])} example(s) cannot be split into train and "
+    if count(train[0]) < len(missing) + 1:
+        raise DataError(f"{name}: {count(train[0])} example(s) cannot be split into train and "
                         f"{' and '.join(missing)}: pass more data or the splits themselves.")
     for k, fraction in (("test", test_fraction), ("validation", validation_fraction)):
         if k in missing:
             check_fraction(f"{k}check_fraction", fraction)
-            keep, held = carve(len(train[0]), fraction, seed)
+            keep, held = carve(count(train[0]), fraction, seed)
             if len(keep) == 0:
                 keep, held = held[1:], held[:1]
-            splits[k] = (train[0][held], train[1][held])
-            train = (train[0][keep], train[1][keep])
+            splits[k] = (take(train[0], held), take(train[1], held))
+            train = (take(train[0], keep), take(train[1], keep))
     factor = _scale_factor(scale, train[0])
     out = {"train": train, **splits}
     _check_scaled(name, factor, out)
     if scale == "auto":
-        kinds = {k: v[0].dtype == np.uint8 for k, v in out.items()}
+        kinds = {k: tuple(a.dtype == np.uint8 for a in flat(v[0])) for k, v in out.items()}
         if len(set(kinds.values())) > 1:
             raise DataError(f"{name}: some splits are uint8 and some are not ({kinds}); scale='auto' would "
                             "scale them differently: give them one dtype or pass scale explicitly.")
     with np.errstate(over="ignore", invalid="ignore"):
-        out = {k: (_as_float32(v[0], factor), v[1]) for k, v in out.items()}
+        out = {k: (each(lambda a: _as_float32(a, factor), v[0]), v[1]) for k, v in out.items()}
     return Dataset(name=str(name), train=out["train"], validation=out["validation"], test=out["test"],
                    num_classes=_num_classes([v[1] for v in out.values()]), class_names=tuple(class_names),
                    scale=factor, source=source,
@@ -251,7 +236,10 @@ def from_npz(path, validation_fraction=0.1, test_fraction=0.2, seed=0, scale="au
     Key names (:data:`NPZ_KEYS`): ``x_train``/``y_train`` or plain ``x``/``y``
     for training; optionally ``x_val``/``y_val`` (or ``x_valid``,
     ``x_validation``) and ``x_test``/``y_test``. Missing splits are carved
-    from the training data (seeded).
+    from the training data (seeded). A model with several inputs or outputs
+    takes one array per input or output, named ``<key>/<name>`` after the
+    model's input or output: ``x_train/image``, ``y_train/box``,
+    ``y_train/cls`` (each split alike); the data then holds dicts by name.
 
     Args:
         path: the ``.npz`` file.
@@ -275,11 +263,12 @@ def from_npz(path, validation_fraction=0.1, test_fraction=0.2, seed=0, scale="au
     found = {}
     for split, layouts in NPZ_KEYS.items():
         for kx, ky in layouts:
-            if kx in arrays or ky in arrays:
-                if kx not in arrays or ky not in arrays:
-                    have, miss = (kx, ky) if kx in arrays else (ky, kx)
+            x, y = named(arrays, kx), named(arrays, ky)  # an array, or {name: array} saved as x_train/<input name>
+            if x is not None or y is not None:
+                if x is None or y is None:
+                    have, miss = (kx, ky) if x is not None else (ky, kx)
                     raise DataError(f"{path} has {have} but no {miss}: save both.")
-                found[split] = (arrays[kx], arrays[ky])
+                found[split] = (x, y)
                 break
     if "train" not in found:
         raise DataError(f"{path} has no x_train/y_train (or x/y) arrays; it has "
@@ -304,14 +293,6 @@ def _list_images(path, roots, class_names):
                             f"{', '.join(class_names)}: give a folder with one subfolder of images per class.")
     check_images(path, [f for fs in files.values() for f in fs])
     return files
-
-
-def _as_float32(x, factor):
-    """``x`` as float32 times ``factor``, scaled in place: one float32 copy, not two."""
-    x = x.astype("float32")
-    if factor:
-        x *= np.float32(factor)
-    return x
 
 
 def _available_memory():

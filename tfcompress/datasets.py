@@ -247,7 +247,9 @@ def add_data_options(parser):
     """
     parser.add_argument("--data", default=None, metavar="PATH",
                         help="your own data: a .npz file (x_train/y_train, optionally x_val/y_val and "
-                        "x_test/y_test; or x/y) or an image folder with one subfolder per class "
+                        "x_test/y_test; or x/y; a model with several inputs or outputs: one array each, "
+                        "named x_train/<input name>, y_train/<output name>) or an image folder with one "
+                        "subfolder per class "
                         "(optionally inside train/, val/, test/); missing splits are carved, seeded")
     parser.add_argument("--scale", default="auto",
                         help="input scaling of --data: auto (uint8 divided by 255, other dtypes kept), "

@@ -22,6 +22,7 @@ import tflite_export
 from tfcompress._checks import check_int, check_positive
 from tfcompress._data import check_splits, prepare
 from tfcompress._keras import quiet_native_logs
+from tfcompress._nested import count, take
 from tfcompress._version import __version__
 from tfcompress.distill import fine_tune
 from tfcompress.errors import DataError, OutputError
@@ -257,7 +258,7 @@ def run_job(model, data, recipe=None, out="tfcompress-out", train_epochs=None, t
     if verbose is None:
         verbose = 0 if quiet else (1 if sys.stdout.isatty() else 2)
     x_test, y_test = data.test
-    if len(x_test) == 0:
+    if count(x_test) == 0:
         raise DataError(f"dataset {data.name} has an empty test split.")
     task = task_for(model, loss, metrics, loss_weights, compiled=compile_config_of(model))
     check_splits(data, model, classifier=task.classifier)  # labels, shapes, dtypes: before any training
@@ -393,10 +394,10 @@ def _measure(rep, model, result, data, recipe, stage, quiet, threads, timing_run
         fast = (result.report.budget or {}).get("faster_file") or {}
         if "per_layer" in fast:  # budget mode's per-op mix that is not slower than float32 (target/fast.py)
             exports["fast"] = export_mixed(float_model(result.model), os.path.join(stage, "fast.tflite"),
-                                           fast["per_layer"], fast["default"], rep_x[:100], metadata=meta)
+                                           fast["per_layer"], fast["default"], take(rep_x, 100), metadata=meta)
     rep.seconds["export"] = time.perf_counter() - t0
 
-    _say(f"[4/5] evaluating the files with LiteRT on {len(x_test)} test examples ({rep.metric})", quiet)
+    _say(f"[4/5] evaluating the files with LiteRT on {count(x_test)} test examples ({rep.metric})", quiet)
     t0 = time.perf_counter()
     keras_models = {"float32": model, "int8": result.model, "mixed": result.model, "int4": result.model,
                     "fast": result.model}
@@ -409,7 +410,8 @@ def _measure(rep, model, result, data, recipe, stage, quiet, threads, timing_run
                 row["accuracy"] = tflite_export.evaluate(e.path, x_test, y_test)
                 row["agreement"] = tflite_export.agreement(keras_models[name], e.path, x_test)
             else:  # the model's own metric, from the file's outputs; never an accuracy it does not have
-                scores = task.score(y_test, tflite_export.predict(e.path, x_test))
+                several = isinstance(y_test, (dict, list, tuple))  # heads by name, whatever the file's order
+                scores = task.score(y_test, tflite_export.predict(e.path, x_test, as_dict=several))
                 row.update(accuracy=None, metric=rep.metric, score=scores.get(rep.metric), scores=scores,
                            agreement=tflite_export.closeness(keras_models[name], e.path, x_test))
             rep.files.append({**row, "bytes": e.bytes, "zipped_bytes": e.zipped_bytes,

@@ -26,6 +26,7 @@ import numpy as np
 
 import tflite_export
 from tfcompress._keras import tf
+from tfcompress._nested import count, take
 from tfcompress.report import lower_is_better
 from tfcompress.task import Task, headline
 
@@ -33,16 +34,6 @@ __all__ = ["Scorer", "accuracy", "take", "count"]
 
 #: Metrics bounded in [0, 1], higher better: scored in points (x100), as accuracy always was.
 FRACTIONS = ("accuracy", "iou", "auc", "precision", "recall", "f1", "fbeta")
-
-
-def take(value: Any, n: int) -> Any:
-    """The first ``n`` examples of an array or of a list/dict of arrays (a model's inputs or targets)."""
-    return tf.nest.map_structure(lambda a: a[:n], value)
-
-
-def count(value: Any) -> int:
-    """How many examples an array or a list/dict of arrays holds."""
-    return len(tf.nest.flatten(value)[0])
 
 
 def _batch(x: Any, start: int, size: int) -> Any:

@@ -185,7 +185,7 @@ def _channels_stage(run, model, stage):
     data = types.SimpleNamespace(train=run.train.arrays(),
                                  validation=run.val.arrays() if run.val is not None else None)
     with run.precision("channels", info):
-        small, rep = channels_mod.apply(model, stage, data=data, fine_tune=fine_tune)
+        small, rep = channels_mod.apply(model, stage, data=data, fine_tune=fine_tune, task=run.task)
     records = {}
     for layer in rep.layers:
         if layer.get("before") != layer.get("after"):
@@ -242,7 +242,8 @@ def _prune_stage(run, model, stage):
         work = with_policy(model, "mixed_float16") if mixed else model
         alloc = targets = None
         if stage.scope == "global" or stage.criterion == "saliency":  # pruning/global_.py picks the sparsities
-            work, targets, alloc = global_.plan(work, stage, pruning.selected_layers(work, stage), run.train, run.loss)
+            work, targets, alloc = global_.plan(work, stage, pruning.selected_layers(work, stage), run.train,
+                                               run.loss if run.task.classifier else run.task.loss_fn(work.output_names))
         wrapped, records, steps = pruning.wrap(work, stage, run.train.num_samples, run.batch_size, epochs,
                                                targets=targets, fixed_mask=stage.criterion == "saliency")
         history = run.fit(wrapped, epochs, callbacks=pruning_callbacks(run.tensorboard), stage=stage, name="pruning")

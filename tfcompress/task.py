@@ -210,6 +210,36 @@ class Task:
                              batch_size=max(1, min(256, len(x[0]))))
         return {k: float(v) for k, v in res.items()}
 
+    def loss_fn(self, output_names: list) -> Any:
+        """``fn(y_true, y_pred) -> scalar``: the task's total loss (each output's loss, weighted), for gradients
+        taken outside ``fit`` (saliency, Taylor importance); outputs and targets as one array, a list in
+        ``output_names`` order or a dict by name (TF-MOT's wrapper prefixes such as ``quant_box`` allowed)."""
+        args = self.compile_args()
+        loss, weights = args["loss"], args["loss_weights"] or {}
+
+        def keyed(value: Any) -> dict:
+            if isinstance(value, dict):
+                return value
+            return dict(zip(output_names, value if isinstance(value, (list, tuple)) else [value]))
+
+        def pick(table: Any, name: str, i: int, default: Any) -> Any:
+            if isinstance(table, dict):
+                hits = [v for k, v in table.items() if k == name or name.endswith("_" + k)]
+                return hits[0] if hits else default
+            return table[i] if isinstance(table, (list, tuple)) else table
+
+        def total(y_true: Any, y_pred: Any) -> Any:
+            ys, ps = keyed(y_true), keyed(y_pred)
+            out = 0.0
+            for i, name in enumerate(output_names):
+                y = ys[name] if name in ys else pick(ys, name, i, None)
+                fn = keras.losses.get(pick(loss, name, i, None))
+                value = keras.backend.mean(fn(y, keras.backend.cast(ps[name], "float32")))
+                out = out + float(pick(weights, name, i, 1.0)) * value
+            return out
+
+        return total
+
     def describe(self) -> str:
         """One line: the loss and metrics, and where they came from.
 

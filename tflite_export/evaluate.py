@@ -268,12 +268,25 @@ def evaluate(path, x, y, batch_size: int | None = 32) -> float:
                           "own metric (tfcompress does, from the model's compile) or with predict().")
     out = it.get_output_details()[0]
     units = int(np.prod(out["shape"][1:])) if len(out["shape"]) > 1 else 1
-    x = _check_inputs(x, tuple(int(s) for s in it.get_input_details()[0]["shape"][1:]), os.fspath(path))
-    y = _check_labels(y, len(x), units)
-    pred = _predict(it, path, x, batch_size, None)
+    if isinstance(x, (dict, list, tuple)) and len(it.get_input_details()) > 1:  # several inputs: by name or shape
+        pred = predict(path, x, batch_size=batch_size)
+        y = _check_labels(y, len(pred), units)
+    else:
+        x = _check_inputs(x, tuple(int(s) for s in it.get_input_details()[0]["shape"][1:]), os.fspath(path))
+        y = _check_labels(y, len(x), units)
+        pred = _predict(it, path, x, batch_size, None)
     if isinstance(pred, list):
         pred = pred[0]
     return float(np.mean(_labels(pred) == y))
+
+
+def _float32(x):
+    """Inputs as float32 for Keras: an array, or a dict/list of them (several inputs)."""
+    if isinstance(x, dict):
+        return {k: np.asarray(v, np.float32) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [np.asarray(v, np.float32) for v in x]
+    return np.asarray(x, np.float32)
 
 
 def agreement(model, path, x, batch_size: int | None = 32) -> float:
@@ -297,12 +310,14 @@ def agreement(model, path, x, batch_size: int | None = 32) -> float:
         0.99
     """
     shape = getattr(model, "input_shape", None)
-    if isinstance(shape, tuple):
-        x = _check_inputs(x, tuple(shape[1:]), f"the model {getattr(model, 'name', '')}".rstrip())
+    if isinstance(x, (dict, list, tuple)):  # several inputs: the file takes them by name or shape, Keras as given
+        keras_x = x
+    elif isinstance(shape, tuple):
+        x = keras_x = _check_inputs(x, tuple(shape[1:]), f"the model {getattr(model, 'name', '')}".rstrip())
     else:
-        x = _numeric(x, "x")
+        x = keras_x = _numeric(x, "x")
     pred = predict(path, x, batch_size=batch_size)
-    ref = model.predict(x.astype(np.float32), verbose=0, batch_size=256)
+    ref = model.predict(_float32(keras_x), verbose=0, batch_size=256)
     if isinstance(ref, list):
         ref = ref[0]
     if isinstance(pred, list):
@@ -329,14 +344,26 @@ def closeness(model, path, x, batch_size: int | None = 32) -> float:
         >>> closeness(model, "segmenter_int8.tflite", x_test)   # doctest: +SKIP
         0.97
     """
-    x = _numeric(x, "x")
-    pred = predict(path, x, batch_size=batch_size)
-    ref = model.predict(x.astype(np.float32), verbose=0, batch_size=256)
+    if isinstance(x, (dict, list, tuple)):  # several inputs: by name (a dict) or in the model's order
+        keras_x = _float32(x)
+    else:
+        x = _numeric(x, "x")
+        keras_x = x.astype(np.float32)
+    names = list(getattr(model, "output_names", None) or [])
+    several = len(names) > 1
+    pred = predict(path, x, batch_size=batch_size, as_dict=several)
+    ref = model.predict(keras_x, verbose=0, batch_size=256)
+    if several:  # pair the file's outputs with the model's by name (TF-MOT's QAT prefixes them: quant_box)
+        ref = dict(zip(names, ref)) if not isinstance(ref, dict) else ref
+        pick = {n: [k for k in pred if k == n or k.endswith("_" + n)] for n in ref}
+        if any(len(v) != 1 for v in pick.values()):
+            raise ExportError(f"{path}: cannot pair the file's outputs {sorted(pred)} with the model's {sorted(ref)}.")
+        pred = {n: pred[v[0]] for n, v in pick.items()}
     flat = lambda v: np.concatenate([np.asarray(a, np.float64).ravel() for a in  # noqa: E731
                                      (v.values() if isinstance(v, dict) else v if isinstance(v, list) else [v])])
     a, b = flat(pred), flat(ref)
     if a.shape != b.shape:
-        raise ExportError(f"{path} gives {a.size} output values for {len(x)} inputs, the model {b.size}: "
+        raise ExportError(f"{path} gives {a.size} output values, the model {b.size}: "
                           "export the file again from this model.")
     norm = float(np.linalg.norm(b))
     return float(max(0.0, 1.0 - np.linalg.norm(a - b) / norm)) if norm > 0 else float(np.allclose(a, b))

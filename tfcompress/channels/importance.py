@@ -77,10 +77,11 @@ def _as_batches(data, batch_size=64, max_batches=4, what="criterion 'taylor'"):
         raise DataError(f"{what} needs data: pass data=(x, y) with a few hundred labelled samples.")
     if hasattr(data, "train") and not isinstance(data, tuple):
         data = data.train
+    arrays = lambda v: tf.nest.map_structure(np.asarray, v)  # noqa: E731 - several inputs/outputs keep their structure
     if isinstance(data, tf.data.Dataset):
         out = []
         for xb, yb in data.take(max_batches):
-            out.append((np.asarray(xb), np.asarray(yb)))
+            out.append((arrays(xb), arrays(yb)))
         if not out:
             raise DataError(f"the data set for {what} is empty: pass a tf.data.Dataset with at least one (x, y) batch.")
         return out
@@ -90,14 +91,16 @@ def _as_batches(data, batch_size=64, max_batches=4, what="criterion 'taylor'"):
         raise DataError(
             "data must be (x, y) numpy arrays, a tf.data.Dataset of (x, y) or a dataset with .train."
         ) from None
-    x, y = np.asarray(x), np.asarray(y)
-    if len(x) == 0 or len(x) != len(y):
-        raise DataError(f"data has {len(x)} inputs and {len(y)} labels: pass equally many, at least one.")
-    n = min(len(x), batch_size * max_batches)
-    return [(x[i:i + batch_size], y[i:i + batch_size]) for i in range(0, n, batch_size)]
+    x, y = arrays(x), arrays(y)
+    nx, ny = (len(tf.nest.flatten(v)[0]) for v in (x, y))
+    if nx == 0 or nx != ny:
+        raise DataError(f"data has {nx} inputs and {ny} labels: pass equally many, at least one.")
+    n = min(nx, batch_size * max_batches)
+    part = lambda v, i: tf.nest.map_structure(lambda a: a[i:i + batch_size], v)  # noqa: E731
+    return [(part(x, i), part(y, i)) for i in range(0, n, batch_size)]
 
 
-def _taylor_scores(analysis, groups, data):
+def _taylor_scores(analysis, groups, data, loss_fn=None):
     """First-order Taylor importance |sum_spatial(activation x gradient)|, summed
     over samples, of each producer's output channels."""
     model = analysis.model
@@ -114,11 +117,13 @@ def _taylor_scores(analysis, groups, data):
     from_logits = getattr(getattr(out_layer, "activation", None), "__name__", "") != "softmax"
     acc = [np.zeros(groups[r].channels) for r, _ in producers]
     for xb, yb in _as_batches(data):
-        xb = tf.convert_to_tensor(xb, dtype=model.inputs[0].dtype)
+        xb = tf.nest.map_structure(lambda a: tf.convert_to_tensor(a, dtype=model.inputs[0].dtype), xb)
         with onednn_safe_training(probe), tf.GradientTape() as tape:  # gradients: oneDNN's crash too
             res = probe(xb, training=False)
             acts, pred = res[: len(tensors)], res[len(tensors)]
-            if yb.ndim == pred.ndim and yb.shape[-1] == pred.shape[-1]:
+            if loss_fn is not None:  # the user's task: maps, regressions, several outputs
+                loss = loss_fn(yb, list(res[len(tensors):]) if len(model.outputs) > 1 else pred)
+            elif yb.ndim == pred.ndim and yb.shape[-1] == pred.shape[-1]:
                 loss = keras.losses.categorical_crossentropy(yb, pred, from_logits=from_logits)
             else:
                 loss = keras.losses.sparse_categorical_crossentropy(yb, pred, from_logits=from_logits)
@@ -136,7 +141,7 @@ def _taylor_scores(analysis, groups, data):
     return scores
 
 
-def group_importance(analysis, groups, criterion="l1", data=None):
+def group_importance(analysis, groups, criterion="l1", data=None, loss_fn=None):
     """Importance of each channel of each prunable group.
 
     Args:
@@ -144,6 +149,8 @@ def group_importance(analysis, groups, criterion="l1", data=None):
         groups: dict root id -> :class:`Group` (prunable groups only).
         criterion: "l1", "l2", "bn_gamma", "taylor", "apoz" or "mean_activation".
         data: (x, y) labelled samples; needed by the :data:`NEEDS_DATA` criteria.
+        loss_fn: the task's loss for ``taylor`` (:meth:`tfcompress.task.Task.loss_fn`).
+            Defaults to `None` (cross-entropy of a classifier's one output).
 
     Returns:
         (scores, notes): dict root id -> float array (one score per channel),
@@ -169,7 +176,7 @@ def group_importance(analysis, groups, criterion="l1", data=None):
                 notes.append(f"group '{g.name}' has no BatchNormalization: used l1 instead of bn_gamma")
                 per[r] = [_norm_scores(model.get_layer(n), 1) for n in g.members]
     elif criterion == "taylor":
-        per = _taylor_scores(analysis, groups, data)
+        per = _taylor_scores(analysis, groups, data, loss_fn)
     else:
         per, more = activation_scores(analysis, groups, _as_batches(data, what=f"criterion {criterion!r}"), criterion)
         notes += more

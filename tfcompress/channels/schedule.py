@@ -73,17 +73,27 @@ def default_fine_tune(teacher, train, config, batch_size=64, learning_rate=1e-3)
     return fine_tune
 
 
-def _final_ratios(model, config, data):
+def _task_tools(model, task, val):
+    """``(loss_fn, scorer)`` of a task that is not a classifier (Taylor importance, sensitivity scans), else Nones."""
+    if task is None or task.classifier:
+        return None, None
+    from tfcompress.scoring import Scorer
+
+    return task.loss_fn(list(model.output_names)), (Scorer.of(task, model, *val) if val is not None else None)
+
+
+def _final_ratios(model, config, data, task=None):
     """{group name: final ratio} for the whole schedule, plus notes."""
     notes = []
     if config.flops is None and config.params is None:
         return dict(config.per_layer or {}), config.ratio, notes
     val = _split(data, "validation")
-    plan = Plan(model, config.criterion, _split(data, "train") if config.criterion in NEEDS_DATA else None)
+    loss_fn, scorer = _task_tools(model, task, val)
+    plan = Plan(model, config.criterion, _split(data, "train") if config.criterion in NEEDS_DATA else None, loss_fn)
     fixed_ratios, fixed = _resolve_ratios(plan, None, config.per_layer)
     if val is not None:
         rep = sensitivity_scan(model, val, criterion=config.criterion,
-                               data=_split(data, "train"), max_samples=1000)
+                               data=_split(data, "train"), max_samples=1000, scorer=scorer)
         by_name = ratios_for_budget(rep, flops=config.flops, params=config.params, plan=plan)
         notes.append(f"per-layer ratios from a sensitivity scan for the budget: {by_name}")
         out = {n: r for n, r in by_name.items() if plan.by_layer[n].id not in fixed}
@@ -97,7 +107,7 @@ def _final_ratios(model, config, data):
     return out, 0.0, notes
 
 
-def apply(model, config, data=None, fine_tune=None):
+def apply(model, config, data=None, fine_tune=None, task=None):
     """Run the ``channels`` stage: prune (one-shot or iteratively) and fine-tune.
 
     Args:
@@ -135,7 +145,8 @@ def apply(model, config, data=None, fine_tune=None):
         raise DataError("merge_similarity 'activations' needs data: pass data=(x, y) or a dataset with .train.")
     base_plan = Plan(model, "l1")
     _resolve_ratios(base_plan, None, config.per_layer)  # unknown / locked names -> RecipeError
-    per_layer, ratio, notes = _final_ratios(model, config, data)
+    per_layer, ratio, notes = _final_ratios(model, config, data, task)
+    loss_fn = _task_tools(model, task, None)[0]
     if fine_tune is None and config.epochs > 0:
         if train is not None:
             fine_tune = default_fine_tune(model, train, config)
@@ -172,7 +183,7 @@ def apply(model, config, data=None, fine_tune=None):
                                           data=train if config.merge_similarity == "activations" else None)
         else:
             current, rep = prune_channels(current, per_layer=step_layer, criterion=config.criterion,
-                                          data=train if config.criterion in NEEDS_DATA else None)
+                                          data=train if config.criterion in NEEDS_DATA else None, loss_fn=loss_fn)
         if fine_tune is not None and config.epochs > 0:
             tuned = fine_tune(current, config.epochs)
             current = tuned if tuned is not None else current

@@ -27,7 +27,7 @@ class Plan:
     """Analysis + importance of one model; turns ratios into keep masks, cost
     estimates and pruned models (internal, shared by pruning and sensitivity)."""
 
-    def __init__(self, model, criterion="l1", data=None):
+    def __init__(self, model, criterion="l1", data=None, loss_fn=None):
         check_model(model)
         self.original = model
         self.model, inline_notes = inline_nested(model)
@@ -39,7 +39,7 @@ class Plan:
             for m in g.members:
                 self.by_layer[m] = g
         self.criterion = criterion
-        self.scores, self.notes = group_importance(self.analysis, self.groups, criterion, data)
+        self.scores, self.notes = group_importance(self.analysis, self.groups, criterion, data, loss_fn)
         self.notes = inline_notes + self.notes
         self.flops_before, self.params_before = self.estimate({})
 
@@ -190,7 +190,7 @@ def _resolve_ratios(plan, ratio, per_layer):
 
 
 def prune_channels(model, ratio=None, *, per_layer=None, flops=None, params=None,
-                   criterion="l1", data=None, sensitivity=None):
+                   criterion="l1", data=None, sensitivity=None, loss_fn=None):
     """Remove whole filters / channels / neurons: a smaller, dense tf_keras model.
 
     Args:
@@ -206,6 +206,8 @@ def prune_channels(model, ratio=None, *, per_layer=None, flops=None, params=None
         data: (x, y) labelled samples for "taylor", "apoz", "mean_activation".
         sensitivity: a :class:`SensitivityReport`; with ``flops``/``params``,
             ratios come from :func:`ratios_for_budget` instead of a uniform ratio.
+        loss_fn: the task's loss for "taylor" (:meth:`tfcompress.task.Task.loss_fn`).
+            Defaults to `None` (a classifier's cross-entropy).
 
     Returns:
         (new_model, ChannelReport). The new model is not compiled.
@@ -221,7 +223,7 @@ def prune_channels(model, ratio=None, *, per_layer=None, flops=None, params=None
         >>> small, rep = prune_channels(model, flops=0.5, criterion="bn_gamma")
     """
     ratio, flops, params = check_targets(model, ratio, per_layer, flops, params)
-    plan = Plan(model, criterion, data)
+    plan = Plan(model, criterion, data, loss_fn)
     notes = list(plan.notes)
     ratios = resolve_targets(plan, ratio, per_layer, flops, params, sensitivity, notes)
     keep = plan.keep(ratios, notes)

@@ -106,7 +106,7 @@ def saliency_scores(model, layers, dataset, loss, batches):
     for batch in dataset.take(batches):
         x, y = batch[0], batch[1]
         with onednn_safe_training(model), tf.GradientTape() as tape:  # gradients: oneDNN's crash too
-            out = tf.cast(model(x, training=False), tf.float32)
+            out = tf.nest.map_structure(lambda t: tf.cast(t, tf.float32), model(x, training=False))
             value = loss_fn(y, out)
             grads = tape.gradient(value, variables)
         for a, w, g in zip(acc, variables, grads):
