@@ -191,6 +191,12 @@ def test_budget_mode_and_the_tuner_say_they_take_classifiers_only(tmp_path):
     zoo = task_zoo.regression(2, n=64)
     with pytest.raises(RecipeError, match="budget mode .* classifiers only; this model's task is loss mse"):
         tfcompress.optimize(zoo.model, zoo.train, zoo.validation, target="drop<=1.0")
-    with pytest.raises(TuningError, match="for classifiers; this model's task is loss mse"):
-        tune(zoo.model, zoo.train, max_trials=1, directory=str(tmp_path / "tune"))
+    # The tuner searches in the model's own metric (tests/test_tuning_tasks.py runs trials); accuracy it has not.
+    with pytest.raises(TuningError, match=r"^this model is not scored by accuracy but by mae \(minimised\)"):
+        tune(zoo.model, zoo.train, max_trials=1, objectives="accuracy,size", directory=str(tmp_path / "tune"))
     assert not (tmp_path / "tune").exists()
+    import json
+
+    tune(zoo.model, zoo.train, max_trials=1, validate_only=True, directory=str(tmp_path / "tune"))
+    settings = json.loads((tmp_path / "tune" / "settings.json").read_text())
+    assert settings["objectives"][0] == "mae" and settings["quality"] == {"metric": "mae", "direction": "min"}
