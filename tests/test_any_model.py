@@ -213,15 +213,21 @@ def test_budget_mode_plans_and_checks_in_the_tasks_own_metric(tmp_path):
         assert "not met" in " ".join(budget["notes"])
 
 
-def test_the_tuner_says_it_takes_classifiers_only(tmp_path):
-    # What the README says of it: one line naming the model's task, before any work.
+def test_the_tuner_searches_in_the_tasks_own_metric(tmp_path):
+    # What the README says of it: the model's own metric; accuracy, which it has not, refused in one line.
     from tfcompress.errors import TuningError
     from tfcompress.tuning import tune
 
     zoo = task_zoo.regression(2, n=64)
-    with pytest.raises(TuningError, match="for classifiers; this model's task is loss mse"):
-        tune(zoo.model, zoo.train, max_trials=1, directory=str(tmp_path / "tune"))
+    # The tuner searches in the model's own metric (tests/test_tuning_tasks.py runs trials); accuracy it has not.
+    with pytest.raises(TuningError, match=r"^this model is not scored by accuracy but by mae \(minimised\)"):
+        tune(zoo.model, zoo.train, max_trials=1, objectives="accuracy,size", directory=str(tmp_path / "tune"))
     assert not (tmp_path / "tune").exists()
+    import json
+
+    tune(zoo.model, zoo.train, max_trials=1, validate_only=True, directory=str(tmp_path / "tune"))
+    settings = json.loads((tmp_path / "tune" / "settings.json").read_text())
+    assert settings["objectives"][0] == "mae" and settings["quality"] == {"metric": "mae", "direction": "min"}
 
 
 def _npz(path, zoo):

@@ -1,9 +1,10 @@
 """``tfcompress.tuning``: search training and compression schedules with Keras Tuner.
 
-Trials are measured where it matters: validation accuracy of the compressed
-model, zipped int8 ``.tflite`` size, and its latency timed with LiteRT. The
-result is a true Pareto front over accuracy × size × latency, a table, a plot
-and the chosen recipe as YAML for ``tfcompress optimize --recipe``.
+Trials are measured where it matters: validation quality of the compressed
+model (accuracy for a classifier, else the task's own headline metric, e.g.
+MAE or IoU), zipped int8 ``.tflite`` size, and its latency timed with LiteRT.
+The result is a true Pareto front over quality × size × latency, a table, a
+plot and the chosen recipe as YAML for ``tfcompress optimize --recipe``.
 
 Example:
     >>> from tfcompress.tuning import tune

@@ -44,7 +44,8 @@ def add_subcommands(subparsers):
         description="Search learning rate, batch size, LR decay, optimizer and the compression schedule "
         "(sparsity, pruning window and frequency, QAT epochs, ...) with Keras Tuner. Each trial "
         "trains, compresses, exports int8 and times the file; the result is the true Pareto front over "
-        "accuracy, zipped size and latency, and the chosen recipe as YAML.",
+        "quality (accuracy for a classifier, else the model's own headline metric: its first compiled metric, "
+        "e.g. mae or iou), zipped size and latency, and the chosen recipe as YAML.",
     )
     p.add_argument("--model", required=True,
                    help="reference model name (digits_cnn, lenet5), a .keras/.h5 file (tf_keras or Keras 3; "
@@ -63,11 +64,13 @@ def add_subcommands(subparsers):
                    help="training epochs per trial; Hyperband's largest (default: %(default)s)")
     p.add_argument("--epoch-budget", type=positive_int, default=None,
                    help="stop once this many epochs (training + compression) were spent")
-    p.add_argument("--objective", default="accuracy,size,latency", type=_objective_list,
-                   help="comma-separated: accuracy, size, latency; the first guides the search, all "
-                   "define the Pareto front (default: %(default)s)")
+    p.add_argument("--objective", default="metric,size,latency", type=_objective_list,
+                   help="comma-separated: metric (the model's own: accuracy for a classifier, else its first "
+                   "compiled metric, also by name, e.g. mae, minimised, or iou, maximised), size, latency; the first "
+                   "guides the search, all define the Pareto front (default: %(default)s)")
     p.add_argument("--constraint", action="append", default=[],
-                   help='e.g. "latency_ms<=0.5", "size_kb<=20", "accuracy>=0.9" (repeatable); a broken '
+                   help='e.g. "latency_ms<=0.5", "size_kb<=20", "accuracy>=0.9" or, for a model scored by '
+                   'MAE, "mae<=0.3" ("metric" names the model\'s metric too; repeatable); a broken '
                    "constraint lowers a trial's score, and only trials meeting all of them are chosen")
     p.add_argument("--dir", default="tune-out", help="search folder; an existing search resumes (default: %(default)s)")
     p.add_argument("--overwrite", action="store_true", help="discard an earlier search in --dir")
@@ -100,7 +103,8 @@ def add_subcommands(subparsers):
 def _objective_list(text):
     """--objective: at least one name (an empty one used to mean the default silently)."""
     if not [o for o in str(text).split(",") if o.strip()]:
-        raise argparse.ArgumentTypeError(f"must name at least one of accuracy, size, latency, got {text!r}")
+        raise argparse.ArgumentTypeError(f"must name at least one of accuracy, size, latency (or metric, the "
+                                         f"model's own: mae, iou, ...), got {text!r}")
     return text
 
 
@@ -282,7 +286,7 @@ def _summary(args, result):
             raise TuningError("no trial completed; see the reasons above.")
         closest = []
         for c in result.constraints:
-            con = parse_constraint(c)
+            con = parse_constraint(c, result.metric)
             vals = [r["metrics"][con.metric] for r in result.completed]
             best = max(vals) if con.op in (">=", ">") else min(vals)
             if not any(con.ok(r["metrics"]) for r in result.completed):

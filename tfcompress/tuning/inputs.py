@@ -8,9 +8,11 @@ reference name, a tf_keras or Keras 3 model or file, a function or a
 folder, ``(x, y)`` arrays, a ``tf.data.Dataset`` or a
 :class:`~tfcompress.datasets.Dataset`), checks the data against the model
 with :func:`tfcompress._data.prepare` (input shape, label range against the
-outputs, dtypes, NaN/Inf) and hands the trials numpy arrays and a picklable
-builder. :func:`check_builder` refuses, with what to do, a builder that a
-child process cannot import (one defined in the user's script).
+outputs, dtypes, NaN/Inf), names the metric trials are scored by (accuracy
+for a classifier, else the task's headline metric, see :func:`quality_metric`)
+and hands the trials numpy arrays and a picklable builder.
+:func:`check_builder` refuses, with what to do, a builder that a child
+process cannot import (one defined in the user's script).
 
 Example:
     >>> inputs = search_inputs("digits_cnn", "digits")  # doctest: +SKIP
@@ -28,9 +30,11 @@ from tfcompress._model import coerce_model
 from tfcompress.errors import TuningError
 from tfcompress.io import Builder, ModelBuilder, resolve_inputs
 from tfcompress.recipe import Recipe
-from tfcompress.task import compile_config_of, task_for
+from tfcompress.task import compile_config_of, headline, task_for
+from tfcompress.tuning.objectives import reserved_metric
 
-__all__ = ["SearchInputs", "search_inputs", "check_builder", "save_model_object", "MODEL_FILE"]
+__all__ = ["SearchInputs", "search_inputs", "check_builder", "save_model_object", "MODEL_FILE", "first",
+           "quality_metric"]
 
 # Where a model object given to tune() is saved, in the search folder, for the trials to load.
 MODEL_FILE = "model.keras"
@@ -54,6 +58,8 @@ class SearchInputs:
         name: what the settings call the model.
         default_recipe: the reference model's recipe, else None.
         from_scratch: trials start from fresh random weights.
+        metric: what trials are scored by: ``accuracy`` for a classifier,
+            else the task's headline metric (an ``evaluate`` key, e.g. ``mae``).
     """
 
     source: Any
@@ -64,6 +70,46 @@ class SearchInputs:
     name: str
     default_recipe: Recipe | None
     from_scratch: bool = False
+    metric: str = "accuracy"
+
+
+def first(data, n):
+    """The first ``n`` examples of an array, or of each array of a dict or list (several inputs or outputs).
+
+    Example:
+        >>> import numpy as np
+        >>> first({"a": np.arange(5), "b": np.arange(5)}, 2)["b"].tolist()
+        [0, 1]
+    """
+    if isinstance(data, dict):
+        return {k: v[:n] for k, v in data.items()}
+    if isinstance(data, (list, tuple)):
+        return type(data)(v[:n] for v in data)
+    return data[:n]
+
+
+def quality_metric(task, model, x, y):
+    """The metric a search scores trials by, as :func:`tfcompress.optimize`'s report names it:
+    ``accuracy`` for a classifier; else the task's headline metric (its first compiled metric,
+    ``loss`` without one), read from the task's own ``evaluate`` keys on a few predictions.
+
+    Raises:
+        TuningError: a metric named like one of a trial's own measurements (``size_kb``, ``score``, ...).
+
+    Example:
+        >>> zoo = task_zoo.regression()  # doctest: +SKIP
+        >>> quality_metric(task_for(zoo.model), zoo.model, *zoo.validation)  # doctest: +SKIP
+        'mae'
+    """
+    if task.classifier:
+        return "accuracy"
+    xs, ys = first(x, 4), first(y, 4)
+    names = list(getattr(model, "output_names", None) or []) or None
+    metric = headline(task.score(ys, model.predict(xs, verbose=0), names=names))
+    if reserved_metric(metric):
+        raise TuningError(f"the model's metric is named {metric!r}, which is also the name of one of the tuner's own "
+                          "measurements: compile it with the metric under another name.")
+    return metric
 
 
 def _main_references(obj):
@@ -162,7 +208,8 @@ def search_inputs(model, data, scale="auto", seed=0, from_scratch=False, train_s
     Raises:
         UnsupportedModelError: a model tfcompress cannot take.
         DataError: data that does not fit the model (shape, labels, dtypes).
-        TuningError: a builder child processes cannot import.
+        TuningError: a builder child processes cannot import, or a model
+            metric named like one of a trial's measurements.
 
     Example:
         >>> search_inputs("digits_cnn", "digits", train_subset=100).train[0].shape  # doctest: +SKIP
@@ -172,15 +219,13 @@ def search_inputs(model, data, scale="auto", seed=0, from_scratch=False, train_s
     original = source.model()
     tf_model = coerce_model(original)
     task = task_for(tf_model, compiled=compile_config_of(original))
-    if not task.classifier:
-        raise TuningError(f"the tuner's objectives are accuracy, size and latency, for classifiers; this model's task "
-                          f"is {task.describe()}: compress it with tfcompress optimize (or optimize()) and a "
-                          "recipe, which train and score in its own loss and metrics.")
     x, y = dataset.train
     if train_subset:
-        x, y = x[:train_subset], y[:train_subset]
-    train = prepare((x, y), tf_model, 32, what="train data")
-    val = prepare(dataset.validation, tf_model, 32, what="validation data", sparse_labels=train.sparse_labels)
+        x, y = first(x, train_subset), first(y, train_subset)
+    train = prepare((x, y), tf_model, 32, what="train data", classifier=task.classifier)
+    val = prepare(dataset.validation, tf_model, 32, what="validation data", sparse_labels=train.sparse_labels,
+                  classifier=task.classifier)
+    metric = quality_metric(task, tf_model, val.x, val.y)
     build = _builder(source, from_scratch)
     if build is not None and isolation == "process":
         check_builder(build)
@@ -188,5 +233,5 @@ def search_inputs(model, data, scale="auto", seed=0, from_scratch=False, train_s
     inputs = SearchInputs(source=source, data=dataset, train=(train.x, train.y), validation=(val.x, val.y),
                           build=build, name=name,
                           default_recipe=source.spec.recipe() if source.spec is not None else None,
-                          from_scratch=bool(from_scratch))
+                          from_scratch=bool(from_scratch), metric=metric)
     return inputs

@@ -1,4 +1,11 @@
-"""Objectives, constraints and the Pareto front over accuracy × size × latency.
+"""Objectives, constraints and the Pareto front over quality × size × latency.
+
+Quality is the model's own headline metric with its direction: ``accuracy``
+(maximised) for a classifier; for any other task the metric its report leads
+with (the first compiled metric, e.g. ``mae`` minimised or ``iou``
+maximised; ``loss`` when none is compiled). Users name it by that name or by
+the alias ``metric`` (``quality`` too), so ``--objective metric,size`` fits
+every model.
 
 Keras Tuner ranks trials by one number (a list of objectives is *summed*).
 tfcompress keeps the three measurements apart: the oracle is guided by one
@@ -21,9 +28,10 @@ import re
 from dataclasses import dataclass
 
 from tfcompress.errors import TuningError
+from tfcompress.report import lower_is_better
 
 __all__ = ["OBJECTIVES", "TOLERANCE", "Constraint", "parse_objectives", "parse_constraint", "pareto_front", "score",
-           "PENALTY"]
+           "PENALTY", "QUALITY_ALIASES", "direction", "reserved_metric", "better", "quality_of", "format_quality"]
 
 # Objective name -> (metric key, direction).
 OBJECTIVES = {
@@ -36,43 +44,117 @@ _ALIASES = {
     "size": "size", "size_kb": "size", "zipped_kb": "size",
     "latency": "latency", "latency_ms": "latency",
 }
+# Names that mean "the model's own headline metric", whatever it is called.
+QUALITY_ALIASES = ("metric", "quality")
+# What a trial reports besides its quality metric: a metric of the model by one of these names would collide.
+_TRIAL_KEYS = ("size_kb", "latency_ms", "epochs", "train_seconds", "export_seconds", "seconds", "rss_mb",
+               "peak_rss_mb", "score")
 
 
-def parse_objectives(objectives):
+def reserved_metric(metric):
+    """Whether ``metric`` (a model's headline metric) collides with a trial measurement's name.
+
+    Example:
+        >>> reserved_metric("mae"), reserved_metric("score")
+        (False, True)
+    """
+    low = metric.lower()
+    return low in _TRIAL_KEYS or low in QUALITY_ALIASES or _ALIASES.get(low) in ("size", "latency")
+
+
+def _key(name, metric, what):
+    """The metric key ``name`` means in a search scored by ``metric``, or why not."""
+    low = str(name).strip().lower()
+    if low in QUALITY_ALIASES or low == metric.lower() or low == f"val_{metric.lower()}":
+        return metric
+    alias = _ALIASES.get(low)
+    if alias == "accuracy" and metric != "accuracy":
+        raise TuningError(f"this model is not scored by accuracy but by {metric} ({direction(metric)}imised): "
+                          f"use {metric} (or 'metric') as the {what}.")
+    if alias is None:
+        return None
+    return OBJECTIVES[alias][0]
+
+
+def parse_objectives(objectives, metric="accuracy"):
     """Normalise objective names to metric keys.
 
     Args:
         objectives: a name, a comma-separated string or a list of names
-            (``accuracy``, ``size``, ``latency``, or ``size_kb`` /
-            ``latency_ms``). Defaults to all three when None or empty.
+            (the model's metric by its name or as ``metric``/``quality``,
+            ``size``, ``latency``, or ``size_kb`` / ``latency_ms``).
+            Defaults to all three when None or empty.
+        metric: the model's quality metric (``accuracy`` for a classifier,
+            else its headline metric, e.g. ``mae``). Defaults to `"accuracy"`.
 
     Returns:
         List of metric keys, e.g. ``["accuracy", "size_kb"]``.
 
     Raises:
-        TuningError: an unknown name.
+        TuningError: an unknown name, or ``accuracy`` for a model scored by another metric.
 
     Example:
         >>> parse_objectives("accuracy,size")
         ['accuracy', 'size_kb']
+        >>> parse_objectives("metric,latency", metric="mae")
+        ['mae', 'latency_ms']
     """
     if objectives is None or objectives == "" or objectives == []:
-        objectives = ["accuracy", "size", "latency"]
+        objectives = [metric, "size", "latency"]
     if isinstance(objectives, str):
         objectives = [o.strip() for o in objectives.split(",") if o.strip()]
     out = []
     for o in objectives:
-        key = _ALIASES.get(str(o).lower())
+        key = _key(o, metric, "objective")
         if key is None:
-            raise TuningError(f"unknown objective {o!r}; use accuracy, size or latency.")
-        metric = OBJECTIVES[key][0]
-        if metric not in out:
-            out.append(metric)
+            raise TuningError(f"unknown objective {o!r}; use {metric}, size or latency.")
+        if key not in out:
+            out.append(key)
     return out
 
 
 def direction(metric):
-    return next(d for m, d in OBJECTIVES.values() if m == metric)
+    """``"max"`` or ``"min"``: size and latency down, accuracy up, any other
+    metric by its name (:func:`tfcompress.report.lower_is_better`).
+
+    Example:
+        >>> direction("accuracy"), direction("mae"), direction("iou"), direction("loss")
+        ('max', 'min', 'max', 'min')
+    """
+    for m, d in OBJECTIVES.values():
+        if m == metric:
+            return d
+    return "min" if lower_is_better(metric) else "max"
+
+
+def better(metric):
+    """``"lower"`` or ``"higher"``: which way ``metric`` improves, in words.
+
+    Example:
+        >>> better("mae"), better("accuracy")
+        ('lower', 'higher')
+    """
+    return "lower" if direction(metric) == "min" else "higher"
+
+
+def quality_of(metric):
+    """What ``trials.json`` and ``settings.json`` record of the quality metric: its key and direction.
+
+    Example:
+        >>> quality_of("mae")
+        {'metric': 'mae', 'direction': 'min'}
+    """
+    return {"metric": metric, "direction": direction(metric)}
+
+
+def format_quality(metric, value):
+    """A quality value for tables and progress lines: accuracy as a percentage, any other metric in its unit.
+
+    Example:
+        >>> format_quality("accuracy", 0.9312), format_quality("mae", 0.123456)
+        ('93.12%', '0.1235')
+    """
+    return f"{value:.2%}" if metric == "accuracy" else f"{value:.4g}"
 
 
 @dataclass(frozen=True)
@@ -122,27 +204,34 @@ def _number(x):
     return text[:-2] if text.endswith(".0") else text
 
 
-def parse_constraint(text):
-    """Parse ``"latency_ms<=0.5"``, ``"size<=20"`` or ``"accuracy>=0.9"``.
+def parse_constraint(text, metric="accuracy"):
+    """Parse ``"latency_ms<=0.5"``, ``"size<=20"`` or ``"accuracy>=0.9"``
+    (``"mae<=0.3"`` or ``"metric<=0.3"`` for a model scored by MAE).
+
+    Args:
+        text: the constraint, or a :class:`Constraint`.
+        metric: the model's quality metric (see :func:`parse_objectives`).
+            Defaults to `"accuracy"`.
 
     Raises:
         TuningError: bad syntax, unknown metric or a non-numeric bound.
     """
     if isinstance(text, Constraint):
         return text
-    m = re.fullmatch(r"\s*([A-Za-z_]+)\s*(<=|>=|<|>)\s*([-+0-9.eE]+)\s*", str(text))
+    m = re.fullmatch(r"\s*([A-Za-z_][A-Za-z0-9_]*)\s*(<=|>=|<|>)\s*([-+0-9.eE]+)\s*", str(text))
+    example = "accuracy>=0.9" if metric == "accuracy" else f"{metric}{'<=' if direction(metric) == 'min' else '>='}0.5"
     if not m:
         raise TuningError(f"cannot read constraint {text!r}: write it like latency_ms<=0.5, "
-                          "size_kb<=20 or accuracy>=0.9.")
+                          f"size_kb<=20 or {example}.")
     name, op, bound = m.groups()
-    key = _ALIASES.get(name.lower())
+    key = _key(name, metric, "constraint's metric")
     if key is None:
-        raise TuningError(f"unknown constraint metric {name!r} in {text!r}; use accuracy, size_kb or latency_ms.")
+        raise TuningError(f"unknown constraint metric {name!r} in {text!r}; use {metric}, size_kb or latency_ms.")
     try:
         value = float(bound)
     except ValueError:
         raise TuningError(f"constraint {text!r}: {bound!r} is not a number.") from None
-    return Constraint(OBJECTIVES[key][0], op, value)
+    return Constraint(key, op, value)
 
 
 # Score lost per unit of relative constraint violation (each constraint's
@@ -159,8 +248,10 @@ PENALTY = {"bayesian": 1.0, "hyperband": 10.0, "random": 10.0}
 def score(metrics, objectives, constraints=(), weight=10.0):
     """The scalar the oracle maximises.
 
-    The first objective (accuracy as it is; size and latency as ``-ln(v)``,
-    so that a 10 % smaller file or faster call scores the same at any scale)
+    The first objective (accuracy, or another metric that is better higher,
+    as it is; size, latency and any metric that is better lower, such as
+    MAE, as ``-ln(v)``, so that a 10 % smaller file, faster call or error
+    scores the same at any scale)
     minus ``weight`` per unit of relative constraint violation, each
     constraint's violation capped at 1.
 
@@ -195,7 +286,8 @@ def pareto_front(rows, metrics, tolerance=None):
     """Indices of the non-dominated rows.
 
     A row dominates another when it is at least as good on every metric and
-    better on one (accuracy up; size and latency down). Latency differences
+    better on one (accuracy up; size and latency down; any other metric in
+    its own direction, see :func:`direction`). Latency differences
     under 5 % (``TOLERANCE``) count as ties, since repeated timings of one
     file vary that much.
 

@@ -1,4 +1,8 @@
-"""The tuner's picture, ``pareto.png``: accuracy against size and latency.
+"""The tuner's picture, ``pareto.png``: the quality metric against size and latency.
+
+The quality axis is the search's metric (``result.metric``): validation
+accuracy for a classifier, else the task's own metric (``mae``, ``iou``),
+labelled with the way it improves.
 
 Readable at a glance: latency in µs when every trial is under a millisecond,
 plain tick labels (no offset or exponent), axis limits never narrower than
@@ -13,7 +17,7 @@ Example:
     'median latency (µs)'
 """
 
-from tfcompress.tuning.objectives import parse_constraint
+from tfcompress.tuning.objectives import better, parse_constraint
 from tflite_export._atomic import save_figure
 
 __all__ = ["pareto_figure", "save_pareto"]
@@ -43,11 +47,11 @@ def _plain(ax):
 
 
 def pareto_figure(result):
-    """Accuracy vs int8 zipped size and vs latency, as a matplotlib figure.
+    """The quality metric vs int8 zipped size and vs latency, as a matplotlib figure.
 
     Args:
         result: a :class:`~tfcompress.tuning.TuneResult` (``completed``,
-            ``pareto``, ``best``, ``constraints``).
+            ``pareto``, ``best``, ``constraints``, ``metric``).
 
     Returns:
         A ``matplotlib.figure.Figure``, or None when no trial completed.
@@ -67,13 +71,15 @@ def pareto_figure(result):
     lat = [r["metrics"]["latency_ms"] for r in rows]
     lat_scale, lat_unit = (1000.0, "µs") if max(lat) < 1.0 else (1.0, "ms")
     panels = (("size_kb", 1.0, "int8 zipped size (KB)"), ("latency_ms", lat_scale, f"median latency ({lat_unit})"))
-    constraints = [parse_constraint(c) for c in result.constraints]
+    metric = getattr(result, "metric", "accuracy")
+    constraints = [parse_constraint(c, metric) for c in result.constraints]
     best = result.best["trial_id"] if result.best else None
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
-    acc = [r["metrics"]["accuracy"] for r in rows]
+    acc = [r["metrics"][metric] for r in rows]
+    floor = 0 if min(acc) >= 0 else None
     for ax, (key, scale, label) in zip(axes, panels):
         def xy(sel, key=key, scale=scale):
-            return [r["metrics"][key] * scale for r in sel], [r["metrics"]["accuracy"] for r in sel]
+            return [r["metrics"][key] * scale for r in sel], [r["metrics"][metric] for r in sel]
 
         for kind, sel, style in (
             ("infeasible", [r for r in rows if not r["feasible"]], dict(c="#bbbbbb", marker="x")),
@@ -88,11 +94,11 @@ def pareto_figure(result):
                 ax.scatter(*xy(sel), label=kind, **style)
         for r in rows:
             if r["trial_id"] in result.pareto:
-                ax.annotate(r["trial_id"], (r["metrics"][key] * scale, r["metrics"]["accuracy"]), fontsize=7,
+                ax.annotate(r["trial_id"], (r["metrics"][key] * scale, r["metrics"][metric]), fontsize=7,
                             xytext=(3, 3), textcoords="offset points")
         xs = [r["metrics"][key] * scale for r in rows]
         for c in constraints:
-            if c.metric == "accuracy":
+            if c.metric == metric:
                 ax.axhline(c.bound, color="#9467bd", ls="--", lw=1, label=str(c))
                 acc.append(c.bound)
             elif c.metric == key:
@@ -100,11 +106,11 @@ def pareto_figure(result):
                 xs.append(c.bound * scale)
         ax.set_xlim(*_limits(xs, floor=0))
         ax.set_xlabel(label)
-        ax.set_ylabel("validation accuracy")
+        ax.set_ylabel(f"validation {metric}" + ("" if metric == "accuracy" else f" ({better(metric)} is better)"))
         ax.grid(alpha=0.3)
         _plain(ax)
     for ax in axes:
-        ax.set_ylim(*_limits(acc, floor=0))
+        ax.set_ylim(*_limits(acc, floor=floor))
         ax.legend(fontsize=7, loc="best")
     fig.suptitle(f"{len(rows)} completed trials; constraints: {', '.join(map(str, constraints)) or 'none'}",
                  fontsize=11)

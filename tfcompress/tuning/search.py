@@ -6,6 +6,9 @@ The folder keeps everything: ``search/`` (Keras Tuner's oracle and one
 ``trained.weights.h5`` and ``int8.tflite``), ``settings.json`` (what was
 searched; a restart with other settings is refused), and after the search
 ``trials.json``, ``trials.md``, ``pareto.png`` and ``best_recipe.yaml``.
+Each names the quality metric trials are scored by: ``accuracy`` for a
+classifier, else the task's headline metric (``mae``, ``iou``, ...), with its
+direction (``quality`` in ``settings.json`` and ``trials.json``).
 
 Example:
     >>> from tfcompress.tuning import tune
@@ -27,7 +30,15 @@ from tfcompress.recipe import Recipe
 from tfcompress.report import atomic_write_json, atomic_write_text, ensure_dir, markdown_table, table
 from tfcompress.tuning.algorithms import canonical_algorithm
 from tfcompress.tuning.inputs import save_model_object, search_inputs
-from tfcompress.tuning.objectives import direction, pareto_front, parse_constraint, parse_objectives
+from tfcompress.tuning.objectives import (
+    better,
+    direction,
+    format_quality,
+    pareto_front,
+    parse_constraint,
+    parse_objectives,
+    quality_of,
+)
 from tfcompress.tuning.plots import save_pareto
 from tfcompress.tuning.space import SearchSpace
 from tfcompress.tuning.trial import failure_reason
@@ -97,6 +108,9 @@ class TuneResult:
         best: the chosen row (best first objective in the Pareto set), or
             None when no trial meets the constraints.
         settings: what was searched (``settings.json``).
+        metric: the quality metric, a key of each row's ``metrics``:
+            ``accuracy`` for a classifier, else the task's headline metric
+            (``mae``, ``iou``, ...), better lower or higher by its name.
     """
 
     rows: list
@@ -105,6 +119,7 @@ class TuneResult:
     pareto: list = field(default_factory=list)
     best: dict = None
     settings: dict = field(default_factory=dict)
+    metric: str = "accuracy"
 
     @property
     def completed(self):
@@ -134,7 +149,8 @@ class TuneResult:
             mark = "*" if r["trial_id"] in self.pareto else ""
             if r["status"] == "COMPLETED":
                 out.append([r["trial_id"] + mark, r.get("tuner_id") or "", "ok" if r["feasible"] else "infeasible",
-                            f"{m['accuracy']:.2%}", f"{m['size_kb']:.1f}", f"{m['latency_ms']:.3g}",
+                            format_quality(self.metric, m[self.metric]), f"{m['size_kb']:.1f}",
+                            f"{m['latency_ms']:.3g}",
                             int(m.get("epochs", 0)), f"{m.get('seconds', 0):.1f}", format_params(r["values"])])
             else:
                 out.append([r["trial_id"], r.get("tuner_id") or "", f"FAILED: {r['reason']}"[:80], None, None,
@@ -143,15 +159,22 @@ class TuneResult:
 
     HEADERS = ["trial", "worker", "status", "accuracy", "size KB", "latency ms", "epochs", "seconds", "params"]
 
+    @property
+    def headers(self):
+        """The table's column names, the quality column named by the metric."""
+        return [self.metric if h == "accuracy" else h for h in self.HEADERS]
+
     def table(self, rows=None):
         """Plain-text table of the trials; ``*`` marks the Pareto set."""
-        return table(self.HEADERS, self._table_rows(self.rows if rows is None else rows))
+        return table(self.headers, self._table_rows(self.rows if rows is None else rows))
 
     def to_markdown(self):
         lines = ["# Tuning results", "",
                  f"Objectives (Pareto): {', '.join(self.objectives)}; constraints: "
                  f"{', '.join(self.constraints) or 'none'}; `*` marks the Pareto set.", "",
-                 markdown_table(self.HEADERS, self._table_rows(self.rows)), ""]
+                 markdown_table(self.headers, self._table_rows(self.rows)), ""]
+        if self.metric != "accuracy":
+            lines[2:2] = [f"Quality metric: {self.metric} ({better(self.metric)} is better).", ""]
         if self.best:
             lines += [f"Chosen: trial {self.best['trial_id']} (best {self.objectives[0]} in the Pareto set).", ""]
         else:
@@ -160,7 +183,8 @@ class TuneResult:
 
     def to_dict(self):
         return {"settings": self.settings, "objectives": self.objectives, "constraints": self.constraints,
-                "pareto": self.pareto, "best": self.best and self.best["trial_id"], "trials": self.rows}
+                "quality": quality_of(self.metric), "pareto": self.pareto,
+                "best": self.best and self.best["trial_id"], "trials": self.rows}
 
     def write(self, directory):
         """Write ``trials.json``, ``trials.md``, ``pareto.png`` and (when a
@@ -192,13 +216,14 @@ class TuneResult:
         b = self.best
         m = b["metrics"]
         head = [f"# Chosen by `tfcompress tune`: trial {b['trial_id']} of {len(self.rows)}.",
-                f"# accuracy {m['accuracy']:.4f}, int8 zipped {m['size_kb']:.1f} KB, latency {m['latency_ms']:.4g} ms.",
+                f"# {self.metric} {m[self.metric]:.4{'f' if self.metric == 'accuracy' else 'g'}}, "
+                f"int8 zipped {m['size_kb']:.1f} KB, latency {m['latency_ms']:.4g} ms.",
                 f"# constraints: {', '.join(self.constraints) or 'none'}"]
         return "\n".join(head) + "\n" + self.recipe().to_yaml()
 
 
 def plot(result, path):
-    """Accuracy vs size and vs latency (:mod:`tfcompress.tuning.plots`); no file, None, when no trial completed."""
+    """The quality metric vs size and vs latency (:mod:`tfcompress.tuning.plots`); None when no trial completed."""
     return save_pareto(result, path)
 
 
@@ -214,7 +239,8 @@ def load_results(directory):
     with open(settings_path, encoding="utf-8") as f:
         settings = json.load(f)
     objectives = settings["objectives"]
-    constraints = [parse_constraint(c) for c in settings["constraints"]]
+    metric = (settings.get("quality") or {}).get("metric", "accuracy")  # searches before it was recorded: accuracy
+    constraints = [parse_constraint(c, metric) for c in settings["constraints"]]
     space = SearchSpace(settings["space"])
     base = Recipe.from_dict(settings["base_recipe"])
     rows = []
@@ -233,7 +259,7 @@ def load_results(directory):
             if obs:
                 metrics[name] = float(obs[-1]["value"][-1])
         status = state["status"]
-        if status == "COMPLETED" and not all(k in metrics for k in ("accuracy", "size_kb", "latency_ms")):
+        if status == "COMPLETED" and not all(k in metrics for k in (metric, "size_kb", "latency_ms")):
             status = "FAILED"
         if status in ("RUNNING", "IDLE"):
             continue  # not finished (killed, or still running elsewhere)
@@ -251,7 +277,7 @@ def load_results(directory):
             "feasible": status == "COMPLETED" and all(c.ok(metrics) for c in constraints),
         })
     result = TuneResult(rows=rows, objectives=objectives, constraints=[str(c) for c in constraints],
-                        settings=settings)
+                        settings=settings, metric=metric)
     feasible = result.feasible
     front = pareto_front([r["metrics"] for r in feasible], objectives)
     result.pareto = [feasible[i]["trial_id"] for i in front]
@@ -314,9 +340,11 @@ def tune(model, data, space=None, algorithm="random", max_trials=10, objectives=
             :meth:`SearchSpace.default`. Defaults to `None`.
         algorithm: ``random``, ``bayesian`` or ``hyperband``. Defaults to `"random"`.
         max_trials: at most this many trials. Defaults to `10`.
-        objectives: names among accuracy, size, latency; the first guides the
+        objectives: names among the model's metric (``accuracy`` for a
+            classifier, else its headline metric by name, e.g. ``mae``, or
+            ``metric`` for either), size, latency; the first guides the
             oracle, all of them define the Pareto front. Defaults to `None` (all three).
-        constraints: strings like ``"size_kb<=20"``. Defaults to `()`.
+        constraints: strings like ``"size_kb<=20"`` or ``"mae<=0.3"``. Defaults to `()`.
         recipe: base recipe (YAML path, dict or Recipe) for unsearched
             fields. Defaults to `None` (the model's default recipe).
         epochs: training epochs per trial (Hyperband: ``max_epochs``). Defaults to `2`.
@@ -358,9 +386,9 @@ def tune(model, data, space=None, algorithm="random", max_trials=10, objectives=
         A :class:`TuneResult` (None in a worker).
 
     Raises:
-        TuningError: bad space, objective, constraint, algorithm, a folder
-            holding a search with other settings, or a builder trial
-            processes cannot import.
+        TuningError: bad space, objective, constraint (``accuracy`` for a
+            model scored by another metric), algorithm, a folder holding a
+            search with other settings, or a builder trial processes cannot import.
         DataError: data that does not fit the model (checked once, before
             any trial and before the folder is touched).
 
@@ -388,12 +416,13 @@ def tune(model, data, space=None, algorithm="random", max_trials=10, objectives=
             allowed = f"a whole number in 1..{most}" if most else "a positive integer"
             raise TuningError(f"{name} must be {allowed}{' or None' if optional else ''}, got {value!r}.")
     strategy = trial_strategy(strategy)
-    objectives = parse_objectives(objectives)
-    if isinstance(constraints, str):
-        constraints = [constraints]
-    constraints = [parse_constraint(c) for c in (constraints or ())]
     inputs = search_inputs(model, data, scale=scale, seed=seed, from_scratch=from_scratch, train_subset=train_subset,
                            isolation=isolation)  # the model/data fit is checked here, once
+    metric = inputs.metric  # the quality objective: accuracy, or the task's headline metric (mae, iou, ...)
+    objectives = parse_objectives(objectives, metric)
+    if isinstance(constraints, str):
+        constraints = [constraints]
+    constraints = [parse_constraint(c, metric) for c in (constraints or ())]
     data = inputs.data
     base = as_recipe(recipe) if recipe is not None else (inputs.default_recipe or Recipe())
     if space is None:
@@ -409,7 +438,7 @@ def tune(model, data, space=None, algorithm="random", max_trials=10, objectives=
         "constraints": [str(c) for c in constraints], "model": inputs.name, "dataset": data.name,
         "base_recipe": base.to_dict(), "epochs": epochs, "max_epochs": max_epochs or epochs,
         "train_subset": train_subset, "max_trials": max_trials, "epoch_budget": epoch_budget,
-        "data": data.info(), "from_scratch": bool(from_scratch),
+        "data": data.info(), "from_scratch": bool(from_scratch), "quality": quality_of(metric),
     }
     worker = dist_utils.has_chief_oracle() and not dist_utils.is_chief_oracle()
     ensure_dir(directory)
@@ -430,7 +459,8 @@ def tune(model, data, space=None, algorithm="random", max_trials=10, objectives=
         who = tuner.tuner_id
         params = format_params(trial.hyperparameters.values)
         if reason is None and metrics:
-            progress(f"trial {trial.trial_id} [{who}] acc {metrics['accuracy']:.2%}  size {metrics['size_kb']:.1f} KB"
+            q = f"acc {metrics['accuracy']:.2%}" if metric == "accuracy" else f"{metric} {metrics[metric]:.4g}"
+            progress(f"trial {trial.trial_id} [{who}] {q}  size {metrics['size_kb']:.1f} KB"
                      f"  latency {metrics['latency_ms']:.3g} ms  {metrics['seconds']:.1f} s  | {params}")
         else:
             progress(f"trial {trial.trial_id} [{who}] FAILED: {reason}  | {params}")
@@ -444,7 +474,7 @@ def tune(model, data, space=None, algorithm="random", max_trials=10, objectives=
         epoch_budget=epoch_budget, directory=directory, project_name=PROJECT, overwrite=overwrite and not worker,
         seed=seed, threads=threads, timing_runs=timing_runs, timing_seconds=timing_seconds, isolation=isolation,
         on_trial_end=on_end, num_initial_points=num_initial_points, strategy=strategy, on_progress=progress,
-        tensorboard=tensorboard)
+        tensorboard=tensorboard, metric=metric)
     if not worker:
         atomic_write_json(os.path.join(directory, SETTINGS), settings)
     tuner.search(train, val)

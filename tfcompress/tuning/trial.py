@@ -1,5 +1,9 @@
 """One trial: train the model, compress it, export int8, time it, report its metrics.
 
+A trial's quality is the compressed model's validation metric as
+:func:`tfcompress.optimize` reports it: ``accuracy`` for a classifier, else
+the task's own headline metric (``TrialContext.metric``).
+
 :class:`TrialContext` holds everything a trial needs (the model builder, the
 space, the base recipe, the data, the timing settings); the tuner builds one
 per search and runs each trial with it, in its own process or in a child
@@ -37,6 +41,7 @@ from tfcompress.recipe import Recipe, Train
 from tfcompress.report import atomic_write_json
 from tfcompress.training import set_seed
 from tfcompress.tuning._keras_tuner import FailedTrialError
+from tfcompress.tuning.inputs import first
 from tfcompress.tuning.objectives import score
 from tfcompress.tuning.space import SearchSpace, plain_values
 from tflite_export._process import current_rss_mb, peak_rss_mb
@@ -171,6 +176,10 @@ class TrialContext:
         tensorboard: a log folder: each trial writes its stages' logs and
             its hyperparameters and metrics (HParams) to ``trial_<id>/``.
             Defaults to `None`.
+        metric: the compressed model's metric the trial reports as its
+            quality (a key of ``optimize``'s report): ``accuracy`` for a
+            classifier, else the task's headline metric (``mae``, ``iou``,
+            ``box_mae``). Defaults to `"accuracy"`.
 
     Example:
         >>> ctx = TrialContext(build, space, Recipe(), ["accuracy"], (), epochs=1, max_epochs=1,  # doctest: +SKIP
@@ -195,6 +204,7 @@ class TrialContext:
     penalty: float = 10.0
     strategy: str | None = None
     tensorboard: str | None = None
+    metric: str = "accuracy"
 
     def __post_init__(self):
         object.__setattr__(self, "constraints", tuple(self.constraints))
@@ -280,16 +290,20 @@ class TrialContext:
             bad = _non_finite(h)
             if bad:
                 raise FailedTrialError(f"NaN/inf loss in {stage}: {bad}")
-        accuracy = float(result.report.optimized["accuracy"])
-        if not math.isfinite(accuracy):
-            raise FailedTrialError("accuracy is NaN")
+        optimized = result.report.optimized
+        if self.metric not in optimized:
+            raise FailedTrialError(f"the compressed model's evaluation has no {self.metric!r} (it has "
+                                   f"{', '.join(optimized)})")
+        quality = float(optimized[self.metric])
+        if not math.isfinite(quality):
+            raise FailedTrialError(f"{self.metric} is NaN")
         train_seconds = time.perf_counter() - t0
         t1 = time.perf_counter()
         exported, timing = self._export_and_time(result.model, os.path.join(folder, "int8.tflite"))
         export_seconds = time.perf_counter() - t1
         rss, peak = rss_mb()
         metrics = {
-            "accuracy": accuracy,
+            self.metric: quality,
             "size_kb": exported.zipped_bytes / 1024.0,
             "latency_ms": float(timing.median_ms),
             "epochs": float(sum(s.get("epochs") or 0 for s in result.report.stages)),
@@ -311,10 +325,12 @@ class TrialContext:
 
     def _export_and_time(self, model, path):
         """Export ``model`` as int8 ``path`` and time it: ``(ExportReport, Timing)``."""
-        x = self.train[0]
+        x = self.train[0]  # an array, or a dict/list of arrays for a model of several inputs
+        x = list(x) if isinstance(x, tuple) else x  # a tuple would read as an (x, y) pair
+        arrays = list(x.values()) if isinstance(x, dict) else x if isinstance(x, list) else [x]
         with quiet_native_logs():
-            exported = tflite_export.export(model, path, mode="int8", representative_data=x[:100],
-                                            num_samples=min(100, len(x)))
+            exported = tflite_export.export(model, path, mode="int8", representative_data=first(x, 100),
+                                            num_samples=min(100, len(arrays[0])))
             timing = tflite_export.benchmark(path, threads=self.threads, min_runs=self.timing_runs,
                                              min_seconds=self.timing_seconds, warmup_seconds=0.05)
         if not timing.ok:

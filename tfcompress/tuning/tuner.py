@@ -57,7 +57,8 @@ class CompressionTuner(base_tuner.BaseTuner):
     the trial's optimizer, batch size and learning-rate decay; compress it
     with :func:`tfcompress.optimize` and the trial's recipe; export int8;
     measure zipped size and latency (``tflite_export.benchmark``, few runs);
-    report ``accuracy`` (validation, compressed Keras model), ``size_kb``,
+    report its quality (validation, compressed Keras model: ``accuracy`` for a
+    classifier, else the task's headline metric, ``metric``), ``size_kb``,
     ``latency_ms``, ``epochs`` spent and the oracle's ``score``.
 
     Trials run in a child process by default (``isolation="process"``),
@@ -74,7 +75,7 @@ class CompressionTuner(base_tuner.BaseTuner):
             `"random"`.
         max_trials: at most this many trials. Defaults to `10`.
         objectives: objective names; the first guides the oracle. Defaults to
-            `None` (accuracy, size, latency).
+            `None` (``metric``, size, latency).
         constraints: :class:`~tfcompress.tuning.Constraint` objects; broken
             ones lower the score. Defaults to `()`.
         base_recipe: recipe whose unsearched fields trials keep. Defaults to
@@ -108,6 +109,9 @@ class CompressionTuner(base_tuner.BaseTuner):
             `None` (``PENALTY`` of the algorithm: 1 for Bayesian
             optimisation, 10 otherwise; see
             :func:`~tfcompress.tuning.objectives.score`).
+        metric: the quality metric trials report: ``accuracy`` for a
+            classifier, else the task's headline metric (``mae``, ``iou``;
+            :func:`~tfcompress.tuning.inputs.quality_metric`). Defaults to `"accuracy"`.
 
     Raises:
         TuningError: an unknown algorithm or isolation, a seed that is not
@@ -125,7 +129,8 @@ class CompressionTuner(base_tuner.BaseTuner):
                  base_recipe=None, epochs=2, max_epochs=None, epoch_budget=None, directory="tune-out",
                  project_name="search", overwrite=False, seed=DEFAULT_SEED, threads=1, timing_runs=20,
                  timing_seconds=0.2, isolation="process", trials_per_process=8, on_trial_end=None,
-                 num_initial_points=None, penalty=None, strategy=None, on_progress=None, tensorboard=None):
+                 num_initial_points=None, penalty=None, strategy=None, on_progress=None, tensorboard=None,
+                 metric="accuracy"):
         if isolation not in ("process", "session"):
             raise TuningError(f"isolation must be 'process' or 'session', got {isolation!r}.")
         if isolation == "process":
@@ -133,7 +138,8 @@ class CompressionTuner(base_tuner.BaseTuner):
         algorithm = canonical_algorithm(algorithm)
         self.build_model = build_model
         self.space = space
-        self.objectives = parse_objectives(objectives)
+        self.metric = metric
+        self.objectives = parse_objectives(objectives, metric)
         self.constraints = tuple(constraints)
         self.base_recipe = base_recipe or Recipe()
         self.epochs = int(epochs)
@@ -198,7 +204,7 @@ class CompressionTuner(base_tuner.BaseTuner):
             constraints=self.constraints, epochs=self.epochs, max_epochs=self.max_epochs, train=tuple(train_data),
             validation=tuple(validation_data), threads=self.threads, timing_runs=self.timing_runs,
             timing_seconds=self.timing_seconds, seed=self.seed, tuner_id=self.tuner_id, penalty=self.penalty,
-            strategy=self.strategy, tensorboard=self.tensorboard)
+            strategy=self.strategy, tensorboard=self.tensorboard, metric=self.metric)
         if self.isolation == "process":
             self._runner = ChildRunner(ctx.to_payload(), self.trials_per_process)
             self._runner.start()  # a child that cannot start fails the search here, not every trial
@@ -229,7 +235,7 @@ class CompressionTuner(base_tuner.BaseTuner):
         """Train, compress, export and time one configuration.
 
         Returns:
-            Metrics dict: ``score``, ``accuracy``, ``size_kb``, ``latency_ms``,
+            Metrics dict: ``score``, the quality metric (``accuracy``, ``mae``, ...), ``size_kb``, ``latency_ms``,
             ``epochs``, ``seconds``, ``train_seconds``, ``export_seconds``,
             ``rss_mb``, ``peak_rss_mb`` (of the process that ran it).
 
