@@ -295,3 +295,38 @@ def test_data_driven_criteria_score_in_the_tasks_own_loss_and_metric(kind, recip
     else:
         pruned = [r for r in rep.layers if r.sparsity]  # global scope: half of all the prunable weights
         assert 0.45 < sum(r.sparsity * r.params for r in pruned) / sum(r.params for r in pruned) < 0.55, pruned
+
+
+def test_a_segmenter_from_image_and_mask_folders_on_the_command_line(tmp_path):
+    # images/0001.png beside masks/0001.png, as segmentation data sets ship; inputs saved as 8-bit PNGs of x / 2.
+    import json
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    zoo = task_zoo.segmenter()
+    zoo.model.save(tmp_path / "seg.keras")
+    for split, (x, y) in zip(("train", "val", "test"), (zoo.train, zoo.validation, zoo.test)):
+        for sub in ("images", "masks"):
+            (tmp_path / "seg" / split / sub).mkdir(parents=True)
+        for i, (img, mask) in enumerate(zip(x, y)):
+            Image.fromarray(np.round(img[..., 0] / 2 * 255).astype("uint8")).save(
+                tmp_path / "seg" / split / "images" / f"{i:04d}.png")
+            Image.fromarray((mask[..., 0] * 255).astype("uint8")).save(
+                tmp_path / "seg" / split / "masks" / f"{i:04d}.png")
+    (tmp_path / "seg" / "test" / "masks" / "0000.png").unlink()
+    base = [sys.executable, "-m", "tfcompress.cli", "optimize", "--model", str(tmp_path / "seg.keras"),
+            "--data", str(tmp_path / "seg"), "--scale", "2/255", "--threads", "1", "--quiet"]
+    run = subprocess.run(base + ["--out", str(tmp_path / "bad")], capture_output=True, text=True)
+    assert run.returncode == 2 and "have no mask of the same name" in run.stderr and "Traceback" not in run.stderr
+    (tmp_path / "seg" / "test" / "images" / "0000.png").unlink()
+    (tmp_path / "r.yaml").write_text("pruning: {final_sparsity: 0.5, epochs: 2}\nquantization: {epochs: 1}\n"
+                                     "batch_size: 16\n")
+    run = subprocess.run(base + ["--out", str(tmp_path / "out"), "--recipe", str(tmp_path / "r.yaml")],
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-2000:]
+    rep = json.loads((tmp_path / "out" / "report.json").read_text())
+    rows = {f["name"]: f for f in rep["files"]}
+    assert rep["metric"] == "iou" and rep["data"]["samples"]["test"] == len(zoo.test[0]) - 1
+    assert rows["float32"]["score"] > 0.8 and rows["float32"]["score"] - rows["int8"]["score"] < 0.1, rows

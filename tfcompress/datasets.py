@@ -25,6 +25,7 @@ import struct
 
 import numpy as np
 
+from tfcompress._maskfolders import from_mask_folders, mask_roots
 from tfcompress._model import own_scaling
 from tfcompress._userdata import (
     NPZ_KEYS,
@@ -48,7 +49,8 @@ NAMES = ("digits", "fashion-mnist")
 # overrides it for other layouts.
 FASHION_MNIST_DIRS = ("/usr/share/datasets/fashion-mnist",)
 
-def load(name, validation_fraction=0.1, seed=0, input_shape=None, scale="auto", test_fraction=0.2, model=None):
+def load(name, validation_fraction=0.1, seed=0, input_shape=None, scale="auto", test_fraction=0.2, model=None,
+         output_shape=None):
     """Load a built-in dataset by name, or the user's data from a path.
 
     Args:
@@ -65,6 +67,9 @@ def load(name, validation_fraction=0.1, seed=0, input_shape=None, scale="auto", 
         model: a model file whose input shape an image folder is read at
             when ``input_shape`` is not given (``tfcompress export --data``).
             Defaults to `None`.
+        output_shape: the model's output shape; a folder of ``images/`` and
+            ``masks/`` (segmentation, :mod:`tfcompress._maskfolders`) has its
+            masks read at it. Defaults to `None` (``model``'s, if given).
 
     Returns:
         A :class:`Dataset`.
@@ -79,12 +84,14 @@ def load(name, validation_fraction=0.1, seed=0, input_shape=None, scale="auto", 
     if isinstance(name, os.PathLike) or (isinstance(name, str) and _looks_like_path(name)):
         path = os.fsdecode(name)
         refuse_special(path, "data", DataError)
-        shape, own = _model_facts(model) if model is not None else (None, None)
+        shape, own, out_shape = _model_facts(model) if model is not None else (None, None, None)
         if own and scale == "auto":  # the model divides raw pixels itself: not a second time
             scale = None
         kw = dict(validation_fraction=validation_fraction, test_fraction=test_fraction, seed=seed, scale=scale)
         data = None
-        if os.path.isdir(path):
+        if os.path.isdir(path) and mask_roots(path):  # images/ + masks/: segmentation
+            data = from_mask_folders(path, input_shape or shape, output_shape or out_shape, **kw)
+        elif os.path.isdir(path):
             data = from_directory(path, input_shape=input_shape or shape, **kw)
         elif os.path.isfile(path):
             data = from_npz(path, **kw)
@@ -119,8 +126,8 @@ def load(name, validation_fraction=0.1, seed=0, input_shape=None, scale="auto", 
 
 
 def _model_facts(model):
-    """A model file's input shape and the layer with which it scales raw inputs itself
-    (``(None, None)`` when it cannot be read: the images' own size is used, the export
+    """A model file's input shape, the layer with which it scales raw inputs itself, and
+    its output shape (``(None, None, None)`` when it cannot be read: the images' own size is used, the export
     itself reports a bad model file)."""
     from tflite_export import loader
 
@@ -128,9 +135,10 @@ def _model_facts(model):
         check_model_file(os.fsdecode(model))  # a FIFO would block Keras for ever
         loaded = loader.load_model(os.fsdecode(model))
     except Exception:  # noqa: BLE001 - the export itself reports a bad model file
-        return None, None
-    shape = loaded.input_shape
-    return (tuple(shape[1:]) if isinstance(shape, tuple) else None), own_scaling(loaded)
+        return None, None, None
+    shape, out = loaded.input_shape, loaded.output_shape
+    return ((tuple(shape[1:]) if isinstance(shape, tuple) else None), own_scaling(loaded),
+            tuple(out[1:]) if isinstance(out, tuple) else None)
 
 
 def _looks_like_path(name):
@@ -196,7 +204,7 @@ def _fashion_mnist():
             images("t10k-images-idx3-ubyte.gz"), labels("t10k-labels-idx1-ubyte.gz"))
 
 
-def as_dataset(data, input_shape=None, scale="auto", seed=0, validation=None):
+def as_dataset(data, input_shape=None, scale="auto", seed=0, validation=None, output_shape=None):
     """Any data argument as a :class:`Dataset`.
 
     Args:
@@ -209,6 +217,8 @@ def as_dataset(data, input_shape=None, scale="auto", seed=0, validation=None):
         seed: seed of carved splits. Defaults to `0`.
         validation: a validation split to use with ``(x, y)`` or tf.data
             training data. Defaults to `None` (carved).
+        output_shape: the model's output shape (masks of a segmentation
+            folder are read at it). Defaults to `None`.
 
     Returns:
         A :class:`Dataset`.
@@ -224,7 +234,7 @@ def as_dataset(data, input_shape=None, scale="auto", seed=0, validation=None):
     if isinstance(data, Dataset):
         return data
     if isinstance(data, (str, os.PathLike)):
-        return load(data, seed=seed, input_shape=input_shape, scale=scale)
+        return load(data, seed=seed, input_shape=input_shape, scale=scale, output_shape=output_shape)
     if type(data).__module__.startswith("tensorflow") and hasattr(data, "element_spec"):
         return from_tf_dataset(data, validation, input_shape=input_shape, seed=seed, scale=scale)
     if isinstance(data, (tuple, list)) and len(data) == 2:
@@ -248,8 +258,8 @@ def add_data_options(parser):
     parser.add_argument("--data", default=None, metavar="PATH",
                         help="your own data: a .npz file (x_train/y_train, optionally x_val/y_val and "
                         "x_test/y_test; or x/y; a model with several inputs or outputs: one array each, "
-                        "named x_train/<input name>, y_train/<output name>) or an image folder with one "
-                        "subfolder per class "
+                        "named x_train/<input name>, y_train/<output name>), an image folder with one "
+                        "subfolder per class, or a folder of images/ and masks/ (segmentation) "
                         "(optionally inside train/, val/, test/); missing splits are carved, seeded")
     parser.add_argument("--scale", default="auto",
                         help="input scaling of --data: auto (uint8 divided by 255, other dtypes kept), "

@@ -429,8 +429,9 @@ def resolve_inputs(model, data, scale="auto", seed=0, safe_mode=True, applicatio
     shape = getattr(built, "input_shape", None)
     shape = tuple(shape[1:]) if isinstance(shape, tuple) else None
     own = own_scaling(built) if scale == "auto" else None
+    out = getattr(built, "output_shape", None)
     data = datasets.as_dataset(data, input_shape=shape, scale=None if own else scale, seed=seed,
-                               validation=validation)
+                               validation=validation, output_shape=tuple(out[1:]) if isinstance(out, tuple) else None)
     if own and isinstance(data, datasets.Dataset) and data.scale is None:
         data = dataclasses.replace(data, scaled_by=own)
     return source, data
