@@ -282,6 +282,7 @@ def test_the_tasks_loss_outside_fit_is_what_keras_evaluates():
     ("segmenter", {"channels": {"flops": 0.7, "criterion": "taylor", "epochs": 1}}),  # + a scan scored in IoU
     ("regression", {"pruning": {"scope": "global", "criterion": "saliency", "final_sparsity": 0.5, "epochs": 1}}),
 ])
+@pytest.mark.filterwarnings("error::SyntaxWarning")  # Keras's warning of a classification loss on a map
 def test_data_driven_criteria_score_in_the_tasks_own_loss_and_metric(kind, recipe):
     zoo = getattr(task_zoo, kind)(n=160)
     full = {**recipe, "batch_size": 16}

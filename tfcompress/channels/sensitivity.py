@@ -168,7 +168,9 @@ def sensitivity_scan(model, val_data, ratios=(0.25, 0.5, 0.75), criterion="l1", 
     else:
         x, y = as_xy(val_data, limit=max_samples)
     tdata = data if data is not None else (x, y)
-    plan = Plan(model, criterion, tdata if criterion in NEEDS_DATA else None)
+    task_loss = scorer.task.loss_fn(list(model.output_names)) if scorer is not None and not scorer.task.classifier \
+        else None  # a data criterion (taylor) in the task's own loss
+    plan = Plan(model, criterion, tdata if criterion in NEEDS_DATA else None, task_loss)
     score = accuracy if scorer is None else scorer.model
     baseline = score(model, x, y)
     groups = []
