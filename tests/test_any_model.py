@@ -331,3 +331,20 @@ def test_a_segmenter_from_image_and_mask_folders_on_the_command_line(tmp_path):
     rows = {f["name"]: f for f in rep["files"]}
     assert rep["metric"] == "iou" and rep["data"]["samples"]["test"] == len(zoo.test[0]) - 1
     assert rows["float32"]["score"] > 0.8 and rows["float32"]["score"] - rows["int8"]["score"] < 0.1, rows
+
+
+def test_several_sigmoid_units_are_a_multi_label_task_not_softmax_logits():
+    rng = np.random.default_rng(3)
+    x = rng.random((240, 6)).astype("float32")
+    y = (x[:, :4] > 0.5).astype("float32")  # multi-hot rows
+    m = keras.Sequential([keras.Input((6,)), L.Dense(16, activation="relu"), L.Dense(4, activation="sigmoid")])
+    task = task_for(m)  # uncompiled: inferred from the output
+    assert (task.loss, task.metrics, task.classifier) == ("binary_crossentropy", ["binary_accuracy"], False)
+    m.compile("adam", "binary_crossentropy", metrics=["binary_accuracy"])
+    m.fit(x, y, epochs=30, verbose=0)
+    fresh = keras.models.clone_model(m)
+    fresh.set_weights(m.get_weights())
+    result = tfcompress.optimize(fresh, (x[:200], y[:200]), (x[200:], y[200:]), verbose=0,
+                                 recipe={"pruning": None, "quantization": {"epochs": 1}})
+    rep = result.report
+    assert rep.metric == "binary_accuracy" and rep.baseline["binary_accuracy"] > 0.8 and rep.drop() < 0.05

@@ -362,6 +362,9 @@ def _inferred(model: Any, sparse_labels: bool | None) -> Task:
             "loss= and metrics= to optimize (--loss and --metric on the command line)."
         )
     act = _activation(model)
+    if act == "sigmoid" and outs[0][-1] > 1:  # independent sigmoid units: multi-label, multi-hot targets
+        return Task("binary_crossentropy", ["binary_accuracy"], classifier=False,
+                    why=f"{outs[0][-1]} sigmoid units (multi-label)")
     if outs[0][-1] == 1:
         probs = act == "sigmoid"
         return Task({"class_name": "BinaryCrossentropy", "config": {"from_logits": not probs}}, ["accuracy"],
