@@ -265,6 +265,11 @@ def test_several_inputs_or_outputs_from_a_named_npz_on_the_command_line(tmp_path
     if kind == "two_heads":  # each head scored by name from the file, not the argmax of whichever comes first
         assert rows["int8"]["accuracy"] is None and "cls_accuracy" in rows["int8"]["scores"]
         assert rows["int8"]["score"] < rows["float32"]["score"] + 0.02, rows
+        from tflite_export.evaluate import score_summary  # what `tfcompress export --data d.npz` prints: per head
+
+        scores, line = score_summary(str(out / "int8.tflite"), *zoo.test)
+        assert set(scores) == {"test_accuracy_cls", "test_mae_box"} and "scores per head" in line, line
+        assert abs(scores["test_mae_box"] - rows["int8"]["scores"]["box_mae"]) < 1e-4
     else:
         assert rows["int8"]["accuracy"] > rows["float32"]["accuracy"] - 0.1, rows
 

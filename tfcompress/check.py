@@ -25,6 +25,7 @@ from tfcompress._data import check_splits
 from tfcompress._keras import keras, quiet_native_logs, tfmot
 from tfcompress._keras3 import augmentation_layers
 from tfcompress._model import coerce_model, release_memory
+from tfcompress._nested import count, take
 from tfcompress.datasets import as_dataset
 from tfcompress.depth.stage import depth_column
 from tfcompress.errors import RecipeError, first_line
@@ -280,8 +281,8 @@ def _trial_conversion(model, mode, samples, calibration=None):
     try:
         copy = keras.models.clone_model(model)  # untrained: fresh random weights
         with quiet_native_logs():
-            rep = calibration[:samples] if calibration is not None else _random_inputs(model, samples)
-            data, _ = convert_bytes(copy, mode, representative_data=rep, num_samples=min(samples, len(rep)))
+            rep = take(calibration, samples) if calibration is not None else _random_inputs(model, samples)
+            data, _ = convert_bytes(copy, mode, representative_data=rep, num_samples=min(samples, count(rep)))
         status, size = "ok", len(data)
     except Exception as e:  # noqa: BLE001 - the point is to report it
         status, size = f"failed: {first_line(e, 300)}", None

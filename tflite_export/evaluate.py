@@ -385,6 +385,25 @@ def score_summary(path, x, y) -> tuple[dict, str]:
     if why is None:
         acc = evaluate(path, x, y)
         return {"test_accuracy": acc}, f", LiteRT test accuracy {acc:.4f}"
+    if isinstance(y, dict):  # targets per head by name: class ids score top-1 accuracy, values their MAE
+        pred = predict(path, x, as_dict=True)
+        scores = {}
+        for name, target in y.items():
+            keys = [k for k in pred if k == name or k.endswith("_" + name)]
+            t, p = np.asarray(target), (pred[keys[0]] if len(keys) == 1 else None)
+            if p is None or len(t) != len(p):
+                continue
+            if t.dtype.kind in "iu" and p.ndim == 2 and p.shape[1] > 1 and t.size == len(t):  # a classifier head
+                scores[f"accuracy_{name}"] = float(np.mean(p.argmax(-1) == t.ravel()))
+            elif t.size == p.size:
+                diff = p.astype(np.float64).ravel() - t.astype(np.float64).ravel()
+                scores[f"mae_{name}"] = float(np.mean(np.abs(diff)))
+        if scores:
+            text = ", ".join(f"{k.replace('_', ' ', 1)} {v:.4g}" for k, v in scores.items())
+            return ({f"test_{k}": v for k, v in scores.items()},
+                    f", LiteRT test scores per head: {text} (the file {why})")
+        return {"test_score": None}, (f"; not scored: the file {why} and no head matches the data's targets "
+                                      f"{sorted(y)} (tfcompress optimize scores such models in their own metric)")
     pred = predict(path, x)
     y = np.asarray(y)
     if not isinstance(pred, list) and y.size == pred.size and len(y) == len(pred):
