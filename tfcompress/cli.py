@@ -19,7 +19,10 @@ from tfcompress.tuning import cli as tuning_cli
 from tflite_export import cli as export_cli
 from tflite_export.argtypes import check_writable_dir, nonnegative_int, positive_int, seed_int, thread_count
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "build_parser", "BUDGET_NOT_MET"]
+
+#: Exit status of ``optimize --target`` when the budget is not met on the file that ships (the files are written).
+BUDGET_NOT_MET = 3
 
 EPILOG = """examples:
   tfcompress demo                          # digits CNN: train, prune+QAT, int8 export, time
@@ -34,7 +37,8 @@ EPILOG = """examples:
 Outputs go to --out: float32.tflite, int8.tflite, report.json, report.md, report.png.
 Every stage trains, and the report scores, with the model's own compiled loss and metrics
 (--loss/--metric for a file saved without them).
-Errors print one line and exit with status 2; add --debug for the traceback.
+Errors print one line and exit with status 2; add --debug for the traceback. A --target
+budget that the shipped file does not meet exits 3 (the files and report are written).
 tfcompress sets TF_USE_LEGACY_KERAS=1 (TF-MOT needs tf_keras) and leaves oneDNN on.
 """
 
@@ -93,7 +97,8 @@ def build_parser():
                      help="write TensorBoard logs here: one folder per stage (loss, accuracy, learning rate, sparsity)")
     opt.add_argument("--target", default=None, metavar="BUDGET",
                      help="budget mode: 'drop<=1.0' (in the task's metric: accuracy/IoU points, an MAE's unit), "
-                     "'size<=40KB' (zipped) or 'latency<=2ms'; the plan is "
+                     "'size<=40KB' (zipped) or 'latency<=2ms', checked on the file that ships (exit status 3 "
+                     "when it is not met); the plan is "
                      "chosen per layer from a sensitivity scan (--recipe then gives only the training settings) and "
                      "saved as plan.yaml in --out")
     opt.add_argument("--minimize", choices=["size", "latency"], default=None,
@@ -128,6 +133,10 @@ def _print_job(job, args):
         print(f"note: {note}")
     print(f"\nreport: {os.path.join(args.out, 'report.md')}  json: {os.path.join(args.out, 'report.json')}"
           f"  plot: {os.path.join(args.out, 'report.png')}  ({job.seconds.get('total', 0):.0f} s)")
+    if (job.optimize.get("budget") or {}).get("met") is False:  # the files are written; the promise is not kept
+        print(f"budget {job.optimize['budget']['target']} not met (see the first note): exit status 3",
+              file=sys.stderr)
+        return BUDGET_NOT_MET
     return 0
 
 

@@ -31,6 +31,7 @@ from tfcompress.precision.stage import export as precision_export
 from tfcompress.quantization import nbit
 from tfcompress.report import atomic_write_json, atomic_write_text, ensure_dir, lower_is_better, markdown_table, table
 from tfcompress.target.fast import float_model
+from tfcompress.target.shipped import check_shipped
 from tfcompress.task import compile_config_of, task_for
 from tflite_export import opreport
 from tflite_export._atomic import save_figure
@@ -359,6 +360,9 @@ def _deliver(rep, model, result, data, recipe, out, quiet, threads, timing_runs,
     ensure_dir(stage)
     try:
         _measure(rep, model, result, data, recipe, stage, quiet, threads, timing_runs, timing_seconds, task)
+        if result.report.budget:  # budget mode's promise, measured again on the file that ships
+            rep.notes[:0] = check_shipped(result.report.budget, rep.files, data, task)
+            rep.optimize = result.report.to_dict()
         rep.seconds["total"] = time.perf_counter() - t_all
         for f in rep.files:  # the report names the files where they will be
             f["path"] = os.path.join(os.path.abspath(out), os.path.basename(f["path"]))

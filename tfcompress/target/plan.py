@@ -317,6 +317,11 @@ def markdown(b):
         lines.append(f"| {r['round']} | {r.get('weights', 'int8')} | {r['scanned_drop']:.3g} | {r['drop']:.3g} | "
                      f"{r['zipped_bytes']} | "
                      f"{f32['zipped_bytes'] / r['zipped_bytes']:.1f} | {r['ms']:.3g} | {'yes' if r['met'] else 'no'} |")
+    s = b.get("shipped")
+    if s:  # the budget measured again on the file that ships (tfcompress.target.shipped)
+        lines += ["", f"Shipped `{s['file']}`: drop {s['drop']:.3g} {unit}, {s['zipped_bytes']} B zipped, "
+                  f"{s['ms']:.3g} ms ({s['threads']} thread(s)): "
+                  f"{'meets' if s['met'] else 'does NOT meet'} the budget."]
     kept = next(r for r in b["rounds"] if r["round"] == b["kept_round"])
     by_name = {u["name"]: u for u in b["sensitivity"]}
     lines += ["", f"Plan of round {kept['round']} (scan: one layer at a time, no fine-tuning, "
