@@ -17,7 +17,7 @@ import traceback
 from tfcompress import check_cli, datasets
 from tfcompress.tuning import cli as tuning_cli
 from tflite_export import cli as export_cli
-from tflite_export.argtypes import check_writable_dir, nonnegative_int, positive_int, seed_int, thread_count
+from tflite_export.argtypes import nonnegative_int, positive_int, seed_int, thread_count
 
 __all__ = ["main", "build_parser"]
 
@@ -148,9 +148,9 @@ def _cmd_optimize(args):
     from tfcompress.io import resolve_inputs
     from tfcompress.pipeline import run_job
     from tfcompress.recipe import Recipe
-    from tfcompress.training import set_seed
+    from tfcompress.training import check_log_dir, set_seed
 
-    check_writable_dir(args.tensorboard, "--tensorboard")  # before training, not when its first log is written
+    check_log_dir(args.tensorboard, "--tensorboard")  # before training, not when its first log is written
     if args.target is not None or args.minimize is not None:  # a bad budget fails before any work
         from tfcompress.target import check_minimize, parse_target
 

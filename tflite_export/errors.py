@@ -8,7 +8,7 @@ __all__ = ["TfcompressError", "ExportError", "first_line", "write_failure"]
 _WRITE_ERRNOS = {_errno.ENOSPC, _errno.EDQUOT, _errno.EROFS, _errno.EFBIG, _errno.EIO, _errno.EACCES, _errno.EPERM}
 # The same, as native writers (TensorFlow's event files, HDF5) word it in their messages.
 _WRITE_WORDS = {"No space left on device": _errno.ENOSPC, "Disk quota exceeded": _errno.EDQUOT,
-                "Read-only file system": _errno.EROFS}
+                "Read-only file system": _errno.EROFS, "Permission denied": _errno.EACCES}
 
 
 class TfcompressError(Exception):

@@ -24,6 +24,7 @@ import math
 import os
 import re
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -36,7 +37,7 @@ from tfcompress.errors import OutputError, TfcompressError
 from tfcompress.optimize import optimize
 from tfcompress.recipe import Recipe, Train
 from tfcompress.report import atomic_write_json
-from tfcompress.training import set_seed
+from tfcompress.training import log_room, set_seed
 from tfcompress.tuning._keras_tuner import FailedTrialError, SearchStopped
 from tfcompress.tuning.objectives import score
 from tfcompress.tuning.space import SearchSpace, plain_values
@@ -154,11 +155,19 @@ def log_hparams(logdir, trial_id, values, metrics):
     """
     from tensorboard.plugins.hparams import api as hparams_api
 
+    if not log_room(logdir):  # a log is not worth the trial: a warning, no logs
+        return
     shown = {k: v for k, v in values.items() if isinstance(v, (bool, int, float, str))}
-    with tf.summary.create_file_writer(logdir).as_default():
-        hparams_api.hparams(shown, trial_id=str(trial_id))
-        for name, value in metrics.items():
-            tf.summary.scalar(f"trial/{name}", float(value), step=0)
+    try:
+        with tf.summary.create_file_writer(logdir).as_default():
+            hparams_api.hparams(shown, trial_id=str(trial_id))
+            for name, value in metrics.items():
+                tf.summary.scalar(f"trial/{name}", float(value), step=0)
+    except Exception as e:
+        if write_failure(e) is None:
+            raise
+        warnings.warn(f"TensorBoard logging to {logdir} failed ({os.strerror(write_failure(e))}): trial {trial_id}'s "
+                      "hyperparameters are not logged; free some space for logs", RuntimeWarning, stacklevel=2)
 
 
 @dataclass(frozen=True, eq=False)
