@@ -14,7 +14,7 @@ import os
 import sys
 import traceback
 
-from tfcompress import check_cli, datasets
+from tfcompress import check_cli, datasets, leftovers
 from tfcompress.tuning import cli as tuning_cli
 from tflite_export import cli as export_cli
 from tflite_export.argtypes import nonnegative_int, positive_int, seed_int, thread_count
@@ -31,7 +31,9 @@ EPILOG = """examples:
 
   tfcompress optimize --model segmenter.keras --data masks.npz --out seg/  # scored in its own metric
 
-Outputs go to --out: float32.tflite, int8.tflite, report.json, report.md, report.png.
+Outputs go to --out: float32.tflite, int8.tflite, report.json, report.md, report.png; a run
+replaces the files an earlier run left there (removing those it does not make, and saying so),
+and removes what killed runs left: `tfcompress clean FOLDER` does that alone.
 Every stage trains, and the report scores, with the model's own compiled loss and metrics
 (--loss/--metric for a file saved without them).
 Errors print one line and exit with status 2; add --debug for the traceback.
@@ -115,7 +117,7 @@ def build_parser():
 
     # Other subcommands live beside the code they drive.
     export_cli.add_subcommands(sub, load_dataset=datasets.load)  # tflite_export never imports tfcompress
-    for module in (check_cli, tuning_cli):
+    for module in (check_cli, tuning_cli, leftovers):
         module.add_subcommands(sub)
     return parser
 

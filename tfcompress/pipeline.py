@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass, field
 
 import tflite_export
+from tfcompress import leftovers
 from tfcompress._checks import check_int, check_positive
 from tfcompress._data import check_splits, prepare
 from tfcompress._keras import quiet_native_logs
@@ -66,6 +67,7 @@ class JobReport:
     data: dict = field(default_factory=dict)  # the Dataset's info(): source, splits, scaling
     notes: list = field(default_factory=list)  # what the reader must know, e.g. a file slower than float32
     metric: str = "accuracy"  # the task's headline metric; "accuracy" for classifiers
+    outputs: list = field(default_factory=list)  # every file of the run in its folder, report.json included
 
     def columns(self):
         """Summary-table header -> row key: a classifier's accuracy, or the task's own metric
@@ -81,6 +83,7 @@ class JobReport:
             "threads": self.threads, "recipe": self.recipe, "files": self.files,
             "optimize": self.optimize, "timings": self.timings, "seconds": self.seconds,
             "columns": self.columns(), "data": self.data, "notes": self.notes, "metric": self.metric,
+            "outputs": self.outputs,
         }
 
     def _rows(self):
@@ -253,7 +256,7 @@ def run_job(model, data, recipe=None, out="tfcompress-out", train_epochs=None, t
     recipe = as_recipe(recipe)
     _check_job_args(threads, train_epochs, epochs, batch_size, learning_rate, timing_runs, timing_seconds)
     ensure_dir(out)
-    _sweep(out)
+    _sweep(out, quiet)
     if verbose is None:
         verbose = 0 if quiet else (1 if sys.stdout.isatty() else 2)
     x_test, y_test = data.test
@@ -285,7 +288,6 @@ def run_job(model, data, recipe=None, out="tfcompress-out", train_epochs=None, t
         recipe = result.plan
         rep.recipe = recipe.to_dict()
         rep.notes += result.report.budget["notes"]
-        atomic_write_text(os.path.join(out, "plan.yaml"), recipe.to_yaml())
 
     _deliver(rep, model, result, data, recipe, out, quiet, threads, timing_runs, timing_seconds, t_all, task)
     return rep
@@ -308,37 +310,38 @@ def _check_job_args(threads, train_epochs, epochs, batch_size, learning_rate, ti
 
 
 # The files of one run, in --out. They appear together or not at all: see _commit.
-OUTPUTS = ("float32.tflite", "int8.tflite", "mixed.tflite", "int4.tflite", "fast.tflite", "report.png", "report.md",
-           "report.json")
+OUTPUTS = ("float32.tflite", "int8.tflite", "mixed.tflite", "int4.tflite", "fast.tflite", "plan.yaml", "report.png",
+           "report.md", "report.json")
 _REPORTS = ("report.json", "report.md", "report.png")
-_STAGING = ".tfcompress-run-"
+_ALWAYS = ("report.json", "report.md")  # written last, into the staging folder, by every run
 
 
-def _sweep(out):
-    """Remove staging folders that killed runs left in ``out`` (their process is gone)."""
-    for name in os.listdir(out):
-        if not name.startswith(_STAGING):
-            continue
-        pid = name[len(_STAGING):]
-        try:
-            alive = pid.isdigit() and int(pid) != os.getpid() and (os.kill(int(pid), 0) is None)
-        except OSError:
-            alive = False
-        if not alive:
-            shutil.rmtree(os.path.join(out, name), ignore_errors=True)
+def _sweep(out, quiet):
+    """Remove the staging folders and temporary files of killed runs in ``out`` (their process is gone)."""
+    for item in leftovers.clean(out):
+        _say(f"removed {os.path.basename(item.path)} from {out}: a {item.kind} of run {item.pid}, which was killed",
+             quiet)
 
 
-def _commit(stage, out):
+def _stale(stage, out):
+    """The files in ``out`` that an earlier run made and this run does not: they must not sit beside its report."""
+    return [n for n in OUTPUTS if n not in _ALWAYS and not os.path.exists(os.path.join(stage, n))
+            and os.path.lexists(os.path.join(out, n))]
+
+
+def _commit(stage, out, stale=()):
     """Move the staged files into ``out`` so that a report never describes another run's files.
 
     The old reports go first, report.json (what tools read) first of all; then
-    the .tflite files; then the new reports, report.json last. Killed at any
-    point, ``out`` holds either the old run complete, or files without a
-    report, or the new run complete: never a report beside files it did not
-    measure.
+    the files of an earlier run that this run does not make (``stale``: an
+    ``int4.tflite`` beside a report that lists none would be picked up by a
+    ``*.tflite`` glob); then the .tflite files; then the new reports,
+    report.json last. Killed at any point, ``out`` holds either the old run
+    complete, or files without a report, or the new run complete: never a
+    report beside files it did not measure.
     """
     try:
-        for name in _REPORTS:
+        for name in (*_REPORTS, *stale):
             path = os.path.join(out, name)
             if os.path.lexists(path):
                 os.remove(path)
@@ -353,10 +356,12 @@ def _commit(stage, out):
 
 def _deliver(rep, model, result, data, recipe, out, quiet, threads, timing_runs, timing_seconds, t_all, task):
     """Export, evaluate, time and report into a staging folder inside ``out``, then commit."""
-    stage = os.path.join(out, f"{_STAGING}{os.getpid()}")
+    stage = os.path.join(out, f"{leftovers.STAGING}{os.getpid()}")
     shutil.rmtree(stage, ignore_errors=True)
     ensure_dir(stage)
     try:
+        if result.plan is not None:  # budget mode: the plan re-runs with --recipe plan.yaml
+            atomic_write_text(os.path.join(stage, "plan.yaml"), recipe.to_yaml())
         _measure(rep, model, result, data, recipe, stage, quiet, threads, timing_runs, timing_seconds, task)
         rep.seconds["total"] = time.perf_counter() - t_all
         for f in rep.files:  # the report names the files where they will be
@@ -364,13 +369,20 @@ def _deliver(rep, model, result, data, recipe, out, quiet, threads, timing_runs,
         for t in rep.timings.values():
             if t.get("path"):
                 t["path"] = os.path.join(os.path.abspath(out), os.path.basename(t["path"]))
-        atomic_write_json(os.path.join(stage, "report.json"), rep.to_dict())
-        atomic_write_text(os.path.join(stage, "report.md"), rep.to_markdown(result.report.to_markdown()))
         try:
             _plot(os.path.join(stage, "report.png"), rep)
         except Exception as e:  # a plot is a nicety; never lose the run over it
             _say(f"(plot skipped: {e})", quiet)
-        _commit(stage, out)
+        stale = _stale(stage, out)
+        if stale:  # said in the report and on the terminal: the folder holds this run's files only
+            them = "them" if len(stale) > 1 else "it"
+            rep.notes.append(f"Removed {', '.join(stale)} of an earlier run in this folder: this run does not make "
+                             f"{them}, and no file here is left undescribed.")
+            _say(f"removing {', '.join(stale)} of an earlier run from {out} (this run does not make {them})", quiet)
+        rep.outputs = [n for n in OUTPUTS if n in _ALWAYS or os.path.exists(os.path.join(stage, n))]
+        atomic_write_json(os.path.join(stage, "report.json"), rep.to_dict())
+        atomic_write_text(os.path.join(stage, "report.md"), rep.to_markdown(result.report.to_markdown()))
+        _commit(stage, out, stale)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
 
