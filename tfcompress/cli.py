@@ -215,6 +215,14 @@ def main(argv=None):
             traceback.print_exc()
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # a write no writer of ours wrapped (a full disk, a read-only folder): still one line
+        from tflite_export.errors import write_failure
+
+        if debug or write_failure(e) is None:
+            raise
+        where = f"cannot write {e.filename} " if e.filename else "a write failed "
+        print(f"error: {where}({e.strerror or e}); free some space or choose a writable folder", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
