@@ -243,3 +243,64 @@ def test_an_output_error_keeps_its_errno(tmp_path, monkeypatch):
     with pytest.raises(OutputError, match="No space left on device") as e:
         atomic_write_text(str(tmp_path / "x.txt"), "no room")
     assert write_failure(e.value) == errno.ENOSPC
+
+
+# --- trial processes: a failed write in a child stops the search too ---------------------------------
+class _Proc:
+    """A trial process that is running at the first poll and has ended (``code``) after it."""
+
+    def __init__(self, code=None):
+        self.code, self.returncode = code, None
+
+    def poll(self):
+        code, self.returncode = self.returncode, self.code
+        return code
+
+    def wait(self, timeout=None):
+        return self.returncode
+
+
+def test_a_trial_process_that_cannot_write_stops_the_search(monkeypatch):
+    import threading
+    from multiprocessing import Pipe
+
+    from tfcompress.tuning import runner
+    from tfcompress.tuning._keras_tuner import SearchStopped
+    from tfcompress.tuning.trial import stopped
+
+    class Full:
+        def run(self, job, progress=None):
+            raise stopped(job["trial_id"], FULL)
+
+    monkeypatch.setattr(runner, "_die_with_parent", lambda: None)
+    monkeypatch.setattr(runner.TrialContext, "from_payload", classmethod(lambda cls, payload: Full()))
+    ours, theirs = Pipe()
+    child = threading.Thread(target=runner.child_main, args=(theirs,), daemon=True)
+    child.start()
+    ours.send({})
+    assert ours.recv() == ("ready", None)
+    r = runner.ChildRunner({})
+    r.proc, r.conn = _Proc(), ours
+    with pytest.raises(SearchStopped, match="the search stopped at trial 4: No space left on device"):
+        r.run({"trial_id": "4", "values": {}, "folder": "."})
+    r.close()
+    child.join(5)
+
+
+def test_a_trial_process_that_died_on_a_full_disk_stops_the_search(monkeypatch):
+    from multiprocessing import Pipe
+
+    from tfcompress.tuning import runner
+    from tfcompress.tuning._keras_tuner import FailedTrialError, SearchStopped
+
+    ours, _theirs = Pipe()
+    r = runner.ChildRunner({})
+    r.proc, r.conn = _Proc(-11), ours
+    monkeypatch.setattr(runner, "free_bytes", lambda folder: 0)
+    with pytest.raises(SearchStopped, match=r"trial 2: No space left on device \(the trial process died .*-11"):
+        r.run({"trial_id": "2", "values": {}, "folder": "."})
+    ours, _theirs = Pipe()
+    r.proc, r.conn = _Proc(-11), ours
+    monkeypatch.setattr(runner, "free_bytes", lambda folder: 10 << 20)  # room: the trial failed, the search goes on
+    with pytest.raises(FailedTrialError, match="died"):
+        r.run({"trial_id": "3", "values": {}, "folder": "."})

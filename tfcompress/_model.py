@@ -22,8 +22,7 @@ from tflite_export._atomic import atomic_write_bytes
 from tflite_export.convert import LARGE_MODEL_BYTES  # one threshold for both packages
 
 __all__ = ["save_weights", "is_keras3_model", "check_model", "coerce_model", "flatten_nested", "clone",
-           "onednn_safe_training",
-           "onednn_crash_layers", "release_memory", "own_scaling"]
+           "onednn_safe_training", "onednn_crash_layers", "release_memory", "own_scaling"]
 
 
 def check_model(model):
@@ -269,7 +268,6 @@ def own_scaling(model):
         if layer.weights or isinstance(layer, keras.Model):
             return None
     return None
-
 
 
 def save_weights(model, path):
