@@ -65,6 +65,23 @@ def test_a_killed_writers_temp_file_goes_with_the_next_write_a_live_ones_stays(t
     assert sorted(os.listdir(tmp_path)) == sorted(["m.tflite", live.name])
 
 
+def test_another_hosts_leftovers_in_a_shared_folder_are_never_touched(tmp_path):
+    from tflite_export._process import owner_tag
+
+    here = owner_tag().split("-")[1]
+    there = "000000" if here != "000000" else "ffffff"
+    mine = tmp_path / f".m.tflite.abcdefgh.p999999999-{here}.tmp"
+    theirs = tmp_path / f".m.tflite.abcdefgh.p999999999-{there}.tmp"
+    stage = tmp_path / f"{leftovers.STAGING}999999999-{there}"
+    for p in (mine, theirs):
+        p.write_bytes(b"half")
+    stage.mkdir()
+    assert [x.path for x in leftovers.find(tmp_path)] == [str(mine)]
+    _atomic.atomic_write_bytes(tmp_path / "m.tflite", b"new")
+    assert sorted(os.listdir(tmp_path)) == sorted(["m.tflite", theirs.name, stage.name])
+    assert leftovers.staging_name().endswith(f"{os.getpid()}-{here}")
+
+
 def test_write_failure_reads_errnos_chains_and_native_messages():
     assert write_failure(FULL) == errno.ENOSPC
     try:

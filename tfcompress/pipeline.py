@@ -356,7 +356,7 @@ def _commit(stage, out, stale=()):
 
 def _deliver(rep, model, result, data, recipe, out, quiet, threads, timing_runs, timing_seconds, t_all, task):
     """Export, evaluate, time and report into a staging folder inside ``out``, then commit."""
-    stage = os.path.join(out, f"{leftovers.STAGING}{os.getpid()}")
+    stage = os.path.join(out, leftovers.staging_name())
     shutil.rmtree(stage, ignore_errors=True)
     ensure_dir(stage)
     try:

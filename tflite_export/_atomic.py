@@ -1,9 +1,10 @@
 """Atomic file writing: a file (or a saved figure) appears complete at its path or not at all.
 
 The bytes go to a temporary file beside the destination, named
-``.<name>.<random>.p<pid><ext>`` so that the process that made it is known: a
-writer killed mid-write leaves one behind, and the next write into that folder
-removes those whose process is gone (:func:`sweep_temps`).
+``.<name>.<random>.p<pid>-<host><ext>`` so that the process that made it is known:
+a writer killed mid-write leaves one behind, and the next write into that folder
+removes those whose process is gone (:func:`sweep_temps`); another machine's (a
+shared folder) are left alone.
 """
 
 from __future__ import annotations
@@ -13,13 +14,14 @@ import os
 import re
 import tempfile
 
-from ._process import owner_gone
+from ._process import owner_gone, owner_tag, parse_owner
 from .errors import ExportError, first_line
 
 __all__ = ["atomic_write_bytes", "save_figure", "sweep_temps", "dead_temps", "free_bytes", "TEMP_NAME"]
 
-# A temporary file of this module: "." + destination name + "." + mkstemp's 8 characters + ".p<pid>" + extension.
-TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.[a-z0-9_]{8}\.p(?P<pid>\d+)(?P<ext>\.[^.]*)?$")
+# A temporary file of this module: "." + destination name + "." + mkstemp's 8 characters + ".p<pid>-<host>" +
+# extension (see _process.owner_tag).
+TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.[a-z0-9_]{8}\.p(?P<owner>\d+(?:-[0-9a-f]{6})?)(?P<ext>\.[^.]*)?$")
 
 
 def _destination(path, example: str):
@@ -53,7 +55,7 @@ def _temp_file(folder: str, path: str, suffix: str):
     """``(fd, name)`` of a new temporary file beside ``path``, with the mode a plain
     ``open()`` would give (``mkstemp`` makes it 0600 whatever the umask, and
     ``os.replace`` keeps that mode: shared folders need 0644 under umask 022)."""
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=f".p{os.getpid()}{suffix}",
+    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=f".p{owner_tag()}{suffix}",
                                dir=folder)
     try:
         os.fchmod(fd, 0o666 & ~_umask())
@@ -76,7 +78,7 @@ def dead_temps(folder) -> list:
 
     Example:
         >>> dead_temps("/tmp/out")  # doctest: +SKIP
-        ['/tmp/out/.m.tflite.k2j4x9ab.p4242.tmp']
+        ['/tmp/out/.m.tflite.k2j4x9ab.p4242-3f9a0c.tmp']
     """
     found = []
     try:
@@ -85,14 +87,15 @@ def dead_temps(folder) -> list:
         return found
     for name in names:
         m = TEMP_NAME.match(name)
-        if not m:
+        owner = parse_owner(m.group("owner")) if m else None
+        if owner is None or not owner[1]:  # not ours, or another machine's
             continue
         path = os.path.join(folder, name)
         try:
             made_at = os.lstat(path).st_mtime
         except OSError:
             continue
-        if owner_gone(int(m.group("pid")), made_at):
+        if owner_gone(owner[0], made_at):
             found.append(path)
     return sorted(found)
 
@@ -102,7 +105,7 @@ def sweep_temps(folder) -> list:
 
     Example:
         >>> sweep_temps("/tmp/out")  # doctest: +SKIP
-        ['/tmp/out/.m.tflite.k2j4x9ab.p4242.tmp']
+        ['/tmp/out/.m.tflite.k2j4x9ab.p4242-3f9a0c.tmp']
     """
     removed = []
     for path in dead_temps(folder):

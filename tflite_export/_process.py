@@ -17,7 +17,7 @@ try:
 except ImportError:  # Windows: no ru_maxrss
     resource = None
 
-__all__ = ["peak_rss_mb", "current_rss_mb", "memory_delta_mb", "pinned", "owner_gone"]
+__all__ = ["peak_rss_mb", "current_rss_mb", "memory_delta_mb", "pinned", "owner_gone", "owner_tag", "parse_owner"]
 
 
 def peak_rss_mb() -> float | None:
@@ -150,3 +150,34 @@ def owner_gone(pid: int, made_at: float | None = None) -> bool:
         pass  # EPERM: it exists, under another user
     started = _start_time(pid) if made_at is not None else None
     return started is not None and started > made_at + 2.0  # /proc's boot time has one-second steps
+
+
+def _host_tag() -> str:
+    import hashlib
+    import socket
+
+    return hashlib.sha1(socket.gethostname().encode("utf-8", "replace")).hexdigest()[:6]
+
+
+def owner_tag() -> str:
+    """``"<pid>-<host>"``: what a leftover's name records of the process that made it (the host as 6 hex
+    digits of its name's hash, so a folder shared between machines or containers is judged per host).
+
+    Example:
+        >>> owner_tag().startswith(f"{os.getpid()}-")
+        True
+    """
+    return f"{os.getpid()}-{_host_tag()}"
+
+
+def parse_owner(text: str) -> tuple[int, bool] | None:
+    """``(pid, made here)`` of an :func:`owner_tag` (or a bare pid, taken as made here); None if it is neither.
+
+    Example:
+        >>> parse_owner(owner_tag())[1], parse_owner("42"), parse_owner("x")
+        (True, (42, True), None)
+    """
+    pid, _, host = text.partition("-")
+    if not pid.isdigit() or (host and (len(host) != 6 or any(c not in "0123456789abcdef" for c in host))):
+        return None
+    return int(pid), not host or host == _host_tag()
