@@ -16,7 +16,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 ORDER = ["foundation", "toolbox", "lowbit", "binary", "budget", "global", "channels", "merge", "depth", "tasks",
          "realistic",
-         "realistic_optimize", "export", "tuner", "applications", "memory", "precision"]
+         "realistic_optimize", "export", "tuner", "applications", "memory", "precision", "faults"]
 
 
 def _name(path):

@@ -37,8 +37,9 @@ def _run(data, out, units, **kw):
                             timing_runs=1, timing_seconds=0, **kw)
 
 
-# The files every run writes (mixed.tflite / int4.tflite when the recipe asks for them, fast.tflite in budget mode).
-WRITTEN = [n for n in pipeline.OUTPUTS if n not in ("mixed.tflite", "int4.tflite", "fast.tflite")]
+# The files every run writes (mixed.tflite / int4.tflite when the recipe asks for them, fast.tflite and plan.yaml
+# in budget mode).
+WRITTEN = [n for n in pipeline.OUTPUTS if n not in ("mixed.tflite", "int4.tflite", "fast.tflite", "plan.yaml")]
 
 
 def _state(out):

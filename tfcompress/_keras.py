@@ -86,7 +86,7 @@ except ImportError:  # pragma: no cover
 
 __all__ = [
     "tf", "keras", "tfmot", "custom_objects", "quiet_native_logs", "clustering_registry",
-    "clustering_experimental", "quantize_configs", "quantize_registry", "prune_registry",
+    "clustering_experimental", "quantize_configs", "quantize_registry", "prune_registry", "weights_h5_bytes",
 ]
 
 
@@ -100,3 +100,37 @@ def custom_objects():
         for d in scope.custom_objects:  # a tuple of dicts
             objs.update(d)
     return objs
+
+
+class _Bytes:
+    """What ``H5IOStore`` writes its finished HDF5 image into instead of a zip archive."""
+
+    data = b""
+
+    def writestr(self, name, data):
+        self.data = data
+
+
+def weights_h5_bytes(model):
+    """The model's weights as the bytes of a ``.weights.h5`` file, built in memory.
+
+    ``model.save_weights("x.weights.h5")`` has HDF5 write the file itself; on a full
+    disk HDF5 fails in its destructors and the process can die (SIGSEGV). Built in
+    memory, the bytes go through one atomic, space-checked write instead, and
+    ``model.load_weights`` reads the file as usual.
+
+    Example:
+        >>> data = weights_h5_bytes(model)  # doctest: +SKIP
+        >>> data[:8]                         # doctest: +SKIP
+        b'\\x89HDF\\r\\n\\x1a\\n'
+    """
+    from tf_keras.src.saving import saving_lib
+
+    sink = _Bytes()
+    store = saving_lib.H5IOStore("model.weights.h5", archive=sink, mode="w")
+    try:
+        saving_lib._save_state(model, weights_store=store, assets_store=None, inner_path="",
+                               visited_trackables=set())
+    finally:
+        store.close()
+    return sink.data

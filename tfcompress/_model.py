@@ -15,13 +15,14 @@ import contextlib
 import functools
 import gc
 
-from tfcompress._keras import keras, tf
+from tfcompress._keras import keras, tf, weights_h5_bytes
 from tfcompress._keras3 import is_keras3_model, to_tf_keras
 from tfcompress.errors import UnsupportedModelError, first_line
+from tflite_export._atomic import atomic_write_bytes
 from tflite_export.convert import LARGE_MODEL_BYTES  # one threshold for both packages
 
-__all__ = ["is_keras3_model", "check_model", "coerce_model", "flatten_nested", "clone", "onednn_safe_training",
-           "onednn_crash_layers", "release_memory", "own_scaling"]
+__all__ = ["save_weights", "is_keras3_model", "check_model", "coerce_model", "flatten_nested", "clone",
+           "onednn_safe_training", "onednn_crash_layers", "release_memory", "own_scaling"]
 
 
 def check_model(model):
@@ -268,3 +269,15 @@ def own_scaling(model):
             return None
     return None
 
+
+def save_weights(model, path):
+    """Save ``model``'s weights as the ``.weights.h5`` file ``path``, atomically and space-checked.
+
+    The HDF5 image is built in memory (:func:`tfcompress._keras.weights_h5_bytes`), so
+    a full disk fails the one write with an ``ExportError`` carrying ``ENOSPC``, never
+    HDF5 inside this process. ``model.load_weights(path)`` reads it.
+
+    Example:
+        >>> save_weights(model, "trial_0/trained.weights.h5")  # doctest: +SKIP
+    """
+    return atomic_write_bytes(path, weights_h5_bytes(model))

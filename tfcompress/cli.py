@@ -14,10 +14,10 @@ import os
 import sys
 import traceback
 
-from tfcompress import check_cli, datasets
+from tfcompress import check_cli, datasets, leftovers
 from tfcompress.tuning import cli as tuning_cli
 from tflite_export import cli as export_cli
-from tflite_export.argtypes import check_writable_dir, nonnegative_int, positive_int, seed_int, thread_count
+from tflite_export.argtypes import nonnegative_int, positive_int, seed_int, thread_count
 
 __all__ = ["main", "build_parser", "BUDGET_NOT_MET"]
 
@@ -34,7 +34,9 @@ EPILOG = """examples:
 
   tfcompress optimize --model segmenter.keras --data masks.npz --out seg/  # scored in its own metric
 
-Outputs go to --out: float32.tflite, int8.tflite, report.json, report.md, report.png.
+Outputs go to --out: float32.tflite, int8.tflite, report.json, report.md, report.png; a run
+replaces the files an earlier run left there (removing those it does not make, and saying so),
+and removes what killed runs left: `tfcompress clean FOLDER` does that alone.
 Every stage trains, and the report scores, with the model's own compiled loss and metrics
 (--loss/--metric for a file saved without them).
 Errors print one line and exit with status 2; add --debug for the traceback. A --target
@@ -121,7 +123,7 @@ def build_parser():
 
     # Other subcommands live beside the code they drive.
     export_cli.add_subcommands(sub, load_dataset=datasets.load)  # tflite_export never imports tfcompress
-    for module in (check_cli, tuning_cli):
+    for module in (check_cli, tuning_cli, leftovers):
         module.add_subcommands(sub)
     return parser
 
@@ -133,7 +135,8 @@ def _print_job(job, args):
         print(f"note: {note}")
     print(f"\nreport: {os.path.join(args.out, 'report.md')}  json: {os.path.join(args.out, 'report.json')}"
           f"  plot: {os.path.join(args.out, 'report.png')}  ({job.seconds.get('total', 0):.0f} s)")
-    if (job.optimize.get("budget") or {}).get("met") is False:  # the files are written; the promise is not kept
+    budget = (getattr(job, "optimize", None) or {}).get("budget") or {}
+    if budget.get("met") is False:  # the files are written; the promise is not kept
         print(f"budget {job.optimize['budget']['target']} not met (see the first note): exit status 3",
               file=sys.stderr)
         return BUDGET_NOT_MET
@@ -158,9 +161,9 @@ def _cmd_optimize(args):
     from tfcompress.io import resolve_inputs
     from tfcompress.pipeline import run_job
     from tfcompress.recipe import Recipe
-    from tfcompress.training import set_seed
+    from tfcompress.training import check_log_dir, set_seed
 
-    check_writable_dir(args.tensorboard, "--tensorboard")  # before training, not when its first log is written
+    check_log_dir(args.tensorboard, "--tensorboard")  # before training, not when its first log is written
     if args.target is not None or args.minimize is not None:  # a bad budget fails before any work
         from tfcompress.target import check_minimize, parse_target
 
@@ -222,6 +225,14 @@ def main(argv=None):
         if debug:
             traceback.print_exc()
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # a write no writer of ours wrapped (a full disk, a read-only folder): still one line
+        from tflite_export.errors import write_failure
+
+        if debug or write_failure(e) is None:
+            raise
+        where = f"cannot write {e.filename} " if e.filename else "a write failed "
+        print(f"error: {where}({e.strerror or e}); free some space or choose a writable folder", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

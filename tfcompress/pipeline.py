@@ -19,8 +19,10 @@ import time
 from dataclasses import dataclass, field
 
 import tflite_export
+from tfcompress import leftovers
 from tfcompress._checks import check_int, check_positive
 from tfcompress._data import check_splits, prepare
+from tfcompress._filenotes import slower_than_float, worse_than_float
 from tfcompress._keras import quiet_native_logs
 from tfcompress._nested import count, take
 from tfcompress._version import __version__
@@ -29,11 +31,10 @@ from tfcompress.errors import DataError, OutputError
 from tfcompress.optimize import as_recipe, make_optimizer, optimize
 from tfcompress.precision.stage import export as precision_export
 from tfcompress.quantization import nbit
-from tfcompress.report import atomic_write_json, atomic_write_text, ensure_dir, lower_is_better, markdown_table, table
+from tfcompress.report import atomic_write_json, atomic_write_text, ensure_dir, markdown_table, table
 from tfcompress.target.fast import float_model
 from tfcompress.target.shipped import check_shipped
 from tfcompress.task import compile_config_of, task_for
-from tflite_export import opreport
 from tflite_export._atomic import save_figure
 from tflite_export.mixed import export_mixed
 
@@ -68,6 +69,7 @@ class JobReport:
     data: dict = field(default_factory=dict)  # the Dataset's info(): source, splits, scaling
     notes: list = field(default_factory=list)  # what the reader must know, e.g. a file slower than float32
     metric: str = "accuracy"  # the task's headline metric; "accuracy" for classifiers
+    outputs: list = field(default_factory=list)  # every file of the run in its folder, report.json included
 
     def columns(self):
         """Summary-table header -> row key: a classifier's accuracy, or the task's own metric
@@ -83,6 +85,7 @@ class JobReport:
             "threads": self.threads, "recipe": self.recipe, "files": self.files,
             "optimize": self.optimize, "timings": self.timings, "seconds": self.seconds,
             "columns": self.columns(), "data": self.data, "notes": self.notes, "metric": self.metric,
+            "outputs": self.outputs,
         }
 
     def _rows(self):
@@ -255,7 +258,7 @@ def run_job(model, data, recipe=None, out="tfcompress-out", train_epochs=None, t
     recipe = as_recipe(recipe)
     _check_job_args(threads, train_epochs, epochs, batch_size, learning_rate, timing_runs, timing_seconds)
     ensure_dir(out)
-    _sweep(out)
+    _sweep(out, quiet)
     if verbose is None:
         verbose = 0 if quiet else (1 if sys.stdout.isatty() else 2)
     x_test, y_test = data.test
@@ -287,7 +290,6 @@ def run_job(model, data, recipe=None, out="tfcompress-out", train_epochs=None, t
         recipe = result.plan
         rep.recipe = recipe.to_dict()
         rep.notes += result.report.budget["notes"]
-        atomic_write_text(os.path.join(out, "plan.yaml"), recipe.to_yaml())
 
     _deliver(rep, model, result, data, recipe, out, quiet, threads, timing_runs, timing_seconds, t_all, task)
     return rep
@@ -310,37 +312,38 @@ def _check_job_args(threads, train_epochs, epochs, batch_size, learning_rate, ti
 
 
 # The files of one run, in --out. They appear together or not at all: see _commit.
-OUTPUTS = ("float32.tflite", "int8.tflite", "mixed.tflite", "int4.tflite", "fast.tflite", "report.png", "report.md",
-           "report.json")
+OUTPUTS = ("float32.tflite", "int8.tflite", "mixed.tflite", "int4.tflite", "fast.tflite", "plan.yaml", "report.png",
+           "report.md", "report.json")
 _REPORTS = ("report.json", "report.md", "report.png")
-_STAGING = ".tfcompress-run-"
+_ALWAYS = ("report.json", "report.md")  # written last, into the staging folder, by every run
 
 
-def _sweep(out):
-    """Remove staging folders that killed runs left in ``out`` (their process is gone)."""
-    for name in os.listdir(out):
-        if not name.startswith(_STAGING):
-            continue
-        pid = name[len(_STAGING):]
-        try:
-            alive = pid.isdigit() and int(pid) != os.getpid() and (os.kill(int(pid), 0) is None)
-        except OSError:
-            alive = False
-        if not alive:
-            shutil.rmtree(os.path.join(out, name), ignore_errors=True)
+def _sweep(out, quiet):
+    """Remove the staging folders and temporary files of killed runs in ``out`` (their process is gone)."""
+    for item in leftovers.clean(out):
+        _say(f"removed {os.path.basename(item.path)} from {out}: a {item.kind} of run {item.pid}, which was killed",
+             quiet)
 
 
-def _commit(stage, out):
+def _stale(stage, out):
+    """The files in ``out`` that an earlier run made and this run does not: they must not sit beside its report."""
+    return [n for n in OUTPUTS if n not in _ALWAYS and not os.path.exists(os.path.join(stage, n))
+            and os.path.lexists(os.path.join(out, n))]
+
+
+def _commit(stage, out, stale=()):
     """Move the staged files into ``out`` so that a report never describes another run's files.
 
     The old reports go first, report.json (what tools read) first of all; then
-    the .tflite files; then the new reports, report.json last. Killed at any
-    point, ``out`` holds either the old run complete, or files without a
-    report, or the new run complete: never a report beside files it did not
-    measure.
+    the files of an earlier run that this run does not make (``stale``: an
+    ``int4.tflite`` beside a report that lists none would be picked up by a
+    ``*.tflite`` glob); then the .tflite files; then the new reports,
+    report.json last. Killed at any point, ``out`` holds either the old run
+    complete, or files without a report, or the new run complete: never a
+    report beside files it did not measure.
     """
     try:
-        for name in _REPORTS:
+        for name in (*_REPORTS, *stale):
             path = os.path.join(out, name)
             if os.path.lexists(path):
                 os.remove(path)
@@ -355,12 +358,14 @@ def _commit(stage, out):
 
 def _deliver(rep, model, result, data, recipe, out, quiet, threads, timing_runs, timing_seconds, t_all, task):
     """Export, evaluate, time and report into a staging folder inside ``out``, then commit."""
-    stage = os.path.join(out, f"{_STAGING}{os.getpid()}")
+    stage = os.path.join(out, leftovers.staging_name())
     shutil.rmtree(stage, ignore_errors=True)
     ensure_dir(stage)
     try:
+        if result.plan is not None:  # budget mode: the plan re-runs with --recipe plan.yaml
+            atomic_write_text(os.path.join(stage, "plan.yaml"), recipe.to_yaml())
         _measure(rep, model, result, data, recipe, stage, quiet, threads, timing_runs, timing_seconds, task)
-        if result.report.budget:  # budget mode's promise, measured again on the file that ships
+        if (result.report.budget or {}).get("target"):  # budget mode's promise, measured again on the shipped file
             rep.notes[:0] = check_shipped(result.report.budget, rep.files, data, task)
             rep.optimize = result.report.to_dict()
         rep.seconds["total"] = time.perf_counter() - t_all
@@ -369,13 +374,20 @@ def _deliver(rep, model, result, data, recipe, out, quiet, threads, timing_runs,
         for t in rep.timings.values():
             if t.get("path"):
                 t["path"] = os.path.join(os.path.abspath(out), os.path.basename(t["path"]))
-        atomic_write_json(os.path.join(stage, "report.json"), rep.to_dict())
-        atomic_write_text(os.path.join(stage, "report.md"), rep.to_markdown(result.report.to_markdown()))
         try:
             _plot(os.path.join(stage, "report.png"), rep)
         except Exception as e:  # a plot is a nicety; never lose the run over it
             _say(f"(plot skipped: {e})", quiet)
-        _commit(stage, out)
+        stale = _stale(stage, out)
+        if stale:  # said in the report and on the terminal: the folder holds this run's files only
+            them = "them" if len(stale) > 1 else "it"
+            rep.notes.append(f"Removed {', '.join(stale)} of an earlier run in this folder: this run does not make "
+                             f"{them}, and no file here is left undescribed.")
+            _say(f"removing {', '.join(stale)} of an earlier run from {out} (this run does not make {them})", quiet)
+        rep.outputs = [n for n in OUTPUTS if n in _ALWAYS or os.path.exists(os.path.join(stage, n))]
+        atomic_write_json(os.path.join(stage, "report.json"), rep.to_dict())
+        atomic_write_text(os.path.join(stage, "report.md"), rep.to_markdown(result.report.to_markdown()))
+        _commit(stage, out, stale)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
 
@@ -433,58 +445,3 @@ def _measure(rep, model, result, data, recipe, stage, quiet, threads, timing_run
             f["median_ms"] = timing.median_ms
     rep.seconds["benchmark"] = time.perf_counter() - t0
     rep.notes += worse_than_float(rep.files, rep.metric) + slower_than_float(rep.files, threads)
-
-
-def worse_than_float(files, metric):
-    """A note for every file much worse than the float32 file in the task's metric (5 points of
-    accuracy, or a tenth of the float32 file's value of another metric): never a broken file
-    behind a plausible table.
-
-    Example:
-        >>> worse_than_float([{"name": "float32", "score": 0.9}, {"name": "int8", "score": 0.3}], "iou")[0][:34]
-        'int8.tflite scores iou 0.3 against'
-    """
-    key = "accuracy" if metric == "accuracy" else "score"
-    base = next((f.get(key) for f in files if f["name"] == "float32"), None)
-    notes = []
-    for f in files:
-        v = f.get(key)
-        if f["name"] == "float32" or base is None or v is None:
-            continue
-        loss = (v - base) if lower_is_better(metric) else (base - v)
-        if loss > (0.05 if metric == "accuracy" else 0.1 * abs(base)):
-            notes.append(f"{f['name']}.tflite scores {metric} {v:.4g} against float32.tflite's {base:.4g}: the recipe "
-                         "is too aggressive for this model; fine-tune longer (more epochs per stage), prune less, "
-                         "or keep QAT only.")
-    return notes
-
-
-def slower_than_float(files, threads):
-    """A note for every file slower than the float32 file on the same backend (never a slower file without a word).
-
-    Example:
-        >>> slower_than_float([{"name": "float32", "median_ms": 1.0}, {"name": "int8", "median_ms": 2.0}], 1)[0][:40]
-        'int8.tflite is slower than float32.tflit'
-    """
-    base = next((f.get("median_ms") for f in files if f["name"] == "float32"), None)
-    notes = []
-    for f in files:
-        ms = f.get("median_ms")
-        if f["name"] != "float32" and base and ms and ms > base:
-            notes.append(
-                f"{f['name']}.tflite is slower than float32.tflite on XNNPACK here ({ms:.3g} ms vs {base:.3g} ms, "
-                f"{base / ms:.2f}x the speed, {threads} thread(s)): {_why_slower(f.get('path'))}; ship float32 "
-                "for speed, or compare backends with `tfcompress bench --accelerator cpu,builtin`.")
-    return notes
-
-
-def _why_slower(path):
-    """Which ops of the file fall back to builtin kernels (tflite_export.opreport), or the kernels' cost."""
-    plain = "on this CPU and graph its int8 kernels do not pay for their quantize/requantize work"
-    if not path or not os.path.isfile(path):
-        return plain
-    try:
-        d = opreport.delegation(path)
-    except tflite_export.ExportError:
-        return plain
-    return opreport.fallback_summary(d) + ("" if d.fallback else f"; {plain}")

@@ -50,7 +50,9 @@ def atomic_write_text(path, text):
     try:
         atomic_write_bytes(path, text.encode("utf-8"))
     except ExportError as e:
-        raise OutputError(str(e)) from None
+        err = OutputError(str(e))
+        err.errno = getattr(e, "errno", None)  # a full disk stays recognisable (errors.write_failure)
+        raise err from None
 
 
 def atomic_write_json(path, obj):

@@ -28,6 +28,7 @@ from tfcompress.pruning import global_
 from tfcompress.quantization import binary, nbit
 from tfcompress.stages import qat_scheme
 from tfcompress.training import (
+    GuardedBoard,
     build_training_state,
     global_policy,
     make_optimizer,
@@ -101,7 +102,7 @@ class _Run:
             teacher, alpha, temperature = self.teacher, d.alpha, d.temperature
         lr, opt, schedule = self.training(stage, lr_scale)
         # The pruning stage's TensorBoard is TF-MOT's PruningSummaries (sparsity too): no second one.
-        own_board = any(isinstance(c, keras.callbacks.TensorBoard) for c in callbacks)
+        own_board = any(isinstance(c, (keras.callbacks.TensorBoard, GuardedBoard)) for c in callbacks)
         extra = stage_callbacks(name, schedule, epochs, self.val is not None,
                                 None if own_board else self.tensorboard, self.progress)
         hist = fine_tune(

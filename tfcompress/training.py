@@ -19,16 +19,21 @@ Example:
 """
 
 import contextlib
+import glob
 import os
 import time
+import warnings
 
 from tfcompress._keras import keras, tf, tfmot
 from tfcompress.errors import RecipeError
 from tfcompress.schedules import Optimizer
+from tflite_export._atomic import free_bytes
+from tflite_export.argtypes import check_writable_dir
+from tflite_export.errors import write_failure
 
 __all__ = ["make_optimizer", "learning_rate", "stage_callbacks", "translate_callbacks", "set_seed",
            "LearningRateLog", "EpochLines", "TRANSLATED_CALLBACKS", "with_policy", "global_policy",
-           "pruning_callbacks", "build_training_state"]
+           "pruning_callbacks", "build_training_state", "GuardedBoard", "check_log_dir", "log_room", "LOG_MIN_FREE"]
 
 
 def build_training_state(model, dataset, optimizer=True):
@@ -237,9 +242,9 @@ def stage_callbacks(stage_name, schedule, epochs, validation, tensorboard=None, 
         monitor = schedule.monitor or ("val_loss" if validation else "loss")
         out.append(keras.callbacks.ReduceLROnPlateau(monitor=monitor, factor=schedule.factor,
                                                      patience=schedule.patience, min_lr=schedule.min_lr))
-    if tensorboard is not None:
-        out.append(keras.callbacks.TensorBoard(os.path.join(os.fspath(tensorboard), stage_name), write_graph=False,
-                                               profile_batch=0))
+    if tensorboard is not None and log_room(tensorboard):
+        out.append(GuardedBoard(keras.callbacks.TensorBoard(os.path.join(os.fspath(tensorboard), stage_name),
+                                                            write_graph=False, profile_batch=0), tensorboard))
     if progress is not None:
         out.append(EpochLines(progress, stage_name, epochs))
     return out
@@ -255,10 +260,112 @@ def pruning_callbacks(tensorboard=None):
         ['UpdatePruningStep', 'PruningSummaries']
     """
     out = [tfmot.sparsity.keras.UpdatePruningStep()]
-    if tensorboard is not None:
-        out.append(tfmot.sparsity.keras.PruningSummaries(log_dir=os.path.join(os.fspath(tensorboard), "pruning"),
-                                                         write_graph=False, profile_batch=0))
+    if tensorboard is not None and log_room(tensorboard):
+        out.append(GuardedBoard(tfmot.sparsity.keras.PruningSummaries(
+            log_dir=os.path.join(os.fspath(tensorboard), "pruning"), write_graph=False, profile_batch=0), tensorboard))
     return out
+
+
+# TensorBoard needs this much free space in its log folder, checked up front (by the CLI, and before each stage).
+LOG_MIN_FREE = 1 << 20
+
+
+def check_log_dir(path, flag="tensorboard"):
+    """A TensorBoard log folder that can be written, with room, before any training (one-line ``ExportError``).
+
+    Example:
+        >>> check_log_dir("logs/run1", "--tensorboard")
+    """
+    check_writable_dir(path, flag, min_free=LOG_MIN_FREE)
+
+
+def _logs_off(folder, why):
+    warnings.warn(f"TensorBoard logging to {folder} is off for the rest of this run: {why}; the run goes on "
+                  "(free some space or choose another tensorboard folder for logs)", RuntimeWarning, stacklevel=2)
+
+
+def log_room(folder):
+    """Whether ``folder`` has room for TensorBoard logs; warns (once per folder and reason) when not."""
+    free = free_bytes(folder)
+    if free is None or free >= LOG_MIN_FREE:
+        return True
+    _logs_off(folder, f"only {free // 1024} KiB free (No space left on device)")
+    return False
+
+
+class GuardedBoard(keras.callbacks.Callback):
+    """A TensorBoard callback whose failed writes turn off logging with one warning.
+
+    TensorBoard's event writers raise ``Could not initialize events writer`` (and
+    more) on a full disk; a log is not worth losing the run over. The first write
+    failure closes the writers, removes the empty event files they left and turns
+    the callback off; any other error is raised as before.
+
+    Example:
+        >>> cb = GuardedBoard(keras.callbacks.TensorBoard("logs/train"), "logs")  # doctest: +SKIP
+    """
+
+    def __init__(self, board, root):
+        super().__init__()
+        self.board, self.root, self.off = board, root, False
+        self._supports_tf_logs = getattr(board, "_supports_tf_logs", False)
+
+    def _implements_train_batch_hooks(self):
+        return self.board._implements_train_batch_hooks()
+
+    def _implements_test_batch_hooks(self):
+        return self.board._implements_test_batch_hooks()
+
+    def _implements_predict_batch_hooks(self):
+        return self.board._implements_predict_batch_hooks()
+
+    def set_model(self, model):
+        super().set_model(model)
+        self._call("set_model", model)
+
+    def set_params(self, params):
+        super().set_params(params)
+        self._call("set_params", params)
+
+    def _call(self, hook, *args, **kwargs):
+        if self.off:
+            return
+        try:
+            getattr(self.board, hook)(*args, **kwargs)
+        except Exception as e:
+            code = write_failure(e)
+            if code is None:
+                raise
+            self.off = True
+            self._tidy()
+            _logs_off(self.root, os.strerror(code))
+
+    def _tidy(self):
+        """Close what the board opened and remove the empty event files it left."""
+        for step in ("_pop_writer", "_close_writers"):
+            try:
+                getattr(self.board, step)()
+            except Exception:  # noqa: BLE001 - best effort on a disk that already failed
+                pass
+        log_dir = getattr(self.board, "log_dir", None)
+        for path in glob.glob(os.path.join(log_dir, "**", "events.out.tfevents.*"), recursive=True) if log_dir else []:
+            with contextlib.suppress(OSError):
+                if os.path.getsize(path) == 0:
+                    os.remove(path)
+
+
+def _forward(hook):
+    def call(self, *args, **kwargs):
+        self._call(hook, *args, **kwargs)
+
+    call.__name__ = hook
+    return call
+
+
+for _hook in ("on_train_begin", "on_train_end", "on_epoch_begin", "on_epoch_end", "on_train_batch_begin",
+              "on_train_batch_end", "on_test_begin", "on_test_end", "on_test_batch_begin", "on_test_batch_end",
+              "on_predict_begin", "on_predict_end", "on_predict_batch_begin", "on_predict_batch_end"):
+    setattr(GuardedBoard, _hook, _forward(_hook))
 
 
 def with_policy(model, policy):

@@ -1,13 +1,27 @@
-"""Atomic file writing: a file (or a saved figure) appears complete at its path or not at all."""
+"""Atomic file writing: a file (or a saved figure) appears complete at its path or not at all.
+
+The bytes go to a temporary file beside the destination, named
+``.<name>.<random>.p<pid>-<host><ext>`` so that the process that made it is known:
+a writer killed mid-write leaves one behind, and the next write into that folder
+removes those whose process is gone (:func:`sweep_temps`); another machine's (a
+shared folder) are left alone.
+"""
 
 from __future__ import annotations
 
+import errno
 import os
+import re
 import tempfile
 
+from ._process import owner_gone, owner_tag, parse_owner
 from .errors import ExportError, first_line
 
-__all__ = ["atomic_write_bytes", "save_figure"]
+__all__ = ["atomic_write_bytes", "save_figure", "sweep_temps", "dead_temps", "free_bytes", "TEMP_NAME"]
+
+# A temporary file of this module: "." + destination name + "." + mkstemp's 8 characters + ".p<pid>-<host>" +
+# extension (see _process.owner_tag).
+TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.[a-z0-9_]{8}\.p(?P<owner>\d+(?:-[0-9a-f]{6})?)(?P<ext>\.[^.]*)?$")
 
 
 def _destination(path, example: str):
@@ -41,7 +55,8 @@ def _temp_file(folder: str, path: str, suffix: str):
     """``(fd, name)`` of a new temporary file beside ``path``, with the mode a plain
     ``open()`` would give (``mkstemp`` makes it 0600 whatever the umask, and
     ``os.replace`` keeps that mode: shared folders need 0644 under umask 022)."""
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=suffix, dir=folder)
+    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=f".p{owner_tag()}{suffix}",
+                               dir=folder)
     try:
         os.fchmod(fd, 0o666 & ~_umask())
     except OSError:
@@ -58,6 +73,78 @@ def _discard(tmp) -> None:
             pass
 
 
+def dead_temps(folder) -> list:
+    """Temporary files of this module in ``folder`` whose writer is gone (killed mid-write).
+
+    Example:
+        >>> dead_temps("/tmp/out")  # doctest: +SKIP
+        ['/tmp/out/.m.tflite.k2j4x9ab.p4242-3f9a0c.tmp']
+    """
+    found = []
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return found
+    for name in names:
+        m = TEMP_NAME.match(name)
+        owner = parse_owner(m.group("owner")) if m else None
+        if owner is None or not owner[1]:  # not ours, or another machine's
+            continue
+        path = os.path.join(folder, name)
+        try:
+            made_at = os.lstat(path).st_mtime
+        except OSError:
+            continue
+        if owner_gone(owner[0], made_at):
+            found.append(path)
+    return sorted(found)
+
+
+def sweep_temps(folder) -> list:
+    """Removes the temporary files that killed writers left in ``folder``; returns their paths.
+
+    Example:
+        >>> sweep_temps("/tmp/out")  # doctest: +SKIP
+        ['/tmp/out/.m.tflite.k2j4x9ab.p4242-3f9a0c.tmp']
+    """
+    removed = []
+    for path in dead_temps(folder):
+        try:
+            os.unlink(path)
+            removed.append(path)
+        except OSError:
+            pass
+    return removed
+
+
+def free_bytes(folder) -> int | None:
+    """Bytes this process may still write in ``folder``'s file system (its nearest existing
+    parent's), or None where unknown.
+
+    Example:
+        >>> free_bytes("/tmp") > 0
+        True
+    """
+    folder = os.path.abspath(os.fspath(folder))
+    while not os.path.isdir(folder) and os.path.dirname(folder) != folder:
+        folder = os.path.dirname(folder)
+    try:
+        st = os.statvfs(folder)
+    except (OSError, AttributeError):
+        return None
+    blocks = st.f_bfree if hasattr(os, "geteuid") and os.geteuid() == 0 else st.f_bavail
+    return blocks * st.f_frsize
+
+
+def _write_error(path, e) -> ExportError:
+    """The one-line error of a failed write, carrying its ``errno`` (see :func:`errors.write_failure`)."""
+    err = ExportError(f"cannot write {path} ({e.strerror or e}); "
+                      + ("free some space or write elsewhere" if e.errno in (errno.ENOSPC, errno.EDQUOT)
+                         else "check the folder exists and is writable"))
+    err.errno = e.errno
+    return err
+
+
 def atomic_write_bytes(path: str, data: bytes) -> str:
     """Writes ``data`` to ``path`` atomically.
 
@@ -72,13 +159,22 @@ def atomic_write_bytes(path: str, data: bytes) -> str:
     Returns:
         The absolute path written.
 
+    Before writing it checks that the file system has room for the bytes, and it
+    removes the temporary files of killed writers in the folder (:func:`sweep_temps`).
+
     Raises:
-        ExportError: If the folder cannot be created or written to.
+        ExportError: If the folder cannot be created or written to, or has no room
+            (the error's ``errno`` says which).
 
     Example:
         >>> atomic_write_bytes("/tmp/model.tflite", b"...")  # doctest: +SKIP
     """
     path, folder = _destination(path, "model.tflite")
+    sweep_temps(folder)
+    free = free_bytes(folder)
+    if free is not None and free < len(data):
+        raise _write_error(path, OSError(errno.ENOSPC, f"No space left on device: {len(data)} bytes to write, "
+                                                       f"{free} free"))
     tmp = None
     try:
         fd, tmp = _temp_file(folder, path, ".tmp")
@@ -89,9 +185,7 @@ def atomic_write_bytes(path: str, data: bytes) -> str:
         os.replace(tmp, path)
         tmp = None
     except OSError as e:
-        raise ExportError(
-            f"cannot write {path} ({e.strerror or e}); check the folder exists and is writable"
-        ) from None
+        raise _write_error(path, e) from None
     finally:
         _discard(tmp)
     return path
@@ -130,13 +224,14 @@ def save_figure(fig, path, **savefig_kwargs) -> str:
         path, folder = _destination(path, "figure.png")
         ext = os.path.splitext(path)[1]
         fmt = ext[1:].lower() or None
+        sweep_temps(folder)
         fd, tmp = _temp_file(folder, path, ext or ".tmp")
         os.close(fd)
         fig.savefig(tmp, format=fmt or plt.rcParams["savefig.format"], **savefig_kwargs)
         os.replace(tmp, path)
         tmp = None
     except OSError as e:
-        raise ExportError(f"cannot write {path} ({e.strerror or e}); check the folder exists and is writable") from None
+        raise _write_error(path, e) from None
     except ValueError as e:
         raise ExportError(f"cannot save a figure as {path} ({first_line(e)}); use a .png, .pdf or .svg path") from None
     finally:

@@ -1,4 +1,5 @@
-"""This process's resources during a timing run: resident memory readings and CPU pinning.
+"""Processes: this one's resources during a timing run (resident memory, CPU pinning), and
+whether the process that made a leftover file is gone (:func:`owner_gone`).
 
 The memory readings return None where the OS does not provide them; they never raise.
 """
@@ -16,7 +17,7 @@ try:
 except ImportError:  # Windows: no ru_maxrss
     resource = None
 
-__all__ = ["peak_rss_mb", "current_rss_mb", "memory_delta_mb", "pinned"]
+__all__ = ["peak_rss_mb", "current_rss_mb", "memory_delta_mb", "pinned", "owner_gone", "owner_tag", "parse_owner"]
 
 
 def peak_rss_mb() -> float | None:
@@ -104,3 +105,79 @@ def pinned(cpus):
         yield cpus
     finally:
         os.sched_setaffinity(0, allowed)
+
+
+def _start_time(pid: int) -> float | None:
+    """When process ``pid`` started (seconds since the epoch), from Linux ``/proc``; None where unknown."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
+            ticks = int(f.read().rsplit(")", 1)[1].split()[19])  # field 22, after the "(comm)" that may hold spaces
+        with open("/proc/stat", encoding="ascii") as f:
+            boot = next(int(line.split()[1]) for line in f if line.startswith("btime "))
+        return boot + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
+
+
+def owner_gone(pid: int, made_at: float | None = None) -> bool:
+    """Whether the process ``pid`` that made a file (at ``made_at``, its mtime) has ended.
+
+    A process that no longer exists is gone; so is one whose pid was reused: where
+    Linux tells when a process started, one that started after the file was last
+    written did not make it. This process is never gone. A live process of another
+    user (``EPERM``) is not gone.
+
+    Args:
+        pid: The process id recorded in the file's name.
+        made_at: The file's modification time, or None to check only that ``pid`` exists.
+
+    Returns:
+        True when no live process can still be writing the file.
+
+    Example:
+        >>> owner_gone(os.getpid())
+        False
+    """
+    if pid == os.getpid():
+        return False
+    if pid <= 0:
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        pass  # EPERM: it exists, under another user
+    started = _start_time(pid) if made_at is not None else None
+    return started is not None and started > made_at + 2.0  # /proc's boot time has one-second steps
+
+
+def _host_tag() -> str:
+    import hashlib
+    import socket
+
+    return hashlib.sha1(socket.gethostname().encode("utf-8", "replace")).hexdigest()[:6]
+
+
+def owner_tag() -> str:
+    """``"<pid>-<host>"``: what a leftover's name records of the process that made it (the host as 6 hex
+    digits of its name's hash, so a folder shared between machines or containers is judged per host).
+
+    Example:
+        >>> owner_tag().startswith(f"{os.getpid()}-")
+        True
+    """
+    return f"{os.getpid()}-{_host_tag()}"
+
+
+def parse_owner(text: str) -> tuple[int, bool] | None:
+    """``(pid, made here)`` of an :func:`owner_tag` (or a bare pid, taken as made here); None if it is neither.
+
+    Example:
+        >>> parse_owner(owner_tag())[1], parse_owner("42"), parse_owner("x")
+        (True, (42, True), None)
+    """
+    pid, _, host = text.partition("-")
+    if not pid.isdigit() or (host and (len(host) != 6 or any(c not in "0123456789abcdef" for c in host))):
+        return None
+    return int(pid), not host or host == _host_tag()

@@ -20,6 +20,7 @@ import argparse
 import math
 import os
 
+from ._atomic import free_bytes
 from .errors import ExportError
 
 __all__ = [
@@ -148,7 +149,7 @@ def check_writable(path: str | None, flag: str) -> None:
         raise ExportError(f"{flag} {path}: cannot write in {folder} (permission denied); choose another path")
 
 
-def check_writable_dir(path: str | None, flag: str) -> None:
+def check_writable_dir(path: str | None, flag: str, min_free: int = 0) -> None:
     """Makes sure an output folder can be made or written there, before any work.
 
     ``path`` may exist as a folder (it must be writable) or not yet (the
@@ -158,9 +159,11 @@ def check_writable_dir(path: str | None, flag: str) -> None:
     Args:
         path: The folder given on the command line.
         flag: The option that named it (``"--tensorboard"``), for the message.
+        min_free: Bytes that must be free on its disk. Defaults to `0`.
 
     Raises:
-        ExportError: ``path`` or a path above it is a file, or the folder is not writable.
+        ExportError: ``path`` or a path above it is a file, the folder is not
+            writable, or its disk has less than ``min_free`` bytes free.
 
     Example:
         >>> check_writable_dir("logs/run1", "--tensorboard")
@@ -176,3 +179,7 @@ def check_writable_dir(path: str | None, flag: str) -> None:
         raise ExportError(f"{flag} {path} {where}, not a folder; choose another path")
     if not os.access(folder, os.W_OK | os.X_OK):
         raise ExportError(f"{flag} {path}: cannot write in {folder} (permission denied); choose another path")
+    free = free_bytes(folder)
+    if free is not None and free < min_free:
+        raise ExportError(f"{flag} {path}: only {free // 1024} KiB free on its disk (No space left on device); "
+                          "free some space or choose another folder")

@@ -1,6 +1,14 @@
 """Errors raised by :mod:`tflite_export` (which works without the rest of tfcompress)."""
 
-__all__ = ["TfcompressError", "ExportError", "first_line"]
+import errno as _errno
+
+__all__ = ["TfcompressError", "ExportError", "first_line", "write_failure"]
+
+# What a failed write of ours says: the disk, not the input, is at fault, so a run stops there.
+_WRITE_ERRNOS = {_errno.ENOSPC, _errno.EDQUOT, _errno.EROFS, _errno.EFBIG, _errno.EIO, _errno.EACCES, _errno.EPERM}
+# The same, as native writers (TensorFlow's event files, HDF5) word it in their messages.
+_WRITE_WORDS = {"No space left on device": _errno.ENOSPC, "Disk quota exceeded": _errno.EDQUOT,
+                "Read-only file system": _errno.EROFS, "Permission denied": _errno.EACCES}
 
 
 class TfcompressError(Exception):
@@ -39,3 +47,29 @@ def first_line(e, limit=200):
         'RuntimeError'
     """
     return (str(e).strip().splitlines() or [type(e).__name__])[0][:limit]
+
+
+def write_failure(e):
+    """The ``errno`` of a failed write behind ``e`` (no space, quota, read-only, permission), or None.
+
+    Looks at ``e``, then its ``__cause__``/``__context__`` chain: an ``OSError``, an error of ours
+    raised by an atomic write (they carry the ``errno``), or a native writer's message (TensorFlow,
+    HDF5) naming the cause.
+
+    Example:
+        >>> write_failure(OSError(28, "No space left on device"))
+        28
+        >>> write_failure(ValueError("bad shape")) is None
+        True
+    """
+    seen = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        code = getattr(e, "errno", None)
+        if code in _WRITE_ERRNOS:
+            return code
+        for words, code in _WRITE_WORDS.items():
+            if words in str(e):
+                return code
+        e = e.__cause__ or e.__context__
+    return None

@@ -24,7 +24,6 @@ from tfcompress.distribute import find_gpus, gpu_assignment, gpu_summary, pin_en
 from tfcompress.errors import TuningError
 from tfcompress.io import ModelBuilder
 from tflite_export.argtypes import (
-    check_writable_dir,
     nonnegative_int,
     port_int,
     positive_int,
@@ -183,9 +182,10 @@ def _say(args, msg):
 
 def run_tune(args):
     """Handler of ``tfcompress tune``; returns the exit code."""
+    from tfcompress.training import check_log_dir
     from tfcompress.tuning.search import tune
 
-    check_writable_dir(args.tensorboard, "--tensorboard")  # before any trial, not when its first log is written
+    check_log_dir(args.tensorboard, "--tensorboard")  # before any trial, not when its first log is written
     progress = None if args.quiet else (lambda line: print(line, flush=True))
     if args.workers and not args.chief and args.role is None:
         _check_port(args.bind, args.port)

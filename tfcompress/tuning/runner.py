@@ -23,10 +23,15 @@ import sys
 from multiprocessing.connection import Connection
 
 from tfcompress.errors import TuningError, first_line
-from tfcompress.tuning._keras_tuner import FailedTrialError
-from tfcompress.tuning.trial import TrialContext
+from tfcompress.tuning._keras_tuner import FailedTrialError, SearchStopped
+from tfcompress.tuning.trial import TrialContext, stopped
+from tflite_export._atomic import free_bytes
 
-__all__ = ["ChildRunner", "child_main"]
+__all__ = ["ChildRunner", "child_main", "FULL_BYTES"]
+
+# Below this much free space, a trial process that died is taken to have died writing (HDF5 and
+# TensorFlow's writers can crash on a full disk): the search stops rather than fail the trial.
+FULL_BYTES = 1 << 20
 
 
 def _die_with_parent():
@@ -68,6 +73,8 @@ def child_main(conn):
             conn.send(("ok", ctx.run(job, progress=emit)))
         except FailedTrialError as e:
             conn.send(("failed", str(e)))
+        except SearchStopped as e:  # a failed write: the tuner stops the search
+            conn.send(("stopped", str(e)))
 
 
 def _child_env():
@@ -165,8 +172,17 @@ class ChildRunner:
             self.close()
             self._start()
         self.conn.send(dict(job, progress=progress is not None))
-        status, value = self._recv(f"running trial {job['trial_id']}", progress)
+        try:
+            status, value = self._recv(f"running trial {job['trial_id']}", progress)
+        except FailedTrialError as e:  # the process died: a native writer on a full disk stops the search
+            free = free_bytes(job["folder"])
+            if free is not None and free < FULL_BYTES:
+                raise stopped(job["trial_id"], OSError(28, f"No space left on device ({e}; {free // 1024} KiB "
+                                                           f"free in {job['folder']})")) from None
+            raise
         self.count += 1
+        if status == "stopped":
+            raise SearchStopped(value)
         if status != "ok":
             raise FailedTrialError(value)
         rss = value.get("rss_mb", 0)

@@ -295,6 +295,8 @@ def _check_settings(directory, settings, overwrite):
     project = os.path.join(directory, PROJECT)
     if overwrite or not os.path.exists(project):
         return
+    if not os.path.exists(path) and not glob.glob(os.path.join(project, "*")):
+        return  # a start that could not write its settings (a full disk): no search there yet
     if not os.path.exists(path):
         raise TuningError(f"{directory} holds files that are not a tfcompress search ({SETTINGS} missing): "
                           "use another --dir or --overwrite.")

@@ -28,25 +28,46 @@ import math
 import os
 import re
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import tflite_export
 from tfcompress._keras import keras, quiet_native_logs, tf
-from tfcompress._model import check_model
+from tfcompress._model import check_model, save_weights
 from tfcompress.distribute import resolve, scope
+from tfcompress.errors import OutputError, TfcompressError
 from tfcompress.optimize import optimize
 from tfcompress.recipe import Recipe, Train
 from tfcompress.report import atomic_write_json
-from tfcompress.training import set_seed
-from tfcompress.tuning._keras_tuner import FailedTrialError
+from tfcompress.training import log_room, set_seed
+from tfcompress.tuning._keras_tuner import FailedTrialError, SearchStopped
 from tfcompress.tuning.inputs import first
 from tfcompress.tuning.objectives import score
 from tfcompress.tuning.space import SearchSpace, plain_values
 from tflite_export._process import current_rss_mb, peak_rss_mb
+from tflite_export.errors import first_line, write_failure
 
-__all__ = ["TrialContext", "failure_reason", "rss_mb", "weight_seed", "log_hparams"]
+__all__ = ["TrialContext", "failure_reason", "rss_mb", "weight_seed", "log_hparams", "stopped"]
+
+
+def stopped(trial_id, cause):
+    """The :class:`SearchStopped` error of a trial that could not write its files.
+
+    Example:
+        >>> str(stopped("3", OSError(28, "No space left on device")))[:52]
+        'the search stopped at trial 3: No space left on devi'
+    """
+    text = first_line(cause)
+    if isinstance(cause, OSError) and cause.strerror and not isinstance(cause, OutputError):  # a raw OSError
+        text = f"cannot write {cause.filename} ({cause.strerror})" if cause.filename else cause.strerror
+    if not isinstance(cause, TfcompressError):  # our writers' lines already say what to do
+        text += "; free some space or make the folder writable"
+    err = SearchStopped(f"the search stopped at trial {trial_id}: {text}, then rerun the same command: "
+                        f"it resumes with trial {trial_id}")
+    err.errno = write_failure(cause)
+    return err
 
 
 def failure_reason(message):
@@ -128,10 +149,7 @@ class _SaveTrained(keras.callbacks.Callback):
         if self.done:
             return
         self.done = True
-        # The temporary name must end in .weights.h5 too: tf_keras picks the format from the name.
-        tmp = self.path[: -len(".weights.h5")] + ".tmp.weights.h5"
-        self.model.save_weights(tmp)
-        os.replace(tmp, self.path)
+        save_weights(self.model, self.path)
 
 
 def log_hparams(logdir, trial_id, values, metrics):
@@ -142,11 +160,19 @@ def log_hparams(logdir, trial_id, values, metrics):
     """
     from tensorboard.plugins.hparams import api as hparams_api
 
+    if not log_room(logdir):  # a log is not worth the trial: a warning, no logs
+        return
     shown = {k: v for k, v in values.items() if isinstance(v, (bool, int, float, str))}
-    with tf.summary.create_file_writer(logdir).as_default():
-        hparams_api.hparams(shown, trial_id=str(trial_id))
-        for name, value in metrics.items():
-            tf.summary.scalar(f"trial/{name}", float(value), step=0)
+    try:
+        with tf.summary.create_file_writer(logdir).as_default():
+            hparams_api.hparams(shown, trial_id=str(trial_id))
+            for name, value in metrics.items():
+                tf.summary.scalar(f"trial/{name}", float(value), step=0)
+    except Exception as e:
+        if write_failure(e) is None:
+            raise
+        warnings.warn(f"TensorBoard logging to {logdir} failed ({os.strerror(write_failure(e))}): trial {trial_id}'s "
+                      "hyperparameters are not logged; free some space for logs", RuntimeWarning, stacklevel=2)
 
 
 @dataclass(frozen=True, eq=False)
@@ -241,9 +267,11 @@ class TrialContext:
         """
         try:
             return self._run(job, progress)
-        except FailedTrialError:
+        except (FailedTrialError, SearchStopped):
             raise
-        except Exception as e:  # anything a trial does wrong fails that trial only
+        except Exception as e:  # anything a trial does wrong fails that trial only; a failed write stops the search
+            if write_failure(e) is not None:
+                raise stopped(job["trial_id"], e) from None
             raise FailedTrialError(_one_line(e)) from e
         finally:
             keras.backend.clear_session()

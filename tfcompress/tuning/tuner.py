@@ -31,6 +31,7 @@ Example:
 
 import os
 
+from tfcompress._model import save_weights
 from tfcompress.errors import TuningError
 from tfcompress.recipe import Recipe
 from tfcompress.report import atomic_write_json
@@ -41,7 +42,7 @@ from tfcompress.tuning.objectives import PENALTY, parse_objectives
 from tfcompress.tuning.oracle import DEFAULT_SEED, atomic_json, make_oracle, serve_oracle
 from tfcompress.tuning.oracle import ORACLES as ALGORITHMS
 from tfcompress.tuning.runner import ChildRunner
-from tfcompress.tuning.trial import TrialContext, failure_reason
+from tfcompress.tuning.trial import TrialContext, failure_reason, stopped
 
 # make_oracle, serve_oracle, failure_reason and ALGORITHMS (now oracle.ORACLES:
 # canonical name -> oracle class) lived here before the oracle and the trial
@@ -172,10 +173,7 @@ class CompressionTuner(base_tuner.BaseTuner):
     def save_model(self, trial_id, model, step=0):
         """Save trained (uncompressed) weights for a trial, atomically (trials
         do this themselves; kept for the BaseTuner interface)."""
-        path = self._weights_path(trial_id)
-        tmp = path[: -len(".weights.h5")] + ".tmp.weights.h5"
-        model.save_weights(tmp)
-        os.replace(tmp, path)
+        save_weights(model, self._weights_path(trial_id))
 
     def load_model(self, trial):
         """The trial's trained float model (before compression); its int8
@@ -217,8 +215,12 @@ class CompressionTuner(base_tuner.BaseTuner):
                 self._runner.close()
 
     def on_trial_begin(self, trial):
-        with open(os.path.join(self.project_dir, f"runs-{self.tuner_id}.log"), "a") as f:
-            f.write(f"{trial.trial_id}\n")
+        path = os.path.join(self.project_dir, f"runs-{self.tuner_id}.log")
+        try:
+            with open(path, "a") as f:
+                f.write(f"{trial.trial_id}\n")
+        except OSError as e:  # before the trial runs: it stays in oracle.json and runs on resume
+            raise stopped(trial.trial_id, e) from None
 
     def on_trial_end(self, trial):
         super().on_trial_end(trial)
