@@ -185,9 +185,9 @@ def allowed_values(cls, key, name):
     """What the field accepts, in the words of its own check, found by giving it values it refuses."""
     from tfcompress.errors import RecipeError
 
-    base = {}
-    for attempt in range(2):
-        rules, applies = [], None
+    base, applies = {}, None
+    for _attempt in range(2):
+        rules = []
         for probe in _PROBES:
             try:
                 cls(**base, **{name: probe})
@@ -195,7 +195,7 @@ def allowed_values(cls, key, name):
                 msg = str(e)
                 m = _APPLIES.search(msg)
                 if m:
-                    applies = [a.strip() for a in m.group(1).split(",")]
+                    applies = applies or [a.strip() for a in m.group(1).split(",")]
                     continue
                 if f"{name}" in msg:
                     rule = _rule(msg, key, name)
@@ -203,7 +203,7 @@ def allowed_values(cls, key, name):
                         rules.append(rule)
             except Exception:  # noqa: BLE001 - a probe that is not even a RecipeError says nothing
                 pass
-        if applies and attempt == 0:
+        if applies and not base:
             choice = next(f for f in dataclasses.fields(cls) if f.name in ("name", "kind")).name
             base = {choice: applies[0]}
             continue
