@@ -23,6 +23,7 @@ extensions = [
     "tfdocs",
 ]
 
+highlight_language = "none"  # an unlabelled block (a printed table) is text, not Python
 source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
 root_doc = "index"
 exclude_patterns = ["_build", "_ext", "**/__pycache__"]
