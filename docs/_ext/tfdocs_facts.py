@@ -20,16 +20,14 @@ PACKAGES = ("tfcompress", "tflite_export")
 
 
 def modules():
-    """Every importable module of the two packages (``tfcompress.models`` included), sorted."""
+    """Every importable module of the two packages (``tfcompress.models`` and its modules included), sorted."""
     names = []
-    for pkg in PACKAGES:
+    for pkg in (*PACKAGES, "tfcompress.models"):  # models/ is installed as tfcompress.models, not under tfcompress/
         mod = importlib.import_module(pkg)
         names.append(pkg)
         for info in pkgutil.walk_packages(mod.__path__, pkg + "."):
             if not info.name.endswith("__main__"):
                 names.append(info.name)
-    if "tfcompress.models" not in names:
-        names.append("tfcompress.models")
     return sorted(set(names))
 
 
