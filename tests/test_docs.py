@@ -123,3 +123,19 @@ def test_docstring_examples_run(modname, tmp_path, monkeypatch):
             continue
         result = runner.run(test, out=failures.append)
         assert result.failed == 0, "".join(failures)[-4000:]
+
+
+def test_one_version_for_the_package_the_cli_and_the_site(capsys):
+    """``tfcompress --version``, the package and the site's title all read ``tfcompress/_version.py``."""
+    import re
+
+    import tfcompress
+    from tfcompress.cli import build_parser
+
+    assert re.fullmatch(r"\d+\.\d+\.\d+", tfcompress.__version__), "versions are MAJOR.MINOR.PATCH (CHANGELOG.md)"
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--version"])
+    assert capsys.readouterr().out.strip() == f"tfcompress {tfcompress.__version__}"
+    conf = open(os.path.join(ROOT, "docs", "conf.py"), encoding="utf-8").read()
+    assert "from tfcompress._version import __version__" in conf and "version = release = __version__" in conf
+    assert "## Unreleased" in open(os.path.join(ROOT, "CHANGELOG.md"), encoding="utf-8").read()
