@@ -114,6 +114,9 @@ def test_every_skipped_example_has_a_reason():
 @pytest.mark.parametrize("modname", facts.modules())
 def test_docstring_examples_run(modname, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # an example that writes a file writes it here
+    from tfcompress._keras import keras
+
+    keras.backend.clear_session()  # layer names ("rescaling", not "rescaling_2") as in a fresh process
     mod = importlib.import_module(modname)
     finder = doctest.DocTestFinder(exclude_empty=True)
     runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)

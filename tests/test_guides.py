@@ -43,6 +43,9 @@ def test_guide_runs(path, tmp_path, monkeypatch):
     if not code:
         pytest.skip(f"{path.name} has no python block")
     monkeypatch.chdir(tmp_path)
+    from tfcompress._keras import keras
+
+    keras.backend.clear_session()  # as in a fresh process: layer names, no models of earlier tests
     namespace = {"__name__": f"guide_{path.stem}"}
     for i, (source, why) in enumerate(code):
         if why is not None:
