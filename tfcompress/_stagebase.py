@@ -20,8 +20,11 @@ __all__ = ["_Trains", "is_schedule_object"]
 
 
 def is_schedule_object(value):
-    # A tfmot.sparsity.keras.PruningSchedule, checked by shape so that this
-    # module does not import TensorFlow.
+    """True for a ``tfmot.sparsity.keras.PruningSchedule`` instance (the ``pruning.schedule`` given from Python).
+
+    Checked by shape (callable, with ``get_config``, not a class) so that this
+    module does not import TensorFlow.
+    """
     return callable(value) and hasattr(value, "get_config") and not isinstance(value, type)
 
 
@@ -29,11 +32,14 @@ def is_schedule_object(value):
 class _Trains:
     """The training fields every training stage has (keyword-only, after the stage's own).
 
-    ``learning_rate``: this stage's rate (None: the recipe's, times the
-    stage's ``learning_rate_scale`` where it has one); ``optimizer`` and
-    ``lr_schedule``: an :class:`~tfcompress.schedules.Optimizer` /
-    :class:`~tfcompress.schedules.Schedule`, a name or a mapping (None: the
-    recipe's).
+    Args:
+        learning_rate: this stage's learning rate (None: the recipe's, times
+            the stage's ``learning_rate_scale`` where it has one). Defaults to `None`.
+        optimizer: this stage's :class:`~tfcompress.schedules.Optimizer`, its
+            name or a mapping (None: the recipe's). Defaults to `None`.
+        lr_schedule: this stage's learning-rate
+            :class:`~tfcompress.schedules.Schedule`, its kind or a mapping
+            (None: the recipe's). Defaults to `None`.
     """
 
     learning_rate: float | None = field(default=None, kw_only=True, repr=False)

@@ -54,6 +54,15 @@ def _common(p):
 
 
 def build_parser():
+    """The ``tfcompress`` argument parser with every subcommand (the CLI reference is generated from it).
+
+    Returns:
+        An ``argparse.ArgumentParser``; ``main`` parses with it.
+
+    Example:
+        >>> build_parser().parse_args(["demo", "--epochs", "1"]).epochs
+        1
+    """
     parser = argparse.ArgumentParser(
         prog="tfcompress",
         description="Compress tf_keras models (pruning, QAT) and export them to small, fast TFLite files.",

@@ -11,7 +11,7 @@ own package) and one line to :data:`STAGES`.
 Example:
     >>> from tfcompress.stage_runs import STAGES
     >>> list(STAGES)[:3]
-    ['train', 'channels', 'penalty']
+    ['train', 'depth', 'channels']
 """
 
 import contextlib

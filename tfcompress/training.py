@@ -11,7 +11,7 @@ adds what every training run gets: the learning rate in the logs (and so in
 equivalents (or refuses them with one clear line).
 
 Example:
-    >>> from tfcompress.schedules import Optimizer
+    >>> from tfcompress.schedules import Optimizer, Schedule
     >>> opt = make_optimizer(Optimizer("nesterov"), 0.01, Schedule("cosine", warmup_epochs=1),
     ...                      steps_per_epoch=10, epochs=4)
     >>> type(opt).__name__, opt.nesterov
@@ -103,6 +103,7 @@ def learning_rate(schedule, rate, steps_per_epoch, epochs):
         ``keras.optimizers.schedules.LearningRateSchedule``.
 
     Example:
+        >>> from tfcompress.schedules import Schedule
         >>> s = learning_rate(Schedule("step", drop=0.5, every=1), 0.1, steps_per_epoch=10, epochs=3)
         >>> [round(float(s(i)), 3) for i in (0, 10, 11, 21)]
         [0.1, 0.1, 0.05, 0.025]
@@ -234,6 +235,7 @@ def stage_callbacks(stage_name, schedule, epochs, validation, tensorboard=None, 
         later callback sees ``learning_rate``).
 
     Example:
+        >>> from tfcompress.schedules import Schedule
         >>> [type(c).__name__ for c in stage_callbacks("train", Schedule("plateau"), 2, True)]
         ['LearningRateLog', 'ReduceLROnPlateau']
     """
@@ -256,8 +258,8 @@ def pruning_callbacks(tensorboard=None):
     threshold, under ``metrics/``) writing to ``<tensorboard>/pruning``.
 
     Example:
-        >>> [type(c).__name__ for c in pruning_callbacks("logs")]
-        ['UpdatePruningStep', 'PruningSummaries']
+        >>> [type(c).__name__ for c in pruning_callbacks("logs")]  # the summaries guarded against a full disk
+        ['UpdatePruningStep', 'GuardedBoard']
     """
     out = [tfmot.sparsity.keras.UpdatePruningStep()]
     if tensorboard is not None and log_room(tensorboard):

@@ -72,10 +72,13 @@ positive_int.__doc__ = "A whole number >= 1 (threads, epochs, runs, trials, samp
 nonnegative_int = int_in(0)
 nonnegative_int.__doc__ = "A whole number >= 0 (0 meaning none, e.g. --workers 0)."
 seed_int = int_in(0, 2**32 - 1, "a whole number in 0..4294967295 (numpy's seed range)")
+seed_int.__doc__ = "A random seed: a whole number in 0..4294967295 (numpy's seed range)."
 port_int = int_in(0, 65535, "a TCP port in 0..65535 (0: a free one)")
+port_int.__doc__ = "A TCP port in 0..65535 (0: a free one)."
 # XNNPACK's thread pool segfaults the process at 100000 threads (measured; 4096 runs): a cap well past any CPU.
 MAX_THREADS = 1024
 thread_count = int_in(1, MAX_THREADS, f"a whole number of threads in 1..{MAX_THREADS}")
+thread_count.__doc__ = f"A thread count in 1..{MAX_THREADS} (XNNPACK's pool crashes far beyond any CPU's)."
 
 
 def nonnegative_float(text: str) -> float:

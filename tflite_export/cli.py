@@ -79,7 +79,7 @@ def _add_export(subparsers, load_dataset) -> None:
 
 def _add_inspect(subparsers) -> None:
     ins = subparsers.add_parser("inspect", help="show metadata, ops, dtypes and quantization of a .tflite file")
-    ins.add_argument("file", metavar="FILE.tflite")
+    ins.add_argument("file", metavar="FILE.tflite", help="the .tflite file to read")
     ins.add_argument("--tensors", action="store_true", help="list every tensor")
     ins.add_argument("--json", default=None, metavar="PATH", help="write everything as JSON ('-' = stdout)")
     ins.set_defaults(func=cmd_inspect)
@@ -95,7 +95,7 @@ def _add_bench(subparsers) -> None:
         "(warm-up >= 1 run and 0.5 s, then >= 50 runs and 1 s); unavailable accelerators are reported, never "
         "replaced by CPU. Prints one comparison table (speed-up relative to the first file).",
     )
-    b.add_argument("files", nargs="+", metavar="FILE.tflite")
+    b.add_argument("files", nargs="+", metavar="FILE.tflite", help="the .tflite files to time, side by side")
     b.add_argument("--threads", type=int_list(1, MAX_THREADS), default="1",
                    help="comma-separated thread counts (default: %(default)s)")
     b.add_argument(

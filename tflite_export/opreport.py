@@ -117,7 +117,8 @@ def fallback_summary(d):
     """One sentence on a :class:`Delegation`: the ops left on builtin kernels, or that there are none.
 
     Example:
-        >>> fallback_summary(Delegation(ops=5, delegated=3, partitions=2, fallback={"GELU": 1, "SOFTMAX": 1}))[-60:]
+        >>> d = Delegation(ops=5, delegated=3, partitions=2, fallback={"GELU": 1, "SOFTMAX": 1})
+        >>> fallback_summary(d).split(": ", 1)[1]
         'GELU x1, SOFTMAX x1; XNNPACK runs the other 3 in 2 partitions'
         >>> fallback_summary(Delegation(ops=5, delegated=5, partitions=1))
         'all 5 ops run in XNNPACK (1 partition): no op falls back to builtin kernels'

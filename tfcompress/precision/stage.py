@@ -120,6 +120,7 @@ def check_answer(layer, model, recipe):
     None when the recipe has no precision stage or the layer has no weights.
 
     Example:
+        >>> from tfcompress.recipe import Precision, Recipe
         >>> recipe = Recipe(quantization=None, precision=Precision())
         >>> check_answer(model.get_layer("dense"), model, recipe)  # doctest: +SKIP
         'int8'

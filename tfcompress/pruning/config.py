@@ -80,8 +80,8 @@ class Pruning(_Trains):
             Defaults to `0.95`.
         min_layer_sparsity: floor on one layer's sparsity under global scope.
             Defaults to `0.0`.
-        criterion: ``"magnitude"`` (|w|, TF-MOT's schedule) or ``"saliency"``
-            (|w * dL/dw| summed over ``saliency_batches`` training batches; the
+        criterion: ``"magnitude"`` (``|w|``, TF-MOT's schedule) or ``"saliency"``
+            (``|w * dL/dw|`` summed over ``saliency_batches`` training batches; the
             lowest are zeroed at the start and the mask is kept fixed).
             Defaults to `"magnitude"`.
         saliency_batches: batches the saliency is accumulated over. Defaults to `8`.
