@@ -25,7 +25,7 @@ import shutil
 from dataclasses import dataclass
 
 from tflite_export._atomic import TEMP_NAME
-from tflite_export._process import owner_gone, owner_tag, parse_owner
+from tflite_export._process import left_by_gone, owner_tag, parse_owner
 
 __all__ = ["STAGING", "Leftover", "find", "clean", "remove", "staging_name"]
 
@@ -78,11 +78,7 @@ def find(folder, depth=3):
             if owner is None:
                 continue
             path = os.path.join(root, name)
-            try:
-                made_at = os.lstat(path).st_mtime
-            except OSError:
-                continue
-            if owner_gone(owner[0], made_at):
+            if left_by_gone(path, owner[0]):
                 found.append(Leftover(path, *owner))
         dirs[:] = [] if level >= depth else [d for d in dirs if not d.startswith(STAGING) and not
                                               os.path.islink(os.path.join(root, d))]

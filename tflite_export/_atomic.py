@@ -14,7 +14,7 @@ import os
 import re
 import tempfile
 
-from ._process import owner_gone, owner_tag, parse_owner
+from ._process import left_by_gone, owner_tag, parse_owner
 from .errors import ExportError, first_line
 
 __all__ = ["atomic_write_bytes", "save_figure", "sweep_temps", "dead_temps", "free_bytes", "TEMP_NAME"]
@@ -91,11 +91,7 @@ def dead_temps(folder) -> list:
         if owner is None or not owner[1]:  # not ours, or another machine's
             continue
         path = os.path.join(folder, name)
-        try:
-            made_at = os.lstat(path).st_mtime
-        except OSError:
-            continue
-        if owner_gone(owner[0], made_at):
+        if left_by_gone(path, owner[0]):
             found.append(path)
     return sorted(found)
 

@@ -17,7 +17,8 @@ try:
 except ImportError:  # Windows: no ru_maxrss
     resource = None
 
-__all__ = ["peak_rss_mb", "current_rss_mb", "memory_delta_mb", "pinned", "owner_gone", "owner_tag", "parse_owner"]
+__all__ = ["peak_rss_mb", "current_rss_mb", "memory_delta_mb", "pinned", "owner_gone", "left_by_gone", "owner_tag",
+           "parse_owner"]
 
 
 def peak_rss_mb() -> float | None:
@@ -117,6 +118,21 @@ def _start_time(pid: int) -> float | None:
         return boot + ticks / os.sysconf("SC_CLK_TCK")
     except (OSError, ValueError, IndexError, StopIteration):
         return None
+
+
+def left_by_gone(path: str, pid: int) -> bool:
+    """Whether ``path`` (named for process ``pid``) is left over: it still exists and its maker is gone
+    (:func:`owner_gone`, judged against the file's mtime).
+
+    Example:
+        >>> left_by_gone(__file__, os.getpid())
+        False
+    """
+    try:
+        made_at = os.lstat(path).st_mtime
+    except OSError:  # already removed
+        return False
+    return owner_gone(pid, made_at)
 
 
 def owner_gone(pid: int, made_at: float | None = None) -> bool:
