@@ -39,8 +39,8 @@ from tfcompress import channels  # noqa: E402
 from tfcompress._keras import keras  # noqa: E402
 from tfcompress._model import onednn_safe_training  # noqa: E402
 from tfcompress.channels.schedule import default_fine_tune  # noqa: E402
-from tfcompress.optimize import make_optimizer  # noqa: E402
 from tfcompress.recipe import Pruning, Quantization, Recipe  # noqa: E402
+from tfcompress.training import make_optimizer  # noqa: E402
 
 try:  # installed package
     from tfcompress.models import resnet_tiny

@@ -38,8 +38,9 @@ import tfcompress  # noqa: E402
 import tflite_export  # noqa: E402
 from tfcompress import datasets, models  # noqa: E402
 from tfcompress._keras import keras, tfmot  # noqa: E402
-from tfcompress.optimize import loss_for, make_optimizer  # noqa: E402
+from tfcompress.distill import loss_for  # noqa: E402
 from tfcompress.recipe import Clustering, Distillation, Pruning, Quantization, Recipe  # noqa: E402
+from tfcompress.training import make_optimizer  # noqa: E402
 
 FULL = dict(train_samples=24000, prune_epochs=3, cluster_epochs=2, qat_epochs=1, base_epochs=None)
 QUICK = dict(train_samples=1500, prune_epochs=1, cluster_epochs=1, qat_epochs=1, base_epochs=1)

@@ -16,10 +16,9 @@ import pytest
 
 import tfcompress
 import tflite_export
-from tfcompress import Channels, Recipe, TfcompressError
+from tfcompress import Channels, Clustering, Distillation, Penalty, Pruning, Quantization, Recipe, TfcompressError
 from tfcompress._keras import keras, tf
 from tfcompress.errors import DataError, RecipeError
-from tfcompress.stages import Clustering, Distillation, Penalty, Pruning, Quantization
 from tflite_export import ExportError
 
 N = 32

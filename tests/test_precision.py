@@ -132,7 +132,8 @@ def test_check_shows_the_precision_column():
 
 
 def test_the_tuner_knob_sets_the_budget():
-    from tfcompress.tuning.space import SearchSpace, TuningError
+    from tfcompress import TuningError
+    from tfcompress.tuning.space import SearchSpace
 
     space = SearchSpace({"precision_max_drop": [0.5, 2.0]})
     assert space.recipe({"precision_max_drop": 0.5}).precision.max_drop == 0.5

@@ -77,7 +77,8 @@ def test_too_short_run_is_an_error():
 
 
 # --- issue 3: new stages and fields ------------------------------------------
-from tfcompress.recipe import STAGE_ORDER, Clustering, Distillation, Penalty  # noqa: E402
+from tfcompress import Clustering, Distillation, Penalty  # noqa: E402
+from tfcompress.recipe import STAGE_ORDER  # noqa: E402
 
 
 def test_full_recipe_yaml_round_trip(tmp_path):

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 import tfcompress
-from tfcompress import Recipe, RecipeError
+from tfcompress import Penalty, Pruning, Quantization, Recipe, RecipeError, Train
 from tfcompress._keras import keras
-from tfcompress.recipe import Optimizer, Penalty, Pruning, Quantization, Schedule, Train
+from tfcompress.schedules import Optimizer, Schedule
 from tfcompress.training import learning_rate, make_optimizer, stage_callbacks, translate_callbacks
 
 

@@ -8,9 +8,8 @@ import numpy as np
 import pytest
 
 import tfcompress
-from tfcompress import Recipe, RecipeError
+from tfcompress import Pruning, Recipe, RecipeError, Train
 from tfcompress._keras import keras, tf
-from tfcompress.recipe import Pruning, Train
 
 
 def tags(folder):

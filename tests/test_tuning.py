@@ -67,7 +67,7 @@ def test_default_space_follows_recipe_stages():
     # and the base recipe enables them.
     assert "cluster_count" not in SearchSpace.default(Recipe()).names
     if "clustering" in Recipe.__dataclass_fields__:
-        from tfcompress.recipe import Clustering
+        from tfcompress import Clustering
 
         assert "cluster_count" in SearchSpace.default(Recipe(clustering=Clustering())).names
 
@@ -108,7 +108,7 @@ def test_values_make_a_valid_recipe():
 
 def test_training_names_are_recipe_fields():
     """A trial is a recipe: every searched training value lands in a recipe field."""
-    from tfcompress.recipe import Optimizer, Schedule
+    from tfcompress.schedules import Optimizer, Schedule
 
     space = SearchSpace({"optimizer": ["sgd", "adamw"], "momentum": [0.5, 0.9], "weight_decay": [0.0, 0.01],
                          "lr_decay": ["none", "exponential", "inverse_time", "polynomial", "cosine", "plateau"],

@@ -15,30 +15,42 @@ from tfcompress import (
     models,
 )
 from tfcompress._version import __version__
+from tfcompress.channels.config import Channels
 from tfcompress.check import CheckReport, check
+from tfcompress.clustering.config import Clustering
+from tfcompress.depth.config import Depth
 from tfcompress.errors import (
     DataError,
     ExportError,
     OutputError,
     RecipeError,
     TfcompressError,
+    TuningError,
     UnsupportedModelError,
 )
 from tfcompress.io import load_model
 from tfcompress.optimize import OptimizeResult, optimize
-from tfcompress.recipe import Channels, Clustering, Depth, Distillation, Penalty, Pruning, Quantization, Recipe
+from tfcompress.precision.config import Precision
+from tfcompress.pruning.config import Penalty, Pruning
+from tfcompress.quantization.config import Quantization
+from tfcompress.recipe import Distillation, Recipe
+from tfcompress.train.config import Train
+from tfcompress.tuning.search import tune
 
 __all__ = [
     "__version__",
     "optimize",
     "OptimizeResult",
+    "tune",
     "Recipe",
+    "Train",
     "Depth",
     "Channels",
     "Penalty",
     "Pruning",
     "Clustering",
     "Quantization",
+    "Precision",
     "Distillation",
     "datasets",
     "models",
@@ -51,4 +63,5 @@ __all__ = [
     "DataError",
     "OutputError",
     "ExportError",
+    "TuningError",
 ]

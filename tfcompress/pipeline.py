@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass, field
 
 import tflite_export
+from tfcompress import techniques
 from tfcompress._checks import check_int, check_positive
 from tfcompress._data import check_splits, prepare
 from tfcompress._keras import quiet_native_logs
@@ -26,12 +27,11 @@ from tfcompress._nested import count, take
 from tfcompress._version import __version__
 from tfcompress.distill import fine_tune
 from tfcompress.errors import DataError, OutputError
-from tfcompress.optimize import as_recipe, make_optimizer, optimize
-from tfcompress.precision.stage import export as precision_export
-from tfcompress.quantization import nbit
+from tfcompress.optimize import as_recipe, optimize
 from tfcompress.report import atomic_write_json, atomic_write_text, ensure_dir, lower_is_better, markdown_table, table
 from tfcompress.target.fast import float_model
 from tfcompress.task import compile_config_of, task_for
+from tfcompress.training import make_optimizer
 from tflite_export import opreport
 from tflite_export._atomic import save_figure
 from tflite_export.mixed import export_mixed
@@ -385,12 +385,10 @@ def _measure(rep, model, result, data, recipe, stage, quiet, threads, timing_run
     rep_x = data.train[0]
     with quiet_native_logs():
         exports = _export_both(model, result.model, stage, rep_x, meta)
-        mixed = precision_export(result.model, os.path.join(stage, "mixed.tflite"), recipe, result.report, rep_x, meta)
-        if mixed is not None:  # the precision stage's plan (tfcompress/precision)
-            exports["mixed"] = mixed
-        if getattr(recipe.quantization, "weights", "int8") in nbit.BITS:  # 4-/2-bit QAT: weights stored int4
-            exports["int4"] = tflite_export.export(result.model, os.path.join(stage, "int4.tflite"), mode="int4",
-                                                   representative_data=rep_x, num_samples=200, metadata=meta)
+        for name, _ in recipe.stages:  # a stage's own file: mixed.tflite, int4.tflite
+            technique = techniques.get(name)
+            if technique.export is not None:
+                exports.update(technique.export(result.model, stage, recipe, result.report, rep_x, meta))
         fast = (result.report.budget or {}).get("faster_file") or {}
         if "per_layer" in fast:  # budget mode's per-op mix that is not slower than float32 (target/fast.py)
             exports["fast"] = export_mixed(float_model(result.model), os.path.join(stage, "fast.tflite"),

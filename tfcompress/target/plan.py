@@ -51,10 +51,14 @@ import tempfile
 import tflite_export
 from tfcompress._data import prepare
 from tfcompress._keras import quiet_native_logs
+from tfcompress.channels.config import Channels
 from tfcompress.channels.sensitivity import as_xy
+from tfcompress.clustering.config import Clustering
 from tfcompress.errors import RecipeError, TfcompressError, first_line
+from tfcompress.pruning.config import Pruning
+from tfcompress.quantization.config import Quantization
+from tfcompress.recipe import Distillation
 from tfcompress.scoring import Scorer, count, take
-from tfcompress.stages import Channels, Clustering, Distillation, Pruning, Quantization
 from tfcompress.target.allocate import greedy
 from tfcompress.target.budget import check_minimize, parse_target
 from tfcompress.target.fast import TOLERANCE, faster_mix
