@@ -122,7 +122,8 @@ def _api_cases(tmp):
         ("load_model(missing)", lambda: tfcompress.load_model(os.path.join(tmp, "missing.keras"))),
         ("check(None)", lambda: tfcompress.check(None)),
         ("run_job(threads=0)", lambda: __import__("tfcompress.pipeline").pipeline.run_job(
-            model, tfcompress.datasets.from_arrays(t.X, t.Y), t.QUICK, out=os.path.join(tmp, "job"), threads=0)),
+            model, tfcompress.datasets.from_arrays(t.X, t.Y), recipe=t.QUICK, out=os.path.join(tmp, "job"),
+            threads=0)),
     ]
     return out
 

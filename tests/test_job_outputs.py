@@ -33,7 +33,7 @@ def data():
 
 
 def _run(data, out, units, **kw):
-    return pipeline.run_job(_model(units), data, NO_STAGE, out=str(out), threads=1, quiet=True, verbose=0,
+    return pipeline.run_job(_model(units), data, recipe=NO_STAGE, out=str(out), threads=1, quiet=True, verbose=0,
                             timing_runs=1, timing_seconds=0, **kw)
 
 
@@ -172,7 +172,7 @@ def test_a_reused_out_gets_the_new_run_whole_and_killed_runs_staging_is_swept(da
 def test_bad_job_arguments_fail_before_any_file(data, tmp_path, kwargs, fragment):
     out = tmp_path / "o"
     with pytest.raises(RecipeError, match=fragment):
-        pipeline.run_job(_model(8), data, NO_STAGE, out=str(out), quiet=True, **kwargs)
+        pipeline.run_job(_model(8), data, recipe=NO_STAGE, out=str(out), quiet=True, **kwargs)
     assert not out.exists() or os.listdir(out) == []
 
 

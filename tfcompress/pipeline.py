@@ -7,7 +7,7 @@ Example:
     >>> from tfcompress import datasets, models
     >>> from tfcompress.pipeline import run_job
     >>> spec = models.get("digits_cnn")
-    >>> job = run_job(spec.build(), datasets.load("digits"), spec.recipe(),  # doctest: +SKIP
+    >>> job = run_job(spec.build(), datasets.load("digits"), recipe=spec.recipe(),  # doctest: +SKIP
     ...               out="out", train_epochs=spec.epochs)
     >>> print(job.table())  # doctest: +SKIP
 """
@@ -214,10 +214,10 @@ def _export_both(model, optimized, out, rep_x, meta):
     }
 
 
-def run_job(model, data, recipe=None, out="tfcompress-out", train_epochs=None, threads=2,
+def run_job(model, data, *, recipe=None, out="tfcompress-out", train_epochs=None, threads=2,
             batch_size=64, learning_rate=1e-3, epochs=None, quiet=False, verbose=None,
             timing_runs=50, timing_seconds=1.0, strategy=None, tensorboard=None, target=None, minimize=None,
-            *, loss=None, metrics=None, loss_weights=None, check_baseline=None):
+            loss=None, metrics=None, loss_weights=None, check_baseline=None):
     """Run the main job on ``data`` and write report.json / report.md / report.png.
 
     Args:

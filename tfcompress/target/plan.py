@@ -58,6 +58,7 @@ from tfcompress.errors import RecipeError, TfcompressError, first_line
 from tfcompress.pruning.config import Pruning
 from tfcompress.quantization.config import Quantization
 from tfcompress.recipe import Distillation
+from tfcompress.report import markdown_table
 from tfcompress.scoring import Scorer, count, take
 from tfcompress.target.allocate import greedy
 from tfcompress.target.budget import check_minimize, parse_target
@@ -308,26 +309,28 @@ def _fast_note(fmt, got, f32_ms, threads, fast, minimize, unit="points"):
             "(tfcompress.target.export_file, or tflite_export.mixed.export_mixed of fast.float_model(result.model))")
 
 
+def _scanned(unit, setting):
+    return next(o for o in unit["options"] if o["setting"] == setting)
+
+
 def markdown(b):
     """The budget section of the report: the target, each round, the per-layer plan and why."""
     f32, unit = b["reference"]["float32"], "pts" if b.get("unit", "points") == "points" else b["unit"]
     lines = [f"### Budget `{b['target']}` (minimize {b['minimize']}): {'met' if b['met'] else 'NOT met'}", "",
              f"Drops in {b.get('metric', 'accuracy')} ({unit}; "
              f"{'lower' if b.get('lower_is_better') else 'higher'} is better), against the float32 model.", "",
-             f"| round | weights | scanned drop ({unit}) | drop on the file ({unit}) | zipped B | × vs float32 "
-             "| ms | met |",
-             "|---|---|---|---|---|---|---|---|"]
-    for r in b["rounds"]:
-        lines.append(f"| {r['round']} | {r.get('weights', 'int8')} | {r['scanned_drop']:.3g} | {r['drop']:.3g} | "
-                     f"{r['zipped_bytes']} | "
-                     f"{f32['zipped_bytes'] / r['zipped_bytes']:.1f} | {r['ms']:.3g} | {'yes' if r['met'] else 'no'} |")
+             markdown_table(
+                 ("round", "weights", f"scanned drop ({unit})", f"drop on the file ({unit})", "zipped B",
+                  "× vs float32", "ms", "met"),
+                 [(str(r["round"]), r.get("weights", "int8"), f"{r['scanned_drop']:.3g}", f"{r['drop']:.3g}",
+                   str(r["zipped_bytes"]), f"{f32['zipped_bytes'] / r['zipped_bytes']:.1f}", f"{r['ms']:.3g}",
+                   "yes" if r["met"] else "no") for r in b["rounds"]])]
     kept = next(r for r in b["rounds"] if r["round"] == b["kept_round"])
     by_name = {u["name"]: u for u in b["sensitivity"]}
     lines += ["", f"Plan of round {kept['round']} (scan: one layer at a time, no fine-tuning, "
               f"{b['scan_samples']} validation samples; the kept round):", "",
-              f"| layer | setting | scanned drop ({unit}) |", "|---|---|---|"]
-    for name, setting in kept["plan"].items():
-        opt = next(o for o in by_name[name]["options"] if o["setting"] == setting)
-        lines.append(f"| {name} | {setting} | {opt['drop_points']:.3g} |")
+              markdown_table(("layer", "setting", f"scanned drop ({unit})"), [
+                  (name, setting, f"{_scanned(by_name[name], setting)['drop_points']:.3g}")
+                  for name, setting in kept["plan"].items()])]
     lines += [f"- note: {n}" for n in b["notes"]]
     return "\n".join(lines) + "\n"

@@ -312,7 +312,7 @@ def _check_settings(directory, settings, overwrite):
                           "another --dir, or --overwrite to start afresh.")
 
 
-def tune(model, data, space=None, algorithm="random", max_trials=10, objectives=None, constraints=(),
+def tune(model, data, *, space=None, algorithm="random", max_trials=10, objectives=None, constraints=(),
          recipe=None, epochs=2, max_epochs=None, epoch_budget=None, directory="tune-out", overwrite=False,
          seed=0, threads=1, timing_runs=20, timing_seconds=0.2, train_subset=None, progress=None,
          validate_only=False, isolation="process", num_initial_points=None, strategy=None, scale="auto",
