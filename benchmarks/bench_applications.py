@@ -96,7 +96,7 @@ def _markdown(rows, names, commands):
         "too, keeping the biases of the ops they feed at their values, and the third sitting's file runs on XNNPACK. "
         "ConvNeXtXLarge failed the same way in its first sitting; it was out of reach before the memory changes "
         "above (ConvNeXtBase peaked at 6.4 GiB for 88 M parameters without the last two, about 23 GiB at 350 M).", "",
-        "Issue 12 §3's three failures pass here: ConvNeXtTiny (TF-MOT's QAT rebuild raised "
+        "The three architectures that used to fail pass here: ConvNeXtTiny (TF-MOT's QAT rebuild raised "
         "`AttributeError: 'str' object has no attribute 'name'` on the application-private `LayerScale`; "
         "the model's own layer classes are now in scope and `LayerScale` stays float), Xception and "
         "NASNetMobile (their int8 files failed \"failed to create XNNPACK runtime\": `SeparableConv2D` was "

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Binary and ternary weights (issue 13 §2) on the cached LeNet-5 / Fashion-MNIST baseline.
+"""Binary and ternary weights on the cached LeNet-5 / Fashion-MNIST baseline.
 
 Rows: float32, PQAT 80% int8 (the toolbox reference row, also the latency
 reference), ternary QAT, binary QAT with the first and last layers kept int8,

@@ -221,7 +221,7 @@ def _markdown(res):
 
     lines = [
         "## Fine-tuning under tf.distribute", "",
-        f"`{COMMAND}` (issue 15; {res['machine']}). Each run is a child process; the strategies run on "
+        f"`{COMMAND}` ({res['machine']}). Each run is a child process; the strategies run on "
         "CPUs only: **no GPU machine was lent to this work**, so no strategy ran on a GPU and no GPU "
         "figure is recorded. Measured on the shared 2-core development machine while other work ran "
         "(`--parts stages` and `--parts gpu,compare` separately): the seconds are indicative only.", "",

@@ -1,4 +1,4 @@
-"""Foundation benchmark (issue 2): LeNet-5 on Fashion-MNIST, float32 baseline
+"""Foundation benchmark: LeNet-5 on Fashion-MNIST, float32 baseline
 vs 80 %-pruned + PQAT int8, measured side by side in one run.
 
 Writes benchmarks/results/foundation.json and benchmarks/results/foundation.md.

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Global (cross-layer) magnitude pruning and gradient-saliency pruning (issue 13 §5) against per-layer pruning.
+"""Global (cross-layer) magnitude pruning and gradient-saliency pruning against per-layer pruning.
 
 On the cached LeNet-5 / Fashion-MNIST baseline (``benchmarks/_baseline.py``),
 every row followed by 8-bit PQAT (or PCQAT with clustering) and exported to an
@@ -9,7 +9,7 @@ at ``max_layer_sparsity``) vs ``Pruning(criterion="saliency")`` (|w * dL/dw|,
 mask fixed at the start) at the same total sparsity 0.8 and 0.9, beside the
 float32 file, PQAT 80 % and the best hand recipe of ``bench_toolbox.py``
 (per-layer PCQAT ~89 %, 16 clusters) re-measured in the same run; then global
-pruning + 16 clusters + PCQAT at higher sparsities, aiming at issue 14's
+pruning + 16 clusters + PCQAT at higher sparsities, aiming at the
 ≥ 40× zipped at ≤ 1 point. Fine-tuning settings of ``bench_toolbox.py``
 (batch 64, lr 5e-4, pruning 3 epochs, clustering 2, QAT 1; the clustered rows
 prune 5 epochs like the hand recipe), no distillation, on the first 12,000 of
@@ -181,7 +181,7 @@ def markdown(result):
     ok = [r for r in rows[1:] if r["drop_points"] <= 1.0]
     best = max(ok, key=lambda r: r["ratio"]) if ok else None
     lines += ["", "Best row at ≤ 1.0 point drop: " + (
-        f"**{best['row']}**, {best['ratio']:.1f}× at {best['drop_points']:+.2f} pts; issue 14's ≥ 40× at ≤ 1 point: "
+        f"**{best['row']}**, {best['ratio']:.1f}× at {best['drop_points']:+.2f} pts; the target of ≥ 40× at ≤ 1 point: "
         + ("reached" if best["ratio"] >= 40 else "not reached") if best else "none")]
     return "\n".join(lines) + "\n"
 

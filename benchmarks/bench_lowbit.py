@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Sub-8-bit weights stored as int4 (issue 13 §1) on the cached LeNet-5 / Fashion-MNIST baseline.
+"""Sub-8-bit weights stored as int4 on the cached LeNet-5 / Fashion-MNIST baseline.
 
 Rows: float32, PTQ int8 (the latency reference), PQAT 80% int8 (the toolbox
 reference row), 4-bit QAT, 4-bit QAT + pruning 80% (zeros kept), int4
@@ -94,7 +94,7 @@ def rows(quick):
         ("4-bit QAT + per-layer ~89% pruning", dict(
             pruning=Pruning(final_sparsity=0.9, end=0.6, epochs=pe + 2, exclude=["conv1"], per_layer=PER_LAYER),
             quantization=Q("int4")), "int4"),
-        # Issue 14 (>= 40x at <= 1 point): fewer weights, none of them indexed. Thinning keeps
+        # The target (>= 40x at <= 1 point): fewer weights, none of them indexed. Thinning keeps
         # 9,182 of 61,706 parameters; distillation from the baseline in every stage.
         ("thinned + 4-bit QAT (distilled)", dict(
             channels=Channels(ratio=0.0, per_layer=THIN, epochs=ce), pruning=None,
@@ -295,7 +295,7 @@ def anatomy_notes(result):
         "\"kernel values\": weights of the conv / dense kernels in the file; \"fixed part\": the file zipped with "
         "every constant buffer (kernels, biases) zeroed — flatbuffer tables, tensor names, quantization scales and "
         "zero points, metadata — which no weight compression removes.", "",
-        f"Issue 14 asks for ≤ {target:,.0f} B zipped (40×). In the file of \"{r['row']}\" the fixed part is "
+        f"The target asks for ≤ {target:,.0f} B zipped (40×). In the file of \"{r['row']}\" the fixed part is "
         f"{r['fixed_zipped_bytes']:,} B, leaving ≈ {target - r['fixed_zipped_bytes']:,.0f} B for kernels and biases "
         f"(each kernel zipped alone: {parts}). Margin of this seed: {target - r['zipped_bytes']:,.0f} B under the "
         f"40× bound and {1.0 - r['drop_points']:.2f} point inside the drop"

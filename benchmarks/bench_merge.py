@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Benchmark of channel merging against channel pruning criteria (issue 13 §4, §5).
+"""Benchmark of channel merging against channel pruning criteria.
 
 At the same channel ratios (0.3, 0.5 of every prunable group), on the cached
 LeNet-5 / Fashion-MNIST baseline and on ``models/resnet_tiny`` trained briefly:

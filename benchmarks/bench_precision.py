@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Per-layer mixed precision (issue 13 §1) on the LeNet-5 / Fashion-MNIST baseline.
+"""Per-layer mixed precision on the LeNet-5 / Fashion-MNIST baseline.
 
 The trained baseline's float32 ``.tflite`` is quantized op by op
 (:mod:`tflite_export.mixed`, ai-edge-quantizer): rows for float32, the

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Latency and size of the compressed files of a trained, realistic model (issue 14 §3).
+"""Latency and size of the compressed files of a trained, realistic model.
 
 On the trained ResNet-8 / Fashion-MNIST model of ``benchmarks/_realistic.py``,
 side by side in one run: float32 and int8 PTQ of the trained model, and for
@@ -229,7 +229,7 @@ def markdown(result):
     lock = "under the benchmarks' lock" if s["timed_under_lock"] else \
         f"NOT under the benchmarks' lock (not free within {s['lock_wait']} s; other jobs ran)"
     lines = [
-        "## Realistic model: ResNet-8 / Fashion-MNIST, latency and size (issue 14 §3)", "",
+        "## Realistic model: ResNet-8 / Fashion-MNIST, latency and size", "",
         f"Command: `{s['command']}`", "",
         f"ResNet-8 (models/resnet_cifar.py, 16/32/64 channels, residual Add; 28x28x1) trained on "
         f"{s['base']['train_samples']} Fashion-MNIST images for {s['base']['base_epochs']} epochs: Keras "

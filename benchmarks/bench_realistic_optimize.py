@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""The realistic benchmark's best student, made by ``tfcompress.optimize`` itself (issue 14 §3).
+"""The realistic benchmark's best student, made by ``tfcompress.optimize`` itself.
 
 ``bench_realistic.py`` fine-tunes its channel-pruned ResNet-8 students with its
 own training loop (the Distiller's loss with the teacher's outputs computed

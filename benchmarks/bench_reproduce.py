@@ -1,4 +1,4 @@
-"""Benchmark: what the tuner finds, optimize reproduces (issue 11 §4).
+"""Benchmark: what the tuner finds, optimize reproduces.
 
 A small search (random, a handful of trials, trials in child processes as by
 default); then the best trials' recipes (``best_recipe.yaml`` is the best one)

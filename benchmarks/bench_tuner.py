@@ -14,7 +14,7 @@ meeting the constraint, and the epochs spent until a trial came within 0.5
 point of the best accuracy any algorithm found with that seed (and
 of the best of all runs, and of its own best); then per algorithm the mean and
 spread over seeds, and Hyperband's epochs as a share of random search's
-(issue 14 §4 target: <= 1/3).
+(target: <= 1/3).
 
 Writes ``benchmarks/results/tuner.json`` and ``benchmarks/results/tuner.md``.
 
@@ -261,7 +261,7 @@ def _markdown(args, report, markdown_table):
         "Spread: max − min over seeds. Epochs are cumulative over trials in completion order until a feasible "
         "trial came within 0.5 point; an unreached target (—) counts as the whole budget in the mean, so such a "
         "mean is a lower bound. **Hyperband / random search epochs to ≤0.5 pt of the seed's best: "
-        + ("—" if ratio is None else f"{ratio:.2f}") + "** (issue 14 target ≤ 0.33); Bayesian / random: "
+        + ("—" if ratio is None else f"{ratio:.2f}") + "** (target ≤ 0.33); Bayesian / random: "
         + ("—" if report.get("bayesian_over_random_epochs") is None else f"{report['bayesian_over_random_epochs']:.2f}")
         + ".", "",
         markdown_table(["algorithm", "seed", "trials", "completed/feasible", "epochs spent", "best accuracy",

@@ -1,4 +1,4 @@
-"""Every keras.applications architecture goes in and comes out (issue 12 §3).
+"""Every keras.applications architecture goes in and comes out.
 
 The whole list (``tf_keras.applications``, ``weights=None``, smallest input)
 runs under ``-m slow`` through the benchmark's pipeline, one child process per

@@ -76,7 +76,7 @@ def test_too_short_run_is_an_error():
         Pruning(epochs=1).steps(num_samples=10, batch_size=32)
 
 
-# --- issue 3: new stages and fields ------------------------------------------
+# --- the later stages and fields ------------------------------------------------
 from tfcompress import Clustering, Distillation, Penalty  # noqa: E402
 from tfcompress.recipe import STAGE_ORDER  # noqa: E402
 

@@ -1,4 +1,4 @@
-"""Recipes carry the whole training schedule (issue 11 §3): optimizers, learning-rate
+"""Recipes carry the whole training schedule: optimizers, learning-rate
 schedules, per-stage overrides, the train stage, seeds, Keras 3 callbacks."""
 
 import numpy as np

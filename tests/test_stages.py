@@ -1,4 +1,4 @@
-"""The compression stages of issue 3, each on the small digits CNN (1 epoch)."""
+"""The compression stages, each on the small digits CNN (1 epoch)."""
 
 import numpy as np
 import pytest

@@ -1,4 +1,4 @@
-"""TensorBoard (issue 11 §6): optimize(tensorboard=DIR) writes one folder per stage with
+"""TensorBoard: optimize(tensorboard=DIR) writes one folder per stage with
 loss, accuracy, learning rate and the pruned layers' sparsity; event files read back."""
 
 import glob

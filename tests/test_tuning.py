@@ -329,7 +329,7 @@ def test_search_records_failed_trial_and_goes_on(digits, tmp_path):
     # the trial's whole recipe: its training run (train stage) and seed, nothing left in comments
     assert chosen.train.epochs == 1 and chosen.seed == weight_seed(0, result.best["trial_id"])
     assert "schedule used" not in (tmp_path / "best_recipe.yaml").read_text()
-    # ... and optimize() with that recipe on a fresh model repeats the trial (issue 11 §4)
+    # ... and optimize() with that recipe on a fresh model repeats the trial
     keras.utils.set_random_seed(chosen.seed)
     again_model = tiny_model()
     x, y = digits.train

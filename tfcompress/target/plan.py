@@ -271,7 +271,7 @@ def run(model, train_data, validation_data, target, minimize, base, run_recipe, 
         raise RecipeError("budget mode: no round produced a file (see the notes above).")
     result, plan, met, got, _, kept_round, units = kept
     fmt, f32_ms, fast = plan.quantization.weights, ref["float32"]["ms"], None
-    if got["ms"] > f32_ms * (1 + TOLERANCE):  # issue 14 §2: look for a per-op mix that is not slower
+    if got["ms"] > f32_ms * (1 + TOLERANCE):  # a file slower than float32: look for a per-op mix that is not
         say(f"the {fmt} file is slower than float32 ({got['ms']:.3g} vs {f32_ms:.3g} ms): per-op precision mixes")
         try:
             fast = faster_mix(result.model, rep_x, xv, yv, ref_pts, threads, minimize=minimize, scorer=scorer,
