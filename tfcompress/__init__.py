@@ -9,7 +9,7 @@ Example:
     >>> tflite_export.export(result.model, "model.tflite", representative_data=x)  # doctest: +SKIP
 """
 
-from tfcompress import (
+from tfcompress import (  # type: ignore[attr-defined]  # models: the models/ folder, installed as tfcompress.models
     _keras,  # noqa: F401  (sets up tf_keras and quiet logs first)
     datasets,
     models,

@@ -18,6 +18,7 @@ Example:
 
 import time
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -63,12 +64,12 @@ class LayerCheck:
     name: str
     type: str
     params: int
-    prunable: str = None
-    clusterable: str = None
-    quantizable: str = None
-    xnnpack_sparse: str = None
-    channels: str = None
-    extra: dict = field(default_factory=dict)
+    prunable: str | None = None
+    clusterable: str | None = None
+    quantizable: str | None = None
+    xnnpack_sparse: str | None = None
+    channels: str | None = None
+    extra: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -89,11 +90,11 @@ class CheckReport:
     """
 
     model: str
-    layers: list
-    recipe: dict = None
-    xnnpack: str = None
-    conversion: dict = field(default_factory=dict)
-    notes: list = field(default_factory=list)
+    layers: list[LayerCheck]
+    recipe: dict[str, Any] | None = None
+    xnnpack: str | None = None
+    conversion: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
     BASE_COLUMNS = ("layer", "type", "params", "prune", "cluster", "quantize", "xnnpack sparse", "channels")
 
@@ -228,7 +229,8 @@ def _trial_conversion(model, mode, samples, calibration=None):
     return {"mode": mode, "status": status, "seconds": time.perf_counter() - t0, "bytes": size}
 
 
-def check(model, recipe=None, convert=True, samples=8, data=None, *, loss=None, metrics=None):
+def check(model: Any, recipe: Any = None, convert: bool = True, samples: int = 8, data: Any = None, *,
+          loss: Any = None, metrics: Any = None) -> CheckReport:
     """A per-layer table of what pruning, clustering, QAT, XNNPACK sparse
     inference and channel pruning can do, before any training.
 

@@ -24,7 +24,9 @@ import os
 import sys
 import time
 import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -41,7 +43,10 @@ from tfcompress.target import plan as budget_mode
 from tfcompress.task import baseline_problem, compile_config_of, headline, task_for
 from tfcompress.training import set_seed, translate_callbacks
 
-__all__ = ["optimize", "OptimizeResult", "as_recipe"]
+__all__ = ["optimize", "OptimizeResult", "as_recipe", "RecipeLike"]
+
+#: What every ``recipe=`` argument takes: a Recipe, its dict, a YAML path, or None (the default recipe).
+RecipeLike = Recipe | dict | str | os.PathLike | None
 
 
 @dataclass
@@ -59,13 +64,13 @@ class OptimizeResult:
             (re-runs with ``optimize(..., recipe=result.plan)``); else None.
     """
 
-    model: object
+    model: Any
     report: OptimizeReport
-    history: dict = field(default_factory=dict)
-    keras3_source: object = field(default=None, repr=False)
-    plan: object = None
+    history: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+    keras3_source: Any = field(default=None, repr=False)
+    plan: Recipe | None = None
 
-    def to_keras3(self):
+    def to_keras3(self) -> Any:
         """The result as a new Keras 3 model (:func:`tfcompress._keras3_out.to_keras3`); a QAT
         result raises UnsupportedModelError: its int8 ``.tflite`` is the deliverable.
 
@@ -74,7 +79,7 @@ class OptimizeResult:
         """
         return _keras3_out.to_keras3(self.model, self.keras3_source)
 
-    def save(self, path, keras3=None):
+    def save(self, path: str | os.PathLike[str], keras3: bool | None = None) -> str:
         """Save to a ``.keras``/``.h5`` file ``tfcompress.load_model`` reloads; Keras 3 when the
         input was and the graph allows (:func:`tfcompress._keras3_out.save`). Returns the path.
 
@@ -84,7 +89,7 @@ class OptimizeResult:
         return _keras3_out.save(self.model, path, self.keras3_source, keras3)
 
 
-def as_recipe(recipe):
+def as_recipe(recipe: RecipeLike) -> Recipe:
     """Accept a Recipe, a dict, a YAML path or None (the default recipe)."""
     if recipe is None:
         return Recipe()
@@ -136,10 +141,12 @@ def _head(x, n):
     return {k: v[:n] for k, v in x.items()} if isinstance(x, dict) else [v[:n] for v in x]
 
 
-def optimize(model, train_data, validation_data=None, *, recipe=None, epochs=None,
-             batch_size=None, verbose=None, callbacks=None, strategy=None, seed=None, tensorboard=None,
-             progress=None, target=None, minimize=None, loss=None, metrics=None, loss_weights=None,
-             check_baseline=None):
+def optimize(model: Any, train_data: Any, validation_data: Any = None, *, recipe: RecipeLike = None,
+             epochs: int | None = None, batch_size: int | None = None, verbose: int | str | None = None,
+             callbacks: Sequence[Any] | None = None, strategy: Any = None, seed: int | None = None,
+             tensorboard: str | os.PathLike[str] | None = None, progress: Callable[[str], None] | None = None,
+             target: str | None = None, minimize: str | None = None, loss: Any = None, metrics: Any = None,
+             loss_weights: Any = None, check_baseline: bool | None = None) -> OptimizeResult:
     """Compress a trained tf_keras model with a recipe, fine-tuning each stage.
 
     The input model is left untouched. Stages run in recipe order (train,

@@ -17,6 +17,7 @@ import shutil
 import sys
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import tflite_export
 from tfcompress import techniques
@@ -27,7 +28,7 @@ from tfcompress._nested import count, take
 from tfcompress._version import __version__
 from tfcompress.distill import fine_tune
 from tfcompress.errors import DataError, OutputError
-from tfcompress.optimize import as_recipe, optimize
+from tfcompress.optimize import RecipeLike, as_recipe, optimize
 from tfcompress.report import atomic_write_json, atomic_write_text, ensure_dir, lower_is_better, markdown_table, table
 from tfcompress.target.fast import float_model
 from tfcompress.task import compile_config_of, task_for
@@ -214,10 +215,12 @@ def _export_both(model, optimized, out, rep_x, meta):
     }
 
 
-def run_job(model, data, *, recipe=None, out="tfcompress-out", train_epochs=None, threads=2,
-            batch_size=64, learning_rate=1e-3, epochs=None, quiet=False, verbose=None,
-            timing_runs=50, timing_seconds=1.0, strategy=None, tensorboard=None, target=None, minimize=None,
-            loss=None, metrics=None, loss_weights=None, check_baseline=None):
+def run_job(model: Any, data: Any, *, recipe: RecipeLike = None, out: str | os.PathLike = "tfcompress-out",
+            train_epochs: int | None = None, threads: int = 2, batch_size: int = 64, learning_rate: float = 1e-3,
+            epochs: int | None = None, quiet: bool = False, verbose: int | str | None = None, timing_runs: int = 50,
+            timing_seconds: float = 1.0, strategy: Any = None, tensorboard: str | os.PathLike | None = None,
+            target: str | None = None, minimize: str | None = None, loss: Any = None, metrics: Any = None,
+            loss_weights: Any = None, check_baseline: bool | None = None) -> JobReport:
     """Run the main job on ``data`` and write report.json / report.md / report.png.
 
     Args:

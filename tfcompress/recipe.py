@@ -31,9 +31,11 @@ Example:
 """
 
 import dataclasses
+import os
 import types
 import typing
 from dataclasses import dataclass, field
+from typing import Any
 
 import yaml
 
@@ -150,7 +152,7 @@ class Recipe:
     seed: int | None = None
     #: the stages of techniques registered at run time (not fields): ``((name, stage), ...)`` in run order;
     #: a mapping is accepted. Read them as attributes (``recipe.<name>``), set them with :meth:`replace`.
-    more_stages: tuple = field(default=(), kw_only=True, repr=False)
+    more_stages: tuple[tuple[str, Any], ...] = field(default=(), kw_only=True, repr=False)
 
     def __getattr__(self, name):
         # Only reached when normal lookup fails: a registered technique's stage (None when absent).
@@ -206,11 +208,11 @@ class Recipe:
             )
 
     @property
-    def stages(self):
+    def stages(self) -> list[tuple[str, Any]]:
         """The enabled stages, in the order they run, as ``(name, stage)``."""
         return [(n, getattr(self, n)) for n in techniques.names() if getattr(self, n) is not None]
 
-    def quantization_scheme(self):
+    def quantization_scheme(self) -> str | None:
         """The QAT variant the quantization stage will run (None without one).
 
         Returns:
@@ -226,7 +228,7 @@ class Recipe:
             return None
         return qat_scheme(q, pruned=self.pruning is not None, clustered=self.clustering is not None)
 
-    def replace(self, **changes):
+    def replace(self, **changes: Any) -> "Recipe":
         """A copy with some fields changed (validated again); a registered technique's stage too.
 
         Example:
@@ -240,7 +242,7 @@ class Recipe:
         return dataclasses.replace(self, **changes)
 
     # --- serialisation -------------------------------------------------
-    def to_dict(self):
+    def to_dict(self) -> dict[str, Any]:
         """A plain dict (stages as dicts, disabled stages as None, pairs as lists).
 
         A user-supplied pruning schedule object appears as the string
@@ -253,7 +255,7 @@ class Recipe:
         return out
 
     @classmethod
-    def from_dict(cls, data):
+    def from_dict(cls, data: dict[str, Any]) -> "Recipe":
         """Build a recipe from a dict; unknown keys, wrong types and stages out
         of order raise RecipeError."""
         if not isinstance(data, dict):
@@ -267,7 +269,7 @@ class Recipe:
             return recipe
         return recipe.replace(**{n: _stage_from(techniques.get(n).recipe_class, v, n) for n, v in more.items()})
 
-    def to_yaml(self):
+    def to_yaml(self) -> str:
         """The recipe as YAML text.
 
         Raises:
@@ -282,7 +284,7 @@ class Recipe:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
     @classmethod
-    def from_yaml_string(cls, text):
+    def from_yaml_string(cls, text: str) -> "Recipe":
         """Build a recipe from YAML text (see :meth:`from_dict`).
 
         Raises:
@@ -293,7 +295,7 @@ class Recipe:
         return cls.from_dict(_parse_yaml(text, "recipe"))
 
     @classmethod
-    def from_yaml(cls, path):
+    def from_yaml(cls, path: str | os.PathLike) -> "Recipe":
         """Load a recipe from a YAML file (UTF-8, at most 1 MiB).
 
         Raises:
@@ -306,7 +308,7 @@ class Recipe:
         """
         return cls.from_dict(_parse_yaml(None, f"recipe {path}", empty_file=True, path=path))
 
-    def save_yaml(self, path):
+    def save_yaml(self, path: str | os.PathLike) -> None:
         """Write the recipe as YAML, atomically."""
         from tfcompress.report import atomic_write_text
 

@@ -14,6 +14,8 @@ Example:
 """
 
 import contextlib
+import os
+from collections.abc import Callable
 
 from tfcompress import distribute, techniques
 from tfcompress._keras import keras
@@ -26,8 +28,8 @@ __all__ = ["_Run"]
 class _Run:
     """State shared by the stages of one optimize call: the ``context`` of ``Technique.run``."""
 
-    tensorboard = None  # a log folder: one subfolder per stage
-    progress = None  # called with each stage and epoch line instead of Keras's output
+    tensorboard: str | os.PathLike[str] | None = None  # a log folder: one subfolder per stage
+    progress: Callable[[str], None] | None = None  # called with each stage and epoch line instead of Keras's output
 
     def __init__(self, recipe, train, val, batch_size, epochs, verbose, callbacks, task, teacher=None,
                  placement=None):
