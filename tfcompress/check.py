@@ -311,9 +311,8 @@ def check(model: Any, recipe: Any = None, convert: bool = True, samples: int = 8
     report = CheckReport(model=model.name, layers=rows, recipe=rec.to_dict() if rec else None,
                          xnnpack=xnn_reason, notes=notes)
     if rec is not None:
-        for stage, column in (("pruning", "prunable"), ("clustering", "clusterable"),
-                              ("quantization", "quantizable")):
-            if getattr(rec, stage, None) is not None and report.count(column) == 0:
+        for stage, _ in rec.stages:
+            if any(c.needed and report.count(c.key) == 0 for c in techniques.get(stage).columns):
                 notes.append(f"the recipe's {stage} stage would find no layer to work on")
     mode = "int8" if rec is None or rec.quantization is not None else "float32"
     calibration = None

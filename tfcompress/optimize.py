@@ -291,11 +291,10 @@ def optimize(model: Any, train_data: Any, validation_data: Any = None, *, recipe
         teacher = clone(model) if recipe.distillation is not None else None
     run = _Run(recipe, train, val, bs, epochs, verbose, callbacks, task, teacher, placement)
     run.tensorboard, run.progress = tensorboard, progress
-    if recipe.pruning is not None:  # a run too short to prune fails now, not after the earlier stages
-        recipe.pruning.steps(train.num_samples, bs, run.stage_epochs(recipe.pruning))
-    if recipe.precision is not None and recipe.quantization is not None:
-        raise RecipeError("precision chooses each layer's precision of the float model's file, but quantization (QAT) "
-                          "trains every layer for int8: set quantization to null, or drop the precision stage.")
+    for name, stage in recipe.stages:  # what cannot run fails now, not after the earlier stages
+        preflight = techniques.get(name).preflight
+        if preflight is not None:
+            preflight(run, stage)
 
     with run.scope():
         current = clone(model)

@@ -49,7 +49,7 @@ from tfcompress.depth.config import Depth
 from tfcompress.errors import RecipeError
 from tfcompress.precision.config import Precision
 from tfcompress.pruning.config import Penalty, Pruning
-from tfcompress.quantization.config import SCHEME_NEEDS, Quantization, qat_scheme
+from tfcompress.quantization.config import Quantization, qat_scheme
 from tfcompress.schedules import Optimizer, Schedule
 from tfcompress.train.config import Train
 
@@ -173,7 +173,7 @@ class Recipe:
             value = getattr(self, name)
             if value is not None and not isinstance(value, cls):
                 raise RecipeError(f"{name} must be a {cls.__name__} or None, got {type(value).__name__}.")
-        self._check_preserved_stages()
+        self._check_stages()
 
     @classmethod
     def _more_stages(cls, more):
@@ -187,25 +187,12 @@ class Recipe:
                               f"registered at run time go there (registered: {', '.join(order)}).")
         return tuple((n, more[n]) for n in order if more.get(n) is not None)
 
-    def _check_preserved_stages(self):
-        """A QAT scheme or sparsity-preserving clustering needs the stage whose work it keeps."""
-        # Channel pruning removes whole channels: it leaves no zero weights to preserve.
-        why = " (channel pruning leaves no zero weights to keep)" if self.channels is not None else ""
-        q = self.quantization
-        if q is not None:
-            missing = [s for s in SCHEME_NEEDS.get(q.scheme, ()) if getattr(self, s) is None]
-            if missing:
-                raise RecipeError(
-                    f"quantization.scheme {q.scheme!r} preserves what the {' and '.join(missing)} stage makes, "
-                    f"but the recipe has no {' or '.join(missing)} stage"
-                    f"{why if 'pruning' in missing else ''}: add it or use scheme 'auto' or 'qat'."
-                )
-        c = self.clustering
-        if c is not None and c.preserve_sparsity and self.pruning is None:
-            raise RecipeError(
-                f"clustering.preserve_sparsity is true but the recipe has no pruning stage{why}: "
-                "add one or set preserve_sparsity to null."
-            )
+    def _check_stages(self):
+        """Each stage's own rule about the others (``Technique.check_recipe``), in run order."""
+        for name, stage in self.stages:
+            rule = techniques.get(name).check_recipe
+            if rule is not None:
+                rule(self, stage)
 
     @property
     def stages(self) -> list[tuple[str, Any]]:

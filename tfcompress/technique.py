@@ -44,12 +44,16 @@ class CheckColumn:
             When it raises, ``check`` notes it and leaves the column empty.
         what: the technique as the note on a failed analysis names it.
             Defaults to `""` (the header).
+        needed: the stage finds nothing to do where no layer answers yes
+            here (``check`` then notes it for a recipe with the stage).
+            Defaults to `False`.
     """
 
     key: str
     header: str
     answers: Callable[[Any, Any], Mapping[str, str | None]]
     what: str = ""
+    needed: bool = False
 
 
 @dataclass(frozen=True)
@@ -94,9 +98,16 @@ class Technique:
             always, ``"mixed_precision"`` when the recipe asks for it.
             Defaults to `{}`.
         knobs: tuner search-space name -> :class:`Knob`. Defaults to `{}`.
-        export: ``export(model, path, recipe, report, rep_x, metadata)``:
-            an extra file the main job writes for this stage (None: none).
-            Defaults to `None`.
+        export: ``export(model, folder, recipe, report, rep_x, metadata)
+            -> {name: exported file}``: the files the main job writes for this
+            stage beside float32/int8 (None: none). Defaults to `None`.
+        check_recipe: ``check_recipe(recipe, stage)`` raises RecipeError when
+            the stage cannot run with the recipe's other stages (a QAT scheme
+            that preserves a stage the recipe lacks); called when a Recipe is
+            made. Defaults to `None`.
+        preflight: ``preflight(context, stage)`` raises before any stage of
+            :func:`tfcompress.optimize` runs (a run too short to prune fails
+            at once, not after the earlier stages). Defaults to `None`.
     """
 
     name: str
@@ -106,7 +117,9 @@ class Technique:
     mixed_precision: str | None = None
     single_replica: Mapping[str | None, str] = field(default_factory=dict)
     knobs: Mapping[str, Knob] = field(default_factory=dict)
-    export: Callable[..., Any] | None = None
+    export: Callable[..., Mapping[str, Any]] | None = None
+    check_recipe: Callable[[Any, Any], None] | None = None
+    preflight: Callable[[Any, Any], None] | None = None
 
 
 @dataclass

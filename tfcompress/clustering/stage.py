@@ -9,6 +9,7 @@ Example:
 
 from tfcompress import clustering
 from tfcompress.clustering.config import Clustering
+from tfcompress.errors import RecipeError
 from tfcompress.technique import CheckColumn, Knob, StageResult, Technique
 
 __all__ = ["TECHNIQUE", "run_stage", "clusterable_column"]
@@ -48,9 +49,20 @@ def clusterable_column(model, recipe):
     return out
 
 
+def check_recipe(recipe, stage):
+    """Sparsity-preserving clustering needs the pruning stage whose zeros it keeps."""
+    if stage.preserve_sparsity and recipe.pruning is None:
+        why = " (channel pruning leaves no zero weights to keep)" if recipe.channels is not None else ""
+        raise RecipeError(
+            f"clustering.preserve_sparsity is true but the recipe has no pruning stage{why}: "
+            "add one or set preserve_sparsity to null."
+        )
+
+
 TECHNIQUE = Technique(
     name="clustering", recipe_class=Clustering, run=run_stage,
-    columns=(CheckColumn("clusterable", "cluster", clusterable_column),),
+    columns=(CheckColumn("clusterable", "cluster", clusterable_column, needed=True),),
     mixed_precision="TF-MOT's centroid initialisation has no float16 kernel",
     knobs={"cluster_count": Knob("number_of_clusters", default=[8, 16, 32], integer=True)},
+    check_recipe=check_recipe,
 )

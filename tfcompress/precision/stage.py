@@ -12,6 +12,7 @@ import dataclasses
 import os
 
 import tflite_export
+from tfcompress.errors import RecipeError
 from tfcompress.precision.config import Precision, matching
 from tfcompress.precision.scan import accuracy_of, fit, plan, scan
 from tfcompress.technique import CheckColumn, Knob, StageResult, Technique
@@ -142,9 +143,16 @@ def check_answer(layer, model, recipe):
     return stage.default
 
 
+def preflight(run, stage):
+    """Per-layer precision of the float model's file cannot follow QAT, which trains every layer for int8."""
+    if run.recipe.quantization is not None:
+        raise RecipeError("precision chooses each layer's precision of the float model's file, but quantization (QAT) "
+                          "trains every layer for int8: set quantization to null, or drop the precision stage.")
+
+
 TECHNIQUE = Technique(
     name="precision", recipe_class=Precision, run=run_stage,
     columns=(CheckColumn("precision", "precision", lambda model, recipe: {
         layer.name: check_answer(layer, model, recipe) for layer in model.layers}),),
-    knobs={"precision_max_drop": Knob("max_drop")}, export=export,
+    knobs={"precision_max_drop": Knob("max_drop")}, export=export, preflight=preflight,
 )

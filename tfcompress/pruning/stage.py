@@ -86,11 +86,16 @@ def xnnpack_column(model, recipe):
     return out
 
 
+def preflight(run, stage):
+    """A run too short to prune fails before the earlier stages, not after them."""
+    stage.steps(run.train.num_samples, run.batch_size, run.stage_epochs(stage))
+
+
 PENALTY = Technique(name="penalty", recipe_class=Penalty, run=penalty_stage)
 
 PRUNING = Technique(
     name="pruning", recipe_class=Pruning, run=prune_stage,
-    columns=(CheckColumn("prunable", "prune", prunable_column),
+    columns=(CheckColumn("prunable", "prune", prunable_column, needed=True),
              CheckColumn("xnnpack_sparse", "xnnpack sparse", xnnpack_column),
              CheckColumn("global_prune", "global prune", global_.check_column)),
     # Measured by running every stage under MirroredStrategy over two logical CPUs
@@ -109,4 +114,5 @@ PRUNING = Technique(
         "pruning_scope": Knob("scope"),
         "pruning_criterion": Knob("criterion"),
     },
+    preflight=preflight,
 )

@@ -11,8 +11,9 @@ import os
 
 import tflite_export
 from tfcompress import quantization
+from tfcompress.errors import RecipeError
 from tfcompress.quantization import binary, configs, nbit
-from tfcompress.quantization.config import Quantization, qat_scheme
+from tfcompress.quantization.config import SCHEME_NEEDS, Quantization, qat_scheme
 from tfcompress.technique import CheckColumn, Knob, StageResult, Technique
 
 __all__ = ["TECHNIQUE", "run_stage"]
@@ -62,6 +63,19 @@ def export(model, folder, recipe, report, rep_x, metadata=None):
                                          representative_data=rep_x, num_samples=200, metadata=metadata)}
 
 
+def check_recipe(recipe, stage):
+    """A QAT scheme that preserves a stage's work needs that stage in the recipe."""
+    missing = [s for s in SCHEME_NEEDS.get(stage.scheme, ()) if getattr(recipe, s) is None]
+    if missing:
+        # Channel pruning removes whole channels: it leaves no zero weights to preserve.
+        why = " (channel pruning leaves no zero weights to keep)" if recipe.channels is not None else ""
+        raise RecipeError(
+            f"quantization.scheme {stage.scheme!r} preserves what the {' and '.join(missing)} stage makes, "
+            f"but the recipe has no {' or '.join(missing)} stage"
+            f"{why if 'pruning' in missing else ''}: add it or use scheme 'auto' or 'qat'."
+        )
+
+
 def _per_layer(answer):
     def column(model, recipe):
         return {layer.name: answer(layer, model, recipe) for layer in model.layers}
@@ -70,10 +84,10 @@ def _per_layer(answer):
 
 TECHNIQUE = Technique(
     name="quantization", recipe_class=Quantization, run=run_stage,
-    columns=(CheckColumn("quantizable", "quantize", quantizable_column),
+    columns=(CheckColumn("quantizable", "quantize", quantizable_column, needed=True),
              CheckColumn("binary", "binary", _per_layer(binary.check_answer)),
              CheckColumn("low_bit", "low-bit", _per_layer(nbit.low_bit_answer))),
     mixed_precision="QAT's fake-quantization ops need float32",
     knobs={"qat_epochs": Knob("epochs", default={"min": 1, "max": 2}, integer=True), "qat_weights": Knob("weights")},
-    export=export,
+    export=export, check_recipe=check_recipe,
 )
