@@ -7,7 +7,7 @@ MultiWorkerMirroredStrategy must be set up before TensorFlow does anything else)
   clustering, QAT, and the PQAT/CQAT/PCQAT combinations, distillation, mixed
   precision) through ``tfcompress.optimize`` under ``MirroredStrategy`` over two
   logical CPUs, with no stage allowed to fall back to one replica: ok, or the
-  error TF-MOT raised (this is where ``tfcompress.distribute.SINGLE_REPLICA`` comes from);
+  error TF-MOT raised (this is where each technique's ``single_replica`` comes from);
 * **the same result**: the digits CNN pruned to 80% and fine-tuned with PQAT,
   distilled, on one device, under MirroredStrategy (2 logical CPUs), and under
   MultiWorkerMirroredStrategy (2 worker processes on 127.0.0.1): accuracy,
@@ -104,10 +104,10 @@ def child_stages():
     """Every stage under MirroredStrategy (2 logical CPUs), none allowed to fall back."""
     strategy = _setup("mirrored")
     import tfcompress
-    from tfcompress import distribute
+    from tfcompress import techniques
     from tfcompress._keras import keras
 
-    distribute.SINGLE_REPLICA = {}  # measure, do not avoid
+    techniques.single_replica = dict  # measure, do not avoid: no stage falls back
     model, data = _trained()
     train = (data.train[0][:512], data.train[1][:512])  # support, not accuracy, is measured here
     out = {}
@@ -217,7 +217,7 @@ def _per_epoch(run, stage):
 
 
 def _markdown(res):
-    from tfcompress.distribute import SINGLE_REPLICA
+    from tfcompress.techniques import single_replica
 
     lines = [
         "## Fine-tuning under tf.distribute", "",
@@ -236,9 +236,9 @@ def _markdown(res):
         acc = f"{r['accuracy']:.2%}" if "accuracy" in r else "-"
         lines.append(f"| {name} | {what} | {acc} |")
     fell = "; ".join(f"{stage}{' with ' + cond.replace('_', ' ') if cond else ''}: {why}"
-                     for (stage, cond), why in SINGLE_REPLICA.items()) or "none"
+                     for (stage, cond), why in single_replica().items()) or "none"
     lines += ["", f"Stages tfcompress runs on one replica under a strategy "
-                  f"(`tfcompress.distribute.SINGLE_REPLICA`): {fell}.", ""]
+                  f"(each technique's `single_replica`): {fell}.", ""]
     lines += [
         "**One device vs two replicas**, same seeds, same global batch (32, split 16 + 16): digits CNN pruned to "
         "80% (4 epochs), then PQAT (2 epochs), distilled from the model before compression:", "",
