@@ -12,7 +12,7 @@ import shutil
 import subprocess
 import time
 
-from _hostile import CLEAR_S, ENTRY_POINTS, MARKER_ENV, MEMORY_CAP, ROOT, TIMEOUT_S, disguise_descriptions
+from benchmarks._hostile import CLEAR_S, ENTRY_POINTS, MARKER_ENV, MEMORY_CAP, ROOT, TIMEOUT_S, disguise_descriptions
 
 
 def _cap():

@@ -10,8 +10,8 @@ half-written table that ``benchmarks/run.py --collect-only`` would paste into
 ``docs/RESULTS.md``.
 
 Example:
-    >>> command("nice -n 10 .venv/bin/python benchmarks/bench_x.py", ["--quick"])
-    'nice -n 10 .venv/bin/python benchmarks/bench_x.py --quick'
+    >>> command("nice -n 10 .venv/bin/python -m benchmarks.bench_x", ["--quick"])
+    'nice -n 10 .venv/bin/python -m benchmarks.bench_x --quick'
     >>> write("x_quick", {"rows": []}, "## X\\n")  # doctest: +SKIP
 """
 

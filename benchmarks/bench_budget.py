@@ -14,7 +14,7 @@ budget file is slower than float32, the per-op precision mix budget mode found
 
 Run from the repository root (20-35 min on 2 shared cores, 1-3 fine-tuning rounds)::
 
-    flock /tmp/tfc-bench.lock nice -n 10 .venv/bin/python benchmarks/bench_budget.py
+    flock /tmp/tfc-bench.lock nice -n 10 .venv/bin/python -m benchmarks.bench_budget
 
 Writes ``benchmarks/results/budget.json`` and ``.md`` (``--quick``: ``budget_quick.*``).
 """
@@ -27,15 +27,14 @@ import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 
 import tfcompress  # noqa: E402
 import tflite_export  # noqa: E402
 from benchmarks._baseline import lenet5_fashion  # noqa: E402
 from benchmarks._results import machine  # noqa: E402
 from benchmarks._results import write as write_results  # noqa: E402
+from tfcompress import Clustering, Distillation, Pruning, Quantization, Recipe  # noqa: E402
 from tfcompress._keras import keras  # noqa: E402
-from tfcompress.recipe import Clustering, Distillation, Pruning, Quantization, Recipe  # noqa: E402
 from tfcompress.target import export_file  # noqa: E402
 
 THREADS = 1
@@ -114,7 +113,7 @@ def main(argv=None):
     keras.utils.set_random_seed(0)
     b = lenet5_fashion(quick=args.quick)
     rows, budget, budget_md = lenet_rows(b, args.quick, b.tmp)
-    command = "flock /tmp/tfc-bench.lock nice -n 10 .venv/bin/python benchmarks/bench_budget.py" + \
+    command = "flock /tmp/tfc-bench.lock nice -n 10 .venv/bin/python -m benchmarks.bench_budget" + \
         ("" if not (argv or sys.argv[1:]) else " " + shlex.join(argv if argv is not None else sys.argv[1:]))
     result = {
         "settings": {"model": "lenet5", "dataset": "fashion-mnist", "fine_tuning_samples": int(len(b.x_ft)),

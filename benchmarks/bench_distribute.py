@@ -18,9 +18,9 @@ MultiWorkerMirroredStrategy must be set up before TensorFlow does anything else)
 
 Writes benchmarks/results/distribute.{json,md}.
 
-    .venv/bin/python benchmarks/bench_distribute.py                  # ~20 min on 2 busy cores
-    .venv/bin/python benchmarks/bench_distribute.py --parts stages   # one part; the others kept
-    .venv/bin/python benchmarks/bench_distribute.py --parts none     # rewrite the table from the JSON
+    .venv/bin/python -m benchmarks.bench_distribute                  # ~20 min on 2 busy cores
+    .venv/bin/python -m benchmarks.bench_distribute --parts stages   # one part; the others kept
+    .venv/bin/python -m benchmarks.bench_distribute --parts none     # rewrite the table from the JSON
 """
 
 import argparse
@@ -37,7 +37,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 RESULTS = os.path.join(HERE, "results")
-COMMAND = ".venv/bin/python benchmarks/bench_distribute.py"
+COMMAND = ".venv/bin/python -m benchmarks.bench_distribute"
 TIMEOUT = 1800
 
 #: The stage matrix: name -> recipe (small epochs: support, not accuracy, is measured).
@@ -174,7 +174,7 @@ def _which(name):
 
 def _child(args, env=None, timeout=TIMEOUT):
     env = dict(os.environ if env is None else env, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
-    p = subprocess.run([sys.executable, os.path.abspath(__file__), "--child", *args], capture_output=True,
+    p = subprocess.run([sys.executable, "-m", __spec__.name, "--child", *args], capture_output=True,
                        text=True, timeout=timeout, env=env, cwd=ROOT)
     sys.stderr.write(p.stderr[-2000:] if p.returncode else "")
     lines = [ln for ln in p.stdout.splitlines() if ln.startswith("{")]
@@ -194,7 +194,7 @@ def _multiworker():
     for i in range(2):
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="",
                    TF_CONFIG=json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": i}}))
-        procs.append(subprocess.Popen([sys.executable, os.path.abspath(__file__), "--child", "compare", "multiworker"],
+        procs.append(subprocess.Popen([sys.executable, "-m", __spec__.name, "--child", "compare", "multiworker"],
                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT))
     outs = []
     try:
@@ -287,7 +287,6 @@ def main(argv=None):
                else child_compare(args.child[1]))
         print(json.dumps(out), flush=True)
         return 0
-    sys.path.insert(0, ROOT)
     parts = set(args.parts.split(","))
     res = {"compare": {}, "errors": {}, "stages": {}}
     old = os.path.join(RESULTS, "distribute.json")

@@ -3,7 +3,7 @@ vs 80 %-pruned + PQAT int8, measured side by side in one run.
 
 Writes benchmarks/results/foundation.json and benchmarks/results/foundation.md.
 
-    .venv/bin/python benchmarks/bench_foundation.py [--threads 1,2] [--repeats 3]
+    .venv/bin/python -m benchmarks.bench_foundation [--threads 1,2] [--repeats 3]
 """
 
 import argparse
@@ -23,7 +23,7 @@ from tfcompress.report import atomic_write_json, atomic_write_text, markdown_tab
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 RESULTS = os.path.join(HERE, "results")
-COMMAND = "make bench  (runs: .venv/bin/python benchmarks/bench_foundation.py)"
+COMMAND = "make bench  (runs: .venv/bin/python -m benchmarks.bench_foundation)"
 
 
 def cpu_description():

@@ -20,26 +20,24 @@ Run from the repository root (about 8 min on 2 shared cores; the script takes
 ``/tmp/tfc-bench.lock`` itself, only while it times the files, like
 ``bench_realistic.py``)::
 
-    nice -n 10 .venv/bin/python benchmarks/bench_global.py
+    nice -n 10 .venv/bin/python -m benchmarks.bench_global
 
 Writes ``benchmarks/results/global.json`` and ``.md`` (``--quick``: ``global_quick.*``).
 """
 
 import argparse
 import os
-import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 
 import tfcompress  # noqa: E402
 import tflite_export  # noqa: E402
 from benchmarks import _results  # noqa: E402
 from benchmarks._baseline import bench_lock, lenet5_fashion  # noqa: E402
+from tfcompress import Clustering, Pruning, Quantization, Recipe  # noqa: E402
 from tfcompress._keras import keras  # noqa: E402
 from tfcompress.pruning import layer_sparsity  # noqa: E402
-from tfcompress.recipe import Clustering, Pruning, Quantization, Recipe  # noqa: E402
 
 THREADS = 1
 HAND = {"fc1": 0.94, "fc2": 0.85, "conv2": 0.7, "logits": 0.6}
@@ -126,7 +124,7 @@ def main(argv=None):
     keras.utils.set_random_seed(0)
     b = lenet5_fashion(quick=args.quick)
     b.x_ft, b.y_ft = b.x_ft[:args.samples], b.y_ft[:args.samples]
-    command = _results.command("nice -n 10 .venv/bin/python benchmarks/bench_global.py", argv)
+    command = _results.command("nice -n 10 .venv/bin/python -m benchmarks.bench_global", argv)
 
     def write(rows):
         result = _result(b, rows, command, t_start)

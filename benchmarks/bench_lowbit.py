@@ -18,7 +18,7 @@ file, all measured in one run.
 Run from the repository root (25-40 min on 2 shared cores; the script takes
 ``/tmp/tfc-bench.lock`` itself, only while it times the files)::
 
-    nice -n 10 .venv/bin/python benchmarks/bench_lowbit.py
+    nice -n 10 .venv/bin/python -m benchmarks.bench_lowbit
 
 Writes ``benchmarks/results/lowbit.json`` and ``benchmarks/results/lowbit.md``
 (``--quick``: ``lowbit_quick.*``, tiny settings). ``--rows "lr 0.001"``
@@ -39,15 +39,14 @@ import time
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 
 import tfcompress  # noqa: E402
 import tflite_export  # noqa: E402
 from benchmarks._baseline import lenet5_fashion  # noqa: E402
 from benchmarks._results import machine  # noqa: E402
 from benchmarks._results import write as write_results  # noqa: E402
+from tfcompress import Channels, Distillation, Pruning, Quantization, Recipe  # noqa: E402
 from tfcompress._keras import keras  # noqa: E402
-from tfcompress.recipe import Channels, Distillation, Pruning, Quantization, Recipe  # noqa: E402
 from tflite_export import _flatbuffer as fb  # noqa: E402
 from tflite_export.convert import zipped_size  # noqa: E402
 from tflite_export.int4 import int4_weights  # noqa: E402
@@ -175,7 +174,7 @@ def main(argv=None):
     int8_ms = next(r["median_ms"] for r in out if r["row"] == "PTQ int8")
     for r in out:
         r["latency_vs_int8"] = round(r["median_ms"] / int8_ms, 2)
-    command = "nice -n 10 .venv/bin/python benchmarks/bench_lowbit.py" + \
+    command = "nice -n 10 .venv/bin/python -m benchmarks.bench_lowbit" + \
         ("" if not (argv if argv is not None else sys.argv[1:]) else
          " " + shlex.join(argv if argv is not None else sys.argv[1:]))
     settings = dict(b.settings, float32_accuracy=b.f32_acc, float32_zipped_bytes=b.f32.zipped_bytes,

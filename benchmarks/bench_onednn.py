@@ -15,7 +15,7 @@ TensorFlow is imported):
 
 Writes benchmarks/results/onednn.{json,md}.
 
-    .venv/bin/python benchmarks/bench_onednn.py            # ~4 min on 2 cores
+    .venv/bin/python -m benchmarks.bench_onednn            # ~4 min on 2 cores
 """
 
 import argparse
@@ -30,7 +30,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 RESULTS = os.path.join(HERE, "results")
-COMMAND = ".venv/bin/python benchmarks/bench_onednn.py"
+COMMAND = ".venv/bin/python -m benchmarks.bench_onednn"
 MODELS = ("lenet5", "mobilenet_v2")
 SETTINGS = ("1", "0")
 
@@ -105,7 +105,7 @@ def child(what, setting):
 
 
 def run_child(what, setting, timeout=900):
-    proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--child", what, setting],
+    proc = subprocess.run([sys.executable, "-m", __spec__.name, "--child", what, setting],
                           capture_output=True, text=True, timeout=timeout, cwd=os.path.dirname(HERE))
     for line in proc.stdout.splitlines():
         if line.startswith("RESULT "):

@@ -10,8 +10,8 @@ the re-run's, and the difference in points (target: at most 0.3).
 Writes ``benchmarks/results/reproduce.json`` and ``benchmarks/results/reproduce.md``.
 
 Example:
-    $ flock /tmp/tfc-bench.lock .venv/bin/python benchmarks/bench_reproduce.py
-    $ .venv/bin/python benchmarks/bench_reproduce.py --trials 3 --top 1  # quick check
+    $ flock /tmp/tfc-bench.lock .venv/bin/python -m benchmarks.bench_reproduce
+    $ .venv/bin/python -m benchmarks.bench_reproduce --trials 3 --top 1  # quick check
 """
 
 import argparse
@@ -56,7 +56,6 @@ def main(argv=None):
     args = ap.parse_args(argv)
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    sys.path.insert(0, os.path.dirname(HERE))
     import tfcompress
     from tfcompress import datasets
     from tfcompress.io import resolve_model
@@ -91,7 +90,7 @@ def main(argv=None):
         print(f"trial {row['trial_id']}: tuner {trial_acc:.4%}, optimize {rerun_acc:.4%}, "
               f"difference {rows[-1]['difference_points']:.3f} points", flush=True)
 
-    command = "flock /tmp/tfc-bench.lock .venv/bin/python benchmarks/bench_reproduce.py" + (
+    command = "flock /tmp/tfc-bench.lock .venv/bin/python -m benchmarks.bench_reproduce" + (
         " " + shlex.join(argv if argv is not None else sys.argv[1:]) if (argv or sys.argv[1:]) else "")
     worst = max(r["difference_points"] for r in rows)
     out = {"command": command, "dataset": args.dataset, "model": args.model, "trials": args.trials,

@@ -29,7 +29,7 @@ limit and a memory cap; and the fuzzing pass of ``tests/test_fuzz.py``
 (Hypothesis over the four readers of users' files) for ``--fuzz-seconds``.
 Writes benchmarks/results/robustness.{json,md}.
 
-    nice .venv/bin/python benchmarks/bench_robustness.py     # ~10 min on 2 cores
+    nice .venv/bin/python -m benchmarks.bench_robustness     # ~10 min on 2 cores
 """
 
 import argparse
@@ -46,14 +46,12 @@ import tempfile
 import time
 import traceback
 
-import _hostile
-import _hostile_report
-import _results
+from benchmarks import _hostile, _hostile_report, _results
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 RESULTS = os.path.join(HERE, "results")
-COMMAND = "nice .venv/bin/python benchmarks/bench_robustness.py"
+COMMAND = "nice .venv/bin/python -m benchmarks.bench_robustness"
 LIMIT_S = 60  # a case still running after this accepted its bad input
 FUZZED = 24
 FUZZ_S = 60  # the fuzzing pass, in all (a quarter per reader)
@@ -332,8 +330,8 @@ def _drive(kind, tmp):
     open(log, "w").close()
     start, env = 0, dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     while True:
-        proc = subprocess.run([sys.executable, __file__, "--child", kind, "--start", str(start), "--tmp", tmp,
-                               "--log", log], cwd=ROOT, env=env, capture_output=True, text=True)
+        proc = subprocess.run([sys.executable, "-m", __spec__.name, "--child", kind, "--start", str(start),
+                               "--tmp", tmp, "--log", log], cwd=ROOT, env=env, capture_output=True, text=True)
         rows = [json.loads(ln) for ln in open(log, encoding="utf-8") if ln.strip()]
         if proc.returncode == 0:
             return [r for r in rows if "case" in r]
@@ -404,14 +402,13 @@ def main(argv=None):
     p.add_argument("--log", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child == "fuzz":  # the figures of tests/test_fuzz.py, as JSON in the log
-        sys.path[:0] = [ROOT, os.path.join(ROOT, "tests")]
+        sys.path.insert(0, os.path.join(ROOT, "tests"))  # the fuzzer lives with its test
         import test_fuzz
 
         with open(args.log, "w", encoding="utf-8") as sink:
             json.dump(test_fuzz.run_fuzz(args.fuzz_seconds, args.tmp), sink)
         return 0
     if args.child:
-        sys.path.insert(0, ROOT)
         signal.signal(signal.SIGALRM, _alarm)
         with open(args.log, "a", encoding="utf-8") as sink:
             (_run_api if args.child == "api" else _run_cli)(args.tmp, args.start, sink)
@@ -424,8 +421,9 @@ def main(argv=None):
         print(f"hostile inputs: {time.perf_counter() - t0:.0f} s", flush=True)
         log = os.path.join(tmp, "fuzz.json")
         os.makedirs(os.path.join(tmp, "fuzz"))
-        subprocess.run([sys.executable, __file__, "--child", "fuzz", "--fuzz-seconds", str(args.fuzz_seconds),
-                        "--tmp", os.path.join(tmp, "fuzz"), "--log", log], cwd=ROOT, check=True,
+        subprocess.run([sys.executable, "-m", __spec__.name, "--child", "fuzz",
+                        "--fuzz-seconds", str(args.fuzz_seconds), "--tmp", os.path.join(tmp, "fuzz"), "--log", log],
+                       cwd=ROOT, check=True,
                        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
         with open(log, encoding="utf-8") as f:
             result["fuzz"] = json.load(f)

@@ -14,7 +14,7 @@ interleaved rounds, fastest of each) to measure the toolkit's overhead.
 
 Run from the repository root (about 15 min on 2 shared cores)::
 
-    flock /tmp/tfcompress-bench.lock .venv/bin/python benchmarks/bench_toolbox.py
+    flock /tmp/tfcompress-bench.lock .venv/bin/python -m benchmarks.bench_toolbox
 
 Writes ``benchmarks/results/toolbox.json`` and ``benchmarks/results/toolbox.md``
 (``--quick`` writes ``toolbox_quick.*`` with tiny settings, for smoke tests).
@@ -30,16 +30,14 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 
 import numpy as np  # noqa: E402
 
 import tfcompress  # noqa: E402
 import tflite_export  # noqa: E402
-from tfcompress import datasets, models  # noqa: E402
+from tfcompress import Clustering, Distillation, Pruning, Quantization, Recipe, datasets, models  # noqa: E402  # noqa: E402
 from tfcompress._keras import keras, tfmot  # noqa: E402
 from tfcompress.distill import loss_for  # noqa: E402
-from tfcompress.recipe import Clustering, Distillation, Pruning, Quantization, Recipe  # noqa: E402
 from tfcompress.training import make_optimizer  # noqa: E402
 
 FULL = dict(train_samples=24000, prune_epochs=3, cluster_epochs=2, qat_epochs=1, base_epochs=None)
@@ -226,7 +224,7 @@ def main(argv=None):
           f"({overhead['overhead_vs_numpy_percent']:+.1f} %); rounds {rounds}", flush=True)
 
     total = time.perf_counter() - t_start
-    command = "flock /tmp/tfcompress-bench.lock .venv/bin/python benchmarks/bench_toolbox.py" + \
+    command = "flock /tmp/tfcompress-bench.lock .venv/bin/python -m benchmarks.bench_toolbox" + \
         ("" if not argv and not sys.argv[1:] else " " + shlex.join(argv if argv is not None else sys.argv[1:]))
     settings = {
         "model": spec.name, "dataset": "fashion-mnist", "base_training": f"{len(x_all)} samples x {base_epochs} epochs",

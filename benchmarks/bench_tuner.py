@@ -19,10 +19,10 @@ spread over seeds, and Hyperband's epochs as a share of random search's
 Writes ``benchmarks/results/tuner.json`` and ``benchmarks/results/tuner.md``.
 
 Example:
-    $ nice -n 10 python benchmarks/bench_tuner.py
-    $ python benchmarks/bench_tuner.py --seeds 2 --partial s2.json  # one seed; then --merge s1.json s2.json ...
-    $ python benchmarks/bench_tuner.py --budget 8 --seeds 1 --algorithms hyperband  # quick check
-    $ python benchmarks/bench_tuner.py --dataset fashion-mnist --model lenet5 --train-subset 3000 --budget 24
+    $ nice -n 10 python -m benchmarks.bench_tuner
+    $ python -m benchmarks.bench_tuner --seeds 2 --partial s2.json  # one seed; then --merge s1.json s2.json ...
+    $ python -m benchmarks.bench_tuner --budget 8 --seeds 1 --algorithms hyperband  # quick check
+    $ python -m benchmarks.bench_tuner --dataset fashion-mnist --model lenet5 --train-subset 3000 --budget 24
 """
 
 import argparse
@@ -196,10 +196,10 @@ def main(argv=None):
          if a and rnd and rnd["epochs_to_seed_best_mean"] else None) for a in (hb, summary.get("bayesian")))
 
     # Without the benchmarks' lock: it measures epochs and accuracy, not latency, and holds the cores ~1 h.
-    command = "nice -n 10 .venv/bin/python benchmarks/bench_tuner.py " + " ".join(
+    command = "nice -n 10 .venv/bin/python -m benchmarks.bench_tuner " + " ".join(
         shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     if args.merge:
-        command = "`, `".join(f"nice -n 10 .venv/bin/python benchmarks/bench_tuner.py --seeds {s} --partial s{s}.json"
+        command = "`, `".join(f"nice -n 10 .venv/bin/python -m benchmarks.bench_tuner --seeds {s} --partial s{s}.json"
                               for s in seeds) + "` side by side, then `" + command
     report = {
         "command": command.strip(), "dataset": args.dataset, "model": args.model,
