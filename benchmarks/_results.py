@@ -84,7 +84,7 @@ def _atomic(path, text):
     os.replace(tmp, path)
 
 
-def write(name, result, markdown, indent=2):
+def write(name, result, markdown, indent=2, folder=None):
     """Write ``results/<name>.json`` (``result``) and ``results/<name>.md`` (``markdown``), each atomically.
 
     Args:
@@ -93,13 +93,15 @@ def write(name, result, markdown, indent=2):
             ``provenance`` (:func:`provenance`) is added here.
         markdown: the section text (starts with ``## <title>`` and names its command).
         indent: JSON indentation. Defaults to `2`.
+        folder: where to write. Defaults to `None` (``benchmarks/results``).
 
     Returns:
         The path of the ``.md`` file.
     """
-    os.makedirs(RESULTS, exist_ok=True)
+    folder = RESULTS if folder is None else folder
+    os.makedirs(folder, exist_ok=True)
     result = {**result, "provenance": provenance()}
-    _atomic(os.path.join(RESULTS, f"{name}.json"), json.dumps(result, indent=indent, default=str))
-    md = os.path.join(RESULTS, f"{name}.md")
+    _atomic(os.path.join(folder, f"{name}.json"), json.dumps(result, indent=indent, default=str))
+    md = os.path.join(folder, f"{name}.md")
     _atomic(md, markdown)
     return md

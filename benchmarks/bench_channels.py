@@ -19,12 +19,13 @@ Writes ``benchmarks/results/channels.json`` and ``benchmarks/results/channels.md
 """
 
 import argparse
-import json
 import os
 import platform
 import shlex
 import sys
 import time
+
+from benchmarks import _results
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -313,10 +314,7 @@ def main(argv=None):
         "notes": notes,
     }
     stem = "channels_quick" if args.quick else "channels"
-    with open(os.path.join(args.out, f"{stem}.json"), "w") as f:
-        json.dump(result, f, indent=2)
-    with open(os.path.join(args.out, f"{stem}.md"), "w") as f:
-        f.write(markdown(result))
+    _results.write(stem, result, markdown(result), folder=args.out)
     print(markdown(result))
 
 

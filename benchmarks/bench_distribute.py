@@ -34,6 +34,8 @@ import subprocess
 import sys
 import time
 
+from benchmarks import _results
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 RESULTS = os.path.join(HERE, "results")
@@ -312,12 +314,7 @@ def main(argv=None):
                       args.parts: time.perf_counter() - t0}
     if "gpu" not in res:
         res["gpu"] = _child(["gpu"])
-    os.makedirs(RESULTS, exist_ok=True)
-    for ext, text in (("json", json.dumps(res, indent=2)), ("md", _markdown(res))):
-        tmp = os.path.join(RESULTS, f".distribute.{ext}.tmp")
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, os.path.join(RESULTS, f"distribute.{ext}"))
+    _results.write("distribute", res, _markdown(res))
     print(f"wrote benchmarks/results/distribute.md ({time.perf_counter() - t0:.0f} s)")
     return 0
 

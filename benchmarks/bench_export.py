@@ -23,12 +23,13 @@ Usage:
 
 
 import argparse
-import json
 import os
 import platform
 import sys
 import tempfile
 import time
+
+from benchmarks import _results
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -211,12 +212,7 @@ def main(argv=None):
         "quick": bool(args.quick),
     }
     result["machine"]["loadavg_at_end"] = os.getloadavg()
-    os.makedirs(args.out, exist_ok=True)
-    from tflite_export._atomic import atomic_write_bytes
-
-    atomic_write_bytes(os.path.join(args.out, "export.json"),
-                       (json.dumps(result, indent=2, default=str) + "\n").encode())
-    atomic_write_bytes(os.path.join(args.out, "export.md"), (table + "\n").encode())
+    _results.write("export", result, table + "\n", folder=args.out)
     print(table)
     return 0
 

@@ -28,6 +28,8 @@ import subprocess
 import sys
 import time
 
+from benchmarks import _results
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 RESULTS = os.path.join(HERE, "results")
 COMMAND = ".venv/bin/python -m benchmarks.bench_onednn"
@@ -197,12 +199,8 @@ def main(argv=None):
         f"oneDNN off, the former default, costs {min(ratios):.2f}x-{max(ratios):.2f}x the time per epoch here; a "
         "`TF_ENABLE_ONEDNN_OPTS` the user sets is respected."
         if ratios else "Decision: see the table (some runs failed).")
-    os.makedirs(args.out, exist_ok=True)
-    from tflite_export._atomic import atomic_write_bytes
-
-    atomic_write_bytes(os.path.join(args.out, "onednn.json"), (json.dumps(res, indent=2) + "\n").encode())
     md = markdown(res)
-    atomic_write_bytes(os.path.join(args.out, "onednn.md"), (md + "\n").encode())
+    _results.write("onednn", res, md + "\n", folder=args.out)
     print(md)
     return 0
 

@@ -15,13 +15,14 @@ Example:
 """
 
 import argparse
-import json
 import os
 import platform
 import shlex
 import sys
 import tempfile
 import time
+
+from benchmarks import _results
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 RESULTS = os.path.join(HERE, "results")
@@ -97,9 +98,6 @@ def main(argv=None):
            "epochs": args.epochs, "seed": args.seed, "train_subset": args.train_subset, "space": SPACE,
            "search_seconds": search_s, "rows": rows, "worst_difference_points": worst,
            "best_recipe_yaml": best_yaml, "python": platform.python_version(), "machine": platform.machine()}
-    os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, "reproduce.json"), "w", encoding="utf-8") as f:
-        json.dump(out, f, indent=2)
     lines = [
         "## What the tuner finds, optimize reproduces", "",
         f"`{command}`", "",
@@ -122,8 +120,7 @@ def main(argv=None):
                      f"| {r['difference_points']:.3f} |")
     lines += ["", f"Worst difference: {worst:.3f} points ({'within' if worst <= 0.3 else 'OUTSIDE'} the 0.3-point "
               f"target); search {search_s:.0f} s.", ""]
-    with open(os.path.join(args.out, "reproduce.md"), "w", encoding="utf-8") as f:
-        f.write("\n".join(lines))
+    _results.write("reproduce", out, "\n".join(lines), folder=args.out)
     print("\n".join(lines))
     return 0 if worst <= 0.3 else 1
 

@@ -21,13 +21,14 @@ Writes ``benchmarks/results/toolbox.json`` and ``benchmarks/results/toolbox.md``
 """
 
 import argparse
-import json
 import os
 import platform
 import shlex
 import sys
 import tempfile
 import time
+
+from benchmarks import _results
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -237,10 +238,7 @@ def main(argv=None):
         "command": command,
     }
     result = {"settings": settings, "rows": rows, "overhead": overhead}
-    with open(os.path.join(out_dir, f"toolbox{suffix}.json"), "w") as f:
-        json.dump(result, f, indent=2)
-    with open(os.path.join(out_dir, f"toolbox{suffix}.md"), "w") as f:
-        f.write(markdown(result))
+    _results.write(f"toolbox{suffix}", result, markdown(result), folder=out_dir)
     print(markdown(result))
 
 

@@ -35,6 +35,8 @@ import sys
 import tempfile
 import time
 
+from benchmarks import _results
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 RESULTS = os.path.join(HERE, "results")
 
@@ -210,11 +212,9 @@ def main(argv=None):
         "total_seconds": total, "merged": bool(args.merge), "best_accuracy_overall": best_all, "summary": summary,
         "hyperband_over_random_epochs": ratio, "bayesian_over_random_epochs": bo_ratio, "runs": runs,
     }
-    os.makedirs(args.out, exist_ok=True)
-    from tfcompress.report import atomic_write_json, atomic_write_text, markdown_table
+    from tfcompress.report import markdown_table
 
-    atomic_write_json(os.path.join(args.out, "tuner.json"), json.loads(json.dumps(report, default=str)))
-    atomic_write_text(os.path.join(args.out, "tuner.md"), _markdown(args, report, markdown_table))
+    _results.write("tuner", report, _markdown(args, report, markdown_table), folder=args.out)
     print(_markdown(args, report, markdown_table))
     return 0
 
