@@ -154,7 +154,7 @@ def test_the_qat_scheme_rule_is_written_once():
     rule = [str(f.relative_to(root)) for f in root.rglob("*.py") if '"pqat" if' in f.read_text()]
     assert rule == ["quantization/config.py"]
     users = {str(f.relative_to(root)) for f in root.rglob("*.py") if "qat_scheme(" in f.read_text()}
-    assert {"recipe.py", "quantization/__init__.py"} <= users and len(users) >= 4  # + stages and the runner
+    assert {"recipe.py", "quantization/__init__.py"} <= users and len(users) >= 4  # + the QAT stage and its config
 
 
 # --- the tuner's space validates by building the recipe -----------------------

@@ -142,3 +142,14 @@ def test_the_tuner_searches_a_registered_knob(shrink, tmp_path):
     assert [r["status"] for r in result.rows] == ["COMPLETED", "COMPLETED"]
     assert result.recipe().shrink.factor in (0.5, 0.9)
     assert Recipe.from_yaml(str(tmp_path / "best_recipe.yaml")).shrink == result.recipe().shrink
+
+
+def test_every_built_in_stage_is_one_registry_entry():
+    stage_fields = [f.name for f in dataclasses.fields(Recipe) if f.name in techniques.names()]
+    assert tuple(stage_fields) == techniques.names()  # the Recipe's stage fields, in run order
+    for t in techniques.BUILT_IN:
+        # the recipe class lives in the technique's own folder and is the public one
+        assert t.recipe_class.__module__.split(".")[1] in {"train", "pruning", "clustering", "quantization",
+                                                           "channels", "depth", "precision"}, t.name
+        assert getattr(tfcompress, t.recipe_class.__name__) is t.recipe_class
+        assert t.run.__module__.startswith(t.recipe_class.__module__.rsplit(".", 1)[0]), t.name
