@@ -189,9 +189,8 @@ def test_algorithm_names_are_normalised_in_one_place(tmp_path):
 
 def test_tuning_error_is_one_class_in_errors():
     from tfcompress import errors
-    from tfcompress.tuning import space
 
-    assert TuningError is errors.TuningError is space.TuningError
+    assert TuningError is errors.TuningError is tfcompress.TuningError
     assert issubclass(TuningError, TfcompressError) and issubclass(TuningError, ValueError)
 
 
