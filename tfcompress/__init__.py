@@ -35,7 +35,6 @@ from tfcompress.pruning.config import Penalty, Pruning
 from tfcompress.quantization.config import Quantization
 from tfcompress.recipe import Distillation, Recipe
 from tfcompress.train.config import Train
-from tfcompress.tuning.search import tune
 
 __all__ = [
     "__version__",
@@ -65,3 +64,12 @@ __all__ = [
     "ExportError",
     "TuningError",
 ]
+
+
+def __getattr__(name):
+    # tune() brings in Keras Tuner: loaded when first asked for, so `import tfcompress` stays as light.
+    if name == "tune":
+        from tfcompress.tuning.search import tune
+
+        return tune
+    raise AttributeError(f"module 'tfcompress' has no attribute {name!r}")
