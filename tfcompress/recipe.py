@@ -178,7 +178,11 @@ class Recipe:
     @classmethod
     def _more_stages(cls, more):
         """``more_stages`` as ``((name, stage), ...)`` in run order, registered names only, Nones dropped."""
-        more = dict(more or ())
+        try:
+            more = dict(more or ())
+        except (TypeError, ValueError):
+            raise RecipeError(f"more_stages must be a mapping of registered stage name to stage, got "
+                              f"{type(more).__name__} {brief(more)}.") from None
         fields = {f.name for f in dataclasses.fields(cls)}
         order = techniques.names()
         bad = sorted(n for n in more if n in fields or n not in order)
