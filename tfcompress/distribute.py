@@ -42,7 +42,7 @@ __all__ = [
 
 STRATEGY_NAMES = ("default", "mirrored", "multiworker")
 
-_CACHE = {}
+_CACHE: dict = {}
 
 
 def _tf_config():

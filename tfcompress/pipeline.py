@@ -288,7 +288,7 @@ def run_job(model: Any, data: Any, *, recipe: RecipeLike = None, out: str | os.P
     if result.plan is not None:  # budget mode: the plan re-runs with --recipe plan.yaml
         recipe = result.plan
         rep.recipe = recipe.to_dict()
-        rep.notes += result.report.budget["notes"]
+        rep.notes += (result.report.budget or {}).get("notes", [])
         atomic_write_text(os.path.join(out, "plan.yaml"), recipe.to_yaml())
 
     _deliver(rep, model, result, data, recipe, out, quiet, threads, timing_runs, timing_seconds, t_all, task)
