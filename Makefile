@@ -16,7 +16,7 @@ help:
 	@echo "make test   - set up .venv with test extras, run ruff (lint) and the test suite (CI; not the slow tier)"
 	@echo "make test-slow - the slow tier only (every keras.applications model, the README's own-data walk-through, multi-worker runs, ...)"
 	@echo "make test-all  - both tiers"
-	@echo "make lint   - ruff check (the house style, configured in pyproject.toml)"
+	@echo "make lint   - ruff check (the house style) and mypy (the public modules), configured in pyproject.toml"
 	@echo "make docs   - build the documentation site into docs/_build/html (strict: any warning fails; offline)"
 	@echo "make bench  - run benchmarks/ and refresh docs/RESULTS.md"
 	@echo "make data   - install Fashion-MNIST (Debian package dataset-fashion-mnist; needs root)"
@@ -60,6 +60,7 @@ demo: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 # CI runs `make test` (~15 min budget on 2 cores): the slow tier (tests marked
 # `slow`: whole keras.applications models, multi-minute walk-throughs) runs on demand.
@@ -73,7 +74,7 @@ test-all: lint data
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 bench: $(STAMP) data
-	$(BIN)/python benchmarks/run.py
+	$(BIN)/python -m benchmarks.run
 
 clean:
 	rm -rf $(VENV) tfcompress-out .pytest_cache *.egg-info docs/_build docs/api

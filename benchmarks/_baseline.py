@@ -24,7 +24,7 @@ import tflite_export
 from tfcompress import datasets, models
 from tfcompress._keras import keras
 from tfcompress._model import onednn_safe_training
-from tfcompress.optimize import make_optimizer
+from tfcompress.training import make_optimizer
 
 __all__ = ["lenet5_fashion", "bench_lock", "FULL", "QUICK"]
 

@@ -1,4 +1,4 @@
-"""Hostile inputs for bench_robustness.py (issue 29): the files, built here by code, and the cases.
+"""Hostile inputs for bench_robustness.py: the files, built here by code, and the cases.
 
 Nothing is copied from the tests: the files are generated from a small tf_keras
 model whose ``Lambda`` would write a marker file, from YAML written to blow up

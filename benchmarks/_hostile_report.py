@@ -12,7 +12,7 @@ import shutil
 import subprocess
 import time
 
-from _hostile import CLEAR_S, ENTRY_POINTS, MARKER_ENV, MEMORY_CAP, ROOT, TIMEOUT_S, disguise_descriptions
+from benchmarks._hostile import CLEAR_S, ENTRY_POINTS, MARKER_ENV, MEMORY_CAP, ROOT, TIMEOUT_S, disguise_descriptions
 
 
 def _cap():
@@ -111,7 +111,7 @@ GROUP_TITLES = {"untrusted": "disguised-Lambda model files", "yaml": "YAML bombs
 def markdown(records, fuzz, fuzz_seconds):
     s = summary(records)
     total = dict.fromkeys(CLASSES, 0)
-    lines = ["### Hostile inputs (issue 29): every case through the real command line", "",
+    lines = ["### Hostile inputs: every case through the real command line", "",
              f"Each case runs `tfcompress ...` or `python -m tflite_export ...` in a child process (limit "
              f"{TIMEOUT_S} s, address space capped at {MEMORY_CAP >> 30} GiB, two at a time), its hostile file "
              "built by `benchmarks/_hostile.py`. **clear**: exit 2, exactly one `error:` line, no traceback, "

@@ -1,4 +1,4 @@
-"""The trained ResNet-8 / Fashion-MNIST model: issue 14's realistic benchmark model.
+"""The trained ResNet-8 / Fashion-MNIST model: the realistic benchmark model.
 
 A CIFAR-style ResNet (``models/resnet_cifar.py``, the ``resnet8`` reference
 model: 3x3 Conv-BN stacks with residual ``Add`` shortcuts at 16/32/64 channels,

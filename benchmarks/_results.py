@@ -1,5 +1,8 @@
 """What every benchmark writes at the end: its command line, the machine, and ``results/<name>.{json,md}``.
 
+Every JSON also records where it came from (:func:`provenance`): the command that ran, the
+machine, the package versions and the git revision.
+
 Shared by the ``bench_*.py`` scripts so each one says only what it measured.
 Both files are written atomically (a temporary file, then ``os.replace``): an
 interrupted benchmark leaves the previous sitting's results whole, never a
@@ -7,18 +10,23 @@ half-written table that ``benchmarks/run.py --collect-only`` would paste into
 ``docs/RESULTS.md``.
 
 Example:
-    >>> command("nice -n 10 .venv/bin/python benchmarks/bench_x.py", ["--quick"])
-    'nice -n 10 .venv/bin/python benchmarks/bench_x.py --quick'
+    >>> command("nice -n 10 .venv/bin/python -m benchmarks.bench_x", ["--quick"])
+    'nice -n 10 .venv/bin/python -m benchmarks.bench_x --quick'
     >>> write("x_quick", {"rows": []}, "## X\\n")  # doctest: +SKIP
 """
 
+import importlib.metadata
 import json
 import os
 import platform
 import shlex
+import subprocess
 import sys
 
-__all__ = ["RESULTS", "command", "machine", "cpu_flags", "write"]
+__all__ = ["RESULTS", "command", "machine", "cpu_flags", "provenance", "write"]
+
+_PACKAGES = ("tfcompress", "tensorflow", "tf-keras", "tensorflow-model-optimization", "keras-tuner",
+             "ai-edge-litert", "numpy")
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
@@ -48,6 +56,27 @@ def cpu_flags():
     return f"{model}; {' '.join(isa) or 'no AVX2'}"
 
 
+def provenance():
+    """Where a result came from: ``{"argv", "machine", "cpu", "python", "versions", "git_revision"}``."""
+    versions = {}
+    for name in _PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = None
+    try:
+        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=os.path.dirname(RESULTS), capture_output=True,
+                             text=True, timeout=10).stdout.strip() or None
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=os.path.dirname(RESULTS),
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        if rev and dirty:
+            rev += " (with uncommitted changes)"
+    except (OSError, subprocess.SubprocessError):
+        rev = None
+    return {"argv": [os.path.basename(sys.executable), *sys.argv], "machine": machine(), "cpu": cpu_flags(),
+            "python": platform.python_version(), "versions": versions, "git_revision": rev}
+
+
 def _atomic(path, text):
     tmp = f"{path}.part{os.getpid()}"
     with open(tmp, "w", encoding="utf-8") as f:
@@ -55,20 +84,24 @@ def _atomic(path, text):
     os.replace(tmp, path)
 
 
-def write(name, result, markdown, indent=2):
+def write(name, result, markdown, indent=2, folder=None):
     """Write ``results/<name>.json`` (``result``) and ``results/<name>.md`` (``markdown``), each atomically.
 
     Args:
         name: the file stem, e.g. ``"binary"`` or ``"binary_quick"``.
-        result: JSON-able dict (values JSON cannot hold are written with ``str``).
+        result: JSON-able dict (values JSON cannot hold are written with ``str``); its
+            ``provenance`` (:func:`provenance`) is added here.
         markdown: the section text (starts with ``## <title>`` and names its command).
         indent: JSON indentation. Defaults to `2`.
+        folder: where to write. Defaults to `None` (``benchmarks/results``).
 
     Returns:
         The path of the ``.md`` file.
     """
-    os.makedirs(RESULTS, exist_ok=True)
-    _atomic(os.path.join(RESULTS, f"{name}.json"), json.dumps(result, indent=indent, default=str))
-    md = os.path.join(RESULTS, f"{name}.md")
+    folder = RESULTS if folder is None else folder
+    os.makedirs(folder, exist_ok=True)
+    result = {**result, "provenance": provenance()}
+    _atomic(os.path.join(folder, f"{name}.json"), json.dumps(result, indent=indent, default=str))
+    md = os.path.join(folder, f"{name}.md")
     _atomic(md, markdown)
     return md

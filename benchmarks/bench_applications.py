@@ -8,10 +8,10 @@ with ``tflite_export.export`` and one LiteRT invoke. Every model runs in a
 child process with a time limit: a crash is recorded with its signal, a model
 over the limit as "not run: time".
 
-    .venv/bin/python benchmarks/bench_applications.py                        # all 71
-    .venv/bin/python benchmarks/bench_applications.py --models Xception NASNetMobile
-    .venv/bin/python benchmarks/bench_applications.py --timeout 600
-    .venv/bin/python benchmarks/bench_applications.py --jobs 2          # two models at a time
+    .venv/bin/python -m benchmarks.bench_applications                        # all 71
+    .venv/bin/python -m benchmarks.bench_applications --models Xception NASNetMobile
+    .venv/bin/python -m benchmarks.bench_applications --timeout 600
+    .venv/bin/python -m benchmarks.bench_applications --jobs 2          # two models at a time
 
 Rows already in ``benchmarks/results/applications.json`` are kept unless the
 model is run again (``--models`` re-runs just those), so the table can be
@@ -27,10 +27,8 @@ import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-sys.path.insert(0, os.path.dirname(HERE))
 
-import _applications as apps  # noqa: E402
+from benchmarks import _applications as apps  # noqa: E402
 
 RESULTS = os.path.join(HERE, "results")
 JSON = os.path.join(RESULTS, "applications.json")
@@ -96,7 +94,7 @@ def _markdown(rows, names, commands):
         "too, keeping the biases of the ops they feed at their values, and the third sitting's file runs on XNNPACK. "
         "ConvNeXtXLarge failed the same way in its first sitting; it was out of reach before the memory changes "
         "above (ConvNeXtBase peaked at 6.4 GiB for 88 M parameters without the last two, about 23 GiB at 350 M).", "",
-        "Issue 12 §3's three failures pass here: ConvNeXtTiny (TF-MOT's QAT rebuild raised "
+        "The three architectures that used to fail pass here: ConvNeXtTiny (TF-MOT's QAT rebuild raised "
         "`AttributeError: 'str' object has no attribute 'name'` on the application-private `LayerScale`; "
         "the model's own layer classes are now in scope and `LayerScale` stays float), Xception and "
         "NASNetMobile (their int8 files failed \"failed to create XNNPACK runtime\": `SeparableConv2D` was "
@@ -174,7 +172,7 @@ def main(argv=None):
         with open(MD, "w", encoding="utf-8") as f:
             f.write(_markdown(rows, names, commands))
         return 0
-    command = ("python benchmarks/bench_applications.py " + " ".join(sys.argv[1:] if argv is None else argv)).strip()
+    command = ("python -m benchmarks.bench_applications " + " ".join(sys.argv[1:] if argv is None else argv)).strip()
     os.makedirs(RESULTS, exist_ok=True)
 
     def one(name):

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Binary and ternary weights (issue 13 §2) on the cached LeNet-5 / Fashion-MNIST baseline.
+"""Binary and ternary weights on the cached LeNet-5 / Fashion-MNIST baseline.
 
 Rows: float32, PQAT 80% int8 (the toolbox reference row, also the latency
 reference), ternary QAT, binary QAT with the first and last layers kept int8,
@@ -13,7 +13,7 @@ the file), median latency (1 thread, XNNPACK) vs the PQAT int8 file.
 
 Run from the repository root (about 8 min on 2 shared cores)::
 
-    flock /tmp/tfc-bench.lock nice -n 10 .venv/bin/python benchmarks/bench_binary.py
+    flock /tmp/tfc-bench.lock nice -n 10 .venv/bin/python -m benchmarks.bench_binary
 
 Writes ``benchmarks/results/binary.json`` and ``benchmarks/results/binary.md``
 (``--quick``: ``binary_quick.*``, tiny settings).
@@ -22,19 +22,17 @@ Writes ``benchmarks/results/binary.json`` and ``benchmarks/results/binary.md``
 import argparse
 import os
 import re
-import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 
 import tfcompress  # noqa: E402
 import tflite_export  # noqa: E402
 from benchmarks import _results  # noqa: E402
 from benchmarks._baseline import lenet5_fashion  # noqa: E402
+from tfcompress import Pruning, Quantization, Recipe  # noqa: E402
 from tfcompress._keras import keras  # noqa: E402
 from tfcompress.quantization.binary import tflite_levels  # noqa: E402
-from tfcompress.recipe import Pruning, Quantization, Recipe  # noqa: E402
 
 #: QAT epochs of the binary/ternary rows (the int8 reference keeps the toolbox's 1).
 BINARY_EPOCHS = 3
@@ -102,7 +100,7 @@ def main(argv=None):
     ref_ms = next(r["median_ms"] for r in out if r["row"].startswith("PQAT"))
     for r in out:
         r["latency_vs_int8"] = round(r["median_ms"] / ref_ms, 2)
-    command = _results.command("flock /tmp/tfc-bench.lock nice -n 10 .venv/bin/python benchmarks/bench_binary.py",
+    command = _results.command("flock /tmp/tfc-bench.lock nice -n 10 .venv/bin/python -m benchmarks.bench_binary",
                                argv)
     settings = dict(b.settings, float32_accuracy=b.f32_acc, float32_zipped_bytes=b.f32.zipped_bytes,
                     learning_rate=lr, batch_size=bs, binary_epochs=BINARY_EPOCHS,

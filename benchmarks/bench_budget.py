@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Budget mode (issue 14 §1): say the budget, get the model, against the best hand recipe.
+"""Budget mode: say the budget, get the model, against the best hand recipe.
 
 On the cached LeNet-5 / Fashion-MNIST baseline (``benchmarks/_baseline.py``):
 ``tfcompress.optimize(..., target="drop<=1.0", minimize="size")`` with the
@@ -10,11 +10,11 @@ size, the ratio against float32, XNNPACK latency (1 thread). Budget mode may
 choose int4 weights (4-bit QAT); the 4-bit hand row (24.8x) is read from
 ``benchmarks/results/lowbit.json`` (same baseline, not re-run: time). When the
 budget file is slower than float32, the per-op precision mix budget mode found
-(issue 14 §2) is written and measured as one more row.
+(no file slower than float32) is written and measured as one more row.
 
 Run from the repository root (20-35 min on 2 shared cores, 1-3 fine-tuning rounds)::
 
-    flock /tmp/tfc-bench.lock nice -n 10 .venv/bin/python benchmarks/bench_budget.py
+    flock /tmp/tfc-bench.lock nice -n 10 .venv/bin/python -m benchmarks.bench_budget
 
 Writes ``benchmarks/results/budget.json`` and ``.md`` (``--quick``: ``budget_quick.*``).
 """
@@ -27,15 +27,14 @@ import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 
 import tfcompress  # noqa: E402
 import tflite_export  # noqa: E402
 from benchmarks._baseline import lenet5_fashion  # noqa: E402
 from benchmarks._results import machine  # noqa: E402
 from benchmarks._results import write as write_results  # noqa: E402
+from tfcompress import Clustering, Distillation, Pruning, Quantization, Recipe  # noqa: E402
 from tfcompress._keras import keras  # noqa: E402
-from tfcompress.recipe import Clustering, Distillation, Pruning, Quantization, Recipe  # noqa: E402
 from tfcompress.target import export_file  # noqa: E402
 
 THREADS = 1
@@ -89,7 +88,7 @@ def lenet_rows(b, quick, tmp):
                           seconds=time.perf_counter() - t0, extra={"plan": res.plan.to_dict(), "weights": weights}))
     _say(rows[-1])
     fast = budget.get("faster_file") or {}
-    if "per_layer" in fast:  # issue 14 §2: the per-op mix budget mode found not slower than float32
+    if "per_layer" in fast:  # the per-op mix budget mode found not slower than float32
         try:
             res.report.budget = dict(budget, file="mixed")
             e = export_file(res, os.path.join(tmp, "budget_mixed.tflite"), b.rep_x)
@@ -114,7 +113,7 @@ def main(argv=None):
     keras.utils.set_random_seed(0)
     b = lenet5_fashion(quick=args.quick)
     rows, budget, budget_md = lenet_rows(b, args.quick, b.tmp)
-    command = "flock /tmp/tfc-bench.lock nice -n 10 .venv/bin/python benchmarks/bench_budget.py" + \
+    command = "flock /tmp/tfc-bench.lock nice -n 10 .venv/bin/python -m benchmarks.bench_budget" + \
         ("" if not (argv or sys.argv[1:]) else " " + shlex.join(argv if argv is not None else sys.argv[1:]))
     result = {
         "settings": {"model": "lenet5", "dataset": "fashion-mnist", "fine_tuning_samples": int(len(b.x_ft)),
@@ -132,11 +131,11 @@ def _mix_line(rows, f32):
     mine = next(r for r in rows if r["row"].startswith("budget mode: "))
     mix = next((r for r in rows if r["row"].startswith("budget mode, per-op mix")), None)
     if mine["median_ms"] <= f32["median_ms"]:
-        return f"| budget mode avoids a file slower than float32 (§2) | not needed: {mine['median_ms']:.3g} ms |"
+        return f"| budget mode avoids a file slower than float32 | not needed: {mine['median_ms']:.3g} ms |"
     if mix is None:
-        return (f"| budget mode avoids a file slower than float32 (§2) | no: {mine['median_ms']:.3g} ms vs float32 "
+        return (f"| budget mode avoids a file slower than float32 | no: {mine['median_ms']:.3g} ms vs float32 "
                 f"{f32['median_ms']:.3g} ms, no per-op mix timed as fast (see the notes) |")
-    return (f"| budget mode avoids a file slower than float32 (§2) | {mine['median_ms']:.3g} ms vs float32 "
+    return (f"| budget mode avoids a file slower than float32 | {mine['median_ms']:.3g} ms vs float32 "
             f"{f32['median_ms']:.3g} ms: the per-op mix runs {mix['median_ms']:.3g} ms at {mix['ratio']:.1f}× "
             f"({mix['drop_points']:+.2f} pts) |")
 
@@ -178,7 +177,7 @@ def markdown(result, budget_md):
     if better == "no" and fast:
         better = f"faster, not smaller ({fast[0]['row']}: {fast[0]['median_ms']:.3g} ms vs {hand['median_ms']:.3g} ms)"
     lines += [
-        "", "| target (issue 14) | reached |", "|---|---|",
+        "", "| target | reached |", "|---|---|",
         f"| ≥40× zipped at ≤1 point (test set) | {forty}: {mine['ratio']:.1f}× at {mine['drop_points']:+.2f} pts |",
         f"| budget mode vs best hand recipe: smaller or faster | {better}: {mine['zipped_bytes']:,} B vs "
         f"{hand['zipped_bytes']:,} B ({hand['ratio']:.1f}× at {hand['drop_points']:+.2f} pts) |",

@@ -12,22 +12,22 @@ Fashion-MNIST (a seeded subset, see the printed settings), and MobileNetV2
 
 Run from the repository root (about 10-15 min on 2 cores)::
 
-    PYTHONPATH=. .venv/bin/python benchmarks/bench_channels.py
+    PYTHONPATH=. .venv/bin/python -m benchmarks.bench_channels
 
 Writes ``benchmarks/results/channels.json`` and ``benchmarks/results/channels.md``
 (``--quick`` writes ``channels_quick.*`` with tiny settings, for smoke tests).
 """
 
 import argparse
-import json
 import os
 import platform
 import shlex
 import sys
 import time
 
+from benchmarks import _results
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 
 import numpy as np  # noqa: E402
 
@@ -302,7 +302,7 @@ def main(argv=None):
         notes.append(f"run took {total:.0f} s, over the 15 min budget")
     args_given = argv if argv is not None else sys.argv[1:]
     result = {
-        "command": "PYTHONPATH=. .venv/bin/python benchmarks/bench_channels.py"
+        "command": "PYTHONPATH=. .venv/bin/python -m benchmarks.bench_channels"
                    + ("" if argv is None and len(sys.argv) == 1 else " " + shlex.join(args_given)),
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores "
                    f"(CPU flags: {_cpu_flags()}), "
@@ -314,10 +314,7 @@ def main(argv=None):
         "notes": notes,
     }
     stem = "channels_quick" if args.quick else "channels"
-    with open(os.path.join(args.out, f"{stem}.json"), "w") as f:
-        json.dump(result, f, indent=2)
-    with open(os.path.join(args.out, f"{stem}.md"), "w") as f:
-        f.write(markdown(result))
+    _results.write(stem, result, markdown(result), folder=args.out)
     print(markdown(result))
 
 

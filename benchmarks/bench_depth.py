@@ -14,7 +14,7 @@ reference rows (benchmarks/results/toolbox.md) are re-measured in the same run.
 
 Run from the repository root (about 10 min on 2 cores shared with other jobs)::
 
-    .venv/bin/python benchmarks/bench_depth.py [--quick]
+    .venv/bin/python -m benchmarks.bench_depth [--quick]
 
 Writes ``benchmarks/results/depth.json`` and ``depth.md`` (``--quick``: ``depth_quick.*``).
 """
@@ -22,13 +22,11 @@ Writes ``benchmarks/results/depth.json`` and ``depth.md`` (``--quick``: ``depth_
 import argparse
 import fcntl
 import os
-import sys
 import tempfile
 import time
 import types
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
@@ -217,7 +215,7 @@ def main(argv=None):
         rows += run_model(name, build, prep, split, s, args.seed, work, t0)
     reference = lenet_reference(s, work, t0)
     res = {
-        "command": _results.command(".venv/bin/python benchmarks/bench_depth.py", argv),
+        "command": _results.command(".venv/bin/python -m benchmarks.bench_depth", argv),
         "settings": s, "rows": rows, "reference": reference, "seconds": time.time() - t0,
         "notes": [
             "every row is an int8 file; the speed-up is against the baseline's int8 file from the same run",

@@ -7,7 +7,7 @@ MultiWorkerMirroredStrategy must be set up before TensorFlow does anything else)
   clustering, QAT, and the PQAT/CQAT/PCQAT combinations, distillation, mixed
   precision) through ``tfcompress.optimize`` under ``MirroredStrategy`` over two
   logical CPUs, with no stage allowed to fall back to one replica: ok, or the
-  error TF-MOT raised (this is where ``tfcompress.distribute.SINGLE_REPLICA`` comes from);
+  error TF-MOT raised (this is where each technique's ``single_replica`` comes from);
 * **the same result**: the digits CNN pruned to 80% and fine-tuned with PQAT,
   distilled, on one device, under MirroredStrategy (2 logical CPUs), and under
   MultiWorkerMirroredStrategy (2 worker processes on 127.0.0.1): accuracy,
@@ -18,9 +18,9 @@ MultiWorkerMirroredStrategy must be set up before TensorFlow does anything else)
 
 Writes benchmarks/results/distribute.{json,md}.
 
-    .venv/bin/python benchmarks/bench_distribute.py                  # ~20 min on 2 busy cores
-    .venv/bin/python benchmarks/bench_distribute.py --parts stages   # one part; the others kept
-    .venv/bin/python benchmarks/bench_distribute.py --parts none     # rewrite the table from the JSON
+    .venv/bin/python -m benchmarks.bench_distribute                  # ~20 min on 2 busy cores
+    .venv/bin/python -m benchmarks.bench_distribute --parts stages   # one part; the others kept
+    .venv/bin/python -m benchmarks.bench_distribute --parts none     # rewrite the table from the JSON
 """
 
 import argparse
@@ -34,10 +34,12 @@ import subprocess
 import sys
 import time
 
+from benchmarks import _results
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 RESULTS = os.path.join(HERE, "results")
-COMMAND = ".venv/bin/python benchmarks/bench_distribute.py"
+COMMAND = ".venv/bin/python -m benchmarks.bench_distribute"
 TIMEOUT = 1800
 
 #: The stage matrix: name -> recipe (small epochs: support, not accuracy, is measured).
@@ -104,10 +106,10 @@ def child_stages():
     """Every stage under MirroredStrategy (2 logical CPUs), none allowed to fall back."""
     strategy = _setup("mirrored")
     import tfcompress
-    from tfcompress import distribute
+    from tfcompress import techniques
     from tfcompress._keras import keras
 
-    distribute.SINGLE_REPLICA = {}  # measure, do not avoid
+    techniques.single_replica = dict  # measure, do not avoid: no stage falls back
     model, data = _trained()
     train = (data.train[0][:512], data.train[1][:512])  # support, not accuracy, is measured here
     out = {}
@@ -174,7 +176,7 @@ def _which(name):
 
 def _child(args, env=None, timeout=TIMEOUT):
     env = dict(os.environ if env is None else env, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
-    p = subprocess.run([sys.executable, os.path.abspath(__file__), "--child", *args], capture_output=True,
+    p = subprocess.run([sys.executable, "-m", __spec__.name, "--child", *args], capture_output=True,
                        text=True, timeout=timeout, env=env, cwd=ROOT)
     sys.stderr.write(p.stderr[-2000:] if p.returncode else "")
     lines = [ln for ln in p.stdout.splitlines() if ln.startswith("{")]
@@ -194,7 +196,7 @@ def _multiworker():
     for i in range(2):
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="",
                    TF_CONFIG=json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": i}}))
-        procs.append(subprocess.Popen([sys.executable, os.path.abspath(__file__), "--child", "compare", "multiworker"],
+        procs.append(subprocess.Popen([sys.executable, "-m", __spec__.name, "--child", "compare", "multiworker"],
                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT))
     outs = []
     try:
@@ -217,11 +219,11 @@ def _per_epoch(run, stage):
 
 
 def _markdown(res):
-    from tfcompress.distribute import SINGLE_REPLICA
+    from tfcompress.techniques import single_replica
 
     lines = [
         "## Fine-tuning under tf.distribute", "",
-        f"`{COMMAND}` (issue 15; {res['machine']}). Each run is a child process; the strategies run on "
+        f"`{COMMAND}` ({res['machine']}). Each run is a child process; the strategies run on "
         "CPUs only: **no GPU machine was lent to this work**, so no strategy ran on a GPU and no GPU "
         "figure is recorded. Measured on the shared 2-core development machine while other work ran "
         "(`--parts stages` and `--parts gpu,compare` separately): the seconds are indicative only.", "",
@@ -236,9 +238,9 @@ def _markdown(res):
         acc = f"{r['accuracy']:.2%}" if "accuracy" in r else "-"
         lines.append(f"| {name} | {what} | {acc} |")
     fell = "; ".join(f"{stage}{' with ' + cond.replace('_', ' ') if cond else ''}: {why}"
-                     for (stage, cond), why in SINGLE_REPLICA.items()) or "none"
+                     for (stage, cond), why in single_replica().items()) or "none"
     lines += ["", f"Stages tfcompress runs on one replica under a strategy "
-                  f"(`tfcompress.distribute.SINGLE_REPLICA`): {fell}.", ""]
+                  f"(each technique's `single_replica`): {fell}.", ""]
     lines += [
         "**One device vs two replicas**, same seeds, same global batch (32, split 16 + 16): digits CNN pruned to "
         "80% (4 epochs), then PQAT (2 epochs), distilled from the model before compression:", "",
@@ -287,7 +289,6 @@ def main(argv=None):
                else child_compare(args.child[1]))
         print(json.dumps(out), flush=True)
         return 0
-    sys.path.insert(0, ROOT)
     parts = set(args.parts.split(","))
     res = {"compare": {}, "errors": {}, "stages": {}}
     old = os.path.join(RESULTS, "distribute.json")
@@ -313,12 +314,7 @@ def main(argv=None):
                       args.parts: time.perf_counter() - t0}
     if "gpu" not in res:
         res["gpu"] = _child(["gpu"])
-    os.makedirs(RESULTS, exist_ok=True)
-    for ext, text in (("json", json.dumps(res, indent=2)), ("md", _markdown(res))):
-        tmp = os.path.join(RESULTS, f".distribute.{ext}.tmp")
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, os.path.join(RESULTS, f"distribute.{ext}"))
+    _results.write("distribute", res, _markdown(res))
     print(f"wrote benchmarks/results/distribute.md ({time.perf_counter() - t0:.0f} s)")
     return 0
 

@@ -17,26 +17,25 @@ Writes ``benchmarks/results/export.json`` and ``benchmarks/results/export.md``
 and prints the Markdown table.
 
 Usage:
-    TF_CPP_MIN_LOG_LEVEL=3 PYTHONPATH=. .venv/bin/python benchmarks/bench_export.py
+    TF_CPP_MIN_LOG_LEVEL=3 PYTHONPATH=. .venv/bin/python -m benchmarks.bench_export
     ... --quick            # small models only, short timings (smoke test)
 """
 
-from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
 import tempfile
 import time
 
+from benchmarks import _results
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 
 import tflite_export as tfl  # noqa: E402
 from tflite_export import roofline  # noqa: E402
@@ -213,12 +212,7 @@ def main(argv=None):
         "quick": bool(args.quick),
     }
     result["machine"]["loadavg_at_end"] = os.getloadavg()
-    os.makedirs(args.out, exist_ok=True)
-    from tflite_export._atomic import atomic_write_bytes
-
-    atomic_write_bytes(os.path.join(args.out, "export.json"),
-                       (json.dumps(result, indent=2, default=str) + "\n").encode())
-    atomic_write_bytes(os.path.join(args.out, "export.md"), (table + "\n").encode())
+    _results.write("export", result, table + "\n", folder=args.out)
     print(table)
     return 0
 
@@ -227,7 +221,7 @@ def markdown(rows, peaks, threads):
     lines = [
         "## Export flavours: float32 / float16 / dynamic / int8 on XNNPACK",
         "",
-        "Command: `.venv/bin/python benchmarks/bench_export.py` (part of `make bench`). Load average "
+        "Command: `.venv/bin/python -m benchmarks.bench_export` (part of `make bench`). Load average "
         f"at the end of the run: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (its own 2-thread "
         "runs count; well above 2 means other jobs shared the CPU).",
         "",

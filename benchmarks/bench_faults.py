@@ -24,7 +24,7 @@ checks the folder it leaves:
 
 Writes benchmarks/results/faults.{json,md}.
 
-    nice .venv/bin/python benchmarks/bench_faults.py     # ~8 min on 2 cores
+    nice .venv/bin/python -m benchmarks.bench_faults     # ~8 min on 2 cores
 """
 
 import argparse
@@ -40,11 +40,11 @@ import sys
 import tempfile
 import time
 
-import _results
+from benchmarks import _results
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-COMMAND = "nice .venv/bin/python benchmarks/bench_faults.py"
+COMMAND = "nice .venv/bin/python -m benchmarks.bench_faults"
 OUTPUTS = ("float32.tflite", "int8.tflite", "mixed.tflite", "int4.tflite", "fast.tflite", "plan.yaml", "report.png",
            "report.md", "report.json")
 LEFTOVER = re.compile(r"^(\.tfcompress-run-\d+(-[0-9a-f]{6})?|\..+\.[a-z0-9_]{8}(\.p\d+(-[0-9a-f]{6})?)?(\.[^.]*)?"
@@ -363,7 +363,6 @@ def main(argv=None):
             result = json.load(f)
         _results.write("faults", result, _markdown(result))
         return 0
-    sys.path.insert(0, ROOT)
     fractions = [0.4, 0.6, 0.8] if args.quick else [0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95]
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="tfc-faults-") as work:

@@ -1,9 +1,9 @@
-"""Foundation benchmark (issue 2): LeNet-5 on Fashion-MNIST, float32 baseline
+"""Foundation benchmark: LeNet-5 on Fashion-MNIST, float32 baseline
 vs 80 %-pruned + PQAT int8, measured side by side in one run.
 
 Writes benchmarks/results/foundation.json and benchmarks/results/foundation.md.
 
-    .venv/bin/python benchmarks/bench_foundation.py [--threads 1,2] [--repeats 3]
+    .venv/bin/python -m benchmarks.bench_foundation [--threads 1,2] [--repeats 3]
 """
 
 import argparse
@@ -16,14 +16,15 @@ import time
 
 import tfcompress  # noqa: F401  (quiet TensorFlow first)
 import tflite_export
+from benchmarks import _results
 from tfcompress import datasets, models
 from tfcompress._keras import quiet_native_logs
 from tfcompress.pipeline import train_baseline
-from tfcompress.report import atomic_write_json, atomic_write_text, markdown_table
+from tfcompress.report import markdown_table
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 RESULTS = os.path.join(HERE, "results")
-COMMAND = "make bench  (runs: .venv/bin/python benchmarks/bench_foundation.py)"
+COMMAND = "make bench  (runs: .venv/bin/python -m benchmarks.bench_foundation)"
 
 
 def cpu_description():
@@ -84,8 +85,6 @@ def main(argv=None):
         "latency_ratio": {t: latency[f"float32@{t}"] / latency[f"int8@{t}"] for t in threads},
         "seconds": time.perf_counter() - t_start,
     }
-    os.makedirs(RESULTS, exist_ok=True)
-    atomic_write_json(os.path.join(RESULTS, "foundation.json"), res)
     rows = [["float32", f"{acc['float32']:.2%}", f"{f32.zipped_bytes / 1024:.1f}", "1.0×"]
             + [f"{latency[f'float32@{t}']:.4f}" for t in threads] + ["1.00×"] * len(threads),
             ["80% pruned + PQAT int8", f"{acc['int8']:.2%}", f"{i8.zipped_bytes / 1024:.1f}",
@@ -106,7 +105,7 @@ def main(argv=None):
         "cost, so int8 barely changes it (see the channel-pruning section for a model big "
         "enough for compute to dominate).", "",
     ])
-    atomic_write_text(os.path.join(RESULTS, "foundation.md"), md)
+    _results.write("foundation", res, md)
     print(md)
     return 0
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Global (cross-layer) magnitude pruning and gradient-saliency pruning (issue 13 §5) against per-layer pruning.
+"""Global (cross-layer) magnitude pruning and gradient-saliency pruning against per-layer pruning.
 
 On the cached LeNet-5 / Fashion-MNIST baseline (``benchmarks/_baseline.py``),
 every row followed by 8-bit PQAT (or PCQAT with clustering) and exported to an
@@ -9,7 +9,7 @@ at ``max_layer_sparsity``) vs ``Pruning(criterion="saliency")`` (|w * dL/dw|,
 mask fixed at the start) at the same total sparsity 0.8 and 0.9, beside the
 float32 file, PQAT 80 % and the best hand recipe of ``bench_toolbox.py``
 (per-layer PCQAT ~89 %, 16 clusters) re-measured in the same run; then global
-pruning + 16 clusters + PCQAT at higher sparsities, aiming at issue 14's
+pruning + 16 clusters + PCQAT at higher sparsities, aiming at the
 ≥ 40× zipped at ≤ 1 point. Fine-tuning settings of ``bench_toolbox.py``
 (batch 64, lr 5e-4, pruning 3 epochs, clustering 2, QAT 1; the clustered rows
 prune 5 epochs like the hand recipe), no distillation, on the first 12,000 of
@@ -20,26 +20,24 @@ Run from the repository root (about 8 min on 2 shared cores; the script takes
 ``/tmp/tfc-bench.lock`` itself, only while it times the files, like
 ``bench_realistic.py``)::
 
-    nice -n 10 .venv/bin/python benchmarks/bench_global.py
+    nice -n 10 .venv/bin/python -m benchmarks.bench_global
 
 Writes ``benchmarks/results/global.json`` and ``.md`` (``--quick``: ``global_quick.*``).
 """
 
 import argparse
 import os
-import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 
 import tfcompress  # noqa: E402
 import tflite_export  # noqa: E402
 from benchmarks import _results  # noqa: E402
 from benchmarks._baseline import bench_lock, lenet5_fashion  # noqa: E402
+from tfcompress import Clustering, Pruning, Quantization, Recipe  # noqa: E402
 from tfcompress._keras import keras  # noqa: E402
 from tfcompress.pruning import layer_sparsity  # noqa: E402
-from tfcompress.recipe import Clustering, Pruning, Quantization, Recipe  # noqa: E402
 
 THREADS = 1
 HAND = {"fc1": 0.94, "fc2": 0.85, "conv2": 0.7, "logits": 0.6}
@@ -126,7 +124,7 @@ def main(argv=None):
     keras.utils.set_random_seed(0)
     b = lenet5_fashion(quick=args.quick)
     b.x_ft, b.y_ft = b.x_ft[:args.samples], b.y_ft[:args.samples]
-    command = _results.command("nice -n 10 .venv/bin/python benchmarks/bench_global.py", argv)
+    command = _results.command("nice -n 10 .venv/bin/python -m benchmarks.bench_global", argv)
 
     def write(rows):
         result = _result(b, rows, command, t_start)
@@ -181,7 +179,7 @@ def markdown(result):
     ok = [r for r in rows[1:] if r["drop_points"] <= 1.0]
     best = max(ok, key=lambda r: r["ratio"]) if ok else None
     lines += ["", "Best row at ≤ 1.0 point drop: " + (
-        f"**{best['row']}**, {best['ratio']:.1f}× at {best['drop_points']:+.2f} pts; issue 14's ≥ 40× at ≤ 1 point: "
+        f"**{best['row']}**, {best['ratio']:.1f}× at {best['drop_points']:+.2f} pts; the target of ≥ 40× at ≤ 1 point: "
         + ("reached" if best["ratio"] >= 40 else "not reached") if best else "none")]
     return "\n".join(lines) + "\n"
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Sub-8-bit weights stored as int4 (issue 13 §1) on the cached LeNet-5 / Fashion-MNIST baseline.
+"""Sub-8-bit weights stored as int4 on the cached LeNet-5 / Fashion-MNIST baseline.
 
 Rows: float32, PTQ int8 (the latency reference), PQAT 80% int8 (the toolbox
 reference row), 4-bit QAT, 4-bit QAT + pruning 80% (zeros kept), int4
@@ -18,7 +18,7 @@ file, all measured in one run.
 Run from the repository root (25-40 min on 2 shared cores; the script takes
 ``/tmp/tfc-bench.lock`` itself, only while it times the files)::
 
-    nice -n 10 .venv/bin/python benchmarks/bench_lowbit.py
+    nice -n 10 .venv/bin/python -m benchmarks.bench_lowbit
 
 Writes ``benchmarks/results/lowbit.json`` and ``benchmarks/results/lowbit.md``
 (``--quick``: ``lowbit_quick.*``, tiny settings). ``--rows "lr 0.001"``
@@ -39,15 +39,14 @@ import time
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 
 import tfcompress  # noqa: E402
 import tflite_export  # noqa: E402
 from benchmarks._baseline import lenet5_fashion  # noqa: E402
 from benchmarks._results import machine  # noqa: E402
 from benchmarks._results import write as write_results  # noqa: E402
+from tfcompress import Channels, Distillation, Pruning, Quantization, Recipe  # noqa: E402
 from tfcompress._keras import keras  # noqa: E402
-from tfcompress.recipe import Channels, Distillation, Pruning, Quantization, Recipe  # noqa: E402
 from tflite_export import _flatbuffer as fb  # noqa: E402
 from tflite_export.convert import zipped_size  # noqa: E402
 from tflite_export.int4 import int4_weights  # noqa: E402
@@ -94,7 +93,7 @@ def rows(quick):
         ("4-bit QAT + per-layer ~89% pruning", dict(
             pruning=Pruning(final_sparsity=0.9, end=0.6, epochs=pe + 2, exclude=["conv1"], per_layer=PER_LAYER),
             quantization=Q("int4")), "int4"),
-        # Issue 14 (>= 40x at <= 1 point): fewer weights, none of them indexed. Thinning keeps
+        # The target (>= 40x at <= 1 point): fewer weights, none of them indexed. Thinning keeps
         # 9,182 of 61,706 parameters; distillation from the baseline in every stage.
         ("thinned + 4-bit QAT (distilled)", dict(
             channels=Channels(ratio=0.0, per_layer=THIN, epochs=ce), pruning=None,
@@ -175,7 +174,7 @@ def main(argv=None):
     int8_ms = next(r["median_ms"] for r in out if r["row"] == "PTQ int8")
     for r in out:
         r["latency_vs_int8"] = round(r["median_ms"] / int8_ms, 2)
-    command = "nice -n 10 .venv/bin/python benchmarks/bench_lowbit.py" + \
+    command = "nice -n 10 .venv/bin/python -m benchmarks.bench_lowbit" + \
         ("" if not (argv if argv is not None else sys.argv[1:]) else
          " " + shlex.join(argv if argv is not None else sys.argv[1:]))
     settings = dict(b.settings, float32_accuracy=b.f32_acc, float32_zipped_bytes=b.f32.zipped_bytes,
@@ -295,7 +294,7 @@ def anatomy_notes(result):
         "\"kernel values\": weights of the conv / dense kernels in the file; \"fixed part\": the file zipped with "
         "every constant buffer (kernels, biases) zeroed — flatbuffer tables, tensor names, quantization scales and "
         "zero points, metadata — which no weight compression removes.", "",
-        f"Issue 14 asks for ≤ {target:,.0f} B zipped (40×). In the file of \"{r['row']}\" the fixed part is "
+        f"The target asks for ≤ {target:,.0f} B zipped (40×). In the file of \"{r['row']}\" the fixed part is "
         f"{r['fixed_zipped_bytes']:,} B, leaving ≈ {target - r['fixed_zipped_bytes']:,.0f} B for kernels and biases "
         f"(each kernel zipped alone: {parts}). Margin of this seed: {target - r['zipped_bytes']:,.0f} B under the "
         f"40× bound and {1.0 - r['drop_points']:.2f} point inside the drop"

@@ -18,8 +18,8 @@ fresh child process:
 Peaks are the kernel's high-water mark (``VmHWM``), reset before the step
 (``/proc/self/clear_refs``). Writes ``benchmarks/results/memory.{json,md}``.
 
-    .venv/bin/python benchmarks/bench_memory.py            # ~4 min on 2 cores
-    .venv/bin/python benchmarks/bench_memory.py --render   # memory.md from memory.json
+    .venv/bin/python -m benchmarks.bench_memory            # ~4 min on 2 cores
+    .venv/bin/python -m benchmarks.bench_memory --render   # memory.md from memory.json
 """
 
 import argparse
@@ -30,12 +30,10 @@ import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-sys.path.insert(0, os.path.dirname(HERE))
 
-import _results  # noqa: E402
+from benchmarks import _results  # noqa: E402
 
-COMMAND = ".venv/bin/python benchmarks/bench_memory.py"
+COMMAND = ".venv/bin/python -m benchmarks.bench_memory"
 MODEL = "VGG19"
 STEPS = ("optimize", "export")
 SWITCH = ("on", "off")
@@ -67,11 +65,11 @@ def _child(step, switch):
     import gc
     import tempfile
 
-    import _applications as apps
     import numpy as np
 
     import tfcompress  # first: its oneDNN default applies before TensorFlow loads
     import tflite_export
+    from benchmarks import _applications as apps
     from tfcompress._keras import keras
 
     keras.utils.set_random_seed(0)
@@ -105,7 +103,7 @@ def _child(step, switch):
 
 
 def _run(step, switch, timeout):
-    proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--child", step, switch],
+    proc = subprocess.run([sys.executable, "-m", __spec__.name, "--child", step, switch],
                           capture_output=True, text=True, timeout=timeout, cwd=os.path.dirname(HERE))
     for line in proc.stdout.splitlines():
         if line.startswith("RESULT "):

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Benchmark of channel merging against channel pruning criteria (issue 13 §4, §5).
+"""Benchmark of channel merging against channel pruning criteria.
 
 At the same channel ratios (0.3, 0.5 of every prunable group), on the cached
 LeNet-5 / Fashion-MNIST baseline and on ``models/resnet_tiny`` trained briefly:
@@ -12,7 +12,7 @@ file and the toolbox's "PQAT (80%)" row re-measured in the same run.
 
 Run from the repository root (~10 min on 2 shared cores)::
 
-    flock /tmp/tfc-bench.lock nice -n 10 .venv/bin/python benchmarks/bench_merge.py
+    flock /tmp/tfc-bench.lock nice -n 10 .venv/bin/python -m benchmarks.bench_merge
 
 Writes ``benchmarks/results/merge.json`` and ``merge.md`` (``--quick``:
 ``merge_quick.*``, tiny settings for a smoke test).
@@ -27,7 +27,6 @@ import time
 import types
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 
 import numpy as np  # noqa: E402
 
@@ -35,12 +34,16 @@ import tfcompress  # noqa: E402
 import tflite_export  # noqa: E402
 from benchmarks import _results  # noqa: E402
 from benchmarks._baseline import lenet5_fashion  # noqa: E402
-from tfcompress import channels  # noqa: E402
+from tfcompress import (  # noqa: E402
+    Pruning,
+    Quantization,
+    Recipe,
+    channels,  # noqa: E402
+)
 from tfcompress._keras import keras  # noqa: E402
 from tfcompress._model import onednn_safe_training  # noqa: E402
 from tfcompress.channels.schedule import default_fine_tune  # noqa: E402
-from tfcompress.optimize import make_optimizer  # noqa: E402
-from tfcompress.recipe import Pruning, Quantization, Recipe  # noqa: E402
+from tfcompress.training import make_optimizer  # noqa: E402
 
 try:  # installed package
     from tfcompress.models import resnet_tiny
@@ -155,7 +158,7 @@ def main(argv=None):
     rows += _rows("resnet_tiny", resnet, xr[: s["resnet_ft"]], yr[: s["resnet_ft"]], *rt, s)
 
     result = {
-        "command": "flock /tmp/tfc-bench.lock nice -n 10 .venv/bin/python benchmarks/bench_merge.py"
+        "command": "flock /tmp/tfc-bench.lock nice -n 10 .venv/bin/python -m benchmarks.bench_merge"
                    + (" --quick" if args.quick else ""),
         "argv": " ".join(shlex.quote(a) for a in sys.argv),
         "machine": _results.machine(),

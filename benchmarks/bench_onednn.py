@@ -15,7 +15,7 @@ TensorFlow is imported):
 
 Writes benchmarks/results/onednn.{json,md}.
 
-    .venv/bin/python benchmarks/bench_onednn.py            # ~4 min on 2 cores
+    .venv/bin/python -m benchmarks.bench_onednn            # ~4 min on 2 cores
 """
 
 import argparse
@@ -28,9 +28,11 @@ import subprocess
 import sys
 import time
 
+from benchmarks import _results
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 RESULTS = os.path.join(HERE, "results")
-COMMAND = ".venv/bin/python benchmarks/bench_onednn.py"
+COMMAND = ".venv/bin/python -m benchmarks.bench_onednn"
 MODELS = ("lenet5", "mobilenet_v2")
 SETTINGS = ("1", "0")
 
@@ -105,7 +107,7 @@ def child(what, setting):
 
 
 def run_child(what, setting, timeout=900):
-    proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--child", what, setting],
+    proc = subprocess.run([sys.executable, "-m", __spec__.name, "--child", what, setting],
                           capture_output=True, text=True, timeout=timeout, cwd=os.path.dirname(HERE))
     for line in proc.stdout.splitlines():
         if line.startswith("RESULT "):
@@ -197,12 +199,8 @@ def main(argv=None):
         f"oneDNN off, the former default, costs {min(ratios):.2f}x-{max(ratios):.2f}x the time per epoch here; a "
         "`TF_ENABLE_ONEDNN_OPTS` the user sets is respected."
         if ratios else "Decision: see the table (some runs failed).")
-    os.makedirs(args.out, exist_ok=True)
-    from tflite_export._atomic import atomic_write_bytes
-
-    atomic_write_bytes(os.path.join(args.out, "onednn.json"), (json.dumps(res, indent=2) + "\n").encode())
     md = markdown(res)
-    atomic_write_bytes(os.path.join(args.out, "onednn.md"), (md + "\n").encode())
+    _results.write("onednn", res, md + "\n", folder=args.out)
     print(md)
     return 0
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Per-layer mixed precision (issue 13 §1) on the LeNet-5 / Fashion-MNIST baseline.
+"""Per-layer mixed precision on the LeNet-5 / Fashion-MNIST baseline.
 
 The trained baseline's float32 ``.tflite`` is quantized op by op
 (:mod:`tflite_export.mixed`, ai-edge-quantizer): rows for float32, the
@@ -14,7 +14,7 @@ file) use validation data only; the test set measures the rows.
 
 Run from the repository root (about 3 min on 2 shared cores)::
 
-    nice -n 10 .venv/bin/python benchmarks/bench_precision.py
+    nice -n 10 .venv/bin/python -m benchmarks.bench_precision
 
 It takes /tmp/tfc-bench.lock itself, only while it times the files (waiting
 at most 3 min for it; the .md says when it timed without it).
@@ -26,11 +26,9 @@ Writes ``benchmarks/results/precision.json`` and ``.md`` (``--quick``:
 import argparse
 import fcntl
 import os
-import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 
 import tflite_export  # noqa: E402
 from benchmarks import _results  # noqa: E402
@@ -116,7 +114,7 @@ def main():
     for r in rows:
         r["latency_vs_ptq_int8"] = r["median_ms"] / ptq_ms if ptq_ms else None
     result = {
-        "command": _results.command("nice -n 10 .venv/bin/python benchmarks/bench_precision.py"),
+        "command": _results.command("nice -n 10 .venv/bin/python -m benchmarks.bench_precision"),
         "machine": _results.machine(), "baseline": b.settings,
         "f32_acc": b.f32_acc, "scan": s.to_dict(), "scan_seconds": scan_s, "scan_samples": len(x_val),
         "plans": plans, "rows": rows, "timed_with_bench_lock": locked, "seconds": time.perf_counter() - t_all,

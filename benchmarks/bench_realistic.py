@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Latency and size of the compressed files of a trained, realistic model (issue 14 §3).
+"""Latency and size of the compressed files of a trained, realistic model.
 
 On the trained ResNet-8 / Fashion-MNIST model of ``benchmarks/_realistic.py``,
 side by side in one run: float32 and int8 PTQ of the trained model, and for
@@ -24,7 +24,7 @@ Also MobileNetV3Small (96x96, random weights: its int8 file was measured at
 Run from the repository root (6.2 min on an idle 2-core AVX-512 VNNI machine; 41 min at load ~10, 5 of them
 waiting for the lock, where the ratio-0.5 student alone trained for ~12 min against 82 s)::
 
-    nice -n 10 .venv/bin/python benchmarks/bench_realistic.py
+    nice -n 10 .venv/bin/python -m benchmarks.bench_realistic
 
 The script takes ``/tmp/tfc-bench.lock`` itself, only while it times the
 files, waiting at most ``lock_wait`` seconds for it (then it times without
@@ -43,7 +43,6 @@ import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 
 import numpy as np  # noqa: E402
 
@@ -178,7 +177,7 @@ def main(argv=None):
         mnv3 = mobilenet_note(mnv3_files, s["seconds"]) if mnv3_files else None
     for r in rows:
         r.pop("path")
-    command = "nice -n 10 .venv/bin/python benchmarks/bench_realistic.py " + " ".join(
+    command = "nice -n 10 .venv/bin/python -m benchmarks.bench_realistic " + " ".join(
         shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     result = {
         "settings": dict(s, model="resnet8", dataset="fashion-mnist", base=b.settings,
@@ -229,7 +228,7 @@ def markdown(result):
     lock = "under the benchmarks' lock" if s["timed_under_lock"] else \
         f"NOT under the benchmarks' lock (not free within {s['lock_wait']} s; other jobs ran)"
     lines = [
-        "## Realistic model: ResNet-8 / Fashion-MNIST, latency and size (issue 14 §3)", "",
+        "## Realistic model: ResNet-8 / Fashion-MNIST, latency and size", "",
         f"Command: `{s['command']}`", "",
         f"ResNet-8 (models/resnet_cifar.py, 16/32/64 channels, residual Add; 28x28x1) trained on "
         f"{s['base']['train_samples']} Fashion-MNIST images for {s['base']['base_epochs']} epochs: Keras "

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""The realistic benchmark's best student, made by ``tfcompress.optimize`` itself (issue 14 §3).
+"""The realistic benchmark's best student, made by ``tfcompress.optimize`` itself.
 
 ``bench_realistic.py`` fine-tunes its channel-pruned ResNet-8 students with its
 own training loop (the Distiller's loss with the teacher's outputs computed
@@ -10,20 +10,18 @@ the same learning rate (Adam 2e-3, cosine to 0) and batch size, through
 them beside the trained model's float32 and int8 files (1 thread, XNNPACK,
 interleaved rounds, fastest median, under the benchmarks' lock).
 
-    nice -n 10 .venv/bin/python benchmarks/bench_realistic_optimize.py            # ~15 min on 2 quiet cores
-    nice -n 10 .venv/bin/python benchmarks/bench_realistic_optimize.py --quick    # 1 epoch on 1,500 images
+    nice -n 10 .venv/bin/python -m benchmarks.bench_realistic_optimize            # ~15 min on 2 quiet cores
+    nice -n 10 .venv/bin/python -m benchmarks.bench_realistic_optimize --quick    # 1 epoch on 1,500 images
 
 Writes ``benchmarks/results/realistic_optimize.{json,md}``.
 """
 
 import argparse
 import os
-import sys
 import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import tfcompress  # noqa: E402
@@ -32,8 +30,8 @@ from benchmarks import _results  # noqa: E402
 from benchmarks._baseline import bench_lock  # noqa: E402
 from benchmarks._realistic import resnet8_fashion  # noqa: E402
 from benchmarks.bench_realistic import _time  # noqa: E402 - the same interleaved timing as the section above
+from tfcompress import Channels  # noqa: E402
 from tfcompress.recipe import Recipe  # noqa: E402
-from tfcompress.stages import Channels  # noqa: E402
 
 RATIO, EPOCHS, LR, BATCH, VAL = 0.5, 8, 2e-3, 64, 2000
 
@@ -68,7 +66,7 @@ def main(argv=None):
         r["vs_float32"] = ms["float32"] / ms[name]
         r["vs_int8"] = ms["int8"] / ms[name]
     result = {
-        "command": _results.command("nice -n 10 .venv/bin/python benchmarks/bench_realistic_optimize.py", argv),
+        "command": _results.command("nice -n 10 .venv/bin/python -m benchmarks.bench_realistic_optimize", argv),
         "machine": _results.machine(load=True), "recipe": recipe.to_dict(), "train_seconds": round(train_s),
         "stage_details": [s.get("details") for s in res.report.to_dict().get("stages", [])],
         "baseline": b.settings, "rows": rows, "seconds": round(time.perf_counter() - t_all),

@@ -1,4 +1,4 @@
-"""Benchmark: what the tuner finds, optimize reproduces (issue 11 §4).
+"""Benchmark: what the tuner finds, optimize reproduces.
 
 A small search (random, a handful of trials, trials in child processes as by
 default); then the best trials' recipes (``best_recipe.yaml`` is the best one)
@@ -10,18 +10,19 @@ the re-run's, and the difference in points (target: at most 0.3).
 Writes ``benchmarks/results/reproduce.json`` and ``benchmarks/results/reproduce.md``.
 
 Example:
-    $ flock /tmp/tfc-bench.lock .venv/bin/python benchmarks/bench_reproduce.py
-    $ .venv/bin/python benchmarks/bench_reproduce.py --trials 3 --top 1  # quick check
+    $ flock /tmp/tfc-bench.lock .venv/bin/python -m benchmarks.bench_reproduce
+    $ .venv/bin/python -m benchmarks.bench_reproduce --trials 3 --top 1  # quick check
 """
 
 import argparse
-import json
 import os
 import platform
 import shlex
 import sys
 import tempfile
 import time
+
+from benchmarks import _results
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 RESULTS = os.path.join(HERE, "results")
@@ -56,7 +57,6 @@ def main(argv=None):
     args = ap.parse_args(argv)
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    sys.path.insert(0, os.path.dirname(HERE))
     import tfcompress
     from tfcompress import datasets
     from tfcompress.io import resolve_model
@@ -91,16 +91,13 @@ def main(argv=None):
         print(f"trial {row['trial_id']}: tuner {trial_acc:.4%}, optimize {rerun_acc:.4%}, "
               f"difference {rows[-1]['difference_points']:.3f} points", flush=True)
 
-    command = "flock /tmp/tfc-bench.lock .venv/bin/python benchmarks/bench_reproduce.py" + (
+    command = "flock /tmp/tfc-bench.lock .venv/bin/python -m benchmarks.bench_reproduce" + (
         " " + shlex.join(argv if argv is not None else sys.argv[1:]) if (argv or sys.argv[1:]) else "")
     worst = max(r["difference_points"] for r in rows)
     out = {"command": command, "dataset": args.dataset, "model": args.model, "trials": args.trials,
            "epochs": args.epochs, "seed": args.seed, "train_subset": args.train_subset, "space": SPACE,
            "search_seconds": search_s, "rows": rows, "worst_difference_points": worst,
            "best_recipe_yaml": best_yaml, "python": platform.python_version(), "machine": platform.machine()}
-    os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, "reproduce.json"), "w", encoding="utf-8") as f:
-        json.dump(out, f, indent=2)
     lines = [
         "## What the tuner finds, optimize reproduces", "",
         f"`{command}`", "",
@@ -123,8 +120,7 @@ def main(argv=None):
                      f"| {r['difference_points']:.3f} |")
     lines += ["", f"Worst difference: {worst:.3f} points ({'within' if worst <= 0.3 else 'OUTSIDE'} the 0.3-point "
               f"target); search {search_s:.0f} s.", ""]
-    with open(os.path.join(args.out, "reproduce.md"), "w", encoding="utf-8") as f:
-        f.write("\n".join(lines))
+    _results.write("reproduce", out, "\n".join(lines), folder=args.out)
     print("\n".join(lines))
     return 0 if worst <= 0.3 else 1
 

@@ -17,7 +17,7 @@ after the other in the same process.
 
 Run from the repository root (about 4 minutes on 2 shared cores)::
 
-    flock /tmp/tfc-bench.lock nice -n 10 .venv/bin/python benchmarks/bench_tasks.py
+    flock /tmp/tfc-bench.lock nice -n 10 .venv/bin/python -m benchmarks.bench_tasks
 
 Writes ``benchmarks/results/tasks.json`` and ``benchmarks/results/tasks.md``.
 """
@@ -25,12 +25,10 @@ Writes ``benchmarks/results/tasks.json`` and ``benchmarks/results/tasks.md``.
 import argparse
 import json
 import os
-import sys
 import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 
 import tfcompress  # noqa: E402
 import tflite_export  # noqa: E402
@@ -139,7 +137,7 @@ def main():
             rows.append(_row("keras3_rescaling", f"Keras 3 CNN with Rescaling(1/255), image folder "
                              f"({data.scaling()})", model, data.train, data.validation, data.test, folder, recipe))
             print(rows[-1], flush=True)
-    cmd = _results.command("flock /tmp/tfc-bench.lock nice -n 10 .venv/bin/python benchmarks/bench_tasks.py")
+    cmd = _results.command("flock /tmp/tfc-bench.lock nice -n 10 .venv/bin/python -m benchmarks.bench_tasks")
     result = {"command": cmd, "machine": _results.machine(load=True), "cpu": _results.cpu_flags(),
               "date": time.strftime("%Y-%m-%d"), "rows": rows}
     _results.write("tasks", result, render(result))

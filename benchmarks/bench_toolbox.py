@@ -14,14 +14,13 @@ interleaved rounds, fastest of each) to measure the toolkit's overhead.
 
 Run from the repository root (about 15 min on 2 shared cores)::
 
-    flock /tmp/tfcompress-bench.lock .venv/bin/python benchmarks/bench_toolbox.py
+    flock /tmp/tfcompress-bench.lock .venv/bin/python -m benchmarks.bench_toolbox
 
 Writes ``benchmarks/results/toolbox.json`` and ``benchmarks/results/toolbox.md``
 (``--quick`` writes ``toolbox_quick.*`` with tiny settings, for smoke tests).
 """
 
 import argparse
-import json
 import os
 import platform
 import shlex
@@ -29,17 +28,18 @@ import sys
 import tempfile
 import time
 
+from benchmarks import _results
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 
 import numpy as np  # noqa: E402
 
 import tfcompress  # noqa: E402
 import tflite_export  # noqa: E402
-from tfcompress import datasets, models  # noqa: E402
+from tfcompress import Clustering, Distillation, Pruning, Quantization, Recipe, datasets, models  # noqa: E402  # noqa: E402
 from tfcompress._keras import keras, tfmot  # noqa: E402
-from tfcompress.optimize import loss_for, make_optimizer  # noqa: E402
-from tfcompress.recipe import Clustering, Distillation, Pruning, Quantization, Recipe  # noqa: E402
+from tfcompress.distill import loss_for  # noqa: E402
+from tfcompress.training import make_optimizer  # noqa: E402
 
 FULL = dict(train_samples=24000, prune_epochs=3, cluster_epochs=2, qat_epochs=1, base_epochs=None)
 QUICK = dict(train_samples=1500, prune_epochs=1, cluster_epochs=1, qat_epochs=1, base_epochs=1)
@@ -225,7 +225,7 @@ def main(argv=None):
           f"({overhead['overhead_vs_numpy_percent']:+.1f} %); rounds {rounds}", flush=True)
 
     total = time.perf_counter() - t_start
-    command = "flock /tmp/tfcompress-bench.lock .venv/bin/python benchmarks/bench_toolbox.py" + \
+    command = "flock /tmp/tfcompress-bench.lock .venv/bin/python -m benchmarks.bench_toolbox" + \
         ("" if not argv and not sys.argv[1:] else " " + shlex.join(argv if argv is not None else sys.argv[1:]))
     settings = {
         "model": spec.name, "dataset": "fashion-mnist", "base_training": f"{len(x_all)} samples x {base_epochs} epochs",
@@ -238,10 +238,7 @@ def main(argv=None):
         "command": command,
     }
     result = {"settings": settings, "rows": rows, "overhead": overhead}
-    with open(os.path.join(out_dir, f"toolbox{suffix}.json"), "w") as f:
-        json.dump(result, f, indent=2)
-    with open(os.path.join(out_dir, f"toolbox{suffix}.md"), "w") as f:
-        f.write(markdown(result))
+    _results.write(f"toolbox{suffix}", result, markdown(result), folder=out_dir)
     print(markdown(result))
 
 

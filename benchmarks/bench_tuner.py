@@ -14,15 +14,15 @@ meeting the constraint, and the epochs spent until a trial came within 0.5
 point of the best accuracy any algorithm found with that seed (and
 of the best of all runs, and of its own best); then per algorithm the mean and
 spread over seeds, and Hyperband's epochs as a share of random search's
-(issue 14 §4 target: <= 1/3).
+(target: <= 1/3).
 
 Writes ``benchmarks/results/tuner.json`` and ``benchmarks/results/tuner.md``.
 
 Example:
-    $ nice -n 10 python benchmarks/bench_tuner.py
-    $ python benchmarks/bench_tuner.py --seeds 2 --partial s2.json  # one seed; then --merge s1.json s2.json ...
-    $ python benchmarks/bench_tuner.py --budget 8 --seeds 1 --algorithms hyperband  # quick check
-    $ python benchmarks/bench_tuner.py --dataset fashion-mnist --model lenet5 --train-subset 3000 --budget 24
+    $ nice -n 10 python -m benchmarks.bench_tuner
+    $ python -m benchmarks.bench_tuner --seeds 2 --partial s2.json  # one seed; then --merge s1.json s2.json ...
+    $ python -m benchmarks.bench_tuner --budget 8 --seeds 1 --algorithms hyperband  # quick check
+    $ python -m benchmarks.bench_tuner --dataset fashion-mnist --model lenet5 --train-subset 3000 --budget 24
 """
 
 import argparse
@@ -34,6 +34,8 @@ import shutil
 import sys
 import tempfile
 import time
+
+from benchmarks import _results
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 RESULTS = os.path.join(HERE, "results")
@@ -196,10 +198,10 @@ def main(argv=None):
          if a and rnd and rnd["epochs_to_seed_best_mean"] else None) for a in (hb, summary.get("bayesian")))
 
     # Without the benchmarks' lock: it measures epochs and accuracy, not latency, and holds the cores ~1 h.
-    command = "nice -n 10 .venv/bin/python benchmarks/bench_tuner.py " + " ".join(
+    command = "nice -n 10 .venv/bin/python -m benchmarks.bench_tuner " + " ".join(
         shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     if args.merge:
-        command = "`, `".join(f"nice -n 10 .venv/bin/python benchmarks/bench_tuner.py --seeds {s} --partial s{s}.json"
+        command = "`, `".join(f"nice -n 10 .venv/bin/python -m benchmarks.bench_tuner --seeds {s} --partial s{s}.json"
                               for s in seeds) + "` side by side, then `" + command
     report = {
         "command": command.strip(), "dataset": args.dataset, "model": args.model,
@@ -210,11 +212,9 @@ def main(argv=None):
         "total_seconds": total, "merged": bool(args.merge), "best_accuracy_overall": best_all, "summary": summary,
         "hyperband_over_random_epochs": ratio, "bayesian_over_random_epochs": bo_ratio, "runs": runs,
     }
-    os.makedirs(args.out, exist_ok=True)
-    from tfcompress.report import atomic_write_json, atomic_write_text, markdown_table
+    from tfcompress.report import markdown_table
 
-    atomic_write_json(os.path.join(args.out, "tuner.json"), json.loads(json.dumps(report, default=str)))
-    atomic_write_text(os.path.join(args.out, "tuner.md"), _markdown(args, report, markdown_table))
+    _results.write("tuner", report, _markdown(args, report, markdown_table), folder=args.out)
     print(_markdown(args, report, markdown_table))
     return 0
 
@@ -261,7 +261,7 @@ def _markdown(args, report, markdown_table):
         "Spread: max − min over seeds. Epochs are cumulative over trials in completion order until a feasible "
         "trial came within 0.5 point; an unreached target (—) counts as the whole budget in the mean, so such a "
         "mean is a lower bound. **Hyperband / random search epochs to ≤0.5 pt of the seed's best: "
-        + ("—" if ratio is None else f"{ratio:.2f}") + "** (issue 14 target ≤ 0.33); Bayesian / random: "
+        + ("—" if ratio is None else f"{ratio:.2f}") + "** (target ≤ 0.33); Bayesian / random: "
         + ("—" if report.get("bayesian_over_random_epochs") is None else f"{report['bayesian_over_random_epochs']:.2f}")
         + ".", "",
         markdown_table(["algorithm", "seed", "trials", "completed/feasible", "epochs spent", "best accuracy",

@@ -1,9 +1,10 @@
-"""`make bench`: run every benchmarks/bench_*.py, then rebuild docs/RESULTS.md
-from the Markdown tables they wrote to benchmarks/results/*.md.
+"""`make bench`: run every benchmarks/bench_*.py there is (each as ``python -m benchmarks.bench_<name>``
+from the repository root), then rebuild docs/RESULTS.md from the Markdown tables they wrote to
+benchmarks/results/*.md.
 
-    .venv/bin/python benchmarks/run.py                 # all benchmarks
-    .venv/bin/python benchmarks/run.py foundation      # only bench_foundation.py
-    .venv/bin/python benchmarks/run.py --collect-only  # rebuild docs/RESULTS.md
+    .venv/bin/python -m benchmarks.run                 # all benchmarks
+    .venv/bin/python -m benchmarks.run foundation      # only bench_foundation.py
+    .venv/bin/python -m benchmarks.run --collect-only  # rebuild docs/RESULTS.md
 """
 
 import argparse
@@ -14,6 +15,8 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
+# The order of the sections in docs/RESULTS.md (and of the runs); a benchmark not listed runs and
+# appears after these.
 ORDER = ["foundation", "toolbox", "lowbit", "binary", "budget", "global", "channels", "merge", "depth", "tasks",
          "realistic",
          "realistic_optimize", "export", "tuner", "applications", "memory", "precision", "faults"]
@@ -66,7 +69,7 @@ def main(argv=None):
             if args.only and _name(s) not in args.only:
                 continue
             print(f"== {os.path.relpath(s, ROOT)}", flush=True)
-            if subprocess.call([sys.executable, s], cwd=ROOT) != 0:
+            if subprocess.call([sys.executable, "-m", f"benchmarks.bench_{_name(s)}"], cwd=ROOT) != 0:
                 failed.append(_name(s))
         if failed:
             print(f"failed: {', '.join(failed)}", file=sys.stderr)

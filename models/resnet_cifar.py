@@ -6,7 +6,7 @@ Three stages of ``blocks`` basic residual blocks (two 3x3 Conv-BN, identity
 ResNet-20 (0.27M parameters); ``blocks=1`` is ResNet-8. At 28x28x1 (Fashion-MNIST
 as given, no resizing) the stages run at 28x28, 14x14 and 7x7.
 
-The trained benchmark model of issue 14 §3 (``benchmarks/_realistic.py``), and
+The trained benchmark model of the realistic benchmarks (``benchmarks/_realistic.py``), and
 the ``resnet8`` reference model (``tfcompress optimize --model resnet8``).
 BatchNorm momentum is 0.9 so the moving statistics keep up in short runs.
 

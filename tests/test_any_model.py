@@ -117,7 +117,7 @@ def test_segmenter_end_to_end_in_iou(tmp_path):
     (xt, yt), (xv, yv), (xs, ys) = zoo.train, zoo.validation, zoo.test
     data = datasets.from_arrays(xt, yt, validation=(xv, yv), test=(xs, ys), scale=None)
     assert "targets of shape (16, 16, 1)" in data.describe()
-    job = run_job(zoo.model, data, QUICK, out=str(tmp_path / "out"), threads=1, quiet=True, verbose=0,
+    job = run_job(zoo.model, data, recipe=QUICK, out=str(tmp_path / "out"), threads=1, quiet=True, verbose=0,
                   timing_runs=2, timing_seconds=0, check_baseline=True)
     assert job.metric == "iou" and "iou" in job.table() and "accuracy" not in job.table()
     rows = {f["name"]: f for f in job.files}

@@ -6,13 +6,24 @@ import tfcompress
 
 def test_public_api_is_pinned():
     assert set(tfcompress.__all__) == {
-        "__version__", "optimize", "OptimizeResult", "Recipe", "Pruning", "Quantization",
-        "Depth", "Channels", "Penalty", "Clustering", "Distillation",
+        "__version__", "optimize", "OptimizeResult", "tune", "Recipe", "Train", "Pruning", "Quantization",
+        "Depth", "Channels", "Penalty", "Clustering", "Precision", "Distillation",
         "datasets", "models", "load_model", "check", "CheckReport", "TfcompressError", "RecipeError",
-        "UnsupportedModelError", "DataError", "OutputError", "ExportError",
+        "UnsupportedModelError", "DataError", "OutputError", "ExportError", "TuningError",
     }
     for name in tfcompress.__all__:
         assert hasattr(tfcompress, name)
+
+
+def test_arguments_after_the_data_are_keyword_only():
+    import inspect
+
+    from tfcompress.pipeline import run_job
+
+    for fn, data in ((tfcompress.optimize, "validation_data"), (tfcompress.tune, "data"), (run_job, "data")):
+        params = list(inspect.signature(fn).parameters.values())
+        after = params[[p.name for p in params].index(data) + 1:]
+        assert after and all(p.kind is p.KEYWORD_ONLY for p in after), fn.__name__
 
 
 def test_models_is_not_a_top_level_package():

@@ -1,4 +1,4 @@
-"""Every keras.applications architecture goes in and comes out (issue 12 §3).
+"""Every keras.applications architecture goes in and comes out.
 
 The whole list (``tf_keras.applications``, ``weights=None``, smallest input)
 runs under ``-m slow`` through the benchmark's pipeline, one child process per
@@ -22,8 +22,8 @@ from tfcompress import Quantization
 from tfcompress._keras import keras
 from tfcompress.quantization import layer_classes, wrap
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks"))
-import _applications as apps  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repository: benchmarks/
+from benchmarks import _applications as apps  # noqa: E402
 
 L = keras.layers
 

@@ -1,4 +1,4 @@
-"""Bad inputs get one clear error, before any work (issue 12, sections 4 and 5).
+"""Bad inputs get one clear error, before any work.
 
 A seeded matrix over what users pass: training/validation data (numpy and
 tf.data), optimize()'s arguments, every recipe stage field, recipe files, and
@@ -16,10 +16,9 @@ import pytest
 
 import tfcompress
 import tflite_export
-from tfcompress import Channels, Recipe, TfcompressError
+from tfcompress import Channels, Clustering, Distillation, Penalty, Pruning, Quantization, Recipe, TfcompressError
 from tfcompress._keras import keras, tf
 from tfcompress.errors import DataError, RecipeError
-from tfcompress.stages import Clustering, Distillation, Penalty, Pruning, Quantization
 from tflite_export import ExportError
 
 N = 32
@@ -398,7 +397,7 @@ def test_calibration_without_outliers_still_converts(model, tmp_path):
         assert rep.input_quantization[0] < 1
 
 
-# --- channel-pruning fine-tuning takes the run's label form (issue 12 §4) ----------
+# --- channel-pruning fine-tuning takes the run's label form ----------
 
 @pytest.mark.parametrize("distill", [True, False], ids=["distill", "plain"])
 def test_channels_fine_tune_takes_one_hot_labels(model, distill):
@@ -427,7 +426,7 @@ def test_train_baseline_takes_one_hot_labels():
     assert m.loss.__class__.__name__ == "CategoricalCrossentropy"
 
 
-# --- the command line: every int option checked at parse time (issue 12 §5) ------
+# --- the command line: every int option checked at parse time ------
 
 CLI_PARSE_CASES = {
     "demo --threads 0": (["demo", "--threads", "0"],
@@ -560,7 +559,7 @@ def test_export_refuses_string_calibration_npz(capsys, tmp_path, tflite_file):
     ({"timing_runs": 0}, "timing_runs must be a positive integer"),
 ])
 def test_tune_api_counts_checked_before_any_work(tmp_path, kwargs, wanted):
-    """tune(threads=0) used to run every trial, then say 'no trial completed' (issue 12 §5)."""
+    """tune(threads=0) used to run every trial, then say 'no trial completed'."""
     from tfcompress.errors import TuningError
     from tfcompress.tuning import tune
 

@@ -1,4 +1,4 @@
-"""Binary and ternary weights (issue 13 §2): Quantization(weights="binary"|"ternary").
+"""Binary and ternary weights: Quantization(weights="binary"|"ternary").
 
 The properties asserted: after QAT each binarized kernel holds exactly two
 values per output channel (±α; ternary at most three, 0 included), the

@@ -6,6 +6,7 @@ import os
 import numpy as np
 import pytest
 
+import tflite_export
 from tfcompress import channels as ch
 from tfcompress._keras import keras
 from tfcompress.channels.graph import Analysis
@@ -349,7 +350,6 @@ def test_nested_model_locked_when_names_clash():
 # -- save / reload / TFLite -----------------------------------------------------
 
 def test_save_reload_and_int8_tflite(tmp_path):
-    tflite_export = pytest.importorskip("tflite_export")
     model = _randomise_bn(resnet_tiny.build((8, 8, 1), 10))
     small, _ = ch.prune_channels(model, 0.5)
     x = _x(model, 16)
@@ -375,7 +375,6 @@ def test_mobilenetv2(tmp_path):
     x = _x(model, 4)
     np.testing.assert_allclose(small(x).numpy(), killed(x).numpy(), atol=1e-4)
     assert rep.flops_ratio < 0.6
-    tflite_export = pytest.importorskip("tflite_export")
     path = str(tmp_path / "mnv2.tflite")
     tflite_export.export(small, path, mode="int8", representative_data=x)
     assert np.asarray(tflite_export.predict(path, x)).shape == (4, 10)

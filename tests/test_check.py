@@ -128,19 +128,18 @@ def test_check_accepts_keras3_models():
 
 
 def test_a_technique_column_appears_only_where_it_answers(monkeypatch):
-    import importlib
+    from tfcompress import techniques
+    from tfcompress.technique import CheckColumn, Technique
 
-    check_mod = importlib.import_module("tfcompress.check")  # tfcompress.check is the function
+    def demo(model, recipe):  # once per model: {layer: answer}
+        return {layer.name: "yes" if isinstance(layer, keras.layers.Conv2D) else "no: not a Conv2D"
+                for layer in model.layers if layer.weights}
 
-    def answer(layer, model, recipe):
-        if not layer.weights:
-            return None
-        return "yes" if isinstance(layer, keras.layers.Conv2D) else "no: not a Conv2D"
-
-    monkeypatch.setattr(check_mod, "EXTRA_COLUMNS", [("demo", "demo col", answer),
-                                                     ("never", "never col", lambda *a: None)])
+    toy = Technique(name="demo_stage", recipe_class=type("Nothing", (), {}), run=None,
+                    columns=(CheckColumn("demo", "demo col", demo), CheckColumn("never", "never col", lambda m, r: {})))
+    monkeypatch.setattr(techniques, "_REGISTRY", [*techniques.all_techniques(), toy])
     report = tfcompress.check(_se_model(), convert=False)
-    assert report.layer("conv").extra == {"demo": "yes"}
+    assert report.layer("conv").extra["demo"] == "yes" and "never" not in report.layer("conv").extra
     assert report.layer("head").extra["demo"].startswith("no:")
     assert report.COLUMNS[-1] == "demo col" and "never col" not in report.COLUMNS
     assert report.count("demo") == 3  # conv, se, pw

@@ -17,9 +17,9 @@ from tfcompress._checks import (
     fraction_removed,
 )
 from tfcompress.errors import TuningError
+from tfcompress.quantization.config import SCHEME_NEEDS, qat_scheme
 from tfcompress.schedules import Schedule
-from tfcompress.stages import SCHEME_NEEDS, qat_scheme
-from tfcompress.tuning.space import DEFAULT_SPACE, TARGETS, SearchSpace, recipe_for
+from tfcompress.tuning.space import SearchSpace, default_space, recipe_for, targets
 
 
 @pytest.mark.parametrize(
@@ -154,18 +154,18 @@ def test_the_qat_scheme_rule_is_written_once():
     rule = [str(f.relative_to(root)) for f in root.rglob("*.py") if '"pqat" if' in f.read_text()]
     assert rule == ["quantization/config.py"]
     users = {str(f.relative_to(root)) for f in root.rglob("*.py") if "qat_scheme(" in f.read_text()}
-    assert {"recipe.py", "quantization/__init__.py"} <= users and len(users) >= 4  # + stages and the runner
+    assert {"recipe.py", "quantization/__init__.py"} <= users and len(users) >= 4  # + the QAT stage and its config
 
 
 # --- the tuner's space validates by building the recipe -----------------------
 def test_targets_name_real_stage_fields():
     import dataclasses
 
-    from tfcompress.stages import STAGE_CLASSES, Distillation
+    from tfcompress import Distillation, techniques
 
-    classes = {**STAGE_CLASSES, "distillation": Distillation}
+    classes = {**techniques.stage_classes(), "distillation": Distillation}
     recipe_fields = {f.name for f in dataclasses.fields(Recipe)}
-    for name, (stage, field) in TARGETS.items():
+    for name, (stage, field) in targets().items():
         cls = Recipe if stage is None else classes[stage]
         field = field.split(".")[0]  # optimizer.momentum, lr_schedule.kind: a field of that field
         assert field in {f.name for f in dataclasses.fields(cls)}, name
@@ -202,7 +202,7 @@ def test_space_accepts_what_the_recipe_accepts():
     r = space.recipe({"cluster_count": 2, "pruning_begin": 0.9, "pruning_end": 1.0, "channel_ratio": 0.9,
                       "distill_temperature": 100, "pruning_frequency": 1.5})
     assert r.clustering.number_of_clusters == 2 and r.channels.ratio == 0.9 and r.pruning.frequency == 2
-    assert SearchSpace(DEFAULT_SPACE).names == list(DEFAULT_SPACE)
+    assert SearchSpace(default_space()).names == list(default_space())
 
 
 def test_recipe_for_maps_names_to_fields_and_rounds_integers():

@@ -1,4 +1,4 @@
-"""Depth removal (issue 13 §3): candidates, exact surgery, ranking, targets, the recipe stage, check, tuner."""
+"""Depth removal: candidates, exact surgery, ranking, targets, the recipe stage, check, tuner."""
 
 import numpy as np
 import pytest

@@ -1,4 +1,4 @@
-"""Fine-tuning under tf.distribute (issue 15): MirroredStrategy over two logical
+"""Fine-tuning under tf.distribute: MirroredStrategy over two logical
 CPUs and a two-worker MultiWorkerMirroredStrategy on 127.0.0.1 give the same
 result as one device; tuner workers are pinned to GPUs; the GPU timing path
 says exactly what is missing instead of falling back to the CPU.
@@ -146,7 +146,7 @@ def _free_ports(n):
 
 
 # Two worker processes (TensorFlow imported twice, a gRPC collective on 127.0.0.1): the
-# quick size runs in make test (issue 15 asks for the strategy tests there), PQAT in the slow tier.
+# quick size runs in make test (the strategy is tested on every change), PQAT in the slow tier.
 @pytest.mark.parametrize("size", SIZES)
 def test_multiworker_two_local_workers_match_one_device(size):
     workers = [f"127.0.0.1:{p}" for p in _free_ports(2)]

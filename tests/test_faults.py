@@ -38,7 +38,7 @@ def data():
 
 
 def _job(data, out, recipe=None, **kw):
-    return pipeline.run_job(_tiny(), data, recipe or {"pruning": None, "quantization": None}, out=str(out),
+    return pipeline.run_job(_tiny(), data, recipe=recipe or {"pruning": None, "quantization": None}, out=str(out),
                             threads=1, quiet=True, verbose=0, timing_runs=1, timing_seconds=0, **kw)
 
 

@@ -1,4 +1,4 @@
-"""Fuzzing the readers of users' files (issue 29): every input loads or raises one line of ours.
+"""Fuzzing the readers of users' files: every input loads or raises one line of ours.
 
 Hypothesis drives four readers, each for a fixed share of a time budget
 (``TFC_FUZZ_SECONDS``, 80 s in all by default), seeded (``hypothesis.seed(0)``):

@@ -1,4 +1,4 @@
-"""Global (cross-layer) magnitude pruning and gradient-saliency pruning (issue 13 §5)."""
+"""Global (cross-layer) magnitude pruning and gradient-saliency pruning."""
 
 import numpy as np
 import pytest

@@ -1,4 +1,4 @@
-"""Hostile inputs get one line of ours at once: no hang, no blow-up, no traceback (issue 29).
+"""Hostile inputs get one line of ours at once: no hang, no blow-up, no traceback.
 
 Each case builds its hostile file in ``tmp_path``: YAML bombs and deep nesting
 in recipes and search spaces, FIFOs where a file is expected, symlink loops in

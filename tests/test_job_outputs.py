@@ -1,4 +1,4 @@
-"""The main job's outputs appear together or not at all (issue 12 §6), and its picture reads at a glance (issue 11 §8).
+"""The main job's outputs appear together or not at all, and its picture reads at a glance.
 
 A tiny model (no compression stage, one timed run) keeps each job to a couple of
 seconds. Failures are injected at each write step; after each, --out holds
@@ -33,7 +33,7 @@ def data():
 
 
 def _run(data, out, units, **kw):
-    return pipeline.run_job(_model(units), data, NO_STAGE, out=str(out), threads=1, quiet=True, verbose=0,
+    return pipeline.run_job(_model(units), data, recipe=NO_STAGE, out=str(out), threads=1, quiet=True, verbose=0,
                             timing_runs=1, timing_seconds=0, **kw)
 
 
@@ -173,7 +173,7 @@ def test_a_reused_out_gets_the_new_run_whole_and_killed_runs_staging_is_swept(da
 def test_bad_job_arguments_fail_before_any_file(data, tmp_path, kwargs, fragment):
     out = tmp_path / "o"
     with pytest.raises(RecipeError, match=fragment):
-        pipeline.run_job(_model(8), data, NO_STAGE, out=str(out), quiet=True, **kwargs)
+        pipeline.run_job(_model(8), data, recipe=NO_STAGE, out=str(out), quiet=True, **kwargs)
     assert not out.exists() or os.listdir(out) == []
 
 
@@ -213,7 +213,7 @@ def test_report_figure_has_a_title_and_an_honest_accuracy_axis():
 
 
 def test_a_file_slower_than_float32_is_reported(old_run):
-    """Issue 14 §2: never a slower file without a word (report.json, report.md and the CLI)."""
+    """Never a slower file without a word (report.json, report.md and the CLI)."""
     files = [{"name": "float32", "median_ms": 0.0094}, {"name": "int8", "median_ms": 0.0109}]
     (note,) = pipeline.slower_than_float(files, 2)
     assert note.startswith("int8.tflite is slower than float32.tflite") and "0.86x the speed" in note
@@ -240,7 +240,7 @@ def test_a_file_much_worse_than_float32_is_reported():
 
 def test_budget_modes_faster_mix_is_written_timed_and_reported(data, tmp_path, monkeypatch):
     """Budget mode found a per-op mix not slower than float32 (target/fast.py): the main job writes it as
-    fast.tflite beside the others, evaluates and times it, and the report lists it (issue 14 §2)."""
+    fast.tflite beside the others, evaluates and times it, and the report lists it."""
     real = pipeline.optimize
 
     def with_mix(*args, **kw):

@@ -1,4 +1,4 @@
-"""Sub-8-bit weights (issue 13 §1): 4-bit / 2-bit QAT and the int4 .tflite that really stores them.
+"""Sub-8-bit weights: 4-bit / 2-bit QAT and the int4 .tflite that really stores them.
 
 The properties, not "it runs": the fake-quantized kernels take at most 15 (3)
 values per output channel; the exported file's conv / depthwise / dense weights

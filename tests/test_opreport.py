@@ -1,5 +1,5 @@
-"""Which ops fall back from XNNPACK to builtin kernels, named where a file is slower (issue 14 §2),
-and the ResNet-8 reference model of the realistic benchmark (issue 14 §3)."""
+"""Which ops fall back from XNNPACK to builtin kernels, named where a file is slower,
+and the ResNet-8 reference model of the realistic benchmark."""
 
 import numpy as np
 import pytest

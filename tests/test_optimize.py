@@ -157,7 +157,7 @@ def test_empty_dataset(trained_digits):
 
 def test_a_diverged_stage_is_named_and_its_nan_model_is_not_exported(tmp_path):
     # EfficientNetB0's QAT on inputs 255x too small diverged to NaN weights, and TensorFlow's int8
-    # converter then segfaulted (issue 12 §3): the stage fails with the fix, the exporter refuses.
+    # converter then segfaulted: the stage fails with the fix, the exporter refuses.
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, activation="relu"),
                               keras.layers.Dense(3, activation="softmax")])

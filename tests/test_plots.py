@@ -1,4 +1,4 @@
-"""Pictures a person reads at a glance (issue 11 §8): pareto.png and bench --plot.
+"""Pictures a person reads at a glance: pareto.png and bench --plot.
 
 Assertions are on the matplotlib figure objects (scales, limits, labels,
 lines), not on pixels.

@@ -132,7 +132,8 @@ def test_check_shows_the_precision_column():
 
 
 def test_the_tuner_knob_sets_the_budget():
-    from tfcompress.tuning.space import SearchSpace, TuningError
+    from tfcompress import TuningError
+    from tfcompress.tuning.space import SearchSpace
 
     space = SearchSpace({"precision_max_drop": [0.5, 2.0]})
     assert space.recipe({"precision_max_drop": 0.5}).precision.max_drop == 0.5
@@ -152,7 +153,7 @@ def test_the_main_job_writes_mixed_tflite_and_its_row(tmp_path):
     rng = np.random.default_rng(0)
     data = datasets.from_arrays(rng.random((60, 4)).astype("float32"), rng.integers(0, 3, 60), name="tiny")
     recipe = {"pruning": None, "quantization": None, "precision": {"per_layer": {"Dense": "float16"}}}
-    pipeline.run_job(model, data, recipe, out=str(tmp_path), threads=1, quiet=True, verbose=0, timing_runs=1,
+    pipeline.run_job(model, data, recipe=recipe, out=str(tmp_path), threads=1, quiet=True, verbose=0, timing_runs=1,
                      timing_seconds=0)
     mixed = (tmp_path / "mixed.tflite").read_bytes()
     assert set(layer_precisions(mixed).values()) == {"float16"}

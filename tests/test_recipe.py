@@ -76,8 +76,9 @@ def test_too_short_run_is_an_error():
         Pruning(epochs=1).steps(num_samples=10, batch_size=32)
 
 
-# --- issue 3: new stages and fields ------------------------------------------
-from tfcompress.recipe import STAGE_ORDER, Clustering, Distillation, Penalty  # noqa: E402
+# --- the later stages and fields ------------------------------------------------
+from tfcompress import Clustering, Distillation, Penalty  # noqa: E402
+from tfcompress.recipe import STAGE_ORDER  # noqa: E402
 
 
 def test_full_recipe_yaml_round_trip(tmp_path):

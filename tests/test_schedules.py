@@ -1,13 +1,13 @@
-"""Recipes carry the whole training schedule (issue 11 §3): optimizers, learning-rate
+"""Recipes carry the whole training schedule: optimizers, learning-rate
 schedules, per-stage overrides, the train stage, seeds, Keras 3 callbacks."""
 
 import numpy as np
 import pytest
 
 import tfcompress
-from tfcompress import Recipe, RecipeError
+from tfcompress import Penalty, Pruning, Quantization, Recipe, RecipeError, Train
 from tfcompress._keras import keras
-from tfcompress.recipe import Optimizer, Penalty, Pruning, Quantization, Schedule, Train
+from tfcompress.schedules import Optimizer, Schedule
 from tfcompress.training import learning_rate, make_optimizer, stage_callbacks, translate_callbacks
 
 

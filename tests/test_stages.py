@@ -1,12 +1,11 @@
-"""The compression stages of issue 3, each on the small digits CNN (1 epoch)."""
+"""The compression stages, each on the small digits CNN (1 epoch)."""
 
 import numpy as np
 import pytest
 
 import tfcompress
-from tfcompress import RecipeError
+from tfcompress import Clustering, Distillation, Penalty, Pruning, Quantization, Recipe, RecipeError
 from tfcompress._keras import keras, tfmot
-from tfcompress.recipe import Clustering, Distillation, Penalty, Pruning, Quantization, Recipe
 
 
 def _run(model, digits, **fields):
@@ -221,7 +220,7 @@ def test_yaml_stage_order_error(trained_digits, digits):
 
 
 def test_channels_stage_first_with_distillation(trained_digits, digits):
-    from tfcompress.recipe import Channels
+    from tfcompress import Channels
 
     recipe = Recipe(channels=Channels(ratio=0.25, epochs=1), pruning=Pruning(final_sparsity=0.5, epochs=1),
                     quantization=None, distillation=Distillation())

@@ -5,12 +5,11 @@ import pytest
 
 import tfcompress
 import tflite_export
-from tfcompress import cli
+from tfcompress import Quantization, cli
 from tfcompress._keras import keras
 from tfcompress.errors import RecipeError
 from tfcompress.recipe import Recipe
 from tfcompress.scoring import accuracy
-from tfcompress.stages import Quantization
 from tfcompress.target import check_minimize, greedy, parse_target, plan_recipe, weight_options
 from tfcompress.target.sensitivity import Option, Unit, fake_quant, int8_bits
 

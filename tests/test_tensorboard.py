@@ -1,4 +1,4 @@
-"""TensorBoard (issue 11 §6): optimize(tensorboard=DIR) writes one folder per stage with
+"""TensorBoard: optimize(tensorboard=DIR) writes one folder per stage with
 loss, accuracy, learning rate and the pruned layers' sparsity; event files read back."""
 
 import glob
@@ -8,9 +8,8 @@ import numpy as np
 import pytest
 
 import tfcompress
-from tfcompress import Recipe, RecipeError
+from tfcompress import Pruning, Recipe, RecipeError, Train
 from tfcompress._keras import keras, tf
-from tfcompress.recipe import Pruning, Train
 
 
 def tags(folder):

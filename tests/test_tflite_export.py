@@ -264,7 +264,7 @@ def test_a_large_model_converts_from_a_saved_model_of_its_inference_call(model, 
 
 
 def test_constant_calibrated_layer_norm_no_longer_aborts_the_runtime(tmp_path, monkeypatch):
-    # ConvNeXtLarge after pruning + QAT (issue 12 §3): a LayerNorm over channels that were all equal
+    # ConvNeXtLarge after pruning + QAT: a LayerNorm over channels that were all equal
     # calibrated its SquaredDifference output as all zeros, scale 7.8e-9; LiteRT's int8 kernel then
     # aborted the whole process (QuantizeMultiplierSmallerThanOneExp, tensorflow#60815).
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
@@ -303,7 +303,7 @@ def test_constant_calibrated_layer_norm_no_longer_aborts_the_runtime(tmp_path, m
 
 @pytest.mark.parametrize("layer", ["Dense", "Conv2D", "dead ReLU"])
 def test_a_layer_calibrated_as_all_zeros_gets_a_scale_xnnpack_accepts(tmp_path, monkeypatch, layer):
-    # ConvNeXtLarge's stage-3 MLP (issue 12 §3): a Dense whose outputs calibration saw as all zeros got
+    # ConvNeXtLarge's stage-3 MLP: a Dense whose outputs calibration saw as all zeros got
     # scale 7.8e-9, and XNNPACK refused to build its runtime: input x filter / output scale was 1,350,
     # XNNPACK's limit is 256. The builtin kernels ran the file. A "dead" ReLU layer (all its
     # pre-activations negative, as heavy pruning leaves some) is the same case.
@@ -340,7 +340,7 @@ def test_a_layer_calibrated_as_all_zeros_gets_a_scale_xnnpack_accepts(tmp_path, 
 
 
 def test_a_file_xnnpack_cannot_run_is_a_one_line_error_not_a_runtime_error():
-    # ConvNeXtLarge's int8 file (issue 12 §3, 199 MB, 30 min to make): a LayerNorm over equal channels
+    # ConvNeXtLarge's int8 file (199 MB, 30 min to make): a LayerNorm over equal channels
     # left requantization scales XNNPACK refuses when it builds its runtime; the builtin kernels run it.
     from tflite_export._runtime import invoke
 

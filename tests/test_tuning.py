@@ -67,7 +67,7 @@ def test_default_space_follows_recipe_stages():
     # and the base recipe enables them.
     assert "cluster_count" not in SearchSpace.default(Recipe()).names
     if "clustering" in Recipe.__dataclass_fields__:
-        from tfcompress.recipe import Clustering
+        from tfcompress import Clustering
 
         assert "cluster_count" in SearchSpace.default(Recipe(clustering=Clustering())).names
 
@@ -108,7 +108,7 @@ def test_values_make_a_valid_recipe():
 
 def test_training_names_are_recipe_fields():
     """A trial is a recipe: every searched training value lands in a recipe field."""
-    from tfcompress.recipe import Optimizer, Schedule
+    from tfcompress.schedules import Optimizer, Schedule
 
     space = SearchSpace({"optimizer": ["sgd", "adamw"], "momentum": [0.5, 0.9], "weight_decay": [0.0, 0.01],
                          "lr_decay": ["none", "exponential", "inverse_time", "polynomial", "cosine", "plateau"],
@@ -189,9 +189,8 @@ def test_algorithm_names_are_normalised_in_one_place(tmp_path):
 
 def test_tuning_error_is_one_class_in_errors():
     from tfcompress import errors
-    from tfcompress.tuning import space
 
-    assert TuningError is errors.TuningError is space.TuningError
+    assert TuningError is errors.TuningError is tfcompress.TuningError
     assert issubclass(TuningError, TfcompressError) and issubclass(TuningError, ValueError)
 
 
@@ -329,7 +328,7 @@ def test_search_records_failed_trial_and_goes_on(digits, tmp_path):
     # the trial's whole recipe: its training run (train stage) and seed, nothing left in comments
     assert chosen.train.epochs == 1 and chosen.seed == weight_seed(0, result.best["trial_id"])
     assert "schedule used" not in (tmp_path / "best_recipe.yaml").read_text()
-    # ... and optimize() with that recipe on a fresh model repeats the trial (issue 11 §4)
+    # ... and optimize() with that recipe on a fresh model repeats the trial
     keras.utils.set_random_seed(chosen.seed)
     again_model = tiny_model()
     x, y = digits.train

@@ -1,4 +1,4 @@
-"""The user's own model and data (issue 11 §1-2): every data form as one Dataset,
+"""The user's own model and data: every data form as one Dataset,
 scaling explicit and reported, labels checked against the model before any
 training, --data on optimize/tune/check/export, and tune() on the user's model
 (tuple data, Keras 3, module:function builders, a builder in __main__, the

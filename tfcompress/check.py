@@ -18,28 +18,25 @@ Example:
 
 import time
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
 
+from tfcompress import techniques
 from tfcompress._data import check_splits
-from tfcompress._keras import keras, quiet_native_logs, tfmot
+from tfcompress._keras import keras, quiet_native_logs
 from tfcompress._keras3 import augmentation_layers
 from tfcompress._model import coerce_model, release_memory
 from tfcompress._nested import count, take
 from tfcompress.datasets import as_dataset
-from tfcompress.depth.stage import depth_column
 from tfcompress.errors import RecipeError, first_line
 from tfcompress.io import resolve_model
-from tfcompress.precision.stage import check_answer as precision_column
-from tfcompress.pruning.global_ import check_answer as global_prune_answer
-from tfcompress.quantization.binary import check_answer as binary_column
-from tfcompress.quantization.nbit import low_bit_answer
+from tfcompress.pruning import xnnpack_policy_reason
 from tfcompress.report import markdown_table, table
 from tfcompress.task import compile_config_of, task_for
 
-__all__ = ["check", "CheckReport", "LayerCheck", "EXTRA_COLUMNS"]
+__all__ = ["check", "CheckReport", "LayerCheck", "extra_columns"]
 
-_YES = "yes"
 _BASE = ("prunable", "clusterable", "quantizable", "xnnpack_sparse", "channels")
 
 
@@ -61,19 +58,19 @@ class LayerCheck:
         xnnpack_sparse: whether the layer can run sparse on XNNPACK.
         channels: structured channel pruning: ``"yes"`` (its output channels
             can be removed) or ``"no: locked: <reason>"``.
-        extra: the answers of the technique columns in :data:`EXTRA_COLUMNS`
-            (column key -> answer), for the columns that apply.
+        extra: the answers of the other technique columns
+            (:func:`extra_columns`: column key -> answer), for the columns that apply.
     """
 
     name: str
     type: str
     params: int
-    prunable: str = None
-    clusterable: str = None
-    quantizable: str = None
-    xnnpack_sparse: str = None
-    channels: str = None
-    extra: dict = field(default_factory=dict)
+    prunable: str | None = None
+    clusterable: str | None = None
+    quantizable: str | None = None
+    xnnpack_sparse: str | None = None
+    channels: str | None = None
+    extra: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -94,23 +91,23 @@ class CheckReport:
     """
 
     model: str
-    layers: list
-    recipe: dict = None
-    xnnpack: str = None
-    conversion: dict = field(default_factory=dict)
-    notes: list = field(default_factory=list)
+    layers: list[LayerCheck]
+    recipe: dict[str, Any] | None = None
+    xnnpack: str | None = None
+    conversion: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
     BASE_COLUMNS = ("layer", "type", "params", "prune", "cluster", "quantize", "xnnpack sparse", "channels")
 
     @property
     def extra_keys(self):
-        """The :data:`EXTRA_COLUMNS` keys some layer answered, in their order."""
+        """The :func:`extra_columns` keys some layer answered, in their order."""
         seen = {k for r in self.layers for k in r.extra}
-        return [k for k, _, _ in EXTRA_COLUMNS if k in seen]
+        return [c.key for c in extra_columns() if c.key in seen]
 
     @property
     def COLUMNS(self):  # noqa: N802 - was a class constant; the technique columns made it depend on the rows
-        heads = {k: h for k, h, _ in EXTRA_COLUMNS}
+        heads = {c.key: c.header for c in extra_columns()}
         return self.BASE_COLUMNS + tuple(heads[k] for k in self.extra_keys)
 
     def layer(self, name):
@@ -177,84 +174,26 @@ class CheckReport:
         return self.table()
 
 
-#: Technique columns beyond the base ones: ``(key, header, answer)``, where
-#: ``answer(layer, model, recipe)`` returns ``"yes"``, a setting, ``"no: <reason>"``
-#: or None (the question does not apply: the column is left out when no layer
-#: answers). ``recipe`` is the checked :class:`~tfcompress.Recipe` or None. Each
-#: technique adds its own line here, importing its answer function.
-EXTRA_COLUMNS = [("global_prune", "global prune", global_prune_answer),
-                 ("depth", "depth", depth_column), ("precision", "precision", precision_column),
-                 ("binary", "binary", binary_column), ("low_bit", "low-bit", low_bit_answer)]
+def extra_columns():
+    """The technique columns beyond the five base ones (``LayerCheck`` fields), in registry order:
+    :class:`~tfcompress.technique.CheckColumn` s from :func:`tfcompress.techniques.columns`."""
+    return [c for c in techniques.columns() if c.key not in _BASE]
 
 
-def _extra(layer, model, rec):
+def _answers(model, rec, notes):
+    """Every technique column, computed once for the model: ``{key: {layer: answer}}``."""
     out = {}
-    for key, _, answer in EXTRA_COLUMNS:
-        value = answer(layer, model, rec)
-        if value is not None:
-            out[key] = value
+    for column in techniques.columns():
+        try:
+            out[column.key] = dict(column.answers(model, rec))
+        except Exception as e:  # noqa: BLE001 - report, never crash the check
+            notes.append(f"{column.what or column.header}: analysis failed ({first_line(e, 160)})")
+            out[column.key] = {}
     return out
 
 
 def _ok(v):
     return v is not None and not str(v).startswith("no")
-
-
-def _answer(reason):
-    return _YES if reason is None else f"no: {reason}"
-
-
-def _prunable(layer):
-    from tfcompress.pruning import why_not_prunable
-
-    if not layer.weights:
-        return None
-    return _answer(why_not_prunable(layer))
-
-
-def _clusterable(layer, clusters, per_channel):
-    from tfcompress.clustering import why_not_clusterable
-
-    if not layer.weights:
-        return None
-    return _answer(why_not_clusterable(layer, clusters, per_channel))
-
-
-def _quantizable(layer):
-    from tfcompress.quantization import configs
-
-    kind, reason = configs.rule(layer)
-    return configs.KINDS[kind] if kind else f"no: {reason}"
-
-
-def _xnnpack_layer(layer, policy, model_reason):
-    if not isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense)) or not layer.weights:
-        return None
-    if not policy.allow_pruning(layer):
-        return "no: only 1×1 Conv2D layers run sparse on XNNPACK"
-    if not (layer.strides == (1, 1) and layer.groups == 1 and layer.dilation_rate == (1, 1)):
-        return "no: XNNPACK runs only stride-1, ungrouped, undilated 1×1 convolutions sparse"
-    if model_reason is not None:
-        return "no: the model is not eligible (see below)"
-    return _YES
-
-
-def _channels(model, notes):
-    from tfcompress.channels import dependency_groups
-
-    try:
-        groups = dependency_groups(model)
-    except Exception as e:  # noqa: BLE001 - report, never crash the check
-        notes.append(f"structured channel pruning: analysis failed ({first_line(e, 160)})")
-        return {}
-    out = {}
-    for g in groups:
-        for name in g.members:
-            if g.prunable:
-                out[name] = _YES
-            else:
-                out.setdefault(name, f"no: locked: {g.reason or 'shared with a locked group'}")
-    return out
 
 
 def _random_inputs(model, n):
@@ -291,7 +230,8 @@ def _trial_conversion(model, mode, samples, calibration=None):
     return {"mode": mode, "status": status, "seconds": time.perf_counter() - t0, "bytes": size}
 
 
-def check(model, recipe=None, convert=True, samples=8, data=None, *, loss=None, metrics=None):
+def check(model: Any, recipe: Any = None, convert: bool = True, samples: int = 8, data: Any = None, *,
+          loss: Any = None, metrics: Any = None) -> CheckReport:
     """A per-layer table of what pruning, clustering, QAT, XNNPACK sparse
     inference and channel pruning can do, before any training.
 
@@ -358,32 +298,22 @@ def check(model, recipe=None, convert=True, samples=8, data=None, *, loss=None, 
                 notes.append("Keras 3 augmentation layers dropped (identity at inference): "
                              + ", ".join(f"{n} ({c})" for n, c in dropped))
     rec = as_recipe(recipe) if recipe is not None else None
-    clusters = rec.clustering.number_of_clusters if rec is not None and rec.clustering else 16
-    per_channel = bool(rec.clustering.per_channel) if rec is not None and rec.clustering else False
 
-    from tfcompress.pruning import xnnpack_policy_reason
-
-    policy = tfmot.sparsity.keras.PruneForLatencyOnXNNPack()
-    xnn_reason = xnnpack_policy_reason(model)
-    channel_map = _channels(model, notes)
+    answers = _answers(model, rec, notes)
     rows = []
     for layer in model.layers:
         if isinstance(layer, keras.layers.InputLayer):
             continue
-        rows.append(LayerCheck(
-            name=layer.name, type=type(layer).__name__, params=int(layer.count_params()),
-            prunable=_prunable(layer), clusterable=_clusterable(layer, clusters, per_channel),
-            quantizable=_quantizable(layer),
-            xnnpack_sparse=_xnnpack_layer(layer, policy, xnn_reason),
-            channels=channel_map.get(layer.name) if layer.weights else None,
-            extra=_extra(layer, model, rec),
-        ))
+        base = {key: answers.get(key, {}).get(layer.name) for key in _BASE}
+        extra = {c.key: v for c in extra_columns() if (v := answers[c.key].get(layer.name)) is not None}
+        rows.append(LayerCheck(name=layer.name, type=type(layer).__name__, params=int(layer.count_params()),
+                               **base, extra=extra))
+    xnn_reason = xnnpack_policy_reason(model)
     report = CheckReport(model=model.name, layers=rows, recipe=rec.to_dict() if rec else None,
                          xnnpack=xnn_reason, notes=notes)
     if rec is not None:
-        for stage, column in (("pruning", "prunable"), ("clustering", "clusterable"),
-                              ("quantization", "quantizable")):
-            if getattr(rec, stage, None) is not None and report.count(column) == 0:
+        for stage, _ in rec.stages:
+            if any(c.needed and report.count(c.key) == 0 for c in techniques.get(stage).columns):
                 notes.append(f"the recipe's {stage} stage would find no layer to work on")
     mode = "int8" if rec is None or rec.quantization is not None else "float32"
     calibration = None

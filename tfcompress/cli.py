@@ -159,7 +159,7 @@ def _cmd_demo(args):
     spec = models.get("digits_cnn" if args.dataset == "digits" else "lenet5")
     data = datasets.load(args.dataset)
     model = spec.build(data.input_shape, data.num_classes)
-    job = run_job(model, data, spec.recipe(), out=args.out, train_epochs=spec.epochs,
+    job = run_job(model, data, recipe=spec.recipe(), out=args.out, train_epochs=spec.epochs,
                   threads=args.threads, batch_size=spec.batch_size,
                   learning_rate=spec.learning_rate, epochs=args.epochs, quiet=args.quiet)
     return _print_job(job, args)
@@ -200,7 +200,7 @@ def _cmd_optimize(args):
         bs, lr = spec.batch_size, spec.learning_rate
     if seed is not None:
         recipe = recipe.replace(seed=seed)
-    job = run_job(model, data, recipe, out=out, train_epochs=train_epochs, threads=args.threads,
+    job = run_job(model, data, recipe=recipe, out=out, train_epochs=train_epochs, threads=args.threads,
                   batch_size=bs, learning_rate=lr, epochs=args.epochs, quiet=args.quiet, strategy=strategy,
                   tensorboard=args.tensorboard, target=args.target, minimize=args.minimize, loss=args.loss,
                   metrics=args.metric, check_baseline=not args.no_baseline_check)

@@ -36,26 +36,13 @@ from tfcompress._keras import tf
 from tfcompress.errors import RecipeError, TuningError
 
 __all__ = [
-    "STRATEGY_NAMES", "SINGLE_REPLICA", "resolve", "describe", "scope", "Placement",
+    "STRATEGY_NAMES", "resolve", "describe", "scope", "Placement",
     "gpu_assignment", "find_gpus", "gpu_summary", "trial_strategy", "pin_env", "output_dir",
 ]
 
 STRATEGY_NAMES = ("default", "mirrored", "multiworker")
 
-#: (stage, condition) -> why that stage runs on one replica under a strategy with
-#: several replicas; condition None is always, "mixed_precision" when the recipe
-#: asks for it. Measured by running every stage under MirroredStrategy over two
-#: logical CPUs with nothing falling back (benchmarks/bench_distribute.py,
-#: docs/RESULTS.md "Fine-tuning under tf.distribute"): channels, penalty, pruning,
-#: clustering, QAT/PQAT/CQAT/PCQAT and distillation all run; this one fails.
-SINGLE_REPLICA = {
-    ("pruning", "mixed_precision"): (
-        "with mixed precision, TF-MOT's cross-replica mask update assigns a float16 value to a float32 "
-        "variable (ValueError: Tensor conversion requested dtype float32 for Tensor with dtype float16)"
-    ),
-}
-
-_CACHE = {}
+_CACHE: dict = {}
 
 
 def _tf_config():
@@ -173,13 +160,15 @@ def scope(strategy):
 
 class Placement:
     """Where the stages of one optimize call run: the strategy, and the
-    stages that fell back to one replica (:data:`SINGLE_REPLICA`).
+    stages that fell back to one replica (each technique says which and why:
+    ``Technique.single_replica``, gathered by :func:`tfcompress.techniques.single_replica`).
 
     Args:
         strategy: what :func:`resolve` accepts.
         mixed_precision: the recipe fine-tunes in mixed precision. Defaults to `False`.
         single_replica: ``(stage, condition) -> reason``, the stages to run
-            without the strategy. Defaults to :data:`SINGLE_REPLICA`.
+            without the strategy; condition None is always, ``"mixed_precision"``
+            with ``mixed_precision``. Defaults to `None` (none).
 
     Example:
         >>> p = Placement(None)
@@ -192,7 +181,7 @@ class Placement:
     def __init__(self, strategy, mixed_precision=False, single_replica=None):
         self.strategy = resolve(strategy)
         self.conditions = {None} | ({"mixed_precision"} if mixed_precision else set())
-        table = SINGLE_REPLICA if single_replica is None else single_replica
+        table = single_replica or {}
         self.single_replica = {stage: why for (stage, cond), why in table.items() if cond in self.conditions}
         self.fell_back = {}
 

@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from tfcompress import datasets, models
+from tfcompress import datasets, models  # type: ignore[attr-defined]  # models: the models/ folder
 from tfcompress._keras import custom_objects, keras
 from tfcompress._keras3 import to_tf_keras
 from tfcompress._model import check_model, coerce_model, is_keras3_model, own_scaling
@@ -294,7 +294,7 @@ class ModelSource:
 
     kind: str
     name: str
-    build: Callable = None
+    build: Callable | None = None
     spec: Any = None
     _model: Any = field(default=_UNSET, repr=False)
 

@@ -24,25 +24,29 @@ import os
 import sys
 import time
 import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
-from tfcompress import _keras3_out, distribute, pruning
+from tfcompress import _keras3_out, distribute, pruning, techniques
 from tfcompress._checks import check_choice, check_instances, check_int
 from tfcompress._data import prepare
 from tfcompress._keras import keras
 from tfcompress._model import clone, coerce_model, is_keras3_model, release_memory
-from tfcompress.distill import loss_for  # re-exported: pipeline and benchmarks use it here
 from tfcompress.errors import DataError, RecipeError
 from tfcompress.recipe import Recipe
 from tfcompress.report import LayerRecord, OptimizeReport
-from tfcompress.stage_runs import STAGES, _Run
+from tfcompress.stage_runs import _Run
 from tfcompress.target import plan as budget_mode
 from tfcompress.task import baseline_problem, compile_config_of, headline, task_for
-from tfcompress.training import make_optimizer, set_seed, translate_callbacks
+from tfcompress.training import set_seed, translate_callbacks
 
-__all__ = ["optimize", "OptimizeResult", "as_recipe", "loss_for", "make_optimizer", "STAGES"]
+__all__ = ["optimize", "OptimizeResult", "as_recipe", "RecipeLike"]
+
+#: What every ``recipe=`` argument takes: a Recipe, its dict, a YAML path, or None (the default recipe).
+RecipeLike = Recipe | dict | str | os.PathLike | None
 
 
 @dataclass
@@ -60,13 +64,13 @@ class OptimizeResult:
             (re-runs with ``optimize(..., recipe=result.plan)``); else None.
     """
 
-    model: object
+    model: Any
     report: OptimizeReport
-    history: dict = field(default_factory=dict)
-    keras3_source: object = field(default=None, repr=False)
-    plan: object = None
+    history: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+    keras3_source: Any = field(default=None, repr=False)
+    plan: Recipe | None = None
 
-    def to_keras3(self):
+    def to_keras3(self) -> Any:
         """The result as a new Keras 3 model (:func:`tfcompress._keras3_out.to_keras3`); a QAT
         result raises UnsupportedModelError: its int8 ``.tflite`` is the deliverable.
 
@@ -75,7 +79,7 @@ class OptimizeResult:
         """
         return _keras3_out.to_keras3(self.model, self.keras3_source)
 
-    def save(self, path, keras3=None):
+    def save(self, path: str | os.PathLike[str], keras3: bool | None = None) -> str:
         """Save to a ``.keras``/``.h5`` file ``tfcompress.load_model`` reloads; Keras 3 when the
         input was and the graph allows (:func:`tfcompress._keras3_out.save`). Returns the path.
 
@@ -85,7 +89,7 @@ class OptimizeResult:
         return _keras3_out.save(self.model, path, self.keras3_source, keras3)
 
 
-def as_recipe(recipe):
+def as_recipe(recipe: RecipeLike) -> Recipe:
     """Accept a Recipe, a dict, a YAML path or None (the default recipe)."""
     if recipe is None:
         return Recipe()
@@ -137,10 +141,12 @@ def _head(x, n):
     return {k: v[:n] for k, v in x.items()} if isinstance(x, dict) else [v[:n] for v in x]
 
 
-def optimize(model, train_data, validation_data=None, recipe=None, epochs=None,
-             batch_size=None, verbose=None, callbacks=None, strategy=None, seed=None, tensorboard=None,
-             progress=None, target=None, minimize=None, *, loss=None, metrics=None, loss_weights=None,
-             check_baseline=None):
+def optimize(model: Any, train_data: Any, validation_data: Any = None, *, recipe: RecipeLike = None,
+             epochs: int | None = None, batch_size: int | None = None, verbose: int | str | None = None,
+             callbacks: Sequence[Any] | None = None, strategy: Any = None, seed: int | None = None,
+             tensorboard: str | os.PathLike[str] | None = None, progress: Callable[[str], None] | None = None,
+             target: str | None = None, minimize: str | None = None, loss: Any = None, metrics: Any = None,
+             loss_weights: Any = None, check_baseline: bool | None = None) -> OptimizeResult:
     """Compress a trained tf_keras model with a recipe, fine-tuning each stage.
 
     The input model is left untouched. Stages run in recipe order (train,
@@ -242,8 +248,9 @@ def optimize(model, train_data, validation_data=None, recipe=None, epochs=None,
         task = task_for(coerce_model(model), loss, metrics, loss_weights, compiled=compiled)
 
         def run_recipe(plan):
-            return optimize(model, train_data, validation_data, plan, epochs, batch_size, verbose, callbacks,
-                            strategy, seed, tensorboard, progress, loss=loss, metrics=metrics,
+            return optimize(model, train_data, validation_data, recipe=plan, epochs=epochs, batch_size=batch_size,
+                            verbose=verbose, callbacks=callbacks, strategy=strategy, seed=seed,
+                            tensorboard=tensorboard, progress=progress, loss=loss, metrics=metrics,
                             loss_weights=loss_weights, check_baseline=check_baseline)
         say = progress or (print if verbose != 0 else (lambda line: None))
         result, plan = budget_mode.run(coerce_model(model), train_data, validation_data, target or "drop<=1.0",
@@ -278,16 +285,16 @@ def optimize(model, train_data, validation_data=None, recipe=None, epochs=None,
         task = task_for(model, loss, metrics, loss_weights, sparse_labels=train.sparse_labels)
     val = (prepare(validation_data, model, bs, what="validation_data", sparse_labels=train.sparse_labels,
                    classifier=task.classifier) if validation_data is not None else None)
-    placement = distribute.Placement(strategy, mixed_precision=recipe.mixed_precision)
+    placement = distribute.Placement(strategy, mixed_precision=recipe.mixed_precision,
+                                     single_replica=techniques.single_replica())
     with placement.scope():
         teacher = clone(model) if recipe.distillation is not None else None
     run = _Run(recipe, train, val, bs, epochs, verbose, callbacks, task, teacher, placement)
     run.tensorboard, run.progress = tensorboard, progress
-    if recipe.pruning is not None:  # a run too short to prune fails now, not after the earlier stages
-        recipe.pruning.steps(train.num_samples, bs, run.stage_epochs(recipe.pruning))
-    if recipe.precision is not None and recipe.quantization is not None:
-        raise RecipeError("precision chooses each layer's precision of the float model's file, but quantization (QAT) "
-                          "trains every layer for int8: set quantization to null, or drop the precision stage.")
+    for name, stage in recipe.stages:  # what cannot run fails now, not after the earlier stages
+        preflight = techniques.get(name).preflight
+        if preflight is not None:
+            preflight(run, stage)
 
     with run.scope():
         current = clone(model)
@@ -308,22 +315,22 @@ def optimize(model, train_data, validation_data=None, recipe=None, epochs=None,
         release_memory(current)  # the last stage's copies go before this one makes its own
         t0 = time.perf_counter()
         with run.scope(name):
-            current, records, history[name], info = STAGES[name](run, current, stage)
+            result = techniques.get(name).run(run, current, stage)
+        current, history[name] = result.model, result.history
         _check_converged(name, current, history[name])
+        run.ran.append(name)
         last = name
         if placement.strategy is not None:
-            info["strategy"] = placement.where(name)
-            info["details"] = info.get("details", "") + f"; {info['strategy']}"
+            result.note("strategy", placement.where(name))
             if verbose and name in placement.fell_back:
-                print(f"  {name} ran on {info['strategy']}", flush=True)
+                print(f"  {name} ran on {result.notes['strategy']}", flush=True)
         d = recipe.distillation
         if d is not None and name != "train":
-            info["distillation"] = f"distilled (alpha {d.alpha:g}, T {d.temperature:g})"
-            info["details"] = info.get("details", "") + f"; {info['distillation']}"
-        for lname, what in records.items():
+            result.note("distillation", f"distilled (alpha {d.alpha:g}, T {d.temperature:g})")
+        for lname, what in result.records.items():
             if lname in by_name:
                 by_name[lname].stages[name] = what
-        stages.append({"name": name, "seconds": time.perf_counter() - t0, **info})
+        stages.append({"name": name, "seconds": time.perf_counter() - t0, **result.entry()})
 
     release_memory(current)
     for lname, s in pruning.layer_sparsity(current).items():

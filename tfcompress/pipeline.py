@@ -7,7 +7,7 @@ Example:
     >>> from tfcompress import datasets, models
     >>> from tfcompress.pipeline import run_job
     >>> spec = models.get("digits_cnn")
-    >>> job = run_job(spec.build(), datasets.load("digits"), spec.recipe(),  # doctest: +SKIP
+    >>> job = run_job(spec.build(), datasets.load("digits"), recipe=spec.recipe(),  # doctest: +SKIP
     ...               out="out", train_epochs=spec.epochs)
     >>> print(job.table())  # doctest: +SKIP
 """
@@ -17,9 +17,10 @@ import shutil
 import sys
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import tflite_export
-from tfcompress import leftovers
+from tfcompress import leftovers, techniques
 from tfcompress._checks import check_int, check_positive
 from tfcompress._data import check_splits, prepare
 from tfcompress._filenotes import slower_than_float, worse_than_float
@@ -28,13 +29,12 @@ from tfcompress._nested import count, take
 from tfcompress._version import __version__
 from tfcompress.distill import fine_tune
 from tfcompress.errors import DataError, OutputError
-from tfcompress.optimize import as_recipe, make_optimizer, optimize
-from tfcompress.precision.stage import export as precision_export
-from tfcompress.quantization import nbit
+from tfcompress.optimize import RecipeLike, as_recipe, optimize
 from tfcompress.report import atomic_write_json, atomic_write_text, ensure_dir, markdown_table, table
 from tfcompress.target.fast import float_model
 from tfcompress.target.shipped import check_shipped
 from tfcompress.task import compile_config_of, task_for
+from tfcompress.training import make_optimizer
 from tflite_export._atomic import save_figure
 from tflite_export.mixed import export_mixed
 
@@ -218,10 +218,12 @@ def _export_both(model, optimized, out, rep_x, meta):
     }
 
 
-def run_job(model, data, recipe=None, out="tfcompress-out", train_epochs=None, threads=2,
-            batch_size=64, learning_rate=1e-3, epochs=None, quiet=False, verbose=None,
-            timing_runs=50, timing_seconds=1.0, strategy=None, tensorboard=None, target=None, minimize=None,
-            *, loss=None, metrics=None, loss_weights=None, check_baseline=None):
+def run_job(model: Any, data: Any, *, recipe: RecipeLike = None, out: str | os.PathLike = "tfcompress-out",
+            train_epochs: int | None = None, threads: int = 2, batch_size: int = 64, learning_rate: float = 1e-3,
+            epochs: int | None = None, quiet: bool = False, verbose: int | str | None = None, timing_runs: int = 50,
+            timing_seconds: float = 1.0, strategy: Any = None, tensorboard: str | os.PathLike | None = None,
+            target: str | None = None, minimize: str | None = None, loss: Any = None, metrics: Any = None,
+            loss_weights: Any = None, check_baseline: bool | None = None) -> JobReport:
     """Run the main job on ``data`` and write report.json / report.md / report.png.
 
     Args:
@@ -289,7 +291,7 @@ def run_job(model, data, recipe=None, out="tfcompress-out", train_epochs=None, t
     if result.plan is not None:  # budget mode: the plan re-runs with --recipe plan.yaml
         recipe = result.plan
         rep.recipe = recipe.to_dict()
-        rep.notes += result.report.budget["notes"]
+        rep.notes += (result.report.budget or {}).get("notes", [])
 
     _deliver(rep, model, result, data, recipe, out, quiet, threads, timing_runs, timing_seconds, t_all, task)
     return rep
@@ -401,12 +403,10 @@ def _measure(rep, model, result, data, recipe, stage, quiet, threads, timing_run
     rep_x = data.train[0]
     with quiet_native_logs():
         exports = _export_both(model, result.model, stage, rep_x, meta)
-        mixed = precision_export(result.model, os.path.join(stage, "mixed.tflite"), recipe, result.report, rep_x, meta)
-        if mixed is not None:  # the precision stage's plan (tfcompress/precision)
-            exports["mixed"] = mixed
-        if getattr(recipe.quantization, "weights", "int8") in nbit.BITS:  # 4-/2-bit QAT: weights stored int4
-            exports["int4"] = tflite_export.export(result.model, os.path.join(stage, "int4.tflite"), mode="int4",
-                                                   representative_data=rep_x, num_samples=200, metadata=meta)
+        for name, _ in recipe.stages:  # a stage's own file: mixed.tflite, int4.tflite
+            technique = techniques.get(name)
+            if technique.export is not None:
+                exports.update(technique.export(result.model, stage, recipe, result.report, rep_x, meta))
         fast = (result.report.budget or {}).get("faster_file") or {}
         if "per_layer" in fast:  # budget mode's per-op mix that is not slower than float32 (target/fast.py)
             exports["fast"] = export_mixed(float_model(result.model), os.path.join(stage, "fast.tflite"),

@@ -11,12 +11,14 @@ distillation, mixed precision, seed); a stage may set its own
 ``learning_rate``, ``optimizer`` and ``lr_schedule``. Recipes load from and
 save to YAML; a wrong key, type or value, or stages written in an order that
 would undo earlier work, raises
-:class:`RecipeError` naming the field and what is allowed. The stage classes
-live in :mod:`tfcompress.stages` (``Channels`` in :mod:`tfcompress.channels`)
-and are re-exported here.
+:class:`RecipeError` naming the field and what is allowed. Each stage class
+lives with its technique (``Pruning`` in :mod:`tfcompress.pruning.config`, ...)
+and the stage order is the registry's (:mod:`tfcompress.techniques`); a
+technique registered at run time is a stage of the recipe too (see
+:meth:`Recipe.replace`).
 
 Example:
-    >>> from tfcompress.recipe import Clustering, Distillation, Pruning, Recipe
+    >>> from tfcompress import Clustering, Distillation, Pruning, Recipe
     >>> r = Recipe(pruning=Pruning(final_sparsity=0.5, epochs=3),
     ...            clustering=Clustering(number_of_clusters=16),
     ...            distillation=Distillation(alpha=0.3))
@@ -29,43 +31,55 @@ Example:
 """
 
 import dataclasses
+import os
 import types
 import typing
 from dataclasses import dataclass, field
+from typing import Any
 
 import yaml
 
+from tfcompress import techniques
 from tfcompress._checks import brief, check_bool, check_int, check_range
+from tfcompress._stagebase import is_schedule_object
 from tfcompress._yaml import load_file, load_text
+from tfcompress.channels.config import Channels
+from tfcompress.clustering.config import Clustering
+from tfcompress.depth.config import Depth
 from tfcompress.errors import RecipeError
-from tfcompress.schedules import OPTIMIZERS, SCHEDULES, Optimizer, Schedule
-from tfcompress.stages import (
-    CENTROID_INITS,
-    QUANTIZATION_SCHEMES,
-    SCHEME_NEEDS,
-    STAGE_CLASSES,
-    Channels,
-    Clustering,
-    Depth,
-    Distillation,
-    Penalty,
-    Precision,
-    Pruning,
-    PruningSteps,
-    Quantization,
-    Train,
-    is_schedule_object,
-    qat_scheme,
-)
+from tfcompress.precision.config import Precision
+from tfcompress.pruning.config import Penalty, Pruning
+from tfcompress.quantization.config import Quantization, qat_scheme
+from tfcompress.schedules import Optimizer, Schedule
+from tfcompress.train.config import Train
 
-__all__ = [
-    "Train", "Optimizer", "Schedule", "OPTIMIZERS", "SCHEDULES",
-    "Depth", "Channels", "Penalty", "Pruning", "Clustering", "Quantization", "Precision", "Distillation",
-    "Recipe", "PruningSteps", "STAGE_ORDER", "CENTROID_INITS", "QUANTIZATION_SCHEMES",
-]
+__all__ = ["Recipe", "Distillation", "STAGE_ORDER"]
 
-#: The order stages run in; a YAML recipe must list them in this order.
-STAGE_ORDER = tuple(STAGE_CLASSES)
+#: The order the built-in stages run in; a YAML recipe must list them in this order
+#: (:func:`tfcompress.techniques.names` also has the ones registered at run time).
+STAGE_ORDER = techniques.names()
+
+
+@dataclass(frozen=True)
+class Distillation:
+    """Knowledge distillation from the model before compression, applied to
+    every fine-tuning stage: ``loss = alpha * task + (1 - alpha) * T² * KL``.
+
+    Args:
+        alpha: weight of the task loss, in [0, 1]. Defaults to `0.5`.
+        temperature: softening temperature, > 0. Defaults to `4.0`.
+
+    Example:
+        >>> Distillation(alpha=0.2, temperature=2)
+        Distillation(alpha=0.2, temperature=2)
+    """
+
+    alpha: float = 0.5
+    temperature: float = 4.0
+
+    def __post_init__(self):
+        check_range("distillation", "alpha", self.alpha, 0, 1)
+        check_range("distillation", "temperature", self.temperature, 0, 100, lo_open=True)
 
 
 @dataclass(frozen=True)
@@ -110,6 +124,10 @@ class Recipe:
         seed: seeds Python, NumPy and TensorFlow when :func:`tfcompress.optimize`
             starts (its ``seed=`` argument wins), so a run is repeatable; the
             tuner writes each trial's seed here. Defaults to `None`.
+        more_stages: the stages of techniques registered at run time
+            (:func:`tfcompress.techniques.register`), as ``(name, stage)``
+            pairs; read as ``recipe.<name>``, written by :meth:`replace` or
+            YAML under the technique's name. Defaults to `()`.
 
     Raises:
         RecipeError: a bad value, or a quantization scheme whose earlier stage
@@ -136,6 +154,15 @@ class Recipe:
     distillation: Distillation | None = None
     mixed_precision: bool = False
     seed: int | None = None
+    #: the stages of techniques registered at run time (not fields): ``((name, stage), ...)`` in run order;
+    #: a mapping is accepted. Read them as attributes (``recipe.<name>``), set them with :meth:`replace`.
+    more_stages: tuple[tuple[str, Any], ...] = field(default=(), kw_only=True, repr=False)
+
+    def __getattr__(self, name):
+        # Only reached when normal lookup fails: a registered technique's stage (None when absent).
+        if name.startswith("_") or name == "more_stages" or name not in techniques.names():
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        return dict(self.more_stages).get(name)
 
     def __post_init__(self):
         check_int(None, "batch_size", self.batch_size, phrase="a positive integer")
@@ -145,38 +172,42 @@ class Recipe:
         object.__setattr__(self, "lr_schedule", Schedule.coerce(self.lr_schedule, "recipe.lr_schedule"))
         check_bool("recipe", "mixed_precision", self.mixed_precision)
         check_int("recipe", "seed", self.seed, minimum=0, optional=True, maximum=2**32 - 1)
-        for name, cls in list(STAGE_CLASSES.items()) + [("distillation", Distillation)]:
+        object.__setattr__(self, "more_stages", self._more_stages(self.more_stages))
+        for name, cls in list(techniques.stage_classes().items()) + [("distillation", Distillation)]:
             value = getattr(self, name)
             if value is not None and not isinstance(value, cls):
                 raise RecipeError(f"{name} must be a {cls.__name__} or None, got {type(value).__name__}.")
-        self._check_preserved_stages()
+        self._check_stages()
 
-    def _check_preserved_stages(self):
-        """A QAT scheme or sparsity-preserving clustering needs the stage whose work it keeps."""
-        # Channel pruning removes whole channels: it leaves no zero weights to preserve.
-        why = " (channel pruning leaves no zero weights to keep)" if self.channels is not None else ""
-        q = self.quantization
-        if q is not None:
-            missing = [s for s in SCHEME_NEEDS.get(q.scheme, ()) if getattr(self, s) is None]
-            if missing:
-                raise RecipeError(
-                    f"quantization.scheme {q.scheme!r} preserves what the {' and '.join(missing)} stage makes, "
-                    f"but the recipe has no {' or '.join(missing)} stage"
-                    f"{why if 'pruning' in missing else ''}: add it or use scheme 'auto' or 'qat'."
-                )
-        c = self.clustering
-        if c is not None and c.preserve_sparsity and self.pruning is None:
-            raise RecipeError(
-                f"clustering.preserve_sparsity is true but the recipe has no pruning stage{why}: "
-                "add one or set preserve_sparsity to null."
-            )
+    @classmethod
+    def _more_stages(cls, more):
+        """``more_stages`` as ``((name, stage), ...)`` in run order, registered names only, Nones dropped."""
+        try:
+            more = dict(more or ())
+        except (TypeError, ValueError):
+            raise RecipeError(f"more_stages must be a mapping of registered stage name to stage, got "
+                              f"{type(more).__name__} {brief(more)}.") from None
+        fields = {f.name for f in dataclasses.fields(cls)}
+        order = techniques.names()
+        bad = sorted(n for n in more if n in fields or n not in order)
+        if bad:
+            raise RecipeError(f"more_stages holds {', '.join(map(brief, bad))}: only stages of techniques "
+                              f"registered at run time go there (registered: {', '.join(order)}).")
+        return tuple((n, more[n]) for n in order if more.get(n) is not None)
+
+    def _check_stages(self):
+        """Each stage's own rule about the others (``Technique.check_recipe``), in run order."""
+        for name, stage in self.stages:
+            rule = techniques.get(name).check_recipe
+            if rule is not None:
+                rule(self, stage)
 
     @property
-    def stages(self):
+    def stages(self) -> list[tuple[str, Any]]:
         """The enabled stages, in the order they run, as ``(name, stage)``."""
-        return [(n, getattr(self, n)) for n in STAGE_ORDER if getattr(self, n) is not None]
+        return [(n, getattr(self, n)) for n in techniques.names() if getattr(self, n) is not None]
 
-    def quantization_scheme(self):
+    def quantization_scheme(self) -> str | None:
         """The QAT variant the quantization stage will run (None without one).
 
         Returns:
@@ -192,31 +223,48 @@ class Recipe:
             return None
         return qat_scheme(q, pruned=self.pruning is not None, clustered=self.clustering is not None)
 
-    def replace(self, **changes):
-        """A copy with some fields changed (validated again)."""
+    def replace(self, **changes: Any) -> "Recipe":
+        """A copy with some fields changed (validated again); a registered technique's stage too.
+
+        Example:
+            >>> Recipe().replace(quantization=None).quantization is None
+            True
+        """
+        fields = {f.name for f in dataclasses.fields(self)}
+        more = {n: changes.pop(n) for n in list(changes) if n not in fields}
+        if more:
+            changes["more_stages"] = {**dict(self.more_stages), **more}
         return dataclasses.replace(self, **changes)
 
     # --- serialisation -------------------------------------------------
-    def to_dict(self):
+    def to_dict(self) -> dict[str, Any]:
         """A plain dict (stages as dicts, disabled stages as None, pairs as lists).
 
         A user-supplied pruning schedule object appears as the string
         ``"custom: <class name>"``, which :meth:`from_dict` rejects.
         """
-        out = {}
+        out = {name: _plain(getattr(self, name)) for name in techniques.names()}
         for f in dataclasses.fields(self):
-            out[f.name] = _plain(getattr(self, f.name))
+            if f.name not in out and f.name != "more_stages":
+                out[f.name] = _plain(getattr(self, f.name))
         return out
 
     @classmethod
-    def from_dict(cls, data):
+    def from_dict(cls, data: dict[str, Any]) -> "Recipe":
         """Build a recipe from a dict; unknown keys, wrong types and stages out
         of order raise RecipeError."""
-        if isinstance(data, dict):
-            _check_stage_order(list(data))
-        return _from_dict(cls, data, "recipe")
+        if not isinstance(data, dict):
+            return _from_dict(cls, data, "recipe")
+        _check_stage_order(list(data))
+        fields = {f.name for f in dataclasses.fields(cls)} - {"more_stages"}
+        more = {n: data[n] for n in techniques.names() if n in data and n not in fields}
+        recipe = _from_dict(cls, {k: v for k, v in data.items() if k not in more}, "recipe",
+                            also=tuple(n for n in techniques.names() if n not in fields))
+        if not more:
+            return recipe
+        return recipe.replace(**{n: _stage_from(techniques.get(n).recipe_class, v, n) for n, v in more.items()})
 
-    def to_yaml(self):
+    def to_yaml(self) -> str:
         """The recipe as YAML text.
 
         Raises:
@@ -231,7 +279,7 @@ class Recipe:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
     @classmethod
-    def from_yaml_string(cls, text):
+    def from_yaml_string(cls, text: str) -> "Recipe":
         """Build a recipe from YAML text (see :meth:`from_dict`).
 
         Raises:
@@ -242,7 +290,7 @@ class Recipe:
         return cls.from_dict(_parse_yaml(text, "recipe"))
 
     @classmethod
-    def from_yaml(cls, path):
+    def from_yaml(cls, path: str | os.PathLike) -> "Recipe":
         """Load a recipe from a YAML file (UTF-8, at most 1 MiB).
 
         Raises:
@@ -255,7 +303,7 @@ class Recipe:
         """
         return cls.from_dict(_parse_yaml(None, f"recipe {path}", empty_file=True, path=path))
 
-    def save_yaml(self, path):
+    def save_yaml(self, path: str | os.PathLike) -> None:
         """Write the recipe as YAML, atomically."""
         from tfcompress.report import atomic_write_text
 
@@ -297,8 +345,9 @@ def _plain(value):
 
 
 def _check_stage_order(keys):
-    given = [k for k in keys if k in STAGE_ORDER]
-    want = sorted(given, key=STAGE_ORDER.index)
+    order = techniques.names()
+    given = [k for k in keys if k in order]
+    want = sorted(given, key=order.index)
     if given != want:
         first_bad = next(g for g, w in zip(given, want) if g != w)
         raise RecipeError(
@@ -335,16 +384,25 @@ def _type_name(tp):
     return getattr(tp, "__name__", str(tp))
 
 
-def _from_dict(cls, data, where):
+def _stage_from(cls, value, where):
+    """A stage from its YAML form: a mapping, or false/null (no stage) / true (the defaults)."""
+    if value is None or value is False:
+        return None
+    if value is True:
+        return cls()
+    return _from_dict(cls, value, where)
+
+
+def _from_dict(cls, data, where, also=()):
     if not isinstance(data, dict):
         raise RecipeError(f"{where} must be a mapping, got {type(data).__name__}.")
     hints = typing.get_type_hints(cls)
-    known = {f.name for f in dataclasses.fields(cls)}
+    known = {f.name for f in dataclasses.fields(cls)} - {"more_stages"}
     unknown = sorted(set(data) - known)
     if unknown:
         raise RecipeError(
             f"unknown key{'s' if len(unknown) > 1 else ''} {', '.join(map(brief, unknown))} in {where}: "
-            f"allowed keys are {', '.join(sorted(known))}."
+            f"allowed keys are {', '.join(sorted(known | set(also)))}."
         )
     none_default = {f.name for f in dataclasses.fields(cls) if f.default is None}
     kwargs = {}
@@ -358,12 +416,7 @@ def _from_dict(cls, data, where):
             kwargs[name] = sub.coerce(value, f"{where}.{name}")
             continue
         if sub is not None:
-            if value is None or value is False:
-                kwargs[name] = None
-            elif value is True:
-                kwargs[name] = sub()
-            else:
-                kwargs[name] = _from_dict(sub, value, name)
+            kwargs[name] = _stage_from(sub, value, name)
             continue
         if not _type_ok(value, tp):
             raise RecipeError(

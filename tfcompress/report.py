@@ -112,7 +112,7 @@ class LayerRecord:
     type: str
     params: int
     stages: dict = field(default_factory=dict)
-    sparsity: float = None
+    sparsity: float | None = None
 
 
 _LOWER = ("loss", "error", "mae", "mse", "mape", "msle", "rmse", "root_mean_squared", "hinge", "crossentropy",
@@ -141,8 +141,8 @@ class OptimizeReport:
     baseline: dict = field(default_factory=dict)
     optimized: dict = field(default_factory=dict)
     evaluated_on: str = "validation"
-    budget: dict = None  # budget mode: target, reference files, scan, rounds (tfcompress.target.plan)
-    task: dict = None  # the loss and metrics every stage used, and where they came from (tfcompress.task)
+    budget: dict | None = None  # budget mode: target, reference files, scan, rounds (tfcompress.target.plan)
+    task: dict | None = None  # the loss and metrics every stage used, and where they came from (tfcompress.task)
     metric: str = "accuracy"  # the headline metric: a key of baseline/optimized
 
     def drop(self):

@@ -1,50 +1,35 @@
-"""The recipe stages at work: what each stage does to the model during :func:`tfcompress.optimize`.
+"""The context every stage runs in during :func:`tfcompress.optimize`: :class:`_Run`.
 
-:class:`_Run` holds what the stages of one ``optimize`` call share (data,
-recipe, strategy placement, the distillation teacher, what ran so far);
-:data:`STAGES` maps each recipe field to the function that runs it,
-``fn(run, model, stage) -> (model, records, history, info)``: the new model,
-per-layer records (layer name -> what the stage did), the Keras history and
-the stage's report entry. A new technique adds its function here (or in its
-own package) and one line to :data:`STAGES`.
+What the stages of one ``optimize`` call share (data, recipe, strategy
+placement, the distillation teacher, the stages that ran so far), the one
+fine-tuning path (:meth:`_Run.fit`), the scoring of a model
+(:meth:`_Run.evaluate`) and the float16 scope of a stage
+(:meth:`_Run.float16_scope`). What each stage does is in its technique's
+folder (:mod:`tfcompress.techniques`).
 
 Example:
-    >>> from tfcompress.stage_runs import STAGES
-    >>> list(STAGES)[:3]
-    ['train', 'depth', 'channels']
+    >>> from tfcompress.stage_runs import _Run
+    >>> callable(_Run.fit)
+    True
 """
 
 import contextlib
-import dataclasses
-import types
+import os
+from collections.abc import Callable
 
-from tfcompress import clustering, distribute, pruning, quantization
+from tfcompress import distribute, techniques
 from tfcompress._keras import keras
-from tfcompress._model import clone
-from tfcompress.depth.stage import depth_stage
 from tfcompress.distill import fine_tune
-from tfcompress.precision.stage import run_stage as precision_stage
-from tfcompress.pruning import global_
-from tfcompress.quantization import binary, nbit
-from tfcompress.stages import qat_scheme
-from tfcompress.training import (
-    GuardedBoard,
-    build_training_state,
-    global_policy,
-    make_optimizer,
-    pruning_callbacks,
-    stage_callbacks,
-    with_policy,
-)
+from tfcompress.training import GuardedBoard, build_training_state, global_policy, make_optimizer, stage_callbacks
 
-__all__ = ["STAGES"]
+__all__ = ["_Run"]
 
 
 class _Run:
-    """State shared by the stages of one optimize call."""
+    """State shared by the stages of one optimize call: the ``context`` of ``Technique.run``."""
 
-    tensorboard = None  # a log folder: one subfolder per stage
-    progress = None  # called with each stage and epoch line instead of Keras's output
+    tensorboard: str | os.PathLike[str] | None = None  # a log folder: one subfolder per stage
+    progress: Callable[[str], None] | None = None  # called with each stage and epoch line instead of Keras's output
 
     def __init__(self, recipe, train, val, batch_size, epochs, verbose, callbacks, task, teacher=None,
                  placement=None):
@@ -55,8 +40,7 @@ class _Run:
         self.task = task  # the user's loss and metrics (tfcompress.task): every stage trains and scores with them
         self.output_names = None  # the input model's, set by the first evaluate
         self.teacher = teacher  # the model before compression, for distillation
-        self.pruned = False
-        self.clustered = False
+        self.ran = []  # the stages that ran so far (QAT picks the scheme that keeps their work)
 
     @property
     def loss(self):
@@ -133,184 +117,20 @@ class _Run:
         return out
 
     @contextlib.contextmanager
-    def precision(self, stage_name, info):
-        """Mixed precision for one stage where valid; records what happened in ``info``."""
+    def float16_scope(self, stage_name, result):
+        """The ``mixed_float16`` policy for one stage where the recipe asks and the technique allows.
+
+        Yields True inside it; ``result.mixed_precision`` (a
+        :class:`~tfcompress.technique.StageResult`) records what happened.
+        """
         if not self.recipe.mixed_precision:
             yield False
             return
-        reason = _MIXED_PRECISION_INVALID.get(stage_name)
+        reason = techniques.mixed_precision_invalid(stage_name)
         if reason:
-            info["mixed_precision"] = f"skipped: {reason}"
+            result.mixed_precision = f"skipped: {reason}"
             yield False
             return
-        info["mixed_precision"] = "mixed_float16"
+        result.mixed_precision = "mixed_float16"
         with global_policy("mixed_float16"):
             yield True
-
-
-_MIXED_PRECISION_INVALID = {
-    "quantization": "QAT's fake-quantization ops need float32",
-    "clustering": "TF-MOT's centroid initialisation has no float16 kernel",
-    "channels": "channel surgery rebuilds the layers from their float32 configs",
-}
-
-
-def _details(info, text):
-    mp = info.get("mixed_precision")
-    if mp and mp.startswith("skipped"):
-        text += f"; mixed precision {mp}"
-    elif mp:
-        text += "; mixed_float16"
-    return text
-
-
-def _channels_stage(run, model, stage):
-    from tfcompress import channels as channels_mod
-
-    stage = dataclasses.replace(stage, epochs=run.stage_epochs(stage))
-    info = {}
-    d = run.recipe.distillation
-    teacher = run.teacher if run.teacher is not None else clone(model)
-
-    history = {}
-
-    def fine_tune(m, epochs):  # once per pruning step: the stage's history is every step's epochs
-        if d is None and stage.distill:  # the stage's own distillation settings
-            h = run.fit(m, epochs, name="channels", teacher=teacher, alpha=stage.alpha, temperature=stage.temperature)
-        else:
-            h = run.fit(m, epochs, name="channels")
-        for k, v in h.items():
-            history.setdefault(k, []).extend(v)
-        return m
-
-    data = types.SimpleNamespace(train=run.train.arrays(),
-                                 validation=run.val.arrays() if run.val is not None else None)
-    with run.precision("channels", info):
-        small, rep = channels_mod.apply(model, stage, data=data, fine_tune=fine_tune, task=run.task)
-    records = {}
-    for layer in rep.layers:
-        if layer.get("before") != layer.get("after"):
-            records[layer["name"]] = f"{'merged' if rep.mode == 'merge' else 'pruned'} channels: " \
-                                     f"{layer['before']} → {layer['after']}"
-    steps = rep.steps and len(rep.steps) or 1
-    info.update({
-        "epochs": stage.epochs * steps, "steps": None,
-        "details": _details(info, (f"{stage.merge_similarity}-similarity channel merging ({rep.merged} merged, "
-                                   f"{len(rep.merges) - rep.merged} pruned)" if rep.mode == "merge"
-                                   else f"{stage.criterion} channel pruning")
-                            + f": params {rep.params_before:,} → {rep.params_after:,}, FLOPs {rep.flops_ratio:.0%}"),
-        "channels": rep.to_dict(),
-    })
-    return small, records, history, info
-
-
-def _train_stage(run, model, stage):
-    epochs = run.stage_epochs(stage)
-    info = {"epochs": epochs, "steps": run.steps(epochs)}
-    with run.precision("train", info):
-        mixed = info.get("mixed_precision") == "mixed_float16"
-        work = with_policy(model, "mixed_float16") if mixed else model
-        history = run.fit(work, epochs, stage=stage, name="train", distil=False)
-    out = with_policy(work, "float32") if mixed else work
-    if run.recipe.distillation is not None:  # the later stages distil from the trained model
-        run.teacher = clone(out)
-    lr, opt, schedule = run.training(stage)
-    info["details"] = _details(info, f"trained: {opt.name}, learning rate {lr:g}, "
-                                     f"{schedule.kind if schedule else 'constant'} schedule")
-    return out, {}, history, info
-
-
-def _penalty_stage(run, model, stage):
-    epochs = run.stage_epochs(stage)
-    info = {"epochs": epochs, "steps": run.steps(epochs)}
-    with run.precision("penalty", info):
-        work = with_policy(model, "mixed_float16") if info.get("mixed_precision") == "mixed_float16" else model
-        penalised, records = pruning.apply_penalty(work, stage)
-        history = run.fit(penalised, epochs, stage=stage, name="penalty")
-    out = clone(penalised)  # drops the penalty losses
-    if info.get("mixed_precision") == "mixed_float16":
-        out = with_policy(out, "float32")
-    what = ", ".join(f"{n}={v:g}" for n, v in (("l1", stage.l1), ("l2", stage.l2)) if v)
-    info["details"] = _details(info, f"weight penalty {what}")
-    return out, records, history, info
-
-
-def _prune_stage(run, model, stage):
-    epochs = run.stage_epochs(stage)
-    info = {"epochs": epochs}
-    with run.precision("pruning", info):
-        mixed = info.get("mixed_precision") == "mixed_float16"
-        work = with_policy(model, "mixed_float16") if mixed else model
-        alloc = targets = None
-        if stage.scope == "global" or stage.criterion == "saliency":  # pruning/global_.py picks the sparsities
-            work, targets, alloc = global_.plan(work, stage, pruning.selected_layers(work, stage), run.train,
-                                               run.loss if run.task.classifier else run.task.loss_fn(work.output_names))
-        wrapped, records, steps = pruning.wrap(work, stage, run.train.num_samples, run.batch_size, epochs,
-                                               targets=targets, fixed_mask=stage.criterion == "saliency")
-        history = run.fit(wrapped, epochs, callbacks=pruning_callbacks(run.tensorboard), stage=stage, name="pruning")
-        out = pruning.strip(wrapped)
-    if mixed:
-        out = with_policy(out, "float32")
-    run.pruned = True
-    info.update({
-        "steps": steps.total_steps,
-        "details": _details(info, pruning.describe(stage, steps) + (f"; {global_.describe(alloc)}" if alloc else "")),
-        "schedule_steps": vars(steps),
-    })
-    if alloc:
-        info["allocation"] = alloc
-    return out, records, history, info
-
-
-def _cluster_stage(run, model, stage):
-    epochs = run.stage_epochs(stage)
-    preserve = stage.preserve_sparsity if stage.preserve_sparsity is not None else run.pruned
-    info = {"epochs": epochs, "steps": run.steps(epochs)}
-    with run.precision("clustering", info):
-        wrapped, records = clustering.wrap(model, stage, preserve_sparsity=preserve)
-        history = run.fit(wrapped, epochs, lr_scale=stage.learning_rate_scale, stage=stage, name="clustering")
-    out = clustering.strip(wrapped)
-    uniques = clustering.unique_values(out, per_channel=stage.per_channel)
-    for name, what in records.items():
-        if what.startswith("wrapped") and name in uniques:
-            per = " per channel" if stage.per_channel and "Conv2D only" not in what else ""
-            records[name] = what.replace("wrapped", f"clustered: {uniques[name]} unique values{per}", 1)
-    run.clustered = True
-    info.update({"details": _details(info, clustering.describe(stage, preserve)), "unique_values": uniques})
-    return out, records, history, info
-
-
-_SCHEME_NAMES = {
-    "qat": "8-bit QAT",
-    "pqat": "8-bit QAT, sparsity preserved (PQAT)",
-    "cqat": "8-bit QAT, clusters preserved (CQAT)",
-    "pcqat": "8-bit QAT, clusters and sparsity preserved (PCQAT)",
-}
-
-
-def _quantize_stage(run, model, stage):
-    epochs = run.stage_epochs(stage)
-    scheme = qat_scheme(stage, pruned=run.pruned, clustered=run.clustered)
-    info = {"epochs": epochs, "steps": run.steps(epochs), "scheme": scheme}
-    with run.precision("quantization", info):
-        qat, records = quantization.wrap(model, stage, scheme=scheme)
-        keep = nbit.zero_keeper(qat) if stage.weights in nbit.BITS and scheme in ("pqat", "pcqat") else None
-        history = run.fit(qat, epochs, callbacks=[keep] if keep else (), lr_scale=stage.learning_rate_scale,
-                          stage=stage, name="quantization")
-    name = nbit.describe(stage, scheme) if stage.weights in nbit.BITS else _SCHEME_NAMES[scheme]
-    name = binary.describe(stage, scheme) if stage.weights in binary.FORMATS else name
-    info["details"] = _details(info, name + ("" if stage.scheme == "auto" else " (chosen in recipe)"))
-    return qat, records, history, info
-
-
-#: Stage name (a Recipe field) -> function(run, model, stage) -> (model, records, history, info).
-STAGES = {
-    "train": _train_stage,
-    "depth": depth_stage,
-    "channels": _channels_stage,
-    "penalty": _penalty_stage,
-    "pruning": _prune_stage,
-    "clustering": _cluster_stage,
-    "quantization": _quantize_stage,
-    "precision": precision_stage,
-}

@@ -93,7 +93,8 @@ def _from_config(cfg: dict, kind: str) -> Any:
     name = cfg.get("class_name")
     if name == "function":
         return cfg.get("config")
-    inner = cfg.get("config") if isinstance(cfg.get("config"), dict) else {}
+    config = cfg.get("config")
+    inner: dict = config if isinstance(config, dict) else {}
     if name in ("MeanMetricWrapper", "LossFunctionWrapper") and isinstance(inner.get("fn"), str):
         return inner["fn"]  # a wrapped built-in function (an .h5 file's compiled "accuracy"): by its name
     module = keras.losses if kind == "loss" else keras.metrics
@@ -198,7 +199,7 @@ class Task:
                                                        else [y_pred])
         out_names = list(preds) if preds else (names or [f"output_{i}" for i in range(len(arrays))])
         inputs = [keras.Input(np.asarray(a).shape[1:], name=f"in_{i}") for i, a in enumerate(arrays)]
-        outputs = [keras.layers.Activation("linear", name=n)(i) for n, i in zip(out_names, inputs)]
+        outputs: Any = [keras.layers.Activation("linear", name=n)(i) for n, i in zip(out_names, inputs)]
         if preds:
             outputs = dict(zip(out_names, outputs))
         model = keras.Model(inputs, outputs if len(arrays) > 1 or preds else outputs[0])
@@ -415,8 +416,8 @@ def baseline_problem(task: Task, y_true: Any, y_pred: Any) -> str | None:
         if pred.ndim == 2 and pred.shape[1] > 1:
             guess = pred.argmax(-1)
         else:  # one unit: probabilities after a sigmoid, else logits
-            p = pred.reshape(n)
-            guess = p > (0.5 if p.min() >= 0 and p.max() <= 1 else 0.0)
+            one = pred.reshape(n)
+            guess = one > (0.5 if one.min() >= 0 and one.max() <= 1 else 0.0)
         accuracy = float(np.mean(guess.astype("int64") == ids.astype("int64")))
         p = float(np.bincount(ids.astype("int64")).max()) / n
         if accuracy <= p + 2 * float(np.sqrt(p * (1 - p) / n)):

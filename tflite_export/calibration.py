@@ -112,7 +112,7 @@ def _collect(data, input_shape, num_samples: int) -> list[np.ndarray]:
                 return
             with np.errstate(over="ignore"):  # beyond float32 becomes Inf, refused just below
                 sample = np.asarray(x[i : i + 1], dtype=np.float32)
-            if not np.isfinite(sample).all():  # one Inf segfaults the TFLite calibrator (issue 12)
+            if not np.isfinite(sample).all():  # one Inf segfaults the TFLite calibrator
                 raise ExportError(
                     f"representative_data sample {len(out)} has NaN or Inf values (or values beyond float32); "
                     "int8 calibration needs finite inputs: clean or drop those samples"

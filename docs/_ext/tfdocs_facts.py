@@ -97,11 +97,11 @@ def undocumented_public_names():
 
 def recipe_sections():
     """``[(key, class)]``: the recipe's top level, then every stage in run order, then the shared settings."""
-    from tfcompress.recipe import Recipe
+    from tfcompress import techniques
+    from tfcompress.recipe import Distillation, Recipe
     from tfcompress.schedules import Optimizer, Schedule
-    from tfcompress.stages import STAGE_CLASSES, Distillation
 
-    return [("recipe", Recipe), *STAGE_CLASSES.items(), ("distillation", Distillation),
+    return [("recipe", Recipe), *techniques.stage_classes().items(), ("distillation", Distillation),
             ("optimizer", Optimizer), ("lr_schedule", Schedule)]
 
 

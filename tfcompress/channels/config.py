@@ -70,9 +70,9 @@ class Channels:
 
     ratio: float = 0.5
     criterion: str = "l1"
-    per_layer: dict = None
-    flops: float = None
-    params: float = None
+    per_layer: dict | None = None
+    flops: float | None = None
+    params: float | None = None
     schedule: str = "one-shot"
     steps: int = 3
     epochs: int = 2

@@ -68,7 +68,7 @@ class Group:
     members: list
     channels: int
     prunable: bool
-    reason: str = None
+    reason: str | None = None
     consumers: list = field(default_factory=list)
     origin: str = ""
 

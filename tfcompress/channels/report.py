@@ -3,6 +3,8 @@
 import json
 from dataclasses import dataclass, field
 
+from tfcompress.report import markdown_table
+
 __all__ = ["ChannelReport"]
 
 
@@ -88,15 +90,10 @@ class ChannelReport:
             f"- FLOPs: {self.flops_before:,} → {self.flops_after:,} ({self.flops_ratio:.1%})",
             f"- Params: {self.params_before:,} → {self.params_after:,} ({self.params_ratio:.1%})",
             "",
-            "| group | layers | channels | ratio | locked because |",
-            "|---|---|---|---|---|",
+            markdown_table(("group", "layers", "channels", "ratio", "locked because"), [
+                (g["name"], ", ".join(g["members"]), f"{g['channels_before']} → {g['channels_after']}",
+                 f"{g.get('ratio', 0):.2f}", g.get("reason") or "") for g in self.groups]),
         ]
-        for g in self.groups:
-            members = ", ".join(g["members"])
-            ch = f"{g['channels_before']} → {g['channels_after']}"
-            lines.append(
-                f"| {g['name']} | {members} | {ch} | {g.get('ratio', 0):.2f} | {g.get('reason') or ''} |"
-            )
         if self.notes:
             lines += ["", "Notes:"] + [f"- {n}" for n in self.notes]
         return "\n".join(lines) + "\n"

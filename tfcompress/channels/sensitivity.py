@@ -19,6 +19,7 @@ from tfcompress.channels.importance import NEEDS_DATA
 from tfcompress.channels.report import _jsonable
 from tfcompress.channels.surgery import Plan
 from tfcompress.errors import DataError, RecipeError
+from tfcompress.report import markdown_table
 from tfcompress.scoring import accuracy, take
 from tflite_export._atomic import save_figure
 
@@ -92,13 +93,10 @@ class SensitivityReport:
 
     def to_markdown(self):
         """A Markdown table: accuracy per group and ratio."""
-        head = "| group | channels | " + " | ".join(f"acc @ {r:g}" for r in self.ratios) + " |"
-        lines = [f"Baseline accuracy {self.baseline:.4f}", "", head,
-                 "|---|---|" + "---|" * len(self.ratios)]
-        for g in self.groups:
-            accs = " | ".join(f"{g['accuracy'][r]:.4f}" for r in self.ratios)
-            lines.append(f"| {g['name']} | {g['channels']} | {accs} |")
-        return "\n".join(lines) + "\n"
+        heads = ["group", "channels"] + [f"acc @ {r:g}" for r in self.ratios]
+        rows = [[g["name"], str(g["channels"])] + [f"{g['accuracy'][r]:.4f}" for r in self.ratios]
+                for g in self.groups]
+        return f"Baseline accuracy {self.baseline:.4f}\n\n" + markdown_table(heads, rows) + "\n"
 
     def plot(self, path):
         """Save a PNG: accuracy vs. ratio, one line per group.

@@ -6,7 +6,7 @@ cluster-preserving scheme (CQAT / PCQAT). With ``preserve_sparsity`` the
 zeros of an earlier pruning stage stay zeros.
 
 Example:
-    >>> from tfcompress.recipe import Clustering
+    >>> from tfcompress import Clustering
     >>> from tfcompress import clustering
     >>> wrapped, records = clustering.wrap(model, Clustering(number_of_clusters=16))  # doctest: +SKIP
     >>> model = clustering.strip(wrapped)  # doctest: +SKIP
@@ -92,7 +92,7 @@ def wrap(model, stage, preserve_sparsity=False):
 
     Example:
         >>> from tfcompress import models
-        >>> from tfcompress.recipe import Clustering
+        >>> from tfcompress import Clustering
         >>> _, rec = wrap(models.get("digits_cnn").build(), Clustering(number_of_clusters=8))
         >>> rec["fc1"], "pool" in rec
         ('wrapped', False)

@@ -53,7 +53,7 @@ class Block:
     layers: tuple
     in_key: tuple = field(repr=False)
     out_key: tuple = field(repr=False)
-    branch_key: tuple = field(default=None, repr=False)
+    branch_key: tuple | None = field(default=None, repr=False)
     flops: int = 0
     params: int = 0
     order: int = field(default=0, repr=False)

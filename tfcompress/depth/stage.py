@@ -1,14 +1,19 @@
-"""The ``depth`` stage at work inside :func:`tfcompress.optimize`, and its ``check`` column.
+"""The ``depth`` stage at work inside :func:`tfcompress.optimize`, its ``check`` column and its
+entry in :mod:`tfcompress.techniques`.
 
 Example:
-    >>> from tfcompress.depth.stage import depth_stage   # registered in stage_runs.STAGES
+    >>> from tfcompress.depth.stage import TECHNIQUE
+    >>> TECHNIQUE.name, list(TECHNIQUE.knobs)
+    ('depth', ['depth_remove'])
 """
 
 from tfcompress._model import clone
 from tfcompress.depth.candidates import find_blocks
+from tfcompress.depth.config import Depth
 from tfcompress.depth.removal import remove_blocks
+from tfcompress.technique import CheckColumn, Knob, StageResult, Technique
 
-__all__ = ["depth_stage", "depth_column"]
+__all__ = ["TECHNIQUE", "depth_stage", "depth_column"]
 
 
 def depth_stage(run, model, stage):
@@ -20,7 +25,7 @@ def depth_stage(run, model, stage):
         stage: the :class:`~tfcompress.depth.Depth` stage.
 
     Returns:
-        (model, records, history, info) as every stage function.
+        A :class:`~tfcompress.technique.StageResult`.
     """
     epochs = run.stage_epochs(stage)
     data = run.val.arrays() if stage.criterion == "sensitivity" and run.val is not None else run.train.arrays()
@@ -43,34 +48,37 @@ def depth_stage(run, model, stage):
     details = rep.details() + f", params {rep.params_before:,} → {rep.params_after:,}"
     if rep.notes:
         details += "; " + "; ".join(rep.notes)
-    info = {"epochs": epochs, "steps": run.steps(epochs) if epochs else 0, "details": details,
-            "depth": rep.to_dict()}
-    return small, records, history, info
+    return StageResult(small, records, history, epochs=epochs, steps=run.steps(epochs) if epochs else 0,
+                       details=details, extra={"depth": rep.to_dict()})
 
 
-_CACHE = {}
-
-
-def depth_column(layer, model, recipe):
-    """``check``'s ``depth`` answer: the removable block ``layer`` belongs to.
+def depth_column(model, recipe):
+    """``check``'s ``depth`` column, computed once per model: the removable block each layer belongs to.
 
     Returns:
-        ``"yes: block <name>"``, ``"no: not in a removable block"`` (for layers
-        with weights), or None when the model has no candidate and the
-        recipe no depth stage (the column is hidden).
+        ``{layer: "yes: <kind> block <name>"}``, ``"no: not in a removable
+        block"`` for the other layers with weights; empty (the column hidden)
+        when the model has no candidate and the recipe no depth stage.
     """
-    key = id(model)
-    if key not in _CACHE:
-        _CACHE.clear()  # one model at a time
-        try:
-            _CACHE[key] = (model, find_blocks(model))
-        except Exception:  # noqa: BLE001 - check reports, never crashes on one column
-            _CACHE[key] = (model, None)
-    cands = _CACHE[key][1]
+    try:
+        cands = find_blocks(model)
+    except Exception:  # noqa: BLE001 - check reports, never crashes on one column
+        return {}
     has_stage = recipe is not None and getattr(recipe, "depth", None) is not None
-    if cands is None or (not cands.blocks and not has_stage):
-        return None
-    block = cands.block_of(layer.name)
-    if block is not None:
-        return f"yes: {block.kind} block {block.name}"
-    return "no: not in a removable block" if layer.weights else None
+    if not cands.blocks and not has_stage:
+        return {}
+    out = {}
+    for layer in model.layers:
+        block = cands.block_of(layer.name)
+        if block is not None:
+            out[layer.name] = f"yes: {block.kind} block {block.name}"
+        elif layer.weights:
+            out[layer.name] = "no: not in a removable block"
+    return out
+
+
+TECHNIQUE = Technique(
+    name="depth", recipe_class=Depth, run=depth_stage,
+    columns=(CheckColumn("depth", "depth", depth_column),),
+    knobs={"depth_remove": Knob("remove", integer=True)},
+)

@@ -1,6 +1,6 @@
 """Per-layer mixed precision: a sensitivity scan, a plan within a budget, the ``precision`` stage.
 
-The export-side technique of issue 13 §1: the float32 ``.tflite`` of the
+An export-side technique: the float32 ``.tflite`` of the
 (possibly pruned or clustered) model is quantized op by op with
 ``ai-edge-quantizer`` (:mod:`tflite_export.mixed`), each weight layer at
 ``int4`` (packed int4 weights, dynamic range), ``int8``, ``int16x8`` (int16

@@ -62,10 +62,10 @@ class Precision:
         ('int4', 'int8', 'int16x8', 'float16')
     """
 
-    per_layer: dict = None
+    per_layer: dict | None = None
     default: str = "int8"
-    max_drop: float = None
-    max_bytes: int = None
+    max_drop: float | None = None
+    max_bytes: int | None = None
     candidates: typing.Sequence[str] = _CANDIDATES
     samples: int = 500
 

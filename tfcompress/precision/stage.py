@@ -1,4 +1,5 @@
-"""The ``precision`` stage at work: plan during ``optimize``, ``mixed.tflite`` in the main job, the check column.
+"""The ``precision`` stage at work: plan during ``optimize``, ``mixed.tflite`` in the main job, the check
+column, and its entry in :mod:`tfcompress.techniques`.
 
 Example:
     >>> from tfcompress.precision.stage import check_answer
@@ -8,13 +9,16 @@ Example:
 
 import collections
 import dataclasses
+import os
 
 import tflite_export
-from tfcompress.precision.config import matching
+from tfcompress.errors import RecipeError
+from tfcompress.precision.config import Precision, matching
 from tfcompress.precision.scan import accuracy_of, fit, plan, scan
+from tfcompress.technique import CheckColumn, Knob, StageResult, Technique
 from tflite_export import mixed
 
-__all__ = ["run_stage", "check_answer", "export", "stage_plan", "CALIBRATION_SAMPLES"]
+__all__ = ["TECHNIQUE", "run_stage", "check_answer", "export", "stage_plan", "CALIBRATION_SAMPLES"]
 
 #: Training inputs the int8/int16x8 activations are calibrated on (the stage and the export use the same).
 CALIBRATION_SAMPLES = 100
@@ -39,11 +43,11 @@ def _summary(per_layer):
 def run_stage(run, model, stage):
     """The recipe's ``precision`` stage: decide each layer's precision (see :class:`~tfcompress.precision.Precision`).
 
-    The model is returned unchanged; ``info["plan"]`` holds ``{layer: precision}``
+    The model is returned unchanged; the report entry's ``plan`` holds ``{layer: precision}``
     and ``run.recipe`` gets the plan as ``precision.per_layer``.
 
     Example:
-        >>> model, records, history, info = run_stage(run, model, Precision(max_drop=1.0))   # doctest: +SKIP
+        >>> run_stage(run, model, Precision(max_drop=1.0)).extra["plan"]   # doctest: +SKIP
     """
     x_train = run.train.arrays()[0]
     val = run.val if run.val is not None else run.train
@@ -53,7 +57,7 @@ def run_stage(run, model, stage):
     mixer = mixed.Mixer(float_bytes, x_train[:CALIBRATION_SAMPLES])
     fixed = _fixed(stage, model, mixer.layers)
     float_acc = accuracy_of(float_bytes, x_val, y_val)
-    info = {"epochs": 0, "steps": None, "float32": {"bytes": len(float_bytes), "accuracy": float_acc}}
+    info = {"float32": {"bytes": len(float_bytes), "accuracy": float_acc}}
     int8 = mixer.quantize({}, "int8")
     info["int8"] = {"bytes": len(int8), "accuracy": accuracy_of(int8, x_val, y_val)}
     say = run.progress or (print if run.verbose else None)
@@ -80,12 +84,12 @@ def run_stage(run, model, stage):
         budget.append(f"max_drop {stage.max_drop:g} pt")
     if stage.max_bytes is not None:
         budget.append(f"max_bytes {stage.max_bytes:,}")
-    info["details"] = (f"per-layer precision: {_summary(per_layer)} (others {stage.default}); {len(data):,} B "
+    details = (f"per-layer precision: {_summary(per_layer)} (others {stage.default}); {len(data):,} B "
                        f"(int8 file {len(int8):,} B), {drop:+.2f} pt vs float32 on {len(x_val)} examples"
                        + (f"; budget {', '.join(budget)}: {'met' if met else 'NOT met'}" if budget else ""))
     run.recipe = run.recipe.replace(precision=dataclasses.replace(stage, per_layer=dict(per_layer)))
     records = {layer: f"precision: {real.get(layer, p)}" for layer, p in per_layer.items()}
-    return model, records, {}, info
+    return StageResult(model, records, epochs=0, steps=None, details=details, extra=info)
 
 
 def stage_plan(report):
@@ -101,17 +105,21 @@ def stage_plan(report):
     return None
 
 
-def export(model, path, recipe, report, rep_x, metadata=None):
-    """Write ``mixed.tflite``: the precision stage's plan applied to ``model``; None without one.
+def export(model, folder, recipe, report, rep_x, metadata=None):
+    """The main job's extra file: ``mixed.tflite``, the precision stage's plan applied to ``model``.
+
+    Returns:
+        ``{"mixed": <tflite_export result>}``, or ``{}`` without a plan.
 
     Example:
-        >>> export(result.model, "out/mixed.tflite", recipe, result.report, x_train)   # doctest: +SKIP
+        >>> export(result.model, "out", recipe, result.report, x_train)["mixed"].path   # doctest: +SKIP
+        'out/mixed.tflite'
     """
     per_layer = stage_plan(report)
     if per_layer is None or recipe.precision is None:
-        return None
-    return mixed.export_mixed(model, path, per_layer, recipe.precision.default, rep_x[:CALIBRATION_SAMPLES],
-                              metadata)
+        return {}
+    return {"mixed": mixed.export_mixed(model, os.path.join(folder, "mixed.tflite"), per_layer,
+                                        recipe.precision.default, rep_x[:CALIBRATION_SAMPLES], metadata)}
 
 
 def check_answer(layer, model, recipe):
@@ -134,3 +142,18 @@ def check_answer(layer, model, recipe):
     if stage.planned:
         return "scan: " + "|".join(stage.candidates) + "|float32"
     return stage.default
+
+
+def preflight(run, stage):
+    """Per-layer precision of the float model's file cannot follow QAT, which trains every layer for int8."""
+    if run.recipe.quantization is not None:
+        raise RecipeError("precision chooses each layer's precision of the float model's file, but quantization (QAT) "
+                          "trains every layer for int8: set quantization to null, or drop the precision stage.")
+
+
+TECHNIQUE = Technique(
+    name="precision", recipe_class=Precision, run=run_stage,
+    columns=(CheckColumn("precision", "precision", lambda model, recipe: {
+        layer.name: check_answer(layer, model, recipe) for layer in model.layers}),),
+    knobs={"precision_max_drop": Knob("max_drop")}, export=export, preflight=preflight,
+)

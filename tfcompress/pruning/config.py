@@ -1,4 +1,5 @@
-"""The ``pruning`` recipe stage: :class:`Pruning` and its schedule in steps.
+"""The ``pruning`` recipe stage (:class:`Pruning` and its schedule in steps) and the ``penalty``
+stage before it (:class:`Penalty`).
 
 Example:
     >>> from tfcompress.pruning.config import Pruning
@@ -14,7 +15,7 @@ from tfcompress._checks import check_choice, check_int, check_int_pair, check_pa
 from tfcompress._stagebase import _Trains, is_schedule_object
 from tfcompress.errors import RecipeError
 
-__all__ = ["Pruning", "PruningSteps", "PRUNING_POLICIES"]
+__all__ = ["Pruning", "Penalty", "PruningSteps", "PRUNING_POLICIES"]
 
 PRUNING_POLICIES = (None, "xnnpack")
 
@@ -244,3 +245,34 @@ class Pruning(_Trains):
         end = begin + k * freq
         return PruningSteps(begin_step=begin, end_step=end, frequency=freq, total_steps=total)
 
+
+
+@dataclass(frozen=True)
+class Penalty(_Trains):
+    """L1/L2 weight penalty stage: fine-tune with ``l1*|w| + l2*w²`` added to
+    the loss so that small weights move towards zero before pruning.
+
+    Args:
+        l1: L1 factor, in [0, 1]. Defaults to `1e-5`.
+        l2: L2 factor, in [0, 1]. Defaults to `0.0`.
+        epochs: fine-tuning epochs of this stage. Defaults to `1`.
+
+    Raises:
+        RecipeError: both factors are zero, or a value is out of range.
+
+    Example:
+        >>> Penalty(l1=1e-4, epochs=2)
+        Penalty(l1=0.0001, l2=0.0, epochs=2)
+    """
+
+    l1: float = 1e-5
+    l2: float = 0.0
+    epochs: int = 1
+
+    def __post_init__(self):
+        check_range("penalty", "l1", self.l1, 0, 1)
+        check_range("penalty", "l2", self.l2, 0, 1)
+        if self.l1 == 0 and self.l2 == 0:
+            raise RecipeError("penalty needs penalty.l1 or penalty.l2 above 0: set one, or remove the penalty stage.")
+        check_int("penalty", "epochs", self.epochs)
+        self._check_training("penalty")

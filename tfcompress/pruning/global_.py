@@ -34,7 +34,7 @@ from tfcompress.pruning import selected_layers
 from tfcompress.pruning.selection import first_match
 from tfcompress.pruning.weights import prunable_weights
 
-__all__ = ["allocate", "magnitude_scores", "saliency_scores", "plan", "describe", "check_answer"]
+__all__ = ["allocate", "magnitude_scores", "saliency_scores", "plan", "describe", "check_column"]
 
 
 def allocate(scores, total_sparsity, max_layer=1.0, min_layer=0.0):
@@ -206,39 +206,39 @@ def describe(info):
     return f"{where} ({info['total_sparsity']:.1%} in all): {layers}"
 
 
-_CHECKED = {}  # (id(model), repr(stage)) -> (targets, threshold): one allocation per check() call
+def check_column(model, recipe):
+    """The ``check`` column, computed once per model: the sparsity the recipe's global scope gives each
+    layer, or its saliency setting.
 
-
-def check_answer(layer, model, recipe):
-    """The ``check`` column: the sparsity the recipe's global scope gives ``layer``, or its saliency setting.
-
-    None (column hidden) unless the recipe prunes with ``scope: global`` or
+    Empty (column hidden) unless the recipe prunes with ``scope: global`` or
     ``criterion: saliency``; the allocation is computed from ``model``'s
     current weights, as the stage will at its start.
 
     Example:
         >>> from tfcompress import Pruning, Recipe, models
         >>> m = models.get("digits_cnn").build()
-        >>> check_answer(m.layers[0], m, Recipe(pruning=Pruning(scope="global")))[-20:]  # doctest: +SKIP
+        >>> check_column(m, Recipe(pruning=Pruning(scope="global")))["conv1"][-20:]  # doctest: +SKIP
         'global 80%, t=0.0921)'
     """
     stage = getattr(recipe, "pruning", None)
-    if stage is None or (stage.scope == "layer" and stage.criterion == "magnitude") or not prunable_weights(layer):
-        return None
-    key = (id(model), repr(stage))
-    if key not in _CHECKED:
-        _CHECKED.clear()
-        layers = selected_layers(model, stage)
-        if stage.criterion == "saliency":
-            _CHECKED[key] = (_layer_targets(layers, stage), None)
-        else:
-            _, targets, info = plan(model, stage, layers)
-            _CHECKED[key] = (targets, info["threshold"])
-    targets, threshold = _CHECKED[key]
-    if layer.name not in targets:
-        return "no: not pruned by this recipe"
+    if stage is None or (stage.scope == "layer" and stage.criterion == "magnitude"):
+        return {}
+    layers = selected_layers(model, stage)
     if stage.criterion == "saliency":
-        share = "share" if stage.scope == "global" else f"{targets[layer.name]:.0%}"
-        return f"{stage.scope} saliency: {share} chosen from gradients at run time"
-    t = "" if threshold is None else f", t={threshold:.3g}"
-    return f"{targets[layer.name]:.0%} (of global {stage.final_sparsity:.0%}{t})"
+        targets, threshold = _layer_targets(layers, stage), None
+    else:
+        _, targets, info = plan(model, stage, layers)
+        threshold = info["threshold"]
+    out = {}
+    for layer in model.layers:
+        if not prunable_weights(layer):
+            continue
+        if layer.name not in targets:
+            out[layer.name] = "no: not pruned by this recipe"
+        elif stage.criterion == "saliency":
+            share = "share" if stage.scope == "global" else f"{targets[layer.name]:.0%}"
+            out[layer.name] = f"{stage.scope} saliency: {share} chosen from gradients at run time"
+        else:
+            t = "" if threshold is None else f", t={threshold:.3g}"
+            out[layer.name] = f"{targets[layer.name]:.0%} (of global {stage.final_sparsity:.0%}{t})"
+    return out

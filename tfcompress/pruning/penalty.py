@@ -5,7 +5,7 @@ the next stage's clone drops them and the exported model is unchanged.
 
 Example:
     >>> from tfcompress import models
-    >>> from tfcompress.recipe import Penalty
+    >>> from tfcompress import Penalty
     >>> m, records = apply_penalty(models.get("digits_cnn").build(), Penalty(l1=1e-4))
     >>> records["fc1"], len(m.losses)
     ('penalised (l1=0.0001)', 4)

@@ -1,4 +1,4 @@
-"""Budget mode's per-op precision choice: no file slower than float32 when a mix exists that is not (issue 14 §2).
+"""Budget mode's per-op precision choice: no file slower than float32 when a mix exists that is not.
 
 When the budget file (int8 or int4) runs slower than the float32 file of the
 same model on the timing backend (LiteRT with XNNPACK, same threads), the

@@ -51,10 +51,15 @@ import tempfile
 import tflite_export
 from tfcompress._data import prepare
 from tfcompress._keras import quiet_native_logs
+from tfcompress.channels.config import Channels
 from tfcompress.channels.sensitivity import as_xy
+from tfcompress.clustering.config import Clustering
 from tfcompress.errors import RecipeError, TfcompressError, first_line
+from tfcompress.pruning.config import Pruning
+from tfcompress.quantization.config import Quantization
+from tfcompress.recipe import Distillation
+from tfcompress.report import markdown_table
 from tfcompress.scoring import Scorer, count, take
-from tfcompress.stages import Channels, Clustering, Distillation, Pruning, Quantization
 from tfcompress.target.allocate import greedy
 from tfcompress.target.budget import check_minimize, parse_target
 from tfcompress.target.fast import TOLERANCE, faster_mix
@@ -266,7 +271,7 @@ def run(model, train_data, validation_data, target, minimize, base, run_recipe, 
         raise RecipeError("budget mode: no round produced a file (see the notes above).")
     result, plan, met, got, _, kept_round, units = kept
     fmt, f32_ms, fast = plan.quantization.weights, ref["float32"]["ms"], None
-    if got["ms"] > f32_ms * (1 + TOLERANCE):  # issue 14 §2: look for a per-op mix that is not slower
+    if got["ms"] > f32_ms * (1 + TOLERANCE):  # a file slower than float32: look for a per-op mix that is not
         say(f"the {fmt} file is slower than float32 ({got['ms']:.3g} vs {f32_ms:.3g} ms): per-op precision mixes")
         try:
             fast = faster_mix(result.model, rep_x, xv, yv, ref_pts, threads, minimize=minimize, scorer=scorer,
@@ -304,19 +309,22 @@ def _fast_note(fmt, got, f32_ms, threads, fast, minimize, unit="points"):
             "(tfcompress.target.export_file, or tflite_export.mixed.export_mixed of fast.float_model(result.model))")
 
 
+def _scanned(unit, setting):
+    return next(o for o in unit["options"] if o["setting"] == setting)
+
+
 def markdown(b):
     """The budget section of the report: the target, each round, the per-layer plan and why."""
     f32, unit = b["reference"]["float32"], "pts" if b.get("unit", "points") == "points" else b["unit"]
     lines = [f"### Budget `{b['target']}` (minimize {b['minimize']}): {'met' if b['met'] else 'NOT met'}", "",
              f"Drops in {b.get('metric', 'accuracy')} ({unit}; "
              f"{'lower' if b.get('lower_is_better') else 'higher'} is better), against the float32 model.", "",
-             f"| round | weights | scanned drop ({unit}) | drop on the file ({unit}) | zipped B | × vs float32 "
-             "| ms | met |",
-             "|---|---|---|---|---|---|---|---|"]
-    for r in b["rounds"]:
-        lines.append(f"| {r['round']} | {r.get('weights', 'int8')} | {r['scanned_drop']:.3g} | {r['drop']:.3g} | "
-                     f"{r['zipped_bytes']} | "
-                     f"{f32['zipped_bytes'] / r['zipped_bytes']:.1f} | {r['ms']:.3g} | {'yes' if r['met'] else 'no'} |")
+             markdown_table(
+                 ("round", "weights", f"scanned drop ({unit})", f"drop on the file ({unit})", "zipped B",
+                  "× vs float32", "ms", "met"),
+                 [(str(r["round"]), r.get("weights", "int8"), f"{r['scanned_drop']:.3g}", f"{r['drop']:.3g}",
+                   str(r["zipped_bytes"]), f"{f32['zipped_bytes'] / r['zipped_bytes']:.1f}", f"{r['ms']:.3g}",
+                   "yes" if r["met"] else "no") for r in b["rounds"]])]
     s = b.get("shipped")
     if s:  # the budget measured again on the file that ships (tfcompress.target.shipped)
         lines += ["", f"Shipped `{s['file']}`: drop {s['drop']:.3g} {unit}, {s['zipped_bytes']} B zipped, "
@@ -326,9 +334,8 @@ def markdown(b):
     by_name = {u["name"]: u for u in b["sensitivity"]}
     lines += ["", f"Plan of round {kept['round']} (scan: one layer at a time, no fine-tuning, "
               f"{b['scan_samples']} validation samples; the kept round):", "",
-              f"| layer | setting | scanned drop ({unit}) |", "|---|---|---|"]
-    for name, setting in kept["plan"].items():
-        opt = next(o for o in by_name[name]["options"] if o["setting"] == setting)
-        lines.append(f"| {name} | {setting} | {opt['drop_points']:.3g} |")
+              markdown_table(("layer", "setting", f"scanned drop ({unit})"), [
+                  (name, setting, f"{_scanned(by_name[name], setting)['drop_points']:.3g}")
+                  for name, setting in kept["plan"].items()])]
     lines += [f"- note: {n}" for n in b["notes"]]
     return "\n".join(lines) + "\n"

@@ -16,7 +16,7 @@ Example:
 from tfcompress.errors import TuningError
 from tfcompress.tuning.objectives import Constraint, pareto_front, parse_constraint, parse_objectives
 from tfcompress.tuning.search import TuneResult, load_results, tune
-from tfcompress.tuning.space import DEFAULT_SPACE, Param, SearchSpace
+from tfcompress.tuning.space import Param, SearchSpace
 
 __all__ = [
     "tune",
@@ -24,7 +24,6 @@ __all__ = [
     "load_results",
     "SearchSpace",
     "Param",
-    "DEFAULT_SPACE",
     "TuningError",
     "Constraint",
     "parse_constraint",

@@ -67,12 +67,15 @@ def add_subcommands(subparsers):
                    help="comma-separated: metric (the model's own: accuracy for a classifier, else its first "
                    "compiled metric, also by name, e.g. mae, minimised, or iou, maximised), size, latency; the first "
                    "guides the search, all define the Pareto front (default: %(default)s)")
-    p.add_argument("--constraint", action="append", default=[],
+    # One name per idea: --constraints / --directory are tune()'s constraints= / directory=; the
+    # short forms (--constraint, --dir) stay because scripts and the README use them.
+    p.add_argument("--constraints", "--constraint", dest="constraints", action="append", default=[],
                    help='e.g. "latency_ms<=0.5", "size_kb<=20", "accuracy>=0.9" or, for a model scored by '
                    'MAE, "mae<=0.3" ("metric" names the model\'s metric too; repeatable); a broken '
                    "constraint lowers a trial's score, and only trials meeting all of them are chosen")
-    p.add_argument("--dir", default="tune-out", help="search folder; an existing search resumes (default: %(default)s)")
-    p.add_argument("--overwrite", action="store_true", help="discard an earlier search in --dir")
+    p.add_argument("--directory", "--dir", dest="directory", default="tune-out",
+                   help="search folder; an existing search resumes (default: %(default)s)")
+    p.add_argument("--overwrite", action="store_true", help="discard an earlier search in --directory")
     p.add_argument("--train-subset", type=positive_int, default=None, help="train on the first N examples only")
     p.add_argument("--threads", type=thread_count, default=1, help="XNNPACK threads for timing (default: %(default)s)")
     p.add_argument("--seed", type=seed_int, default=0, help="seed (default: %(default)s)")
@@ -116,8 +119,8 @@ def argparse_suppress():
 def _kwargs(args):
     return dict(
         space=args.space, algorithm=args.algorithm, max_trials=args.max_trials,
-        objectives=args.objective, constraints=args.constraint, recipe=args.recipe, epochs=args.epochs,
-        epoch_budget=args.epoch_budget, directory=args.dir, overwrite=args.overwrite, seed=args.seed,
+        objectives=args.objective, constraints=args.constraints, recipe=args.recipe, epochs=args.epochs,
+        epoch_budget=args.epoch_budget, directory=args.directory, overwrite=args.overwrite, seed=args.seed,
         threads=args.threads, train_subset=args.train_subset, isolation=args.isolation,
         strategy=getattr(args, "strategy", None), scale=datasets.parse_scale(args.scale),
         from_scratch=args.from_scratch, tensorboard=args.tensorboard,
@@ -156,7 +159,7 @@ def _child_argv(args, role):
     """The command line of a chief/worker child: the same search, no launcher flags."""
     argv = ["tune", "--model", args.model, "--data", _data(args), "--scale", args.scale, "--algorithm", args.algorithm,
             "--max-trials", str(args.max_trials), "--epochs", str(args.epochs), "--objective", args.objective,
-            "--dir", args.dir, "--threads", str(args.threads), "--seed", str(args.seed), "--role", role,
+            "--directory", args.directory, "--threads", str(args.threads), "--seed", str(args.seed), "--role", role,
             "--isolation", args.isolation]
     if getattr(args, "strategy", None):
         argv += ["--strategy", args.strategy]
@@ -164,8 +167,8 @@ def _child_argv(args, role):
                         ("--epoch-budget", args.epoch_budget), ("--train-subset", args.train_subset)):
         if value is not None:
             argv += [flag, str(value)]
-    for c in args.constraint:
-        argv += ["--constraint", c]
+    for c in args.constraints:
+        argv += ["--constraints", c]
     if args.quiet:
         argv.append("--quiet")
     if args.from_scratch:
@@ -265,8 +268,8 @@ def _launch(args):
     failed = [f"worker{i} (exit {c})" for i, c in enumerate(codes) if c != 0]
     if failed:
         print(f"warning: {', '.join(failed)} failed; results below are what finished.", file=sys.stderr)
-    result = load_results(args.dir)
-    result.write(args.dir)
+    result = load_results(args.directory)
+    result.write(args.directory)
     return _summary(args, result)
 
 
@@ -279,8 +282,8 @@ def _summary(args, result):
     done, failed = len(result.completed), len(result.rows) - len(result.completed)
     print(f"{len(result.rows)} trial(s): {done} completed, {failed} failed; "
           f"{len(result.feasible)} meet the constraints. Pareto set (*): {', '.join(result.pareto) or 'none'}")
-    png = os.path.join(args.dir, "pareto.png")
-    print(f"results: {os.path.join(args.dir, 'trials.md')}" + (f"  plot: {png}" if os.path.exists(png) else ""))
+    png = os.path.join(args.directory, "pareto.png")
+    print(f"results: {os.path.join(args.directory, 'trials.md')}" + (f"  plot: {png}" if os.path.exists(png) else ""))
     if result.best is None:
         if not result.completed:
             raise TuningError("no trial completed; see the reasons above.")
@@ -295,7 +298,7 @@ def _summary(args, result):
         print(result.table(result.top(5)))
         raise TuningError(f"no trial meets the constraints: {'; '.join(closest) or ', '.join(result.constraints)}; "
                           "relax them or widen the search space.")
-    path = os.path.join(args.dir, "best_recipe.yaml")
+    path = os.path.join(args.directory, "best_recipe.yaml")
     print(f"chosen: trial {result.best['trial_id']}; recipe {path} "
           f"(tfcompress optimize --model {args.model} --data {_data(args)} --recipe {path})")
     return 0

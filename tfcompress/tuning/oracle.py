@@ -115,7 +115,7 @@ class _OracleMixin:
 
 # Keras Tuner oracle class -> its subclass with _OracleMixin (one per class, so
 # that oracles of one algorithm share a type).
-_ORACLE_CLASSES = {}
+_ORACLE_CLASSES: dict = {}
 
 
 def _oracle_class(algorithm):

@@ -67,7 +67,7 @@ def child_main(conn):
             return
         if job is None:
             return
-        # The trial's stage and epoch lines go to the tuner as they come (issue 11 §9).
+        # The trial's stage and epoch lines go to the tuner as they come (progress, not a wait).
         emit = (lambda line: conn.send(("progress", line))) if job.get("progress") else None
         try:
             conn.send(("ok", ctx.run(job, progress=emit)))

@@ -20,7 +20,9 @@ Example:
 import glob
 import json
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from tfcompress.distribute import trial_strategy
 from tfcompress.errors import TuningError, UnsupportedModelError
@@ -117,7 +119,7 @@ class TuneResult:
     objectives: list
     constraints: list
     pareto: list = field(default_factory=list)
-    best: dict = None
+    best: dict | None = None
     settings: dict = field(default_factory=dict)
     metric: str = "accuracy"
 
@@ -314,11 +316,26 @@ def _check_settings(directory, settings, overwrite):
                           "another --dir, or --overwrite to start afresh.")
 
 
-def tune(model, data, space=None, algorithm="random", max_trials=10, objectives=None, constraints=(),
-         recipe=None, epochs=2, max_epochs=None, epoch_budget=None, directory="tune-out", overwrite=False,
-         seed=0, threads=1, timing_runs=20, timing_seconds=0.2, train_subset=None, progress=None,
-         validate_only=False, isolation="process", num_initial_points=None, strategy=None, scale="auto",
-         from_scratch=False, tensorboard=None):
+def _as_space(space, base: Recipe) -> SearchSpace:
+    """A search space from what ``tune(space=...)`` takes (None: the default for ``base``)."""
+    if space is None:
+        return SearchSpace.default(base)
+    if isinstance(space, dict):
+        return SearchSpace(space)
+    if isinstance(space, (str, os.PathLike)):
+        return SearchSpace.from_yaml(space)
+    return space
+
+
+def tune(model: Any, data: Any, *, space: SearchSpace | dict | str | os.PathLike | None = None,
+         algorithm: str = "random", max_trials: int = 10, objectives: str | Sequence[str] | None = None,
+         constraints: Sequence[str] = (), recipe: Recipe | dict | str | os.PathLike | None = None, epochs: int = 2,
+         max_epochs: int | None = None, epoch_budget: int | None = None, directory: str | os.PathLike = "tune-out",
+         overwrite: bool = False, seed: int = 0, threads: int = 1, timing_runs: int = 20,
+         timing_seconds: float = 0.2, train_subset: int | None = None, progress: Callable[[str], None] | None = None,
+         validate_only: bool = False, isolation: str = "process", num_initial_points: int | None = None,
+         strategy: Any = None, scale: Any = "auto", from_scratch: bool = False,
+         tensorboard: str | os.PathLike | None = None) -> TuneResult | None:
     """Search training and compression settings, then summarise and write the results.
 
     In a Keras Tuner chief process (``KERASTUNER_TUNER_ID=chief``) this serves
@@ -427,16 +444,11 @@ def tune(model, data, space=None, algorithm="random", max_trials=10, objectives=
     constraints = [parse_constraint(c, metric) for c in (constraints or ())]
     data = inputs.data
     base = as_recipe(recipe) if recipe is not None else (inputs.default_recipe or Recipe())
-    if space is None:
-        space = SearchSpace.default(base)
-    elif isinstance(space, dict):
-        space = SearchSpace(space)
-    elif isinstance(space, (str, os.PathLike)):
-        space = SearchSpace.from_yaml(space)
+    searched = _as_space(space, base)
     algorithm = canonical_algorithm(algorithm)  # an unknown one fails before the folder is touched
     train, val = inputs.train, inputs.validation
     settings = {
-        "space": space.to_dict(), "algorithm": algorithm, "objectives": objectives,
+        "space": searched.to_dict(), "algorithm": algorithm, "objectives": objectives,
         "constraints": [str(c) for c in constraints], "model": inputs.name, "dataset": data.name,
         "base_recipe": base.to_dict(), "epochs": epochs, "max_epochs": max_epochs or epochs,
         "train_subset": train_subset, "max_trials": max_trials, "epoch_budget": epoch_budget,
@@ -471,7 +483,7 @@ def tune(model, data, space=None, algorithm="random", max_trials=10, objectives=
     if progress is not None and not worker:
         progress(f"data: {data.describe()}")
     tuner = CompressionTuner(
-        build, space, algorithm=algorithm, max_trials=max_trials, objectives=objectives,
+        build, searched, algorithm=algorithm, max_trials=max_trials, objectives=objectives,
         constraints=constraints, base_recipe=base, epochs=epochs, max_epochs=max_epochs or epochs,
         epoch_budget=epoch_budget, directory=directory, project_name=PROJECT, overwrite=overwrite and not worker,
         seed=seed, threads=threads, timing_runs=timing_runs, timing_seconds=timing_seconds, isolation=isolation,

@@ -7,7 +7,7 @@ A space maps parameter names to what they may take:
   integers, ``sampling: log`` for log-uniform, optional ``step``;
 * a scalar → a fixed value.
 
-Every name is a field of the trial's recipe (:data:`TARGETS` says which): a
+Every name is a field of the trial's recipe (:func:`targets` says which): a
 trial *is* a recipe, and its training run is that recipe's ``train`` stage.
 Training parameters: ``learning_rate``, ``batch_size``, ``optimizer`` and
 its ``momentum`` / ``weight_decay`` (the recipe's, so fine-tuning uses them
@@ -44,15 +44,14 @@ from dataclasses import dataclass
 
 import yaml
 
+from tfcompress import techniques
 from tfcompress._checks import brief
 from tfcompress._yaml import load_file, load_text
 from tfcompress.errors import RecipeError, TuningError
-from tfcompress.recipe import Recipe
+from tfcompress.recipe import Distillation, Recipe
 from tfcompress.schedules import SCHEDULES, Optimizer, Schedule
-from tfcompress.stages import STAGE_CLASSES, Distillation
 
-# TuningError lives in tfcompress.errors; re-exported here, where it was defined before.
-__all__ = ["TuningError", "Param", "SearchSpace", "DEFAULT_SPACE", "DECAYS", "TARGETS", "recipe_for"]
+__all__ = ["Param", "SearchSpace", "DECAYS", "targets", "default_space", "recipe_for"]
 
 
 #: What ``lr_decay`` may take: ``none`` (a constant rate) or a schedule kind.
@@ -73,9 +72,10 @@ CONDITIONS = {
     "momentum": ("optimizer", ["sgd", "momentum", "nesterov", "rmsprop"]),
 }
 
-# Space name -> (recipe stage, or None for a top-level Recipe field; the field it sets, dotted
-# for a field of the recipe's or stage's optimizer / lr_schedule).
-TARGETS = {
+# The training knobs: space name -> (recipe stage, or None for a top-level Recipe field; the field
+# it sets, dotted for a field of the recipe's or stage's optimizer / lr_schedule). Each technique's
+# own knobs are in its registry entry (Technique.knobs), distillation's here: see targets().
+_TRAINING = {
     "learning_rate": (None, "learning_rate"),
     "batch_size": (None, "batch_size"),
     "optimizer": (None, "optimizer.name"),
@@ -90,34 +90,10 @@ TARGETS = {
     "decay_power": ("train", "lr_schedule.power"),
     "plateau_factor": ("train", "lr_schedule.factor"),
     "plateau_patience": ("train", "lr_schedule.patience"),
-    "final_sparsity": ("pruning", "final_sparsity"),
-    "pruning_begin": ("pruning", "begin"),
-    "pruning_end": ("pruning", "end"),
-    "pruning_frequency": ("pruning", "frequency"),
-    "pruning_epochs": ("pruning", "epochs"),
-    "pruning_scope": ("pruning", "scope"),
-    "pruning_criterion": ("pruning", "criterion"),
-    "qat_epochs": ("quantization", "epochs"),
-    "qat_weights": ("quantization", "weights"),
-    "cluster_count": ("clustering", "number_of_clusters"),
-    "distill_alpha": ("distillation", "alpha"),
-    "distill_temperature": ("distillation", "temperature"),
-    "channel_ratio": ("channels", "ratio"),
-    "precision_max_drop": ("precision", "max_drop"),
-    "channel_mode": ("channels", "mode"),
-    "depth_remove": ("depth", "remove"),
 }
-# Integer fields: a float range rounds to them (Bayesian optimisation proposes floats).
-INTEGER = ("batch_size", "pruning_frequency", "pruning_epochs", "qat_epochs", "cluster_count", "step_every",
-           "plateau_patience", "depth_remove")
-# Recipe field -> the class a nested change builds; the field whose change starts a fresh object.
-_CLASSES = {**STAGE_CLASSES, "distillation": Distillation, "optimizer": Optimizer, "lr_schedule": Schedule}
-_KEYS = {Optimizer: "name", Schedule: "kind"}
-# To check one bound alone, the others of its stage take their loosest value.
-_LOOSEST = {"pruning_begin": {"pruning_end": 1.0}, "pruning_end": {"pruning_begin": 0.0}}
-
-# Good defaults: short, cheap trials on small models.
-DEFAULT_SPACE = {
+_DISTILLATION = {"distill_alpha": ("distillation", "alpha"), "distill_temperature": ("distillation", "temperature")}
+_INTEGER = ("batch_size", "step_every", "plateau_patience")
+_DEFAULT_TRAINING = {
     "learning_rate": {"min": 1e-4, "max": 1e-2, "sampling": "log"},
     "batch_size": [32, 64, 128],
     "optimizer": ["adam", "sgd", "rmsprop"],
@@ -126,23 +102,44 @@ DEFAULT_SPACE = {
     "step_drop": {"min": 0.1, "max": 0.5},
     "step_every": [1, 2],
     "cosine_alpha": {"min": 0.0, "max": 0.2},
-    "final_sparsity": {"min": 0.5, "max": 0.9},
-    "pruning_begin": {"min": 0.0, "max": 0.3},
-    "pruning_end": {"min": 0.5, "max": 0.9},
-    "pruning_frequency": [10, 25, 50, 100],
-    "qat_epochs": {"min": 1, "max": 2},
-    # Only kept where the Recipe has these stages (see SearchSpace.default).
-    "cluster_count": [8, 16, 32],
-    "distill_alpha": {"min": 0.1, "max": 0.9},
-    "distill_temperature": {"min": 1.0, "max": 8.0},
-    "channel_ratio": {"min": 0.0, "max": 0.75},
 }
-_OPTIONAL_DEFAULTS = ("cluster_count", "distill_alpha", "distill_temperature", "channel_ratio")
+_DEFAULT_DISTILLATION = {"distill_alpha": {"min": 0.1, "max": 0.9}, "distill_temperature": {"min": 1.0, "max": 8.0}}
+_KEYS = {Optimizer: "name", Schedule: "kind"}
+
+
+def targets():
+    """Every space name -> (recipe stage or None, the field it sets): the training knobs, each
+    registered technique's (:func:`tfcompress.techniques.knobs`), then distillation's.
+
+    Example:
+        >>> targets()["final_sparsity"]
+        ('pruning', 'final_sparsity')
+    """
+    knobs = {name: (stage, k.field) for name, (stage, k) in techniques.knobs().items()}
+    return {**_TRAINING, **knobs, **_DISTILLATION}
+
+
+def default_space():
+    """The default space: short, cheap trials on small models (the training knobs, each technique's
+    knobs with a default, distillation's); :meth:`SearchSpace.default` keeps the stages a recipe has."""
+    knobs = {name: k.default for name, (_, k) in techniques.knobs().items() if k.default is not None}
+    return {**_DEFAULT_TRAINING, **knobs, **_DEFAULT_DISTILLATION}
+
+
+def _integer(name):
+    knob = techniques.knobs().get(name)
+    return name in _INTEGER or (knob is not None and knob[1].integer)
+
+
+def _classes():
+    # Recipe field -> the class a nested change builds; the field whose change starts a fresh object.
+    return {**techniques.stage_classes(), "distillation": Distillation, "optimizer": Optimizer,
+            "lr_schedule": Schedule}
 
 
 def supported_names():
     """Every name a search space can hold."""
-    return list(TARGETS)
+    return list(targets())
 
 
 @dataclass(frozen=True)
@@ -308,8 +305,9 @@ class SearchSpace:
         """
         recipe = recipe or Recipe()
         keep = {}
-        for name, spec in DEFAULT_SPACE.items():
-            stage = TARGETS.get(name, (None,))[0]
+        where = targets()
+        for name, spec in default_space().items():
+            stage = where.get(name, (None,))[0]
             # every trial trains (its recipe gets a train stage): the schedule is always searched
             if stage in (None, "train") or getattr(recipe, stage) is not None:
                 keep[name] = spec
@@ -411,11 +409,12 @@ def recipe_for(values, base=None):
     """
     base = base or Recipe()
     changes = {}
+    where = targets()
     for name, value in plain_values(values).items():
-        if name not in TARGETS:
+        if name not in where:
             continue
-        stage, path = TARGETS[name]
-        if isinstance(value, float) and name in INTEGER:
+        stage, path = where[name]
+        if isinstance(value, float) and _integer(name):
             value = int(round(value))
         value = _VALUES.get(name, {}).get(value, value)
         node = changes if stage is None else changes.setdefault(stage, {})
@@ -436,7 +435,7 @@ def _apply(current, changes, cls=None, where="recipe"):
     for name, value in changes.items():
         if isinstance(value, dict):
             sub = f"{where}.{name}" if where != "recipe" or name in _KEYS_OF_RECIPE else name
-            value = _apply(getattr(current, name, None) if current is not None else None, value, _CLASSES[name], sub)
+            value = _apply(getattr(current, name, None) if current is not None else None, value, _classes()[name], sub)
         kw[name] = value
     key = _KEYS.get(cls)
     if key is not None:  # Optimizer, Schedule: validated with the field named where it sits
@@ -445,6 +444,8 @@ def _apply(current, changes, cls=None, where="recipe"):
         return cls.coerce(kw, where)
     if current is None:
         return cls(**kw)
+    if isinstance(current, Recipe):  # a registered technique's stage is not a dataclass field
+        return current.replace(**kw)
     return dataclasses.replace(current, **kw)
 
 
@@ -464,7 +465,8 @@ def _check_value(name, value):
     """
     if value is None:
         raise TuningError(f"search space: {name} value None is not allowed; give a value.")
-    context = dict(_LOOSEST.get(name, {}))
+    knob = techniques.knobs().get(name)
+    context = dict(knob[1].loosest) if knob is not None else {}
     if name in CONDITIONS:
         parent, allowed = CONDITIONS[name]
         context[parent] = allowed[0]
