@@ -23,6 +23,7 @@ import tfdocs_facts as facts  # noqa: E402
 
 TRAINED = "a trained model and its data, and minutes of fine-tuning, compression or search"
 FILES = "files the example names (a .keras/.tflite model, an .npz, a recipe, an image folder) that it does not create"
+GLOBAL = "a change to process-wide state (the technique registry) that other examples and tests would see"
 MACHINE = "timings, accelerators, devices or memory of the machine it runs on (values vary; a GPU or adb may be absent)"
 
 #: Why a module's ``+SKIP`` examples do not run (the rest of its examples do).
@@ -36,7 +37,7 @@ SKIP_REASONS = {
         "tfcompress.pruning.global_", "tfcompress.quantization", "tfcompress.quantization.binary",
         "tfcompress.quantization.configs", "tfcompress.quantization.nbit", "tfcompress.recipe",
         "tfcompress.target.fast", "tfcompress.target.plan", "tfcompress.target.sensitivity",
-        "tfcompress.target.shipped", "tfcompress.task", "tfcompress._keras", "tfcompress.techniques",
+        "tfcompress.target.shipped", "tfcompress.task", "tfcompress._keras",
         "tfcompress.training", "tfcompress.tuning", "tfcompress.tuning.inputs", "tfcompress.tuning.oracle",
         "tfcompress.tuning.plots", "tfcompress.tuning.runner", "tfcompress.tuning.search",
         "tfcompress.tuning.space", "tfcompress.tuning.trial", "tfcompress.tuning.tuner", "tflite_export.validate",
@@ -53,6 +54,7 @@ SKIP_REASONS = {
         "tflite_export._process", "tflite_export.android", "tflite_export.bench_report", "tflite_export.benchmark",
         "tflite_export.probe", "tflite_export.roofline",
     ], MACHINE),
+    "tfcompress.techniques": GLOBAL,
 }
 
 #: Examples that show a call on a ``model`` (or ``x``, ``rep``) the surrounding text describes, without output:
