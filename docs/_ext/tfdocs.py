@@ -223,23 +223,13 @@ def resolve_short_names(app, env, node, contnode):
         parts = module.split(".")
         candidates += [".".join(parts[:i] + [target]) for i in range(len(parts), 0, -1)]
     # 2. a dotted name: import it and find where it is defined (re-exports, tfcompress.optimize)
-    modname, _, attr = target.rpartition(".")
-    while modname:
-        try:
-            mod = importlib.import_module(modname)
-        except Exception:  # noqa: BLE001
-            modname, _, more = modname.rpartition(".")
-            attr = f"{more}.{attr}"
-            continue
-        obj = mod
-        for part in attr.split("."):
-            obj = getattr(obj, part, None)
+    imported, obj = _import_dotted(target)
+    if imported:
         canon, _ = _canonical(obj) if obj is not None else (None, None)
         if canon:
             candidates.append(canon)
         elif obj is not None and inspect.ismodule(obj):
             candidates.append(obj.__name__)
-        break
     found = _lookup(domain, candidates)
     if found is None and "." not in target:  # 4. a name some module of ours imports (Raises: FailedTrialError)
         candidates += _anywhere(target)
@@ -273,22 +263,25 @@ def _anywhere(name):
     return sorted(homes) if len(homes) == 1 else []
 
 
+def _import_dotted(name):
+    """``(imported, obj)``: the longest importable module prefix of ``name`` and the attribute path after it
+    (``obj`` None when an attribute is missing; ``imported`` False when no prefix imports)."""
+    modname, _, attr = name.rpartition(".")
+    while modname:
+        try:
+            obj = importlib.import_module(modname)
+        except Exception:  # noqa: BLE001 - an import that fails here means only "a shorter prefix, then"
+            modname, _, more = modname.rpartition(".")
+            attr = f"{more}.{attr}"
+            continue
+        for part in attr.split("."):
+            obj = getattr(obj, part, None)
+        return True, obj
+    return False, None
+
+
 def _exists(candidates):
-    for name in candidates:
-        modname, _, attr = name.rpartition(".")
-        while modname:
-            try:
-                obj = importlib.import_module(modname)
-            except Exception:  # noqa: BLE001
-                modname, _, more = modname.rpartition(".")
-                attr = f"{more}.{attr}"
-                continue
-            for part in attr.split("."):
-                obj = getattr(obj, part, None)
-            if obj is not None:
-                return True
-            break
-    return False
+    return any(_import_dotted(name)[1] is not None for name in candidates)
 
 
 def plain_examples(app, what, name, obj, options, lines):
