@@ -51,8 +51,9 @@ chromium:
 
 # The site: Sphinx, strict (-W: a warning fails; -n: a cross-reference to nothing fails), built offline.
 # The API, recipe and CLI reference pages are generated from the code at build time (docs/_ext/).
+# -E: every page read afresh, so a warning an earlier build cached away still fails this one.
 docs: $(STAMP)
-	$(BIN)/python -m sphinx -W -n --keep-going -q -b html docs docs/_build/html
+	$(BIN)/python -m sphinx -E -W -n --keep-going -q -b html docs docs/_build/html
 	@echo "site: docs/_build/html/index.html"
 
 demo: $(STAMP)

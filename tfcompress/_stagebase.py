@@ -1,7 +1,7 @@
 """What every training stage shares: the keyword-only training fields.
 
-A leaf module (the stage dataclasses in :mod:`tfcompress.stages`,
-:mod:`tfcompress.pruning.config` and :mod:`tfcompress.quantization.config`
+A leaf module (the stage dataclasses in each technique's ``config`` module,
+such as :mod:`tfcompress.pruning.config` and :mod:`tfcompress.quantization.config`,
 derive from :class:`_Trains`), so that each technique's recipe fields can live
 with the technique without an import cycle.
 

@@ -34,7 +34,7 @@ def schedule(stage, steps, final_sparsity=None):
 
     Args:
         stage: the recipe's pruning stage.
-        steps: its :class:`~tfcompress.recipe.PruningSteps`.
+        steps: its :class:`~tfcompress.pruning.config.PruningSteps`.
         final_sparsity: overrides ``stage.final_sparsity`` (per-layer
             overrides). Defaults to `None`.
 
@@ -192,7 +192,7 @@ def wrap(model, stage, num_samples, batch_size, epochs=None, targets=None, fixed
         ``(wrapped_model, records, steps)``: records map layer name to
         ``"wrapped"`` (possibly with a note in parentheses) or
         ``"skipped: <reason>"``; steps is a
-        :class:`~tfcompress.recipe.PruningSteps`.
+        :class:`~tfcompress.pruning.config.PruningSteps`.
 
     Raises:
         RecipeError: an include/exclude/per_layer pattern matches no layer, or

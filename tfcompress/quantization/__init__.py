@@ -60,7 +60,7 @@ def wrap(model, stage, preserve_sparsity=None, scheme=None):
             `None`.
         scheme: ``"qat"``, ``"pqat"``, ``"cqat"`` or ``"pcqat"``; overrides
             ``preserve_sparsity`` (see :func:`scheme_for`). Defaults to `None`
-            (:func:`tfcompress.stages.qat_scheme` chooses: ``stage.scheme``
+            (:func:`tfcompress.quantization.config.qat_scheme` chooses: ``stage.scheme``
             when it names one, else PQAT with sparsity preservation, QAT
             without).
 

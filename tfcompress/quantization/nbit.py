@@ -55,7 +55,7 @@ def wrap(model, stage, scheme, why_not, classes_of):
         model: a tf_keras model without pruning wrappers.
         stage: a :class:`~tfcompress.Quantization` stage with ``weights``
             ``"int4"`` or ``"int2"``.
-        scheme: the QAT variant (:func:`~tfcompress.stages.qat_scheme`):
+        scheme: the QAT variant (:func:`~tfcompress.quantization.config.qat_scheme`):
             ``"pqat"``/``"pcqat"`` keep zeros (use :func:`zero_keeper` while
             training), clusters are not kept.
         why_not: ``layer -> None | reason`` (quantization.why_not_quantizable).
