@@ -43,6 +43,13 @@ def _split(x, y, n_train, n_val):
     return [(part(x, c), part(y, c)) for c in cuts]
 
 
+def _trained(name, m, x, y, n_train, n_val, description, epochs, batch_size=32):
+    """Split (train / validation / test), fit ``m`` on the training split, and wrap it as a :class:`Zoo`."""
+    train, val, test = _split(x, y, n_train, n_val)
+    m.fit(*train, epochs=epochs, batch_size=batch_size, verbose=0)
+    return Zoo(name, m, train, val, test, description)
+
+
 def regression(seed=0, n=256):
     """A CNN regressing two brightness averages of 8x8 images (MSE loss, MAE metric)."""
     from tfcompress._keras import keras
@@ -55,9 +62,8 @@ def regression(seed=0, n=256):
                           L.Flatten(), L.Dense(32, activation="relu", name="d1"), L.Dense(2, name="out")],
                          name="regression_cnn")
     m.compile(keras.optimizers.Adam(0.01), loss="mse", metrics=["mae"])
-    train, val, test = _split(x, y, int(n * 0.625), int(n * 0.125))
-    m.fit(*train, epochs=40, batch_size=32, verbose=0)
-    return Zoo("regression", m, train, val, test, "CNN regression, 2 outputs (MSE, MAE)")
+    return _trained("regression", m, x, y,
+                    int(n * 0.625), int(n * 0.125), "CNN regression, 2 outputs (MSE, MAE)", epochs=40)
 
 
 def sigmoid_classifier(seed=2, n=320, compiled=True):
@@ -96,9 +102,8 @@ def two_heads(seed=3, n=256):
                     name="two_heads")
     m.compile(keras.optimizers.Adam(0.01), loss={"cls": "sparse_categorical_crossentropy", "box": "mse"},
               loss_weights={"cls": 1.0, "box": 5.0}, metrics={"cls": ["accuracy"], "box": ["mae"]})
-    train, val, test = _split(x, {"cls": cls, "box": box}, int(n * 0.625), int(n * 0.125))
-    m.fit(*train, epochs=40, batch_size=32, verbose=0)
-    return Zoo("two_heads", m, train, val, test, "classifier + box regressor, loss weights 1:5")
+    return _trained("two_heads", m, x, {"cls": cls, "box": box},
+                    int(n * 0.625), int(n * 0.125), "classifier + box regressor, loss weights 1:5", epochs=40)
 
 
 def segmenter(seed=4, n=240):
@@ -118,9 +123,9 @@ def segmenter(seed=4, n=240):
     m = keras.Model(inp, L.Conv2D(1, 1, activation="sigmoid", name="mask")(u), name="unet_segmenter")
     m.compile(keras.optimizers.Adam(0.01), loss="binary_crossentropy",
               metrics=[keras.metrics.BinaryIoU(target_class_ids=[1], name="iou")])
-    train, val, test = _split(x, mask, int(n * 0.55), int(n * 0.125))
-    m.fit(*train, epochs=15, batch_size=16, verbose=0)
-    return Zoo("segmenter", m, train, val, test, "U-Net-style segmenter, 16x16 sigmoid map (BCE, IoU)")
+    return _trained("segmenter", m, x, mask,
+                    int(n * 0.55), int(n * 0.125), "U-Net-style segmenter, 16x16 sigmoid map (BCE, IoU)",
+                    epochs=15, batch_size=16)
 
 
 def two_inputs(seed=5, n=224):
@@ -136,9 +141,8 @@ def two_inputs(seed=5, n=224):
     h = L.Dense(16, activation="relu", name="h")(L.Concatenate()([ia, ib]))
     m = keras.Model([ia, ib], L.Dense(2, activation="softmax", name="out")(h), name="two_inputs")
     m.compile(keras.optimizers.Adam(0.01), "sparse_categorical_crossentropy", metrics=["accuracy"])
-    train, val, test = _split({"a": a, "b": b}, y, int(n * 0.57), int(n * 0.14))
-    m.fit(*train, epochs=30, verbose=0)
-    return Zoo("two_inputs", m, train, val, test, "two named inputs, softmax classifier")
+    return _trained("two_inputs", m, {"a": a, "b": b}, y,
+                    int(n * 0.57), int(n * 0.14), "two named inputs, softmax classifier", epochs=30)
 
 
 def keras3_rescaling_folder(folder, seed=6, per_class=60):

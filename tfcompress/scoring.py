@@ -114,8 +114,3 @@ class Scorer:
     def drop(self, ref: float, got: float) -> float:
         """How much worse ``got`` is than ``ref`` (both points), in the metric's unit."""
         return round(ref - got, 6)
-
-    def describe(self) -> str:
-        """The metric and its unit, in words, for reports."""
-        direction = "lower is better" if self.lower else "higher is better"
-        return f"{self.name} ({direction}; drops in {self.unit})"

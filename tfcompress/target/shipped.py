@@ -56,7 +56,7 @@ def check_shipped(budget: dict, files: list, data: Any, task: Any) -> list:
         ms = tflite_export.benchmark(row["path"], threads=budget["threads"], min_runs=20, min_seconds=0.3).median_ms
     drop = round(scorer.drop(scorer.points(budget[f"reference_{scorer.name}"]), got), 3)
     met = bool(target.met(drop, row["zipped_bytes"], ms))
-    unit = "points" if scorer.unit == "points" else scorer.unit
+    unit = scorer.unit
     budget["shipped"] = {"file": f"{row['name']}.tflite", "drop": drop, "zipped_bytes": row["zipped_bytes"],
                          "ms": ms, "threads": budget["threads"], "met": met}
     seen = (f"drop {drop:.3g} {unit}, {row['zipped_bytes']} B zipped, {ms:.3g} ms at {budget['threads']} "
