@@ -223,8 +223,21 @@ def test_a_file_slower_than_float32_is_reported(old_run):
     assert f"- {note}" in rep.to_markdown() and rep.to_dict()["notes"] == [note]
     # the real run records its own verdict from its own timings
     saved = json.loads((old_run / "report.json").read_text())
-    assert saved["notes"] == (pipeline.worse_than_float(saved["files"], "accuracy")
+    assert saved["lead"] == pipeline.none_faster(saved["files"], saved["threads"])
+    assert saved["notes"] == (saved["lead"] + pipeline.worse_than_float(saved["files"], "accuracy")
                               + pipeline.slower_than_float(saved["files"], saved["threads"]))
+
+
+def test_no_compressed_file_faster_than_float32_is_the_reports_first_line():
+    files = [{"name": "float32", "median_ms": 1.0}, {"name": "int8", "median_ms": 1.3},
+             {"name": "int4", "median_ms": 1.1}]
+    (lead,) = pipeline.none_faster(files, 1)
+    assert lead.startswith("No compressed file is faster than float32.tflite") and "int4.tflite" in lead
+    assert pipeline.none_faster([*files, {"name": "fast", "median_ms": 0.9}], 1) == []  # one faster file: no lead
+    rep = pipeline.JobReport(model="m", dataset="d", recipe={}, threads=1, files=files, notes=[lead], lead=[lead])
+    md = rep.to_markdown().splitlines()
+    assert md[0].startswith("# tfcompress report") and md[2] == f"**{lead}**"
+    assert md.count(f"- {lead}") == 0  # said once, first
 
 
 def test_a_file_much_worse_than_float32_is_reported():

@@ -23,7 +23,7 @@ import tflite_export
 from tfcompress import leftovers, techniques
 from tfcompress._checks import check_int, check_positive
 from tfcompress._data import check_splits, prepare
-from tfcompress._filenotes import slower_than_float, worse_than_float
+from tfcompress._filenotes import none_faster, slower_than_float, worse_than_float
 from tfcompress._keras import quiet_native_logs
 from tfcompress._nested import count, take
 from tfcompress._version import __version__
@@ -39,7 +39,7 @@ from tflite_export._atomic import save_figure
 from tflite_export.mixed import export_mixed
 
 __all__ = ["run_job", "JobReport", "COLUMNS", "OUTPUTS", "train_baseline", "report_figure", "slower_than_float",
-           "worse_than_float"]
+           "worse_than_float", "none_faster"]
 
 # Summary-table header -> key in each row of report.json["files"].
 COLUMNS = {
@@ -68,6 +68,7 @@ class JobReport:
     version: str = __version__
     data: dict = field(default_factory=dict)  # the Dataset's info(): source, splits, scaling
     notes: list = field(default_factory=list)  # what the reader must know, e.g. a file slower than float32
+    lead: list = field(default_factory=list)  # the notes said first, under the title: a budget not met, no file faster
     metric: str = "accuracy"  # the task's headline metric; "accuracy" for classifiers
     outputs: list = field(default_factory=list)  # every file of the run in its folder, report.json included
 
@@ -84,7 +85,8 @@ class JobReport:
             "tfcompress_version": self.version, "model": self.model, "dataset": self.dataset,
             "threads": self.threads, "recipe": self.recipe, "files": self.files,
             "optimize": self.optimize, "timings": self.timings, "seconds": self.seconds,
-            "columns": self.columns(), "data": self.data, "notes": self.notes, "metric": self.metric,
+            "columns": self.columns(), "data": self.data, "notes": self.notes, "lead": self.lead,
+            "metric": self.metric,
             "outputs": self.outputs,
         }
 
@@ -112,6 +114,7 @@ class JobReport:
     def to_markdown(self, optimize_md=""):
         lines = [
             f"# tfcompress report: `{self.model}` on {self.dataset}", "",
+            *[f"**{n}**\n" for n in self.lead],
             f"tfcompress {self.version}; timings on XNNPACK, {self.threads} thread(s), "
             "median of ≥50 runs after warm-up.", "",
             *([f"Data: {self.data['source']}, {self.data['scaling']}.", ""] if self.data.get("scaling") else []),
@@ -122,8 +125,9 @@ class JobReport:
                 "file's outputs; agreement is 1 - |file - Keras| / |Keras| over every output value (how close "
                 "each file's outputs are to its Keras model's)."]), "",
         ]
-        if self.notes:
-            lines += ["## Notes", "", *[f"- {n}" for n in self.notes], ""]
+        rest = [n for n in self.notes if n not in self.lead]
+        if rest:
+            lines += ["## Notes", "", *[f"- {n}" for n in rest], ""]
         if optimize_md:
             lines += ["## Optimization", "", optimize_md]
         return "\n".join(lines)
@@ -368,7 +372,8 @@ def _deliver(rep, model, result, data, recipe, out, quiet, threads, timing_runs,
             atomic_write_text(os.path.join(stage, "plan.yaml"), recipe.to_yaml())
         _measure(rep, model, result, data, recipe, stage, quiet, threads, timing_runs, timing_seconds, task)
         if (result.report.budget or {}).get("target"):  # budget mode's promise, measured again on the shipped file
-            rep.notes[:0] = check_shipped(result.report.budget, rep.files, data, task)
+            shipped = check_shipped(result.report.budget, rep.files, data, task)  # notes: the budget is not met
+            rep.notes[:0], rep.lead[:0] = shipped, shipped
             rep.optimize = result.report.to_dict()
         rep.seconds["total"] = time.perf_counter() - t_all
         for f in rep.files:  # the report names the files where they will be
@@ -444,4 +449,6 @@ def _measure(rep, model, result, data, recipe, stage, quiet, threads, timing_run
             rep.timings[f["name"]] = timing.to_dict()
             f["median_ms"] = timing.median_ms
     rep.seconds["benchmark"] = time.perf_counter() - t0
-    rep.notes += worse_than_float(rep.files, rep.metric) + slower_than_float(rep.files, threads)
+    faster = none_faster(rep.files, threads)
+    rep.lead += faster
+    rep.notes += faster + worse_than_float(rep.files, rep.metric) + slower_than_float(rep.files, threads)
