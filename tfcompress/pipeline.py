@@ -70,13 +70,17 @@ class JobReport:
     notes: list = field(default_factory=list)  # what the reader must know, e.g. a file slower than float32
     lead: list = field(default_factory=list)  # the notes said first, under the title: a budget not met, no file faster
     metric: str = "accuracy"  # the task's headline metric; "accuracy" for classifiers
+    own_metric: str | None = None  # a classifier compiled with another metric (AUC, ...): scored per file too
     outputs: list = field(default_factory=list)  # every file of the run in its folder, report.json included
 
     def columns(self):
         """Summary-table header -> row key: a classifier's accuracy, or the task's own metric
         (``score``) and the outputs' closeness to Keras's (``agreement``) for any other model."""
         if self.metric == "accuracy":
-            return COLUMNS
+            if not self.own_metric:
+                return COLUMNS
+            cols = list(COLUMNS.items())
+            return dict([*cols[:2], (self.own_metric, "score"), *cols[2:]])
         return {(self.metric if k == "accuracy" else k): ("score" if v == "accuracy" else v)
                 for k, v in COLUMNS.items()}
 
@@ -86,7 +90,7 @@ class JobReport:
             "threads": self.threads, "recipe": self.recipe, "files": self.files,
             "optimize": self.optimize, "timings": self.timings, "seconds": self.seconds,
             "columns": self.columns(), "data": self.data, "notes": self.notes, "lead": self.lead,
-            "metric": self.metric,
+            "metric": self.metric, "own_metric": self.own_metric,
             "outputs": self.outputs,
         }
 
@@ -292,6 +296,9 @@ def run_job(model: Any, data: Any, *, recipe: RecipeLike = None, out: str | os.P
     rep.seconds["optimize"] = time.perf_counter() - t0
     rep.optimize = result.report.to_dict()
     rep.metric = result.report.metric if not task.classifier else "accuracy"
+    if task.classifier:  # the user's own metric (compiled AUC, precision...) beside the accuracy tfcompress adds
+        rep.own_metric = next((k for k in result.report.baseline if "loss" not in k and k not in ("accuracy", "acc")),
+                              None)
     if result.plan is not None:  # budget mode: the plan re-runs with --recipe plan.yaml
         recipe = result.plan
         rep.recipe = recipe.to_dict()
@@ -430,6 +437,9 @@ def _measure(rep, model, result, data, recipe, stage, quiet, threads, timing_run
             if task.classifier:
                 row["accuracy"] = tflite_export.evaluate(e.path, x_test, y_test)
                 row["agreement"] = tflite_export.agreement(keras_models[name], e.path, x_test)
+                if rep.own_metric:
+                    scores = task.score(y_test, tflite_export.predict(e.path, x_test))
+                    row.update(metric=rep.own_metric, score=scores.get(rep.own_metric), scores=scores)
             else:  # the model's own metric, from the file's outputs; never an accuracy it does not have
                 several = isinstance(y_test, (dict, list, tuple))  # heads by name, whatever the file's order
                 scores = task.score(y_test, tflite_export.predict(e.path, x_test, as_dict=several))
