@@ -20,6 +20,7 @@ import numpy as np
 from . import _flatbuffer as fb
 from . import loader
 from ._atomic import atomic_write_bytes
+from ._rnn import unrolled
 from ._userfiles import check_model_file
 from .calibration import many_samples as _many_samples
 from .calibration import samples as _samples
@@ -375,7 +376,8 @@ def convert_bytes(
             warnings.warn(f"representative_data has {len(samples)} samples, fewer than num_samples={num_samples}; "
                           "calibration may be less accurate", UserWarning, stacklevel=3)
 
-    data = _convert(tf, kind, src, mode, lambda conv: _configure(tf, conv, mode, io, sparse, samples))
+    with unrolled(src) if kind == "keras" else contextlib.nullcontext():  # LSTM/GRU: see tflite_export._rnn
+        data = _convert(tf, kind, src, mode, lambda conv: _configure(tf, conv, mode, io, sparse, samples))
     if kind == "keras" and _weight_bytes(src) >= LARGE_MODEL_BYTES:
         # The traced graphs, the frozen weights and a stripped copy are reference cycles; for a
         # large model they are several copies of its weights until the cycle collector runs.
