@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from tfcompress import datasets, pipeline
+from tfcompress._filenotes import unlike_keras
 from tfcompress._keras import keras
 from tfcompress.errors import OutputError, RecipeError
 from tflite_export.mixed import layer_precisions
@@ -224,7 +225,8 @@ def test_a_file_slower_than_float32_is_reported(old_run):
     # the real run records its own verdict from its own timings
     saved = json.loads((old_run / "report.json").read_text())
     assert saved["lead"] == pipeline.none_faster(saved["files"], saved["threads"])
-    assert saved["notes"] == (saved["lead"] + pipeline.worse_than_float(saved["files"], "accuracy")
+    assert saved["notes"] == (saved["lead"] + unlike_keras(saved["files"])
+                              + pipeline.worse_than_float(saved["files"], "accuracy")
                               + pipeline.slower_than_float(saved["files"], saved["threads"]))
 
 

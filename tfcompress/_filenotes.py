@@ -11,7 +11,7 @@ import tflite_export
 from tfcompress.report import lower_is_better
 from tflite_export import opreport
 
-__all__ = ["worse_than_float", "slower_than_float", "none_faster"]
+__all__ = ["worse_than_float", "slower_than_float", "none_faster", "unlike_keras"]
 
 
 def worse_than_float(files, metric):
@@ -73,6 +73,30 @@ def none_faster(files, threads):
     return [f"No compressed file is faster than float32.tflite on this machine: the fastest, {best['name']}.tflite, "
             f"runs {best['median_ms']:.3g} ms against float32's {base:.3g} ms ({threads} thread(s), XNNPACK). The "
             "compressed files are smaller here, not faster: ship float32 where speed matters (notes below say why)."]
+
+
+#: Agreement with its Keras model under which a file is said to compute something else: float32 files, others.
+AGREEMENT_FLOOR = {"float32": 0.99, "other": 0.9}
+
+
+def unlike_keras(files):
+    """A note for every file that disagrees with the Keras model it came from (top-1 agreement for a
+    classifier, output closeness otherwise): a float32 file must compute what Keras computes, so a
+    converter fault never hides behind a plausible accuracy.
+
+    Example:
+        >>> unlike_keras([{"name": "float32", "agreement": 0.65}, {"name": "int8", "agreement": 0.97}])[0][:42]
+        'float32.tflite agrees with its Keras model'
+    """
+    notes = []
+    for f in files:
+        a = f.get("agreement")
+        floor = AGREEMENT_FLOOR["float32" if f["name"] == "float32" else "other"]
+        if a is not None and a < floor:
+            notes.append(f"{f['name']}.tflite agrees with its Keras model on {a:.1%} of the test data (expected "
+                         f">= {floor:.0%}): the converted file computes something else than the model; find the "
+                         "layer involved with `tflite_export.layer_errors(model, path, x)`.")
+    return notes
 
 
 def _why_slower(path):

@@ -23,7 +23,7 @@ import tflite_export
 from tfcompress import leftovers, techniques
 from tfcompress._checks import check_int, check_positive
 from tfcompress._data import check_splits, prepare
-from tfcompress._filenotes import none_faster, slower_than_float, worse_than_float
+from tfcompress._filenotes import none_faster, slower_than_float, unlike_keras, worse_than_float
 from tfcompress._keras import quiet_native_logs
 from tfcompress._nested import count, take
 from tfcompress._version import __version__
@@ -461,4 +461,5 @@ def _measure(rep, model, result, data, recipe, stage, quiet, threads, timing_run
     rep.seconds["benchmark"] = time.perf_counter() - t0
     faster = none_faster(rep.files, threads)
     rep.lead += faster
-    rep.notes += faster + worse_than_float(rep.files, rep.metric) + slower_than_float(rep.files, threads)
+    rep.notes += (faster + unlike_keras(rep.files) + worse_than_float(rep.files, rep.metric)
+                  + slower_than_float(rep.files, threads))
