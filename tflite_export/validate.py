@@ -11,6 +11,7 @@ import numpy as np
 
 from ._runtime import dequantize_output, invoke, open_interpreter, quantize_input
 from .errors import ExportError
+from .tables import markdown_table
 
 __all__ = ["LayerError", "LayerErrorReport", "layer_errors"]
 
@@ -93,19 +94,14 @@ class LayerErrorReport:
 
     def table(self) -> str:
         """Markdown table of the per-layer errors."""
-        out = [
-            "| layer | tflite tensor | dtype | SNR dB | cosine | max abs err | flag |",
-            "|---|---|---|---:|---:|---:|---|",
+        rows = [
+            [r.layer, r.tensor or "(not matched)", "", "", "", "", ""] if not r.matched_by else
+            [r.layer, r.tensor[:40], r.dtype, f"{r.snr_db:.1f}", f"{r.cosine:.4f}", f"{r.max_abs_error:.4g}",
+             "<-- worst" if r.flagged else ""]
+            for r in self.rows
         ]
-        for r in self.rows:
-            if not r.matched_by:
-                out.append(f"| {r.layer} | {r.tensor or '(not matched)'} | | | | | |")
-                continue
-            out.append(
-                f"| {r.layer} | {r.tensor[:40]} | {r.dtype} | {r.snr_db:.1f} | {r.cosine:.4f} "
-                f"| {r.max_abs_error:.4g} | {'<-- worst' if r.flagged else ''} |"
-            )
-        return "\n".join(out)
+        return markdown_table(["layer", "tflite tensor", "dtype", "SNR dB", "cosine", "max abs err", "flag"], rows,
+                              align="lllrrrl")
 
 
 def _snr_cos(ref: np.ndarray, got: np.ndarray):
