@@ -6,7 +6,8 @@ import dataclasses
 import math
 import os
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypedDict
 
 import numpy as np
 
@@ -126,7 +127,19 @@ class Timing:
         return cls(status=f"unavailable: {reason}", **kw)
 
 
-def stats_ms(samples_ns: list[int]) -> dict[str, float]:
+class LatencyStats(TypedDict):
+    """What :func:`stats_ms` gives: the latency statistics of a :class:`Timing`, in milliseconds."""
+
+    min_ms: float
+    median_ms: float
+    mean_ms: float
+    p90_ms: float
+    p99_ms: float
+    max_ms: float
+    std_ms: float
+
+
+def stats_ms(samples_ns: list[int]) -> LatencyStats:
     """min/median/mean/p90/p99/max/std in ms of invoke durations in ns.
 
     Args:
@@ -151,7 +164,8 @@ def stats_ms(samples_ns: list[int]) -> dict[str, float]:
     }
 
 
-def timed_loop(run, warmup_runs, warmup_seconds, min_runs, min_seconds, max_seconds):
+def timed_loop(run: Callable[[], Any], warmup_runs: int, warmup_seconds: float, min_runs: int, min_seconds: float,
+               max_seconds: float) -> tuple[int, list[int], list[int]]:
     """Runs ``run()`` the way TFLite's benchmark_model does.
 
     First invoke timed separately; warm-up until >= warmup_runs AND >= warmup_seconds
@@ -394,7 +408,7 @@ def benchmark(
     if acc in ("gpu", "delegate"):
         reason = probe_accelerator(path, acc, delegate, delegate_options)
         if reason:
-            backend = "litert-gpu" if acc == "gpu" else f"delegate:{os.path.basename(os.fspath(delegate))}"
+            backend = "litert-gpu" if delegate is None else f"delegate:{os.path.basename(os.fspath(delegate))}"
             return Timing.unavailable(reason, backend=backend, **base)
     loop_args = (warmup_runs, warmup_seconds, min_runs, min_seconds, max_seconds)
     rss0 = current_rss_mb()

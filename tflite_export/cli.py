@@ -210,7 +210,7 @@ def _parse_metadata(text: str | None):
         return None
     try:
         meta = json.loads(text)
-    except ValueError as e:
+    except json.JSONDecodeError as e:
         raise ExportError(f"--metadata is not valid JSON ({e.msg}); pass e.g. '{{\"recipe\": \"prune50\"}}'") from None
     if not isinstance(meta, dict):
         raise ExportError("--metadata must be a JSON object, e.g. '{\"recipe\": \"prune50\"}'")

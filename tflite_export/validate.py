@@ -81,7 +81,7 @@ class LayerErrorReport:
 
     def worst(self, k: int = 3) -> list[LayerError]:
         """The ``k`` matched layers with the lowest SNR."""
-        return sorted(self.matched, key=lambda r: r.snr_db)[:k]
+        return sorted(self.matched, key=_snr)[:k]
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -273,7 +273,7 @@ def _owners_by_name(probe_layers, refs, run: _FileRun):
         fits = [n for n in mentioned if want_shape[n] == run.shape_of(t)]
         if not fits:
             continue
-        owner = max(fits, key=order.get)
+        owner = max(fits, key=lambda n: order[n])
         owned.setdefault(owner, []).append(t)
         lo = min(order[n] for n in mentioned)
         for layer in probe_layers[lo : order[owner]]:
@@ -359,12 +359,17 @@ def _flag(rows: list[LayerError], min_snr_db: float, worst: int) -> None:
     """Step 6: flags rows below ``min_snr_db`` and the ``worst`` lowest under 40 dB (in place)."""
     matched = [r for r in rows if r.matched_by]
     for r in matched:
-        if r.snr_db < min_snr_db:
+        if _snr(r) < min_snr_db:
             r.flagged = True
     if worst:
-        for r in sorted(matched, key=lambda r: r.snr_db)[:worst]:
-            if r.snr_db < 40.0:
+        for r in sorted(matched, key=_snr)[:worst]:
+            if _snr(r) < 40.0:
                 r.flagged = True
+
+
+def _snr(row: LayerError) -> float:
+    """A row's SNR for ranking: a matched row always has one; a row without one ranks as never worst."""
+    return math.inf if row.snr_db is None else row.snr_db
 
 
 def layer_errors(
