@@ -16,10 +16,11 @@ Example:
 
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 from tfcompress.errors import ExportError, OutputError
 from tflite_export._atomic import atomic_write_bytes
+from tflite_export._record import Record
 from tflite_export.tables import markdown_table
 from tflite_export.tables import text_table as table
 
@@ -111,7 +112,7 @@ def lower_is_better(metric):
 
 
 @dataclass
-class OptimizeReport:
+class OptimizeReport(Record):
     """What :func:`tfcompress.optimize` did, layer by layer and stage by stage."""
 
     model: str
@@ -143,9 +144,6 @@ class OptimizeReport:
             if r.name == name:
                 return r
         raise KeyError(name)
-
-    def to_dict(self):
-        return asdict(self)
 
     def to_markdown(self):
         names = [s["name"] for s in self.stages]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import time
 from collections.abc import Callable
@@ -13,6 +12,7 @@ import numpy as np
 
 from . import opreport
 from ._process import current_rss_mb, memory_delta_mb, peak_rss_mb, pinned
+from ._record import Record
 from ._runtime import open_interpreter, random_input
 from .argtypes import MAX_THREADS
 from .errors import ExportError, first_line
@@ -34,7 +34,7 @@ _ALIASES = {
 
 
 @dataclasses.dataclass
-class Timing:
+class Timing(Record):
     """Latency statistics of one .tflite file on one runtime configuration.
 
     All times are milliseconds per invoke (batch as stored in the file, normally 1).
@@ -106,20 +106,14 @@ class Timing:
     peak_fraction: float | None = None
     device: str = ""
 
+    #: to_dict: times to 4 decimals; a statistic that is not finite is written as None.
+    ROUND = 4
+    NONFINITE = "none"
+
     @property
     def ok(self) -> bool:
         """True when the statistics are valid."""
         return self.status == "ok"
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-serialisable dict of all fields (floats rounded to 4 decimals)."""
-        d = dataclasses.asdict(self)
-        for k, v in d.items():
-            if isinstance(v, float):
-                d[k] = None if not math.isfinite(v) else round(v, 4)
-            elif isinstance(v, np.generic):
-                d[k] = v.item()
-        return d
 
     @classmethod
     def unavailable(cls, reason: str, **kw) -> Timing:

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from ._record import Record
 from ._runtime import dequantize_output, invoke, open_interpreter, quantize_input
 from .errors import ExportError
 from .tables import markdown_table
@@ -17,7 +18,7 @@ __all__ = ["LayerError", "LayerErrorReport", "layer_errors"]
 
 
 @dataclasses.dataclass
-class LayerError:
+class LayerError(Record):
     """Error of one Keras layer's output versus the matching tensor in the file.
 
     Attributes:
@@ -45,14 +46,9 @@ class LayerError:
     max_abs_error: float | None = None
     flagged: bool = False
 
-    def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["shape"] = list(self.shape)
-        for k in ("snr_db", "cosine", "max_abs_error"):
-            v = d[k]
-            if v is not None:
-                d[k] = None if math.isnan(v) else (round(v, 4) if math.isfinite(v) else ("inf" if v > 0 else "-inf"))
-        return d
+    #: to_dict: errors to 4 decimals, an identical layer's SNR as "inf" (JSON has no infinity), NaN as None.
+    ROUND = 4
+    NONFINITE = "text"
 
 
 @dataclasses.dataclass
