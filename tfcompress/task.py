@@ -198,18 +198,35 @@ class Task:
         arrays = list(y_pred.values()) if preds else (list(y_pred) if isinstance(y_pred, (list, tuple))
                                                        else [y_pred])
         out_names = list(preds) if preds else (names or [f"output_{i}" for i in range(len(arrays))])
-        inputs = [keras.Input(np.asarray(a).shape[1:], name=f"in_{i}") for i, a in enumerate(arrays)]
-        outputs: Any = [keras.layers.Activation("linear", name=n)(i) for n, i in zip(out_names, inputs)]
-        if preds:
-            outputs = dict(zip(out_names, outputs))
-        model = keras.Model(inputs, outputs if len(arrays) > 1 or preds else outputs[0])
-        model.compile(**self.compile_args())
+        model = self._passthrough(tuple(np.asarray(a).shape[1:] for a in arrays), tuple(out_names), bool(preds))
         x = [np.asarray(a, "float32") for a in arrays]
         y = {k: np.asarray(v) for k, v in y_true.items()} if isinstance(y_true, dict) else (
             [np.asarray(v) for v in y_true] if isinstance(y_true, (list, tuple)) else np.asarray(y_true))
         res = model.evaluate(x if len(x) > 1 else x[0], y, verbose=0, return_dict=True,
                              batch_size=max(1, min(256, len(x[0]))))
         return {k: float(v) for k, v in res.items()}
+
+    def __getstate__(self) -> dict:
+        """Pickled and deep-copied without the cached Keras models (trial processes rebuild them)."""
+        state = dict(self.__dict__)
+        state["_extra"] = {k: v for k, v in self._extra.items() if k != "passthrough"}
+        return state
+
+    def _passthrough(self, shapes: tuple, out_names: tuple, as_dict: bool) -> Any:
+        """The compiled model that passes predictions through to the task's losses and metrics, built
+        once per prediction structure: a budget scan scores hundreds of candidates, and building and
+        compiling (then tracing its evaluate) each time cost more than the scoring itself."""
+        cache = self._extra.setdefault("passthrough", {})
+        key = (shapes, out_names, as_dict, repr((self.loss, self.metrics, self.loss_weights)))
+        if key not in cache:
+            inputs = [keras.Input(shape, name=f"in_{i}") for i, shape in enumerate(shapes)]
+            outputs: Any = [keras.layers.Activation("linear", name=n)(i) for n, i in zip(out_names, inputs)]
+            if as_dict:
+                outputs = dict(zip(out_names, outputs))
+            model = keras.Model(inputs, outputs if len(shapes) > 1 or as_dict else outputs[0])
+            model.compile(**self.compile_args())
+            cache[key] = model
+        return cache[key]
 
     def loss_fn(self, output_names: list) -> Any:
         """``fn(y_true, y_pred) -> scalar``: the task's total loss (each output's loss, weighted), for gradients
