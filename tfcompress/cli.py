@@ -15,7 +15,7 @@ import sys
 import traceback
 
 from tfcompress import check_cli, datasets, leftovers
-from tfcompress._defaults import TIMING_THREADS
+from tfcompress._defaults import TIMING_RUNS, TIMING_THREADS
 from tfcompress.tuning import cli as tuning_cli
 from tflite_export import cli as export_cli
 from tflite_export.argtypes import nonnegative_int, positive_int, seed_int, thread_count
@@ -50,6 +50,9 @@ def _common(p):
     p.add_argument("--out", default="tfcompress-out", help="output folder (default: %(default)s)")
     p.add_argument("--threads", type=thread_count, default=TIMING_THREADS,
                    help="XNNPACK threads for timing (default: %(default)s)")
+    p.add_argument("--timing-runs", type=positive_int, default=TIMING_RUNS,
+                   help="timed runs of each file at least: run_job's timing_runs, what bench calls --min-runs "
+                   "(default: %(default)s)")
     p.add_argument("--epochs", type=positive_int, default=None,
                    help="override every recipe stage's fine-tuning epochs")
     p.add_argument("--quiet", action="store_true", help="print only the final table")
@@ -164,7 +167,7 @@ def _cmd_demo(args):
     model = spec.build(data.input_shape, data.num_classes)
     job = run_job(model, data, recipe=spec.recipe(), out=args.out, train_epochs=spec.epochs,
                   threads=args.threads, batch_size=spec.batch_size,
-                  learning_rate=spec.learning_rate, epochs=args.epochs, quiet=args.quiet)
+                  learning_rate=spec.learning_rate, epochs=args.epochs, quiet=args.quiet, timing_runs=args.timing_runs)
     return _print_job(job, args)
 
 
@@ -206,7 +209,7 @@ def _cmd_optimize(args):
     job = run_job(model, data, recipe=recipe, out=out, train_epochs=train_epochs, threads=args.threads,
                   batch_size=bs, learning_rate=lr, epochs=args.epochs, quiet=args.quiet, strategy=strategy,
                   tensorboard=args.tensorboard, target=args.target, minimize=args.minimize, loss=args.loss,
-                  metrics=args.metric, check_baseline=not args.no_baseline_check)
+                  metrics=args.metric, check_baseline=not args.no_baseline_check, timing_runs=args.timing_runs)
     return _print_job(job, argparse.Namespace(**dict(vars(args), out=out)))
 
 

@@ -20,6 +20,7 @@ import sys
 import time
 
 from tfcompress import datasets
+from tfcompress._defaults import TUNING_THREADS, TUNING_TIMING_RUNS
 from tfcompress.distribute import find_gpus, gpu_assignment, gpu_summary, pin_env
 from tfcompress.errors import TuningError
 from tflite_export.argtypes import (
@@ -76,7 +77,12 @@ def add_subcommands(subparsers):
                    help="search folder; an existing search resumes (default: %(default)s)")
     p.add_argument("--overwrite", action="store_true", help="discard an earlier search in --directory")
     p.add_argument("--train-subset", type=positive_int, default=None, help="train on the first N examples only")
-    p.add_argument("--threads", type=thread_count, default=1, help="XNNPACK threads for timing (default: %(default)s)")
+    p.add_argument("--threads", type=thread_count, default=TUNING_THREADS,
+                   help="XNNPACK threads for timing: one, so trials of several workers do not contend for cores "
+                   "(default: %(default)s)")
+    p.add_argument("--timing-runs", type=positive_int, default=TUNING_TIMING_RUNS,
+                   help="timed runs of each trial's file at least: tune's timing_runs, what bench calls --min-runs "
+                   "(default: %(default)s)")
     p.add_argument("--seed", type=seed_int, default=0, help="seed (default: %(default)s)")
     p.add_argument("--tensorboard", default=None, metavar="DIR",
                    help="write TensorBoard logs here: trial_<id>/ per trial (its stages, hyperparameters, metrics)")
@@ -121,7 +127,7 @@ def _kwargs(args):
         space=args.space, algorithm=args.algorithm, max_trials=args.max_trials,
         objectives=args.objective, constraints=args.constraints, recipe=args.recipe, epochs=args.epochs,
         epoch_budget=args.epoch_budget, directory=args.directory, overwrite=args.overwrite, seed=args.seed,
-        threads=args.threads, train_subset=args.train_subset, isolation=args.isolation,
+        threads=args.threads, timing_runs=args.timing_runs, train_subset=args.train_subset, isolation=args.isolation,
         strategy=getattr(args, "strategy", None), scale=datasets.parse_scale(args.scale), safe_mode=not args.unsafe,
         from_scratch=args.from_scratch, tensorboard=args.tensorboard,
     )
@@ -154,7 +160,8 @@ def _child_argv(args, role):
     """The command line of a chief/worker child: the same search, no launcher flags."""
     argv = ["tune", "--model", args.model, "--data", _data(args), "--scale", args.scale, "--algorithm", args.algorithm,
             "--max-trials", str(args.max_trials), "--epochs", str(args.epochs), "--objective", args.objective,
-            "--directory", args.directory, "--threads", str(args.threads), "--seed", str(args.seed), "--role", role,
+            "--directory", args.directory, "--threads", str(args.threads), "--timing-runs", str(args.timing_runs),
+            "--seed", str(args.seed), "--role", role,
             "--isolation", args.isolation]
     if getattr(args, "strategy", None):
         argv += ["--strategy", args.strategy]
