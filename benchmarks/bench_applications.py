@@ -26,19 +26,17 @@ import os
 import sys
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+from benchmarks import _applications as apps
+from benchmarks import _results
 
-from benchmarks import _applications as apps  # noqa: E402
-
-RESULTS = os.path.join(HERE, "results")
-JSON = os.path.join(RESULTS, "applications.json")
-MD = os.path.join(RESULTS, "applications.md")
+NAME = "applications"  # results/applications.{json,md}
 
 
-def _load():
+def _load(folder=None):
     """Rows and commands of earlier sittings."""
-    if os.path.exists(JSON):
-        with open(JSON, encoding="utf-8") as f:
+    path = os.path.join(folder or _results.RESULTS, f"{NAME}.json")
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
             old = json.load(f)
         commands = old.get("commands") or ([old["command"]] if old.get("command") else [])
         return {r["name"]: r for r in old["rows"]}, commands
@@ -168,12 +166,9 @@ def main(argv=None):
     if args.jobs < 1:
         p.error(f"--jobs must be at least 1, got {args.jobs}")
     if args.render:
-        rows, commands = _load()
-        with open(MD, "w", encoding="utf-8") as f:
-            f.write(_markdown(rows, names, commands))
+        _write(*_load(), names)
         return 0
-    command = ("python -m benchmarks.bench_applications " + " ".join(sys.argv[1:] if argv is None else argv)).strip()
-    os.makedirs(RESULTS, exist_ok=True)
+    command = _results.command("python -m benchmarks.bench_applications", argv)
 
     def one(name):
         t0 = time.perf_counter()
@@ -188,23 +183,26 @@ def main(argv=None):
     return 0
 
 
-def _save(name, row, command, names):
+def _write(rows, commands, names, folder=None):
+    """Both files through the one results writer (which adds the provenance of this sitting)."""
+    result = {"commands": commands, "rows": [rows[n] for n in names if n in rows]}
+    return _results.write(NAME, result, _markdown(rows, names, commands), indent=1, folder=folder)
+
+
+def _save(name, row, command, names, folder=None):
     """Merge one row into applications.json/md after each model, atomically and under a lock:
     a crash of this script loses nothing, and two sittings may run at once (different models)."""
     import fcntl
 
-    with open(JSON + ".lock", "w") as lock:
+    folder = folder or _results.RESULTS
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, f"{NAME}.json.lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        rows, commands = _load()  # what other sittings wrote meanwhile
+        rows, commands = _load(folder)  # what other sittings wrote meanwhile
         rows[name] = row
         if command not in commands:
             commands.append(command)
-        for path, text in ((JSON, json.dumps({"commands": commands, "rows": [rows[n] for n in names if n in rows]},
-                                             indent=1)),
-                           (MD, _markdown(rows, names, commands))):
-            with open(path + ".tmp", "w", encoding="utf-8") as f:
-                f.write(text)
-            os.replace(path + ".tmp", path)
+        return _write(rows, commands, names, folder)
 
 
 if __name__ == "__main__":

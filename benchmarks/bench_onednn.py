@@ -38,7 +38,7 @@ SETTINGS = ("1", "0")
 
 
 def _repro(through_optimize=False):
-    """The issue's repro: fit a 1x1 stride-2 conv (crashes with oneDNN on, on AVX-512), with
+    """The crash's minimal reproduction: fit a 1x1 stride-2 conv (crashes with oneDNN on, on AVX-512), with
     plain tf_keras ``fit`` or through ``tfcompress.optimize`` (pruning + QAT)."""
     import numpy as np
 

@@ -108,3 +108,20 @@ def test_tfcompress_cli_warnings_are_one_plain_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "warning: representative_data has 72 samples, fewer than num_samples=500" in err  # 72: the train split
     assert "UserWarning" not in err
+
+
+def test_timing_runs_is_one_name_on_the_command_line_and_in_python():
+    from tfcompress._defaults import TIMING_RUNS, TUNING_TIMING_RUNS
+    from tfcompress.cli import build_parser
+    from tfcompress.tuning import cli as tune_cli
+
+    parser = build_parser()
+    assert parser.parse_args(["demo"]).timing_runs == TIMING_RUNS
+    assert parser.parse_args(["optimize", "--model", "lenet5", "--timing-runs", "7"]).timing_runs == 7
+    args = parser.parse_args(["tune", "--model", "digits_cnn", "--dataset", "digits", "--timing-runs", "7"])
+    assert tune_cli._kwargs(args)["timing_runs"] == 7  # tune(timing_runs=7)
+    argv = tune_cli._child_argv(args, "worker")
+    assert argv[argv.index("--timing-runs") + 1] == "7"  # workers time like the chief asked
+    assert parser.parse_args(["tune", "--model", "digits_cnn"]).timing_runs == TUNING_TIMING_RUNS
+    with pytest.raises(SystemExit):
+        parser.parse_args(["optimize", "--model", "lenet5", "--timing-runs", "0"])

@@ -1,4 +1,4 @@
-"""The issue-14 LeNet-5 recipe file (models/recipes/lenet5_thin_int4.yaml) matches the benchmark row."""
+"""The LeNet-5 40x-target recipe file (models/recipes/lenet5_thin_int4.yaml) matches the benchmark row."""
 
 import os
 

@@ -173,17 +173,24 @@ def test_savedmodel_without_keras_metadata_converts_from_its_graph(files, tmp_pa
 
 
 def test_tune_opt_in_is_carried_to_trials_and_workers(files, tmp_path):
-    from tfcompress.io import ModelBuilder
     from tfcompress.tuning import cli as tune_cli
-    from tfcompress.tuning.search import resolve_model as tune_resolve
+    from tfcompress.tuning.inputs import search_inputs
 
     paths, marker = files
     args = build_parser().parse_args(["tune", "--model", paths["h5"], "--dataset", "digits", "--unsafe"])
-    model = tune_cli._model(args)
-    assert isinstance(model, ModelBuilder) and model.safe_mode is False
+    assert tune_cli._kwargs(args)["safe_mode"] is False  # --unsafe is tune(safe_mode=False): one switch
     assert "--unsafe" in tune_cli._child_argv(args, "worker")
-    build, name, _ = tune_resolve(model)
-    assert name == os.path.abspath(paths["h5"]) and build.safe_mode is False
-    build()  # what each trial does: loads the trusted file
+    x = np.random.default_rng(0).random((64, 4), dtype="float32")
+    inputs = search_inputs(paths["h5"], (x, np.arange(64) % 3), safe_mode=False, isolation="session")
+    assert inputs.build.target.safe_mode is False
+    inputs.build()  # what each trial does: loads the trusted file
     assert marker.exists()
     marker.unlink()
+
+
+def test_check_takes_the_same_switch(files):
+    paths, marker = files
+    report = tfcompress.check(paths["keras"], convert=False, safe_mode=False)
+    assert report.layer("evil") is not None
+    if marker.exists():
+        marker.unlink()

@@ -231,7 +231,7 @@ def _trial_conversion(model, mode, samples, calibration=None):
 
 
 def check(model: Any, recipe: Any = None, convert: bool = True, samples: int = 8, data: Any = None, *,
-          loss: Any = None, metrics: Any = None) -> CheckReport:
+          loss: Any = None, metrics: Any = None, safe_mode: bool = True) -> CheckReport:
     """A per-layer table of what pruning, clustering, QAT, XNNPACK sparse
     inference and channel pruning can do, before any training.
 
@@ -258,6 +258,8 @@ def check(model: Any, recipe: Any = None, convert: bool = True, samples: int = 8
         loss: the task loss, as :func:`tfcompress.optimize` takes it.
             Defaults to `None` (the model's compiled loss, else inferred).
         metrics: the task metrics. Defaults to `None`.
+        safe_mode: refuse a model file with ``Lambda`` layers (their code would run);
+            ``tfcompress check --unsafe`` is ``safe_mode=False``. Defaults to `True`.
 
     Returns:
         A :class:`CheckReport`; its first note says which loss and metrics
@@ -277,7 +279,7 @@ def check(model: Any, recipe: Any = None, convert: bool = True, samples: int = 8
     from tfcompress.optimize import as_recipe
 
     notes = []
-    model = resolve_model(model).model()  # a file is loaded in safe mode
+    model = resolve_model(model, safe_mode=safe_mode).model()  # a file is loaded in safe mode unless told
     original = model
     compiled = compile_config_of(model)
     model = coerce_model(model)

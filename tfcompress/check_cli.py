@@ -48,7 +48,8 @@ def add_subcommands(subparsers):
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--markdown", default=None, metavar="PATH", help="also write the report as Markdown")
     p.add_argument("--unsafe", action="store_true",
-                   help="load files with Lambda layers (runs their code: only for files you trust)")
+                   help="load files with Lambda layers (runs their code: only for files you trust); "
+                   "safe_mode=False in the Python API")
     p.set_defaults(func=_cmd_check)
 
 

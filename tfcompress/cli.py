@@ -15,6 +15,7 @@ import sys
 import traceback
 
 from tfcompress import check_cli, datasets, leftovers
+from tfcompress._defaults import TIMING_RUNS, TIMING_THREADS
 from tfcompress.tuning import cli as tuning_cli
 from tflite_export import cli as export_cli
 from tflite_export.argtypes import nonnegative_int, positive_int, seed_int, thread_count
@@ -47,7 +48,11 @@ tfcompress sets TF_USE_LEGACY_KERAS=1 (TF-MOT needs tf_keras) and leaves oneDNN 
 
 def _common(p):
     p.add_argument("--out", default="tfcompress-out", help="output folder (default: %(default)s)")
-    p.add_argument("--threads", type=thread_count, default=2, help="XNNPACK threads for timing (default: %(default)s)")
+    p.add_argument("--threads", type=thread_count, default=TIMING_THREADS,
+                   help="XNNPACK threads for timing (default: %(default)s)")
+    p.add_argument("--timing-runs", type=positive_int, default=TIMING_RUNS,
+                   help="timed runs of each file at least: run_job's timing_runs, what bench calls --min-runs "
+                   "(default: %(default)s)")
     p.add_argument("--epochs", type=positive_int, default=None,
                    help="override every recipe stage's fine-tuning epochs")
     p.add_argument("--quiet", action="store_true", help="print only the final table")
@@ -100,7 +105,8 @@ def build_parser():
                      help="train the model this many epochs first, 0 for none (default: a reference model's "
                      "own setting; none for a file)")
     opt.add_argument("--unsafe", action="store_true",
-                     help="load files with Lambda layers (runs their code: only for files you trust)")
+                     help="load files with Lambda layers (runs their code: only for files you trust); "
+                     "safe_mode=False in the Python API")
     opt.add_argument("--seed", type=seed_int, default=None,
                      help="seed Python, NumPy and TensorFlow before building and training, for a repeatable run "
                      "(default: the recipe's seed; a tuner's best_recipe.yaml has its trial's)")
@@ -161,7 +167,7 @@ def _cmd_demo(args):
     model = spec.build(data.input_shape, data.num_classes)
     job = run_job(model, data, recipe=spec.recipe(), out=args.out, train_epochs=spec.epochs,
                   threads=args.threads, batch_size=spec.batch_size,
-                  learning_rate=spec.learning_rate, epochs=args.epochs, quiet=args.quiet)
+                  learning_rate=spec.learning_rate, epochs=args.epochs, quiet=args.quiet, timing_runs=args.timing_runs)
     return _print_job(job, args)
 
 
@@ -191,7 +197,7 @@ def _cmd_optimize(args):
     model = source.build() if seed is not None and source.build is not None else source.model()
     if spec is None:  # a model file: assumed trained
         recipe = given or Recipe()
-        train_epochs, bs, lr = args.train_epochs, 64, 1e-3
+        train_epochs, bs, lr = args.train_epochs, None, None  # the recipe's batch size and learning rate
     else:
         recipe = given or spec.recipe()
         # a recipe with a train stage trains the fresh model itself (a tuner's best_recipe.yaml)
@@ -203,7 +209,7 @@ def _cmd_optimize(args):
     job = run_job(model, data, recipe=recipe, out=out, train_epochs=train_epochs, threads=args.threads,
                   batch_size=bs, learning_rate=lr, epochs=args.epochs, quiet=args.quiet, strategy=strategy,
                   tensorboard=args.tensorboard, target=args.target, minimize=args.minimize, loss=args.loss,
-                  metrics=args.metric, check_baseline=not args.no_baseline_check)
+                  metrics=args.metric, check_baseline=not args.no_baseline_check, timing_runs=args.timing_runs)
     return _print_job(job, argparse.Namespace(**dict(vars(args), out=out)))
 
 

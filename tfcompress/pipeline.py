@@ -23,6 +23,7 @@ import tflite_export
 from tfcompress import leftovers, techniques
 from tfcompress._checks import check_int, check_positive
 from tfcompress._data import check_splits, prepare
+from tfcompress._defaults import BATCH_SIZE, LEARNING_RATE, TIMING_RUNS, TIMING_SECONDS, TIMING_THREADS
 from tfcompress._filenotes import none_faster, slower_than_float, unlike_keras, worse_than_float
 from tfcompress._keras import quiet_native_logs
 from tfcompress._nested import count, take
@@ -142,7 +143,7 @@ def _say(msg, quiet):
         print(msg, flush=True)
 
 
-def train_baseline(model, data, epochs, batch_size=64, learning_rate=1e-3, verbose=2, task=None):
+def train_baseline(model, data, epochs, batch_size=BATCH_SIZE, learning_rate=LEARNING_RATE, verbose=2, task=None):
     """Train a freshly built model on ``data.train`` with its task's loss and metrics.
 
     The data goes through :func:`tfcompress._data.prepare`, like every other
@@ -227,9 +228,10 @@ def _export_both(model, optimized, out, rep_x, meta):
 
 
 def run_job(model: Any, data: Any, *, recipe: RecipeLike = None, out: str | os.PathLike = "tfcompress-out",
-            train_epochs: int | None = None, threads: int = 2, batch_size: int = 64, learning_rate: float = 1e-3,
-            epochs: int | None = None, quiet: bool = False, verbose: int | str | None = None, timing_runs: int = 50,
-            timing_seconds: float = 1.0, strategy: Any = None, tensorboard: str | os.PathLike | None = None,
+            train_epochs: int | None = None, threads: int = TIMING_THREADS, batch_size: int | None = None,
+            learning_rate: float | None = None, epochs: int | None = None, quiet: bool = False,
+            verbose: int | str | None = None, timing_runs: int = TIMING_RUNS, timing_seconds: float = TIMING_SECONDS,
+            strategy: Any = None, tensorboard: str | os.PathLike | None = None,
             target: str | None = None, minimize: str | None = None, loss: Any = None, metrics: Any = None,
             loss_weights: Any = None, check_baseline: bool | None = None) -> JobReport:
     """Run the main job on ``data`` and write report.json / report.md / report.png.
@@ -241,13 +243,15 @@ def run_job(model: Any, data: Any, *, recipe: RecipeLike = None, out: str | os.P
         out: output folder (created). Defaults to `"tfcompress-out"`.
         train_epochs: train the model this many epochs first. Defaults to `None`.
         threads: XNNPACK threads for timing. Defaults to `2`.
-        batch_size: baseline training batch size. Defaults to `64`.
-        learning_rate: baseline training learning rate. Defaults to `1e-3`.
+        batch_size: baseline training batch size. Defaults to `None` (the recipe's ``batch_size``,
+            so the baseline trains like the recipe's train stage would).
+        learning_rate: baseline training learning rate. Defaults to `None` (the recipe's).
         epochs: overrides every recipe stage's epochs. Defaults to `None`.
         quiet: print nothing. Defaults to `False`.
         verbose: Keras verbosity (None: progress bars on a terminal).
-        timing_runs: minimum timed runs per file. Defaults to `50`.
-        timing_seconds: minimum timed seconds per file. Defaults to `1.0`.
+        timing_runs: minimum timed runs per file (``min_runs`` of :func:`tflite_export.benchmark`, which
+            times it). Defaults to `50`.
+        timing_seconds: minimum timed seconds per file (its ``min_seconds``). Defaults to `1.0`.
         strategy: the ``tf.distribute`` strategy of the fine-tuning (see
             :func:`tfcompress.optimize`). Defaults to `None`.
         tensorboard: TensorBoard log folder of the optimization (one
@@ -266,6 +270,8 @@ def run_job(model: Any, data: Any, *, recipe: RecipeLike = None, out: str | os.P
         A :class:`JobReport`.
     """
     recipe = as_recipe(recipe)
+    batch_size = recipe.batch_size if batch_size is None else batch_size
+    learning_rate = recipe.learning_rate if learning_rate is None else learning_rate
     _check_job_args(threads, train_epochs, epochs, batch_size, learning_rate, timing_runs, timing_seconds)
     ensure_dir(out)
     _sweep(out, quiet)

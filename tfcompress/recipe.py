@@ -41,6 +41,7 @@ import yaml
 
 from tfcompress import techniques
 from tfcompress._checks import brief, check_bool, check_int, check_range
+from tfcompress._defaults import BATCH_SIZE, LEARNING_RATE
 from tfcompress._stagebase import is_schedule_object
 from tfcompress._yaml import load_file, load_text
 from tfcompress.channels.config import Channels
@@ -147,8 +148,8 @@ class Recipe:
     clustering: Clustering | None = None
     quantization: Quantization | None = field(default_factory=Quantization)
     precision: Precision | None = None
-    batch_size: int = 32
-    learning_rate: float = 1e-3
+    batch_size: int = BATCH_SIZE
+    learning_rate: float = LEARNING_RATE
     optimizer: Optimizer | str = "adam"
     lr_schedule: Schedule | None = None
     distillation: Distillation | None = None

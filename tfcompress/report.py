@@ -1,5 +1,8 @@
 """Reports a person can read: per-layer records, JSON, Markdown, text tables.
 
+Its tables come from tflite_export's one table writer (:mod:`tflite_export.tables`),
+re-exported here as ``table`` and ``markdown_table``.
+
 Every file is written atomically, through tflite_export's one atomic writer
 (temporary file in the same folder, then ``os.replace``), so an interrupted run
 never leaves a half-written report.
@@ -13,10 +16,13 @@ Example:
 
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 from tfcompress.errors import ExportError, OutputError
 from tflite_export._atomic import atomic_write_bytes
+from tflite_export._record import Record
+from tflite_export.tables import markdown_table
+from tflite_export.tables import text_table as table
 
 __all__ = [
     "lower_is_better",
@@ -70,31 +76,6 @@ def _json_default(o):
     return str(o)
 
 
-def table(headers, rows):
-    """A plain-text table with aligned columns."""
-    cells = [[str(h) for h in headers]] + [[_fmt(c) for c in r] for r in rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(cells[0], widths)).rstrip()]
-    lines.append("  ".join("-" * w for w in widths))
-    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells[1:]]
-    return "\n".join(lines)
-
-
-def markdown_table(headers, rows):
-    """A GitHub-flavoured Markdown table."""
-    out = ["| " + " | ".join(map(str, headers)) + " |", "|" + "---|" * len(headers)]
-    out += ["| " + " | ".join(_fmt(c) for c in r) + " |" for r in rows]
-    return "\n".join(out)
-
-
-def _fmt(c):
-    if c is None:
-        return "—"
-    if isinstance(c, float):
-        return f"{c:.4g}"
-    return str(c)
-
-
 @dataclass
 class LayerRecord:
     """What the stages did to one layer.
@@ -131,7 +112,7 @@ def lower_is_better(metric):
 
 
 @dataclass
-class OptimizeReport:
+class OptimizeReport(Record):
     """What :func:`tfcompress.optimize` did, layer by layer and stage by stage."""
 
     model: str
@@ -163,9 +144,6 @@ class OptimizeReport:
             if r.name == name:
                 return r
         raise KeyError(name)
-
-    def to_dict(self):
-        return asdict(self)
 
     def to_markdown(self):
         names = [s["name"] for s in self.stages]

@@ -80,7 +80,7 @@ def dead_temps(folder) -> list:
         >>> dead_temps("/tmp/out")  # doctest: +SKIP
         ['/tmp/out/.m.tflite.k2j4x9ab.p4242-3f9a0c.tmp']
     """
-    found = []
+    found: list[str] = []
     try:
         names = os.listdir(folder)
     except OSError:

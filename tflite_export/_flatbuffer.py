@@ -241,11 +241,14 @@ def _aborting(model, fix: bool) -> list[str]:
                 continue
             tensors = [sg.tensors[j] for j in (op.inputs[0], op.inputs[1], op.outputs[0])]
             scales = [t.quantization.scale if t.quantization is not None else None for t in tensors]
-            if any(t.type != int8 for t in tensors) or any(s is None or len(s) == 0 or min(s) <= 0 for s in scales):
+            if any(t.type != int8 for t in tensors):
+                continue
+            present = [s for s in scales if s is not None and len(s) > 0 and min(s) > 0]
+            if len(present) < 3:
                 continue
             multiplier, limit, kernel = _UNRUNNABLE[name]
-            so = float(scales[2][0])
-            m = multiplier(float(scales[0][0]), float(max(scales[1])), so)
+            si, sw, so = float(present[0][0]), float(max(present[1])), float(present[2][0])
+            m = multiplier(si, sw, so)
             if m < limit:
                 continue
             line = f"op {i} ({name}, {_decode(tensors[2].name)}): output scale {so:.3g}, {kernel} multiplier {m:.3g}"

@@ -9,9 +9,11 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import types
 
 from .errors import ExportError
 
+resource: types.ModuleType | None
 try:
     import resource
 except ImportError:  # Windows: no ru_maxrss
@@ -164,7 +166,9 @@ def owner_gone(pid: int, made_at: float | None = None) -> bool:
         return True
     except OSError:
         pass  # EPERM: it exists, under another user
-    started = _start_time(pid) if made_at is not None else None
+    if made_at is None:
+        return False
+    started = _start_time(pid)
     return started is not None and started > made_at + 2.0  # /proc's boot time has one-second steps
 
 

@@ -1,12 +1,13 @@
 """Tiny seeded models and data used by the tflite_export tests and examples (private)."""
 
 import os
+from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np
 
-_CACHE = {}
+_CACHE: dict[str, Any] = {}
 
 
 def digits():

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from ._atomic import save_figure
 from .errors import ExportError
+from .tables import markdown_table
 
 __all__ = ["bench_table", "plot_timings", "timings_figure", "check_figure_path", "SPREAD"]
 
 # Latencies further apart than this (slowest / fastest) get a logarithmic axis.
 SPREAD = 10.0
+
+_COLUMNS = ("file", "accelerator", "backend", "threads", "median ms", "p90 ms", "min ms", "init ms", "runs",
+            "speed-up", "GOPS", "% peak", "status")
 
 
 def _fmt(v, d=3) -> str:
@@ -18,16 +23,13 @@ def _fmt(v, d=3) -> str:
     return "-" if v is None else (f"{v:.4g}" if d == 3 else f"{v:.{d}f}")
 
 
-def _ok_row(r: dict, base_latency: float | None) -> str:
+def _ok_row(r: dict, base_latency: float | None) -> list[Any]:
     lat = r.get("median_ms") or r.get("mean_ms")
     pct = "-" if r.get("peak_fraction") is None else f"{100 * r['peak_fraction']:.1f}"
     med = _fmt(r.get("median_ms")) if r.get("median_ms") is not None else f"{_fmt(r.get('mean_ms'))} (avg)"
     speedup = _fmt(base_latency / lat if base_latency and lat else None, 2)
-    return (
-        f"| {r['file']} | {r['accelerator']} | {r['backend']} | {r['threads']} | {med} | {_fmt(r.get('p90_ms'))} | "
-        f"{_fmt(r.get('min_ms'))} | {_fmt(r.get('init_ms'), 1)} | {r['runs']} | {speedup}x | "
-        f"{_fmt(r.get('gops'), 2)} | {pct} | ok |"
-    )
+    return [r["file"], r["accelerator"], r["backend"], r["threads"], med, _fmt(r.get("p90_ms")), _fmt(r.get("min_ms")),
+            _fmt(r.get("init_ms"), 1), r["runs"], f"{speedup}x", _fmt(r.get("gops"), 2), pct, "ok"]
 
 
 def bench_table(rows: list[dict]) -> str:
@@ -51,20 +53,10 @@ def bench_table(rows: list[dict]) -> str:
         lat = r.get("median_ms") or r.get("mean_ms")
         if r["status"] == "ok" and lat and key not in base:
             base[key] = lat
-    head = (
-        "| file | accelerator | backend | threads | median ms | p90 ms | min ms | init ms | runs | speed-up | GOPS "
-        "| % peak | status |"
-    )
-    out = [head, "|" + "---|" * 3 + "---:|" * 9 + "---|"]
-    for r in rows:
-        if r["status"] != "ok":
-            out.append(
-                f"| {r['file']} | {r['accelerator']} | {r.get('backend') or ''} | {r['threads']} "
-                f"| - | - | - | - | - | - | - | - | {r['status']} |"
-            )
-            continue
-        out.append(_ok_row(r, base.get((r["accelerator"], r["threads"]))))
-    return "\n".join(out)
+    out = [_ok_row(r, base.get((r["accelerator"], r["threads"]))) if r["status"] == "ok" else
+           [r["file"], r["accelerator"], r.get("backend") or "", r["threads"], *["-"] * 8, r["status"]]
+           for r in rows]
+    return markdown_table(_COLUMNS, out, align="lll" + "r" * 9 + "l")
 
 
 def _unique(values) -> list:

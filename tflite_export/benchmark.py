@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypedDict
 
 import numpy as np
 
 from . import opreport
 from ._process import current_rss_mb, memory_delta_mb, peak_rss_mb, pinned
+from ._record import Record
 from ._runtime import open_interpreter, random_input
 from .argtypes import MAX_THREADS
 from .errors import ExportError, first_line
@@ -33,7 +34,7 @@ _ALIASES = {
 
 
 @dataclasses.dataclass
-class Timing:
+class Timing(Record):
     """Latency statistics of one .tflite file on one runtime configuration.
 
     All times are milliseconds per invoke (batch as stored in the file, normally 1).
@@ -105,20 +106,14 @@ class Timing:
     peak_fraction: float | None = None
     device: str = ""
 
+    #: to_dict: times to 4 decimals; a statistic that is not finite is written as None.
+    ROUND = 4
+    NONFINITE = "none"
+
     @property
     def ok(self) -> bool:
         """True when the statistics are valid."""
         return self.status == "ok"
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-serialisable dict of all fields (floats rounded to 4 decimals)."""
-        d = dataclasses.asdict(self)
-        for k, v in d.items():
-            if isinstance(v, float):
-                d[k] = None if not math.isfinite(v) else round(v, 4)
-            elif isinstance(v, np.generic):
-                d[k] = v.item()
-        return d
 
     @classmethod
     def unavailable(cls, reason: str, **kw) -> Timing:
@@ -126,7 +121,19 @@ class Timing:
         return cls(status=f"unavailable: {reason}", **kw)
 
 
-def stats_ms(samples_ns: list[int]) -> dict[str, float]:
+class LatencyStats(TypedDict):
+    """What :func:`stats_ms` gives: the latency statistics of a :class:`Timing`, in milliseconds."""
+
+    min_ms: float
+    median_ms: float
+    mean_ms: float
+    p90_ms: float
+    p99_ms: float
+    max_ms: float
+    std_ms: float
+
+
+def stats_ms(samples_ns: list[int]) -> LatencyStats:
     """min/median/mean/p90/p99/max/std in ms of invoke durations in ns.
 
     Args:
@@ -151,7 +158,8 @@ def stats_ms(samples_ns: list[int]) -> dict[str, float]:
     }
 
 
-def timed_loop(run, warmup_runs, warmup_seconds, min_runs, min_seconds, max_seconds):
+def timed_loop(run: Callable[[], Any], warmup_runs: int, warmup_seconds: float, min_runs: int, min_seconds: float,
+               max_seconds: float) -> tuple[int, list[int], list[int]]:
     """Runs ``run()`` the way TFLite's benchmark_model does.
 
     First invoke timed separately; warm-up until >= warmup_runs AND >= warmup_seconds
@@ -394,7 +402,7 @@ def benchmark(
     if acc in ("gpu", "delegate"):
         reason = probe_accelerator(path, acc, delegate, delegate_options)
         if reason:
-            backend = "litert-gpu" if acc == "gpu" else f"delegate:{os.path.basename(os.fspath(delegate))}"
+            backend = "litert-gpu" if delegate is None else f"delegate:{os.path.basename(os.fspath(delegate))}"
             return Timing.unavailable(reason, backend=backend, **base)
     loop_args = (warmup_runs, warmup_seconds, min_runs, min_seconds, max_seconds)
     rss0 = current_rss_mb()

@@ -72,8 +72,8 @@ def _add_export(subparsers, load_dataset) -> None:
     ex.add_argument("--metadata", default=None, help="JSON object stored in the file's metadata")
     ex.add_argument("--out", required=True, help="output .tflite path")
     ex.add_argument("--json", default=None, metavar="PATH", help="write the report as JSON ('-' = stdout)")
-    ex.add_argument("--unsafe", action="store_true",
-                    help="load files with Lambda layers (runs their code: only for files you trust)")
+    ex.add_argument("--unsafe", action="store_true", help="load files with Lambda layers (runs their code: only "
+                    "for files you trust); safe_mode=False in the Python API")
     ex.set_defaults(func=cmd_export, load_dataset=load_dataset)
 
 
@@ -210,7 +210,7 @@ def _parse_metadata(text: str | None):
         return None
     try:
         meta = json.loads(text)
-    except ValueError as e:
+    except json.JSONDecodeError as e:
         raise ExportError(f"--metadata is not valid JSON ({e.msg}); pass e.g. '{{\"recipe\": \"prune50\"}}'") from None
     if not isinstance(meta, dict):
         raise ExportError("--metadata must be a JSON object, e.g. '{\"recipe\": \"prune50\"}'")

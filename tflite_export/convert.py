@@ -20,6 +20,7 @@ import numpy as np
 from . import _flatbuffer as fb
 from . import loader
 from ._atomic import atomic_write_bytes
+from ._record import Record
 from ._rnn import unrolled
 from ._userfiles import check_model_file
 from .calibration import many_samples as _many_samples
@@ -37,7 +38,7 @@ IO_TYPES = ("int8", "uint8", "float")
 
 
 @dataclasses.dataclass(frozen=True)
-class ExportReport:
+class ExportReport(Record):
     """What :func:`export` wrote.
 
     Attributes:
@@ -73,13 +74,6 @@ class ExportReport:
     convert_seconds: float = 0.0
     metadata: dict[str, Any] = dataclasses.field(default_factory=dict)
 
-    def to_dict(self) -> dict[str, Any]:
-        """Returns a JSON-serialisable dict of all fields."""
-        d = dataclasses.asdict(self)
-        for k in ("input_quantization", "output_quantization"):
-            if d[k] is not None:
-                d[k] = [float(d[k][0]), int(d[k][1])]
-        return d
 
 
 def zipped_size(data: bytes) -> int:

@@ -19,6 +19,9 @@ class TfcompressError(Exception):
     ``tfcompress.errors`` re-exports it.
     """
 
+    #: The ``errno`` of the failed write behind the error (see :func:`write_failure`), else None.
+    errno: int | None = None
+
 
 class ExportError(TfcompressError):
     """A conversion, evaluation or timing request cannot be carried out.

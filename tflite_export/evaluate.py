@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Any, Literal, overload
 
 import numpy as np
 
@@ -54,6 +55,21 @@ def _check_inputs(x, sample_shape, source: str) -> np.ndarray:
     return x
 
 
+@overload
+def predict(
+    path, x, batch_size: int | None = ..., threads: int | None = ..., use_xnnpack: bool = ...,
+    as_dict: Literal[False] = ...,
+) -> np.ndarray | list[np.ndarray]: ...
+@overload
+def predict(
+    path, x, batch_size: int | None = ..., threads: int | None = ..., use_xnnpack: bool = ..., *,
+    as_dict: Literal[True],
+) -> dict[str, np.ndarray]: ...
+@overload
+def predict(
+    path, x, batch_size: int | None = ..., threads: int | None = ..., use_xnnpack: bool = ...,
+    as_dict: bool = ...,
+) -> np.ndarray | list[np.ndarray] | dict[str, np.ndarray]: ...
 def predict(
     path, x, batch_size: int | None = 32, threads: int | None = None, use_xnnpack: bool = True,
     as_dict: bool = False,
@@ -95,7 +111,7 @@ def predict(
     if len(it.get_input_details()) > 1:
         arrays = _many_predict(it, path, x, inputs)
     else:
-        arrays = _predict(it, path, x, batch_size, threads, use_xnnpack, listed=True)
+        arrays = _predict(it, path, x, batch_size, threads, use_xnnpack)
     if as_dict:
         by_index = {od["index"]: a for od, a in zip(it.get_output_details(), arrays)}
         names = outputs or {od["name"]: od["index"] for od in it.get_output_details()}
@@ -109,7 +125,7 @@ def _signature(it) -> tuple[dict, dict]:
         sig = it._get_full_signature_list()  # noqa: SLF001 - LiteRT's only way to the indices
     except AttributeError:
         return {}, {}
-    first = sig.get("serving_default") or next(iter(sig.values()), {})
+    first: dict[str, Any] = sig.get("serving_default") or next(iter(sig.values()), {})
     return dict(first.get("inputs") or {}), dict(first.get("outputs") or {})
 
 
@@ -149,7 +165,9 @@ def _many_predict(it, path, x, names: dict) -> list:
     return [np.concatenate(r, axis=0) for r in results]
 
 
-def _predict(it, path, x, batch_size, threads, use_xnnpack=True, listed=False):
+def _predict(it: Any, path: Any, x: np.ndarray, batch_size: int | None, threads: int | None,
+             use_xnnpack: bool = True) -> list[np.ndarray]:
+    """Every output of a one-input file on ``x``, in the file's output order."""
     inp = it.get_input_details()
     if len(inp) != 1:
         raise ExportError(f"{os.fspath(path)} has {len(inp)} inputs: pass them to predict() as a dict by name")
@@ -182,10 +200,7 @@ def _predict(it, path, x, batch_size, threads, use_xnnpack=True, listed=False):
         invoke(it, path)
         for k, od in enumerate(outs):
             results[k].append(dequantize_output(it.get_tensor(od["index"]), od)[:m])
-    arrays = [np.concatenate(r, axis=0) for r in results]
-    if listed:
-        return arrays
-    return arrays[0] if len(arrays) == 1 else arrays
+    return [np.concatenate(r, axis=0) for r in results]
 
 
 def _labels(pred: np.ndarray) -> np.ndarray:
@@ -274,7 +289,7 @@ def evaluate(path, x, y, batch_size: int | None = 32) -> float:
     else:
         x = _check_inputs(x, tuple(int(s) for s in it.get_input_details()[0]["shape"][1:]), os.fspath(path))
         y = _check_labels(y, len(x), units)
-        pred = _predict(it, path, x, batch_size, None)
+        pred = _predict(it, path, x, batch_size, None)[0]
     if isinstance(pred, list):
         pred = pred[0]
     return float(np.mean(_labels(pred) == y))
@@ -310,6 +325,7 @@ def agreement(model, path, x, batch_size: int | None = 32) -> float:
         0.99
     """
     shape = getattr(model, "input_shape", None)
+    keras_x: Any
     if isinstance(x, (dict, list, tuple)):  # several inputs: the file takes them by name or shape, Keras as given
         keras_x = x
     elif isinstance(shape, tuple):
@@ -350,15 +366,19 @@ def closeness(model, path, x, batch_size: int | None = 32) -> float:
         x = _numeric(x, "x")
         keras_x = x.astype(np.float32)
     names = list(getattr(model, "output_names", None) or [])
-    several = len(names) > 1
-    pred = predict(path, x, batch_size=batch_size, as_dict=several)
-    ref = model.predict(keras_x, verbose=0, batch_size=256)
-    if several:  # pair the file's outputs with the model's by name (TF-MOT's QAT prefixes them: quant_box)
+    pred: Any
+    if len(names) > 1:  # pair the file's outputs with the model's by name (TF-MOT's QAT prefixes them: quant_box)
+        by_name = predict(path, x, batch_size=batch_size, as_dict=True)
+        ref = model.predict(keras_x, verbose=0, batch_size=256)
         ref = dict(zip(names, ref)) if not isinstance(ref, dict) else ref
-        pick = {n: [k for k in pred if k == n or k.endswith("_" + n)] for n in ref}
+        pick = {n: [k for k in by_name if k == n or k.endswith("_" + n)] for n in ref}
         if any(len(v) != 1 for v in pick.values()):
-            raise ExportError(f"{path}: cannot pair the file's outputs {sorted(pred)} with the model's {sorted(ref)}.")
-        pred = {n: pred[v[0]] for n, v in pick.items()}
+            raise ExportError(f"{path}: cannot pair the file's outputs {sorted(by_name)} with the model's "
+                              f"{sorted(ref)}.")
+        pred = {n: by_name[v[0]] for n, v in pick.items()}
+    else:
+        pred = predict(path, x, batch_size=batch_size)
+        ref = model.predict(keras_x, verbose=0, batch_size=256)
     flat = lambda v: np.concatenate([np.asarray(a, np.float64).ravel() for a in  # noqa: E731
                                      (v.values() if isinstance(v, dict) else v if isinstance(v, list) else [v])])
     a, b = flat(pred), flat(ref)
@@ -366,7 +386,7 @@ def closeness(model, path, x, batch_size: int | None = 32) -> float:
         raise ExportError(f"{path} gives {a.size} output values, the model {b.size}: "
                           "export the file again from this model.")
     norm = float(np.linalg.norm(b))
-    return float(max(0.0, 1.0 - np.linalg.norm(a - b) / norm)) if norm > 0 else float(np.allclose(a, b))
+    return max(0.0, 1.0 - float(np.linalg.norm(a - b)) / norm) if norm > 0 else float(np.allclose(a, b))
 
 
 def score_summary(path, x, y) -> tuple[dict, str]:
@@ -386,11 +406,11 @@ def score_summary(path, x, y) -> tuple[dict, str]:
         acc = evaluate(path, x, y)
         return {"test_accuracy": acc}, f", LiteRT test accuracy {acc:.4f}"
     if isinstance(y, dict):  # targets per head by name: class ids score top-1 accuracy, values their MAE
-        pred = predict(path, x, as_dict=True)
+        heads = predict(path, x, as_dict=True)
         scores = {}
         for name, target in y.items():
-            keys = [k for k in pred if k == name or k.endswith("_" + name)]
-            t, p = np.asarray(target), (pred[keys[0]] if len(keys) == 1 else None)
+            keys = [k for k in heads if k == name or k.endswith("_" + name)]
+            t, p = np.asarray(target), (heads[keys[0]] if len(keys) == 1 else None)
             if p is None or len(t) != len(p):
                 continue
             if t.dtype.kind in "iu" and p.ndim == 2 and p.shape[1] > 1 and t.size == len(t):  # a classifier head

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from . import _flatbuffer as fb
+from ._record import Record
 from .errors import ExportError
 
 __all__ = ["ModelInfo", "inspect", "count_macs", "read_metadata"]
@@ -71,7 +72,7 @@ def _macs_of_op(name: str, op, tensors) -> int:
 
 
 @dataclasses.dataclass
-class ModelInfo:
+class ModelInfo(Record):
     """What :func:`inspect` found in a .tflite file.
 
     Attributes:
@@ -109,7 +110,7 @@ class ModelInfo:
 
     def to_dict(self, tensors: bool = True) -> dict[str, Any]:
         """JSON-serialisable dict (``tensors=False`` drops the per-tensor list)."""
-        d = dataclasses.asdict(self)
+        d = super().to_dict()
         if not tensors:
             d.pop("tensors")
         return d

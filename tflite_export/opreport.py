@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
+from ._record import Record
 from ._runtime import open_interpreter
 
 __all__ = ["Delegation", "delegation", "split", "fallback_summary"]
@@ -30,7 +31,7 @@ _DELEGATE = "DELEGATE"
 
 
 @dataclass
-class Delegation:
+class Delegation(Record):
     """How a file's ops split between XNNPACK and builtin kernels.
 
     Attributes:
@@ -47,10 +48,6 @@ class Delegation:
     fallback: dict = field(default_factory=dict)
     fallback_nodes: list = field(default_factory=list)
 
-    def to_dict(self):
-        """A JSON-ready dict."""
-        return {"ops": self.ops, "delegated": self.delegated, "partitions": self.partitions,
-                "fallback": dict(self.fallback), "fallback_nodes": [list(n) for n in self.fallback_nodes]}
 
 
 def _covered(nodes, producers, delegate):

@@ -77,7 +77,7 @@ def measure_peak_gops(kind: str = "float32", threads: int = 1, use_xnnpack: bool
         Peak giga-operations per second (2 * MACs / median latency).
 
     Raises:
-        ExportError: Unknown kind.
+        ExportError: Unknown kind, or a probe model LiteRT cannot run here.
 
     Example:
         >>> measure_peak_gops("int8", threads=1)   # doctest: +SKIP
@@ -106,6 +106,8 @@ def measure_peak_gops(kind: str = "float32", threads: int = 1, use_xnnpack: bool
         t = benchmark(
             path, threads=threads, use_xnnpack=use_xnnpack, warmup_seconds=0.2, min_runs=10, min_seconds=0.5
         )
+    if t.min_ms is None:  # LiteRT could not run the peak model here; its status says why
+        raise ExportError(f"cannot measure this machine's peak GOPS: the {kind} probe model did not run ({t.status}).")
     peak = gops(macs, t.min_ms)
     with _LOCK:
         _PEAK[key] = peak

@@ -154,7 +154,8 @@ def _why(d: dict) -> str | None:
         if not _tf_op_safe(fn):
             return f"a TensorFlow call tf.{fn} outside the numeric namespaces"
     if cls == "ClassMethod":
-        cfg = d.get("config") if isinstance(d.get("config"), dict) else {}
+        config = d.get("config")
+        cfg: dict[str, Any] = config if isinstance(config, dict) else {}
         if cfg.get("cls_symbol") not in _CLASS_METHOD_CLASSES:
             return f"a class method of tf.{cfg.get('cls_symbol')} (only RaggedTensor/SparseTensor)"
     return None

@@ -9,14 +9,16 @@ from typing import Any
 
 import numpy as np
 
+from ._record import Record
 from ._runtime import dequantize_output, invoke, open_interpreter, quantize_input
 from .errors import ExportError
+from .tables import markdown_table
 
 __all__ = ["LayerError", "LayerErrorReport", "layer_errors"]
 
 
 @dataclasses.dataclass
-class LayerError:
+class LayerError(Record):
     """Error of one Keras layer's output versus the matching tensor in the file.
 
     Attributes:
@@ -44,14 +46,9 @@ class LayerError:
     max_abs_error: float | None = None
     flagged: bool = False
 
-    def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["shape"] = list(self.shape)
-        for k in ("snr_db", "cosine", "max_abs_error"):
-            v = d[k]
-            if v is not None:
-                d[k] = None if math.isnan(v) else (round(v, 4) if math.isfinite(v) else ("inf" if v > 0 else "-inf"))
-        return d
+    #: to_dict: errors to 4 decimals, an identical layer's SNR as "inf" (JSON has no infinity), NaN as None.
+    ROUND = 4
+    NONFINITE = "text"
 
 
 @dataclasses.dataclass
@@ -80,7 +77,7 @@ class LayerErrorReport:
 
     def worst(self, k: int = 3) -> list[LayerError]:
         """The ``k`` matched layers with the lowest SNR."""
-        return sorted(self.matched, key=lambda r: r.snr_db)[:k]
+        return sorted(self.matched, key=_snr)[:k]
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -93,19 +90,14 @@ class LayerErrorReport:
 
     def table(self) -> str:
         """Markdown table of the per-layer errors."""
-        out = [
-            "| layer | tflite tensor | dtype | SNR dB | cosine | max abs err | flag |",
-            "|---|---|---|---:|---:|---:|---|",
+        rows = [
+            [r.layer, r.tensor or "(not matched)", "", "", "", "", ""] if not r.matched_by else
+            [r.layer, r.tensor[:40], r.dtype, f"{r.snr_db:.1f}", f"{r.cosine:.4f}", f"{r.max_abs_error:.4g}",
+             "<-- worst" if r.flagged else ""]
+            for r in self.rows
         ]
-        for r in self.rows:
-            if not r.matched_by:
-                out.append(f"| {r.layer} | {r.tensor or '(not matched)'} | | | | | |")
-                continue
-            out.append(
-                f"| {r.layer} | {r.tensor[:40]} | {r.dtype} | {r.snr_db:.1f} | {r.cosine:.4f} "
-                f"| {r.max_abs_error:.4g} | {'<-- worst' if r.flagged else ''} |"
-            )
-        return "\n".join(out)
+        return markdown_table(["layer", "tflite tensor", "dtype", "SNR dB", "cosine", "max abs err", "flag"], rows,
+                              align="lllrrrl")
 
 
 def _snr_cos(ref: np.ndarray, got: np.ndarray):
@@ -277,7 +269,7 @@ def _owners_by_name(probe_layers, refs, run: _FileRun):
         fits = [n for n in mentioned if want_shape[n] == run.shape_of(t)]
         if not fits:
             continue
-        owner = max(fits, key=order.get)
+        owner = max(fits, key=lambda n: order[n])
         owned.setdefault(owner, []).append(t)
         lo = min(order[n] for n in mentioned)
         for layer in probe_layers[lo : order[owner]]:
@@ -363,12 +355,17 @@ def _flag(rows: list[LayerError], min_snr_db: float, worst: int) -> None:
     """Step 6: flags rows below ``min_snr_db`` and the ``worst`` lowest under 40 dB (in place)."""
     matched = [r for r in rows if r.matched_by]
     for r in matched:
-        if r.snr_db < min_snr_db:
+        if _snr(r) < min_snr_db:
             r.flagged = True
     if worst:
-        for r in sorted(matched, key=lambda r: r.snr_db)[:worst]:
-            if r.snr_db < 40.0:
+        for r in sorted(matched, key=_snr)[:worst]:
+            if _snr(r) < 40.0:
                 r.flagged = True
+
+
+def _snr(row: LayerError) -> float:
+    """A row's SNR for ranking: a matched row always has one; a row without one ranks as never worst."""
+    return math.inf if row.snr_db is None else row.snr_db
 
 
 def layer_errors(

@@ -4,6 +4,7 @@ import json
 from dataclasses import dataclass, field
 
 from tfcompress.report import markdown_table
+from tflite_export._record import plain
 
 __all__ = ["ChannelReport"]
 
@@ -64,19 +65,19 @@ class ChannelReport:
         """A JSON-able dict of the report."""
         d = {
             "criterion": self.criterion,
-            "target": _jsonable(self.target),
+            "target": plain(self.target),
             "flops_before": int(self.flops_before),
             "flops_after": int(self.flops_after),
             "flops_ratio": round(self.flops_ratio, 4),
             "params_before": int(self.params_before),
             "params_after": int(self.params_after),
             "params_ratio": round(self.params_ratio, 4),
-            "groups": _jsonable(self.groups),
-            "layers": _jsonable(self.layers),
+            "groups": plain(self.groups),
+            "layers": plain(self.layers),
             "notes": list(self.notes),
-            "steps": _jsonable(self.steps),
+            "steps": plain(self.steps),
             "mode": self.mode,
-            "merges": _jsonable(self.merges),
+            "merges": plain(self.merges),
         }
         json.dumps(d)
         return d
@@ -85,7 +86,7 @@ class ChannelReport:
         """A Markdown summary: totals, then a table of the groups."""
         lines = [
             f"**Channel {'merging' if self.mode == 'merge' else 'pruning'}** (criterion `{self.criterion}`, "
-            f"target `{_jsonable(self.target)}`)",
+            f"target `{plain(self.target)}`)",
             "",
             f"- FLOPs: {self.flops_before:,} → {self.flops_after:,} ({self.flops_ratio:.1%})",
             f"- Params: {self.params_before:,} → {self.params_after:,} ({self.params_ratio:.1%})",
@@ -97,13 +98,3 @@ class ChannelReport:
         if self.notes:
             lines += ["", "Notes:"] + [f"- {n}" for n in self.notes]
         return "\n".join(lines) + "\n"
-
-
-def _jsonable(x):
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if hasattr(x, "item") and callable(x.item):
-        return x.item()
-    return x

@@ -7,6 +7,7 @@ Example:
 """
 
 
+from tfcompress._defaults import BATCH_SIZE, LEARNING_RATE
 from tfcompress._model import check_model
 from tfcompress.channels.budget import ratios_for_budget, search_uniform
 from tfcompress.channels.config import Channels
@@ -29,7 +30,7 @@ def _split(data, name):
     return data
 
 
-def default_fine_tune(teacher, train, config, batch_size=64, learning_rate=1e-3):
+def default_fine_tune(teacher, train, config, batch_size=BATCH_SIZE, learning_rate=LEARNING_RATE):
     """A ``fine_tune(model, epochs) -> model`` callable: distillation from
     ``teacher`` (``config.distill``) or plain training, with Adam and a cosine
     learning-rate decay over the fine-tuning epochs, in the teacher's task
@@ -40,8 +41,8 @@ def default_fine_tune(teacher, train, config, batch_size=64, learning_rate=1e-3)
         teacher: the unpruned model.
         train: (x, y) or a tf.data.Dataset of (x, y).
         config: the :class:`Channels` stage (alpha, temperature, distill).
-        batch_size: batch size for numpy data.
-        learning_rate: Adam learning rate.
+        batch_size: batch size for numpy data. Defaults to `32` (a recipe's default batch size).
+        learning_rate: Adam learning rate. Defaults to `0.001` (a recipe's default).
 
     Returns:
         the callable.

@@ -16,12 +16,12 @@ from tfcompress._checks import fraction_removed
 from tfcompress._keras import tf
 from tfcompress.channels.budget import ratios_for_budget
 from tfcompress.channels.importance import NEEDS_DATA
-from tfcompress.channels.report import _jsonable
 from tfcompress.channels.surgery import Plan
 from tfcompress.errors import DataError, RecipeError
 from tfcompress.report import markdown_table
 from tfcompress.scoring import accuracy, take
 from tflite_export._atomic import save_figure
+from tflite_export._record import plain
 
 __all__ = ["SensitivityReport", "sensitivity_scan", "ratios_for_budget"]
 
@@ -85,7 +85,7 @@ class SensitivityReport:
 
     def to_dict(self):
         """A JSON-able dict."""
-        return _jsonable({
+        return plain({
             "baseline": self.baseline, "ratios": list(self.ratios), "criterion": self.criterion,
             "flops_before": self.flops_before, "params_before": self.params_before,
             "groups": self.groups,

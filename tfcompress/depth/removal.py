@@ -29,6 +29,7 @@ from tfcompress.depth.config import DEPTH_CRITERIA
 from tfcompress.depth.surgery import rebuild_without
 from tfcompress.errors import DataError, RecipeError
 from tfcompress.pruning.selection import first_match
+from tflite_export._record import Record
 
 __all__ = ["DepthReport", "remove_blocks", "rank_blocks", "SAMPLE"]
 
@@ -36,7 +37,7 @@ SAMPLE = 256  # inputs used for branch_norm and at most 4x that for sensitivity
 
 
 @dataclass
-class DepthReport:
+class DepthReport(Record):
     """What :func:`remove_blocks` did.
 
     Attributes:
@@ -67,11 +68,6 @@ class DepthReport:
         n = len(self.removed)
         what = f"removed {n} block{'s' if n != 1 else ''}"
         return f"{what}: {', '.join(self.removed)} (FLOPs {self.flops_ratio:.0%})" if n else what + " (no candidate)"
-
-    def to_dict(self):
-        """JSON-able dict."""
-        return {k: getattr(self, k) for k in ("criterion", "candidates", "removed", "flops_before", "flops_after",
-                                               "params_before", "params_after", "notes")}
 
 
 def _select(cands, include, exclude):

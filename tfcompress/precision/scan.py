@@ -20,6 +20,7 @@ import os
 import tempfile
 
 import tflite_export
+from tflite_export._record import Record
 from tflite_export.mixed import PRECISIONS, layer_precisions
 from tflite_export.safety import mark_trusted
 
@@ -44,7 +45,7 @@ def accuracy_of(data, x, y):
 
 
 @dataclasses.dataclass
-class Scan:
+class Scan(Record):
     """What lowering each layer alone does.
 
     Attributes:
@@ -62,9 +63,6 @@ class Scan:
     default: str
     rows: list
 
-    def to_dict(self):
-        """A JSON-ready dict."""
-        return dataclasses.asdict(self)
 
 
 @dataclasses.dataclass

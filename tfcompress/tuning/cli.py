@@ -20,9 +20,9 @@ import sys
 import time
 
 from tfcompress import datasets
+from tfcompress._defaults import TUNING_THREADS, TUNING_TIMING_RUNS
 from tfcompress.distribute import find_gpus, gpu_assignment, gpu_summary, pin_env
 from tfcompress.errors import TuningError
-from tfcompress.io import ModelBuilder
 from tflite_export.argtypes import (
     nonnegative_int,
     port_int,
@@ -77,7 +77,12 @@ def add_subcommands(subparsers):
                    help="search folder; an existing search resumes (default: %(default)s)")
     p.add_argument("--overwrite", action="store_true", help="discard an earlier search in --directory")
     p.add_argument("--train-subset", type=positive_int, default=None, help="train on the first N examples only")
-    p.add_argument("--threads", type=thread_count, default=1, help="XNNPACK threads for timing (default: %(default)s)")
+    p.add_argument("--threads", type=thread_count, default=TUNING_THREADS,
+                   help="XNNPACK threads for timing: one, so trials of several workers do not contend for cores "
+                   "(default: %(default)s)")
+    p.add_argument("--timing-runs", type=positive_int, default=TUNING_TIMING_RUNS,
+                   help="timed runs of each trial's file at least: tune's timing_runs, what bench calls --min-runs "
+                   "(default: %(default)s)")
     p.add_argument("--seed", type=seed_int, default=0, help="seed (default: %(default)s)")
     p.add_argument("--tensorboard", default=None, metavar="DIR",
                    help="write TensorBoard logs here: trial_<id>/ per trial (its stages, hyperparameters, metrics)")
@@ -97,7 +102,8 @@ def add_subcommands(subparsers):
                    "or in this process")
     p.add_argument("--quiet", action="store_true", help="print only the final table")
     p.add_argument("--unsafe", action="store_true",
-                   help="load files with Lambda layers (runs their code: only for files you trust)")
+                   help="load files with Lambda layers (runs their code: only for files you trust); "
+                   "safe_mode=False in the Python API")
     p.add_argument("--role", choices=["chief", "worker"], default=None, help=argparse_suppress())
     p.set_defaults(func=run_tune)
 
@@ -121,8 +127,8 @@ def _kwargs(args):
         space=args.space, algorithm=args.algorithm, max_trials=args.max_trials,
         objectives=args.objective, constraints=args.constraints, recipe=args.recipe, epochs=args.epochs,
         epoch_budget=args.epoch_budget, directory=args.directory, overwrite=args.overwrite, seed=args.seed,
-        threads=args.threads, train_subset=args.train_subset, isolation=args.isolation,
-        strategy=getattr(args, "strategy", None), scale=datasets.parse_scale(args.scale),
+        threads=args.threads, timing_runs=args.timing_runs, train_subset=args.train_subset, isolation=args.isolation,
+        strategy=getattr(args, "strategy", None), scale=datasets.parse_scale(args.scale), safe_mode=not args.unsafe,
         from_scratch=args.from_scratch, tensorboard=args.tensorboard,
     )
 
@@ -130,11 +136,6 @@ def _kwargs(args):
 def _data(args):
     """--data PATH or --dataset NAME (a path given to --dataset is taken as --data)."""
     return datasets.cli_data(args.dataset, args.data)
-
-
-def _model(args):
-    """The model argument of tune(): with --unsafe, a builder that loads the file with safe_mode=False."""
-    return ModelBuilder(args.model, safe_mode=False) if args.unsafe else args.model
 
 
 def _free_port(host):
@@ -159,7 +160,8 @@ def _child_argv(args, role):
     """The command line of a chief/worker child: the same search, no launcher flags."""
     argv = ["tune", "--model", args.model, "--data", _data(args), "--scale", args.scale, "--algorithm", args.algorithm,
             "--max-trials", str(args.max_trials), "--epochs", str(args.epochs), "--objective", args.objective,
-            "--directory", args.directory, "--threads", str(args.threads), "--seed", str(args.seed), "--role", role,
+            "--directory", args.directory, "--threads", str(args.threads), "--timing-runs", str(args.timing_runs),
+            "--seed", str(args.seed), "--role", role,
             "--isolation", args.isolation]
     if getattr(args, "strategy", None):
         argv += ["--strategy", args.strategy]
@@ -193,13 +195,13 @@ def run_tune(args):
     if args.workers and not args.chief and args.role is None:
         _check_port(args.bind, args.port)
     if args.role is not None:  # a child started by a launcher (or by hand, with the KERASTUNER_* env)
-        result = tune(_model(args), _data(args), progress=progress, **_kwargs(args))
+        result = tune(args.model, _data(args), progress=progress, **_kwargs(args))
         return 0 if result is None or args.role == "chief" else _summary(args, result)
     if args.chief:
         return _join(args, progress)
     if args.workers:
         return _launch(args)
-    result = tune(_model(args), _data(args), progress=progress, **_kwargs(args))
+    result = tune(args.model, _data(args), progress=progress, **_kwargs(args))
     return _summary(args, result)
 
 
@@ -213,7 +215,7 @@ def _join(args, progress):
     env = dict(os.environ, KERASTUNER_ORACLE_IP=host, KERASTUNER_ORACLE_PORT=port)
     if args.workers <= 1:
         os.environ.update(env, KERASTUNER_TUNER_ID=base_id)
-        tune(_model(args), _data(args), progress=progress, **dict(_kwargs(args), overwrite=False))
+        tune(args.model, _data(args), progress=progress, **dict(_kwargs(args), overwrite=False))
         return 0
     gpus = find_gpus()  # each worker on its own GPU, round robin
     _say(args, gpu_summary(args.workers, gpus))
@@ -229,7 +231,7 @@ def _launch(args):
 
     # Validate everything (space, objectives, constraints, folder) and write
     # the settings before starting processes.
-    tune(_model(args), _data(args), validate_only=True, **_kwargs(args))
+    tune(args.model, _data(args), validate_only=True, **_kwargs(args))
     bind = args.bind
     port = args.port or _free_port(_LOOPBACK if bind in ("0.0.0.0", "::") else bind)
     local = _LOOPBACK if bind in ("0.0.0.0", "::") or is_loopback(bind) else bind

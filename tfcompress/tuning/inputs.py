@@ -186,7 +186,7 @@ def _builder(source, from_scratch):
 
 
 def search_inputs(model, data, scale="auto", seed=0, from_scratch=False, train_subset=None,
-                  isolation="process"):
+                  isolation="process", safe_mode=True):
     """Resolve the model and the data and check them against each other, once.
 
     Args:
@@ -201,6 +201,8 @@ def search_inputs(model, data, scale="auto", seed=0, from_scratch=False, train_s
         train_subset: use only the first N training examples. Defaults to `None`.
         isolation: ``"process"`` checks that child processes can rebuild
             the model. Defaults to `"process"`.
+        safe_mode: refuse a model file with ``Lambda`` layers (see
+            :func:`tfcompress.load_model`); trials load it the same way. Defaults to `True`.
 
     Returns:
         A :class:`SearchInputs`.
@@ -215,7 +217,8 @@ def search_inputs(model, data, scale="auto", seed=0, from_scratch=False, train_s
         >>> search_inputs("digits_cnn", "digits", train_subset=100).train[0].shape  # doctest: +SKIP
         (100, 8, 8, 1)
     """
-    source, dataset = resolve_inputs(model, "digits" if data is None else data, scale=scale, seed=seed)
+    source, dataset = resolve_inputs(model, "digits" if data is None else data, scale=scale, seed=seed,
+                                     safe_mode=safe_mode)
     original = source.model()
     tf_model = coerce_model(original)
     task = task_for(tf_model, compiled=compile_config_of(original))

@@ -1,14 +1,11 @@
-"""``tune()``: run a search in a folder, then summarise it (table, Pareto set,
-plot, chosen recipe).
+"""``tune()``: run a search in a folder, then summarise it (table, Pareto set, plot, chosen recipe).
 
-The folder keeps everything: ``search/`` (Keras Tuner's oracle and one
-``trial_<id>/`` per trial, with ``trial.json``, ``result.json``,
-``trained.weights.h5`` and ``int8.tflite``), ``settings.json`` (what was
-searched; a restart with other settings is refused), and after the search
-``trials.json``, ``trials.md``, ``pareto.png`` and ``best_recipe.yaml``.
-Each names the quality metric trials are scored by: ``accuracy`` for a
-classifier, else the task's headline metric (``mae``, ``iou``, ...), with its
-direction (``quality`` in ``settings.json`` and ``trials.json``).
+The folder keeps everything: ``search/`` (Keras Tuner's oracle and one ``trial_<id>/`` per trial,
+with ``trial.json``, ``result.json``, ``trained.weights.h5`` and ``int8.tflite``), ``settings.json``
+(what was searched; a restart with other settings is refused), and after the search ``trials.json``,
+``trials.md``, ``pareto.png`` and ``best_recipe.yaml``. Each names the quality metric trials are
+scored by: ``accuracy`` for a classifier, else the task's headline metric (``mae``, ``iou``, ...),
+with its direction (``quality`` in ``settings.json`` and ``trials.json``).
 
 Example:
     >>> from tfcompress.tuning import tune
@@ -24,6 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from tfcompress._defaults import TUNING_THREADS, TUNING_TIMING_RUNS, TUNING_TIMING_SECONDS
 from tfcompress.distribute import trial_strategy
 from tfcompress.errors import TuningError, UnsupportedModelError
 from tfcompress.io import ModelBuilder
@@ -331,11 +329,11 @@ def tune(model: Any, data: Any, *, space: SearchSpace | dict | str | os.PathLike
          algorithm: str = "random", max_trials: int = 10, objectives: str | Sequence[str] | None = None,
          constraints: Sequence[str] = (), recipe: Recipe | dict | str | os.PathLike | None = None, epochs: int = 2,
          max_epochs: int | None = None, epoch_budget: int | None = None, directory: str | os.PathLike = "tune-out",
-         overwrite: bool = False, seed: int = 0, threads: int = 1, timing_runs: int = 20,
-         timing_seconds: float = 0.2, train_subset: int | None = None, progress: Callable[[str], None] | None = None,
-         validate_only: bool = False, isolation: str = "process", num_initial_points: int | None = None,
-         strategy: Any = None, scale: Any = "auto", from_scratch: bool = False,
-         tensorboard: str | os.PathLike | None = None) -> TuneResult | None:
+         overwrite: bool = False, seed: int = 0, threads: int = TUNING_THREADS, timing_runs: int = TUNING_TIMING_RUNS,
+         timing_seconds: float = TUNING_TIMING_SECONDS, train_subset: int | None = None,
+         progress: Callable[[str], None] | None = None, validate_only: bool = False, isolation: str = "process",
+         num_initial_points: int | None = None, strategy: Any = None, scale: Any = "auto", from_scratch: bool = False,
+         tensorboard: str | os.PathLike | None = None, safe_mode: bool = True) -> TuneResult | None:
     """Search training and compression settings, then summarise and write the results.
 
     In a Keras Tuner chief process (``KERASTUNER_TUNER_ID=chief``) this serves
@@ -372,8 +370,10 @@ def tune(model: Any, data: Any, *, space: SearchSpace | dict | str | os.PathLike
         directory: the search folder. Defaults to `"tune-out"`.
         overwrite: discard an earlier search there. Defaults to `False`.
         seed: seed. Defaults to `0`.
-        threads: XNNPACK threads for timing. Defaults to `1`.
-        timing_runs: timed runs per trial. Defaults to `20`.
+        threads: XNNPACK threads for timing: one, unlike ``run_job``, so trials timed at once by
+            several workers do not contend for cores. Defaults to `1`.
+        timing_runs: minimum timed runs per trial (``min_runs`` of :func:`tflite_export.benchmark`):
+            fewer than ``run_job``'s, as a search only ranks its files. Defaults to `20`.
         timing_seconds: minimum timed seconds per trial. Defaults to `0.2`.
         train_subset: use only the first N training examples. Defaults to `None`.
         progress: called with each progress line: a line per trial, and
@@ -396,10 +396,10 @@ def tune(model: Any, data: Any, *, space: SearchSpace | dict | str | os.PathLike
             :func:`tfcompress.datasets.from_arrays`). Defaults to `"auto"`.
         from_scratch: trials start a model file or object from fresh
             random weights instead of fine-tuning its own. Defaults to `False`.
-        tensorboard: a folder for TensorBoard: ``trial_<id>/`` per trial with
-            its stages (loss, accuracy, learning rate, sparsity) and its
-            hyperparameters and metrics for the HParams dashboard. Defaults
-            to `None`.
+        tensorboard: a folder for TensorBoard: ``trial_<id>/`` per trial with its stages (loss, accuracy,
+            learning rate, sparsity) and its hyperparameters and metrics for the HParams dashboard. Defaults to `None`.
+        safe_mode: refuse a model file with ``Lambda`` layers (their code would run), as :func:`tfcompress.load_model`
+            does; ``tfcompress tune --unsafe`` is ``safe_mode=False``. Defaults to `True`.
 
     Returns:
         A :class:`TuneResult` (None in a worker).
@@ -436,7 +436,7 @@ def tune(model: Any, data: Any, *, space: SearchSpace | dict | str | os.PathLike
             raise TuningError(f"{name} must be {allowed}{' or None' if optional else ''}, got {value!r}.")
     strategy = trial_strategy(strategy)
     inputs = search_inputs(model, data, scale=scale, seed=seed, from_scratch=from_scratch, train_subset=train_subset,
-                           isolation=isolation)  # the model/data fit is checked here, once
+                           isolation=isolation, safe_mode=safe_mode)  # the model/data fit is checked here, once
     metric = inputs.metric  # the quality objective: accuracy, or the task's headline metric (mae, iou, ...)
     objectives = parse_objectives(objectives, metric)
     if isinstance(constraints, str):

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import tflite_export
+from tfcompress._defaults import TUNING_THREADS, TUNING_TIMING_RUNS, TUNING_TIMING_SECONDS
 from tfcompress._keras import keras, quiet_native_logs, tf
 from tfcompress._model import check_model, save_weights
 from tfcompress.distribute import resolve, scope
@@ -222,9 +223,9 @@ class TrialContext:
     max_epochs: int
     train: tuple
     validation: tuple
-    threads: int = 1
-    timing_runs: int = 20
-    timing_seconds: float = 0.2
+    threads: int = TUNING_THREADS
+    timing_runs: int = TUNING_TIMING_RUNS
+    timing_seconds: float = TUNING_TIMING_SECONDS
     seed: int | None = 0
     tuner_id: str = "tuner0"
     penalty: float = 10.0

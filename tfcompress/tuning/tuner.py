@@ -31,6 +31,7 @@ Example:
 
 import os
 
+from tfcompress._defaults import TUNING_THREADS, TUNING_TIMING_RUNS, TUNING_TIMING_SECONDS
 from tfcompress._model import save_weights
 from tfcompress.errors import TuningError
 from tfcompress.recipe import Recipe
@@ -128,10 +129,10 @@ class CompressionTuner(base_tuner.BaseTuner):
 
     def __init__(self, build_model, space, algorithm="random", max_trials=10, objectives=None, constraints=(),
                  base_recipe=None, epochs=2, max_epochs=None, epoch_budget=None, directory="tune-out",
-                 project_name="search", overwrite=False, seed=DEFAULT_SEED, threads=1, timing_runs=20,
-                 timing_seconds=0.2, isolation="process", trials_per_process=8, on_trial_end=None,
-                 num_initial_points=None, penalty=None, strategy=None, on_progress=None, tensorboard=None,
-                 metric="accuracy"):
+                 project_name="search", overwrite=False, seed=DEFAULT_SEED, threads=TUNING_THREADS,
+                 timing_runs=TUNING_TIMING_RUNS, timing_seconds=TUNING_TIMING_SECONDS, isolation="process",
+                 trials_per_process=8, on_trial_end=None, num_initial_points=None, penalty=None, strategy=None,
+                 on_progress=None, tensorboard=None, metric="accuracy"):
         if isolation not in ("process", "session"):
             raise TuningError(f"isolation must be 'process' or 'session', got {isolation!r}.")
         if isolation == "process":
