@@ -207,7 +207,7 @@ def test_rounds_raise_the_margin_while_the_file_has_slack_and_keep_the_best(tiny
     monkeypatch.setattr(tflite_export, "benchmark", lambda *a, **k: SimpleNamespace(median_ms=0.01))  # timing: not here
     plans = []
 
-    def run_recipe(plan):  # no fine-tuning: the unchanged model, whose file loses ~0 points
+    def run_recipe(plan, validation):  # no fine-tuning: the unchanged model, whose file loses ~0 points
         plans.append(plan)
         return SimpleNamespace(model=tiny, report=SimpleNamespace())
 
@@ -251,7 +251,7 @@ def test_a_file_slower_than_float32_gets_a_per_op_mix_that_is_not(tiny, digits, 
 
     monkeypatch.setattr(tflite_export, "benchmark", fake_benchmark)
     res, _ = budget_mode.run(tiny, digits.train, digits.validation, "drop<=5", "size", Recipe(),
-                             lambda plan: SimpleNamespace(model=tiny, report=SimpleNamespace()), threads=1,
+                             lambda plan, validation: SimpleNamespace(model=tiny, report=SimpleNamespace()), threads=1,
                              samples=64, rounds=1, weights=("int8",))
     b = res.report.budget
     fast = b["faster_file"]
