@@ -151,4 +151,17 @@ def test_a_size_budget_the_shipped_file_misses_is_not_met_and_the_cli_exits_3(tm
     shipped = b["shipped"]
     row = next(f for f in report["files"] if f["name"] == shipped["file"][:-len(".tflite")])
     assert shipped["zipped_bytes"] == row["zipped_bytes"] > 1024 and shipped["samples"] == 30
-    assert "does NOT meet the budget" in b["markdown"] and "NOT met" in capsys.readouterr().err
+    assert "Shipped `" in b["markdown"] and "does NOT meet the budget" in b["markdown"], b["markdown"]
+    assert "not met (see the first note): exit status 3" in capsys.readouterr().err
+
+
+@pytest.mark.slow  # one epoch of 4-bit QAT and four exports
+def test_files_trained_with_4_bit_weights_say_what_they_hold(tiny, digits, tmp_path):
+    from tfcompress.pipeline import run_job
+
+    job = run_job(tiny, digits, recipe={"pruning": None, "quantization": {"weights": "int4", "epochs": 1}},
+                  out=str(tmp_path / "out"), threads=1, quiet=True, verbose=0, timing_runs=5, timing_seconds=0.05)
+    rows = {f["name"]: f for f in json.loads((tmp_path / "out" / "report.json").read_text())["files"]}
+    assert {n: r["weights"] for n, r in rows.items()} == {"float32": "float32", "int8": "int4", "int4": "int4"}
+    note = next(n for n in job.notes if n.startswith("int8.tflite holds int4 weights, not int8"))
+    assert "it is int4.tflite again, apart from its metadata; ship int4.tflite" in note

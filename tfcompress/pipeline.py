@@ -23,7 +23,7 @@ import tflite_export
 from tfcompress import leftovers, techniques
 from tfcompress._checks import check_int, check_positive
 from tfcompress._data import check_splits, prepare
-from tfcompress._filenotes import slower_than_float, worse_than_float
+from tfcompress._filenotes import misnamed, slower_than_float, stored_weights, worse_than_float
 from tfcompress._keras import quiet_native_logs
 from tfcompress._nested import count, take
 from tfcompress._version import __version__
@@ -420,7 +420,7 @@ def _measure(rep, model, result, data, recipe, stage, quiet, threads, timing_run
     base_zip = exports["float32"].zipped_bytes
     with quiet_native_logs():
         for name, e in exports.items():
-            row = {"name": name, "path": e.path, "mode": e.mode,
+            row = {"name": name, "path": e.path, "mode": e.mode, "weights": stored_weights(e.path),
                    "input_dtype": e.input_dtype, "output_dtype": e.output_dtype}
             if task.classifier:
                 row["accuracy"] = tflite_export.evaluate(e.path, x_test, y_test)
@@ -444,4 +444,4 @@ def _measure(rep, model, result, data, recipe, stage, quiet, threads, timing_run
             rep.timings[f["name"]] = timing.to_dict()
             f["median_ms"] = timing.median_ms
     rep.seconds["benchmark"] = time.perf_counter() - t0
-    rep.notes += worse_than_float(rep.files, rep.metric) + slower_than_float(rep.files, threads)
+    rep.notes += misnamed(rep.files) + worse_than_float(rep.files, rep.metric) + slower_than_float(rep.files, threads)

@@ -4,8 +4,11 @@
 imports :mod:`tfcompress.optimize`: the caller passes ``run_recipe``, the
 function that fine-tunes the model with one recipe.
 
+0. Split: the validation data is cut once, seeded, into a planning part
+   and a held-back part (:mod:`tfcompress.target.heldout`); everything up to
+   step 6 sees the planning part only.
 1. Reference: the float32 and plain int8 (PTQ) files of the input model,
-   their score on the validation data in the task's metric (accuracy, IoU,
+   their score on the planning samples in the task's metric (accuracy, IoU,
    MAE...: :mod:`tfcompress.scoring`), zipped size and latency.
 2. Scan (:mod:`tfcompress.target.sensitivity`): per layer, prune to each
    level and cluster (int8), or prune and round to 4 bits (int4); per
@@ -26,6 +29,14 @@ function that fine-tunes the model with one recipe.
    raise it 3x); a size or latency budget, missed, shrinks its cost goal by
    the miss. A round whose plan is one already measured (the allocation is
    saturated) is not trained: the run stops.
+6. No round met the budget: the default recipe (``base``'s own stages, what
+   ``optimize`` does without ``target=``) runs once, measured alike, and is
+   kept if it meets the budget (else the closest of all is kept).
+7. The claim: the kept file against the float32 file on the held-back
+   samples, the drop with its 95 % confidence interval; ``budget["met"]`` is
+   this result, and a disagreement with the planning result, or a budget not
+   met, is the first note. The main job checks the shipped file again
+   (:mod:`tfcompress.target.shipped`).
 
 The margin: on LeNet-5 / Fashion-MNIST (``benchmarks/bench_budget.py``) a plan
 allowed 4 points of scanned drop lost -0.7 points on the file after
