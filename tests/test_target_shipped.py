@@ -165,3 +165,36 @@ def test_files_trained_with_4_bit_weights_say_what_they_hold(tiny, digits, tmp_p
     assert {n: r["weights"] for n, r in rows.items()} == {"float32": "float32", "int8": "int4", "int4": "int4"}
     note = next(n for n in job.notes if n.startswith("int8.tflite holds int4 weights, not int8"))
     assert "it is int4.tflite again, apart from its metadata; ship int4.tflite" in note
+
+
+def test_a_size_budget_may_carry_an_accuracy_floor():
+    from tfcompress.errors import RecipeError
+    from tfcompress.target import parse_target
+
+    t = parse_target("size<=4KB, drop<=1.5")
+    assert (t.metric, t.limit, t.floor) == ("size", 4096.0, 1.5) and parse_target("latency<=2ms,drop<=1").floor == 1
+    assert t.met(1.0, 4000, None) and not t.met(2.0, 4000, None) and not t.met(1.0, 5000, None)
+    assert parse_target("drop<=1").keeps_floor(1.0) and not parse_target("drop<=1").keeps_floor(1.5)
+    for bad in ("drop<=1, drop<=2", "size<=1KB, size<=2KB", "size<=1KB,", "drop<=1, size<=3KB"):
+        with pytest.raises(RecipeError, match="target must look like"):
+            parse_target(bad)
+
+
+def test_when_nothing_meets_the_miss_that_keeps_the_floor_ships(tiny, digits, no_timing, monkeypatch):
+    real = budget_mode._measure
+    # round 1: too big but within the floor; round 2: closer but 5 points lost; the default: bigger still
+    fake = {"round-1.tflite": (1500, 0.5), "round-2.tflite": (1100, 5.0), "round-default.tflite": (3000, 0.0)}
+
+    def measure(model, path, *args, **kwargs):
+        got = real(model, path, *args, **kwargs)
+        size, drop = fake.get(path.rsplit("/", 1)[-1], (got["zipped_bytes"], got["drop"]))
+        return {**got, "zipped_bytes": size, "drop": drop}
+
+    monkeypatch.setattr(budget_mode, "_measure", measure)
+    res, _ = budget_mode.run(tiny, digits.train, digits.validation, "size<=1KB, drop<=1", None, Recipe(),
+                             lambda plan, validation: SimpleNamespace(model=tiny, report=SimpleNamespace()),
+                             threads=1, rounds=2, weights=("int8",))
+    b = res.report.budget
+    assert [r["round"] for r in b["rounds"]] == [1, 2, "default"] and not any(r["met"] for r in b["rounds"])
+    assert b["kept_round"] == 1 and not b["met"]
+    assert b["notes"][0].startswith("budget size <= 1024 B zipped with drop <= 1 points NOT met: no round met it")

@@ -130,13 +130,12 @@ def compare(ref_path: str, path: str, x: Any, y: Any, scorer: Any, seed: int = S
         ref, got = scorer.points(ref_hits.mean()), scorer.points(hits.mean())
         diffs, method = 100.0 * (ref_hits - hits), f"paired bootstrap over the {n} samples"
     else:
-        def points(pred, idx=None):
-            yy, pp = (y, pred) if idx is None else (take(y, idx), take(pred, idx))
-            return scorer.points(scorer.task.score(yy, pp)[scorer.name])
-
-        ref, got = points(preds[0]), points(preds[1])
         blocks = [b for b in np.array_split(np.arange(n), min(BLOCKS, max(n // 5, 1))) if len(b)]
-        diffs = np.array([points(preds[0], b) - points(preds[1], b) for b in blocks])
+        # each file scored on all samples, then on each block, by one compiled model per file
+        (ref, *ref_blocks), (got, *got_blocks) = (
+            [scorer.points(s[scorer.name]) for s in scorer.task.score(y, p, subsets=[np.arange(n), *blocks])]
+            for p in preds)
+        diffs = np.array(ref_blocks) - np.array(got_blocks)
         method = f"paired bootstrap over {len(blocks)} blocks of the {n} samples"
     return {"samples": n, "drop": round(scorer.drop(ref, got), 3), "ci95": _interval(diffs, seed, resamples),
             "ci_method": method, "reference": scorer.value(ref), scorer.name: scorer.value(got)}

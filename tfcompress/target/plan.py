@@ -31,7 +31,9 @@ function that fine-tunes the model with one recipe.
    saturated) is not trained: the run stops.
 6. No round met the budget: the default recipe (``base``'s own stages, what
    ``optimize`` does without ``target=``) runs once, measured alike, and is
-   kept if it meets the budget (else the closest of all is kept).
+   kept if it meets the budget (else the closest of all is kept: one that
+   keeps the user's accuracy floor, ``"size<=40KB, drop<=2"``, before one
+   that does not).
 7. The claim: the kept file against the float32 file on the held-back
    samples, the drop with its 95 % confidence interval; ``budget["met"]`` is
    this result, and a disagreement with the planning result, or a budget not
@@ -251,7 +253,9 @@ def run(model, train_data, validation_data, target, minimize, base, run_recipe, 
 
         def rank(got, met):  # the best met round (smallest, fastest, or most accurate), else the closest miss
             excess = {"drop": got["drop"], "size": got["zipped_bytes"], "latency": got["ms"]}[target.metric]
-            return (0, got[{"size": "zipped_bytes", "latency": "ms", "drop": "drop"}[minimize]]) if met else (1, excess)
+            if met:
+                return 0, 0, got[{"size": "zipped_bytes", "latency": "ms", "drop": "drop"}[minimize]]
+            return 1, int(not target.keeps_floor(got["drop"])), excess  # a miss that keeps the floor first
 
         goal = None if target.metric == "drop" else target.limit / unit_of_cost
         history, kept, lo, hi, seen = [], None, None, None, set()
@@ -280,7 +284,7 @@ def run(model, train_data, validation_data, target, minimize, base, run_recipe, 
                 f"{got['ms']:.3g} ms: {'met' if met else 'missed'}")
             if kept is None or rank(got, met) < kept["rank"]:
                 kept = {"result": result, "plan": plan, "met": met, "got": got, "rank": rank(got, met),
-                        "round": i + 1, "path": path}
+                        "round": i + 1, "path": path, "units": units}
             if target.metric == "drop":  # bracket the margin: up while the file has slack, down after a miss
                 if met:
                     lo = scale
@@ -302,6 +306,7 @@ def run(model, train_data, validation_data, target, minimize, base, run_recipe, 
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     result, plan, got = kept["result"], kept["plan"], kept["got"]
+    units = kept.get("units") or units  # the scan of the kept round's weight format
     met = bool(target.met(check["drop"], got["zipped_bytes"], got["ms"]))
     notes[:0] = _held_notes(target, kept, check, met, held, scorer.unit)
     fmt, f32_ms, fast = ("int4" if _weights(plan) == "int4" else "int8"), ref["float32"]["ms"], None
@@ -309,7 +314,7 @@ def run(model, train_data, validation_data, target, minimize, base, run_recipe, 
         say(f"the {fmt} file is slower than float32 ({got['ms']:.3g} vs {f32_ms:.3g} ms): per-op precision mixes")
         try:
             fast = faster_mix(result.model, rep_x, xp, yp, ref_pts, threads, minimize=minimize, scorer=scorer,
-                              max_drop=target.limit if target.metric == "drop" else None,
+                              max_drop=target.limit if target.metric == "drop" else target.floor,
                               max_bytes=target.limit if target.metric == "size" else None, say=say)
         except Exception as e:  # noqa: BLE001 - a model the mixer cannot rebuild: said in the notes, the file stays
             fast = {"error": f"no per-op mix ({type(e).__name__}: {first_line(e)})", "tried": []}
