@@ -356,8 +356,8 @@ def _default(attempt, rank, base, kept, history, notes, target, scorer, say):
     if kept is None or rank(got, met) < kept["rank"]:
         notes.append(f"no planned round met {target.describe()}; the default recipe ({stages}) did on the planning "
                      "data: it ships" if met else
-                     f"no planned round met {target.describe()}, nor the default recipe ({stages}); it is the "
-                     "closest: it ships")
+                     f"no planned round met {target.describe()}, nor the default recipe ({stages}); it ships, "
+                     f"{_closest(target, got['drop'])}")
         return {"result": result, "plan": base, "met": met, "got": got, "rank": rank(got, met),
                 "round": "default", "path": path}
     notes.append(f"the default recipe ({stages}) missed {target.describe()} too (drop {got['drop']:.3g} "
@@ -380,7 +380,15 @@ def _held_notes(target, kept, check, met, held, unit):
     if kept["met"]:
         return [f"budget {target.describe()} NOT met: {which} met it on the planning samples (drop "
                 f"{kept['got']['drop']:.3g} {unit}) but not on {on}, the data the plan was not tuned on"]
-    return [f"budget {target.describe()} NOT met: no round met it; {which}, the closest, ships ({on})"]
+    return [f"budget {target.describe()} NOT met: no round met it; {which} ships, "
+            f"{_closest(target, kept['got']['drop'])} ({on})"]
+
+
+def _closest(target, drop):
+    """Why a missed round ships: the closest, among those keeping the accuracy floor when one does."""
+    if target.metric != "drop" and target.floor is not None and target.keeps_floor(drop):
+        return "the closest that keeps the accuracy floor"
+    return "the closest"
 
 
 def _fast_note(fmt, got, f32_ms, threads, fast, minimize, unit="points"):
