@@ -161,14 +161,26 @@ def test_a_size_budget_the_shipped_file_misses_is_not_met_and_the_cli_exits_3(tm
 
 @pytest.mark.slow  # one epoch of 4-bit QAT and four exports
 def test_files_trained_with_4_bit_weights_say_what_they_hold(tiny, digits, tmp_path):
+    from tfcompress._filenotes import misnamed
     from tfcompress.pipeline import run_job
 
     job = run_job(tiny, digits, recipe={"pruning": None, "quantization": {"weights": "int4", "epochs": 1}},
                   out=str(tmp_path / "out"), threads=1, quiet=True, verbose=0, timing_runs=5, timing_seconds=0.05)
     rows = {f["name"]: f for f in json.loads((tmp_path / "out" / "report.json").read_text())["files"]}
-    assert {n: r["weights"] for n, r in rows.items()} == {"float32": "float32", "int8": "int4", "int4": "int4"}
-    note = next(n for n in job.notes if n.startswith("int8.tflite holds int4 weights, not int8"))
-    assert "it is int4.tflite again, apart from its metadata; ship int4.tflite" in note
+    # 4-bit QAT converts to int4 tensors in either mode; int8.tflite holds the same grid values in int8 tensors
+    assert {n: r["weights"] for n, r in rows.items()} == {"float32": "float32", "int8": "int8", "int4": "int4"}
+    assert rows["int8"]["bytes"] > rows["int4"]["bytes"]
+    assert abs(rows["int8"]["accuracy"] - rows["int4"]["accuracy"]) < 0.05
+    assert not any("holds int4 weights" in n for n in job.notes)
+    from tflite_export._runtime import open_interpreter
+
+    it = open_interpreter(rows["int8"]["path"])
+    for t in it.get_tensor_details():  # each kernel row: at most 16 levels, the 4-bit grid
+        if t["dtype"] == np.int8 and len(t["shape"]) >= 2 and "MatMul" in t["name"] and "Bias" not in t["name"]:
+            w = it.get_tensor(t["index"])
+            assert max(len(np.unique(row)) for row in w.reshape(len(w), -1)) <= 16, t["name"]
+    # a file named int8 that holds int4 weights would be said so
+    assert misnamed([{"name": "int8", "weights": "int4"}, {"name": "int4", "weights": "int4"}])
 
 
 def test_a_size_budget_may_carry_an_accuracy_floor():

@@ -84,7 +84,8 @@ def stored_weights(path):
 
 def misnamed(files):
     """A note when ``int8.tflite`` holds int4 weights (a model trained with 4-bit weights converts to int4
-    tensors in either mode): its name is not what it holds, and beside ``int4.tflite`` it is the same file.
+    tensors in either mode, and the main job could not copy it to float to store its grid values as int8):
+    its name is not what it holds, and beside ``int4.tflite`` it is the same file.
 
     Example:
         >>> misnamed([{"name": "int8", "weights": "int4"}, {"name": "int4", "weights": "int4"}])[0][:43]
