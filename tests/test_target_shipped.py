@@ -152,6 +152,7 @@ def test_a_size_budget_the_shipped_file_misses_is_not_met_and_the_cli_exits_3(tm
     b = report["optimize"]["budget"]
     assert b["planning_met"] and b["held_out"]["met"] and not b["met"] and not b["shipped"]["met"]
     assert report["notes"][0].startswith("budget size <= 1024 B zipped NOT met by the shipped")
+    assert (out / "report.md").read_text().splitlines()[2] == "**Budget `size<=1KB` NOT met** (see the first note)."
     shipped = b["shipped"]
     row = next(f for f in report["files"] if f["name"] == shipped["file"][:-len(".tflite")])
     assert shipped["zipped_bytes"] == row["zipped_bytes"] > 1024 and shipped["samples"] == 30

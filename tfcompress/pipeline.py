@@ -110,8 +110,11 @@ class JobReport:
         return table(list(self.columns()), self._rows())
 
     def to_markdown(self, optimize_md=""):
+        budget = self.optimize.get("budget") or {}
         lines = [
             f"# tfcompress report: `{self.model}` on {self.dataset}", "",
+            *([f"**Budget `{budget['target']}` NOT met** (see the first note).", ""] if budget.get("met") is False
+              else []),
             f"tfcompress {self.version}; timings on XNNPACK, {self.threads} thread(s), "
             "median of ≥50 runs after warm-up.", "",
             *([f"Data: {self.data['source']}, {self.data['scaling']}.", ""] if self.data.get("scaling") else []),
