@@ -219,7 +219,7 @@ def test_budget_mode_plans_and_checks_in_the_tasks_own_metric(tmp_path):
     from tfcompress.target.shipped import check_shipped
 
     files = [{"name": n, "path": str(out / f"{n}.tflite"), "zipped_bytes": shipped["zipped_bytes"]}
-             for n in ("int8", main)]
+             for n in ("float32", "int8", main)]
     tight = {**budget, "target": f"size<={shipped['zipped_bytes'] - 1}B", "met": True}
     notes = check_shipped(tight, files, datasets.from_npz(tmp_path / "d.npz"), task)
     assert tight["met"] is False and notes[0].startswith("budget size <=") and "NOT met by the shipped" in notes[0]

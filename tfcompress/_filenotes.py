@@ -1,4 +1,5 @@
-"""The notes a report leads with about its files: worse than the float32 file in the task's metric, or slower.
+"""The notes a report leads with about its files: worse than the float32 file in the task's metric, slower,
+or not holding the weights its name says.
 
 Example:
     >>> worse_than_float([{"name": "float32", "accuracy": 0.9}, {"name": "int8", "accuracy": 0.5}], "accuracy")[0][:12]
@@ -10,8 +11,10 @@ import os
 import tflite_export
 from tfcompress.report import lower_is_better
 from tflite_export import opreport
+from tflite_export.int4 import int4_weights
 
-__all__ = ["worse_than_float", "slower_than_float", "none_faster", "unlike_keras"]
+__all__ = ["worse_than_float", "slower_than_float", "none_faster", "unlike_keras", "stored_weights",
+           "misnamed"]
 
 
 def worse_than_float(files, metric):
@@ -109,3 +112,34 @@ def _why_slower(path):
     except tflite_export.ExportError:
         return plain
     return opreport.fallback_summary(d) + ("" if d.fallback else f"; {plain}")
+
+
+def stored_weights(path):
+    """How a file stores its conv / depthwise conv / fully connected weights: ``"int8"``, ``"int4"``,
+    ``"float32"``, or several joined by ``+`` (``"int4+int8"``); None for a file without such ops."""
+    try:
+        with open(path, "rb") as f:
+            kinds = sorted(set(int4_weights(f.read()).values()))
+    except (OSError, tflite_export.ExportError):
+        return None
+    return "+".join(kinds) or None
+
+
+def misnamed(files):
+    """A note when ``int8.tflite`` holds int4 weights (a model trained with 4-bit weights converts to int4
+    tensors in either mode, and the main job could not copy it to float to store its grid values as int8):
+    its name is not what it holds, and beside ``int4.tflite`` it is the same file.
+
+    Example:
+        >>> misnamed([{"name": "int8", "weights": "int4"}, {"name": "int4", "weights": "int4"}])[0][:43]
+        'int8.tflite holds int4 weights, not int8: t'
+    """
+    rows = {f["name"]: f for f in files}
+    w8 = (rows.get("int8") or {}).get("weights") or ""
+    if "int4" not in w8.split("+"):
+        return []
+    same = "int4" in rows and rows["int4"].get("weights") == w8
+    return [f"int8.tflite holds {w8} weights, not int8: the model was trained with 4-bit weights, which convert to "
+            "int4 tensors (two a byte) in either mode" + (
+                ", so it is int4.tflite again, apart from its metadata; ship int4.tflite" if same else "")
+            + " (report.json's files[].weights says what each file stores)."]

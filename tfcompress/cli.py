@@ -114,8 +114,9 @@ def build_parser():
                      help="write TensorBoard logs here: one folder per stage (loss, accuracy, learning rate, sparsity)")
     opt.add_argument("--target", default=None, metavar="BUDGET",
                      help="budget mode: 'drop<=1.0' (in the task's metric: accuracy/IoU points, an MAE's unit), "
-                     "'size<=40KB' (zipped) or 'latency<=2ms', checked on the file that ships (exit status 3 "
-                     "when it is not met); the plan is "
+                     "'size<=40KB' (zipped) or 'latency<=2ms', optionally with an accuracy floor "
+                     "('size<=40KB, drop<=2'); planned on 70%% of the validation data, checked on the other 30%% "
+                     "and on the file that ships (exit status 3 when it is not met); the plan is "
                      "chosen per layer from a sensitivity scan (--recipe then gives only the training settings) and "
                      "saved as plan.yaml in --out")
     opt.add_argument("--minimize", choices=["size", "latency"], default=None,

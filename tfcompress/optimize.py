@@ -247,8 +247,8 @@ def optimize(model: Any, train_data: Any, validation_data: Any = None, *, recipe
     if target is not None or minimize is not None:
         task = task_for(coerce_model(model), loss, metrics, loss_weights, compiled=compiled)
 
-        def run_recipe(plan):
-            return optimize(model, train_data, validation_data, recipe=plan, epochs=epochs, batch_size=batch_size,
+        def run_recipe(plan, validation):  # the planning part of validation_data (target/heldout.py)
+            return optimize(model, train_data, validation, recipe=plan, epochs=epochs, batch_size=batch_size,
                             verbose=verbose, callbacks=callbacks, strategy=strategy, seed=seed,
                             tensorboard=tensorboard, progress=progress, loss=loss, metrics=metrics,
                             loss_weights=loss_weights, check_baseline=check_baseline)

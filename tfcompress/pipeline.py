@@ -24,7 +24,14 @@ from tfcompress import leftovers, techniques
 from tfcompress._checks import check_int, check_positive
 from tfcompress._data import check_splits, prepare
 from tfcompress._defaults import BATCH_SIZE, LEARNING_RATE, TIMING_RUNS, TIMING_SECONDS, TIMING_THREADS
-from tfcompress._filenotes import none_faster, slower_than_float, unlike_keras, worse_than_float
+from tfcompress._filenotes import (
+    misnamed,
+    none_faster,
+    slower_than_float,
+    stored_weights,
+    unlike_keras,
+    worse_than_float,
+)
 from tfcompress._keras import quiet_native_logs
 from tfcompress._nested import count, take
 from tfcompress._version import __version__
@@ -218,6 +225,19 @@ def _plot(path, rep):
     save_figure(report_figure(rep), path, dpi=100)
 
 
+def _int8_source(optimized, recipe):
+    """What int8.tflite is exported from: a model trained with 4- or 2-bit weights converts to int4 tensors (that is
+    int4.tflite), so its int8 file holds the same grid values in int8 tensors, from a float copy (target/fast.py);
+    a model that copy cannot rebuild keeps the int4 tensors, and the report's notes say so (_filenotes.misnamed)."""
+    q = recipe.quantization
+    if q is None or q.weights not in ("int4", "int2"):
+        return optimized
+    try:
+        return float_model(optimized, snap=True)
+    except Exception:  # noqa: BLE001 - the int4-holding file is written and named for what it holds in the notes
+        return optimized
+
+
 def _export_both(model, optimized, out, rep_x, meta):
     return {
         "float32": tflite_export.export(model, os.path.join(out, "float32.tflite"), mode="float32",
@@ -385,8 +405,9 @@ def _deliver(rep, model, result, data, recipe, out, quiet, threads, timing_runs,
             atomic_write_text(os.path.join(stage, "plan.yaml"), recipe.to_yaml())
         _measure(rep, model, result, data, recipe, stage, quiet, threads, timing_runs, timing_seconds, task)
         if (result.report.budget or {}).get("target"):  # budget mode's promise, measured again on the shipped file
-            shipped = check_shipped(result.report.budget, rep.files, data, task)  # notes: the budget is not met
-            rep.notes[:0], rep.lead[:0] = shipped, shipped
+            shipped = check_shipped(result.report.budget, rep.files, data, task)  # NOT met first, when it is not
+            rep.notes[:0] = shipped
+            rep.lead[:0] = shipped[:1] if result.report.budget.get("met") is False else []
             rep.optimize = result.report.to_dict()
         rep.seconds["total"] = time.perf_counter() - t_all
         for f in rep.files:  # the report names the files where they will be
@@ -420,7 +441,7 @@ def _measure(rep, model, result, data, recipe, stage, quiet, threads, timing_run
             "input_normalisation": data.scaling()}  # what was done to the inputs, e.g. "inputs divided by 255"
     rep_x = data.train[0]
     with quiet_native_logs():
-        exports = _export_both(model, result.model, stage, rep_x, meta)
+        exports = _export_both(model, _int8_source(result.model, recipe), stage, rep_x, meta)
         for name, _ in recipe.stages:  # a stage's own file: mixed.tflite, int4.tflite
             technique = techniques.get(name)
             if technique.export is not None:
@@ -438,7 +459,7 @@ def _measure(rep, model, result, data, recipe, stage, quiet, threads, timing_run
     base_zip = exports["float32"].zipped_bytes
     with quiet_native_logs():
         for name, e in exports.items():
-            row = {"name": name, "path": e.path, "mode": e.mode,
+            row = {"name": name, "path": e.path, "mode": e.mode, "weights": stored_weights(e.path),
                    "input_dtype": e.input_dtype, "output_dtype": e.output_dtype}
             if task.classifier:
                 row["accuracy"] = tflite_export.evaluate(e.path, x_test, y_test)
@@ -467,5 +488,5 @@ def _measure(rep, model, result, data, recipe, stage, quiet, threads, timing_run
     rep.seconds["benchmark"] = time.perf_counter() - t0
     faster = none_faster(rep.files, threads)
     rep.lead += faster
-    rep.notes += (faster + unlike_keras(rep.files) + worse_than_float(rep.files, rep.metric)
+    rep.notes += (misnamed(rep.files) + faster + unlike_keras(rep.files) + worse_than_float(rep.files, rep.metric)
                   + slower_than_float(rep.files, threads))

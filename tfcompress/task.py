@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from tfcompress._keras import keras
+from tfcompress._nested import take
 from tfcompress.errors import RecipeError
 
 __all__ = ["Task", "task_for", "compile_config_of", "headline", "baseline_problem",
@@ -176,7 +177,7 @@ class Task:
         return {"loss": _build(self.loss, "loss"), "metrics": _build(self.metrics, "metric"),
                 "loss_weights": self.loss_weights}
 
-    def score(self, y_true: Any, y_pred: Any, names: list | None = None) -> dict:
+    def score(self, y_true: Any, y_pred: Any, names: list | None = None, subsets: list | None = None) -> Any:
         """Every loss and metric of the task on predictions made elsewhere (a ``.tflite``
         file's), computed by Keras's own ``compile``/``evaluate`` on a model that passes
         the predictions through, so the names and values match ``model.evaluate``.
@@ -186,6 +187,9 @@ class Task:
             y_pred: the predictions, in the same structure.
             names: the output names (for several outputs given as lists).
                 Defaults to `None`.
+            subsets: index arrays: a list of results, one per subset of the
+                samples, from one compiled model (faster than a call each).
+                Defaults to `None` (one result, all samples).
 
         Example:
             >>> t = Task("mse", ["mae"], classifier=False)
@@ -202,9 +206,16 @@ class Task:
         x = [np.asarray(a, "float32") for a in arrays]
         y = {k: np.asarray(v) for k, v in y_true.items()} if isinstance(y_true, dict) else (
             [np.asarray(v) for v in y_true] if isinstance(y_true, (list, tuple)) else np.asarray(y_true))
-        res = model.evaluate(x if len(x) > 1 else x[0], y, verbose=0, return_dict=True,
-                             batch_size=max(1, min(256, len(x[0]))))
-        return {k: float(v) for k, v in res.items()}
+        if subsets is None:
+            res = model.evaluate(x if len(x) > 1 else x[0], y, verbose=0, return_dict=True,
+                                 batch_size=max(1, min(256, len(x[0]))))
+            return {k: float(v) for k, v in res.items()}
+        out = []
+        for i in subsets:  # one step each: no data pipeline per subset
+            xi = [a[i] for a in x]
+            res = model.test_on_batch(xi if len(xi) > 1 else xi[0], take(y, i), reset_metrics=True, return_dict=True)
+            out.append({k: float(v) for k, v in res.items()})
+        return out
 
     def __getstate__(self) -> dict:
         """Pickled and deep-copied without the cached Keras models (trial processes rebuild them)."""

@@ -5,7 +5,11 @@
 (:mod:`~tfcompress.target.sensitivity`), a greedy allocation under the budget
 (:mod:`~tfcompress.target.allocate`), the plan written as an ordinary recipe,
 fine-tuning with distillation, and the budget checked on the exported int8
-file, backing off when missed; a file slower than float32 gets a per-op
+(or int4) file, backing off when missed, the default recipe tried when no
+round meets it; the scan and the rounds see a planning part of the
+validation data and the claim is measured on a held-back part
+(:mod:`~tfcompress.target.heldout`), and again on the shipped file
+(:mod:`~tfcompress.target.shipped`); a file slower than float32 gets a per-op
 precision mix that is not (:mod:`~tfcompress.target.fast`). The target string is parsed in
 :mod:`~tfcompress.target.budget`.
 

@@ -5,7 +5,10 @@ model on the validation data: accuracy or IoU points, an MAE's own unit;
 :mod:`tfcompress.scoring`) is spent to make the file as small (``minimize="size"``) or
 as fast (``minimize="latency"``) as it allows; a ``size`` budget (zipped
 ``.tflite`` bytes) or a ``latency`` budget (median milliseconds on XNNPACK) is
-met while losing as little of that metric as possible.
+met while losing as little of that metric as possible; a drop after a comma
+(``"size<=40KB, drop<=2"``) is the user's accuracy floor there: a file that
+loses more does not meet the budget, and when no round meets it, a file that
+keeps the floor ships before a closer one that does not.
 
 Example:
     >>> t = parse_target("size<=40KB")
@@ -15,6 +18,9 @@ Example:
     True
     >>> check_minimize(parse_target("drop<=1"), None)
     'size'
+    >>> f = parse_target("size<=40KB, drop<=2")
+    >>> f.floor, f.met(drop=3.0, zipped_bytes=30000, ms=None), f.describe()
+    (2.0, False, 'size <= 40960 B zipped with drop <= 2 points')
 """
 
 import re
@@ -42,20 +48,29 @@ class Target:
             ``"latency"`` (milliseconds).
         limit: the bound, in those units.
         text: the string it came from.
+        floor: under a size or latency budget, the most drop the user
+            accepts (the accuracy floor), or None; a drop budget is its own floor.
     """
 
     metric: str
     limit: float
     text: str
+    floor: float | None = None
 
     def met(self, drop, zipped_bytes, ms):
-        """True when the measured file keeps the budget (a value not measured counts as met)."""
+        """True when the measured file keeps the budget and the floor (a value not measured counts as met)."""
         value = {"drop": drop, "size": zipped_bytes, "latency": ms}[self.metric]
-        return value is None or value <= self.limit + 1e-9
+        return (value is None or value <= self.limit + 1e-9) and self.keeps_floor(drop)
+
+    def keeps_floor(self, drop):
+        """True when ``drop`` is within the accuracy floor (the drop budget itself, or ``floor``; none: True)."""
+        floor = self.limit if self.metric == "drop" else self.floor
+        return floor is None or drop is None or drop <= floor + 1e-9
 
     def describe(self):
         unit = {"drop": " points", "size": " B zipped", "latency": " ms"}[self.metric]
-        return f"{self.metric} <= {self.limit:g}{unit}"
+        return f"{self.metric} <= {self.limit:g}{unit}" + ("" if self.floor is None else
+                                                            f" with drop <= {self.floor:g} points")
 
 
 def parse_target(text):
@@ -64,7 +79,8 @@ def parse_target(text):
     Args:
         text: ``"drop<=1.0"`` (points, also ``pt``/``pts``), ``"size<=40KB"``
             (``B``, ``KB``, ``MB``; 1 KB = 1024 B, zipped) or
-            ``"latency<=2ms"`` (``ms``, ``us``, ``s``).
+            ``"latency<=2ms"`` (``ms``, ``us``, ``s``); a size or latency
+            budget may add an accuracy floor: ``"size<=40KB, drop<=2"``.
 
     Returns:
         A :class:`Target`.
@@ -79,6 +95,16 @@ def parse_target(text):
     """
     if isinstance(text, Target):
         return text
+    if isinstance(text, str) and "," in text:  # "size<=40KB, drop<=2": a size or latency budget with a floor
+        main, _, rest = text.partition(",")
+        try:
+            budget, floor = parse_target(main), parse_target(rest)
+        except RecipeError:
+            budget = floor = None
+        if budget is None or floor is None or budget.metric == "drop" or floor.metric != "drop":
+            raise RecipeError(f"{TARGET_FORMS}, or a size or latency budget with a drop floor "
+                              f"('size<=40KB, drop<=2'), got {text!r}.")
+        return Target(budget.metric, budget.limit, text.strip(), floor.limit)
     m = _FORM.fullmatch(text) if isinstance(text, str) else None
     if m is None:
         raise RecipeError(f"{TARGET_FORMS}, got {text!r}.")

@@ -53,9 +53,13 @@ def _zipped(data):
     return len(buf.getvalue())
 
 
-def float_model(model):
+def float_model(model, snap=False):
     """A plain float copy of a QAT model: each wrapper replaced by its layer (the trained float weights), the input
     quantizer by an identity; a model without QAT wrappers comes back as it is.
+
+    With ``snap``, each quantized weight is the value the QAT model computes with (its weight quantizer applied,
+    e.g. on the 4-bit grid of ``quantization.weights: int4``) instead of the float weight it trains: an int8
+    export then stores those grid values in int8 tensors.
 
     Example:
         >>> [type(layer).__name__ for layer in float_model(qat_model).layers]  # doctest: +SKIP
@@ -79,9 +83,11 @@ def float_model(model):
 
     out = keras.models.clone_model(model, clone_function=unwrap)
     for new, old in zip(out.layers, model.layers):
-        by_name = {v.name.split("/")[-1]: v for v in old.weights}  # kernel:0, bias:0 (beside the quantizers' own)
+        by_name = {v.name.split("/")[-1]: v.numpy() for v in old.weights}  # kernel:0, bias:0 (beside quantizers')
+        for weight, quantizer, variables in (getattr(old, "_weight_vars", None) or []) if snap else []:
+            by_name[weight.name.split("/")[-1]] = quantizer(weight, False, weights=variables).numpy()  # as QAT runs
         if new.weights:
-            new.set_weights([by_name[v.name.split("/")[-1]].numpy() for v in new.weights])
+            new.set_weights([by_name[v.name.split("/")[-1]] for v in new.weights])
     return out
 
 

@@ -4,8 +4,11 @@
 imports :mod:`tfcompress.optimize`: the caller passes ``run_recipe``, the
 function that fine-tunes the model with one recipe.
 
+0. Split: the validation data is cut once, seeded, into a planning part
+   and a held-back part (:mod:`tfcompress.target.heldout`); everything up to
+   step 6 sees the planning part only.
 1. Reference: the float32 and plain int8 (PTQ) files of the input model,
-   their score on the validation data in the task's metric (accuracy, IoU,
+   their score on the planning samples in the task's metric (accuracy, IoU,
    MAE...: :mod:`tfcompress.scoring`), zipped size and latency.
 2. Scan (:mod:`tfcompress.target.sensitivity`): per layer, prune to each
    level and cluster (int8), or prune and round to 4 bits (int4); per
@@ -26,6 +29,16 @@ function that fine-tunes the model with one recipe.
    raise it 3x); a size or latency budget, missed, shrinks its cost goal by
    the miss. A round whose plan is one already measured (the allocation is
    saturated) is not trained: the run stops.
+6. No round met the budget: the default recipe (``base``'s own stages, what
+   ``optimize`` does without ``target=``) runs once, measured alike, and is
+   kept if it meets the budget (else the closest of all is kept: one that
+   keeps the user's accuracy floor, ``"size<=40KB, drop<=2"``, before one
+   that does not).
+7. The claim: the kept file against the float32 file on the held-back
+   samples, the drop with its 95 % confidence interval; ``budget["met"]`` is
+   this result, and a disagreement with the planning result, or a budget not
+   met, is the first note. The main job checks the shipped file again
+   (:mod:`tfcompress.target.shipped`).
 
 The margin: on LeNet-5 / Fashion-MNIST (``benchmarks/bench_budget.py``) a plan
 allowed 4 points of scanned drop lost -0.7 points on the file after
@@ -60,6 +73,7 @@ from tfcompress.quantization.config import Quantization
 from tfcompress.recipe import Distillation
 from tfcompress.report import markdown_table
 from tfcompress.scoring import Scorer, count, take
+from tfcompress.target import heldout
 from tfcompress.target.allocate import greedy
 from tfcompress.target.budget import check_minimize, parse_target
 from tfcompress.target.fast import TOLERANCE, faster_mix
@@ -156,32 +170,36 @@ def _samples(model, task, train_data, validation_data, limit):
 
 
 def run(model, train_data, validation_data, target, minimize, base, run_recipe, threads=2, rounds=ROUNDS,
-        scale=DROP_SCALE, samples=SCAN_SAMPLES, say=None, weights=WEIGHTS, task=None):
+        scale=DROP_SCALE, samples=SCAN_SAMPLES, say=None, weights=WEIGHTS, task=None, hold_back=heldout.FRACTION):
     """Budget mode (see the module docstring).
 
     Args:
         model: the trained tf_keras model (left untouched).
         train_data: its fine-tuning data (any form ``optimize`` takes).
-        validation_data: the data the budget is checked on (required).
+        validation_data: the data the budget is planned and checked on (required): split into a
+            planning part and a held-back part (:mod:`~tfcompress.target.heldout`).
         target: a budget string (:func:`~tfcompress.target.budget.parse_target`).
         minimize: ``"size"``, ``"latency"`` or None.
-        base: the training settings (:class:`Recipe`).
-        run_recipe: ``fn(recipe) -> OptimizeResult``.
+        base: the training settings (:class:`Recipe`); its own stages are the default recipe,
+            run once when no round meets the budget.
+        run_recipe: ``fn(recipe, validation_data) -> OptimizeResult`` (given the planning part).
         threads: XNNPACK threads of the timings. Defaults to `2`.
         rounds: at most this many fine-tuning rounds. Defaults to :data:`ROUNDS`.
         scale: round 1's scanned-drop allowance per budget point. Defaults to :data:`DROP_SCALE`.
-        samples: validation samples of the scan. Defaults to :data:`SCAN_SAMPLES`.
+        samples: planning samples of the scan. Defaults to :data:`SCAN_SAMPLES`.
         say: called with one line per step. Defaults to `None`.
         weights: the QAT weight formats a size plan may choose from
             (``"int8"``, ``"int4"``). Defaults to :data:`WEIGHTS`.
         task: the user's :class:`~tfcompress.task.Task`: the drop is in its
             headline metric (:mod:`tfcompress.scoring`). Defaults to `None`
             (a classifier: accuracy points).
+        hold_back: the share of the validation samples held back from planning.
+            Defaults to :data:`tfcompress.target.heldout.FRACTION`.
 
     Returns:
         ``(result, plan)``: the kept round's OptimizeResult (its
         ``report.budget`` says the target, the reference files, the scan,
-        each round and the notes) and its plan :class:`Recipe`.
+        each round, the held-back check and the notes) and its plan :class:`Recipe`.
 
     Raises:
         RecipeError: a bad target or minimize, or no validation data.
@@ -193,15 +211,22 @@ def run(model, train_data, validation_data, target, minimize, base, run_recipe, 
     say = say or (lambda line: None)
     task = task if task is not None else Task("sparse_categorical_crossentropy", ["accuracy"])
     xv, yv, rep_x = _samples(model, task, train_data, validation_data, 200)
-    xs, ys = take(xv, samples), take(yv, samples)
+    held = heldout.split(count(xv), hold_back)[2]
+    (xp, yp), (xh, yh) = heldout.parts(xv, yv, held)
+    notes = [] if held["separate"] else [
+        f"the validation data holds {held['of']} samples, too few to hold {heldout.MINIMUM} back: the budget is "
+        "checked on the same samples the plan was tuned on (an optimistic claim); give more validation data"]
+    xs, ys = take(xp, samples), take(yp, samples)
     scorer = Scorer.of(task, model, xs, ys)
-    ref_pts = scorer.model(model, xv, yv)
+    ref_pts = scorer.model(model, xp, yp)
     tmp = tempfile.mkdtemp(prefix="tfcompress-budget-")
     try:
-        ref = {m: _measure(model, os.path.join(tmp, f"{m}.tflite"), rep_x, xv, yv, ref_pts, threads, scorer, m)
+        ref = {m: _measure(model, os.path.join(tmp, f"{m}.tflite"), rep_x, xp, yp, ref_pts, threads, scorer, m)
                for m in ("float32", "int8")}
         say(f"budget {target.describe()}, minimize {minimize}: float32 {ref['float32']['zipped_bytes']} B "
-            f"{ref['float32']['ms']:.3g} ms; plain int8 {ref['int8']['zipped_bytes']} B {ref['int8']['ms']:.3g} ms")
+            f"{ref['float32']['ms']:.3g} ms; plain int8 {ref['int8']['zipped_bytes']} B {ref['int8']['ms']:.3g} ms; "
+            f"{held['planning_samples']} validation samples plan, {held['samples']} held back"
+            f"{'' if held['separate'] else ' (the same ones)'}")
         latency = minimize == "latency" or target.metric == "latency"
         families = {}  # weight format -> (units, cost of the model before any move)
         if latency:
@@ -219,8 +244,21 @@ def run(model, train_data, validation_data, target, minimize, base, run_recipe, 
                 families["int4"] = (u4, base_cost - kernels + sum(u.options[0].cost for u in u4))
         say(f"scanned {len(units)} {'channel groups' if latency else 'layers'} on {count(xs)} samples"
             f" ({', '.join(families)} weights)")
+
+        def attempt(label, recipe, fmt):  # fine-tune, export, measure on the planning part
+            result = run_recipe(recipe, (xp, yp))
+            path = os.path.join(tmp, f"round-{label}.tflite")
+            got = _measure(result.model, path, rep_x, xp, yp, ref_pts, threads, scorer, fmt)
+            return result, path, got, target.met(got["drop"], got["zipped_bytes"], got["ms"])
+
+        def rank(got, met):  # the best met round (smallest, fastest, or most accurate), else the closest miss
+            excess = {"drop": got["drop"], "size": got["zipped_bytes"], "latency": got["ms"]}[target.metric]
+            if met:
+                return 0, 0, got[{"size": "zipped_bytes", "latency": "ms", "drop": "drop"}[minimize]]
+            return 1, int(not target.keeps_floor(got["drop"])), excess  # a miss that keeps the floor first
+
         goal = None if target.metric == "drop" else target.limit / unit_of_cost
-        history, kept, lo, hi, seen, notes = [], None, None, None, set(), []
+        history, kept, lo, hi, seen = [], None, None, None, set()
         for i in range(rounds):
             fmt, units, alloc, start, start_drop = _allocate(families, target, scale, goal)
             key = (fmt, repr(sorted(alloc.settings(units).items())))
@@ -230,9 +268,7 @@ def run(model, train_data, validation_data, target, minimize, base, run_recipe, 
             seen.add(key)
             plan = plan_recipe(base, alloc.settings(units), weights=fmt)
             try:
-                result = run_recipe(plan)
-                got = _measure(result.model, os.path.join(tmp, f"round{i + 1}.tflite"), rep_x, xv, yv, ref_pts,
-                               threads, scorer, "int4" if fmt == "int4" else "int8")
+                result, path, got, met = attempt(i + 1, plan, "int4" if fmt == "int4" else "int8")
             except TfcompressError as e:
                 if fmt == "int8":
                     raise
@@ -240,18 +276,15 @@ def run(model, train_data, validation_data, target, minimize, base, run_recipe, 
                 say(notes[-1])
                 del families["int4"]
                 continue
-            met = target.met(got["drop"], got["zipped_bytes"], got["ms"])
             history.append({"round": i + 1, "scale": scale if target.metric == "drop" else None, "weights": fmt,
                             "estimated_cost": round((start - alloc.saved) * unit_of_cost, 3),
                             "scanned_drop": round(start_drop + alloc.drop, 3), "plan": alloc.settings(units), **got,
                             "met": met})
             say(f"round {i + 1}: {fmt} weights, drop {got['drop']:.3g} {scorer.unit}, {got['zipped_bytes']} B zipped, "
                 f"{got['ms']:.3g} ms: {'met' if met else 'missed'}")
-            # keep the best met round (smallest, fastest, or most accurate), else the closest miss
-            excess = {"drop": got["drop"], "size": got["zipped_bytes"], "latency": got["ms"]}[target.metric]
-            rank = (0, got[{"size": "zipped_bytes", "latency": "ms", "drop": "drop"}[minimize]]) if met else (1, excess)
-            if kept is None or rank < kept[4]:
-                kept = (result, plan, met, got, rank, i + 1, units)
+            if kept is None or rank(got, met) < kept["rank"]:
+                kept = {"result": result, "plan": plan, "met": met, "got": got, "rank": rank(got, met),
+                        "round": i + 1, "path": path, "units": units}
             if target.metric == "drop":  # bracket the margin: up while the file has slack, down after a miss
                 if met:
                     lo = scale
@@ -265,35 +298,97 @@ def run(model, train_data, validation_data, target, minimize, base, run_recipe, 
             else:
                 measured = got["zipped_bytes"] if target.metric == "size" else got["ms"]
                 goal = (start - alloc.saved) * target.limit / measured * 0.95
+        if kept is None or not kept["met"]:  # no planned round met it: the default recipe, once, measured alike
+            kept = _default(attempt, rank, base, kept, history, notes, target, scorer, say)
+        if kept is None:
+            raise RecipeError("budget mode: no round produced a file (see the notes above).")
+        check = heldout.compare(os.path.join(tmp, "float32.tflite"), kept["path"], xh, yh, scorer)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    if kept is None:
-        raise RecipeError("budget mode: no round produced a file (see the notes above).")
-    result, plan, met, got, _, kept_round, units = kept
-    fmt, f32_ms, fast = plan.quantization.weights, ref["float32"]["ms"], None
+    result, plan, got = kept["result"], kept["plan"], kept["got"]
+    units = kept.get("units") or units  # the scan of the kept round's weight format
+    met = bool(target.met(check["drop"], got["zipped_bytes"], got["ms"]))
+    notes[:0] = _held_notes(target, kept, check, met, held, scorer.unit)
+    fmt, f32_ms, fast = ("int4" if _weights(plan) == "int4" else "int8"), ref["float32"]["ms"], None
     if got["ms"] > f32_ms * (1 + TOLERANCE):  # a file slower than float32: look for a per-op mix that is not
         say(f"the {fmt} file is slower than float32 ({got['ms']:.3g} vs {f32_ms:.3g} ms): per-op precision mixes")
         try:
-            fast = faster_mix(result.model, rep_x, xv, yv, ref_pts, threads, minimize=minimize, scorer=scorer,
-                              max_drop=target.limit if target.metric == "drop" else None,
+            fast = faster_mix(result.model, rep_x, xp, yp, ref_pts, threads, minimize=minimize, scorer=scorer,
+                              max_drop=target.limit if target.metric == "drop" else target.floor,
                               max_bytes=target.limit if target.metric == "size" else None, say=say)
         except Exception as e:  # noqa: BLE001 - a model the mixer cannot rebuild: said in the notes, the file stays
             fast = {"error": f"no per-op mix ({type(e).__name__}: {first_line(e)})", "tried": []}
         notes.append(_fast_note(fmt, got, f32_ms, threads, fast, minimize, scorer.unit))
-    if not met:
-        notes.append(f"budget {target.describe()} not met in {rounds} round(s): the closest round is kept")
     result.report.budget = {
-        "target": target.text, "minimize": minimize, "met": met,
+        "target": target.text, "minimize": minimize, "met": met, "planning_met": kept["met"],
         "metric": scorer.name, "unit": scorer.unit, "lower_is_better": scorer.lower,
         f"reference_{scorer.name}": scorer.value(ref_pts),
         "reference": ref, "threads": threads, "scan_samples": count(xs),
+        "held_out": {**held, **check, "met": met},
         "sensitivity": [u.to_dict() for u in units], "rounds": history, "notes": notes,
         "weights": fmt, "faster_file": fast,
         "file": ("mixed" if fast and "per_layer" in fast and minimize == "latency" else fmt),
-        "kept_round": kept_round,
+        "kept_round": kept["round"],
     }
     result.report.budget["markdown"] = markdown(result.report.budget)
     return result, plan
+
+
+def _weights(recipe):
+    """The weight format a recipe's QAT trains (``"int4"`` for 4- and 2-bit weights: stored int4), else ``"int8"``."""
+    q = recipe.quantization
+    return "int4" if q is not None and q.weights in ("int4", "int2") else "int8"
+
+
+def _default(attempt, rank, base, kept, history, notes, target, scorer, say):
+    """No planned round met the budget: run the default recipe (``base``'s own stages) once; the better one is kept."""
+    stages = " → ".join(n for n, _ in base.stages) or "no stage"
+    say(f"no planned round met {target.describe()}: the default recipe ({stages}), once")
+    try:
+        result, path, got, met = attempt("default", base, _weights(base))
+    except TfcompressError as e:
+        notes.append(f"the default recipe ({stages}) failed on this model: {first_line(e)}")
+        return kept
+    history.append({"round": "default", "scale": None, "weights": _weights(base), "estimated_cost": None,
+                    "scanned_drop": None, "plan": {}, **got, "met": met})
+    say(f"default recipe: drop {got['drop']:.3g} {scorer.unit}, {got['zipped_bytes']} B zipped, {got['ms']:.3g} ms: "
+        f"{'met' if met else 'missed'}")
+    if kept is None or rank(got, met) < kept["rank"]:
+        notes.append(f"no planned round met {target.describe()}; the default recipe ({stages}) did on the planning "
+                     "data: it ships" if met else
+                     f"no planned round met {target.describe()}, nor the default recipe ({stages}); it ships, "
+                     f"{_closest(target, got['drop'])}")
+        return {"result": result, "plan": base, "met": met, "got": got, "rank": rank(got, met),
+                "round": "default", "path": path}
+    notes.append(f"the default recipe ({stages}) missed {target.describe()} too (drop {got['drop']:.3g} "
+                 f"{scorer.unit}, {got['zipped_bytes']} B zipped): the closest planned round ships")
+    return kept
+
+
+def _held_notes(target, kept, check, met, held, unit):
+    """What the reader must know first: the budget not met, and where planning and held-back results disagree."""
+    which = "the default recipe" if kept["round"] == "default" else f"round {kept['round']}"
+    on = (f"the {check['samples']} held-back samples (drop {check['drop']:.3g} {unit}, 95 % CI "
+          f"[{check['ci95'][0]:.3g}, {check['ci95'][1]:.3g}])")
+    if not held["separate"]:
+        on = on.replace("held-back", "validation")
+    if met and kept["met"]:
+        return []
+    if met:
+        return [f"{which} missed {target.describe()} on the planning samples (drop {kept['got']['drop']:.3g} {unit}) "
+                f"but meets it on {on}: met on data the plan was not tuned on"]
+    if kept["met"]:
+        return [f"budget {target.describe()} NOT met: {which} met it on the planning samples (drop "
+                f"{kept['got']['drop']:.3g} {unit}) but not on {on}, the data the plan was not tuned on"]
+    return [f"budget {target.describe()} NOT met: no round met it; {which} ships, "
+            f"{_closest(target, kept['got']['drop'])} ({on})"]
+
+
+def _closest(target, drop):
+    """Why a missed round ships: the closest, among those keeping the accuracy floor when one does."""
+    if target.metric != "drop" and target.floor is not None and target.keeps_floor(drop):
+        return "the closest that keeps the accuracy floor"
+    return "the closest"
 
 
 def _fast_note(fmt, got, f32_ms, threads, fast, minimize, unit="points"):
@@ -314,7 +409,7 @@ def _scanned(unit, setting):
 
 
 def markdown(b):
-    """The budget section of the report: the target, each round, the per-layer plan and why."""
+    """The budget section of the report: the target, each round, the held-back check, the per-layer plan and why."""
     f32, unit = b["reference"]["float32"], "pts" if b.get("unit", "points") == "points" else b["unit"]
     lines = [f"### Budget `{b['target']}` (minimize {b['minimize']}): {'met' if b['met'] else 'NOT met'}", "",
              f"Drops in {b.get('metric', 'accuracy')} ({unit}; "
@@ -322,20 +417,34 @@ def markdown(b):
              markdown_table(
                  ("round", "weights", f"scanned drop ({unit})", f"drop on the file ({unit})", "zipped B",
                   "× vs float32", "ms", "met"),
-                 [(str(r["round"]), r.get("weights", "int8"), f"{r['scanned_drop']:.3g}", f"{r['drop']:.3g}",
+                 [(str(r["round"]), r.get("weights", "int8"),
+                   "-" if r["scanned_drop"] is None else f"{r['scanned_drop']:.3g}", f"{r['drop']:.3g}",
                    str(r["zipped_bytes"]), f"{f32['zipped_bytes'] / r['zipped_bytes']:.1f}", f"{r['ms']:.3g}",
                    "yes" if r["met"] else "no") for r in b["rounds"]])]
+    h = b.get("held_out")
+    if h:  # the kept round's file on the samples the plan never saw (tfcompress.target.heldout)
+        part = (f"{h['samples']} of {h['of']} validation samples held back (seeded; the scan and the rounds saw "
+                f"the other {h['planning_samples']})" if h["separate"] else
+                f"all {h['of']} validation samples (too few to hold any back: the plan was tuned on them)")
+        lines += ["", f"Drops in the table: on the planning samples. Kept round {b['kept_round']} on {part}: drop "
+                  f"{h['drop']:.3g} {unit}, 95 % CI [{h['ci95'][0]:.3g}, {h['ci95'][1]:.3g}] ({h['ci_method']}): "
+                  f"{'meets' if h['met'] else 'does NOT meet'} the budget."]
     s = b.get("shipped")
     if s:  # the budget measured again on the file that ships (tfcompress.target.shipped)
-        lines += ["", f"Shipped `{s['file']}`: drop {s['drop']:.3g} {unit}, {s['zipped_bytes']} B zipped, "
-                  f"{s['ms']:.3g} ms ({s['threads']} thread(s)): "
+        ci = f", 95 % CI [{s['ci95'][0]:.3g}, {s['ci95'][1]:.3g}]" if s.get("ci95") else ""
+        lines += ["", f"Shipped `{s['file']}`: drop {s['drop']:.3g} {unit}{ci} on {s.get('samples', '?')} held-back "
+                  f"samples, {s['zipped_bytes']} B zipped, {s['ms']:.3g} ms ({s['threads']} thread(s)): "
                   f"{'meets' if s['met'] else 'does NOT meet'} the budget."]
     kept = next(r for r in b["rounds"] if r["round"] == b["kept_round"])
-    by_name = {u["name"]: u for u in b["sensitivity"]}
-    lines += ["", f"Plan of round {kept['round']} (scan: one layer at a time, no fine-tuning, "
-              f"{b['scan_samples']} validation samples; the kept round):", "",
-              markdown_table(("layer", "setting", f"scanned drop ({unit})"), [
-                  (name, setting, f"{_scanned(by_name[name], setting)['drop_points']:.3g}")
-                  for name, setting in kept["plan"].items()])]
+    if kept["round"] == "default":
+        lines += ["", "The default recipe ships (no per-layer plan): the recipe given, its own stages; no planned "
+                  "round met the budget."]
+    else:
+        by_name = {u["name"]: u for u in b["sensitivity"]}
+        lines += ["", f"Plan of round {kept['round']} (scan: one layer at a time, no fine-tuning, "
+                  f"{b['scan_samples']} planning samples; the kept round):", "",
+                  markdown_table(("layer", "setting", f"scanned drop ({unit})"), [
+                      (name, setting, f"{_scanned(by_name[name], setting)['drop_points']:.3g}")
+                      for name, setting in kept["plan"].items()])]
     lines += [f"- note: {n}" for n in b["notes"]]
     return "\n".join(lines) + "\n"

@@ -1,12 +1,16 @@
-"""Budget mode's promise checked on the file that ships, not only on the round's own file.
+"""Budget mode's promise checked on the file that ships, on data the plan was not tuned on.
 
 Each round of :func:`tfcompress.target.plan.run` measures a file it exported
 itself; the main job then exports the shipped files again, with the report's
 metadata and its own calibration sample, so their bytes (and in principle
 their scores) differ. :func:`check_shipped` measures the budget again on the
 shipped main file (``int8.tflite``, ``int4.tflite`` or ``fast.tflite``, as
-``budget["file"]`` says), on the same validation data, and turns a claim the
-shipped file does not keep into "not met", said first in the report's notes.
+``budget["file"]`` says) and on the shipped ``float32.tflite``, both on the
+held-back validation samples the plan never saw (the split that
+``budget["held_out"]`` records: :mod:`tfcompress.target.heldout`), with the
+drop's 95 % confidence interval, and turns a claim the shipped file does not
+keep into "NOT met", said first in the report's notes (the command line then
+exits with status 3).
 
 Example:
     >>> notes = check_shipped(result.report.budget, job.files, data, task)  # doctest: +SKIP
@@ -18,7 +22,9 @@ from typing import Any
 
 import tflite_export
 from tfcompress._keras import quiet_native_logs
+from tfcompress._nested import count
 from tfcompress.scoring import Scorer
+from tfcompress.target import heldout
 from tfcompress.target.budget import parse_target
 
 __all__ = ["check_shipped", "main_file"]
@@ -29,15 +35,27 @@ def main_file(budget: dict) -> str:
     return {"mixed": "fast"}.get(budget.get("file") or "int8", budget.get("file") or "int8")
 
 
+def _held_back(budget: dict, xv: Any, yv: Any) -> tuple:
+    """The held-back samples of ``budget["held_out"]`` in (xv, yv), and a note when they cannot be cut again."""
+    held = budget.get("held_out") or {}
+    if not held.get("separate"):
+        return xv, yv, None
+    if held["of"] != count(xv):
+        return xv, yv, (f"the validation data holds {count(xv)} samples, not the {held['of']} the plan was split "
+                        "from: the shipped file is checked on all of them")
+    _, (xh, yh) = heldout.parts(xv, yv, held)
+    return xh, yh, None
+
+
 def check_shipped(budget: dict, files: list, data: Any, task: Any) -> list:
     """Measure ``budget`` on the shipped main file; update ``budget`` (``"shipped"``, ``"met"``,
     ``"markdown"``) and return the notes the report leads with.
 
     Args:
         budget: ``report.budget`` of budget mode (edited in place).
-        files: the main job's file rows (``name``, ``path``, ``zipped_bytes``).
+        files: the main job's file rows (``name``, ``path``, ``zipped_bytes``; ``float32`` among them).
         data: the job's :class:`~tfcompress._userdata.Dataset` (its validation split is
-            the one the budget was planned against).
+            the one the budget was planned against; its held-back part is cut again).
         task: the user's :class:`~tfcompress.task.Task`.
 
     Returns:
@@ -50,24 +68,28 @@ def check_shipped(budget: dict, files: list, data: Any, task: Any) -> list:
     name = main_file(budget)
     row = rows.get(name) or rows["int8"]
     scorer = Scorer(task, budget.get("metric", "accuracy"))
-    xv, yv = data.validation
+    xh, yh, why = _held_back(budget, *data.validation)
+    check = heldout.compare(rows["float32"]["path"], row["path"], xh, yh, scorer)
     with quiet_native_logs():
-        got = scorer.file(row["path"], xv, yv)
         ms = tflite_export.benchmark(row["path"], threads=budget["threads"], min_runs=20, min_seconds=0.3).median_ms
-    drop = round(scorer.drop(scorer.points(budget[f"reference_{scorer.name}"]), got), 3)
+    drop = check["drop"]
     met = bool(target.met(drop, row["zipped_bytes"], ms))
     unit = scorer.unit
-    budget["shipped"] = {"file": f"{row['name']}.tflite", "drop": drop, "zipped_bytes": row["zipped_bytes"],
-                         "ms": ms, "threads": budget["threads"], "met": met}
-    seen = (f"drop {drop:.3g} {unit}, {row['zipped_bytes']} B zipped, {ms:.3g} ms at {budget['threads']} "
-            "thread(s), on the validation data")
-    notes = []
+    budget["shipped"] = {"file": f"{row['name']}.tflite", "drop": drop, "ci95": check["ci95"],
+                         "samples": check["samples"], "zipped_bytes": row["zipped_bytes"], "ms": ms,
+                         "threads": budget["threads"], "met": met}
+    seen = (f"drop {drop:.3g} {unit} (95 % CI [{check['ci95'][0]:.3g}, {check['ci95'][1]:.3g}]) on "
+            f"{check['samples']} held-back samples against float32.tflite, {row['zipped_bytes']} B zipped, "
+            f"{ms:.3g} ms at {budget['threads']} thread(s)")
+    notes = [] if why is None else [why]
+    which = "the default recipe" if budget.get("kept_round") == "default" else f"round {budget.get('kept_round')}"
     if budget["met"] and not met:
         budget["met"] = False
-        notes.append(f"budget {target.describe()} NOT met by the shipped {row['name']}.tflite ({seen}), although "
-                     f"round {budget.get('kept_round')} met it on its own export: the shipped file carries the "
-                     "report's metadata and its own calibration; tighten the budget a little and run again.")
+        notes.insert(0, f"budget {target.describe()} NOT met by the shipped {row['name']}.tflite ({seen}), although "
+                        f"{which} met it on its own export: the shipped file carries the report's metadata and its "
+                        "own calibration; tighten the budget a little and run again.")
     elif not budget["met"]:
-        notes.append(f"budget {target.describe()} NOT met: the closest round ships as {row['name']}.tflite ({seen}).")
+        notes.insert(0, f"budget {target.describe()} NOT met: {which} ships as {row['name']}.tflite "
+                        f"({seen}).")
     budget["markdown"] = markdown(budget)
     return notes
