@@ -38,9 +38,10 @@ from tfcompress._model import clone, coerce_model, is_keras3_model, release_memo
 from tfcompress.errors import DataError, RecipeError
 from tfcompress.recipe import Recipe
 from tfcompress.report import LayerRecord, OptimizeReport
+from tfcompress.scoring import baseline_problem
 from tfcompress.stage_runs import _Run
 from tfcompress.target import plan as budget_mode
-from tfcompress.task import baseline_problem, compile_config_of, headline, task_for
+from tfcompress.task import compile_config_of, headline, task_for
 from tfcompress.training import set_seed, translate_callbacks
 
 __all__ = ["optimize", "OptimizeResult", "as_recipe", "RecipeLike"]
@@ -118,7 +119,7 @@ def _check_converged(name, model, history):
 
 
 def _check_baseline(task, model, data, stop):
-    """Stop (or warn) before fine-tuning a model the data shows to be unfit (tfcompress.task.baseline_problem),
+    """Stop (or warn) before fine-tuning a model the data shows to be unfit (tfcompress.scoring.baseline_problem),
     judged on up to 2,000 examples of the validation data (of the training data when validation has fewer
     than 50: too few to tell chance from skill)."""
     x, y = data.arrays()

@@ -36,7 +36,7 @@ from tfcompress._keras import keras
 from tfcompress._nested import take
 from tfcompress.errors import RecipeError
 
-__all__ = ["Task", "task_for", "compile_config_of", "headline", "baseline_problem",
+__all__ = ["Task", "task_for", "compile_config_of", "headline",
            "remember_file_compile"]
 
 # Models loaded from files (compile=False) -> the loss/metrics their file saved: the user's task.
@@ -414,52 +414,6 @@ def _with_accuracy(metrics: Any) -> Any:
     if isinstance(metrics, list):
         return metrics if any(m in ("accuracy", "acc") for m in metrics) else ["accuracy", *metrics]
     return metrics
-
-
-def baseline_problem(task: Task, y_true: Any, y_pred: Any) -> str | None:
-    """Why the model, before any compression, looks unfit for the data it was given, or None.
-
-    A classifier at chance (accuracy within two standard errors of always
-    answering the most common label, on at least 30 examples), or a
-    single-output regression whose mean squared error is over 4x that of
-    predicting the targets' mean, is almost always a data problem: inputs
-    scaled twice or not at all, labels in another order, missing
-    preprocessing.
-
-    Args:
-        task: the model's :class:`Task`.
-        y_true: the targets of one output (class ids or one-hot rows for a classifier).
-        y_pred: the model's predictions for them.
-
-    Example:
-        >>> baseline_problem(Task("scce"), np.arange(100) % 10, np.eye(10)[np.zeros(100, int)])[:27]
-        'accuracy 10.0% is at chance'
-    """
-    y, pred = np.asarray(y_true), np.asarray(y_pred, dtype="float64")
-    n = len(y)
-    if n < 30:
-        return None
-    if task.classifier:
-        ids = y.argmax(-1) if y.ndim == 2 and y.shape[1] > 1 else np.rint(y.reshape(n, -1)[:, 0])
-        if pred.ndim == 2 and pred.shape[1] > 1:
-            guess = pred.argmax(-1)
-        else:  # one unit: probabilities after a sigmoid, else logits
-            one = pred.reshape(n)
-            guess = one > (0.5 if one.min() >= 0 and one.max() <= 1 else 0.0)
-        accuracy = float(np.mean(guess.astype("int64") == ids.astype("int64")))
-        p = float(np.bincount(ids.astype("int64")).max()) / n
-        if accuracy <= p + 2 * float(np.sqrt(p * (1 - p) / n)):
-            return f"accuracy {accuracy:.1%} is at chance (always answering the most common label scores {p:.1%})"
-        return None
-    y, pred = y.reshape(n, -1).astype("float64"), pred.reshape(n, -1)
-    if y.shape != pred.shape:
-        return None
-    base = float(np.mean((y - y.mean(axis=0)) ** 2))
-    mse = float(np.mean((y - pred) ** 2))
-    if base > 0 and mse > 4 * base:
-        return (f"its mean squared error {mse:.4g} is {mse / base:.1f}x that of predicting the targets' mean "
-                f"({base:.4g})")
-    return None
 
 
 def task_for(model: Any, loss: Any = None, metrics: Any = None, loss_weights: Any = None,
