@@ -17,13 +17,13 @@ For LeNet-5 and ResNet-8 on Fashion-MNIST (28x28) and MobileNetV2 (alpha 0.35) a
   ``tflite_export.export(mode="int8")`` with the same calibration images.
 
 Every measurement is a fresh child process (graph caches do not leak between sides); the
-sides alternate and each (model, stage) pair runs ``--rounds`` times. The ratio is
+sides alternate and each (model, stage) pair runs :data:`ROUNDS` times. The ratio is
 tfcompress / hand of the whole stage's wall time, paired within a round. The split: epochs
 (the epochs x the steady epoch, the median of epochs 2..n, validation included), the rest
 (wrapping, cloning, the first epoch's tracing, stripping, the two evaluations) and the
 conversion. oneDNN is left at TensorFlow's default (on).
 
-    nice -n 5 .venv/bin/python -m benchmarks.bench_overhead             # ~35 min on 2 cores
+    nice -n 5 .venv/bin/python -m benchmarks.bench_overhead             # ~35-40 min on 2 cores
     nice -n 5 .venv/bin/python -m benchmarks.bench_overhead --quick     # LeNet-5 only, 1 round
 
 Writes ``benchmarks/results/overhead.{json,md}``.
@@ -49,6 +49,8 @@ SIDES = ("hand", "tfcompress")
 #: Training / validation images, batch, epochs per stage; the same for both sides.
 SIZES = {"lenet5": (4000, 1000), "resnet8": (2000, 500), "mobilenet_v2": (600, 200)}
 BATCH, EPOCHS, LR = 64, 3, 1e-3
+#: Rounds per model (each a hand and a tfcompress run of every stage): more where a run is short and noisier.
+ROUNDS = {"lenet5": 5, "resnet8": 4, "mobilenet_v2": 3}
 #: The stages' settings (tfcompress's defaults, written out for the hand side).
 SPARSITY, CLUSTERS, CLUSTER_LR_SCALE, QAT_LR_SCALE = 0.8, 16, 0.5, 0.1
 CALIBRATION = 200
@@ -159,7 +161,8 @@ def hand(work, name, stage, tflite_path=None):
     else:
         work_model = tfmot.quantization.keras.quantize_model(model)
         lr *= QAT_LR_SCALE
-    wrapped = sorted(l.layer.name for l in work_model.layers if hasattr(l, "layer") and l.layer.weights)
+    params = {layer.name: layer.count_params() for layer in model.layers}  # QAT moves kernels out of the layer
+    wrapped = sorted(l.layer.name for l in work_model.layers if hasattr(l, "layer") and params.get(l.layer.name))
     work_model.compile(keras.optimizers.Adam(lr), "sparse_categorical_crossentropy", ["accuracy"])
     work_model.fit(x, y, batch_size=BATCH, epochs=EPOCHS, validation_data=(xv, yv), callbacks=callbacks, verbose=0)
     final = (tfmot.sparsity.keras.strip_pruning(work_model) if stage == "pruning" else
@@ -282,7 +285,8 @@ def markdown(res):
         "(`prune_low_magnitude`/`cluster_weights` on the Conv/Dense layers, `quantize_model`, `fit(x, y)`, "
         "`strip_*`, `TFLiteConverter.from_keras_model`); tfcompress: `optimize(model, train, val, "
         "recipe=<the stage>)`, `tflite_export.export(mode=\"int8\")`. Every run is its own child process, the "
-        f"sides alternate, {res['rounds']} rounds; ratio = tfcompress / hand of the stage's wall time, paired "
+        "sides alternate; rounds: " + ", ".join(f"{m} {n}" for m, n in res["rounds"].items())
+        + "; ratio = tfcompress / hand of the stage's wall time, paired "
         "per round: median (min-max). Epochs = the epochs at the steady rate (median of epochs 2-3, validation "
         "included); rest = everything else (wrapping, cloning, the first epoch's tracing, stripping, the two "
         "evaluations). Data: " + ", ".join(f"{m} {n} train / {v} val images" for m, (n, v) in SIZES.items())
@@ -305,7 +309,7 @@ def main(argv=None):
     p.add_argument("--child", nargs=4, metavar=("WORK", "MODEL", "SIDE", "STAGE"), help=argparse.SUPPRESS)
     p.add_argument("--prepare", nargs="+", metavar="WORK", help=argparse.SUPPRESS)
     p.add_argument("--profile", metavar="FILE", help="with --child: run it under cProfile, stats to FILE")
-    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--rounds", type=int, default=None, help=f"rounds for every model (default {ROUNDS})")
     p.add_argument("--models", nargs="*", default=list(MODELS), choices=MODELS)
     p.add_argument("--quick", action="store_true", help="LeNet-5 only, 1 round (results/overhead_quick.*)")
     p.add_argument("--out", default=None)
@@ -316,12 +320,13 @@ def main(argv=None):
         return child(*args.child, profile=args.profile)
     if args.quick:
         args.rounds, args.models = 1, ["lenet5"]
+    rounds = {m: args.rounds or ROUNDS[m] for m in args.models}
     t0 = time.time()
     work = tempfile.mkdtemp(prefix="bench-overhead-")
     run_child(["--prepare", work, *args.models])
     runs = []
-    for i in range(args.rounds):
-        for j, name in enumerate(args.models):
+    for i in range(max(rounds.values())):
+        for j, name in enumerate(m for m in args.models if i < rounds[m]):
             env = {"BENCH_OVERHEAD_STEPS": json.dumps(vars(_pruning_steps(SIZES[name][0])))}
             for k, stage in enumerate(STAGES):
                 pair = {"model": name, "stage": stage, "round": i}
@@ -332,7 +337,7 @@ def main(argv=None):
                           file=sys.stderr, flush=True)
                 runs.append(pair)
     rows = summarise(runs)
-    res = {"command": _results.command(COMMAND, argv), "rounds": args.rounds, "rows": rows, "runs": runs,
+    res = {"command": _results.command(COMMAND, argv), "rounds": rounds, "rows": rows, "runs": runs,
            "machine": _results.machine(load=True), "cpu": _results.cpu_flags(),
            "minutes": (time.time() - t0) / 60}
     over = [f"{r['model']} {r['stage']} {r['ratio']:.2f}x" for r in rows if r["ratio"] > 1.05]
