@@ -118,15 +118,20 @@ def _check_converged(name, model, history):
         )
 
 
-def _check_baseline(task, model, data, stop):
+def _check_baseline(task, model, data, stop, scored=None):
     """Stop (or warn) before fine-tuning a model the data shows to be unfit (tfcompress.scoring.baseline_problem),
     judged on up to 2,000 examples of the validation data (of the training data when validation has fewer
-    than 50: too few to tell chance from skill)."""
+    than 50: too few to tell chance from skill). ``scored``: the baseline's metrics when they were measured on
+    ``data``; a classifier's argmax accuracy is then read from them instead of predicting ``data`` again."""
     x, y = data.arrays()
     if isinstance(y, (list, dict)):
         return  # several outputs: no single baseline to compare with
+    accuracy = None
+    if scored is not None and len(y) <= 2000 and task.classifier and _argmax_accuracy(model):
+        accuracy = scored.get("accuracy")  # the same examples: this metric is the check's own accuracy
     x, y = x[:2000] if not isinstance(x, (list, dict)) else _head(x, 2000), y[:2000]
-    problem = baseline_problem(task, y, model.predict(x, verbose=0, batch_size=256))
+    pred = None if accuracy is not None else model.predict(x, verbose=0, batch_size=256)
+    problem = baseline_problem(task, y, pred, accuracy=accuracy)
     if not problem:
         return
     msg = (f"before any compression the model scores badly on this data: {problem}. Likely causes: the inputs "
@@ -136,6 +141,18 @@ def _check_baseline(task, model, data, stop):
     if stop:
         raise DataError(msg + "; pass check_baseline=False (--no-baseline-check) to compress anyway.")
     warnings.warn(msg + ".", UserWarning, stacklevel=3)
+
+
+def _argmax_accuracy(model):
+    """Whether ``model``'s compiled ``accuracy`` metric is the argmax match of a multi-unit output
+    (sparse or categorical accuracy), the accuracy :func:`tfcompress.scoring.baseline_problem` computes."""
+    if len(model.outputs) != 1 or model.output_shape[-1] in (None, 1):
+        return False
+    for m in model.metrics:
+        if m.name == "accuracy":
+            fn = getattr(m, "_fn", None)
+            return getattr(fn, "__name__", "") in ("sparse_categorical_accuracy", "categorical_accuracy")
+    return False
 
 
 def _head(x, n):
@@ -301,8 +318,9 @@ def optimize(model: Any, train_data: Any, validation_data: Any = None, *, recipe
         current = clone(model)
         baseline = run.evaluate(current)
     if check_baseline is not False and recipe.train is None:
-        _check_baseline(task, current, val if val is not None and val.num_samples >= 50 else train,
-                        stop=bool(check_baseline))
+        checked = val if val is not None and val.num_samples >= 50 else train
+        _check_baseline(task, current, checked, stop=bool(check_baseline),
+                        scored=baseline if checked is (val or train) else None)
     last = None
     layers = [LayerRecord(l.name, type(l).__name__, int(l.count_params())) for l in model.layers]
     by_name = {r.name: r for r in layers}

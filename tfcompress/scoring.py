@@ -116,7 +116,7 @@ class Scorer:
         return round(ref - got, 6)
 
 
-def baseline_problem(task: Task, y_true: Any, y_pred: Any) -> str | None:
+def baseline_problem(task: Task, y_true: Any, y_pred: Any, accuracy: float | None = None) -> str | None:
     """Why the model, before any compression, looks unfit for the data it was given, or None.
 
     A classifier at chance (accuracy within two standard errors of always
@@ -129,29 +129,32 @@ def baseline_problem(task: Task, y_true: Any, y_pred: Any) -> str | None:
     Args:
         task: the model's :class:`Task`.
         y_true: the targets of one output (class ids or one-hot rows for a classifier).
-        y_pred: the model's predictions for them.
+        y_pred: the model's predictions for them (unused for a classifier when ``accuracy`` is given).
+        accuracy: a classifier's argmax accuracy on exactly these targets, already measured. Defaults to `None`.
 
     Example:
         >>> baseline_problem(Task("scce"), np.arange(100) % 10, np.eye(10)[np.zeros(100, int)])[:27]
         'accuracy 10.0% is at chance'
     """
-    y, pred = np.asarray(y_true), np.asarray(y_pred, dtype="float64")
+    y = np.asarray(y_true)
     n = len(y)
     if n < 30:
         return None
     if task.classifier:
         ids = y.argmax(-1) if y.ndim == 2 and y.shape[1] > 1 else np.rint(y.reshape(n, -1)[:, 0])
-        if pred.ndim == 2 and pred.shape[1] > 1:
-            guess = pred.argmax(-1)
-        else:  # one unit: probabilities after a sigmoid, else logits
-            one = pred.reshape(n)
-            guess = one > (0.5 if one.min() >= 0 and one.max() <= 1 else 0.0)
-        accuracy = float(np.mean(guess.astype("int64") == ids.astype("int64")))
+        if accuracy is None:
+            pred = np.asarray(y_pred, dtype="float64")
+            if pred.ndim == 2 and pred.shape[1] > 1:
+                guess = pred.argmax(-1)
+            else:  # one unit: probabilities after a sigmoid, else logits
+                one = pred.reshape(n)
+                guess = one > (0.5 if one.min() >= 0 and one.max() <= 1 else 0.0)
+            accuracy = float(np.mean(guess.astype("int64") == ids.astype("int64")))
         p = float(np.bincount(ids.astype("int64")).max()) / n
         if accuracy <= p + 2 * float(np.sqrt(p * (1 - p) / n)):
             return f"accuracy {accuracy:.1%} is at chance (always answering the most common label scores {p:.1%})"
         return None
-    y, pred = y.reshape(n, -1).astype("float64"), pred.reshape(n, -1)
+    y, pred = y.reshape(n, -1).astype("float64"), np.asarray(y_pred, dtype="float64").reshape(n, -1)
     if y.shape != pred.shape:
         return None
     base = float(np.mean((y - y.mean(axis=0)) ** 2))
