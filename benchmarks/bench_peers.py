@@ -161,9 +161,10 @@ def main(argv=None):
                "seconds": round(time.perf_counter() - t_all)}
     for m in models:
         m["sitting"] = sitting
-    result = {"budget_points": BUDGET, "models": merged(name, models)}
-    text = markdown(result)
-    _results.write(name, result, text)
+    with bench_lock():  # sittings of other models may write at the same time: merge one at a time
+        result = {"budget_points": BUDGET, "models": merged(name, models)}
+        text = markdown(result)
+        _results.write(name, result, text)
     print(text)
 
 
