@@ -167,9 +167,10 @@ def keras3_int8(b, path, s):
         k3.export(path, format="litert", verbose=False)
     except Exception as exc:  # noqa: BLE001 - the converter's message is one long MLIR line: keep its point
         text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        found = re.search(r"'tfl\.[^']+' op .*", text)
-        raise RuntimeError("LiteRT export of the int8 Keras 3 model fails in the TFLite converter: "
-                           + (found.group(0) if found else text)[:160]) from exc
+        found = re.search(r"'(tfl\.[^']+)' op .*but got '([^']+)'", text)
+        raise RuntimeError("the TFLite converter refuses the int8 Keras 3 model: "
+                           + (f"{found.group(1)} gets a raw int8 tensor ({found.group(2)}), it takes float32 or "
+                              "quantized int8 only" if found else text[:160])) from exc
     if not os.path.isfile(path):
         raise RuntimeError(f"Keras 3 export wrote no file at {path}")
     return path
