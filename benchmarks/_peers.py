@@ -120,7 +120,9 @@ def tfmot_prune_pqat(b, path, s):
     fine-tune, convert with ``Optimize.DEFAULT`` (and the same calibration images).
     """
     sched = tfmot.sparsity.keras.ConstantSparsity(0.5, begin_step=0, frequency=100)
-    pruned = tfmot.sparsity.keras.prune_low_magnitude(b.base, pruning_schedule=sched)
+    model = keras.models.clone_model(b.base)  # the wrappers share the layers they wrap: prune a copy
+    model.set_weights(b.base.get_weights())
+    pruned = tfmot.sparsity.keras.prune_low_magnitude(model, pruning_schedule=sched)
     pruned.compile(keras.optimizers.Adam(1e-4), "sparse_categorical_crossentropy", ["accuracy"])
     _fit(pruned, b, s["epochs_prune"], 64, [tfmot.sparsity.keras.UpdatePruningStep()])
     stripped = tfmot.sparsity.keras.strip_pruning(pruned)

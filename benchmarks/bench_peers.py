@@ -25,6 +25,8 @@ import tempfile
 import time
 import traceback
 
+import numpy as np
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import tfcompress  # noqa: E402
@@ -78,6 +80,7 @@ def run_model(key, quick, s, tmp):
     print(f"== {title}: float32 .tflite {b.f32_acc:.4f}, {b.f32.zipped_bytes} B zipped "
           f"({time.perf_counter() - t0:.0f} s to load/train)", flush=True)
     rows = [{"row": "float32 (the trained model)", "path": b.f32.path, "seconds": 0.0}]
+    weights = b.base.get_weights()  # every tool starts from these: one that changes them in place is said and undone
     for name, fn in TOOLS:
         path = os.path.join(tmp, f"{key}_{len(rows)}.tflite")
         t1 = time.perf_counter()
@@ -89,6 +92,10 @@ def run_model(key, quick, s, tmp):
             traceback.print_exc()
             row["reason"] = _one_line(exc)
         row["seconds"] = round(time.perf_counter() - t1, 1)
+        if any(not np.array_equal(a, w) for a, w in zip(b.base.get_weights(), weights)):
+            row["changed_the_input_model"] = True
+            print(f"  {name} changed the trained model's weights in place: restored", flush=True)
+            b.base.set_weights(weights)
         rows.append(row)
         print(f"  {name}: {row.get('reason') or 'ok'} ({row['seconds']:.0f} s)", flush=True)
     for r in rows:
@@ -222,6 +229,10 @@ def verdict(m):
     missed = [f"{r['row']} ({r['drop_points']:+.2f} pts)" for r in peers if not r["meets"]]
     if missed:
         out.append("- peers over the 1-point budget (no comparison needed): " + ", ".join(missed))
+    changed = [r["row"] for r in m["rows"] if r.get("changed_the_input_model")]
+    if changed:
+        out.append("- changed the trained model's weights in place (restored before the next tool): "
+                   + ", ".join(changed))
     failed = [r["row"] for r in m["rows"] if "reason" in r]
     if failed:
         out.append("- no file: " + ", ".join(failed))
