@@ -13,7 +13,7 @@ from tfcompress.report import lower_is_better
 from tflite_export import opreport
 from tflite_export.int4 import int4_weights
 
-__all__ = ["worse_than_float", "slower_than_float", "none_faster", "unlike_keras", "stored_weights",
+__all__ = ["worse_than_float", "slower_than_float", "none_faster", "main_slower", "unlike_keras", "stored_weights",
            "misnamed"]
 
 
@@ -76,6 +76,24 @@ def none_faster(files, threads):
     return [f"No compressed file is faster than float32.tflite on this machine: the fastest, {best['name']}.tflite, "
             f"runs {best['median_ms']:.3g} ms against float32's {base:.3g} ms ({threads} thread(s), XNNPACK). The "
             "compressed files are smaller here, not faster: ship float32 where speed matters (notes below say why)."]
+
+
+def main_slower(files, name, threads):
+    """One note when the file budget mode ships as its main file runs slower than float32: said first,
+    since a size plan may ship a smaller file that is slower (int4 kernels, fallbacks) than doing nothing.
+
+    Example:
+        >>> main_slower([{"name": "float32", "median_ms": 1.0}, {"name": "int4", "median_ms": 2.0}], "int4", 1)[0][:37]
+        'int4.tflite, the file budget mode shi'
+    """
+    rows = {f["name"]: f for f in files}
+    base, got = (rows.get(n, {}).get("median_ms") for n in ("float32", name))
+    if not base or not got or got <= base:
+        return []
+    return [f"{name}.tflite, the file budget mode ships, runs slower than float32.tflite on this machine: "
+            f"{got:.3g} ms against {base:.3g} ms ({base / got:.2f}x the speed, {threads} thread(s)); it is "
+            "smaller, not faster. For speed, ship the fastest file in the table, or run budget mode with "
+            "--minimize latency."]
 
 
 #: Agreement with its Keras model under which a file is said to compute something else: float32 files, others.
