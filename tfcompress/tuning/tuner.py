@@ -29,6 +29,7 @@ Example:
     >>> tuner.search(data.train, data.validation)  # doctest: +SKIP
 """
 
+import gc
 import os
 
 from tfcompress._defaults import TUNING_THREADS, TUNING_TIMING_RUNS, TUNING_TIMING_SECONDS
@@ -219,6 +220,8 @@ class CompressionTuner(base_tuner.BaseTuner):
         finally:
             if self.isolation == "process":
                 self._runner.close()
+            else:  # trials froze what survived them (TrialContext.run): this process is the user's again
+                gc.unfreeze()
 
     def on_trial_begin(self, trial):
         path = os.path.join(self.project_dir, f"runs-{self.tuner_id}.log")
