@@ -77,9 +77,22 @@ def _epochs_to_reach_target(rows, target):
     spent = 0.0
     for r in rows:
         spent += r["metrics"].get("epochs", 0) if r["status"] == "COMPLETED" else 0
-        if r["status"] == "COMPLETED" and r["feasible"] and r["metrics"]["accuracy"] >= target:
+        if _replayable(r) and r["metrics"]["accuracy"] >= target:
             return spent
     return None
+
+
+def _replayable(row):
+    """A feasible completed trial whose recipe repeats it: every stage on all the data (not a
+    scaled-compression Hyperband trial, whose recipe is the full one it did not run)."""
+    return row["status"] == "COMPLETED" and row["feasible"] and row.get("compression_share", 1.0) >= 1.0
+
+
+def _best(rows):
+    """The run's best replayable trial: trial id, accuracy, size, latency (None when there is none)."""
+    best = max((r for r in rows if _replayable(r)), key=lambda r: r["metrics"]["accuracy"], default=None)
+    return best and {"trial_id": best["trial_id"],
+                     **{k: best["metrics"][k] for k in ("accuracy", "size_kb", "latency_ms")}}
 
 
 def _run_one(args, data, algo, seed, work):
@@ -95,17 +108,34 @@ def _run_one(args, data, algo, seed, work):
                   seed=seed, timing_runs=20, timing_seconds=0.2, progress=print,
                   num_initial_points=args.initial_points, isolation="session",
                   scale_compression=not algo.endswith("-unscaled"))
-    rows = sorted(result.rows, key=lambda r: int(r["trial_id"]))
+    return _summarise_search(result.rows, algo, seed, time.perf_counter() - t0)
+
+
+def _within(rows, budget):
+    """The trials a search with this epoch budget would have run: each one starts while the
+    trials before it (trial order) spent less than the budget."""
+    out, spent = [], 0.0
+    for r in sorted(rows, key=lambda r: int(r["trial_id"])):
+        if budget is not None and spent >= budget:
+            break
+        out.append(r)
+        spent += r["metrics"].get("epochs", 0) if r["status"] == "COMPLETED" else 0
+    return out
+
+
+def _summarise_search(rows, algo, seed, seconds, budget=None):
+    """A search's summary (a run) and its rows in trial order (those within ``budget`` epochs);
+    ``seconds`` None: the sum of its trials' seconds."""
+    rows = _within(rows, budget)
     done = [r for r in rows if r["status"] == "COMPLETED"]
+    if seconds is None:
+        seconds = sum(r["metrics"].get("seconds", 0) for r in done)
     overhead = [r["metrics"]["export_seconds"] / r["metrics"]["seconds"] for r in done]
     run = {
-        "algorithm": algo, "seed": seed, "seconds": time.perf_counter() - t0,
-        "trials": len(rows), "completed": len(done), "feasible": len(result.feasible),
+        "algorithm": algo, "seed": seed, "seconds": seconds,
+        "trials": len(rows), "completed": len(done), "feasible": sum(bool(r["feasible"]) for r in done),
         "epochs_spent": sum(r["metrics"].get("epochs", 0) for r in done),
-        "best": None if result.best is None else {
-            "trial_id": result.best["trial_id"], **{k: result.best["metrics"][k]
-                                                    for k in ("accuracy", "size_kb", "latency_ms")},
-            "recipe": result.best["recipe"], "values": result.best["values"]},
+        "best": _best(rows),
         "export_share_mean": sum(overhead) / len(overhead) if overhead else None,
         "trial_seconds_mean": sum(r["metrics"]["seconds"] for r in done) / len(done) if done else None,
         "scaled_trials": sum(r.get("compression_share", 1.0) < 1.0 for r in done),
@@ -167,6 +197,8 @@ def main(argv=None):
     ap.add_argument("--out", default=RESULTS)
     ap.add_argument("--merge", nargs="+", metavar="RUNS_JSON",
                     help="no search: report the runs in these --partial files (same settings, other seeds)")
+    ap.add_argument("--collect", nargs="+", metavar="ALGORITHM:SEED:FOLDER",
+                    help="no search: report these search folders (finished or stopped), with any --merge runs")
     ap.add_argument("--partial", default=os.path.join(tempfile.gettempdir(), "bench-tuner-partial.json"),
                     help="runs so far, rewritten after each run (default: %(default)s)")
     args = ap.parse_args(argv)
@@ -187,10 +219,19 @@ def main(argv=None):
                       num_classes=data.num_classes, class_names=data.class_names)
     algos = [a.strip() for a in args.algorithms.split(",") if a.strip()]
     runs, t_all = [], time.perf_counter()
-    if args.merge:  # runs of the same settings made by separate processes (e.g. one seed each)
-        for path in args.merge:
+    if args.merge or args.collect:  # runs of the same settings made by separate processes (e.g. one seed each)
+        for path in args.merge or ():
             with open(path) as f:
                 runs += json.load(f)
+        for spec in args.collect or ():  # a search folder, finished or stopped: ALGORITHM:SEED:FOLDER
+            from tfcompress.tuning import load_results
+
+            algo, seed, folder = spec.split(":", 2)
+            rows = load_results(folder).rows
+            runs.append(_summarise_search(rows, algo, int(seed), None)[0])
+        # As if each had run with --budget (a search stopped early keeps what it ran); the best is the best
+        # replayable trial (runs written before scaled compression had no share).
+        runs = [_summarise_search(r["rows"], r["algorithm"], r["seed"], None, args.budget)[0] for r in runs]
         seeds = list(dict.fromkeys(r["seed"] for r in runs))
     else:
         seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
@@ -211,7 +252,8 @@ def main(argv=None):
                 r[f"epochs_to_within_0.5pt_of_{key}"] = _epochs_to_reach(r["rows"], best and best - 0.005)
     summary = _summarise(runs, args.budget)
     # Merged runs ran side by side: the time is their sum, not the wall clock.
-    total = sum(r["seconds"] for r in runs) if args.merge else time.perf_counter() - t_all
+    merged = bool(args.merge or args.collect)
+    total = sum(r["seconds"] for r in runs) if merged else time.perf_counter() - t_all
     hb, rnd = summary.get("hyperband"), summary.get("random")
     ratio, bo_ratio, unscaled_ratio = (
         (a["epochs_to_seed_best_mean"] / rnd["epochs_to_seed_best_mean"]
@@ -221,7 +263,7 @@ def main(argv=None):
     # Without the benchmarks' lock: it measures epochs and accuracy, not latency, and holds the cores ~1 h.
     command = "nice -n 10 .venv/bin/python -m benchmarks.bench_tuner " + " ".join(
         shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
-    if args.merge:
+    if args.merge and not args.collect:
         command = "`, `".join(f"nice -n 10 .venv/bin/python -m benchmarks.bench_tuner --seeds {s} --partial s{s}.json"
                               for s in seeds) + "` side by side, then `" + command
     report = {
@@ -230,7 +272,7 @@ def main(argv=None):
         "epochs_per_trial": args.epochs, "constraint": args.constraint, "seeds": seeds, "space": SPACE,
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
                    f"load avg {os.getloadavg()[0]:.1f} at the end",
-        "total_seconds": total, "merged": bool(args.merge), "best_accuracy_overall": best_all, "summary": summary,
+        "total_seconds": total, "merged": merged, "best_accuracy_overall": best_all, "summary": summary,
         "hyperband_over_random_epochs": ratio, "bayesian_over_random_epochs": bo_ratio,
         "hyperband_unscaled_over_random_epochs": unscaled_ratio, "runs": runs,
     }
