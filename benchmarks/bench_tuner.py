@@ -16,12 +16,19 @@ of the best of all runs, and of its own best); then per algorithm the mean and
 spread over seeds, and Hyperband's epochs as a share of random search's
 (target: <= 1/3).
 
+``--compare-scaling`` runs Hyperband with scaled compression (the default:
+a trial of ``tuner/epochs`` e fine-tunes its compression stages on e/9 of the
+training data, counted as such in its epochs), Hyperband without it
+(``hyperband-unscaled``: every trial pays full compression epochs) and random
+search, at the same budget (180 epochs unless ``--budget``: several brackets).
+
 Writes ``benchmarks/results/tuner.json`` and ``benchmarks/results/tuner.md``.
 
 Example:
     $ nice -n 10 python -m benchmarks.bench_tuner
     $ python -m benchmarks.bench_tuner --seeds 2 --partial s2.json  # one seed; then --merge s1.json s2.json ...
     $ python -m benchmarks.bench_tuner --budget 8 --seeds 1 --algorithms hyperband  # quick check
+    $ nice -n 10 python -m benchmarks.bench_tuner --compare-scaling --seeds 1 --partial s1.json
     $ python -m benchmarks.bench_tuner --dataset fashion-mnist --model lenet5 --train-subset 3000 --budget 24
 """
 
@@ -70,9 +77,22 @@ def _epochs_to_reach_target(rows, target):
     spent = 0.0
     for r in rows:
         spent += r["metrics"].get("epochs", 0) if r["status"] == "COMPLETED" else 0
-        if r["status"] == "COMPLETED" and r["feasible"] and r["metrics"]["accuracy"] >= target:
+        if _replayable(r) and r["metrics"]["accuracy"] >= target:
             return spent
     return None
+
+
+def _replayable(row):
+    """A feasible completed trial whose recipe repeats it: every stage on all the data (not a
+    scaled-compression Hyperband trial, whose recipe is the full one it did not run)."""
+    return row["status"] == "COMPLETED" and row["feasible"] and row.get("compression_share", 1.0) >= 1.0
+
+
+def _best(rows):
+    """The run's best replayable trial: trial id, accuracy, size, latency (None when there is none)."""
+    best = max((r for r in rows if _replayable(r)), key=lambda r: r["metrics"]["accuracy"], default=None)
+    return best and {"trial_id": best["trial_id"],
+                     **{k: best["metrics"][k] for k in ("accuracy", "size_kb", "latency_ms")}}
 
 
 def _run_one(args, data, algo, seed, work):
@@ -81,25 +101,46 @@ def _run_one(args, data, algo, seed, work):
 
     t0 = time.perf_counter()
     print(f"== {algo} seed {seed}: budget {args.budget} epochs", flush=True)
-    result = tune(args.model, data, space=SPACE, algorithm=algo, max_trials=args.max_trials,
+    # "hyperband-unscaled": Hyperband whose every trial pays its compression stages in full.
+    result = tune(args.model, data, space=SPACE, algorithm=algo.split("-")[0], max_trials=args.max_trials,
                   objectives=["accuracy", "size", "latency"], constraints=[args.constraint],
                   epochs=args.epochs, epoch_budget=args.budget, directory=os.path.join(work, f"{algo}-{seed}"),
                   seed=seed, timing_runs=20, timing_seconds=0.2, progress=print,
-                  num_initial_points=args.initial_points, isolation="session")
-    rows = sorted(result.rows, key=lambda r: int(r["trial_id"]))
+                  num_initial_points=args.initial_points, isolation="session",
+                  scale_compression=not algo.endswith("-unscaled"))
+    return _summarise_search(result.rows, algo, seed, time.perf_counter() - t0)
+
+
+def _within(rows, budget):
+    """The trials a search with this epoch budget would have run: each one starts while the
+    trials before it (trial order) spent less than the budget."""
+    out, spent = [], 0.0
+    for r in sorted(rows, key=lambda r: int(r["trial_id"])):
+        if budget is not None and spent >= budget:
+            break
+        out.append(r)
+        spent += r["metrics"].get("epochs", 0) if r["status"] == "COMPLETED" else 0
+    return out
+
+
+def _summarise_search(rows, algo, seed, seconds, budget=None):
+    """A search's summary (a run) and its rows in trial order (those within ``budget`` epochs);
+    ``seconds`` None: the sum of its trials' seconds."""
+    rows = _within(rows, budget)
     done = [r for r in rows if r["status"] == "COMPLETED"]
+    if seconds is None:
+        seconds = sum(r["metrics"].get("seconds", 0) for r in done)
     overhead = [r["metrics"]["export_seconds"] / r["metrics"]["seconds"] for r in done]
     run = {
-        "algorithm": algo, "seed": seed, "seconds": time.perf_counter() - t0,
-        "trials": len(rows), "completed": len(done), "feasible": len(result.feasible),
+        "algorithm": algo, "seed": seed, "seconds": seconds,
+        "trials": len(rows), "completed": len(done), "feasible": sum(bool(r["feasible"]) for r in done),
         "epochs_spent": sum(r["metrics"].get("epochs", 0) for r in done),
-        "best": None if result.best is None else {
-            "trial_id": result.best["trial_id"], **{k: result.best["metrics"][k]
-                                                    for k in ("accuracy", "size_kb", "latency_ms")},
-            "recipe": result.best["recipe"], "values": result.best["values"]},
+        "best": _best(rows),
         "export_share_mean": sum(overhead) / len(overhead) if overhead else None,
         "trial_seconds_mean": sum(r["metrics"]["seconds"] for r in done) / len(done) if done else None,
+        "scaled_trials": sum(r.get("compression_share", 1.0) < 1.0 for r in done),
         "rows": [{"trial_id": r["trial_id"], "status": r["status"], "feasible": r["feasible"],
+                  "compression_share": r.get("compression_share", 1.0),
                   "reason": r["reason"], "metrics": r["metrics"], "values": r["values"]} for r in rows],
     }
     return run, rows
@@ -141,7 +182,10 @@ def main(argv=None):
                     help="use only this many training examples; 0: all (default: %(default)s)")
     ap.add_argument("--val-subset", type=int, default=0,
                     help="use only this many validation examples; 0: all (default: %(default)s)")
-    ap.add_argument("--budget", type=int, default=60, help="epochs per run (default: %(default)s)")
+    ap.add_argument("--budget", type=int, default=None, help="epochs per run (default: 60; 180 with "
+                    "--compare-scaling)")
+    ap.add_argument("--compare-scaling", action="store_true",
+                    help="run hyperband (scaled compression), hyperband-unscaled and random search")
     ap.add_argument("--epochs", type=int, default=9, help="training epochs per trial; Hyperband's max_epochs, "
                     "factor 3: 1, 3, 9 (default: %(default)s)")
     ap.add_argument("--constraint", default="size_kb<=20")
@@ -153,9 +197,17 @@ def main(argv=None):
     ap.add_argument("--out", default=RESULTS)
     ap.add_argument("--merge", nargs="+", metavar="RUNS_JSON",
                     help="no search: report the runs in these --partial files (same settings, other seeds)")
+    ap.add_argument("--collect", nargs="+", metavar="ALGORITHM:SEED:FOLDER",
+                    help="no search: report these search folders (finished or stopped), with any --merge runs")
     ap.add_argument("--partial", default=os.path.join(tempfile.gettempdir(), "bench-tuner-partial.json"),
                     help="runs so far, rewritten after each run (default: %(default)s)")
     args = ap.parse_args(argv)
+    if args.compare_scaling and args.algorithms == ap.get_default("algorithms"):
+        args.algorithms = "hyperband,hyperband-unscaled,random"
+    if args.budget is None:
+        args.budget = 180 if args.compare_scaling else 60
+    if args.compare_scaling and args.max_trials == ap.get_default("max_trials"):
+        args.max_trials = 400  # the budget stops the search, not the trial count
 
     from tfcompress import datasets
 
@@ -167,10 +219,19 @@ def main(argv=None):
                       num_classes=data.num_classes, class_names=data.class_names)
     algos = [a.strip() for a in args.algorithms.split(",") if a.strip()]
     runs, t_all = [], time.perf_counter()
-    if args.merge:  # runs of the same settings made by separate processes (e.g. one seed each)
-        for path in args.merge:
+    if args.merge or args.collect:  # runs of the same settings made by separate processes (e.g. one seed each)
+        for path in args.merge or ():
             with open(path) as f:
                 runs += json.load(f)
+        for spec in args.collect or ():  # a search folder, finished or stopped: ALGORITHM:SEED:FOLDER
+            from tfcompress.tuning import load_results
+
+            algo, seed, folder = spec.split(":", 2)
+            rows = load_results(folder).rows
+            runs.append(_summarise_search(rows, algo, int(seed), None)[0])
+        # As if each had run with --budget (a search stopped early keeps what it ran); the best is the best
+        # replayable trial (runs written before scaled compression had no share).
+        runs = [_summarise_search(r["rows"], r["algorithm"], r["seed"], None, args.budget)[0] for r in runs]
         seeds = list(dict.fromkeys(r["seed"] for r in runs))
     else:
         seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
@@ -191,16 +252,18 @@ def main(argv=None):
                 r[f"epochs_to_within_0.5pt_of_{key}"] = _epochs_to_reach(r["rows"], best and best - 0.005)
     summary = _summarise(runs, args.budget)
     # Merged runs ran side by side: the time is their sum, not the wall clock.
-    total = sum(r["seconds"] for r in runs) if args.merge else time.perf_counter() - t_all
+    merged = bool(args.merge or args.collect)
+    total = sum(r["seconds"] for r in runs) if merged else time.perf_counter() - t_all
     hb, rnd = summary.get("hyperband"), summary.get("random")
-    ratio, bo_ratio = (
+    ratio, bo_ratio, unscaled_ratio = (
         (a["epochs_to_seed_best_mean"] / rnd["epochs_to_seed_best_mean"]
-         if a and rnd and rnd["epochs_to_seed_best_mean"] else None) for a in (hb, summary.get("bayesian")))
+         if a and rnd and rnd["epochs_to_seed_best_mean"] else None)
+        for a in (hb, summary.get("bayesian"), summary.get("hyperband-unscaled")))
 
     # Without the benchmarks' lock: it measures epochs and accuracy, not latency, and holds the cores ~1 h.
     command = "nice -n 10 .venv/bin/python -m benchmarks.bench_tuner " + " ".join(
         shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
-    if args.merge:
+    if args.merge and not args.collect:
         command = "`, `".join(f"nice -n 10 .venv/bin/python -m benchmarks.bench_tuner --seeds {s} --partial s{s}.json"
                               for s in seeds) + "` side by side, then `" + command
     report = {
@@ -209,8 +272,9 @@ def main(argv=None):
         "epochs_per_trial": args.epochs, "constraint": args.constraint, "seeds": seeds, "space": SPACE,
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
                    f"load avg {os.getloadavg()[0]:.1f} at the end",
-        "total_seconds": total, "merged": bool(args.merge), "best_accuracy_overall": best_all, "summary": summary,
-        "hyperband_over_random_epochs": ratio, "bayesian_over_random_epochs": bo_ratio, "runs": runs,
+        "total_seconds": total, "merged": merged, "best_accuracy_overall": best_all, "summary": summary,
+        "hyperband_over_random_epochs": ratio, "bayesian_over_random_epochs": bo_ratio,
+        "hyperband_unscaled_over_random_epochs": unscaled_ratio, "runs": runs,
     }
     from tfcompress.report import markdown_table
 
@@ -224,7 +288,7 @@ def _markdown(args, report, markdown_table):
         return "—" if v is None else f"{v:.2%}"
 
     def eps(values):
-        return " / ".join("—" if v is None else f"{v:.0f}" for v in values)
+        return " / ".join("—" if v is None else f"{v:.3g}" for v in values)
 
     summary, runs = report["summary"], report["runs"]
     rows = []
@@ -237,7 +301,8 @@ def _markdown(args, report, markdown_table):
             eps(s["epochs_to_overall_best"]), f"{s['epochs_to_overall_best_mean']:.1f}"
             + (f" ({s['unreached_overall_best']} unreached)" if s["unreached_overall_best"] else ""),
         ])
-    per_run = [[r["algorithm"], r["seed"], r["trials"], f"{r['completed']}/{r['feasible']}",
+    per_run = [[r["algorithm"], r["seed"], f"{r['trials']}" + (f" ({r['scaled_trials']} scaled)" if r.get(
+                    "scaled_trials") else ""), f"{r['completed']}/{r['feasible']}",
                 f"{r['epochs_spent']:.0f}", pct(r["best"] and r["best"]["accuracy"]),
                 "—" if not r["best"] else f"{r['best']['size_kb']:.1f}",
                 eps([r["epochs_to_within_0.5pt_of_seed_best"]]), eps([r["epochs_to_within_0.5pt_of_own_best"]]),
@@ -245,7 +310,7 @@ def _markdown(args, report, markdown_table):
                for r in runs]
     ratio = report["hyperband_over_random_epochs"]
     return "\n".join([
-        "## Tuner benchmark: Hyperband vs random search vs Bayesian optimisation, 3 seeds each", "",
+        "## Tuner benchmark: " + " vs ".join(summary) + f", seeds {', '.join(map(str, report['seeds']))}", "",
         f"Command: `{report['command']}`", "",
         f"{args.model} on {args.dataset}: {report['train_examples']} training and {report['validation_examples']} "
         f"validation examples; the same budget of **{args.budget} epochs** per run (training + pruning + QAT "
@@ -263,7 +328,9 @@ def _markdown(args, report, markdown_table):
         "mean is a lower bound. **Hyperband / random search epochs to ≤0.5 pt of the seed's best: "
         + ("—" if ratio is None else f"{ratio:.2f}") + "** (target ≤ 0.33); Bayesian / random: "
         + ("—" if report.get("bayesian_over_random_epochs") is None else f"{report['bayesian_over_random_epochs']:.2f}")
-        + ".", "",
+        + "; Hyperband without scaled compression / random: "
+        + ("—" if report.get("hyperband_unscaled_over_random_epochs") is None
+           else f"{report['hyperband_unscaled_over_random_epochs']:.2f}") + ".", "",
         markdown_table(["algorithm", "seed", "trials", "completed/feasible", "epochs spent", "best accuracy",
                         "size KB", "epochs to ≤0.5 pt of seed best", "of own best", "wall s", "s per trial"],
                        per_run), "",

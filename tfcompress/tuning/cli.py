@@ -100,6 +100,9 @@ def add_subcommands(subparsers):
     p.add_argument("--isolation", choices=["process", "session"], default="process",
                    help="run trials in a child process replaced every few trials (default; no memory creep) "
                    "or in this process")
+    p.add_argument("--no-scale-compression", dest="scale_compression", action="store_false",
+                   help="Hyperband: run every trial's compression stages on all the training data (default: a "
+                   "trial of tuner/epochs e fine-tunes them on e/max_epochs of it, counted so in its epochs)")
     p.add_argument("--quiet", action="store_true", help="print only the final table")
     p.add_argument("--unsafe", action="store_true",
                    help="load files with Lambda layers (runs their code: only for files you trust); "
@@ -130,6 +133,7 @@ def _kwargs(args):
         threads=args.threads, timing_runs=args.timing_runs, train_subset=args.train_subset, isolation=args.isolation,
         strategy=getattr(args, "strategy", None), scale=datasets.parse_scale(args.scale), safe_mode=not args.unsafe,
         from_scratch=args.from_scratch, tensorboard=args.tensorboard,
+        scale_compression=getattr(args, "scale_compression", True),
     )
 
 
@@ -177,6 +181,8 @@ def _child_argv(args, role):
         argv.append("--from-scratch")
     if args.unsafe:
         argv.append("--unsafe")
+    if not getattr(args, "scale_compression", True):
+        argv.append("--no-scale-compression")
     return [sys.executable, "-m", "tfcompress.cli"] + argv
 
 

@@ -34,7 +34,7 @@ from tfcompress.task import compile_config_of, headline, task_for
 from tfcompress.tuning.objectives import reserved_metric
 
 __all__ = ["SearchInputs", "search_inputs", "check_builder", "save_model_object", "MODEL_FILE", "first",
-           "quality_metric"]
+           "first_array", "take", "quality_metric"]
 
 # Where a model object given to tune() is saved, in the search folder, for the trials to load.
 MODEL_FILE = "model.keras"
@@ -86,6 +86,28 @@ def first(data, n):
     if isinstance(data, (list, tuple)):
         return type(data)(v[:n] for v in data)
     return data[:n]
+
+
+def take(data, rows):
+    """The examples ``rows`` (an index array) of an array, or of each array of a dict or list.
+
+    Example:
+        >>> import numpy as np
+        >>> take([np.arange(5), np.arange(5) * 2], np.array([1, 3]))[1].tolist()
+        [2, 6]
+    """
+    if isinstance(data, dict):
+        return {k: v[rows] for k, v in data.items()}
+    if isinstance(data, (list, tuple)):
+        return type(data)(v[rows] for v in data)
+    return data[rows]
+
+
+def first_array(data):
+    """The first array of ``data`` (an array, or a dict or list of arrays): what counts its examples."""
+    if isinstance(data, dict):
+        return next(iter(data.values()))
+    return data[0] if isinstance(data, (list, tuple)) else data
 
 
 def quality_metric(task, model, x, y):

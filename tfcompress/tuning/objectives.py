@@ -31,7 +31,8 @@ from tfcompress.errors import TuningError
 from tfcompress.report import lower_is_better
 
 __all__ = ["OBJECTIVES", "TOLERANCE", "Constraint", "parse_objectives", "parse_constraint", "pareto_front", "score",
-           "PENALTY", "QUALITY_ALIASES", "direction", "reserved_metric", "better", "quality_of", "format_quality"]
+           "choose", "PENALTY", "QUALITY_ALIASES", "direction", "reserved_metric", "better", "quality_of",
+           "format_quality"]
 
 # Objective name -> (metric key, direction).
 OBJECTIVES = {
@@ -324,3 +325,29 @@ def pareto_front(rows, metrics, tolerance=None):
         if not dominated:
             front.append(i)
     return front
+
+
+def choose(rows, objectives):
+    """The Pareto set (trial ids) of feasible trial rows and the chosen row (None when there are none).
+
+    Rows of full fidelity (``compression_share`` 1, every stage on all the
+    training data: what ``optimize --recipe`` replays) are chosen from when
+    there are any; Hyperband trials whose compression ran on a share of the
+    data are only a fallback. The chosen row is the Pareto row best on the
+    first objective, ties broken by size, then latency.
+
+    Example:
+        >>> rows = [{"trial_id": "0", "metrics": {"accuracy": 0.9, "size_kb": 2.0, "latency_ms": 1.0}},
+        ...         {"trial_id": "1", "compression_share": 0.2,
+        ...          "metrics": {"accuracy": 0.95, "size_kb": 2.0, "latency_ms": 1.0}}]
+        >>> choose(rows, ["accuracy", "size_kb"])[1]["trial_id"]
+        '0'
+    """
+    full = [r for r in rows if r.get("compression_share", 1.0) >= 1.0] or list(rows)
+    cands = [full[i] for i in pareto_front([r["metrics"] for r in full], objectives)]
+    if not cands:
+        return [], None
+    sign = -1 if direction(objectives[0]) == "max" else 1
+    best = min(cands, key=lambda r: (sign * r["metrics"][objectives[0]], r["metrics"]["size_kb"],
+                                     r["metrics"]["latency_ms"]))
+    return [r["trial_id"] for r in cands], best

@@ -32,9 +32,9 @@ from tfcompress.tuning.algorithms import canonical_algorithm
 from tfcompress.tuning.inputs import save_model_object, search_inputs
 from tfcompress.tuning.objectives import (
     better,
+    choose,
     direction,
     format_quality,
-    pareto_front,
     parse_constraint,
     parse_objectives,
     quality_of,
@@ -151,7 +151,7 @@ class TuneResult:
                 out.append([r["trial_id"] + mark, r.get("tuner_id") or "", "ok" if r["feasible"] else "infeasible",
                             format_quality(self.metric, m[self.metric]), f"{m['size_kb']:.1f}",
                             f"{m['latency_ms']:.3g}",
-                            int(m.get("epochs", 0)), f"{m.get('seconds', 0):.1f}", format_params(r["values"])])
+                            f"{m.get('epochs', 0):.3g}", f"{m.get('seconds', 0):.1f}", format_params(r["values"])])
             else:
                 out.append([r["trial_id"], r.get("tuner_id") or "", f"FAILED: {r['reason']}"[:80], None, None,
                             None, None, None, format_params(r["values"])])
@@ -219,6 +219,9 @@ class TuneResult:
                 f"# {self.metric} {m[self.metric]:.4{'f' if self.metric == 'accuracy' else 'g'}}, "
                 f"int8 zipped {m['size_kb']:.1f} KB, latency {m['latency_ms']:.4g} ms.",
                 f"# constraints: {', '.join(self.constraints) or 'none'}"]
+        share = b.get("compression_share", 1.0)  # the recipe is always the full one: what optimize --recipe runs
+        head.append("# full fidelity: every stage ran on all the training data." if share >= 1.0 else f"# NOT full "
+                    f"fidelity: compression ran on {share:.0%} of the training data; this recipe runs it on all.")
         return "\n".join(head) + "\n" + self.recipe().to_yaml()
 
 
@@ -274,19 +277,12 @@ def load_results(directory):
         rows.append({
             "trial_id": state["trial_id"], "status": status, "values": values, "metrics": metrics,
             "reason": reason, "tuner_id": extra.get("tuner_id"), "recipe": recipe,
+            "compression_share": extra.get("compression_share", 1.0),
             "feasible": status == "COMPLETED" and all(c.ok(metrics) for c in constraints),
         })
     result = TuneResult(rows=rows, objectives=objectives, constraints=[str(c) for c in constraints],
                         settings=settings, metric=metric)
-    feasible = result.feasible
-    front = pareto_front([r["metrics"] for r in feasible], objectives)
-    result.pareto = [feasible[i]["trial_id"] for i in front]
-    if front:
-        first = objectives[0]
-        sign = -1 if direction(first) == "max" else 1
-        cands = [feasible[i] for i in front]
-        result.best = min(cands, key=lambda r: (sign * r["metrics"][first], r["metrics"]["size_kb"],
-                                                r["metrics"]["latency_ms"]))
+    result.pareto, result.best = choose(result.feasible, objectives)
     return result
 
 
@@ -333,7 +329,8 @@ def tune(model: Any, data: Any, *, space: SearchSpace | dict | str | os.PathLike
          timing_seconds: float = TUNING_TIMING_SECONDS, train_subset: int | None = None,
          progress: Callable[[str], None] | None = None, validate_only: bool = False, isolation: str = "process",
          num_initial_points: int | None = None, strategy: Any = None, scale: Any = "auto", from_scratch: bool = False,
-         tensorboard: str | os.PathLike | None = None, safe_mode: bool = True) -> TuneResult | None:
+         tensorboard: str | os.PathLike | None = None, safe_mode: bool = True,
+         scale_compression: bool = True) -> TuneResult | None:
     """Search training and compression settings, then summarise and write the results.
 
     In a Keras Tuner chief process (``KERASTUNER_TUNER_ID=chief``) this serves
@@ -400,6 +397,9 @@ def tune(model: Any, data: Any, *, space: SearchSpace | dict | str | os.PathLike
             learning rate, sparsity) and its hyperparameters and metrics for the HParams dashboard. Defaults to `None`.
         safe_mode: refuse a model file with ``Lambda`` layers (their code would run), as :func:`tfcompress.load_model`
             does; ``tfcompress tune --unsafe`` is ``safe_mode=False``. Defaults to `True`.
+        scale_compression: Hyperband: a trial of ``tuner/epochs`` ``e`` compresses on a seeded ``e / max_epochs``
+            of the training data, counted so in its ``epochs``; full-fidelity trials (chosen first) on all of it
+            (``--no-scale-compression``: off; :class:`~tfcompress.tuning.trial.TrialContext`). Defaults to `True`.
 
     Returns:
         A :class:`TuneResult` (None in a worker).
@@ -453,6 +453,7 @@ def tune(model: Any, data: Any, *, space: SearchSpace | dict | str | os.PathLike
         "base_recipe": base.to_dict(), "epochs": epochs, "max_epochs": max_epochs or epochs,
         "train_subset": train_subset, "max_trials": max_trials, "epoch_budget": epoch_budget,
         "data": data.info(), "from_scratch": bool(from_scratch), "quality": quality_of(metric),
+        "scale_compression": bool(scale_compression),
     }
     worker = dist_utils.has_chief_oracle() and not dist_utils.is_chief_oracle()
     ensure_dir(directory)
@@ -488,7 +489,7 @@ def tune(model: Any, data: Any, *, space: SearchSpace | dict | str | os.PathLike
         epoch_budget=epoch_budget, directory=directory, project_name=PROJECT, overwrite=overwrite and not worker,
         seed=seed, threads=threads, timing_runs=timing_runs, timing_seconds=timing_seconds, isolation=isolation,
         on_trial_end=on_end, num_initial_points=num_initial_points, strategy=strategy, on_progress=progress,
-        tensorboard=tensorboard, metric=metric)
+        tensorboard=tensorboard, metric=metric, scale_compression=scale_compression)
     if not worker:
         atomic_write_json(os.path.join(directory, SETTINGS), settings)
     tuner.search(train, val)

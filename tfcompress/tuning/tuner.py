@@ -29,6 +29,7 @@ Example:
     >>> tuner.search(data.train, data.validation)  # doctest: +SKIP
 """
 
+import gc
 import os
 
 from tfcompress._defaults import TUNING_THREADS, TUNING_TIMING_RUNS, TUNING_TIMING_SECONDS
@@ -105,6 +106,9 @@ class CompressionTuner(base_tuner.BaseTuner):
             trial (streamed from the trial process). Defaults to `None`.
         tensorboard: a log folder; each trial writes ``trial_<id>/`` (its
             stages, hyperparameters and metrics). Defaults to `None`.
+        scale_compression: Hyperband trials below full fidelity run their
+            compression stages on a matching share of the training data
+            (:class:`~tfcompress.tuning.trial.TrialContext`). Defaults to `True`.
         num_initial_points: Bayesian optimisation's random start (see
             :func:`make_oracle`). Defaults to `None`.
         penalty: score lost per unit of constraint violation. Defaults to
@@ -132,7 +136,7 @@ class CompressionTuner(base_tuner.BaseTuner):
                  project_name="search", overwrite=False, seed=DEFAULT_SEED, threads=TUNING_THREADS,
                  timing_runs=TUNING_TIMING_RUNS, timing_seconds=TUNING_TIMING_SECONDS, isolation="process",
                  trials_per_process=8, on_trial_end=None, num_initial_points=None, penalty=None, strategy=None,
-                 on_progress=None, tensorboard=None, metric="accuracy"):
+                 on_progress=None, tensorboard=None, metric="accuracy", scale_compression=True):
         if isolation not in ("process", "session"):
             raise TuningError(f"isolation must be 'process' or 'session', got {isolation!r}.")
         if isolation == "process":
@@ -153,6 +157,7 @@ class CompressionTuner(base_tuner.BaseTuner):
         self.strategy = strategy  # a tf.distribute strategy name for each trial (tfcompress.distribute)
         self.on_progress = on_progress
         self.tensorboard = None if tensorboard is None else os.fspath(tensorboard)
+        self.scale_compression = bool(scale_compression)  # Hyperband only: TrialContext.scale_compression
         self.penalty = float(penalty if penalty is not None else PENALTY[algorithm])
         self._last = {}
         self._runner = None
@@ -203,7 +208,8 @@ class CompressionTuner(base_tuner.BaseTuner):
             constraints=self.constraints, epochs=self.epochs, max_epochs=self.max_epochs, train=tuple(train_data),
             validation=tuple(validation_data), threads=self.threads, timing_runs=self.timing_runs,
             timing_seconds=self.timing_seconds, seed=self.seed, tuner_id=self.tuner_id, penalty=self.penalty,
-            strategy=self.strategy, tensorboard=self.tensorboard, metric=self.metric)
+            strategy=self.strategy, tensorboard=self.tensorboard, metric=self.metric,
+            scale_compression=self.scale_compression)
         if self.isolation == "process":
             self._runner = ChildRunner(ctx.to_payload(), self.trials_per_process)
             self._runner.start()  # a child that cannot start fails the search here, not every trial
@@ -214,6 +220,8 @@ class CompressionTuner(base_tuner.BaseTuner):
         finally:
             if self.isolation == "process":
                 self._runner.close()
+            else:  # trials froze what survived them (TrialContext.run): this process is the user's again
+                gc.unfreeze()
 
     def on_trial_begin(self, trial):
         path = os.path.join(self.project_dir, f"runs-{self.tuner_id}.log")
