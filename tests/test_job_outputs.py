@@ -286,3 +286,13 @@ def test_a_classifier_compiled_with_its_own_metric_gets_it_per_file(data, tmp_pa
     f32 = next(f for f in rep.files if f["name"] == "float32")
     assert f32["metric"] == "top2" and abs(f32["score"] - top2) < 1e-6
     assert "| top2 |" in (tmp_path / "report.md").read_text()
+
+
+def test_a_budget_file_slower_than_float32_is_said_first():
+    files = [{"name": "float32", "median_ms": 1.0}, {"name": "int8", "median_ms": 0.5},
+             {"name": "int4", "median_ms": 2.0}]
+    (note,) = pipeline.main_slower(files, "int4", 1)
+    assert note.startswith("int4.tflite, the file budget mode ships, runs slower than float32.tflite")
+    assert "0.50x the speed" in note
+    assert pipeline.main_slower(files, "int8", 1) == []  # the int8 file is faster: nothing to say
+    assert pipeline.none_faster(files, 1) == []  # one compressed file is faster, so this is the only lead

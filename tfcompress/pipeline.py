@@ -48,7 +48,7 @@ from tflite_export._atomic import save_figure
 from tflite_export.mixed import export_mixed
 
 __all__ = ["run_job", "JobReport", "COLUMNS", "OUTPUTS", "train_baseline", "report_figure", "slower_than_float",
-           "worse_than_float", "none_faster"]
+           "worse_than_float", "none_faster", "main_slower"]
 
 # Summary-table header -> key in each row of report.json["files"].
 COLUMNS = {
