@@ -157,18 +157,13 @@ def flatten_nested(model):
     return flat
 
 
-def clone(model, clone_function=None, own=False):
+def clone(model, clone_function=None):
     """A deep copy of ``model`` with its own weights, optionally mapping layers.
 
     ``keras.models.clone_model`` hands the *original* layers to
     ``clone_function``; wrapping those would share (and so change) the user's
     weights. We first clone plainly, copy weights, then map the copy's layers.
-    With ``own`` (``model`` is the caller's private copy, which it does not use
-    again, as each stage of :func:`tfcompress.optimize` gets) the layers of
-    ``model`` itself are mapped: one copy of the model fewer.
     """
-    if own and clone_function is not None:
-        return keras.models.clone_model(model, clone_function=clone_function)
     copy = keras.models.clone_model(model)
     copy.set_weights(model.get_weights())
     if clone_function is None:

@@ -73,7 +73,7 @@ def why_not_clusterable(layer, number_of_clusters, per_channel=False):
     return None
 
 
-def wrap(model, stage, preserve_sparsity=False, own=False):
+def wrap(model, stage, preserve_sparsity=False):
     """Wrap the selected clusterable layers of a copy of ``model`` for clustering.
 
     Args:
@@ -82,8 +82,6 @@ def wrap(model, stage, preserve_sparsity=False, own=False):
         preserve_sparsity: keep existing zeros (sparsity-preserving
             clustering); used when ``stage.preserve_sparsity`` is None.
             Defaults to `False`.
-        own: ``model`` is the caller's private copy, not used again: its layers are
-            wrapped in place (:func:`tfcompress._model.clone`). Defaults to `False`.
 
     Returns:
         ``(wrapped_model, records)``: records map layer name to
@@ -122,7 +120,7 @@ def wrap(model, stage, preserve_sparsity=False, own=False):
             preserve_sparsity=bool(preserve), cluster_per_channel=bool(stage.per_channel),
         )
 
-    wrapped = clone(model, clone_fn, own=own)
+    wrapped = clone(model, clone_fn)
     if not any(v.startswith("wrapped") for v in records.values()):
         raise RecipeError(
             "clustering found no layer to cluster ("

@@ -21,7 +21,7 @@ def run_stage(run, model, stage):
     preserve = stage.preserve_sparsity if stage.preserve_sparsity is not None else "pruning" in run.ran
     result = StageResult(model, epochs=epochs, steps=run.steps(epochs))
     with run.float16_scope("clustering", result):
-        wrapped, records = clustering.wrap(model, stage, preserve_sparsity=preserve, own=True)  # optimize's copy
+        wrapped, records = clustering.wrap(model, stage, preserve_sparsity=preserve)
         result.history = run.fit(wrapped, epochs, lr_scale=stage.learning_rate_scale, stage=stage,
                                  name="clustering")
     result.model = clustering.strip(wrapped)

@@ -173,7 +173,7 @@ def selected_layers(model, stage):
     return [layer for layer in model.layers if _skip_reason(layer, stage, policy) is None]
 
 
-def wrap(model, stage, num_samples, batch_size, epochs=None, targets=None, fixed_mask=False, own=False):
+def wrap(model, stage, num_samples, batch_size, epochs=None, targets=None, fixed_mask=False):
     """Wrap the selected prunable layers of a copy of ``model`` in TF-MOT's pruning wrapper.
 
     Args:
@@ -187,8 +187,6 @@ def wrap(model, stage, num_samples, batch_size, epochs=None, targets=None, fixed
             ``final_sparsity`` and ``per_layer``. Defaults to `None`.
         fixed_mask: prune once, at the first step, to ``targets`` and keep that mask
             (the chosen weights are already zero). Defaults to `False`.
-        own: ``model`` is the caller's private copy, not used again: its layers are
-            wrapped in place (:func:`tfcompress._model.clone`). Defaults to `False`.
 
     Returns:
         ``(wrapped_model, records, steps)``: records map layer name to
@@ -259,7 +257,7 @@ def wrap(model, stage, num_samples, batch_size, epochs=None, targets=None, fixed
         records[layer.name] = "wrapped" + (f" ({'; '.join(notes)})" if notes else "")
         return _sparsity.prune_low_magnitude(layer, pruning_schedule=sched, **kwargs)
 
-    wrapped = clone(model, clone_fn, own=own)
+    wrapped = clone(model, clone_fn)
     if not any(v.startswith("wrapped") for v in records.values()):
         skipped = "; ".join(f"{k}: {v[9:]}" for k, v in records.items()) or "no Dense/Conv layers"
         raise RecipeError(

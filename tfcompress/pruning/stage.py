@@ -45,8 +45,7 @@ def prune_stage(run, model, stage):
             loss = run.loss if run.task.classifier else run.task.loss_fn(work.output_names)
             work, targets, alloc = global_.plan(work, stage, pruning.selected_layers(work, stage), run.train, loss)
         wrapped, result.records, steps = pruning.wrap(work, stage, run.train.num_samples, run.batch_size, epochs,
-                                                      targets=targets, fixed_mask=stage.criterion == "saliency",
-                                                      own=True)  # optimize's own copy, not used again
+                                                      targets=targets, fixed_mask=stage.criterion == "saliency")
         result.history = run.fit(wrapped, epochs, callbacks=pruning_callbacks(run.tensorboard), stage=stage,
                                  name="pruning")
         out = pruning.strip(wrapped)

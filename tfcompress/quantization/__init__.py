@@ -49,7 +49,7 @@ def scheme_for(name):
     return _q.default_8bit.Default8BitQuantizeScheme()
 
 
-def wrap(model, stage, preserve_sparsity=None, scheme=None, own=False):
+def wrap(model, stage, preserve_sparsity=None, scheme=None):
     """Annotate the quantizable layers of a copy of ``model`` and apply QAT.
 
     Args:
@@ -63,9 +63,6 @@ def wrap(model, stage, preserve_sparsity=None, scheme=None, own=False):
             (:func:`tfcompress.quantization.config.qat_scheme` chooses: ``stage.scheme``
             when it names one, else PQAT with sparsity preservation, QAT
             without).
-        own: ``model`` is the caller's private copy, not used again: it is annotated
-            in place (:func:`tfcompress._model.clone`; ``quantize_apply`` copies it).
-            Defaults to `False`.
 
     Returns:
         ``(qat_model, records)``: records map layer name to ``"quantized"``
@@ -90,12 +87,12 @@ def wrap(model, stage, preserve_sparsity=None, scheme=None, own=False):
         raise RecipeError(f"quantization.weights {stage.weights!r} cannot keep an earlier clustering's clusters "
                           "(binary/ternary weights replace them): remove the clustering stage or use weights int8.")
     try:
-        return _apply(model, scheme, only_default=False, planned=planned, own=own)
+        return _apply(model, scheme, only_default=False, planned=planned)
     except _TfMotError as first:
         # Fallback: only the layers TF-MOT configures itself (Conv, Dense, ...);
         # the rest stay float, each with the reason, instead of no QAT at all.
         try:
-            qat, records = _apply(model, scheme, only_default=True, planned=planned, own=own)
+            qat, records = _apply(model, scheme, only_default=True, planned=planned)
         except (_TfMotError, RecipeError):
             raise UnsupportedModelError(
                 f"TF-MOT could not apply QAT to this model ({first.cause}); remove the quantization "
@@ -113,7 +110,7 @@ class _TfMotError(Exception):
         self.cause = str(self)
 
 
-def _apply(model, scheme, only_default, planned=None, own=False):
+def _apply(model, scheme, only_default, planned=None):
     records = {}
     planned = planned or {}
 
@@ -131,7 +128,7 @@ def _apply(model, scheme, only_default, planned=None, own=False):
             records[layer.name] = f"skipped: {reason}"
         return layer
 
-    annotated = clone(model, annotate, own=own)  # quantize_apply copies the annotated model
+    annotated = clone(model, annotate)
     if not any(r.startswith("quantized") for r in records.values()):
         raise RecipeError("quantization found no quantizable layer: remove the quantization stage.")
     try:

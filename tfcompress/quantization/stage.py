@@ -35,7 +35,7 @@ def run_stage(run, model, stage):
     scheme = qat_scheme(stage, pruned="pruning" in run.ran, clustered="clustering" in run.ran)
     result = StageResult(model, epochs=epochs, steps=run.steps(epochs), extra={"scheme": scheme})
     with run.float16_scope("quantization", result):
-        qat, result.records = quantization.wrap(model, stage, scheme=scheme, own=True)  # optimize's copy
+        qat, result.records = quantization.wrap(model, stage, scheme=scheme)
         keep = nbit.zero_keeper(qat) if stage.weights in nbit.BITS and scheme in ("pqat", "pcqat") else None
         result.history = run.fit(qat, epochs, callbacks=[keep] if keep else (),
                                  lr_scale=stage.learning_rate_scale, stage=stage, name="quantization")
