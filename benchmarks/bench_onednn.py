@@ -29,6 +29,7 @@ import sys
 import time
 
 from benchmarks import _results
+from benchmarks._timing import epoch_timer
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 RESULTS = os.path.join(HERE, "results")
@@ -80,18 +81,7 @@ def _timed(name):
         model = keras.applications.MobileNetV2(alpha=0.35, weights=None, input_shape=(96, 96, 3), classes=10)
     model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy", ["accuracy"])
 
-    class EpochTimes(keras.callbacks.Callback):
-        def __init__(self):
-            super().__init__()
-            self.seconds = []
-
-        def on_epoch_begin(self, epoch, logs=None):
-            self.t0 = time.perf_counter()
-
-        def on_epoch_end(self, epoch, logs=None):
-            self.seconds.append(time.perf_counter() - self.t0)
-
-    times = EpochTimes()
+    times = epoch_timer(keras)
     recipe = {"pruning": {"epochs": 3, "final_sparsity": 0.5}, "quantization": {"epochs": 3}}
     tfcompress.optimize(model, (x, y), recipe=recipe, batch_size=64, verbose=0, callbacks=[times])
     prune, qat = times.seconds[:3], times.seconds[3:6]

@@ -39,6 +39,7 @@ import tempfile
 import time
 
 from benchmarks import _results
+from benchmarks._timing import epoch_timer
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -96,21 +97,6 @@ def _load(work, name, keras):
     return model, d["x"], d["y"], d["xv"], d["yv"]
 
 
-def _epoch_timer(keras):
-    class EpochTimes(keras.callbacks.Callback):
-        def __init__(self):
-            super().__init__()
-            self.seconds = []
-
-        def on_epoch_begin(self, epoch, logs=None):
-            self.t0 = time.perf_counter()
-
-        def on_epoch_end(self, epoch, logs=None):
-            self.seconds.append(time.perf_counter() - self.t0)
-
-    return EpochTimes()
-
-
 def _sparsity(model):
     """Zero share of each Conv/Dense kernel, by layer name."""
     import numpy as np
@@ -140,7 +126,7 @@ def hand(work, name, stage, tflite_path=None):
 
     model, x, y, xv, yv = _load(work, name, keras)
     steps = json.loads(os.environ["BENCH_OVERHEAD_STEPS"])  # from the parent (the same maths as optimize)
-    timer = _epoch_timer(keras)
+    timer = epoch_timer(keras)
     kinds = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.Dense)
     t0 = time.perf_counter()
     before = model.evaluate(xv, yv, batch_size=BATCH, verbose=0, return_dict=True)
@@ -199,7 +185,7 @@ def through_tfcompress(work, name, stage, tflite_path=None):
               "quantization": (Quantization(epochs=EPOCHS, learning_rate_scale=QAT_LR_SCALE)
                                if stage == "quantization" else None)}
     recipe = Recipe(**stages, batch_size=BATCH, learning_rate=LR, optimizer="adam")
-    timer = _epoch_timer(keras)
+    timer = epoch_timer(keras)
     t0 = time.perf_counter()
     res = tfcompress.optimize(model, (x, y), (xv, yv), recipe=recipe, verbose=0, callbacks=[timer])
     out = {"total_s": time.perf_counter() - t0, "epoch_s": timer.seconds,
