@@ -63,3 +63,15 @@ def int8_path(tmp_path_factory):
     p = tmp_path_factory.mktemp("int8") / "m_int8.tflite"
     tflite_export.export(tiny_cnn(), p, representative_data=xtr, num_samples=100)
     return str(p)
+
+
+@pytest.fixture(scope="module")
+def tiny(digits):
+    """A small digits CNN (conv, fc1, out), trained 6 epochs: budget-mode tests plan on it."""
+    keras.utils.set_random_seed(0)
+    m = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(4, 3, activation="relu", name="conv"),
+                          keras.layers.Flatten(), keras.layers.Dense(24, activation="relu", name="fc1"),
+                          keras.layers.Dense(10, activation="softmax", name="out")])
+    m.compile(keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy", ["accuracy"])
+    m.fit(*digits.train, epochs=6, batch_size=64, verbose=0)
+    return m

@@ -65,17 +65,6 @@ def test_int8_bits_fall_with_sparsity_and_clusters():
     assert int8_bits(np.sign(w)) <= 1.0 + 1e-9
 
 
-@pytest.fixture(scope="module")
-def tiny(digits):
-    keras.utils.set_random_seed(0)
-    m = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(4, 3, activation="relu", name="conv"),
-                          keras.layers.Flatten(), keras.layers.Dense(24, activation="relu", name="fc1"),
-                          keras.layers.Dense(10, activation="softmax", name="out")])
-    m.compile(keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy", ["accuracy"])
-    m.fit(*digits.train, epochs=6, batch_size=64, verbose=0)
-    return m
-
-
 def test_the_scan_restores_the_weights_and_prices_each_setting(tiny, digits):
     before = [w.copy() for w in tiny.get_weights()]
     x, y = digits.validation

@@ -19,7 +19,6 @@ import pytest
 import tfcompress
 import tflite_export
 from tfcompress import cli
-from tfcompress._keras import keras
 from tfcompress.pruning.config import Pruning
 from tfcompress.quantization.config import Quantization
 from tfcompress.recipe import Recipe
@@ -31,17 +30,6 @@ try:
     from tfcompress.models import task_zoo
 except ImportError:  # the models package beside tfcompress in a source checkout
     from models import task_zoo
-
-
-@pytest.fixture(scope="module")
-def tiny(digits):
-    keras.utils.set_random_seed(0)
-    m = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(4, 3, activation="relu", name="conv"),
-                          keras.layers.Flatten(), keras.layers.Dense(24, activation="relu", name="fc1"),
-                          keras.layers.Dense(10, activation="softmax", name="out")])
-    m.compile(keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy", ["accuracy"])
-    m.fit(*digits.train, epochs=6, batch_size=64, verbose=0)
-    return m
 
 
 @pytest.fixture
