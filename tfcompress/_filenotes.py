@@ -17,6 +17,11 @@ __all__ = ["worse_than_float", "slower_than_float", "none_faster", "main_slower"
            "misnamed"]
 
 
+def _float32(files, key):
+    """The float32 file's ``key`` value (its accuracy, score or median ms), or None."""
+    return next((f.get(key) for f in files if f["name"] == "float32"), None)
+
+
 def worse_than_float(files, metric):
     """A note for every file much worse than the float32 file in the task's metric (5 points of
     accuracy, or a tenth of the float32 file's value of another metric): never a broken file
@@ -27,7 +32,7 @@ def worse_than_float(files, metric):
         'int8.tflite scores iou 0.3 against'
     """
     key = "accuracy" if metric == "accuracy" else "score"
-    base = next((f.get(key) for f in files if f["name"] == "float32"), None)
+    base = _float32(files, key)
     notes = []
     for f in files:
         v = f.get(key)
@@ -48,7 +53,7 @@ def slower_than_float(files, threads):
         >>> slower_than_float([{"name": "float32", "median_ms": 1.0}, {"name": "int8", "median_ms": 2.0}], 1)[0][:40]
         'int8.tflite is slower than float32.tflit'
     """
-    base = next((f.get("median_ms") for f in files if f["name"] == "float32"), None)
+    base = _float32(files, "median_ms")
     notes = []
     for f in files:
         ms = f.get("median_ms")
@@ -68,7 +73,7 @@ def none_faster(files, threads):
         >>> none_faster([{"name": "float32", "median_ms": 1.0}, {"name": "int8", "median_ms": 2.0}], 1)[0][:46]
         'No compressed file is faster than float32.tfli'
     """
-    base = next((f.get("median_ms") for f in files if f["name"] == "float32"), None)
+    base = _float32(files, "median_ms")
     timed = [f for f in files if f["name"] != "float32" and f.get("median_ms")]
     if not base or not timed or any(f["median_ms"] < base for f in timed):
         return []
@@ -86,8 +91,8 @@ def main_slower(files, name, threads):
         >>> main_slower([{"name": "float32", "median_ms": 1.0}, {"name": "int4", "median_ms": 2.0}], "int4", 1)[0][:37]
         'int4.tflite, the file budget mode shi'
     """
-    rows = {f["name"]: f for f in files}
-    base, got = (rows.get(n, {}).get("median_ms") for n in ("float32", name))
+    base = _float32(files, "median_ms")
+    got = next((f.get("median_ms") for f in files if f["name"] == name), None)
     if not base or not got or got <= base:
         return []
     return [f"{name}.tflite, the file budget mode ships, runs slower than float32.tflite on this machine: "

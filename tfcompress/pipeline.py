@@ -39,6 +39,7 @@ from tfcompress._version import __version__
 from tfcompress.distill import fine_tune
 from tfcompress.errors import DataError, OutputError
 from tfcompress.optimize import RecipeLike, as_recipe, optimize
+from tfcompress.quantization import nbit
 from tfcompress.report import atomic_write_json, atomic_write_text, ensure_dir, markdown_table, table
 from tfcompress.target.fast import float_model
 from tfcompress.target.shipped import check_shipped, main_file
@@ -231,7 +232,7 @@ def _int8_source(optimized, recipe):
     int4.tflite), so its int8 file holds the same grid values in int8 tensors, from a float copy (target/fast.py);
     a model that copy cannot rebuild keeps the int4 tensors, and the report's notes say so (_filenotes.misnamed)."""
     q = recipe.quantization
-    if q is None or q.weights not in ("int4", "int2"):
+    if q is None or q.weights not in nbit.BITS:
         return optimized
     try:
         return float_model(optimized, snap=True)

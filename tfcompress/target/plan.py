@@ -69,6 +69,7 @@ from tfcompress.channels.sensitivity import as_xy
 from tfcompress.clustering.config import Clustering
 from tfcompress.errors import RecipeError, TfcompressError, first_line
 from tfcompress.pruning.config import Pruning
+from tfcompress.quantization import nbit
 from tfcompress.quantization.config import Quantization
 from tfcompress.recipe import Distillation
 from tfcompress.report import markdown_table
@@ -337,7 +338,7 @@ def run(model, train_data, validation_data, target, minimize, base, run_recipe, 
 def _weights(recipe):
     """The weight format a recipe's QAT trains (``"int4"`` for 4- and 2-bit weights: stored int4), else ``"int8"``."""
     q = recipe.quantization
-    return "int4" if q is not None and q.weights in ("int4", "int2") else "int8"
+    return "int4" if q is not None and q.weights in nbit.BITS else "int8"
 
 
 def _default(attempt, rank, base, kept, history, notes, target, scorer, say):
