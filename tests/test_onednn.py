@@ -86,7 +86,8 @@ def test_an_explicit_choice_is_kept():
 def test_the_sliced_form_is_exact_in_outputs_and_gradients():
     # Exactness is arithmetic, not oneDNN: compared in a child with oneDNN off, where the strided kernel
     # runs too (with oneDNN on, the reference itself would crash, even at 9x9). Odd and even sizes, "same"
-    # and "valid", stride 2 and 3, inside a nested model and under a pruning wrapper.
+    # and "valid", stride 2 and 3, inside a nested model and under a pruning wrapper; the gradients of the
+    # kernel, the bias and the input (the form has its own gradient function).
     proc = _child("""
         import numpy as np
         import tensorflow_model_optimization as tfmot
@@ -106,9 +107,10 @@ def test_the_sliced_form_is_exact_in_outputs_and_gradients():
             for m in (model, pruned):
                 def run():
                     with tf.GradientTape() as tape:
+                        tape.watch(x)  # the input's gradient too: the layers below train on it
                         out = m(x, training=False)  # the pruning wrapper wants UpdatePruningStep in training
                         loss = tf.reduce_sum(out ** 2)
-                    return out.numpy(), [g.numpy() for g in tape.gradient(loss, m.trainable_variables)]
+                    return out.numpy(), [g.numpy() for g in tape.gradient(loss, [x] + m.trainable_variables)]
 
                 ref_out, ref_grads = run()
                 with onednn_safe_training(m) as names:

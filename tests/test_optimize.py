@@ -91,6 +91,19 @@ def test_epochs_override_and_yaml_path(trained_digits, digits, tmp_path):
     assert res.report.layer("fc1").sparsity == pytest.approx(0.3, abs=0.01)
 
 
+def test_epoch_validation_off_scores_validation_for_the_report_only(trained_digits, digits):
+    # the tuner's trials read the report, never a per-epoch val_* figure: no validation pass per epoch
+    recipe = Recipe(pruning=Pruning(final_sparsity=0.5, epochs=2), quantization=None)
+    on = tfcompress.optimize(trained_digits, digits.train, digits.validation, recipe=recipe, verbose=0, seed=0)
+    off = tfcompress.optimize(trained_digits, digits.train, digits.validation, recipe=recipe, verbose=0, seed=0,
+                              epoch_validation=False)
+    assert any(k.startswith("val_") for k in on.history["pruning"])
+    assert not any(k.startswith("val_") for k in off.history["pruning"]) and len(off.history["pruning"]["loss"]) == 2
+    assert off.report.evaluated_on == on.report.evaluated_on == "validation"
+    assert off.report.baseline == on.report.baseline  # the same validation data, scored before and after
+    assert off.report.optimized["accuracy"] > 0.9
+
+
 class _Sub(keras.Model):
     def __init__(self):
         super().__init__()

@@ -208,13 +208,33 @@ def _at_risk(layer):
 
 
 def _sliced_convolution(layer, inputs, kernel):
-    """A 1x1 convolution with stride s as the strided slice x[:, ::s, ::s, :] and a stride-1
-    convolution: the same function (a 1x1 kernel reads one pixel; "same" pads nothing for it)
-    and the same gradients, without the strided kernel oneDNN crashes on."""
+    """A 1x1 convolution with stride s whose kernel gradient is taken on the strided slice x[:, ::s, ::s, :].
+
+    Of the strided convolution's three kernels only the kernel gradient
+    (``Conv2DBackpropFilter``) crashes under oneDNN; the forward pass and the input gradient keep
+    their strided kernels (measured safe on 100 shapes, 7-112 pixels, 3-64 channels, both paddings),
+    and the kernel gradient is the stride-1 one on the slice: the same numbers (a 1x1 kernel reads one
+    pixel; "same" pads nothing for it). An earlier form ran the whole convolution on the slice, whose
+    own gradient (a full-size scatter) cost ResNet-8 about 12 % an epoch.
+    """
     sh, sw = layer.strides
-    x = inputs[:, ::sh, ::sw, :] if layer.data_format == "channels_last" else inputs[:, :, ::sh, ::sw]
-    return tf.nn.convolution(x, kernel, strides=[1, 1], padding="VALID", data_format=layer._tf_data_format,
-                             name=type(layer).__name__)
+    fmt = layer._tf_data_format
+    ones = [1, 1, 1, 1]
+    strides = [1, sh, sw, 1] if fmt == "NHWC" else [1, 1, sh, sw]
+
+    @tf.custom_gradient
+    def convolution(x, k):
+        def grad(dy):
+            dx = tf.raw_ops.Conv2DBackpropInput(input_sizes=tf.shape(x), filter=k, out_backprop=dy, strides=strides,
+                                                padding="VALID", data_format=fmt)
+            sliced = x[:, ::sh, ::sw, :] if fmt == "NHWC" else x[:, :, ::sh, ::sw]
+            dk = tf.raw_ops.Conv2DBackpropFilter(input=sliced, filter_sizes=tf.shape(k), out_backprop=dy,
+                                                 strides=ones, padding="VALID", data_format=fmt)
+            return dx, dk
+
+        return tf.nn.convolution(x, k, strides=[sh, sw], padding="VALID", data_format=fmt), grad
+
+    return convolution(inputs, kernel)
 
 
 @contextlib.contextmanager
@@ -223,8 +243,9 @@ def onednn_safe_training(model):
     a 1x1 convolution with stride 2 on AVX-512 CPUs, for some input sizes).
 
     For the ``with`` block every such convolution, inside pruning, clustering or QAT wrappers, a
-    Distiller or a nested model included, computes as a strided slice followed by a stride-1
-    convolution (:func:`_sliced_convolution`): exactly the same outputs and gradients. The
+    Distiller or a nested model included, takes its kernel gradient as a stride-1 convolution's on
+    the strided slice of its input (:func:`_sliced_convolution`): exactly the same outputs and
+    gradients; the forward pass and the input gradient keep their strided kernels. The
     layers themselves, their configs and weights do not change, so the deployable model and its
     ``.tflite`` file keep the original strided convolution. oneDNN stays on for everything else.
 

@@ -164,7 +164,8 @@ def optimize(model: Any, train_data: Any, validation_data: Any = None, *, recipe
              callbacks: Sequence[Any] | None = None, strategy: Any = None, seed: int | None = None,
              tensorboard: str | os.PathLike[str] | None = None, progress: Callable[[str], None] | None = None,
              target: str | None = None, minimize: str | None = None, loss: Any = None, metrics: Any = None,
-             loss_weights: Any = None, check_baseline: bool | None = None) -> OptimizeResult:
+             loss_weights: Any = None, check_baseline: bool | None = None,
+             epoch_validation: bool = True) -> OptimizeResult:
     """Compress a trained tf_keras model with a recipe, fine-tuning each stage.
 
     The input model is left untouched. Stages run in recipe order (train,
@@ -238,6 +239,12 @@ def optimize(model: Any, train_data: Any, validation_data: Any = None, *, recipe
             scaled twice: True stops with a DataError before any
             fine-tuning (the command line's default), None warns, False says
             nothing (an untrained model on purpose). Defaults to `None`.
+        epoch_validation: score ``validation_data`` after every fine-tuning
+            epoch too (the ``val_*`` figures of the history, the progress
+            lines and callbacks that watch them). False scores it only for
+            the report, before and after: the tuner's trials, which read no
+            per-epoch figure, skip a traced test function and a validation
+            pass per stage epoch. Defaults to `True`.
 
     Returns:
         An :class:`OptimizeResult` with ``.model``, ``.report`` and ``.history``.
@@ -269,7 +276,8 @@ def optimize(model: Any, train_data: Any, validation_data: Any = None, *, recipe
             return optimize(model, train_data, validation, recipe=plan, epochs=epochs, batch_size=batch_size,
                             verbose=verbose, callbacks=callbacks, strategy=strategy, seed=seed,
                             tensorboard=tensorboard, progress=progress, loss=loss, metrics=metrics,
-                            loss_weights=loss_weights, check_baseline=check_baseline)
+                            loss_weights=loss_weights, check_baseline=check_baseline,
+                            epoch_validation=epoch_validation)
         say = progress or (print if verbose != 0 else (lambda line: None))
         result, plan = budget_mode.run(coerce_model(model), train_data, validation_data, target or "drop<=1.0",
                                        minimize, as_recipe(recipe), run_recipe, say=say, task=task)
@@ -309,6 +317,7 @@ def optimize(model: Any, train_data: Any, validation_data: Any = None, *, recipe
         teacher = clone(model) if recipe.distillation is not None else None
     run = _Run(recipe, train, val, bs, epochs, verbose, callbacks, task, teacher, placement)
     run.tensorboard, run.progress = tensorboard, progress
+    run.epoch_validation = bool(epoch_validation)
     for name, stage in recipe.stages:  # what cannot run fails now, not after the earlier stages
         preflight = techniques.get(name).preflight
         if preflight is not None:

@@ -30,6 +30,7 @@ class _Run:
 
     tensorboard: str | os.PathLike[str] | None = None  # a log folder: one subfolder per stage
     progress: Callable[[str], None] | None = None  # called with each stage and epoch line instead of Keras's output
+    epoch_validation: bool = True  # False: the validation data is scored for the report only, not every epoch
 
     def __init__(self, recipe, train, val, batch_size, epochs, verbose, callbacks, task, teacher=None,
                  placement=None):
@@ -87,13 +88,14 @@ class _Run:
         lr, opt, schedule = self.training(stage, lr_scale)
         # The pruning stage's TensorBoard is TF-MOT's PruningSummaries (sparsity too): no second one.
         own_board = any(isinstance(c, (keras.callbacks.TensorBoard, GuardedBoard)) for c in callbacks)
-        extra = stage_callbacks(name, schedule, epochs, self.val is not None,
+        val = self.val if self.epoch_validation else None
+        extra = stage_callbacks(name, schedule, epochs, val is not None,
                                 None if own_board else self.tensorboard, self.progress)
         hist = fine_tune(
             model, self.train.dataset, epochs, teacher=teacher, alpha=alpha, temperature=temperature,
             optimizer=make_optimizer(opt, lr, schedule, self.steps(1), epochs), **self.task.compile_args(),
             match="kl" if self.task.classifier else "mse",
-            validation_data=self.val.dataset if self.val is not None else None,
+            validation_data=val.dataset if val is not None else None,
             # the learning-rate log first: every later callback sees the rate
             callbacks=extra[:1] + list(callbacks) + extra[1:] + self.user_callbacks, verbose=self.verbose,
         )
