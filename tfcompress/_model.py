@@ -190,49 +190,48 @@ def release_memory(model):
 
 def onednn_crash_layers(model):
     """Names of the layers TensorFlow 2.21's oneDNN kernels crash on while training:
-    convolutions with a 1x1 kernel and a stride above 1 (nested models included)."""
-    out = []
-    for layer in model.layers:
-        if isinstance(layer, keras.Model):
-            out += onednn_crash_layers(layer)
-        elif isinstance(layer, keras.layers.Conv2D) and not isinstance(layer, keras.layers.Conv2DTranspose):
-            if tuple(layer.kernel_size) == (1, 1) and max(layer.strides) > 1:
-                out.append(layer.name)
-    return out
+    Conv1D/Conv2D with a kernel of size 1 and a stride above 1 (nested models included)."""
+    return [m.name for m in getattr(model, "submodules", ()) if _at_risk(m)]
 
 
 def _at_risk(layer):
-    return (isinstance(layer, keras.layers.Conv2D) and not isinstance(layer, keras.layers.Conv2DTranspose)
-            and type(layer).__name__ != "DepthwiseConv2D" and tuple(layer.kernel_size) == (1, 1)
-            and max(layer.strides) > 1 and tuple(layer.dilation_rate) == (1, 1))
+    conv = isinstance(layer, (keras.layers.Conv1D, keras.layers.Conv2D)) and not isinstance(
+        layer, (keras.layers.Conv1DTranspose, keras.layers.Conv2DTranspose))
+    return (conv and set(layer.kernel_size) == {1} and max(layer.strides) > 1
+            and set(layer.dilation_rate) == {1})
 
 
 def _sliced_convolution(layer, inputs, kernel):
-    """A 1x1 convolution with stride s whose kernel gradient is taken on the strided slice x[:, ::s, ::s, :].
+    """A Conv1D/Conv2D of kernel size 1 and stride s whose kernel gradient is taken on the strided slice of its input.
 
     Of the strided convolution's three kernels only the kernel gradient
-    (``Conv2DBackpropFilter``) crashes under oneDNN; the forward pass and the input gradient keep
-    their strided kernels (measured safe on 100 shapes, 7-112 pixels, 3-64 channels, both paddings),
-    and the kernel gradient is the stride-1 one on the slice: the same numbers (a 1x1 kernel reads one
-    pixel; "same" pads nothing for it). An earlier form ran the whole convolution on the slice, whose
-    own gradient (a full-size scatter) cost ResNet-8 about 12 % an epoch.
+    (``Conv2DBackpropFilter``; a Conv1D is a Conv2D of height 1) crashes under oneDNN. The forward pass and
+    the input gradient keep their strided kernels (measured safe on 100 shapes, 7-112 pixels, 3-64
+    channels, both paddings), and the kernel gradient is the stride-1 one on the slice
+    ``x[:, ::s, ::s, :]``: the same numbers (a size-1 kernel reads one pixel; "same" and "causal" pad
+    nothing for it). An earlier form ran the whole convolution on the slice, whose own gradient (a
+    full-size scatter) cost ResNet-8 about 12 % an epoch.
     """
-    sh, sw = layer.strides
-    fmt = layer._tf_data_format
-    ones = [1, 1, 1, 1]
-    strides = [1, sh, sw, 1] if fmt == "NHWC" else [1, 1, sh, sw]
+    strides, fmt = list(layer.strides), layer._tf_data_format
+    last = fmt.endswith("C")
+    s2 = strides if len(strides) == 2 else [1] + strides  # a Conv1D as a Conv2D of height 1
+    full = [1, *s2, 1] if last else [1, 1, *s2]
 
     @tf.custom_gradient
     def convolution(x, k):
         def grad(dy):
-            dx = tf.raw_ops.Conv2DBackpropInput(input_sizes=tf.shape(x), filter=k, out_backprop=dy, strides=strides,
-                                                padding="VALID", data_format=fmt)
-            sliced = x[:, ::sh, ::sw, :] if fmt == "NHWC" else x[:, :, ::sh, ::sw]
-            dk = tf.raw_ops.Conv2DBackpropFilter(input=sliced, filter_sizes=tf.shape(k), out_backprop=dy,
-                                                 strides=ones, padding="VALID", data_format=fmt)
-            return dx, dk
+            x2, k2, dy2 = x, k, dy
+            if len(strides) == 1:  # (N, W, C) -> (N, 1, W, C); (N, C, W) -> (N, C, 1, W)
+                x2, k2, dy2 = tf.expand_dims(x, 1 if last else 2), k[None], tf.expand_dims(dy, 1 if last else 2)
+            f2 = "NHWC" if last else "NCHW"
+            dx = tf.raw_ops.Conv2DBackpropInput(input_sizes=tf.shape(x2), filter=k2, out_backprop=dy2, strides=full,
+                                                padding="VALID", data_format=f2)
+            sliced = x2[:, ::s2[0], ::s2[1], :] if last else x2[:, :, ::s2[0], ::s2[1]]
+            dk = tf.raw_ops.Conv2DBackpropFilter(input=sliced, filter_sizes=tf.shape(k2), out_backprop=dy2,
+                                                 strides=[1, 1, 1, 1], padding="VALID", data_format=f2)
+            return (tf.reshape(dx, tf.shape(x)), tf.reshape(dk, tf.shape(k)))
 
-        return tf.nn.convolution(x, k, strides=[sh, sw], padding="VALID", data_format=fmt), grad
+        return tf.nn.convolution(x, k, strides=strides, padding="VALID", data_format=fmt), grad
 
     return convolution(inputs, kernel)
 
@@ -257,7 +256,7 @@ def onednn_safe_training(model):
         ...     model.fit(x, y)
     """
     layers = [m for m in getattr(model, "submodules", ()) if _at_risk(m)]
-    for layer in layers:  # an instance attribute: Conv2D.call uses self.convolution_op
+    for layer in layers:  # an instance attribute: Conv.call uses self.convolution_op
         layer.convolution_op = functools.partial(_sliced_convolution, layer)
     try:
         yield [layer.name for layer in layers]
