@@ -50,6 +50,25 @@ def test_prune_cluster_pcqat_preserves_zeros_and_clusters(trained_digits, digits
     assert rep.layer("fc1").sparsity >= 0.49
 
 
+def test_pqat_keeps_the_zeros_of_a_layer_qat_leaves_in_float():
+    # TF-MOT has no quantize config for Conv1D: 8-bit PQAT leaves it float and would train its pruned
+    # zeros dense again (the report said sparsity 0.0 after a 50 % pruning stage). Audio-style model.
+    L = keras.layers
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([L.Input((64, 4)), L.Conv1D(8, 3, name="conv1d", activation="relu"),
+                              L.GlobalAveragePooling1D(), L.Dense(3, name="out", activation="softmax")])
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(256, 64, 4)).astype("float32")
+    y = (x[:, :, 0].mean(axis=1) > 0).astype("int64") + (x[:, :, 1].mean(axis=1) > 0.1)
+    res = tfcompress.optimize(model, (x, y), recipe=Recipe(pruning=Pruning(final_sparsity=0.5, epochs=2),
+                                                           quantization=Quantization(epochs=2)),
+                              verbose=0, check_baseline=False)
+    assert res.report.layer("conv1d").stages["quantization"].startswith("skipped")
+    assert res.report.stages[1]["scheme"] == "pqat"
+    assert np.mean(_kernel(res.model, "conv1d") == 0) >= 0.49
+    assert res.report.layer("conv1d").sparsity >= 0.49
+
+
 def test_scheme_override_plain_qat_after_pruning(trained_digits, digits):
     res = _run(trained_digits, digits, pruning=Pruning(final_sparsity=0.5, epochs=1),
                quantization=Quantization(epochs=1, scheme="qat"))

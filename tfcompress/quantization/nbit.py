@@ -105,13 +105,16 @@ def wrap(model, stage, scheme, why_not, classes_of):
             "use quantization.weights int8 or run `tfcompress check`.") from None
 
 
-def _kernels(qat_model):
+def _kernels(qat_model, quantized=True):
     # The wrapper swaps the inner layer's ``kernel`` for the fake-quant output:
     # the variables are in its ``_weight_vars`` (variable, quantizer, quantizer vars).
+    # quantized=False: the kernels of the layers QAT left in float (no quantize config).
     for layer in qat_model.layers:
-        for var, _, _ in getattr(layer, "_weight_vars", []):
-            if "kernel" in var.name:
-                yield var
+        if hasattr(layer, "_weight_vars"):
+            if quantized:
+                yield from (var for var, _, _ in layer._weight_vars if "kernel" in var.name)
+        elif not quantized and not isinstance(layer, keras.Model):
+            yield from (var for var in layer.trainable_weights if "kernel" in var.name)
 
 
 class _KeepZeros(keras.callbacks.Callback):
@@ -124,16 +127,20 @@ class _KeepZeros(keras.callbacks.Callback):
             var.assign(var * mask)
 
 
-def zero_keeper(qat_model, min_sparsity=0.05):
+def zero_keeper(qat_model, min_sparsity=0.05, quantized=True):
     """A callback that keeps the kernels' zeros through n-bit QAT, or None.
 
-    TF-MOT's sparsity-preserving QAT is 8-bit only; here every kernel with at
-    least ``min_sparsity`` zeros gets its zeros written back after each
-    training batch. Zero fake-quantizes to exactly 0, so the file keeps them.
+    TF-MOT's sparsity-preserving QAT is 8-bit only, and keeps the zeros of the
+    layers it quantizes only; here every kernel with at least ``min_sparsity``
+    zeros gets its zeros written back after each training batch. Zero
+    fake-quantizes to exactly 0, so the file keeps them.
 
     Args:
         qat_model: the model :func:`wrap` returned, before training.
         min_sparsity: kernels with fewer zeros are left alone. Defaults to `0.05`.
+        quantized: the quantized layers' kernels too (n-bit QAT), not only those
+            of the layers QAT leaves in float (a pruned ``Conv1D``, which 8-bit
+            PQAT would train dense again). Defaults to `True`.
 
     Returns:
         A ``keras.callbacks.Callback``, or None when no kernel is sparse.
@@ -143,7 +150,7 @@ def zero_keeper(qat_model, min_sparsity=0.05):
         >>> qat.fit(x, y, callbacks=[cb] if cb else [])            # doctest: +SKIP
     """
     pairs = []
-    for var in _kernels(qat_model):
+    for var in [*_kernels(qat_model, quantized=False), *(_kernels(qat_model) if quantized else ())]:
         w = var.numpy()
         if w.size and np.mean(w == 0) >= min_sparsity:
             pairs.append((var, (w != 0).astype(w.dtype)))

@@ -36,7 +36,9 @@ def run_stage(run, model, stage):
     result = StageResult(model, epochs=epochs, steps=run.steps(epochs), extra={"scheme": scheme})
     with run.float16_scope("quantization", result):
         qat, result.records = quantization.wrap(model, stage, scheme=scheme)
-        keep = nbit.zero_keeper(qat) if stage.weights in nbit.BITS and scheme in ("pqat", "pcqat") else None
+        # sparsity kept where TF-MOT does not: n-bit kernels, and the layers QAT leaves in float
+        keep = (nbit.zero_keeper(qat, quantized=stage.weights in nbit.BITS) if scheme in ("pqat", "pcqat")
+                else None)
         result.history = run.fit(qat, epochs, callbacks=[keep] if keep else (),
                                  lr_scale=stage.learning_rate_scale, stage=stage, name="quantization")
     result.model = qat
