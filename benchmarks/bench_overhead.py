@@ -341,8 +341,9 @@ def reading(rows, measured=None):
             f"epoch, median of alternated runs; load {measured.get('load_avg', 0):.1f}): "
             + "; ".join(f"{m}: " + ", ".join(f"{v} {s:.2f}" for v, s in d.items()) for m, d in ep.items())
             + ". The numpy column is how the hand side is fed, pipeline is `optimize`'s `tf.data` pipeline "
-            "(per-example shuffle and batch), sliced is ResNet-8's two 1x1 stride-2 projections trained as a "
-            "strided slice and a stride-1 convolution, the guard against oneDNN's crash.", ""]
+            "(per-example shuffle and batch), sliced is ResNet-8's two 1x1 stride-2 projections trained with "
+            "their kernel gradient taken on the strided slice of their input, the guard against oneDNN's crash "
+            "(`_model.onednn_safe_training`).", ""]
     lines.append(
         "Where tfcompress is faster it is the non-epoch part: `optimize` creates the loss, metric and optimizer "
         "variables before `fit` (`build_training_state`), so Keras traces the train step once where a plain "
