@@ -146,3 +146,32 @@ def test_bad_threads_and_files_are_refused(tmp_path):
     (tmp_path / "bad.tflite").write_bytes(b"nope")
     with pytest.raises(ExportError):
         lm.predict(tmp_path / "bad.tflite", folder=tmp_path)
+
+
+def test_channel_options_cost_thinning_in_predicted_ms(tiny, digits, tmp_path, monkeypatch):
+    from tfcompress.target import sensitivity
+
+    monkeypatch.setenv("TFCOMPRESS_CACHE", str(tmp_path))
+    x, y = digits.validation[0][:200], digits.validation[1][:200]
+    units, base = sensitivity.channel_options(tiny, x, y, ratios=(0.5,), threads=1)
+    flops_units, flops = sensitivity.channel_options(tiny, x, y, ratios=(0.5,), cost="flops")
+    assert flops > 1000 and base < 10  # milliseconds, not FLOPs
+    assert base == pytest.approx(lm.predict_model(tiny, "int8", x[:32], folder=tmp_path).predicted_ms)
+    assert lm.predict_model(tiny, "int8", x[:32], folder=tmp_path).measured_now == 0  # cached by the scan
+    assert [u.name for u in units] == [u.name for u in flops_units]
+    assert all(o.cost > 0 for u in units for o in u.options)
+    assert [o.drop for u in units for o in u.options] == pytest.approx([o.drop for u in flops_units
+                                                                        for o in u.options])
+
+
+def test_channel_options_fall_back_to_flops_when_a_model_cannot_be_priced(tiny, digits, monkeypatch):
+    from tfcompress.target import sensitivity
+
+    def refuse(*a, **k):
+        raise ExportError("cannot convert")
+
+    monkeypatch.setattr(sensitivity, "thinned_ms", refuse)
+    x, y = digits.validation[0][:100], digits.validation[1][:100]
+    _, base = sensitivity.channel_options(tiny, x, y, ratios=(0.5,))
+    _, flops = sensitivity.channel_options(tiny, x, y, ratios=(0.5,), cost="flops")
+    assert base == flops
