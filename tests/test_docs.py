@@ -53,6 +53,7 @@ SKIP_REASONS = {
     **dict.fromkeys([
         "tflite_export._process", "tflite_export.android", "tflite_export.bench_report", "tflite_export.benchmark",
         "tflite_export.probe", "tflite_export.roofline", "tflite_export.latency_model",
+        "tfcompress.latency_cli",
     ], MACHINE),
     "tfcompress.techniques": GLOBAL,
 }

@@ -175,3 +175,17 @@ def test_channel_options_fall_back_to_flops_when_a_model_cannot_be_priced(tiny, 
     _, base = sensitivity.channel_options(tiny, x, y, ratios=(0.5,))
     _, flops = sensitivity.channel_options(tiny, x, y, ratios=(0.5,), cost="flops")
     assert base == flops
+
+
+def test_the_cli_predicts_a_file_then_lists_the_cached_costs(int8_path, tmp_path, capsys):
+    from tfcompress import cli
+
+    assert cli.main(["latency-model", int8_path, "--threads", "1", "--cache", str(tmp_path), "--json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert row["method"] == "sum of ops" and row["predicted_ms"] > 0 and row["measured_now"] > 0
+    assert cli.main(["latency-model", "--threads", "1", "--cache", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"cache: {row['cache']}") and "CONV_2D" in out and "FULLY_CONNECTED" in out
+    assert cli.main(["latency-model", "--threads", "2", "--cache", str(tmp_path)]) == 0
+    assert "(0 op costs, 2 thread(s)" in capsys.readouterr().out  # another thread count: its own cache
+    assert cli.main(["latency-model", str(tmp_path / "missing.tflite"), "--cache", str(tmp_path)]) == 2
