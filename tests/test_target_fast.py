@@ -55,3 +55,32 @@ def test_a_lower_precision_slower_beyond_the_tolerance_is_never_kept(tiny, digit
     kept_rows = [r for r in got["tried"] if r["ok"]]
     assert kept_rows and all(r["ms"] <= r["float32_ms"] * (1 + fast.TOLERANCE) for r in kept_rows)
     assert len(got["tried"]) > 2  # the layers were lowered, and each lowering was refused
+
+
+def _files(**ms):
+    return [{"name": name, "median_ms": v} for name, v in {"float32": F32_MS, **ms}.items()]
+
+
+def test_the_report_leads_with_a_main_file_slower_than_float32():
+    from tfcompress._filenotes import budget_slower
+
+    (note,) = budget_slower(_files(int8=2.0, fast=0.9), "int8", 1, fast.TOLERANCE)
+    assert note.startswith("int8.tflite, the file budget mode ships, runs slower than float32.tflite")
+    (note,) = budget_slower(_files(int8=0.8, fast=2.0), "fast", 1, fast.TOLERANCE)  # said once, as the main file
+    assert note.startswith("fast.tflite, the file budget mode ships")
+
+
+def test_a_fast_file_that_times_slow_at_shipping_is_said_first():
+    from tfcompress._filenotes import budget_slower
+
+    (note,) = budget_slower(_files(int4=0.5, fast=1.2), "int4", 1, fast.TOLERANCE)
+    assert note.startswith("fast.tflite is not fast on this machine now: 1.2 ms against float32.tflite's 1 ms")
+    assert budget_slower(_files(int4=0.5, fast=F32_MS * (1 + fast.TOLERANCE)), "int4", 1, fast.TOLERANCE) == []
+
+
+def test_no_compressed_file_faster_leaves_the_lead_to_none_faster():
+    from tfcompress._filenotes import budget_slower, none_faster
+
+    files = _files(int8=2.0, fast=1.5)
+    assert budget_slower(files, "int8", 1, fast.TOLERANCE) == []
+    assert none_faster(files, 1)[0].startswith("No compressed file is faster than float32.tflite")
