@@ -189,3 +189,20 @@ def test_the_cli_predicts_a_file_then_lists_the_cached_costs(int8_path, tmp_path
     assert cli.main(["latency-model", "--threads", "2", "--cache", str(tmp_path)]) == 0
     assert "(0 op costs, 2 thread(s)" in capsys.readouterr().out  # another thread count: its own cache
     assert cli.main(["latency-model", str(tmp_path / "missing.tflite"), "--cache", str(tmp_path)]) == 2
+
+
+def test_a_file_with_an_op_that_does_not_run_alone_is_timed_whole_and_cached(int8_path, tmp_path, monkeypatch):
+    real = lm._time_bytes
+
+    def refuse_conv(data, threads):
+        if [s.op for s in op_slices(data)] == ["CONV_2D"]:  # the conv's one-op file
+            raise RuntimeError("Node number 0 (CONV_2D) failed to prepare.")
+        return real(data, threads)
+
+    monkeypatch.setattr(lm, "_time_bytes", refuse_conv)
+    first = lm.predict(int8_path, folder=tmp_path)
+    assert first.method == "measured whole file" and "CONV_2D" in first.unmodelled and first.ops == []
+    assert first.predicted_ms > 0 and first.measured_now >= 1
+    again = lm.predict(int8_path, folder=tmp_path)
+    assert again.method == "measured whole file" and again.measured_now == 0
+    assert again.predicted_ms == pytest.approx(first.predicted_ms)
