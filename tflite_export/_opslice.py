@@ -153,28 +153,31 @@ def op_slices(data: bytes) -> list[OpSlice]:
     return out
 
 
-def overhead_file() -> bytes:
-    """A file of one ADD of two one-element float32 tensors: what an invoke costs with (nearly) no work.
+def overhead_file(ops: int = 1) -> bytes:
+    """A file of ``ops`` chained ADDs of one-element float32 tensors: what an invoke (and each op of it) costs
+    with (nearly) no work.
 
     Example:
-        >>> overhead_file()[4:8]
+        >>> overhead_file(2)[4:8]
         b'TFL3'
     """
     schema = fb._schema()
     code = schema.OperatorCodeT()
     code.builtinCode = code.deprecatedBuiltinCode = schema.BuiltinOperator.ADD
     code.version = 1
-    tensors = []
-    for name in (b"a", b"b", b"out"):
+    tensors, operators = [], []
+    for n in range(ops + 2):  # a, b, then each ADD's output
         t = schema.TensorT()
-        t.shape, t.type, t.buffer, t.name = [1], schema.TensorType.FLOAT32, 0, name
+        t.shape, t.type, t.buffer, t.name = [1], schema.TensorType.FLOAT32, 0, f"t{n}".encode()
         tensors.append(t)
-    op = schema.OperatorT()
-    op.opcodeIndex, op.inputs, op.outputs = 0, [0, 1], [2]
-    op.builtinOptionsType = schema.BuiltinOptions.AddOptions
-    op.builtinOptions = schema.AddOptionsT()
+    for n in range(ops):
+        op = schema.OperatorT()
+        op.opcodeIndex, op.inputs, op.outputs = 0, [0 if n == 0 else n + 1, 1], [n + 2]
+        op.builtinOptionsType = schema.BuiltinOptions.AddOptions
+        op.builtinOptions = schema.AddOptionsT()
+        operators.append(op)
     sub = schema.SubGraphT()
-    sub.tensors, sub.inputs, sub.outputs, sub.operators, sub.name = tensors, [0, 1], [2], [op], b"op"
+    sub.tensors, sub.inputs, sub.outputs, sub.operators, sub.name = tensors, [0, 1], [ops + 1], operators, b"op"
     model = schema.ModelT()
     model.version, model.operatorCodes, model.subgraphs = 3, [code], [sub]
     model.buffers = [schema.BufferT()]
