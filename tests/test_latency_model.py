@@ -206,3 +206,24 @@ def test_a_file_with_an_op_that_does_not_run_alone_is_timed_whole_and_cached(int
     again = lm.predict(int8_path, folder=tmp_path)
     assert again.method == "measured whole file" and again.measured_now == 0
     assert again.predicted_ms == pytest.approx(first.predicted_ms)
+
+
+def _custom_op_file():
+    from tflite_export import _flatbuffer as fb
+
+    model = fb.parse_model(overhead_file())
+    code = model.operatorCodes[0]
+    code.builtinCode = code.deprecatedBuiltinCode = fb._schema().BuiltinOperator.CUSTOM
+    code.customCode = b"NoSuchOp"
+    op = model.subgraphs[0].operators[0]
+    op.builtinOptionsType, op.builtinOptions = 0, None
+    return fb.serialize_model(model)
+
+
+def test_a_model_litert_cannot_run_raises_one_export_error(tmp_path):
+    data = _custom_op_file()
+    with pytest.raises(ExportError, match="cannot"):
+        lm.LatencyModel(1, tmp_path).predict(data)
+    (tmp_path / "c.tflite").write_bytes(data)
+    with pytest.raises(ExportError):
+        lm.predict(tmp_path / "c.tflite", folder=tmp_path)

@@ -249,7 +249,10 @@ class LatencyModel:
         digest = hashlib.sha256(data).hexdigest()[:24]
         if digest not in self.files:
             if path == "<bytes>":
-                self.files[digest] = _time_bytes(data, self.threads)
+                try:
+                    self.files[digest] = _time_bytes(data, self.threads)
+                except (ValueError, RuntimeError) as e:
+                    raise ExportError(f"LiteRT cannot run this model ({first_line(e, 160)})") from None
             else:
                 self.files[digest] = float(benchmark(path, threads=self.threads, min_runs=20,
                                                      min_seconds=0.2).median_ms or 0.0)
