@@ -227,3 +227,15 @@ def test_a_model_litert_cannot_run_raises_one_export_error(tmp_path):
     (tmp_path / "c.tflite").write_bytes(data)
     with pytest.raises(ExportError):
         lm.predict(tmp_path / "c.tflite", folder=tmp_path)
+
+
+def test_an_unwritable_cache_warns_and_the_prediction_stands(int8_path, tmp_path, monkeypatch):
+    model = lm.LatencyModel(1, tmp_path)
+
+    def full(path, data):
+        raise ExportError(f"cannot write {path} (No space left on device); free some space or write elsewhere")
+
+    monkeypatch.setattr(lm, "atomic_write_bytes", full)
+    with pytest.warns(UserWarning, match="not cached: cannot write"):
+        p = model.predict(int8_path)
+    assert p.predicted_ms > 0 and not os.path.exists(model.path)

@@ -34,6 +34,7 @@ import hashlib
 import json
 import os
 import platform
+import warnings
 from typing import Any
 
 import numpy as np
@@ -290,7 +291,10 @@ class LatencyModel:
             total, method, ops = self._whole(data, path), "measured whole file", []
         else:
             total, method = self.overhead() + sum(o["ms"] for o in ops), "sum of ops"
-        self.save()
+        try:
+            self.save()
+        except ExportError as e:  # a read-only or full cache folder: this prediction stands, uncached
+            warnings.warn(f"the latency model's costs were not cached: {first_line(e)}", stacklevel=2)
         return LatencyPrediction(path=path, threads=self.threads, predicted_ms=total,
                                  overhead_ms=self.overhead_ms or 0.0, method=method, ops=ops,
                                  measured_now=self.measured - before, unmodelled=why, cache=self.path)
