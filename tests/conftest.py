@@ -15,6 +15,18 @@ from tflite_export._testing import digits as digits_arrays
 from tflite_export._testing import tiny_cnn
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _latency_cache(tmp_path_factory):
+    """Budget mode's latency plans cache this machine's op costs: in a session folder, not the user's ~/.cache."""
+    old = os.environ.get("TFCOMPRESS_CACHE")
+    os.environ["TFCOMPRESS_CACHE"] = str(tmp_path_factory.mktemp("latency-cache"))
+    yield
+    if old is None:
+        os.environ.pop("TFCOMPRESS_CACHE", None)
+    else:
+        os.environ["TFCOMPRESS_CACHE"] = old
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     keras.utils.set_random_seed(1234)

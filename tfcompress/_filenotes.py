@@ -13,8 +13,8 @@ from tfcompress.report import lower_is_better
 from tflite_export import opreport
 from tflite_export.int4 import int4_weights
 
-__all__ = ["worse_than_float", "slower_than_float", "none_faster", "main_slower", "unlike_keras", "stored_weights",
-           "misnamed"]
+__all__ = ["worse_than_float", "slower_than_float", "none_faster", "main_slower", "fast_not_fast", "budget_slower",
+           "unlike_keras", "stored_weights", "misnamed"]
 
 
 def _float32(files, key):
@@ -99,6 +99,40 @@ def main_slower(files, name, threads):
             f"{got:.3g} ms against {base:.3g} ms ({base / got:.2f}x the speed, {threads} thread(s)); it is "
             "smaller, not faster. For speed, ship the fastest file in the table, or run budget mode with "
             "--minimize latency."]
+
+
+def fast_not_fast(files, threads, tolerance):
+    """One note when ``fast.tflite`` (budget mode's per-op mix, chosen for timing within ``tolerance`` of
+    float32) times slower than that at shipping: a file named fast must not be slow without a word.
+
+    Example:
+        >>> fast_not_fast([{"name": "float32", "median_ms": 1.0}, {"name": "fast", "median_ms": 1.2}], 1, 0.05)[0][:44]
+        'fast.tflite is not fast on this machine now:'
+    """
+    base = _float32(files, "median_ms")
+    got = next((f.get("median_ms") for f in files if f["name"] == "fast"), None)
+    if not base or not got or got <= base * (1 + tolerance):
+        return []
+    return [f"fast.tflite is not fast on this machine now: {got:.3g} ms against float32.tflite's {base:.3g} ms "
+            f"({base / got:.2f}x the speed, {threads} thread(s)), though budget mode timed it within "
+            f"{100 * tolerance:.0g}% of float32 when it chose it (a loaded machine, or timing noise): time both "
+            "again with `tfcompress bench` before shipping it for speed."]
+
+
+def budget_slower(files, main, threads, tolerance):
+    """What budget mode's report says first about speed: its main file slower than float32
+    (:func:`main_slower`) and a ``fast.tflite`` beside it that is not fast (:func:`fast_not_fast`);
+    nothing when no compressed file is faster (:func:`none_faster` leads then).
+
+    Example:
+        >>> files = [{"name": "float32", "median_ms": 1.0}, {"name": "int8", "median_ms": 2.0},
+        ...          {"name": "fast", "median_ms": 0.9}]
+        >>> [n[:11] for n in budget_slower(files, "int8", 1, 0.05)]
+        ['int8.tflite']
+    """
+    if none_faster(files, threads):
+        return []
+    return main_slower(files, main, threads) + ([] if main == "fast" else fast_not_fast(files, threads, tolerance))
 
 
 #: Agreement with its Keras model under which a file is said to compute something else: float32 files, others.

@@ -14,7 +14,7 @@ import os
 import sys
 import traceback
 
-from tfcompress import check_cli, datasets, leftovers
+from tfcompress import check_cli, datasets, latency_cli, leftovers
 from tfcompress._defaults import TIMING_RUNS, TIMING_THREADS
 from tfcompress.tuning import cli as tuning_cli
 from tflite_export import cli as export_cli
@@ -34,6 +34,7 @@ EPILOG = """examples:
   tfcompress optimize --model my.keras --data mydata.npz --target "drop<=1.0" --minimize size
 
   tfcompress optimize --model segmenter.keras --data masks.npz --out seg/  # scored in its own metric
+  tfcompress latency-model out/int8.tflite --compare   # predicted from this CPU's measured op costs
 
 Outputs go to --out: float32.tflite, int8.tflite, report.json, report.md, report.png; a run
 replaces the files an earlier run left there (removing those it does not make, and saying so),
@@ -139,7 +140,7 @@ def build_parser():
 
     # Other subcommands live beside the code they drive.
     export_cli.add_subcommands(sub, load_dataset=datasets.load)  # tflite_export never imports tfcompress
-    for module in (check_cli, tuning_cli, leftovers):
+    for module in (check_cli, tuning_cli, leftovers, latency_cli):
         module.add_subcommands(sub)
     return parser
 

@@ -25,6 +25,7 @@ from tfcompress._checks import check_int, check_positive
 from tfcompress._data import check_splits, prepare
 from tfcompress._defaults import BATCH_SIZE, LEARNING_RATE, TIMING_RUNS, TIMING_SECONDS, TIMING_THREADS
 from tfcompress._filenotes import (
+    budget_slower,
     main_slower,
     misnamed,
     none_faster,
@@ -41,7 +42,7 @@ from tfcompress.errors import DataError, OutputError
 from tfcompress.optimize import RecipeLike, as_recipe, optimize
 from tfcompress.quantization import nbit
 from tfcompress.report import atomic_write_json, atomic_write_text, ensure_dir, markdown_table, table
-from tfcompress.target.fast import float_model
+from tfcompress.target.fast import TOLERANCE, float_model
 from tfcompress.target.shipped import check_shipped, main_file
 from tfcompress.task import compile_config_of, task_for
 from tfcompress.training import make_optimizer
@@ -410,8 +411,7 @@ def _deliver(rep, model, result, data, recipe, out, quiet, threads, timing_runs,
             shipped = check_shipped(result.report.budget, rep.files, data, task)  # NOT met first, when it is not
             rep.notes[:0] = shipped
             rep.lead[:0] = shipped[:1] if result.report.budget.get("met") is False else []
-            slow = [] if none_faster(rep.files, threads) else main_slower(rep.files, main_file(result.report.budget),
-                                                                          threads)
+            slow = budget_slower(rep.files, main_file(result.report.budget), threads, TOLERANCE)
             rep.notes[len(shipped):len(shipped)], rep.lead = slow, rep.lead + slow
             rep.optimize = result.report.to_dict()
         rep.seconds["total"] = time.perf_counter() - t_all

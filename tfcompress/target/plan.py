@@ -231,8 +231,8 @@ def run(model, train_data, validation_data, target, minimize, base, run_recipe, 
         latency = minimize == "latency" or target.metric == "latency"
         families = {}  # weight format -> (units, cost of the model before any move)
         if latency:
-            units, base_cost = channel_options(model, xs, ys, scorer=scorer)
-            unit_of_cost = ref["int8"]["ms"] / base_cost  # modelled: int8 ms proportional to FLOPs
+            units, base_cost = channel_options(model, xs, ys, scorer=scorer, threads=threads)
+            unit_of_cost = ref["int8"]["ms"] / base_cost  # predicted int8 ms (measured op costs), scaled to measured
             families["int8"] = (units, base_cost)
         else:
             unit_of_cost = 1.0

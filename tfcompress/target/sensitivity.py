@@ -3,7 +3,8 @@
 Each *unit* (a layer with a prunable kernel, or a channel group) has a list of
 :class:`Option` s: the setting (``{"sparsity": 0.9, "clustered": True}`` or
 ``{"ratio": 0.5}``), what the model then costs (estimated zipped bytes of the
-kernel, or model FLOPs), and the drop in the task's metric (points for
+kernel, or the model's latency predicted from measured op costs:
+:mod:`tfcompress.target.latency`), and the drop in the task's metric (points for
 accuracy or IoU, the metric's own unit for an MAE: :mod:`tfcompress.scoring`)
 on a validation sample when **only** that unit is changed, without
 fine-tuning. Option 0 is the unit untouched.
@@ -28,6 +29,8 @@ from tfcompress.channels.sensitivity import sensitivity_scan
 from tfcompress.clustering import why_not_clusterable
 from tfcompress.pruning.weights import prunable_weights
 from tfcompress.scoring import accuracy, count
+from tfcompress.target.latency import thinned_ms
+from tflite_export import ExportError
 
 __all__ = ["Option", "Unit", "weight_options", "channel_options", "int8_bits", "fake_quant", "SPARSITIES", "CLUSTERS",
            "DEFLATE", "RATIOS"]
@@ -44,14 +47,14 @@ DEFLATE = 1.15
 
 @dataclass
 class Option:
-    """One setting of one unit: its cost (bytes or FLOPs) and scanned drop (the metric's unit)."""
+    """One setting of one unit: its cost (bytes, predicted ms or FLOPs) and scanned drop (the metric's unit)."""
 
     setting: dict
     cost: float
     drop: float
 
     def to_dict(self):
-        return {"setting": self.setting, "cost": round(float(self.cost), 1), "drop_points": round(self.drop, 3)}
+        return {"setting": self.setting, "cost": float(f"{float(self.cost):.4g}"), "drop_points": round(self.drop, 3)}
 
 
 @dataclass
@@ -195,23 +198,39 @@ def weight_options(model, x, y, sparsities=SPARSITIES, clusters=CLUSTERS, baseli
     return units
 
 
-def channel_options(model, x, y, ratios=RATIOS, scorer=None):
+def channel_options(model, x, y, ratios=RATIOS, scorer=None, threads=1, cost="ms"):
     """Thin each channel group alone (``channels.sensitivity_scan``, reused) and measure the drop.
 
+    Args:
+        model, x, y: the tf_keras model and the validation sample.
+        ratios: the thinning ratios scanned. Defaults to :data:`RATIOS`.
+        scorer: a :class:`~tfcompress.scoring.Scorer`. Defaults to `None` (accuracy points).
+        threads: XNNPACK threads of the predicted latencies. Defaults to `1`.
+        cost: ``"ms"``: each thinned model's int8 latency predicted from this
+            machine's measured op costs (:func:`tfcompress.target.latency.thinned_ms`);
+            ``"flops"``: its FLOPs (also the fallback when a thinned model
+            cannot be priced). Defaults to `"ms"`.
+
     Returns:
-        ``(units, flops_before)``: a list of :class:`Unit` (cost: model FLOPs
-        with only that group thinned) and the unthinned model's FLOPs.
+        ``(units, cost_before)``: a list of :class:`Unit` (cost: predicted ms, or
+        model FLOPs, with only that group thinned) and the unthinned model's.
 
     Example:
-        >>> units, flops = channel_options(model, x, y)  # doctest: +SKIP
+        >>> units, ms = channel_options(model, x, y, threads=1)  # doctest: +SKIP
     """
     n = count(x)
     rep = sensitivity_scan(model, (x, y), ratios=ratios, max_samples=n, scorer=scorer)
     per_point = 1.0 if scorer is not None else 100.0  # a scorer scores in points already
+    base, costs = float(rep.flops_before), {g["name"]: g["flops"] for g in rep.groups}
+    if cost == "ms":
+        try:
+            base, costs = thinned_ms(model, rep, x, threads)
+        except ExportError:
+            pass  # a thinned model that does not convert: priced in FLOPs, as before
     units = []
     for g in rep.groups:
-        opts = [Option({}, float(rep.flops_before), 0.0)]
+        opts = [Option({}, base, 0.0)]
         for r in rep.ratios:
-            opts.append(Option({"ratio": r}, float(g["flops"][r]), per_point * (rep.baseline - g["accuracy"][r])))
+            opts.append(Option({"ratio": r}, float(costs[g["name"]][r]), per_point * (rep.baseline - g["accuracy"][r])))
         units.append(Unit(g["name"], "channels", int(g["channels"]), opts))
-    return units, float(rep.flops_before)
+    return units, base

@@ -1,0 +1,86 @@
+"""Budget mode's fast.tflite: a per-op mix is kept only when it times no slower than float32 (within TOLERANCE).
+
+The timings are faked from each mix's precisions (read back from the file), so the rule is tested, not the
+machine: the real timings are noisy on a shared machine.
+"""
+
+from types import SimpleNamespace
+
+import pytest
+
+import tflite_export
+from tfcompress.target import fast
+from tflite_export.mixed import layer_precisions
+
+F32_MS = 1.0
+
+
+def _timed_by_precision(monkeypatch, ms_of_mix):
+    """tflite_export.benchmark as fast.py calls it: the float32 file at F32_MS, a mix at ``ms_of_mix(precisions)``."""
+
+    def bench(path, **kwargs):
+        if str(path).endswith("float32.tflite"):
+            return SimpleNamespace(median_ms=F32_MS)
+        with open(path, "rb") as f:
+            return SimpleNamespace(median_ms=ms_of_mix(set(layer_precisions(f.read()).values())))
+
+    monkeypatch.setattr(tflite_export, "benchmark", bench)
+
+
+def _mix(tiny, digits, **kw):
+    x, y = digits.validation[0][:100], digits.validation[1][:100]
+    acc = float((tiny.predict(x, verbose=0).argmax(-1) == y).mean())
+    return fast.faster_mix(tiny, digits.train[0][:50], x, y, acc, threads=1, **kw)
+
+
+def test_no_mix_is_kept_when_every_mix_is_slower_than_float32(tiny, digits, monkeypatch):
+    _timed_by_precision(monkeypatch, lambda precisions: 2.0 * F32_MS)  # even the float32 mix (noise, say)
+    got = _mix(tiny, digits)
+    assert got.get("none") is True and "per_layer" not in got  # nothing for the job to write as fast.tflite
+    assert got["tried"] and all(r["ms"] > r["float32_ms"] * (1 + fast.TOLERANCE) for r in got["tried"])
+
+
+def test_a_mix_within_the_tolerance_of_float32_is_kept(tiny, digits, monkeypatch):
+    _timed_by_precision(monkeypatch, lambda precisions: F32_MS * (1 + fast.TOLERANCE) * 0.99)
+    got = _mix(tiny, digits)
+    assert "per_layer" in got and got["ms"] <= got["float32_ms"] * (1 + fast.TOLERANCE)
+    assert got["default"] == "float16"  # smaller than the float32 mix, and not slower
+
+
+def test_a_lower_precision_slower_beyond_the_tolerance_is_never_kept(tiny, digits, monkeypatch):
+    _timed_by_precision(monkeypatch, lambda precisions: F32_MS if precisions == {"float32"}
+                        else F32_MS * (1 + fast.TOLERANCE) * 1.2)
+    got = _mix(tiny, digits)
+    assert got["default"] == "float32" and got["per_layer"] == {} and got["ms"] == pytest.approx(F32_MS)
+    kept_rows = [r for r in got["tried"] if r["ok"]]
+    assert kept_rows and all(r["ms"] <= r["float32_ms"] * (1 + fast.TOLERANCE) for r in kept_rows)
+    assert len(got["tried"]) > 2  # the layers were lowered, and each lowering was refused
+
+
+def _files(**ms):
+    return [{"name": name, "median_ms": v} for name, v in {"float32": F32_MS, **ms}.items()]
+
+
+def test_the_report_leads_with_a_main_file_slower_than_float32():
+    from tfcompress._filenotes import budget_slower
+
+    (note,) = budget_slower(_files(int8=2.0, fast=0.9), "int8", 1, fast.TOLERANCE)
+    assert note.startswith("int8.tflite, the file budget mode ships, runs slower than float32.tflite")
+    (note,) = budget_slower(_files(int8=0.8, fast=2.0), "fast", 1, fast.TOLERANCE)  # said once, as the main file
+    assert note.startswith("fast.tflite, the file budget mode ships")
+
+
+def test_a_fast_file_that_times_slow_at_shipping_is_said_first():
+    from tfcompress._filenotes import budget_slower
+
+    (note,) = budget_slower(_files(int4=0.5, fast=1.2), "int4", 1, fast.TOLERANCE)
+    assert note.startswith("fast.tflite is not fast on this machine now: 1.2 ms against float32.tflite's 1 ms")
+    assert budget_slower(_files(int4=0.5, fast=F32_MS * (1 + fast.TOLERANCE)), "int4", 1, fast.TOLERANCE) == []
+
+
+def test_no_compressed_file_faster_leaves_the_lead_to_none_faster():
+    from tfcompress._filenotes import budget_slower, none_faster
+
+    files = _files(int8=2.0, fast=1.5)
+    assert budget_slower(files, "int8", 1, fast.TOLERANCE) == []
+    assert none_faster(files, 1)[0].startswith("No compressed file is faster than float32.tflite")

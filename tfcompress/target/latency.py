@@ -1,0 +1,67 @@
+"""What channel thinning saves in milliseconds on this machine, predicted from measured op costs, not FLOPs.
+
+Budget mode's latency plans thin channel groups. FLOPs rank those moves
+badly on XNNPACK: a depthwise convolution costs far more per FLOP than a
+convolution, poolings and ADDs cost time and no FLOPs, and a channel count
+off the SIMD width saves little. So each thinned model the sensitivity scan
+builds (one group at one ratio) is converted to int8 in memory and its
+latency predicted by :mod:`tflite_export.latency_model`: the sum of its ops'
+costs, each timed once on this machine (one-op files, LiteRT/XNNPACK) and
+cached, so a second plan of the same model measures nothing.
+
+Example:
+    >>> rep = sensitivity_scan(model, (x, y))  # doctest: +SKIP
+    >>> base, ms = thinned_ms(model, rep, x[:32], threads=1)  # doctest: +SKIP
+    >>> base, ms["conv"]  # doctest: +SKIP
+    (0.061, {0.25: 0.052, 0.5: 0.041, 0.75: 0.033})
+"""
+
+from tfcompress._keras import quiet_native_logs
+from tfcompress.scoring import count, take
+from tflite_export import convert_bytes
+from tflite_export.latency_model import LatencyModel
+
+__all__ = ["thinned_ms", "CALIBRATION"]
+
+#: Calibration inputs of the in-memory int8 conversions (the scales hardly change an op's cost).
+CALIBRATION = 32
+
+
+def thinned_ms(model, rep, x, threads=1, mode="int8", folder=None):
+    """The predicted latency of ``model`` and of each thinned model of a sensitivity scan.
+
+    Args:
+        model: the tf_keras model the scan thinned.
+        rep: its :class:`~tfcompress.channels.sensitivity.SensitivityReport`.
+        x: calibration inputs (the first :data:`CALIBRATION` are used).
+        threads: XNNPACK threads of the costs. Defaults to `1`.
+        mode: the export mode priced. Defaults to `"int8"`.
+        folder: the cache folder. Defaults to `None` (``$TFCOMPRESS_CACHE`` or ``~/.cache/tfcompress``).
+
+    Returns:
+        ``(ms of the model, {group name: {ratio: ms with only that group thinned}})``.
+
+    Raises:
+        tflite_export.ExportError: a thinned model that does not convert or run.
+
+    Example:
+        >>> base, ms = thinned_ms(model, rep, x[:32])  # doctest: +SKIP
+    """
+    cal = take(x, CALIBRATION)
+    n = count(cal)
+    lm = LatencyModel(threads, folder)
+
+    def ms(m):
+        with quiet_native_logs():
+            data, _ = convert_bytes(m, mode, cal if mode != "float32" else None, num_samples=n)
+        return lm.predict(data).predicted_ms
+
+    plan = rep._plan
+    base = ms(model)
+    out = {}
+    for r, g in plan.groups.items():
+        out[g.name] = {}
+        for ratio in rep.ratios:
+            keep = plan.keep({r: ratio})
+            out[g.name][ratio] = ms(plan.build(keep)) if keep else base
+    return base, out
