@@ -184,8 +184,9 @@ def main(argv=None):
             f"did not crash plain `fit` on this machine ({res['cpu_flags']}), but kills it on AVX-512 machines")
     res["decision"] = (
         f"Decision: tfcompress leaves oneDNN on. With it on, the repro {seen}; through `optimize` it "
-        f"{'trains' if safe else 'does NOT train'}, because every stage trains 1x1 strided convolutions as a strided "
-        "slice and a stride-1 convolution (the same function; the deliverable keeps the strided layer). Turning "
+        f"{'trains' if safe else 'does NOT train'}, because every stage takes a 1x1 strided convolution's kernel "
+        "gradient, the one kernel that crashes, as a stride-1 convolution's on the strided slice of its input (the "
+        "same numbers; the forward pass, the input gradient and the deliverable keep the strided layer). Turning "
         f"oneDNN off, the former default, costs {min(ratios):.2f}x-{max(ratios):.2f}x the time per epoch here; a "
         "`TF_ENABLE_ONEDNN_OPTS` the user sets is respected."
         if ratios else "Decision: see the table (some runs failed).")

@@ -19,7 +19,7 @@ ROOT = os.path.dirname(HERE)
 # appears after these.
 ORDER = ["foundation", "toolbox", "lowbit", "binary", "budget", "global", "channels", "merge", "depth", "tasks",
          "realistic",
-         "realistic_optimize", "export", "tuner", "applications", "memory", "precision", "faults"]
+         "realistic_optimize", "export", "tuner", "trial_overhead", "applications", "memory", "precision", "faults"]
 
 
 def _name(path):
