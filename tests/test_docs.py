@@ -36,7 +36,7 @@ SKIP_REASONS = {
         "tfcompress.precision", "tfcompress.precision.scan", "tfcompress.precision.stage", "tfcompress.pruning",
         "tfcompress.pruning.global_", "tfcompress.quantization", "tfcompress.quantization.binary",
         "tfcompress.quantization.configs", "tfcompress.quantization.nbit", "tfcompress.recipe",
-        "tfcompress.target.fast", "tfcompress.target.plan", "tfcompress.target.sensitivity",
+        "tfcompress.target.fast", "tfcompress.target.joint", "tfcompress.target.plan", "tfcompress.target.sensitivity",
         "tfcompress.target.shipped", "tfcompress.task", "tfcompress._keras",
         "tfcompress.training", "tfcompress.tuning", "tfcompress.tuning.inputs", "tfcompress.tuning.oracle",
         "tfcompress.tuning.plots", "tfcompress.tuning.runner", "tfcompress.tuning.search",

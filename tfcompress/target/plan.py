@@ -78,6 +78,7 @@ from tfcompress.target import heldout
 from tfcompress.target.allocate import greedy
 from tfcompress.target.budget import check_minimize, parse_target
 from tfcompress.target.fast import TOLERANCE, faster_mix
+from tfcompress.target.joint import SIZE_RATIOS, joint_greedy, thin_options
 from tfcompress.target.sensitivity import CLUSTERS, channel_options, weight_options
 from tfcompress.task import Task
 
@@ -99,7 +100,8 @@ def plan_recipe(base, settings, clusters=CLUSTERS, weights="int8"):
     Args:
         base: the :class:`Recipe` whose training settings (learning rate,
             batch size, optimizer, seed, each stage's epochs) the plan keeps.
-        settings: ``{unit name: {"sparsity": s, "clustered": bool} | {"ratio": r}}``.
+        settings: ``{layer name: {"sparsity": s, "clustered": bool, "ratio": r}}`` (any of the
+            three: a layer may be thinned and pruned).
         clusters: the cluster count of the clustered layers. Defaults to :data:`CLUSTERS`.
         weights: the QAT weight format, ``"int8"`` or ``"int4"`` (then no
             clustering: the 4-bit grid replaces it). Defaults to `"int8"`.
@@ -124,8 +126,8 @@ def plan_recipe(base, settings, clusters=CLUSTERS, weights="int8"):
     if clustered:
         clustering = Clustering(number_of_clusters=clusters, epochs=c.epochs,
                                 include=[re.escape(n) for n in clustered])
-    if thinned:
-        ch = base.channels or Channels()
+    if thinned:  # without a channels stage in base, the thinned layers fine-tune as long as pruned ones would
+        ch = base.channels or Channels(epochs=base.pruning.epochs if base.pruning else Channels().epochs)
         channels = Channels(ratio=0.0, per_layer=thinned, epochs=ch.epochs, criterion=ch.criterion)
     quantization = dataclasses.replace(base.quantization or Quantization(), weights=weights)
     return base.replace(channels=channels, pruning=pruning, clustering=clustering, quantization=quantization,
@@ -137,12 +139,20 @@ def _allocate(families, target, scale, goal):
 
     Returns ``(weights, units, allocation, starting cost, starting drop)``:
     an int4 plan starts from every layer at 4 bits (its scanned drop counted).
+    A family ``(units, cost, channel units)`` (a size plan) allocates weight
+    settings and thinning together (:func:`~tfcompress.target.joint.joint_greedy`);
+    its ``units`` returned are both kinds.
     """
     out = []
-    for weights, (units, start) in families.items():
+    for weights, (units, start, *thin) in families.items():
         start_drop = sum(max(u.options[0].drop, 0.0) for u in units)
         allow = None if target.metric != "drop" else max(target.limit * scale - start_drop, 0.0)
-        alloc = greedy(units, max_drop=allow, max_cost=goal, base_cost=start)
+        if thin:
+            rest = start - sum(u.options[0].cost for u in units)
+            alloc = joint_greedy(units, thin[0], max_drop=allow, max_cost=goal, rest=rest)
+            units = [*units, *thin[0]]
+        else:
+            alloc = greedy(units, max_drop=allow, max_cost=goal, base_cost=start)
         cost, drop = start - alloc.saved, start_drop + alloc.drop
         # a drop budget: the smallest estimate; a size/latency budget: the least drop among those that meet it
         rank = (cost,) if goal is None else ((0, drop) if cost <= goal else (1, cost))
@@ -171,7 +181,8 @@ def _samples(model, task, train_data, validation_data, limit):
 
 
 def run(model, train_data, validation_data, target, minimize, base, run_recipe, threads=2, rounds=ROUNDS,
-        scale=DROP_SCALE, samples=SCAN_SAMPLES, say=None, weights=WEIGHTS, task=None, hold_back=heldout.FRACTION):
+        scale=DROP_SCALE, samples=SCAN_SAMPLES, say=None, weights=WEIGHTS, task=None, hold_back=heldout.FRACTION,
+        thin=SIZE_RATIOS):
     """Budget mode (see the module docstring).
 
     Args:
@@ -196,6 +207,8 @@ def run(model, train_data, validation_data, target, minimize, base, run_recipe, 
             (a classifier: accuracy points).
         hold_back: the share of the validation samples held back from planning.
             Defaults to :data:`tfcompress.target.heldout.FRACTION`.
+        thin: the channel ratios a size plan may thin each group by (empty: no
+            thinning). Defaults to :data:`tfcompress.target.joint.SIZE_RATIOS`.
 
     Returns:
         ``(result, plan)``: the kept round's OptimizeResult (its
@@ -239,10 +252,11 @@ def run(model, train_data, validation_data, target, minimize, base, run_recipe, 
             units = weight_options(model, xs, ys, scorer=scorer)
             kernels = sum(u.options[0].cost for u in units)
             base_cost = max(float(ref["int8"]["zipped_bytes"]), kernels)  # the rest of the file: biases, graph, ...
-            families["int8"] = (units, base_cost)
+            thinning = _thin_units(model, xs, ys, scorer, thin, notes, say)
+            families["int8"] = (units, base_cost, thinning)
             if "int4" in weights:  # a plan-wide choice (QAT quantizes every layer alike), scanned and priced as int4
                 u4 = weight_options(model, xs, ys, weights="int4", scorer=scorer)
-                families["int4"] = (u4, base_cost - kernels + sum(u.options[0].cost for u in u4))
+                families["int4"] = (u4, base_cost - kernels + sum(u.options[0].cost for u in u4), thinning)
         say(f"scanned {len(units)} {'channel groups' if latency else 'layers'} on {count(xs)} samples"
             f" ({', '.join(families)} weights)")
 
@@ -335,6 +349,18 @@ def run(model, train_data, validation_data, target, minimize, base, run_recipe, 
     return result, plan
 
 
+def _thin_units(model, xs, ys, scorer, ratios, notes, say):
+    """The channel units of a size plan (:func:`~tfcompress.target.joint.thin_options`); none if it cannot thin."""
+    if not ratios:
+        return []
+    try:
+        return thin_options(model, xs, ys, ratios=ratios, scorer=scorer)
+    except TfcompressError as e:
+        notes.append(f"no channel thinning in the size plan: {first_line(e)}")
+        say(notes[-1])
+        return []
+
+
 def _weights(recipe):
     """The weight format a recipe's QAT trains (``"int4"`` for 4- and 2-bit weights: stored int4), else ``"int8"``."""
     q = recipe.quantization
@@ -405,8 +431,16 @@ def _fast_note(fmt, got, f32_ms, threads, fast, minimize, unit="points"):
             "(tfcompress.target.export_file, or tflite_export.mixed.export_mixed of fast.float_model(result.model))")
 
 
-def _scanned(unit, setting):
-    return next(o for o in unit["options"] if o["setting"] == setting)
+def _scanned(units, name, setting):
+    """The scanned drop of a layer's plan setting: its weight option's plus its channel option's (a thinned layer)."""
+    total = 0.0
+    for u in units:
+        if u["name"] == name:
+            want = ({"ratio": setting["ratio"]} if "ratio" in setting else None) if u.get("kind") == "channels" else \
+                ({k: v for k, v in setting.items() if k != "ratio"} or None)
+            o = next((o for o in u["options"] if o["setting"] == want), None) if want else None
+            total += o["drop_points"] if o else 0.0
+    return total
 
 
 def markdown(b):
@@ -441,11 +475,10 @@ def markdown(b):
         lines += ["", "The default recipe ships (no per-layer plan): the recipe given, its own stages; no planned "
                   "round met the budget."]
     else:
-        by_name = {u["name"]: u for u in b["sensitivity"]}
         lines += ["", f"Plan of round {kept['round']} (scan: one layer at a time, no fine-tuning, "
                   f"{b['scan_samples']} planning samples; the kept round):", "",
                   markdown_table(("layer", "setting", f"scanned drop ({unit})"), [
-                      (name, setting, f"{_scanned(by_name[name], setting)['drop_points']:.3g}")
+                      (name, setting, f"{_scanned(b['sensitivity'], name, setting):.3g}")
                       for name, setting in kept["plan"].items()])]
     lines += [f"- note: {n}" for n in b["notes"]]
     return "\n".join(lines) + "\n"

@@ -44,14 +44,22 @@ DEFLATE = 1.15
 
 @dataclass
 class Option:
-    """One setting of one unit: its cost (bytes or FLOPs) and scanned drop (the metric's unit)."""
+    """One setting of one unit: its cost (bytes or FLOPs) and scanned drop (the metric's unit).
+
+    ``shrink`` (a size plan's channel option, :mod:`tfcompress.target.joint`):
+    ``{layer name: share of its kernel kept}``.
+    """
 
     setting: dict
     cost: float
     drop: float
+    shrink: dict | None = None
 
     def to_dict(self):
-        return {"setting": self.setting, "cost": round(float(self.cost), 1), "drop_points": round(self.drop, 3)}
+        out = {"setting": self.setting, "cost": round(float(self.cost), 1), "drop_points": round(self.drop, 3)}
+        if self.shrink:
+            out["shrink"] = {k: round(float(v), 4) for k, v in self.shrink.items()}
+        return out
 
 
 @dataclass

@@ -1,0 +1,88 @@
+"""Budget mode's plan space for size: channel thinning beside pruning, clustering and 4-bit weights."""
+
+import numpy as np
+import pytest
+
+import tfcompress
+import tflite_export
+from tfcompress.recipe import Recipe
+from tfcompress.scoring import Scorer
+from tfcompress.target import plan as budget_mode
+from tfcompress.target import plan_recipe, weight_options
+from tfcompress.target.joint import joint_greedy, size_of, thin_options
+from tfcompress.target.sensitivity import Option, Unit
+from tfcompress.task import Task
+
+
+def _fc():
+    w = [Unit("fc1", "weights", 1000, [Option({}, 1000.0, 0.0), Option({"sparsity": 0.5}, 700.0, 1.0)]),
+         Unit("out", "weights", 100, [Option({}, 100.0, 0.0)])]
+    c = [Unit("fc1", "channels", 20, [Option({}, 0.0, 0.0, {}),
+                                       Option({"ratio": 0.5}, 0.0, 0.5, {"fc1": 0.5, "out": 0.5})])]
+    return w, c
+
+
+def test_thinning_shrinks_the_layer_and_the_next_ones_rows_on_top_of_its_weight_setting():
+    w, c = _fc()
+    assert size_of(w, c, {("weights", "fc1"): 1, ("weights", "out"): 0, ("channels", "fc1"): 1}, rest=50.0) == \
+        50.0 + 700.0 * 0.5 + 100.0 * 0.5  # pruned and thinned fc1, out's input rows halved
+    # pruning alone cannot go under 800 B: a 600 B goal thins fc1 (550 B), a 450 B goal prunes it too (400 B)
+    a = joint_greedy(w, c, max_cost=600.0)
+    assert a.settings(w + c) == {"fc1": {"ratio": 0.5}} and a.saved == 1100.0 - 550.0
+    a = joint_greedy(w, c, max_cost=450.0)
+    assert a.settings(w + c) == {"fc1": {"sparsity": 0.5, "ratio": 0.5}} and (a.saved, a.drop) == (700.0, 1.5)
+    assert joint_greedy(w, c, max_drop=1.0).settings(w + c) == {"fc1": {"ratio": 0.5}}  # both: 1.5 points, over
+    assert joint_greedy(w, [], max_drop=1.0).settings(w) == {"fc1": {"sparsity": 0.5}}  # no thinning: pruning
+    assert joint_greedy(w, c, max_drop=0.0).settings(w + c) == {}
+
+
+def test_a_thinned_and_pruned_layer_is_one_valid_recipe():
+    plan = plan_recipe(Recipe(), {"fc1": {"sparsity": 0.5, "ratio": 0.5}, "conv": {"ratio": 0.25}}, weights="int4")
+    assert plan.channels.per_layer == {"fc1": 0.5, "conv": 0.25} and plan.channels.ratio == 0.0
+    assert plan.pruning.per_layer == {"fc1": 0.5} and plan.quantization.weights == "int4"
+    assert plan.channels.epochs == plan.pruning.epochs  # no channels stage in base: as long as pruning
+    assert Recipe.from_yaml_string(plan.to_yaml()) == plan
+
+
+def test_the_thinning_scan_prices_each_group_on_its_layers_and_the_next(tiny, digits):
+    x, y = digits.validation
+    before = [w.copy() for w in tiny.get_weights()]
+    units = {u.name: u for u in thin_options(tiny, x, y, ratios=(0.25, 0.5, 0.625),
+                                             scorer=Scorer.of(Task("sparse_categorical_crossentropy",
+                                                                   ["accuracy"]), tiny, x, y))}
+    assert all(np.array_equal(a, b) for a, b in zip(before, tiny.get_weights()))
+    assert set(units) == {"conv", "fc1"}  # the output layer's classes are never thinned
+    assert [o.setting for o in units["conv"].options] == [{}, {"ratio": 0.25}, {"ratio": 0.5}]  # 0.625: as 0.5
+    assert units["conv"].options[2].shrink == {"conv": 0.5, "fc1": 0.5}  # 4 -> 2 filters: half of fc1's rows
+    assert units["fc1"].options[1].shrink == {"fc1": 0.75, "out": 0.75}  # 24 -> 18 units
+
+
+@pytest.mark.slow  # two budget runs on the tiny model: ~1 min on the loaded 2-core machine
+def test_a_size_budget_pruning_and_int4_cannot_reach_is_met_by_thinning(tiny, digits, tmp_path, monkeypatch):
+    # pruning at most 50 % (and int4, or int8 with clusters): the size budget is out of its reach
+    monkeypatch.setattr(budget_mode, "weight_options",
+                        lambda *a, **k: weight_options(*a, **{**k, "sparsities": (0.5,)}))
+    target, limit = "size<=2.3KB", 2.3 * 1024
+    monkeypatch.setattr(budget_mode, "thin_options", lambda *a, **k: [])
+    alone = tfcompress.optimize(tiny, digits.train, digits.validation, target=target, epochs=1, seed=0, verbose=0)
+    assert not alone.report.budget["met"] and alone.plan.channels is None, alone.report.budget["markdown"]
+    monkeypatch.undo()
+    monkeypatch.setattr(budget_mode, "weight_options",
+                        lambda *a, **k: weight_options(*a, **{**k, "sparsities": (0.5,)}))
+    res = tfcompress.optimize(tiny, digits.train, digits.validation, target=target, epochs=1, seed=0, verbose=0)
+    b = res.report.budget
+    assert b["met"] and res.plan.channels is not None and res.plan.channels.per_layer, b["markdown"]
+    assert res.model.count_params() < tiny.count_params()
+    mode = "int4" if res.plan.quantization.weights == "int4" else "int8"
+    e = tflite_export.export(res.model, tmp_path / "thin.tflite", mode=mode, representative_data=digits.train[0][:200])
+    assert e.zipped_bytes <= limit
+    kept = next(r for r in b["rounds"] if r["round"] == b["kept_round"])
+    assert any("ratio" in s for s in kept["plan"].values()) and "ratio" in b["markdown"]
+
+
+def test_a_layer_thinned_below_the_cluster_count_is_not_clustered():
+    w = [Unit("conv", "weights", 36, [Option({}, 36.0, 0.0), Option({"sparsity": 0.5, "clustered": True}, 9.0, 0.1)])]
+    c = [Unit("conv", "channels", 4, [Option({}, 0.0, 0.0, {}), Option({"ratio": 0.75}, 0.0, 0.1, {"conv": 0.25})])]
+    a = joint_greedy(w, c, max_drop=1.0)  # 36 weights, a quarter kept, half of those pruned: 4.5 values, 16 clusters
+    assert a.settings(w + c) == {"conv": {"sparsity": 0.5, "clustered": False, "ratio": 0.75}}
+    assert joint_greedy(w, [], max_drop=1.0).settings(w) == {"conv": {"sparsity": 0.5, "clustered": True}}

@@ -1,0 +1,186 @@
+"""Size plans that thin channels too: the thinning scan, and the allocation of thinning with per-layer settings.
+
+A size plan chooses, per layer, a weight setting (prune, cluster, 4-bit:
+:func:`~tfcompress.target.sensitivity.weight_options`) and, per channel
+group, a thinning ratio (:func:`thin_options`). The two interact: thinning
+group ``g`` removes output channels of its member layers **and** input rows of
+the layers that read them (the next conv, or the dense layer after a
+flatten), so the estimated zipped bytes of a layer are its weight option's
+bytes (full width) times the fraction of its kernel every thinning keeps:
+
+    bytes(L) = weight_option_bytes(L) * prod_g kept_g(L)
+
+(:func:`size_of`; pruning and 4-bit rounding keep their bits per weight on the
+thinned kernel). :func:`joint_greedy` is :func:`~tfcompress.target.allocate.greedy`
+over both kinds of unit with this cost: each move (one layer to another
+weight option, or one group to another ratio) is priced on the whole model,
+its scanned drop added to the others' (measured alone, without fine-tuning).
+The chosen settings merge per layer name (``{"sparsity": .., "ratio": ..}``),
+which :func:`~tfcompress.target.plan.plan_recipe` turns into
+``channels.per_layer`` + ``pruning.per_layer`` + the QAT weight format.
+
+Example:
+    >>> units = thin_options(model, x[:1000], y[:1000], scorer=scorer)  # doctest: +SKIP
+    >>> units[0].options[1].setting, units[0].options[1].shrink  # doctest: +SKIP
+    ({'ratio': 0.25}, {'conv2': 0.75, 'fc1': 0.75})
+"""
+
+from dataclasses import dataclass
+
+from tfcompress.channels.surgery import Plan
+from tfcompress.pruning.weights import prunable_weights
+from tfcompress.scoring import accuracy
+from tfcompress.target.allocate import EPS
+from tfcompress.target.sensitivity import CLUSTERS, Option, Unit
+
+__all__ = ["thin_options", "joint_greedy", "size_of", "JointAllocation", "SIZE_RATIOS"]
+
+#: Channel ratios a size plan scans per group (0.625: between the halves, as hand recipes thin fc layers).
+SIZE_RATIOS = (0.25, 0.5, 0.625, 0.75)
+
+
+def _kernel_sizes(model):
+    return {layer.name: sum(int(w.shape.num_elements()) for w in prunable_weights(layer))
+            for layer in model.layers if prunable_weights(layer)}
+
+
+def thin_options(model, x, y, ratios=SIZE_RATIOS, scorer=None):
+    """Thin each channel group alone, at each ratio: the drop, and the share of each layer's kernel kept.
+
+    Args:
+        model: a tf_keras model (not changed: thinned copies are built).
+        x, y: the validation sample.
+        ratios: fractions of each group's channels removed. Defaults to :data:`SIZE_RATIOS`.
+        scorer: a :class:`~tfcompress.scoring.Scorer` (points). Defaults to
+            `None` (top-1 accuracy in points).
+
+    Returns:
+        A list of :class:`~tfcompress.target.sensitivity.Unit` (``kind="channels"``,
+        named by the group's layer name, as ``channels.per_layer`` takes it):
+        option 0 untouched; each option's ``shrink`` is ``{layer: kernel share kept}``
+        of the layers it changes, its ``cost`` the model's parameter count.
+
+    Example:
+        >>> [o.setting for o in thin_options(model, x, y, ratios=(0.5,))[0].options]  # doctest: +SKIP
+        [{}, {'ratio': 0.5}]
+    """
+    score = scorer.model if scorer is not None else (lambda m, a, b: 100.0 * accuracy(m, a, b))
+    plan = Plan(model)
+    base = score(model, x, y)
+    full = _kernel_sizes(model)
+    units = []
+    for r, g in plan.groups.items():
+        unit = Unit(g.name, "channels", int(g.channels), [Option({}, float(plan.params_before), 0.0, {})])
+        removed = set()
+        for ratio in ratios:
+            keep = plan.keep({r: ratio})
+            n = plan.n_remove(r, ratio)
+            if not keep or n in removed:  # a ratio that removes as many channels as a smaller one: the same option
+                continue
+            removed.add(n)
+            thin = plan.build(keep)
+            sizes = _kernel_sizes(thin)
+            shrink = {n: sizes[n] / full[n] for n in full if n in sizes and full[n] and sizes[n] != full[n]}
+            unit.options.append(Option({"ratio": ratio}, float(plan.estimate(keep)[1]),
+                                       base - score(thin, x, y), shrink))
+        if len(unit.options) > 1:
+            units.append(unit)
+    return units
+
+
+def size_of(wunits, cunits, choice, rest=0.0):
+    """Estimated zipped bytes of the model under ``choice`` (``{(kind, name): option index}``; module docstring).
+
+    Example:
+        >>> w = [Unit("fc", "weights", 100, [Option({}, 100.0, 0.0)])]
+        >>> c = [Unit("fc", "channels", 10, [Option({}, 0.0, 0.0, {}), Option({"ratio": 0.5}, 0.0, 1.0, {"fc": 0.5})])]
+        >>> size_of(w, c, {("weights", "fc"): 0, ("channels", "fc"): 1}, rest=20.0)
+        70.0
+    """
+    kept = {}
+    for u in cunits:
+        for layer, share in (u.options[choice[(u.kind, u.name)]].shrink or {}).items():
+            kept[layer] = kept.get(layer, 1.0) * share
+    return rest + sum(u.options[choice[(u.kind, u.name)]].cost * kept.get(u.name, 1.0) for u in wunits)
+
+
+@dataclass
+class JointAllocation:
+    """The chosen option per unit (``{(kind, name): index}``), the estimated bytes saved and scanned drop added."""
+
+    choice: dict
+    saved: float
+    drop: float
+
+    def settings(self, units, clusters=CLUSTERS):
+        """``{layer name: setting}`` of the units changed, a layer's weight setting and ratio merged.
+
+        A layer thinned until it keeps no more than ``clusters`` nonzero
+        weights is not clustered (TF-MOT cannot: the scan checked it at full width).
+        """
+        out, kept, size = {}, {}, {}
+        for u in units:
+            j = self.choice.get((u.kind, u.name), 0)
+            if u.kind == "weights":
+                size[u.name] = u.weights
+            for layer, share in (u.options[j].shrink or {}).items():
+                kept[layer] = kept.get(layer, 1.0) * share
+            if j:
+                out.setdefault(u.name, {}).update(u.options[j].setting)
+        for name, s in out.items():
+            if s.get("clustered") and size.get(name, 0) * kept.get(name, 1.0) * (1 - s.get("sparsity", 0)) <= clusters:
+                s["clustered"] = False
+                if not s.get("sparsity"):  # nothing left of the weight setting but the ratio
+                    s.pop("clustered")
+                    s.pop("sparsity", None)
+        return out
+
+
+def joint_greedy(wunits, cunits, max_drop=None, max_cost=None, rest=0.0):
+    """Choose one option per layer and per channel group, the most bytes saved per point of scanned drop.
+
+    Args:
+        wunits: weight units (cost: the layer's estimated bytes at full width).
+        cunits: channel units of :func:`thin_options` (may be empty: then this is
+            :func:`~tfcompress.target.allocate.greedy` on ``wunits``).
+        max_drop: bound on the summed scanned drops (beyond each option 0's). Defaults to `None`.
+        max_cost: stop once the estimated bytes are at most this. Defaults to `None`.
+        rest: the bytes no unit changes (biases, the graph). Defaults to `0.0`.
+
+    Returns:
+        A :class:`JointAllocation` (``saved`` from the model with every option 0).
+
+    Example:
+        >>> w = [Unit("fc", "weights", 100, [Option({}, 100.0, 0.0), Option({"sparsity": 0.9}, 30.0, 2.0)])]
+        >>> c = [Unit("fc", "channels", 10, [Option({}, 0.0, 0.0, {}), Option({"ratio": 0.5}, 0.0, 0.5, {"fc": 0.5})])]
+        >>> joint_greedy(w, c, max_drop=1.0).settings(w + c)
+        {'fc': {'ratio': 0.5}}
+    """
+    units = list(wunits) + list(cunits)
+    choice = {(u.kind, u.name): 0 for u in units}
+    start = cost = size_of(wunits, cunits, choice, rest)
+    drop = 0.0
+    while max_cost is None or cost > max_cost:
+        best = None
+        for u in units:
+            key = (u.kind, u.name)
+            cur = u.options[choice[key]]
+            for j, o in enumerate(u.options):
+                if j == choice[key]:
+                    continue
+                extra = max(o.drop, 0.0) - max(cur.drop, 0.0)
+                if max_drop is not None and drop + extra > max_drop + 1e-9:
+                    continue
+                new = size_of(wunits, cunits, {**choice, key: j}, rest)
+                gain = cost - new
+                if gain <= 1e-9:
+                    continue
+                score = gain / (max(extra, 0.0) + EPS)
+                if best is None or score > best[0]:
+                    best = (score, key, j, new, extra)
+        if best is None:
+            break
+        _, key, j, cost, extra = best
+        choice[key] = j
+        drop += extra
+    return JointAllocation(choice, start - cost, drop)
