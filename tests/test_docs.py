@@ -37,7 +37,7 @@ SKIP_REASONS = {
         "tfcompress.pruning.global_", "tfcompress.quantization", "tfcompress.quantization.binary",
         "tfcompress.quantization.configs", "tfcompress.quantization.nbit", "tfcompress.recipe",
         "tfcompress.target.fast", "tfcompress.target.joint", "tfcompress.target.plan", "tfcompress.target.sensitivity",
-        "tfcompress.target.shipped", "tfcompress.task", "tfcompress._keras",
+        "tfcompress.target.shipped", "tfcompress.target.table", "tfcompress.task", "tfcompress._keras",
         "tfcompress.training", "tfcompress.tuning", "tfcompress.tuning.inputs", "tfcompress.tuning.oracle",
         "tfcompress.tuning.plots", "tfcompress.tuning.runner", "tfcompress.tuning.search",
         "tfcompress.tuning.space", "tfcompress.tuning.trial", "tfcompress.tuning.tuner", "tflite_export.validate",

@@ -10,6 +10,7 @@ from tfcompress.scoring import Scorer
 from tfcompress.target import plan as budget_mode
 from tfcompress.target import plan_recipe, weight_options
 from tfcompress.target.joint import joint_greedy, size_of, thin_options
+from tfcompress.target.predict import AIM, LOW, Correction, next_scale
 from tfcompress.target.sensitivity import Option, Unit
 from tfcompress.task import Task
 
@@ -86,3 +87,44 @@ def test_a_layer_thinned_below_the_cluster_count_is_not_clustered():
     a = joint_greedy(w, c, max_drop=1.0)  # 36 weights, a quarter kept, half of those pruned: 4.5 values, 16 clusters
     assert a.settings(w + c) == {"conv": {"sparsity": 0.5, "clustered": False, "ratio": 0.75}}
     assert joint_greedy(w, [], max_drop=1.0).settings(w) == {"conv": {"sparsity": 0.5, "clustered": True}}
+
+
+def test_the_correction_is_learned_per_family_clipped_and_borrowed():
+    c = Correction(prior=1 / 8)
+    assert c.predict("int4", 16.0) == 2.0  # no round measured: the prior
+    c.learn("int8", scanned=10.0, measured=0.5)
+    c.learn("int4", scanned=10.0, measured=-1.0)  # a file better than the model: the lowest ratio, not a negative one
+    assert (c.factor("int8"), c.factor("int4")) == (0.05, LOW)
+    c.learn("int8", scanned=0.0, measured=0.3)  # nothing scanned: nothing learned
+    assert c.factor("int8") == 0.05 and c.to_dict()["int8"] == 0.05
+    assert Correction(1 / 8).factor("int4") == 0.125
+
+
+def test_the_next_scale_predicts_the_aim_inside_the_bracket():
+    assert next_scale(0.05, last=8.0, lo=8.0, hi=None, raise_=3.0) == pytest.approx(AIM / 0.05)  # 16: met, room left
+    assert next_scale(LOW, last=8.0, lo=8.0, hi=None, raise_=3.0) == 24.0  # at most 3x the last
+    assert next_scale(0.1, last=8.0, lo=None, hi=8.0, raise_=3.0) == pytest.approx(AIM / 0.1 / 2)  # missed: under 8
+    assert next_scale(0.01, last=24.0, lo=8.0, hi=24.0, raise_=3.0) == pytest.approx(24.0 ** 0.5 * 8.0 ** 0.5)
+
+
+@pytest.mark.slow  # three int8 conversions of the tiny model, no fine-tuning
+def test_each_round_reports_its_predicted_drop_and_the_correction_aims_the_next(tiny, digits, monkeypatch):
+    from types import SimpleNamespace
+
+    monkeypatch.setattr(tflite_export, "benchmark", lambda *a, **k: SimpleNamespace(median_ms=0.01))
+    real = budget_mode._measure
+
+    def measure(model, path, *a, **k):  # every round's file loses 0.4 points: met, with slack
+        got = real(model, path, *a, **k)
+        return {**got, "drop": 0.4} if "round-" in str(path) else got
+
+    monkeypatch.setattr(budget_mode, "_measure", measure)
+    res, _ = budget_mode.run(tiny, digits.train, digits.validation, "drop<=1", "size", Recipe(),
+                             lambda plan, val: SimpleNamespace(model=tiny, report=SimpleNamespace()), threads=1,
+                             samples=64)
+    r = res.report.budget["rounds"]
+    assert r[0]["scale"] == 8.0 and r[0]["predicted_drop"] == pytest.approx(r[0]["scanned_drop"] / 8, abs=1e-3)
+    factor = min(max(0.4 / r[0]["scanned_drop"], LOW), 1.0)
+    assert 8.0 < AIM / factor and len(r) >= 2 and r[1]["scale"] == pytest.approx(min(AIM / factor, 24.0), rel=1e-3)
+    assert r[1]["predicted_drop"] == pytest.approx(factor * r[1]["scanned_drop"], abs=2e-3)
+    assert "predicted drop" in res.report.budget["markdown"] and res.report.budget["correction"]["prior"] == 0.125

@@ -13,10 +13,12 @@ function that fine-tunes the model with one recipe.
 2. Scan (:mod:`tfcompress.target.sensitivity`): per layer, prune to each
    level and cluster (int8), or prune and round to 4 bits (int4); per
    channel group (latency), thin.
-3. Allocate (:mod:`tfcompress.target.allocate`) under the budget; a drop
-   budget allows ``scale`` times its points of *scanned* drop, because the
-   scan does not fine-tune and fine-tuning with distillation wins most of it
-   back (:data:`DROP_SCALE`).
+3. Allocate (:mod:`tfcompress.target.allocate`; a size plan thins channels
+   too: :mod:`tfcompress.target.joint`) under the budget; a drop budget
+   allows ``scale`` times its points of *scanned* drop, because the scan does
+   not fine-tune and fine-tuning with distillation wins most of it back
+   (round 1: :data:`DROP_SCALE`, the prior; then the correction learned from
+   the measured rounds, :mod:`tfcompress.target.predict`).
 4. The plan: an ordinary :class:`~tfcompress.recipe.Recipe` with per-layer
    fields (``pruning.per_layer`` + ``include``, ``clustering.include``,
    ``channels.per_layer``), QAT (``weights: int8`` or ``int4``: a plan-wide
@@ -24,10 +26,13 @@ function that fine-tunes the model with one recipe.
    distillation.
 5. Fine-tune, export (int8 or int4), measure the budget on the file, and retry, at most
    ``rounds`` rounds, each one reported, keeping the best file that meets the
-   budget: a drop budget brackets ``scale`` (missed: halve it, or the geometric
-   mean with the last met one; met with the file's drop under half the budget:
-   raise it 3x); a size or latency budget, missed, shrinks its cost goal by
-   the miss. A round whose plan is one already measured (the allocation is
+   budget: each round reports its predicted drop beside the file's. A drop
+   budget learns, per weight family, the file's drop per scanned point and
+   sets the next ``scale`` to predict 80 % of the budget, inside the family's
+   bracket of the scales measured (above a met one, below a missed one; at
+   most 3x the last; met with the file's drop over half the budget: stop); a size or
+   latency budget, missed, shrinks its cost goal by the miss, and ranks the
+   plans meeting it by predicted drop. A round whose plan is one already measured (the allocation is
    saturated) is not trained: the run stops.
 6. No round met the budget: the default recipe (``base``'s own stages, what
    ``optimize`` does without ``target=``) runs once, measured alike, and is
@@ -72,14 +77,15 @@ from tfcompress.pruning.config import Pruning
 from tfcompress.quantization import nbit
 from tfcompress.quantization.config import Quantization
 from tfcompress.recipe import Distillation
-from tfcompress.report import markdown_table
 from tfcompress.scoring import Scorer, count, take
 from tfcompress.target import heldout
 from tfcompress.target.allocate import greedy
 from tfcompress.target.budget import check_minimize, parse_target
 from tfcompress.target.fast import TOLERANCE, faster_mix
 from tfcompress.target.joint import SIZE_RATIOS, joint_greedy, thin_options
+from tfcompress.target.predict import Correction, next_scale
 from tfcompress.target.sensitivity import CLUSTERS, channel_options, weight_options
+from tfcompress.target.table import markdown
 from tfcompress.task import Task
 
 __all__ = ["run", "plan_recipe", "DROP_SCALE", "ROUNDS", "SCAN_SAMPLES", "WEIGHTS"]
@@ -134,19 +140,22 @@ def plan_recipe(base, settings, clusters=CLUSTERS, weights="int8"):
                         distillation=base.distillation or Distillation())
 
 
-def _allocate(families, target, scale, goal):
+def _allocate(families, target, scale, goal, correction=None):
     """The plan of each weight format under the round's margin; the one estimated best.
 
     Returns ``(weights, units, allocation, starting cost, starting drop)``:
     an int4 plan starts from every layer at 4 bits (its scanned drop counted).
     A family ``(units, cost, channel units)`` (a size plan) allocates weight
     settings and thinning together (:func:`~tfcompress.target.joint.joint_greedy`);
-    its ``units`` returned are both kinds.
+    its ``units`` returned are both kinds. ``scale``: one, or one per family;
+    ``correction`` (:class:`~tfcompress.target.predict.Correction`) ranks the
+    plans that meet a cost goal by predicted drop.
     """
     out = []
     for weights, (units, start, *thin) in families.items():
         start_drop = sum(max(u.options[0].drop, 0.0) for u in units)
-        allow = None if target.metric != "drop" else max(target.limit * scale - start_drop, 0.0)
+        s = scale[weights] if isinstance(scale, dict) else scale
+        allow = None if target.metric != "drop" else max(target.limit * s - start_drop, 0.0)
         if thin:
             rest = start - sum(u.options[0].cost for u in units)
             alloc = joint_greedy(units, thin[0], max_drop=allow, max_cost=goal, rest=rest)
@@ -155,7 +164,8 @@ def _allocate(families, target, scale, goal):
             alloc = greedy(units, max_drop=allow, max_cost=goal, base_cost=start)
         cost, drop = start - alloc.saved, start_drop + alloc.drop
         # a drop budget: the smallest estimate; a size/latency budget: the least drop among those that meet it
-        rank = (cost,) if goal is None else ((0, drop) if cost <= goal else (1, cost))
+        pred = drop if correction is None else correction.predict(weights, drop)
+        rank = (cost,) if goal is None else ((0, pred) if cost <= goal else (1, cost))
         out.append((rank, weights, units, alloc, start, start_drop))
     _, weights, units, alloc, start, start_drop = min(out, key=lambda r: r[0])
     return weights, units, alloc, start, start_drop
@@ -273,9 +283,11 @@ def run(model, train_data, validation_data, target, minimize, base, run_recipe, 
             return 1, int(not target.keeps_floor(got["drop"])), excess  # a miss that keeps the floor first
 
         goal = None if target.metric == "drop" else target.limit / unit_of_cost
-        history, kept, lo, hi, seen = [], None, None, None, set()
+        history, kept, lo, hi, seen = [], None, {}, {}, set()  # lo/hi: per family, the bracket of scales
+        correction, scales = Correction(1.0 / DROP_SCALE), dict.fromkeys(families, scale)  # round 1: the prior
         for i in range(rounds):
-            fmt, units, alloc, start, start_drop = _allocate(families, target, scale, goal)
+            fmt, units, alloc, start, start_drop = _allocate(families, target, scales, goal, correction)
+            scale = scales[fmt]
             key = (fmt, repr(sorted(alloc.settings(units).items())))
             if key in seen:  # the margin moved, the plan did not: another round would train the same recipe
                 say(f"round {i + 1}: scale {scale:g} gives a plan already measured: stop")
@@ -291,23 +303,27 @@ def run(model, train_data, validation_data, target, minimize, base, run_recipe, 
                 say(notes[-1])
                 del families["int4"]
                 continue
+            scanned = start_drop + alloc.drop
             history.append({"round": i + 1, "scale": scale if target.metric == "drop" else None, "weights": fmt,
                             "estimated_cost": round((start - alloc.saved) * unit_of_cost, 3),
-                            "scanned_drop": round(start_drop + alloc.drop, 3), "plan": alloc.settings(units), **got,
-                            "met": met})
-            say(f"round {i + 1}: {fmt} weights, drop {got['drop']:.3g} {scorer.unit}, {got['zipped_bytes']} B zipped, "
+                            "scanned_drop": round(scanned, 3),
+                            "predicted_drop": round(correction.predict(fmt, scanned), 3),
+                            "plan": alloc.settings(units), **got, "met": met})
+            correction.learn(fmt, scanned, got["drop"])
+            say(f"round {i + 1}: {fmt} weights, drop {got['drop']:.3g} {scorer.unit} (predicted "
+                f"{history[-1]['predicted_drop']:.3g}), {got['zipped_bytes']} B zipped, "
                 f"{got['ms']:.3g} ms: {'met' if met else 'missed'}")
             if kept is None or rank(got, met) < kept["rank"]:
                 kept = {"result": result, "plan": plan, "met": met, "got": got, "rank": rank(got, met),
                         "round": i + 1, "path": path, "units": units}
-            if target.metric == "drop":  # bracket the margin: up while the file has slack, down after a miss
+            if target.metric == "drop":  # the corrected prediction aims the next round, inside the bracket
                 if met:
-                    lo = scale
+                    lo[fmt] = scale
                     if got["drop"] > SLACK * target.limit:
                         break
                 else:
-                    hi = scale
-                scale = scale * RAISE if hi is None else (scale / 2 if lo is None else (lo * hi) ** 0.5)
+                    hi[fmt] = scale
+                scales = {f: next_scale(correction.factor(f), scales[f], lo.get(f), hi.get(f), RAISE) for f in families}
             elif met:
                 break
             else:
@@ -341,7 +357,7 @@ def run(model, train_data, validation_data, target, minimize, base, run_recipe, 
         "reference": ref, "threads": threads, "scan_samples": count(xs),
         "held_out": {**held, **check, "met": met},
         "sensitivity": [u.to_dict() for u in units], "rounds": history, "notes": notes,
-        "weights": fmt, "faster_file": fast,
+        "weights": fmt, "faster_file": fast, "correction": correction.to_dict(),
         "file": ("mixed" if fast and "per_layer" in fast and minimize == "latency" else fmt),
         "kept_round": kept["round"],
     }
@@ -377,7 +393,7 @@ def _default(attempt, rank, base, kept, history, notes, target, scorer, say):
         notes.append(f"the default recipe ({stages}) failed on this model: {first_line(e)}")
         return kept
     history.append({"round": "default", "scale": None, "weights": _weights(base), "estimated_cost": None,
-                    "scanned_drop": None, "plan": {}, **got, "met": met})
+                    "scanned_drop": None, "predicted_drop": None, "plan": {}, **got, "met": met})
     say(f"default recipe: drop {got['drop']:.3g} {scorer.unit}, {got['zipped_bytes']} B zipped, {got['ms']:.3g} ms: "
         f"{'met' if met else 'missed'}")
     if kept is None or rank(got, met) < kept["rank"]:
@@ -429,56 +445,3 @@ def _fast_note(fmt, got, f32_ms, threads, fast, minimize, unit="points"):
     return (f"{slow}; a per-op precision mix is not: {mix}, {fast['ms']:.3g} ms (float32 {fast['float32_ms']:.3g} in "
             f"the same session), {fast['zipped_bytes']} B zipped, drop {fast['drop']:.3g} {unit}; {use} "
             "(tfcompress.target.export_file, or tflite_export.mixed.export_mixed of fast.float_model(result.model))")
-
-
-def _scanned(units, name, setting):
-    """The scanned drop of a layer's plan setting: its weight option's plus its channel option's (a thinned layer)."""
-    total = 0.0
-    for u in units:
-        if u["name"] == name:
-            want = ({"ratio": setting["ratio"]} if "ratio" in setting else None) if u.get("kind") == "channels" else \
-                ({k: v for k, v in setting.items() if k != "ratio"} or None)
-            o = next((o for o in u["options"] if o["setting"] == want), None) if want else None
-            total += o["drop_points"] if o else 0.0
-    return total
-
-
-def markdown(b):
-    """The budget section of the report: the target, each round, the held-back check, the per-layer plan and why."""
-    f32, unit = b["reference"]["float32"], "pts" if b.get("unit", "points") == "points" else b["unit"]
-    lines = [f"### Budget `{b['target']}` (minimize {b['minimize']}): {'met' if b['met'] else 'NOT met'}", "",
-             f"Drops in {b.get('metric', 'accuracy')} ({unit}; "
-             f"{'lower' if b.get('lower_is_better') else 'higher'} is better), against the float32 model.", "",
-             markdown_table(
-                 ("round", "weights", f"scanned drop ({unit})", f"drop on the file ({unit})", "zipped B",
-                  "× vs float32", "ms", "met"),
-                 [(str(r["round"]), r.get("weights", "int8"),
-                   "-" if r["scanned_drop"] is None else f"{r['scanned_drop']:.3g}", f"{r['drop']:.3g}",
-                   str(r["zipped_bytes"]), f"{f32['zipped_bytes'] / r['zipped_bytes']:.1f}", f"{r['ms']:.3g}",
-                   "yes" if r["met"] else "no") for r in b["rounds"]])]
-    h = b.get("held_out")
-    if h:  # the kept round's file on the samples the plan never saw (tfcompress.target.heldout)
-        part = (f"{h['samples']} of {h['of']} validation samples held back (seeded; the scan and the rounds saw "
-                f"the other {h['planning_samples']})" if h["separate"] else
-                f"all {h['of']} validation samples (too few to hold any back: the plan was tuned on them)")
-        lines += ["", f"Drops in the table: on the planning samples. Kept round {b['kept_round']} on {part}: drop "
-                  f"{h['drop']:.3g} {unit}, 95 % CI [{h['ci95'][0]:.3g}, {h['ci95'][1]:.3g}] ({h['ci_method']}): "
-                  f"{'meets' if h['met'] else 'does NOT meet'} the budget."]
-    s = b.get("shipped")
-    if s:  # the budget measured again on the file that ships (tfcompress.target.shipped)
-        ci = f", 95 % CI [{s['ci95'][0]:.3g}, {s['ci95'][1]:.3g}]" if s.get("ci95") else ""
-        lines += ["", f"Shipped `{s['file']}`: drop {s['drop']:.3g} {unit}{ci} on {s.get('samples', '?')} held-back "
-                  f"samples, {s['zipped_bytes']} B zipped, {s['ms']:.3g} ms ({s['threads']} thread(s)): "
-                  f"{'meets' if s['met'] else 'does NOT meet'} the budget."]
-    kept = next(r for r in b["rounds"] if r["round"] == b["kept_round"])
-    if kept["round"] == "default":
-        lines += ["", "The default recipe ships (no per-layer plan): the recipe given, its own stages; no planned "
-                  "round met the budget."]
-    else:
-        lines += ["", f"Plan of round {kept['round']} (scan: one layer at a time, no fine-tuning, "
-                  f"{b['scan_samples']} planning samples; the kept round):", "",
-                  markdown_table(("layer", "setting", f"scanned drop ({unit})"), [
-                      (name, setting, f"{_scanned(b['sensitivity'], name, setting):.3g}")
-                      for name, setting in kept["plan"].items()])]
-    lines += [f"- note: {n}" for n in b["notes"]]
-    return "\n".join(lines) + "\n"
