@@ -128,3 +128,16 @@ def test_each_round_reports_its_predicted_drop_and_the_correction_aims_the_next(
     assert 8.0 < AIM / factor and len(r) >= 2 and r[1]["scale"] == pytest.approx(min(AIM / factor, 24.0), rel=1e-3)
     assert r[1]["predicted_drop"] == pytest.approx(factor * r[1]["scanned_drop"], abs=2e-3)
     assert "predicted drop" in res.report.budget["markdown"] and res.report.budget["correction"]["prior"] == 0.125
+
+
+def test_kernel_bytes_are_deflated_as_the_file_stores_them():
+    from tfcompress.target.sensitivity import _prune, int8_bits, zipped_bytes
+
+    w = np.random.default_rng(0).normal(size=(400, 120)).astype(np.float32)
+    dense8, dense4 = zipped_bytes(w), zipped_bytes(w, 4)
+    assert 0.4 * dense8 < dense4 < 0.6 * dense8  # two 4-bit values a byte
+    sparse = _prune(w, 0.94)
+    assert zipped_bytes(sparse, 4) < dense4 / 3
+    # deflate pays for where the nonzeros are: above the entropy bound, more so than on the dense kernel
+    bound = lambda k: k.size * int8_bits(k, 4) / 8  # noqa: E731
+    assert zipped_bytes(sparse, 4) / bound(sparse) > dense4 / bound(w) > 1.0
