@@ -141,3 +141,15 @@ def test_kernel_bytes_are_deflated_as_the_file_stores_them():
     # deflate pays for where the nonzeros are: above the entropy bound, more so than on the dense kernel
     bound = lambda k: k.size * int8_bits(k, 4) / 8  # noqa: E731
     assert zipped_bytes(sparse, 4) / bound(sparse) > dense4 / bound(w) > 1.0
+
+
+def test_a_short_fine_tuning_of_each_thinned_candidate_wins_back_part_of_its_scanned_drop(tiny, digits):
+    x, y = digits.validation
+    scorer = Scorer.of(Task("sparse_categorical_crossentropy", ["accuracy"]), tiny, x, y)
+    before = [w.copy() for w in tiny.get_weights()]
+    raw = {u.name: u for u in thin_options(tiny, x, y, ratios=(0.75,), scorer=scorer)}
+    tuned = {u.name: u for u in thin_options(tiny, x, y, ratios=(0.75,), scorer=scorer, tune_x=digits.train[0])}
+    assert all(np.array_equal(a, b) for a, b in zip(before, tiny.get_weights()))  # the candidates are copies
+    assert raw["fc1"].options[1].shrink == tuned["fc1"].options[1].shrink
+    assert tuned["fc1"].options[1].drop < 0.7 * raw["fc1"].options[1].drop  # 24 -> 6 units: 68 -> 39 points
+    assert sum(u.options[1].drop for u in tuned.values()) < sum(u.options[1].drop for u in raw.values())

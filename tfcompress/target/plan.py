@@ -82,7 +82,7 @@ from tfcompress.target import heldout
 from tfcompress.target.allocate import greedy
 from tfcompress.target.budget import check_minimize, parse_target
 from tfcompress.target.fast import TOLERANCE, faster_mix
-from tfcompress.target.joint import SIZE_RATIOS, joint_greedy, thin_options
+from tfcompress.target.joint import SIZE_RATIOS, TUNE_SAMPLES, joint_greedy, thin_options
 from tfcompress.target.predict import Correction, next_scale
 from tfcompress.target.sensitivity import CLUSTERS, channel_options, weight_options
 from tfcompress.target.table import markdown
@@ -234,7 +234,8 @@ def run(model, train_data, validation_data, target, minimize, base, run_recipe, 
         raise RecipeError("target= needs validation_data: the budget is checked on it.")
     say = say or (lambda line: None)
     task = task if task is not None else Task("sparse_categorical_crossentropy", ["accuracy"])
-    xv, yv, rep_x = _samples(model, task, train_data, validation_data, 200)
+    xv, yv, tune_x = _samples(model, task, train_data, validation_data, TUNE_SAMPLES)
+    rep_x = take(tune_x, 200)
     held = heldout.split(count(xv), hold_back)[2]
     (xp, yp), (xh, yh) = heldout.parts(xv, yv, held)
     notes = [] if held["separate"] else [
@@ -262,7 +263,7 @@ def run(model, train_data, validation_data, target, minimize, base, run_recipe, 
             units = weight_options(model, xs, ys, scorer=scorer)
             kernels = sum(u.options[0].cost for u in units)
             base_cost = max(float(ref["int8"]["zipped_bytes"]), kernels)  # the rest of the file: biases, graph, ...
-            thinning = _thin_units(model, xs, ys, scorer, thin, notes, say)
+            thinning = _thin_units(model, xs, ys, scorer, thin, notes, say, tune_x)
             families["int8"] = (units, base_cost, thinning)
             if "int4" in weights:  # a plan-wide choice (QAT quantizes every layer alike), scanned and priced as int4
                 u4 = weight_options(model, xs, ys, weights="int4", scorer=scorer)
@@ -365,12 +366,13 @@ def run(model, train_data, validation_data, target, minimize, base, run_recipe, 
     return result, plan
 
 
-def _thin_units(model, xs, ys, scorer, ratios, notes, say):
-    """The channel units of a size plan (:func:`~tfcompress.target.joint.thin_options`); none if it cannot thin."""
+def _thin_units(model, xs, ys, scorer, ratios, notes, say, tune_x):
+    """The channel units of a size plan (:func:`~tfcompress.target.joint.thin_options`, each candidate fine-tuned
+    briefly on ``tune_x``); none if it cannot thin."""
     if not ratios:
         return []
     try:
-        return thin_options(model, xs, ys, ratios=ratios, scorer=scorer)
+        return thin_options(model, xs, ys, ratios=ratios, scorer=scorer, tune_x=tune_x)
     except TfcompressError as e:
         notes.append(f"no channel thinning in the size plan: {first_line(e)}")
         say(notes[-1])

@@ -57,7 +57,8 @@ def markdown(b):
         lines += ["", "The default recipe ships (no per-layer plan): the recipe given, its own stages; no planned "
                   "round met the budget."]
     else:
-        lines += ["", f"Plan of round {kept['round']} (scan: one layer at a time, no fine-tuning, "
+        lines += ["", f"Plan of round {kept['round']} (scan: one layer or channel group at a time; a "
+                  "thinned candidate fine-tuned briefly, the others not; "
                   f"{b['scan_samples']} planning samples; the kept round):", "",
                   markdown_table(("layer", "setting", f"scanned drop ({unit})"), [
                       (name, setting, f"{_scanned(b['sensitivity'], name, setting):.3g}")
