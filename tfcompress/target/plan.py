@@ -30,7 +30,8 @@ function that fine-tunes the model with one recipe.
    budget learns, per weight family, the file's drop per scanned point and
    sets the next ``scale`` to predict 80 % of the budget, inside the family's
    bracket of the scales measured (above a met one, below a missed one; at
-   most 3x the last; met with the file's drop over half the budget: stop); a size or
+   most 3x the last; met with the file's drop over 80 % of the budget, the
+   aim: stop); a size or
    latency budget, missed, shrinks its cost goal by the miss, and ranks the
    plans meeting it by predicted drop. A round whose plan is one already measured (the allocation is
    saturated) is not trained: the run stops.
@@ -83,7 +84,7 @@ from tfcompress.target.allocate import greedy
 from tfcompress.target.budget import check_minimize, parse_target
 from tfcompress.target.fast import TOLERANCE, faster_mix
 from tfcompress.target.joint import SIZE_RATIOS, TUNE_SAMPLES, joint_greedy, thin_options
-from tfcompress.target.predict import Correction, next_scale
+from tfcompress.target.predict import AIM, Correction, next_scale
 from tfcompress.target.sensitivity import CLUSTERS, channel_options, weight_options
 from tfcompress.target.table import markdown
 from tfcompress.task import Task
@@ -92,8 +93,9 @@ __all__ = ["run", "plan_recipe", "DROP_SCALE", "ROUNDS", "SCAN_SAMPLES", "WEIGHT
 
 #: Points of scanned (not fine-tuned) drop allowed per point of budget in round 1 (see the module docstring).
 DROP_SCALE = 8.0
-#: A met round whose file drop is under SLACK x the budget raises the margin RAISE times for the next round.
-SLACK, RAISE = 0.5, 3.0
+#: A met round whose file drop is under SLACK x the budget goes on (the next aims at predict.AIM of it; the margin
+#: grows at most RAISE times a round); over it, the next round could only aim lower: stop.
+SLACK, RAISE = AIM, 3.0
 ROUNDS = 3
 #: The weight formats a size plan chooses between (a plan-wide choice: QAT quantizes every layer alike).
 WEIGHTS = ("int8", "int4")
