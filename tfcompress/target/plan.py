@@ -12,7 +12,8 @@ function that fine-tunes the model with one recipe.
    MAE...: :mod:`tfcompress.scoring`), zipped size and latency.
 2. Scan (:mod:`tfcompress.target.sensitivity`): per layer, prune to each
    level and cluster (int8), or prune and round to 4 bits (int4); per
-   channel group (latency), thin.
+   channel group, thin (latency: FLOPs; size: each thinned candidate
+   fine-tuned briefly, :mod:`tfcompress.target.joint`).
 3. Allocate (:mod:`tfcompress.target.allocate`; a size plan thins channels
    too: :mod:`tfcompress.target.joint`) under the budget; a drop budget
    allows ``scale`` times its points of *scanned* drop, because the scan does
@@ -31,10 +32,10 @@ function that fine-tunes the model with one recipe.
    sets the next ``scale`` to predict 80 % of the budget, inside the family's
    bracket of the scales measured (above a met one, below a missed one; at
    most 3x the last; met with the file's drop over 80 % of the budget, the
-   aim: stop); a size or
-   latency budget, missed, shrinks its cost goal by the miss, and ranks the
-   plans meeting it by predicted drop. A round whose plan is one already measured (the allocation is
-   saturated) is not trained: the run stops.
+   aim: stop); a size or latency budget, missed, shrinks its cost goal by
+   the miss, and ranks the plans meeting it by predicted drop. A round whose
+   plan is one already measured (the allocation is saturated) is not
+   trained: the run stops.
 6. No round met the budget: the default recipe (``base``'s own stages, what
    ``optimize`` does without ``target=``) runs once, measured alike, and is
    kept if it meets the budget (else the closest of all is kept: one that
@@ -50,8 +51,8 @@ The margin: on LeNet-5 / Fashion-MNIST (``benchmarks/bench_budget.py``) a plan
 allowed 4 points of scanned drop lost -0.7 points on the file after
 fine-tuning with distillation, and the best hand recipe's per-layer settings
 add up to about 24 scanned points for 0.75 points on the file: the scan is
-5-30x pessimistic, so round 1 allows 8x and the bracket moves from there
-(24x, the hand recipe's ratio, next when the file has slack). Starting at 24x
+5-30x pessimistic, so round 1 allows 8x and the correction moves from there
+(at most 3x a round). Starting at 24x
 missed on a tiny model fine-tuned 1 epoch (tests/test_target.py): how much
 fine-tuning wins back depends on the training, so round 1 stays careful.
 
