@@ -206,9 +206,10 @@ def test_rounds_raise_the_margin_while_the_file_has_slack_and_keep_the_best(tiny
                                 threads=1, samples=64)
     b = res.report.budget
     scales = [r["scale"] for r in b["rounds"]]
-    # a file that loses ~0 points: the correction is at its floor (1/64 point per scanned point), so the next round
-    # predicts 80 % of the budget at 51.2x, but grows at most 3x a round
-    assert scales == pytest.approx([8.0, 24.0, 51.2][:len(scales)]) and all(r["met"] for r in b["rounds"])
+    # a file that loses ~0 points: the correction is near its floor (1/64 point per scanned point), so each next
+    # round allows more, at most 3x the last and 80 % of the budget at the floor (51.2x)
+    assert scales[0] == 8.0 and all(r["met"] for r in b["rounds"])
+    assert all(a < b <= min(3 * a, 51.2 + 1e-9) for a, b in zip(scales, scales[1:]))
     if len(scales) < 3:  # stopped early: the next margin gave a plan already measured
         assert len(plans) == len(scales)
     assert [r["scanned_drop"] for r in b["rounds"]] == sorted(r["scanned_drop"] for r in b["rounds"])

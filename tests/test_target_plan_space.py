@@ -154,3 +154,12 @@ def test_a_short_fine_tuning_of_each_thinned_candidate_wins_back_part_of_its_sca
     assert raw["fc1"].options[1].shrink == tuned["fc1"].options[1].shrink
     assert tuned["fc1"].options[1].drop < 0.7 * raw["fc1"].options[1].drop  # 24 -> 6 units: 68 -> 39 points
     assert sum(u.options[1].drop for u in tuned.values()) < sum(u.options[1].drop for u in raw.values())
+
+
+def test_a_tuned_candidate_s_drop_counts_its_weight_in_the_allocation():
+    w, c = _fc()  # thinning fc1: 0.5 points (tuned), pruning it: 1.0 (raw)
+    assert joint_greedy(w, c, max_drop=1.0).settings(w + c) == {"fc1": {"ratio": 0.5}}
+    c[0].weight = 3.0  # counted as 1.5 raw points: over the 1-point allowance; pruning fits
+    a = joint_greedy(w, c, max_drop=1.0)
+    assert a.settings(w + c) == {"fc1": {"sparsity": 0.5}} and a.drop == 1.0
+    assert joint_greedy(w, c, max_drop=2.5).drop == 2.5 and c[0].to_dict()["drop_weight"] == 3.0

@@ -13,6 +13,14 @@ bytes (full width) times the fraction of its kernel every thinning keeps:
 (:func:`size_of`; pruning and 4-bit rounding keep their bits per weight on the
 thinned kernel).
 
+:func:`joint_greedy` is :func:`~tfcompress.target.allocate.greedy`
+over both kinds of unit with this cost: each move (one layer to another
+weight option, or one group to another ratio) is priced on the whole model,
+its scanned drop added to the others' (measured alone).
+The chosen settings merge per layer name (``{"sparsity": .., "ratio": ..}``),
+which :func:`~tfcompress.target.plan.plan_recipe` turns into
+``channels.per_layer`` + ``pruning.per_layer`` + the QAT weight format.
+
 A thinned net is not the net with some weights changed: the next layers
 lose inputs they relied on, and a short fine-tuning wins most of it back, far
 more than it does for a pruned layer (LeNet-5: the hand recipe's thinning
@@ -21,13 +29,12 @@ scans at ~39 points and loses 0.7 on the file after fine-tuning; pruning at
 :func:`thin_options` fine-tunes each candidate briefly (:data:`TUNE_EPOCHS`
 epoch on at most :data:`TUNE_SAMPLES` inputs, distilled from the model's own
 outputs: no labels needed) before scoring it: its drop predicts the
-fine-tuned drop, not the raw one. :func:`joint_greedy` is :func:`~tfcompress.target.allocate.greedy`
-over both kinds of unit with this cost: each move (one layer to another
-weight option, or one group to another ratio) is priced on the whole model,
-its scanned drop added to the others' (measured alone, without fine-tuning).
-The chosen settings merge per layer name (``{"sparsity": .., "ratio": ..}``),
-which :func:`~tfcompress.target.plan.plan_recipe` turns into
-``channels.per_layer`` + ``pruning.per_layer`` + the QAT weight format.
+fine-tuned drop, not the raw one. The allocation then counts each of its
+points :data:`TUNED_WEIGHT` times (``Unit.weight``): the rest of the scan is
+raw, and the drop budget's margin (:data:`~tfcompress.target.plan.DROP_SCALE`
+raw points per budget point in round 1) was measured on raw points; with the
+tuned thinning counted once, round 1 on LeNet-5 lost 1.6-2.4 points on the
+file for a 1-point budget (3 runs), about 2-3x its prediction.
 
 Example:
     >>> units = thin_options(model, x[:1000], y[:1000], scorer=scorer)  # doctest: +SKIP
@@ -45,12 +52,15 @@ from tfcompress.scoring import accuracy
 from tfcompress.target.allocate import EPS
 from tfcompress.target.sensitivity import CLUSTERS, Option, Unit
 
-__all__ = ["thin_options", "joint_greedy", "size_of", "JointAllocation", "SIZE_RATIOS", "TUNE_SAMPLES", "TUNE_EPOCHS"]
+__all__ = ["thin_options", "joint_greedy", "size_of", "JointAllocation", "SIZE_RATIOS", "TUNE_SAMPLES", "TUNE_EPOCHS",
+           "TUNED_WEIGHT"]
 
 #: Channel ratios a size plan scans per group (0.625: between the halves, as hand recipes thin fc layers).
 SIZE_RATIOS = (0.25, 0.5, 0.625, 0.75)
 #: The short fine-tuning of each thinned candidate: at most this many training inputs, this many epochs.
 TUNE_SAMPLES, TUNE_EPOCHS = 2048, 1
+#: Scanned (raw) points the allocation counts per point of a briefly fine-tuned candidate's drop (module docstring).
+TUNED_WEIGHT = 3.0
 
 
 def _tune(thin, x, teacher, epochs=TUNE_EPOCHS):
@@ -97,7 +107,8 @@ def thin_options(model, x, y, ratios=SIZE_RATIOS, scorer=None, tune_x=None):
     full = _kernel_sizes(model)
     units = []
     for r, g in plan.groups.items():
-        unit = Unit(g.name, "channels", int(g.channels), [Option({}, float(plan.params_before), 0.0, {})])
+        unit = Unit(g.name, "channels", int(g.channels), [Option({}, float(plan.params_before), 0.0, {})],
+                    TUNED_WEIGHT if tune_x is not None else 1.0)
         removed = set()
         for ratio in ratios:
             keep = plan.keep({r: ratio})
@@ -200,7 +211,7 @@ def joint_greedy(wunits, cunits, max_drop=None, max_cost=None, rest=0.0):
             for j, o in enumerate(u.options):
                 if j == choice[key]:
                     continue
-                extra = max(o.drop, 0.0) - max(cur.drop, 0.0)
+                extra = u.weight * (max(o.drop, 0.0) - max(cur.drop, 0.0))
                 if max_drop is not None and drop + extra > max_drop + 1e-9:
                     continue
                 new = size_of(wunits, cunits, {**choice, key: j}, rest)

@@ -69,16 +69,25 @@ class Option:
 
 @dataclass
 class Unit:
-    """A layer (``kind="weights"``) or channel group (``kind="channels"``) and its options, option 0 untouched."""
+    """A layer (``kind="weights"``) or channel group (``kind="channels"``) and its options, option 0 untouched.
+
+    ``weight``: scanned points the allocation counts per point of this unit's
+    drop (:data:`tfcompress.target.joint.TUNED_WEIGHT` for a briefly fine-tuned
+    candidate, whose drop is measured nearer the file's than the raw scan's).
+    """
 
     name: str
     kind: str
     weights: int
     options: list = field(default_factory=list)
+    weight: float = 1.0
 
     def to_dict(self):
-        return {"name": self.name, "kind": self.kind, "weights": self.weights,
-                "options": [o.to_dict() for o in self.options]}
+        out = {"name": self.name, "kind": self.kind, "weights": self.weights,
+               "options": [o.to_dict() for o in self.options]}
+        if self.weight != 1.0:
+            out["drop_weight"] = self.weight
+        return out
 
 
 def _levels(w, bits=8, per_channel=True):

@@ -20,7 +20,7 @@ def _scanned(units, name, setting):
             want = ({"ratio": setting["ratio"]} if "ratio" in setting else None) if u.get("kind") == "channels" else \
                 ({k: v for k, v in setting.items() if k != "ratio"} or None)
             o = next((o for o in u["options"] if o["setting"] == want), None) if want else None
-            total += o["drop_points"] if o else 0.0
+            total += o["drop_points"] * u.get("drop_weight", 1.0) if o else 0.0
     return total
 
 
