@@ -163,3 +163,11 @@ def test_a_tuned_candidate_s_drop_counts_its_weight_in_the_allocation():
     a = joint_greedy(w, c, max_drop=1.0)
     assert a.settings(w + c) == {"fc1": {"sparsity": 0.5}} and a.drop == 1.0
     assert joint_greedy(w, c, max_drop=2.5).drop == 2.5 and c[0].to_dict()["drop_weight"] == 3.0
+
+
+def test_with_both_ends_measured_the_next_scale_interpolates_the_file_drops():
+    # met at 8 (0.31 points), missed at 24 (2.81): 0.8 points lies a fifth of the way (the ratio alone says 8.6)
+    assert next_scale(2.81 / 24, last=24.0, lo=8.0, hi=24.0, raise_=3.0, drops=(0.31, 2.81, 1.0)) == \
+        pytest.approx(8.0 + 0.49 / 2.5 * 16.0)
+    assert next_scale(0.1, last=24.0, lo=8.0, hi=24.0, raise_=3.0, drops=(0.9, 2.81, 1.0)) == \
+        pytest.approx(24.0 ** 0.5 * 8.0 ** 0.5)  # the met end already over the aim: the geometric mean

@@ -287,7 +287,7 @@ def run(model, train_data, validation_data, target, minimize, base, run_recipe, 
             return 1, int(not target.keeps_floor(got["drop"])), excess  # a miss that keeps the floor first
 
         goal = None if target.metric == "drop" else target.limit / unit_of_cost
-        history, kept, lo, hi, seen = [], None, {}, {}, set()  # lo/hi: per family, the bracket of scales
+        history, kept, lo, hi, seen, at = [], None, {}, {}, set(), {}  # lo/hi: per family, the bracket of scales
         correction, scales = Correction(1.0 / DROP_SCALE), dict.fromkeys(families, scale)  # round 1: the prior
         for i in range(rounds):
             fmt, units, alloc, start, start_drop = _allocate(families, target, scales, goal, correction)
@@ -327,7 +327,9 @@ def run(model, train_data, validation_data, target, minimize, base, run_recipe, 
                         break
                 else:
                     hi[fmt] = scale
-                scales = {f: next_scale(correction.factor(f), scales[f], lo.get(f), hi.get(f), RAISE) for f in families}
+                at[(fmt, scale)] = got["drop"]
+                scales = {f: next_scale(correction.factor(f), scales[f], lo.get(f), hi.get(f), RAISE,
+                                        _ends(at, f, lo, hi, target.limit)) for f in families}
             elif met:
                 break
             else:
@@ -367,6 +369,13 @@ def run(model, train_data, validation_data, target, minimize, base, run_recipe, 
     }
     result.report.budget["markdown"] = markdown(result.report.budget)
     return result, plan
+
+
+def _ends(at, f, lo, hi, limit):
+    """The file drops measured at family ``f``'s bracket ends (for the interpolation), or None."""
+    if f in lo and f in hi:
+        return at[(f, lo[f])], at[(f, hi[f])], limit
+    return None
 
 
 def _thin_units(model, xs, ys, scorer, ratios, notes, say, tune_x):

@@ -65,8 +65,13 @@ class Correction:
         return {"prior": round(self.prior, 4), **{k: round(v, 4) for k, v in self.by_family.items()}}
 
 
-def next_scale(factor, last, lo, hi, raise_):
+def next_scale(factor, last, lo, hi, raise_, drops=None):
     """The next round's scanned-drop allowance per budget point: ``AIM / factor`` inside the bracket.
+
+    With both ends of the bracket measured (``drops``), the file's drop is
+    interpolated between them instead: it grows faster than the scanned drop
+    (LeNet-5: 0.31 points at 8 scanned, 2.81 at 20), so the ratio through zero
+    of one round under-predicts a bigger step.
 
     Args:
         factor: the correction of the family (file drop per scanned point).
@@ -74,6 +79,7 @@ def next_scale(factor, last, lo, hi, raise_):
         lo: the largest scale whose file met the budget, or None.
         hi: the smallest scale whose file missed it, or None.
         raise_: the most the scale grows in one round.
+        drops: ``(drop at lo, drop at hi, budget)`` in points, when both are measured. Defaults to `None`.
 
     Returns:
         The scale (a float).
@@ -83,6 +89,8 @@ def next_scale(factor, last, lo, hi, raise_):
         13.856406460551018
     """
     want = min(AIM / factor, last * raise_)
+    if drops is not None and lo is not None and hi is not None and drops[0] < AIM * drops[2] < drops[1]:
+        want = lo + (AIM * drops[2] - drops[0]) * (hi - lo) / (drops[1] - drops[0])
     low = lo if lo is not None else 0.0
     high = hi if hi is not None else float("inf")
     if low < want < high:
