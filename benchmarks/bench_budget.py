@@ -56,7 +56,7 @@ def _say(row):
           flush=True)
 
 
-def lenet_rows(b, quick, tmp):
+def lenet_rows(b, quick, tmp, seed=0):
     e = dict(prune=1, cluster=1, qat=1) if quick else dict(prune=5, cluster=2, qat=1)
     lr, bs = b.spec.recipe().learning_rate, b.spec.recipe().batch_size
     train = (b.x_ft, b.y_ft)
@@ -71,7 +71,7 @@ def lenet_rows(b, quick, tmp):
     for name, fields in hand.items():
         t0 = time.perf_counter()
         res = tfcompress.optimize(b.base, train, b.val, recipe=Recipe(learning_rate=lr, batch_size=bs,
-                                  distillation=DISTILLATION, **fields), verbose=0, seed=0)
+                                  distillation=DISTILLATION, **fields), verbose=0, seed=seed)
         rows.append(_file_row(name + ", distilled", res.model, os.path.join(tmp, f"{len(rows)}.tflite"), b, b.rep_x,
                               seconds=time.perf_counter() - t0))
         _say(rows[-1])
@@ -79,7 +79,7 @@ def lenet_rows(b, quick, tmp):
                   pruning=Pruning(end=0.6, epochs=e["prune"]), clustering=Clustering(epochs=e["cluster"]),
                   quantization=Quantization(epochs=e["qat"]))
     t0 = time.perf_counter()
-    res = tfcompress.optimize(b.base, train, b.val, recipe=base, target="drop<=1.0", minimize="size", seed=0,
+    res = tfcompress.optimize(b.base, train, b.val, recipe=base, target="drop<=1.0", minimize="size", seed=seed,
                               progress=lambda line: print("  " + line, flush=True))
     budget = dict(res.report.budget)
     weights = res.plan.quantization.weights
@@ -107,12 +107,14 @@ def lenet_rows(b, quick, tmp):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="tiny settings (smoke test)")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the fine-tuning (the baseline stays seed 0); "
+                    "N > 0 writes budget_seedN.*")
     args = ap.parse_args(argv)
-    suffix = "_quick" if args.quick else ""
+    suffix = ("_quick" if args.quick else "") + (f"_seed{args.seed}" if args.seed else "")
     t_start = time.perf_counter()
     keras.utils.set_random_seed(0)
     b = lenet5_fashion(quick=args.quick)
-    rows, budget, budget_md = lenet_rows(b, args.quick, b.tmp)
+    rows, budget, budget_md = lenet_rows(b, args.quick, b.tmp, args.seed)
     command = "flock /tmp/tfc-bench.lock nice -n 10 .venv/bin/python -m benchmarks.bench_budget" + \
         ("" if not (argv or sys.argv[1:]) else " " + shlex.join(argv if argv is not None else sys.argv[1:]))
     result = {

@@ -155,7 +155,7 @@ def test_a_drop_budget_is_met_on_the_file_and_the_plan_reruns(tiny, digits, tmp_
     res = tfcompress.optimize(tiny, digits.train, val, recipe=base, target="drop<=3.0", epochs=1, seed=0, verbose=0)
     b = res.report.budget
     kept = next(r for r in b["rounds"] if r["round"] == b["kept_round"])
-    assert b["met"] and kept["drop"] <= 3.0 and res.plan.pruning is not None, b["markdown"]
+    assert b["met"] and kept["drop"] <= 3.0 and (res.plan.pruning or res.plan.channels) is not None, b["markdown"]
     assert "### Budget `drop<=3.0`" in res.report.to_markdown()
     assert b["held_out"]["samples"] == 150 and b["held_out"]["drop"] <= 3.0
     drop, zipped = _file_drop(tiny, res, digits, tmp_path, "a.tflite", val=val)
@@ -206,7 +206,10 @@ def test_rounds_raise_the_margin_while_the_file_has_slack_and_keep_the_best(tiny
                                 threads=1, samples=64)
     b = res.report.budget
     scales = [r["scale"] for r in b["rounds"]]
-    assert scales == [8.0, 24.0, 72.0][:len(scales)] and all(r["met"] for r in b["rounds"])
+    # a file that loses ~0 points: the correction is near its floor (1/64 point per scanned point), so each next
+    # round allows more, at most 3x the last and 80 % of the budget at the floor (51.2x)
+    assert scales[0] == 8.0 and all(r["met"] for r in b["rounds"])
+    assert all(a < b <= min(3 * a, 51.2 + 1e-9) for a, b in zip(scales, scales[1:]))
     if len(scales) < 3:  # stopped early: the next margin gave a plan already measured
         assert len(plans) == len(scales)
     assert [r["scanned_drop"] for r in b["rounds"]] == sorted(r["scanned_drop"] for r in b["rounds"])

@@ -3,9 +3,11 @@
 ``tfcompress.optimize(model, data, val, target=..., minimize=...)`` runs
 :func:`tfcompress.target.plan.run`: a per-layer sensitivity scan
 (:mod:`~tfcompress.target.sensitivity`), a greedy allocation under the budget
-(:mod:`~tfcompress.target.allocate`), the plan written as an ordinary recipe,
+(:mod:`~tfcompress.target.allocate`; size plans thin channels too:
+:mod:`~tfcompress.target.joint`), the plan written as an ordinary recipe,
 fine-tuning with distillation, and the budget checked on the exported int8
-(or int4) file, backing off when missed, the default recipe tried when no
+(or int4) file against the drop predicted (:mod:`~tfcompress.target.predict`),
+the next round aimed by what the measured ones taught, the default recipe tried when no
 round meets it; the scan and the rounds see a planning part of the
 validation data and the claim is measured on a held-back part
 (:mod:`~tfcompress.target.heldout`), and again on the shipped file

@@ -12,11 +12,14 @@ function that fine-tunes the model with one recipe.
    MAE...: :mod:`tfcompress.scoring`), zipped size and latency.
 2. Scan (:mod:`tfcompress.target.sensitivity`): per layer, prune to each
    level and cluster (int8), or prune and round to 4 bits (int4); per
-   channel group (latency), thin.
-3. Allocate (:mod:`tfcompress.target.allocate`) under the budget; a drop
-   budget allows ``scale`` times its points of *scanned* drop, because the
-   scan does not fine-tune and fine-tuning with distillation wins most of it
-   back (:data:`DROP_SCALE`).
+   channel group, thin (latency: FLOPs; size: each thinned candidate
+   fine-tuned briefly, :mod:`tfcompress.target.joint`).
+3. Allocate (:mod:`tfcompress.target.allocate`; a size plan thins channels
+   too: :mod:`tfcompress.target.joint`) under the budget; a drop budget
+   allows ``scale`` times its points of *scanned* drop, because the scan does
+   not fine-tune and fine-tuning with distillation wins most of it back
+   (round 1: :data:`DROP_SCALE`, the prior; then the correction learned from
+   the measured rounds, :mod:`tfcompress.target.predict`).
 4. The plan: an ordinary :class:`~tfcompress.recipe.Recipe` with per-layer
    fields (``pruning.per_layer`` + ``include``, ``clustering.include``,
    ``channels.per_layer``), QAT (``weights: int8`` or ``int4``: a plan-wide
@@ -24,11 +27,15 @@ function that fine-tunes the model with one recipe.
    distillation.
 5. Fine-tune, export (int8 or int4), measure the budget on the file, and retry, at most
    ``rounds`` rounds, each one reported, keeping the best file that meets the
-   budget: a drop budget brackets ``scale`` (missed: halve it, or the geometric
-   mean with the last met one; met with the file's drop under half the budget:
-   raise it 3x); a size or latency budget, missed, shrinks its cost goal by
-   the miss. A round whose plan is one already measured (the allocation is
-   saturated) is not trained: the run stops.
+   budget: each round reports its predicted drop beside the file's. A drop
+   budget learns, per weight family, the file's drop per scanned point and
+   sets the next ``scale`` to predict 80 % of the budget, inside the family's
+   bracket of the scales measured (above a met one, below a missed one; at
+   most 3x the last; met with the file's drop over 80 % of the budget, the
+   aim: stop); a size or latency budget, missed, shrinks its cost goal by
+   the miss, and ranks the plans meeting it by predicted drop. A round whose
+   plan is one already measured (the allocation is saturated) is not
+   trained: the run stops.
 6. No round met the budget: the default recipe (``base``'s own stages, what
    ``optimize`` does without ``target=``) runs once, measured alike, and is
    kept if it meets the budget (else the closest of all is kept: one that
@@ -44,8 +51,8 @@ The margin: on LeNet-5 / Fashion-MNIST (``benchmarks/bench_budget.py``) a plan
 allowed 4 points of scanned drop lost -0.7 points on the file after
 fine-tuning with distillation, and the best hand recipe's per-layer settings
 add up to about 24 scanned points for 0.75 points on the file: the scan is
-5-30x pessimistic, so round 1 allows 8x and the bracket moves from there
-(24x, the hand recipe's ratio, next when the file has slack). Starting at 24x
+5-30x pessimistic, so round 1 allows 8x and the correction moves from there
+(at most 3x a round). Starting at 24x
 missed on a tiny model fine-tuned 1 epoch (tests/test_target.py): how much
 fine-tuning wins back depends on the training, so round 1 stays careful.
 
@@ -72,21 +79,24 @@ from tfcompress.pruning.config import Pruning
 from tfcompress.quantization import nbit
 from tfcompress.quantization.config import Quantization
 from tfcompress.recipe import Distillation
-from tfcompress.report import markdown_table
 from tfcompress.scoring import Scorer, count, take
 from tfcompress.target import heldout
 from tfcompress.target.allocate import greedy
 from tfcompress.target.budget import check_minimize, parse_target
 from tfcompress.target.fast import TOLERANCE, faster_mix
+from tfcompress.target.joint import SIZE_RATIOS, TUNE_SAMPLES, joint_greedy, thin_options
+from tfcompress.target.predict import AIM, Correction, next_scale
 from tfcompress.target.sensitivity import CLUSTERS, channel_options, weight_options
+from tfcompress.target.table import markdown
 from tfcompress.task import Task
 
 __all__ = ["run", "plan_recipe", "DROP_SCALE", "ROUNDS", "SCAN_SAMPLES", "WEIGHTS"]
 
 #: Points of scanned (not fine-tuned) drop allowed per point of budget in round 1 (see the module docstring).
 DROP_SCALE = 8.0
-#: A met round whose file drop is under SLACK x the budget raises the margin RAISE times for the next round.
-SLACK, RAISE = 0.5, 3.0
+#: A met round whose file drop is under SLACK x the budget goes on (the next aims at predict.AIM of it; the margin
+#: grows at most RAISE times a round); over it, the next round could only aim lower: stop.
+SLACK, RAISE = AIM, 3.0
 ROUNDS = 3
 #: The weight formats a size plan chooses between (a plan-wide choice: QAT quantizes every layer alike).
 WEIGHTS = ("int8", "int4")
@@ -99,7 +109,8 @@ def plan_recipe(base, settings, clusters=CLUSTERS, weights="int8"):
     Args:
         base: the :class:`Recipe` whose training settings (learning rate,
             batch size, optimizer, seed, each stage's epochs) the plan keeps.
-        settings: ``{unit name: {"sparsity": s, "clustered": bool} | {"ratio": r}}``.
+        settings: ``{layer name: {"sparsity": s, "clustered": bool, "ratio": r}}`` (any of the
+            three: a layer may be thinned and pruned).
         clusters: the cluster count of the clustered layers. Defaults to :data:`CLUSTERS`.
         weights: the QAT weight format, ``"int8"`` or ``"int4"`` (then no
             clustering: the 4-bit grid replaces it). Defaults to `"int8"`.
@@ -124,28 +135,40 @@ def plan_recipe(base, settings, clusters=CLUSTERS, weights="int8"):
     if clustered:
         clustering = Clustering(number_of_clusters=clusters, epochs=c.epochs,
                                 include=[re.escape(n) for n in clustered])
-    if thinned:
-        ch = base.channels or Channels()
+    if thinned:  # without a channels stage in base, the thinned layers fine-tune as long as pruned ones would
+        ch = base.channels or Channels(epochs=base.pruning.epochs if base.pruning else Channels().epochs)
         channels = Channels(ratio=0.0, per_layer=thinned, epochs=ch.epochs, criterion=ch.criterion)
     quantization = dataclasses.replace(base.quantization or Quantization(), weights=weights)
     return base.replace(channels=channels, pruning=pruning, clustering=clustering, quantization=quantization,
                         distillation=base.distillation or Distillation())
 
 
-def _allocate(families, target, scale, goal):
+def _allocate(families, target, scale, goal, correction=None):
     """The plan of each weight format under the round's margin; the one estimated best.
 
     Returns ``(weights, units, allocation, starting cost, starting drop)``:
     an int4 plan starts from every layer at 4 bits (its scanned drop counted).
+    A family ``(units, cost, channel units)`` (a size plan) allocates weight
+    settings and thinning together (:func:`~tfcompress.target.joint.joint_greedy`);
+    its ``units`` returned are both kinds. ``scale``: one, or one per family;
+    ``correction`` (:class:`~tfcompress.target.predict.Correction`) ranks the
+    plans that meet a cost goal by predicted drop.
     """
     out = []
-    for weights, (units, start) in families.items():
+    for weights, (units, start, *thin) in families.items():
         start_drop = sum(max(u.options[0].drop, 0.0) for u in units)
-        allow = None if target.metric != "drop" else max(target.limit * scale - start_drop, 0.0)
-        alloc = greedy(units, max_drop=allow, max_cost=goal, base_cost=start)
+        s = scale[weights] if isinstance(scale, dict) else scale
+        allow = None if target.metric != "drop" else max(target.limit * s - start_drop, 0.0)
+        if thin:
+            rest = start - sum(u.options[0].cost for u in units)
+            alloc = joint_greedy(units, thin[0], max_drop=allow, max_cost=goal, rest=rest)
+            units = [*units, *thin[0]]
+        else:
+            alloc = greedy(units, max_drop=allow, max_cost=goal, base_cost=start)
         cost, drop = start - alloc.saved, start_drop + alloc.drop
         # a drop budget: the smallest estimate; a size/latency budget: the least drop among those that meet it
-        rank = (cost,) if goal is None else ((0, drop) if cost <= goal else (1, cost))
+        pred = drop if correction is None else correction.predict(weights, drop)
+        rank = (cost,) if goal is None else ((0, pred) if cost <= goal else (1, cost))
         out.append((rank, weights, units, alloc, start, start_drop))
     _, weights, units, alloc, start, start_drop = min(out, key=lambda r: r[0])
     return weights, units, alloc, start, start_drop
@@ -171,7 +194,8 @@ def _samples(model, task, train_data, validation_data, limit):
 
 
 def run(model, train_data, validation_data, target, minimize, base, run_recipe, threads=2, rounds=ROUNDS,
-        scale=DROP_SCALE, samples=SCAN_SAMPLES, say=None, weights=WEIGHTS, task=None, hold_back=heldout.FRACTION):
+        scale=DROP_SCALE, samples=SCAN_SAMPLES, say=None, weights=WEIGHTS, task=None, hold_back=heldout.FRACTION,
+        thin=SIZE_RATIOS):
     """Budget mode (see the module docstring).
 
     Args:
@@ -196,6 +220,8 @@ def run(model, train_data, validation_data, target, minimize, base, run_recipe, 
             (a classifier: accuracy points).
         hold_back: the share of the validation samples held back from planning.
             Defaults to :data:`tfcompress.target.heldout.FRACTION`.
+        thin: the channel ratios a size plan may thin each group by (empty: no
+            thinning). Defaults to :data:`tfcompress.target.joint.SIZE_RATIOS`.
 
     Returns:
         ``(result, plan)``: the kept round's OptimizeResult (its
@@ -211,7 +237,8 @@ def run(model, train_data, validation_data, target, minimize, base, run_recipe, 
         raise RecipeError("target= needs validation_data: the budget is checked on it.")
     say = say or (lambda line: None)
     task = task if task is not None else Task("sparse_categorical_crossentropy", ["accuracy"])
-    xv, yv, rep_x = _samples(model, task, train_data, validation_data, 200)
+    xv, yv, tune_x = _samples(model, task, train_data, validation_data, TUNE_SAMPLES)
+    rep_x = take(tune_x, 200)
     held = heldout.split(count(xv), hold_back)[2]
     (xp, yp), (xh, yh) = heldout.parts(xv, yv, held)
     notes = [] if held["separate"] else [
@@ -239,10 +266,11 @@ def run(model, train_data, validation_data, target, minimize, base, run_recipe, 
             units = weight_options(model, xs, ys, scorer=scorer)
             kernels = sum(u.options[0].cost for u in units)
             base_cost = max(float(ref["int8"]["zipped_bytes"]), kernels)  # the rest of the file: biases, graph, ...
-            families["int8"] = (units, base_cost)
+            thinning = _thin_units(model, xs, ys, scorer, thin, notes, say, tune_x)
+            families["int8"] = (units, base_cost, thinning)
             if "int4" in weights:  # a plan-wide choice (QAT quantizes every layer alike), scanned and priced as int4
                 u4 = weight_options(model, xs, ys, weights="int4", scorer=scorer)
-                families["int4"] = (u4, base_cost - kernels + sum(u.options[0].cost for u in u4))
+                families["int4"] = (u4, base_cost - kernels + sum(u.options[0].cost for u in u4), thinning)
         say(f"scanned {len(units)} {'channel groups' if latency else 'layers'} on {count(xs)} samples"
             f" ({', '.join(families)} weights)")
 
@@ -259,9 +287,11 @@ def run(model, train_data, validation_data, target, minimize, base, run_recipe, 
             return 1, int(not target.keeps_floor(got["drop"])), excess  # a miss that keeps the floor first
 
         goal = None if target.metric == "drop" else target.limit / unit_of_cost
-        history, kept, lo, hi, seen = [], None, None, None, set()
+        history, kept, lo, hi, seen, at = [], None, {}, {}, set(), {}  # lo/hi: per family, the bracket of scales
+        correction, scales = Correction(1.0 / DROP_SCALE), dict.fromkeys(families, scale)  # round 1: the prior
         for i in range(rounds):
-            fmt, units, alloc, start, start_drop = _allocate(families, target, scale, goal)
+            fmt, units, alloc, start, start_drop = _allocate(families, target, scales, goal, correction)
+            scale = scales[fmt]
             key = (fmt, repr(sorted(alloc.settings(units).items())))
             if key in seen:  # the margin moved, the plan did not: another round would train the same recipe
                 say(f"round {i + 1}: scale {scale:g} gives a plan already measured: stop")
@@ -277,23 +307,29 @@ def run(model, train_data, validation_data, target, minimize, base, run_recipe, 
                 say(notes[-1])
                 del families["int4"]
                 continue
+            scanned = start_drop + alloc.drop
             history.append({"round": i + 1, "scale": scale if target.metric == "drop" else None, "weights": fmt,
                             "estimated_cost": round((start - alloc.saved) * unit_of_cost, 3),
-                            "scanned_drop": round(start_drop + alloc.drop, 3), "plan": alloc.settings(units), **got,
-                            "met": met})
-            say(f"round {i + 1}: {fmt} weights, drop {got['drop']:.3g} {scorer.unit}, {got['zipped_bytes']} B zipped, "
+                            "scanned_drop": round(scanned, 3),
+                            "predicted_drop": round(correction.predict(fmt, scanned), 3),
+                            "plan": alloc.settings(units), **got, "met": met})
+            correction.learn(fmt, scanned, got["drop"])
+            say(f"round {i + 1}: {fmt} weights, drop {got['drop']:.3g} {scorer.unit} (predicted "
+                f"{history[-1]['predicted_drop']:.3g}), {got['zipped_bytes']} B zipped, "
                 f"{got['ms']:.3g} ms: {'met' if met else 'missed'}")
             if kept is None or rank(got, met) < kept["rank"]:
                 kept = {"result": result, "plan": plan, "met": met, "got": got, "rank": rank(got, met),
                         "round": i + 1, "path": path, "units": units}
-            if target.metric == "drop":  # bracket the margin: up while the file has slack, down after a miss
+            if target.metric == "drop":  # the corrected prediction aims the next round, inside the bracket
                 if met:
-                    lo = scale
+                    lo[fmt] = scale
                     if got["drop"] > SLACK * target.limit:
                         break
                 else:
-                    hi = scale
-                scale = scale * RAISE if hi is None else (scale / 2 if lo is None else (lo * hi) ** 0.5)
+                    hi[fmt] = scale
+                at[(fmt, scale)] = got["drop"]
+                scales = {f: next_scale(correction.factor(f), scales[f], lo.get(f), hi.get(f), RAISE,
+                                        _ends(at, f, lo, hi, target.limit)) for f in families}
             elif met:
                 break
             else:
@@ -327,12 +363,32 @@ def run(model, train_data, validation_data, target, minimize, base, run_recipe, 
         "reference": ref, "threads": threads, "scan_samples": count(xs),
         "held_out": {**held, **check, "met": met},
         "sensitivity": [u.to_dict() for u in units], "rounds": history, "notes": notes,
-        "weights": fmt, "faster_file": fast,
+        "weights": fmt, "faster_file": fast, "correction": correction.to_dict(),
         "file": ("mixed" if fast and "per_layer" in fast and minimize == "latency" else fmt),
         "kept_round": kept["round"],
     }
     result.report.budget["markdown"] = markdown(result.report.budget)
     return result, plan
+
+
+def _ends(at, f, lo, hi, limit):
+    """The file drops measured at family ``f``'s bracket ends (for the interpolation), or None."""
+    if f in lo and f in hi:
+        return at[(f, lo[f])], at[(f, hi[f])], limit
+    return None
+
+
+def _thin_units(model, xs, ys, scorer, ratios, notes, say, tune_x):
+    """The channel units of a size plan (:func:`~tfcompress.target.joint.thin_options`, each candidate fine-tuned
+    briefly on ``tune_x``); none if it cannot thin."""
+    if not ratios:
+        return []
+    try:
+        return thin_options(model, xs, ys, ratios=ratios, scorer=scorer, tune_x=tune_x)
+    except TfcompressError as e:
+        notes.append(f"no channel thinning in the size plan: {first_line(e)}")
+        say(notes[-1])
+        return []
 
 
 def _weights(recipe):
@@ -351,7 +407,7 @@ def _default(attempt, rank, base, kept, history, notes, target, scorer, say):
         notes.append(f"the default recipe ({stages}) failed on this model: {first_line(e)}")
         return kept
     history.append({"round": "default", "scale": None, "weights": _weights(base), "estimated_cost": None,
-                    "scanned_drop": None, "plan": {}, **got, "met": met})
+                    "scanned_drop": None, "predicted_drop": None, "plan": {}, **got, "met": met})
     say(f"default recipe: drop {got['drop']:.3g} {scorer.unit}, {got['zipped_bytes']} B zipped, {got['ms']:.3g} ms: "
         f"{'met' if met else 'missed'}")
     if kept is None or rank(got, met) < kept["rank"]:
@@ -403,49 +459,3 @@ def _fast_note(fmt, got, f32_ms, threads, fast, minimize, unit="points"):
     return (f"{slow}; a per-op precision mix is not: {mix}, {fast['ms']:.3g} ms (float32 {fast['float32_ms']:.3g} in "
             f"the same session), {fast['zipped_bytes']} B zipped, drop {fast['drop']:.3g} {unit}; {use} "
             "(tfcompress.target.export_file, or tflite_export.mixed.export_mixed of fast.float_model(result.model))")
-
-
-def _scanned(unit, setting):
-    return next(o for o in unit["options"] if o["setting"] == setting)
-
-
-def markdown(b):
-    """The budget section of the report: the target, each round, the held-back check, the per-layer plan and why."""
-    f32, unit = b["reference"]["float32"], "pts" if b.get("unit", "points") == "points" else b["unit"]
-    lines = [f"### Budget `{b['target']}` (minimize {b['minimize']}): {'met' if b['met'] else 'NOT met'}", "",
-             f"Drops in {b.get('metric', 'accuracy')} ({unit}; "
-             f"{'lower' if b.get('lower_is_better') else 'higher'} is better), against the float32 model.", "",
-             markdown_table(
-                 ("round", "weights", f"scanned drop ({unit})", f"drop on the file ({unit})", "zipped B",
-                  "× vs float32", "ms", "met"),
-                 [(str(r["round"]), r.get("weights", "int8"),
-                   "-" if r["scanned_drop"] is None else f"{r['scanned_drop']:.3g}", f"{r['drop']:.3g}",
-                   str(r["zipped_bytes"]), f"{f32['zipped_bytes'] / r['zipped_bytes']:.1f}", f"{r['ms']:.3g}",
-                   "yes" if r["met"] else "no") for r in b["rounds"]])]
-    h = b.get("held_out")
-    if h:  # the kept round's file on the samples the plan never saw (tfcompress.target.heldout)
-        part = (f"{h['samples']} of {h['of']} validation samples held back (seeded; the scan and the rounds saw "
-                f"the other {h['planning_samples']})" if h["separate"] else
-                f"all {h['of']} validation samples (too few to hold any back: the plan was tuned on them)")
-        lines += ["", f"Drops in the table: on the planning samples. Kept round {b['kept_round']} on {part}: drop "
-                  f"{h['drop']:.3g} {unit}, 95 % CI [{h['ci95'][0]:.3g}, {h['ci95'][1]:.3g}] ({h['ci_method']}): "
-                  f"{'meets' if h['met'] else 'does NOT meet'} the budget."]
-    s = b.get("shipped")
-    if s:  # the budget measured again on the file that ships (tfcompress.target.shipped)
-        ci = f", 95 % CI [{s['ci95'][0]:.3g}, {s['ci95'][1]:.3g}]" if s.get("ci95") else ""
-        lines += ["", f"Shipped `{s['file']}`: drop {s['drop']:.3g} {unit}{ci} on {s.get('samples', '?')} held-back "
-                  f"samples, {s['zipped_bytes']} B zipped, {s['ms']:.3g} ms ({s['threads']} thread(s)): "
-                  f"{'meets' if s['met'] else 'does NOT meet'} the budget."]
-    kept = next(r for r in b["rounds"] if r["round"] == b["kept_round"])
-    if kept["round"] == "default":
-        lines += ["", "The default recipe ships (no per-layer plan): the recipe given, its own stages; no planned "
-                  "round met the budget."]
-    else:
-        by_name = {u["name"]: u for u in b["sensitivity"]}
-        lines += ["", f"Plan of round {kept['round']} (scan: one layer at a time, no fine-tuning, "
-                  f"{b['scan_samples']} planning samples; the kept round):", "",
-                  markdown_table(("layer", "setting", f"scanned drop ({unit})"), [
-                      (name, setting, f"{_scanned(by_name[name], setting)['drop_points']:.3g}")
-                      for name, setting in kept["plan"].items()])]
-    lines += [f"- note: {n}" for n in b["notes"]]
-    return "\n".join(lines) + "\n"

@@ -9,11 +9,15 @@ accuracy or IoU, the metric's own unit for an MAE: :mod:`tfcompress.scoring`)
 on a validation sample when **only** that unit is changed, without
 fine-tuning. Option 0 is the unit untouched.
 
-The size of a kernel is modelled as its weight count times the entropy (bits)
-of its int8 values (symmetric, per output channel), times :data:`DEFLATE`:
-zip is an entropy coder that does not quite reach the entropy. Pruning adds
-zeros and clustering leaves ``k`` distinct values, so both lower the entropy;
-the model is re-checked on the exported file anyway.
+The size of a kernel is its int8 (or int4) values (symmetric, per output
+channel), laid out as the .tflite file stores them (output channel first;
+int4: two values a byte), deflated at level 9 as the file's zip is
+(:func:`zipped_bytes`). Pruning adds zeros and clustering leaves ``k``
+distinct values, so both lower it. An entropy model (:func:`int8_bits` times
+:data:`DEFLATE`) was used before: it priced a 94 % sparse int4 kernel ~20 %
+under its deflated size (deflate pays for where the nonzeros are,
+docs/RESULTS.md, int4 section), which overrated deep pruning against
+thinning. The estimate is re-checked on the exported file anyway.
 
 Example:
     >>> units = weight_options(model, x_val[:1000], y_val[:1000])  # doctest: +SKIP
@@ -21,6 +25,7 @@ Example:
     [({}, 0.0), ({'sparsity': 0.0, 'clustered': True}, 0.1)]
 """
 
+import zlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -32,8 +37,8 @@ from tfcompress.scoring import accuracy, count
 from tfcompress.target.latency import thinned_ms
 from tflite_export import ExportError
 
-__all__ = ["Option", "Unit", "weight_options", "channel_options", "int8_bits", "fake_quant", "SPARSITIES", "CLUSTERS",
-           "DEFLATE", "RATIOS"]
+__all__ = ["Option", "Unit", "weight_options", "channel_options", "int8_bits", "zipped_bytes", "fake_quant",
+           "SPARSITIES", "CLUSTERS", "DEFLATE", "RATIOS"]
 
 #: Sparsity levels scanned per layer.
 SPARSITIES = (0.5, 0.7, 0.8, 0.9, 0.95, 0.98)
@@ -47,28 +52,45 @@ DEFLATE = 1.15
 
 @dataclass
 class Option:
-    """One setting of one unit: its cost (bytes, predicted ms or FLOPs) and scanned drop (the metric's unit)."""
+    """One setting of one unit: its cost (bytes, predicted ms or FLOPs) and scanned drop (the metric's unit).
+
+    ``shrink`` (a size plan's channel option, :mod:`tfcompress.target.joint`):
+    ``{layer name: share of its kernel kept}``.
+    """
 
     setting: dict
     cost: float
     drop: float
+    shrink: dict | None = None
 
     def to_dict(self):
-        return {"setting": self.setting, "cost": float(f"{float(self.cost):.4g}"), "drop_points": round(self.drop, 3)}
+        out = {"setting": self.setting, "cost": float(f"{float(self.cost):.4g}"), "drop_points": round(self.drop, 3)}
+        if self.shrink:
+            out["shrink"] = {k: round(float(v), 4) for k, v in self.shrink.items()}
+        return out
 
 
 @dataclass
 class Unit:
-    """A layer (``kind="weights"``) or channel group (``kind="channels"``) and its options, option 0 untouched."""
+    """A layer (``kind="weights"``) or channel group (``kind="channels"``) and its options, option 0 untouched.
+
+    ``weight``: scanned points the allocation counts per point of this unit's
+    drop (:data:`tfcompress.target.joint.TUNED_WEIGHT` for a briefly fine-tuned
+    candidate, whose drop is measured nearer the file's than the raw scan's).
+    """
 
     name: str
     kind: str
     weights: int
     options: list = field(default_factory=list)
+    weight: float = 1.0
 
     def to_dict(self):
-        return {"name": self.name, "kind": self.kind, "weights": self.weights,
-                "options": [o.to_dict() for o in self.options]}
+        out = {"name": self.name, "kind": self.kind, "weights": self.weights,
+               "options": [o.to_dict() for o in self.options]}
+        if self.weight != 1.0:
+            out["drop_weight"] = self.weight
+        return out
 
 
 def _levels(w, bits=8, per_channel=True):
@@ -134,8 +156,25 @@ def _cluster(w, k, iters=12):
     return out
 
 
+def zipped_bytes(w, bits=8, per_channel=True):
+    """Deflated bytes of ``w`` quantized to ``bits`` (8 or 4) as a .tflite stores it: output channel first, int4 packed.
+
+    Example:
+        >>> zipped_bytes(np.zeros((64, 64))) < 60
+        True
+    """
+    q, _ = _levels(w, bits, per_channel)
+    q = np.moveaxis(q.reshape(np.shape(w)), -1, 0).ravel() if np.ndim(w) > 1 else q.ravel()
+    if bits == 4:
+        q = np.append(q, 0) if q.size % 2 else q
+        raw = ((q[0::2] & 0xF) | ((q[1::2] & 0xF) << 4)).astype(np.uint8).tobytes()
+    else:
+        raw = q.astype(np.int8).tobytes()
+    return len(zlib.compress(raw, 9)) - 6  # zlib's header and checksum: not in a zip entry
+
+
 def _bytes(kernels, bits=8, per_channel=True):
-    return sum(DEFLATE * k.size * int8_bits(k, bits, per_channel) / 8 for k in kernels)
+    return float(sum(zipped_bytes(k, bits, per_channel) for k in kernels))
 
 
 def weight_options(model, x, y, sparsities=SPARSITIES, clusters=CLUSTERS, baseline=None, weights="int8",
