@@ -341,7 +341,7 @@ def predict_model(model, mode: str = "float32", representative_data=None, thread
 
     Args:
         model: a tf_keras model.
-        mode: an export mode (:data:`tflite_export.MODES`). Defaults to `"float32"`.
+        mode: an export mode (``tflite_export.convert.MODES``: "float32", "int8", ...). Defaults to `"float32"`.
         representative_data: calibration inputs, for the quantized modes. Defaults to `None`.
         threads: XNNPACK threads. Defaults to `1`.
         folder: the cache folder. Defaults to `None` (:func:`cache_dir`).

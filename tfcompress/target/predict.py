@@ -15,7 +15,7 @@ on LeNet-5).
 the drop on the file. The next round of a drop budget allows the scanned
 drop that predicts :data:`AIM` of the budget (:func:`next_scale`), kept inside
 the bracket of the scales already measured (above a met one, below a
-missed one) and at most :data:`~tfcompress.target.plan.RAISE` times the last.
+missed one) and at most ``tfcompress.target.plan.RAISE`` times the last.
 
 Example:
     >>> c = Correction(prior=1 / 8)
