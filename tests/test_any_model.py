@@ -126,6 +126,7 @@ def test_segmenter_end_to_end_in_iou(tmp_path):
     assert rows["float32"]["agreement"] > 0.999 and rows["int8"]["agreement"] > 0.5
     md = (tmp_path / "out" / "report.md").read_text()
     assert "| file | iou |" in md and "1 - |file - Keras|" in md
+    assert "median of ≥2 runs after warm-up" in md  # what --timing-runs asked, not the default's 50
 
 
 def test_two_inputs_as_a_list_and_as_a_dict(tmp_path):

@@ -72,6 +72,7 @@ class JobReport:
     dataset: str
     recipe: dict
     threads: int
+    timing_runs: int = TIMING_RUNS  # the least timed runs per file (after warm-up)
     files: list = field(default_factory=list)
     optimize: dict = field(default_factory=dict)
     timings: dict = field(default_factory=dict)
@@ -131,7 +132,7 @@ class JobReport:
             f"# tfcompress report: `{self.model}` on {self.dataset}", "",
             *[f"**{n}**\n" for n in self.lead],
             f"tfcompress {self.version}; timings on XNNPACK, {self.threads} thread(s), "
-            "median of ≥50 runs after warm-up.", "",
+            f"median of ≥{self.timing_runs} runs after warm-up.", "",
             *([f"Data: {self.data['source']}, {self.data['scaling']}.", ""] if self.data.get("scaling") else []),
             markdown_table(list(self.columns()), self._rows()), "",
             "Compression is the float32 file's zipped size divided by each file's zipped size.",
@@ -306,7 +307,7 @@ def run_job(model: Any, data: Any, *, recipe: RecipeLike = None, out: str | os.P
     task = task_for(model, loss, metrics, loss_weights, compiled=compile_config_of(model))
     check_splits(data, model, classifier=task.classifier)  # labels, shapes, dtypes: before any training
     rep = JobReport(model=model.name, dataset=data.name, recipe=recipe.to_dict(), threads=threads,
-                    data=data.info() if hasattr(data, "info") else {})
+                    timing_runs=timing_runs, data=data.info() if hasattr(data, "info") else {})
     t_all = time.perf_counter()
 
     if train_epochs:
