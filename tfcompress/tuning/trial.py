@@ -400,8 +400,8 @@ class TrialContext:
         ``count / n`` each. The result's report and history cover both runs.
         """
         callbacks = [_FailOnNaN(), _SaveTrained(os.path.join(folder, "trained.weights.h5"))]
-        # A search reads the report's scores, never a per-epoch val_* figure: validation every
-        # epoch only for TensorBoard's curves (~2.3 s of a digits trial's ~7 s outside its epochs)
+        # A search reads the report's scores, never a per-epoch val_* figure: validation every epoch
+        # only for TensorBoard's curves (a traced test function and a pass per stage epoch fewer)
         common = dict(verbose=0, strategy=self.strategy, seed=recipe.seed, tensorboard=tensorboard,
                       callbacks=callbacks, progress=progress, epoch_validation=tensorboard is not None)
         n = len(first_array(self.train[0]))
