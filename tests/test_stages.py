@@ -69,6 +69,23 @@ def test_pqat_keeps_the_zeros_of_a_layer_qat_leaves_in_float():
     assert res.report.layer("conv1d").sparsity >= 0.49
 
 
+def test_cqat_keeps_the_clusters_of_a_layer_qat_leaves_in_float():
+    # the report said "clustered: 8 unique values" while the QAT model's Conv1D held 96
+    L = keras.layers
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([L.Input((64, 4)), L.Conv1D(8, 3, name="conv1d", activation="relu"),
+                              L.GlobalAveragePooling1D(), L.Dense(3, name="out", activation="softmax")])
+    x = np.random.default_rng(0).normal(size=(256, 64, 4)).astype("float32")
+    y = (x[:, :, 0].mean(axis=1) > 0).astype("int64")
+    res = tfcompress.optimize(model, (x, y), recipe=Recipe(pruning=None,
+                                                           clustering=Clustering(number_of_clusters=8, epochs=1),
+                                                           quantization=Quantization(epochs=2)),
+                              verbose=0, check_baseline=False)
+    assert res.report.layer("conv1d").stages["clustering"] == "clustered: 8 unique values"
+    assert res.report.stages[1]["scheme"] == "cqat"
+    assert len(np.unique(_kernel(res.model, "conv1d"))) <= 8
+
+
 def test_scheme_override_plain_qat_after_pruning(trained_digits, digits):
     res = _run(trained_digits, digits, pruning=Pruning(final_sparsity=0.5, epochs=1),
                quantization=Quantization(epochs=1, scheme="qat"))

@@ -27,11 +27,11 @@ Example:
 
 import numpy as np
 
-from tfcompress._keras import keras, tfmot
+from tfcompress._keras import keras, tf, tfmot
 from tfcompress._model import clone
 from tfcompress.errors import RecipeError, UnsupportedModelError, first_line
 
-__all__ = ["BITS", "INT4_LAYERS", "wrap", "zero_keeper", "describe", "low_bit_answer"]
+__all__ = ["BITS", "INT4_LAYERS", "wrap", "zero_keeper", "cluster_keeper", "describe", "low_bit_answer"]
 
 #: ``Quantization.weights`` -> weight bits of the n-bit scheme.
 BITS = {"int4": 4, "int2": 2}
@@ -155,6 +155,46 @@ def zero_keeper(qat_model, min_sparsity=0.05, quantized=True):
         if w.size and np.mean(w == 0) >= min_sparsity:
             pairs.append((var, (w != 0).astype(w.dtype)))
     return _KeepZeros(pairs) if pairs else None
+
+
+class _KeepClusters(keras.callbacks.Callback):
+    def __init__(self, pairs):
+        super().__init__()
+        self.pairs = pairs  # (variable, its weights' cluster ids, cluster count)
+
+    def on_train_batch_end(self, batch, logs=None):
+        for var, ids, k in self.pairs:  # each cluster moves to the mean of its trained weights (as CQAT does)
+            flat = tf.reshape(var, [-1])
+            var.assign(tf.reshape(tf.gather(tf.math.unsorted_segment_mean(flat, ids, k), ids), var.shape))
+
+
+def cluster_keeper(qat_model, max_clusters=256):
+    """A callback that keeps the clusters of the kernels QAT leaves in float through CQAT, or None.
+
+    TF-MOT's cluster-preserving QAT keeps the clusters of the layers it
+    quantizes only: a clustered ``Conv1D`` (no quantize config) came out of
+    CQAT with 96 distinct values where the report said 8. Here every such
+    kernel with at most ``max_clusters`` distinct values (fewer than its
+    weights) keeps each weight's cluster: after each training batch a cluster's
+    weights all take their mean. Run it before :func:`zero_keeper`, which then
+    puts the pruned zeros back.
+
+    Args:
+        qat_model: the QAT model, before training.
+        max_clusters: kernels with more distinct values are not clustered. Defaults to `256`.
+
+    Returns:
+        A ``keras.callbacks.Callback``, or None when no float kernel is clustered.
+
+    Example:
+        >>> cb = cluster_keeper(qat)                               # doctest: +SKIP
+    """
+    pairs = []
+    for var in _kernels(qat_model, quantized=False):
+        values, ids = np.unique(var.numpy().ravel(), return_inverse=True)
+        if 1 < len(values) <= max_clusters and len(values) < var.numpy().size:
+            pairs.append((var, tf.constant(ids.astype("int32")), len(values)))
+    return _KeepClusters(pairs) if pairs else None
 
 
 def describe(stage, scheme):

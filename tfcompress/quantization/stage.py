@@ -36,10 +36,10 @@ def run_stage(run, model, stage):
     result = StageResult(model, epochs=epochs, steps=run.steps(epochs), extra={"scheme": scheme})
     with run.float16_scope("quantization", result):
         qat, result.records = quantization.wrap(model, stage, scheme=scheme)
-        # sparsity kept where TF-MOT does not: n-bit kernels, and the layers QAT leaves in float
-        keep = (nbit.zero_keeper(qat, quantized=stage.weights in nbit.BITS) if scheme in ("pqat", "pcqat")
-                else None)
-        result.history = run.fit(qat, epochs, callbacks=[keep] if keep else (),
+        # sparsity and clusters kept where TF-MOT does not: n-bit kernels, the layers QAT leaves in float
+        keep = [nbit.cluster_keeper(qat) if scheme in ("cqat", "pcqat") else None,
+                nbit.zero_keeper(qat, quantized=stage.weights in nbit.BITS) if scheme in ("pqat", "pcqat") else None]
+        result.history = run.fit(qat, epochs, callbacks=[k for k in keep if k is not None],
                                  lr_scale=stage.learning_rate_scale, stage=stage, name="quantization")
     result.model = qat
     name = nbit.describe(stage, scheme) if stage.weights in nbit.BITS else _SCHEME_NAMES[scheme]
