@@ -17,9 +17,9 @@ __all__ = ["worse_than_float", "slower_than_float", "none_faster", "main_slower"
            "unlike_keras", "stored_weights", "misnamed"]
 
 
-def _float32(files, key):
-    """The float32 file's ``key`` value (its accuracy, score or median ms), or None."""
-    return next((f.get(key) for f in files if f["name"] == "float32"), None)
+def _value(files, name, key):
+    """The ``key`` value (accuracy, score or median ms) of the file called ``name``, or None."""
+    return next((f.get(key) for f in files if f["name"] == name), None)
 
 
 def worse_than_float(files, metric):
@@ -32,7 +32,7 @@ def worse_than_float(files, metric):
         'int8.tflite scores iou 0.3 against'
     """
     key = "accuracy" if metric == "accuracy" else "score"
-    base = _float32(files, key)
+    base = _value(files, "float32", key)
     notes = []
     for f in files:
         v = f.get(key)
@@ -53,7 +53,7 @@ def slower_than_float(files, threads):
         >>> slower_than_float([{"name": "float32", "median_ms": 1.0}, {"name": "int8", "median_ms": 2.0}], 1)[0][:40]
         'int8.tflite is slower than float32.tflit'
     """
-    base = _float32(files, "median_ms")
+    base = _value(files, "float32", "median_ms")
     notes = []
     for f in files:
         ms = f.get("median_ms")
@@ -73,7 +73,7 @@ def none_faster(files, threads):
         >>> none_faster([{"name": "float32", "median_ms": 1.0}, {"name": "int8", "median_ms": 2.0}], 1)[0][:46]
         'No compressed file is faster than float32.tfli'
     """
-    base = _float32(files, "median_ms")
+    base = _value(files, "float32", "median_ms")
     timed = [f for f in files if f["name"] != "float32" and f.get("median_ms")]
     if not base or not timed or any(f["median_ms"] < base for f in timed):
         return []
@@ -91,8 +91,8 @@ def main_slower(files, name, threads):
         >>> main_slower([{"name": "float32", "median_ms": 1.0}, {"name": "int4", "median_ms": 2.0}], "int4", 1)[0][:37]
         'int4.tflite, the file budget mode shi'
     """
-    base = _float32(files, "median_ms")
-    got = next((f.get("median_ms") for f in files if f["name"] == name), None)
+    base = _value(files, "float32", "median_ms")
+    got = _value(files, name, "median_ms")
     if not base or not got or got <= base:
         return []
     return [f"{name}.tflite, the file budget mode ships, runs slower than float32.tflite on this machine: "
@@ -109,8 +109,8 @@ def fast_not_fast(files, threads, tolerance):
         >>> fast_not_fast([{"name": "float32", "median_ms": 1.0}, {"name": "fast", "median_ms": 1.2}], 1, 0.05)[0][:44]
         'fast.tflite is not fast on this machine now:'
     """
-    base = _float32(files, "median_ms")
-    got = next((f.get("median_ms") for f in files if f["name"] == "fast"), None)
+    base = _value(files, "float32", "median_ms")
+    got = _value(files, "fast", "median_ms")
     if not base or not got or got <= base * (1 + tolerance):
         return []
     return [f"fast.tflite is not fast on this machine now: {got:.3g} ms against float32.tflite's {base:.3g} ms "
