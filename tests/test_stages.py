@@ -86,6 +86,29 @@ def test_cqat_keeps_the_clusters_of_a_layer_qat_leaves_in_float():
     assert len(np.unique(_kernel(res.model, "conv1d"))) <= 8
 
 
+def test_a_layer_pruning_left_too_few_weights_to_cluster_is_skipped_with_why():
+    # 80 % pruning left the Dense(3) ~5 non-zero weights; 8 sparsity-preserving clusters raised
+    # TensorFlow's InvalidArgumentError from KmeansPlusPlusInitialization ("4 vs 3")
+    from tfcompress.clustering import why_not_clusterable
+
+    L = keras.layers
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([L.Input((64, 4)), L.Conv1D(8, 3, name="conv1d", activation="relu"),
+                              L.GlobalAveragePooling1D(), L.Dense(3, name="out", activation="softmax")])
+    x = np.random.default_rng(0).normal(size=(256, 64, 4)).astype("float32")
+    y = (x[:, :, 0].mean(axis=1) > 0).astype("int64") + (x[:, :, 1].mean(axis=1) > 0.1)
+    res = tfcompress.optimize(model, (x, y), recipe=Recipe(pruning=Pruning(final_sparsity=0.8, epochs=1),
+                                                           clustering=Clustering(number_of_clusters=8, epochs=1)),
+                              verbose=0, check_baseline=False)
+    assert "non-zero weights left after pruning" in res.report.layer("out").stages["clustering"]
+    assert res.report.layer("conv1d").stages["clustering"] == "clustered: 8 unique values"
+    dense = keras.layers.Dense(3)
+    dense.build((None, 8))
+    dense.set_weights([np.array([[1.0, -1.0, 0.5]] + [[0.0] * 3] * 7), np.zeros(3)])
+    assert "cannot seed 8" in why_not_clusterable(dense, 8, preserve_sparsity=True)
+    assert why_not_clusterable(dense, 8) is None  # without sparsity preservation TF-MOT clusters it
+
+
 def test_scheme_override_plain_qat_after_pruning(trained_digits, digits):
     res = _run(trained_digits, digits, pruning=Pruning(final_sparsity=0.5, epochs=1),
                quantization=Quantization(epochs=1, scheme="qat"))

@@ -138,6 +138,25 @@ def test_optimize_refuses_a_bad_target(tiny, digits):
     with pytest.raises(RecipeError, match="needs validation_data"):
         tfcompress.optimize(tiny, digits.train, None, target="drop<=1", verbose=0)
 
+    with pytest.raises(RecipeError, match="threads"):
+        tfcompress.optimize(tiny, digits.train, digits.validation, target="drop<=1", verbose=0, threads=0)
+
+
+def test_budget_mode_times_and_prices_at_the_job_s_threads(tiny, digits, monkeypatch, tmp_path):
+    # --threads 1 plans a latency budget on 1-thread costs, not the default 2 threads
+    from tfcompress import pipeline
+    from tfcompress.target import plan as budget_mode
+
+    seen = []
+
+    def run(*a, **k):
+        seen.append(k["threads"])
+        raise RecipeError("stop here")
+    monkeypatch.setattr(budget_mode, "run", run)
+    with pytest.raises(RecipeError, match="stop here"):
+        pipeline.run_job(tiny, digits, out=str(tmp_path), threads=1, quiet=True, verbose=0, target="latency<=1ms")
+    assert seen == [1]
+
 
 def _file_drop(model, result, digits, tmp_path, name, plan=None, val=None):
     x, y = val or digits.validation

@@ -206,3 +206,25 @@ def test_when_nothing_meets_the_miss_that_keeps_the_floor_ships(tiny, digits, no
     assert b["notes"][0].startswith("budget size <= 1024 B zipped with drop <= 1 points NOT met: no round met it; "
                                     "the default recipe ships, the closest that keeps the accuracy floor")
     assert "NOT met" in b["markdown"].splitlines()[0]
+
+
+def test_a_classifier_compiled_with_auc_counts_its_drop_in_auc(no_timing, monkeypatch):
+    # The user's compile is the task's statement: a classifier compiled with AUC first gets
+    # its budget planned, checked and reported in AUC points, not in top-1 accuracy.
+    import functools
+
+    from tfcompress._keras import keras
+    from tfcompress.scoring import Scorer
+
+    zoo = task_zoo.sigmoid_classifier(n=400)
+    zoo.model.compile("adam", loss="binary_crossentropy", metrics=[keras.metrics.AUC(name="auc")])
+    monkeypatch.setattr(budget_mode, "weight_options", functools.partial(budget_mode.weight_options, sparsities=(0.9,)))
+    task = task_for(zoo.model)
+    assert task.classifier and Scorer.of(task, zoo.model, *zoo.validation).name == "auc"
+    res, _ = budget_mode.run(zoo.model, zoo.train, zoo.validation, "drop<=1.0", None, Recipe(),
+                             lambda plan, validation: SimpleNamespace(model=zoo.model, report=SimpleNamespace()),
+                             threads=1, rounds=1, weights=("int8",), task=task)
+    b = res.report.budget
+    assert (b["metric"], b["unit"]) == ("auc", "points")
+    assert 50 < b["reference_auc"] * 100 <= 100 and "auc" in b["held_out"]
+    assert "accuracy" in task.metrics  # still scored, after the user's own

@@ -165,7 +165,7 @@ def optimize(model: Any, train_data: Any, validation_data: Any = None, *, recipe
              tensorboard: str | os.PathLike[str] | None = None, progress: Callable[[str], None] | None = None,
              target: str | None = None, minimize: str | None = None, loss: Any = None, metrics: Any = None,
              loss_weights: Any = None, check_baseline: bool | None = None,
-             epoch_validation: bool = True) -> OptimizeResult:
+             epoch_validation: bool = True, threads: int = 2) -> OptimizeResult:
     """Compress a trained tf_keras model with a recipe, fine-tuning each stage.
 
     The input model is left untouched. Stages run in recipe order (train,
@@ -245,6 +245,9 @@ def optimize(model: Any, train_data: Any, validation_data: Any = None, *, recipe
             the report, before and after: the tuner's trials, which read no
             per-epoch figure, skip a traced test function and a validation
             pass per stage epoch. Defaults to `True`.
+        threads: budget mode: the XNNPACK threads its rounds are timed and
+            its latency plans priced at (the command line's ``--threads``).
+            Defaults to `2`.
 
     Returns:
         An :class:`OptimizeResult` with ``.model``, ``.report`` and ``.history``.
@@ -280,7 +283,8 @@ def optimize(model: Any, train_data: Any, validation_data: Any = None, *, recipe
                             epoch_validation=epoch_validation)
         say = progress or (print if verbose != 0 else (lambda line: None))
         result, plan = budget_mode.run(coerce_model(model), train_data, validation_data, target or "drop<=1.0",
-                                       minimize, as_recipe(recipe), run_recipe, say=say, task=task)
+                                       minimize, as_recipe(recipe), run_recipe, say=say, task=task,
+                                       threads=check_int(None, "threads", threads))
         result.plan = plan
         return result
     keras3_source = model if is_keras3_model(model) else None  # offered back by result.to_keras3()

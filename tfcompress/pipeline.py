@@ -320,7 +320,7 @@ def run_job(model: Any, data: Any, *, recipe: RecipeLike = None, out: str | os.P
     _say(f"[2/5] optimizing: {f'budget {target}' if target else stages}", quiet)
     t0 = time.perf_counter()
     result = optimize(model, data.train, data.validation, recipe=recipe, epochs=epochs, verbose=verbose,
-                      strategy=strategy, tensorboard=tensorboard, target=target, minimize=minimize,
+                      strategy=strategy, tensorboard=tensorboard, target=target, minimize=minimize, threads=threads,
                       progress=None if quiet or target is None else _say_line, loss=loss, metrics=metrics,
                       loss_weights=loss_weights, check_baseline=check_baseline)
     rep.seconds["optimize"] = time.perf_counter() - t0

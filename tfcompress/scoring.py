@@ -66,6 +66,15 @@ def _predict(model: Any, x: Any, batch_size: int = 256) -> Any:
     return out
 
 
+def _leads_with_accuracy(metrics: Any) -> bool:
+    """Whether a classifier's first metric is accuracy (or none is given)."""
+    while isinstance(metrics, (list, tuple)) and metrics:
+        metrics = metrics[0]
+    if isinstance(metrics, dict) and "class_name" not in metrics:  # per output name: a classifier has one output
+        return _leads_with_accuracy(next(iter(metrics.values()), None))
+    return not metrics or (isinstance(metrics, str) and metrics.lower() in ("accuracy", "acc"))
+
+
 class Scorer:
     """A model's or a file's quality in the task's headline metric, as points (higher is better).
 
@@ -84,8 +93,12 @@ class Scorer:
 
     @classmethod
     def of(cls, task: Task, model: Any, x: Any, y: Any) -> Scorer:
-        """The scorer of ``task``'s headline metric, found by scoring ``model`` once on (x, y)."""
-        if task.classifier:
+        """The scorer of ``task``'s headline metric, found by scoring ``model`` once on (x, y).
+
+        A classifier's headline is its first compiled metric: accuracy, unless
+        the user compiled another first (``AUC``, ``precision``): that one is scored.
+        """
+        if task.classifier and _leads_with_accuracy(task.metrics):
             return cls(task, "accuracy")
         return cls(task, headline(task.score(y, _predict(model, x))))
 
@@ -100,13 +113,13 @@ class Scorer:
 
     def model(self, model: Any, x: Any, y: Any) -> float:
         """Points of a Keras model on (x, y)."""
-        if self.task.classifier:
+        if self.task.classifier and self.name == "accuracy":
             return self.points(accuracy(model, x, y))
         return self.points(self.task.score(y, _predict(model, x))[self.name])
 
     def file(self, path: str, x: Any, y: Any) -> float:
         """Points of a ``.tflite`` file on (x, y)."""
-        if self.task.classifier:
+        if self.task.classifier and self.name == "accuracy":
             return self.points(tflite_export.evaluate(path, x, y))
         several = isinstance(y, (dict, list, tuple))
         return self.points(self.task.score(y, tflite_export.predict(path, x, as_dict=several))[self.name])

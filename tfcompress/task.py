@@ -406,13 +406,17 @@ def _inferred(model: Any, sparse_labels: bool | None) -> Task:
 
 
 def _with_accuracy(metrics: Any) -> Any:
-    """A classifier's metrics with ``accuracy`` (what reports, budgets and the tuner score) among them."""
+    """A classifier's metrics with ``accuracy`` (what reports and the tuner score) among them.
+
+    ``accuracy`` goes after the user's own metrics, so the first compiled metric
+    (``AUC``, say) stays the task's headline: what budget mode counts its drop in.
+    """
     if isinstance(metrics, list) and len(metrics) == 1 and isinstance(metrics[0], list):
         metrics = metrics[0]  # one output's metrics, given per output
     if metrics is None:
         return ["accuracy"]
     if isinstance(metrics, list):
-        return metrics if any(m in ("accuracy", "acc") for m in metrics) else ["accuracy", *metrics]
+        return metrics if any(m in ("accuracy", "acc") for m in metrics) else [*metrics, "accuracy"]
     return metrics
 
 

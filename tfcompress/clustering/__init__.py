@@ -45,7 +45,7 @@ def _kernels(layer):
     return [w for w in layer.weights if w.name.split("/")[-1].split(":")[0] in names and len(w.shape) >= 2]
 
 
-def why_not_clusterable(layer, number_of_clusters, per_channel=False):
+def why_not_clusterable(layer, number_of_clusters, per_channel=False, preserve_sparsity=False):
     """None when TF-MOT can cluster ``layer``, else the reason it is skipped.
 
     Example:
@@ -70,6 +70,32 @@ def why_not_clusterable(layer, number_of_clusters, per_channel=False):
             return f"{per} weights per channel, not more than {number_of_clusters} clusters"
     elif size <= number_of_clusters:
         return f"kernel has {size} weights, not more than {number_of_clusters} clusters"
+    if preserve_sparsity:
+        values = np.asarray(kernels[0].numpy())
+        channels = [values[..., c] for c in range(values.shape[-1])] if (
+            per_channel and isinstance(layer, keras.layers.Conv2D)) else [values]
+        for v in channels:
+            short = _too_few_nonzero(v, number_of_clusters)
+            if short:
+                return short
+    return None
+
+
+def _too_few_nonzero(values, number_of_clusters):
+    """Why sparsity-preserving clustering cannot seed its clusters on ``values``, or None.
+
+    TF-MOT keeps one cluster at zero and splits the others between the negative
+    and the positive weights in proportion to their counts (rounded half to even);
+    k-means++ then fails inside TensorFlow when a side has fewer weights than clusters.
+    """
+    neg, pos = int((values < 0).sum()), int((values > 0).sum())
+    if neg + pos == 0:
+        return None  # TF-MOT keeps the zero centroid alone
+    n_neg = int(np.round((number_of_clusters - 1) * neg / (neg + pos)))
+    n_pos = number_of_clusters - 1 - n_neg
+    if n_neg > neg or n_pos > pos:
+        return (f"{neg + pos} non-zero weights left after pruning ({pos} positive, {neg} negative) "
+                f"cannot seed {number_of_clusters} sparsity-preserving clusters")
     return None
 
 
@@ -105,7 +131,7 @@ def wrap(model, stage, preserve_sparsity=False):
     def clone_fn(layer):
         if not layer.weights or isinstance(layer, keras.layers.InputLayer):
             return layer
-        reason = why_not_clusterable(layer, stage.number_of_clusters, stage.per_channel)
+        reason = why_not_clusterable(layer, stage.number_of_clusters, stage.per_channel, bool(preserve))
         if reason is None:
             reason = excluded_reason(layer, stage.include, stage.exclude)
         if reason is not None:
