@@ -255,6 +255,24 @@ def test_cached_teacher_loss_is_the_distillers_loss(probs):
         distill.cached_teacher_loss(3, alpha=1.5)
 
 
+def test_a_qat_student_ending_in_a_softmax_dense_is_distilled_as_probabilities():
+    # QAT replaces a Dense's softmax by a QuantizeAwareActivation: the student's probabilities were taken as
+    # logits, so every QAT stage with distillation pulled toward near-uniform outputs (ResNet-8's QAT epochs:
+    # distill_loss 4.9 where the channels stage before had 0.2)
+    from tfcompress import distill
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(8, activation="relu"),
+                              keras.layers.Dense(3, activation="softmax")])
+    student = tfmot.quantization.keras.quantize_model(model)
+    assert distill.ends_in_softmax(model) and distill.ends_in_softmax(student)
+    x = np.random.RandomState(0).rand(32, 5).astype("float32")
+    wrapper = distill.Distiller(student, model, alpha=0.0, temperature=4.0)  # the soft term alone
+    wrapper.compile(keras.optimizers.SGD(0.0), distill.loss_for(student, sparse_labels=True))
+    out = wrapper.train_on_batch(x, np.arange(32) % 3, return_dict=True)
+    assert out["loss"] < 0.01  # the same function, fake-quantized: next to no divergence from the teacher
+
+
 def test_mixed_precision_where_valid_and_policy_restored(trained_digits, digits):
     res = _run(trained_digits, digits, pruning=Pruning(final_sparsity=0.5, epochs=1),
                quantization=Quantization(epochs=1), mixed_precision=True)

@@ -14,23 +14,15 @@ Example:
 from tfcompress._keras import keras, tf
 from tfcompress._model import onednn_safe_training
 from tfcompress.errors import RecipeError
-from tfcompress.task import task_for
+from tfcompress.task import output_activation, task_for
 from tfcompress.training import build_training_state
 
 __all__ = ["Distiller", "fit", "fine_tune", "ends_in_softmax", "soft_loss", "match_loss", "cached_teacher_loss"]
 
 
 def ends_in_softmax(model):
-    """True when the model's output layer applies a softmax."""
-    last = model.layers[-1]
-    inner = getattr(last, "layer", last)  # through pruning / QAT wrappers
-    act = getattr(inner, "activation", None)
-    if act is None and type(inner).__name__ == "Softmax":
-        return True
-    name = getattr(act, "__name__", "")
-    if not name and hasattr(last, "activation"):  # QAT wraps activations
-        name = getattr(getattr(last.activation, "activation", None), "__name__", "")
-    return name == "softmax"
+    """True when the model's output layer applies a softmax (through pruning and QAT wrappers)."""
+    return output_activation(model) == "softmax"
 
 
 def loss_for(model, sparse_labels):

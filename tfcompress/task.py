@@ -369,11 +369,15 @@ def _is_classifier(model: Any, loss: Any) -> bool:
     return name in _CE or name in ("sparse_categorical_crossentropy", "bce", "cce", "scce")
 
 
-def _activation(model: Any) -> str:
+def output_activation(model: Any) -> str:
+    """The name of the activation the model's last layer applies (``"softmax"``, ``"sigmoid"``, ``""``),
+    through pruning and QAT wrappers (QAT replaces a Dense's activation by a ``QuantizeAwareActivation``)."""
     last = model.layers[-1]
     inner = getattr(last, "layer", last)  # through pruning / QAT wrappers
     act = getattr(inner, "activation", None)
     name = getattr(act, "__name__", "")
+    if not name and act is not None:  # QAT: the wrapped layer's QuantizeAwareActivation holds the function
+        name = getattr(getattr(act, "activation", None), "__name__", "")
     if not name and hasattr(last, "activation"):  # QAT wraps activations
         name = getattr(getattr(last.activation, "activation", None), "__name__", "")
     if not name and type(inner).__name__ in ("Softmax", "Activation"):
@@ -390,7 +394,7 @@ def _inferred(model: Any, sparse_labels: bool | None) -> Task:
             "tell its task: compile it with its loss and metrics (model.compile(loss=..., metrics=[...])), or pass "
             "loss= and metrics= to optimize (--loss and --metric on the command line)."
         )
-    act = _activation(model)
+    act = output_activation(model)
     if act == "sigmoid" and outs[0][-1] > 1:  # independent sigmoid units: multi-label, multi-hot targets
         return Task("binary_crossentropy", ["binary_accuracy"], classifier=False,
                     why=f"{outs[0][-1]} sigmoid units (multi-label)")
