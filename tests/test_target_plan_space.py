@@ -100,6 +100,44 @@ def test_the_correction_is_learned_per_family_clipped_and_borrowed():
     assert Correction(1 / 8).factor("int4") == 0.125
 
 
+def test_two_rounds_of_a_family_give_a_rising_line_that_aims_past_a_fine_tuning_gain():
+    # ResNet-8's latency rounds: the files gained accuracy (drops -1.69, -0.74) while the scan said 3.2 and 18 points
+    c = Correction(prior=1 / 8)
+    c.learn("int8", scanned=3.2, measured=-1.69)
+    assert c.line("int8") is None and c.factor("int8", aim=0.8) == LOW  # one round: the clipped ratio
+    c.learn("int8", scanned=18.0, measured=-0.738)
+    offset, slope = c.line("int8")
+    assert slope == pytest.approx(0.952 / 14.8) and c.predict("int8", 18.0) == pytest.approx(-0.738)
+    at = (0.8 - offset) / slope  # where the line reaches the aim: 41.9 scanned points
+    assert c.factor("int8", aim=0.8) == pytest.approx(0.8 / at) and c.predict("int8", at) == pytest.approx(0.8)
+    assert next_scale(c.factor("int8", aim=0.8), last=18.0, lo=18.0, hi=None, raise_=3.0) == pytest.approx(at)
+    c.learn("int8", scanned=30.0, measured=-0.9)  # more scanned, less lost: noise, no line; the last ratio
+    assert c.line("int8") is None and c.factor("int8", aim=0.8) == LOW
+
+
+def test_a_tuned_unit_s_points_count_its_weight_in_the_plain_allocation():
+    from tfcompress.target import greedy
+
+    def unit(weight):
+        return Unit("g", "channels", 8, [Option({}, 1.0, 0.0), Option({"ratio": 0.5}, 0.5, 0.5)], weight)
+    assert greedy([unit(1.0)], max_drop=1.0).settings([unit(1.0)]) == {"g": {"ratio": 0.5}}
+    assert greedy([unit(3.0)], max_drop=1.0).settings([unit(3.0)]) == {}  # 1.5 weighted points: over
+
+
+def test_a_latency_plan_scores_each_thinned_candidate_after_a_short_fine_tuning(tiny, digits):
+    from tfcompress.target.joint import TUNED_WEIGHT, tuned_channel_units
+    from tfcompress.target.sensitivity import channel_options
+
+    x, y = digits.validation
+    raw, _ = channel_options(tiny, x[:200], y[:200], ratios=(0.5, 0.75), cost="flops")
+    tuned = tuned_channel_units(raw, tiny, x[:200], y[:200], tune_x=digits.train[0][:512])
+    assert [u.name for u in tuned] == [u.name for u in raw] and all(u.weight == TUNED_WEIGHT for u in tuned)
+    assert [[o.cost for o in u.options] for u in tuned] == [[o.cost for o in u.options] for u in raw]
+    raw_drop = sum(o.drop for u in raw for o in u.options)
+    assert sum(o.drop for u in tuned for o in u.options) < raw_drop  # fine-tuning wins back part of the scanned drop
+    assert tuned_channel_units(raw, tiny, x[:200], y[:200]) is raw  # no training inputs: unchanged
+
+
 def test_the_next_scale_predicts_the_aim_inside_the_bracket():
     assert next_scale(0.05, last=8.0, lo=8.0, hi=None, raise_=3.0) == pytest.approx(AIM / 0.05)  # 16: met, room left
     assert next_scale(LOW, last=8.0, lo=8.0, hi=None, raise_=3.0) == 24.0  # at most 3x the last

@@ -57,7 +57,7 @@ def greedy(units, max_drop=None, max_cost=None, base_cost=None):
             cur = u.options[choice[u.name]]
             for j, o in enumerate(u.options):
                 gain = cur.cost - o.cost
-                extra = max(o.drop, 0.0) - max(cur.drop, 0.0)
+                extra = u.weight * (max(o.drop, 0.0) - max(cur.drop, 0.0))
                 if gain <= 0 or (max_drop is not None and drop + extra > max_drop + 1e-9):
                     continue
                 score = gain / (max(extra, 0.0) + EPS)

@@ -84,7 +84,7 @@ from tfcompress.target import heldout
 from tfcompress.target.allocate import greedy
 from tfcompress.target.budget import check_minimize, parse_target
 from tfcompress.target.fast import TOLERANCE, faster_mix
-from tfcompress.target.joint import SIZE_RATIOS, TUNE_SAMPLES, joint_greedy, thin_options
+from tfcompress.target.joint import SIZE_RATIOS, TUNE_SAMPLES, joint_greedy, thin_options, tuned_channel_units
 from tfcompress.target.predict import AIM, Correction, next_scale
 from tfcompress.target.sensitivity import CLUSTERS, channel_options, weight_options
 from tfcompress.target.table import markdown
@@ -221,7 +221,8 @@ def run(model, train_data, validation_data, target, minimize, base, run_recipe, 
         hold_back: the share of the validation samples held back from planning.
             Defaults to :data:`tfcompress.target.heldout.FRACTION`.
         thin: the channel ratios a size plan may thin each group by (empty: no
-            thinning). Defaults to :data:`tfcompress.target.joint.SIZE_RATIOS`.
+            thinning, and a latency plan scores its candidates untuned).
+            Defaults to :data:`tfcompress.target.joint.SIZE_RATIOS`.
 
     Returns:
         ``(result, plan)``: the kept round's OptimizeResult (its
@@ -259,6 +260,8 @@ def run(model, train_data, validation_data, target, minimize, base, run_recipe, 
         families = {}  # weight format -> (units, cost of the model before any move)
         if latency:
             units, base_cost = channel_options(model, xs, ys, scorer=scorer, threads=threads)
+            if thin:  # each thinned candidate's drop after a short fine-tuning, as size plans score theirs
+                units = tuned_channel_units(units, model, xs, ys, scorer, tune_x)
             unit_of_cost = ref["int8"]["ms"] / base_cost  # predicted int8 ms (measured op costs), scaled to measured
             families["int8"] = (units, base_cost)
         else:
@@ -328,7 +331,8 @@ def run(model, train_data, validation_data, target, minimize, base, run_recipe, 
                 else:
                     hi[fmt] = scale
                 at[(fmt, scale)] = got["drop"]
-                scales = {f: next_scale(correction.factor(f), scales[f], lo.get(f), hi.get(f), RAISE,
+                aim = AIM * target.limit
+                scales = {f: next_scale(correction.factor(f, aim), scales[f], lo.get(f), hi.get(f), RAISE,
                                         _ends(at, f, lo, hi, target.limit)) for f in families}
             elif met:
                 break

@@ -12,7 +12,12 @@ one's ratio; before any round, the prior is ``1 / DROP_SCALE``
 on LeNet-5).
 
 *Predicted drop* = correction x scanned drop; each round reports it beside
-the drop on the file. The next round of a drop budget allows the scanned
+the drop on the file. Once a family has two measured rounds, the line through
+them (its secant: an offset and a slope) predicts instead, when it rises: the
+fine-tuning can *gain* accuracy on a model trained briefly (ResNet-8 gained
+1.7, 0.7 and 0.4 points over three latency rounds), a drop no ratio through
+zero can follow (each round's clipped to :data:`LOW`, and the plans stopped
+short of the budget). The next round of a drop budget allows the scanned
 drop that predicts :data:`AIM` of the budget (:func:`next_scale`), kept inside
 the bracket of the scales already measured (above a met one, below a
 missed one) and at most ``tfcompress.target.plan.RAISE`` times the last.
@@ -28,12 +33,14 @@ Example:
     24.0
 """
 
-__all__ = ["Correction", "next_scale", "AIM", "LOW", "HIGH"]
+__all__ = ["Correction", "next_scale", "AIM", "LOW", "HIGH", "LINE_LOW"]
 
 #: The share of the budget the next round's plan aims its predicted drop at (a margin for the prediction's error).
 AIM = 0.8
 #: The correction's clip: file drop per scanned point (a file drop <= 0, or a huge miss, still moves by a bound).
 LOW, HIGH = 1 / 64, 1.0
+#: The lowest effective ratio a rising line gives (a gain at small plans lets the aim reach further than LOW).
+LINE_LOW = 1 / 256
 
 
 class Correction:
@@ -42,9 +49,25 @@ class Correction:
     def __init__(self, prior):
         self.prior = float(prior)
         self.by_family = {}
+        self.rounds = {}  # family -> [(scanned, measured)], in order
 
-    def factor(self, family):
-        """The ratio for ``family``: its own, else the mean of the measured families', else the prior."""
+    def line(self, family):
+        """``(offset, slope)`` through the family's last two rounds when the drop rises with the scan, else None."""
+        pts = self.rounds.get(family, [])[-2:]
+        if len(pts) < 2 or abs(pts[1][0] - pts[0][0]) < 1e-9:
+            return None
+        slope = (pts[1][1] - pts[0][1]) / (pts[1][0] - pts[0][0])
+        return (pts[1][1] - slope * pts[1][0], slope) if slope > 0 else None
+
+    def factor(self, family, aim=None):
+        """The ratio for ``family``: its own, else the mean of the measured families', else the prior.
+
+        With ``aim`` (points) and a rising :meth:`line`: the ratio that predicts
+        ``aim`` where the line reaches it (``aim`` / the scanned drop there).
+        """
+        fit = self.line(family) if aim is not None else None
+        if fit is not None and fit[0] < aim:
+            return min(max(aim * fit[1] / (aim - fit[0]), LINE_LOW), HIGH)
         if family in self.by_family:
             return self.by_family[family]
         if self.by_family:
@@ -52,13 +75,17 @@ class Correction:
         return self.prior
 
     def predict(self, family, scanned):
-        """The drop on the file predicted for a plan of ``scanned`` points."""
+        """The drop on the file predicted for a plan of ``scanned`` points (on the line, once there is one)."""
+        fit = self.line(family)
+        if fit is not None:
+            return fit[0] + fit[1] * max(scanned, 0.0)
         return self.factor(family) * max(scanned, 0.0)
 
     def learn(self, family, scanned, measured):
         """Learn from one measured round: its plan's scanned drop and its file's drop."""
         if scanned > 0:
             self.by_family[family] = min(max(measured / scanned, LOW), HIGH)
+            self.rounds.setdefault(family, []).append((float(scanned), float(measured)))
 
     def to_dict(self):
         """The ratios learned (JSON)."""
