@@ -78,7 +78,7 @@ def ratios_for_budget(report, flops=None, params=None, plan=None, max_drop=None)
     params = fraction_kept(None, "params", params, "parameters")
     if flops is None and params is None:
         raise RecipeError("ratios_for_budget needs flops= or params= (fraction to keep, in (0, 1]).")
-    plan = plan or report._plan
+    plan = plan or report.plan
     if plan is None:
         raise RecipeError("this SensitivityReport has no model attached: run sensitivity_scan again.")
     levels = sorted(report.ratios)

@@ -83,6 +83,11 @@ class SensitivityReport:
     criterion: str = "l1"
     _plan: object = field(default=None, repr=False, compare=False)
 
+    @property
+    def plan(self):
+        """The ``tfcompress.channels.surgery.Plan`` the scan thinned the model with (None when not kept)."""
+        return self._plan
+
     def to_dict(self):
         """A JSON-able dict."""
         return plain({

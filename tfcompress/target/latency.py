@@ -56,7 +56,7 @@ def thinned_ms(model, rep, x, threads=1, mode="int8", folder=None):
             data, _ = convert_bytes(m, mode, cal if mode != "float32" else None, num_samples=n)
         return lm.predict(data).predicted_ms
 
-    plan = rep._plan
+    plan = rep.plan
     base = ms(model)
     out = {}
     for r, g in plan.groups.items():
