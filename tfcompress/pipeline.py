@@ -454,7 +454,7 @@ def _measure(rep, model, result, data, recipe, stage, quiet, threads, timing_run
                 exports.update(technique.export(result.model, stage, recipe, result.report, rep_x, meta))
         fast = (result.report.budget or {}).get("faster_file") or {}
         if "per_layer" in fast:  # budget mode's per-op mix that is not slower than float32 (target/fast.py)
-            exports["fast"] = export_mixed(float_model(result.model), os.path.join(stage, "fast.tflite"),
+            exports["fast"] = export_mixed(float_model(result.model, snap=True), os.path.join(stage, "fast.tflite"),
                                            fast["per_layer"], fast["default"], take(rep_x, 100), metadata=meta)
     rep.seconds["export"] = time.perf_counter() - t0
 

@@ -141,7 +141,7 @@ def faster_mix(model, rep_x, x, y, ref_acc, threads, max_drop=None, max_bytes=No
 
     try:
         with quiet_native_logs():
-            float_bytes, _ = tflite_export.convert_bytes(float_model(model), "float32")
+            float_bytes, _ = tflite_export.convert_bytes(float_model(model, snap=True), "float32")
         f32_path = os.path.join(tmp, "float32.tflite")
         with open(f32_path, "wb") as f:
             f.write(float_bytes)
@@ -185,7 +185,7 @@ def export_file(result, path, representative_data):
     b = result.report.budget
     if b.get("file") == "mixed":
         fast = b["faster_file"]
-        return export_mixed(float_model(result.model), path, fast["per_layer"], fast["default"],
+        return export_mixed(float_model(result.model, snap=True), path, fast["per_layer"], fast["default"],
                             representative_data[:100])
     return tflite_export.export(result.model, path, mode=b.get("weights", "int8"),
                                 representative_data=representative_data)

@@ -462,4 +462,5 @@ def _fast_note(fmt, got, f32_ms, threads, fast, minimize, unit="points"):
            f"the {fmt} file stays the smallest; for speed ship the mix")
     return (f"{slow}; a per-op precision mix is not: {mix}, {fast['ms']:.3g} ms (float32 {fast['float32_ms']:.3g} in "
             f"the same session), {fast['zipped_bytes']} B zipped, drop {fast['drop']:.3g} {unit}; {use} "
-            "(tfcompress.target.export_file, or tflite_export.mixed.export_mixed of fast.float_model(result.model))")
+            "(tfcompress.target.export_file, or tflite_export.mixed.export_mixed of "
+            "fast.float_model(result.model, snap=True))")
