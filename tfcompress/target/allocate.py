@@ -50,14 +50,24 @@ def greedy(units, max_drop=None, max_cost=None, base_cost=None):
         An :class:`Allocation`.
     """
     choice = {u.name: 0 for u in units}
+    by_name, frozen = {u.name: u for u in units}, set()
     saved = drop = 0.0
+
+    def undone(u):  # what moving u off option 0 gives back: the savings and drops of the units it excludes
+        back = [(by_name[n], by_name[n].options[choice[n]]) for n in u.excludes if n in by_name]
+        return (sum(v.options[0].cost - c.cost for v, c in back),
+                sum(v.weight * (max(c.drop, 0.0) - max(v.options[0].drop, 0.0)) for v, c in back))
+
     while max_cost is None or base_cost - saved > max_cost:
         best = None
         for u in units:
+            if u.name in frozen:
+                continue
             cur = u.options[choice[u.name]]
+            lost = undone(u) if u.excludes and choice[u.name] == 0 else (0.0, 0.0)
             for j, o in enumerate(u.options):
-                gain = cur.cost - o.cost
-                extra = u.weight * (max(o.drop, 0.0) - max(cur.drop, 0.0))
+                gain = cur.cost - o.cost - (lost[0] if j else 0.0)
+                extra = u.weight * (max(o.drop, 0.0) - max(cur.drop, 0.0)) - (lost[1] if j else 0.0)
                 if gain <= 0 or (max_drop is not None and drop + extra > max_drop + 1e-9):
                     continue
                 score = gain / (max(extra, 0.0) + EPS)
@@ -66,6 +76,11 @@ def greedy(units, max_drop=None, max_cost=None, base_cost=None):
         if best is None:
             break
         _, name, j, gain, extra = best
+        if choice[name] == 0:
+            for n in by_name[name].excludes:
+                if n in choice:
+                    choice[n] = 0
+                    frozen.add(n)
         choice[name] = j
         saved += gain
         drop += extra

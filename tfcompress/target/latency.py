@@ -17,11 +17,12 @@ Example:
 """
 
 from tfcompress._keras import quiet_native_logs
+from tfcompress.depth.surgery import rebuild_without
 from tfcompress.scoring import count, take
 from tflite_export import convert_bytes
 from tflite_export.latency_model import LatencyModel
 
-__all__ = ["thinned_ms", "CALIBRATION"]
+__all__ = ["thinned_ms", "removed_ms", "CALIBRATION"]
 
 #: Calibration inputs of the in-memory int8 conversions (the scales hardly change an op's cost).
 CALIBRATION = 32
@@ -47,15 +48,7 @@ def thinned_ms(model, rep, x, threads=1, mode="int8", folder=None):
     Example:
         >>> base, ms = thinned_ms(model, rep, x[:32])  # doctest: +SKIP
     """
-    cal = take(x, CALIBRATION)
-    n = count(cal)
-    lm = LatencyModel(threads, folder)
-
-    def ms(m):
-        with quiet_native_logs():
-            data, _ = convert_bytes(m, mode, cal if mode != "float32" else None, num_samples=n)
-        return lm.predict(data).predicted_ms
-
+    ms = _pricer(x, threads, mode, folder)
     plan = rep.plan
     base = ms(model)
     out = {}
@@ -65,3 +58,34 @@ def thinned_ms(model, rep, x, threads=1, mode="int8", folder=None):
             keep = plan.keep({r: ratio})
             out[g.name][ratio] = ms(plan.build(keep)) if keep else base
     return base, out
+
+
+def removed_ms(candidates, blocks, x, threads=1, mode="int8", folder=None):
+    """The predicted latency of the model with each block alone removed (:func:`tfcompress.depth.rebuild_without`).
+
+    Args:
+        candidates: the model's ``tfcompress.depth.Candidates``.
+        blocks: the blocks to price.
+        x, threads, mode, folder: as :func:`thinned_ms`.
+
+    Returns:
+        ``{block name: ms}``.
+
+    Example:
+        >>> ms = removed_ms(find_blocks(model), find_blocks(model).blocks, x[:32])  # doctest: +SKIP
+    """
+    ms = _pricer(x, threads, mode, folder)
+    return {b.name: ms(rebuild_without(candidates, [b])) for b in blocks}
+
+
+def _pricer(x, threads, mode, folder):
+    """``ms(model)``: a model's predicted latency, converted in memory (calibrated on ``x``) and priced per op."""
+    cal = take(x, CALIBRATION)
+    n = count(cal)
+    lm = LatencyModel(threads, folder)
+
+    def ms(m):
+        with quiet_native_logs():
+            data, _ = convert_bytes(m, mode, cal if mode != "float32" else None, num_samples=n)
+        return lm.predict(data).predicted_ms
+    return ms

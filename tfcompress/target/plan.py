@@ -12,8 +12,9 @@ function that fine-tunes the model with one recipe.
    MAE...: :mod:`tfcompress.scoring`), zipped size and latency.
 2. Scan (:mod:`tfcompress.target.sensitivity`): per layer, prune to each
    level and cluster (int8), or prune and round to 4 bits (int4); per
-   channel group, thin (latency: FLOPs; size: each thinned candidate
-   fine-tuned briefly, :mod:`tfcompress.target.joint`).
+   channel group, thin (each thinned candidate fine-tuned briefly,
+   :mod:`tfcompress.target.joint`; latency: priced in predicted ms, and each
+   residual block removed too, :mod:`tfcompress.target.depthplan`).
 3. Allocate (:mod:`tfcompress.target.allocate`; a size plan thins channels
    too: :mod:`tfcompress.target.joint`) under the budget; a drop budget
    allows ``scale`` times its points of *scanned* drop, because the scan does
@@ -21,7 +22,7 @@ function that fine-tunes the model with one recipe.
    (round 1: :data:`DROP_SCALE`, the prior; then the correction learned from
    the measured rounds, :mod:`tfcompress.target.predict`).
 4. The plan: an ordinary :class:`~tfcompress.recipe.Recipe` with per-layer
-   fields (``pruning.per_layer`` + ``include``, ``clustering.include``,
+   fields (``depth.include``, ``pruning.per_layer`` + ``include``, ``clustering.include``,
    ``channels.per_layer``), QAT (``weights: int8`` or ``int4``: a plan-wide
    choice, each round the format whose plan is estimated smaller), and
    distillation.
@@ -74,6 +75,7 @@ from tfcompress._keras import quiet_native_logs
 from tfcompress.channels.config import Channels
 from tfcompress.channels.sensitivity import as_xy
 from tfcompress.clustering.config import Clustering
+from tfcompress.depth.config import Depth
 from tfcompress.errors import RecipeError, TfcompressError, first_line
 from tfcompress.pruning.config import Pruning
 from tfcompress.quantization import nbit
@@ -83,6 +85,7 @@ from tfcompress.scoring import Scorer, count, take
 from tfcompress.target import heldout
 from tfcompress.target.allocate import greedy
 from tfcompress.target.budget import check_minimize, parse_target
+from tfcompress.target.depthplan import depth_units
 from tfcompress.target.fast import TOLERANCE, faster_mix
 from tfcompress.target.joint import SIZE_RATIOS, TUNE_SAMPLES, joint_greedy, thin_options, tuned_channel_units
 from tfcompress.target.predict import AIM, Correction, next_scale
@@ -110,7 +113,8 @@ def plan_recipe(base, settings, clusters=CLUSTERS, weights="int8"):
         base: the :class:`Recipe` whose training settings (learning rate,
             batch size, optimizer, seed, each stage's epochs) the plan keeps.
         settings: ``{layer name: {"sparsity": s, "clustered": bool, "ratio": r}}`` (any of the
-            three: a layer may be thinned and pruned).
+            three: a layer may be thinned and pruned); a latency plan's removed blocks as
+            ``{block name: {"remove": True}}`` (a ``depth`` stage).
         clusters: the cluster count of the clustered layers. Defaults to :data:`CLUSTERS`.
         weights: the QAT weight format, ``"int8"`` or ``"int4"`` (then no
             clustering: the 4-bit grid replaces it). Defaults to `"int8"`.
@@ -126,8 +130,12 @@ def plan_recipe(base, settings, clusters=CLUSTERS, weights="int8"):
     pruned = {n: s["sparsity"] for n, s in settings.items() if s.get("sparsity")}
     clustered = [n for n, s in settings.items() if s.get("clustered") and weights == "int8"]
     thinned = {n: s["ratio"] for n, s in settings.items() if s.get("ratio")}
+    removed = [n for n, s in settings.items() if s.get("remove")]
     p, c = base.pruning or Pruning(end=0.6), base.clustering or Clustering()
-    pruning = clustering = channels = None
+    pruning = clustering = channels = depth = None
+    epochs = (base.channels or Channels(epochs=base.pruning.epochs if base.pruning else Channels().epochs)).epochs
+    if removed:  # the blocks a latency plan removes (target/depthplan.py), before any thinning
+        depth = Depth(remove=len(removed), include=[re.escape(n) for n in removed], epochs=epochs)
     if pruned:
         pruning = Pruning(final_sparsity=max(pruned.values()), end=p.end, epochs=p.epochs,
                           include=[re.escape(n) for n in pruned],
@@ -136,11 +144,11 @@ def plan_recipe(base, settings, clusters=CLUSTERS, weights="int8"):
         clustering = Clustering(number_of_clusters=clusters, epochs=c.epochs,
                                 include=[re.escape(n) for n in clustered])
     if thinned:  # without a channels stage in base, the thinned layers fine-tune as long as pruned ones would
-        ch = base.channels or Channels(epochs=base.pruning.epochs if base.pruning else Channels().epochs)
-        channels = Channels(ratio=0.0, per_layer=thinned, epochs=ch.epochs, criterion=ch.criterion)
+        channels = Channels(ratio=0.0, per_layer=thinned, epochs=epochs,
+                            criterion=(base.channels or Channels()).criterion)
     quantization = dataclasses.replace(base.quantization or Quantization(), weights=weights)
-    return base.replace(channels=channels, pruning=pruning, clustering=clustering, quantization=quantization,
-                        distillation=base.distillation or Distillation())
+    return base.replace(depth=depth, channels=channels, pruning=pruning, clustering=clustering,
+                        quantization=quantization, distillation=base.distillation or Distillation())
 
 
 def _allocate(families, target, scale, goal, correction=None):
@@ -262,6 +270,7 @@ def run(model, train_data, validation_data, target, minimize, base, run_recipe, 
             units, base_cost = channel_options(model, xs, ys, scorer=scorer, threads=threads)
             if thin:  # each thinned candidate's drop after a short fine-tuning, as size plans score theirs
                 units = tuned_channel_units(units, model, xs, ys, scorer, tune_x)
+                units = [*units, *depth_units(model, xs, ys, base_cost, units, scorer, threads, tune_x)]
             unit_of_cost = ref["int8"]["ms"] / base_cost  # predicted int8 ms (measured op costs), scaled to measured
             families["int8"] = (units, base_cost)
         else:

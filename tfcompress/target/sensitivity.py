@@ -77,6 +77,8 @@ class Unit:
     ``weight``: scanned points the allocation counts per point of this unit's
     drop (:data:`tfcompress.target.joint.TUNED_WEIGHT` for a briefly fine-tuned
     candidate, whose drop is measured nearer the file's than the raw scan's).
+    ``excludes``: the units any other option of this one makes moot (a removed
+    block's own channel groups), put back to their option 0 and left there.
     """
 
     name: str
@@ -84,12 +86,15 @@ class Unit:
     weights: int
     options: list = field(default_factory=list)
     weight: float = 1.0
+    excludes: tuple = ()
 
     def to_dict(self):
         out = {"name": self.name, "kind": self.kind, "weights": self.weights,
                "options": [o.to_dict() for o in self.options]}
         if self.weight != 1.0:
             out["drop_weight"] = self.weight
+        if self.excludes:
+            out["excludes"] = list(self.excludes)
         return out
 
 

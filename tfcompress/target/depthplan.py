@@ -1,0 +1,72 @@
+"""Depth removal in latency plans: each removable residual block as one more unit of the allocation.
+
+A small network on XNNPACK spends much of its time per op, not per FLOP
+(MobileNetV2 at 32x32: about a hundred ops in 0.06 ms), so thinning channels
+leaves that time where it is; removing a residual block (its branch goes, its
+``Add`` passes the skip tensor on: :mod:`tfcompress.depth`) takes its ops
+away. Each block is priced like a thinned group: the model without it,
+converted to int8 in memory, its latency predicted from this machine's
+measured op costs (:func:`~tfcompress.target.latency.removed_ms`), and its
+drop scored after the same short fine-tuning a thinned candidate gets
+(:mod:`tfcompress.target.joint`). A removed block makes thinning its own
+channel groups moot: its unit ``excludes`` them
+(:func:`~tfcompress.target.allocate.greedy` puts them back untouched). The
+plan removes the chosen blocks in a ``depth`` stage before the ``channels``
+stage (:func:`~tfcompress.target.plan.plan_recipe`).
+
+Example:
+    >>> units = depth_units(model, x, y, base_ms, channel_units, scorer, threads=1, tune_x=x_train)  # doctest: +SKIP
+    >>> units[0].name, units[0].options[1].setting  # doctest: +SKIP
+    ('block_2', {'remove': True})
+"""
+
+from tfcompress.depth import find_blocks, rebuild_without
+from tfcompress.errors import TfcompressError
+from tfcompress.scoring import accuracy, take
+from tfcompress.target.joint import TUNE_SAMPLES, TUNED_WEIGHT, _tune
+from tfcompress.target.latency import removed_ms
+from tfcompress.target.sensitivity import Option, Unit
+from tflite_export import ExportError
+
+__all__ = ["depth_units"]
+
+
+def depth_units(model, x, y, base_ms, channel_units=(), scorer=None, threads=1, tune_x=None):
+    """One unit per removable residual block: kept (option 0) or removed, priced in predicted ms.
+
+    Args:
+        model: the tf_keras model (not changed).
+        x, y: the validation sample the drops are scored on.
+        base_ms: the model's predicted ms (option 0's cost, as the channel units price it).
+        channel_units: the plan's channel units: a block excludes those named after one of its layers.
+            Defaults to `()`.
+        scorer: a :class:`~tfcompress.scoring.Scorer`. Defaults to `None` (accuracy points).
+        threads: XNNPACK threads of the prices. Defaults to `1`.
+        tune_x: training inputs for the short fine-tuning of each candidate. Defaults to `None` (untuned).
+
+    Returns:
+        A list of :class:`~tfcompress.target.sensitivity.Unit` (``kind="depth"``), empty when the
+        model has no removable residual block or its blocks cannot be priced.
+    """
+    try:
+        cands = find_blocks(model)
+        blocks = [b for b in cands.blocks if b.kind == "residual"]
+        costs = removed_ms(cands, blocks, x, threads) if blocks else {}
+    except (TfcompressError, ExportError):
+        return []
+    score = scorer.model if scorer is not None else (lambda m, a, b: 100.0 * accuracy(m, a, b))
+    base = score(model, x, y)
+    if tune_x is not None:
+        tune_x = take(tune_x, TUNE_SAMPLES)
+        teacher = model.predict(tune_x, batch_size=256, verbose=0)
+    units = []
+    for b in blocks:
+        small = rebuild_without(cands, [b])
+        if tune_x is not None:
+            small = _tune(small, tune_x, teacher)
+        excludes = tuple(u.name for u in channel_units if u.name in b.layers)
+        units.append(Unit(b.name, "depth", int(b.params),
+                          [Option({}, float(base_ms), 0.0), Option({"remove": True}, float(costs[b.name]),
+                                                                    base - score(small, x, y))],
+                          TUNED_WEIGHT if tune_x is not None else 1.0, excludes))
+    return units
