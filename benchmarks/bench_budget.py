@@ -56,9 +56,11 @@ def _say(row):
           flush=True)
 
 
-def lenet_rows(b, quick, tmp, seed=0):
+def lenet_rows(b, quick, tmp, seed=0, lr=None, qat_epochs=None):
     e = dict(prune=1, cluster=1, qat=1) if quick else dict(prune=5, cluster=2, qat=1)
-    lr, bs = b.spec.recipe().learning_rate, b.spec.recipe().batch_size
+    if qat_epochs:
+        e["qat"] = qat_epochs
+    lr, bs = lr or b.spec.recipe().learning_rate, b.spec.recipe().batch_size
     train = (b.x_ft, b.y_ft)
     rows = [_file_row("float32", b.base, os.path.join(tmp, "f32.tflite"), b, b.rep_x, "float32")]
     hand = {  # PQAT 80 % (10.3x, toolbox.md) is no longer re-run here: the budget run needs the time
@@ -109,12 +111,17 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true", help="tiny settings (smoke test)")
     ap.add_argument("--seed", type=int, default=0, help="seed of the fine-tuning (the baseline stays seed 0); "
                     "N > 0 writes budget_seedN.*")
+    ap.add_argument("--lr", type=float, default=None,
+                    help="learning rate of every fine-tuning (default: the LeNet-5 recipe's, 0.0005); with "
+                         "--qat-epochs, the hand 40x recipe's training settings are 0.001 and 3: writes budget_tuned*")
+    ap.add_argument("--qat-epochs", type=int, default=None, help="QAT epochs (default 1)")
     args = ap.parse_args(argv)
-    suffix = ("_quick" if args.quick else "") + (f"_seed{args.seed}" if args.seed else "")
+    tuned = args.lr is not None or args.qat_epochs is not None
+    suffix = ("_quick" if args.quick else "") + ("_tuned" if tuned else "") + (f"_seed{args.seed}" if args.seed else "")
     t_start = time.perf_counter()
     keras.utils.set_random_seed(0)
     b = lenet5_fashion(quick=args.quick)
-    rows, budget, budget_md = lenet_rows(b, args.quick, b.tmp, args.seed)
+    rows, budget, budget_md = lenet_rows(b, args.quick, b.tmp, args.seed, args.lr, args.qat_epochs)
     command = "flock /tmp/tfc-bench.lock nice -n 10 .venv/bin/python -m benchmarks.bench_budget" + \
         ("" if not (argv or sys.argv[1:]) else " " + shlex.join(argv if argv is not None else sys.argv[1:]))
     result = {
@@ -122,6 +129,7 @@ def main(argv=None):
                      "validation_samples": int(len(b.val[0])), "test_samples": int(len(b.x_test)),
                      "float32_zipped_bytes": b.f32.zipped_bytes, "float32_tflite_accuracy": b.f32_acc,
                      "threads": THREADS, "total_seconds": round(time.perf_counter() - t_start, 1),
+                     "learning_rate": args.lr or b.spec.recipe().learning_rate, "qat_epochs": args.qat_epochs or 1,
                      "machine": machine(), "command": command},
         "rows": rows, "budget": budget,
     }
@@ -161,7 +169,9 @@ def markdown(result, budget_md):
         "## Budget mode: say the budget, get the model (LeNet-5 / Fashion-MNIST)", "",
         f"Command: `{s['command']}`", "",
         f"Cached LeNet-5 baseline (float32 .tflite {s['float32_tflite_accuracy']:.2%} on the {s['test_samples']} test "
-        f"images, {s['float32_zipped_bytes']:,} B zipped). Fine-tuning on {s['fine_tuning_samples']} images; "
+        f"images, {s['float32_zipped_bytes']:,} B zipped). Fine-tuning on {s['fine_tuning_samples']} images"
+        + (f" (learning rate {s['learning_rate']:g}, {s['qat_epochs']} QAT epoch(s))" if "learning_rate" in s else "")
+        + "; "
         f"the budget is checked on the {s['validation_samples']} validation images, the table's accuracy is the "
         f".tflite file's on the test set. Latency: XNNPACK, {s['threads']} thread, median. "
         f"Total {s['total_seconds'] / 60:.1f} min on {s['machine']}.", "",

@@ -61,9 +61,12 @@ def depth_units(model, x, y, base_ms, channel_units=(), scorer=None, threads=1, 
         teacher = model.predict(tune_x, batch_size=256, verbose=0)
     units = []
     for b in blocks:
-        small = rebuild_without(cands, [b])
-        if tune_x is not None:
-            small = _tune(small, tune_x, teacher)
+        try:
+            small = rebuild_without(cands, [b])
+            if tune_x is not None:
+                small = _tune(small, tune_x, teacher)
+        except Exception:  # noqa: BLE001 - a block keras cannot rebuild or fit without: not offered
+            continue
         excludes = tuple(u.name for u in channel_units if u.name in b.layers)
         units.append(Unit(b.name, "depth", int(b.params),
                           [Option({}, float(base_ms), 0.0), Option({"remove": True}, float(costs[b.name]),
