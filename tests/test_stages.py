@@ -50,16 +50,21 @@ def test_prune_cluster_pcqat_preserves_zeros_and_clusters(trained_digits, digits
     assert rep.layer("fc1").sparsity >= 0.49
 
 
-def test_pqat_keeps_the_zeros_of_a_layer_qat_leaves_in_float():
-    # TF-MOT has no quantize config for Conv1D: 8-bit PQAT leaves it float and would train its pruned
-    # zeros dense again (the report said sparsity 0.0 after a 50 % pruning stage). Audio-style model.
+def _audio(classes=3):
+    """An audio-style model (Conv1D, which TF-MOT cannot quantize, then a Dense(3)) and seeded data."""
     L = keras.layers
     keras.utils.set_random_seed(0)
     model = keras.Sequential([L.Input((64, 4)), L.Conv1D(8, 3, name="conv1d", activation="relu"),
                               L.GlobalAveragePooling1D(), L.Dense(3, name="out", activation="softmax")])
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(256, 64, 4)).astype("float32")
-    y = (x[:, :, 0].mean(axis=1) > 0).astype("int64") + (x[:, :, 1].mean(axis=1) > 0.1)
+    x = np.random.default_rng(0).normal(size=(256, 64, 4)).astype("float32")
+    y = (x[:, :, 0].mean(axis=1) > 0).astype("int64")
+    return model, x, y + (x[:, :, 1].mean(axis=1) > 0.1) if classes == 3 else y
+
+
+def test_pqat_keeps_the_zeros_of_a_layer_qat_leaves_in_float():
+    # TF-MOT has no quantize config for Conv1D: 8-bit PQAT leaves it float and would train its pruned
+    # zeros dense again (the report said sparsity 0.0 after a 50 % pruning stage). Audio-style model.
+    model, x, y = _audio()
     res = tfcompress.optimize(model, (x, y), recipe=Recipe(pruning=Pruning(final_sparsity=0.5, epochs=2),
                                                            quantization=Quantization(epochs=2)),
                               verbose=0, check_baseline=False)
@@ -71,12 +76,7 @@ def test_pqat_keeps_the_zeros_of_a_layer_qat_leaves_in_float():
 
 def test_cqat_keeps_the_clusters_of_a_layer_qat_leaves_in_float():
     # the report said "clustered: 8 unique values" while the QAT model's Conv1D held 96
-    L = keras.layers
-    keras.utils.set_random_seed(0)
-    model = keras.Sequential([L.Input((64, 4)), L.Conv1D(8, 3, name="conv1d", activation="relu"),
-                              L.GlobalAveragePooling1D(), L.Dense(3, name="out", activation="softmax")])
-    x = np.random.default_rng(0).normal(size=(256, 64, 4)).astype("float32")
-    y = (x[:, :, 0].mean(axis=1) > 0).astype("int64")
+    model, x, y = _audio(classes=2)
     res = tfcompress.optimize(model, (x, y), recipe=Recipe(pruning=None,
                                                            clustering=Clustering(number_of_clusters=8, epochs=1),
                                                            quantization=Quantization(epochs=2)),
@@ -91,12 +91,7 @@ def test_a_layer_pruning_left_too_few_weights_to_cluster_is_skipped_with_why():
     # TensorFlow's InvalidArgumentError from KmeansPlusPlusInitialization ("4 vs 3")
     from tfcompress.clustering import why_not_clusterable
 
-    L = keras.layers
-    keras.utils.set_random_seed(0)
-    model = keras.Sequential([L.Input((64, 4)), L.Conv1D(8, 3, name="conv1d", activation="relu"),
-                              L.GlobalAveragePooling1D(), L.Dense(3, name="out", activation="softmax")])
-    x = np.random.default_rng(0).normal(size=(256, 64, 4)).astype("float32")
-    y = (x[:, :, 0].mean(axis=1) > 0).astype("int64") + (x[:, :, 1].mean(axis=1) > 0.1)
+    model, x, y = _audio()
     res = tfcompress.optimize(model, (x, y), recipe=Recipe(pruning=Pruning(final_sparsity=0.8, epochs=1),
                                                            clustering=Clustering(number_of_clusters=8, epochs=1)),
                               verbose=0, check_baseline=False)
