@@ -353,8 +353,8 @@ def run(model, train_data, validation_data, target, minimize, base, run_recipe, 
         met_rounds = [t for t in tried if t["met"]]
         if minimize == "latency" and len(met_rounds) > 1:  # one noisy sitting each: the files again, side by side
             for t, ms in zip(met_rounds, side_by_side([t["path"] for t in met_rounds], threads)):
-                t["got"], history[t["round"] - 1]["ms_side_by_side"] = {**t["got"], "ms": ms}, ms
-                t["rank"] = rank(t["got"], True)
+                t["got"], t["rank"] = {**t["got"], "ms": ms}, rank({**t["got"], "ms": ms}, True)
+                next(h for h in history if h["round"] == t["round"])["ms_side_by_side"] = ms
             kept = min(met_rounds, key=lambda t: t["rank"])
             say("the met rounds timed again side by side: " + ", ".join(
                 f"round {t['round']} {t['got']['ms']:.3g} ms" for t in met_rounds) + f"; round {kept['round']} kept")
