@@ -22,8 +22,7 @@ Example:
 
 from tfcompress.depth import find_blocks, rebuild_without
 from tfcompress.errors import TfcompressError
-from tfcompress.scoring import accuracy, take
-from tfcompress.target.joint import TUNE_SAMPLES, TUNED_WEIGHT, _tune
+from tfcompress.target.joint import TUNED_WEIGHT, candidate_drop
 from tfcompress.target.latency import removed_ms
 from tfcompress.target.sensitivity import Option, Unit
 from tflite_export import ExportError
@@ -54,22 +53,15 @@ def depth_units(model, x, y, base_ms, channel_units=(), scorer=None, threads=1, 
         costs = removed_ms(cands, blocks, x, threads) if blocks else {}
     except (TfcompressError, ExportError):
         return []
-    score = scorer.model if scorer is not None else (lambda m, a, b: 100.0 * accuracy(m, a, b))
-    base = score(model, x, y)
-    if tune_x is not None:
-        tune_x = take(tune_x, TUNE_SAMPLES)
-        teacher = model.predict(tune_x, batch_size=256, verbose=0)
+    drop = candidate_drop(model, x, y, scorer, tune_x)
     units = []
     for b in blocks:
         try:
-            small = rebuild_without(cands, [b])
-            if tune_x is not None:
-                small = _tune(small, tune_x, teacher)
+            lost = drop(rebuild_without(cands, [b]))
         except Exception:  # noqa: BLE001 - a block keras cannot rebuild or fit without: not offered
             continue
         excludes = tuple(u.name for u in channel_units if u.name in b.layers)
         units.append(Unit(b.name, "depth", int(b.params),
-                          [Option({}, float(base_ms), 0.0), Option({"remove": True}, float(costs[b.name]),
-                                                                    base - score(small, x, y))],
+                          [Option({}, float(base_ms), 0.0), Option({"remove": True}, float(costs[b.name]), lost)],
                           TUNED_WEIGHT if tune_x is not None else 1.0, excludes))
     return units

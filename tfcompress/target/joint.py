@@ -52,7 +52,7 @@ from tfcompress.scoring import accuracy
 from tfcompress.target.allocate import EPS
 from tfcompress.target.sensitivity import CLUSTERS, Option, Unit
 
-__all__ = ["thin_options", "tuned_channel_units",
+__all__ = ["thin_options", "tuned_channel_units", "candidate_drop",
            "joint_greedy", "size_of", "JointAllocation", "SIZE_RATIOS", "TUNE_SAMPLES", "TUNE_EPOCHS",
            "TUNED_WEIGHT"]
 
@@ -74,6 +74,29 @@ def _tune(thin, x, teacher, epochs=TUNE_EPOCHS):
 def _kernel_sizes(model):
     return {layer.name: sum(int(w.shape.num_elements()) for w in prunable_weights(layer))
             for layer in model.layers if prunable_weights(layer)}
+
+
+def candidate_drop(model, x, y, scorer=None, tune_x=None):
+    """``drop(candidate, tune=True)``: the points a changed copy of ``model`` (thinned, a block removed)
+    loses on (x, y), after a short fine-tuning toward ``model``'s outputs on ``tune_x`` when given
+    (:data:`TUNE_EPOCHS` epoch on at most :data:`TUNE_SAMPLES` inputs; it raises when keras cannot fit it).
+
+    Example:
+        >>> drop = candidate_drop(model, x, y, tune_x=x_train)  # doctest: +SKIP
+        >>> drop(plan.build(keep))  # doctest: +SKIP
+        0.4
+    """
+    score = scorer.model if scorer is not None else (lambda m, a, b: 100.0 * accuracy(m, a, b))
+    base = score(model, x, y)
+    if tune_x is not None:
+        tune_x = take(tune_x, TUNE_SAMPLES)
+        teacher = model.predict(tune_x, batch_size=256, verbose=0)
+
+    def drop(candidate, tune=True):
+        if tune and tune_x is not None:
+            candidate = _tune(candidate, tune_x, teacher)
+        return base - score(candidate, x, y)
+    return drop
 
 
 def thin_options(model, x, y, ratios=SIZE_RATIOS, scorer=None, tune_x=None):
@@ -99,12 +122,8 @@ def thin_options(model, x, y, ratios=SIZE_RATIOS, scorer=None, tune_x=None):
         >>> [o.setting for o in thin_options(model, x, y, ratios=(0.5,))[0].options]  # doctest: +SKIP
         [{}, {'ratio': 0.5}]
     """
-    score = scorer.model if scorer is not None else (lambda m, a, b: 100.0 * accuracy(m, a, b))
+    drop = candidate_drop(model, x, y, scorer, tune_x)
     plan = Plan(model)
-    base = score(model, x, y)
-    if tune_x is not None:
-        tune_x = take(tune_x, TUNE_SAMPLES)
-        teacher = model.predict(tune_x, batch_size=256, verbose=0)
     full = _kernel_sizes(model)
     units = []
     for r, g in plan.groups.items():
@@ -118,15 +137,13 @@ def thin_options(model, x, y, ratios=SIZE_RATIOS, scorer=None, tune_x=None):
                 continue
             removed.add(n)
             thin = plan.build(keep)
-            if tune_x is not None:
-                try:
-                    thin = _tune(thin, tune_x, teacher)
-                except Exception:  # noqa: BLE001 - a net keras cannot fit so: scored as thinned, untuned
-                    thin = plan.build(keep)
             sizes = _kernel_sizes(thin)
+            try:
+                lost = drop(thin)
+            except Exception:  # noqa: BLE001 - a net keras cannot fit so: scored as thinned, untuned
+                lost = drop(plan.build(keep), tune=False)
             shrink = {n: sizes[n] / full[n] for n in full if n in sizes and full[n] and sizes[n] != full[n]}
-            unit.options.append(Option({"ratio": ratio}, float(plan.estimate(keep)[1]),
-                                       base - score(thin, x, y), shrink))
+            unit.options.append(Option({"ratio": ratio}, float(plan.estimate(keep)[1]), lost, shrink))
         if len(unit.options) > 1:
             units.append(unit)
     return units
