@@ -11,7 +11,7 @@ Example:
     >>> history = distill.fit(student, teacher, train_ds, epochs=2)  # doctest: +SKIP
 """
 
-from tfcompress._keras import keras, tf
+from tfcompress._keras import forget_custom_gradients, keras, tf
 from tfcompress._model import onednn_safe_training
 from tfcompress.errors import RecipeError
 from tfcompress.task import output_activation, task_for
@@ -242,10 +242,12 @@ def fine_tune(model, data, epochs=1, *, teacher=None, alpha=0.5, temperature=4.0
         metrics = list(metrics)
     target.compile(optimizer=optimizer or keras.optimizers.Adam(1e-3), loss=loss, metrics=metrics,
                    loss_weights=loss_weights)
-    build_training_state(target, data)  # one trace of the train step, not two
-    with onednn_safe_training(target):  # 1x1 stride-2 convolutions: the same function, without oneDNN's crash
-        return target.fit(data, epochs=epochs, validation_data=validation_data, callbacks=list(callbacks or []),
-                          verbose=verbose)
+    # one trace of the train step, not two; forget_custom_gradients: its graph is freed with the model
+    with forget_custom_gradients():
+        build_training_state(target, data)
+        with onednn_safe_training(target):  # 1x1 stride-2 convolutions: the same function, without oneDNN's crash
+            return target.fit(data, epochs=epochs, validation_data=validation_data, callbacks=list(callbacks or []),
+                              verbose=verbose)
 
 
 def fit(student, teacher, data, epochs=1, alpha=0.5, temperature=4.0, optimizer=None,

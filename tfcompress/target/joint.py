@@ -44,7 +44,7 @@ Example:
 
 from dataclasses import dataclass, replace
 
-from tfcompress._keras import keras
+from tfcompress._keras import forget_custom_gradients, keras
 from tfcompress._nested import take
 from tfcompress.channels.surgery import Plan
 from tfcompress.pruning.weights import prunable_weights
@@ -67,7 +67,8 @@ TUNED_WEIGHT = 3.0
 def _tune(thin, x, teacher, epochs=TUNE_EPOCHS):
     """Fine-tune ``thin`` briefly toward the unthinned model's outputs ``teacher`` (mean squared error)."""
     thin.compile(keras.optimizers.Adam(1e-3), loss="mse")
-    thin.fit(x, teacher, epochs=epochs, batch_size=64, verbose=0)
+    with forget_custom_gradients():  # else each candidate's train graph stays in memory
+        thin.fit(x, teacher, epochs=epochs, batch_size=64, verbose=0)
     return thin
 
 
