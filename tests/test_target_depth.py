@@ -40,13 +40,15 @@ def test_a_removed_block_puts_its_own_thinning_back_and_counts_only_its_own_savi
     assert greedy([inner, small], max_drop=5.0).choice == {"b0_conv1": 1, "b0": 0}
 
 
-def test_each_residual_block_is_priced_scored_and_excludes_its_own_groups(tiny_resnet, digits):
+def test_each_residual_block_is_priced_scored_and_excludes_the_groups_it_holds_or_carries(tiny_resnet, digits):
     x, y = digits.validation
     channel = [Unit("b1_conv1", "channels", 8, [Option({}, 1.0, 0.0), Option({"ratio": 0.5}, 0.9, 1.0)]),
                Unit("stem_conv", "channels", 8, [Option({}, 1.0, 0.0), Option({"ratio": 0.5}, 0.9, 1.0)])]
     units = depth_units(tiny_resnet, x[:200], y[:200], 1.0, channel, threads=1, tune_x=digits.train[0][:256])
     assert [u.name for u in units] == ["b0", "b1"] and all(u.kind == "depth" for u in units)
-    assert [u.excludes for u in units] == [(), ("b1_conv1",)]  # the stem's group is not inside a block
+    # b1's own group, and the stem's group in both: its channels run through each block's Add (priced with
+    # the block in, thinning it and removing a block would count the block's ops twice)
+    assert [u.excludes for u in units] == [("stem_conv",), ("b1_conv1", "stem_conv")]
     assert all(u.options[1].setting == {"remove": True} and 0 < u.options[1].cost for u in units)
     flat = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, name="d")])
     assert depth_units(flat, np.zeros((4, 4)), np.zeros(4), 1.0) == []  # no block: no unit

@@ -8,9 +8,14 @@ away. Each block is priced like a thinned group: the model without it,
 converted to int8 in memory, its latency predicted from this machine's
 measured op costs (:func:`~tfcompress.target.latency.removed_ms`), and its
 drop scored after the same short fine-tuning a thinned candidate gets
-(:mod:`tfcompress.target.joint`). A removed block makes thinning its own
-channel groups moot: its unit ``excludes`` them
-(:func:`~tfcompress.target.allocate.greedy` puts them back untouched). The
+(:mod:`tfcompress.target.joint`). A removed block makes thinning its
+channel groups moot, and the groups are priced on the whole model, block
+included: its unit ``excludes`` every group that produces or reads channels
+inside it, its own and the residual group its ``Add`` carries
+(:func:`~tfcompress.target.allocate.greedy` puts them back untouched). Without
+the residual group's exclusion the allocation counted the block's ops twice:
+ResNet-8's round with the stem group thinned and the first block removed was
+predicted at 0.005 ms and ran at 0.039. The
 plan removes the chosen blocks in a ``depth`` stage before the ``channels``
 stage (:func:`~tfcompress.target.plan.plan_recipe`).
 
@@ -20,6 +25,7 @@ Example:
     ('block_2', {'remove': True})
 """
 
+from tfcompress.channels.graph import Analysis
 from tfcompress.depth import find_blocks, rebuild_without
 from tfcompress.errors import TfcompressError
 from tfcompress.target.joint import TUNED_WEIGHT, candidate_drop
@@ -37,7 +43,8 @@ def depth_units(model, x, y, base_ms, channel_units=(), scorer=None, threads=1, 
         model: the tf_keras model (not changed).
         x, y: the validation sample the drops are scored on.
         base_ms: the model's predicted ms (option 0's cost, as the channel units price it).
-        channel_units: the plan's channel units: a block excludes those named after one of its layers.
+        channel_units: the plan's channel units: a block excludes those whose group produces or reads
+            channels inside it.
             Defaults to `()`.
         scorer: a :class:`~tfcompress.scoring.Scorer`. Defaults to `None` (accuracy points).
         threads: XNNPACK threads of the prices. Defaults to `1`.
@@ -51,6 +58,7 @@ def depth_units(model, x, y, base_ms, channel_units=(), scorer=None, threads=1, 
         cands = find_blocks(model)
         blocks = [b for b in cands.blocks if b.kind == "residual"]
         costs = removed_ms(cands, blocks, x, threads) if blocks else {}
+        groups = Analysis(model).groups()
     except (TfcompressError, ExportError):
         return []
     drop = candidate_drop(model, x, y, scorer, tune_x)
@@ -60,7 +68,9 @@ def depth_units(model, x, y, base_ms, channel_units=(), scorer=None, threads=1, 
             lost = drop(rebuild_without(cands, [b]))
         except Exception:  # noqa: BLE001 - a block keras cannot rebuild or fit without: not offered
             continue
-        excludes = tuple(u.name for u in channel_units if u.name in b.layers)
+        inside = set(b.layers)
+        touched = {g.name for g in groups if inside & (set(g.members) | set(g.consumers))}
+        excludes = tuple(u.name for u in channel_units if u.name in inside or u.name in touched)
         units.append(Unit(b.name, "depth", int(b.params),
                           [Option({}, float(base_ms), 0.0), Option({"remove": True}, float(costs[b.name]), lost)],
                           TUNED_WEIGHT if tune_x is not None else 1.0, excludes))
