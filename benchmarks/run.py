@@ -18,8 +18,8 @@ ROOT = os.path.dirname(HERE)
 # The order of the sections in docs/RESULTS.md (and of the runs); a benchmark not listed runs and
 # appears after these.
 ORDER = ["foundation", "toolbox", "lowbit", "binary", "budget", "global", "channels", "merge", "depth", "tasks",
-         "realistic",
-         "realistic_optimize", "export", "tuner", "trial_overhead", "applications", "memory", "precision", "faults"]
+         "realistic", "realistic_optimize", "export", "tuner", "trial_overhead", "applications", "memory",
+         "fit_memory", "precision", "faults"]
 
 
 def _name(path):
