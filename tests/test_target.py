@@ -226,14 +226,55 @@ def test_rounds_raise_the_margin_while_the_file_has_slack_and_keep_the_best(tiny
     b = res.report.budget
     scales = [r["scale"] for r in b["rounds"]]
     # a file that loses ~0 points: the correction is near its floor (1/64 point per scanned point), so each next
-    # round allows more, at most 3x the last and 80 % of the budget at the floor (51.2x)
+    # round allows more, at most 3x the last and 80 % of the budget at the floor (51.2x); past that, met with
+    # points to spare, a half step (sqrt 3) above the met round
     assert scales[0] == 8.0 and all(r["met"] for r in b["rounds"])
-    assert all(a < b <= min(3 * a, 51.2 + 1e-9) for a, b in zip(scales, scales[1:]))
+    assert all(a < b <= max(min(3 * a, 51.2), a * 3 ** 0.5) + 1e-9 for a, b in zip(scales, scales[1:]))
     if len(scales) < 3:  # stopped early: the next margin gave a plan already measured
         assert len(plans) == len(scales)
     assert [r["scanned_drop"] for r in b["rounds"]] == sorted(r["scanned_drop"] for r in b["rounds"])
     assert plan is plans[b["kept_round"] - 1] and b["met"]
     assert not any("failed" in n for n in b["notes"]), b["notes"]  # an int4 round exports (it once lacked calibration)
+
+
+@pytest.mark.parametrize("drops, rounds", [
+    ((0.1,) * 5, 5),            # every round met with points to spare: on past ROUNDS, to MAX_ROUNDS
+    ((0.1, 0.1, 2.0), 3),       # round 3 missed: the bracket is found, no more rounds
+    ((0.1, 0.1, 0.1, 0.9), 4),  # round 4 met near the budget (over SLACK): stop there
+])
+def test_a_drop_budget_goes_on_past_three_rounds_only_while_the_last_met_with_points_to_spare(
+        tiny, digits, monkeypatch, drops, rounds):
+    from types import SimpleNamespace
+
+    from tfcompress.target import plan as budget_mode
+
+    # 10 groups whose drops grow 1.5x: each bigger margin takes more of them, so every round is a new plan
+    units = [Unit(f"g{i}", "channels", 8, [Option({}, 1.0, 0.0), Option({"ratio": 0.5}, 1.0 - 0.01 * (i + 1),
+                                                                        3.0 * 1.5 ** i)]) for i in range(10)]
+    monkeypatch.setattr(budget_mode, "channel_options", lambda *a, **k: (units, 1.0))
+    monkeypatch.setattr(budget_mode, "depth_units", lambda *a, **k: [])
+    monkeypatch.setattr(budget_mode, "tuned_channel_units", lambda units, *a, **k: units)
+    monkeypatch.setattr(budget_mode, "side_by_side", lambda paths, threads: [0.01] * len(paths))
+    monkeypatch.setattr(tflite_export, "benchmark", lambda *a, **k: SimpleNamespace(median_ms=0.01))
+    real = budget_mode._measure
+
+    def measure(model, path, *a, **k):
+        got = real(model, path, *a, **k)
+        i = next((n for n in range(1, 9) if f"round-{n}" in str(path)), None)
+        return got if i is None else {**got, "drop": drops[i - 1] if i <= len(drops) else 0.1}
+
+    monkeypatch.setattr(budget_mode, "_measure", measure)
+    assert budget_mode.ROUNDS == 3 and budget_mode.MAX_ROUNDS == 5
+    res, _ = budget_mode.run(tiny, digits.train, digits.validation, "drop<=1", "latency", Recipe(),
+                             lambda plan, val: SimpleNamespace(model=tiny, report=SimpleNamespace()),
+                             threads=1, samples=64)
+    b = res.report.budget
+    assert [r["round"] for r in b["rounds"]] == list(range(1, rounds + 1)), b["rounds"]
+    assert len({repr(r["plan"]) for r in b["rounds"]}) == rounds  # each round a new plan
+    res, _ = budget_mode.run(tiny, digits.train, digits.validation, "drop<=1", "latency", Recipe(),
+                             lambda plan, val: SimpleNamespace(model=tiny, report=SimpleNamespace()),
+                             threads=1, samples=64, rounds=2)
+    assert len(res.report.budget["rounds"]) == 2  # rounds= is the most
 
 
 @pytest.mark.slow  # TF-MOT's QAT wrapping: 5-15 s on the loaded machine
