@@ -62,13 +62,39 @@ def test_removed_block_is_gone_and_the_model_equals_the_original_with_the_branch
     b1 = cands.blocks[1]
     new = rebuild_without(cands, [b1])
     names = {l.name for l in new.layers}
-    assert not names & set(b1.layers) and "b1_out" in names and "b0_add" in names
+    # b1_out read b1's Add and now reads b0_out: a ReLU after a ReLU, left out
+    assert not names & set(b1.layers) and "b1_out" not in names and "b0_add" in names and "b0_out" in names
     assert m.count_params() - new.count_params() == b1.params
     bn = m.get_layer("b1_bn2")  # branch output exactly 0: gamma = beta = 0
     w = bn.get_weights()
     bn.set_weights([np.zeros_like(w[0]), np.zeros_like(w[1]), w[2], w[3]])
     x = _x()
     np.testing.assert_array_equal(new(x).numpy(), m(x).numpy())
+
+
+@pytest.mark.parametrize("stem, after, kept", [
+    (None, L.ReLU, True),                      # the block's input is not through a ReLU: the ReLU works
+    ("relu", L.ReLU, False),                   # relu after relu: left out
+    ("relu", lambda name: L.ReLU(max_value=6.0, name=name), True),  # relu6 after relu clips: kept
+    ("relu", lambda name: L.Activation("relu", name=name), False),
+    ("relu", lambda name: L.LeakyReLU(0.1, name=name), True),      # not a ReLU
+])
+def test_a_relu_after_a_removed_block_is_left_out_only_where_it_computes_nothing(stem, after, kept):
+    keras.utils.set_random_seed(0)
+    inp = L.Input((8, 8, 1))
+    x = L.Conv2D(4, 3, padding="same", activation=stem, name="c0")(inp)
+    y = L.Conv2D(4, 3, padding="same", name="c1")(x)
+    y = L.BatchNormalization(name="bn1")(y)
+    x = after(name="out")(L.Add(name="add")([x, y]))
+    m = keras.Model(inp, L.Dense(3, name="fc")(L.Flatten(name="flat")(x)))
+    cands = find_blocks(m)
+    block = [b for b in cands.blocks if b.kind == "residual"]
+    assert [b.layers for b in block] == [("c1", "bn1", "add")]
+    new = rebuild_without(cands, block)
+    assert ("out" in {layer.name for layer in new.layers}) is kept
+    ref = keras.Model(inp, m.get_layer("fc")(m.get_layer("flat")(m.get_layer("out")(m.get_layer("c0").output))))
+    x = _x()
+    np.testing.assert_allclose(new(x).numpy(), ref(x).numpy(), rtol=1e-6, atol=1e-6)
 
 
 def test_a_same_shape_conv_with_its_bn_and_activation_is_a_layer_candidate():
