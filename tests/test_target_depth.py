@@ -63,6 +63,8 @@ def test_a_plan_that_removes_blocks_is_a_depth_stage_that_runs(tiny_resnet, digi
     names = {layer.name.removeprefix("quant_") for layer in res.model.layers}  # QAT's wrappers
     assert "b0_conv1" in names and not {"b1_conv1", "b1_conv2"} & names
     assert "removed (block b1)" in res.report.layer("b1_conv1").stages["depth"]
+    # b1_out read b1's Add, now b0_out: a ReLU after a ReLU, left out of the model (and of the .tflite file)
+    assert "b1_out" not in names and "left out" in res.report.layer("b1_out").stages["depth"]
 
 
 @pytest.mark.slow  # a latency plan: the channel and depth scans, priced, and up to three fine-tuning rounds

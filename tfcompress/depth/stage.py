@@ -45,6 +45,10 @@ def depth_stage(run, model, stage):
         if row["removed"]:
             for name in row["layers"]:
                 records[name] = f"removed (block {row['name']})"
+    kept = {layer.name for layer in small.layers}
+    for layer in model.layers:  # a ReLU after a removed block's Add, now reading a ReLU's output (depth/surgery.py)
+        if layer.name not in kept and layer.name not in records:
+            records[layer.name] = "left out (a ReLU after a ReLU once its block went)"
     details = rep.details() + f", params {rep.params_before:,} → {rep.params_after:,}"
     if rep.notes:
         details += "; " + "; ".join(rep.notes)
