@@ -105,3 +105,15 @@ def write(name, result, markdown, indent=2, folder=None):
     md = os.path.join(folder, f"{name}.md")
     _atomic(md, markdown)
     return md
+
+
+def child(module, args, timeout):
+    """Run ``python -m module --child *args`` from the repository root: the ``RESULT <json>`` line it prints,
+    as ``{"status": "ok", **result}``, else ``{"status": "fail: exit N: <last stderr line>"}``."""
+    proc = subprocess.run([sys.executable, "-m", module, "--child", *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=os.path.dirname(os.path.dirname(RESULTS)))
+    for line in proc.stdout.splitlines():
+        if line.startswith("RESULT "):
+            return {"status": "ok", **json.loads(line[7:])}
+    tail = (proc.stderr.strip().splitlines() or [""])[-1][:200]
+    return {"status": f"fail: exit {proc.returncode}: {tail}"}

@@ -20,10 +20,7 @@ Writes ``benchmarks/results/fit_memory.{json,md}``.
 import argparse
 import json
 import os
-import subprocess
 import sys
-
-HERE = os.path.dirname(os.path.abspath(__file__))
 
 from benchmarks import _results  # noqa: E402
 
@@ -65,13 +62,7 @@ def _child(mode, fits):
 
 
 def _run(mode, fits, timeout):
-    proc = subprocess.run([sys.executable, "-m", __spec__.name, "--child", mode, str(fits)],
-                          capture_output=True, text=True, timeout=timeout, cwd=os.path.dirname(HERE))
-    for line in proc.stdout.splitlines():
-        if line.startswith("RESULT "):
-            return {"status": "ok", **json.loads(line[7:])}
-    tail = (proc.stderr.strip().splitlines() or [""])[-1][:200]
-    return {"status": f"fail: exit {proc.returncode}: {tail}"}
+    return _results.child(__spec__.name, [mode, str(fits)], timeout)
 
 
 def per_fit(rss):

@@ -25,11 +25,8 @@ Peaks are the kernel's high-water mark (``VmHWM``), reset before the step
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
-
-HERE = os.path.dirname(os.path.abspath(__file__))
 
 from benchmarks import _results  # noqa: E402
 
@@ -103,13 +100,7 @@ def _child(step, switch):
 
 
 def _run(step, switch, timeout):
-    proc = subprocess.run([sys.executable, "-m", __spec__.name, "--child", step, switch],
-                          capture_output=True, text=True, timeout=timeout, cwd=os.path.dirname(HERE))
-    for line in proc.stdout.splitlines():
-        if line.startswith("RESULT "):
-            return {"status": "ok", **json.loads(line[7:])}
-    tail = (proc.stderr.strip().splitlines() or [""])[-1][:200]
-    return {"status": f"fail: exit {proc.returncode}: {tail}"}
+    return _results.child(__spec__.name, [step, switch], timeout)
 
 
 def _markdown(rows, command):
