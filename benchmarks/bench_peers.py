@@ -43,14 +43,7 @@ MODELS = {"lenet5": ("LeNet-5 / Fashion-MNIST", lenet5_fashion),
           "mobilenetv2": ("MobileNetV2 alpha 0.35, 32x32x3 / Fashion-MNIST", mobilenetv2_fashion)}
 BUDGET = 1.0  # points of test accuracy against the float32 file
 #: Why a model has no table in the last results (said under the tables).
-NOT_RUN = {"mobilenetv2": (
-    "no table: the sitting of 2026-12-07 (`--epochs 2`, all three models) ran MobileNetV2's peers, the default "
-    "recipe (169 s) and budget mode's size plan (2,178 s: int4, 58,217 B, 25.7x, drop 1.00 point on the planning "
-    "samples, beside other jobs), then was stopped while its latency plan scanned, at 19 GB resident and growing "
-    "~0.9 GB a minute: each short fine-tuning of a thinned or removed candidate keeps ~67 MB that neither "
-    "gc.collect, keras.backend.clear_session nor malloc_trim gives back (MobileNetV2 alpha 0.35, one model.fit "
-    "each; an eager loop keeps none but is 3-10x slower), and the latency plan tunes 85 candidates after the "
-    "size plan's 100. Its files were never timed, so no row is shown.")}
+NOT_RUN: dict = {}
 TFC = "tfcompress"
 
 
