@@ -147,6 +147,33 @@ def test_a_size_budget_the_shipped_file_misses_is_not_met_and_the_cli_exits_3(tm
     assert shipped["zipped_bytes"] == row["zipped_bytes"] > 1024 and shipped["samples"] == 30
     assert "Shipped `" in b["markdown"] and "does NOT meet the budget" in b["markdown"], b["markdown"]
     assert "not met (see the first note): exit status 3" in capsys.readouterr().err
+    names = {f["name"]: tflite_export.read_metadata(f["path"]).get("names") for f in report["files"]}
+    assert names.pop("float32") is None and set(names.values()) == {"stripped"}  # a size budget's files: no names
+
+
+def test_a_size_budget_strips_the_inner_tensor_names_of_its_rounds_and_of_the_file_it_exports(tiny, digits, no_timing,
+                                                                                            tmp_path):
+    from tfcompress.target import export_file
+
+    sizes = []
+    real = tflite_export.export
+
+    def export(*args, **kw):
+        sizes.append(kw.get("strip_names"))
+        return real(*args, **kw)
+
+    run_recipe = lambda plan, validation: SimpleNamespace(model=tiny, report=SimpleNamespace())  # noqa: E731
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(tflite_export, "export", export)
+        res, _ = budget_mode.run(tiny, digits.train, digits.validation, "size<=1MB", None, Recipe(), run_recipe,
+                                 threads=1, rounds=1, weights=("int8",), thin=())
+    b = res.report.budget
+    assert sizes[:2] == [False, False] and sizes[2:] == [True]  # the float32 and plain int8 references keep theirs
+    assert b["strip_names"] and any("inner tensor names are emptied" in n for n in b["notes"])
+    e = export_file(res, str(tmp_path / "m.tflite"), digits.train[0][:100])
+    assert tflite_export.read_metadata(e.path)["names"] == "stripped"
+    assert e.zipped_bytes < real(tiny, str(tmp_path / "n.tflite"), mode="int8",
+                                 representative_data=digits.train[0][:100]).zipped_bytes
 
 
 @pytest.mark.slow  # one epoch of 4-bit QAT and four exports

@@ -38,6 +38,11 @@ def test_export_inspect_bench(saved, capsys):
     rep = json.loads((d / "e.json").read_text())
     assert rep["input_dtype"] == "int8" and rep["test_accuracy"] > 0.85 and rep["metadata"]["recipe"] == "cli"
     assert _run(["export", str(model_file), "--mode", "float32", "--out", str(d / "m_f32.tflite")]) == 0
+    assert _run(["export", str(model_file), "--mode", "int8", "--data", str(npz), "--out", str(d / "s.tflite"),
+                 "--strip-names", "--json", str(d / "s.json")]) == 0
+    small = json.loads((d / "s.json").read_text())
+    assert small["metadata"]["names"] == "stripped" and small["zipped_bytes"] < rep["zipped_bytes"]
+    assert small["test_accuracy"] == rep["test_accuracy"]
     capsys.readouterr()
     assert _run(["inspect", str(out), "--json", "-"]) == 0
     info = json.loads(capsys.readouterr().out)

@@ -358,3 +358,38 @@ def test_a_file_xnnpack_cannot_run_is_a_one_line_error_not_a_runtime_error():
         invoke(Interpreter(refused), "m.tflite")
     with pytest.raises(RuntimeError, match="^other$"):  # anything else is not relabelled
         invoke(Interpreter("other"), "m.tflite")
+
+
+def test_strip_names_empties_the_inner_names_and_keeps_the_model(model, int8_file, tmp_path):
+    path, rep = int8_file
+    xtr, _, xte, _ = digits()
+    small = tfl.export(model, tmp_path / "s.tflite", mode="int8", representative_data=xtr, num_samples=200,
+                       strip_names=True)
+    assert small.zipped_bytes < rep.zipped_bytes and small.bytes < rep.bytes
+    assert small.metadata["names"] == "stripped" and "names" not in rep.metadata
+    np.testing.assert_array_equal(tfl.predict(small.path, xte[:50]), tfl.predict(path, xte[:50]))
+    from ai_edge_litert.interpreter import Interpreter
+
+    full, stripped = Interpreter(model_path=str(path)), Interpreter(model_path=small.path)
+    for a, b in ((full.get_input_details(), stripped.get_input_details()),
+                 (full.get_output_details(), stripped.get_output_details())):
+        assert [d["name"] for d in a] == [d["name"] for d in b] and all(d["name"] for d in b)
+    assert stripped.get_signature_list() == full.get_signature_list()
+    named = lambda it: [d["name"] for d in it.get_tensor_details() if d["name"]]  # noqa: E731
+    assert len(named(stripped)) == 2 < len(named(full))  # the input and the output only
+    run = stripped.get_signature_runner()
+    key = next(iter(stripped.get_signature_list()["serving_default"]["inputs"]))
+    q = stripped.get_input_details()[0]["quantization"]
+    out = run(**{key: np.clip(np.round(xte[:1] / q[0] + q[1]), -128, 127).astype(np.int8)})
+    assert next(iter(out.values())).shape == (1, 10)
+
+
+def test_strip_export_rewrites_a_written_file_as_export_strips_it(model, tmp_path):
+    xtr, _, xte, _ = digits()
+    full = tfl.export(model, tmp_path / "a.tflite", mode="int8", representative_data=xtr, metadata={"who": "me"})
+    direct = tfl.export(model, tmp_path / "b.tflite", mode="int8", representative_data=xtr, strip_names=True)
+    small = tfl.strip_export(full)
+    assert small.path == full.path and small.bytes == os.path.getsize(small.path) < full.bytes
+    assert small.zipped_bytes < full.zipped_bytes and abs(small.zipped_bytes - direct.zipped_bytes) < 40
+    assert tfl.read_metadata(small.path)["who"] == "me" and small.metadata["names"] == "stripped"
+    np.testing.assert_array_equal(tfl.predict(small.path, xte[:20]), tfl.predict(direct.path, xte[:20]))

@@ -456,6 +456,8 @@ def _measure(rep, model, result, data, recipe, stage, quiet, threads, timing_run
         if "per_layer" in fast:  # budget mode's per-op mix that is not slower than float32 (target/fast.py)
             exports["fast"] = export_mixed(float_model(result.model, snap=True), os.path.join(stage, "fast.tflite"),
                                            fast["per_layer"], fast["default"], take(rep_x, 100), metadata=meta)
+        if (result.report.budget or {}).get("strip_names"):  # a size budget's files, as its rounds measured them
+            exports = {n: e if n == "float32" else tflite_export.strip_export(e) for n, e in exports.items()}
     rep.seconds["export"] = time.perf_counter() - t0
 
     _say(f"[4/5] evaluating the files with LiteRT on {count(x_test)} test examples ({rep.metric})", quiet)

@@ -23,6 +23,7 @@ from .evaluate import agreement, closeness, evaluate, predict
 from .inspection import ModelInfo, count_macs, inspect, read_metadata
 from .roofline import measure_peak_gops
 from .safety import check_file
+from .strip import strip_export
 from .validate import LayerError, LayerErrorReport, layer_errors
 
 __all__ = [
@@ -52,5 +53,6 @@ __all__ = [
     "predict",
     "probe_accelerator",
     "read_metadata",
+    "strip_export",
     "zipped_size",
 ]

@@ -104,6 +104,31 @@ def _decode(s) -> str:
     return s.decode("utf-8", "replace") if isinstance(s, (bytes, bytearray)) else str(s)
 
 
+def strip_names(data: bytes) -> bytes:
+    """Returns ``data`` with the names of its inner tensors emptied: a smaller file that runs alike.
+
+    The converter names every tensor after the Keras ops fused into it
+    (``lenet5/quant_fc1/MatMul;lenet5/quant_fc1/BiasAdd;...``): about 300 of a
+    LeNet-5 int4 file's 5,800 zipped bytes. Only the model's inputs and outputs
+    and the tensors its signatures name keep their names (``get_input_details``
+    and signature runners use them); the inner names are debugging aids
+    (``get_tensor_details``, Netron), so a file for debugging keeps them.
+
+    Example:
+        >>> small = strip_names(open("model.tflite", "rb").read())  # doctest: +SKIP
+    """
+    model = parse_model(data)
+    keep = {(0, i) for i in list(model.subgraphs[0].inputs) + list(model.subgraphs[0].outputs)}
+    for sig in model.signatureDefs or []:
+        for t in list(sig.inputs or []) + list(sig.outputs or []):
+            keep.add((sig.subgraphIndex, t.tensorIndex))
+    for k, sg in enumerate(model.subgraphs):
+        for i, t in enumerate(sg.tensors):
+            if (k, i) not in keep:
+                t.name = b""
+    return serialize_model(model)
+
+
 def add_metadata(data: bytes, metadata: dict, name: str = METADATA_NAME) -> bytes:
     """Returns ``data`` with ``metadata`` (JSON) stored in the flatbuffer ``metadata`` list.
 

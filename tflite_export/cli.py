@@ -69,6 +69,7 @@ def _add_export(subparsers, load_dataset) -> None:
     ex.add_argument("--num-samples", type=positive_int, default=200,
                     help="representative samples (default: %(default)s)")
     ex.add_argument("--sparse", action="store_true", help="store pruned weights sparse (EXPERIMENTAL_SPARSITY)")
+    ex.add_argument("--strip-names", action="store_true", help="empty inner tensors' names: a few hundred bytes off")
     ex.add_argument("--metadata", default=None, help="JSON object stored in the file's metadata")
     ex.add_argument("--out", required=True, help="output .tflite path")
     ex.add_argument("--json", default=None, metavar="PATH", help="write the report as JSON ('-' = stdout)")
@@ -98,11 +99,8 @@ def _add_bench(subparsers) -> None:
     b.add_argument("files", nargs="+", metavar="FILE.tflite", help="the .tflite files to time, side by side")
     b.add_argument("--threads", type=int_list(1, MAX_THREADS), default="1",
                    help="comma-separated thread counts (default: %(default)s)")
-    b.add_argument(
-        "--accelerator",
-        default="cpu",
-        help=f"comma-separated: {', '.join(ACCELERATORS)}, android (default: %(default)s)",
-    )
+    b.add_argument("--accelerator", default="cpu",
+                   help=f"comma-separated: {', '.join(ACCELERATORS)}, android (default: %(default)s)")
     b.add_argument("--delegate", default=None, help="external delegate library (.so) to time as well")
     b.add_argument("--pin", type=int_list(0), default=None, help="comma-separated CPU ids to pin to, e.g. 0 or 0,1")
     b.add_argument("--roofline", action="store_true", help="add MACs, GOPS and fraction of measured peak")
@@ -256,6 +254,7 @@ def cmd_export(args) -> int:
         metadata=meta,
         io=args.io,
         sparse=args.sparse,
+        strip_names=args.strip_names,
         safe_mode=not args.unsafe,
     )
     out = rep.to_dict()

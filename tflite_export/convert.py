@@ -404,6 +404,7 @@ def export(
     io: str = "int8",
     sparse: bool = False,
     safe_mode: bool = True,
+    strip_names: bool = False,
 ) -> ExportReport:
     """Converts a model to a .tflite file, atomically.
 
@@ -433,6 +434,8 @@ def export(
         safe_mode: For a model file or SavedModel folder: refuse ``Lambda`` layers, whose
             Python code would run while loading (:mod:`tflite_export.loader`). Set it to False
             only for files you trust.
+        strip_names: Empty the inner tensors' names (inputs, outputs and signatures keep
+            theirs): a few hundred bytes off; keep them to debug (``get_tensor_details``).
 
     Returns:
         An :class:`ExportReport`.
@@ -459,6 +462,7 @@ def export(
         "io": io if mode == "int8" else "float",
         "sparse": bool(sparse),
         "representative_samples": used,
+        **({"names": "stripped"} if strip_names else {}),
     }
     tfc = sys.modules.get("tfcompress")  # recorded when the caller uses tfcompress; never imported here
     if tfc is not None and getattr(tfc, "__version__", None):
@@ -467,7 +471,7 @@ def export(
         if not isinstance(metadata, dict):
             raise ExportError(f"metadata must be a dict, got {type(metadata).__name__}")
         md.update(metadata)
-    data = fb.add_metadata(data, md)
+    data = fb.add_metadata(fb.strip_names(data) if strip_names else data, md)
     model_obj = fb.parse_model(data)
     info = fb.io_info(model_obj)
     if mode == "int8" and io != "float" and info["input_dtype"] != io:

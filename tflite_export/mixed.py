@@ -251,7 +251,7 @@ def quantize_mixed(data: bytes, per_layer: dict[str, str], default: str, samples
     return Mixer(data, samples).quantize(per_layer, default)
 
 
-def export_mixed(model, path, per_layer: dict[str, str], default: str, samples, metadata=None):
+def export_mixed(model, path, per_layer: dict[str, str], default: str, samples, metadata=None, strip_names=False):
     """Convert ``model`` to float32, quantize it per layer and write the file atomically.
 
     Args:
@@ -261,6 +261,7 @@ def export_mixed(model, path, per_layer: dict[str, str], default: str, samples, 
         default: The precision of every other op.
         samples: Calibration inputs.
         metadata: JSON-serialisable dict stored under "tfcompress" (with the mode, "mixed").
+        strip_names: Empty the inner tensors' names (:func:`tflite_export.export`'s option).
 
     Returns:
         A :class:`tflite_export.ExportReport` with ``mode="mixed"``.
@@ -282,7 +283,10 @@ def export_mixed(model, path, per_layer: dict[str, str], default: str, samples, 
     float_bytes, _ = convert_bytes(model, "float32")
     data = Mixer(float_bytes, samples).quantize(per_layer, default)
     md = {"producer": "tflite_export", "tflite_export_version": __version__, "mode": "mixed",
-          "precisions": dict(per_layer), "default": default, **(metadata or {})}
+          "precisions": dict(per_layer), "default": default, **({"names": "stripped"} if strip_names else {}),
+          **(metadata or {})}
+    if strip_names:
+        data = fb.strip_names(data)
     data = fb.add_metadata(data, md)
     obj = fb.parse_model(data)
     info = fb.io_info(obj)

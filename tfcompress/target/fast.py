@@ -183,12 +183,13 @@ def export_file(result, path, representative_data):
         9301
     """
     b = result.report.budget
+    strip = bool(b.get("strip_names"))  # a size budget's files: inner tensor names emptied, as the rounds measured
     if b.get("file") == "mixed":
         fast = b["faster_file"]
         return export_mixed(float_model(result.model, snap=True), path, fast["per_layer"], fast["default"],
-                            representative_data[:100])
+                            representative_data[:100], strip_names=strip)
     return tflite_export.export(result.model, path, mode=b.get("weights", "int8"),
-                                representative_data=representative_data)
+                                representative_data=representative_data, strip_names=strip)
 
 
 def side_by_side(paths, threads, passes=3):

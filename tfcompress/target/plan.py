@@ -26,7 +26,8 @@ function that fine-tunes the model with one recipe.
    ``channels.per_layer``), QAT (``weights: int8`` or ``int4``: a plan-wide
    choice, each round the format whose plan is estimated smaller), and
    distillation.
-5. Fine-tune, export (int8 or int4), measure the budget on the file, and retry, at most
+5. Fine-tune, export (int8 or int4; a size plan's files, the shipped ones too, with their inner
+   tensor names emptied: ``tflite_export.export(strip_names=True)``), measure the budget on the file, and retry, at most
    :data:`ROUNDS` rounds (a drop budget: up to :data:`MAX_ROUNDS` while a round met it
    and none came near it), each one reported, keeping the best file that meets the
    budget: each round reports its predicted drop beside the file's. A drop
@@ -187,10 +188,12 @@ def _allocate(families, target, scale, goal, correction=None):
     return weights, units, alloc, start, start_drop
 
 
-def _measure(model, path, rep_x, x, y, ref, threads, scorer, mode="int8"):
-    """Export ``model`` as ``mode`` to ``path`` and measure it: the metric, its drop from ``ref``, bytes, ms."""
+def _measure(model, path, rep_x, x, y, ref, threads, scorer, mode="int8", strip=False):
+    """Export ``model`` as ``mode`` to ``path`` (``strip``: inner names emptied) and measure it: the metric, its
+    drop from ``ref``, bytes, ms."""
     with quiet_native_logs():
-        e = tflite_export.export(model, path, mode=mode, representative_data=rep_x if mode != "float32" else None)
+        e = tflite_export.export(model, path, mode=mode, representative_data=rep_x if mode != "float32" else None,
+                                 strip_names=strip)
         got = scorer.file(path, x, y)
         ms = tflite_export.benchmark(path, threads=threads, min_runs=20, min_seconds=0.3).median_ms
     return {scorer.name: scorer.value(got), "drop": round(scorer.drop(ref, got), 3),
@@ -271,6 +274,7 @@ def run(model, train_data, validation_data, target, minimize, base, run_recipe, 
             f"{held['planning_samples']} validation samples plan, {held['samples']} held back"
             f"{'' if held['separate'] else ' (the same ones)'}")
         latency = minimize == "latency" or target.metric == "latency"
+        strip = minimize == "size" or target.metric == "size"  # the smallest file: no inner tensor names
         families = {}  # weight format -> (units, cost of the model before any move)
         if latency:
             units, base_cost = channel_options(model, xs, ys, scorer=scorer, threads=threads)
@@ -295,7 +299,7 @@ def run(model, train_data, validation_data, target, minimize, base, run_recipe, 
         def attempt(label, recipe, fmt):  # fine-tune, export, measure on the planning part
             result = run_recipe(recipe, (xp, yp))
             path = os.path.join(tmp, f"round-{label}.tflite")
-            got = _measure(result.model, path, rep_x, xp, yp, ref_pts, threads, scorer, fmt)
+            got = _measure(result.model, path, rep_x, xp, yp, ref_pts, threads, scorer, fmt, strip)
             return result, path, got, target.met(got["drop"], got["zipped_bytes"], got["ms"])
 
         def rank(got, met):  # the best met round (smallest, fastest, or most accurate), else the closest miss
@@ -387,6 +391,9 @@ def run(model, train_data, validation_data, target, minimize, base, run_recipe, 
         except Exception as e:  # noqa: BLE001 - a model the mixer cannot rebuild: said in the notes, the file stays
             fast = {"error": f"no per-op mix ({type(e).__name__}: {first_line(e)})", "tried": []}
         notes.append(_fast_note(fmt, got, f32_ms, threads, fast, minimize, scorer.unit))
+    if strip:
+        notes.append("the compressed files' inner tensor names are emptied (smaller; inputs, outputs and signatures "
+                     "keep theirs): tflite_export.export(result.model, ...) writes one with them, to debug")
     result.report.budget = {
         "target": target.text, "minimize": minimize, "met": met, "planning_met": kept["met"],
         "metric": scorer.name, "unit": scorer.unit, "lower_is_better": scorer.lower,
@@ -395,7 +402,7 @@ def run(model, train_data, validation_data, target, minimize, base, run_recipe, 
         "held_out": {**held, **check, "met": met},
         "sensitivity": [u.to_dict() for u in units], "rounds": history, "notes": notes,
         "weights": fmt, "faster_file": fast, "correction": correction.to_dict(),
-        "file": ("mixed" if fast and "per_layer" in fast and minimize == "latency" else fmt),
+        "file": ("mixed" if fast and "per_layer" in fast and minimize == "latency" else fmt), "strip_names": strip,
         "kept_round": kept["round"],
     }
     result.report.budget["markdown"] = markdown(result.report.budget)
