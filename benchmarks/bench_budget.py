@@ -41,8 +41,9 @@ THREADS = 1
 DISTILLATION = Distillation(alpha=0.5, temperature=4.0)
 
 
-def _file_row(name, model, path, b, rep_x, mode="int8", seconds=0.0, extra=None):
-    e = tflite_export.export(model, path, mode=mode, representative_data=rep_x if mode != "float32" else None)
+def _file_row(name, model, path, b, rep_x, mode="int8", seconds=0.0, extra=None, strip=False):
+    e = tflite_export.export(model, path, mode=mode, representative_data=rep_x if mode != "float32" else None,
+                             strip_names=strip)
     acc = tflite_export.evaluate(e.path, b.x_test, b.y_test)
     ms = tflite_export.benchmark(e.path, threads=THREADS, min_runs=50, min_seconds=1.0).median_ms
     return {"row": name, "accuracy": acc, "drop_points": round(100 * (b.f32_acc - acc), 2),
@@ -87,7 +88,8 @@ def lenet_rows(b, quick, tmp, seed=0, lr=None, qat_epochs=None):
     weights = res.plan.quantization.weights
     rows.append(_file_row(f"budget mode: drop<=1.0, minimize size ({weights} weights)", res.model,
                           os.path.join(tmp, "budget.tflite"), b, b.rep_x, mode="int4" if weights == "int4" else "int8",
-                          seconds=time.perf_counter() - t0, extra={"plan": res.plan.to_dict(), "weights": weights}))
+                          seconds=time.perf_counter() - t0, extra={"plan": res.plan.to_dict(), "weights": weights},
+                          strip=bool(budget.get("strip_names"))))  # as budget mode ships it
     _say(rows[-1])
     fast = budget.get("faster_file") or {}
     if "per_layer" in fast:  # the per-op mix budget mode found not slower than float32

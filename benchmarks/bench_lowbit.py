@@ -144,12 +144,14 @@ def main(argv=None):
             data = f.read()
         types = collections.Counter(int4_weights(data).values())
         fixed, alone = anatomy(data)
+        stripped = zipped_size(fb.strip_names(data))  # the same file, inner tensor names emptied
         acc = tflite_export.evaluate(path, b.x_test, b.y_test)
         out.append({
             "row": name, "mode": mode, "path": path, "accuracy": acc,
             "drop_points": round(100 * (b.f32_acc - acc), 2), "bytes": rep.bytes, "zipped_bytes": rep.zipped_bytes,
             "ratio": b.f32.zipped_bytes / rep.zipped_bytes, "weights": dict(types), "stages": details,
             "fixed_zipped_bytes": fixed, "weights_zipped_alone": alone,
+            "stripped_zipped_bytes": stripped, "stripped_ratio": b.f32.zipped_bytes / stripped,
             "kernel_values": int(sum(n for n, _ in alone.values())),
             "seconds": round(time.perf_counter() - t0, 1),
         })
@@ -226,6 +228,12 @@ def _n(v):
     return "—" if v is None else f"{v:,}"
 
 
+def _stripped(r):
+    if r.get("stripped_zipped_bytes") is None:
+        return "—"
+    return f"{r['stripped_zipped_bytes']:,} ({r['stripped_ratio']:.1f}×)"
+
+
 def markdown(result):
     s = result["settings"]
     lines = [
@@ -241,8 +249,8 @@ def markdown(result):
         + ("; timed while another benchmark held the benchmarks' lock (latencies noisy)." if s.get("timed_without_lock")
            else "."), "",
         "| row | file | accuracy | drop (pts) | kernel values | bytes | zipped | fixed part | × vs float32 | "
-        "weight tensors | median ms | vs int8 | backend |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "zipped, names stripped (×) | weight tensors | median ms | vs int8 | backend |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     marks = {rr["command"]: "†‡§¶"[i % 4] * (1 + i // 4) for i, rr in enumerate(s.get("reruns", []))}
     for r in result["rows"]:
@@ -251,7 +259,7 @@ def markdown(result):
         lines.append(f"| {r['row']}{mark} | {r['mode']} | {r['accuracy']:.2%} | {r['drop_points']:+.2f} | "
                      f"{_n(r.get('kernel_values'))} | {r['bytes']:,} | {r['zipped_bytes']:,} | "
                      f"{_n(r.get('fixed_zipped_bytes'))} | "
-                     f"{r['ratio']:.1f}× | {w} | {r['median_ms']:.3f} | "
+                     f"{r['ratio']:.1f}× | {_stripped(r)} | {w} | {r['median_ms']:.3f} | "
                      f"{r['latency_vs_int8']:.2f}× | {r['backend']} |")
     ok = [r for r in result["rows"] if r["drop_points"] <= 1.0]
     best = max(ok, key=lambda r: r["ratio"]) if ok else None
