@@ -321,3 +321,36 @@ def test_a_file_slower_than_float32_gets_a_per_op_mix_that_is_not(tiny, digits, 
     rep = export_file(res, tmp_path / "m.tflite", digits.train[0][:200])
     with open(rep.path, "rb") as f:
         assert "int8" not in " ".join(layer_precisions(f.read()).values())
+
+
+@pytest.mark.parametrize("round_ms, said", [(0.05, True), (0.009, False)])
+def test_a_latency_round_whose_file_runs_far_slower_than_its_plan_predicted_is_said(tiny, digits, monkeypatch,
+                                                                                   round_ms, said):
+    from types import SimpleNamespace
+
+    from tfcompress.target import plan as budget_mode
+    from tfcompress.target.latency import price_gap
+
+    units = [Unit("g", "channels", 8, [Option({}, 1.0, 0.0), Option({"ratio": 0.5}, 0.6, 0.5)])]
+    monkeypatch.setattr(budget_mode, "channel_options", lambda *a, **k: (units, 1.0))
+    monkeypatch.setattr(budget_mode, "depth_units", lambda *a, **k: [])
+    monkeypatch.setattr(budget_mode, "tuned_channel_units", lambda units, *a, **k: units)
+    monkeypatch.setattr(tflite_export, "benchmark", lambda *a, **k: SimpleNamespace(median_ms=0.01))
+    real = budget_mode._measure
+
+    def measure(model, path, *a, **k):  # the references at 0.01 ms; the round's file at round_ms
+        got = real(model, path, *a, **k)
+        return {**got, "ms": round_ms} if "round-" in str(path) else got
+
+    monkeypatch.setattr(budget_mode, "_measure", measure)
+    res, _ = budget_mode.run(tiny, digits.train, digits.validation, "drop<=1", "latency", Recipe(),
+                             lambda plan, val: SimpleNamespace(model=tiny, report=SimpleNamespace()),
+                             threads=1, samples=64, rounds=1)
+    b = res.report.budget
+    assert b["rounds"][0]["estimated_cost"] == pytest.approx(0.006)  # the plan: 0.6 of the int8 file's 0.01 ms
+    gap = [n for n in b["notes"] if "its plan predicted" in n]
+    assert bool(gap) is said
+    if said:
+        assert gap[0].startswith("round 1's file ran 0.05 ms at 1 thread(s), 8.3x the 0.006 ms")
+    assert price_gap(b["rounds"], "default", 1) is None
+    assert price_gap([{"round": 1, "estimated_cost": 0.006, "ms": 0.05, "ms_side_by_side": 0.007}], 1, 1) is None

@@ -22,10 +22,41 @@ from tfcompress.scoring import count, take
 from tflite_export import convert_bytes
 from tflite_export.latency_model import LatencyModel
 
-__all__ = ["thinned_ms", "removed_ms", "CALIBRATION"]
+__all__ = ["thinned_ms", "removed_ms", "price_gap", "CALIBRATION", "GAP"]
 
 #: Calibration inputs of the in-memory int8 conversions (the scales hardly change an op's cost).
 CALIBRATION = 32
+#: A kept latency round whose file runs this many times its predicted ms is said so (timing spread alone: up to ~1.5x).
+GAP = 2.0
+
+
+def price_gap(rounds, kept, threads, gap=GAP):
+    """A note when the kept round's file ran ``gap`` times (or more) the latency its plan predicted, else None.
+
+    The plan prices each candidate on a post-training int8 conversion; the
+    file that ships comes from QAT, which can keep ops those conversions fuse
+    (ResNet-8: a ReLU after a removed block's ADD, 0.055 ms on the file against
+    0.016 predicted, before the depth surgery left it out). Nothing else
+    catches such a gap: the rounds are ranked on their measured files.
+
+    Args:
+        rounds: ``report.budget["rounds"]`` (``estimated_cost`` in ms, ``ms``, ``ms_side_by_side``).
+        kept: the kept round's number (or ``"default"``).
+        threads: the timings' XNNPACK threads.
+        gap: the ratio said. Defaults to :data:`GAP`.
+
+    Example:
+        >>> price_gap([{"round": 2, "estimated_cost": 0.016, "ms": 0.055}], 2, 1)[:42]
+        "round 2's file ran 0.055 ms at 1 thread(s)"
+    """
+    r = next((r for r in rounds if r.get("round") == kept and r.get("estimated_cost")), None)
+    ms = r and r.get("ms_side_by_side", r.get("ms"))
+    if not ms or ms < gap * r["estimated_cost"]:
+        return None
+    return (f"round {kept}'s file ran {ms:.3g} ms at {threads} thread(s), {ms / r['estimated_cost']:.1f}x the "
+            f"{r['estimated_cost']:.3g} ms its plan predicted: the plan prices each change on a post-training int8 "
+            "conversion, the file comes from QAT, which kept something those conversions fuse; compare the ops "
+            "(tflite_export opreport) of this file and of a plain int8 export of the model")
 
 
 def thinned_ms(model, rep, x, threads=1, mode="int8", folder=None):

@@ -90,9 +90,10 @@ from tfcompress.target.budget import check_minimize, parse_target
 from tfcompress.target.depthplan import depth_units
 from tfcompress.target.fast import TOLERANCE, faster_mix, side_by_side
 from tfcompress.target.joint import SIZE_RATIOS, TUNE_SAMPLES, joint_greedy, thin_options, tuned_channel_units
+from tfcompress.target.latency import price_gap
 from tfcompress.target.predict import AIM, Correction, next_scale
 from tfcompress.target.sensitivity import CLUSTERS, channel_options, weight_options
-from tfcompress.target.table import markdown
+from tfcompress.target.table import STRIP_NOTE, markdown
 from tfcompress.task import Task
 
 __all__ = ["run", "plan_recipe", "DROP_SCALE", "ROUNDS", "MAX_ROUNDS", "SCAN_SAMPLES", "WEIGHTS"]
@@ -391,9 +392,7 @@ def run(model, train_data, validation_data, target, minimize, base, run_recipe, 
         except Exception as e:  # noqa: BLE001 - a model the mixer cannot rebuild: said in the notes, the file stays
             fast = {"error": f"no per-op mix ({type(e).__name__}: {first_line(e)})", "tried": []}
         notes.append(_fast_note(fmt, got, f32_ms, threads, fast, minimize, scorer.unit))
-    if strip:
-        notes.append("the compressed files' inner tensor names are emptied (smaller; inputs, outputs and signatures "
-                     "keep theirs): tflite_export.export(result.model, ...) writes one with them, to debug")
+    notes += [n for n in (strip and STRIP_NOTE, latency and price_gap(history, kept["round"], threads)) if n]
     result.report.budget = {
         "target": target.text, "minimize": minimize, "met": met, "planning_met": kept["met"],
         "metric": scorer.name, "unit": scorer.unit, "lower_is_better": scorer.lower,
