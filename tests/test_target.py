@@ -354,3 +354,17 @@ def test_a_latency_round_whose_file_runs_far_slower_than_its_plan_predicted_is_s
         assert gap[0].startswith("round 1's file ran 0.05 ms at 1 thread(s), 8.3x the 0.006 ms")
     assert price_gap(b["rounds"], "default", 1) is None
     assert price_gap([{"round": 1, "estimated_cost": 0.006, "ms": 0.05, "ms_side_by_side": 0.007}], 1, 1) is None
+
+
+def test_a_drop_budget_takes_int4_only_when_its_rounding_alone_fits_the_margin():
+    from tfcompress.target.plan import _allocate
+
+    # 4-bit rounding alone scans at 9 points; the round allows 8 (1 point x 8): int8's plan, though larger
+    u8 = [Unit("fc1", "weights", 1000, [Option({}, 800.0, 0.0), Option({"sparsity": 0.5}, 600.0, 2.0)])]
+    u4 = [Unit("fc1", "weights", 1000, [Option({"sparsity": 0.0}, 380.0, 9.0)])]
+    fams = {"int8": (u8, 900.0), "int4": (u4, 480.0)}
+    fmt, _, alloc, start, start_drop = _allocate(fams, parse_target("drop<=1"), 8.0, None)
+    assert (fmt, alloc.choice, start - alloc.saved, start_drop + alloc.drop) == ("int8", {"fc1": 1}, 700.0, 2.0)
+    fmt, _, _, _, start_drop = _allocate(fams, parse_target("drop<=1"), 10.0, None)  # 10 allowed: int4 fits
+    assert (fmt, start_drop) == ("int4", 9.0)
+    assert _allocate({"int4": (u4, 480.0)}, parse_target("drop<=1"), 8.0, None)[0] == "int4"  # the only format

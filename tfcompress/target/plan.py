@@ -165,9 +165,8 @@ def _allocate(families, target, scale, goal, correction=None):
     an int4 plan starts from every layer at 4 bits (its scanned drop counted).
     A family ``(units, cost, channel units)`` (a size plan) allocates weight
     settings and thinning together (:func:`~tfcompress.target.joint.joint_greedy`);
-    its ``units`` returned are both kinds. ``scale``: one, or one per family;
-    ``correction`` (:class:`~tfcompress.target.predict.Correction`) ranks the
-    plans that meet a cost goal by predicted drop.
+    its ``units`` returned are both kinds. ``scale``: one, or one per family; ``correction``
+    (:class:`~tfcompress.target.predict.Correction`) ranks the plans that meet a cost goal by predicted drop.
     """
     out = []
     for weights, (units, start, *thin) in families.items():
@@ -181,9 +180,11 @@ def _allocate(families, target, scale, goal, correction=None):
         else:
             alloc = greedy(units, max_drop=allow, max_cost=goal, base_cost=start)
         cost, drop = start - alloc.saved, start_drop + alloc.drop
-        # a drop budget: the smallest estimate; a size/latency budget: the least drop among those that meet it
+        # a drop budget: the smallest estimate within the margin (int4's rounding alone may be over it); a
+        # size/latency budget: the least drop among those that meet it
         pred = drop if correction is None else correction.predict(weights, drop)
-        rank = (cost,) if goal is None else ((0, pred) if cost <= goal else (1, cost))
+        over = allow is not None and start_drop > target.limit * s
+        rank = (int(over), cost) if goal is None else ((0, pred) if cost <= goal else (1, cost))
         out.append((rank, weights, units, alloc, start, start_drop))
     _, weights, units, alloc, start, start_drop = min(out, key=lambda r: r[0])
     return weights, units, alloc, start, start_drop
