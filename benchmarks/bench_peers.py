@@ -58,7 +58,8 @@ def _tfc_budget(minimize):
                                   target=f"drop<={BUDGET}", minimize=minimize,
                                   progress=lambda line: print("    " + line, flush=True))
         budget = res.report.budget
-        s.setdefault("budget_notes", {})[minimize] = {k: budget.get(k) for k in ("met", "file", "weights")}
+        s.setdefault("budget_notes", {})[minimize] = {k: budget.get(k) for k in ("met", "file", "weights",
+                                                                                 "strip_names")}
         return export_file(res, path, b.rep_x).path
     return run
 
@@ -269,6 +270,9 @@ def markdown(res):
             lines.append(f"| {r['row']} | {r['zipped_bytes']:,} | {r['ratio']:.1f}× | {r['accuracy']:.2%} | "
                          f"{r['drop_points']:+.2f} | {'yes' if r['meets'] else 'NO'} | {_ms(r, 1)} | {_ms(r, 2)} | "
                          f"{r.get('vs_f32_1t', 0):.2f} / {r.get('vs_f32_2t', 0):.2f} | {r['seconds']:.0f} |")
+        if any(n.get("strip_names") for n in st["settings"].get("budget_notes", {}).values()):
+            lines += ["", "Budget mode's minimize-size file has its inner tensor names emptied, as its size plans "
+                      "ship it (`strip_names`: a few hundred bytes); every other file keeps its names."]
         lines += ["", "Reading this run:", "", *verdict(m), ""]
     done = {m["model"] for m in res["models"]}
     for k in MODELS:
