@@ -159,3 +159,14 @@ def test_the_main_job_writes_mixed_tflite_and_its_row(tmp_path):
     assert set(layer_precisions(mixed).values()) == {"float16"}
     rows = {f["name"]: f for f in json.loads((tmp_path / "report.json").read_text())["files"]}
     assert rows["mixed"]["mode"] == "mixed" and rows["mixed"]["bytes"] == len(mixed) and "median_ms" in rows["mixed"]
+
+
+def test_the_mixer_calibrates_and_quantizes_quietly(trained, capsys):
+    import warnings
+
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        Mixer(convert_bytes(trained, "float32")[0], _data()[0][:16]).quantize({"d1": "int4"}, "int8")
+    out = capsys.readouterr()
+    assert "Running Calibration" not in out.err + out.out
+    assert not [w for w in seen if "preserve_all_tensors" in str(w.message)]

@@ -393,3 +393,13 @@ def test_strip_export_rewrites_a_written_file_as_export_strips_it(model, tmp_pat
     assert small.zipped_bytes < full.zipped_bytes and abs(small.zipped_bytes - direct.zipped_bytes) < 40
     assert tfl.read_metadata(small.path)["who"] == "me" and small.metadata["names"] == "stripped"
     np.testing.assert_array_equal(tfl.predict(small.path, xte[:20]), tfl.predict(direct.path, xte[:20]))
+
+
+def test_a_stripped_file_still_says_how_each_weight_op_stores_its_weights(model, tmp_path):
+    from tflite_export.int4 import int4_weights
+
+    xtr, _, _, _ = digits()
+    full = tfl.export(model, tmp_path / "a.tflite", mode="int8", representative_data=xtr)
+    small = tfl.export(model, tmp_path / "b.tflite", mode="int8", representative_data=xtr, strip_names=True)
+    kinds = [sorted(int4_weights(open(e.path, "rb").read()).values()) for e in (full, small)]
+    assert kinds[0] == kinds[1] and len(kinds[1]) >= 2  # one entry per weight op, not one per (empty) name

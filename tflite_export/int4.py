@@ -59,8 +59,8 @@ def int4_weights(data: bytes) -> dict[str, str]:
             src = producer.get(t)
             if src is not None and fb.op_name(model, src.opcodeIndex) == "DEQUANTIZE":
                 t = src.inputs[0]
-            tensor = g.tensors[t]
-            out[fb._decode(tensor.name)] = fb.type_name(tensor.type)
+            tensor = g.tensors[t]  # a file whose names were stripped: its tensors by index
+            out[fb._decode(tensor.name) or f"tensor {t}"] = fb.type_name(tensor.type)
     return out
 
 

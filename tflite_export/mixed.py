@@ -29,7 +29,10 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
+import io
 import re
+import warnings
 from typing import Any
 
 import numpy as np
@@ -54,6 +57,14 @@ def _aeq():
         raise ExportError(f"per-layer precision needs ai-edge-quantizer ({first_line(e)}); "
                           "pip install 'ai-edge-quantizer>=0.10,<0.11'") from None
     return quantizer, qtyping, AlgorithmName
+
+
+@contextlib.contextmanager
+def _quiet():
+    """ai-edge-quantizer's calibration without its progress bar and LiteRT's preserve-all-tensors warning."""
+    with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
+        warnings.filterwarnings("ignore", message=".*experimental_preserve_all_tensors.*")
+        yield
 
 
 def _layer_of(*tensor_names: str) -> str:
@@ -172,7 +183,8 @@ class Mixer:
         q = quantizer.Quantizer(self.data)
         q.load_quantization_recipe(self._recipe({layer: "int16x8" for layer in self.layers}, "int8"))
         try:
-            self._calibration = q.calibrate({self._sig: [{self._input: x[i:i + 1]} for i in range(len(x))]})
+            with _quiet():
+                self._calibration = q.calibrate({self._sig: [{self._input: x[i:i + 1]} for i in range(len(x))]})
         except Exception as e:  # noqa: BLE001 - the quantizer's errors are not ours
             raise ExportError(f"calibration for per-layer precision failed: {first_line(e)}") from None
 
@@ -224,8 +236,9 @@ class Mixer:
             return self.data
         q = quantizer.Quantizer(self.data, self._recipe(per_layer, default))
         try:
-            return bytes(q.quantize(self._calibration if q.need_calibration else None,
-                                    enable_progress_report=False).quantized_model)
+            with _quiet():
+                return bytes(q.quantize(self._calibration if q.need_calibration else None,
+                                        enable_progress_report=False).quantized_model)
         except Exception as e:  # noqa: BLE001
             raise ExportError(f"per-layer quantization failed: {first_line(e)}") from None
 
