@@ -84,6 +84,12 @@ def test_unknown_model_and_not_a_model_file(tmp_path):
                     "cannot load")
 
 
+def test_a_reference_model_too_big_for_the_dataset_s_inputs_is_one_line(tmp_path):
+    # LeNet-5's second 5x5 convolution gets 4x4 maps from 8x8 digits: a Keras traceback before
+    _one_line_error(_cli("optimize", "--model", "lenet5", "--dataset", "digits", "--out", str(tmp_path)),
+                    "the reference model lenet5 cannot take 8x8x1 inputs")
+
+
 def test_help_explains():
     proc = _cli("demo", "--help")
     assert proc.returncode == 0 and "XNNPACK" in proc.stdout

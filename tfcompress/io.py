@@ -191,7 +191,17 @@ class ModelBuilder:
         if kind == "file":
             return load_model(self.ref, safe_mode=self.safe_mode)
         if kind == "reference":
-            return models.get(self.ref).build(self.input_shape, self.num_classes)
+            spec = models.get(self.ref)
+            try:
+                return spec.build(self.input_shape, self.num_classes)
+            except ValueError as e:  # e.g. LeNet-5's 5x5 convolutions on 8x8 digits
+                shape = "x".join(str(d) for d in self.input_shape or spec.input_shape)
+                why = next((f" ({ln.split(' for ')[0].strip()})" for ln in str(e).splitlines()
+                            if "dimension" in ln), "")
+                raise UnsupportedModelError(
+                    f"the reference model {self.ref} cannot take {shape} inputs{why}; it is built for "
+                    f"{spec.dataset} ({'x'.join(map(str, spec.input_shape))}): use that dataset or another --model "
+                    f"({', '.join(models.names())})") from None
         kwargs = {"weights": None}
         if self.input_shape:
             kwargs["input_shape"] = tuple(self.input_shape)
