@@ -131,3 +131,14 @@ def test_timing_runs_is_one_name_on_the_command_line_and_in_python():
     assert parser.parse_args(["tune", "--model", "digits_cnn"]).timing_runs == TUNING_TIMING_RUNS
     with pytest.raises(SystemExit):
         parser.parse_args(["optimize", "--model", "lenet5", "--timing-runs", "0"])
+
+
+def test_tf_mot_s_per_layer_cqat_chatter_is_not_logged(caplog):
+    import logging
+
+    import tfcompress._keras  # noqa: F401 - its filter on the root logger
+
+    # what TF-MOT's sparsity-preserving QAT logs (root logger) for each layer without zeros
+    logging.warning("Input layer does not contain zero weights, so apply CQAT instead.")
+    logging.warning("a warning of the user's own")
+    assert [r.getMessage() for r in caplog.records] == ["a warning of the user's own"]

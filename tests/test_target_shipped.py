@@ -255,3 +255,31 @@ def test_a_classifier_compiled_with_auc_counts_its_drop_in_auc(no_timing, monkey
     assert (b["metric"], b["unit"]) == ("auc", "points")
     assert 50 < b["reference_auc"] * 100 <= 100 and "auc" in b["held_out"]
     assert "accuracy" in task.metrics  # still scored, after the user's own
+
+
+@pytest.mark.parametrize("int8_accuracy, ci, met", [(0.88, (-1.0, 1.0), False), (0.94, (-1.0, 1.0), True),
+                                                    (0.94, (-3.0, 7.0), True)])
+def test_a_claim_the_report_s_own_test_table_contradicts_is_not_made(tiny, digits, no_timing, tmp_path,
+                                                                    monkeypatch, int8_accuracy, ci, met):
+    from tfcompress.target.shipped import check_shipped
+
+    run_recipe = lambda plan, validation: SimpleNamespace(model=tiny, report=SimpleNamespace())  # noqa: E731
+    res, _ = budget_mode.run(tiny, digits.train, digits.validation, "drop<=5", None, Recipe(), run_recipe,
+                             threads=1, rounds=1, weights=("int8",))
+    b = res.report.budget
+    assert b["met"]
+    real = heldout.compare
+    monkeypatch.setattr(heldout, "compare", lambda *a, **k: {**real(*a, **k), "drop": 0.0, "ci95": ci})
+    f32 = tflite_export.export(tiny, str(tmp_path / "f.tflite"), mode="float32")
+    q = tflite_export.export(tiny, str(tmp_path / "q.tflite"), mode="int8", representative_data=digits.train[0][:100])
+    rows = [{"name": "float32", "path": f32.path, "zipped_bytes": f32.zipped_bytes, "accuracy": 0.95},
+            {"name": "int8", "path": q.path, "zipped_bytes": q.zipped_bytes, "accuracy": int8_accuracy}]
+    task = task_for(tiny)
+    notes = check_shipped(b, rows, SimpleNamespace(validation=digits.validation, test=digits.test), task)
+    assert b["met"] is met and b["shipped"]["met"] is met
+    assert b["shipped"]["test_drop"] == pytest.approx(100 * (0.95 - int8_accuracy))
+    if not met:  # 7 points lost on the test split, 0 on the held-back samples: NOT met, said first
+        assert notes[0].startswith(f"budget drop <= 5 points NOT met on the {len(digits.test[0])} test samples")
+        assert "NOT met" in b["markdown"]
+    wide = [n for n in notes if n.startswith("the held-back check is too small to tell")]
+    assert bool(wide) is (met and ci[1] > 5)

@@ -12,6 +12,7 @@ model (checks, Keras 3 translation, flattening, cloning) is in
 """
 
 import contextlib
+import logging
 import os
 import sys
 import warnings
@@ -77,6 +78,17 @@ with quiet_native_logs():
 
 
 tf.get_logger().setLevel("ERROR")
+
+
+class _TfmotChatter(logging.Filter):
+    """TF-MOT's sparsity-preserving QAT logs on the root logger, once per layer without zeros, that it quantizes
+    that layer as plain cluster-preserving QAT: the right thing, nothing for the user to do."""
+
+    def filter(self, record):
+        return "does not contain zero weights, so apply CQAT instead" not in record.getMessage()
+
+
+logging.getLogger().addFilter(_TfmotChatter())
 try:  # absl prints "WARNING: All log messages before absl::InitializeLog()".
     import absl.logging
 
