@@ -118,10 +118,12 @@ def strip_names(data: bytes) -> bytes:
         >>> small = strip_names(open("model.tflite", "rb").read())  # doctest: +SKIP
     """
     model = parse_model(data)
-    keep = {(0, i) for i in list(model.subgraphs[0].inputs) + list(model.subgraphs[0].outputs)}
+    main = model.subgraphs[0]
+    keep = {(0, int(i)) for i in list(main.inputs if main.inputs is not None else []) +
+            list(main.outputs if main.outputs is not None else [])}
     for sig in model.signatureDefs or []:
         for t in list(sig.inputs or []) + list(sig.outputs or []):
-            keep.add((sig.subgraphIndex, t.tensorIndex))
+            keep.add((int(sig.subgraphIndex), int(t.tensorIndex)))
     for k, sg in enumerate(model.subgraphs):
         for i, t in enumerate(sg.tensors):
             if (k, i) not in keep:
