@@ -240,7 +240,10 @@ def markdown(result):
         "## Sub-8-bit weights stored as int4 (Fashion-MNIST, LeNet-5)", "",
         f"Command: `{s['command']}`", "",
         f"The cached LeNet-5 baseline (float32 .tflite {s['float32_accuracy']:.2%}, "
-        f"{s['float32_zipped_bytes']:,} B zipped); fine-tuning on {s['train_samples']} samples, pruning 3 epochs "
+        f"{s['float32_zipped_bytes']:,} B zipped"
+        + ("; a re-measured row's drop is against its own run's float32 file, in its footnote"
+           if any(rr.get("float32_accuracy") != s["float32_accuracy"] for rr in s.get("reruns", [])) else "")
+        + f"); fine-tuning on {s['train_samples']} samples, pruning 3 epochs "
         f"(the per-layer row 5), QAT 1 epoch (the thinned row: channel thinning 5 epochs, QAT 3 epochs, both "
         f"distilled from the baseline), batch {s['batch_size']}, lr {s['learning_rate']}. Accuracy: the .tflite "
         "on the 10,000 test images. Latency: median of ≥ 200 invokes, fastest of 3 interleaved rounds, 1 thread, "
