@@ -50,7 +50,7 @@ SKIP_REASONS = {
         "tfcompress._maskfolders", "tfcompress.leftovers",
         "tflite_export._atomic", "tflite_export._flatbuffer", "tflite_export._runtime", "tflite_export.cli",
         "tflite_export.convert", "tflite_export.evaluate", "tflite_export.inspection", "tflite_export.loader",
-        "tflite_export.opreport", "tflite_export.safety", "tflite_export._opslice",
+        "tflite_export.opreport", "tflite_export.safety", "tflite_export._opslice", "tflite_export.strip",
     ], FILES),
     **dict.fromkeys([
         "tflite_export._process", "tflite_export.android", "tflite_export.bench_report", "tflite_export.benchmark",
