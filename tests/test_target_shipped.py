@@ -278,6 +278,7 @@ def test_a_claim_the_report_s_own_test_table_contradicts_is_not_made(tiny, digit
     notes = check_shipped(b, rows, SimpleNamespace(validation=digits.validation, test=digits.test), task)
     assert b["met"] is met and b["shipped"]["met"] is met
     assert b["shipped"]["test_drop"] == pytest.approx(100 * (0.95 - int8_accuracy))
+    assert f"held-back samples; drop {100 * (0.95 - int8_accuracy):.3g} pts on the test samples" in b["markdown"]
     if not met:  # 7 points lost on the test split, 0 on the held-back samples: NOT met, said first
         assert notes[0].startswith(f"budget drop <= 5 points NOT met on the {len(digits.test[0])} test samples")
         assert "NOT met" in b["markdown"]

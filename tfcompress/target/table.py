@@ -53,8 +53,9 @@ def markdown(b):
     s = b.get("shipped")
     if s:  # the budget measured again on the file that ships (tfcompress.target.shipped)
         ci = f", 95 % CI [{s['ci95'][0]:.3g}, {s['ci95'][1]:.3g}]" if s.get("ci95") else ""
+        test = f"; drop {s['test_drop']:.3g} {unit} on the test samples" if s.get("test_drop") is not None else ""
         lines += ["", f"Shipped `{s['file']}`: drop {s['drop']:.3g} {unit}{ci} on {s.get('samples', '?')} held-back "
-                  f"samples, {s['zipped_bytes']} B zipped, {s['ms']:.3g} ms ({s['threads']} thread(s)): "
+                  f"samples{test}, {s['zipped_bytes']} B zipped, {s['ms']:.3g} ms ({s['threads']} thread(s)): "
                   f"{'meets' if s['met'] else 'does NOT meet'} the budget."]
     kept = next(r for r in b["rounds"] if r["round"] == b["kept_round"])
     if kept["round"] == "default":
