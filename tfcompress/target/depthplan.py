@@ -25,7 +25,6 @@ Example:
     ('block_2', {'remove': True})
 """
 
-from tfcompress.channels.graph import Analysis
 from tfcompress.depth import find_blocks, rebuild_without
 from tfcompress.errors import TfcompressError
 from tfcompress.target.joint import TUNED_WEIGHT, candidate_drop
@@ -58,7 +57,7 @@ def depth_units(model, x, y, base_ms, channel_units=(), scorer=None, threads=1, 
         cands = find_blocks(model)
         blocks = [b for b in cands.blocks if b.kind == "residual"]
         costs = removed_ms(cands, blocks, x, threads) if blocks else {}
-        groups = Analysis(model).groups()
+        groups = cands.analysis.groups()  # the walk find_blocks made: channel groups and blocks alike
     except (TfcompressError, ExportError):
         return []
     drop = candidate_drop(model, x, y, scorer, tune_x)
