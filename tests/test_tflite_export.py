@@ -367,6 +367,12 @@ def test_strip_names_empties_the_inner_names_and_keeps_the_model(model, int8_fil
                        strip_names=True)
     assert small.zipped_bytes < rep.zipped_bytes and small.bytes < rep.bytes
     assert small.metadata["names"] == "stripped" and "names" not in rep.metadata
+    from tflite_export import _flatbuffer as fb
+
+    notes = [set(fb.read_metadata(fb.parse_model(fb.read_bytes(p)), None)) for p in (path, small.path)]
+    assert set(fb.CONVERTER_NOTES) <= notes[0] and not set(fb.CONVERTER_NOTES) & notes[1]  # no runtime reads them
+    assert fb.parse_model(fb.read_bytes(small.path)).description is None
+    assert "tflite_export_version" in rep.metadata and "tflite_export_version" not in small.metadata
     np.testing.assert_array_equal(tfl.predict(small.path, xte[:50]), tfl.predict(path, xte[:50]))
     from ai_edge_litert.interpreter import Interpreter
 
@@ -386,12 +392,15 @@ def test_strip_names_empties_the_inner_names_and_keeps_the_model(model, int8_fil
 
 def test_strip_export_rewrites_a_written_file_as_export_strips_it(model, tmp_path):
     xtr, _, xte, _ = digits()
-    full = tfl.export(model, tmp_path / "a.tflite", mode="int8", representative_data=xtr, metadata={"who": "me"})
+    full = tfl.export(model, tmp_path / "a.tflite", mode="int8", representative_data=xtr,
+                      metadata={"who": "me", "recipe": {"seed": 0, "pruning": None}})
     direct = tfl.export(model, tmp_path / "b.tflite", mode="int8", representative_data=xtr, strip_names=True)
     small = tfl.strip_export(full)
     assert small.path == full.path and small.bytes == os.path.getsize(small.path) < full.bytes
     assert small.zipped_bytes < full.zipped_bytes and abs(small.zipped_bytes - direct.zipped_bytes) < 40
-    assert tfl.read_metadata(small.path)["who"] == "me" and small.metadata["names"] == "stripped"
+    kept = tfl.read_metadata(small.path)
+    assert kept["who"] == "me" and small.metadata["names"] == "stripped" == kept["names"]
+    assert "recipe" not in kept and kept["mode"] == "int8"  # the job's report keeps the recipe, not the file
     np.testing.assert_array_equal(tfl.predict(small.path, xte[:20]), tfl.predict(direct.path, xte[:20]))
 
 

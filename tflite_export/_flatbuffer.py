@@ -13,6 +13,12 @@ from ._userfiles import refuse_special
 from .errors import ExportError
 
 METADATA_NAME = "tfcompress"
+#: Metadata the TFLite converter writes that no runtime reads: the conversion options and a minimum-version
+#: hint (LiteRT's interpreter reads only its own keys, e.g. ``reduced_precision_support``, which are kept).
+CONVERTER_NOTES = ("CONVERSION_METADATA", "min_runtime_version")
+#: Keys of the "tfcompress" metadata a stripped file leaves out: the recipe and the versions (the job's report
+#: keeps them) and the calibration sample count.
+LEAN_DROPS = ("recipe", "tflite_export_version", "tfcompress_version", "representative_samples")
 
 _TYPE_NAMES = None
 _OP_NAMES = None
@@ -113,6 +119,8 @@ def strip_names(data: bytes) -> bytes:
     and the tensors its signatures name keep their names (``get_input_details``
     and signature runners use them); the inner names are debugging aids
     (``get_tensor_details``, Netron), so a file for debugging keeps them.
+    The converter's notes (:data:`CONVERTER_NOTES`, about 100 B zipped) and the
+    model description ("MLIR Converted.") go too: no runtime reads them.
 
     Example:
         >>> small = strip_names(open("model.tflite", "rb").read())  # doctest: +SKIP
@@ -128,7 +136,22 @@ def strip_names(data: bytes) -> bytes:
         for i, t in enumerate(sg.tensors):
             if (k, i) not in keep:
                 t.name = b""
+    notes = [m for m in model.metadata or [] if _decode(m.name) in CONVERTER_NOTES]
+    model.metadata = [m for m in model.metadata or [] if m not in notes] or None
+    for m in notes:
+        model.buffers[m.buffer].data = None  # the entry stays (buffer indices are positions), empty
+    model.description = None
     return serialize_model(model)
+
+
+def lean_metadata(md: dict) -> dict:
+    """``md`` (tfcompress's metadata) as a stripped file stores it: without :data:`LEAN_DROPS`, saying so.
+
+    Example:
+        >>> lean_metadata({"mode": "int4", "recipe": {"seed": 0}, "tfcompress_version": "0.1.0"})
+        {'mode': 'int4', 'names': 'stripped'}
+    """
+    return {**{k: v for k, v in md.items() if k not in LEAN_DROPS}, "names": "stripped"}
 
 
 def add_metadata(data: bytes, metadata: dict, name: str = METADATA_NAME) -> bytes:
@@ -144,15 +167,18 @@ def add_metadata(data: bytes, metadata: dict, name: str = METADATA_NAME) -> byte
             f"metadata is not JSON-serialisable ({e}); pass a dict of strings, numbers, lists and dicts"
         ) from None
     model = parse_model(data)
-    buf = schema_fb.BufferT()
-    buf.data = np.frombuffer(payload, dtype=np.uint8).copy()
     if model.buffers is None:
         model.buffers = []
-    model.buffers.append(buf)
     entries = [m for m in (model.metadata or []) if _decode(m.name) != name]
+    old = [m for m in (model.metadata or []) if _decode(m.name) == name]
     md = schema_fb.MetadataT()
     md.name = name
-    md.buffer = len(model.buffers) - 1
+    if old:  # the replaced entry's buffer takes the new payload: no stale copy stays in the file
+        md.buffer = old[0].buffer
+    else:
+        model.buffers.append(schema_fb.BufferT())
+        md.buffer = len(model.buffers) - 1
+    model.buffers[md.buffer].data = np.frombuffer(payload, dtype=np.uint8).copy()
     entries.append(md)
     model.metadata = entries
     return serialize_model(model)

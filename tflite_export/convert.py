@@ -29,7 +29,7 @@ from .errors import ExportError, first_line
 
 __all__ = ["export", "convert_bytes", "ExportReport", "MODES", "IO_TYPES", "zipped_size"]
 
-__version__ = "0.2.0"
+__version__ = "0.2.1"
 
 #: Conversion flavours understood by :func:`export`.
 MODES = ("float32", "float16", "dynamic", "int8", "int16x8", "int4")
@@ -434,8 +434,8 @@ def export(
         safe_mode: For a model file or SavedModel folder: refuse ``Lambda`` layers, whose
             Python code would run while loading (:mod:`tflite_export.loader`). Set it to False
             only for files you trust.
-        strip_names: Empty the inner tensors' names (inputs, outputs and signatures keep
-            theirs): a few hundred bytes off; keep them to debug (``get_tensor_details``).
+        strip_names: Empty the inner tensors' names (I/O and signatures keep theirs), leave out
+            what no runtime reads (converter notes; recipe and versions: ``fb.lean_metadata``).
 
     Returns:
         An :class:`ExportReport`.
@@ -462,7 +462,6 @@ def export(
         "io": io if mode == "int8" else "float",
         "sparse": bool(sparse),
         "representative_samples": used,
-        **({"names": "stripped"} if strip_names else {}),
     }
     tfc = sys.modules.get("tfcompress")  # recorded when the caller uses tfcompress; never imported here
     if tfc is not None and getattr(tfc, "__version__", None):
@@ -471,7 +470,9 @@ def export(
         if not isinstance(metadata, dict):
             raise ExportError(f"metadata must be a dict, got {type(metadata).__name__}")
         md.update(metadata)
-    data = fb.add_metadata(fb.strip_names(data) if strip_names else data, md)
+    if strip_names:
+        data, md = fb.strip_names(data), fb.lean_metadata(md)
+    data = fb.add_metadata(data, md)
     model_obj = fb.parse_model(data)
     info = fb.io_info(model_obj)
     if mode == "int8" and io != "float" and info["input_dtype"] != io:

@@ -239,7 +239,9 @@ def read_metadata(path) -> dict[str, Any]:
 
     Returns:
         The dict passed as ``export(..., metadata=)`` plus tflite_export's own keys
-        (producer, tflite_export_version, mode, io, sparse, representative_samples).
+        (producer, tflite_export_version, mode, io, sparse, representative_samples);
+        a file written with ``strip_names`` leaves out the recipe, the versions and the
+        sample count (``_flatbuffer.lean_metadata``) and says ``names: stripped``.
 
     Raises:
         ExportError: Missing or damaged file.

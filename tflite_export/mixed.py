@@ -296,10 +296,9 @@ def export_mixed(model, path, per_layer: dict[str, str], default: str, samples, 
     float_bytes, _ = convert_bytes(model, "float32")
     data = Mixer(float_bytes, samples).quantize(per_layer, default)
     md = {"producer": "tflite_export", "tflite_export_version": __version__, "mode": "mixed",
-          "precisions": dict(per_layer), "default": default, **({"names": "stripped"} if strip_names else {}),
-          **(metadata or {})}
+          "precisions": dict(per_layer), "default": default, **(metadata or {})}
     if strip_names:
-        data = fb.strip_names(data)
+        data, md = fb.strip_names(data), fb.lean_metadata(md)
     data = fb.add_metadata(data, md)
     obj = fb.parse_model(data)
     info = fb.io_info(obj)

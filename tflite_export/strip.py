@@ -3,7 +3,8 @@
 :func:`tflite_export.export` takes ``strip_names=True`` for a file it writes;
 this rewrites one already written (any mode, a per-op mix included), atomically,
 and says so in its metadata. See :func:`tflite_export._flatbuffer.strip_names`
-for what is kept.
+for what is kept, and :func:`tflite_export._flatbuffer.lean_metadata` for what of
+the "tfcompress" metadata stays (not the recipe nor the versions: the report has them).
 
 Example:
     >>> small = strip_export(export(model, "m.tflite", mode="int8", representative_data=x))  # doctest: +SKIP
@@ -32,7 +33,7 @@ def strip_export(report: ExportReport) -> ExportReport:
         A copy of ``report`` with the new ``bytes``, ``zipped_bytes`` and ``metadata``.
     """
     data = fb.read_bytes(report.path)
-    md = {**fb.read_metadata(fb.parse_model(data)).get(fb.METADATA_NAME, {}), "names": "stripped"}
+    md = fb.lean_metadata(fb.read_metadata(fb.parse_model(data)).get(fb.METADATA_NAME, {}))
     data = fb.add_metadata(fb.strip_names(data), md)
     atomic_write_bytes(report.path, data)
     from .safety import mark_trusted
