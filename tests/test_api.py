@@ -7,7 +7,7 @@ import tfcompress
 def test_public_api_is_pinned():
     assert set(tfcompress.__all__) == {
         "__version__", "optimize", "OptimizeResult", "tune", "Recipe", "Train", "Pruning", "Quantization",
-        "Depth", "Channels", "Penalty", "Clustering", "Precision", "Distillation",
+        "Depth", "Channels", "LowRank", "Penalty", "Clustering", "Precision", "Distillation",
         "datasets", "models", "load_model", "check", "CheckReport", "TfcompressError", "RecipeError",
         "UnsupportedModelError", "DataError", "OutputError", "ExportError", "TuningError",
     }

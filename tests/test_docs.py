@@ -32,6 +32,7 @@ SKIP_REASONS = {
         "tfcompress", "tfcompress._data", "tfcompress._keras3", "tfcompress._keras3_out", "tfcompress._model",
         "tfcompress.channels.budget", "tfcompress.check", "tfcompress.clustering", "tfcompress.depth",
         "tfcompress.depth.candidates", "tfcompress.depth.removal", "tfcompress.depth.surgery", "tfcompress.distill",
+        "tfcompress.lowrank.surgery",
         "tfcompress.distribute", "tfcompress.models.task_zoo", "tfcompress.optimize", "tfcompress.pipeline",
         "tfcompress.precision", "tfcompress.precision.scan", "tfcompress.precision.stage", "tfcompress.pruning",
         "tfcompress.pruning.global_", "tfcompress.quantization", "tfcompress.quantization.binary",

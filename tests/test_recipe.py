@@ -113,7 +113,7 @@ def test_stage_switches_true_and_false():
 
 
 def test_stage_order_constant_and_stages_property():
-    assert STAGE_ORDER == ("train", "depth", "channels", "penalty", "pruning", "clustering", "quantization",
+    assert STAGE_ORDER == ("train", "depth", "channels", "lowrank", "penalty", "pruning", "clustering", "quantization",
                            "precision")
     r = Recipe(penalty=Penalty(), clustering=Clustering())
     assert [n for n, _ in r.stages] == ["penalty", "pruning", "clustering", "quantization"]

@@ -73,7 +73,7 @@ def _data(n=64):
 
 
 def test_the_stage_tables_come_from_the_registry(shrink):
-    assert techniques.names() == ("train", "depth", "channels", "penalty", "pruning", "shrink", "clustering",
+    assert techniques.names() == ("train", "depth", "channels", "lowrank", "penalty", "pruning", "shrink", "clustering",
                                   "quantization", "precision")
     assert techniques.stage_classes()["shrink"] is Shrink
     assert techniques.single_replica()[("shrink", None)] == "a toy: one replica"
@@ -91,7 +91,8 @@ def test_the_recipe_and_its_yaml_hold_a_registered_stage(shrink):
     recipe = Recipe(quantization=None).replace(shrink=Shrink(factor=0.25))
     assert recipe.shrink == Shrink(factor=0.25) and Recipe().shrink is None
     assert [n for n, _ in recipe.stages] == ["pruning", "shrink"]
-    assert list(recipe.to_dict())[:7] == ["train", "depth", "channels", "penalty", "pruning", "shrink", "clustering"]
+    assert list(recipe.to_dict())[:8] == ["train", "depth", "channels", "lowrank", "penalty", "pruning", "shrink",
+                                         "clustering"]
     back = Recipe.from_yaml_string(recipe.to_yaml())
     assert back == recipe and back.shrink.factor == 0.25
     assert Recipe.from_dict({"shrink": True}).shrink == Shrink()
@@ -150,6 +151,6 @@ def test_every_built_in_stage_is_one_registry_entry():
     for t in techniques.BUILT_IN:
         # the recipe class lives in the technique's own folder and is the public one
         assert t.recipe_class.__module__.split(".")[1] in {"train", "pruning", "clustering", "quantization",
-                                                           "channels", "depth", "precision"}, t.name
+                                                           "channels", "depth", "lowrank", "precision"}, t.name
         assert getattr(tfcompress, t.recipe_class.__name__) is t.recipe_class
         assert t.run.__module__.startswith(t.recipe_class.__module__.rsplit(".", 1)[0]), t.name

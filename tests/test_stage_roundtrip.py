@@ -18,6 +18,7 @@ from tfcompress import (
     Clustering,
     Depth,
     Distillation,
+    LowRank,
     Penalty,
     Precision,
     Pruning,
@@ -55,6 +56,8 @@ NON_DEFAULT = {
         "schedule": "iterative", "steps": 2, "epochs": 1, "alpha": 0.3, "temperature": 2.0, "distill": False,
         "mode": "merge", "merge_similarity": "activations",
     },
+    LowRank: {"per_layer": {"fc1": 16, "Dense": 0.25}, "epochs": 3, "distill": False, "alpha": 0.3, "temperature": 2.0,
+              **TRAINING},
     Penalty: {"l1": 1e-3, "l2": 1e-4, "epochs": 2, **TRAINING},
     Pruning: {
         "final_sparsity": 0.6, "initial_sparsity": 0.1, "schedule": "constant", "begin": 0.2, "end": 0.9,
@@ -92,7 +95,7 @@ def _round_trips(recipe):
 
 def test_every_stage_class_has_non_default_values():
     assert set(STAGES.values()) == set(NON_DEFAULT), "a stage class has no NON_DEFAULT entry"
-    assert set(STAGES) == {"train", "depth", "channels", "penalty", "pruning", "clustering", "quantization",
+    assert set(STAGES) == {"train", "depth", "channels", "lowrank", "penalty", "pruning", "clustering", "quantization",
                             "precision", "distillation"}
 
 
@@ -139,8 +142,8 @@ def test_recipe_holding_every_stage_round_trips(tmp_path):
     stages["quantization"] = dataclasses.replace(stages["quantization"], scheme="pcqat")
     recipe = Recipe(**stages, **RECIPE_NON_DEFAULT)
     back = _round_trips(recipe)
-    assert [n for n, _ in back.stages] == ["train", "depth", "channels", "penalty", "pruning", "clustering",
-                                           "quantization", "precision"]
+    assert [n for n, _ in back.stages] == ["train", "depth", "channels", "lowrank", "penalty", "pruning",
+                                           "clustering", "quantization", "precision"]
     path = tmp_path / "all.yaml"
     recipe.save_yaml(path)
     assert Recipe.from_yaml(path) == recipe

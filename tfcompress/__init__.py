@@ -29,6 +29,7 @@ from tfcompress.errors import (
     UnsupportedModelError,
 )
 from tfcompress.io import load_model
+from tfcompress.lowrank.config import LowRank
 from tfcompress.optimize import OptimizeResult, optimize
 from tfcompress.precision.config import Precision
 from tfcompress.pruning.config import Penalty, Pruning
@@ -45,6 +46,7 @@ __all__ = [
     "Train",
     "Depth",
     "Channels",
+    "LowRank",
     "Penalty",
     "Pruning",
     "Clustering",

@@ -3,11 +3,11 @@
 A :class:`Recipe` is a list of optional stages applied in a fixed order —
 ``train`` (train or continue training first), ``depth`` (remove
 residual blocks / same-shape layers), ``channels`` (structured
-pruning), ``penalty`` (L1/L2 weight decay towards zero), ``pruning``,
-``clustering``, then ``quantization`` (QAT) — each stage keeping what the
-earlier ones made, plus the training settings shared by every stage (batch
-size, learning rate, optimizer, learning-rate schedule, knowledge
-distillation, mixed precision, seed); a stage may set its own
+pruning), ``lowrank`` (Dense layers as two of low rank), ``penalty``
+(L1/L2 weight decay towards zero), ``pruning``, ``clustering``, then
+``quantization`` (QAT) — each stage keeping what the earlier ones made,
+plus the training settings shared by every stage (batch size, learning
+rate, optimizer, learning-rate schedule, knowledge distillation, mixed precision, seed); a stage may set its own
 ``learning_rate``, ``optimizer`` and ``lr_schedule``. Recipes load from and
 save to YAML; a wrong key, type or value, or stages written in an order that
 would undo earlier work, raises
@@ -48,6 +48,7 @@ from tfcompress.channels.config import Channels
 from tfcompress.clustering.config import Clustering
 from tfcompress.depth.config import Depth
 from tfcompress.errors import RecipeError
+from tfcompress.lowrank.config import LowRank
 from tfcompress.precision.config import Precision
 from tfcompress.pruning.config import Penalty, Pruning
 from tfcompress.quantization.config import Quantization, qat_scheme
@@ -88,7 +89,7 @@ class Recipe:
     """What :func:`tfcompress.optimize` does: stages plus fine-tuning settings.
 
     Stages run in the order of :data:`STAGE_ORDER` (train, depth, channels,
-    penalty, pruning, clustering, quantization); a stage set to ``None`` is
+    lowrank, penalty, pruning, clustering, quantization); a stage set to ``None`` is
     skipped. Every training stage uses the recipe's ``learning_rate``,
     ``optimizer`` and ``lr_schedule`` unless it sets its own; schedule steps
     are computed from the data size, batch size and the stage's epochs.
@@ -100,6 +101,8 @@ class Recipe:
             same-shape layer removal) or None. Defaults to `None`.
         channels: a :class:`~tfcompress.channels.Channels` stage (structured
             pruning) or None. Defaults to `None`.
+        lowrank: a :class:`~tfcompress.lowrank.LowRank` stage (Dense layers
+            factorised by truncated SVD) or None. Defaults to `None`.
         penalty: a :class:`Penalty` stage or None. Defaults to `None`.
         pruning: a :class:`Pruning` stage or None. Defaults to `Pruning()`.
         clustering: a :class:`Clustering` stage or None. Defaults to `None`.
@@ -143,6 +146,7 @@ class Recipe:
     train: Train | None = None
     depth: Depth | None = None
     channels: Channels | None = None
+    lowrank: LowRank | None = None
     penalty: Penalty | None = None
     pruning: Pruning | None = field(default_factory=Pruning)
     clustering: Clustering | None = None

@@ -10,7 +10,7 @@ line in :data:`BUILT_IN`; a test or a plug-in can :func:`register` one at run ti
 Example:
     >>> from tfcompress import techniques
     >>> techniques.names()
-    ('train', 'depth', 'channels', 'penalty', 'pruning', 'clustering', 'quantization', 'precision')
+    ('train', 'depth', 'channels', 'lowrank', 'penalty', 'pruning', 'clustering', 'quantization', 'precision')
     >>> techniques.get("clustering").recipe_class.__name__
     'Clustering'
 """
@@ -21,6 +21,7 @@ from tfcompress.channels.stage import TECHNIQUE as CHANNELS
 from tfcompress.clustering.stage import TECHNIQUE as CLUSTERING
 from tfcompress.depth.stage import TECHNIQUE as DEPTH
 from tfcompress.errors import RecipeError
+from tfcompress.lowrank.stage import TECHNIQUE as LOWRANK
 from tfcompress.precision.stage import TECHNIQUE as PRECISION
 from tfcompress.pruning.stage import PENALTY, PRUNING
 from tfcompress.quantization.stage import TECHNIQUE as QUANTIZATION
@@ -31,7 +32,8 @@ __all__ = ["BUILT_IN", "register", "unregister", "names", "get", "all_techniques
            "single_replica", "mixed_precision_invalid", "knobs"]
 
 #: The built-in techniques, in the order their stages run.
-BUILT_IN: tuple[Technique, ...] = (TRAIN, DEPTH, CHANNELS, PENALTY, PRUNING, CLUSTERING, QUANTIZATION, PRECISION)
+BUILT_IN: tuple[Technique, ...] = (TRAIN, DEPTH, CHANNELS, LOWRANK, PENALTY, PRUNING, CLUSTERING, QUANTIZATION,
+                                   PRECISION)
 
 _REGISTRY: list[Technique] = list(BUILT_IN)
 
