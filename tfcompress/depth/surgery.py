@@ -18,7 +18,19 @@ Example:
 from tfcompress._keras import keras, tf
 from tfcompress.channels.graph import _key
 
-__all__ = ["rebuild_without"]
+__all__ = ["rebuild_without", "fresh_input", "rebuilt_model"]
+
+
+def fresh_input(layer):
+    """A new ``keras.Input`` like the ``InputLayer`` ``layer``: its batch shape, dtype and name."""
+    cfg = layer.get_config()
+    return keras.Input(batch_shape=cfg["batch_input_shape"], dtype=cfg.get("dtype"), name=layer.name)
+
+
+def rebuilt_model(model, sub):
+    """The Functional model of a rebuild: ``model``'s inputs and outputs mapped by ``sub`` to the new tensors."""
+    inputs = tf.nest.map_structure(sub, model._nested_inputs)
+    return keras.Model(inputs, tf.nest.map_structure(sub, model._nested_outputs), name=model.name)
 
 
 def rebuild_without(candidates, blocks):
@@ -58,8 +70,7 @@ def rebuild_without(candidates, blocks):
         if len(given) == 1 and _key(given[0]) in redirect and _idempotent_after(layer, resolve(_key(given[0]))):
             res = resolve(_key(given[0]))
         elif node.is_input:
-            cfg = layer.get_config()
-            res = keras.Input(batch_shape=cfg["batch_input_shape"], dtype=cfg.get("dtype"), name=layer.name)
+            res = fresh_input(layer)
         else:
             if id(layer) not in new_layers:
                 new_layers[id(layer)] = layer.__class__.from_config(layer.get_config())
@@ -68,9 +79,7 @@ def rebuild_without(candidates, blocks):
             res = new_layers[id(layer)](*args, **kwargs)
         for t, r in zip(outs, tf.nest.flatten(res)):
             new_tensors[_key(t)] = r
-    inputs = tf.nest.map_structure(sub, model._nested_inputs)
-    outputs = tf.nest.map_structure(sub, model._nested_outputs)
-    new = keras.Model(inputs, outputs, name=model.name)
+    new = rebuilt_model(model, sub)
     for old in model.layers:
         if old.name in drop or not old.weights:
             continue

@@ -20,6 +20,7 @@ import numpy as np
 
 from tfcompress._keras import keras, tf
 from tfcompress.channels.graph import _key, analyze
+from tfcompress.depth.surgery import fresh_input, rebuilt_model
 from tfcompress.precision.config import matching
 
 __all__ = ["factorize", "rank_of", "svd_factors"]
@@ -122,8 +123,7 @@ def _rebuild(a, plan):
 
     for (layer, _, outs), node in zip(a.nodes, a.keras_nodes):
         if node.is_input:
-            cfg = layer.get_config()
-            res = keras.Input(batch_shape=cfg["batch_input_shape"], dtype=cfg.get("dtype"), name=layer.name)
+            res = fresh_input(layer)
         else:
             args = tf.nest.map_structure(sub, node.call_args)
             kwargs = tf.nest.map_structure(sub, node.call_kwargs)
@@ -138,9 +138,7 @@ def _rebuild(a, plan):
             res = new_layers[id(layer)](*args, **kwargs)
         for t, r in zip(outs, tf.nest.flatten(res)):
             new_tensors[_key(t)] = r
-    inputs = tf.nest.map_structure(sub, model._nested_inputs)
-    outputs = tf.nest.map_structure(sub, model._nested_outputs)
-    new = keras.Model(inputs, outputs, name=model.name)
+    new = rebuilt_model(model, sub)
     for old in model.layers:
         if not old.weights and old.name not in plan:
             continue
