@@ -161,8 +161,9 @@ def test_budget_mode_times_and_prices_at_the_job_s_threads(tiny, digits, monkeyp
 def _file_drop(model, result, digits, tmp_path, name, plan=None, val=None):
     x, y = val or digits.validation
     plan = plan or result.plan
-    mode = "int4" if plan.quantization.weights == "int4" else "int8"  # as budget mode exports it
-    rep = tflite_export.export(result.model, tmp_path / name, mode=mode, representative_data=digits.train[0][:200])
+    mode = "int4" if plan.quantization.weights == "int4" else "int8"  # as budget mode exports it (size plans: stripped)
+    rep = tflite_export.export(result.model, tmp_path / name, mode=mode, representative_data=digits.train[0][:200],
+                               strip_names=bool((result.report.budget or {}).get("strip_names")))
     return 100 * (accuracy(model, x, y) - tflite_export.evaluate(rep.path, x, y)), rep.zipped_bytes
 
 

@@ -65,6 +65,7 @@ def test_a_size_budget_pruning_and_int4_cannot_reach_is_met_by_thinning(tiny, di
                         lambda *a, **k: weight_options(*a, **{**k, "sparsities": (0.5,)}))
     target, limit = "size<=2.3KB", 2.3 * 1024
     monkeypatch.setattr(budget_mode, "thin_options", lambda *a, **k: [])
+    monkeypatch.setattr(budget_mode, "rank_options", lambda *a, **k: [])  # no structural move at all
     alone = tfcompress.optimize(tiny, digits.train, digits.validation, target=target, epochs=1, seed=0, verbose=0)
     assert not alone.report.budget["met"] and alone.plan.channels is None, alone.report.budget["markdown"]
     monkeypatch.undo()

@@ -24,7 +24,8 @@ Example:
 from tfcompress.target.allocate import Allocation, greedy
 from tfcompress.target.budget import Target, check_minimize, parse_target
 from tfcompress.target.fast import export_file, faster_mix
-from tfcompress.target.plan import plan_recipe, run
+from tfcompress.target.plan import run
+from tfcompress.target.recipeplan import plan_recipe
 from tfcompress.target.sensitivity import channel_options, weight_options
 
 __all__ = ["Target", "parse_target", "check_minimize", "greedy", "Allocation", "plan_recipe", "run", "export_file",

@@ -13,7 +13,8 @@ function that fine-tunes the model with one recipe.
 2. Scan (:mod:`tfcompress.target.sensitivity`): per layer, prune to each
    level and cluster (int8), or prune and round to 4 bits (int4); per
    channel group, thin (each thinned candidate fine-tuned briefly,
-   :mod:`tfcompress.target.joint`; latency: priced in predicted ms, and each
+   :mod:`tfcompress.target.joint`; size: each Dense layer factorised too,
+   :mod:`tfcompress.target.rankplan`; latency: priced in predicted ms, and each
    residual block removed too, :mod:`tfcompress.target.depthplan`).
 3. Allocate (:mod:`tfcompress.target.allocate`; a size plan thins channels
    too: :mod:`tfcompress.target.joint`) under the budget; a drop budget
@@ -23,9 +24,9 @@ function that fine-tunes the model with one recipe.
    the measured rounds, :mod:`tfcompress.target.predict`).
 4. The plan: an ordinary :class:`~tfcompress.recipe.Recipe` with per-layer
    fields (``depth.include``, ``pruning.per_layer`` + ``include``, ``clustering.include``,
-   ``channels.per_layer``), QAT (``weights: int8`` or ``int4``: a plan-wide
-   choice, each round the format whose plan is estimated smaller), and
-   distillation.
+   ``channels.per_layer``, ``lowrank.per_layer``: :mod:`tfcompress.target.recipeplan`), QAT
+   (``weights: int8`` or ``int4``: a plan-wide choice, each round the format whose plan is
+   estimated smaller), and distillation.
 5. Fine-tune, export (int8 or int4; a size plan's files, the shipped ones too, with their inner
    tensor names emptied: ``tflite_export.export(strip_names=True)``), measure the budget on the file, and retry, at most
    :data:`ROUNDS` rounds (a drop budget: up to :data:`MAX_ROUNDS` while a round met it
@@ -65,24 +66,16 @@ Example:
     >>> print(res.report.budget["markdown"])  # doctest: +SKIP
 """
 
-import dataclasses
 import os
-import re
 import shutil
 import tempfile
 
 import tflite_export
 from tfcompress._data import prepare
 from tfcompress._keras import quiet_native_logs
-from tfcompress.channels.config import Channels
 from tfcompress.channels.sensitivity import as_xy
-from tfcompress.clustering.config import Clustering
-from tfcompress.depth.config import Depth
 from tfcompress.errors import RecipeError, TfcompressError, first_line
-from tfcompress.pruning.config import Pruning
 from tfcompress.quantization import nbit
-from tfcompress.quantization.config import Quantization
-from tfcompress.recipe import Distillation
 from tfcompress.scoring import Scorer, count, take
 from tfcompress.target import heldout
 from tfcompress.target.allocate import greedy
@@ -92,7 +85,9 @@ from tfcompress.target.fast import TOLERANCE, faster_mix, side_by_side
 from tfcompress.target.joint import SIZE_RATIOS, TUNE_SAMPLES, joint_greedy, thin_options, tuned_channel_units
 from tfcompress.target.latency import price_gap
 from tfcompress.target.predict import AIM, Correction, next_scale
-from tfcompress.target.sensitivity import CLUSTERS, channel_options, weight_options
+from tfcompress.target.rankplan import rank_options
+from tfcompress.target.recipeplan import plan_recipe
+from tfcompress.target.sensitivity import channel_options, weight_options
 from tfcompress.target.table import STRIP_NOTE, markdown
 from tfcompress.task import Task
 
@@ -111,51 +106,6 @@ ROUNDS, MAX_ROUNDS = 3, 5
 #: The weight formats a size plan chooses between (a plan-wide choice: QAT quantizes every layer alike).
 WEIGHTS = ("int8", "int4")
 SCAN_SAMPLES = 1000
-
-
-def plan_recipe(base, settings, clusters=CLUSTERS, weights="int8"):
-    """The plan as a recipe: ``base``'s training settings with per-layer stages from ``settings``.
-
-    Args:
-        base: the :class:`Recipe` whose training settings (learning rate,
-            batch size, optimizer, seed, each stage's epochs) the plan keeps.
-        settings: ``{layer name: {"sparsity": s, "clustered": bool, "ratio": r}}`` (any of the
-            three: a layer may be thinned and pruned); a latency plan's removed blocks as
-            ``{block name: {"remove": True}}`` (a ``depth`` stage).
-        clusters: the cluster count of the clustered layers. Defaults to :data:`CLUSTERS`.
-        weights: the QAT weight format, ``"int8"`` or ``"int4"`` (then no
-            clustering: the 4-bit grid replaces it). Defaults to `"int8"`.
-
-    Returns:
-        A :class:`Recipe`.
-
-    Example:
-        >>> from tfcompress.recipe import Recipe
-        >>> plan_recipe(Recipe(), {"fc1": {"sparsity": 0.9, "clustered": True}}).pruning.per_layer
-        {'fc1': 0.9}
-    """
-    pruned = {n: s["sparsity"] for n, s in settings.items() if s.get("sparsity")}
-    clustered = [n for n, s in settings.items() if s.get("clustered") and weights == "int8"]
-    thinned = {n: s["ratio"] for n, s in settings.items() if s.get("ratio")}
-    removed = [n for n, s in settings.items() if s.get("remove")]
-    p, c = base.pruning or Pruning(end=0.6), base.clustering or Clustering()
-    pruning = clustering = channels = depth = None
-    epochs = (base.channels or Channels(epochs=base.pruning.epochs if base.pruning else Channels().epochs)).epochs
-    if removed:  # the blocks a latency plan removes (target/depthplan.py), before any thinning
-        depth = Depth(remove=len(removed), include=[re.escape(n) for n in removed], epochs=epochs)
-    if pruned:
-        pruning = Pruning(final_sparsity=max(pruned.values()), end=p.end, epochs=p.epochs,
-                          include=[re.escape(n) for n in pruned],
-                          per_layer={re.escape(n): v for n, v in pruned.items()})
-    if clustered:
-        clustering = Clustering(number_of_clusters=clusters, epochs=c.epochs,
-                                include=[re.escape(n) for n in clustered])
-    if thinned:  # without a channels stage in base, the thinned layers fine-tune as long as pruned ones would
-        channels = Channels(ratio=0.0, per_layer=thinned, epochs=epochs,
-                            criterion=(base.channels or Channels()).criterion)
-    quantization = dataclasses.replace(base.quantization or Quantization(), weights=weights)
-    return base.replace(depth=depth, channels=channels, pruning=pruning, clustering=clustering,
-                        quantization=quantization, distillation=base.distillation or Distillation())
 
 
 def _allocate(families, target, scale, goal, correction=None):
@@ -417,12 +367,14 @@ def _ends(at, f, lo, hi, limit):
 
 
 def _thin_units(model, xs, ys, scorer, ratios, notes, say, tune_x):
-    """The channel units of a size plan (:func:`~tfcompress.target.joint.thin_options`, each candidate fine-tuned
-    briefly on ``tune_x``); none if it cannot thin."""
+    """The structural units of a size plan: channel groups and Dense ranks (:func:`~tfcompress.target.joint.
+    thin_options`, :func:`~tfcompress.target.rankplan.rank_options`, each candidate fine-tuned briefly on
+    ``tune_x``); none if it cannot thin."""
     if not ratios:
         return []
     try:
-        return thin_options(model, xs, ys, ratios=ratios, scorer=scorer, tune_x=tune_x)
+        return [*thin_options(model, xs, ys, ratios=ratios, scorer=scorer, tune_x=tune_x),
+                *rank_options(model, xs, ys, scorer=scorer, tune_x=tune_x)]
     except TfcompressError as e:
         notes.append(f"no channel thinning in the size plan: {first_line(e)}")
         say(notes[-1])

@@ -16,13 +16,18 @@ STRIP_NOTE = ("the compressed files' inner tensor names are emptied (smaller; in
               "theirs): tflite_export.export(result.model, ...) writes one with them, to debug")
 
 
+#: The setting keys of the structural units (a channel group's ratio, a Dense layer's rank); the rest are weights'.
+_OWN = {"channels": ("ratio",), "rank": ("rank",)}
+
+
 def _scanned(units, name, setting):
-    """The scanned drop of a layer's plan setting: its weight option's plus its channel option's (a thinned layer)."""
+    """The scanned drop of a layer's plan setting: its weight option's plus its channel and rank options'."""
     total = 0.0
     for u in units:
         if u["name"] == name:
-            want = ({"ratio": setting["ratio"]} if "ratio" in setting else None) if u.get("kind") == "channels" else \
-                ({k: v for k, v in setting.items() if k != "ratio"} or None)
+            own = _OWN.get(u.get("kind"), ())
+            want = {k: v for k, v in setting.items()
+                    if (k in own if own else not any(k in keys for keys in _OWN.values()))} or None
             o = next((o for o in u["options"] if o["setting"] == want), None) if want else None
             total += o["drop_points"] * u.get("drop_weight", 1.0) if o else 0.0
     return total
@@ -63,7 +68,7 @@ def markdown(b):
                   "round met the budget."]
     else:
         lines += ["", f"Plan of round {kept['round']} (scan: one layer or channel group at a time; a "
-                  "thinned candidate fine-tuned briefly, the others not; "
+                  "thinned or factorised candidate fine-tuned briefly, the others not; "
                   f"{b['scan_samples']} planning samples; the kept round):", "",
                   markdown_table(("layer", "setting", f"scanned drop ({unit})"), [
                       (name, setting, f"{_scanned(b['sensitivity'], name, setting):.3g}")
