@@ -35,7 +35,7 @@ def _x(n=64, seed=1):
     (None, "must be a mapping"), ({}, "must be a mapping"), (["fc1"], "must be a mapping"),
     ({"fc1": 0}, r"per_layer\['fc1'\] must be an integer"), ({"fc1": 1.0}, r"per_layer\['fc1'\] must be in"),
     ({"fc1": True}, "must be a rank"), ({"fc1": "8"}, "must be a rank"),
-    ({"": 4}, "keys must be layer names"),
+    ({"": 4}, "keys must be layer names"), ({"fc[": 4}, "not a valid regular expression"),
 ])
 def test_bad_ranks_are_refused_with_the_field_named(per_layer, match):
     with pytest.raises(RecipeError, match=match):
@@ -88,6 +88,8 @@ def test_a_lower_rank_is_an_approximation_and_layers_it_cannot_help_are_kept_wit
     f = keras.Model(inp, L.Dense(3, name="head")(shared(shared(inp))))
     _, rep = factorize(f, {"shared": 1})
     assert rep["shared"] == {"skipped": "a shared layer (called more than once)"}
+    with pytest.raises(RecipeError, match=r"key\(s\) 'fc9' match no layer of the model: .*Dense layers: fc1, out\)"):
+        factorize(m, {"fc1": 4, "fc9": 4})  # a misspelt name is an error, not a stage that did nothing
 
 
 def test_the_stage_in_optimize_fine_tunes_records_each_layer_and_exports_one_more_fully_connected(tmp_path, digits):

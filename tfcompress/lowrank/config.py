@@ -1,5 +1,6 @@
 """The ``lowrank`` recipe stage: which Dense layers to factorise, and to what rank."""
 
+import re
 from dataclasses import dataclass, field
 
 from tfcompress._checks import brief, check_bool, check_int, check_positive, check_range, is_int, is_real
@@ -57,6 +58,11 @@ class LowRank(_Trains):
         for k, v in self.per_layer.items():
             if not isinstance(k, str) or not k:
                 raise RecipeError(f"lowrank.per_layer keys must be layer names, patterns or types, got {brief(k)}.")
+            try:
+                re.compile(k)
+            except re.error as e:
+                raise RecipeError(f"lowrank.per_layer key {brief(k)} is not a valid regular expression ({e}); "
+                                  "escape it or fix it.") from None
             if is_int(v):
                 ranks[k] = int(check_int("lowrank", f"per_layer[{k!r}]", v))
             elif is_real(v):

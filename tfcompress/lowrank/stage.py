@@ -49,11 +49,12 @@ def lowrank_stage(run, model, stage):
 
 
 def lowrank_column(model, recipe):
-    """``check``'s ``lowrank`` column: for each Dense layer, the rank the recipe gives it (or the smallest rank
-    that would save parameters); hidden when the recipe has no lowrank stage.
+    """``check``'s ``lowrank`` column: for each Dense layer, the rank the recipe gives it (or the ranks that
+    would save parameters); hidden when the recipe has no lowrank stage.
 
     Returns:
-        ``{layer: "yes: rank r of m×n"}`` or ``"yes: any rank < k saves parameters"``; empty without the stage.
+        ``{layer: "yes: rank r of m×n"}``, ``"no: rank r of m×n saves no parameters"`` or ``"no: not in
+        lowrank.per_layer (a rank < k saves parameters)"``; empty without the stage.
     """
     stage = getattr(recipe, "lowrank", None) if recipe is not None else None
     if stage is None:

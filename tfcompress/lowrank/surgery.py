@@ -21,6 +21,7 @@ import numpy as np
 from tfcompress._keras import keras, tf
 from tfcompress.channels.graph import _key, analyze
 from tfcompress.depth.surgery import fresh_input, rebuilt_model
+from tfcompress.errors import RecipeError
 from tfcompress.precision.config import matching
 
 __all__ = ["factorize", "rank_of", "svd_factors"]
@@ -75,10 +76,19 @@ def factorize(model, per_layer):
         "params_after", "kept_energy"}}`` for each factorised layer, or
         ``{"skipped": reason}`` for a matched layer left as it is.
 
+    Raises:
+        RecipeError: a ``per_layer`` key that matches no layer of the model (a misspelt name).
+
     Example:
         >>> small, report = factorize(model, {"Dense": 0.25})   # doctest: +SKIP
     """
     a = analyze(model)
+    unmatched = [k for k in per_layer if not any(matching({k: 1}, layer.name, type(layer).__name__)
+                                                 for layer, _, _ in a.nodes)]
+    if unmatched:
+        dense = ", ".join(layer.name for layer, _, _ in a.nodes if type(layer).__name__ == "Dense") or "none"
+        raise RecipeError(f"lowrank.per_layer key(s) {', '.join(map(repr, unmatched))} match no layer of the model: "
+                          f"use layer names, patterns or types (its Dense layers: {dense}).")
     uses = {}
     for layer, _, _ in a.nodes:
         uses[id(layer)] = uses.get(id(layer), 0) + 1
