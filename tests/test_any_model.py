@@ -184,6 +184,20 @@ def test_a_custom_loss_function_is_used_as_compiled():
         assert result.report.metric == "mae"
 
 
+def test_metrics_passed_where_keras_3_takes_loss_weights_are_one_line_not_a_keras_traceback():
+    import keras as k3
+
+    from tfcompress.errors import UnsupportedModelError
+
+    m = k3.Sequential([k3.Input((4,)), k3.layers.Dense(3, activation="softmax")])
+    m.compile("adam", "sparse_categorical_crossentropy", ["accuracy"])  # Keras 3: the third is loss_weights
+    with pytest.raises(UnsupportedModelError, match=r"loss_weights \['accuracy'\], which are not numbers .*"
+                                                   r"metrics=\[\.\.\.\] by keyword"):
+        task_for(m)
+    m.compile("adam", "sparse_categorical_crossentropy", loss_weights=[np.float32(2.0)], metrics=["accuracy"])
+    assert task_for(m).loss_weights == [2.0]
+
+
 def test_budget_mode_plans_and_checks_in_the_tasks_own_metric(tmp_path):
     # A regression from its files on the command line: the drop budget is in MAE (lower is better), checked on
     # the file, and the shipped int8 file meets what the report claims on the same validation data.

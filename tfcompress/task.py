@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import numbers
 import weakref
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,7 +35,7 @@ import numpy as np
 
 from tfcompress._keras import keras
 from tfcompress._nested import take
-from tfcompress.errors import RecipeError
+from tfcompress.errors import RecipeError, UnsupportedModelError
 
 __all__ = ["Task", "task_for", "compile_config_of", "headline",
            "remember_file_compile"]
@@ -461,10 +462,26 @@ def task_for(model: Any, loss: Any = None, metrics: Any = None, loss_weights: An
     if cfg and cfg.get("loss") is not None:
         loss_s = _serial(cfg["loss"], "loss")
         metrics_s = _serial(metrics if metrics is not None else cfg.get("metrics"), "metric")
-        weights = loss_weights if loss_weights is not None else cfg.get("loss_weights")
+        weights = loss_weights if loss_weights is not None else _numbers(cfg.get("loss_weights"))
         classifier = _is_classifier(model, loss_s)
         return Task(loss_s, _with_accuracy(metrics_s) if classifier else metrics_s, weights, "compiled", classifier)
     task = _inferred(model, sparse_labels)
     if metrics is not None:
         task = Task(task.loss, _serial(metrics, "metric"), loss_weights, "inferred", True, task.why)
     return task
+
+
+def _numbers(weights: Any) -> Any:
+    """A compiled model's ``loss_weights`` when they are numbers (one, a list or a dict of them); else one line.
+
+    Keras 3's ``compile(optimizer, loss, loss_weights, metrics)`` takes ``loss_weights`` third:
+    ``compile("adam", loss, ["accuracy"])`` stores the metric names there, and training then fails in Keras.
+    """
+    values = list(weights.values()) if isinstance(weights, dict) else (
+        list(weights) if isinstance(weights, (list, tuple)) else [weights])
+    if weights is None or all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in values):
+        return weights
+    raise UnsupportedModelError(
+        f"the model was compiled with loss_weights {weights!r}, which are not numbers (Keras 3's compile takes "
+        "optimizer, loss, loss_weights, metrics in that order): compile it with metrics=[...] by keyword.")
+
