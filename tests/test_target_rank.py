@@ -41,3 +41,21 @@ def test_a_rank_option_is_chosen_where_it_saves_most_bytes_per_point_and_becomes
     sens = [u.to_dict() for u in [*w, *r]]
     assert _scanned(sens, "fc1", {"rank": 0.25}) == 0.4  # the report's per-layer scanned drop: the rank option's
     assert _scanned(sens, "fc1", {"rank": 0.25, "sparsity": 0.5}) == 1.4
+
+
+
+def test_a_factorised_and_pruned_layer_prunes_its_second_factor_only(tiny, digits):
+    # The scan prices a layer's sparsity on its unfactorised kernel. Pruning both factors at that sparsity (a
+    # product of two sparse matrices) was tried: a digits budget round (int4, fc1 thinned, rank 0.5, 50 % pruned,
+    # tests/test_target.py) lost 61 points on its file. The plan prunes the layer that keeps the name (r x n)
+    # and leaves <name>_lr (m x r) dense.
+    import tfcompress
+    from tfcompress import Pruning, Quantization
+
+    base = Recipe(batch_size=64, pruning=Pruning(epochs=1), quantization=Quantization(epochs=1))
+    plan = plan_recipe(base, {"fc1": {"rank": 0.5, "sparsity": 0.5}})
+    assert plan.pruning.per_layer == {"fc1": 0.5} and plan.lowrank.per_layer == {"fc1": 0.5}
+    res = tfcompress.optimize(tiny, digits.train, digits.validation, recipe=plan.replace(seed=0), verbose=0)
+    zeros = {name: np.mean(next(w for w in res.model.get_layer(f"quant_{name}").get_weights() if w.ndim == 2) == 0)
+             for name in ("fc1_lr", "fc1")}
+    assert abs(zeros["fc1"] - 0.5) < 0.05 and zeros["fc1_lr"] < 0.05, zeros
