@@ -435,7 +435,7 @@ def export(
             Python code would run while loading (:mod:`tflite_export.loader`). Set it to False
             only for files you trust.
         strip_names: Empty the inner tensors' names (I/O and signatures keep theirs), leave out
-            what no runtime reads (converter notes; recipe and versions: ``fb.lean_metadata``).
+            what no runtime reads (converter notes; recipe, versions: ``_flatbuffer.lean_metadata``).
 
     Returns:
         An :class:`ExportReport`.
