@@ -59,3 +59,17 @@ def test_a_factorised_and_pruned_layer_prunes_its_second_factor_only(tiny, digit
     zeros = {name: np.mean(next(w for w in res.model.get_layer(f"quant_{name}").get_weights() if w.ndim == 2) == 0)
              for name in ("fc1_lr", "fc1")}
     assert abs(zeros["fc1"] - 0.5) < 0.05 and zeros["fc1_lr"] < 0.05, zeros
+
+
+def test_a_model_the_rank_scan_cannot_take_keeps_its_thinning_with_a_note(tiny, digits, monkeypatch):
+    from tfcompress.errors import UnsupportedModelError
+    from tfcompress.target import plan as budget_mode
+
+    def refuse(*a, **k):
+        raise UnsupportedModelError("no rank here")
+
+    monkeypatch.setattr(budget_mode, "rank_options", refuse)
+    x, y = digits.validation
+    notes, said = [], []
+    units = budget_mode._thin_units(tiny, x[:200], y[:200], None, (0.5,), notes, said.append, None)
+    assert {u.kind for u in units} == {"channels"} and notes == said == ["no low rank in the size plan: no rank here"]

@@ -372,13 +372,16 @@ def _thin_units(model, xs, ys, scorer, ratios, notes, say, tune_x):
     ``tune_x``); none if it cannot thin."""
     if not ratios:
         return []
-    try:
-        return [*thin_options(model, xs, ys, ratios=ratios, scorer=scorer, tune_x=tune_x),
-                *rank_options(model, xs, ys, scorer=scorer, tune_x=tune_x)]
-    except TfcompressError as e:
-        notes.append(f"no channel thinning in the size plan: {first_line(e)}")
-        say(notes[-1])
-        return []
+    units = []
+    for what, scan in (("channel thinning", lambda: thin_options(model, xs, ys, ratios=ratios, scorer=scorer,
+                                                                 tune_x=tune_x)),
+                       ("low rank", lambda: rank_options(model, xs, ys, scorer=scorer, tune_x=tune_x))):
+        try:
+            units += scan()
+        except TfcompressError as e:  # the other kind still scans
+            notes.append(f"no {what} in the size plan: {first_line(e)}")
+            say(notes[-1])
+    return units
 
 
 def _weights(recipe):
