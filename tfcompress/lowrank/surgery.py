@@ -32,11 +32,11 @@ def rank_of(setting, m, n):
     a fraction of ``min(m, n)`` rounded up.
 
     Example:
-        >>> rank_of(0.25, 200, 32), rank_of(16, 200, 32), rank_of(64, 200, 32)
-        (8, 16, 32)
+        >>> rank_of(0.25, 200, 32), rank_of(16, 200, 32), rank_of(64, 200, 32), rank_of(0.1, 30, 40)
+        (8, 16, 32, 3)
     """
     full = min(m, n)
-    r = setting if isinstance(setting, int) else math.ceil(setting * full)
+    r = setting if isinstance(setting, int) else math.ceil(round(setting * full, 9))  # 0.1 * 30: 3, not 4
     return max(1, min(int(r), full))
 
 
