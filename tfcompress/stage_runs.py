@@ -101,6 +101,28 @@ class _Run:
         )
         return hist.history
 
+    def fit_own(self, model, epochs, stage, name, teacher_of):
+        """:meth:`fit` for a stage with distillation settings of its own (channels, depth, lowrank).
+
+        When the recipe does not distil and the stage does (``stage.distill``),
+        from ``teacher_of()`` (called only then: the model before the stage)
+        with the stage's ``alpha`` and ``temperature``; else as :meth:`fit`.
+
+        Returns:
+            The Keras ``History.history`` dict.
+        """
+        if self.recipe.distillation is None and stage.distill:
+            return self.fit(model, epochs, stage=stage, name=name, teacher=teacher_of(), alpha=stage.alpha,
+                            temperature=stage.temperature)
+        return self.fit(model, epochs, stage=stage, name=name)
+
+    def own_teacher(self, before):
+        """The teacher of a stage's own distillation: the recipe's (the model before compression), else a copy
+        of ``before``."""
+        from tfcompress._model import clone
+
+        return self.teacher if self.teacher is not None else clone(before)
+
     def evaluate(self, model):
         """Every compiled loss and metric of the task on the validation data (else the training data)."""
         data = self.val or self.train

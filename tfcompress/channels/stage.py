@@ -8,9 +8,9 @@ Example:
 """
 
 import dataclasses
+import functools
 import types
 
-from tfcompress._model import clone
 from tfcompress.channels.config import Channels
 from tfcompress.channels.graph import dependency_groups
 from tfcompress.channels.schedule import apply
@@ -22,15 +22,14 @@ __all__ = ["TECHNIQUE", "run_stage", "channels_column"]
 def run_stage(run, model, stage):
     """Remove (or merge) channels, fine-tuning after each pruning step; a smaller model comes back."""
     stage = dataclasses.replace(stage, epochs=run.stage_epochs(stage))
-    d = run.recipe.distillation
-    teacher = run.teacher if run.teacher is not None else clone(model)
     result = StageResult(model)
 
+    @functools.cache
+    def teacher():  # one copy of the unthinned model for every pruning step, made only when the stage distils
+        return run.own_teacher(model)
+
     def fine_tune(m, epochs):  # once per pruning step: the stage's history is every step's epochs
-        if d is None and stage.distill:  # the stage's own distillation settings
-            h = run.fit(m, epochs, name="channels", teacher=teacher, alpha=stage.alpha, temperature=stage.temperature)
-        else:
-            h = run.fit(m, epochs, name="channels")
+        h = run.fit_own(m, epochs, stage, "channels", teacher)
         for k, v in h.items():
             result.history.setdefault(k, []).extend(v)
         return m

@@ -7,7 +7,6 @@ Example:
     ('depth', ['depth_remove'])
 """
 
-from tfcompress._model import clone
 from tfcompress.depth.candidates import find_blocks
 from tfcompress.depth.config import Depth
 from tfcompress.depth.removal import remove_blocks
@@ -33,13 +32,7 @@ def depth_stage(run, model, stage):
                                data=data, include=stage.include, exclude=stage.exclude)
     history = {}
     if epochs:
-        d = run.recipe.distillation
-        if d is None and stage.distill:  # the stage's own distillation settings
-            teacher = run.teacher if run.teacher is not None else clone(model)
-            history = run.fit(small, epochs, stage=stage, name="depth", teacher=teacher, alpha=stage.alpha,
-                              temperature=stage.temperature)
-        else:
-            history = run.fit(small, epochs, stage=stage, name="depth")
+        history = run.fit_own(small, epochs, stage, "depth", lambda: run.own_teacher(model))
     records = {}
     for row in rep.candidates:
         if row["removed"]:

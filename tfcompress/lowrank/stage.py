@@ -7,7 +7,6 @@ Example:
     ('lowrank', 'LowRank')
 """
 
-from tfcompress._model import clone
 from tfcompress.lowrank.config import LowRank
 from tfcompress.lowrank.surgery import factorize, rank_of
 from tfcompress.technique import CheckColumn, StageResult, Technique
@@ -34,12 +33,7 @@ def lowrank_stage(run, model, stage):
     epochs = run.stage_epochs(stage) if done else 0
     history = {}
     if epochs:
-        if run.recipe.distillation is None and stage.distill:  # the stage's own distillation settings
-            teacher = run.teacher if run.teacher is not None else clone(model)
-            history = run.fit(small, epochs, stage=stage, name="lowrank", teacher=teacher, alpha=stage.alpha,
-                              temperature=stage.temperature)
-        else:
-            history = run.fit(small, epochs, stage=stage, name="lowrank")
+        history = run.fit_own(small, epochs, stage, "lowrank", lambda: run.own_teacher(model))
     before = sum(r["params_before"] for r in done.values())
     after = sum(r["params_after"] for r in done.values())
     details = (f"low-rank factorisation of {len(done)} Dense layer(s): kernel params {before:,} → {after:,}"
