@@ -70,7 +70,7 @@ def _add_export(subparsers, load_dataset) -> None:
                     help="representative samples (default: %(default)s)")
     ex.add_argument("--sparse", action="store_true", help="store pruned weights sparse (EXPERIMENTAL_SPARSITY)")
     ex.add_argument("--strip-names", action="store_true",
-                    help="empty inner tensors' names, drop converter notes and recipe metadata: ~400 B off")
+                    help="empty inner tensors' names, drop converter notes and recipe metadata: some 100s of B")
     ex.add_argument("--metadata", default=None, help="JSON object stored in the file's metadata")
     ex.add_argument("--out", required=True, help="output .tflite path")
     ex.add_argument("--json", default=None, metavar="PATH", help="write the report as JSON ('-' = stdout)")

@@ -88,7 +88,7 @@ from tfcompress.target.predict import AIM, Correction, next_scale
 from tfcompress.target.rankplan import rank_options
 from tfcompress.target.recipeplan import plan_recipe
 from tfcompress.target.sensitivity import channel_options, weight_options
-from tfcompress.target.table import STRIP_NOTE, markdown
+from tfcompress.target.table import markdown
 from tfcompress.task import Task
 
 __all__ = ["run", "plan_recipe", "DROP_SCALE", "ROUNDS", "MAX_ROUNDS", "SCAN_SAMPLES", "WEIGHTS"]
@@ -106,6 +106,10 @@ ROUNDS, MAX_ROUNDS = 3, 5
 #: The weight formats a size plan chooses between (a plan-wide choice: QAT quantizes every layer alike).
 WEIGHTS = ("int8", "int4")
 SCAN_SAMPLES = 1000
+#: The note of a size plan, whose compressed files are stripped (``tflite_export`` ``strip_names``).
+STRIP_NOTE = ("the compressed files' inner tensor names are emptied and the converter's notes and the recipe metadata "
+              "left out (smaller; inputs, outputs and signatures keep their names, the report keeps the recipe): "
+              "tflite_export.export(result.model, ...) writes a full one, to debug")
 
 
 def _allocate(families, target, scale, goal, correction=None):

@@ -9,11 +9,7 @@ Example:
 
 from tfcompress.report import markdown_table
 
-__all__ = ["markdown", "STRIP_NOTE"]
-
-#: The note of a size plan, whose compressed files have no inner tensor names (``tflite_export`` ``strip_names``).
-STRIP_NOTE = ("the compressed files' inner tensor names are emptied (smaller; inputs, outputs and signatures keep "
-              "theirs): tflite_export.export(result.model, ...) writes one with them, to debug")
+__all__ = ["markdown"]
 
 
 #: The setting keys of the structural units (a channel group's ratio, a Dense layer's rank); the rest are weights'.
