@@ -118,6 +118,10 @@ def test_each_round_takes_the_weight_format_estimated_smaller():
     assert (fmt, alloc.choice, start - alloc.saved, start_drop + alloc.drop) == ("int4", {"fc1": 1}, 200.0, 6.0)
     fmt, _, alloc, _, _ = _allocate(fams, parse_target("drop<=1"), 5.0, None)  # 4-bit fc1 at 90 % is over 5 points:
     assert (fmt, alloc.choice) == ("int8", {"fc1": 1})  # int8 at 90 % (300 B) beats unpruned int4 (480 B)
+    # the int4 rounds measured at half their estimate: unpruned int4 is 240 B as measured, under int8's 300 B
+    fmt, _, alloc, _, _ = _allocate(fams, parse_target("drop<=1"), 5.0, None, fit={"int4": 0.5})
+    assert (fmt, alloc.choice) == ("int4", {"fc1": 0})
+    assert _allocate(fams, parse_target("drop<=1"), 5.0, None, fit={"int4": 0.5, "int8": 0.4})[0] == "int8"
     fmt, _, alloc, _, _ = _allocate(fams, parse_target("size<=500B"), 1.0, 500.0)  # a cost goal: least drop meeting it
     assert (fmt, alloc.choice) == ("int4", {"fc1": 0})  # unpruned int4 (480 B, 0.5 pts) vs int8 at 90 % (4 pts)
     fmt, _, alloc, _, _ = _allocate(fams, parse_target("size<=400B"), 1.0, 400.0)

@@ -168,6 +168,11 @@ def test_each_round_reports_its_predicted_drop_and_the_correction_aims_the_next(
     assert 8.0 < AIM / factor and len(r) >= 2 and r[1]["scale"] == pytest.approx(min(AIM / factor, 24.0), rel=1e-3)
     assert r[1]["predicted_drop"] == pytest.approx(factor * r[1]["scanned_drop"], abs=2e-3)
     assert "predicted drop" in res.report.budget["markdown"] and res.report.budget["correction"]["prior"] == 0.125
+    fit = res.report.budget["cost_fit"]  # measured / estimated bytes of each format's rounds (ranks the next plans)
+    assert fit and all(f in ("int8", "int4") for f in fit)
+    for f, v in fit.items():
+        ours = [x["zipped_bytes"] / x["estimated_cost"] for x in r if x["weights"] == f]
+        assert v == pytest.approx(sum(ours) / len(ours), abs=1e-3)
 
 
 def test_kernel_bytes_are_deflated_as_the_file_stores_them():

@@ -100,7 +100,7 @@ def candidate_drop(model, x, y, scorer=None, tune_x=None):
     return drop
 
 
-def thin_options(model, x, y, ratios=SIZE_RATIOS, scorer=None, tune_x=None):
+def thin_options(model, x, y, ratios=SIZE_RATIOS, scorer=None, tune_x=None, drop=None):
     """Thin each channel group alone, at each ratio: the drop, and the share of each layer's kernel kept.
 
     Args:
@@ -112,6 +112,8 @@ def thin_options(model, x, y, ratios=SIZE_RATIOS, scorer=None, tune_x=None):
         tune_x: training inputs: each candidate is fine-tuned on (at most
             :data:`TUNE_SAMPLES` of) them before it is scored (module
             docstring). Defaults to `None` (scored as thinned).
+        drop: a :func:`candidate_drop` of the same model, sample and ``tune_x``, shared with
+            another scan (its teacher outputs and base score computed once). Defaults to `None` (made here).
 
     Returns:
         A list of :class:`~tfcompress.target.sensitivity.Unit` (``kind="channels"``,
@@ -123,7 +125,7 @@ def thin_options(model, x, y, ratios=SIZE_RATIOS, scorer=None, tune_x=None):
         >>> [o.setting for o in thin_options(model, x, y, ratios=(0.5,))[0].options]  # doctest: +SKIP
         [{}, {'ratio': 0.5}]
     """
-    drop = candidate_drop(model, x, y, scorer, tune_x)
+    drop = drop or candidate_drop(model, x, y, scorer, tune_x)
     plan = Plan(model)
     full = _kernel_sizes(model)
     units = []

@@ -82,7 +82,14 @@ from tfcompress.target.allocate import greedy
 from tfcompress.target.budget import check_minimize, parse_target
 from tfcompress.target.depthplan import depth_units
 from tfcompress.target.fast import TOLERANCE, faster_mix, side_by_side
-from tfcompress.target.joint import SIZE_RATIOS, TUNE_SAMPLES, joint_greedy, thin_options, tuned_channel_units
+from tfcompress.target.joint import (
+    SIZE_RATIOS,
+    TUNE_SAMPLES,
+    candidate_drop,
+    joint_greedy,
+    thin_options,
+    tuned_channel_units,
+)
 from tfcompress.target.latency import price_gap
 from tfcompress.target.predict import AIM, Correction, next_scale
 from tfcompress.target.rankplan import rank_options
@@ -112,7 +119,7 @@ STRIP_NOTE = ("the compressed files' inner tensor names are emptied and the conv
               "tflite_export.export(result.model, ...) writes a full one, to debug")
 
 
-def _allocate(families, target, scale, goal, correction=None):
+def _allocate(families, target, scale, goal, correction=None, fit=None):
     """The plan of each weight format under the round's margin; the one estimated best.
 
     Returns ``(weights, units, allocation, starting cost, starting drop)``:
@@ -120,7 +127,10 @@ def _allocate(families, target, scale, goal, correction=None):
     A family ``(units, cost, channel units)`` (a size plan) allocates weight
     settings and thinning together (:func:`~tfcompress.target.joint.joint_greedy`);
     its ``units`` returned are both kinds. ``scale``: one, or one per family; ``correction``
-    (:class:`~tfcompress.target.predict.Correction`) ranks the plans that meet a cost goal by predicted drop.
+    (:class:`~tfcompress.target.predict.Correction`) ranks the plans that meet a cost goal by predicted drop;
+    ``fit`` (``{weights: measured / estimated cost}`` of the family's rounds) ranks a drop budget's plans
+    by their cost as measured (LeNet-5's int4 files came out at 0.7x their estimate, its int8 ones at 1.05x:
+    uncorrected, a round after two int4 misses took an int8 plan twice the bytes).
     """
     out = []
     for weights, (units, start, *thin) in families.items():
@@ -138,7 +148,8 @@ def _allocate(families, target, scale, goal, correction=None):
         # size/latency budget: the least drop among those that meet it
         pred = drop if correction is None else correction.predict(weights, drop)
         over = allow is not None and start_drop > target.limit * s
-        rank = (int(over), cost) if goal is None else ((0, pred) if cost <= goal else (1, cost))
+        rank = (int(over), cost * (fit or {}).get(weights, 1.0)) if goal is None else (
+            (0, pred) if cost <= goal else (1, cost))
         out.append((rank, weights, units, alloc, start, start_drop))
     _, weights, units, alloc, start, start_drop = min(out, key=lambda r: r[0])
     return weights, units, alloc, start, start_drop
@@ -268,10 +279,12 @@ def run(model, train_data, validation_data, target, minimize, base, run_recipe, 
         history, kept, lo, hi, seen, at = [], None, {}, {}, set(), {}  # lo/hi: per family, the bracket of scales
         tried = []
         correction, scales = Correction(1.0 / DROP_SCALE), dict.fromkeys(families, scale)  # round 1: the prior
+        fit = {}  # weight format -> measured / estimated cost of its rounds
         for i in range(rounds):
             if i >= ROUNDS and not (target.metric == "drop" and any(t["met"] for t in tried)):
                 break
-            fmt, units, alloc, start, start_drop = _allocate(families, target, scales, goal, correction)
+            fmt, units, alloc, start, start_drop = _allocate(families, target, scales, goal, correction,
+                                                             {f: sum(v) / len(v) for f, v in fit.items()})
             scale = scales[fmt]
             key = (fmt, repr(sorted(alloc.settings(units).items())))
             if key in seen:  # the margin moved, the plan did not: another round would train the same recipe
@@ -295,6 +308,9 @@ def run(model, train_data, validation_data, target, minimize, base, run_recipe, 
                             "predicted_drop": round(correction.predict(fmt, scanned), 3),
                             "plan": alloc.settings(units), **got, "met": met})
             correction.learn(fmt, scanned, got["drop"])
+            if history[-1]["estimated_cost"] > 0:
+                fit.setdefault(fmt, []).append((got["ms"] if latency else got["zipped_bytes"])
+                                               / history[-1]["estimated_cost"])
             say(f"round {i + 1}: {fmt} weights, drop {got['drop']:.3g} {scorer.unit} (predicted "
                 f"{history[-1]['predicted_drop']:.3g}), {got['zipped_bytes']} B zipped, "
                 f"{got['ms']:.3g} ms: {'met' if met else 'missed'}")
@@ -356,6 +372,7 @@ def run(model, train_data, validation_data, target, minimize, base, run_recipe, 
         "held_out": {**held, **check, "met": met},
         "sensitivity": [u.to_dict() for u in units], "rounds": history, "notes": notes,
         "weights": fmt, "faster_file": fast, "correction": correction.to_dict(),
+        "cost_fit": {f: round(sum(v) / len(v), 3) for f, v in fit.items()},
         "file": ("mixed" if fast and "per_layer" in fast and minimize == "latency" else fmt), "strip_names": strip,
         "kept_round": kept["round"],
     }
@@ -376,10 +393,10 @@ def _thin_units(model, xs, ys, scorer, ratios, notes, say, tune_x):
     ``tune_x``); none if it cannot thin."""
     if not ratios:
         return []
-    units = []
+    units, drop = [], candidate_drop(model, xs, ys, scorer, tune_x)  # one teacher and base score for both scans
     for what, scan in (("channel thinning", lambda: thin_options(model, xs, ys, ratios=ratios, scorer=scorer,
-                                                                 tune_x=tune_x)),
-                       ("low rank", lambda: rank_options(model, xs, ys, scorer=scorer, tune_x=tune_x))):
+                                                                 tune_x=tune_x, drop=drop)),
+                       ("low rank", lambda: rank_options(model, xs, ys, scorer=scorer, tune_x=tune_x, drop=drop))):
         try:
             units += scan()
         except TfcompressError as e:  # the other kind still scans

@@ -26,7 +26,7 @@ __all__ = ["rank_options", "RANK_FRACTIONS"]
 RANK_FRACTIONS = (0.25, 0.5)
 
 
-def rank_options(model, x, y, fractions=RANK_FRACTIONS, scorer=None, tune_x=None):
+def rank_options(model, x, y, fractions=RANK_FRACTIONS, scorer=None, tune_x=None, drop=None):
     """Factorise each Dense layer alone at each fraction of its rank: the drop, and the share of its kernel kept.
 
     Args:
@@ -36,12 +36,14 @@ def rank_options(model, x, y, fractions=RANK_FRACTIONS, scorer=None, tune_x=None
         scorer: a :class:`~tfcompress.scoring.Scorer` (points). Defaults to `None` (top-1 accuracy in points).
         tune_x: training inputs for the short fine-tuning of each candidate. Defaults to `None` (scored as
             factorised).
+        drop: a :func:`~tfcompress.target.joint.candidate_drop` of the same model, sample and ``tune_x``
+            (shared with the thinning scan). Defaults to `None` (made here).
 
     Returns:
         A list of :class:`~tfcompress.target.sensitivity.Unit` (``kind="rank"``, named by the layer), option 0
         untouched; a layer no fraction factorises with fewer weights has no unit.
     """
-    drop = candidate_drop(model, x, y, scorer, tune_x)
+    drop = drop or candidate_drop(model, x, y, scorer, tune_x)
     units = []
     for layer in model.layers:
         if type(layer).__name__ != "Dense" or not layer.weights:
