@@ -1,4 +1,5 @@
-"""Low-rank factorisation of Dense layers: the recipe stage, exact surgery, skips, optimize, export, check."""
+"""Low-rank factorisation of Dense layers and 1×1 convolutions: the recipe stage, exact surgery, skips, optimize,
+export, check."""
 
 import numpy as np
 import pytest
@@ -80,7 +81,7 @@ def test_a_lower_rank_is_an_approximation_and_layers_it_cannot_help_are_kept_wit
     small, rep = factorize(m, {"fc1": 0.25, "out": 8, "Conv2D": 2})
     assert rep["fc1"]["rank"] == 6 and 0 < rep["fc1"]["kept_energy"] < 1
     assert rep["out"] == {"skipped": "rank 8 of a 24×10 kernel saves no parameters (r·(m+n) ≥ m·n)"}
-    assert rep["conv"] == {"skipped": "Conv2D: only Dense layers are factorised"}
+    assert rep["conv"] == {"skipped": "a 3×3 Conv2D: only 1×1 convolutions are factorised"}
     assert "out_lr" not in {l.name for l in small.layers}
     assert small.predict(x, verbose=0).shape == (64, 10)
     inp = keras.Input((6,))
@@ -88,7 +89,7 @@ def test_a_lower_rank_is_an_approximation_and_layers_it_cannot_help_are_kept_wit
     f = keras.Model(inp, L.Dense(3, name="head")(shared(shared(inp))))
     _, rep = factorize(f, {"shared": 1})
     assert rep["shared"] == {"skipped": "a shared layer (called more than once)"}
-    with pytest.raises(RecipeError, match=r"key\(s\) 'fc9' match no layer of the model: .*Dense layers: fc1, out\)"):
+    with pytest.raises(RecipeError, match=r"key\(s\) 'fc9' match no layer of the model: .*factorise: fc1, out\)"):
         factorize(m, {"fc1": 4, "fc9": 4})  # a misspelt name is an error, not a stage that did nothing
 
 
@@ -101,7 +102,7 @@ def test_the_stage_in_optimize_fine_tunes_records_each_layer_and_exports_one_mor
     res = tfcompress.optimize(m, digits.train, digits.validation, recipe=recipe, batch_size=64, verbose=0)
     stage = res.report.stages[0]
     assert stage["name"] == "lowrank" and stage["epochs"] == 2 and len(res.history["lowrank"]["loss"]) == 2
-    assert stage["details"] == "low-rank factorisation of 1 Dense layer(s): kernel params 1,728 → 768"
+    assert stage["details"] == "low-rank factorisation of 1 layer(s): kernel params 1,728 → 768"
     assert res.report.layer("fc1").stages["lowrank"].startswith("rank 8 (72×24 → 72×8 + 8×24, ")
     assert res.model.get_layer("fc1_lr").get_weights()[0].shape == (72, 8)
     xv, yv = digits.validation
@@ -114,9 +115,66 @@ def test_the_stage_in_optimize_fine_tunes_records_each_layer_and_exports_one_mor
     assert tflite_export.evaluate(low.path, xv, yv) >= base - 0.05  # rank 8 of 24, fine-tuned: within 5 points
 
 
+def _pointwise(seed=0, rank=None):
+    """6x6x8 -> pw (1x1, 16) -> k3 (3x3, 4) -> pw_s2 (1x1 stride 2, 8) -> pool -> out (3); ``rank``: pw's rank."""
+    keras.utils.set_random_seed(seed)
+    inp = keras.Input((6, 6, 8))
+    x = L.Conv2D(16, 1, activation="relu", padding="same", name="pw")(inp)
+    x = L.Conv2D(4, 3, name="k3")(x)
+    x = L.Conv2D(8, 1, strides=2, name="pw_s2")(x)
+    m = keras.Model(inp, L.Dense(3, name="out")(L.GlobalAveragePooling2D(name="pool")(x)))
+    if rank is not None:
+        rng = np.random.RandomState(seed)
+        w = rng.normal(0, 0.3, (8, rank)) @ rng.normal(0, 0.3, (rank, 16))
+        m.get_layer("pw").set_weights([w.reshape(1, 1, 8, 16).astype("float32"),
+                                       rng.normal(0, 0.1, 16).astype("float32")])
+    return m
+
+
+def test_a_pointwise_conv_factorises_as_two_convs_and_other_convs_are_kept_with_the_reason(tmp_path):
+    m = _pointwise(rank=4)
+    x = np.random.RandomState(2).normal(0, 1, (16, 6, 6, 8)).astype("float32")
+    small, rep = factorize(m, {"pw": 4, "k3": 2, "pw_s2": 2})
+    assert rep["pw"] == {"rank": 4, "shape": [8, 16], "params_before": 128, "params_after": 96, "kept_energy": 1.0}
+    assert rep["k3"] == {"skipped": "a 3×3 Conv2D: only 1×1 convolutions are factorised"}
+    assert rep["pw_s2"] == {"skipped": "a strided or grouped 1×1 Conv2D: only stride 1, one group are factorised"}
+    first, second = small.get_layer("pw_lr"), small.get_layer("pw")
+    assert type(first).__name__ == "Conv2D" and first.get_config()["use_bias"] is False
+    assert first.get_weights()[0].shape == (1, 1, 8, 4) and second.get_weights()[0].shape == (1, 1, 4, 16)
+    assert second.get_config()["activation"] == "relu" and first.get_config()["padding"] == "same"
+    np.testing.assert_allclose(small.predict(x, verbose=0), m.predict(x, verbose=0), atol=1e-5)  # exact: rank 4
+    assert factorize(m, {"Conv2D": 0.5})[1]["pw"]["rank"] == 4  # the type matches every conv; the 1x1 one is cut
+    f32 = tflite_export.export(small, tmp_path / "pw.tflite", mode="float32")
+    assert tflite_export.inspect(f32.path).ops.get("CONV_2D") == 4  # pw_lr, pw, k3, pw_s2
+    np.testing.assert_allclose(tflite_export.predict(f32.path, x), m.predict(x, verbose=0), atol=1e-4)
+
+
+def test_a_factorised_pointwise_conv_trains_4bit_and_exports_int4(tmp_path):
+    from tflite_export.int4 import int4_weights
+
+    rng = np.random.RandomState(0)
+    x, y = rng.normal(0, 1, (256, 6, 6, 8)).astype("float32"), rng.randint(0, 3, 256)
+    p = _pointwise()
+    m = keras.Model(p.input, L.Softmax()(p.output))
+    m.compile("adam", "sparse_categorical_crossentropy", ["accuracy"])
+    recipe = {"lowrank": {"per_layer": {"pw": 4}, "epochs": 1}, "pruning": None,
+              "quantization": {"weights": "int4", "epochs": 1}}
+    res = tfcompress.optimize(m, (x, y), (x[:64], y[:64]), recipe=recipe, verbose=0)
+    assert res.report.layer("pw").stages["lowrank"].startswith("rank 4 (8×16 → 8×4 + 4×16")
+    e = tflite_export.export(res.model, tmp_path / "pw4.tflite", mode="int4", representative_data=x[:64])
+    with open(e.path, "rb") as f:
+        assert "int4" in set(int4_weights(f.read()).values())
+    agree = np.argmax(tflite_export.predict(e.path, x[:64]), -1) == np.argmax(res.model.predict(x[:64], verbose=0), -1)
+    assert agree.mean() >= 0.9
+
+
 def test_check_shows_the_rank_each_dense_layer_gets():
     m = _mlp()
     rep = tfcompress.check(m, Recipe.from_dict({"lowrank": {"per_layer": {"fc1": 8, "out": 9}}}), convert=False)
     assert rep.layer("fc1").extra["lowrank"] == "yes: rank 8 of 72×24"
     assert rep.layer("out").extra["lowrank"] == "no: rank 9 of 24×10 saves no parameters"
     assert "lowrank" not in tfcompress.check(m, convert=False).layer("fc1").extra
+    p = _pointwise()
+    rep = tfcompress.check(p, Recipe.from_dict({"lowrank": {"per_layer": {"Conv2D": 0.5}}}), convert=False)
+    assert rep.layer("pw").extra["lowrank"] == "yes: rank 4 of 8×16"
+    assert "lowrank" not in rep.layer("k3").extra and "lowrank" not in rep.layer("pw_s2").extra  # not factorisable

@@ -1,4 +1,4 @@
-"""The ``lowrank`` recipe stage: which Dense layers to factorise, and to what rank."""
+"""The ``lowrank`` recipe stage: which Dense (and 1×1 Conv2D) layers to factorise, and to what rank."""
 
 import re
 from dataclasses import dataclass, field
@@ -21,7 +21,10 @@ class LowRank(_Trains):
     ``r·(m+n)``; the ``.tflite`` file gets one more ``FULLY_CONNECTED`` op. A
     rank that saves nothing (``r·(m+n) ≥ m·n``) leaves the layer as it is, and
     the report says so. Later stages (pruning, 4-bit QAT) treat both layers as
-    any other ``Dense``.
+    any other ``Dense``. A ``Conv2D`` with a 1×1 kernel, stride 1 and one group
+    (a pointwise convolution: ``m`` input channels, ``n`` filters) is factorised
+    the same way, as a ``Conv2D(r, 1, use_bias=False)`` then itself; name it
+    (or ``"Conv2D"``: other convolutions are then kept, with the reason).
 
     Args:
         per_layer: ``{layer name | regular expression | layer type: rank}``, the

@@ -8,14 +8,14 @@ Example:
 """
 
 from tfcompress.lowrank.config import LowRank
-from tfcompress.lowrank.surgery import factorize, rank_of
+from tfcompress.lowrank.surgery import factorize, matrix_shape, rank_of
 from tfcompress.technique import CheckColumn, StageResult, Technique
 
 __all__ = ["TECHNIQUE", "lowrank_stage", "lowrank_column"]
 
 
 def lowrank_stage(run, model, stage):
-    """Factorise the stage's Dense layers, then fine-tune (distilled from the unfactorised model).
+    """Factorise the stage's Dense (and 1×1 Conv2D) layers, then fine-tune (distilled from the unfactorised model).
 
     Args:
         run: the optimize call's ``stage_runs._Run``.
@@ -36,15 +36,15 @@ def lowrank_stage(run, model, stage):
         history = run.fit_own(small, epochs, stage, "lowrank", lambda: run.own_teacher(model))
     before = sum(r["params_before"] for r in done.values())
     after = sum(r["params_after"] for r in done.values())
-    details = (f"low-rank factorisation of {len(done)} Dense layer(s): kernel params {before:,} → {after:,}"
+    details = (f"low-rank factorisation of {len(done)} layer(s): kernel params {before:,} → {after:,}"
                if done else "low-rank factorisation: no layer factorised (see the per-layer column)")
     return StageResult(small if done else model, records, history, epochs=epochs,
                        steps=run.steps(epochs) if epochs else 0, details=details, extra={"lowrank": rep})
 
 
 def lowrank_column(model, recipe):
-    """``check``'s ``lowrank`` column: for each Dense layer, the rank the recipe gives it (or the ranks that
-    would save parameters); hidden when the recipe has no lowrank stage.
+    """``check``'s ``lowrank`` column: for each Dense layer (and 1×1 Conv2D), the rank the recipe gives it (or
+    the ranks that would save parameters); hidden when the recipe has no lowrank stage.
 
     Returns:
         ``{layer: "yes: rank r of m×n"}``, ``"no: rank r of m×n saves no parameters"`` or ``"no: not in
@@ -57,10 +57,10 @@ def lowrank_column(model, recipe):
 
     out = {}
     for layer in model.layers:
-        if type(layer).__name__ != "Dense" or not layer.weights:
+        if matrix_shape(layer) is None:
             continue
-        m, n = layer.get_weights()[0].shape
-        setting = matching(stage.per_layer, layer.name, "Dense")
+        m, n = matrix_shape(layer)
+        setting = matching(stage.per_layer, layer.name, type(layer).__name__)
         if setting is None:
             out[layer.name] = f"no: not in lowrank.per_layer (a rank < {m * n // (m + n) + 1} saves parameters)"
         else:

@@ -1,9 +1,11 @@
-"""Factorise Dense layers by truncated SVD: rebuild the model's graph with each one as two.
+"""Factorise Dense layers (and 1×1 convolutions) by truncated SVD: rebuild the model's graph with each one as two.
 
 ``W ≈ U_r S_r V_rᵀ``; the first new layer holds ``A = U_r √S_r`` (``m × r``), the
 second ``B = √S_r V_rᵀ`` (``r × n``) with the original bias and activation, so
 before any fine-tuning the model computes ``x·W_r + b``, the best rank-``r``
-kernel in the Frobenius norm (Eckart-Young). The rebuild replays the nodes of
+kernel in the Frobenius norm (Eckart-Young). A ``Conv2D`` with a 1×1 kernel,
+stride 1 and one group is the same product at every pixel: it becomes a
+``Conv2D(r, 1, use_bias=False)`` and itself with ``r`` input channels. The rebuild replays the nodes of
 the channels dependency analysis (as :mod:`tfcompress.depth.surgery` does) on
 fresh layers made from each layer's config; every other layer keeps its
 config and weights.
@@ -24,7 +26,7 @@ from tfcompress.depth.surgery import fresh_input, rebuilt_model
 from tfcompress.errors import RecipeError
 from tfcompress.precision.config import matching
 
-__all__ = ["factorize", "rank_of", "svd_factors"]
+__all__ = ["factorize", "rank_of", "svd_factors", "matrix_shape"]
 
 
 def rank_of(setting, m, n):
@@ -55,15 +57,39 @@ def svd_factors(kernel, r):
 
 
 def _why_not(layer, uses):
-    if type(layer).__name__ != "Dense":
-        return f"{type(layer).__name__}: only Dense layers are factorised"
+    kind = type(layer).__name__
+    if kind == "Conv2D":
+        cfg = layer.get_config()
+        if tuple(cfg["kernel_size"]) != (1, 1):
+            return f"a {'×'.join(map(str, cfg['kernel_size']))} Conv2D: only 1×1 convolutions are factorised"
+        if tuple(cfg["strides"]) != (1, 1) or cfg.get("groups", 1) != 1:
+            return "a strided or grouped 1×1 Conv2D: only stride 1, one group are factorised"
+    elif kind != "Dense":
+        return f"{kind}: only Dense layers and 1×1 Conv2D layers are factorised"
+    if not layer.weights:
+        return "not built"
     if uses > 1:
         return "a shared layer (called more than once)"
     return None
 
 
+def matrix_shape(layer):
+    """``(m, n)`` of a layer :func:`factorize` can factorise (a Dense layer, a 1×1 stride-1 Conv2D), else None.
+
+    Example:
+        >>> conv = keras.layers.Conv2D(8, 1)
+        >>> conv.build((None, 4, 4, 3))
+        >>> matrix_shape(conv), matrix_shape(keras.layers.Conv2D(8, 3))
+        ((3, 8), None)
+    """
+    if _why_not(layer, 1) is not None:
+        return None
+    shape = layer.kernel.shape
+    return int(shape[-2]), int(shape[-1])
+
+
 def factorize(model, per_layer):
-    """A new model with the Dense layers ``per_layer`` names factorised, and what happened to each.
+    """A new model with the Dense (and 1×1 Conv2D) layers ``per_layer`` names factorised, and what happened to each.
 
     Args:
         model: a tf_keras Sequential or Functional model.
@@ -86,9 +112,9 @@ def factorize(model, per_layer):
     unmatched = [k for k in per_layer if not any(matching({k: 1}, layer.name, type(layer).__name__)
                                                  for layer, _, _ in a.nodes)]
     if unmatched:
-        dense = ", ".join(layer.name for layer, _, _ in a.nodes if type(layer).__name__ == "Dense") or "none"
+        dense = ", ".join(layer.name for layer, _, _ in a.nodes if matrix_shape(layer)) or "none"
         raise RecipeError(f"lowrank.per_layer key(s) {', '.join(map(repr, unmatched))} match no layer of the model: "
-                          f"use layer names, patterns or types (its Dense layers: {dense}).")
+                          f"use layer names, patterns or types (the layers it can factorise: {dense}).")
     uses = {}
     for layer, _, _ in a.nodes:
         uses[id(layer)] = uses.get(id(layer), 0) + 1
@@ -100,6 +126,7 @@ def factorize(model, per_layer):
         why = _why_not(layer, uses[id(layer)])
         if why is None:
             kernel = layer.get_weights()[0]
+            kernel = kernel.reshape(kernel.shape[-2:])  # a 1×1 conv's (1, 1, m, n): the m × n matrix
             m, n = kernel.shape
             r = rank_of(setting, m, n)
             if r * (m + n) >= m * n:
@@ -124,6 +151,14 @@ def _free_name(a, name):
     return out
 
 
+def _first_factor(layer, cfg, r, name):
+    """The new layer before ``layer``: ``Dense(r)`` or a 1×1 ``Conv2D(r)`` on the same data format, no bias."""
+    if type(layer).__name__ == "Conv2D":
+        return keras.layers.Conv2D(r, 1, use_bias=False, padding=cfg["padding"], data_format=cfg["data_format"],
+                                   name=name, dtype=cfg.get("dtype"))
+    return keras.layers.Dense(r, use_bias=False, name=name, dtype=cfg.get("dtype"))
+
+
 def _rebuild(a, plan):
     model = a.model
     new_tensors, new_layers, extra = {}, {}, {}
@@ -140,8 +175,8 @@ def _rebuild(a, plan):
             if id(layer) not in new_layers:
                 cfg = layer.get_config()
                 if layer.name in plan:
-                    extra[layer.name] = keras.layers.Dense(plan[layer.name][0].shape[1], use_bias=False,
-                                                           name=_free_name(a, layer.name), dtype=cfg.get("dtype"))
+                    extra[layer.name] = _first_factor(layer, cfg, plan[layer.name][0].shape[1],
+                                                      _free_name(a, layer.name))
                 new_layers[id(layer)] = layer.__class__.from_config(cfg)
             if layer.name in plan:
                 args = (extra[layer.name](args[0]), *args[1:])
@@ -154,8 +189,9 @@ def _rebuild(a, plan):
             continue
         if old.name in plan:
             first, second = plan[old.name]
-            extra[old.name].set_weights([first])
-            new_layers[id(old)].set_weights([second, *old.get_weights()[1:]])
+            lead = (1, 1) if type(old).__name__ == "Conv2D" else ()  # a 1×1 conv's kernel: (1, 1, in, out)
+            extra[old.name].set_weights([first.reshape(lead + first.shape)])
+            new_layers[id(old)].set_weights([second.reshape(lead + second.shape), *old.get_weights()[1:]])
         else:
             new.get_layer(old.name).set_weights(old.get_weights())
     return new
