@@ -16,7 +16,13 @@ Run from the repository root (20-35 min on 2 shared cores, 1-3 fine-tuning round
 
     flock /tmp/tfc-bench.lock nice -n 10 .venv/bin/python -m benchmarks.bench_budget
 
-Writes ``benchmarks/results/budget.json`` and ``.md`` (``--quick``: ``budget_quick.*``).
+Writes ``benchmarks/results/budget.json`` and ``.md`` (``--quick``: ``budget_quick.*``). The
+training settings of the 50x hand recipe (``models/recipes/lenet5_rank_int4.yaml``)::
+
+    flock /tmp/tfc-bench.lock nice -n 10 .venv/bin/python -m benchmarks.bench_budget \
+        --lr 0.001 --qat-epochs 3 --schedule cosine --alpha 1.0 --seed N
+
+write ``budget_tuned_cosine_alpha1[_seedN].*`` (each setting away from the default names the files).
 """
 
 import argparse
@@ -57,11 +63,12 @@ def _say(row):
           flush=True)
 
 
-def lenet_rows(b, quick, tmp, seed=0, lr=None, qat_epochs=None):
+def lenet_rows(b, quick, tmp, seed=0, lr=None, qat_epochs=None, schedule=None, alpha=None):
     e = dict(prune=1, cluster=1, qat=1) if quick else dict(prune=5, cluster=2, qat=1)
     if qat_epochs:
         e["qat"] = qat_epochs
     lr, bs = lr or b.spec.recipe().learning_rate, b.spec.recipe().batch_size
+    kd = DISTILLATION if alpha is None else Distillation(alpha=alpha, temperature=DISTILLATION.temperature)
     train = (b.x_ft, b.y_ft)
     rows = [_file_row("float32", b.base, os.path.join(tmp, "f32.tflite"), b, b.rep_x, "float32")]
     hand = {  # PQAT 80 % (10.3x, toolbox.md) is no longer re-run here: the budget run needs the time
@@ -74,11 +81,11 @@ def lenet_rows(b, quick, tmp, seed=0, lr=None, qat_epochs=None):
     for name, fields in hand.items():
         t0 = time.perf_counter()
         res = tfcompress.optimize(b.base, train, b.val, recipe=Recipe(learning_rate=lr, batch_size=bs,
-                                  distillation=DISTILLATION, **fields), verbose=0, seed=seed)
+                                  distillation=kd, lr_schedule=schedule, **fields), verbose=0, seed=seed)
         rows.append(_file_row(name + ", distilled", res.model, os.path.join(tmp, f"{len(rows)}.tflite"), b, b.rep_x,
                               seconds=time.perf_counter() - t0))
         _say(rows[-1])
-    base = Recipe(learning_rate=lr, batch_size=bs, distillation=DISTILLATION,
+    base = Recipe(learning_rate=lr, batch_size=bs, distillation=kd, lr_schedule=schedule,
                   pruning=Pruning(end=0.6, epochs=e["prune"]), clustering=Clustering(epochs=e["cluster"]),
                   quantization=Quantization(epochs=e["qat"]))
     t0 = time.perf_counter()
@@ -117,13 +124,21 @@ def main(argv=None):
                     help="learning rate of every fine-tuning (default: the LeNet-5 recipe's, 0.0005); with "
                          "--qat-epochs, the hand 40x recipe's training settings are 0.001 and 3: writes budget_tuned*")
     ap.add_argument("--qat-epochs", type=int, default=None, help="QAT epochs (default 1)")
+    ap.add_argument("--schedule", choices=("constant", "cosine"), default=None,
+                    help="learning-rate schedule of every fine-tuning (default constant); cosine: budget_*cosine*")
+    ap.add_argument("--alpha", type=float, default=None,
+                    help="distillation alpha, the label loss's weight (default 0.5; 1.0: labels only, as the 50x hand "
+                         "recipe trains); writes budget_*alphaA*")
     args = ap.parse_args(argv)
     tuned = args.lr is not None or args.qat_epochs is not None
-    suffix = ("_quick" if args.quick else "") + ("_tuned" if tuned else "") + (f"_seed{args.seed}" if args.seed else "")
+    suffix = ("_quick" if args.quick else "") + ("_tuned" if tuned else "") + (
+        "_cosine" if args.schedule == "cosine" else "") + (
+        f"_alpha{args.alpha:g}" if args.alpha is not None else "") + (f"_seed{args.seed}" if args.seed else "")
     t_start = time.perf_counter()
     keras.utils.set_random_seed(0)
     b = lenet5_fashion(quick=args.quick)
-    rows, budget, budget_md = lenet_rows(b, args.quick, b.tmp, args.seed, args.lr, args.qat_epochs)
+    rows, budget, budget_md = lenet_rows(b, args.quick, b.tmp, args.seed, args.lr, args.qat_epochs,
+                                         args.schedule if args.schedule == "cosine" else None, args.alpha)
     command = "flock /tmp/tfc-bench.lock nice -n 10 .venv/bin/python -m benchmarks.bench_budget" + \
         ("" if not (argv or sys.argv[1:]) else " " + shlex.join(argv if argv is not None else sys.argv[1:]))
     result = {
@@ -132,6 +147,8 @@ def main(argv=None):
                      "float32_zipped_bytes": b.f32.zipped_bytes, "float32_tflite_accuracy": b.f32_acc,
                      "threads": THREADS, "total_seconds": round(time.perf_counter() - t_start, 1),
                      "learning_rate": args.lr or b.spec.recipe().learning_rate, "qat_epochs": args.qat_epochs or 1,
+                     "lr_schedule": args.schedule or "constant",
+                     "distillation_alpha": DISTILLATION.alpha if args.alpha is None else args.alpha,
                      "machine": machine(), "command": command},
         "rows": rows, "budget": budget,
     }
@@ -174,7 +191,9 @@ def markdown(result, budget_md):
         f"Command: `{s['command']}`", "",
         f"Cached LeNet-5 baseline (float32 .tflite {s['float32_tflite_accuracy']:.2%} on the {s['test_samples']} test "
         f"images, {s['float32_zipped_bytes']:,} B zipped). Fine-tuning on {s['fine_tuning_samples']} images"
-        + (f" (learning rate {s['learning_rate']:g}, {s['qat_epochs']} QAT epoch(s))" if "learning_rate" in s else "")
+        + (f" (learning rate {s['learning_rate']:g}{', cosine decay' if s.get('lr_schedule') == 'cosine' else ''}, "
+           f"{s['qat_epochs']} QAT epoch(s), distillation alpha {s.get('distillation_alpha', 0.5):g})"
+           if "learning_rate" in s else "")
         + "; "
         f"the budget is checked on the {s['validation_samples']} validation images, the table's accuracy is the "
         f".tflite file's on the test set. Latency: XNNPACK, {s['threads']} thread, median. "

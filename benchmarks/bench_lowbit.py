@@ -8,7 +8,9 @@ post-training (ai-edge-quantizer), 2-bit QAT (stored in int4 tensors), and
 (conv2 16 -> 8 filters, fc1 120 -> 32, fc2 84 -> 32 units) + 4-bit QAT,
 distilled from the baseline, at lr 0.0005 and 0.001 (the attempts at the
 LeNet-5 target, >= 40x zipped at <= 1 point; the lr 0.001 row is
-``models/recipes/lenet5_thin_int4.yaml``).
+``models/recipes/lenet5_thin_int4.yaml``), and the same with fc1 at rank 16,
+distilled or trained on the labels alone with cosine decay (the 50x hand
+target; the latter is ``models/recipes/lenet5_rank_int4.yaml``).
 Columns: test accuracy of the ``.tflite``, drop vs float32, kernel values in
 the file, bytes on disk, zipped bytes, the fixed part (the file zipped with
 every constant buffer zeroed), ratio vs float32, weight tensor types in the
@@ -106,6 +108,13 @@ def rows(quick):
             channels=Channels(ratio=0.0, per_layer=THIN, epochs=ce),
             lowrank=LowRank(per_layer={"fc1": 16}, epochs=qe + 2), pruning=None,
             quantization=Q("int4", qe + 2), distillation=Distillation(), learning_rate=1e-3), "int4"),
+        # The same stages trained on the labels alone (alpha 1.0) with cosine decay: the 50x hand recipe,
+        # models/recipes/lenet5_rank_int4.yaml (distillation at alpha 0.5 or 0.9 lost 0.4 / 0.2 point more, seed 0).
+        ("thinned + rank-16 fc1 + 4-bit QAT (labels only, cosine, lr 0.001)", dict(
+            channels=Channels(ratio=0.0, per_layer=THIN, epochs=ce),
+            lowrank=LowRank(per_layer={"fc1": 16}, epochs=qe + 2), pruning=None,
+            quantization=Q("int4", qe + 2), distillation=Distillation(alpha=1.0), learning_rate=1e-3,
+            lr_schedule="cosine"), "int4"),
     ]
 
 
@@ -334,18 +343,48 @@ RANK_TRIALS = ("one-off seed-0 trials (same thinning, names stripped): rank 20, 
                "at +1.49 (those two with the converter's notes and the full metadata still in: ~120 B more)")
 
 
+#: Seed-0 one-off trials of the rank-16 recipe's training settings (this stop's machine, float32 at 89.36 %).
+LABEL_TRIALS = ("one-off seed-0 trials of its training settings in the same sitting (float32 file at 89.36 %; the "
+                "distilled rows above were measured in another, against one at 89.95 %; same stages, bytes ±60 B, "
+                "names stripped): "
+                "distillation alpha 0.5 at a constant rate +1.40, with cosine decay +1.37; alpha 0.1 cosine +1.83; "
+                "alpha 0.9 cosine +1.18; labels alone at a constant rate +1.12; labels alone, cosine, with 8 "
+                "thinning epochs +0.98 or 5 QAT epochs +0.93")
+
+
+def _seed(row):
+    return row["row"].rsplit(", seed ", 1)[1] if ", seed " in row["row"] else "0"
+
+
 def _low_rank_note(result):
     """The rank-16 rows against the thinned rows they extend (the 50x hand target is <= 4,617 B at <= 1 point)."""
-    rows = [r for r in result["rows"] if "rank-16" in r["row"]]
+    rows = [r for r in result["rows"] if "rank-16" in r["row"] and r.get("stripped_zipped_bytes")]
     if not rows:
         return []
     target = result["settings"]["float32_zipped_bytes"] / 50
-    each = "; ".join(f"{r['stripped_zipped_bytes']:,} B ({r['stripped_ratio']:.1f}×) at {r['drop_points']:+.2f} pts"
-                     for r in rows if r.get("stripped_zipped_bytes"))
-    return [f"The rank-16 rows (the `lowrank` stage: fc1, 200 × 32 once thinned, as 200 × 16 + 16 × 32, 3,712 weights "
-            f"instead of 6,400), names stripped: {each}. Under the 50× bound ({target:,.0f} B), up to "
-            f"{max(r['drop_points'] for r in rows) - 1:.2f} point over the 1-point budget: the low rank buys bytes at "
-            f"a price in accuracy the thinning alone does not pay at 44×; {RANK_TRIALS}.", ""]
+
+    def each(rs):
+        return "; ".join(f"seed {_seed(r)} {r['stripped_zipped_bytes']:,} B ({r['stripped_ratio']:.1f}×) at "
+                         f"{r['drop_points']:+.2f} pts" for r in rs)
+    kd = [r for r in rows if "labels only" not in r["row"]]
+    labels = [r for r in rows if "labels only" in r["row"]]
+    out = []
+    if kd:
+        out += [f"The rank-16 rows (the `lowrank` stage: fc1, 200 × 32 once thinned, as 200 × 16 + 16 × 32, 3,712 "
+                f"weights instead of 6,400), distilled at alpha 0.5, names stripped: {each(kd)}. Under the 50× bound "
+                f"({target:,.0f} B), up to {max(r['drop_points'] for r in kd) - 1:.2f} point over the 1-point budget; "
+                f"{RANK_TRIALS}.", ""]
+    if labels:
+        ok = all(r["drop_points"] <= 1.0 and r["stripped_zipped_bytes"] <= target for r in labels)
+        margin = min(1.0 - r["drop_points"] for r in labels)
+        out += [f"The same stages trained on the labels alone (distillation alpha 1.0) with cosine decay, "
+                f"`models/recipes/lenet5_rank_int4.yaml`, names stripped: {each(labels)}: "
+                + (f"**≥ 50× at ≤ 1 point on {'both seeds' if len(labels) == 2 else 'every seed'}** (the hand "
+                   "target; " if ok else "not ≥ 50× at ≤ 1 point on every seed (")
+                + (f"the closer seed {margin:.2f} point inside the budget" if margin >= 0.005 else
+                   "the closer seed exactly at the budget, no margin")
+                + f"); {LABEL_TRIALS}.", ""]
+    return out
 
 
 if __name__ == "__main__":
