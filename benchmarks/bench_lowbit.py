@@ -381,8 +381,8 @@ def _low_rank_note(result):
                 f"`models/recipes/lenet5_rank_int4.yaml`, names stripped: {each(labels)}: "
                 + (f"**≥ 50× at ≤ 1 point on {'both seeds' if len(labels) == 2 else 'every seed'}** (the hand "
                    "target; " if ok else "not ≥ 50× at ≤ 1 point on every seed (")
-                + (f"the closer seed {margin:.2f} point inside the budget" if margin >= 0.005 else
-                   "the closer seed exactly at the budget, no margin")
+                + (f"the tightest seed {margin:.2f} point inside the budget" if margin >= 0.005 else
+                   "the tightest seed exactly at the budget, no margin")
                 + f"); {LABEL_TRIALS}.", ""]
     return out
 
