@@ -57,9 +57,10 @@ def lowrank_column(model, recipe):
 
     out = {}
     for layer in model.layers:
-        if matrix_shape(layer) is None:
+        shape = matrix_shape(layer)
+        if shape is None:
             continue
-        m, n = matrix_shape(layer)
+        m, n = shape
         setting = matching(stage.per_layer, layer.name, type(layer).__name__)
         if setting is None:
             out[layer.name] = f"no: not in lowrank.per_layer (a rank < {m * n // (m + n) + 1} saves parameters)"

@@ -284,7 +284,7 @@ def run(model, train_data, validation_data, target, minimize, base, run_recipe, 
             if i >= ROUNDS and not (target.metric == "drop" and any(t["met"] for t in tried)):
                 break
             fmt, units, alloc, start, start_drop = _allocate(families, target, scales, goal, correction,
-                                                             {f: sum(v) / len(v) for f, v in fit.items()})
+                                                             _mean_fit(fit))
             scale = scales[fmt]
             key = (fmt, repr(sorted(alloc.settings(units).items())))
             if key in seen:  # the margin moved, the plan did not: another round would train the same recipe
@@ -372,7 +372,7 @@ def run(model, train_data, validation_data, target, minimize, base, run_recipe, 
         "held_out": {**held, **check, "met": met},
         "sensitivity": [u.to_dict() for u in units], "rounds": history, "notes": notes,
         "weights": fmt, "faster_file": fast, "correction": correction.to_dict(),
-        "cost_fit": {f: round(sum(v) / len(v), 3) for f, v in fit.items()},
+        "cost_fit": {f: round(v, 3) for f, v in _mean_fit(fit).items()},
         "file": ("mixed" if fast and "per_layer" in fast and minimize == "latency" else fmt), "strip_names": strip,
         "kept_round": kept["round"],
     }
@@ -453,6 +453,11 @@ def _held_notes(target, kept, check, met, held, unit):
                 f"{kept['got']['drop']:.3g} {unit}) but not on {on}, the data the plan was not tuned on"]
     return [f"budget {target.describe()} NOT met: no round met it; {which} ships, "
             f"{_closest(target, kept['got']['drop'])} ({on})"]
+
+
+def _mean_fit(fit):
+    """``{weight format: mean measured / estimated cost}`` of the rounds so far."""
+    return {f: sum(v) / len(v) for f, v in fit.items()}
 
 
 def _closest(target, drop):
