@@ -1,0 +1,58 @@
+"""Budget mode's fallback: a planned round met on the planning samples that misses on the held-back ones."""
+
+from types import SimpleNamespace
+
+import pytest
+
+import tflite_export
+from tfcompress.recipe import Recipe
+from tfcompress.target import heldout
+from tfcompress.target import plan as budget_mode
+from tfcompress.target.sensitivity import Option, Unit
+
+
+def _run(tiny, digits, monkeypatch, held_drops):
+    """One planned round met on the planning samples (drop 0.1 of 1); ``held_drops`` say each file's held-back drop."""
+    units = [Unit(f"g{i}", "channels", 8, [Option({}, 1.0, 0.0), Option({"ratio": 0.5}, 0.9, 0.5)]) for i in range(3)]
+    monkeypatch.setattr(budget_mode, "channel_options", lambda *a, **k: (units, 1.0))
+    monkeypatch.setattr(budget_mode, "depth_units", lambda *a, **k: [])
+    monkeypatch.setattr(budget_mode, "tuned_channel_units", lambda units, *a, **k: units)
+    monkeypatch.setattr(tflite_export, "benchmark", lambda *a, **k: SimpleNamespace(median_ms=0.01))
+    real_measure, real_compare = budget_mode._measure, heldout.compare
+    monkeypatch.setattr(budget_mode, "_measure", lambda *a, **k: {**real_measure(*a, **k), "drop": 0.1})
+
+    def compare(ref, path, *a, **k):  # the files are the same model: the held-back drop is what the case says
+        return {**real_compare(ref, path, *a, **k), "drop": held_drops["default" if "default" in path else "round"]}
+
+    monkeypatch.setattr(heldout, "compare", compare)
+    trained = []
+
+    def run_recipe(plan, val):
+        trained.append(plan)
+        return SimpleNamespace(model=tiny, report=SimpleNamespace())
+
+    res, plan = budget_mode.run(tiny, digits.train, digits.validation, "drop<=1", "latency", Recipe(), run_recipe,
+                                threads=1, samples=64, rounds=1)
+    return res.report.budget, plan, trained
+
+
+def test_the_default_recipe_ships_when_it_meets_on_both_and_the_planned_round_not_on_held_back(
+        tiny, digits, monkeypatch):
+    b, plan, trained = _run(tiny, digits, monkeypatch, {"round": 3.0, "default": 0.2})
+    assert [r["round"] for r in b["rounds"]] == [1, "default"] and len(trained) == 2
+    assert b["met"] and b["kept_round"] == "default" and plan is trained[-1] and plan == Recipe()
+    assert b["held_out"]["drop"] == pytest.approx(0.2) and b["rounds"][-1]["held_out_drop"] == pytest.approx(0.2)
+    assert any("the default recipe" in n and "meets it on both" in n and "optimistic" in n for n in b["notes"])
+
+
+def test_the_planned_round_stays_not_met_when_the_default_recipe_misses_held_back_too(tiny, digits, monkeypatch):
+    b, plan, trained = _run(tiny, digits, monkeypatch, {"round": 3.0, "default": 2.0})
+    assert [r["round"] for r in b["rounds"]] == [1, "default"]
+    assert not b["met"] and b["kept_round"] == 1 and plan is trained[0]
+    assert "NOT met" in b["notes"][0] and "held-back" in b["notes"][0], b["notes"][0]
+    assert any("missed" in n and "held-back samples too" in n for n in b["notes"])
+
+
+def test_a_planned_round_met_on_both_runs_no_default_recipe(tiny, digits, monkeypatch):
+    b, plan, trained = _run(tiny, digits, monkeypatch, {"round": 0.5, "default": 0.0})
+    assert [r["round"] for r in b["rounds"]] == [1] and len(trained) == 1 and b["met"] and b["kept_round"] == 1

@@ -1,0 +1,114 @@
+"""Budget mode's fallbacks: the default recipe, when no planned round meets the budget or the kept one fails held-back.
+
+:func:`tfcompress.target.plan.run` keeps the best planned round. Two cases
+run the default recipe (``base``'s own stages, what ``optimize`` does without
+``target=``) once, measured like a round:
+
+- :func:`default_round`: no planned round met the budget on the planning
+  samples; the default recipe is kept when it ranks better.
+- :func:`held_back_fallback`: the kept round met the budget on the planning
+  samples but not on the held-back ones (the plan was tuned on the first).
+  The default recipe ships instead when its file meets the budget on both;
+  the held-back samples then chose between two files, and the report says so.
+  Otherwise the planned round stays, NOT met, and the note gives the default
+  recipe's drops. So a drop budget ships a met file whenever the default
+  recipe's file meets it.
+
+Both need the caller's ``attempt(label, recipe, fmt) -> (result, path, got, met)``
+(fine-tune, export, measure on the planning samples) and ``rank(got, met)``.
+
+Example:
+    >>> from tfcompress.target.budget import parse_target
+    >>> closest(parse_target("size<=40KB, drop<=2"), 1.5)
+    'the closest that keeps the accuracy floor'
+"""
+
+from __future__ import annotations
+
+from tfcompress.errors import TfcompressError, first_line
+from tfcompress.quantization import nbit
+
+__all__ = ["default_round", "held_back_fallback", "closest", "weights_of"]
+
+
+def weights_of(recipe):
+    """The weight format a recipe's QAT trains (``"int4"`` for 4- and 2-bit weights: stored int4), else ``"int8"``."""
+    q = recipe.quantization
+    return "int4" if q is not None and q.weights in nbit.BITS else "int8"
+
+
+def closest(target, drop):
+    """Why a missed round ships: the closest, among those keeping the accuracy floor when one does."""
+    if target.metric != "drop" and target.floor is not None and target.keeps_floor(drop):
+        return "the closest that keeps the accuracy floor"
+    return "the closest"
+
+
+def _run_default(attempt, base, history, notes, target, scorer, say, why):
+    """The default recipe once, as a round named ``"default"`` in ``history``; None when it fails on this model."""
+    stages = " → ".join(n for n, _ in base.stages) or "no stage"
+    say(f"{why}: the default recipe ({stages}), once")
+    try:
+        result, path, got, met = attempt("default", base, weights_of(base))
+    except TfcompressError as e:
+        notes.append(f"the default recipe ({stages}) failed on this model: {first_line(e)}")
+        return None, stages
+    history.append({"round": "default", "scale": None, "weights": weights_of(base), "estimated_cost": None,
+                    "scanned_drop": None, "predicted_drop": None, "plan": {}, **got, "met": met})
+    say(f"default recipe: drop {got['drop']:.3g} {scorer.unit}, {got['zipped_bytes']} B zipped, {got['ms']:.3g} ms: "
+        f"{'met' if met else 'missed'}")
+    return {"result": result, "plan": base, "met": met, "got": got, "round": "default", "path": path}, stages
+
+
+def default_round(attempt, rank, base, kept, history, notes, target, scorer, say):
+    """No planned round met the budget: run the default recipe once; the better of it and ``kept`` is returned."""
+    d, stages = _run_default(attempt, base, history, notes, target, scorer, say,
+                             f"no planned round met {target.describe()}")
+    if d is None:
+        return kept
+    d["rank"] = rank(d["got"], d["met"])
+    if kept is None or d["rank"] < kept["rank"]:
+        notes.append(f"no planned round met {target.describe()}; the default recipe ({stages}) did on the planning "
+                     "data: it ships" if d["met"] else
+                     f"no planned round met {target.describe()}, nor the default recipe ({stages}); it ships, "
+                     f"{closest(target, d['got']['drop'])}")
+        return d
+    notes.append(f"the default recipe ({stages}) missed {target.describe()} too (drop {d['got']['drop']:.3g} "
+                 f"{scorer.unit}, {d['got']['zipped_bytes']} B zipped): the closest planned round ships")
+    return kept
+
+
+def held_back_fallback(attempt, base, kept, check, compare, history, notes, target, scorer, say):
+    """The kept planned round met on the planning samples, not held back: the default recipe when it meets both.
+
+    Args:
+        compare: ``compare(path) -> check``, the held-back comparison of a file
+            (:func:`tfcompress.target.heldout.compare` against the float32 file).
+
+    Returns:
+        ``(kept, check)``: the default recipe's round and its held-back check
+        when its file meets the budget on both parts, else the ones given.
+    """
+    unit = scorer.unit
+    d, stages = _run_default(attempt, base, history, notes, target, scorer, say,
+                             f"round {kept['round']} met {target.describe()} on the planning samples but not on the "
+                             f"held-back ones (drop {check['drop']:.3g} {unit})")
+    if d is None:
+        return kept, check
+    if not d["met"]:
+        notes.append(f"the default recipe ({stages}) missed {target.describe()} on the planning samples too (drop "
+                     f"{d['got']['drop']:.3g} {unit}): round {kept['round']} ships")
+        return kept, check
+    d_check = compare(d["path"])
+    history[-1]["held_out_drop"] = d_check["drop"]
+    if not target.met(d_check["drop"], d["got"]["zipped_bytes"], d["got"]["ms"]):
+        notes.append(f"the default recipe ({stages}) missed {target.describe()} on the held-back samples too (drop "
+                     f"{d_check['drop']:.3g} {unit}): round {kept['round']} ships")
+        return kept, check
+    d["rank"] = kept["rank"]
+    notes.append(f"round {kept['round']} met {target.describe()} on the planning samples but not on the held-back "
+                 f"ones (drop {check['drop']:.3g} {unit}); the default recipe ({stages}) meets it on both (held-back "
+                 f"drop {d_check['drop']:.3g} {unit}): it ships. The held-back samples chose between these two files, "
+                 "so their drop is a slightly optimistic estimate")
+    say(notes[-1])
+    return d, d_check
