@@ -8,8 +8,10 @@ run the default recipe (``base``'s own stages, what ``optimize`` does without
   samples; the default recipe is kept when it ranks better.
 - :func:`held_back_fallback`: the kept round met the budget on the planning
   samples but not on the held-back ones (the plan was tuned on the first).
-  The default recipe ships instead when its file meets the budget on both;
-  the held-back samples then chose between two files, and the report says so.
+  The next planned round that met on the planning samples and meets on the
+  held-back ones ships instead (its file is written: only the comparison
+  runs), else the default recipe when its file meets the budget on both; the
+  held-back samples then chose between files, and the report says so.
   Otherwise the planned round stays, NOT met, and the note gives the default
   recipe's drops. So a drop budget ships a met file whenever the default
   recipe's file meets it.
@@ -78,21 +80,43 @@ def default_round(attempt, rank, base, kept, history, notes, target, scorer, say
     return kept
 
 
-def held_back_fallback(attempt, base, kept, check, compare, history, notes, target, scorer, say):
-    """The kept planned round met on the planning samples, not held back: the default recipe when it meets both.
+def held_back_fallback(attempt, base, kept, check, others, compare, history, notes, target, scorer, say):
+    """The kept planned round met on the planning samples, not held back: another file that meets both ships.
+
+    First the other planned rounds that met on the planning samples, best
+    ranked first (their files are written already: only the held-back
+    comparison runs), then the default recipe, once.
 
     Args:
+        others: the other met planned rounds (``tried`` entries with ``path``
+            and ``got``), in rank order.
         compare: ``compare(path) -> check``, the held-back comparison of a file
             (:func:`tfcompress.target.heldout.compare` against the float32 file).
 
     Returns:
-        ``(kept, check)``: the default recipe's round and its held-back check
-        when its file meets the budget on both parts, else the ones given.
+        ``(kept, check)``: the first round whose file meets the budget on both
+        parts, and its held-back check, else the ones given.
     """
     unit = scorer.unit
-    d, stages = _run_default(attempt, base, history, notes, target, scorer, say,
-                             f"round {kept['round']} met {target.describe()} on the planning samples but not on the "
-                             f"held-back ones (drop {check['drop']:.3g} {unit})")
+    why = (f"round {kept['round']} met {target.describe()} on the planning samples but not on the held-back ones "
+           f"(drop {check['drop']:.3g} {unit})")
+
+    def meets(t, c):
+        return target.met(c["drop"], t["got"]["zipped_bytes"], t["got"]["ms"])
+
+    def chosen(t, c, what):
+        next(h for h in history if h["round"] == t["round"])["held_out_drop"] = c["drop"]
+        notes.append(f"{why}; {what} meets it on both (held-back drop {c['drop']:.3g} {unit}): it ships. The "
+                     "held-back samples chose between these files, so their drop is a slightly optimistic estimate")
+        say(notes[-1])
+        return t, c
+
+    for t in others:
+        c = compare(t["path"])
+        next(h for h in history if h["round"] == t["round"])["held_out_drop"] = c["drop"]
+        if meets(t, c):
+            return chosen(t, c, f"round {t['round']}")
+    d, stages = _run_default(attempt, base, history, notes, target, scorer, say, why)
     if d is None:
         return kept, check
     if not d["met"]:
@@ -101,14 +125,9 @@ def held_back_fallback(attempt, base, kept, check, compare, history, notes, targ
         return kept, check
     d_check = compare(d["path"])
     history[-1]["held_out_drop"] = d_check["drop"]
-    if not target.met(d_check["drop"], d["got"]["zipped_bytes"], d["got"]["ms"]):
+    if not meets(d, d_check):
         notes.append(f"the default recipe ({stages}) missed {target.describe()} on the held-back samples too (drop "
                      f"{d_check['drop']:.3g} {unit}): round {kept['round']} ships")
         return kept, check
     d["rank"] = kept["rank"]
-    notes.append(f"round {kept['round']} met {target.describe()} on the planning samples but not on the held-back "
-                 f"ones (drop {check['drop']:.3g} {unit}); the default recipe ({stages}) meets it on both (held-back "
-                 f"drop {d_check['drop']:.3g} {unit}): it ships. The held-back samples chose between these two files, "
-                 "so their drop is a slightly optimistic estimate")
-    say(notes[-1])
-    return d, d_check
+    return chosen(d, d_check, f"the default recipe ({stages})")

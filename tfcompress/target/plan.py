@@ -49,8 +49,9 @@ function that fine-tunes the model with one recipe.
    samples, the drop with its 95 % confidence interval; ``budget["met"]`` is
    this result, and a disagreement with the planning result, or a budget not
    met, is the first note. A kept planned round that met on the planning
-   samples and misses on the held-back ones gives way to the default recipe
-   when that file meets the budget on both (:mod:`tfcompress.target.fallback`).
+   samples and misses on the held-back ones gives way to the next met round,
+   then the default recipe, whose file meets the budget on both
+   (:mod:`tfcompress.target.fallback`).
    The main job checks the shipped file again (:mod:`tfcompress.target.shipped`).
 
 The margin: on LeNet-5 / Fashion-MNIST (``benchmarks/bench_budget.py``) a plan
@@ -351,9 +352,10 @@ def run(model, train_data, validation_data, target, minimize, base, run_recipe, 
         check = heldout.compare(os.path.join(tmp, "float32.tflite"), kept["path"], xh, yh, scorer)
         if (held["separate"] and kept["met"] and kept["round"] != "default"
                 and not target.met(check["drop"], kept["got"]["zipped_bytes"], kept["got"]["ms"])):
+            others = sorted((t for t in met_rounds if t is not kept), key=lambda t: t["rank"])
             kept, check = held_back_fallback(
-                attempt, base, kept, check, lambda p: heldout.compare(os.path.join(tmp, "float32.tflite"), p, xh, yh,
-                                                                      scorer), history, notes, target, scorer, say)
+                attempt, base, kept, check, others, lambda p: heldout.compare(
+                    os.path.join(tmp, "float32.tflite"), p, xh, yh, scorer), history, notes, target, scorer, say)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     result, plan, got = kept["result"], kept["plan"], kept["got"]
