@@ -47,6 +47,7 @@ def test_the_default_recipe_ships_when_it_meets_on_both_and_the_planned_round_no
     assert b["met"] and b["kept_round"] == "default" and plan is trained[-1] and plan == Recipe()
     assert b["held_out"]["drop"] == pytest.approx(0.2) and b["rounds"][-1]["held_out_drop"] == pytest.approx(0.2)
     assert any("the default recipe" in n and "meets it on both" in n and "optimistic" in n for n in b["notes"])
+    assert "held-back drop (pts)" in b["markdown"] and "missed it on the held-back ones" in b["markdown"]
 
 
 def test_the_planned_round_stays_not_met_when_the_default_recipe_misses_held_back_too(tiny, digits, monkeypatch):

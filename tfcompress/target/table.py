@@ -32,15 +32,18 @@ def _scanned(units, name, setting):
 def markdown(b):
     """The budget section of the report: the target, each round, the held-back check, the per-layer plan and why."""
     f32, unit = b["reference"]["float32"], "pts" if b.get("unit", "points") == "points" else b["unit"]
+    held = any("held_out_drop" in r for r in b["rounds"])  # rounds compared on held-back samples by the fallback
     lines = [f"### Budget `{b['target']}` (minimize {b['minimize']}): {'met' if b['met'] else 'NOT met'}", "",
              f"Drops in {b.get('metric', 'accuracy')} ({unit}; "
              f"{'lower' if b.get('lower_is_better') else 'higher'} is better), against the float32 model.", "",
              markdown_table(
                  ("round", "weights", f"scanned drop ({unit})", f"predicted drop ({unit})",
-                  f"drop on the file ({unit})", "zipped B", "× vs float32", "ms", "met"),
+                  f"drop on the file ({unit})", *([f"held-back drop ({unit})"] if held else []),
+                  "zipped B", "× vs float32", "ms", "met"),
                  [(str(r["round"]), r.get("weights", "int8"),
                    "-" if r["scanned_drop"] is None else f"{r['scanned_drop']:.3g}",
                    "-" if r.get("predicted_drop") is None else f"{r['predicted_drop']:.3g}", f"{r['drop']:.3g}",
+                   *([f"{r['held_out_drop']:.3g}" if "held_out_drop" in r else "-"] if held else []),
                    str(r["zipped_bytes"]), f"{f32['zipped_bytes'] / r['zipped_bytes']:.1f}", f"{r['ms']:.3g}",
                    "yes" if r["met"] else "no") for r in b["rounds"]])]
     h = b.get("held_out")
@@ -60,8 +63,10 @@ def markdown(b):
                   f"{'meets' if s['met'] else 'does NOT meet'} the budget."]
     kept = next(r for r in b["rounds"] if r["round"] == b["kept_round"])
     if kept["round"] == "default":
-        lines += ["", "The default recipe ships (no per-layer plan): the recipe given, its own stages; no planned "
-                  "round met the budget."]
+        why = ("the planned rounds that met the budget on the planning samples missed it on the held-back ones"
+               if any(r["met"] for r in b["rounds"] if r["round"] != "default") else
+               "no planned round met the budget")
+        lines += ["", f"The default recipe ships (no per-layer plan): the recipe given, its own stages; {why}."]
     else:
         lines += ["", f"Plan of round {kept['round']} (scan: one layer or channel group at a time; a "
                   "thinned or factorised candidate fine-tuned briefly, the others not; "
