@@ -104,8 +104,7 @@ def held_back_fallback(attempt, base, kept, check, others, compare, history, not
     def meets(t, c):
         return target.met(c["drop"], t["got"]["zipped_bytes"], t["got"]["ms"])
 
-    def chosen(t, c, what):
-        next(h for h in history if h["round"] == t["round"])["held_out_drop"] = c["drop"]
+    def chosen(t, c, what):  # its history row has its held-back drop already
         notes.append(f"{why}; {what} meets it on both (held-back drop {c['drop']:.3g} {unit}): it ships. The "
                      "held-back samples chose between these files, so their drop is a slightly optimistic estimate")
         say(notes[-1])
