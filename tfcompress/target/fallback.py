@@ -14,7 +14,7 @@ run the default recipe (``base``'s own stages, what ``optimize`` does without
   held-back samples then chose between files, and the report says so.
   Otherwise the planned round stays, NOT met, and the note gives the default
   recipe's drops. So a drop budget ships a met file whenever the default
-  recipe's file meets it.
+  recipe's file meets it on both the planning and the held-back samples.
 
 Both need the caller's ``attempt(label, recipe, fmt) -> (result, path, got, met)``
 (fine-tune, export, measure on the planning samples) and ``rank(got, met)``.
@@ -30,13 +30,18 @@ from __future__ import annotations
 from tfcompress.errors import TfcompressError, first_line
 from tfcompress.quantization import nbit
 
-__all__ = ["default_round", "held_back_fallback", "closest", "weights_of"]
+__all__ = ["default_round", "held_back_fallback", "closest", "meets", "weights_of"]
 
 
 def weights_of(recipe):
     """The weight format a recipe's QAT trains (``"int4"`` for 4- and 2-bit weights: stored int4), else ``"int8"``."""
     q = recipe.quantization
     return "int4" if q is not None and q.weights in nbit.BITS else "int8"
+
+
+def meets(target, got, check):
+    """Whether a round's file (``got``: its bytes and ms) meets ``target`` at the held-back drop of ``check``."""
+    return bool(target.met(check["drop"], got["zipped_bytes"], got["ms"]))
 
 
 def closest(target, drop):
@@ -101,9 +106,6 @@ def held_back_fallback(attempt, base, kept, check, others, compare, history, not
     why = (f"round {kept['round']} met {target.describe()} on the planning samples but not on the held-back ones "
            f"(drop {check['drop']:.3g} {unit})")
 
-    def meets(t, c):
-        return target.met(c["drop"], t["got"]["zipped_bytes"], t["got"]["ms"])
-
     def chosen(t, c, what):  # its history row has its held-back drop already
         notes.append(f"{why}; {what} meets it on both (held-back drop {c['drop']:.3g} {unit}): it ships. The "
                      "held-back samples chose between these files, so their drop is a slightly optimistic estimate")
@@ -113,7 +115,7 @@ def held_back_fallback(attempt, base, kept, check, others, compare, history, not
     for t in others:
         c = compare(t["path"])
         next(h for h in history if h["round"] == t["round"])["held_out_drop"] = c["drop"]
-        if meets(t, c):
+        if meets(target, t["got"], c):
             return chosen(t, c, f"round {t['round']}")
     d, stages = _run_default(attempt, base, history, notes, target, scorer, say, why)
     if d is None:
@@ -124,9 +126,8 @@ def held_back_fallback(attempt, base, kept, check, others, compare, history, not
         return kept, check
     d_check = compare(d["path"])
     history[-1]["held_out_drop"] = d_check["drop"]
-    if not meets(d, d_check):
+    if not meets(target, d["got"], d_check):
         notes.append(f"the default recipe ({stages}) missed {target.describe()} on the held-back samples too (drop "
                      f"{d_check['drop']:.3g} {unit}): round {kept['round']} ships")
         return kept, check
-    d["rank"] = kept["rank"]
     return chosen(d, d_check, f"the default recipe ({stages})")

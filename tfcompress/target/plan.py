@@ -83,7 +83,7 @@ from tfcompress.target import heldout
 from tfcompress.target.allocate import greedy
 from tfcompress.target.budget import check_minimize, parse_target
 from tfcompress.target.depthplan import depth_units
-from tfcompress.target.fallback import closest, default_round, held_back_fallback, weights_of
+from tfcompress.target.fallback import closest, default_round, held_back_fallback, meets, weights_of
 from tfcompress.target.fast import TOLERANCE, faster_mix, side_by_side
 from tfcompress.target.joint import (
     SIZE_RATIOS,
@@ -349,20 +349,21 @@ def run(model, train_data, validation_data, target, minimize, base, run_recipe, 
             kept = default_round(attempt, rank, base, kept, history, notes, target, scorer, say)
         if kept is None:
             raise RecipeError("budget mode: no round produced a file (see the notes above).")
-        check = heldout.compare(os.path.join(tmp, "float32.tflite"), kept["path"], xh, yh, scorer)
-        if (held["separate"] and kept["met"] and kept["round"] != "default"
-                and not target.met(check["drop"], kept["got"]["zipped_bytes"], kept["got"]["ms"])):
+        def compare(path):  # a file against the float32 file on the held-back samples
+            return heldout.compare(os.path.join(tmp, "float32.tflite"), path, xh, yh, scorer)
+
+        check = compare(kept["path"])
+        if held["separate"] and kept["met"] and kept["round"] != "default" and not meets(target, kept["got"], check):
             others = sorted((t for t in met_rounds if t is not kept), key=lambda t: t["rank"])
-            kept, check = held_back_fallback(
-                attempt, base, kept, check, others, lambda p: heldout.compare(
-                    os.path.join(tmp, "float32.tflite"), p, xh, yh, scorer), history, notes, target, scorer, say)
+            kept, check = held_back_fallback(attempt, base, kept, check, others, compare, history, notes, target,
+                                             scorer, say)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     result, plan, got = kept["result"], kept["plan"], kept["got"]
     units = kept.get("units") or units  # the scan of the kept round's weight format
-    met = bool(target.met(check["drop"], got["zipped_bytes"], got["ms"]))
+    met = meets(target, got, check)
     notes[:0] = _held_notes(target, kept, check, met, held, scorer.unit)
-    fmt, f32_ms, fast = ("int4" if weights_of(plan) == "int4" else "int8"), ref["float32"]["ms"], None
+    fmt, f32_ms, fast = weights_of(plan), ref["float32"]["ms"], None
     if got["ms"] > f32_ms * (1 + TOLERANCE):  # a file slower than float32: look for a per-op mix that is not
         say(f"the {fmt} file is slower than float32 ({got['ms']:.3g} vs {f32_ms:.3g} ms): per-op precision mixes")
         try:
