@@ -153,10 +153,14 @@ def test_channel_options_cost_thinning_in_predicted_ms(tiny, digits, tmp_path, m
 
     monkeypatch.setenv("TFCOMPRESS_CACHE", str(tmp_path))
     x, y = digits.validation[0][:200], digits.validation[1][:200]
-    units, base = sensitivity.channel_options(tiny, x, y, ratios=(0.5,), threads=1)
+    units, base = sensitivity.channel_options(tiny, x, y, ratios=(0.5,), threads=1, modes=("int8", "float32"))
     flops_units, flops = sensitivity.channel_options(tiny, x, y, ratios=(0.5,), cost="flops")
     assert flops > 1000 and base < 10  # milliseconds, not FLOPs
     assert base == pytest.approx(lm.predict_model(tiny, "int8", x[:32], folder=tmp_path).predicted_ms)
+    # each option priced in both formats (a latency plan's int8 and float32 families), the first one its cost
+    assert all(set(o.prices) == {"int8", "float32"} and o.prices["int8"] == o.cost for u in units for o in u.options)
+    assert units[0].options[0].prices["float32"] == pytest.approx(
+        lm.predict_model(tiny, "float32", folder=tmp_path).predicted_ms)
     assert lm.predict_model(tiny, "int8", x[:32], folder=tmp_path).measured_now == 0  # cached by the scan
     assert [u.name for u in units] == [u.name for u in flops_units]
     assert all(o.cost > 0 for u in units for o in u.options)

@@ -6,7 +6,8 @@
 (:mod:`~tfcompress.target.allocate`; size plans thin channels too:
 :mod:`~tfcompress.target.joint`), the plan written as an ordinary recipe,
 fine-tuning with distillation, and the budget checked on the exported int8
-(or int4) file against the drop predicted (:mod:`~tfcompress.target.predict`),
+(or int4; a latency plan where int8 is slow: float32) file against the drop
+predicted (:mod:`~tfcompress.target.predict`),
 the next round aimed by what the measured ones taught, the default recipe tried when no
 round meets it; the scan and the rounds see a planning part of the
 validation data and the claim is measured on a held-back part

@@ -41,7 +41,8 @@ def depth_units(model, x, y, base_ms, channel_units=(), scorer=None, threads=1, 
     Args:
         model: the tf_keras model (not changed).
         x, y: the validation sample the drops are scored on.
-        base_ms: the model's predicted ms (option 0's cost, as the channel units price it).
+        base_ms: the model's predicted ms (option 0's cost, as the channel units price it), or
+            ``{export mode: ms}``, each mode priced (``Option.prices``, the first mode the cost).
         channel_units: the plan's channel units: a block excludes those whose group produces or reads
             channels inside it.
             Defaults to `()`.
@@ -53,10 +54,11 @@ def depth_units(model, x, y, base_ms, channel_units=(), scorer=None, threads=1, 
         A list of :class:`~tfcompress.target.sensitivity.Unit` (``kind="depth"``), empty when the
         model has no removable residual block or its blocks cannot be priced.
     """
+    bases = dict(base_ms) if isinstance(base_ms, dict) else {"int8": base_ms}
     try:
         cands = find_blocks(model)
         blocks = [b for b in cands.blocks if b.kind == "residual"]
-        costs = removed_ms(cands, blocks, x, threads) if blocks else {}
+        prices = {m: removed_ms(cands, blocks, x, threads, mode=m) if blocks else {} for m in bases}
         groups = cands.analysis.groups()  # the walk find_blocks made: channel groups and blocks alike
     except (TfcompressError, ExportError):
         return []
@@ -70,7 +72,10 @@ def depth_units(model, x, y, base_ms, channel_units=(), scorer=None, threads=1, 
         inside = set(b.layers)
         touched = {g.name for g in groups if inside & (set(g.members) | set(g.consumers))}
         excludes = tuple(u.name for u in channel_units if u.name in inside or u.name in touched)
+        kept, gone = ({m: float(v) for m, v in bases.items()}, {m: float(p[b.name]) for m, p in prices.items()})
+        first = next(iter(bases))
         units.append(Unit(b.name, "depth", int(b.params),
-                          [Option({}, float(base_ms), 0.0), Option({"remove": True}, float(costs[b.name]), lost)],
+                          [Option({}, kept[first], 0.0, prices=kept), Option({"remove": True}, gone[first], lost,
+                                                                             prices=gone)],
                           TUNED_WEIGHT if tune_x is not None else 1.0, excludes))
     return units

@@ -15,7 +15,9 @@ function that fine-tunes the model with one recipe.
    channel group, thin (each thinned candidate fine-tuned briefly,
    :mod:`tfcompress.target.joint`; size: each Dense layer factorised too,
    :mod:`tfcompress.target.rankplan`; latency: priced in predicted ms, and each
-   residual block removed too, :mod:`tfcompress.target.depthplan`).
+   residual block removed too, :mod:`tfcompress.target.depthplan`; where plain
+   int8 is not :data:`FLOAT_PLAN` times faster than float32 on this machine,
+   priced as float32 files too, a second family the allocation chooses from).
 3. Allocate (:mod:`tfcompress.target.allocate`; a size plan thins channels
    too: :mod:`tfcompress.target.joint`) under the budget; a drop budget
    allows ``scale`` times its points of *scanned* drop, because the scan does
@@ -26,7 +28,8 @@ function that fine-tunes the model with one recipe.
    fields (``depth.include``, ``pruning.per_layer`` + ``include``, ``clustering.include``,
    ``channels.per_layer``, ``lowrank.per_layer``: :mod:`tfcompress.target.recipeplan`), QAT
    (``weights: int8`` or ``int4``: a plan-wide choice, each round the format whose plan is
-   estimated smaller), and distillation.
+   estimated smaller or faster; a latency plan's float32 family: no QAT, its file ships as
+   ``fast.tflite``), and distillation.
 5. Fine-tune, export (int8 or int4; a size plan's files, the shipped ones too, with their inner
    tensor names emptied: ``tflite_export.export(strip_names=True)``), measure the budget on the file, and retry, at most
    :data:`ROUNDS` rounds (a drop budget: up to :data:`MAX_ROUNDS` while a round met it
@@ -97,11 +100,11 @@ from tfcompress.target.latency import price_gap
 from tfcompress.target.predict import AIM, Correction, next_scale
 from tfcompress.target.rankplan import rank_options
 from tfcompress.target.recipeplan import plan_recipe
-from tfcompress.target.sensitivity import channel_options, weight_options
+from tfcompress.target.sensitivity import channel_options, priced_as, weight_options
 from tfcompress.target.table import markdown
 from tfcompress.task import Task
 
-__all__ = ["run", "plan_recipe", "DROP_SCALE", "ROUNDS", "MAX_ROUNDS", "SCAN_SAMPLES", "WEIGHTS"]
+__all__ = ["run", "plan_recipe", "DROP_SCALE", "ROUNDS", "MAX_ROUNDS", "SCAN_SAMPLES", "WEIGHTS", "FLOAT_PLAN"]
 
 #: Points of scanned (not fine-tuned) drop allowed per point of budget in round 1 (see the module docstring).
 DROP_SCALE = 8.0
@@ -115,6 +118,10 @@ SLACK, RAISE = AIM, 3.0
 ROUNDS, MAX_ROUNDS = 3, 5
 #: The weight formats a size plan chooses between (a plan-wide choice: QAT quantizes every layer alike).
 WEIGHTS = ("int8", "int4")
+#: A latency plan prices thinned float32 files beside int8 ones unless plain int8 runs at least this many times
+#: float32's speed (an AVX2 machine without VNNI: ResNet-8's int8 file ran at 0.70x float32, so a plan priced in
+#: int8 alone reached 1.42x float32 where the same thinning in float32 runs faster).
+FLOAT_PLAN = 1.25
 SCAN_SAMPLES = 1000
 #: The note of a size plan, whose compressed files are stripped (``tflite_export`` ``strip_names``).
 STRIP_NOTE = ("the compressed files' inner tensor names are emptied and the converter's notes and the recipe metadata "
@@ -246,15 +253,20 @@ def run(model, train_data, validation_data, target, minimize, base, run_recipe, 
         latency = minimize == "latency" or target.metric == "latency"
         strip = minimize == "size" or target.metric == "size"  # the smallest file: no inner tensor names
         families = {}  # weight format -> (units, cost of the model before any move)
-        if latency:
-            units, base_cost = channel_options(model, xs, ys, scorer=scorer, threads=threads)
+        if latency:  # int8, and float32 where int8 is not clearly faster here (FLOAT_PLAN)
+            modes = ("int8", "float32") if ref["int8"]["ms"] * FLOAT_PLAN > ref["float32"]["ms"] else ("int8",)
+            units, base_cost = channel_options(model, xs, ys, scorer=scorer, threads=threads, modes=modes)
+            priced = (units[0].options[0].prices if units else None) or {}  # none: priced in FLOPs
+            bases = {m: priced[m] for m in modes if m in priced} or {"int8": base_cost}
             if thin:  # each thinned candidate's drop after a short fine-tuning, as size plans score theirs
                 units = tuned_channel_units(units, model, xs, ys, scorer, tune_x)
-                units = [*units, *depth_units(model, xs, ys, base_cost, units, scorer, threads, tune_x)]
-            unit_of_cost = ref["int8"]["ms"] / base_cost  # predicted int8 ms (measured op costs), scaled to measured
-            families["int8"] = (units, base_cost)
+                units = [*units, *depth_units(model, xs, ys, bases, units, scorer, threads, tune_x)]
+            for m, b in bases.items():  # predicted ms (measured op costs), scaled to the format's measured file
+                families[m] = (priced_as(units, m, ref[m]["ms"] / b), ref[m]["ms"])
+            if "float32" in families:
+                notes.append(_float_note(ref, threads))
+                say(notes[-1])
         else:
-            unit_of_cost = 1.0
             units = weight_options(model, xs, ys, scorer=scorer)
             kernels = sum(u.options[0].cost for u in units)
             base_cost = max(float(ref["int8"]["zipped_bytes"]), kernels)  # the rest of the file: biases, graph, ...
@@ -278,7 +290,7 @@ def run(model, train_data, validation_data, target, minimize, base, run_recipe, 
                 return 0, 0, got[{"size": "zipped_bytes", "latency": "ms", "drop": "drop"}[minimize]]
             return 1, int(not target.keeps_floor(got["drop"])), excess  # a miss that keeps the floor first
 
-        goal = None if target.metric == "drop" else target.limit / unit_of_cost
+        goal = None if target.metric == "drop" else target.limit
         history, kept, lo, hi, seen, at = [], None, {}, {}, set(), {}  # lo/hi: per family, the bracket of scales
         tried = []
         correction, scales = Correction(1.0 / DROP_SCALE), dict.fromkeys(families, scale)  # round 1: the prior
@@ -296,17 +308,17 @@ def run(model, train_data, validation_data, target, minimize, base, run_recipe, 
             seen.add(key)
             plan = plan_recipe(base, alloc.settings(units), weights=fmt)
             try:
-                result, path, got, met = attempt(i + 1, plan, "int4" if fmt == "int4" else "int8")
+                result, path, got, met = attempt(i + 1, plan, fmt)
             except TfcompressError as e:
                 if fmt == "int8":
                     raise
-                notes.append(f"round {i + 1}: 4-bit weights failed on this model ({first_line(e)}); int8 from here")
+                notes.append(f"round {i + 1}: {fmt} files failed on this model ({first_line(e)}); int8 from here")
                 say(notes[-1])
-                del families["int4"]
+                del families[fmt]
                 continue
             scanned = start_drop + alloc.drop
             history.append({"round": i + 1, "scale": scale if target.metric == "drop" else None, "weights": fmt,
-                            "estimated_cost": round((start - alloc.saved) * unit_of_cost, 3),
+                            "estimated_cost": round(start - alloc.saved, 3),
                             "scanned_drop": round(scanned, 3),
                             "predicted_drop": round(correction.predict(fmt, scanned), 3),
                             "plan": alloc.settings(units), **got, "met": met})
@@ -318,7 +330,7 @@ def run(model, train_data, validation_data, target, minimize, base, run_recipe, 
                 f"{history[-1]['predicted_drop']:.3g}), {got['zipped_bytes']} B zipped, "
                 f"{got['ms']:.3g} ms: {'met' if met else 'missed'}")
             tried.append({"result": result, "plan": plan, "met": met, "got": got, "rank": rank(got, met),
-                          "round": i + 1, "path": path, "units": units})
+                          "round": i + 1, "path": path, "units": units, "fmt": fmt})
             if kept is None or tried[-1]["rank"] < kept["rank"]:
                 kept = tried[-1]
             if target.metric == "drop":  # the corrected prediction aims the next round, inside the bracket
@@ -363,8 +375,13 @@ def run(model, train_data, validation_data, target, minimize, base, run_recipe, 
     units = kept.get("units") or units  # the scan of the kept round's weight format
     met = meets(target, got, check)
     notes[:0] = _held_notes(target, kept, check, met, held, scorer.unit)
-    fmt, f32_ms, fast = weights_of(plan), ref["float32"]["ms"], None
-    if got["ms"] > f32_ms * (1 + TOLERANCE):  # a file slower than float32: look for a per-op mix that is not
+    fmt, f32_ms, fast = kept.get("fmt") or weights_of(plan), ref["float32"]["ms"], None
+    if fmt == "float32":  # a latency plan's thinned float32 file: it ships as fast.tflite (report.budget["file"])
+        fast = {"per_layer": {}, "default": "float32", scorer.name: got[scorer.name], "drop": got["drop"],
+                "zipped_bytes": got["zipped_bytes"], "ms": got["ms"], "float32_ms": f32_ms, "tried": []}
+        notes.append(f"round {kept['round']}'s file is float32 (thinned, no int8 kernels: slower here); it ships as "
+                     "fast.tflite, and int8.tflite is its post-training int8 conversion")
+    elif got["ms"] > f32_ms * (1 + TOLERANCE):  # a file slower than float32: look for a per-op mix that is not
         say(f"the {fmt} file is slower than float32 ({got['ms']:.3g} vs {f32_ms:.3g} ms): per-op precision mixes")
         try:
             fast = faster_mix(result.model, rep_x, xp, yp, ref_pts, threads, minimize=minimize, scorer=scorer,
@@ -383,7 +400,8 @@ def run(model, train_data, validation_data, target, minimize, base, run_recipe, 
         "sensitivity": [u.to_dict() for u in units], "rounds": history, "notes": notes,
         "weights": fmt, "faster_file": fast, "correction": correction.to_dict(),
         "cost_fit": {f: round(v, 3) for f, v in _mean_fit(fit).items()},
-        "file": ("mixed" if fast and "per_layer" in fast and minimize == "latency" else fmt), "strip_names": strip,
+        "file": ("mixed" if fast and "per_layer" in fast and (minimize == "latency" or fmt == "float32") else fmt),
+        "strip_names": strip,
         "kept_round": kept["round"],
     }
     result.report.budget["markdown"] = markdown(result.report.budget)
@@ -432,6 +450,13 @@ def _held_notes(target, kept, check, met, held, unit):
                 f"{kept['got']['drop']:.3g} {unit}) but not on {on}, the data the plan was not tuned on"]
     return [f"budget {target.describe()} NOT met: no round met it; {which} ships, "
             f"{closest(target, kept['got']['drop'])} ({on})"]
+
+
+def _float_note(ref, threads):
+    """Why a latency plan priced float32 files too: plain int8 is not clearly faster than float32 on this machine."""
+    i8, f32 = ref["int8"]["ms"], ref["float32"]["ms"]
+    return (f"plain int8 runs at {f32 / i8:.2f}x float32's speed on this machine ({i8:.3g} vs {f32:.3g} ms, {threads} "
+            f"thread(s); under {FLOAT_PLAN:g}x): the latency plan priced thinned float32 files beside int8 ones")
 
 
 def _mean_fit(fit):

@@ -32,7 +32,8 @@ def plan_recipe(base, settings, clusters=CLUSTERS, weights="int8"):
             as ``{block name: {"remove": True}}`` (a ``depth`` stage).
         clusters: the cluster count of the clustered layers. Defaults to :data:`CLUSTERS`.
         weights: the QAT weight format, ``"int8"`` or ``"int4"`` (then no
-            clustering: the 4-bit grid replaces it). Defaults to `"int8"`.
+            clustering: the 4-bit grid replaces it), or ``"float32"`` (a latency plan's float
+            file: no QAT, no clustering). Defaults to `"int8"`.
 
     Returns:
         A :class:`Recipe`.
@@ -62,7 +63,8 @@ def plan_recipe(base, settings, clusters=CLUSTERS, weights="int8"):
     if thinned:  # without a channels stage in base, the thinned layers fine-tune as long as pruned ones would
         channels = Channels(ratio=0.0, per_layer=thinned, epochs=epochs,
                             criterion=(base.channels or Channels()).criterion)
-    quantization = dataclasses.replace(base.quantization or Quantization(), weights=weights)
+    quantization = (None if weights == "float32" else
+                    dataclasses.replace(base.quantization or Quantization(), weights=weights))
     lowrank = LowRank(per_layer=ranked, epochs=epochs) if ranked else None  # after the thinning, its own epochs
     return base.replace(depth=depth, channels=channels, lowrank=lowrank, pruning=pruning, clustering=clustering,
                         quantization=quantization, distillation=base.distillation or Distillation())

@@ -26,7 +26,7 @@ Example:
 """
 
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -37,8 +37,8 @@ from tfcompress.scoring import accuracy, count
 from tfcompress.target.latency import thinned_ms
 from tflite_export import ExportError
 
-__all__ = ["Option", "Unit", "weight_options", "channel_options", "int8_bits", "zipped_bytes", "fake_quant",
-           "SPARSITIES", "CLUSTERS", "DEFLATE", "RATIOS"]
+__all__ = ["Option", "Unit", "weight_options", "channel_options", "priced_as", "int8_bits", "zipped_bytes",
+           "fake_quant", "SPARSITIES", "CLUSTERS", "DEFLATE", "RATIOS"]
 
 #: Sparsity levels scanned per layer.
 SPARSITIES = (0.5, 0.7, 0.8, 0.9, 0.95, 0.98)
@@ -55,13 +55,15 @@ class Option:
     """One setting of one unit: its cost (bytes, predicted ms or FLOPs) and scanned drop (the metric's unit).
 
     ``shrink`` (a size plan's channel option, :mod:`tfcompress.target.joint`):
-    ``{layer name: share of its kernel kept}``.
+    ``{layer name: share of its kernel kept}``. ``prices`` (a latency plan's option):
+    ``{export mode: predicted ms}``, its cost in each mode priced (:func:`priced_as`).
     """
 
     setting: dict
     cost: float
     drop: float
     shrink: dict | None = None
+    prices: dict | None = None
 
     def to_dict(self):
         out = {"setting": self.setting, "cost": float(f"{float(self.cost):.4g}"), "drop_points": round(self.drop, 3)}
@@ -242,7 +244,7 @@ def weight_options(model, x, y, sparsities=SPARSITIES, clusters=CLUSTERS, baseli
     return units
 
 
-def channel_options(model, x, y, ratios=RATIOS, scorer=None, threads=1, cost="ms"):
+def channel_options(model, x, y, ratios=RATIOS, scorer=None, threads=1, cost="ms", modes=("int8",)):
     """Thin each channel group alone (``channels.sensitivity_scan``, reused) and measure the drop.
 
     Args:
@@ -250,10 +252,12 @@ def channel_options(model, x, y, ratios=RATIOS, scorer=None, threads=1, cost="ms
         ratios: the thinning ratios scanned. Defaults to :data:`RATIOS`.
         scorer: a :class:`~tfcompress.scoring.Scorer`. Defaults to `None` (accuracy points).
         threads: XNNPACK threads of the predicted latencies. Defaults to `1`.
-        cost: ``"ms"``: each thinned model's int8 latency predicted from this
+        cost: ``"ms"``: each thinned model's latency predicted from this
             machine's measured op costs (:func:`tfcompress.target.latency.thinned_ms`);
             ``"flops"``: its FLOPs (also the fallback when a thinned model
             cannot be priced). Defaults to `"ms"`.
+        modes: the export modes priced (``"int8"``, ``"float32"``): the first is each
+            option's ``cost``, all of them its ``prices`` (:func:`priced_as`). Defaults to `("int8",)`.
 
     Returns:
         ``(units, cost_before)``: a list of :class:`Unit` (cost: predicted ms, or
@@ -265,16 +269,32 @@ def channel_options(model, x, y, ratios=RATIOS, scorer=None, threads=1, cost="ms
     n = count(x)
     rep = sensitivity_scan(model, (x, y), ratios=ratios, max_samples=n, scorer=scorer)
     per_point = 1.0 if scorer is not None else 100.0  # a scorer scores in points already
-    base, costs = float(rep.flops_before), {g["name"]: g["flops"] for g in rep.groups}
+    flops = {g["name"]: g["flops"] for g in rep.groups}
+    priced = {}  # mode -> (ms of the model, {group: {ratio: ms}})
     if cost == "ms":
         try:
-            base, costs = thinned_ms(model, rep, x, threads)
+            priced = {m: thinned_ms(model, rep, x, threads, mode=m) for m in modes}
         except ExportError:
-            pass  # a thinned model that does not convert: priced in FLOPs, as before
+            priced = {}  # a thinned model that does not convert: priced in FLOPs, as before
+    base, costs = priced[modes[0]] if priced else (float(rep.flops_before), flops)
     units = []
     for g in rep.groups:
-        opts = [Option({}, base, 0.0)]
+        opts = [Option({}, base, 0.0, prices={m: p[0] for m, p in priced.items()} or None)]
         for r in rep.ratios:
-            opts.append(Option({"ratio": r}, float(costs[g["name"]][r]), per_point * (rep.baseline - g["accuracy"][r])))
+            opts.append(Option({"ratio": r}, float(costs[g["name"]][r]), per_point * (rep.baseline - g["accuracy"][r]),
+                               prices={m: float(p[1][g["name"]][r]) for m, p in priced.items()} or None))
         units.append(Unit(g["name"], "channels", int(g["channels"]), opts))
     return units, base
+
+
+def priced_as(units, mode, scale=1.0):
+    """``units`` with each option's cost its price in export ``mode`` (``Option.prices``; the cost when it has
+    none), times ``scale``.
+
+    Example:
+        >>> u = Unit("conv", "channels", 8, [Option({}, 2.0, 0.0, prices={"int8": 2.0, "float32": 1.0})])
+        >>> priced_as([u], "float32", scale=0.5)[0].options[0].cost
+        0.5
+    """
+    return [replace(u, options=[replace(o, cost=(o.prices or {}).get(mode, o.cost) * scale) for o in u.options])
+            for u in units]
