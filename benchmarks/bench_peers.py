@@ -68,6 +68,9 @@ TOOLS = [*PEERS,
          (f"{TFC}: default recipe (int8 file)", _tfc_default),
          (f"{TFC}: budget mode drop<=1, minimize size", _tfc_budget("size")),
          (f"{TFC}: budget mode drop<=1, minimize latency", _tfc_budget("latency"))]
+#: ``--rows`` names of TOOLS, in order: a sitting of some rows only is written beside the full tables (``partial``).
+ROWS = ["converter", "tfmot", "aeq-int8", "aeq-int4", "keras3", "default", "budget-size", "budget-latency"]
+assert len(ROWS) == len(TOOLS)
 
 
 def _one_line(exc):
@@ -75,7 +78,7 @@ def _one_line(exc):
     return (text[0] if text else type(exc).__name__)[:200]
 
 
-def run_model(key, quick, s, tmp):
+def run_model(key, quick, s, tmp, tools=TOOLS):
     title, loader = MODELS[key]
     t0 = time.perf_counter()
     keras.utils.set_random_seed(0)
@@ -84,7 +87,7 @@ def run_model(key, quick, s, tmp):
           f"({time.perf_counter() - t0:.0f} s to load/train)", flush=True)
     rows = [{"row": "float32 (the trained model)", "path": b.f32.path, "seconds": 0.0}]
     weights = b.base.get_weights()  # every tool starts from these: one that changes them in place is said and undone
-    for name, fn in TOOLS:
+    for name, fn in tools:
         path = os.path.join(tmp, f"{key}_{len(rows)}.tflite")
         t1 = time.perf_counter()
         keras.utils.set_random_seed(0)
@@ -154,6 +157,9 @@ def main(argv=None):
                          "TF-MOT 2 + 1)")
     ap.add_argument("--rounds", type=int, default=None, help="timing rounds (default 5, --quick 2)")
     ap.add_argument("--report-only", action="store_true", help="rewrite the .md from the .json (no runs)")
+    ap.add_argument("--rows", nargs="+", choices=ROWS, default=None,
+                    help="only these tools beside the float32 row (a shorter sitting, e.g. 'converter "
+                         "budget-latency'): written under the full tables, which it leaves as they are")
     args = ap.parse_args(argv)
     if args.report_only:
         name = "peers_quick" if args.quick else "peers"
@@ -168,7 +174,8 @@ def main(argv=None):
     rounds = args.rounds or (2 if args.quick else 5)
     seconds = 0.1 if args.quick else 0.5
     tmp = tempfile.mkdtemp(prefix="bench-peers-")
-    models = [run_model(k, args.quick, s, tmp) for k in args.models]
+    tools = TOOLS if not args.rows else [t for k, t in zip(ROWS, TOOLS) if k in args.rows]
+    models = [run_model(k, args.quick, s, tmp, tools) for k in args.models]
     with bench_lock():
         time_all(models, rounds, seconds)
     name = "peers_quick" if args.quick else "peers"
@@ -180,7 +187,10 @@ def main(argv=None):
     for m in models:
         m["sitting"] = sitting
     with bench_lock():  # sittings of other models may write at the same time: merge one at a time
-        result = {"budget_points": BUDGET, "models": merged(name, models)}
+        if args.rows and len(tools) < len(TOOLS):
+            result = {"budget_points": BUDGET, "models": merged(name, []), "partial": partial(name, models)}
+        else:
+            result = {"budget_points": BUDGET, "models": merged(name, models), "partial": partial(name, [])}
         text = markdown(result)
         _results.write(name, result, text)
     print(text)
@@ -196,6 +206,17 @@ def merged(name, models):
     earlier.update({m["model"]: m for m in models})
     return [earlier[k] for k in MODELS if k in earlier]
 
+def partial(name, models):
+    """The sittings of some rows only (``--rows``), per model: this sitting's, plus the earlier ones it did not redo."""
+    try:
+        with open(os.path.join(_results.RESULTS, f"{name}.json"), encoding="utf-8") as f:
+            earlier = dict(json.load(f).get("partial") or {})
+    except (OSError, ValueError):
+        earlier = {}
+    earlier.update({m["model"]: m for m in models})
+    return {k: earlier[k] for k in MODELS if k in earlier}
+
+
 def _ms(r, t):
     return f"{r[f'ms_{t}t']:.3g} ±{100 * r[f'spread_{t}t']:.0f}%" if f"ms_{t}t" in r else r.get(f"timing_{t}t", "-")
 
@@ -208,12 +229,12 @@ def verdict(m):
     if not mine:
         return ["- no tfcompress file met the 1-point budget on the test set: "
                 + ", ".join(f"{r['row']} {r['drop_points']:+.2f} pts" for r in rows if r["row"].startswith(TFC))]
-    out = []
+    out, ahead = [], "ahead of every peer in this sitting that meets the budget"
     small = min(mine, key=lambda r: r["zipped_bytes"])
     beat = [r["row"] for r in peers if r["meets"] and r["zipped_bytes"] <= small["zipped_bytes"]]
     out.append(f"- size: smallest tfcompress file at <= 1 point is {small['row']} ({small['zipped_bytes']:,} B, "
                f"{small['ratio']:.1f}x, {small['drop_points']:+.2f} pts): "
-               + ("ahead of every peer that meets the budget" if not beat else "NOT ahead of " + ", ".join(beat))
+               + (ahead if not beat else "NOT ahead of " + ", ".join(beat))
                + (f"; it runs at {small['vs_f32_1t']:.2f}x float32's speed at 1 thread (slower)"
                   if small.get("vs_f32_1t", 1) < 0.95 else ""))
     for t in (1, 2):
@@ -227,7 +248,7 @@ def verdict(m):
                  and fast[f"ms_{t}t"] < r[f"ms_{t}t"] < 1.05 * fast[f"ms_{t}t"]]
         out.append(f"- latency, {t} thread{'s' if t > 1 else ''}: fastest tfcompress file at <= 1 point is "
                    f"{fast['row']} ({fast[f'ms_{t}t']:.3g} ms, {fast.get(f'vs_f32_{t}t', 0):.2f}x float32): "
-                   + ("ahead of every peer that meets the budget" if not worse else "NOT ahead of " + ", ".join(worse))
+                   + (ahead if not worse else "NOT ahead of " + ", ".join(worse))
                    + (f" (within 5 %, timing noise: {', '.join(close)})" if close else ""))
     missed = [f"{r['row']} ({r['drop_points']:+.2f} pts)" for r in peers if not r["meets"]]
     if missed:
@@ -242,6 +263,35 @@ def verdict(m):
     return out
 
 
+def _section(m, title):
+    """One sitting's table of one model, and what it says."""
+    st = m["sitting"]
+    lines = [f"### {title}", "",
+             f"Command: `{st['command']}`", "",
+             f"Machine: {st['machine'].split(', load avg')[0]}; CPU: {st['cpu']}; "
+             f"load average {st['load_average']} at the end; "
+             f"sitting {st['seconds'] / 60:.0f} min; {st['timing']['rounds']} timing rounds. Fine-tuning epochs "
+             f"per stage: {st['settings']['epochs'] or 'each recipe default'} (tfcompress), "
+             f"{st['settings']['epochs_prune']} prune + {st['settings']['epochs_qat']} PQAT (TF-MOT). "
+             f"float32 .tflite {m['float32_accuracy']:.2%} on {m['test_samples']:,} test images; "
+             f"{m['fine_tuning_samples']:,} fine-tuning images; baseline {m['baseline']}.", "",
+             "| tool | zipped B | × smaller | test acc | drop (pts) | ≤1 pt | ms 1 thread | ms 2 threads "
+             "| × float32 (1t / 2t) | tool s |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in m["rows"]:
+        if "zipped_bytes" not in r:
+            lines.append(f"| {r['row']} | no file: {r.get('reason', '?').replace('|', '/')} | | | | | | | | "
+                         f"{r['seconds']:.0f} |")
+            continue
+        lines.append(f"| {r['row']} | {r['zipped_bytes']:,} | {r['ratio']:.1f}× | {r['accuracy']:.2%} | "
+                     f"{r['drop_points']:+.2f} | {'yes' if r['meets'] else 'NO'} | {_ms(r, 1)} | {_ms(r, 2)} | "
+                     f"{r.get('vs_f32_1t', 0):.2f} / {r.get('vs_f32_2t', 0):.2f} | {r['seconds']:.0f} |")
+    if any(n.get("strip_names") for n in st["settings"].get("budget_notes", {}).values()):
+        lines += ["", "Budget mode's minimize-size file has its inner tensor names emptied, as its size plans "
+                  "ship it (`strip_names`: a few hundred bytes); every other file keeps its names."]
+    lines += ["", "Reading this run:", "", *verdict(m), ""]
+    return lines
+
+
 def markdown(res):
     lines = ["## Peers side by side (<= 1 point budget)", "",
              "Every tool starts from the same trained model and writes one .tflite file. Accuracy is each file's on "
@@ -250,30 +300,10 @@ def markdown(res):
              "process, files alternating over repeated rounds (median of the round medians, ± the spread max-min "
              "over the median). \"tool s\" is the tool's wall time from the trained model to its file.", ""]
     for m in res["models"]:
-        st = m["sitting"]
-        lines += [f"### {m['title']}", "",
-                  f"Command: `{st['command']}`", "",
-                  f"Machine: {st['machine'].split(', load avg')[0]}; CPU: {st['cpu']}; "
-                  f"load average {st['load_average']} at the end; "
-                  f"sitting {st['seconds'] / 60:.0f} min; {st['timing']['rounds']} timing rounds. Fine-tuning epochs "
-                  f"per stage: {st['settings']['epochs'] or 'each recipe default'} (tfcompress), "
-                  f"{st['settings']['epochs_prune']} prune + {st['settings']['epochs_qat']} PQAT (TF-MOT). "
-                  f"float32 .tflite {m['float32_accuracy']:.2%} on {m['test_samples']:,} test images; "
-                  f"{m['fine_tuning_samples']:,} fine-tuning images; baseline {m['baseline']}.", "",
-                  "| tool | zipped B | × smaller | test acc | drop (pts) | ≤1 pt | ms 1 thread | ms 2 threads "
-                  "| × float32 (1t / 2t) | tool s |", "|---|---|---|---|---|---|---|---|---|---|"]
-        for r in m["rows"]:
-            if "zipped_bytes" not in r:
-                lines.append(f"| {r['row']} | no file: {r.get('reason', '?').replace('|', '/')} | | | | | | | | "
-                             f"{r['seconds']:.0f} |")
-                continue
-            lines.append(f"| {r['row']} | {r['zipped_bytes']:,} | {r['ratio']:.1f}× | {r['accuracy']:.2%} | "
-                         f"{r['drop_points']:+.2f} | {'yes' if r['meets'] else 'NO'} | {_ms(r, 1)} | {_ms(r, 2)} | "
-                         f"{r.get('vs_f32_1t', 0):.2f} / {r.get('vs_f32_2t', 0):.2f} | {r['seconds']:.0f} |")
-        if any(n.get("strip_names") for n in st["settings"].get("budget_notes", {}).values()):
-            lines += ["", "Budget mode's minimize-size file has its inner tensor names emptied, as its size plans "
-                      "ship it (`strip_names`: a few hundred bytes); every other file keeps its names."]
-        lines += ["", "Reading this run:", "", *verdict(m), ""]
+        lines += _section(m, m["title"])
+    for m in (res.get("partial") or {}).values():
+        lines += _section(m, f"{m['title']}: {', '.join(r['row'] for r in m['rows'][1:])}, in a sitting of their own "
+                             "(a later stop's code; the table above stays its own sitting's)")
     done = {m["model"] for m in res["models"]}
     for k in MODELS:
         if k not in done:

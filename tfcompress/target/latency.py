@@ -40,7 +40,7 @@ def price_gap(rounds, kept, threads, gap=GAP):
     catches such a gap: the rounds are ranked on their measured files.
 
     Args:
-        rounds: ``report.budget["rounds"]`` (``estimated_cost`` in ms, ``ms``, ``ms_side_by_side``).
+        rounds: ``report.budget["rounds"]`` (``estimated_cost`` in ms, ``ms``, ``ms_side_by_side``, ``weights``).
         kept: the kept round's number (or ``"default"``).
         threads: the timings' XNNPACK threads.
         gap: the ratio said. Defaults to :data:`GAP`.
@@ -53,10 +53,12 @@ def price_gap(rounds, kept, threads, gap=GAP):
     ms = r and r.get("ms_side_by_side", r.get("ms"))
     if not ms or ms < gap * r["estimated_cost"]:
         return None
+    w = r.get("weights", "int8")
+    how = "a float32" if w == "float32" else "a post-training int8"
     return (f"round {kept}'s file ran {ms:.3g} ms at {threads} thread(s), {ms / r['estimated_cost']:.1f}x the "
-            f"{r['estimated_cost']:.3g} ms its plan predicted: the plan prices each change on a post-training int8 "
-            "conversion, the file comes from QAT, which kept something those conversions fuse; compare the ops "
-            "(tflite_export opreport) of this file and of a plain int8 export of the model")
+            f"{r['estimated_cost']:.3g} ms its plan predicted: the plan prices each change on {how} "
+            "conversion, the file comes from fine-tuning (and QAT), which kept something those conversions fuse; "
+            f"compare the ops (tflite_export opreport) of this file and of a plain {w} export of the model")
 
 
 def thinned_ms(model, rep, x, threads=1, mode="int8", folder=None):

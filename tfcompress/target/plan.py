@@ -276,7 +276,7 @@ def run(model, train_data, validation_data, target, minimize, base, run_recipe, 
                 u4 = weight_options(model, xs, ys, weights="int4", scorer=scorer)
                 families["int4"] = (u4, base_cost - kernels + sum(u.options[0].cost for u in u4), thinning)
         say(f"scanned {len(units)} {'channel groups' if latency else 'layers'} on {count(xs)} samples"
-            f" ({', '.join(families)} weights)")
+            f" ({', '.join(families)} {'files' if latency else 'weights'})")
 
         def attempt(label, recipe, fmt):  # fine-tune, export, measure on the planning part
             result = run_recipe(recipe, (xp, yp))
