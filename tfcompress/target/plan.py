@@ -39,7 +39,9 @@ function that fine-tunes the model with one recipe.
    sets the next ``scale`` to predict 80 % of the budget, inside the family's
    bracket of the scales measured (above a met one, below a missed one; at
    most 3x the last; met with the file's drop over 80 % of the budget, the
-   aim: stop); a size or latency budget, missed, shrinks its cost goal by
+   aim: stop, unless that round misses on the held-back samples: then it is the
+   bracket's missed end at its held-back drop, and the search goes on
+   lower); a size or latency budget, missed, shrinks its cost goal by
    the miss, and ranks the plans meeting it by predicted drop. A round whose
    plan is one already measured (the allocation is saturated) is not
    trained: the run stops.
