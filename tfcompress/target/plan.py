@@ -345,7 +345,8 @@ def run(model, train_data, validation_data, target, minimize, base, run_recipe, 
             if target.metric == "drop":  # the corrected prediction aims the next round, inside the bracket
                 edge = met and got["drop"] > SLACK * target.limit  # met near the budget: the search would stop
                 c = compare(path) if edge and held["separate"] else None
-                if c is not None and not meets(target, got, c):  # over it on the held-back samples: aim lower
+                over = c is not None and not meets(target, got, c)
+                if over:  # over it on the held-back samples: the bracket's missed end, the next round aims lower
                     hi[fmt], history[-1]["held_out_drop"] = scale, c["drop"]
                     notes.append(_edge_note(i + 1, got, c, target, scorer.unit))
                     say(notes[-1])
@@ -355,7 +356,7 @@ def run(model, train_data, validation_data, target, minimize, base, run_recipe, 
                         break
                 else:
                     hi[fmt] = scale
-                at[(fmt, scale)] = got["drop"] if c is None or meets(target, got, c) else c["drop"]
+                at[(fmt, scale)] = c["drop"] if over else got["drop"]
                 aim = AIM * target.limit
                 scales = {f: next_scale(correction.factor(f, aim), scales[f], lo.get(f), hi.get(f), RAISE,
                                         _ends(at, f, lo, hi, target.limit)) for f in families}
@@ -391,8 +392,8 @@ def run(model, train_data, validation_data, target, minimize, base, run_recipe, 
     if fmt == "float32":  # a latency plan's thinned float32 file: it ships as fast.tflite (report.budget["file"])
         fast = {"per_layer": {}, "default": "float32", scorer.name: got[scorer.name], "drop": got["drop"],
                 "zipped_bytes": got["zipped_bytes"], "ms": got["ms"], "float32_ms": f32_ms, "tried": []}
-        notes.append(f"round {kept['round']}'s file is float32 (thinned, no int8 kernels: slower here); it ships as "
-                     "fast.tflite, and int8.tflite is its post-training int8 conversion")
+        notes.append(f"round {kept['round']}'s file is float32 (thinned; int8 kernels run slower on this machine): it "
+                     "ships as fast.tflite, and int8.tflite is its post-training int8 conversion")
     elif got["ms"] > f32_ms * (1 + TOLERANCE):  # a file slower than float32: look for a per-op mix that is not
         say(f"the {fmt} file is slower than float32 ({got['ms']:.3g} vs {f32_ms:.3g} ms): per-op precision mixes")
         try:
