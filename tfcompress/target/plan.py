@@ -311,8 +311,8 @@ def run(model, train_data, validation_data, target, minimize, base, run_recipe, 
                                                              _mean_fit(fit))
             scale = scales[fmt]
             key = (fmt, repr(sorted(alloc.settings(units).items())))
-            if key in seen:  # the margin moved, the plan did not: another round would train the same recipe
-                say(f"round {i + 1}: scale {scale:g} gives a plan already measured: stop")
+            if key in seen or (fmt == "float32" and not alloc.settings(units)):  # same recipe, or the model itself
+                say(f"round {i + 1}: scale {scale:g} gives a plan already measured (or none): stop")
                 break
             seen.add(key)
             plan = plan_recipe(base, alloc.settings(units), weights=fmt)
