@@ -73,6 +73,15 @@ def test_where_int8_is_fast_the_latency_plan_prices_int8_only(tiny, digits, monk
     assert not any("float32 files" in n for n in b["notes"]), b["notes"]
 
 
+def test_an_empty_float32_plan_is_not_trained(tiny, digits, monkeypatch):
+    # every thinning loses far more than the margin allows: the float32 plan would be the model itself, retrained
+    units = [Unit(n, "channels", 8, [Option({}, 1.0, 0.0, prices={"int8": 1.0, "float32": 1.0}),
+                                     Option({"ratio": 0.5}, 0.9, 500.0, prices={"int8": 0.9, "float32": 0.8})])
+             for n in ("a", "b")]
+    b, plan, trained, _ = _run(tiny, digits, monkeypatch, int8_ms=0.02, units=units)
+    assert [r["round"] for r in b["rounds"]] == ["default"] and trained == [Recipe()]
+
+
 @pytest.mark.slow  # QAT of the tiny model and its export: ~20 s
 def test_the_shipped_float32_plan_file_is_float_and_scores_like_the_model(tiny, digits, monkeypatch, tmp_path):
     from tfcompress.target import export_file
