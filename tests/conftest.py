@@ -87,3 +87,15 @@ def tiny(digits):
     m.compile(keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy", ["accuracy"])
     m.fit(*digits.train, epochs=6, batch_size=64, verbose=0)
     return m
+
+
+@pytest.fixture(scope="module")
+def two_conv(digits):
+    """A digits CNN of two 16-channel convolutions (conv, conv2, out), trained 6 epochs: latency plans thin it."""
+    keras.utils.set_random_seed(0)
+    m = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(16, 3, activation="relu", name="conv"),
+                          keras.layers.Conv2D(16, 3, activation="relu", name="conv2"), keras.layers.Flatten(),
+                          keras.layers.Dense(10, activation="softmax", name="out")])
+    m.compile(keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy", ["accuracy"])
+    m.fit(*digits.train, epochs=6, batch_size=64, verbose=0)
+    return m

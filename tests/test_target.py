@@ -6,7 +6,6 @@ import pytest
 import tfcompress
 import tflite_export
 from tfcompress import Quantization, cli
-from tfcompress._keras import keras
 from tfcompress.errors import RecipeError
 from tfcompress.recipe import Recipe
 from tfcompress.scoring import accuracy
@@ -198,13 +197,8 @@ def test_a_size_budget_is_met_on_the_file(tiny, digits, tmp_path):
 
 
 @pytest.mark.slow
-def test_minimize_latency_thins_channels_and_reports_each_round(digits):
-    keras.utils.set_random_seed(0)
-    m = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(16, 3, activation="relu", name="conv"),
-                          keras.layers.Conv2D(16, 3, activation="relu", name="conv2"), keras.layers.Flatten(),
-                          keras.layers.Dense(10, activation="softmax", name="out")])
-    m.compile(keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy", ["accuracy"])
-    m.fit(*digits.train, epochs=6, batch_size=64, verbose=0)
+def test_minimize_latency_thins_channels_and_reports_each_round(digits, two_conv):
+    m = two_conv
     res = tfcompress.optimize(m, digits.train, digits.validation, target="drop<=10", minimize="latency", epochs=1,
                               seed=0, verbose=0)
     b = res.report.budget

@@ -97,9 +97,8 @@ def test_the_shipped_float32_plan_file_is_float_and_scores_like_the_model(tiny, 
 
 
 @pytest.mark.slow  # a real latency plan, 1-epoch rounds and the main job's exports: ~1 min
-def test_the_main_job_ships_a_float32_plan_as_fast_tflite_and_checks_it(digits, monkeypatch, tmp_path):
+def test_the_main_job_ships_a_float32_plan_as_fast_tflite_and_checks_it(digits, two_conv, monkeypatch, tmp_path):
     from tfcompress import pipeline
-    from tfcompress._keras import keras
 
     monkeypatch.setenv("TFCOMPRESS_CACHE", str(tmp_path / "cache"))  # the modelled timings below stay out of it
 
@@ -115,13 +114,7 @@ def test_the_main_job_ships_a_float32_plan_as_fast_tflite_and_checks_it(digits, 
         return dataclasses.replace(real(path, **{**k, "min_runs": 1, "min_seconds": 0}), median_ms=ms)
 
     monkeypatch.setattr(tflite_export, "benchmark", benchmark)
-    keras.utils.set_random_seed(0)
-    m = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(16, 3, activation="relu", name="conv"),
-                          keras.layers.Conv2D(16, 3, activation="relu", name="conv2"), keras.layers.Flatten(),
-                          keras.layers.Dense(10, activation="softmax", name="out")])
-    m.compile(keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy", ["accuracy"])
-    m.fit(*digits.train, epochs=6, batch_size=64, verbose=0)
-    rep = pipeline.run_job(m, digits, out=str(tmp_path / "out"), threads=1, quiet=True, verbose=0, epochs=1,
+    rep = pipeline.run_job(two_conv, digits, out=str(tmp_path / "out"), threads=1, quiet=True, verbose=0, epochs=1,
                            target="drop<=10", minimize="latency", timing_runs=1, timing_seconds=0)
     b = rep.optimize["budget"]
     assert b["weights"] == "float32", (b["notes"], b["rounds"], b["reference"])
@@ -129,5 +122,5 @@ def test_the_main_job_ships_a_float32_plan_as_fast_tflite_and_checks_it(digits, 
     with open(tmp_path / "out" / "fast.tflite", "rb") as f:
         assert set(layer_precisions(f.read()).values()) == {"float32"}
     files = {f["name"]: f for f in rep.files}
-    assert files["fast"]["zipped_bytes"] < files["float32"]["zipped_bytes"]  # thinned
-    assert b["shipped"]["met"] == b["met"] and abs(b["shipped"]["drop"]) <= 10
+    assert files["fast"]["zipped_bytes"] < files["float32"]["zipped_bytes"], b["rounds"]  # thinned
+    assert b["shipped"]["met"] == b["met"] and abs(b["shipped"]["drop"]) <= 10, b["shipped"]
