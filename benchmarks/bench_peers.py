@@ -13,6 +13,7 @@ A tool that cannot write a file for a model gets its one-line reason in the tabl
 
     nice -n 5 .venv/bin/python -m benchmarks.bench_peers                      # all three models
     nice -n 5 .venv/bin/python -m benchmarks.bench_peers --models lenet5 --quick   # smoke run
+    nice -n 5 .venv/bin/python -m benchmarks.bench_peers --models resnet8 --rows converter budget-latency
 
 Writes ``benchmarks/results/peers.{json,md}`` (``--quick``: ``peers_quick.*``).
 """
@@ -205,6 +206,7 @@ def merged(name, models):
         earlier = {}
     earlier.update({m["model"]: m for m in models})
     return [earlier[k] for k in MODELS if k in earlier]
+
 
 def partial(name, models):
     """The sittings of some rows only (``--rows``), per model: this sitting's, plus the earlier ones it did not redo."""
