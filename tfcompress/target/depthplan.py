@@ -54,7 +54,8 @@ def depth_units(model, x, y, base_ms, channel_units=(), scorer=None, threads=1, 
         A list of :class:`~tfcompress.target.sensitivity.Unit` (``kind="depth"``), empty when the
         model has no removable residual block or its blocks cannot be priced.
     """
-    bases = dict(base_ms) if isinstance(base_ms, dict) else {"int8": base_ms}
+    bases = {m: float(v) for m, v in (base_ms if isinstance(base_ms, dict) else {"int8": base_ms}).items()}
+    first = next(iter(bases))  # the mode each option's cost is in
     try:
         cands = find_blocks(model)
         blocks = [b for b in cands.blocks if b.kind == "residual"]
@@ -72,10 +73,9 @@ def depth_units(model, x, y, base_ms, channel_units=(), scorer=None, threads=1, 
         inside = set(b.layers)
         touched = {g.name for g in groups if inside & (set(g.members) | set(g.consumers))}
         excludes = tuple(u.name for u in channel_units if u.name in inside or u.name in touched)
-        kept, gone = ({m: float(v) for m, v in bases.items()}, {m: float(p[b.name]) for m, p in prices.items()})
-        first = next(iter(bases))
+        gone = {m: float(p[b.name]) for m, p in prices.items()}
         units.append(Unit(b.name, "depth", int(b.params),
-                          [Option({}, kept[first], 0.0, prices=kept), Option({"remove": True}, gone[first], lost,
-                                                                             prices=gone)],
+                          [Option({}, bases[first], 0.0, prices=bases),
+                           Option({"remove": True}, gone[first], lost, prices=gone)],
                           TUNED_WEIGHT if tune_x is not None else 1.0, excludes))
     return units

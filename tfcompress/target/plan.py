@@ -39,10 +39,9 @@ function that fine-tunes the model with one recipe.
    sets the next ``scale`` to predict 80 % of the budget, inside the family's
    bracket of the scales measured (above a met one, below a missed one; at
    most 3x the last; met with the file's drop over 80 % of the budget, the
-   aim: stop, unless that round misses on the held-back samples: then it is the
-   bracket's missed end at its held-back drop, and the search goes on
-   lower); a size or latency budget, missed, shrinks its cost goal by
-   the miss, and ranks the plans meeting it by predicted drop. A round whose
+   aim: stop, unless it misses on the held-back samples: then it is the missed end
+   at its held-back drop); a size or latency budget, missed, shrinks its cost goal
+   by the miss, and ranks the plans meeting it by predicted drop. A round whose
    plan is one already measured (the allocation is saturated) is not
    trained: the run stops.
 6. No round met the budget: the default recipe (``base``'s own stages, what
@@ -120,9 +119,8 @@ SLACK, RAISE = AIM, 3.0
 ROUNDS, MAX_ROUNDS = 3, 5
 #: The weight formats a size plan chooses between (a plan-wide choice: QAT quantizes every layer alike).
 WEIGHTS = ("int8", "int4")
-#: A latency plan prices thinned float32 files beside int8 ones unless plain int8 runs at least this many times
-#: float32's speed (an AVX2 machine without VNNI: ResNet-8's int8 file ran at 0.70x float32, so a plan priced in
-#: int8 alone reached 1.42x float32 where the same thinning in float32 runs faster).
+#: A latency plan prices thinned float32 files beside int8 ones unless plain int8 runs this many times float32's
+#: speed (AVX2 without VNNI: ResNet-8's int8 ran at 0.70x float32; priced in int8 alone, its plan reached 1.42x).
 FLOAT_PLAN = 1.25
 SCAN_SAMPLES = 1000
 #: The note of a size plan, whose compressed files are stripped (``tflite_export`` ``strip_names``).
@@ -284,8 +282,12 @@ def run(model, train_data, validation_data, target, minimize, base, run_recipe, 
         say(f"scanned {len(units)} {'channel groups' if latency else 'layers'} on {count(xs)} samples"
             f" ({', '.join(families)} {'files' if latency else 'weights'})")
 
-        def compare(path):  # a file against the float32 file on the held-back samples
-            return heldout.compare(os.path.join(tmp, "float32.tflite"), path, xh, yh, scorer)
+        checks = {}  # path -> its held-back comparison (a near-edge round's is needed again at the end)
+
+        def compare(path):  # a file against the float32 file on the held-back samples, once
+            if path not in checks:
+                checks[path] = heldout.compare(os.path.join(tmp, "float32.tflite"), path, xh, yh, scorer)
+            return checks[path]
 
         def attempt(label, recipe, fmt):  # fine-tune, export, measure on the planning part
             result = run_recipe(recipe, (xp, yp))
