@@ -38,6 +38,7 @@ SKIP_REASONS = {
         "tfcompress.pruning.global_", "tfcompress.quantization", "tfcompress.quantization.binary",
         "tfcompress.quantization.configs", "tfcompress.quantization.nbit", "tfcompress.recipe",
         "tfcompress.target.depthplan", "tfcompress.target.fast", "tfcompress.target.joint", "tfcompress.target.latency",
+        "tfcompress.target.latencyplan",
         "tfcompress.target.plan", "tfcompress.target.rankplan",
         "tfcompress.target.sensitivity", "tfcompress.target.shipped", "tfcompress.target.table", "tfcompress.task",
         "tfcompress._keras",

@@ -247,14 +247,15 @@ def test_a_drop_budget_goes_on_past_three_rounds_while_a_round_met_with_points_t
         tiny, digits, monkeypatch, drops, rounds):
     from types import SimpleNamespace
 
+    from tfcompress.target import latencyplan
     from tfcompress.target import plan as budget_mode
 
     # 10 groups whose drops grow 1.5x: each bigger margin takes more of them, so every round is a new plan
     units = [Unit(f"g{i}", "channels", 8, [Option({}, 1.0, 0.0), Option({"ratio": 0.5}, 1.0 - 0.01 * (i + 1),
                                                                         3.0 * 1.5 ** i)]) for i in range(10)]
-    monkeypatch.setattr(budget_mode, "channel_options", lambda *a, **k: (units, 1.0))
-    monkeypatch.setattr(budget_mode, "depth_units", lambda *a, **k: [])
-    monkeypatch.setattr(budget_mode, "tuned_channel_units", lambda units, *a, **k: units)
+    monkeypatch.setattr(latencyplan, "channel_options", lambda *a, **k: (units, 1.0))
+    monkeypatch.setattr(latencyplan, "depth_units", lambda *a, **k: [])
+    monkeypatch.setattr(latencyplan, "tuned_channel_units", lambda units, *a, **k: units)
     monkeypatch.setattr(budget_mode, "side_by_side", lambda paths, threads: [0.01] * len(paths))
     monkeypatch.setattr(tflite_export, "benchmark", lambda *a, **k: SimpleNamespace(median_ms=0.01))
     real = budget_mode._measure
@@ -327,13 +328,14 @@ def test_a_latency_round_whose_file_runs_far_slower_than_its_plan_predicted_is_s
                                                                                    round_ms, said):
     from types import SimpleNamespace
 
+    from tfcompress.target import latencyplan
     from tfcompress.target import plan as budget_mode
     from tfcompress.target.latency import price_gap
 
     units = [Unit("g", "channels", 8, [Option({}, 1.0, 0.0), Option({"ratio": 0.5}, 0.6, 0.5)])]
-    monkeypatch.setattr(budget_mode, "channel_options", lambda *a, **k: (units, 1.0))
-    monkeypatch.setattr(budget_mode, "depth_units", lambda *a, **k: [])
-    monkeypatch.setattr(budget_mode, "tuned_channel_units", lambda units, *a, **k: units)
+    monkeypatch.setattr(latencyplan, "channel_options", lambda *a, **k: (units, 1.0))
+    monkeypatch.setattr(latencyplan, "depth_units", lambda *a, **k: [])
+    monkeypatch.setattr(latencyplan, "tuned_channel_units", lambda units, *a, **k: units)
     monkeypatch.setattr(tflite_export, "benchmark", lambda *a, **k: SimpleNamespace(median_ms=0.01))
     real = budget_mode._measure
 

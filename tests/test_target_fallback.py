@@ -6,7 +6,7 @@ import pytest
 
 import tflite_export
 from tfcompress.recipe import Recipe
-from tfcompress.target import heldout
+from tfcompress.target import heldout, latencyplan
 from tfcompress.target import plan as budget_mode
 from tfcompress.target.sensitivity import Option, Unit
 
@@ -17,9 +17,9 @@ def _run(tiny, digits, monkeypatch, held_drops, rounds=1, drops=None):
     # 10 groups whose drops grow 1.5x: each bigger margin takes more of them, so every round is a new plan
     units = [Unit(f"g{i}", "channels", 8, [Option({}, 1.0, 0.0), Option({"ratio": 0.5}, 1.0 - 0.01 * (i + 1),
                                                                         3.0 * 1.5 ** i)]) for i in range(10)]
-    monkeypatch.setattr(budget_mode, "channel_options", lambda *a, **k: (units, 1.0))
-    monkeypatch.setattr(budget_mode, "depth_units", lambda *a, **k: [])
-    monkeypatch.setattr(budget_mode, "tuned_channel_units", lambda units, *a, **k: units)
+    monkeypatch.setattr(latencyplan, "channel_options", lambda *a, **k: (units, 1.0))
+    monkeypatch.setattr(latencyplan, "depth_units", lambda *a, **k: [])
+    monkeypatch.setattr(latencyplan, "tuned_channel_units", lambda units, *a, **k: units)
     monkeypatch.setattr(tflite_export, "benchmark", lambda *a, **k: SimpleNamespace(median_ms=0.01))
     real_measure, real_compare = budget_mode._measure, heldout.compare
     def measure(model, path, *a, **k):

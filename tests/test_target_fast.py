@@ -108,14 +108,15 @@ def test_met_latency_rounds_are_timed_again_side_by_side_and_the_fastest_there_s
     # each round is timed once, in its own sitting: on a shared machine a round timed 0.063 ms between two at
     # 0.027-0.033 (ResNet-8, 2 threads). The met rounds' files are timed again alternately; those times choose.
     from tfcompress.recipe import Recipe
+    from tfcompress.target import latencyplan
     from tfcompress.target import plan as budget_mode
     from tfcompress.target.sensitivity import Option, Unit
 
     units = [Unit(n, "channels", 8, [Option({}, 1.0, 0.0), Option({"ratio": 0.5}, 0.9, d)])
              for n, d in (("a", 3.0), ("b", 6.0), ("c", 12.0))]
-    monkeypatch.setattr(budget_mode, "channel_options", lambda *a, **k: (units, 1.0))
-    monkeypatch.setattr(budget_mode, "depth_units", lambda *a, **k: [])
-    monkeypatch.setattr(budget_mode, "tuned_channel_units", lambda units, *a, **k: units)
+    monkeypatch.setattr(latencyplan, "channel_options", lambda *a, **k: (units, 1.0))
+    monkeypatch.setattr(latencyplan, "depth_units", lambda *a, **k: [])
+    monkeypatch.setattr(latencyplan, "tuned_channel_units", lambda units, *a, **k: units)
     own = {"round-1": (0.1, 0.01), "round-2": (0.2, 0.02)}  # drop, ms of each round's own sitting
     real = budget_mode._measure
 

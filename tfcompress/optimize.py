@@ -275,8 +275,11 @@ def optimize(model: Any, train_data: Any, validation_data: Any = None, *, recipe
     if target is not None or minimize is not None:
         task = task_for(coerce_model(model), loss, metrics, loss_weights, compiled=compiled)
 
+        if epochs is not None:  # each plan holds its stages' epochs (target/recipeplan.py): checked here
+            check_int(None, "epochs", epochs, phrase="a positive integer (or None for each stage's own)")
+
         def run_recipe(plan, validation):  # the planning part of validation_data (target/heldout.py)
-            return optimize(model, train_data, validation, recipe=plan, epochs=epochs, batch_size=batch_size,
+            return optimize(model, train_data, validation, recipe=plan, batch_size=batch_size,
                             verbose=verbose, callbacks=callbacks, strategy=strategy, seed=seed,
                             tensorboard=tensorboard, progress=progress, loss=loss, metrics=metrics,
                             loss_weights=loss_weights, check_baseline=check_baseline,
@@ -284,7 +287,7 @@ def optimize(model: Any, train_data: Any, validation_data: Any = None, *, recipe
         say = progress or (print if verbose != 0 else (lambda line: None))
         result, plan = budget_mode.run(coerce_model(model), train_data, validation_data, target or "drop<=1.0",
                                        minimize, as_recipe(recipe), run_recipe, say=say, task=task,
-                                       threads=check_int(None, "threads", threads))
+                                       threads=check_int(None, "threads", threads), epochs=epochs)
         result.plan = plan
         return result
     keras3_source = model if is_keras3_model(model) else None  # offered back by result.to_keras3()

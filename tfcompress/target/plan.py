@@ -17,7 +17,8 @@ function that fine-tunes the model with one recipe.
    :mod:`tfcompress.target.rankplan`; latency: priced in predicted ms, and each
    residual block removed too, :mod:`tfcompress.target.depthplan`; where plain
    int8 is not :data:`FLOAT_PLAN` times faster than float32 on this machine,
-   priced as float32 files too, a second family the allocation chooses from).
+   priced as float32 files too, a second family the allocation chooses from:
+   :mod:`tfcompress.target.latencyplan`).
 3. Allocate (:mod:`tfcompress.target.allocate`; a size plan thins channels
    too: :mod:`tfcompress.target.joint`) under the budget; a drop budget
    allows ``scale`` times its points of *scanned* drop, because the scan does
@@ -86,7 +87,6 @@ from tfcompress.scoring import Scorer, count, take
 from tfcompress.target import heldout
 from tfcompress.target.allocate import greedy
 from tfcompress.target.budget import check_minimize, parse_target
-from tfcompress.target.depthplan import depth_units
 from tfcompress.target.fallback import closest, default_round, held_back_fallback, meets, weights_of
 from tfcompress.target.fast import TOLERANCE, faster_mix, side_by_side
 from tfcompress.target.joint import (
@@ -95,13 +95,14 @@ from tfcompress.target.joint import (
     candidate_drop,
     joint_greedy,
     thin_options,
-    tuned_channel_units,
 )
 from tfcompress.target.latency import price_gap
+from tfcompress.target.latencyplan import FLOAT_PLAN
+from tfcompress.target.latencyplan import families as latency_families
 from tfcompress.target.predict import AIM, Correction, next_scale
 from tfcompress.target.rankplan import rank_options
-from tfcompress.target.recipeplan import plan_recipe
-from tfcompress.target.sensitivity import channel_options, priced_as, weight_options
+from tfcompress.target.recipeplan import plan_recipe, with_epochs
+from tfcompress.target.sensitivity import weight_options
 from tfcompress.target.table import markdown
 from tfcompress.task import Task
 
@@ -119,9 +120,6 @@ SLACK, RAISE = AIM, 3.0
 ROUNDS, MAX_ROUNDS = 3, 5
 #: The weight formats a size plan chooses between (a plan-wide choice: QAT quantizes every layer alike).
 WEIGHTS = ("int8", "int4")
-#: A latency plan prices thinned float32 files beside int8 ones unless plain int8 runs this many times float32's
-#: speed (AVX2 without VNNI: ResNet-8's int8 ran at 0.70x float32; priced in int8 alone, its plan reached 1.42x).
-FLOAT_PLAN = 1.25
 SCAN_SAMPLES = 1000
 #: The note of a size plan, whose compressed files are stripped (``tflite_export`` ``strip_names``).
 STRIP_NOTE = ("the compressed files' inner tensor names are emptied and the converter's notes and the recipe metadata "
@@ -188,7 +186,7 @@ def _samples(model, task, train_data, validation_data, limit):
 
 def run(model, train_data, validation_data, target, minimize, base, run_recipe, threads=2, rounds=MAX_ROUNDS,
         scale=DROP_SCALE, samples=SCAN_SAMPLES, say=None, weights=WEIGHTS, task=None, hold_back=heldout.FRACTION,
-        thin=SIZE_RATIOS):
+        thin=SIZE_RATIOS, epochs=None):
     """Budget mode (see the module docstring).
 
     Args:
@@ -217,6 +215,8 @@ def run(model, train_data, validation_data, target, minimize, base, run_recipe, 
         thin: the channel ratios a size plan may thin each group by (empty: no
             thinning, and a latency plan scores its candidates untuned).
             Defaults to :data:`tfcompress.target.joint.SIZE_RATIOS`.
+        epochs: every training stage's epochs (``optimize(epochs=...)``), written into each
+            recipe run (:func:`~tfcompress.target.recipeplan.with_epochs`). Defaults to `None`.
 
     Returns:
         ``(result, plan)``: the kept round's OptimizeResult (its
@@ -231,6 +231,7 @@ def run(model, train_data, validation_data, target, minimize, base, run_recipe, 
     if validation_data is None:
         raise RecipeError("target= needs validation_data: the budget is checked on it.")
     say = say or (lambda line: None)
+    base = with_epochs(base, epochs)  # the default recipe's run; each plan resolves its own (plan_recipe)
     task = task if task is not None else Task("sparse_categorical_crossentropy", ["accuracy"])
     xv, yv, tune_x = _samples(model, task, train_data, validation_data, TUNE_SAMPLES)
     rep_x = take(tune_x, 200)
@@ -257,19 +258,11 @@ def run(model, train_data, validation_data, target, minimize, base, run_recipe, 
             f"{'' if held['separate'] else ' (the same ones)'}")
         strip = minimize == "size" or target.metric == "size"  # the smallest file: no inner tensor names
         families = {}  # weight format -> (units, cost of the model before any move)
-        if latency:  # int8, and float32 where int8 is not clearly faster here (FLOAT_PLAN)
-            modes = ("int8", "float32") if ref["int8"]["ms"] * FLOAT_PLAN > ref["float32"]["ms"] else ("int8",)
-            units, base_cost = channel_options(model, xs, ys, scorer=scorer, threads=threads, modes=modes)
-            priced = (units[0].options[0].prices if units else None) or {}  # none: priced in FLOPs
-            bases = {m: priced[m] for m in modes if m in priced} or {"int8": base_cost}
-            if thin:  # each thinned candidate's drop after a short fine-tuning, as size plans score theirs
-                units = tuned_channel_units(units, model, xs, ys, scorer, tune_x)
-                units = [*units, *depth_units(model, xs, ys, bases, units, scorer, threads, tune_x)]
-            for m, b in bases.items():  # predicted ms (measured op costs), scaled to the format's measured file
-                families[m] = (priced_as(units, m, ref[m]["ms"] / b), ref[m]["ms"])
-            if "float32" in families:
-                notes.append(_float_note(ref, threads))
-                say(notes[-1])
+        if latency:  # int8, and float32 where int8 is not clearly faster here (latencyplan.FLOAT_PLAN)
+            families, units, note = latency_families(model, xs, ys, scorer, threads, ref, thin, tune_x)
+            if note:
+                notes.append(note)
+                say(note)
         else:
             units = weight_options(model, xs, ys, scorer=scorer)
             kernels = sum(u.options[0].cost for u in units)
@@ -317,7 +310,7 @@ def run(model, train_data, validation_data, target, minimize, base, run_recipe, 
                 say(f"round {i + 1}: scale {scale:g} gives a plan already measured (or none): stop")
                 break
             seen.add(key)
-            plan = plan_recipe(base, alloc.settings(units), weights=fmt)
+            plan = plan_recipe(base, alloc.settings(units), weights=fmt, epochs=epochs)
             try:
                 result, path, got, met = attempt(i + 1, plan, fmt)
             except TfcompressError as e:
@@ -472,13 +465,6 @@ def _edge_note(label, got, check, target, unit):
     return (f"round {label} met {target.describe()} near its edge on the planning samples (drop {got['drop']:.3g} "
             f"{unit}) but not on the held-back ones ({check['drop']:.3g} {unit}): the next round aims lower. The "
             "held-back samples steered the search, so their drop is a slightly optimistic estimate")
-
-
-def _float_note(ref, threads):
-    """Why a latency plan priced float32 files too: plain int8 is not clearly faster than float32 on this machine."""
-    i8, f32 = ref["int8"]["ms"], ref["float32"]["ms"]
-    return (f"plain int8 runs at {f32 / i8:.2f}x float32's speed on this machine ({i8:.3g} vs {f32:.3g} ms, {threads} "
-            f"thread(s); under {FLOAT_PLAN:g}x): the latency plan priced thinned float32 files beside int8 ones")
 
 
 def _mean_fit(fit):
