@@ -49,3 +49,19 @@ def test_no_tfcompress_file_within_budget_is_said_plainly():
                 _row("tfcompress: default recipe (int8 file)", 5_000, 1.5, 0.02, 0.01)])
     assert bench.verdict(m) == ["- no tfcompress file met the 1-point budget on the test set: "
                                 "tfcompress: default recipe (int8 file) +1.50 pts"]
+
+
+def test_the_size_line_stays_when_the_size_plan_missed_and_a_latency_file_is_the_smallest_within_budget():
+    # MobileNetV2 (--epochs 2): the size plan's file was +1.99 points on the test set, the latency plan's met at
+    # 11.9x; the reading had no size line at all (it counted only met size rows), hiding both facts
+    m = _model([_row("TFLite converter: post-training int8", 30_000, 0.0, 0.009, 0.004),
+                _row("tfcompress: budget mode drop<=1, minimize size", 2_000, 1.99, 0.03, 0.03),
+                _row("tfcompress: budget mode drop<=1, minimize latency", 8_000, 0.12, 0.003, 0.003)])
+    lines = bench.verdict(m)
+    assert lines[0].startswith("- size: smallest tfcompress file at <= 1 point is tfcompress: budget mode drop<=1, "
+                               "minimize latency (8,000 B") and "ahead of every peer" in lines[0]
+    assert lines[-1] == ("- tfcompress files over the 1-point budget on the test set: tfcompress: budget mode "
+                         "drop<=1, minimize size (+1.99 pts)")
+    only = _model([_row("TFLite converter: post-training int8", 30_000, 0.0, 0.009, 0.004),
+                   _row("tfcompress: budget mode drop<=1, minimize latency", 8_000, 0.12, 0.003, 0.003)])
+    assert not any(ln.startswith("- size") for ln in bench.verdict(only))  # a latency-only sitting: no size line
