@@ -240,8 +240,9 @@ def test_rounds_raise_the_margin_while_the_file_has_slack_and_keep_the_best(tiny
     ((0.1,) * 5, [1, 2, 3, 4, 5]),       # every round met with points to spare: on past ROUNDS, to MAX_ROUNDS
     ((0.1, 0.1, 2.0, 0.3), [1, 2, 3, 4, 5]),  # round 3 missed: rounds 4 and 5 inside the bracket
     ((0.1, 0.1, 0.1, 0.9), [1, 2, 3, 4]),  # round 4 met near the budget (over SLACK): stop there
-    # no round met: the margin falls (round 3's plan would be round 2's: stop), then the default recipe
-    ((2.0, 2.0, 2.0, 2.0), [1, 2, "default"]),
+    # no round met: the margin falls (round 3's plan would be round 2's: stop), then the default recipe, then the
+    # plain int8 file (its reference met in step 1)
+    ((2.0, 2.0, 2.0, 2.0), [1, 2, "default", "plain"]),
 ])
 def test_a_drop_budget_goes_on_past_three_rounds_while_a_round_met_with_points_to_spare(
         tiny, digits, monkeypatch, drops, rounds):
@@ -274,12 +275,13 @@ def test_a_drop_budget_goes_on_past_three_rounds_while_a_round_met_with_points_t
                              threads=1, samples=64)
     b = res.report.budget
     assert [r["round"] for r in b["rounds"]] == rounds, b["rounds"]
-    planned = [r for r in b["rounds"] if r["round"] != "default"]
+    planned = [r for r in b["rounds"] if r["round"] not in ("default", "plain")]
     assert len({repr(r["plan"]) for r in planned}) == len(planned)  # each round a new plan
     res, _ = budget_mode.run(tiny, digits.train, digits.validation, "drop<=1", "latency", Recipe(),
                              lambda plan, val: SimpleNamespace(model=tiny, report=SimpleNamespace()),
                              threads=1, samples=64, rounds=2)
-    assert [r["round"] for r in res.report.budget["rounds"]][:3] in ([1, 2], [1, 2, "default"])  # rounds=: the most
+    assert [r["round"] for r in res.report.budget["rounds"]][:4] in ([1, 2], [1, 2, "default"],
+                                                                     [1, 2, "default", "plain"])  # rounds=: the most
 
 
 @pytest.mark.slow  # TF-MOT's QAT wrapping: 5-15 s on the loaded machine

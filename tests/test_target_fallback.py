@@ -1,5 +1,6 @@
 """Budget mode's fallback: a planned round met on the planning samples that misses on the held-back ones."""
 
+import os
 from types import SimpleNamespace
 
 import pytest
@@ -12,8 +13,9 @@ from tfcompress.target.sensitivity import Option, Unit
 
 
 def _run(tiny, digits, monkeypatch, held_drops, rounds=1, drops=None):
-    """Planned rounds met on the planning samples (drop 0.1 of 1, or ``drops[round]``); ``held_drops`` say each
-    file's held-back drop (``{"round-1": ..., "default": ...}``, a file named by neither: ``"round"``)."""
+    """Planned rounds met on the planning samples (drop 0.1 of 1, or ``drops[round]``; ``drops["default"]``,
+    ``drops["plain"]``, ``drops["int8"]``: the default recipe's, the plain int8 round's and reference's); ``held_drops``
+    say each file's held-back drop (``{"round-1": ..., "default": ...}``, a file named by none: ``"round"``)."""
     # 10 groups whose drops grow 1.5x: each bigger margin takes more of them, so every round is a new plan
     units = [Unit(f"g{i}", "channels", 8, [Option({}, 1.0, 0.0), Option({"ratio": 0.5}, 1.0 - 0.01 * (i + 1),
                                                                         3.0 * 1.5 ** i)]) for i in range(10)]
@@ -22,9 +24,10 @@ def _run(tiny, digits, monkeypatch, held_drops, rounds=1, drops=None):
     monkeypatch.setattr(latencyplan, "tuned_channel_units", lambda units, *a, **k: units)
     monkeypatch.setattr(tflite_export, "benchmark", lambda *a, **k: SimpleNamespace(median_ms=0.01))
     real_measure, real_compare = budget_mode._measure, heldout.compare
-    def measure(model, path, *a, **k):
-        i = next((n for n in range(1, 9) if f"round-{n}" in str(path)), None)
-        return {**real_measure(model, path, *a, **k), "drop": (drops or {}).get(i, 0.1)}
+    def measure(model, path, *a, **k):  # a file's drop on the planning samples: drops[round number or name]
+        name = os.path.basename(str(path)).removesuffix(".tflite").removeprefix("round-")
+        return {**real_measure(model, path, *a, **k), "drop": (drops or {}).get(int(name) if name.isdigit() else name,
+                                                                                0.1)}
 
     monkeypatch.setattr(budget_mode, "_measure", measure)
 
@@ -55,8 +58,9 @@ def test_the_default_recipe_ships_when_it_meets_on_both_and_the_planned_round_no
 
 
 def test_the_planned_round_stays_not_met_when_the_default_recipe_misses_held_back_too(tiny, digits, monkeypatch):
+    # the plain int8 reference met on the planning samples: its round runs last, and misses held back too
     b, plan, trained = _run(tiny, digits, monkeypatch, {"round": 3.0, "default": 2.0})
-    assert [r["round"] for r in b["rounds"]] == [1, "default"]
+    assert [r["round"] for r in b["rounds"]] == [1, "default", "plain"]
     assert not b["met"] and b["kept_round"] == 1 and plan is trained[0]
     assert "NOT met" in b["notes"][0] and "held-back" in b["notes"][0], b["notes"][0]
     assert any("missed" in n and "held-back samples too" in n for n in b["notes"])
@@ -89,3 +93,24 @@ def test_a_round_met_near_the_edge_and_missed_held_back_aims_the_next_round_lowe
     assert b["met"] and b["kept_round"] not in (1, "default") and plan is trained[b["kept_round"] - 1]
     assert any(n.startswith("round 1 met") and "aims lower" in n and "optimistic" in n for n in b["notes"])
     assert "held-back drop (pts)" in b["markdown"]
+
+
+def test_the_plain_int8_file_ships_when_no_plan_nor_the_default_recipe_meets_and_it_does(tiny, digits, monkeypatch):
+    # MobileNetV2 at 2 epochs a stage: every fine-tuned file lost ~2 points, the converter's plain int8 none, and
+    # budget mode shipped a file 2 points down (NOT met). The plain int8 file met in step 1: it is measured and ships.
+    b, plan, trained = _run(tiny, digits, monkeypatch, {"round": 0.3}, drops={1: 2.0, "default": 2.5})
+    assert [r["round"] for r in b["rounds"]] == [1, "default", "plain"] and len(trained) == 3
+    assert b["met"] and b["kept_round"] == "plain" and plan is trained[-1] and plan.stages == []
+    assert any("nor the default recipe: the plain int8 file" in n and "it ships" in n for n in b["notes"]), b["notes"]
+    assert "The plain int8 file (the model post-training quantized, not fine-tuned) ships" in b["markdown"]
+    # the plain int8 reference itself over the budget: it is not tried, and the report says NOT met
+    b, plan, trained = _run(tiny, digits, monkeypatch, {"round": 2.0}, drops={1: 2.0, "default": 2.5, "int8": 1.5})
+    assert [r["round"] for r in b["rounds"]] == [1, "default"] and not b["met"] and "NOT met" in b["notes"][0]
+
+
+def test_the_plain_int8_file_ships_when_the_planned_round_and_the_default_recipe_miss_held_back(
+        tiny, digits, monkeypatch):
+    b, plan, trained = _run(tiny, digits, monkeypatch, {"round": 3.0, "default": 2.0, "plain": 0.2})
+    assert [r["round"] for r in b["rounds"]] == [1, "default", "plain"]
+    assert b["met"] and b["kept_round"] == "plain" and plan.stages == [] and b["rounds"][-1]["held_out_drop"] == 0.2
+    assert any("the plain int8 file" in n and "meets it on both" in n for n in b["notes"]), b["notes"]

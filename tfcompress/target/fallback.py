@@ -16,7 +16,14 @@ run the default recipe (``base``'s own stages, what ``optimize`` does without
   recipe's drops. So a drop budget ships a met file whenever the default
   recipe's file meets it on both the planning and the held-back samples.
 
-Both need the caller's ``attempt(label, recipe, fmt) -> (result, path, got, met)``
+Last of all, when neither a planned round nor the default recipe met the budget
+and the plain int8 reference file did (the model as it is, post-training int8,
+measured in step 1), that file's round (:data:`PLAIN`) is measured alike and
+ships: budget mode never ships a file that misses when doing nothing special
+meets it (MobileNetV2 at 2 epochs a stage: every fine-tuned file lost 2 points,
+the converter's plain int8 none).
+
+All need the caller's ``attempt(label, recipe, fmt) -> (result, path, got, met)``
 (fine-tune, export, measure on the planning samples) and ``rank(got, met)``.
 
 Example:
@@ -30,7 +37,50 @@ from __future__ import annotations
 from tfcompress.errors import TfcompressError, first_line
 from tfcompress.quantization import nbit
 
-__all__ = ["default_round", "held_back_fallback", "closest", "meets", "weights_of"]
+__all__ = ["default_round", "held_back_fallback", "plain_round", "closest", "meets", "weights_of", "describe",
+           "PLAIN", "FALLBACKS"]
+
+#: The label of the plain int8 file's round: the model as it is (no stage), post-training int8.
+PLAIN = "plain"
+#: The labels of the rounds that are not planned.
+FALLBACKS = ("default", PLAIN)
+
+
+def describe(label):
+    """How the notes name a round: ``round 2``, ``the default recipe``, ``the plain int8 file``.
+
+    Example:
+        >>> describe(2), describe("plain")
+        ('round 2', 'the plain int8 file (the model post-training quantized, not fine-tuned)')
+    """
+    names = {"default": "the default recipe", PLAIN: "the plain int8 file (the model post-training quantized, not "
+             "fine-tuned)"}
+    return names.get(label, f"round {label}")
+
+
+def plain_round(attempt, rank, base, kept, history, notes, target, scorer, say, ref):
+    """No planned round nor the default recipe met the budget: the plain int8 file, once, if its reference did.
+
+    Args:
+        kept: the best round so far (missed), or None.
+        ref: the plain int8 reference file's measurement on the planning samples (``drop``,
+            ``zipped_bytes``, ``ms``): the round runs only when it meets the budget.
+
+    Returns:
+        The plain round when it ranks better than ``kept`` (then a note says why it ships), else ``kept``.
+    """
+    if kept is not None and kept["met"] or not target.met(ref["drop"], ref["zipped_bytes"], ref["ms"]):
+        return kept
+    d = _run(attempt, PLAIN, _plain(base), history, notes, target, scorer, say,
+             "no planned round met the budget, nor the default recipe")
+    if d is None:
+        return kept
+    d["rank"] = rank(d["got"], d["met"])
+    if kept is None or d["rank"] < kept["rank"]:
+        how = " on the planning data: it ships" if d["met"] else f"; it ships, {closest(target, d['got']['drop'])}"
+        notes.append(f"no planned round met {target.describe()}, nor the default recipe: {describe(PLAIN)} did{how}")
+        return d
+    return kept
 
 
 def weights_of(recipe):
@@ -54,17 +104,23 @@ def closest(target, drop):
 def _run_default(attempt, base, history, notes, target, scorer, say, why):
     """The default recipe once, as a round named ``"default"`` in ``history``; None when it fails on this model."""
     stages = " → ".join(n for n, _ in base.stages) or "no stage"
-    say(f"{why}: the default recipe ({stages}), once")
+    return _run(attempt, "default", base, history, notes, target, scorer, say, why, f" ({stages})"), stages
+
+
+def _run(attempt, label, recipe, history, notes, target, scorer, say, why, stages=""):
+    """A fallback round once (``label``: ``"default"`` or :data:`PLAIN`), in ``history``; None if it fails."""
+    name = describe(label) + stages
+    say(f"{why}: {name}, once")
     try:
-        result, path, got, met = attempt("default", base, weights_of(base))
+        result, path, got, met = attempt(label, recipe, weights_of(recipe))
     except TfcompressError as e:
-        notes.append(f"the default recipe ({stages}) failed on this model: {first_line(e)}")
-        return None, stages
-    history.append({"round": "default", "scale": None, "weights": weights_of(base), "estimated_cost": None,
+        notes.append(f"{name} failed on this model: {first_line(e)}")
+        return None
+    history.append({"round": label, "scale": None, "weights": weights_of(recipe), "estimated_cost": None,
                     "scanned_drop": None, "predicted_drop": None, "plan": {}, **got, "met": met})
-    say(f"default recipe: drop {got['drop']:.3g} {scorer.unit}, {got['zipped_bytes']} B zipped, {got['ms']:.3g} ms: "
+    say(f"{name}: drop {got['drop']:.3g} {scorer.unit}, {got['zipped_bytes']} B zipped, {got['ms']:.3g} ms: "
         f"{'met' if met else 'missed'}")
-    return {"result": result, "plan": base, "met": met, "got": got, "round": "default", "path": path}, stages
+    return {"result": result, "plan": recipe, "met": met, "got": got, "round": label, "path": path}
 
 
 def default_round(attempt, rank, base, kept, history, notes, target, scorer, say):
@@ -85,12 +141,14 @@ def default_round(attempt, rank, base, kept, history, notes, target, scorer, say
     return kept
 
 
-def held_back_fallback(attempt, base, kept, check, others, compare, history, notes, target, scorer, say):
+def held_back_fallback(attempt, base, kept, check, others, compare, history, notes, target, scorer, say, ref):
     """The kept planned round met on the planning samples, not held back: another file that meets both ships.
 
     First the other planned rounds that met on the planning samples, best
     ranked first (their files are written already: only the held-back
-    comparison runs), then the default recipe, once.
+    comparison runs), then the default recipe, once, then the plain int8 file
+    when its reference met the budget on the planning samples (``ref``, as
+    :func:`plain_round` takes it).
 
     Args:
         others: the other met planned rounds (``tried`` entries with ``path``
@@ -117,17 +175,29 @@ def held_back_fallback(attempt, base, kept, check, others, compare, history, not
         next(h for h in history if h["round"] == t["round"])["held_out_drop"] = c["drop"]
         if meets(target, t["got"], c):
             return chosen(t, c, f"round {t['round']}")
-    d, stages = _run_default(attempt, base, history, notes, target, scorer, say, why)
-    if d is None:
-        return kept, check
-    if not d["met"]:
-        notes.append(f"the default recipe ({stages}) missed {target.describe()} on the planning samples too (drop "
-                     f"{d['got']['drop']:.3g} {unit}): round {kept['round']} ships")
-        return kept, check
-    d_check = compare(d["path"])
-    history[-1]["held_out_drop"] = d_check["drop"]
-    if not meets(target, d["got"], d_check):
-        notes.append(f"the default recipe ({stages}) missed {target.describe()} on the held-back samples too (drop "
-                     f"{d_check['drop']:.3g} {unit}): round {kept['round']} ships")
-        return kept, check
-    return chosen(d, d_check, f"the default recipe ({stages})")
+    fallbacks = [("default", base, " (" + (" → ".join(n for n, _ in base.stages) or "no stage") + ")")]
+    if target.met(ref["drop"], ref["zipped_bytes"], ref["ms"]):  # the plain int8 file met it in step 1: last
+        fallbacks.append((PLAIN, _plain(base), ""))
+    for label, recipe, stages in fallbacks:
+        name = describe(label) + stages
+        d = _run(attempt, label, recipe, history, notes, target, scorer, say, why, stages)
+        if d is None:
+            continue
+        if not d["met"]:
+            notes.append(f"{name} missed {target.describe()} on the planning samples too (drop "
+                         f"{d['got']['drop']:.3g} {unit})")
+            continue
+        d_check = compare(d["path"])
+        history[-1]["held_out_drop"] = d_check["drop"]
+        if not meets(target, d["got"], d_check):
+            notes.append(f"{name} missed {target.describe()} on the held-back samples too (drop "
+                         f"{d_check['drop']:.3g} {unit})")
+            continue
+        return chosen(d, d_check, name)
+    notes.append(f"round {kept['round']} ships, NOT met on the held-back samples")
+    return kept, check
+
+
+def _plain(base):
+    """``base`` with every stage off: its file is the model's plain post-training int8 conversion."""
+    return base.replace(**{n: None for n, _ in base.stages})

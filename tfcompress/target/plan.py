@@ -49,7 +49,8 @@ function that fine-tunes the model with one recipe.
    ``optimize`` does without ``target=``) runs once, measured alike, and is
    kept if it meets the budget (else the closest of all is kept: one that
    keeps the user's accuracy floor, ``"size<=40KB, drop<=2"``, before one
-   that does not).
+   that does not); missed too, the plain int8 file (no stage: post-training
+   int8) does the same, if its reference met the budget in step 1.
 7. The claim: the kept file against the float32 file on the held-back
    samples, the drop with its 95 % confidence interval; ``budget["met"]`` is
    this result, and a disagreement with the planning result, or a budget not
@@ -87,7 +88,16 @@ from tfcompress.scoring import Scorer, count, take
 from tfcompress.target import heldout
 from tfcompress.target.allocate import greedy
 from tfcompress.target.budget import check_minimize, parse_target
-from tfcompress.target.fallback import closest, default_round, held_back_fallback, meets, weights_of
+from tfcompress.target.fallback import (
+    FALLBACKS,
+    closest,
+    default_round,
+    describe,
+    held_back_fallback,
+    meets,
+    plain_round,
+    weights_of,
+)
 from tfcompress.target.fast import TOLERANCE, faster_mix, side_by_side
 from tfcompress.target.joint import (
     SIZE_RATIOS,
@@ -370,13 +380,15 @@ def run(model, train_data, validation_data, target, minimize, base, run_recipe, 
                 f"round {t['round']} {t['got']['ms']:.3g} ms" for t in met_rounds) + f"; round {kept['round']} kept")
         if kept is None or not kept["met"]:  # no planned round met it: the default recipe, once, measured alike
             kept = default_round(attempt, rank, base, kept, history, notes, target, scorer, say)
+            kept = plain_round(attempt, rank, base, kept, history, notes, target, scorer, say, ref["int8"])
         if kept is None:
             raise RecipeError("budget mode: no round produced a file (see the notes above).")
         check = compare(kept["path"])
-        if held["separate"] and kept["met"] and kept["round"] != "default" and not meets(target, kept["got"], check):
+        planned = kept["round"] not in FALLBACKS
+        if held["separate"] and kept["met"] and planned and not meets(target, kept["got"], check):
             others = sorted((t for t in met_rounds if t is not kept), key=lambda t: t["rank"])
             kept, check = held_back_fallback(attempt, base, kept, check, others, compare, history, notes, target,
-                                             scorer, say)
+                                             scorer, say, ref["int8"])
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     result, plan, got = kept["result"], kept["plan"], kept["got"]
@@ -443,7 +455,7 @@ def _thin_units(model, xs, ys, scorer, ratios, notes, say, tune_x):
 
 def _held_notes(target, kept, check, met, held, unit):
     """What the reader must know first: the budget not met, and where planning and held-back results disagree."""
-    which = "the default recipe" if kept["round"] == "default" else f"round {kept['round']}"
+    which = describe(kept["round"])
     on = (f"the {check['samples']} held-back samples (drop {check['drop']:.3g} {unit}, 95 % CI "
           f"[{check['ci95'][0]:.3g}, {check['ci95'][1]:.3g}])")
     if not held["separate"]:

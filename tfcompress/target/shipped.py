@@ -28,6 +28,7 @@ from tfcompress._nested import count
 from tfcompress.scoring import Scorer
 from tfcompress.target import heldout
 from tfcompress.target.budget import parse_target
+from tfcompress.target.fallback import describe
 
 __all__ = ["check_shipped", "main_file"]
 
@@ -93,7 +94,7 @@ def check_shipped(budget: dict, files: list, data: Any, task: Any) -> list:
             f"{check['samples']} held-back samples against float32.tflite, {row['zipped_bytes']} B zipped, "
             f"{ms:.3g} ms at {budget['threads']} thread(s)")
     notes = [] if why is None else [why]
-    which = "the default recipe" if budget.get("kept_round") == "default" else f"round {budget.get('kept_round')}"
+    which = describe(budget.get("kept_round"))
     test, miss = _test_drop(scorer, rows["float32"], row), None
     if test is not None:  # the report's own test table: a claim it contradicts is not made
         budget["shipped"]["test_drop"] = test

@@ -8,6 +8,7 @@ Example:
 """
 
 from tfcompress.report import markdown_table
+from tfcompress.target.fallback import FALLBACKS, PLAIN, describe
 
 __all__ = ["markdown"]
 
@@ -62,11 +63,14 @@ def markdown(b):
                   f"samples{test}, {s['zipped_bytes']} B zipped, {s['ms']:.3g} ms ({s['threads']} thread(s)): "
                   f"{'meets' if s['met'] else 'does NOT meet'} the budget."]
     kept = next(r for r in b["rounds"] if r["round"] == b["kept_round"])
-    if kept["round"] == "default":
+    if kept["round"] in FALLBACKS:
         why = ("the planned rounds that met the budget on the planning samples missed it on the held-back ones"
-               if any(r["met"] for r in b["rounds"] if r["round"] != "default") else
+               if any(r["met"] for r in b["rounds"] if r["round"] not in FALLBACKS) else
                "no planned round met the budget")
-        lines += ["", f"The default recipe ships (no per-layer plan): the recipe given, its own stages; {why}."]
+        what = ("The default recipe ships (no per-layer plan): the recipe given, its own stages" if kept["round"] ==
+                "default" else f"{describe(PLAIN)[0].upper()}{describe(PLAIN)[1:]} ships (no stage ran), as the "
+                "default recipe did not meet the budget either")
+        lines += ["", f"{what}; {why}."]
     else:
         lines += ["", f"Plan of round {kept['round']} (scan: one layer or channel group at a time; a "
                   "thinned or factorised candidate fine-tuned briefly, the others not; "
