@@ -101,7 +101,8 @@ def test_the_plain_int8_file_ships_when_no_plan_nor_the_default_recipe_meets_and
     b, plan, trained = _run(tiny, digits, monkeypatch, {"round": 0.3}, drops={1: 2.0, "default": 2.5})
     assert [r["round"] for r in b["rounds"]] == [1, "default", "plain"] and len(trained) == 3
     assert b["met"] and b["kept_round"] == "plain" and plan is trained[-1] and plan.stages == []
-    assert any("nor the default recipe: the plain int8 file" in n and "it ships" in n for n in b["notes"]), b["notes"]
+    assert any("nor the default recipe (" in n and "): the plain int8 file" in n and "it ships" in n
+               for n in b["notes"]), b["notes"]
     assert "The plain int8 file (the model post-training quantized, not fine-tuned) ships" in b["markdown"]
     # the plain int8 reference itself over the budget: it is not tried, and the report says NOT met
     b, plan, trained = _run(tiny, digits, monkeypatch, {"round": 2.0}, drops={1: 2.0, "default": 2.5, "int8": 1.5})

@@ -16,9 +16,9 @@ run the default recipe (``base``'s own stages, what ``optimize`` does without
   recipe's drops. So a drop budget ships a met file whenever the default
   recipe's file meets it on both the planning and the held-back samples.
 
-Last of all, when neither a planned round nor the default recipe met the budget
-and the plain int8 reference file did (the model as it is, post-training int8,
-measured in step 1), that file's round (:data:`PLAIN`) is measured alike and
+Last of all (in both), when neither a planned round nor the default recipe met the
+budget and the plain int8 reference file did (the model as it is, post-training
+int8, measured in step 1), that file's round (:data:`PLAIN`) is measured alike and
 ships: budget mode never ships a file that misses when doing nothing special
 meets it (MobileNetV2 at 2 epochs a stage: every fine-tuned file lost 2 points,
 the converter's plain int8 none).
@@ -37,7 +37,7 @@ from __future__ import annotations
 from tfcompress.errors import TfcompressError, first_line
 from tfcompress.quantization import nbit
 
-__all__ = ["default_round", "held_back_fallback", "plain_round", "closest", "meets", "weights_of", "describe",
+__all__ = ["default_round", "held_back_fallback", "closest", "meets", "weights_of", "describe",
            "PLAIN", "FALLBACKS"]
 
 #: The label of the plain int8 file's round: the model as it is (no stage), post-training int8.
@@ -56,31 +56,6 @@ def describe(label):
     names = {"default": "the default recipe", PLAIN: "the plain int8 file (the model post-training quantized, not "
              "fine-tuned)"}
     return names.get(label, f"round {label}")
-
-
-def plain_round(attempt, rank, base, kept, history, notes, target, scorer, say, ref):
-    """No planned round nor the default recipe met the budget: the plain int8 file, once, if its reference did.
-
-    Args:
-        kept: the best round so far (missed), or None.
-        ref: the plain int8 reference file's measurement on the planning samples (``drop``,
-            ``zipped_bytes``, ``ms``): the round runs only when it meets the budget.
-
-    Returns:
-        The plain round when it ranks better than ``kept`` (then a note says why it ships), else ``kept``.
-    """
-    if kept is not None and kept["met"] or not target.met(ref["drop"], ref["zipped_bytes"], ref["ms"]):
-        return kept
-    d = _run(attempt, PLAIN, _plain(base), history, notes, target, scorer, say,
-             "no planned round met the budget, nor the default recipe")
-    if d is None:
-        return kept
-    d["rank"] = rank(d["got"], d["met"])
-    if kept is None or d["rank"] < kept["rank"]:
-        how = " on the planning data: it ships" if d["met"] else f"; it ships, {closest(target, d['got']['drop'])}"
-        notes.append(f"no planned round met {target.describe()}, nor the default recipe: {describe(PLAIN)} did{how}")
-        return d
-    return kept
 
 
 def weights_of(recipe):
@@ -123,22 +98,33 @@ def _run(attempt, label, recipe, history, notes, target, scorer, say, why, stage
     return {"result": result, "plan": recipe, "met": met, "got": got, "round": label, "path": path}
 
 
-def default_round(attempt, rank, base, kept, history, notes, target, scorer, say):
-    """No planned round met the budget: run the default recipe once; the better of it and ``kept`` is returned."""
-    d, stages = _run_default(attempt, base, history, notes, target, scorer, say,
-                             f"no planned round met {target.describe()}")
-    if d is None:
-        return kept
-    d["rank"] = rank(d["got"], d["met"])
-    if kept is None or d["rank"] < kept["rank"]:
-        notes.append(f"no planned round met {target.describe()}; the default recipe ({stages}) did on the planning "
-                     "data: it ships" if d["met"] else
-                     f"no planned round met {target.describe()}, nor the default recipe ({stages}); it ships, "
-                     f"{closest(target, d['got']['drop'])}")
-        return d
-    notes.append(f"the default recipe ({stages}) missed {target.describe()} too (drop {d['got']['drop']:.3g} "
-                 f"{scorer.unit}, {d['got']['zipped_bytes']} B zipped): the closest planned round ships")
-    return kept
+def default_round(attempt, rank, base, kept, history, notes, target, scorer, say, ref=None):
+    """No planned round met the budget: run the default recipe once; the better of it and ``kept`` is returned.
+
+    Missed too, the plain int8 file runs once if its reference ``ref`` (the plain int8 file's measurement
+    on the planning samples: ``drop``, ``zipped_bytes``, ``ms``) met the budget, and ships when it ranks better.
+    """
+    why = f"no planned round met {target.describe()}"
+    d, stages = _run_default(attempt, base, history, notes, target, scorer, say, why)
+    p = None
+    if (d is None or not d["met"]) and ref is not None and target.met(ref["drop"], ref["zipped_bytes"], ref["ms"]):
+        p = _run(attempt, PLAIN, _plain(base), history, notes, target, scorer, say, f"{why}, nor the default recipe")
+    for t in (d, p):
+        if t is not None:
+            t["rank"] = rank(t["got"], t["met"])
+    best = min((t for t in (kept, d, p) if t is not None), key=lambda t: t["rank"], default=None)
+    if best is d and d is not None:
+        notes.append(f"{why}; the default recipe ({stages}) did on the planning data: it ships" if d["met"] else
+                     f"{why}, nor the default recipe ({stages}); it ships, {closest(target, d['got']['drop'])}")
+    elif best is p and p is not None:
+        notes.append(f"{why}, nor the default recipe ({stages}): {describe(PLAIN)} "
+                     + ("did on the planning data: it ships" if p["met"] else
+                        f"missed too; it ships, {closest(target, p['got']['drop'])}"))
+    elif d is not None:
+        notes.append(f"the default recipe ({stages}) missed {target.describe()} too (drop {d['got']['drop']:.3g} "
+                     f"{scorer.unit}, {d['got']['zipped_bytes']} B zipped){', and the plain int8 file' if p else ''}: "
+                     "the closest planned round ships")
+    return best
 
 
 def held_back_fallback(attempt, base, kept, check, others, compare, history, notes, target, scorer, say, ref):
@@ -148,7 +134,7 @@ def held_back_fallback(attempt, base, kept, check, others, compare, history, not
     ranked first (their files are written already: only the held-back
     comparison runs), then the default recipe, once, then the plain int8 file
     when its reference met the budget on the planning samples (``ref``, as
-    :func:`plain_round` takes it).
+    :func:`default_round` takes it).
 
     Args:
         others: the other met planned rounds (``tried`` entries with ``path``

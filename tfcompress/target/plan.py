@@ -95,7 +95,6 @@ from tfcompress.target.fallback import (
     describe,
     held_back_fallback,
     meets,
-    plain_round,
     weights_of,
 )
 from tfcompress.target.fast import TOLERANCE, faster_mix, side_by_side
@@ -379,8 +378,7 @@ def run(model, train_data, validation_data, target, minimize, base, run_recipe, 
             say("the met rounds timed again side by side: " + ", ".join(
                 f"round {t['round']} {t['got']['ms']:.3g} ms" for t in met_rounds) + f"; round {kept['round']} kept")
         if kept is None or not kept["met"]:  # no planned round met it: the default recipe, once, measured alike
-            kept = default_round(attempt, rank, base, kept, history, notes, target, scorer, say)
-            kept = plain_round(attempt, rank, base, kept, history, notes, target, scorer, say, ref["int8"])
+            kept = default_round(attempt, rank, base, kept, history, notes, target, scorer, say, ref["int8"])
         if kept is None:
             raise RecipeError("budget mode: no round produced a file (see the notes above).")
         check = compare(kept["path"])
