@@ -41,8 +41,9 @@ def _run(tiny, digits, monkeypatch, int8_ms, units=None):
         trained.append(plan)
         return SimpleNamespace(model=tiny, report=SimpleNamespace())
 
+    said = seen.setdefault("said", [])
     res, plan = budget_mode.run(tiny, digits.train, digits.validation, "drop<=1", "latency", Recipe(), run_recipe,
-                                threads=1, samples=64, rounds=1)
+                                threads=1, samples=64, rounds=1, say=said.append)
     return res.report.budget, plan, trained, seen
 
 
@@ -58,6 +59,8 @@ def test_where_int8_is_slower_than_float32_the_latency_plan_ships_a_thinned_floa
     # float32. The float32 family is priced beside it; its plan trains no QAT and its file ships as fast.tflite.
     b, plan, trained, seen = _run(tiny, digits, monkeypatch, int8_ms=0.02)
     assert seen["modes"] == ("int8", "float32")
+    assert any(line.startswith("scan: each channel group thinned alone") and "int8 and float32 files" in line
+               for line in seen["said"]), seen["said"]  # a long scan says what it does
     assert b["rounds"][0]["weights"] == "float32" and b["weights"] == "float32" and b["met"]
     assert plan.quantization is None and plan.channels.per_layer and plan.distillation is not None
     assert b["rounds"][0]["estimated_cost"] == pytest.approx(0.01 * 0.6)  # both groups thinned, float32 ms

@@ -26,7 +26,7 @@ __all__ = ["families", "FLOAT_PLAN"]
 FLOAT_PLAN = 1.25
 
 
-def families(model, xs, ys, scorer, threads, ref, thin, tune_x):
+def families(model, xs, ys, scorer, threads, ref, thin, tune_x, say=None):
     """``({format: (units, reference ms)}, units, note or None)``: the latency plan's priced families.
 
     Args:
@@ -37,17 +37,23 @@ def families(model, xs, ys, scorer, threads, ref, thin, tune_x):
         ref: ``{"float32": {"ms": ...}, "int8": {"ms": ...}}``, the reference files timed side by side.
         thin: falsy: the candidates are scored untuned and no block is removed.
         tune_x: the inputs each thinned candidate is fine-tuned on briefly.
+        say: called with a line as each step of the scan starts (a long one: each thinned
+            candidate is converted and priced, then fine-tuned). Defaults to `None`.
 
     Returns:
         The families (each ``(units priced in that format's ms, its reference file's ms)``), the
         units as scanned (both formats' prices), and the note saying why float32 was priced (or None).
     """
+    say = say or (lambda line: None)
     modes = ("int8", "float32") if ref["int8"]["ms"] * FLOAT_PLAN > ref["float32"]["ms"] else ("int8",)
+    say(f"scan: each channel group thinned alone, scored and priced as {' and '.join(modes)} files")
     units, base_cost = channel_options(model, xs, ys, scorer=scorer, threads=threads, modes=modes)
     priced = (units[0].options[0].prices if units else None) or {}  # none: priced in FLOPs
     bases = {m: priced[m] for m in modes if m in priced} or {"int8": base_cost}
     if thin:  # each thinned candidate's drop after a short fine-tuning, as size plans score theirs
+        say(f"scan: {sum(len(u.options) - 1 for u in units)} thinned candidates fine-tuned briefly")
         units = tuned_channel_units(units, model, xs, ys, scorer, tune_x)
+        say("scan: each residual block removed alone, priced and fine-tuned briefly")
         units = [*units, *depth_units(model, xs, ys, bases, units, scorer, threads, tune_x)]
     out = {m: (priced_as(units, m, ref[m]["ms"] / b), ref[m]["ms"]) for m, b in bases.items()}
     return out, units, (_float_note(ref, threads) if "float32" in out else None)

@@ -268,7 +268,7 @@ def run(model, train_data, validation_data, target, minimize, base, run_recipe, 
         strip = minimize == "size" or target.metric == "size"  # the smallest file: no inner tensor names
         families = {}  # weight format -> (units, cost of the model before any move)
         if latency:  # int8, and float32 where int8 is not clearly faster here (latencyplan.FLOAT_PLAN)
-            families, units, note = latency_families(model, xs, ys, scorer, threads, ref, thin, tune_x)
+            families, units, note = latency_families(model, xs, ys, scorer, threads, ref, thin, tune_x, say)
             if note:
                 notes.append(note)
                 say(note)
