@@ -298,6 +298,8 @@ def _section(m, title):
         lines += ["", "Budget mode's minimize-size file has its inner tensor names emptied, as its size plans "
                   "ship it (`strip_names`: a few hundred bytes); every other file keeps its names."]
     lines += ["", "Reading this run:", "", *verdict(m), ""]
+    if m.get("remark"):  # what a person read in the sitting's log, kept in the .json (e.g. the scan's time)
+        lines += [m["remark"], ""]
     return lines
 
 

@@ -37,7 +37,9 @@ def test_the_reading_names_the_peer_that_is_smaller_or_faster_and_skips_one_over
     m["sitting"] = {"command": "python -m benchmarks.bench_peers", "machine": "x86_64", "cpu": "avx2",
                     "load_average": [1.0, 1.0, 1.0], "seconds": 60, "timing": {"rounds": 2},
                     "settings": {"epochs": 1, "epochs_prune": 1, "epochs_qat": 1}}
+    m["remark"] = "The scan took 74 min."
     text = bench.markdown({"budget_points": 1.0, "models": [m]})
+    assert "\n\nThe scan took 74 min.\n" in text
     assert "| Keras 3 model.quantize('int8') + export litert | no file: RuntimeError: no export |" in text
     assert "| TF-MOT by hand: prune 50% + PQAT | 2,000 |" in text and "| +5.00 | NO |" in text
     assert "ResNet-8 / Fashion-MNIST: not run in this session (time)." in text
