@@ -77,12 +77,6 @@ def closest(target, drop):
     return "the closest"
 
 
-def _run_default(attempt, base, history, notes, target, scorer, say, why):
-    """The default recipe once, as a round named ``"default"`` in ``history``; None when it fails on this model."""
-    stages = _stages(base)
-    return _run(attempt, "default", base, history, notes, target, scorer, say, why, f" ({stages})"), stages
-
-
 def _run(attempt, label, recipe, history, notes, target, scorer, say, why, stages=""):
     """A fallback round once (``label``: ``"default"`` or :data:`PLAIN`), in ``history``; None if it fails."""
     name = describe(label) + stages
@@ -106,7 +100,8 @@ def default_round(attempt, rank, base, kept, history, notes, target, scorer, say
     on the planning samples: ``drop``, ``zipped_bytes``, ``ms``) met the budget, and ships when it ranks better.
     """
     why = f"no planned round met {target.describe()}"
-    d, stages = _run_default(attempt, base, history, notes, target, scorer, say, why)
+    stages = _stages(base)
+    d = _run(attempt, "default", base, history, notes, target, scorer, say, why, f" ({stages})")
     p = None
     if (d is None or not d["met"]) and ref is not None and target.met(ref["drop"], ref["zipped_bytes"], ref["ms"]):
         p = _run(attempt, PLAIN, _plain(base), history, notes, target, scorer, say, f"{why}, nor the default recipe")
